@@ -1,0 +1,238 @@
+package contracts
+
+import (
+	"time"
+
+	"github.com/cosell-dev/cosell/contracts/partnercenter"
+)
+
+// Version is an entity's version in its own system: Partner Center's eTag and updatedDateTime, or
+// Salesforce's SystemModstamp. At orders versions of one entity; Tag tells equal timestamps apart.
+type Version struct {
+	Tag string    `json:"tag"`
+	At  time.Time `json:"at"`
+}
+
+// Newer reports whether v is strictly newer than o. An empty o is older than anything.
+func (v Version) Newer(o Version) bool {
+	if o.At.IsZero() {
+		return !v.At.IsZero() || v.Tag != o.Tag
+	}
+	return v.At.After(o.At)
+}
+
+// ReferralObserved is the data of TypeReferralObserved: a full referral snapshot as Partner Center returned it.
+type ReferralObserved struct {
+	Referral   partnercenter.Referral `json:"referral"`
+	Version    Version                `json:"version"`
+	ObservedAt time.Time              `json:"observedAt"`
+	// Via says how the change was noticed: "webhook", "poll" or "writer" (read back after our own write).
+	Via string `json:"via"`
+}
+
+// Opportunity is a Salesforce Opportunity snapshot: the fields the mapping reads, by API name, with the
+// JSON values Salesforce returned (parent fields under "Account.Name" style keys), plus its children.
+type Opportunity struct {
+	ID          string         `json:"id"`
+	Fields      map[string]any `json:"fields"`
+	TeamMembers []TeamMember   `json:"teamMembers,omitempty"`
+	Solutions   []Solution     `json:"solutions,omitempty"`
+	Deleted     bool           `json:"deleted,omitempty"`
+}
+
+// TeamMember is an OpportunityTeamMember with its User's contact fields.
+type TeamMember struct {
+	UserID    string `json:"userId"`
+	Role      string `json:"role,omitempty"`
+	FirstName string `json:"firstName,omitempty"`
+	LastName  string `json:"lastName,omitempty"`
+	Email     string `json:"email,omitempty"`
+	Phone     string `json:"phone,omitempty"`
+}
+
+// Solution is a Microsoft Solution child record of an Opportunity.
+type Solution struct {
+	ID         string `json:"id,omitempty"`
+	SolutionID string `json:"solutionId"`
+	Name       string `json:"name,omitempty"`
+}
+
+// OpportunityObserved is the data of TypeOpportunityObserved.
+type OpportunityObserved struct {
+	Opportunity Opportunity `json:"opportunity"`
+	Version     Version     `json:"version"`
+	ObservedAt  time.Time   `json:"observedAt"`
+	Via         string      `json:"via"`
+}
+
+// Operations a write command asks for.
+const (
+	OpCreate = "create"
+	OpUpdate = "update"
+)
+
+// ReferralCommand is the data of TypeReferralRequested: create or patch one referral.
+type ReferralCommand struct {
+	LinkID string `json:"linkId"`
+	Op     string `json:"op"`
+	// ReferralID is set for updates.
+	ReferralID string `json:"referralId,omitempty"`
+	// OpportunityID is the externalReferenceId: pc-writer looks it up before a create, so a redelivered
+	// create adopts the referral it already made.
+	OpportunityID string `json:"opportunityId"`
+	// Create is the resource to POST (create only).
+	Create *partnercenter.Referral `json:"create,omitempty"`
+	// Patch holds the JSON Patch operations to send (update only): only changed fields.
+	Patch []partnercenter.PatchOp `json:"patch,omitempty"`
+	// Cause is the id of the event the mapper decided on.
+	Cause string `json:"cause"`
+	// CauseVersion is the source version that produced this command.
+	CauseVersion Version `json:"causeVersion"`
+}
+
+// OpportunityCommand is the data of TypeOpportunityRequested: upsert or update one Opportunity.
+type OpportunityCommand struct {
+	LinkID string `json:"linkId"`
+	Op     string `json:"op"`
+	// OpportunityID is set for updates.
+	OpportunityID string `json:"opportunityId,omitempty"`
+	// ReferralID is the Referral Identifier external id: creates are upserts by it, so a redelivered
+	// create can never make a second Opportunity.
+	ReferralID string `json:"referralId,omitempty"`
+	// Fields are Opportunity API field names and the values to write (only changed fields on update).
+	Fields map[string]any `json:"fields"`
+	// Account, when set on a create, is found (name + postal code, then name) or created and linked.
+	Account *Account `json:"account,omitempty"`
+	// Purpose says why: "sync" (mapped fields) or "link" (write-back of referral id, link and status).
+	Purpose      string  `json:"purpose,omitempty"`
+	Cause        string  `json:"cause"`
+	CauseVersion Version `json:"causeVersion"`
+}
+
+// Account is the customer account an Opportunity belongs to.
+type Account struct {
+	Name       string `json:"name"`
+	Street     string `json:"street,omitempty"`
+	City       string `json:"city,omitempty"`
+	State      string `json:"state,omitempty"`
+	PostalCode string `json:"postalCode,omitempty"`
+	Country    string `json:"country,omitempty"`
+}
+
+// Outcome statuses.
+const (
+	OutcomeWritten = "written"
+	OutcomeFailed  = "failed"
+)
+
+// Outcome is the data of the written / failed events: what a writer did with one command.
+type Outcome struct {
+	CommandID string `json:"commandId"`
+	LinkID    string `json:"linkId"`
+	System    System `json:"system"`
+	Op        string `json:"op"`
+	Purpose   string `json:"purpose,omitempty"`
+	Status    string `json:"status"`
+	// Created is true when the write made a new record (false when a create adopted an existing one).
+	Created       bool   `json:"created,omitempty"`
+	ReferralID    string `json:"referralId,omitempty"`
+	OpportunityID string `json:"opportunityId,omitempty"`
+	// Version is the written record's version right after the write, when the writer knows it.
+	Version Version `json:"version"`
+	// Written is the mapped values the writer sent (what the other side should now hold).
+	Written map[string]any `json:"written,omitempty"`
+	Error   *Failure       `json:"error,omitempty"`
+	At      time.Time      `json:"at"`
+}
+
+// Failure is an upstream refusal, classified once at the writer.
+type Failure struct {
+	Code       string `json:"code"`
+	Message    string `json:"message"`
+	HTTPStatus int    `json:"httpStatus,omitempty"`
+	// Permanent is true when retrying cannot help (validation, forbidden transition).
+	Permanent bool `json:"permanent"`
+}
+
+// Decision kinds, the vocabulary of the audit trail.
+const (
+	DecisionApplied    = "applied"
+	DecisionCreated    = "created"
+	DecisionEcho       = "echo"
+	DecisionStale      = "stale"
+	DecisionNoChange   = "no-change"
+	DecisionConflict   = "conflict"
+	DecisionHeld       = "held"
+	DecisionIgnored    = "ignored"
+	DecisionWritten    = "written"
+	DecisionFailed     = "failed"
+	DecisionLinked     = "linked"
+	DecisionDeadLetter = "dead-letter"
+)
+
+// Decision is the data of TypeDecision: one audited decision about one link.
+type Decision struct {
+	LinkID        string `json:"linkId"`
+	ReferralID    string `json:"referralId,omitempty"`
+	OpportunityID string `json:"opportunityId,omitempty"`
+	Stage         string `json:"stage"`
+	Kind          string `json:"kind"`
+	// Target is the system the decision writes to, when it writes.
+	Target System   `json:"target,omitempty"`
+	Fields []string `json:"fields,omitempty"`
+	Detail string   `json:"detail,omitempty"`
+	// Cause is the id of the event decided on.
+	Cause string    `json:"cause"`
+	At    time.Time `json:"at"`
+}
+
+// DeadLetter is the data of TypeDeadLetter: a message a stage gave up on, with why, so it can be re-driven.
+type DeadLetter struct {
+	Stage      string              `json:"stage"`
+	Stream     string              `json:"stream"`
+	Consumer   string              `json:"consumer"`
+	StreamSeq  uint64              `json:"streamSeq"`
+	Subject    string              `json:"subject"`
+	Header     map[string][]string `json:"header"`
+	Data       []byte              `json:"data"`
+	Reason     string              `json:"reason"`
+	Deliveries uint64              `json:"deliveries"`
+	At         time.Time           `json:"at"`
+}
+
+// Link states.
+const (
+	LinkCreatingReferral    = "creating-referral"
+	LinkCreatingOpportunity = "creating-opportunity"
+	LinkLinked              = "linked"
+	LinkFailed              = "failed"
+)
+
+// Link is the record that pairs one referral with one opportunity, stored in BucketLinks under LinkKey.
+// It is only ever changed by compare-and-set on its KV revision.
+type Link struct {
+	ID            string `json:"id"`
+	Origin        System `json:"origin"`
+	ReferralID    string `json:"referralId,omitempty"`
+	OpportunityID string `json:"opportunityId,omitempty"`
+	State         string `json:"state"`
+	// Synced holds the agreed value of every mapped field (canonical names) as of the last decision: the
+	// base of the three-way merge.
+	Synced map[string]any `json:"synced,omitempty"`
+	PC     Side           `json:"pc"`
+	SF     Side           `json:"sf"`
+	// LastError is the latest write failure on either side, cleared by the next success.
+	LastError string    `json:"lastError,omitempty"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// Side is what cosell knows about one side of a link.
+type Side struct {
+	// Seen is the newest version observed and decided on; older snapshots are stale.
+	Seen Version `json:"seen"`
+	// WrittenFingerprint is the fingerprint of the mapped values we last asked to be written to this
+	// side: an observed snapshot with the same fingerprint is our own echo.
+	WrittenFingerprint string `json:"writtenFingerprint,omitempty"`
+	// Pending is the id of a write command sent to this side and not yet answered by an outcome.
+	Pending string `json:"pending,omitempty"`
+}

@@ -1,0 +1,3 @@
+module github.com/cosell-dev/cosell/contracts
+
+go 1.26.8

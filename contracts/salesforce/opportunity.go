@@ -1,0 +1,49 @@
+// Package salesforce names the Salesforce objects and fields cosell reads and writes. The custom fields are
+// the ones shipped in deploy/salesforce; keep the names here and there in step.
+package salesforce
+
+// APIVersion is the REST API version cosell (and go-salesforce v2.5.2) uses.
+const APIVersion = "v62.0"
+
+// Standard and custom field API names on Opportunity.
+const (
+	FieldID              = "Id"
+	FieldName            = "Name"
+	FieldAccountID       = "AccountId"
+	FieldAmount          = "Amount"
+	FieldCurrencyIsoCode = "CurrencyIsoCode"
+	FieldCloseDate       = "CloseDate"
+	FieldStageName       = "StageName"
+	FieldDescription     = "Description"
+	FieldIsClosed        = "IsClosed"
+	FieldIsWon           = "IsWon"
+	FieldSystemModstamp  = "SystemModstamp"
+	FieldLastModifiedBy  = "LastModifiedById"
+	FieldIsDeleted       = "IsDeleted"
+
+	FieldSyncWithPartnerCenter = "Sync_with_Partner_Center__c"
+	FieldReferralIdentifier    = "Referral_Identifier__c"
+	FieldReferralLink          = "Referral_Link__c"
+	FieldHowCanMicrosoftHelp   = "How_can_Microsoft_help__c"
+	FieldSyncStatus            = "Partner_Center_Sync_Status__c"
+	FieldAudit                 = "Audit__c"
+)
+
+// Object names.
+const (
+	ObjectOpportunity           = "Opportunity"
+	ObjectAccount               = "Account"
+	ObjectOpportunityTeamMember = "OpportunityTeamMember"
+	ObjectUser                  = "User"
+	ObjectMicrosoftSolution     = "Microsoft_Solution__c"
+)
+
+// Account fields cosell matches and fills.
+const (
+	AccountName              = "Name"
+	AccountBillingStreet     = "BillingStreet"
+	AccountBillingCity       = "BillingCity"
+	AccountBillingState      = "BillingState"
+	AccountBillingPostalCode = "BillingPostalCode"
+	AccountBillingCountry    = "BillingCountry"
+)
