@@ -139,10 +139,11 @@ type Outcome struct {
 	OpportunityID string `json:"opportunityId,omitempty"`
 	// Version is the written record's version right after the write, when the writer knows it.
 	Version Version `json:"version"`
-	// Written is the mapped values the writer sent (what the other side should now hold).
-	Written map[string]any `json:"written,omitempty"`
-	Error   *Failure       `json:"error,omitempty"`
-	At      time.Time      `json:"at"`
+	// Referral is the referral as Partner Center returned it after a create or patch, so the mapper
+	// sees edits made on Partner Center just before ours without another read.
+	Referral *partnercenter.Referral `json:"referral,omitempty"`
+	Error    *Failure                `json:"error,omitempty"`
+	At       time.Time               `json:"at"`
 }
 
 // Failure is an upstream refusal, classified once at the writer.
@@ -235,4 +236,7 @@ type Side struct {
 	WrittenFingerprint string `json:"writtenFingerprint,omitempty"`
 	// Pending is the id of a write command sent to this side and not yet answered by an outcome.
 	Pending string `json:"pending,omitempty"`
+	// Latest holds the mapped values (canonical names) of the newest snapshot observed on this side, so a
+	// change that had to wait (the other side not created yet, or locked) can be sent once it may be.
+	Latest map[string]any `json:"latest,omitempty"`
 }

@@ -247,3 +247,21 @@ const (
 	HeaderSignatureAlgorithm = "X-MS-Signature-Algorithm"
 	HeaderMSSignature        = "x-ms-signature"
 )
+
+// WebhookValidationStatus is the body of GET /webhooks/v1/registration/validationEvents/{correlationId}:
+// the delivery record of one test-created event.
+type WebhookValidationStatus struct {
+	CorrelationID string                    `json:"correlationId"`
+	PartnerID     string                    `json:"partnerId,omitempty"`
+	Status        string                    `json:"status"`
+	CallbackURL   string                    `json:"callbackUrl,omitempty"`
+	Results       []WebhookValidationResult `json:"results"`
+}
+
+// WebhookValidationResult is one delivery attempt of a validation event.
+type WebhookValidationResult struct {
+	ResponseCode    string `json:"responseCode"`
+	ResponseMessage string `json:"responseMessage"`
+	SystemError     bool   `json:"systemError"`
+	DateTimeUTC     string `json:"dateTimeUtc"`
+}

@@ -1,0 +1,457 @@
+// Package decide is the mapper's pure decision core: given an observed snapshot (or a writer's outcome)
+// and the link record, it decides what to write to the other side and how the link changes. It does no
+// I/O; the mapper service reads and compare-and-sets the link around it.
+package decide
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/contracts/partnercenter"
+	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+)
+
+// Observation is one observed snapshot, already read into mapped values.
+type Observation struct {
+	System   contracts.System
+	EventID  string
+	EntityID string
+	Version  contracts.Version
+	Values   Values
+	// Counterpart is the other side's id as this record names it: the referral's externalReferenceId, or
+	// the Opportunity's Referral Identifier.
+	Counterpart string
+	// Eligible is false for a record that must not start a new link: an Opportunity without
+	// "Sync with Partner Center", or a referral already closed.
+	Eligible bool
+	// Deleted marks a record deleted on its side.
+	Deleted bool
+}
+
+// ObserveReferral reads a referral snapshot into an Observation.
+func (m Mapping) ObserveReferral(eventID string, r partnercenter.Referral, v contracts.Version) Observation {
+	vals := m.FromReferral(r)
+	return Observation{
+		System: contracts.PartnerCenter, EventID: eventID, EntityID: r.ID, Version: v, Values: vals,
+		Counterpart: r.ExternalReferenceID,
+		Eligible:    r.Status != partnercenter.StatusClosed,
+	}
+}
+
+// ObserveOpportunity reads an Opportunity snapshot into an Observation.
+func (m Mapping) ObserveOpportunity(eventID string, o contracts.Opportunity, v contracts.Version) Observation {
+	return Observation{
+		System: contracts.Salesforce, EventID: eventID, EntityID: o.ID, Version: v,
+		Values:      m.FromOpportunity(o),
+		Counterpart: str(o.Fields[sf.FieldReferralIdentifier]),
+		Eligible:    o.Fields[sf.FieldSyncWithPartnerCenter] == true,
+		Deleted:     o.Deleted,
+	}
+}
+
+// Result is what a decision produced. The caller stores Link (when not nil) with compare-and-set, then
+// publishes the commands and decisions; command ids are deterministic, so a retry publishes duplicates the
+// server drops.
+type Result struct {
+	// Link is the new link state; nil leaves the stored link as it is.
+	Link *contracts.Link
+	// NewIndexes are the entity ids that must now point at Link (each side's index key).
+	NewIndexes map[contracts.System]string
+	Referral   *Command[contracts.ReferralCommand]
+	Opp        *Command[contracts.OpportunityCommand]
+	// LinkBack is a write-back of the referral id, link and sync status to the Opportunity.
+	LinkBack  *Command[contracts.OpportunityCommand]
+	Decisions []contracts.Decision
+}
+
+// Command is a write command with its deterministic id.
+type Command[T any] struct {
+	ID   string
+	Data T
+}
+
+// Observe decides on one observed snapshot. link is nil when no link exists for the record yet.
+func (m Mapping) Observe(link *contracts.Link, o Observation, now time.Time) Result {
+	if link == nil {
+		return m.firstSight(o, now)
+	}
+	l := cloneLink(*link)
+	res := Result{}
+	// The record that a create made, seen before the writer's outcome: it completes the link.
+	if idOf(l, o.System) == "" {
+		setIDOf(&l, o.System, o.EntityID)
+		l.State = contracts.LinkLinked
+		res.NewIndexes = map[contracts.System]string{o.System: o.EntityID}
+		res.Link = &l
+	}
+	side := sideOf(&l, o.System)
+	if side.Seen.Tag != "" && side.Seen.Tag == o.Version.Tag {
+		res.Decisions = append(res.Decisions, m.decision(l, o, contracts.DecisionNoChange, "version already decided on", nil, now))
+		return res
+	}
+	if !o.Version.Newer(side.Seen) {
+		res.Decisions = append(res.Decisions, m.decision(l, o, contracts.DecisionStale,
+			fmt.Sprintf("snapshot of %s is older than %s already applied", o.Version.At.Format(time.RFC3339Nano), side.Seen.At.Format(time.RFC3339Nano)), nil, now))
+		return res
+	}
+	vals := m.adjust(l, o.System, o.Values)
+	side.Seen = o.Version
+	side.Latest = vals
+	res.Link = &l
+	if o.Deleted {
+		l.LastError = fmt.Sprintf("%s record %s was deleted", o.System, o.EntityID)
+		res.Decisions = append(res.Decisions, m.decision(l, o, contracts.DecisionHeld, l.LastError, nil, now))
+		return res
+	}
+	m.propagate(&l, &res, o.System, vals, o.EventID, o.Version, now)
+	return res
+}
+
+// adjust applies the side-specific readings of values: for a link that Salesforce started, the hold stage
+// means nothing (hold is for referrals received from Partner Center), so it reads as active.
+func (m Mapping) adjust(l contracts.Link, sys contracts.System, v Values) Values {
+	if sys == contracts.Salesforce && l.Origin == contracts.Salesforce && v[FieldStatus] == StatusNew {
+		c := cloneValues(v)
+		c[FieldStatus] = StatusActive
+		return c
+	}
+	return v
+}
+
+// propagate sends the fields that changed on side from since the last sync to the other side.
+func (m Mapping) propagate(l *contracts.Link, res *Result, from contracts.System, vals Values, cause string, ver contracts.Version, now time.Time) {
+	to := from.Other()
+	obs := Observation{System: from, EventID: cause, Version: ver}
+	if idOf(*l, to) == "" {
+		res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionHeld,
+			fmt.Sprintf("waiting for the %s record to be created", to), nil, now))
+		return
+	}
+	changed := Values{}
+	var conflicts []string
+	other := sideOf(l, to)
+	for _, name := range m.fieldNames() {
+		if m.reach(name, to) != Always {
+			continue
+		}
+		nv, has := vals[name]
+		if !has && name != FieldNotes {
+			// A value that disappeared is not propagated as a blank: Partner Center refuses most blanks.
+			continue
+		}
+		if equal(nv, l.Synced[name]) {
+			continue
+		}
+		if ov, ok := other.Latest[name]; ok && !equal(ov, l.Synced[name]) && !equal(ov, nv) {
+			// Both sides changed the field since the last sync: the newer change wins.
+			conflicts = append(conflicts, name)
+			if ver.At.Before(other.Seen.At) {
+				continue
+			}
+		}
+		changed[name] = nv
+	}
+	if len(conflicts) > 0 {
+		res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionConflict,
+			"both sides changed since the last sync; the newer change wins", conflicts, now))
+	}
+	if len(changed) == 0 {
+		kind, detail := contracts.DecisionNoChange, "no mapped field changed"
+		if fp := m.fingerprint(vals, from); fp != "" && fp == sideOf(l, from).WrittenFingerprint {
+			kind, detail = contracts.DecisionEcho, "snapshot equals what cosell last wrote"
+		}
+		res.Decisions = append(res.Decisions, m.decision(*l, obs, kind, detail, nil, now))
+		return
+	}
+	if from == contracts.Salesforce && vals[FieldStatus] == StatusNew {
+		res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionHeld,
+			fmt.Sprintf("the Opportunity is in the hold stage %q: changes wait until it leaves it", m.Stages.Hold), sortedKeys(changed), now))
+		return
+	}
+	if to == contracts.PartnerCenter && locked(other.Latest) {
+		res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionHeld,
+			"the referral is closed in Partner Center and takes no more changes", sortedKeys(changed), now))
+		return
+	}
+	id := contracts.EventID("cmd", string(to), l.ID, cause)
+	switch to {
+	case contracts.PartnerCenter:
+		ops := m.ReferralPatch(changed, str(other.Latest[FieldStatus]))
+		if len(ops) == 0 {
+			res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionNoChange, "nothing Partner Center can take changed", sortedKeys(changed), now))
+			return
+		}
+		res.Referral = &Command[contracts.ReferralCommand]{ID: id, Data: contracts.ReferralCommand{
+			LinkID: l.ID, Op: contracts.OpUpdate, ReferralID: l.ReferralID, OpportunityID: l.OpportunityID,
+			Patch: ops, Cause: cause, CauseVersion: ver,
+		}}
+	case contracts.Salesforce:
+		res.Opp = &Command[contracts.OpportunityCommand]{ID: id, Data: contracts.OpportunityCommand{
+			LinkID: l.ID, Op: contracts.OpUpdate, OpportunityID: l.OpportunityID, ReferralID: l.ReferralID,
+			Fields: m.OpportunityFields(changed, false, ver.At), Purpose: "sync", Cause: cause, CauseVersion: ver,
+		}}
+	}
+	if l.Synced == nil {
+		l.Synced = Values{}
+	}
+	for k, v := range changed {
+		l.Synced[k] = v
+	}
+	expected := cloneValues(other.Latest)
+	for k, v := range changed {
+		expected[k] = v
+	}
+	other.WrittenFingerprint = m.fingerprint(expected, to)
+	other.Pending = id
+	res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionApplied, "sent to "+string(to), sortedKeys(changed), now))
+}
+
+func locked(v map[string]any) bool {
+	s := v[FieldStatus]
+	return s == StatusWon || s == StatusLost
+}
+
+// firstSight decides on a record no link knows yet.
+func (m Mapping) firstSight(o Observation, now time.Time) Result {
+	to := o.System.Other()
+	l := contracts.Link{
+		ID: contracts.LinkIDFor(o.System, o.EntityID), Origin: o.System, UpdatedAt: now,
+		Synced: m.project(o.Values, to),
+	}
+	setIDOf(&l, o.System, o.EntityID)
+	side := sideOf(&l, o.System)
+	side.Seen = o.Version
+	side.Latest = o.Values
+	res := Result{NewIndexes: map[contracts.System]string{o.System: o.EntityID}}
+	if o.Counterpart != "" {
+		// The record already names its partner on the other side: adopt the pair instead of creating.
+		setIDOf(&l, to, o.Counterpart)
+		l.State = contracts.LinkLinked
+		res.NewIndexes[to] = o.Counterpart
+		res.Link = &l
+		res.Decisions = append(res.Decisions, m.decision(l, o, contracts.DecisionLinked,
+			fmt.Sprintf("%s record names %s %s: linked without creating", o.System, to, o.Counterpart), nil, now))
+		return res
+	}
+	if !o.Eligible || o.Deleted {
+		reason := "the referral is closed"
+		if o.System == contracts.Salesforce {
+			reason = "Sync with Partner Center is off"
+		}
+		return Result{Decisions: []contracts.Decision{m.decision(l, o, contracts.DecisionIgnored, reason, nil, now)}}
+	}
+	id := contracts.EventID("cmd", string(to), l.ID, "create")
+	switch to {
+	case contracts.Salesforce:
+		l.State = contracts.LinkCreatingOpportunity
+		fields := m.OpportunityFields(m.project(o.Values, to), true, o.Version.At)
+		fields[sf.FieldReferralIdentifier] = o.EntityID
+		fields[sf.FieldReferralLink] = fmt.Sprintf(m.ReferralLinkFormat, o.EntityID)
+		fields[sf.FieldSyncStatus] = "✔"
+		res.Opp = &Command[contracts.OpportunityCommand]{ID: id, Data: contracts.OpportunityCommand{
+			LinkID: l.ID, Op: contracts.OpCreate, ReferralID: o.EntityID, Fields: fields,
+			Account: m.Account(o.Values), Purpose: "sync", Cause: o.EventID, CauseVersion: o.Version,
+		}}
+	case contracts.PartnerCenter:
+		l.State = contracts.LinkCreatingReferral
+		r := m.ReferralCreate(o.EntityID, o.Values)
+		res.Referral = &Command[contracts.ReferralCommand]{ID: id, Data: contracts.ReferralCommand{
+			LinkID: l.ID, Op: contracts.OpCreate, OpportunityID: o.EntityID, Create: &r,
+			Cause: o.EventID, CauseVersion: o.Version,
+		}}
+	}
+	other := sideOf(&l, to)
+	other.Pending = id
+	other.WrittenFingerprint = m.fingerprint(l.Synced, to)
+	res.Link = &l
+	res.Decisions = append(res.Decisions, m.decision(l, o, contracts.DecisionCreated, "creating the "+string(to)+" record", sortedKeys(l.Synced), now))
+	return res
+}
+
+// Outcome folds a writer's outcome into the link: it completes a link after a create, writes the referral
+// id back to the Opportunity, and sends changes that waited for the create.
+func (m Mapping) Outcome(link contracts.Link, out contracts.Outcome, now time.Time) Result {
+	l := cloneLink(link)
+	res := Result{Link: &l}
+	side := sideOf(&l, out.System)
+	if side.Pending == out.CommandID {
+		side.Pending = ""
+	}
+	obs := Observation{System: out.System, EventID: out.CommandID, Version: out.Version}
+	if out.Status == contracts.OutcomeFailed {
+		msg := "write failed"
+		if out.Error != nil {
+			msg = fmt.Sprintf("%s: %s", out.Error.Code, out.Error.Message)
+		}
+		l.LastError = fmt.Sprintf("%s %s: %s", out.System, out.Op, msg)
+		if out.Op == contracts.OpCreate && idOf(l, out.System) == "" {
+			l.State = contracts.LinkFailed
+		}
+		res.Decisions = append(res.Decisions, m.decision(l, obs, contracts.DecisionFailed, l.LastError, nil, now))
+		if out.System == contracts.PartnerCenter && l.OpportunityID != "" {
+			res.LinkBack = m.statusBack(l, out.CommandID, "✖ "+truncate(msg, 250))
+		}
+		return res
+	}
+	hadError := l.LastError != ""
+	l.LastError = ""
+	res.Decisions = append(res.Decisions, m.decision(l, obs, contracts.DecisionWritten,
+		fmt.Sprintf("%s %s %s", out.System, out.Op, map[bool]string{true: "created", false: "done"}[out.Created]), nil, now))
+	completed := false
+	if id := out.ReferralID; out.System == contracts.PartnerCenter && id != "" && l.ReferralID == "" {
+		l.ReferralID, completed = id, true
+	}
+	if id := out.OpportunityID; out.System == contracts.Salesforce && id != "" && l.OpportunityID == "" {
+		l.OpportunityID, completed = id, true
+	}
+	if completed {
+		l.State = contracts.LinkLinked
+		res.NewIndexes = map[contracts.System]string{out.System: idOf(l, out.System)}
+	}
+	if out.System == contracts.PartnerCenter && out.Op == contracts.OpCreate && l.OpportunityID != "" {
+		res.LinkBack = &Command[contracts.OpportunityCommand]{
+			ID: contracts.EventID("cmd", "sf", l.ID, "link", l.ReferralID),
+			Data: contracts.OpportunityCommand{
+				LinkID: l.ID, Op: contracts.OpUpdate, OpportunityID: l.OpportunityID, ReferralID: l.ReferralID,
+				Purpose: "link", Cause: out.CommandID,
+				Fields: map[string]any{
+					sf.FieldReferralIdentifier: l.ReferralID,
+					sf.FieldReferralLink:       fmt.Sprintf(m.ReferralLinkFormat, l.ReferralID),
+					sf.FieldSyncStatus:         "✔",
+				},
+			},
+		}
+	} else if hadError && out.System == contracts.PartnerCenter && l.OpportunityID != "" {
+		res.LinkBack = m.statusBack(l, out.CommandID, "✔")
+	}
+	if out.Referral != nil && out.Referral.ID != "" {
+		// What Partner Center answered is a snapshot like any other: decide on it, so an edit made there
+		// just before ours is not lost, and our own write is recognised as ours.
+		o := m.ObserveReferral(out.CommandID, *out.Referral, out.Version)
+		more := m.Observe(&l, o, now)
+		if more.Link != nil {
+			l = *more.Link
+			res.Link = &l
+		}
+		res.Opp = more.Opp
+		res.Referral = more.Referral
+		res.Decisions = append(res.Decisions, more.Decisions...)
+	}
+	if completed && res.Opp == nil && res.Referral == nil {
+		// Changes that arrived while the record was being created wait in Latest: send them now.
+		from := out.System.Other()
+		m.propagate(&l, &res, from, sideOf(&l, from).Latest, out.CommandID, sideOf(&l, from).Seen, now)
+	}
+	return res
+}
+
+func (m Mapping) statusBack(l contracts.Link, cause, status string) *Command[contracts.OpportunityCommand] {
+	return &Command[contracts.OpportunityCommand]{
+		ID: contracts.EventID("cmd", "sf", l.ID, "status", cause),
+		Data: contracts.OpportunityCommand{
+			LinkID: l.ID, Op: contracts.OpUpdate, OpportunityID: l.OpportunityID, ReferralID: l.ReferralID,
+			Purpose: "status", Cause: cause, Fields: map[string]any{sf.FieldSyncStatus: status},
+		},
+	}
+}
+
+func (m Mapping) decision(l contracts.Link, o Observation, kind, detail string, fields []string, now time.Time) contracts.Decision {
+	d := contracts.Decision{
+		LinkID: l.ID, ReferralID: l.ReferralID, OpportunityID: l.OpportunityID, Stage: contracts.StageMapper,
+		Kind: kind, Fields: fields, Detail: detail, Cause: o.EventID, At: now,
+	}
+	if kind == contracts.DecisionApplied || kind == contracts.DecisionCreated {
+		d.Target = o.System.Other()
+	}
+	return d
+}
+
+// project keeps the values of fields that travel to side to at all.
+func (m Mapping) project(v Values, to contracts.System) Values {
+	out := Values{}
+	for k, x := range v {
+		if m.reach(k, to) != Never {
+			out[k] = x
+		}
+	}
+	return out
+}
+
+// fingerprint identifies the mapped values of a side, to recognise our own writes when they come back.
+func (m Mapping) fingerprint(v Values, sys contracts.System) string {
+	p := m.project(v, sys)
+	if len(p) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(p) // map keys marshal sorted
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:12])
+}
+
+func (m Mapping) fieldNames() []string {
+	names := make([]string, len(m.Fields))
+	for i, f := range m.Fields {
+		names[i] = f.Name
+	}
+	return names
+}
+
+func equal(a, b any) bool {
+	if a == nil || b == nil {
+		return isBlank(a) && isBlank(b)
+	}
+	if fa, ok := num(a); ok {
+		fb, ok := num(b)
+		return ok && money(fa) == money(fb)
+	}
+	return reflect.DeepEqual(a, b) || strings.TrimSpace(str(a)) == strings.TrimSpace(str(b))
+}
+
+func isBlank(x any) bool { return x == nil || x == "" }
+
+func num(x any) (float64, bool) {
+	switch t := x.(type) {
+	case float64:
+		return t, true
+	case int:
+		return float64(t), true
+	case int64:
+		return float64(t), true
+	case json.Number:
+		f, err := t.Float64()
+		return f, err == nil
+	}
+	return 0, false
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func cloneValues(v map[string]any) Values {
+	c := Values{}
+	for k, x := range v {
+		c[k] = x
+	}
+	return c
+}
+
+func cloneLink(l contracts.Link) contracts.Link {
+	c := l
+	c.Synced = cloneValues(l.Synced)
+	c.PC.Latest = cloneValues(l.PC.Latest)
+	c.SF.Latest = cloneValues(l.SF.Latest)
+	return c
+}

@@ -1,0 +1,271 @@
+package decide
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/contracts/partnercenter"
+	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+)
+
+var t0 = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+
+// sampleReferral is the documented Get-by-id sample (partner-center.md), with a closing date added.
+func sampleReferral() partnercenter.Referral {
+	const doc = `{
+	  "id": "61c65491-2f2c-461a-84b4-3654499bc1d9", "engagementId": "b1c40bb4-6d36-4eca-baa3-e1460cf2a454",
+	  "name": "Contoso supply chain", "createdDateTime": "2018-10-29T21:24:52.040469Z", "updatedDateTime": "2018-10-29T21:24:52.040469Z",
+	  "status": "New", "substatus": "Pending", "qualification": "SalesQualified", "type": "Independent",
+	  "customerProfile": {"name": "Contoso Customer Inc", "address": {"addressLine1": "One Microsoft Way", "city": "Redmond", "state": "WA", "postalCode": "98052", "country": "US"}, "size": "10to50employees"},
+	  "consent": {"consentToToShareInfoWithOthers": true, "consentToContact": true},
+	  "details": {"notes": "Customer is looking to leverage Dynamics 365.", "dealValue": 50000, "currency": "USD", "closingDateTime": "2027-01-31T00:00:00Z"},
+	  "eTag": "\"2500ec5a-0000-0000-0000-5bf4967d0000\""}`
+	var r partnercenter.Referral
+	if err := json.Unmarshal([]byte(doc), &r); err != nil {
+		panic(err)
+	}
+	return r
+}
+
+func ver(tag string, minutes int) contracts.Version {
+	return contracts.Version{Tag: tag, At: t0.Add(time.Duration(minutes) * time.Minute)}
+}
+
+func opp(id string, fields map[string]any) contracts.Opportunity {
+	f := map[string]any{
+		sf.FieldName: "Fabrikam rollout", sf.FieldAmount: 1200.0, sf.FieldCurrencyIsoCode: "EUR",
+		sf.FieldCloseDate: "2027-03-01", sf.FieldStageName: "Qualification", sf.FieldDescription: "notes",
+		sf.FieldSyncWithPartnerCenter: true, "Account.Name": "Fabrikam", "Account.BillingCountry": "DE",
+	}
+	for k, v := range fields {
+		f[k] = v
+	}
+	return contracts.Opportunity{ID: id, Fields: f}
+}
+
+func TestReferralFirstSightCreatesOpportunity(t *testing.T) {
+	m := DefaultMapping()
+	r := sampleReferral()
+	res := m.Observe(nil, m.ObserveReferral("e1", r, ver(r.ETag, 0)), t0)
+	if res.Opp == nil || res.Opp.Data.Op != contracts.OpCreate {
+		t.Fatalf("want an Opportunity create, got %+v", res)
+	}
+	f := res.Opp.Data.Fields
+	want := map[string]any{
+		sf.FieldName: "Contoso supply chain", sf.FieldAmount: 50000.0, sf.FieldCurrencyIsoCode: "USD",
+		sf.FieldCloseDate: "2027-01-31", sf.FieldStageName: "Prospecting", sf.FieldReferralIdentifier: r.ID,
+		sf.FieldSyncWithPartnerCenter: true, sf.FieldDescription: "Customer is looking to leverage Dynamics 365.",
+	}
+	for k, v := range want {
+		if f[k] != v {
+			t.Errorf("field %s = %v, want %v", k, f[k], v)
+		}
+	}
+	if a := res.Opp.Data.Account; a == nil || a.Name != "Contoso Customer Inc" || a.Country != "US" || a.PostalCode != "98052" {
+		t.Errorf("account = %+v", a)
+	}
+	if res.Link == nil || res.Link.State != contracts.LinkCreatingOpportunity || res.Link.SF.Pending != res.Opp.ID {
+		t.Fatalf("link = %+v", res.Link)
+	}
+	if res.Opp.Data.ReferralID != r.ID {
+		t.Errorf("create must upsert by the referral id")
+	}
+}
+
+func TestOpportunityFirstSight(t *testing.T) {
+	m := DefaultMapping()
+	cases := []struct {
+		name   string
+		fields map[string]any
+		want   string
+	}{
+		{"sync on creates a referral", nil, contracts.DecisionCreated},
+		{"sync off is ignored", map[string]any{sf.FieldSyncWithPartnerCenter: false}, contracts.DecisionIgnored},
+		{"a referral id adopts", map[string]any{sf.FieldReferralIdentifier: "r-9"}, contracts.DecisionLinked},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o := opp("006A", c.fields)
+			res := m.Observe(nil, m.ObserveOpportunity("e1", o, ver("1", 0)), t0)
+			if len(res.Decisions) != 1 || res.Decisions[0].Kind != c.want {
+				t.Fatalf("decisions = %+v", res.Decisions)
+			}
+			if c.want == contracts.DecisionCreated {
+				r := res.Referral.Data.Create
+				if r.ExternalReferenceID != "006A" || *r.Details.DealValue != 1200 || r.Details.Currency != "EUR" ||
+					r.Details.ClosingDateTime != "2027-03-01T00:00:00Z" || r.CustomerProfile.Name != "Fabrikam" ||
+					r.CustomerProfile.Address.Country != "DE" {
+					t.Errorf("referral to create = %+v", r)
+				}
+			} else if res.Referral != nil {
+				t.Errorf("no referral must be created")
+			}
+		})
+	}
+}
+
+// linked returns a link made by a PC-originated create and its completion.
+func linked(t *testing.T, m Mapping) (contracts.Link, partnercenter.Referral) {
+	t.Helper()
+	r := sampleReferral()
+	res := m.Observe(nil, m.ObserveReferral("e1", r, ver("a", 0)), t0)
+	out := m.Outcome(*res.Link, contracts.Outcome{
+		CommandID: res.Opp.ID, LinkID: res.Link.ID, System: contracts.Salesforce, Op: contracts.OpCreate,
+		Status: contracts.OutcomeWritten, Created: true, OpportunityID: "006X",
+	}, t0)
+	if out.Link.State != contracts.LinkLinked || out.Link.OpportunityID != "006X" || out.NewIndexes[contracts.Salesforce] != "006X" {
+		t.Fatalf("link after outcome = %+v", out.Link)
+	}
+	if out.Opp != nil || out.Referral != nil {
+		t.Fatalf("nothing waited, nothing must be sent: %+v", out)
+	}
+	return *out.Link, r
+}
+
+func TestEchoStaleAndDuplicate(t *testing.T) {
+	m := DefaultMapping()
+	l, r := linked(t, m)
+	// Our own Opportunity as Salesforce returns it: same mapped values.
+	o := opp("006X", map[string]any{
+		sf.FieldName: r.Name, sf.FieldAmount: 50000.0, sf.FieldCurrencyIsoCode: "USD", sf.FieldCloseDate: "2027-01-31",
+		sf.FieldStageName: "Prospecting", sf.FieldDescription: r.Details.Notes, sf.FieldReferralIdentifier: r.ID,
+		"Account.Name": "Contoso Customer Inc", "Account.BillingCountry": "US", "Account.BillingPostalCode": "98052", "Account.BillingCity": "Redmond",
+	})
+	res := m.Observe(&l, m.ObserveOpportunity("e2", o, ver("s1", 1)), t0)
+	if res.Opp != nil || res.Referral != nil || res.Decisions[0].Kind != contracts.DecisionEcho {
+		t.Fatalf("want echo, got %+v", res.Decisions)
+	}
+	l = *res.Link
+	again := m.Observe(&l, m.ObserveOpportunity("e2", o, ver("s1", 1)), t0)
+	if again.Link != nil || again.Decisions[0].Kind != contracts.DecisionNoChange {
+		t.Fatalf("same version twice: %+v", again.Decisions)
+	}
+	old := m.Observe(&l, m.ObserveOpportunity("e0", o, ver("s0", 0)), t0)
+	if old.Link != nil || old.Decisions[0].Kind != contracts.DecisionStale {
+		t.Fatalf("older version: %+v", old.Decisions)
+	}
+}
+
+func TestHoldStageThenAccept(t *testing.T) {
+	m := DefaultMapping()
+	l, r := linked(t, m)
+	base := map[string]any{
+		sf.FieldName: r.Name, sf.FieldCurrencyIsoCode: "USD", sf.FieldCloseDate: "2027-01-31",
+		sf.FieldDescription: r.Details.Notes, sf.FieldReferralIdentifier: r.ID,
+	}
+	held := opp("006X", merge(base, map[string]any{sf.FieldAmount: 64000.0, sf.FieldStageName: "Prospecting"}))
+	res := m.Observe(&l, m.ObserveOpportunity("e2", held, ver("s1", 1)), t0)
+	if res.Referral != nil || res.Decisions[0].Kind != contracts.DecisionHeld {
+		t.Fatalf("hold stage must hold changes: %+v", res.Decisions)
+	}
+	l = *res.Link
+	active := opp("006X", merge(base, map[string]any{sf.FieldAmount: 64000.0, sf.FieldStageName: "Qualification"}))
+	res = m.Observe(&l, m.ObserveOpportunity("e3", active, ver("s2", 2)), t0)
+	if res.Referral == nil {
+		t.Fatalf("leaving hold must send: %+v", res.Decisions)
+	}
+	got := map[string]any{}
+	for _, op := range res.Referral.Data.Patch {
+		got[op.Path] = op.Value
+	}
+	if got["/status"] != "Active" || got["/substatus"] != "Accepted" || got["/details/dealValue"] != 64000.0 || len(got) != 3 {
+		t.Fatalf("patch = %v", got)
+	}
+	if res.Referral.Data.ReferralID != r.ID {
+		t.Errorf("patch must target the linked referral")
+	}
+}
+
+func TestPartnerCenterChangeUpdatesOnlyChangedFields(t *testing.T) {
+	m := DefaultMapping()
+	l, r := linked(t, m)
+	v := 75000.0
+	r.Details.DealValue = &v
+	r.Status, r.Substatus = partnercenter.StatusClosed, partnercenter.SubstatusWon
+	res := m.Observe(&l, m.ObserveReferral("e5", r, ver("b", 5)), t0)
+	if res.Opp == nil {
+		t.Fatalf("want an update, got %+v", res.Decisions)
+	}
+	f := res.Opp.Data.Fields
+	if len(f) != 2 || f[sf.FieldAmount] != 75000.0 || f[sf.FieldStageName] != "Closed Won" {
+		t.Fatalf("fields = %v", f)
+	}
+	// Closed referrals take no more changes: a Salesforce edit is held.
+	l = *res.Link
+	o := opp("006X", map[string]any{sf.FieldAmount: 1.0, sf.FieldStageName: "Closed Won", sf.FieldReferralIdentifier: r.ID})
+	res = m.Observe(&l, m.ObserveOpportunity("e6", o, ver("s9", 9)), t0)
+	if res.Referral != nil || res.Decisions[len(res.Decisions)-1].Kind != contracts.DecisionHeld {
+		t.Fatalf("closed referral must hold: %+v", res.Decisions)
+	}
+}
+
+func TestConflictNewestWins(t *testing.T) {
+	m := DefaultMapping()
+	l, r := linked(t, m)
+	// Salesforce changed the amount at minute 3 (seen), Partner Center at minute 2 (arriving late).
+	o := opp("006X", map[string]any{sf.FieldName: r.Name, sf.FieldAmount: 111.0, sf.FieldCurrencyIsoCode: "USD",
+		sf.FieldCloseDate: "2027-01-31", sf.FieldStageName: "Prospecting", sf.FieldDescription: r.Details.Notes})
+	l.SF.Seen = ver("s3", 3)
+	l.SF.Latest = m.FromOpportunity(o)
+	v := 222.0
+	r.Details.DealValue = &v
+	res := m.Observe(&l, m.ObserveReferral("e4", r, ver("c", 2)), t0)
+	if res.Opp != nil {
+		t.Fatalf("older PC change must not overwrite the newer SF change: %+v", res.Opp)
+	}
+	if res.Decisions[0].Kind != contracts.DecisionConflict || res.Decisions[0].Fields[0] != FieldDealValue {
+		t.Fatalf("decisions = %+v", res.Decisions)
+	}
+}
+
+func TestReferralCreateOutcomeWritesBackAndLinks(t *testing.T) {
+	m := DefaultMapping()
+	o := opp("006A", nil)
+	res := m.Observe(nil, m.ObserveOpportunity("e1", o, ver("s1", 0)), t0)
+	created := *res.Referral.Data.Create
+	created.ID, created.ETag, created.Status, created.Substatus = "r-1", `"e1"`, partnercenter.StatusActive, partnercenter.SubstatusAccepted
+	out := m.Outcome(*res.Link, contracts.Outcome{
+		CommandID: res.Referral.ID, System: contracts.PartnerCenter, Op: contracts.OpCreate, Status: contracts.OutcomeWritten,
+		Created: true, ReferralID: "r-1", Referral: &created, Version: ver(`"e1"`, 1),
+	}, t0)
+	if out.Link.ReferralID != "r-1" || out.Link.State != contracts.LinkLinked || out.NewIndexes[contracts.PartnerCenter] != "r-1" {
+		t.Fatalf("link = %+v", out.Link)
+	}
+	if out.LinkBack == nil || out.LinkBack.Data.Fields[sf.FieldReferralIdentifier] != "r-1" || out.LinkBack.Data.OpportunityID != "006A" {
+		t.Fatalf("link-back = %+v", out.LinkBack)
+	}
+	if out.Opp != nil || out.Referral != nil {
+		t.Fatalf("the created referral is our own write: nothing to send, got %+v %+v", out.Opp, out.Referral)
+	}
+	// The webhook of our own create: same version, no new decision to send.
+	again := m.Observe(out.Link, m.ObserveReferral("e9", created, ver(`"e1"`, 1)), t0)
+	if again.Opp != nil || again.Referral != nil {
+		t.Fatalf("echo of our create must not bounce: %+v", again)
+	}
+}
+
+func TestFailedOutcomeMarksOpportunity(t *testing.T) {
+	m := DefaultMapping()
+	l, _ := linked(t, m)
+	out := m.Outcome(l, contracts.Outcome{CommandID: "c1", System: contracts.PartnerCenter, Op: contracts.OpUpdate,
+		Status: contracts.OutcomeFailed, Error: &contracts.Failure{Code: "invalidRequest", Message: "bad currency", Permanent: true}}, t0)
+	if out.LinkBack == nil || out.LinkBack.Data.Fields[sf.FieldSyncStatus] != "✖ invalidRequest: bad currency" {
+		t.Fatalf("link-back = %+v", out.LinkBack)
+	}
+	if out.Decisions[0].Kind != contracts.DecisionFailed || out.Link.LastError == "" {
+		t.Fatalf("decisions = %+v", out.Decisions)
+	}
+}
+
+func merge(a, b map[string]any) map[string]any {
+	c := map[string]any{}
+	for k, v := range a {
+		c[k] = v
+	}
+	for k, v := range b {
+		c[k] = v
+	}
+	return c
+}
