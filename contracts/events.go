@@ -1,6 +1,7 @@
 package contracts
 
 import (
+	"strings"
 	"time"
 
 	"github.com/cosell-dev/cosell/contracts/partnercenter"
@@ -239,4 +240,10 @@ type Side struct {
 	// Latest holds the mapped values (canonical names) of the newest snapshot observed on this side, so a
 	// change that had to wait (the other side not created yet, or locked) can be sent once it may be.
 	Latest map[string]any `json:"latest,omitempty"`
+}
+
+// ReferralVersion is a referral's version: its eTag (without quotes) and updatedDateTime.
+func ReferralVersion(r partnercenter.Referral) Version {
+	at, _ := time.Parse(time.RFC3339Nano, r.UpdatedDateTime)
+	return Version{Tag: strings.Trim(r.ETag, `"`), At: at.UTC()}
 }

@@ -1,0 +1,230 @@
+// Package sfapi is cosell's one Salesforce client: github.com/k-capehart/go-salesforce/v2 with the
+// errors classified once (transient, limit, permanent) and every call counted.
+package sfapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/k-capehart/go-salesforce/v2"
+)
+
+// Config holds what a login needs. Domain is the login or My Domain URL (https://login.salesforce.com, a
+// sandbox's https://test.salesforce.com, or the emulator's http://127.0.0.1:PORT).
+type Config struct {
+	Domain         string        `env:"COSELL_SF_URL" required:"true" validate:"url" help:"the Salesforce login or My Domain URL, e.g. https://login.salesforce.com"`
+	ClientID       string        `env:"COSELL_SF_CLIENT_ID" required:"true" help:"the connected app's consumer key"`
+	ClientSecret   string        `env:"COSELL_SF_CLIENT_SECRET" required:"true" help:"the connected app's consumer secret"`
+	Username       string        `env:"COSELL_SF_USERNAME" help:"for the username-password flow; empty uses client credentials"`
+	Password       string        `env:"COSELL_SF_PASSWORD"`
+	SecurityToken  string        `env:"COSELL_SF_SECURITY_TOKEN"`
+	RequestTimeout time.Duration `env:"COSELL_SF_TIMEOUT" default:"30s"`
+}
+
+// Client is a logged-in Salesforce client.
+type Client struct {
+	sf    *salesforce.Salesforce
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+var timeoutOnce sync.Once
+
+// New logs in.
+func New(cfg Config) (*Client, error) {
+	// go-salesforce v2.5.2 uses http.DefaultClient, which has no timeout of its own.
+	timeoutOnce.Do(func() {
+		if http.DefaultClient.Timeout == 0 {
+			http.DefaultClient.Timeout = cfg.RequestTimeout
+		}
+	})
+	creds := salesforce.Creds{
+		Domain: strings.TrimRight(cfg.Domain, "/"), ConsumerKey: cfg.ClientID, ConsumerSecret: cfg.ClientSecret,
+		Username: cfg.Username, Password: cfg.Password, SecurityToken: cfg.SecurityToken,
+	}
+	sf, err := salesforce.Init(creds)
+	if err != nil {
+		return nil, fmt.Errorf("salesforce login at %s: %w", cfg.Domain, classify("login", err))
+	}
+	return &Client{sf: sf, calls: map[string]int{}}, nil
+}
+
+// Error is a Salesforce refusal.
+type Error struct {
+	Op      string
+	Code    string
+	Message string
+	Fields  []string
+	// Transient is true when a retry can succeed (lock contention, limits, outages, network).
+	Transient bool
+}
+
+func (e *Error) Error() string {
+	s := fmt.Sprintf("salesforce %s: %s: %s", e.Op, e.Code, e.Message)
+	if len(e.Fields) > 0 {
+		s += fmt.Sprintf(" (fields %s)", strings.Join(e.Fields, ", "))
+	}
+	return s
+}
+
+// Codes a retry can cure.
+var transientCodes = map[string]bool{
+	"UNABLE_TO_LOCK_ROW": true, "REQUEST_LIMIT_EXCEEDED": true, "SERVER_UNAVAILABLE": true,
+	"UNKNOWN_EXCEPTION": true, "INVALID_SESSION_ID": true, "REQUEST_RUNNING_TOO_LONG": true,
+}
+
+// classify turns go-salesforce's error (the raw response body as text) into an *Error.
+func classify(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var body []struct {
+		Message   string   `json:"message"`
+		ErrorCode string   `json:"errorCode"`
+		Fields    []string `json:"fields"`
+	}
+	if jerr := json.Unmarshal([]byte(err.Error()), &body); jerr == nil && len(body) > 0 {
+		b := body[0]
+		return &Error{Op: op, Code: b.ErrorCode, Message: b.Message, Fields: b.Fields, Transient: transientCodes[b.ErrorCode]}
+	}
+	var oauth struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	if jerr := json.Unmarshal([]byte(err.Error()), &oauth); jerr == nil && oauth.Error != "" {
+		return &Error{Op: op, Code: oauth.Error, Message: oauth.Description}
+	}
+	// Not Salesforce's error shape: a network failure or an outage page. Worth a retry.
+	return &Error{Op: op, Code: "TRANSPORT", Message: err.Error(), Transient: true}
+}
+
+// IsTransient reports whether err is worth a retry.
+func IsTransient(err error) bool {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Transient
+	}
+	return err != nil
+}
+
+// Code returns the Salesforce error code of err, or "".
+func Code(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+func (c *Client) count(op string) {
+	c.mu.Lock()
+	c.calls[op]++
+	c.mu.Unlock()
+}
+
+// Calls returns the number of calls made per operation.
+func (c *Client) Calls() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int, len(c.calls))
+	for k, v := range c.calls {
+		out[k] = v
+	}
+	return out
+}
+
+// Query runs a SOQL query and returns its rows, following every page.
+func (c *Client) Query(soql string) ([]map[string]any, error) {
+	c.count("query")
+	var rows []map[string]any
+	if err := c.sf.Query(soql, &rows); err != nil {
+		return nil, classify("query", err)
+	}
+	return rows, nil
+}
+
+// Insert creates one record and returns its id.
+func (c *Client) Insert(object string, fields map[string]any) (string, error) {
+	c.count("insert")
+	res, err := c.sf.InsertOne(object, fields)
+	if err != nil {
+		return "", classify("insert "+object, err)
+	}
+	return res.Id, nil
+}
+
+// Update changes fields of one record.
+func (c *Client) Update(object, id string, fields map[string]any) error {
+	c.count("update")
+	rec := make(map[string]any, len(fields)+1)
+	for k, v := range fields {
+		rec[k] = v
+	}
+	rec["Id"] = id
+	return classify("update "+object+" "+id, c.sf.UpdateOne(object, rec))
+}
+
+// Upsert creates or updates one record by an External ID field and returns the record id.
+func (c *Client) Upsert(object, externalIDField, value string, fields map[string]any) (string, error) {
+	c.count("upsert")
+	rec := make(map[string]any, len(fields)+1)
+	for k, v := range fields {
+		rec[k] = v
+	}
+	rec[externalIDField] = value
+	res, err := c.sf.UpsertOne(object, externalIDField, rec)
+	if err != nil {
+		return "", classify(fmt.Sprintf("upsert %s %s=%s", object, externalIDField, value), err)
+	}
+	return res.Id, nil
+}
+
+// Quote makes s a SOQL string literal.
+func Quote(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
+
+// Flatten turns a query row into flat fields: nested parent records become "Parent.Field" keys and the
+// "attributes" entries are dropped.
+func Flatten(row map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range row {
+		if k == "attributes" {
+			continue
+		}
+		if nested, ok := v.(map[string]any); ok {
+			if _, isQuery := nested["records"]; isQuery {
+				out[k] = v
+				continue
+			}
+			for nk, nv := range nested {
+				if nk != "attributes" {
+					out[k+"."+nk] = nv
+				}
+			}
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// TimeLayout is Salesforce's datetime format in responses.
+const TimeLayout = "2006-01-02T15:04:05.000-0700"
+
+// ParseTime reads a Salesforce datetime.
+func ParseTime(s string) (time.Time, error) {
+	if t, err := time.Parse(TimeLayout, s); err == nil {
+		return t.UTC(), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	return t.UTC(), err
+}
+
+// FormatTime writes a SOQL datetime literal.
+func FormatTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
