@@ -1,0 +1,269 @@
+package pcemu
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
+)
+
+type harness struct {
+	t     *testing.T
+	emu   *Emulator
+	base  string
+	token string
+}
+
+func start(t *testing.T) *harness {
+	t.Helper()
+	emu, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(emu)
+	emu.SetBaseURL(srv.URL)
+	t.Cleanup(func() { srv.Close(); emu.Close() })
+	h := &harness{t: t, emu: emu, base: srv.URL}
+	resp, body := h.form("/"+emu.TenantID()+"/oauth2/v2.0/token", url.Values{"grant_type": {"client_credentials"},
+		"client_id": {emu.ClientID()}, "client_secret": {emu.ClientSecret()}, "scope": {"https://api.partner.microsoft.com/.default"}})
+	if resp.StatusCode != 200 {
+		t.Fatalf("token: %d %s", resp.StatusCode, body)
+	}
+	var tok struct {
+		TokenType   string `json:"token_type"`
+		ExpiresIn   int    `json:"expires_in"`
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal(body, &tok); err != nil || tok.TokenType != "Bearer" || tok.ExpiresIn <= 0 {
+		t.Fatalf("token body: %s", body)
+	}
+	h.token = tok.AccessToken
+	return h
+}
+
+func (h *harness) form(path string, v url.Values) (*http.Response, []byte) {
+	resp, err := http.PostForm(h.base+path, v)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+func (h *harness) do(method, path string, body any, hdr map[string]string) (*http.Response, []byte) {
+	h.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	u := path
+	if !strings.HasPrefix(u, "http") {
+		u = h.base + path
+	}
+	req, _ := http.NewRequest(method, u, rd)
+	if h.token != "" {
+		req.Header.Set("Authorization", "Bearer "+h.token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+func TestTokenErrors(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	for _, tc := range []struct {
+		name, tenant string
+		v            url.Values
+		status       int
+		code         string
+	}{
+		{"secret", h.emu.TenantID(), url.Values{"grant_type": {"client_credentials"}, "client_id": {h.emu.ClientID()}, "client_secret": {"x"}, "scope": {"s"}}, 401, "invalid_client"},
+		{"client", h.emu.TenantID(), url.Values{"grant_type": {"client_credentials"}, "client_id": {"x"}, "client_secret": {"x"}, "scope": {"s"}}, 400, "unauthorized_client"},
+		{"scope", h.emu.TenantID(), url.Values{"grant_type": {"client_credentials"}, "client_id": {h.emu.ClientID()}, "client_secret": {h.emu.ClientSecret()}}, 400, "invalid_request"},
+		{"grant", h.emu.TenantID(), url.Values{"grant_type": {"password"}, "client_id": {h.emu.ClientID()}, "client_secret": {h.emu.ClientSecret()}, "scope": {"s"}}, 400, "unsupported_grant_type"},
+		{"tenant", "other", url.Values{"grant_type": {"client_credentials"}, "client_id": {h.emu.ClientID()}, "client_secret": {h.emu.ClientSecret()}, "scope": {"s"}}, 400, "invalid_request"},
+	} {
+		resp, body := h.form("/"+tc.tenant+"/oauth2/v2.0/token", tc.v)
+		var e struct {
+			Error string `json:"error"`
+			Desc  string `json:"error_description"`
+		}
+		_ = json.Unmarshal(body, &e)
+		if resp.StatusCode != tc.status || e.Error != tc.code || !strings.HasPrefix(e.Desc, "AADSTS") {
+			t.Errorf("%s: %d %s", tc.name, resp.StatusCode, body)
+		}
+	}
+	resp, body := h.form("/"+h.emu.TenantID()+"/oauth2/token", url.Values{"grant_type": {"client_credentials"},
+		"client_id": {h.emu.ClientID()}, "client_secret": {h.emu.ClientSecret()}, "resource": {"https://api.partner.microsoft.com"}})
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"resource":"https://api.partner.microsoft.com"`) {
+		t.Errorf("v1: %d %s", resp.StatusCode, body)
+	}
+	h.token = "bogus"
+	resp, body = h.do("GET", "/v1.0/engagements/referrals", nil, nil)
+	if resp.StatusCode != 401 || !strings.Contains(string(body), `"unauthenticated"`) {
+		t.Errorf("bogus token: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestHTTPSurface(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	in := pc.Referral{Name: "d", Type: pc.TypeIndependent, CustomerProfile: &pc.CustomerProfile{Name: "c"}, Consent: &pc.Consent{}, Details: &pc.Details{}}
+	resp, body := h.do("POST", "/v1.0/engagements/referrals", in, map[string]string{"client-request-id": "abc"})
+	if resp.StatusCode != 201 || resp.Header.Get("client-request-id") != "abc" || resp.Header.Get("request-id") == "" || resp.Header.Get("ETag") == "" {
+		t.Fatalf("create: %d %v %s", resp.StatusCode, resp.Header, body)
+	}
+	var r pc.Referral
+	_ = json.Unmarshal(body, &r)
+
+	// Unknown fields are refused.
+	resp, _ = h.do("POST", "/v1.0/engagements/referrals", map[string]any{"name": "x", "nosuch": 1}, nil)
+	if resp.StatusCode != 400 {
+		t.Fatalf("unknown field: %d", resp.StatusCode)
+	}
+
+	// PATCH without Prefer → 204 with ETag.
+	resp, _ = h.do("PATCH", "/v1.0/engagements/referrals/"+r.ID, []pc.PatchOp{{Op: "replace", Path: "/details/notes", Value: "n"}}, map[string]string{"If-Match": r.ETag})
+	if resp.StatusCode != 204 || resp.Header.Get("ETag") == r.ETag {
+		t.Fatalf("patch: %d", resp.StatusCode)
+	}
+	resp, _ = h.do("GET", "/v1.0/engagements/referrals/"+newGUID(), nil, nil)
+	if resp.StatusCode != 404 {
+		t.Fatalf("get missing: %d", resp.StatusCode)
+	}
+
+	// Seller endpoints.
+	resp, body = h.do("POST", "/_emulator/referrals", pc.Referral{Name: "msft", Details: &pc.Details{Currency: "EUR"}}, nil)
+	var s pc.Referral
+	_ = json.Unmarshal(body, &s)
+	if resp.StatusCode != 201 || s.Direction != pc.DirectionIncoming || s.Status != pc.StatusNew || s.Substatus != pc.SubstatusPending ||
+		s.InviteContext.InvitedBy.OrganizationID != "msft" || s.Type != pc.TypeShared || s.Qualification != pc.QualificationSalesQualified {
+		t.Fatalf("seller create: %d %s", resp.StatusCode, body)
+	}
+	resp, body = h.do("PATCH", "/_emulator/referrals/"+s.ID, map[string]any{"details": map[string]any{"dealValue": 5}}, nil)
+	var s2 pc.Referral
+	_ = json.Unmarshal(body, &s2)
+	if resp.StatusCode != 200 || *s2.Details.DealValue != 5 || s2.Details.Currency != "EUR" || s2.UpdatedDateTime <= s.UpdatedDateTime {
+		t.Fatalf("seller update: %d %s", resp.StatusCode, body)
+	}
+	resp, _ = h.do("POST", "/_emulator/referrals/"+s.ID+"/expire", nil, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("expire: %d", resp.StatusCode)
+	}
+	resp, _ = h.do("POST", "/_emulator/referrals/"+s.ID+"/close", map[string]string{"substatus": "Won"}, nil)
+	if resp.StatusCode != 409 {
+		t.Fatalf("close after expire: %d", resp.StatusCode)
+	}
+	resp, body = h.do("GET", "/_emulator/referrals", nil, nil)
+	var all []pc.Referral
+	_ = json.Unmarshal(body, &all)
+	if resp.StatusCode != 200 || len(all) != 2 {
+		t.Fatalf("emulator list: %d %d", resp.StatusCode, len(all))
+	}
+	resp, _ = h.do("POST", "/_emulator/faults", Faults{Throttle429: 1}, nil)
+	if resp.StatusCode != 200 {
+		t.Fatal("faults")
+	}
+	resp, body = h.do("GET", "/v1.0/engagements/referrals", nil, nil)
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "1" || !strings.Contains(string(body), "Rate limit is exceeded. Try again in 1 seconds.") {
+		t.Fatalf("429: %d %s", resp.StatusCode, body)
+	}
+	resp, body = h.do("GET", "/_emulator/counts", nil, nil)
+	var counts map[string]int
+	_ = json.Unmarshal(body, &counts)
+	if counts["referrals.create"] != 2 || counts["referrals.patch"] != 1 || counts["token"] != 1 || counts["referrals.list"] != 1 {
+		t.Fatalf("counts: %s", body)
+	}
+}
+
+func TestNextLinkIsFullURL(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	for range 3 {
+		if _, err := h.emu.SellerCreate(pc.Referral{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, body := h.do("GET", "/v1.0/engagements/referrals?$top=2&$filter="+url.QueryEscape("status eq 'New'"), nil, nil)
+	var page pc.ReferralList
+	_ = json.Unmarshal(body, &page)
+	if len(page.Value) != 2 || *page.ODataCount != 3 || !strings.HasPrefix(page.ODataNextLink, h.base+"/v1.0/engagements/referrals?") ||
+		!strings.Contains(page.ODataNextLink, "%24skiptoken=2") {
+		t.Fatalf("page 1: %s", body)
+	}
+	_, body = h.do("GET", page.ODataNextLink, nil, nil)
+	page = pc.ReferralList{}
+	_ = json.Unmarshal(body, &page)
+	if len(page.Value) != 1 || page.ODataNextLink != "" {
+		t.Fatalf("page 2: %s", body)
+	}
+}
+
+func TestFilterParser(t *testing.T) {
+	t.Parallel()
+	r := &pc.Referral{ID: "A1", EngagementID: "e-1", Status: "New", Substatus: "Pending", Type: "Shared", Direction: "Incoming",
+		ExternalReferenceID: "006xYz", UpdatedDateTime: "2024-05-01T10:00:00.0000000Z", CreatedDateTime: "2024-04-01T10:00:00.0000000Z",
+		CustomerProfile: &pc.CustomerProfile{Address: &pc.Address{Country: "US"}}}
+	for _, tc := range []struct {
+		f      string
+		want   bool
+		parses bool
+	}{
+		{"status eq 'New' and qualification eq 'SalesQualified'", false, true},
+		{"status eq 'new' and substatus eq 'Pending'", true, true},
+		{"(type eq 'Shared' and direction eq 'Incoming')", true, true},
+		{"customerProfile/address/country eq 'US' and direction eq 'Incoming'", true, true},
+		{"engagementId eq e-1", true, true},
+		{"externalReferenceId eq '006xyz'", false, true},
+		{"externalReferenceId eq '006xYz'", true, true},
+		{"externalReferenceId ne '006xYz' or status eq 'New'", true, true},
+		{"not (status eq 'Closed')", true, true},
+		{"updatedDateTime gt 2024-05-01T09:59:59Z", true, true},
+		{"updatedDateTime ge 2024-05-01T10:00:00Z and createdDateTime lt 2024-04-01T10:00:00Z", false, true},
+		{"updatedDateTime le 2024-05-01T10:00:00.0000000Z", true, true},
+		{"status eq New", false, false},
+		{"status gt 'New'", false, false},
+		{"team/any(t:t/email eq 'x')", false, false},
+		{"status eq 'New", false, false},
+		{"updatedDateTime gt yesterday", false, false},
+		{"status eq 'New' and", false, false},
+	} {
+		p, err := parseFilter(tc.f)
+		if (err == nil) != tc.parses {
+			t.Errorf("%q: parse err %v", tc.f, err)
+			continue
+		}
+		if err == nil && p(r) != tc.want {
+			t.Errorf("%q: got %v", tc.f, !tc.want)
+		}
+	}
+}
+
+func TestTimesStrictlyIncrease(t *testing.T) {
+	t.Parallel()
+	e := &Emulator{}
+	prev := ""
+	for range 1000 {
+		ts := e.nextTime()
+		if ts <= prev {
+			t.Fatalf("%s after %s", ts, prev)
+		}
+		prev = ts
+	}
+}

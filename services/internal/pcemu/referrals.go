@@ -1,0 +1,527 @@
+package pcemu
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
+)
+
+// timeLayout is the fixed-width 100ns layout Partner Center (.NET) emits, so timestamps also sort as strings.
+const timeLayout = "2006-01-02T15:04:05.0000000Z"
+
+const maxPageSize = 100
+
+// nextTime returns a timestamp strictly later than any the emulator handed out before. Callers hold e.mu.
+func (e *Emulator) nextTime() string {
+	now := time.Now().UTC().Truncate(100 * time.Nanosecond)
+	if !now.After(e.lastTime) {
+		now = e.lastTime.Add(100 * time.Nanosecond)
+	}
+	e.lastTime = now
+	return now.Format(timeLayout)
+}
+
+func newETag() string { return `"` + newGUID() + `"` }
+
+// clone deep-copies a referral so callers never share the stored one.
+func clone(r *pc.Referral) pc.Referral {
+	b, err := json.Marshal(r)
+	if err != nil {
+		panic(fmt.Sprintf("pcemu: marshal referral: %v", err)) // a Referral always marshals
+	}
+	var out pc.Referral
+	if err := json.Unmarshal(b, &out); err != nil {
+		panic(fmt.Sprintf("pcemu: unmarshal referral: %v", err))
+	}
+	return out
+}
+
+func (e *Emulator) links(id, engagementID string) *pc.Links {
+	base := e.baseURL + "/v1.0/engagements/referrals"
+	return &pc.Links{
+		RelatedReferrals: &pc.Link{URI: base + "?$filter=engagementId eq '" + engagementID + "'", Method: "GET"},
+		Self:             &pc.Link{URI: base + "/" + id, Method: "GET"},
+	}
+}
+
+func (e *Emulator) getReferral(w http.ResponseWriter, r *http.Request) {
+	ref, err := e.Get(r.PathValue("id"))
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	ref.ODataContext = e.base() + "/v1.0/engagements/referrals/$metadata#Referrals/$entity"
+	writeReferral(w, http.StatusOK, ref)
+}
+
+func writeReferral(w http.ResponseWriter, status int, ref pc.Referral) {
+	w.Header().Set("ETag", ref.ETag)
+	writeJSON(w, status, ref)
+}
+
+// Get returns a copy of one referral.
+func (e *Emulator) Get(id string) (pc.Referral, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ref, ok := e.referrals[id]
+	if !ok {
+		return pc.Referral{}, notFound(id)
+	}
+	return clone(ref), nil
+}
+
+// Referrals returns copies of all referrals in creation order.
+func (e *Emulator) Referrals() []pc.Referral {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]pc.Referral, 0, len(e.order))
+	for _, id := range e.order {
+		out = append(out, clone(e.referrals[id]))
+	}
+	return out
+}
+
+func (e *Emulator) listReferrals(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	for k := range q {
+		switch k {
+		case "$filter", "$orderby", "$top", "$skip", "$skiptoken", "$count", "$select":
+		default:
+			if strings.HasPrefix(k, "$") {
+				writeError(w, http.StatusBadRequest, "invalidRequest", fmt.Sprintf("Query option '%s' is not supported.", k), k)
+				return
+			}
+		}
+	}
+	var pred predicate = func(*pc.Referral) bool { return true }
+	if f := q.Get("$filter"); f != "" {
+		p, err := parseFilter(f)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "invalidRequest", "Invalid $filter: "+err.Error(), "$filter")
+			return
+		}
+		pred = p
+	}
+	var orderField string
+	desc := false
+	if o := strings.TrimSpace(q.Get("$orderby")); o != "" {
+		parts := strings.Fields(o)
+		if len(parts) > 2 || (parts[0] != "createdDateTime" && parts[0] != "updatedDateTime") ||
+			(len(parts) == 2 && parts[1] != "asc" && parts[1] != "desc") {
+			writeError(w, http.StatusBadRequest, "invalidRequest", "Invalid $orderby '"+o+"': use createdDateTime or updatedDateTime, asc or desc.", "$orderby")
+			return
+		}
+		orderField, desc = parts[0], len(parts) == 2 && parts[1] == "desc"
+	}
+	top := maxPageSize
+	if t := q.Get("$top"); t != "" {
+		n, err := strconv.Atoi(t)
+		if err != nil || n < 1 || n > maxPageSize {
+			writeError(w, http.StatusBadRequest, "invalidRequest", fmt.Sprintf("Invalid $top '%s': must be between 1 and %d.", t, maxPageSize), "$top")
+			return
+		}
+		top = n
+	}
+	offset := 0
+	for _, k := range []string{"$skip", "$skiptoken"} {
+		if s := q.Get(k); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 0 {
+				writeError(w, http.StatusBadRequest, "invalidRequest", fmt.Sprintf("Invalid %s '%s'.", k, s), k)
+				return
+			}
+			offset += n
+		}
+	}
+
+	e.mu.Lock()
+	var matched []*pc.Referral
+	for _, id := range e.order {
+		if ref := e.referrals[id]; pred(ref) {
+			matched = append(matched, ref)
+		}
+	}
+	if orderField != "" {
+		slices.SortStableFunc(matched, func(a, b *pc.Referral) int {
+			x, y := a.CreatedDateTime, b.CreatedDateTime
+			if orderField == "updatedDateTime" {
+				x, y = a.UpdatedDateTime, b.UpdatedDateTime
+			}
+			c := strings.Compare(x, y) // fixed-width layout: string order is time order
+			if desc {
+				c = -c
+			}
+			return c
+		})
+	}
+	total := len(matched)
+	page := []pc.Referral{}
+	for i := offset; i < total && i < offset+top; i++ {
+		page = append(page, clone(matched[i]))
+	}
+	base := e.baseURL
+	e.mu.Unlock()
+
+	list := pc.ReferralList{
+		ODataContext: base + "/v1.0/engagements/referrals/$metadata#Referrals",
+		ODataCount:   &total,
+		Value:        page,
+	}
+	if offset+top < total {
+		next := url.Values{}
+		for _, k := range []string{"$filter", "$orderby", "$select"} {
+			if v := q.Get(k); v != "" {
+				next.Set(k, v)
+			}
+		}
+		next.Set("$top", strconv.Itoa(top))
+		next.Set("$skiptoken", strconv.Itoa(offset+top))
+		list.ODataNextLink = base + "/v1.0/engagements/referrals?" + next.Encode()
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+func (e *Emulator) createReferral(w http.ResponseWriter, r *http.Request) {
+	var in pc.Referral
+	if err := decodeStrict(r.Body, &in); err != nil {
+		writeError(w, http.StatusBadRequest, "invalidRequest", "The request body is not a valid referral: "+err.Error(), "")
+		return
+	}
+	out, err := e.create(in, false)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeReferral(w, http.StatusCreated, out)
+}
+
+// create stores a new referral. A partner-created referral is Outgoing and comes back Active/Accepted; a
+// seller-created one is an Incoming Shared New/Pending referral from Microsoft.
+func (e *Emulator) create(in pc.Referral, seller bool) (pc.Referral, error) {
+	if seller {
+		in.Direction = pc.DirectionIncoming
+		in.Type = pc.TypeShared
+		in.Status, in.Substatus = pc.StatusNew, pc.SubstatusPending
+		if in.Qualification == "" {
+			in.Qualification = pc.QualificationSalesQualified
+		}
+		if in.InviteContext == nil {
+			in.InviteContext = &pc.InviteContext{}
+		}
+		if in.InviteContext.InvitedBy == nil {
+			in.InviteContext.InvitedBy = &pc.InvitedBy{}
+		}
+		in.InviteContext.InvitedBy.OrganizationID = "msft"
+		if in.InviteContext.InvitedBy.OrganizationName == "" {
+			in.InviteContext.InvitedBy.OrganizationName = "Microsoft"
+		}
+		// A seller's referral still has to be a valid one; fill what a test would rather not spell out.
+		if in.Name == "" {
+			in.Name = "Microsoft co-sell referral"
+		}
+		if in.CustomerProfile == nil {
+			in.CustomerProfile = &pc.CustomerProfile{Name: "Fabrikam Customer Inc"}
+		}
+		if in.Consent == nil {
+			in.Consent = &pc.Consent{ConsentToToShareInfoWithOthers: true, ConsentToContact: true}
+		}
+		if in.Details == nil {
+			in.Details = &pc.Details{}
+		}
+	} else {
+		if in.Status == pc.StatusClosed {
+			return pc.Referral{}, invalid("status", "A referral cannot be created Closed.")
+		}
+		if in.Status != "" && in.Status != pc.StatusNew && in.Status != pc.StatusActive {
+			return pc.Referral{}, invalid("status", "Unknown status '%s'.", in.Status)
+		}
+		in.Direction = pc.DirectionOutgoing
+		in.Status, in.Substatus = pc.StatusActive, pc.SubstatusAccepted
+		if in.Qualification == "" {
+			in.Qualification = pc.QualificationNone
+		}
+	}
+	if err := validateReferral(&in); err != nil {
+		return pc.Referral{}, err
+	}
+
+	e.mu.Lock()
+	now := e.nextTime()
+	in.ID = newGUID()
+	if in.EngagementID == "" {
+		in.EngagementID = newGUID()
+	}
+	in.OrganizationID, in.OrganizationName = e.opts.OrganizationID, e.opts.OrganizationName
+	in.CreatedDateTime, in.UpdatedDateTime = now, now
+	in.ClosedDateTime = nil
+	in.ODataContext = ""
+	if seller {
+		in.AcceptedDateTime = nil
+		exp := time.Now().UTC().Add(14 * 24 * time.Hour).Truncate(24 * time.Hour).Format(timeLayout)
+		in.ExpirationDateTime = &exp
+	} else {
+		in.AcceptedDateTime = &now
+		in.ExpirationDateTime = nil
+	}
+	in.ETag = newETag()
+	in.Links = e.links(in.ID, in.EngagementID)
+	stored := in
+	e.referrals[in.ID] = &stored
+	e.order = append(e.order, in.ID)
+	out := clone(&stored)
+	e.mu.Unlock()
+
+	e.notify(pc.EventReferralCreated, out.ID, now)
+	return out, nil
+}
+
+// validateReferral checks what Partner Center checks on a referral's content.
+func validateReferral(r *pc.Referral) error {
+	if r.Name == "" {
+		return invalid("name", "The referral name is required.")
+	}
+	switch r.Type {
+	case "":
+		return invalid("type", "The referral type is required.")
+	case pc.TypeIndependent, pc.TypeShared:
+	default:
+		return invalid("type", "Unknown referral type '%s': use Independent or Shared.", r.Type)
+	}
+	switch r.Qualification {
+	case pc.QualificationNone, pc.QualificationDirect, pc.QualificationMarketingQualified, pc.QualificationSalesQualified:
+	default:
+		return invalid("qualification", "Unknown qualification '%s'.", r.Qualification)
+	}
+	if r.CustomerProfile == nil {
+		return invalid("customerProfile", "The customer profile is required.")
+	}
+	if strings.TrimSpace(r.CustomerProfile.Name) == "" {
+		return invalid("customerProfile.name", "The customer name is required.")
+	}
+	if a := r.CustomerProfile.Address; a != nil && a.Country != "" && !isCountry(a.Country) {
+		return invalid("customerProfile.address.country", "'%s' is not an ISO-3166 alpha-2 country code.", a.Country)
+	}
+	if r.Consent == nil {
+		return invalid("consent", "The consent is required.")
+	}
+	if r.Details == nil {
+		return invalid("details", "The details are required.")
+	}
+	return validateDetails(r)
+}
+
+func validateDetails(r *pc.Referral) error {
+	d := r.Details
+	if d == nil {
+		return nil
+	}
+	if d.Currency != "" && !isCurrency(d.Currency) {
+		return invalid("details.currency", "'%s' is not an ISO-4217 currency code.", d.Currency)
+	}
+	if d.DealValue != nil && *d.DealValue < 0 {
+		return invalid("details.dealValue", "The deal value must be zero or more, got %v.", *d.DealValue)
+	}
+	if d.ClosingDateTime != "" {
+		if _, err := parseTime(d.ClosingDateTime); err != nil {
+			return invalid("details.closingDateTime", "'%s' is not an ISO-8601 date-time.", d.ClosingDateTime)
+		}
+	}
+	return nil
+}
+
+func parseTime(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	return time.Parse("2006-01-02", s)
+}
+
+// substatuses says which substatuses fit each status; next says where each status may move.
+var (
+	substatuses = map[string][]string{
+		pc.StatusNew:    {pc.SubstatusPending, pc.SubstatusReceived},
+		pc.StatusActive: {pc.SubstatusAccepted},
+		pc.StatusClosed: {pc.SubstatusWon, pc.SubstatusLost, pc.SubstatusDeclined, pc.SubstatusExpired},
+	}
+	next = map[string][]string{
+		pc.StatusNew:    {pc.StatusNew, pc.StatusActive, pc.StatusClosed},
+		pc.StatusActive: {pc.StatusActive, pc.StatusClosed},
+		pc.StatusClosed: {pc.StatusClosed},
+	}
+)
+
+func closedErr(r *pc.Referral) *apiError {
+	return &apiError{status: http.StatusConflict, code: "invalidRequest",
+		msg: fmt.Sprintf("Referral '%s' is %s/%s: a closed referral cannot be edited.", r.ID, r.Status, r.Substatus)}
+}
+
+// checkTransition enforces the status table of the Referrals API between a stored referral and its edit.
+func checkTransition(old, upd *pc.Referral) error {
+	if old.Status == pc.StatusClosed {
+		return closedErr(old)
+	}
+	if _, ok := substatuses[upd.Status]; !ok {
+		return invalid("status", "Unknown status '%s': use New, Active or Closed.", upd.Status)
+	}
+	if !slices.Contains(next[old.Status], upd.Status) {
+		return invalid("status", "A referral cannot move from %s to %s.", old.Status, upd.Status)
+	}
+	if !slices.Contains(substatuses[upd.Status], upd.Substatus) {
+		return invalid("substatus", "Substatus '%s' does not fit status %s (allowed: %s).",
+			upd.Substatus, upd.Status, strings.Join(substatuses[upd.Status], ", "))
+	}
+	return nil
+}
+
+// commit stores an edited referral with a new version and fires referral-updated. Callers hold e.mu and release it.
+func (e *Emulator) commitLocked(old *pc.Referral, upd pc.Referral) (pc.Referral, string) {
+	now := e.nextTime()
+	if upd.Status == pc.StatusActive && upd.AcceptedDateTime == nil {
+		upd.AcceptedDateTime = &now
+	}
+	if upd.Status == pc.StatusClosed && old.Status != pc.StatusClosed {
+		upd.ClosedDateTime = &now
+	}
+	upd.UpdatedDateTime = now
+	upd.ETag = newETag()
+	*old = upd
+	return clone(old), now
+}
+
+// patchablePaths are the JSON Patch paths the Referrals API accepts; the bool says whether "/-" may be appended.
+var patchablePaths = map[string]bool{
+	"/campaignId": false,
+	"/consent/consentToShareReferralWithMicrosoftSellers": false,
+	"/customerProfile/team":                               true,
+	"/details/closingDateTime":                            false,
+	"/details/currency":                                   false,
+	"/details/dealValue":                                  false,
+	"/details/notes":                                      false,
+	"/details/requirements/solutions":                     true,
+	"/externalReferenceId":                                false,
+	"/referralProgram":                                    false,
+	"/salesStage":                                         false,
+	"/status":                                             false,
+	"/substatus":                                          false,
+	"/statusReason":                                       false,
+	"/team":                                               true,
+}
+
+func (e *Emulator) patchReferral(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var ops []pc.PatchOp
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&ops); err != nil {
+		writeError(w, http.StatusBadRequest, "invalidRequest", "The body must be a JSON Patch array: "+err.Error(), "")
+		return
+	}
+	if len(ops) == 0 {
+		writeError(w, http.StatusBadRequest, "invalidRequest", "The JSON Patch document is empty.", "")
+		return
+	}
+	out, err := e.patch(id, r.Header.Get("If-Match"), ops)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	w.Header().Set("ETag", out.ETag)
+	if strings.Contains(strings.ToLower(r.Header.Get("Prefer")), "return=representation") {
+		writeReferral(w, http.StatusOK, out)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (e *Emulator) patch(id, ifMatch string, ops []pc.PatchOp) (pc.Referral, error) {
+	for i, op := range ops {
+		if op.Op != "replace" && op.Op != "add" {
+			return pc.Referral{}, invalid(fmt.Sprintf("[%d].op", i), "Operation '%s' is not supported: use replace or add.", op.Op)
+		}
+		path, appendTo := strings.CutSuffix(op.Path, "/-")
+		canAppend, ok := patchablePaths[path]
+		if !ok || (appendTo && (!canAppend || op.Op != "add")) {
+			return pc.Referral{}, invalid(op.Path, "Path '%s' cannot be patched.", op.Path)
+		}
+	}
+
+	e.mu.Lock()
+	stored, ok := e.referrals[id]
+	if !ok {
+		e.mu.Unlock()
+		return pc.Referral{}, notFound(id)
+	}
+	if ifMatch != "" && ifMatch != "*" && ifMatch != stored.ETag {
+		e.mu.Unlock()
+		return pc.Referral{}, &apiError{status: http.StatusPreconditionFailed, code: "preconditionFailed",
+			msg: fmt.Sprintf("The eTag %s does not match the current version %s of referral '%s'.", ifMatch, stored.ETag, id)}
+	}
+	if stored.Status == pc.StatusClosed {
+		e.mu.Unlock()
+		return pc.Referral{}, closedErr(stored)
+	}
+	upd, err := applyPatch(stored, ops)
+	if err == nil {
+		err = checkTransition(stored, &upd)
+	}
+	if err == nil && upd.Substatus == pc.SubstatusExpired {
+		err = invalid("substatus", "Only Microsoft expires a referral.")
+	}
+	if err == nil {
+		err = validateDetails(&upd)
+	}
+	if err != nil {
+		e.mu.Unlock()
+		return pc.Referral{}, err
+	}
+	out, now := e.commitLocked(stored, upd)
+	e.mu.Unlock()
+	e.notify(pc.EventReferralUpdated, id, now)
+	return out, nil
+}
+
+// applyPatch applies JSON Patch add/replace ops to a copy of r through its JSON form, so the result is typed-checked
+// by decoding it back into a Referral.
+func applyPatch(r *pc.Referral, ops []pc.PatchOp) (pc.Referral, error) {
+	b, _ := json.Marshal(r)
+	var doc map[string]any
+	_ = json.Unmarshal(b, &doc)
+	for _, op := range ops {
+		segs := strings.Split(strings.TrimPrefix(op.Path, "/"), "/")
+		appendTo := segs[len(segs)-1] == "-"
+		if appendTo {
+			segs = segs[:len(segs)-1]
+		}
+		parent := doc
+		for _, s := range segs[:len(segs)-1] {
+			child, ok := parent[s].(map[string]any)
+			if !ok {
+				child = map[string]any{}
+				parent[s] = child
+			}
+			parent = child
+		}
+		last := segs[len(segs)-1]
+		if appendTo {
+			arr, _ := parent[last].([]any)
+			parent[last] = append(arr, op.Value)
+			continue
+		}
+		parent[last] = op.Value
+	}
+	nb, _ := json.Marshal(doc)
+	var out pc.Referral
+	dec := json.NewDecoder(strings.NewReader(string(nb)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&out); err != nil {
+		return pc.Referral{}, invalid("", "The patched referral is not valid: %v", err)
+	}
+	return out, nil
+}

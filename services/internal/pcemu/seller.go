@@ -1,0 +1,188 @@
+package pcemu
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
+)
+
+// SellerCreate creates a referral a Microsoft seller shares with the partner: Incoming, Shared, New/Pending,
+// SalesQualified, invited by "msft". Fields of r fill the rest; it fires referral-created.
+func (e *Emulator) SellerCreate(r pc.Referral) (pc.Referral, error) {
+	e.count("seller.create")
+	return e.create(r, true)
+}
+
+// SellerUpdate merges the non-empty fields of patch into a referral as a Microsoft seller would edit it (deal
+// value, closing date, notes, status...), bumps its version and fires referral-updated.
+func (e *Emulator) SellerUpdate(id string, patch pc.Referral) (pc.Referral, error) {
+	e.count("seller.update")
+	b, err := json.Marshal(patch)
+	if err != nil {
+		return pc.Referral{}, err
+	}
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
+	for _, k := range []string{"@odata.context", "id", "organizationId", "organizationName", "createdDateTime",
+		"updatedDateTime", "eTag", "links", "direction"} {
+		delete(m, k) // server-owned
+	}
+	return e.sellerEdit(id, func(cur *pc.Referral) (pc.Referral, error) {
+		cb, _ := json.Marshal(cur)
+		var doc map[string]any
+		_ = json.Unmarshal(cb, &doc)
+		merge(doc, m)
+		nb, _ := json.Marshal(doc)
+		var out pc.Referral
+		if err := json.Unmarshal(nb, &out); err != nil {
+			return pc.Referral{}, invalid("", "The merged referral is not valid: %v", err)
+		}
+		return out, nil
+	})
+}
+
+// SellerClose closes a referral as Microsoft does: substatus Won, Lost, Expired or Declined.
+func (e *Emulator) SellerClose(id, substatus string) (pc.Referral, error) {
+	e.count("seller.close")
+	switch substatus {
+	case pc.SubstatusWon, pc.SubstatusLost, pc.SubstatusExpired, pc.SubstatusDeclined:
+	default:
+		return pc.Referral{}, invalid("substatus", "Cannot close with substatus '%s': use Won, Lost, Expired or Declined.", substatus)
+	}
+	return e.sellerEdit(id, func(cur *pc.Referral) (pc.Referral, error) {
+		out := *cur
+		out.Status, out.Substatus = pc.StatusClosed, substatus
+		return out, nil
+	})
+}
+
+// SellerExpire expires a referral the partner did not act on within 14 days (New → Closed/Expired).
+func (e *Emulator) SellerExpire(id string) (pc.Referral, error) {
+	e.count("seller.expire")
+	return e.sellerEdit(id, func(cur *pc.Referral) (pc.Referral, error) {
+		if cur.Status != pc.StatusNew {
+			return pc.Referral{}, invalid("status", "Only a New referral expires; referral '%s' is %s.", cur.ID, cur.Status)
+		}
+		out := *cur
+		out.Status, out.Substatus = pc.StatusClosed, pc.SubstatusExpired
+		return out, nil
+	})
+}
+
+func (e *Emulator) sellerEdit(id string, edit func(*pc.Referral) (pc.Referral, error)) (pc.Referral, error) {
+	e.mu.Lock()
+	stored, ok := e.referrals[id]
+	if !ok {
+		e.mu.Unlock()
+		return pc.Referral{}, notFound(id)
+	}
+	if stored.Status == pc.StatusClosed {
+		e.mu.Unlock()
+		return pc.Referral{}, closedErr(stored)
+	}
+	cur := clone(stored)
+	upd, err := edit(&cur)
+	if err == nil {
+		err = checkTransition(stored, &upd)
+	}
+	if err == nil {
+		err = validateReferral(&upd)
+	}
+	if err != nil {
+		e.mu.Unlock()
+		return pc.Referral{}, err
+	}
+	out, now := e.commitLocked(stored, upd)
+	e.mu.Unlock()
+	e.notify(pc.EventReferralUpdated, id, now)
+	return out, nil
+}
+
+// merge applies an RFC 7386 JSON merge patch to doc.
+func merge(doc, patch map[string]any) {
+	for k, v := range patch {
+		pm, isMap := v.(map[string]any)
+		dm, hasMap := doc[k].(map[string]any)
+		switch {
+		case v == nil:
+			delete(doc, k)
+		case isMap && hasMap:
+			merge(dm, pm)
+		default:
+			doc[k] = v
+		}
+	}
+}
+
+func (e *Emulator) emuCreate(w http.ResponseWriter, r *http.Request) {
+	var in pc.Referral
+	if err := decodeStrict(r.Body, &in); err != nil {
+		writeError(w, http.StatusBadRequest, "invalidRequest", "The body is not a referral: "+err.Error(), "")
+		return
+	}
+	out, err := e.SellerCreate(in)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeReferral(w, http.StatusCreated, out)
+}
+
+func (e *Emulator) emuUpdate(w http.ResponseWriter, r *http.Request) {
+	var in pc.Referral
+	if err := decodeStrict(r.Body, &in); err != nil {
+		writeError(w, http.StatusBadRequest, "invalidRequest", "The body is not a referral: "+err.Error(), "")
+		return
+	}
+	out, err := e.SellerUpdate(r.PathValue("id"), in)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeReferral(w, http.StatusOK, out)
+}
+
+func (e *Emulator) emuClose(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Substatus string `json:"substatus"`
+	}
+	if err := decodeStrict(r.Body, &in); err != nil {
+		writeError(w, http.StatusBadRequest, "invalidRequest", "The body must be {\"substatus\": ...}: "+err.Error(), "")
+		return
+	}
+	out, err := e.SellerClose(r.PathValue("id"), in.Substatus)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeReferral(w, http.StatusOK, out)
+}
+
+func (e *Emulator) emuExpire(w http.ResponseWriter, r *http.Request) {
+	out, err := e.SellerExpire(r.PathValue("id"))
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeReferral(w, http.StatusOK, out)
+}
+
+func (e *Emulator) emuList(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, e.Referrals())
+}
+
+func (e *Emulator) emuCounts(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, e.Counts())
+}
+
+func (e *Emulator) emuFaults(w http.ResponseWriter, r *http.Request) {
+	var f Faults
+	if err := decodeStrict(r.Body, &f); err != nil {
+		writeError(w, http.StatusBadRequest, "invalidRequest", fmt.Sprintf("The body is not a fault set: %v", err), "")
+		return
+	}
+	e.SetFaults(f)
+	writeJSON(w, http.StatusOK, f)
+}

@@ -1,0 +1,362 @@
+package pcemu
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"net/http"
+	"net/url"
+	"slices"
+	"sync"
+	"time"
+
+	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
+)
+
+const certPath = "/_emulator/cert/pcnotifications-dispatch.microsoft.com.cer"
+
+// maxDeliveryAttempts is how often Partner Center tries a notification before parking it.
+const maxDeliveryAttempts = 10
+
+// availableEvents answers GET /webhooks/v1/registration/events.
+var availableEvents = []string{
+	pc.EventTestCreated, "subscription-updated", "usagerecords-thresholdExceeded", "invoice-ready",
+	pc.EventReferralCreated, pc.EventReferralUpdated, pc.EventRelatedReferralCreated, pc.EventRelatedReferralUpdated,
+}
+
+// signer holds the emulator's notification signing identity: a self-signed CA and a leaf it issued.
+type signer struct {
+	ca      *x509.Certificate
+	leaf    *x509.Certificate
+	leafKey *rsa.PrivateKey
+}
+
+// The RSA keys are generated once per process: generating them is the slow part and tests build many emulators.
+var keys = sync.OnceValues(func() ([2]*rsa.PrivateKey, error) {
+	var k [2]*rsa.PrivateKey
+	for i := range k {
+		key, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			return k, err
+		}
+		k[i] = key
+	}
+	return k, nil
+})
+
+func newSigner() (*signer, error) {
+	k, err := keys()
+	if err != nil {
+		return nil, err
+	}
+	caKey, leafKey := k[0], k[1]
+	now := time.Now()
+	serial := func() *big.Int { n, _ := rand.Int(rand.Reader, big.NewInt(1<<62)); return n }
+	caTmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: "Cosell Emulator Root CA", Organization: []string{"Microsoft Corporation"}, Country: []string{"US"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, err
+	}
+	leafTmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: "pcnotifications-dispatch.microsoft.com", Organization: []string{"Microsoft Corporation"}, Country: []string{"US"}},
+		DNSNames:     []string{"pcnotifications-dispatch.microsoft.com"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(2 * 365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &leafKey.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := x509.ParseCertificate(leafDER)
+	if err != nil {
+		return nil, err
+	}
+	return &signer{ca: ca, leaf: leaf, leafKey: leafKey}, nil
+}
+
+// signature is the base64 RSA PKCS#1 v1.5 SHA-256 signature of the exact body bytes.
+func (s *signer) signature(body []byte) (string, error) {
+	sum := sha256.Sum256(body)
+	sig, err := rsa.SignPKCS1v15(rand.Reader, s.leafKey, crypto.SHA256, sum[:])
+	if err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(sig), nil
+}
+
+func (e *Emulator) serveCert(w http.ResponseWriter, _ *http.Request) {
+	e.count("cert")
+	w.Header().Set("Content-Type", "application/pkix-cert")
+	_, _ = w.Write(e.sign.leaf.Raw)
+}
+
+func (e *Emulator) serveRoot(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/pkix-cert")
+	_, _ = w.Write(e.sign.ca.Raw)
+}
+
+func (e *Emulator) readRegistration(w http.ResponseWriter, r *http.Request) (pc.WebhookRegistration, bool) {
+	var reg pc.WebhookRegistration
+	if err := decodeStrict(r.Body, &reg); err != nil {
+		writeError(w, http.StatusBadRequest, "invalidRequest", "The body is not a webhook registration: "+err.Error(), "")
+		return reg, false
+	}
+	u, err := url.Parse(reg.WebhookURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		writeError(w, http.StatusBadRequest, "invalidRequest", fmt.Sprintf("WebhookUrl '%s' is not an absolute http(s) URL.", reg.WebhookURL), "WebhookUrl")
+		return reg, false
+	}
+	if len(reg.WebhookEvents) == 0 {
+		writeError(w, http.StatusBadRequest, "invalidRequest", "WebhookEvents must name at least one event.", "WebhookEvents")
+		return reg, false
+	}
+	for _, ev := range reg.WebhookEvents {
+		if !slices.Contains(availableEvents, ev) {
+			writeError(w, http.StatusBadRequest, "invalidRequest", fmt.Sprintf("Unknown webhook event '%s'.", ev), "WebhookEvents")
+			return reg, false
+		}
+	}
+	return reg, true
+}
+
+func (e *Emulator) registerWebhook(w http.ResponseWriter, r *http.Request) {
+	reg, ok := e.readRegistration(w, r)
+	if !ok {
+		return
+	}
+	e.mu.Lock()
+	if e.reg != nil {
+		cur := *e.reg
+		e.mu.Unlock()
+		writeError(w, http.StatusConflict, "invalidRequest",
+			fmt.Sprintf("A webhook registration already exists (WebhookUrl %s); Partner Center keeps one URL per event: use PUT to overwrite it.", cur.WebhookURL), "WebhookUrl")
+		return
+	}
+	reg.SubscriberID = newGUID()
+	e.reg = &reg
+	e.mu.Unlock()
+	writeJSON(w, http.StatusOK, reg)
+}
+
+func (e *Emulator) updateWebhook(w http.ResponseWriter, r *http.Request) {
+	reg, ok := e.readRegistration(w, r)
+	if !ok {
+		return
+	}
+	e.mu.Lock()
+	if e.reg != nil {
+		reg.SubscriberID = e.reg.SubscriberID
+	} else {
+		reg.SubscriberID = newGUID()
+	}
+	e.reg = &reg
+	e.mu.Unlock()
+	writeJSON(w, http.StatusOK, reg)
+}
+
+func (e *Emulator) getWebhook(w http.ResponseWriter, _ *http.Request) {
+	e.mu.Lock()
+	reg := e.reg
+	e.mu.Unlock()
+	if reg == nil {
+		writeError(w, http.StatusNotFound, "itemNotFound", "No webhook registration exists.", "")
+		return
+	}
+	writeJSON(w, http.StatusOK, reg)
+}
+
+func (e *Emulator) deleteWebhook(w http.ResponseWriter, _ *http.Request) {
+	e.mu.Lock()
+	had := e.reg != nil
+	e.reg = nil
+	e.mu.Unlock()
+	if !had {
+		writeError(w, http.StatusNotFound, "itemNotFound", "No webhook registration exists.", "")
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (e *Emulator) webhookEvents(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, availableEvents)
+}
+
+func (e *Emulator) sendValidation(w http.ResponseWriter, _ *http.Request) {
+	e.mu.Lock()
+	reg := e.reg
+	if reg == nil || !slices.Contains(reg.WebhookEvents, pc.EventTestCreated) {
+		e.mu.Unlock()
+		writeError(w, http.StatusBadRequest, "invalidRequest", "Register the test-created event before sending a validation event.", "WebhookEvents")
+		return
+	}
+	id := newGUID()
+	st := &pc.WebhookValidationStatus{CorrelationID: id, PartnerID: e.opts.OrganizationID, Status: "pending",
+		CallbackURL: reg.WebhookURL, Results: []pc.WebhookValidationResult{}}
+	e.validations[id] = st
+	now := e.nextTime()
+	uri := e.baseURL + "/webhooks/v1/registration/validationEvents/" + id
+	e.mu.Unlock()
+	e.enqueue(pc.WebhookNotification{EventName: pc.EventTestCreated, ResourceURI: uri, ResourceName: "test",
+		ResourceChangeUTCDate: changeDate(now)}, id)
+	writeJSON(w, http.StatusOK, map[string]string{"correlationId": id})
+}
+
+func (e *Emulator) getValidation(w http.ResponseWriter, r *http.Request) {
+	e.mu.Lock()
+	st, ok := e.validations[r.PathValue("correlationId")]
+	var out pc.WebhookValidationStatus
+	if ok {
+		out = *st
+		out.Results = slices.Clone(st.Results)
+	}
+	e.mu.Unlock()
+	if !ok {
+		writeError(w, http.StatusNotFound, "itemNotFound", "No validation event with this correlation id.", "correlationId")
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// changeDate renders a stored timestamp the way notifications carry it (.NET round-trip with offset).
+func changeDate(ts string) string {
+	t, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil {
+		return ts
+	}
+	return t.Format("2006-01-02T15:04:05.0000000+00:00")
+}
+
+// notify sends a referral event to the registered URL, if the registration subscribes to it.
+func (e *Emulator) notify(event, referralID, changed string) {
+	e.mu.Lock()
+	uri := e.baseURL + "/engagements/v1/referrals/" + referralID
+	e.mu.Unlock()
+	e.enqueue(pc.WebhookNotification{EventName: event, ResourceURI: uri, ResourceName: "referral",
+		ResourceChangeUTCDate: changeDate(changed)}, "")
+}
+
+// enqueue starts the asynchronous delivery of one notification; validationID, when set, records the attempts.
+func (e *Emulator) enqueue(n pc.WebhookNotification, validationID string) {
+	e.mu.Lock()
+	reg := e.reg
+	if e.closed || reg == nil || !slices.Contains(reg.WebhookEvents, n.EventName) {
+		e.mu.Unlock()
+		return
+	}
+	if e.faults.DropWebhooks > 0 {
+		e.faults.DropWebhooks--
+		e.counts["webhooks.dropped"]++
+		e.mu.Unlock()
+		return
+	}
+	regCopy := *reg
+	e.wg.Add(1)
+	e.mu.Unlock()
+	go func() {
+		defer e.wg.Done()
+		e.deliver(regCopy, n, validationID)
+	}()
+}
+
+func (e *Emulator) deliver(reg pc.WebhookRegistration, n pc.WebhookNotification, validationID string) {
+	body, err := json.Marshal(n)
+	if err != nil {
+		e.log.Error("marshal notification", "err", err)
+		return
+	}
+	backoff := e.opts.WebhookBackoff
+	for attempt := 1; attempt <= maxDeliveryAttempts; attempt++ {
+		code, msg, sysErr := e.post(reg, body)
+		ok := code >= 200 && code < 300
+		e.mu.Lock()
+		if ok {
+			e.counts["webhooks.delivered"]++
+		} else {
+			e.counts["webhooks.failed_attempts"]++
+		}
+		if st := e.validations[validationID]; st != nil {
+			st.Results = append(st.Results, pc.WebhookValidationResult{ResponseCode: responseCode(code), ResponseMessage: msg,
+				SystemError: sysErr, DateTimeUTC: time.Now().UTC().Format(time.RFC3339Nano)})
+			switch {
+			case ok:
+				st.Status = "completed"
+			case attempt == maxDeliveryAttempts:
+				st.Status = "failed"
+			}
+		}
+		if !ok && attempt == maxDeliveryAttempts {
+			e.counts["webhooks.parked"]++
+		}
+		e.mu.Unlock()
+		if ok {
+			return
+		}
+		e.log.Warn("webhook delivery failed", "event", n.EventName, "attempt", attempt, "status", code, "err", msg)
+		t := time.NewTimer(backoff)
+		select {
+		case <-e.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+func responseCode(code int) string {
+	if code == 0 {
+		return "Error"
+	}
+	return http.StatusText(code)
+}
+
+// post makes one signed delivery attempt and returns the receiver's status (0 when it could not be reached).
+func (e *Emulator) post(reg pc.WebhookRegistration, body []byte) (int, string, bool) {
+	sig, err := e.sign.signature(body)
+	if err != nil {
+		return 0, err.Error(), true
+	}
+	req, err := http.NewRequestWithContext(e.ctx, http.MethodPost, reg.WebhookURL, bytes.NewReader(body))
+	if err != nil {
+		return 0, err.Error(), true
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if reg.SignatureTokenToMsSignatureHeader {
+		req.Header.Set(pc.HeaderMSSignature, "Signature "+sig)
+	} else {
+		req.Header.Set("Authorization", "Signature "+sig)
+	}
+	req.Header.Set(pc.HeaderCertificateURL, e.CertURL())
+	req.Header.Set(pc.HeaderSignatureAlgorithm, "rsa-sha256")
+	resp, err := e.opts.HTTPClient.Do(req)
+	if err != nil {
+		return 0, err.Error(), true
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(http.MaxBytesReader(nil, resp.Body, 4<<10))
+	return resp.StatusCode, b.String(), false
+}
