@@ -1,0 +1,552 @@
+package sfemu
+
+import (
+	"compress/gzip"
+	"crypto/rsa"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Credentials the emulator accepts when Options leaves them empty, so it runs with no configuration.
+const (
+	DefaultClientID     = "cosell-emulator-client"
+	DefaultClientSecret = "cosell-emulator-secret"
+	DefaultUsername     = "integration@cosell.example"
+	DefaultPassword     = "cosell-emulator-password"
+)
+
+// Options configures an Emulator; the zero value works.
+type Options struct {
+	ClientID, ClientSecret, Username, Password string // accepted credentials; Password is password+security token
+	MetadataDir                                string // path to deploy/salesforce; "" = FindMetadataDir
+	InstanceURL                                string // optional; default: http://{request Host}
+	DailyAPILimit                              int    // default 100000
+	TokenTTL                                   time.Duration
+	Logger                                     *slog.Logger // may be nil
+	// JWTPublicKey, when set, verifies the RS256 signature of jwt-bearer assertions; otherwise they are only
+	// parsed (iss, sub, exp).
+	JWTPublicKey *rsa.PublicKey
+}
+
+type session struct {
+	userID  string
+	expires time.Time
+}
+
+type cursor struct {
+	rows  []*orderedMap
+	total int
+	batch int
+}
+
+type faults struct {
+	latency   time.Duration
+	fail      int
+	lockRows  int
+	exhausted bool
+}
+
+// Emulator is an in-memory Salesforce org behind the REST API; safe for concurrent use.
+type Emulator struct {
+	opts   Options
+	log    *slog.Logger
+	now    func() time.Time
+	mu     sync.Mutex
+	st     *store
+	orgID  string
+	userID string
+
+	sessions    map[string]session
+	apiUsed     int
+	counts      map[string]int
+	faults      faults
+	cursors     map[string]*cursor
+	cursorOrder []string
+	cursorSeq   uint64
+}
+
+// New builds an emulator with the schema of opts.MetadataDir and one seeded integration user.
+func New(opts Options) (*Emulator, error) {
+	if opts.ClientID == "" {
+		opts.ClientID = DefaultClientID
+	}
+	if opts.ClientSecret == "" {
+		opts.ClientSecret = DefaultClientSecret
+	}
+	if opts.Username == "" {
+		opts.Username = DefaultUsername
+	}
+	if opts.Password == "" {
+		opts.Password = DefaultPassword
+	}
+	if opts.DailyAPILimit <= 0 {
+		opts.DailyAPILimit = 100000
+	}
+	if opts.TokenTTL <= 0 {
+		opts.TokenTTL = 2 * time.Hour
+	}
+	if opts.MetadataDir == "" {
+		dir, err := FindMetadataDir()
+		if err != nil {
+			return nil, fmt.Errorf("sfemu: %w", err)
+		}
+		opts.MetadataDir = dir
+	}
+	sch, err := loadSchema(opts.MetadataDir)
+	if err != nil {
+		return nil, fmt.Errorf("sfemu: %w", err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	e := &Emulator{opts: opts, log: log, now: time.Now, sessions: map[string]session{}, counts: map[string]int{},
+		cursors: map[string]*cursor{}}
+	e.st = newStore(sch, func() time.Time { return e.now() })
+	e.orgID = newID("00D", 1)
+	user := sch.object("User")
+	values, _, _ := e.st.coerce(user, map[string]any{"FirstName": "Integration", "LastName": "User",
+		"Email": opts.Username, "Username": opts.Username}, true, writeOpts{system: true})
+	id, apiErr := e.st.create(user, values, writeOpts{})
+	if apiErr != nil {
+		return nil, fmt.Errorf("sfemu: seed integration user: %w", apiErr)
+	}
+	r := e.st.tables[user].rows[id]
+	r["CreatedById"], r["LastModifiedById"] = id, id
+	e.userID = id
+	return e, nil
+}
+
+// OrgID is the emulated org's 18-character id, as in the token response's id URL.
+func (e *Emulator) OrgID() string { return e.orgID }
+
+// IntegrationUserID is the seeded user the API credentials log in as.
+func (e *Emulator) IntegrationUserID() string { return e.userID }
+
+// Counts returns how many calls each endpoint received (e.g. "token", "query", "sobjects.create").
+func (e *Emulator) Counts() map[string]int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[string]int, len(e.counts))
+	for k, v := range e.counts {
+		out[k] = v
+	}
+	return out
+}
+
+// ResetCounts zeroes the per-endpoint call counts.
+func (e *Emulator) ResetCounts() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.counts = map[string]int{}
+}
+
+// APIUsage returns the daily API calls used and allowed, as in Sforce-Limit-Info.
+func (e *Emulator) APIUsage() (used, max int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.apiUsed, e.opts.DailyAPILimit
+}
+
+// ExpireSessions invalidates every access token, as when an admin revokes sessions or they time out.
+func (e *Emulator) ExpireSessions() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.sessions = map[string]session{}
+}
+
+// SetLatency delays every API call by d (0 turns it off).
+func (e *Emulator) SetLatency(d time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.faults.latency = d
+}
+
+// FailNextCalls makes the next n API calls fail with 500 UNKNOWN_EXCEPTION.
+func (e *Emulator) FailNextCalls(n int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.faults.fail = n
+}
+
+// LockNextWrites makes the next n record writes fail with UNABLE_TO_LOCK_ROW (one per record in collections).
+func (e *Emulator) LockNextWrites(n int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.faults.lockRows = n
+}
+
+// ExhaustDailyLimit uses up the daily API allowance: API calls get 403 REQUEST_LIMIT_EXCEEDED.
+func (e *Emulator) ExhaustDailyLimit() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.apiUsed = e.opts.DailyAPILimit
+}
+
+// ResetFaults turns off every fault and restores the full daily allowance.
+func (e *Emulator) ResetFaults() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.faults = faults{}
+	e.apiUsed = 0
+}
+
+// Insert creates a record as a Salesforce user would (same validation as the API) and returns its id.
+func (e *Emulator) Insert(obj string, fields map[string]any) (string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	id, err := e.insert(obj, fields)
+	if err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+func (e *Emulator) insert(obj string, fields map[string]any) (string, *APIError) {
+	o := e.st.schema.object(obj)
+	if o == nil {
+		return "", apiErr(http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
+	}
+	body, err := normalizeGo(fields)
+	if err != nil {
+		return "", err
+	}
+	opts := writeOpts{actor: e.userID, system: true}
+	values, reqErr, recErr := e.st.coerce(o, body, true, opts)
+	if reqErr != nil {
+		return "", reqErr
+	}
+	if recErr != nil {
+		return "", recErr
+	}
+	return e.st.create(o, values, opts)
+}
+
+// Update changes a record as a Salesforce user would (same validation as the API).
+func (e *Emulator) Update(obj, id string, fields map[string]any) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.update(obj, id, fields); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (e *Emulator) update(obj, rawID string, fields map[string]any) *APIError {
+	o := e.st.schema.object(obj)
+	if o == nil {
+		return apiErr(http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
+	}
+	id, err := pathID(o, rawID)
+	if err != nil {
+		return err
+	}
+	body, err := normalizeGo(fields)
+	if err != nil {
+		return err
+	}
+	opts := writeOpts{actor: e.userID, system: true}
+	values, reqErr, recErr := e.st.coerce(o, body, false, opts)
+	if reqErr != nil {
+		return reqErr
+	}
+	if recErr != nil {
+		return recErr
+	}
+	return e.st.update(o, id, values, opts)
+}
+
+// Get returns a copy of a record (deleted ones included, with IsDeleted true).
+func (e *Emulator) Get(obj, id string) (map[string]any, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	o := e.st.schema.object(obj)
+	if o == nil {
+		return nil, false
+	}
+	norm, err := pathID(o, id)
+	if err != nil {
+		return nil, false
+	}
+	r := e.st.tables[o].rows[norm]
+	if r == nil {
+		return nil, false
+	}
+	return map[string]any(r.clone()), true
+}
+
+// All returns copies of the live records of obj in creation order.
+func (e *Emulator) All(obj string) []map[string]any {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	o := e.st.schema.object(obj)
+	if o == nil {
+		return nil
+	}
+	tb := e.st.tables[o]
+	out := []map[string]any{}
+	for _, id := range tb.order {
+		if r := tb.rows[id]; r["IsDeleted"] != true {
+			out = append(out, map[string]any(r.clone()))
+		}
+	}
+	return out
+}
+
+// pathID checks an id given in a path against the object it must belong to.
+func pathID(o *object, raw string) (string, *APIError) {
+	id, ok := NormalizeID(raw)
+	if !ok || id[:3] != o.KeyPrefix {
+		return "", badRequest("MALFORMED_ID", "%s ID: id value of incorrect type: %s", o.Name, raw).withFields("Id")
+	}
+	return id, nil
+}
+
+var reVersion = regexp.MustCompile(`^v(\d+)\.(\d+)$`)
+
+// ServeHTTP serves the OAuth token endpoint, the REST data API under /services/data/vNN.N and the
+// emulator's own control endpoints under /_emulator/.
+func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := strings.TrimSuffix(r.URL.Path, "/")
+	switch {
+	case p == "/services/oauth2/token":
+		e.serveToken(w, r)
+	case strings.HasPrefix(p, "/_emulator/"):
+		e.serveControl(w, r, segments(r, "/_emulator/"))
+	case strings.HasPrefix(p, "/services/data/"):
+		e.serveData(w, r, segments(r, "/services/data/"))
+	default:
+		writeError(w, apiErr(http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist"))
+	}
+}
+
+// segments splits the escaped path after prefix and unescapes each segment, so a value holding "%2F"
+// stays one segment.
+func segments(r *http.Request, prefix string) []string {
+	raw := strings.TrimSuffix(strings.TrimPrefix(r.URL.EscapedPath(), prefix), "/")
+	if raw == "" {
+		return nil
+	}
+	parts := strings.Split(raw, "/")
+	for i, s := range parts {
+		if u, err := unescape(s); err == nil {
+			parts[i] = u
+		}
+	}
+	return parts
+}
+
+func writeJSON(w http.ResponseWriter, status int, body any) {
+	if body == nil {
+		w.WriteHeader(status)
+		return
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`[{"message":"cannot encode response","errorCode":"UNKNOWN_EXCEPTION"}]`)
+	}
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+type errorBody struct {
+	Message   string   `json:"message"`
+	ErrorCode string   `json:"errorCode"`
+	Fields    []string `json:"fields,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, err *APIError) {
+	writeJSON(w, err.Status, []errorBody{{Message: err.Message, ErrorCode: err.Code, Fields: err.Fields}})
+}
+
+func readBody(r *http.Request) ([]byte, *APIError) {
+	var rd io.Reader = http.MaxBytesReader(nil, r.Body, 64<<20)
+	if strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip") {
+		gz, err := gzip.NewReader(rd)
+		if err != nil {
+			return nil, badRequest("JSON_PARSER_ERROR", "request body is not valid gzip")
+		}
+		defer gz.Close()
+		rd = gz
+	}
+	b, err := io.ReadAll(rd)
+	if err != nil {
+		return nil, badRequest("JSON_PARSER_ERROR", "cannot read request body")
+	}
+	return b, nil
+}
+
+// call is one data API request after routing.
+type call struct {
+	r       *http.Request
+	version string
+	segs    []string
+	userID  string
+}
+
+type handler func(c *call) (int, any, *APIError)
+
+func (e *Emulator) serveData(w http.ResponseWriter, r *http.Request, segs []string) {
+	notFound := apiErr(http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
+	if len(segs) == 0 {
+		writeJSON(w, http.StatusOK, []map[string]string{{"label": "Winter '25", "url": "/services/data/v62.0", "version": "62.0"}})
+		return
+	}
+	m := reVersion.FindStringSubmatch(segs[0])
+	if m == nil {
+		writeError(w, notFound)
+		return
+	}
+	if major, _ := strconv.Atoi(m[1]); major < 50 {
+		writeError(w, notFound)
+		return
+	}
+	name, h, routeErr := e.route(r.Method, segs[1:])
+	e.mu.Lock()
+	if name != "" {
+		e.counts[name]++
+	}
+	latency := e.faults.latency
+	e.mu.Unlock()
+	if latency > 0 {
+		t := time.NewTimer(latency)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+	}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	limitInfo := func() {
+		w.Header().Set("Sforce-Limit-Info", fmt.Sprintf("api-usage=%d/%d", e.apiUsed, e.opts.DailyAPILimit))
+	}
+	userID, ok := e.authenticate(r)
+	if !ok {
+		limitInfo()
+		writeError(w, apiErr(http.StatusUnauthorized, "INVALID_SESSION_ID", "Session expired or invalid"))
+		return
+	}
+	if e.apiUsed >= e.opts.DailyAPILimit {
+		limitInfo()
+		writeError(w, apiErr(http.StatusForbidden, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."))
+		return
+	}
+	e.apiUsed++
+	limitInfo()
+	if e.faults.fail > 0 {
+		e.faults.fail--
+		writeError(w, apiErr(http.StatusInternalServerError, "UNKNOWN_EXCEPTION",
+			"An unexpected error occurred. Please include this ErrorId if you contact support: 1438155416-31462 (-1160217263)"))
+		return
+	}
+	if routeErr != nil {
+		writeError(w, routeErr)
+		return
+	}
+	status, body, err := h(&call{r: r, version: segs[0], segs: segs[1:], userID: userID})
+	if err != nil {
+		e.log.Debug("salesforce emulator call", "endpoint", name, "method", r.Method, "status", err.Status, "error", err.Code)
+		writeError(w, err)
+		return
+	}
+	e.log.Debug("salesforce emulator call", "endpoint", name, "method", r.Method, "status", status)
+	writeJSON(w, status, body)
+}
+
+func methodNotAllowed(method string, allowed ...string) *APIError {
+	return apiErr(http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "HTTP Method '%s' not allowed. Allowed are %s",
+		method, strings.Join(allowed, ","))
+}
+
+// route names the endpoint (for counting) and picks its handler.
+func (e *Emulator) route(method string, segs []string) (string, handler, *APIError) {
+	notFound := apiErr(http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
+	if len(segs) == 0 {
+		return "resources", func(c *call) (int, any, *APIError) {
+			return http.StatusOK, map[string]string{"limits": "/services/data/" + c.version + "/limits",
+				"query": "/services/data/" + c.version + "/query", "sobjects": "/services/data/" + c.version + "/sobjects"}, nil
+		}, nil
+	}
+	only := func(name string, h handler, allowed string) (string, handler, *APIError) {
+		if method != allowed {
+			return name, nil, methodNotAllowed(method, allowed)
+		}
+		return name, h, nil
+	}
+	switch segs[0] {
+	case "limits":
+		if len(segs) == 1 {
+			return only("limits", e.handleLimits, http.MethodGet)
+		}
+	case "query", "queryAll":
+		name := segs[0]
+		if len(segs) == 1 {
+			return only(name, e.handleQuery, http.MethodGet)
+		}
+		if len(segs) == 2 {
+			return only(name+".more", e.handleQueryMore, http.MethodGet)
+		}
+	case "sobjects":
+		switch len(segs) {
+		case 1:
+			return only("sobjects.list", e.handleGlobalDescribe, http.MethodGet)
+		case 2:
+			switch method {
+			case http.MethodPost:
+				return "sobjects.create", e.handleCreate, nil
+			case http.MethodGet:
+				return "sobjects.info", e.handleInfo, nil
+			}
+			return "sobjects.create", nil, methodNotAllowed(method, "GET", "POST")
+		case 3:
+			if segs[2] == "describe" {
+				return only("sobjects.describe", e.handleDescribe, http.MethodGet)
+			}
+			switch method {
+			case http.MethodGet:
+				return "sobjects.get", e.handleGet, nil
+			case http.MethodPatch:
+				return "sobjects.update", e.handleUpdate, nil
+			case http.MethodDelete:
+				return "sobjects.delete", e.handleDelete, nil
+			}
+			return "sobjects.get", nil, methodNotAllowed(method, "GET", "PATCH", "DELETE")
+		case 4:
+			switch method {
+			case http.MethodPatch:
+				return "sobjects.upsert", e.handleUpsert, nil
+			case http.MethodGet:
+				return "sobjects.getByExternalId", e.handleGetByExternalID, nil
+			}
+			return "sobjects.upsert", nil, methodNotAllowed(method, "GET", "PATCH")
+		}
+	case "composite":
+		if len(segs) >= 2 && segs[1] == "sobjects" {
+			switch {
+			case len(segs) == 2 && method == http.MethodPost:
+				return "collections.create", e.handleCollectionCreate, nil
+			case len(segs) == 2 && method == http.MethodPatch:
+				return "collections.update", e.handleCollectionUpdate, nil
+			case len(segs) == 2 && method == http.MethodDelete:
+				return "collections.delete", e.handleCollectionDelete, nil
+			case len(segs) == 2:
+				return "collections", nil, methodNotAllowed(method, "POST", "PATCH", "DELETE")
+			case len(segs) == 4 && method == http.MethodPatch:
+				return "collections.upsert", e.handleCollectionUpsert, nil
+			}
+		}
+	}
+	return "unknown", nil, notFound
+}

@@ -1,0 +1,505 @@
+package sfemu
+
+import (
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Field types, as describe names them.
+const (
+	typeID        = "id"
+	typeString    = "string"
+	typeTextArea  = "textarea"
+	typeBoolean   = "boolean"
+	typeCurrency  = "currency"
+	typeDouble    = "double"
+	typePercent   = "percent"
+	typeInt       = "int"
+	typeDate      = "date"
+	typeDateTime  = "datetime"
+	typePicklist  = "picklist"
+	typeReference = "reference"
+	typeURL       = "url"
+	typeEmail     = "email"
+	typePhone     = "phone"
+)
+
+// anyObject as a field's reference target makes it polymorphic (Note.ParentId).
+const anyObject = "*"
+
+type field struct {
+	Name        string
+	Label       string
+	Type        string
+	Length      int
+	Required    bool // must hold a value after create and update
+	ExternalID  bool
+	Unique      bool
+	Createable  bool
+	Updateable  bool
+	Custom      bool
+	Default     any
+	Picklist    []string
+	Restricted  bool
+	ReferenceTo string
+	// RelationshipName names the parent in SOQL paths (Account for AccountId, Opportunity__r for Opportunity__c).
+	RelationshipName string
+	// ChildRelationship names the children on the parent (OpportunityTeamMembers); CascadeDelete deletes them
+	// with the parent.
+	ChildRelationship string
+	CascadeDelete     bool
+}
+
+func (f *field) isText() bool {
+	switch f.Type {
+	case typeString, typeTextArea, typePicklist, typeURL, typeEmail, typePhone:
+		return true
+	}
+	return false
+}
+
+func (f *field) isNumber() bool {
+	switch f.Type {
+	case typeCurrency, typeDouble, typePercent, typeInt:
+		return true
+	}
+	return false
+}
+
+func (f *field) isID() bool { return f.Type == typeID || f.Type == typeReference }
+
+type childRelationship struct {
+	Name          string
+	Child         *object
+	Field         *field
+	CascadeDelete bool
+}
+
+type object struct {
+	Name      string
+	Label     string
+	Plural    string
+	KeyPrefix string
+	Custom    bool
+	Fields    []*field
+	byLower   map[string]*field
+	relations map[string]*field // lower-case relationship name -> reference field
+	children  []*childRelationship
+}
+
+func (o *object) field(name string) *field { return o.byLower[strings.ToLower(name)] }
+
+func (o *object) add(f *field) {
+	if o.byLower == nil {
+		o.byLower = map[string]*field{}
+	}
+	if old := o.byLower[strings.ToLower(f.Name)]; old != nil {
+		*old = *f
+		return
+	}
+	o.Fields = append(o.Fields, f)
+	o.byLower[strings.ToLower(f.Name)] = f
+}
+
+func (o *object) child(name string) *childRelationship {
+	for _, c := range o.children {
+		if strings.EqualFold(c.Name, name) {
+			return c
+		}
+	}
+	return nil
+}
+
+type schema struct {
+	objects  map[string]*object // lower-case name
+	byPrefix map[string]*object
+}
+
+func (s *schema) object(name string) *object { return s.objects[strings.ToLower(name)] }
+
+// Opportunity stages of a new org, with their probability and whether they close the opportunity.
+var opportunityStages = []struct {
+	Name        string
+	Probability float64
+	Closed, Won bool
+}{
+	{"Prospecting", 10, false, false},
+	{"Qualification", 10, false, false},
+	{"Needs Analysis", 20, false, false},
+	{"Value Proposition", 50, false, false},
+	{"Id. Decision Makers", 60, false, false},
+	{"Perception Analysis", 70, false, false},
+	{"Proposal/Price Quote", 75, false, false},
+	{"Negotiation/Review", 90, false, false},
+	{"Closed Won", 100, true, true},
+	{"Closed Lost", 0, true, false},
+}
+
+// Currencies enabled in the emulated multi-currency org; the first is the corporate currency.
+var currencies = []string{"USD", "EUR", "GBP", "CAD", "AUD", "JPY", "INR", "CHF", "SEK", "NZD"}
+
+func text(name, label string, length int) *field {
+	return &field{Name: name, Label: label, Type: typeString, Length: length, Createable: true, Updateable: true}
+}
+
+func typed(name, label, typ string) *field {
+	f := &field{Name: name, Label: label, Type: typ, Createable: true, Updateable: true}
+	switch typ {
+	case typeURL, typePhone, typeEmail, typePicklist:
+		f.Length = 255
+		if typ == typePhone {
+			f.Length = 40
+		}
+		if typ == typeEmail {
+			f.Length = 80
+		}
+	case typeTextArea:
+		f.Length = 32000
+	}
+	return f
+}
+
+func ref(name, label, to, relationship string) *field {
+	return &field{Name: name, Label: label, Type: typeReference, Length: 18, ReferenceTo: to,
+		RelationshipName: relationship, Createable: true, Updateable: true}
+}
+
+func readOnly(f *field) *field {
+	f.Createable, f.Updateable = false, false
+	return f
+}
+
+func required(f *field) *field {
+	f.Required = true
+	return f
+}
+
+func picklist(f *field, restricted bool, values ...string) *field {
+	f.Picklist, f.Restricted = values, restricted
+	return f
+}
+
+// systemFields are on every object and written only by the emulator.
+func systemFields(o *object) {
+	o.add(readOnly(&field{Name: "Id", Label: o.Label + " ID", Type: typeID, Length: 18}))
+	o.add(readOnly(&field{Name: "IsDeleted", Label: "Deleted", Type: typeBoolean, Default: false}))
+	o.add(readOnly(ref("CreatedById", "Created By ID", "User", "CreatedBy")))
+	o.add(readOnly(&field{Name: "CreatedDate", Label: "Created Date", Type: typeDateTime}))
+	o.add(readOnly(ref("LastModifiedById", "Last Modified By ID", "User", "LastModifiedBy")))
+	o.add(readOnly(&field{Name: "LastModifiedDate", Label: "Last Modified Date", Type: typeDateTime}))
+	o.add(readOnly(&field{Name: "SystemModstamp", Label: "System Modstamp", Type: typeDateTime}))
+}
+
+func standardObjects() []*object {
+	stageNames := make([]string, len(opportunityStages))
+	for i, s := range opportunityStages {
+		stageNames[i] = s.Name
+	}
+
+	user := &object{Name: "User", Label: "User", Plural: "Users", KeyPrefix: "005"}
+	systemFields(user)
+	user.add(text("FirstName", "First Name", 40))
+	user.add(required(text("LastName", "Last Name", 80)))
+	user.add(readOnly(text("Name", "Full Name", 121)))
+	user.add(required(typed("Email", "Email", typeEmail)))
+	user.add(typed("Phone", "Phone", typePhone))
+	user.add(required(&field{Name: "Username", Label: "Username", Type: typeString, Length: 80, Unique: true,
+		Createable: true, Updateable: true}))
+	user.add(&field{Name: "IsActive", Label: "Active", Type: typeBoolean, Default: true, Createable: true, Updateable: true})
+
+	account := &object{Name: "Account", Label: "Account", Plural: "Accounts", KeyPrefix: "001"}
+	systemFields(account)
+	account.add(required(text("Name", "Account Name", 255)))
+	account.add(ref("OwnerId", "Owner ID", "User", "Owner"))
+	account.add(text("BillingStreet", "Billing Street", 255))
+	account.add(text("BillingCity", "Billing City", 40))
+	account.add(text("BillingState", "Billing State/Province", 80))
+	account.add(text("BillingPostalCode", "Billing Zip/Postal Code", 20))
+	account.add(text("BillingCountry", "Billing Country", 80))
+	account.add(typed("Website", "Website", typeURL))
+	account.add(picklist(typed("Industry", "Industry", typePicklist), false,
+		"Agriculture", "Banking", "Communications", "Construction", "Consulting", "Education", "Electronics",
+		"Energy", "Finance", "Government", "Healthcare", "Insurance", "Manufacturing", "Media", "Retail",
+		"Technology", "Telecommunications", "Transportation", "Utilities", "Other"))
+	account.add(typed("NumberOfEmployees", "Employees", typeInt))
+	account.add(typed("Phone", "Account Phone", typePhone))
+	account.add(picklist(typed("CurrencyIsoCode", "Account Currency", typePicklist), true, currencies...))
+
+	opp := &object{Name: "Opportunity", Label: "Opportunity", Plural: "Opportunities", KeyPrefix: "006"}
+	systemFields(opp)
+	opp.add(required(text("Name", "Name", 120)))
+	acc := ref("AccountId", "Account ID", "Account", "Account")
+	acc.ChildRelationship = "Opportunities"
+	opp.add(acc)
+	opp.add(typed("Amount", "Amount", typeCurrency))
+	opp.add(picklist(typed("CurrencyIsoCode", "Opportunity Currency", typePicklist), true, currencies...))
+	opp.add(required(typed("CloseDate", "Close Date", typeDate)))
+	opp.add(required(picklist(&field{Name: "StageName", Label: "Stage", Type: typePicklist, Length: 255,
+		Createable: true, Updateable: true}, true, stageNames...)))
+	opp.add(readOnly(&field{Name: "IsClosed", Label: "Closed", Type: typeBoolean, Default: false}))
+	opp.add(readOnly(&field{Name: "IsWon", Label: "Won", Type: typeBoolean, Default: false}))
+	opp.add(typed("Probability", "Probability (%)", typePercent))
+	opp.add(picklist(typed("Type", "Opportunity Type", typePicklist), false,
+		"Existing Customer - Upgrade", "Existing Customer - Replacement", "Existing Customer - Downgrade", "New Customer"))
+	opp.add(picklist(typed("LeadSource", "Lead Source", typePicklist), false,
+		"Web", "Phone Inquiry", "Partner Referral", "Purchased List", "Other"))
+	opp.add(typed("Description", "Description", typeTextArea))
+	opp.add(text("NextStep", "Next Step", 255))
+	opp.add(ref("OwnerId", "Owner ID", "User", "Owner"))
+
+	member := &object{Name: "OpportunityTeamMember", Label: "Opportunity Team Member",
+		Plural: "Opportunity Team Members", KeyPrefix: "00q"}
+	systemFields(member)
+	oppID := required(ref("OpportunityId", "Opportunity ID", "Opportunity", "Opportunity"))
+	oppID.Updateable, oppID.ChildRelationship, oppID.CascadeDelete = false, "OpportunityTeamMembers", true
+	member.add(oppID)
+	userID := required(ref("UserId", "User ID", "User", "User"))
+	userID.Updateable = false
+	member.add(userID)
+	member.add(picklist(typed("TeamMemberRole", "Team Role", typePicklist), false,
+		"Account Manager", "Channel Manager", "Executive Sponsor", "Lead Qualifier", "Pre-Sales Consultant",
+		"Sales Manager", "Sales Rep", "Technical Sales", "Other"))
+	access := picklist(typed("OpportunityAccessLevel", "Opportunity Access", typePicklist), true, "Read", "Edit")
+	access.Default = "Read"
+	member.add(access)
+
+	note := &object{Name: "Note", Label: "Note", Plural: "Notes", KeyPrefix: "002"}
+	systemFields(note)
+	parent := required(ref("ParentId", "Parent ID", anyObject, "Parent"))
+	parent.Updateable, parent.ChildRelationship, parent.CascadeDelete = false, "Notes", true
+	note.add(parent)
+	note.add(required(text("Title", "Title", 255)))
+	note.add(typed("Body", "Body", typeTextArea))
+	note.add(&field{Name: "IsPrivate", Label: "Private", Type: typeBoolean, Default: false, Createable: true, Updateable: true})
+	note.add(ref("OwnerId", "Owner ID", "User", "Owner"))
+
+	return []*object{user, account, opp, member, note}
+}
+
+// Metadata XML shapes of a Salesforce DX source project (the subset the emulator reads).
+type xmlValue struct {
+	FullName string `xml:"fullName"`
+	Label    string `xml:"label"`
+	Default  bool   `xml:"default"`
+}
+
+type xmlCustomField struct {
+	FullName         string     `xml:"fullName"`
+	Label            string     `xml:"label"`
+	Type             string     `xml:"type"`
+	Length           int        `xml:"length"`
+	Required         bool       `xml:"required"`
+	ExternalID       bool       `xml:"externalId"`
+	Unique           bool       `xml:"unique"`
+	DefaultValue     string     `xml:"defaultValue"`
+	ReferenceTo      string     `xml:"referenceTo"`
+	RelationshipName string     `xml:"relationshipName"`
+	Reparentable     bool       `xml:"reparentableMasterDetail"`
+	DeleteConstraint string     `xml:"deleteConstraint"`
+	Restricted       bool       `xml:"valueSet>restricted"`
+	Values           []xmlValue `xml:"valueSet>valueSetDefinition>value"`
+}
+
+type xmlCustomObject struct {
+	Label     string `xml:"label"`
+	Plural    string `xml:"pluralLabel"`
+	NameField struct {
+		Label string `xml:"label"`
+		Type  string `xml:"type"`
+	} `xml:"nameField"`
+}
+
+// fieldFromXML maps a CustomField to the emulator's field, as Salesforce's describe would show it.
+func fieldFromXML(x xmlCustomField) (*field, error) {
+	f := &field{Name: x.FullName, Label: x.Label, Length: x.Length, Required: x.Required, ExternalID: x.ExternalID,
+		Unique: x.Unique, Createable: true, Updateable: true, Custom: true}
+	switch x.Type {
+	case "Text":
+		f.Type = typeString
+	case "TextArea":
+		f.Type, f.Length = typeTextArea, 255
+	case "LongTextArea", "Html":
+		f.Type = typeTextArea
+	case "Checkbox":
+		f.Type, f.Default = typeBoolean, x.DefaultValue == "true"
+	case "Number":
+		f.Type = typeDouble
+	case "Currency":
+		f.Type = typeCurrency
+	case "Percent":
+		f.Type = typePercent
+	case "Date":
+		f.Type = typeDate
+	case "DateTime":
+		f.Type = typeDateTime
+	case "Url":
+		f.Type, f.Length = typeURL, 255
+	case "Email":
+		f.Type, f.Length = typeEmail, 80
+	case "Phone":
+		f.Type, f.Length = typePhone, 40
+	case "Picklist":
+		f.Type, f.Length, f.Restricted = typePicklist, 255, x.Restricted
+		for _, v := range x.Values {
+			f.Picklist = append(f.Picklist, v.FullName)
+			if v.Default {
+				f.Default = v.FullName
+			}
+		}
+	case "Lookup", "MasterDetail":
+		f.Type, f.Length, f.ReferenceTo = typeReference, 18, x.ReferenceTo
+		f.RelationshipName = strings.TrimSuffix(x.FullName, "__c") + "__r"
+		if x.RelationshipName != "" {
+			f.ChildRelationship = x.RelationshipName + "__r"
+		}
+		if x.Type == "MasterDetail" {
+			f.Required, f.Updateable, f.CascadeDelete = true, x.Reparentable, true
+		} else {
+			f.CascadeDelete = x.DeleteConstraint == "Cascade"
+		}
+	default:
+		return nil, fmt.Errorf("field %s: type %q is not supported by the emulator", x.FullName, x.Type)
+	}
+	if f.Type == typeString && f.Length == 0 {
+		return nil, fmt.Errorf("field %s: Text without a length", x.FullName)
+	}
+	if x.DefaultValue != "" && f.Type != typeBoolean {
+		f.Default = strings.Trim(x.DefaultValue, `"'`)
+	}
+	return f, nil
+}
+
+// loadSchema builds the standard objects and adds the custom objects and fields of the SFDX project in dir.
+func loadSchema(dir string) (*schema, error) {
+	s := &schema{objects: map[string]*object{}, byPrefix: map[string]*object{}}
+	for _, o := range standardObjects() {
+		s.objects[strings.ToLower(o.Name)] = o
+	}
+	objectsDir := filepath.Join(dir, "force-app", "main", "default", "objects")
+	entries, err := os.ReadDir(objectsDir)
+	if err != nil {
+		return nil, fmt.Errorf("read metadata: %w", err)
+	}
+	customPrefix := 0
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		name := e.Name()
+		o := s.object(name)
+		if o == nil {
+			if !strings.HasSuffix(name, "__c") {
+				return nil, fmt.Errorf("metadata object %s: not a standard object the emulator knows", name)
+			}
+			var x xmlCustomObject
+			if err := readXML(filepath.Join(objectsDir, name, name+".object-meta.xml"), &x); err != nil {
+				return nil, err
+			}
+			// Custom objects get key prefixes a0X, a0Y, ... in directory order.
+			o = &object{Name: name, Label: x.Label, Plural: x.Plural, Custom: true,
+				KeyPrefix: "a0" + string(rune('X'+customPrefix))}
+			customPrefix++
+			systemFields(o)
+			nf := &field{Name: "Name", Label: x.NameField.Label, Type: typeString, Length: 80, Createable: true, Updateable: true}
+			if x.NameField.Type == "AutoNumber" {
+				nf.Createable, nf.Updateable = false, false
+			}
+			o.add(nf)
+			s.objects[strings.ToLower(name)] = o
+		}
+		files, _ := filepath.Glob(filepath.Join(objectsDir, name, "fields", "*.field-meta.xml"))
+		sort.Strings(files)
+		for _, file := range files {
+			var x xmlCustomField
+			if err := readXML(file, &x); err != nil {
+				return nil, err
+			}
+			f, err := fieldFromXML(x)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", file, err)
+			}
+			o.add(f)
+		}
+	}
+	// A custom object with no master-detail field has an owner.
+	for _, o := range s.objects {
+		if !o.Custom {
+			continue
+		}
+		detail := false
+		for _, f := range o.Fields {
+			if f.Type == typeReference && f.Custom && f.Required && !f.Updateable {
+				detail = true
+			}
+		}
+		if !detail {
+			o.add(ref("OwnerId", "Owner ID", "User", "Owner"))
+		}
+	}
+	// Index relationships both ways.
+	for _, o := range s.objects {
+		s.byPrefix[o.KeyPrefix] = o
+		o.relations = map[string]*field{}
+		for _, f := range o.Fields {
+			if f.Type != typeReference {
+				continue
+			}
+			o.relations[strings.ToLower(f.RelationshipName)] = f
+			if f.ReferenceTo != anyObject && s.object(f.ReferenceTo) == nil {
+				return nil, fmt.Errorf("%s.%s: references unknown object %s", o.Name, f.Name, f.ReferenceTo)
+			}
+		}
+	}
+	for _, o := range s.objects {
+		for _, f := range o.Fields {
+			if f.ChildRelationship == "" {
+				continue
+			}
+			parents := []*object{s.object(f.ReferenceTo)}
+			if f.ReferenceTo == anyObject {
+				parents = []*object{s.object("Opportunity"), s.object("Account")}
+			}
+			for _, p := range parents {
+				p.children = append(p.children, &childRelationship{Name: f.ChildRelationship, Child: o, Field: f,
+					CascadeDelete: f.CascadeDelete})
+			}
+		}
+	}
+	return s, nil
+}
+
+func readXML(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read metadata: %w", err)
+	}
+	if err := xml.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("parse metadata %s: %w", path, err)
+	}
+	return nil
+}
+
+// FindMetadataDir walks up from the working directory to the deploy/salesforce project, so the emulator
+// finds its schema from the repository root and from any package directory under test.
+func FindMetadataDir() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		candidate := filepath.Join(dir, "deploy", "salesforce")
+		if _, err := os.Stat(filepath.Join(candidate, "sfdx-project.json")); err == nil {
+			return candidate, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("deploy/salesforce/sfdx-project.json not found above the working directory")
+		}
+		dir = parent
+	}
+}

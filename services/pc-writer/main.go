@@ -1,0 +1,35 @@
+// Command pc-writer carries out referral create and patch commands against the Partner Center API.
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/app"
+	"github.com/cosell-dev/cosell/services/internal/outcome"
+	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/pc-writer/pcwriter"
+)
+
+type config struct {
+	Common runtime.Common
+	PC     app.PCConfig
+}
+
+func main() {
+	var cfg config
+	os.Exit(app.Main(contracts.StagePCWriter, "Partner Center referral writer", &cfg, &cfg.Common,
+		func(ctx context.Context, env *app.Env) (func(context.Context) error, error) {
+			pc, err := cfg.PC.Client(ctx, env.Log)
+			if err != nil {
+				return nil, err
+			}
+			rec, err := outcome.NewRecorder(ctx, env.Bus, env.Stage)
+			if err != nil {
+				return nil, err
+			}
+			w := &pcwriter.Writer{Bus: env.Bus, PC: pc, Outcomes: rec, Log: env.Log}
+			return w.Run, nil
+		}))
+}

@@ -1,0 +1,37 @@
+// Command sf-ingest polls Salesforce for changed Opportunities by SystemModstamp and publishes full
+// snapshots to JetStream.
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/app"
+	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/internal/sfapi"
+	"github.com/cosell-dev/cosell/services/sf-ingest/sfingest"
+)
+
+type config struct {
+	Common runtime.Common
+	SF     sfapi.Config
+	Ingest sfingest.Config
+}
+
+func main() {
+	var cfg config
+	os.Exit(app.Main(contracts.StageSFIngest, "Salesforce Opportunity change poller", &cfg, &cfg.Common,
+		func(ctx context.Context, env *app.Env) (func(context.Context) error, error) {
+			sf, err := sfapi.New(cfg.SF)
+			if err != nil {
+				return nil, err
+			}
+			cps, err := env.Bus.KV(ctx, contracts.BucketCheckpoints)
+			if err != nil {
+				return nil, err
+			}
+			in := &sfingest.Ingest{Bus: env.Bus, SF: sf, Checkpoints: cps, Config: cfg.Ingest, Log: env.Log}
+			return in.Run, nil
+		}))
+}
