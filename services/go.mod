@@ -46,3 +46,7 @@ require (
 )
 
 replace github.com/cosell-dev/cosell/contracts => ../contracts
+
+require github.com/cosell-dev/cosell/deploy/salesforce v0.0.0
+
+replace github.com/cosell-dev/cosell/deploy/salesforce => ../deploy/salesforce

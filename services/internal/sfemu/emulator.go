@@ -1,6 +1,11 @@
 package sfemu
 
 import (
+	"io/fs"
+	"os"
+
+	"github.com/cosell-dev/cosell/deploy/salesforce"
+
 	"compress/gzip"
 	"crypto/rsa"
 	"encoding/json"
@@ -26,7 +31,7 @@ const (
 // Options configures an Emulator; the zero value works.
 type Options struct {
 	ClientID, ClientSecret, Username, Password string // accepted credentials; Password is password+security token
-	MetadataDir                                string // path to deploy/salesforce; "" = FindMetadataDir
+	MetadataDir                                string // a Salesforce DX project to load; "" = deploy/salesforce as embedded in the binary
 	InstanceURL                                string // optional; default: http://{request Host}
 	DailyAPILimit                              int    // default 100000
 	TokenTTL                                   time.Duration
@@ -93,14 +98,11 @@ func New(opts Options) (*Emulator, error) {
 	if opts.TokenTTL <= 0 {
 		opts.TokenTTL = 2 * time.Hour
 	}
-	if opts.MetadataDir == "" {
-		dir, err := FindMetadataDir()
-		if err != nil {
-			return nil, fmt.Errorf("sfemu: %w", err)
-		}
-		opts.MetadataDir = dir
+	meta := fs.FS(salesforce.Metadata)
+	if opts.MetadataDir != "" {
+		meta = os.DirFS(opts.MetadataDir)
 	}
-	sch, err := loadSchema(opts.MetadataDir)
+	sch, err := loadSchema(meta)
 	if err != nil {
 		return nil, fmt.Errorf("sfemu: %w", err)
 	}

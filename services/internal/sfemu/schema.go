@@ -4,7 +4,9 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	pathpkg "path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -374,14 +376,14 @@ func fieldFromXML(x xmlCustomField) (*field, error) {
 	return f, nil
 }
 
-// loadSchema builds the standard objects and adds the custom objects and fields of the SFDX project in dir.
-func loadSchema(dir string) (*schema, error) {
+// loadSchema builds the standard objects and adds the custom objects and fields of the SFDX project in fsys.
+func loadSchema(fsys fs.FS) (*schema, error) {
 	s := &schema{objects: map[string]*object{}, byPrefix: map[string]*object{}}
 	for _, o := range standardObjects() {
 		s.objects[strings.ToLower(o.Name)] = o
 	}
-	objectsDir := filepath.Join(dir, "force-app", "main", "default", "objects")
-	entries, err := os.ReadDir(objectsDir)
+	objectsDir := pathpkg.Join("force-app", "main", "default", "objects")
+	entries, err := fs.ReadDir(fsys, objectsDir)
 	if err != nil {
 		return nil, fmt.Errorf("read metadata: %w", err)
 	}
@@ -397,7 +399,7 @@ func loadSchema(dir string) (*schema, error) {
 				return nil, fmt.Errorf("metadata object %s: not a standard object the emulator knows", name)
 			}
 			var x xmlCustomObject
-			if err := readXML(filepath.Join(objectsDir, name, name+".object-meta.xml"), &x); err != nil {
+			if err := readXML(fsys, pathpkg.Join(objectsDir, name, name+".object-meta.xml"), &x); err != nil {
 				return nil, err
 			}
 			// Custom objects get key prefixes a0X, a0Y, ... in directory order.
@@ -412,11 +414,11 @@ func loadSchema(dir string) (*schema, error) {
 			o.add(nf)
 			s.objects[strings.ToLower(name)] = o
 		}
-		files, _ := filepath.Glob(filepath.Join(objectsDir, name, "fields", "*.field-meta.xml"))
+		files, _ := fs.Glob(fsys, pathpkg.Join(objectsDir, name, "fields", "*.field-meta.xml"))
 		sort.Strings(files)
 		for _, file := range files {
 			var x xmlCustomField
-			if err := readXML(file, &x); err != nil {
+			if err := readXML(fsys, file, &x); err != nil {
 				return nil, err
 			}
 			f, err := fieldFromXML(x)
@@ -473,13 +475,13 @@ func loadSchema(dir string) (*schema, error) {
 	return s, nil
 }
 
-func readXML(path string, v any) error {
-	b, err := os.ReadFile(path)
+func readXML(fsys fs.FS, name string, v any) error {
+	b, err := fs.ReadFile(fsys, name)
 	if err != nil {
 		return fmt.Errorf("read metadata: %w", err)
 	}
 	if err := xml.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("parse metadata %s: %w", path, err)
+		return fmt.Errorf("parse metadata %s: %w", name, err)
 	}
 	return nil
 }

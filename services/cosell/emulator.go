@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/cosell-dev/cosell/services/internal/pcemu"
+	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/internal/sfemu"
+)
+
+func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "pc" && args[0] != "sf") {
+		fmt.Fprintln(stderr, "usage: cosell emulator pc|sf [--listen ADDR] [--ca-out FILE]")
+		return 2
+	}
+	which := args[0]
+	fs := flags("emulator "+which, "serve the "+map[string]string{"pc": "Partner Center", "sf": "Salesforce"}[which]+" emulator", stderr)
+	def := map[string]string{"pc": "127.0.0.1:8081", "sf": "127.0.0.1:8082"}[which]
+	listen := fs.String("listen", def, "address to listen on")
+	caOut := fs.String("ca-out", "", "pc only: write the webhook-signing CA certificate (PEM) here, for COSELL_PC_WEBHOOK_CA_FILE")
+	if done, code := parse(fs, args[1:]); done {
+		return code
+	}
+	log := runtime.NewLogger(stderr, "info", "emulator-"+which)
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "cosell emulator %s: %v\n", which, err)
+		return 1
+	}
+	base := "http://" + ln.Addr().String()
+	var h http.Handler
+	switch which {
+	case "pc":
+		e, err := pcemu.New(pcemu.Options{BaseURL: base, Logger: log})
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer e.Close()
+		if *caOut != "" {
+			b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.CACert().Raw})
+			if err := os.WriteFile(*caOut, b, 0o644); err != nil {
+				fmt.Fprintln(stderr, err)
+				return 1
+			}
+		}
+		fmt.Fprintf(stdout, "Partner Center emulator on %s\n  token URL %s\n  client id %s, secret %s\n", base, e.TokenURL(), e.ClientID(), e.ClientSecret())
+		h = e
+	case "sf":
+		e, err := sfemu.New(sfemu.Options{Logger: log})
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "Salesforce emulator on %s\n  client id %s, secret %s\n", base, sfemu.DefaultClientID, sfemu.DefaultClientSecret)
+		h = e
+	}
+	ctx, stop := runtime.RunUntilSignal(ctx)
+	defer stop()
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shut)
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
+	"github.com/cosell-dev/cosell/services/internal/app"
+	"github.com/cosell-dev/cosell/services/internal/pcapi"
+	"github.com/cosell-dev/cosell/services/internal/runtime"
+)
+
+// defaultEvents are the four events Microsoft's connector registers.
+var defaultEvents = strings.Join([]string{pc.EventReferralCreated, pc.EventReferralUpdated,
+	pc.EventRelatedReferralCreated, pc.EventRelatedReferralUpdated}, ",")
+
+func cmdPC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	const help = `usage: cosell pc webhook register --url URL [--events a,b] [--overwrite]
+       cosell pc webhook show | delete | test
+Partner Center credentials come from COSELL_PC_TOKEN_URL, COSELL_PC_CLIENT_ID, COSELL_PC_CLIENT_SECRET
+(and COSELL_PC_URL / COSELL_PC_WEBHOOKS_URL for the emulator).`
+	if len(args) < 2 || args[0] != "webhook" {
+		fmt.Fprintln(stderr, help)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return 0
+		}
+		return 2
+	}
+	verb := args[1]
+	fs := flags("pc webhook "+verb, "manage the Partner Center webhook registration", stderr)
+	url := fs.String("url", "", "register: the public URL of pc-ingest's webhook endpoint")
+	events := fs.String("events", defaultEvents, "register: comma-separated events")
+	overwrite := fs.Bool("overwrite", false, "register: replace an existing registration (Partner Center keeps one URL per event)")
+	if done, code := parse(fs, args[2:]); done {
+		return code
+	}
+	var cfg app.PCConfig
+	if err := runtime.LoadConfig(&cfg, nil); err != nil {
+		fmt.Fprintf(stderr, "cosell pc: %v\n", err)
+		return 2
+	}
+	client, err := cfg.Client(ctx, slog.New(slog.DiscardHandler))
+	if err != nil {
+		fmt.Fprintf(stderr, "cosell pc: %v\n", err)
+		return 1
+	}
+	switch verb {
+	case "register":
+		if *url == "" {
+			fmt.Fprintln(stderr, "cosell pc webhook register: --url is required (pc-ingest's public URL, e.g. https://cosell.example.com/webhooks/partner-center)")
+			return 2
+		}
+		if cur, err := client.GetWebhook(ctx); err == nil && cur.WebhookURL != "" && cur.WebhookURL != *url && !*overwrite {
+			fmt.Fprintf(stderr, "cosell pc webhook register: %s is already registered for %s — maybe Microsoft's Power Automate connector.\n"+
+				"Partner Center keeps one URL per event: re-run with --overwrite to replace it.\n", cur.WebhookURL, strings.Join(cur.WebhookEvents, ", "))
+			return 1
+		}
+		reg, err := client.RegisterWebhook(ctx, *url, split(*events), *overwrite)
+		if err != nil {
+			fmt.Fprintf(stderr, "cosell pc webhook register: %v\n", err)
+			return 1
+		}
+		printJSON(stdout, reg)
+	case "show":
+		reg, err := client.GetWebhook(ctx)
+		if pcapi.IsNotFound(err) {
+			fmt.Fprintln(stdout, "no webhook registered")
+			return 0
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "cosell pc webhook show: %v\n", err)
+			return 1
+		}
+		printJSON(stdout, reg)
+	case "delete":
+		if err := client.DeleteWebhook(ctx); err != nil {
+			fmt.Fprintf(stderr, "cosell pc webhook delete: %v\n", err)
+			return 1
+		}
+		fmt.Fprintln(stdout, "webhook registration deleted")
+	case "test":
+		id, err := client.SendValidationEvent(ctx)
+		if err != nil {
+			fmt.Fprintf(stderr, "cosell pc webhook test: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "validation event sent; correlation id %s\n", id)
+	default:
+		fmt.Fprintln(stderr, help)
+		return 2
+	}
+	return 0
+}
+
+func split(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
