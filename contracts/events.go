@@ -104,7 +104,12 @@ type OpportunityCommand struct {
 	Fields map[string]any `json:"fields"`
 	// Account, when set on a create, is found (name + postal code, then name) or created and linked.
 	Account *Account `json:"account,omitempty"`
-	// Purpose says why: "sync" (mapped fields) or "link" (write-back of referral id, link and status).
+	// Solutions, when SetSolutions is true, is the complete list of Microsoft Solution child records the
+	// Opportunity must have afterwards (the writer adds the missing ones and removes the others).
+	Solutions    []Solution `json:"solutions,omitempty"`
+	SetSolutions bool       `json:"setSolutions,omitempty"`
+	// Purpose says why: "sync" (mapped fields), "link" (write-back of referral id and link), "status"
+	// (sync status ✔/✖) or "audit" (the Audit summary).
 	Purpose      string  `json:"purpose,omitempty"`
 	Cause        string  `json:"cause"`
 	CauseVersion Version `json:"causeVersion"`
