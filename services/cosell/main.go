@@ -29,6 +29,7 @@ func commands() []command {
 	return []command{
 		{"run", "start the whole system in one process with demo data and print its URLs", cmdRun},
 		{"emulator", "serve the Partner Center or Salesforce emulator on its own (emulator pc|sf)", cmdEmulator},
+		{"nats", "run a standalone nats-server with JetStream for development", cmdNATS},
 		{"pc", "Partner Center: webhook register|show|delete|test", cmdPC},
 		{"links", "links get <referral-or-opportunity-id>: the link, both sides' versions and its timeline", cmdLinks},
 	}

@@ -56,14 +56,13 @@ func run(args []string, stdout, stderr io.Writer, stage, summary string, cfg any
 	defer stop()
 
 	admin := runtime.NewAdmin(common.AdminAddr, log)
-	metrics := runtime.NewMetrics(admin.Registry)
 	addr, err := admin.Start()
 	if err != nil {
 		log.Error("admin port", "err", err)
 		return 1
 	}
 	log.Info("admin listening", "addr", addr)
-	bus, err := runtime.Connect(ctx, common.Bus, stage, log, metrics)
+	bus, err := runtime.Connect(ctx, common.Bus, stage, log, admin.Metrics)
 	if err != nil {
 		log.Error("connect to NATS", "err", err)
 		return 1
