@@ -4,7 +4,7 @@ GO    ?= go
 BIN   := bin
 STAGES := pc-ingest sf-ingest mapper pc-writer sf-writer auditor
 
-.PHONY: help run build test test-short vet fmt clean
+.PHONY: help run build test test-short vet fmt clean fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ test-short: ## the tests without vet, cached
 vet: ## gofmt check and go vet
 	@unformatted=$$(gofmt -l contracts services deploy); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./contracts/... ./deploy/salesforce/... ./services/...
+
+fuzz: ## run every fuzz target for FUZZTIME each (default 10s); new crashers land in testdata/fuzz
+	FUZZTIME=$(or $(FUZZTIME),10s) ./scripts/fuzz.sh
 
 fmt: ## format the code
 	gofmt -w contracts services deploy
