@@ -1,0 +1,395 @@
+// Package fleet runs cosell the way it runs in production: every stage as its own OS process, next to a
+// nats-server and both emulators (also processes), on loopback ports. The process-level tests, the
+// fault-injection suite and the benchmarks use it to start, SIGTERM, kill -9 and restart processes.
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Stages are the six stage binaries.
+var Stages = []string{"pc-ingest", "sf-ingest", "mapper", "pc-writer", "sf-writer", "auditor"}
+
+const modulePath = "github.com/cosell-dev/cosell/services/"
+
+// Build compiles the six stages and the cosell CLI into dir.
+func Build(ctx context.Context, dir string) error {
+	pkgs := []string{modulePath + "cosell"}
+	for _, s := range Stages {
+		pkgs = append(pkgs, modulePath+s)
+	}
+	cmd := exec.CommandContext(ctx, "go", append([]string{"build", "-o", dir + string(filepath.Separator)}, pkgs...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return nil
+}
+
+// Proc is one running process with its output kept.
+type Proc struct {
+	Name  string
+	Admin string // the admin address of a stage
+	cmd   *exec.Cmd
+	out   *buffer
+	done  chan struct{}
+	err   error
+}
+
+type buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.b.Len() > 4<<20 {
+		// Keep the tail only: a long benchmark must not grow without bound.
+		keep := b.b.Bytes()[b.b.Len()-(1<<20):]
+		b.b = *bytes.NewBuffer(append([]byte(nil), keep...))
+	}
+	return b.b.Write(p)
+}
+
+func (b *buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// Output returns what the process printed.
+func (p *Proc) Output() string { return p.out.String() }
+
+// Exited reports whether the process has ended, and its error.
+func (p *Proc) Exited() (bool, error) {
+	select {
+	case <-p.done:
+		return true, p.err
+	default:
+		return false, nil
+	}
+}
+
+// Wait waits for the process to end, up to d.
+func (p *Proc) Wait(d time.Duration) error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(d):
+		return fmt.Errorf("%s still running after %s", p.Name, d)
+	}
+}
+
+// PID is the process id.
+func (p *Proc) PID() int { return p.cmd.Process.Pid }
+
+// RSS returns the resident set size in bytes (Linux).
+func (p *Proc) RSS() (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.PID()))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			f := strings.Fields(line)
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, errors.New("no VmRSS")
+}
+
+// Fleet is one deployment on loopback.
+type Fleet struct {
+	Bin      string
+	Dir      string
+	NATSAddr string
+	PCAddr   string
+	SFAddr   string
+	HookAddr string
+	CAFile   string
+	// Env is the environment every stage gets (plus COSELL_ADMIN_ADDR); add to it before StartStage.
+	Env []string
+
+	mu    sync.Mutex
+	procs map[string]*Proc
+}
+
+// New prepares a fleet whose binaries are in bin and whose state (NATS store, CA file) lives in dir.
+func New(bin, dir string) (*Fleet, error) {
+	f := &Fleet{Bin: bin, Dir: dir, procs: map[string]*Proc{}, CAFile: filepath.Join(dir, "pc-ca.pem")}
+	for _, a := range []*string{&f.NATSAddr, &f.PCAddr, &f.SFAddr, &f.HookAddr} {
+		addr, err := FreeAddr()
+		if err != nil {
+			return nil, err
+		}
+		*a = addr
+	}
+	pc, sf := f.PCURL(), f.SFURL()
+	f.Env = []string{
+		"COSELL_NATS_URL=nats://" + f.NATSAddr,
+		"COSELL_SF_URL=" + sf, "COSELL_SF_CLIENT_ID=cosell-emulator-client", "COSELL_SF_CLIENT_SECRET=cosell-emulator-secret",
+		"COSELL_PC_URL=" + pc, "COSELL_PC_WEBHOOKS_URL=" + pc,
+		"COSELL_PC_TOKEN_URL=" + pc + "/00000000-0000-0000-0000-000000000001/oauth2/v2.0/token",
+		"COSELL_PC_CLIENT_ID=cosell-emulator-client", "COSELL_PC_CLIENT_SECRET=cosell-emulator-secret",
+		"COSELL_PC_WEBHOOK_TRUSTED_HOSTS=" + f.PCAddr, "COSELL_PC_WEBHOOK_CA_FILE=" + f.CAFile,
+		"COSELL_PC_WEBHOOK_ALLOW_HTTP=true", "COSELL_PC_WEBHOOK_CERT_PATH_PREFIX=/_emulator/cert/",
+		"COSELL_PC_WEBHOOK_LISTEN=" + f.HookAddr,
+	}
+	return f, nil
+}
+
+// PCURL and SFURL are the emulators' base URLs; WebhookURL is pc-ingest's endpoint.
+func (f *Fleet) PCURL() string      { return "http://" + f.PCAddr }
+func (f *Fleet) SFURL() string      { return "http://" + f.SFAddr }
+func (f *Fleet) WebhookURL() string { return "http://" + f.HookAddr + "/webhooks/partner-center" }
+
+// FreeAddr returns a loopback address with a free port.
+func FreeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func (f *Fleet) start(name, bin string, env []string, args ...string) (*Proc, error) {
+	p := &Proc{Name: name, cmd: exec.Command(bin, args...), out: &buffer{}, done: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	f.mu.Lock()
+	f.procs[name] = p
+	f.mu.Unlock()
+	return p, nil
+}
+
+// Proc returns the latest process started under name.
+func (f *Fleet) Proc(name string) *Proc {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.procs[name]
+}
+
+// StartNATS starts (or restarts, on the same store) the nats-server.
+func (f *Fleet) StartNATS() error {
+	if _, err := f.start("nats", filepath.Join(f.Bin, "cosell"), nil, "nats", "--listen", f.NATSAddr, "--data", filepath.Join(f.Dir, "nats")); err != nil {
+		return err
+	}
+	return waitTCP(f.NATSAddr, 30*time.Second)
+}
+
+// StartInfra starts the nats-server and both emulators.
+func (f *Fleet) StartInfra() error {
+	if err := f.StartNATS(); err != nil {
+		return err
+	}
+	if _, err := f.start("pc-emulator", filepath.Join(f.Bin, "cosell"), nil, "emulator", "pc", "--listen", f.PCAddr, "--ca-out", f.CAFile); err != nil {
+		return err
+	}
+	if _, err := f.start("sf-emulator", filepath.Join(f.Bin, "cosell"), nil, "emulator", "sf", "--listen", f.SFAddr); err != nil {
+		return err
+	}
+	for _, a := range []string{f.PCAddr, f.SFAddr} {
+		if err := waitTCP(a, 30*time.Second); err != nil {
+			return err
+		}
+	}
+	return waitFile(f.CAFile, 30*time.Second)
+}
+
+// StartStage starts one stage and waits until its /readyz answers 200.
+func (f *Fleet) StartStage(name string, extraEnv ...string) (*Proc, error) {
+	admin, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	env := append(append(append([]string{}, f.Env...), extraEnv...), "COSELL_ADMIN_ADDR="+admin)
+	p, err := f.start(name, filepath.Join(f.Bin, name), env)
+	if err != nil {
+		return nil, err
+	}
+	p.Admin = admin
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if done, err := p.Exited(); done {
+			return p, fmt.Errorf("%s exited while starting: %v\n%s", name, err, tailOf(p.Output(), 2000))
+		}
+		resp, err := http.Get("http://" + admin + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return p, fmt.Errorf("%s not ready after 60s:\n%s", name, tailOf(p.Output(), 2000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// StartStages starts the given stages (all six when none are named).
+func (f *Fleet) StartStages(names ...string) error {
+	if len(names) == 0 {
+		names = Stages
+	}
+	for _, n := range names {
+		if _, err := f.StartStage(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RegisterWebhook points the Partner Center webhook at pc-ingest.
+func (f *Fleet) RegisterWebhook() error {
+	cmd := exec.Command(filepath.Join(f.Bin, "cosell"), "pc", "webhook", "register", "--url", f.WebhookURL(), "--overwrite")
+	cmd.Env = append(os.Environ(), f.Env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("webhook register: %v\n%s", err, out)
+	}
+	return nil
+}
+
+// Kill stops a process the way kill -9 does.
+func (f *Fleet) Kill(name string) error {
+	p := f.Proc(name)
+	if p == nil {
+		return fmt.Errorf("no process %s", name)
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	return p.Wait(10 * time.Second)
+}
+
+// Stop sends SIGTERM and waits for a clean exit (status 0).
+func (f *Fleet) Stop(name string, within time.Duration) error {
+	p := f.Proc(name)
+	if p == nil {
+		return fmt.Errorf("no process %s", name)
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.Wait(within); err != nil {
+		return fmt.Errorf("%s after SIGTERM: %w\n%s", name, err, tailOf(p.Output(), 2000))
+	}
+	return nil
+}
+
+// Close kills everything still running.
+func (f *Fleet) Close() {
+	f.mu.Lock()
+	procs := make([]*Proc, 0, len(f.procs))
+	for _, p := range f.procs {
+		procs = append(procs, p)
+	}
+	f.mu.Unlock()
+	for _, p := range procs {
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		_ = p.Wait(10 * time.Second)
+	}
+}
+
+// Outputs returns every process's output tail, for diagnostics.
+func (f *Fleet) Outputs(n int) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var b strings.Builder
+	for name, p := range f.procs {
+		fmt.Fprintf(&b, "--- %s ---\n%s\n", name, tailOf(p.Output(), n))
+	}
+	return b.String()
+}
+
+func tailOf(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+func waitTCP(addr string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not listening after %s", addr, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func waitFile(name string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		if _, err := os.Stat(name); err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not written after %s", name, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// GetJSON reads a JSON document over HTTP.
+func GetJSON(url string, v any) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("GET %s: %s %s", url, resp.Status, b)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// SendJSON sends a JSON body and decodes the JSON answer (when out is not nil).
+func SendJSON(method, url string, body, out any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequest(method, url, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %s %s", method, url, resp.Status, raw)
+	}
+	if out != nil && len(raw) > 0 {
+		return json.Unmarshal(raw, out)
+	}
+	return nil
+}
