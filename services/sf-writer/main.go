@@ -4,7 +4,6 @@ package main
 import (
 	"context"
 	"os"
-	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/services/internal/app"
@@ -15,9 +14,9 @@ import (
 )
 
 type config struct {
-	Common     runtime.Common
-	SF         sfapi.Config
-	LimitPause time.Duration `env:"COSELL_SF_LIMIT_PAUSE" default:"15m" help:"wait before retrying once the daily API allowance is spent"`
+	Common runtime.Common
+	SF     sfapi.Config
+	Budget sfwriter.GovernorConfig
 }
 
 func main() {
@@ -32,7 +31,8 @@ func main() {
 			if err != nil {
 				return nil, err
 			}
-			w := &sfwriter.Writer{Bus: env.Bus, SF: sf, Outcomes: rec, Log: env.Log, LimitPause: cfg.LimitPause}
+			w := &sfwriter.Writer{Bus: env.Bus, SF: sf, Outcomes: rec, Log: env.Log, LimitPause: cfg.Budget.Pause,
+				Governor: &sfwriter.Governor{SF: sf, Config: cfg.Budget, Log: env.Log}}
 			return w.Run, nil
 		}))
 }

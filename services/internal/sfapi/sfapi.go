@@ -1,5 +1,8 @@
-// Package sfapi is cosell's one Salesforce client: github.com/k-capehart/go-salesforce/v2 with the
-// errors classified once (transient, limit, permanent) and every call counted.
+// Package sfapi is cosell's one Salesforce client: github.com/k-capehart/go-salesforce/v2 (login, session
+// refresh, compression) with every REST call sent through its DoRequest, so the errors are classified once
+// (transient, limit, permanent), each response's Sforce-Limit-Info is read (Usage), query results are
+// paged one page at a time, Collections and Composite calls report each record's result, and every call is
+// counted.
 package sfapi
 
 import (
@@ -26,11 +29,13 @@ type Config struct {
 	RequestTimeout time.Duration `env:"COSELL_SF_TIMEOUT" default:"30s"`
 }
 
-// Client is a logged-in Salesforce client.
+// Client is a logged-in Salesforce client. It goes through go-salesforce's DoRequest (which logs in again
+// on an expired session) so that it sees every response's Sforce-Limit-Info header and the exact status.
 type Client struct {
 	sf    *salesforce.Salesforce
 	mu    sync.Mutex
 	calls map[string]int
+	usage Usage
 }
 
 var timeoutOnce sync.Once
@@ -136,52 +141,6 @@ func (c *Client) Calls() map[string]int {
 		out[k] = v
 	}
 	return out
-}
-
-// Query runs a SOQL query and returns its rows, following every page.
-func (c *Client) Query(soql string) ([]map[string]any, error) {
-	c.count("query")
-	var rows []map[string]any
-	if err := c.sf.Query(soql, &rows); err != nil {
-		return nil, classify("query", err)
-	}
-	return rows, nil
-}
-
-// Insert creates one record and returns its id.
-func (c *Client) Insert(object string, fields map[string]any) (string, error) {
-	c.count("insert")
-	res, err := c.sf.InsertOne(object, fields)
-	if err != nil {
-		return "", classify("insert "+object, err)
-	}
-	return res.Id, nil
-}
-
-// Update changes fields of one record.
-func (c *Client) Update(object, id string, fields map[string]any) error {
-	c.count("update")
-	rec := make(map[string]any, len(fields)+1)
-	for k, v := range fields {
-		rec[k] = v
-	}
-	rec["Id"] = id
-	return classify("update "+object+" "+id, c.sf.UpdateOne(object, rec))
-}
-
-// Upsert creates or updates one record by an External ID field and returns the record id.
-func (c *Client) Upsert(object, externalIDField, value string, fields map[string]any) (string, error) {
-	c.count("upsert")
-	rec := make(map[string]any, len(fields)+1)
-	for k, v := range fields {
-		rec[k] = v
-	}
-	rec[externalIDField] = value
-	res, err := c.sf.UpsertOne(object, externalIDField, rec)
-	if err != nil {
-		return "", classify(fmt.Sprintf("upsert %s %s=%s", object, externalIDField, value), err)
-	}
-	return res.Id, nil
 }
 
 // Quote makes s a SOQL string literal.

@@ -66,9 +66,15 @@ func (e *Emulator) recordType(rec map[string]any) (*object, *APIError) {
 }
 
 // runCollection applies one write per record, and rolls all back when allOrNone and any failed.
-func (e *Emulator) runCollection(allOrNone bool, n int, write func(i int, opts writeOpts) saveResult, actor string) []saveResult {
+func (e *Emulator) runCollection(allOrNone bool, n int, write func(i int, opts writeOpts) saveResult, c *call) []saveResult {
 	var undo undoLog
-	opts := writeOpts{actor: actor, undo: &undo}
+	opts := writeOpts{actor: c.userID, undo: &undo}
+	// Inside an allOrNone composite request, what this call wrote is undone with the rest.
+	defer func() {
+		for _, f := range undo {
+			c.undo.add(f)
+		}
+	}()
 	results := make([]saveResult, n)
 	anyFailed := false
 	for i := 0; i < n; i++ {
@@ -77,6 +83,7 @@ func (e *Emulator) runCollection(allOrNone bool, n int, write func(i int, opts w
 	}
 	if allOrNone && anyFailed {
 		undo.rollback()
+		undo = nil
 		for i, r := range results {
 			if r.Success {
 				results[i] = failed(badRequest("ALL_OR_NONE_OPERATION_ROLLED_BACK",
@@ -128,7 +135,7 @@ func (e *Emulator) handleCollectionCreate(c *call) (int, any, *APIError) {
 			return failed(err)
 		}
 		return saveResult{ID: id, Success: true, Errors: []resultError{}}
-	}, c.userID)
+	}, c)
 	return http.StatusOK, results, nil
 }
 
@@ -166,7 +173,7 @@ func (e *Emulator) handleCollectionUpdate(c *call) (int, any, *APIError) {
 		}
 		res.Success, res.Errors = true, []resultError{}
 		return res
-	}, c.userID)
+	}, c)
 	return http.StatusOK, results, nil
 }
 
@@ -213,7 +220,7 @@ func (e *Emulator) handleCollectionUpsert(c *call) (int, any, *APIError) {
 				"%s: more than one record found for external id field: %s", f.Label, strings.Join(res.urls, ", ")).withFields(f.Name))
 		}
 		return res
-	}, c.userID)
+	}, c)
 	return http.StatusOK, results, nil
 }
 
@@ -249,7 +256,7 @@ func (e *Emulator) handleCollectionDelete(c *call) (int, any, *APIError) {
 			return f
 		}
 		return saveResult{ID: id, Success: true, Errors: []resultError{}}
-	}, c.userID)
+	}, c)
 	return http.StatusOK, results, nil
 }
 

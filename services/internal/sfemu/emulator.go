@@ -393,7 +393,11 @@ type call struct {
 	version string
 	segs    []string
 	userID  string
+	// undo, inside an allOrNone composite request, collects how to revert this call's writes.
+	undo *undoLog
 }
+
+func (c *call) writeOpts() writeOpts { return writeOpts{actor: c.userID, undo: c.undo} }
 
 type handler func(c *call) (int, any, *APIError)
 
@@ -513,8 +517,13 @@ func (e *Emulator) route(method string, segs []string) (string, handler, *APIErr
 			}
 			return "sobjects.create", nil, methodNotAllowed(method, "GET", "POST")
 		case 3:
-			if segs[2] == "describe" {
+			switch segs[2] {
+			case "describe":
 				return only("sobjects.describe", e.handleDescribe, http.MethodGet)
+			case "updated":
+				return only("sobjects.updated", e.handleUpdated, http.MethodGet)
+			case "deleted":
+				return only("sobjects.deleted", e.handleDeleted, http.MethodGet)
 			}
 			switch method {
 			case http.MethodGet:
@@ -535,6 +544,9 @@ func (e *Emulator) route(method string, segs []string) (string, handler, *APIErr
 			return "sobjects.upsert", nil, methodNotAllowed(method, "GET", "PATCH")
 		}
 	case "composite":
+		if len(segs) == 1 {
+			return only("composite", e.handleComposite, http.MethodPost)
+		}
 		if len(segs) >= 2 && segs[1] == "sobjects" {
 			switch {
 			case len(segs) == 2 && method == http.MethodPost:

@@ -151,7 +151,7 @@ func (e *Emulator) handleCreate(c *call) (int, any, *APIError) {
 	if err != nil {
 		return 0, nil, err
 	}
-	opts := writeOpts{actor: c.userID}
+	opts := c.writeOpts()
 	values, reqErr, recErr := e.st.coerce(o, body, true, opts)
 	if reqErr != nil {
 		return 0, nil, reqErr
@@ -266,7 +266,7 @@ func (e *Emulator) handleUpdate(c *call) (int, any, *APIError) {
 	if err != nil {
 		return 0, nil, err
 	}
-	opts := writeOpts{actor: c.userID}
+	opts := c.writeOpts()
 	values, reqErr, recErr := e.st.coerce(o, body, false, opts)
 	if reqErr != nil {
 		return 0, nil, reqErr
@@ -295,7 +295,7 @@ func (e *Emulator) handleDelete(c *call) (int, any, *APIError) {
 	if e.lockFault() {
 		return 0, nil, lockError(id)
 	}
-	if err := e.st.remove(o, id, writeOpts{actor: c.userID}); err != nil {
+	if err := e.st.remove(o, id, c.writeOpts()); err != nil {
 		return 0, nil, err
 	}
 	return http.StatusNoContent, nil, nil
@@ -323,7 +323,7 @@ func (e *Emulator) handleUpsert(c *call) (int, any, *APIError) {
 	if err != nil {
 		return 0, nil, err
 	}
-	res, status, err := e.upsertOne(o, f, c.segs[3], body, writeOpts{actor: c.userID}, c.version)
+	res, status, err := e.upsertOne(o, f, c.segs[3], body, c.writeOpts(), c.version)
 	if err != nil {
 		return 0, nil, err
 	}

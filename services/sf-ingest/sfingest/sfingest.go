@@ -1,11 +1,19 @@
 // Package sfingest is the sf-ingest stage: it polls Salesforce for changed Opportunities by SystemModstamp
-// and publishes a full snapshot of each as an observed event.
+// and publishes a full snapshot of each (fields, Account fields, team members, Microsoft Solutions, notes)
+// as an observed event.
 //
-// The watermark lives in the checkpoints bucket and moves only after every event of a poll is durably
+// One poll is one Composite call holding four queryAll queries, all from the same watermark: the synced
+// Opportunities changed (or deleted) since, and the team members, Microsoft Solutions and notes changed
+// (or deleted) since. A child change re-snapshots its parent (one more query for all such parents), so the
+// snapshot's version is the newest SystemModstamp among the Opportunity, its children and the child changes
+// seen; a deleted Opportunity is published with Deleted set. An idle poll costs one API call.
+//
+// The watermark lives in the checkpoints bucket and moves only after the events of a round are durably
 // published. Each poll re-reads an overlap window before the watermark (commit-time skew can make a row
-// appear with an older stamp than one already read); re-read rows produce the same event id
-// (opportunity id + SystemModstamp), so the server drops them as duplicates and nothing new is published
-// for a record that did not change.
+// appear with an older stamp than one already read); a re-read row produces the same event id (opportunity
+// id + version), so the server drops it as a duplicate and nothing new is published for a record that did
+// not change. Large results are read in rounds of PageSize rows per query (keyset paging on
+// SystemModstamp, Id), so memory stays bounded and the watermark advances round by round.
 package sfingest
 
 import (
@@ -14,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
@@ -25,21 +34,48 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/sfapi"
 )
 
-// Fields are the Opportunity fields read for every snapshot.
+// Fields are the Opportunity fields (and parent Account fields) read for every snapshot.
 var Fields = []string{
 	sf.FieldID, sf.FieldName, sf.FieldAmount, sf.FieldCurrencyIsoCode, sf.FieldCloseDate, sf.FieldStageName,
 	sf.FieldIsWon, sf.FieldIsClosed, sf.FieldDescription, sf.FieldSyncWithPartnerCenter,
 	sf.FieldReferralIdentifier, sf.FieldReferralLink, sf.FieldHowCanMicrosoftHelp, sf.FieldSystemModstamp,
-	"Account.Name", "Account.BillingCountry", "Account.BillingPostalCode", "Account.BillingCity",
+	sf.FieldIsDeleted, sf.FieldAccountID,
+	"Account.Name", "Account.BillingStreet", "Account.BillingCity", "Account.BillingState",
+	"Account.BillingPostalCode", "Account.BillingCountry", "Account.Website",
 }
+
+// Child relationships of Opportunity read into every snapshot.
+const (
+	RelTeamMembers = "OpportunityTeamMembers"
+	RelSolutions   = "Microsoft_Solutions__r"
+	RelNotes       = "Notes"
+	// NotesField is the Fields key holding the Opportunity's notes: a list of {"id","title","body"}.
+	NotesField = "Notes"
+)
+
+var subqueries = []string{
+	"(SELECT Id, UserId, TeamMemberRole, SystemModstamp, User.FirstName, User.LastName, User.Email, User.Phone FROM " + RelTeamMembers + " ORDER BY Id)",
+	"(SELECT Id, Name, Solution_Id__c, SystemModstamp FROM " + RelSolutions + " ORDER BY Id)",
+	"(SELECT Id, Title, Body, SystemModstamp FROM " + RelNotes + " ORDER BY Id)",
+}
+
+// children are the child objects polled for changes, with the field naming their Opportunity.
+var children = []struct{ object, parentField string }{
+	{sf.ObjectOpportunityTeamMember, "OpportunityId"},
+	{sf.ObjectMicrosoftSolution, "Opportunity__c"},
+	{"Note", "ParentId"},
+}
+
+// eligible selects the Opportunities cosell syncs: shared with Partner Center, or already linked.
+var eligible = "(" + sf.FieldSyncWithPartnerCenter + " = true OR " + sf.FieldReferralIdentifier + " != null)"
 
 // Config tunes the poller.
 type Config struct {
-	Interval time.Duration `env:"COSELL_SF_POLL_INTERVAL" default:"10s"`
-	Overlap  time.Duration `env:"COSELL_SF_POLL_OVERLAP" default:"5s"`
-	PageSize int           `env:"COSELL_SF_POLL_PAGE" default:"200"`
+	Interval time.Duration `env:"COSELL_SF_POLL_INTERVAL" default:"10s" help:"how often to poll Salesforce for changes"`
+	Overlap  time.Duration `env:"COSELL_SF_POLL_OVERLAP" default:"5s" help:"how far before the watermark each poll re-reads (commit-time skew)"`
+	PageSize int           `env:"COSELL_SF_POLL_PAGE" default:"200" help:"rows per query per round (1..2000); bounds memory"`
 	// Since is where a first start begins (RFC 3339); empty = the beginning.
-	Since string `env:"COSELL_SF_BACKFILL_SINCE"`
+	Since string `env:"COSELL_SF_BACKFILL_SINCE" help:"on first start (no watermark yet), read changes from this RFC 3339 time; empty reads everything"`
 }
 
 // Ingest is the sf-ingest stage.
@@ -73,8 +109,20 @@ type checkpoint struct {
 	Watermark time.Time `json:"watermark"`
 }
 
-// Poll reads every Opportunity changed since the watermark, publishes them and moves the watermark.
-// It returns how many snapshots were new to the stream.
+// stream is one polled query: its keyset position and whether it has more rows.
+type stream struct {
+	object, parentField string // "" parentField: the Opportunity query itself
+	after               string // keyset condition continuing after the last row read
+	last                time.Time
+	done                bool
+}
+
+func (in *Ingest) pageSize() int {
+	return min(max(in.Config.PageSize, 1), 2000)
+}
+
+// Poll reads every synced Opportunity changed since the watermark (itself, or one of its children),
+// publishes a snapshot of each and moves the watermark. It returns how many snapshots were new to the stream.
 func (in *Ingest) Poll(ctx context.Context) (int, error) {
 	key := contracts.CheckpointKey(contracts.StageSFIngest, checkpointName)
 	var cp checkpoint
@@ -93,69 +141,198 @@ func (in *Ingest) Poll(ctx context.Context) (int, error) {
 		}
 		cp.Watermark = since
 	}
-	from := cp.Watermark.Add(-in.Config.Overlap)
-	if cp.Watermark.IsZero() {
-		from = time.Time{}
+	from := time.Time{}
+	if !cp.Watermark.IsZero() {
+		from = cp.Watermark.Add(-in.Config.Overlap)
 	}
-	newest := cp.Watermark
+	streams := []*stream{{object: sf.ObjectOpportunity}}
+	for _, c := range children {
+		streams = append(streams, &stream{object: c.object, parentField: c.parentField})
+	}
 	published := 0
-	after := ""
+	newest := cp.Watermark
 	for {
-		where := "(" + sf.FieldSyncWithPartnerCenter + " = true OR " + sf.FieldReferralIdentifier + " != null)"
-		if !from.IsZero() {
-			where += " AND " + sf.FieldSystemModstamp + " >= " + sfapi.FormatTime(from)
-		}
-		if after != "" {
-			where += " AND " + after
-		}
-		q := fmt.Sprintf("SELECT %s FROM Opportunity WHERE %s ORDER BY SystemModstamp, Id LIMIT %d",
-			strings.Join(Fields, ", "), where, in.Config.PageSize)
-		rows, err := in.SF.Query(q)
+		n, seen, err := in.round(ctx, streams, from)
+		published += n
 		if err != nil {
 			return published, err
 		}
-		for _, row := range rows {
-			snap, ver, err := Snapshot(row)
-			if err != nil {
+		if seen.After(newest) {
+			newest = seen
+		}
+		// Safe point: everything up to it is published. Unfinished queries hold it back.
+		safe, allDone := newest, true
+		for _, s := range streams {
+			if !s.done {
+				allDone = false
+				if s.last.Before(safe) {
+					safe = s.last
+				}
+			}
+		}
+		if safe.After(cp.Watermark) {
+			if rev, err = in.saveCheckpoint(ctx, key, rev, safe); err != nil {
 				return published, err
 			}
-			fresh, err := in.publish(ctx, snap, ver)
-			if err != nil {
-				return published, err
-			}
-			if fresh {
-				published++
-			}
-			if ver.At.After(newest) {
-				newest = ver.At
-			}
+			cp.Watermark = safe
 		}
-		if len(rows) < in.Config.PageSize {
-			break
+		if allDone {
+			return published, nil
 		}
-		last := rows[len(rows)-1]
-		stamp, _ := last[sf.FieldSystemModstamp].(string)
-		t, _ := sfapi.ParseTime(stamp)
-		from = time.Time{}
-		after = fmt.Sprintf("(SystemModstamp > %s OR (SystemModstamp = %s AND Id > %s))",
-			sfapi.FormatTime(t), sfapi.FormatTime(t), sfapi.Quote(fmt.Sprint(last[sf.FieldID])))
-	}
-	if newest.After(cp.Watermark) {
-		b, _ := json.Marshal(checkpoint{Watermark: newest})
-		var err error
-		if rev == 0 {
-			_, err = in.Checkpoints.Create(ctx, key, b)
-		} else {
-			_, err = in.Checkpoints.Update(ctx, key, b, rev)
-		}
-		if err != nil {
-			return published, fmt.Errorf("move watermark to %s: %w", newest, err)
+		if ctx.Err() != nil {
+			return published, ctx.Err()
 		}
 	}
-	return published, nil
 }
 
-// Snapshot turns a query row into an Opportunity snapshot and its version.
+func (in *Ingest) saveCheckpoint(ctx context.Context, key string, rev uint64, wm time.Time) (uint64, error) {
+	b, _ := json.Marshal(checkpoint{Watermark: wm})
+	var err error
+	if rev == 0 {
+		rev, err = in.Checkpoints.Create(ctx, key, b)
+	} else {
+		rev, err = in.Checkpoints.Update(ctx, key, b, rev)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("move watermark to %s: %w", wm, err)
+	}
+	return rev, nil
+}
+
+// round reads one page of every unfinished query in one Composite call, re-reads the parents of changed
+// children, and publishes the snapshots. It returns the newest stamp read.
+func (in *Ingest) round(ctx context.Context, streams []*stream, from time.Time) (int, time.Time, error) {
+	n := in.pageSize()
+	var reqs []sfapi.Subrequest
+	var active []*stream
+	for i, s := range streams {
+		if s.done {
+			continue
+		}
+		var where []string
+		if s.parentField == "" {
+			where = append(where, eligible)
+		}
+		if !from.IsZero() {
+			where = append(where, sf.FieldSystemModstamp+" >= "+sfapi.FormatTime(from))
+		}
+		if s.after != "" {
+			where = append(where, s.after)
+		}
+		fields := "Id, " + s.parentField + ", SystemModstamp"
+		if s.parentField == "" {
+			fields = strings.Join(Fields, ", ") + ", " + strings.Join(subqueries, ", ")
+		}
+		q := "SELECT " + fields + " FROM " + s.object
+		if len(where) > 0 {
+			q += " WHERE " + strings.Join(where, " AND ")
+		}
+		q += fmt.Sprintf(" ORDER BY SystemModstamp, Id LIMIT %d", n)
+		reqs = append(reqs, sfapi.Subrequest{Method: http.MethodGet, URL: sfapi.QueryURL(q, true), ReferenceID: fmt.Sprintf("q%d", i)})
+		active = append(active, s)
+	}
+	answers, err := in.SF.Composite(false, reqs)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	var newest time.Time
+	var opps []map[string]any
+	childChange := map[string]time.Time{} // opportunity id -> newest change among its children this round
+	for i, a := range answers {
+		s := active[i]
+		if err := a.Err("poll " + s.object); err != nil {
+			return 0, time.Time{}, err
+		}
+		var page sfapi.QueryPage
+		if err := json.Unmarshal(a.Body, &page); err != nil {
+			return 0, time.Time{}, fmt.Errorf("poll %s: %w", s.object, err)
+		}
+		for _, row := range page.Records {
+			at, _ := sfapi.ParseTime(str(row[sf.FieldSystemModstamp]))
+			if at.After(newest) {
+				newest = at
+			}
+			if s.parentField == "" {
+				opps = append(opps, row)
+				continue
+			}
+			if parent := str(row[s.parentField]); strings.HasPrefix(parent, "006") && at.After(childChange[parent]) {
+				childChange[parent] = at
+			}
+		}
+		s.done = len(page.Records) < n
+		if len(page.Records) > 0 {
+			last := page.Records[len(page.Records)-1]
+			s.last, _ = sfapi.ParseTime(str(last[sf.FieldSystemModstamp]))
+			t := sfapi.FormatTime(s.last)
+			s.after = fmt.Sprintf("(SystemModstamp > %s OR (SystemModstamp = %s AND Id > %s))", t, t, sfapi.Quote(str(last[sf.FieldID])))
+		}
+	}
+	published := 0
+	snapshotted := map[string]bool{}
+	publish := func(row map[string]any) error {
+		snap, ver, err := Snapshot(row)
+		if err != nil {
+			return err
+		}
+		if c := childChange[snap.ID]; c.After(ver.At) {
+			ver = versionAt(c)
+		}
+		snapshotted[snap.ID] = true
+		fresh, err := in.publish(ctx, snap, ver)
+		if err != nil {
+			return err
+		}
+		if fresh {
+			published++
+		}
+		return nil
+	}
+	for _, row := range opps {
+		if err := publish(row); err != nil {
+			return published, time.Time{}, err
+		}
+	}
+	var parents []string
+	for id := range childChange {
+		if !snapshotted[id] {
+			parents = append(parents, id)
+		}
+	}
+	for len(parents) > 0 {
+		chunk := parents[:min(len(parents), 200)]
+		parents = parents[len(chunk):]
+		quoted := make([]string, len(chunk))
+		for i, id := range chunk {
+			quoted[i] = sfapi.Quote(id)
+		}
+		q := "SELECT " + strings.Join(Fields, ", ") + ", " + strings.Join(subqueries, ", ") +
+			" FROM Opportunity WHERE Id IN (" + strings.Join(quoted, ", ") + ") AND " + eligible
+		if err := in.SF.QueryEach(q, false, func(rows []map[string]any) error {
+			for _, row := range rows {
+				if err := publish(row); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return published, time.Time{}, err
+		}
+	}
+	return published, newest, nil
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+func versionAt(t time.Time) contracts.Version {
+	return contracts.Version{Tag: t.UTC().Format(sfapi.TimeLayout), At: t.UTC()}
+}
+
+// Snapshot turns a query row (with the team member, solution and note subqueries) into an Opportunity
+// snapshot; its version is the newest SystemModstamp of the Opportunity and its children.
 func Snapshot(row map[string]any) (contracts.Opportunity, contracts.Version, error) {
 	f := sfapi.Flatten(row)
 	id, _ := f[sf.FieldID].(string)
@@ -164,8 +341,51 @@ func Snapshot(row map[string]any) (contracts.Opportunity, contracts.Version, err
 	if id == "" || err != nil {
 		return contracts.Opportunity{}, contracts.Version{}, fmt.Errorf("opportunity row without Id or SystemModstamp: %v", row)
 	}
-	delete(f, sf.FieldSystemModstamp)
-	return contracts.Opportunity{ID: id, Fields: f}, contracts.Version{Tag: stamp, At: at}, nil
+	o := contracts.Opportunity{ID: id, Deleted: f[sf.FieldIsDeleted] == true}
+	newest := at
+	seen := func(r map[string]any) {
+		if t, err := sfapi.ParseTime(str(r[sf.FieldSystemModstamp])); err == nil && t.After(newest) {
+			newest = t
+		}
+	}
+	for _, r := range childRows(f[RelTeamMembers]) {
+		seen(r)
+		m := contracts.TeamMember{UserID: str(r["UserId"]), Role: str(r["TeamMemberRole"])}
+		if u, ok := r["User"].(map[string]any); ok {
+			m.FirstName, m.LastName, m.Email, m.Phone = str(u["FirstName"]), str(u["LastName"]), str(u["Email"]), str(u["Phone"])
+		}
+		o.TeamMembers = append(o.TeamMembers, m)
+	}
+	for _, r := range childRows(f[RelSolutions]) {
+		seen(r)
+		o.Solutions = append(o.Solutions, contracts.Solution{ID: str(r["Id"]), SolutionID: str(r["Solution_Id__c"]), Name: str(r["Name"])})
+	}
+	var notes []any
+	for _, r := range childRows(f[RelNotes]) {
+		seen(r)
+		notes = append(notes, map[string]any{"id": str(r["Id"]), "title": str(r["Title"]), "body": str(r["Body"])})
+	}
+	for _, k := range []string{sf.FieldSystemModstamp, sf.FieldIsDeleted, RelTeamMembers, RelSolutions, RelNotes} {
+		delete(f, k)
+	}
+	if notes != nil {
+		f[NotesField] = notes
+	}
+	o.Fields = f
+	return o, versionAt(newest), nil
+}
+
+// childRows reads the records of a nested subquery result (null when there are none).
+func childRows(v any) []map[string]any {
+	m, _ := v.(map[string]any)
+	list, _ := m["records"].([]any)
+	out := make([]map[string]any, 0, len(list))
+	for _, x := range list {
+		if r, ok := x.(map[string]any); ok {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func (in *Ingest) publish(ctx context.Context, o contracts.Opportunity, v contracts.Version) (bool, error) {

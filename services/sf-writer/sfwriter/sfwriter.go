@@ -1,7 +1,13 @@
 // Package sfwriter is the sf-writer stage: it carries out Opportunity commands against Salesforce with
 // go-salesforce. Creates are upserts by the Referral Identifier External ID, so a redelivered create can
 // never make a second Opportunity; the customer Account is found (name + billing postal code, then name)
-// or created first.
+// or created first. Microsoft Solution child records are reconciled when a command carries the list.
+//
+// Commands are handled in batches: whatever is pending (up to 200) is written with sObject Collections
+// calls — one query for the Accounts, one create for the missing ones, one upsert and one update for the
+// Opportunities, one query, create and delete for the solutions — and each record's result is mapped back
+// to its command: the successes are acked, each failure is retried or dead-lettered with its own reason.
+// A trickle is the same code with batches of one. A Governor keeps the writer within its API budget.
 package sfwriter
 
 import (
@@ -9,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
@@ -16,6 +23,13 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/outcome"
 	"github.com/cosell-dev/cosell/services/internal/runtime"
 	"github.com/cosell-dev/cosell/services/internal/sfapi"
+)
+
+// Field lengths the writer keeps to, so a long error or audit trail never fails a write.
+const (
+	syncStatusLength = 255
+	auditLength      = 32768
+	solutionName     = 80
 )
 
 // Writer is the sf-writer stage.
@@ -27,15 +41,22 @@ type Writer struct {
 	Consume  runtime.ConsumeOptions
 	// LimitPause is how long to wait before retrying once the daily API allowance is spent.
 	LimitPause time.Duration
+	// Governor, when set, keeps the writer within its API budget.
+	Governor *Governor
 	// AfterWrite, when set, is called after the external write and before the outcome is published.
 	AfterWrite func(commandID string)
 }
 
-// Run consumes Opportunity commands until ctx is cancelled, then drains.
+// Run consumes Opportunity commands in batches (up to 200, one Collections call's worth) until ctx is
+// cancelled, then drains.
 func (w *Writer) Run(ctx context.Context) error {
+	opts := w.Consume
+	if opts.Batch <= 0 || opts.Batch > sfapi.MaxCollection {
+		opts.Batch = sfapi.MaxCollection
+	}
 	for _, c := range contracts.Consumers() {
 		if c.Durable == contracts.ConsumerSFWriter {
-			return w.Bus.Consume(ctx, c, w.Handle, w.Consume)
+			return w.Bus.ConsumeBatch(ctx, c, w.HandleBatch, opts)
 		}
 	}
 	return errors.New("sf-writer: no consumer spec")
@@ -43,95 +64,437 @@ func (w *Writer) Run(ctx context.Context) error {
 
 // Handle carries out one Opportunity command.
 func (w *Writer) Handle(ctx context.Context, e runtime.Event) error {
-	cmd, err := runtime.DataAs[contracts.OpportunityCommand](e)
-	if err != nil {
-		return runtime.Permanent(err)
-	}
-	if done, err := w.Outcomes.Done(ctx, e.ID()); err != nil || done {
-		return err
-	}
-	out := contracts.Outcome{CommandID: e.ID(), LinkID: cmd.LinkID, System: contracts.Salesforce, Op: cmd.Op,
-		Purpose: cmd.Purpose, ReferralID: cmd.ReferralID, OpportunityID: cmd.OpportunityID}
-	switch cmd.Op {
-	case contracts.OpCreate:
-		out.OpportunityID, err = w.create(cmd)
-		out.Created = err == nil
-	case contracts.OpUpdate:
-		if cmd.OpportunityID == "" {
-			err = runtime.Permanent(fmt.Errorf("update for link %s names no opportunity", cmd.LinkID))
-			break
-		}
-		err = w.SF.Update(sf.ObjectOpportunity, cmd.OpportunityID, cmd.Fields)
-	default:
-		err = runtime.Permanent(fmt.Errorf("command %s: unknown op %q", e.ID(), cmd.Op))
-	}
-	if err != nil {
-		return w.fail(ctx, out, err)
-	}
-	if w.AfterWrite != nil {
-		w.AfterWrite(e.ID())
-	}
-	out.Status = contracts.OutcomeWritten
-	out.At = time.Now().UTC()
-	return w.Outcomes.Publish(ctx, out)
+	return w.HandleBatch(ctx, []runtime.Event{e})[0]
 }
 
-func (w *Writer) create(cmd contracts.OpportunityCommand) (string, error) {
-	if cmd.ReferralID == "" {
-		return "", runtime.Permanent(fmt.Errorf("create for link %s has no referral id to upsert by", cmd.LinkID))
-	}
-	fields := make(map[string]any, len(cmd.Fields)+1)
-	for k, v := range cmd.Fields {
-		if k != sf.FieldReferralIdentifier {
-			fields[k] = v
-		}
-	}
-	if cmd.Account != nil && cmd.Account.Name != "" {
-		id, err := w.account(*cmd.Account)
-		if err != nil {
-			return "", err
-		}
-		fields[sf.FieldAccountID] = id
-	}
-	return w.SF.Upsert(sf.ObjectOpportunity, sf.FieldReferralIdentifier, cmd.ReferralID, fields)
+// item is one command of a batch on its way.
+type item struct {
+	i   int
+	id  string
+	cmd contracts.OpportunityCommand
+	out contracts.Outcome
+	err error
+	// accountKey names the Account a create needs ("" = none).
+	accountKey string
 }
 
-// account finds the customer's Account by name and billing postal code, then by name, or creates it.
-func (w *Writer) account(a contracts.Account) (string, error) {
-	where := []string{}
-	if a.PostalCode != "" {
-		where = append(where, fmt.Sprintf("Name = %s AND BillingPostalCode = %s", sfapi.Quote(a.Name), sfapi.Quote(a.PostalCode)))
-	}
-	where = append(where, "Name = "+sfapi.Quote(a.Name))
-	for _, w2 := range where {
-		rows, err := w.SF.Query("SELECT Id FROM Account WHERE " + w2 + " ORDER BY CreatedDate LIMIT 1")
+// HandleBatch carries out a batch of Opportunity commands and returns one result per event.
+func (w *Writer) HandleBatch(ctx context.Context, events []runtime.Event) []error {
+	results := make([]error, len(events))
+	var items []*item
+	for i, e := range events {
+		cmd, err := runtime.DataAs[contracts.OpportunityCommand](e)
 		if err != nil {
-			return "", err
+			results[i] = runtime.Permanent(err)
+			continue
 		}
-		if len(rows) > 0 {
-			if id, ok := rows[0]["Id"].(string); ok {
-				return id, nil
+		done, err := w.Outcomes.Done(ctx, e.ID())
+		if err != nil || done {
+			results[i] = err
+			continue
+		}
+		it := &item{i: i, id: e.ID(), cmd: cmd, out: contracts.Outcome{CommandID: e.ID(), LinkID: cmd.LinkID,
+			System: contracts.Salesforce, Op: cmd.Op, Purpose: cmd.Purpose, ReferralID: cmd.ReferralID, OpportunityID: cmd.OpportunityID}}
+		switch {
+		case cmd.Op == contracts.OpCreate && cmd.ReferralID == "":
+			it.err = runtime.Permanent(fmt.Errorf("create for link %s has no referral id to upsert by", cmd.LinkID))
+		case cmd.Op == contracts.OpUpdate && cmd.OpportunityID == "":
+			it.err = runtime.Permanent(fmt.Errorf("update for link %s names no opportunity", cmd.LinkID))
+		case cmd.Op != contracts.OpCreate && cmd.Op != contracts.OpUpdate:
+			it.err = runtime.Permanent(fmt.Errorf("command %s: unknown op %q", e.ID(), cmd.Op))
+		}
+		items = append(items, it)
+	}
+	if len(items) == 0 {
+		return results
+	}
+	if d := w.Governor.Admit(ctx); d > 0 {
+		for _, it := range items {
+			results[it.i] = runtime.RetryAfter(errors.New("Salesforce API budget at its floor: paused"), d)
+		}
+		return results
+	}
+	w.accounts(items)
+	w.opportunities(items)
+	w.solutions(items)
+	for _, it := range items {
+		results[it.i] = w.settle(ctx, it)
+	}
+	return results
+}
+
+// live returns the items not failed yet.
+func live(items []*item) []*item {
+	var out []*item
+	for _, it := range items {
+		if it.err == nil {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+func accountKey(a contracts.Account) string {
+	return strings.ToLower(a.Name) + "\x00" + strings.ToLower(a.PostalCode)
+}
+
+// accounts finds the Account of every create (name + billing postal code, then name) with one query per
+// 100 names and creates the missing ones with one Collections call per 200.
+func (w *Writer) accounts(items []*item) {
+	need := map[string]contracts.Account{}
+	var names []string
+	seenName := map[string]bool{}
+	for _, it := range live(items) {
+		a := it.cmd.Account
+		if it.cmd.Op != contracts.OpCreate || a == nil || a.Name == "" {
+			continue
+		}
+		it.accountKey = accountKey(*a)
+		need[it.accountKey] = *a
+		if n := strings.ToLower(a.Name); !seenName[n] {
+			seenName[n] = true
+			names = append(names, a.Name)
+		}
+	}
+	if len(need) == 0 {
+		return
+	}
+	found := map[string]string{}
+	failAll := func(err error) {
+		for _, it := range live(items) {
+			if it.accountKey != "" {
+				it.err = err
 			}
 		}
 	}
-	fields := map[string]any{sf.AccountName: a.Name}
-	for k, v := range map[string]string{
-		sf.AccountBillingCity: a.City, sf.AccountBillingPostalCode: a.PostalCode,
-		sf.AccountBillingCountry: a.Country, sf.AccountBillingStreet: a.Street, sf.AccountBillingState: a.State,
-	} {
-		if v != "" {
-			fields[k] = v
+	byName := map[string]string{}       // lower name -> oldest account id
+	byNamePostal := map[string]string{} // accountKey -> oldest account id
+	for len(names) > 0 {
+		chunk := names[:min(len(names), 100)]
+		names = names[len(chunk):]
+		quoted := make([]string, len(chunk))
+		for i, n := range chunk {
+			quoted[i] = sfapi.Quote(n)
+		}
+		rows, err := w.SF.Query("SELECT Id, Name, BillingPostalCode FROM Account WHERE Name IN (" +
+			strings.Join(quoted, ", ") + ") ORDER BY CreatedDate, Id")
+		if err != nil {
+			failAll(err)
+			return
+		}
+		for _, r := range rows {
+			id, _ := r["Id"].(string)
+			name, _ := r["Name"].(string)
+			postal, _ := r["BillingPostalCode"].(string)
+			if _, ok := byName[strings.ToLower(name)]; !ok {
+				byName[strings.ToLower(name)] = id
+			}
+			k := accountKey(contracts.Account{Name: name, PostalCode: postal})
+			if _, ok := byNamePostal[k]; !ok {
+				byNamePostal[k] = id
+			}
 		}
 	}
-	return w.SF.Insert(sf.ObjectAccount, fields)
+	var missing []string
+	for k, a := range need {
+		if id, ok := byNamePostal[k]; ok && a.PostalCode != "" {
+			found[k] = id
+		} else if id, ok := byName[strings.ToLower(a.Name)]; ok {
+			found[k] = id
+		} else {
+			missing = append(missing, k)
+		}
+	}
+	failed := map[string]error{}
+	for len(missing) > 0 {
+		chunk := missing[:min(len(missing), sfapi.MaxCollection)]
+		missing = missing[len(chunk):]
+		recs := make([]sfapi.Record, len(chunk))
+		for i, k := range chunk {
+			a := need[k]
+			r := sfapi.Record{sf.AccountName: a.Name}
+			for f, v := range map[string]string{sf.AccountBillingCity: a.City, sf.AccountBillingPostalCode: a.PostalCode,
+				sf.AccountBillingCountry: a.Country, sf.AccountBillingStreet: a.Street, sf.AccountBillingState: a.State} {
+				if v != "" {
+					r[f] = v
+				}
+			}
+			recs[i] = r
+		}
+		res, err := w.SF.CreateRecords(sf.ObjectAccount, recs)
+		for i, k := range chunk {
+			switch {
+			case err != nil:
+				failed[k] = err
+			case res[i].Success:
+				found[k] = res[i].ID
+			default:
+				failed[k] = res[i].Err("create Account " + need[k].Name)
+			}
+		}
+	}
+	for _, it := range live(items) {
+		if it.accountKey == "" {
+			continue
+		}
+		if err := failed[it.accountKey]; err != nil {
+			it.err = err
+		} else {
+			it.cmd.Fields = withField(it.cmd.Fields, sf.FieldAccountID, found[it.accountKey])
+		}
+	}
+}
+
+func withField(fields map[string]any, k string, v any) map[string]any {
+	out := make(map[string]any, len(fields)+1)
+	for fk, fv := range fields {
+		out[fk] = fv
+	}
+	out[k] = v
+	return out
+}
+
+// record is what the writer sends for a command: its fields, with the status and audit texts cut to fit.
+// A create carries the Referral Identifier as the upsert key instead.
+func record(cmd contracts.OpportunityCommand) sfapi.Record {
+	r := sfapi.Record{}
+	for k, v := range cmd.Fields {
+		if cmd.Op == contracts.OpCreate && strings.EqualFold(k, sf.FieldReferralIdentifier) {
+			continue
+		}
+		if s, ok := v.(string); ok {
+			switch {
+			case strings.EqualFold(k, sf.FieldSyncStatus):
+				v = cut(s, syncStatusLength)
+			case strings.EqualFold(k, sf.FieldAudit):
+				v = cut(s, auditLength)
+			}
+		}
+		r[k] = v
+	}
+	return r
+}
+
+// cut shortens s to n characters, marking the cut with an ellipsis.
+func cut(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
+
+// opportunities writes the creates (upserts by Referral Identifier) and updates in rounds in which each
+// record appears once, in command order, each round one Collections call per 200 records and kind.
+func (w *Writer) opportunities(items []*item) {
+	pending := live(items)
+	for len(pending) > 0 {
+		var round, later []*item
+		taken := map[string]bool{}
+		for _, it := range pending {
+			key := "u:" + it.cmd.OpportunityID
+			if it.cmd.Op == contracts.OpCreate {
+				key = "c:" + strings.ToLower(it.cmd.ReferralID)
+			}
+			if taken[key] {
+				later = append(later, it)
+				continue
+			}
+			taken[key] = true
+			round = append(round, it)
+		}
+		var creates, updates []*item
+		for _, it := range round {
+			if it.cmd.Op == contracts.OpCreate {
+				creates = append(creates, it)
+			} else {
+				updates = append(updates, it)
+			}
+		}
+		w.write(creates, func(chunk []*item) ([]sfapi.SaveResult, error) {
+			recs := make([]sfapi.Record, len(chunk))
+			for i, it := range chunk {
+				recs[i] = record(it.cmd)
+				recs[i][sf.FieldReferralIdentifier] = it.cmd.ReferralID
+			}
+			return w.SF.UpsertRecords(sf.ObjectOpportunity, sf.FieldReferralIdentifier, recs)
+		})
+		w.write(updates, func(chunk []*item) ([]sfapi.SaveResult, error) {
+			recs := make([]sfapi.Record, len(chunk))
+			for i, it := range chunk {
+				recs[i] = record(it.cmd)
+				recs[i][sf.FieldID] = it.cmd.OpportunityID
+			}
+			return w.SF.UpdateRecords(sf.ObjectOpportunity, recs)
+		})
+		pending = later
+	}
+}
+
+// write sends items in chunks of 200 with call and maps each record's result back to its item.
+func (w *Writer) write(items []*item, call func([]*item) ([]sfapi.SaveResult, error)) {
+	for len(items) > 0 {
+		chunk := items[:min(len(items), sfapi.MaxCollection)]
+		items = items[len(chunk):]
+		res, err := call(chunk)
+		for i, it := range chunk {
+			switch {
+			case err != nil:
+				it.err = err
+			case !res[i].Success:
+				it.err = res[i].Err(fmt.Sprintf("%s Opportunity for link %s", it.cmd.Op, it.cmd.LinkID))
+			default:
+				it.out.OpportunityID = res[i].ID
+				it.out.Created = it.cmd.Op == contracts.OpCreate && res[i].Created
+			}
+		}
+	}
+}
+
+// solutions makes the Microsoft Solution children of every written Opportunity whose command carries the
+// list match it: the missing ones are created, the others (and duplicates) deleted.
+func (w *Writer) solutions(items []*item) {
+	byOpp := map[string][]*item{}
+	var opps []string
+	for _, it := range live(items) {
+		if !it.cmd.SetSolutions || it.out.OpportunityID == "" {
+			continue
+		}
+		if _, ok := byOpp[it.out.OpportunityID]; !ok {
+			opps = append(opps, it.out.OpportunityID)
+		}
+		byOpp[it.out.OpportunityID] = append(byOpp[it.out.OpportunityID], it)
+	}
+	if len(opps) == 0 {
+		return
+	}
+	fail := func(opp string, err error) {
+		for _, it := range byOpp[opp] {
+			if it.err == nil {
+				it.err = err
+			}
+		}
+	}
+	existing := map[string][][2]string{} // opp -> [id, solution id]
+	for rest := opps; len(rest) > 0; {
+		chunk := rest[:min(len(rest), 200)]
+		rest = rest[len(chunk):]
+		quoted := make([]string, len(chunk))
+		for i, id := range chunk {
+			quoted[i] = sfapi.Quote(id)
+		}
+		rows, err := w.SF.Query("SELECT Id, Opportunity__c, Solution_Id__c FROM " + sf.ObjectMicrosoftSolution +
+			" WHERE Opportunity__c IN (" + strings.Join(quoted, ", ") + ") ORDER BY CreatedDate, Id")
+		if err != nil {
+			for _, o := range chunk {
+				fail(o, err)
+			}
+			continue
+		}
+		for _, r := range rows {
+			o, _ := r["Opportunity__c"].(string)
+			id, _ := r["Id"].(string)
+			sol, _ := r["Solution_Id__c"].(string)
+			existing[o] = append(existing[o], [2]string{id, sol})
+		}
+	}
+	type create struct {
+		opp string
+		rec sfapi.Record
+	}
+	var creates []create
+	var deletes [][2]string // opp, record id
+	for _, o := range opps {
+		its := byOpp[o]
+		if its[0].err != nil {
+			continue
+		}
+		want := its[len(its)-1].cmd.Solutions // the last command of the batch for this opportunity wins
+		wanted := map[string]contracts.Solution{}
+		for _, s := range want {
+			if s.SolutionID != "" {
+				wanted[s.SolutionID] = s
+			}
+		}
+		have := map[string]bool{}
+		for _, ex := range existing[o] {
+			if _, ok := wanted[ex[1]]; ok && !have[ex[1]] {
+				have[ex[1]] = true
+				continue
+			}
+			deletes = append(deletes, [2]string{o, ex[0]})
+		}
+		for _, s := range want {
+			if s.SolutionID == "" || have[s.SolutionID] {
+				continue
+			}
+			have[s.SolutionID] = true
+			name := s.Name
+			if name == "" {
+				name = s.SolutionID
+			}
+			creates = append(creates, create{opp: o, rec: sfapi.Record{"Opportunity__c": o, "Solution_Id__c": s.SolutionID, "Name": cut(name, solutionName)}})
+		}
+	}
+	for len(creates) > 0 {
+		chunk := creates[:min(len(creates), sfapi.MaxCollection)]
+		creates = creates[len(chunk):]
+		recs := make([]sfapi.Record, len(chunk))
+		for i, c := range chunk {
+			recs[i] = c.rec
+		}
+		res, err := w.SF.CreateRecords(sf.ObjectMicrosoftSolution, recs)
+		for i, c := range chunk {
+			if err != nil {
+				fail(c.opp, err)
+			} else if !res[i].Success {
+				fail(c.opp, res[i].Err("create Microsoft Solution on "+c.opp))
+			}
+		}
+	}
+	for len(deletes) > 0 {
+		chunk := deletes[:min(len(deletes), sfapi.MaxCollection)]
+		deletes = deletes[len(chunk):]
+		ids := make([]string, len(chunk))
+		for i, d := range chunk {
+			ids[i] = d[1]
+		}
+		res, err := w.SF.DeleteRecords(ids)
+		for i, d := range chunk {
+			if err != nil {
+				fail(d[0], err)
+			} else if !res[i].Success && sfapi.Code(res[i].Err("")) != "ENTITY_IS_DELETED" {
+				fail(d[0], res[i].Err("delete Microsoft Solution "+d[1]))
+			}
+		}
+	}
+}
+
+// settle publishes the outcome of one command and returns what the consumer loop should do with it.
+func (w *Writer) settle(ctx context.Context, it *item) error {
+	if it.err != nil {
+		return w.fail(ctx, it.out, it.err)
+	}
+	if w.AfterWrite != nil {
+		w.AfterWrite(it.id)
+	}
+	it.out.Status = contracts.OutcomeWritten
+	it.out.At = time.Now().UTC()
+	return w.Outcomes.Publish(ctx, it.out)
 }
 
 // fail classifies an error once: lock contention and outages are retried, a spent daily allowance waits,
 // anything else is a permanent failure with an outcome, and the command goes to the dead-letter stream.
 func (w *Writer) fail(ctx context.Context, out contracts.Outcome, err error) error {
 	if !runtime.IsPermanent(err) && sfapi.IsTransient(err) {
-		if sfapi.Code(err) == "REQUEST_LIMIT_EXCEEDED" && w.LimitPause > 0 {
-			return runtime.RetryAfter(err, w.LimitPause)
+		if sfapi.Code(err) == "REQUEST_LIMIT_EXCEEDED" {
+			pause := w.LimitPause
+			if w.Governor != nil && w.Governor.Config.Pause > 0 {
+				pause = w.Governor.Config.Pause
+			}
+			if pause > 0 {
+				return runtime.RetryAfter(err, pause)
+			}
 		}
 		return err
 	}

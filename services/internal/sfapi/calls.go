@@ -1,0 +1,383 @@
+package sfapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/k-capehart/go-salesforce/v2"
+)
+
+// CallOptions names cosell as the client of every call (Sforce-Call-Options), so Change Data Capture's
+// changeOrigin and the org's API usage reports show which writes were ours.
+const CallOptions = "client=cosell"
+
+// MaxCollection is how many records one sObject Collections call may carry.
+const MaxCollection = 200
+
+// Usage is the org's daily API allowance as the last response's Sforce-Limit-Info header (or /limits) told it.
+type Usage struct {
+	Used, Max int
+	At        time.Time
+}
+
+// Remaining is how many calls are left today; meaningful only when Known.
+func (u Usage) Remaining() int { return u.Max - u.Used }
+
+// Known reports whether any response has told the allowance yet.
+func (u Usage) Known() bool { return u.Max > 0 }
+
+// Usage returns the latest known daily API allowance.
+func (c *Client) Usage() Usage {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.usage
+}
+
+func (c *Client) observeLimit(h http.Header) {
+	v := h.Get("Sforce-Limit-Info")
+	for _, part := range strings.Split(v, ",") {
+		k, val, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || k != "api-usage" {
+			continue
+		}
+		usedS, maxS, ok := strings.Cut(val, "/")
+		used, err1 := strconv.Atoi(usedS)
+		max, err2 := strconv.Atoi(maxS)
+		if ok && err1 == nil && err2 == nil {
+			c.mu.Lock()
+			c.usage = Usage{Used: used, Max: max, At: time.Now()}
+			c.mu.Unlock()
+		}
+	}
+}
+
+// do sends one REST call (uri relative to /services/data/vXX.X) through go-salesforce and decodes a JSON
+// answer into out. It returns the HTTP status; errors come classified.
+func (c *Client) do(op, method, uri string, body, out any) (status int, err error) {
+	c.count(op)
+	start := time.Now()
+	defer func() { c.observeCall(op, status, err, start) }()
+	var b []byte
+	if body != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
+			return 0, &Error{Op: op, Code: "JSON_ENCODE", Message: err.Error()}
+		}
+	}
+	resp, err := c.sf.DoRequest(method, uri, b, salesforce.WithHeader("Sforce-Call-Options", CallOptions))
+	if resp != nil {
+		c.observeLimit(resp.Header)
+	}
+	if err != nil {
+		e := classify(op, err)
+		var se *Error
+		if asError(e, &se) && se.Code == "REQUEST_LIMIT_EXCEEDED" {
+			c.mu.Lock()
+			if c.usage.Max > 0 {
+				c.usage.Used = c.usage.Max
+			}
+			c.usage.At = time.Now()
+			c.mu.Unlock()
+		}
+		return statusOf(resp), e
+	}
+	defer resp.Body.Close()
+	data, rerr := io.ReadAll(resp.Body)
+	if rerr != nil {
+		return resp.StatusCode, &Error{Op: op, Code: "TRANSPORT", Message: rerr.Error(), Transient: true}
+	}
+	if resp.StatusCode == http.StatusMultipleChoices {
+		return resp.StatusCode, &Error{Op: op, Code: "MULTIPLE_CHOICES",
+			Message: "the external id matches several records: " + string(data)}
+	}
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			return resp.StatusCode, &Error{Op: op, Code: "JSON_DECODE", Message: err.Error()}
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+func statusOf(r *http.Response) int {
+	if r == nil {
+		return 0
+	}
+	return r.StatusCode
+}
+
+func asError(err error, target **Error) bool {
+	e, ok := err.(*Error)
+	if ok {
+		*target = e
+	}
+	return ok
+}
+
+// QueryPage is one page of a query result.
+type QueryPage struct {
+	TotalSize      int              `json:"totalSize"`
+	Done           bool             `json:"done"`
+	NextRecordsURL string           `json:"nextRecordsUrl"`
+	Records        []map[string]any `json:"records"`
+}
+
+// QueryEach runs a SOQL query and calls fn with every page in turn, so memory is bounded by one page
+// (up to 2,000 rows). With all, deleted and archived rows are included (queryAll), with IsDeleted.
+func (c *Client) QueryEach(soql string, all bool, fn func(rows []map[string]any) error) error {
+	endpoint := "query"
+	if all {
+		endpoint = "queryAll"
+	}
+	uri := "/" + endpoint + "/?q=" + url.QueryEscape(soql)
+	for {
+		var page QueryPage
+		if _, err := c.do(endpoint, http.MethodGet, uri, nil, &page); err != nil {
+			return err
+		}
+		if err := fn(page.Records); err != nil {
+			return err
+		}
+		if page.Done || page.NextRecordsURL == "" {
+			return nil
+		}
+		uri = dataRelative(page.NextRecordsURL)
+	}
+}
+
+// dataRelative strips /services/data/vXX.X from a URL Salesforce returned.
+func dataRelative(u string) string {
+	if !strings.HasPrefix(u, "/services/data/") {
+		return u
+	}
+	rest := strings.TrimPrefix(u, "/services/data/")
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		return rest[i:]
+	}
+	return "/"
+}
+
+// Query runs a SOQL query and returns all its rows. Use QueryEach when the result may be large.
+func (c *Client) Query(soql string) ([]map[string]any, error) {
+	var rows []map[string]any
+	err := c.QueryEach(soql, false, func(page []map[string]any) error {
+		rows = append(rows, page...)
+		return nil
+	})
+	return rows, err
+}
+
+// SaveResult is the answer to one record write.
+type SaveResult struct {
+	ID      string        `json:"id"`
+	Success bool          `json:"success"`
+	Created bool          `json:"created"`
+	Errors  []RecordError `json:"errors"`
+}
+
+// RecordError is one per-record error in a Collections or Composite result.
+type RecordError struct {
+	StatusCode string   `json:"statusCode"`
+	Message    string   `json:"message"`
+	Fields     []string `json:"fields"`
+}
+
+// Err returns the record's failure as a classified *Error, or nil when it succeeded.
+func (r SaveResult) Err(op string) error {
+	if r.Success {
+		return nil
+	}
+	if len(r.Errors) == 0 {
+		return &Error{Op: op, Code: "UNKNOWN_EXCEPTION", Message: "record failed without an error", Transient: true}
+	}
+	e := r.Errors[0]
+	return &Error{Op: op, Code: e.StatusCode, Message: e.Message, Fields: e.Fields, Transient: transientCodes[e.StatusCode]}
+}
+
+// Insert creates one record and returns its id.
+func (c *Client) Insert(object string, fields map[string]any) (string, error) {
+	var res SaveResult
+	if _, err := c.do("insert", http.MethodPost, "/sobjects/"+object, fields, &res); err != nil {
+		return "", withOp(err, "insert "+object)
+	}
+	return res.ID, nil
+}
+
+// Update changes fields of one record.
+func (c *Client) Update(object, id string, fields map[string]any) error {
+	_, err := c.do("update", http.MethodPatch, "/sobjects/"+object+"/"+url.PathEscape(id), fields, nil)
+	return withOp(err, "update "+object+" "+id)
+}
+
+// Delete deletes one record.
+func (c *Client) Delete(object, id string) error {
+	_, err := c.do("delete", http.MethodDelete, "/sobjects/"+object+"/"+url.PathEscape(id), nil, nil)
+	return withOp(err, "delete "+object+" "+id)
+}
+
+// Upsert creates or updates one record by an External ID field and returns the record id. Several records
+// with that value are a permanent MULTIPLE_CHOICES error (go-salesforce would turn Salesforce's 300 into a
+// JSON decode error).
+func (c *Client) Upsert(object, externalIDField, value string, fields map[string]any) (string, error) {
+	body := make(map[string]any, len(fields))
+	for k, v := range fields {
+		if !strings.EqualFold(k, externalIDField) {
+			body[k] = v
+		}
+	}
+	var res SaveResult
+	uri := "/sobjects/" + object + "/" + externalIDField + "/" + url.PathEscape(value)
+	if _, err := c.do("upsert", http.MethodPatch, uri, body, &res); err != nil {
+		return "", withOp(err, fmt.Sprintf("upsert %s %s=%s", object, externalIDField, value))
+	}
+	return res.ID, nil
+}
+
+func withOp(err error, op string) error {
+	if e, ok := err.(*Error); ok {
+		e.Op = op
+	}
+	return err
+}
+
+// Record is one record of a Collections call: its fields by API name (with Id for updates).
+type Record map[string]any
+
+func typed(object string, records []Record) []map[string]any {
+	out := make([]map[string]any, len(records))
+	for i, r := range records {
+		m := make(map[string]any, len(r)+1)
+		for k, v := range r {
+			m[k] = v
+		}
+		m["attributes"] = map[string]string{"type": object}
+		out[i] = m
+	}
+	return out
+}
+
+func checkCollection(op string, n int) error {
+	if n > MaxCollection {
+		return &Error{Op: op, Code: "EXCEEDED_ID_LIMIT", Message: fmt.Sprintf("%d records, at most %d a call", n, MaxCollection)}
+	}
+	return nil
+}
+
+// collection sends one Collections call with allOrNone false and returns one result per record, in order.
+func (c *Client) collection(op, method, uri string, body any, n int) ([]SaveResult, error) {
+	if n == 0 {
+		return nil, nil
+	}
+	if err := checkCollection(op, n); err != nil {
+		return nil, err
+	}
+	var res []SaveResult
+	if _, err := c.do(op, method, uri, body, &res); err != nil {
+		return nil, err
+	}
+	if len(res) != n {
+		return nil, &Error{Op: op, Code: "UNEXPECTED_RESPONSE", Message: fmt.Sprintf("%d results for %d records", len(res), n), Transient: true}
+	}
+	return res, nil
+}
+
+// CreateRecords creates up to 200 records in one call; each record succeeds or fails on its own.
+func (c *Client) CreateRecords(object string, records []Record) ([]SaveResult, error) {
+	return c.collection("collections.create", http.MethodPost, "/composite/sobjects",
+		map[string]any{"allOrNone": false, "records": typed(object, records)}, len(records))
+}
+
+// UpdateRecords updates up to 200 records (each with Id) in one call.
+func (c *Client) UpdateRecords(object string, records []Record) ([]SaveResult, error) {
+	return c.collection("collections.update", http.MethodPatch, "/composite/sobjects",
+		map[string]any{"allOrNone": false, "records": typed(object, records)}, len(records))
+}
+
+// UpsertRecords creates or updates up to 200 records by an External ID field (each record carries it).
+func (c *Client) UpsertRecords(object, externalIDField string, records []Record) ([]SaveResult, error) {
+	return c.collection("collections.upsert", http.MethodPatch, "/composite/sobjects/"+object+"/"+externalIDField,
+		map[string]any{"allOrNone": false, "records": typed(object, records)}, len(records))
+}
+
+// DeleteRecords deletes up to 200 records by id in one call.
+func (c *Client) DeleteRecords(ids []string) ([]SaveResult, error) {
+	return c.collection("collections.delete", http.MethodDelete,
+		"/composite/sobjects?allOrNone=false&ids="+url.QueryEscape(strings.Join(ids, ",")), nil, len(ids))
+}
+
+// Subrequest is one request of a Composite call; URL is relative to /services/data/vXX.X.
+type Subrequest struct {
+	Method      string
+	URL         string
+	ReferenceID string
+	Body        any
+}
+
+// Subresponse is one answer of a Composite call.
+type Subresponse struct {
+	Body           json.RawMessage `json:"body"`
+	HTTPStatusCode int             `json:"httpStatusCode"`
+	ReferenceID    string          `json:"referenceId"`
+}
+
+// Err returns the subrequest's failure as a classified *Error, or nil.
+func (s Subresponse) Err(op string) error {
+	if s.HTTPStatusCode >= 200 && s.HTTPStatusCode < 300 {
+		return nil
+	}
+	return classify(op, fmt.Errorf("%s", s.Body))
+}
+
+// Composite sends up to 25 subrequests (at most 5 of them queries or Collections) as one API call.
+func (c *Client) Composite(allOrNone bool, reqs []Subrequest) ([]Subresponse, error) {
+	sub := make([]map[string]any, len(reqs))
+	for i, r := range reqs {
+		m := map[string]any{"method": r.Method, "url": "/services/data/" + apiVersion + r.URL, "referenceId": r.ReferenceID}
+		if r.Body != nil {
+			m["body"] = r.Body
+		}
+		sub[i] = m
+	}
+	var out struct {
+		CompositeResponse []Subresponse `json:"compositeResponse"`
+	}
+	if _, err := c.do("composite", http.MethodPost, "/composite", map[string]any{"allOrNone": allOrNone, "compositeRequest": sub}, &out); err != nil {
+		return nil, err
+	}
+	if len(out.CompositeResponse) != len(reqs) {
+		return nil, &Error{Op: "composite", Code: "UNEXPECTED_RESPONSE", Transient: true,
+			Message: fmt.Sprintf("%d answers for %d subrequests", len(out.CompositeResponse), len(reqs))}
+	}
+	return out.CompositeResponse, nil
+}
+
+// QueryURL is the relative URL of a query (or queryAll) for a Composite subrequest.
+func QueryURL(soql string, all bool) string {
+	if all {
+		return "/queryAll/?q=" + url.QueryEscape(soql)
+	}
+	return "/query/?q=" + url.QueryEscape(soql)
+}
+
+// Limits reads the org's limits; it also refreshes Usage.
+func (c *Client) Limits() (Usage, error) {
+	var out struct {
+		DailyAPIRequests struct{ Max, Remaining int } `json:"DailyApiRequests"`
+	}
+	if _, err := c.do("limits", http.MethodGet, "/limits", nil, &out); err != nil {
+		return c.Usage(), err
+	}
+	u := Usage{Used: out.DailyAPIRequests.Max - out.DailyAPIRequests.Remaining, Max: out.DailyAPIRequests.Max, At: time.Now()}
+	c.mu.Lock()
+	c.usage = u
+	c.mu.Unlock()
+	return u, nil
+}
+
+// apiVersion is the REST API version go-salesforce v2.5.2 calls.
+const apiVersion = "v62.0"

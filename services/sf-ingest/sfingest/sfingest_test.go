@@ -1,0 +1,252 @@
+package sfingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cosell-dev/cosell/contracts"
+	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/internal/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/sfemu"
+)
+
+type fixture struct {
+	emu *sfemu.Emulator
+	in  *Ingest
+	bus *runtime.Bus
+}
+
+func newFixture(t testing.TB, cfg Config) *fixture {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ns, err := runtime.StartEmbedded(t.TempDir(), "127.0.0.1:-1", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	ctx := context.Background()
+	bus, err := runtime.ConnectServer(ctx, ns, runtime.BusConfig{Replicas: 1, MaxAge: time.Hour, DuplicateWindow: time.Minute,
+		MaxDeliver: 3, AckWait: 5 * time.Second, Provision: true}, contracts.StageSFIngest, log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(bus.Close)
+	if err := bus.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	emu, err := sfemu.New(sfemu.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(emu)
+	t.Cleanup(srv.Close)
+	client, err := sfapi.New(sfapi.Config{Domain: srv.URL, ClientID: sfemu.DefaultClientID, ClientSecret: sfemu.DefaultClientSecret, RequestTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cps, err := bus.KV(ctx, contracts.BucketCheckpoints)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.PageSize == 0 {
+		cfg.PageSize = 200
+	}
+	return &fixture{emu: emu, bus: bus, in: &Ingest{Bus: bus, SF: client, Checkpoints: cps, Config: cfg, Log: log}}
+}
+
+func (f *fixture) insert(t *testing.T, obj string, fields map[string]any) string {
+	t.Helper()
+	id, err := f.emu.Insert(obj, fields)
+	if err != nil {
+		t.Fatalf("insert %s: %v", obj, err)
+	}
+	return id
+}
+
+func (f *fixture) poll(t *testing.T) int {
+	t.Helper()
+	n, err := f.in.Poll(context.Background())
+	if err != nil {
+		t.Fatalf("poll: %v", err)
+	}
+	return n
+}
+
+// last reads the newest observed snapshot of an Opportunity from the stream.
+func (f *fixture) last(t *testing.T, oppID string) contracts.OpportunityObserved {
+	t.Helper()
+	ctx := context.Background()
+	st, err := f.bus.JS.Stream(ctx, contracts.StreamObserved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := st.GetLastMsgForSubject(ctx, contracts.Subject(contracts.SubjectOpportunityObserved, oppID))
+	if err != nil {
+		t.Fatalf("no snapshot of %s: %v", oppID, err)
+	}
+	e, err := runtime.DecodeMsg(raw.Subject, raw.Header, raw.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs, err := runtime.DataAs[contracts.OpportunityObserved](e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return obs
+}
+
+func (f *fixture) syncedOpportunity(t *testing.T, name string) string {
+	t.Helper()
+	acc := f.insert(t, "Account", map[string]any{"Name": name + " AG", "BillingCountry": "CH", "BillingPostalCode": "8001", "BillingCity": "Zürich"})
+	return f.insert(t, "Opportunity", map[string]any{"Name": name, "StageName": "Prospecting", "CloseDate": "2027-03-31",
+		"Amount": 1000, "AccountId": acc, sf.FieldSyncWithPartnerCenter: true})
+}
+
+func TestSnapshotHoldsChildrenAndIdlePollsCostOneCall(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{Overlap: time.Second})
+	opp := f.syncedOpportunity(t, "Alpha")
+	user := f.insert(t, "User", map[string]any{"FirstName": "Ada", "LastName": "Lovelace", "Email": "ada@example.com", "Username": "ada@example.com", "Phone": "+41 1"})
+	f.insert(t, "OpportunityTeamMember", map[string]any{"OpportunityId": opp, "UserId": user, "TeamMemberRole": "Sales Rep"})
+	sol := f.insert(t, sf.ObjectMicrosoftSolution, map[string]any{"Opportunity__c": opp, "Solution_Id__c": "SOL-1", "Name": "Azure AI"})
+	f.insert(t, "Note", map[string]any{"ParentId": opp, "Title": "Call", "Body": "Customer wants a pilot"})
+	f.insert(t, "Opportunity", map[string]any{"Name": "Not shared", "StageName": "Prospecting", "CloseDate": "2027-03-31"})
+
+	if n := f.poll(t); n != 1 {
+		t.Fatalf("first poll published %d, want 1", n)
+	}
+	obs := f.last(t, opp)
+	o := obs.Opportunity
+	if o.Fields["Account.BillingCountry"] != "CH" || o.Fields["Account.Name"] != "Alpha AG" || o.Fields[sf.FieldAmount] != 1000.0 {
+		t.Fatalf("fields %v", o.Fields)
+	}
+	if len(o.TeamMembers) != 1 || o.TeamMembers[0] != (contracts.TeamMember{UserID: user, Role: "Sales Rep", FirstName: "Ada", LastName: "Lovelace", Email: "ada@example.com", Phone: "+41 1"}) {
+		t.Fatalf("team %+v", o.TeamMembers)
+	}
+	if len(o.Solutions) != 1 || o.Solutions[0] != (contracts.Solution{ID: sol, SolutionID: "SOL-1", Name: "Azure AI"}) {
+		t.Fatalf("solutions %+v", o.Solutions)
+	}
+	notes, _ := o.Fields[NotesField].([]any)
+	if len(notes) != 1 || fmt.Sprint(notes[0]) != fmt.Sprint(map[string]any{"id": notes[0].(map[string]any)["id"], "title": "Call", "body": "Customer wants a pilot"}) {
+		t.Fatalf("notes %v", o.Fields[NotesField])
+	}
+
+	f.emu.ResetCounts()
+	used0, _ := f.emu.APIUsage()
+	for i := 0; i < 3; i++ {
+		if n := f.poll(t); n != 0 {
+			t.Fatalf("idle poll %d published %d", i, n)
+		}
+	}
+	if used, _ := f.emu.APIUsage(); used-used0 != 3 {
+		t.Fatalf("3 idle polls used %d API calls, want 3 (counts %v)", used-used0, f.emu.Counts())
+	}
+}
+
+func TestChildChangesAndDeletionsMakeNewSnapshots(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{Overlap: time.Second})
+	opp := f.syncedOpportunity(t, "Beta")
+	other := f.syncedOpportunity(t, "Gamma")
+	user := f.insert(t, "User", map[string]any{"LastName": "Hopper", "Email": "grace@example.com", "Username": "grace@example.com"})
+	member := f.insert(t, "OpportunityTeamMember", map[string]any{"OpportunityId": opp, "UserId": user})
+	f.poll(t)
+	v0 := f.last(t, opp).Version
+
+	// A new solution: a new snapshot of its parent only.
+	f.insert(t, sf.ObjectMicrosoftSolution, map[string]any{"Opportunity__c": opp, "Solution_Id__c": "SOL-9"})
+	if n := f.poll(t); n != 1 {
+		t.Fatalf("after adding a solution: %d snapshots, want 1", n)
+	}
+	obs := f.last(t, opp)
+	if len(obs.Opportunity.Solutions) != 1 || !obs.Version.Newer(v0) {
+		t.Fatalf("snapshot after adding a solution: %+v", obs)
+	}
+	// A removed team member: the snapshot without it, newer again.
+	v1 := obs.Version
+	if err := deleteRecord(f, "OpportunityTeamMember", member); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.poll(t); n != 1 {
+		t.Fatalf("after removing a team member: %d snapshots, want 1", n)
+	}
+	obs = f.last(t, opp)
+	if len(obs.Opportunity.TeamMembers) != 0 || !obs.Version.Newer(v1) {
+		t.Fatalf("snapshot after removing a member: %+v", obs)
+	}
+	// A deleted synced Opportunity is published as deleted.
+	if err := deleteRecord(f, "Opportunity", other); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.poll(t); n != 1 {
+		t.Fatalf("after a deletion: %d snapshots, want 1", n)
+	}
+	if d := f.last(t, other); !d.Opportunity.Deleted || d.Opportunity.ID != other {
+		t.Fatalf("deleted opportunity snapshot %+v", d)
+	}
+	if n := f.poll(t); n != 0 {
+		t.Fatalf("nothing changed, yet %d snapshots", n)
+	}
+}
+
+// deleteRecord deletes through the REST API as a user would.
+func deleteRecord(f *fixture, obj, id string) error {
+	return f.in.SF.Delete(obj, id)
+}
+
+func TestPagesThroughBacklogAndMovesWatermark(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{Overlap: time.Second, PageSize: 4})
+	var ids []string
+	for i := 0; i < 11; i++ {
+		ids = append(ids, f.syncedOpportunity(t, fmt.Sprintf("Opp %02d", i)))
+	}
+	f.emu.ResetCounts()
+	if n := f.poll(t); n != 11 {
+		t.Fatalf("published %d of 11", n)
+	}
+	if c := f.emu.Counts()["composite"]; c != 3 {
+		t.Fatalf("%d rounds for 11 rows in pages of 4, want 3", c)
+	}
+	for _, id := range ids {
+		f.last(t, id)
+	}
+	e, err := f.in.Checkpoints.Get(context.Background(), contracts.CheckpointKey(contracts.StageSFIngest, checkpointName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, _ := f.emu.Get("Opportunity", ids[len(ids)-1])
+	stamp, _ := sfapi.ParseTime(last["SystemModstamp"].(string))
+	if want := fmt.Sprintf(`{"watermark":"%s"}`, stamp.Format(time.RFC3339Nano)); string(e.Value()) != want {
+		t.Fatalf("watermark %s, want %s", e.Value(), want)
+	}
+}
+
+func TestBackfillStartsAtSince(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{Overlap: time.Second, Since: time.Now().Add(time.Hour).UTC().Format(time.RFC3339)})
+	f.syncedOpportunity(t, "Old")
+	if n := f.poll(t); n != 0 {
+		t.Fatalf("a backfill from the future published %d", n)
+	}
+	_, err := f.in.Checkpoints.Get(context.Background(), contracts.CheckpointKey(contracts.StageSFIngest, checkpointName))
+	if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("checkpoint written without anything read: %v", err)
+	}
+
+	g := newFixture(t, Config{Overlap: time.Second, Since: time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)})
+	id := g.syncedOpportunity(t, "Recent")
+	if n := g.poll(t); n != 1 {
+		t.Fatalf("a backfill from an hour ago published %d, want 1", n)
+	}
+	g.last(t, id)
+}

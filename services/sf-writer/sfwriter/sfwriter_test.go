@@ -1,0 +1,320 @@
+package sfwriter
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cosell-dev/cosell/contracts"
+	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/internal/outcome"
+	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/internal/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/sfemu"
+)
+
+type fixture struct {
+	emu *sfemu.Emulator
+	bus *runtime.Bus
+	w   *Writer
+}
+
+func spec() contracts.ConsumerSpec {
+	for _, c := range contracts.Consumers() {
+		if c.Durable == contracts.ConsumerSFWriter {
+			return c
+		}
+	}
+	panic("no sf-writer consumer")
+}
+
+func newFixture(t testing.TB, emuOpts sfemu.Options, gov *GovernorConfig) *fixture {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ns, err := runtime.StartEmbedded(t.TempDir(), "127.0.0.1:-1", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	ctx := context.Background()
+	bus, err := runtime.ConnectServer(ctx, ns, runtime.BusConfig{Replicas: 1, MaxAge: time.Hour, DuplicateWindow: time.Minute,
+		MaxDeliver: 5, AckWait: 5 * time.Second, Provision: true}, contracts.StageSFWriter, log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(bus.Close)
+	if err := bus.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	emu, err := sfemu.New(emuOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(emu)
+	t.Cleanup(srv.Close)
+	client, err := sfapi.New(sfapi.Config{Domain: srv.URL, ClientID: sfemu.DefaultClientID, ClientSecret: sfemu.DefaultClientSecret, RequestTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := outcome.NewRecorder(ctx, bus, contracts.StageSFWriter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &Writer{Bus: bus, SF: client, Outcomes: rec, Log: log, LimitPause: 100 * time.Millisecond,
+		Consume: runtime.ConsumeOptions{MaxWait: 100 * time.Millisecond, BackoffBase: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond}}
+	if gov != nil {
+		w.Governor = &Governor{SF: client, Config: *gov, Log: log}
+	}
+	return &fixture{emu: emu, bus: bus, w: w}
+}
+
+func (f *fixture) run(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = f.w.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func (f *fixture) send(t testing.TB, id string, cmd contracts.OpportunityCommand) {
+	t.Helper()
+	e, err := runtime.NewEvent(id, contracts.TypeOpportunityRequested, contracts.StageMapper, cmd.LinkID, cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.bus.Publish(context.Background(), contracts.Subject(contracts.SubjectOpportunityRequested, cmd.LinkID), e); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// settled waits until the writer has settled every command.
+func (f *fixture) settled(t testing.TB) {
+	t.Helper()
+	f.settledWithin(t, 30*time.Second)
+}
+
+func (f *fixture) settledWithin(t testing.TB, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		p, a, err := f.bus.Lag(context.Background(), spec())
+		if err == nil && p == 0 && a == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("commands not settled: pending %d ack-pending %d (%v)", p, a, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// outcomes reads every outcome published, by command id.
+func (f *fixture) outcomes(t testing.TB) map[string]contracts.Outcome {
+	t.Helper()
+	ctx := context.Background()
+	st, err := f.bus.JS.Stream(ctx, contracts.StreamOutcomes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]contracts.Outcome{}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		raw, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			continue
+		}
+		e, err := runtime.DecodeMsg(raw.Subject, raw.Header, raw.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := runtime.DataAs[contracts.Outcome](e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[o.CommandID] = o
+	}
+	return out
+}
+
+func createCmd(i int, account string) contracts.OpportunityCommand {
+	return contracts.OpportunityCommand{LinkID: fmt.Sprintf("pc-R%05d", i), Op: contracts.OpCreate, ReferralID: fmt.Sprintf("R%05d", i),
+		Purpose: "sync", Fields: map[string]any{sf.FieldName: fmt.Sprintf("Deal %d", i), sf.FieldStageName: "Prospecting",
+			sf.FieldCloseDate: "2027-06-30", sf.FieldAmount: 1000 + i, sf.FieldSyncWithPartnerCenter: true},
+		Account: &contracts.Account{Name: account, PostalCode: "98052", City: "Redmond", Country: "US"}}
+}
+
+func TestBacklogIsWrittenWithCollectionsAndEachFailureKeepsItsReason(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, sfemu.Options{}, nil)
+	existing, _ := f.emu.Insert("Account", map[string]any{"Name": "Customer 1", "BillingPostalCode": "98052"})
+	const n = 250
+	for i := 0; i < n; i++ {
+		cmd := createCmd(i, fmt.Sprintf("Customer %d", i%10))
+		switch i {
+		case 7:
+			delete(cmd.Fields, sf.FieldCloseDate)
+		case 8:
+			cmd.Fields[sf.FieldStageName] = "Not a stage"
+		}
+		f.send(t, fmt.Sprintf("cmd-%d", i), cmd)
+	}
+	f.emu.LockNextWrites(0)
+	f.run(t)
+	f.settled(t)
+
+	opps := f.emu.All(sf.ObjectOpportunity)
+	if len(opps) != n-2 {
+		t.Fatalf("%d opportunities, want %d", len(opps), n-2)
+	}
+	if accts := f.emu.All(sf.ObjectAccount); len(accts) != 10 {
+		t.Fatalf("%d accounts, want 10 (one per customer, the existing one reused)", len(accts))
+	}
+	for _, o := range opps {
+		if o[sf.FieldName] == "Deal 1" && o[sf.FieldAccountID] != existing {
+			t.Fatalf("Deal 1 not on the existing account: %v", o[sf.FieldAccountID])
+		}
+	}
+	c := f.emu.Counts()
+	if c["collections.upsert"] > 3 || c["sobjects.upsert"] != 0 {
+		t.Fatalf("calls %v: a backlog of %d must take a few Collections calls, not one call per record", c, n)
+	}
+	outs := f.outcomes(t)
+	if o := outs["cmd-7"]; o.Status != contracts.OutcomeFailed || o.Error.Code != "REQUIRED_FIELD_MISSING" {
+		t.Fatalf("cmd-7 outcome %+v", o)
+	}
+	if o := outs["cmd-8"]; o.Status != contracts.OutcomeFailed || o.Error.Code != "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST" {
+		t.Fatalf("cmd-8 outcome %+v", o)
+	}
+	if o := outs["cmd-9"]; o.Status != contracts.OutcomeWritten || !o.Created || o.OpportunityID == "" {
+		t.Fatalf("cmd-9 outcome %+v", o)
+	}
+
+	// Replaying a create never duplicates: the upsert by Referral Identifier finds the record.
+	f.send(t, "cmd-9-again", createCmd(9, "Customer 9"))
+	f.settled(t)
+	if o := f.outcomes(t)["cmd-9-again"]; o.Status != contracts.OutcomeWritten || o.Created || o.OpportunityID != outs["cmd-9"].OpportunityID {
+		t.Fatalf("replayed create %+v", o)
+	}
+	if len(f.emu.All(sf.ObjectOpportunity)) != n-2 {
+		t.Fatal("a replayed create made a second opportunity")
+	}
+}
+
+func TestLockedRowsAreRetriedOneByOne(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, sfemu.Options{}, nil)
+	for i := 0; i < 5; i++ {
+		f.send(t, fmt.Sprintf("cmd-%d", i), createCmd(i, "Locked Inc"))
+	}
+	f.emu.LockNextWrites(2)
+	f.run(t)
+	f.settled(t)
+	outs := f.outcomes(t)
+	for i := 0; i < 5; i++ {
+		if o := outs[fmt.Sprintf("cmd-%d", i)]; o.Status != contracts.OutcomeWritten {
+			t.Fatalf("cmd-%d: %+v", i, o)
+		}
+	}
+	if n := len(f.emu.All(sf.ObjectOpportunity)); n != 5 {
+		t.Fatalf("%d opportunities", n)
+	}
+}
+
+func TestSolutionsStatusAndAuditWriteBack(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, sfemu.Options{}, nil)
+	opp, err := f.emu.Insert(sf.ObjectOpportunity, map[string]any{"Name": "Deal", "StageName": "Prospecting", "CloseDate": "2027-01-01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep, _ := f.emu.Insert(sf.ObjectMicrosoftSolution, map[string]any{"Opportunity__c": opp, "Solution_Id__c": "KEEP"})
+	f.emu.Insert(sf.ObjectMicrosoftSolution, map[string]any{"Opportunity__c": opp, "Solution_Id__c": "DROP"})
+	f.emu.Insert(sf.ObjectMicrosoftSolution, map[string]any{"Opportunity__c": opp, "Solution_Id__c": "KEEP"}) // a duplicate
+	f.run(t)
+	f.send(t, "link", contracts.OpportunityCommand{LinkID: "sf-" + opp, Op: contracts.OpUpdate, OpportunityID: opp, Purpose: "link",
+		Fields:       map[string]any{sf.FieldReferralIdentifier: "R-1", sf.FieldReferralLink: "https://partner.microsoft.com/r/R-1", sf.FieldSyncStatus: "✔"},
+		SetSolutions: true, Solutions: []contracts.Solution{{SolutionID: "KEEP"}, {SolutionID: "NEW", Name: "Azure Arc"}}})
+	f.send(t, "status", contracts.OpportunityCommand{LinkID: "sf-" + opp, Op: contracts.OpUpdate, OpportunityID: opp, Purpose: "status",
+		Fields: map[string]any{sf.FieldSyncStatus: "✖ " + strings.Repeat("x", 400)}})
+	f.send(t, "audit", contracts.OpportunityCommand{LinkID: "sf-" + opp, Op: contracts.OpUpdate, OpportunityID: opp, Purpose: "audit",
+		Fields: map[string]any{sf.FieldAudit: strings.Repeat("applied; ", 5000)}})
+	f.settled(t)
+
+	rec, _ := f.emu.Get(sf.ObjectOpportunity, opp)
+	if rec[sf.FieldReferralIdentifier] != "R-1" || rec[sf.FieldReferralLink] != "https://partner.microsoft.com/r/R-1" {
+		t.Fatalf("link write-back: %v / %v", rec[sf.FieldReferralIdentifier], rec[sf.FieldReferralLink])
+	}
+	if s, _ := rec[sf.FieldSyncStatus].(string); !strings.HasPrefix(s, "✖ x") || len([]rune(s)) != 255 {
+		t.Fatalf("sync status %q", s)
+	}
+	if a, _ := rec[sf.FieldAudit].(string); len([]rune(a)) != 32768 {
+		t.Fatalf("audit of %d characters", len([]rune(a)))
+	}
+	var sols []string
+	for _, s := range f.emu.All(sf.ObjectMicrosoftSolution) {
+		sols = append(sols, fmt.Sprint(s["Solution_Id__c"], "/", s["Name"]))
+		if s["Solution_Id__c"] == "KEEP" && s["Id"] != keep {
+			t.Fatal("the older KEEP record was not the one kept")
+		}
+	}
+	sort.Strings(sols)
+	if fmt.Sprint(sols) != fmt.Sprint([]string{"KEEP/" + keep, "NEW/Azure Arc"}) {
+		t.Fatalf("solutions %v", sols)
+	}
+	for _, id := range []string{"link", "status", "audit"} {
+		if o := f.outcomes(t)[id]; o.Status != contracts.OutcomeWritten {
+			t.Fatalf("%s: %+v", id, o)
+		}
+	}
+}
+
+func TestGovernorPausesAtTheFloorAndResumes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, sfemu.Options{DailyAPILimit: 1000}, &GovernorConfig{Floor: 100, SlowBelow: 200, SlowDelay: time.Millisecond, Pause: 150 * time.Millisecond})
+	f.run(t)
+	f.send(t, "first", createCmd(1, "Budget Ltd"))
+	f.settled(t)
+
+	f.emu.ExhaustDailyLimit()
+	for i := 2; i < 5; i++ {
+		f.send(t, fmt.Sprintf("cmd-%d", i), createCmd(i, "Budget Ltd"))
+	}
+	// While the allowance is spent the commands wait: none fails, none is written.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if d := f.emu.Counts()["limits"]; d >= 2 {
+			break // the governor has probed the allowance at least twice: it is pausing and resuming
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("governor never probed; counts %v", f.emu.Counts())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for id, o := range f.outcomes(t) {
+		if o.Status == contracts.OutcomeFailed {
+			t.Fatalf("%s failed while paused: %+v", id, o)
+		}
+	}
+	if n := len(f.emu.All(sf.ObjectOpportunity)); n != 1 {
+		t.Fatalf("%d opportunities written while the allowance was spent", n)
+	}
+	f.emu.ResetFaults()
+	f.settled(t)
+	if n := len(f.emu.All(sf.ObjectOpportunity)); n != 4 {
+		t.Fatalf("%d opportunities after the allowance came back, want 4", n)
+	}
+	for i := 2; i < 5; i++ {
+		if o := f.outcomes(t)[fmt.Sprintf("cmd-%d", i)]; o.Status != contracts.OutcomeWritten {
+			t.Fatalf("cmd-%d: %+v", i, o)
+		}
+	}
+}
