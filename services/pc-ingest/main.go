@@ -54,11 +54,14 @@ func main() {
 			}()
 			env.Log.Info("webhook listening", "addr", ln.Addr().String(), "path", cfg.Ingest.Path)
 			return func(ctx context.Context) error {
-				err := in.RunPoller(ctx)
-				shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				_ = srv.Shutdown(shut)
-				return err
+				go func() {
+					// Stop taking notifications first; one refused now is delivered again by Partner Center.
+					<-ctx.Done()
+					shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					_ = srv.Shutdown(shut)
+				}()
+				return in.Run(ctx)
 			}, nil
 		}))
 }

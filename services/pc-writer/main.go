@@ -15,6 +15,7 @@ import (
 type config struct {
 	Common runtime.Common
 	PC     app.PCConfig
+	Writer pcwriter.Config
 }
 
 func main() {
@@ -29,7 +30,7 @@ func main() {
 			if err != nil {
 				return nil, err
 			}
-			w := &pcwriter.Writer{Bus: env.Bus, PC: pc, Outcomes: rec, Log: env.Log}
+			w := &pcwriter.Writer{Bus: env.Bus, PC: pc, Outcomes: rec, Log: env.Log, Config: cfg.Writer}
 			return w.Run, nil
 		}))
 }

@@ -124,11 +124,13 @@ func (c *Client) accessToken(ctx context.Context, refresh bool) (string, error) 
 	if !refresh && tok.Valid() {
 		return tok.AccessToken, nil
 	}
+	tokenStart := time.Now()
 	tok, err := c.cc.Token(context.WithValue(ctx, oauth2.HTTPClient, c.http))
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil {
 			c.countCall("token", re.Response.StatusCode)
+			observeCall("token", re.Response.StatusCode, tokenStart, re.Response.Header)
 			ae := &APIError{Op: "token", Status: re.Response.StatusCode, Code: re.ErrorCode, Message: re.ErrorDescription}
 			if ae.Code == "" {
 				ae.Code, ae.Message = parseErrorBody(re.Body)
@@ -137,9 +139,11 @@ func (c *Client) accessToken(ctx context.Context, refresh bool) (string, error) 
 			return "", ae
 		}
 		c.countCall("token", 0)
+		observeCall("token", 0, tokenStart, nil)
 		return "", &NetworkError{Op: "token", Err: err}
 	}
 	c.countCall("token", http.StatusOK)
+	observeCall("token", http.StatusOK, tokenStart, nil)
 	c.mu.Lock()
 	c.token = tok
 	c.mu.Unlock()
@@ -198,14 +202,17 @@ func (c *Client) do(ctx context.Context, req request) ([]byte, http.Header, int,
 		if id, ok := ctx.Value(correlationKey{}).(string); ok && id != "" {
 			hr.Header.Set("MS-CorrelationId", id)
 		}
+		start := time.Now()
 		resp, err := c.http.Do(hr)
 		if err != nil {
 			c.countCall(req.op, 0)
+			observeCall(req.op, 0, start, nil)
 			return nil, nil, 0, &NetworkError{Op: req.op, ReferralID: req.referralID, Err: err}
 		}
 		body, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
 		resp.Body.Close()
 		c.countCall(req.op, resp.StatusCode)
+		observeCall(req.op, resp.StatusCode, start, resp.Header)
 		if err != nil {
 			return nil, nil, 0, &NetworkError{Op: req.op, ReferralID: req.referralID, Err: err}
 		}

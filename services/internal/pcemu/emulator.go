@@ -72,6 +72,8 @@ type Emulator struct {
 	reg         *pc.WebhookRegistration
 	validations map[string]*pc.WebhookValidationStatus
 	closed      bool
+	delivered   []Delivery
+	beforePatch []func(referralID string)
 
 	ctx    context.Context
 	cancel context.CancelFunc

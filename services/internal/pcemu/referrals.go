@@ -427,6 +427,15 @@ func (e *Emulator) patchReferral(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalidRequest", "The JSON Patch document is empty.", "")
 		return
 	}
+	e.mu.Lock()
+	var hook func(string)
+	if len(e.beforePatch) > 0 {
+		hook, e.beforePatch = e.beforePatch[0], e.beforePatch[1:]
+	}
+	e.mu.Unlock()
+	if hook != nil {
+		hook(id)
+	}
 	out, err := e.patch(id, r.Header.Get("If-Match"), ops)
 	if err != nil {
 		writeErr(w, err)
@@ -524,4 +533,12 @@ func applyPatch(r *pc.Referral, ops []pc.PatchOp) (pc.Referral, error) {
 		return pc.Referral{}, invalid("", "The patched referral is not valid: %v", err)
 	}
 	return out, nil
+}
+
+// BeforeNextPatch runs f once, when the next PATCH of a referral has been received and before it is
+// applied: a test makes a Microsoft seller's edit there to race the partner's patch deterministically.
+func (e *Emulator) BeforeNextPatch(f func(referralID string)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.beforePatch = append(e.beforePatch, f)
 }

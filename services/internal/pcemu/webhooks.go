@@ -26,6 +26,38 @@ const certPath = "/_emulator/cert/pcnotifications-dispatch.microsoft.com.cer"
 // maxDeliveryAttempts is how often Partner Center tries a notification before parking it.
 const maxDeliveryAttempts = 10
 
+// keepDelivered is how many accepted deliveries Delivered remembers.
+const keepDelivered = 100
+
+// Delivery is one notification the receiver accepted, exactly as it was sent (signed body and headers),
+// so a test can replay it.
+type Delivery struct {
+	Notification pc.WebhookNotification
+	Body         []byte
+	Header       http.Header
+}
+
+// Delivered returns the notifications the receiver accepted (2xx), oldest first (the last 100).
+func (e *Emulator) Delivered() []Delivery {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.delivered)
+}
+
+// NotifyRelated sends a related-referral-created or -updated notification naming referralID, as Partner
+// Center does when another referral of an engagement (e.g. Microsoft's own) changes.
+func (e *Emulator) NotifyRelated(event, referralID string) error {
+	if event != pc.EventRelatedReferralCreated && event != pc.EventRelatedReferralUpdated {
+		return fmt.Errorf("pcemu: %q is not a related-referral event", event)
+	}
+	e.count("seller.related")
+	e.mu.Lock()
+	now := e.nextTime()
+	e.mu.Unlock()
+	e.notify(event, referralID, now)
+	return nil
+}
+
 // availableEvents answers GET /webhooks/v1/registration/events.
 var availableEvents = []string{
 	pc.EventTestCreated, "subscription-updated", "usagerecords-thresholdExceeded", "invoice-ready",
@@ -289,11 +321,15 @@ func (e *Emulator) deliver(reg pc.WebhookRegistration, n pc.WebhookNotification,
 	}
 	backoff := e.opts.WebhookBackoff
 	for attempt := 1; attempt <= maxDeliveryAttempts; attempt++ {
-		code, msg, sysErr := e.post(reg, body)
+		code, msg, sysErr, header := e.post(reg, body)
 		ok := code >= 200 && code < 300
 		e.mu.Lock()
 		if ok {
 			e.counts["webhooks.delivered"]++
+			e.delivered = append(e.delivered, Delivery{Notification: n, Body: body, Header: header})
+			if len(e.delivered) > keepDelivered {
+				e.delivered = slices.Delete(e.delivered, 0, len(e.delivered)-keepDelivered)
+			}
 		} else {
 			e.counts["webhooks.failed_attempts"]++
 		}
@@ -333,15 +369,16 @@ func responseCode(code int) string {
 	return http.StatusText(code)
 }
 
-// post makes one signed delivery attempt and returns the receiver's status (0 when it could not be reached).
-func (e *Emulator) post(reg pc.WebhookRegistration, body []byte) (int, string, bool) {
+// post makes one signed delivery attempt and returns the receiver's status (0 when it could not be reached)
+// and the headers it sent.
+func (e *Emulator) post(reg pc.WebhookRegistration, body []byte) (int, string, bool, http.Header) {
 	sig, err := e.sign.signature(body)
 	if err != nil {
-		return 0, err.Error(), true
+		return 0, err.Error(), true, nil
 	}
 	req, err := http.NewRequestWithContext(e.ctx, http.MethodPost, reg.WebhookURL, bytes.NewReader(body))
 	if err != nil {
-		return 0, err.Error(), true
+		return 0, err.Error(), true, nil
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if reg.SignatureTokenToMsSignatureHeader {
@@ -351,12 +388,29 @@ func (e *Emulator) post(reg pc.WebhookRegistration, body []byte) (int, string, b
 	}
 	req.Header.Set(pc.HeaderCertificateURL, e.CertURL())
 	req.Header.Set(pc.HeaderSignatureAlgorithm, "rsa-sha256")
+	sent := req.Header.Clone()
 	resp, err := e.opts.HTTPClient.Do(req)
 	if err != nil {
-		return 0, err.Error(), true
+		return 0, err.Error(), true, sent
 	}
 	defer resp.Body.Close()
 	var b bytes.Buffer
 	_, _ = b.ReadFrom(http.MaxBytesReader(nil, resp.Body, 4<<10))
-	return resp.StatusCode, b.String(), false
+	return resp.StatusCode, b.String(), false, sent
+}
+
+// Sign returns the headers Partner Center would send with body: its signature by the emulator's
+// certificate, the certificate URL and the algorithm. Tests use it to make deliveries of their own, such as
+// a correctly signed but malformed body.
+func (e *Emulator) Sign(body []byte) (http.Header, error) {
+	sig, err := e.sign.signature(body)
+	if err != nil {
+		return nil, err
+	}
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set("Authorization", "Signature "+sig)
+	h.Set(pc.HeaderCertificateURL, e.CertURL())
+	h.Set(pc.HeaderSignatureAlgorithm, "rsa-sha256")
+	return h, nil
 }

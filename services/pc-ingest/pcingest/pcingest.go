@@ -1,9 +1,18 @@
-// Package pcingest is the pc-ingest stage: it receives Partner Center's signed webhook notifications,
-// fetches the referral each one names and publishes its full snapshot; a reconcile poller lists referrals
-// updated since its watermark, so a dropped notification is healed within one poll interval.
+// Package pcingest is the pc-ingest stage: it receives Partner Center's signed webhook notifications and
+// publishes the full snapshot of each referral they name; a reconcile poller lists referrals updated since
+// its watermark, so a dropped notification is healed within one poll interval.
 //
-// A snapshot's event id is the referral id plus its eTag, so the same version noticed twice (a repeated
-// notification, the poller after the webhook) is dropped by the server as a duplicate.
+// The webhook endpoint verifies the signature (and the certificate URL against the trusted hosts), then
+// hands the notification off durably to JetStream and answers at once: Partner Center never waits on a
+// Partner Center read, and a notification accepted is never lost, even if the process dies right after
+// answering. The fetcher (a durable consumer of those hand-offs) reads the referral, honouring
+// Retry-After, and publishes its snapshot.
+//
+// Nothing is published twice: a notification's hand-off id is its event, referral and change date, so a
+// repeated delivery is dropped by the server; a notification whose change is not newer than the last
+// snapshot already published for the referral (an old delivery replayed) is dropped without reading
+// Partner Center; and a snapshot's event id is the referral id plus its eTag, so the same version noticed
+// twice (the poller after the webhook) is dropped by the server too.
 package pcingest
 
 import (
@@ -14,6 +23,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -29,10 +39,13 @@ import (
 type Config struct {
 	Listen       string        `env:"COSELL_PC_WEBHOOK_LISTEN" default:"127.0.0.1:8090" validate:"hostport"`
 	Path         string        `env:"COSELL_PC_WEBHOOK_PATH" default:"/webhooks/partner-center"`
-	MaxBodyBytes int64         `env:"COSELL_PC_WEBHOOK_MAX_BODY" default:"65536"`
-	PollInterval time.Duration `env:"COSELL_PC_POLL_INTERVAL" default:"5m"`
+	MaxBodyBytes int64         `env:"COSELL_PC_WEBHOOK_MAX_BODY" default:"65536" help:"larger notification bodies are refused with 413"`
+	PollInterval time.Duration `env:"COSELL_PC_POLL_INTERVAL" default:"5m" help:"how often the reconcile poll lists referrals updated since its watermark"`
+	// PollOverlap re-reads this much before the watermark on every poll, so a referral whose update was
+	// stamped slightly before one already seen is not missed; re-read versions are duplicates the server drops.
+	PollOverlap time.Duration `env:"COSELL_PC_POLL_OVERLAP" default:"30s"`
 	// Since is where a first start's backfill begins (RFC 3339); empty = everything.
-	Since string `env:"COSELL_PC_BACKFILL_SINCE"`
+	Since string `env:"COSELL_PC_BACKFILL_SINCE" help:"first start only: backfill referrals updated since this RFC 3339 time (empty = all)"`
 }
 
 // Ingest is the pc-ingest stage.
@@ -43,17 +56,40 @@ type Ingest struct {
 	Checkpoints jetstream.KeyValue
 	Config      Config
 	Log         *slog.Logger
+	Consume     runtime.ConsumeOptions
+
+	mu       sync.Mutex
+	observed jetstream.Stream
 }
 
-// ServeHTTP is the webhook endpoint.
+// Run runs the notification fetcher and the reconcile poller until ctx is cancelled.
+func (in *Ingest) Run(ctx context.Context) error {
+	errc := make(chan error, 2)
+	go func() { errc <- in.RunFetcher(ctx) }()
+	go func() { errc <- in.RunPoller(ctx) }()
+	return errors.Join(<-errc, <-errc)
+}
+
+// ServeHTTP is the webhook endpoint: verify, hand off durably, answer.
 func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, "POST only", http.StatusMethodNotAllowed)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, in.Config.MaxBodyBytes))
+	limit := in.Config.MaxBodyBytes
+	if limit <= 0 {
+		limit = 64 << 10
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
-		http.Error(w, fmt.Sprintf("body over %d bytes", in.Config.MaxBodyBytes), http.StatusRequestEntityTooLarge)
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			in.Log.Warn("webhook refused: body too large", "limit", limit, "remote", r.RemoteAddr)
+			http.Error(w, fmt.Sprintf("body over %d bytes", limit), http.StatusRequestEntityTooLarge)
+			return
+		}
+		http.Error(w, "could not read the body", http.StatusBadRequest)
 		return
 	}
 	if err := in.Verifier.Verify(r.Context(), r.Header, body); err != nil {
@@ -63,24 +99,162 @@ func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	n, referralID, err := pcwebhook.ParseNotification(body)
 	if err != nil {
+		in.Log.Warn("webhook refused: malformed notification", "err", err, "remote", r.RemoteAddr)
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	switch n.EventName {
-	case pc.EventReferralCreated, pc.EventReferralUpdated:
+	case pc.EventReferralCreated, pc.EventReferralUpdated, pc.EventRelatedReferralCreated, pc.EventRelatedReferralUpdated:
 	default:
-		// test-created and events cosell does not use are acknowledged and dropped.
+		// test-created (the validation event) and events cosell does not use are acknowledged and dropped.
 		in.Log.Info("webhook event acknowledged", "event", n.EventName)
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	// Fetch now, and answer 5xx if that fails: Partner Center retries the notification.
-	if err := in.Fetch(r.Context(), referralID, "webhook"); err != nil {
-		in.Log.Warn("webhook: fetch failed; asking Partner Center to retry", "referral_id", referralID, "err", err)
+	dup, err := in.handOff(r.Context(), n, referralID)
+	if err != nil {
+		// Nothing was kept: ask Partner Center to deliver the notification again.
+		in.Log.Error("webhook: hand-off failed; asking Partner Center to retry", "referral_id", referralID, "err", err)
 		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
 		return
 	}
+	in.Log.Info("webhook accepted", "event", n.EventName, "referral_id", referralID, "duplicate", dup)
 	w.WriteHeader(http.StatusOK)
+}
+
+// handOff keeps a verified notification in the observed stream for the fetcher; it reports whether the
+// stream had seen this notification already.
+func (in *Ingest) handOff(ctx context.Context, n pc.WebhookNotification, referralID string) (bool, error) {
+	changed, err := time.Parse(time.RFC3339Nano, n.ResourceChangeUTCDate)
+	stamp := n.ResourceChangeUTCDate
+	if err == nil {
+		changed = changed.UTC()
+		stamp = changed.Format(time.RFC3339Nano)
+	}
+	id := contracts.EventID("pcnote", n.EventName, referralID, stamp)
+	e, err := runtime.NewEvent(id, contracts.TypeReferralNotified, contracts.StagePCIngest, referralID,
+		contracts.ReferralNotified{EventName: n.EventName, ReferralID: referralID, ChangedAt: changed, ReceivedAt: time.Now().UTC()})
+	if err != nil {
+		return false, err
+	}
+	return in.Bus.Publish(ctx, contracts.Subject(contracts.SubjectReferralNotified, referralID), e)
+}
+
+// RunFetcher reads the handed-off notifications until ctx is cancelled.
+func (in *Ingest) RunFetcher(ctx context.Context) error {
+	for _, c := range contracts.Consumers() {
+		if c.Durable == contracts.ConsumerPCIngestNotified {
+			return in.Bus.Consume(ctx, c, in.HandleNotified, in.Consume)
+		}
+	}
+	return errors.New("pc-ingest: no consumer spec for notifications")
+}
+
+// HandleNotified fetches what one notification names and publishes the snapshot(s).
+func (in *Ingest) HandleNotified(ctx context.Context, e runtime.Event) error {
+	n, err := runtime.DataAs[contracts.ReferralNotified](e)
+	if err != nil {
+		return runtime.Permanent(err)
+	}
+	log := runtime.Logger(ctx).With("referral_id", n.ReferralID, "event", n.EventName)
+	switch n.EventName {
+	case pc.EventReferralCreated, pc.EventReferralUpdated:
+		if !n.ChangedAt.IsZero() {
+			if have, ok, err := in.lastObserved(ctx, n.ReferralID); err != nil {
+				return err
+			} else if ok && !have.Before(n.ChangedAt) {
+				log.Info("notification not newer than the snapshot already published; not fetched",
+					"changed_at", n.ChangedAt, "published_version_at", have)
+				return nil
+			}
+		}
+		err = in.Fetch(ctx, n.ReferralID, "webhook")
+		if pcapi.IsNotFound(err) {
+			log.Warn("notified referral is not visible to the partner; dropped")
+			return nil
+		}
+	case pc.EventRelatedReferralCreated, pc.EventRelatedReferralUpdated:
+		err = in.fetchRelated(ctx, log, n.ReferralID)
+	default:
+		return runtime.Permanent(fmt.Errorf("notification %s: event %q is not handled", e.ID(), n.EventName))
+	}
+	return classify(err)
+}
+
+// fetchRelated resolves a related-referral notification, which names another referral of an engagement
+// (e.g. Microsoft's own), to the referrals of that engagement the partner can read, and publishes them.
+// When the related referral itself is not readable, nothing can be resolved: the notification is dropped,
+// and any change it implies for the partner's own referral raises referral-updated or is found by the poll.
+func (in *Ingest) fetchRelated(ctx context.Context, log *slog.Logger, relatedID string) error {
+	rel, err := in.PC.GetReferral(ctx, relatedID)
+	if pcapi.IsNotFound(err) {
+		log.Info("related referral is not visible to the partner; left to referral-updated and the reconcile poll")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if rel.EngagementID == "" {
+		_, err = in.Publish(ctx, rel, "related")
+		return err
+	}
+	n := 0
+	err = in.PC.ListReferrals(ctx, pcapi.ListOptions{Filter: "engagementId eq " + pcapi.QuoteODataString(rel.EngagementID)}, func(r pc.Referral) error {
+		n++
+		_, err := in.Publish(ctx, r, "related")
+		return err
+	})
+	log.Info("related referral resolved to its engagement", "engagement_id", rel.EngagementID, "referrals", n)
+	return err
+}
+
+// classify turns a Partner Center error into the consumer loop's retry decision.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	if d, ok := pcapi.IsThrottled(err); ok {
+		return runtime.RetryAfter(err, d)
+	}
+	var api *pcapi.APIError
+	if errors.As(err, &api) && !pcapi.IsTransient(err) {
+		return runtime.Permanent(err)
+	}
+	return err
+}
+
+// lastObserved returns the version time of the last snapshot published for a referral, if the observed
+// stream still holds one.
+func (in *Ingest) lastObserved(ctx context.Context, referralID string) (time.Time, bool, error) {
+	in.mu.Lock()
+	st := in.observed
+	in.mu.Unlock()
+	if st == nil {
+		var err error
+		if st, err = in.Bus.JS.Stream(ctx, contracts.StreamObserved); err != nil {
+			return time.Time{}, false, fmt.Errorf("observed stream: %w", err)
+		}
+		in.mu.Lock()
+		in.observed = st
+		in.mu.Unlock()
+	}
+	subj := contracts.Subject(contracts.SubjectReferralObserved, referralID)
+	m, err := st.GetLastMsgForSubject(ctx, subj)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("last snapshot of referral %s: %w", referralID, err)
+	}
+	e, err := runtime.DecodeMsg(subj, m.Header, m.Data)
+	if err != nil {
+		return time.Time{}, false, nil // unreadable: fetch rather than guess
+	}
+	d, err := runtime.DataAs[contracts.ReferralObserved](e)
+	if err != nil {
+		return time.Time{}, false, nil
+	}
+	return d.Version.At, !d.Version.At.IsZero(), nil
 }
 
 // Fetch reads one referral and publishes its snapshot.
@@ -111,11 +285,17 @@ func (in *Ingest) Publish(ctx context.Context, r pc.Referral, via string) (bool,
 
 // RunPoller reconciles every PollInterval until ctx is cancelled.
 func (in *Ingest) RunPoller(ctx context.Context) error {
-	t := time.NewTicker(in.Config.PollInterval)
+	interval := in.Config.PollInterval
+	if interval <= 0 {
+		interval = 5 * time.Minute
+	}
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if _, err := in.Reconcile(ctx); err != nil && ctx.Err() == nil {
-			in.Log.Warn("reconcile failed; will try again", "err", err)
+		if n, err := in.Reconcile(ctx); err != nil && ctx.Err() == nil {
+			in.Log.Warn("reconcile failed; will try again", "err", err, "published", n)
+		} else if n > 0 {
+			in.Log.Info("reconcile published new referral versions", "published", n)
 		}
 		select {
 		case <-ctx.Done():
@@ -150,8 +330,10 @@ func (in *Ingest) Reconcile(ctx context.Context) (int, error) {
 	}
 	opts := pcapi.ListOptions{OrderBy: "updatedDateTime asc", Top: 100}
 	if !cp.Watermark.IsZero() {
-		// ge, not gt: two referrals may share a timestamp; the re-read one is a duplicate the server drops.
-		opts.Filter = "updatedDateTime ge " + cp.Watermark.UTC().Format(time.RFC3339Nano)
+		// ge and an overlap: two referrals may share a timestamp, and one may be stamped just before the
+		// newest seen; the versions re-read are duplicates the server drops.
+		from := cp.Watermark.Add(-in.Config.PollOverlap)
+		opts.Filter = "updatedDateTime ge " + from.UTC().Format(time.RFC3339Nano)
 	}
 	newest, fresh := cp.Watermark, 0
 	err := in.PC.ListReferrals(ctx, opts, func(r pc.Referral) error {

@@ -2,9 +2,18 @@
 // Partner Center Referrals API.
 //
 // A create first looks for a referral whose externalReferenceId is the Opportunity id, so a redelivered
-// create adopts the referral it already made. A patch re-reads the referral, sends only the operations
-// whose value differs, with If-Match on the eTag it just read: a concurrent Microsoft edit makes it fail
-// with 412 and the command is retried on fresh data instead of overwriting that edit blindly.
+// create adopts the referral it already made. A patch carries only the changed fields and is sent with
+// If-Match on the eTag the mapper decided against (the command's BaseETag), in one call. When Microsoft
+// edited the referral since, Partner Center answers 412: the writer re-reads the referral and publishes a
+// failed outcome with code preconditionFailed carrying it, and the mapper decides again on that fresh
+// snapshot, so a Microsoft edit is never overwritten blindly and our change is proposed again if it is
+// still ours. A redelivered patch that already landed meets the same 412 and costs no second write.
+//
+// Every call waits on one TenantLimiter (the writer's pace toward its Partner Center tenant); a 429 pauses
+// it for the Retry-After the answer asked for, and the call is retried in place a few times before the
+// command is put back for later. A refusal (validation, a status transition Partner Center does not allow,
+// a closed referral) becomes a failed outcome, audited and shown as "✖ …" on the Opportunity's sync
+// status, and the command is acknowledged: it is not retried.
 package pcwriter
 
 import (
@@ -13,9 +22,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"reflect"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
@@ -24,6 +37,16 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/runtime"
 )
 
+// Config tunes pc-writer's pace toward Partner Center.
+type Config struct {
+	// Rate is how many calls per second the writer makes to its tenant; 0 = no limit.
+	Rate  float64 `env:"COSELL_PC_WRITE_RATE" default:"10" help:"Partner Center calls per second (0 = no limit)"`
+	Burst int     `env:"COSELL_PC_WRITE_BURST" default:"5"`
+	// ThrottleRetries is how often a throttled call is retried in place, after its Retry-After, before
+	// the command is put back on the stream (default 3).
+	ThrottleRetries int `env:"COSELL_PC_THROTTLE_RETRIES" default:"3"`
+}
+
 // Writer is the pc-writer stage.
 type Writer struct {
 	Bus      *runtime.Bus
@@ -31,9 +54,92 @@ type Writer struct {
 	Outcomes *outcome.Recorder
 	Log      *slog.Logger
 	Consume  runtime.ConsumeOptions
+	Config   Config
+	// Limiter paces the calls to the tenant; nil = one built from Config on first use.
+	Limiter *TenantLimiter
 	// AfterWrite, when set, is called after the external write and before the outcome is published:
 	// tests use it to stop a writer exactly there.
 	AfterWrite func(commandID string)
+
+	once sync.Once
+}
+
+// TenantLimiter paces the calls made to one Partner Center tenant (Partner Center throttles per tenant).
+// Every handler of a writer shares it, so a Retry-After pauses them all, not only the throttled call.
+type TenantLimiter struct {
+	lim   *rate.Limiter
+	mu    sync.Mutex
+	until time.Time
+}
+
+// NewTenantLimiter allows perSecond calls with bursts of burst; perSecond <= 0 means no limit.
+func NewTenantLimiter(perSecond float64, burst int) *TenantLimiter {
+	limit := rate.Limit(perSecond)
+	if perSecond <= 0 {
+		limit = rate.Inf
+	}
+	return &TenantLimiter{lim: rate.NewLimiter(limit, max(burst, 1))}
+}
+
+// Wait blocks until a call may be made: after any pause Partner Center asked for, then at the pace.
+func (t *TenantLimiter) Wait(ctx context.Context) error {
+	for {
+		t.mu.Lock()
+		d := time.Until(t.until)
+		t.mu.Unlock()
+		if d <= 0 {
+			return t.lim.Wait(ctx)
+		}
+		timer := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		case <-timer.C:
+		}
+	}
+}
+
+// Pause holds every call for d (a Retry-After), extending a pause already in force.
+func (t *TenantLimiter) Pause(d time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if until := time.Now().Add(d); until.After(t.until) {
+		t.until = until
+	}
+}
+
+func (w *Writer) limiter() *TenantLimiter {
+	w.once.Do(func() {
+		if w.Limiter == nil {
+			w.Limiter = NewTenantLimiter(w.Config.Rate, w.Config.Burst)
+		}
+	})
+	return w.Limiter
+}
+
+// call makes one Partner Center call at the tenant's pace; a 429 pauses the limiter for its Retry-After
+// and the call is tried again, up to ThrottleRetries times.
+func (w *Writer) call(ctx context.Context, f func() error) error {
+	retries := w.Config.ThrottleRetries
+	if retries <= 0 {
+		retries = 3
+	}
+	for attempt := 0; ; attempt++ {
+		if err := w.limiter().Wait(ctx); err != nil {
+			return err
+		}
+		err := f()
+		d, throttled := pcapi.IsThrottled(err)
+		if !throttled {
+			return err
+		}
+		w.limiter().Pause(d)
+		if attempt >= retries {
+			return err
+		}
+		w.Log.Info("partner center throttled the call; waiting", "retry_after", d, "attempt", attempt+1)
+	}
 }
 
 // Run consumes referral commands until ctx is cancelled, then drains.
@@ -83,7 +189,11 @@ func (w *Writer) create(ctx context.Context, cmd contracts.ReferralCommand) (pc.
 	if cmd.Create == nil {
 		return pc.Referral{}, false, runtime.Permanent(fmt.Errorf("create for opportunity %s carries no referral", cmd.OpportunityID))
 	}
-	existing, err := w.PC.FindByExternalReferenceID(ctx, cmd.OpportunityID)
+	var existing []pc.Referral
+	err := w.call(ctx, func() (err error) {
+		existing, err = w.PC.FindByExternalReferenceID(ctx, cmd.OpportunityID)
+		return err
+	})
 	if err != nil {
 		return pc.Referral{}, false, err
 	}
@@ -94,12 +204,43 @@ func (w *Writer) create(ctx context.Context, cmd contracts.ReferralCommand) (pc.
 		}
 		return existing[0], false, nil
 	}
-	r, err := w.PC.CreateReferral(ctx, *cmd.Create)
+	var r pc.Referral
+	err = w.call(ctx, func() (err error) {
+		r, err = w.PC.CreateReferral(ctx, *cmd.Create)
+		return err
+	})
 	return r, true, err
 }
 
+func (w *Writer) get(ctx context.Context, id string) (pc.Referral, error) {
+	var r pc.Referral
+	err := w.call(ctx, func() (err error) {
+		r, err = w.PC.GetReferral(ctx, id)
+		return err
+	})
+	return r, err
+}
+
+func (w *Writer) patchIfMatch(ctx context.Context, id, eTag string, ops []pc.PatchOp) (pc.Referral, error) {
+	var r pc.Referral
+	err := w.call(ctx, func() (err error) {
+		r, err = w.PC.PatchReferral(ctx, id, eTag, ops)
+		return err
+	})
+	return r, err
+}
+
 func (w *Writer) patch(ctx context.Context, cmd contracts.ReferralCommand) (pc.Referral, error) {
-	cur, err := w.PC.GetReferral(ctx, cmd.ReferralID)
+	if len(cmd.Patch) == 0 {
+		return pc.Referral{}, runtime.Permanent(fmt.Errorf("patch of referral %s carries no operation", cmd.ReferralID))
+	}
+	if cmd.BaseETag != "" {
+		// One call: the patch holds only changed fields, and If-Match makes Partner Center refuse it if the
+		// referral moved on since the mapper decided.
+		return w.patchIfMatch(ctx, cmd.ReferralID, `"`+strings.Trim(cmd.BaseETag, `"`)+`"`, cmd.Patch)
+	}
+	// A command without a base version: read the referral and send what differs from it.
+	cur, err := w.get(ctx, cmd.ReferralID)
 	if err != nil {
 		return pc.Referral{}, err
 	}
@@ -111,23 +252,29 @@ func (w *Writer) patch(ctx context.Context, cmd contracts.ReferralCommand) (pc.R
 		// Already as asked (a replay, or the same edit made on both sides): no write.
 		return cur, nil
 	}
-	return w.PC.PatchReferral(ctx, cmd.ReferralID, cur.ETag, ops)
+	return w.patchIfMatch(ctx, cmd.ReferralID, cur.ETag, ops)
 }
 
-// fail classifies an error once: throttling and outages are retried (after Retry-After when given),
-// a 412 is retried on fresh data, anything else is a permanent failure with an outcome the mapper
-// records and shows on the Opportunity, and the command goes to the dead-letter stream.
+// fail classifies an error once. Throttling is retried after Retry-After and outages with back-off. A 412
+// is answered with the fresh referral for the mapper to decide on again. A refusal by Partner Center is a
+// failed outcome and the command is done; a malformed command is also dead-lettered.
 func (w *Writer) fail(ctx context.Context, out contracts.Outcome, err error) error {
 	if d, ok := pcapi.IsThrottled(err); ok {
 		return runtime.RetryAfter(err, d)
 	}
-	if pcapi.IsPreconditionFailed(err) || pcapi.IsTransient(err) {
+	if pcapi.IsPreconditionFailed(err) {
+		return w.superseded(ctx, out, err)
+	}
+	if pcapi.IsTransient(err) || errors.Is(err, context.Canceled) {
 		return err
 	}
 	f := &contracts.Failure{Code: "error", Message: err.Error(), Permanent: true}
 	var api *pcapi.APIError
 	if errors.As(err, &api) {
 		f.Code, f.Message, f.HTTPStatus = api.Code, api.Message, api.Status
+		if f.Code == "" {
+			f.Code = http.StatusText(api.Status)
+		}
 	}
 	out.Status = contracts.OutcomeFailed
 	out.Error = f
@@ -135,7 +282,32 @@ func (w *Writer) fail(ctx context.Context, out contracts.Outcome, err error) err
 	if perr := w.Outcomes.Publish(ctx, out); perr != nil {
 		return perr
 	}
-	return runtime.Permanent(err)
+	w.Log.Warn("partner center refused the command", "referral_id", out.ReferralID, "opportunity_id", out.OpportunityID,
+		"link_id", out.LinkID, "code", f.Code, "status", f.HTTPStatus, "err", f.Message)
+	if runtime.IsPermanent(err) {
+		return err
+	}
+	return nil
+}
+
+// superseded answers a 412: the referral changed since the patch was decided. It re-reads the referral
+// and publishes it in a failed outcome with code preconditionFailed, for the mapper to decide again.
+func (w *Writer) superseded(ctx context.Context, out contracts.Outcome, err error) error {
+	fresh, gerr := w.get(ctx, out.ReferralID)
+	if gerr != nil {
+		if d, ok := pcapi.IsThrottled(gerr); ok {
+			return runtime.RetryAfter(gerr, d)
+		}
+		return fmt.Errorf("re-read referral %s after 412: %w", out.ReferralID, gerr)
+	}
+	out.Status = contracts.OutcomeFailed
+	out.Error = &contracts.Failure{Code: pc.ErrorCodePreconditionFailed, Message: err.Error(), HTTPStatus: http.StatusPreconditionFailed}
+	out.Referral = &fresh
+	out.Version = contracts.ReferralVersion(fresh)
+	out.At = time.Now().UTC()
+	w.Log.Info("referral changed since the patch was decided; handing the fresh version back to the mapper",
+		"referral_id", out.ReferralID, "link_id", out.LinkID, "etag", out.Version.Tag)
+	return w.Outcomes.Publish(ctx, out)
 }
 
 // Pending keeps the patch operations whose value differs from the referral's current one.

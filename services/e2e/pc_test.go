@@ -1,0 +1,293 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cosell-dev/cosell/contracts"
+	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
+	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/internal/pcemu"
+	"github.com/cosell-dev/cosell/services/internal/stack"
+)
+
+// settle waits until every consumer is caught up and sf-ingest has polled three more times (a query, or a
+// composite request of queries), so anything the system would still do has been done.
+func settle(t *testing.T, s *stack.Stack) {
+	t.Helper()
+	polls := func() int {
+		n := 0
+		for k, c := range s.SF.Counts() {
+			if k == "query" || k == "queryAll" || k == "composite" {
+				n += c
+			}
+		}
+		return n
+	}
+	q0 := polls()
+	eventually(t, 20*time.Second, "quiescence", func() (bool, string) {
+		if n := polls(); n < q0+3 {
+			return false, fmt.Sprintf("%d polls so far", n-q0)
+		}
+		for _, l := range s.Auditor.Status(context.Background()).Lag {
+			if l.Pending+l.AckPending > 0 {
+				return false, fmt.Sprintf("%s pending %d ack-pending %d", l.Consumer, l.Pending, l.AckPending)
+			}
+		}
+		return true, ""
+	})
+}
+
+// streamCount returns how many messages a stream holds on subjects matching filter.
+func streamCount(t *testing.T, s *stack.Stack, stream, filter string) int {
+	t.Helper()
+	ctx := context.Background()
+	bus, err := s.Connect(ctx, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.Close()
+	st, err := bus.JS.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range info.State.Subjects {
+		n += int(c)
+	}
+	return n
+}
+
+func postHook(t *testing.T, url string, body []byte, h http.Header) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = h.Clone()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// linkedReferral makes a Microsoft referral, waits for its Opportunity and accepts it from Salesforce.
+func linkedReferral(t *testing.T, s *stack.Stack, name string) (pc.Referral, string) {
+	t.Helper()
+	r, err := s.PC.SellerCreate(sellerReferral(name, 20000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var oppID string
+	eventually(t, 20*time.Second, "opportunity created", func() (bool, string) {
+		opps := opportunitiesFor(s, r.ID)
+		if len(opps) == 1 {
+			oppID = fmt.Sprint(opps[0]["Id"])
+		}
+		return oppID != "", fmt.Sprint(len(opps))
+	})
+	settle(t, s)
+	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{sf.FieldStageName: "Qualification"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "referral accepted", func() (bool, string) {
+		got, _ := s.PC.Get(r.ID)
+		return got.Status == pc.StatusActive, got.Status
+	})
+	settle(t, s)
+	return r, oppID
+}
+
+// TestForgedAndReplayedNotifications: a notification whose body does not match its signature is refused
+// with 401 and publishes nothing; genuine old notifications delivered again publish nothing new, cost no
+// Partner Center read and no write on either side.
+func TestForgedAndReplayedNotifications(t *testing.T) {
+	s := start(t, nil)
+	r, oppID := linkedReferral(t, s, "Proseware analytics")
+	v := 25000.0
+	if _, err := s.PC.SellerUpdate(r.ID, pc.Referral{Details: &pc.Details{DealValue: &v}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "amount from Partner Center", func() (bool, string) {
+		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
+		return o[sf.FieldAmount] == 25000.0, fmt.Sprint(o[sf.FieldAmount])
+	})
+	settle(t, s)
+	observed := streamCount(t, s, contracts.StreamObserved, contracts.SubjectReferralObserved+".>")
+	s.PC.ResetCounts()
+	s.SF.ResetCounts()
+
+	delivered := s.PC.Delivered()
+	if len(delivered) < 3 {
+		t.Fatalf("%d deliveries so far", len(delivered))
+	}
+	forged := bytes.Replace(delivered[0].Body, []byte(`"referral-created"`), []byte(`"referral-updated"`), 1)
+	if bytes.Equal(forged, delivered[0].Body) {
+		t.Fatalf("could not forge %s", delivered[0].Body)
+	}
+	if code := postHook(t, s.Webhook, forged, delivered[0].Header); code != http.StatusUnauthorized {
+		t.Errorf("forged notification answered %d, want 401", code)
+	}
+	for _, d := range delivered {
+		if code := postHook(t, s.Webhook, d.Body, d.Header); code != http.StatusOK {
+			t.Errorf("replayed %s answered %d", d.Notification.EventName, code)
+		}
+	}
+	settle(t, s)
+	if n := streamCount(t, s, contracts.StreamObserved, contracts.SubjectReferralObserved+".>"); n != observed {
+		t.Errorf("snapshots %d → %d after a forged and %d replayed notifications", observed, n, len(delivered))
+	}
+	if c := s.PC.Counts(); c["referrals.get"] != 0 || c["referrals.patch"] != 0 {
+		t.Errorf("Partner Center calls for replays: %v", c)
+	}
+	for k, n := range s.SF.Counts() {
+		if (strings.Contains(k, "update") || strings.Contains(k, "upsert") || strings.Contains(k, "create")) && n > 0 {
+			t.Errorf("a replay wrote to Salesforce: %s = %d", k, n)
+		}
+	}
+}
+
+// TestDroppedWebhookHealedByPoll: Partner Center never delivers a notification; the reconcile poll finds
+// the change within one interval and it reaches Salesforce.
+func TestDroppedWebhookHealedByPoll(t *testing.T) {
+	s := start(t, func(o *stack.Options) { o.PCPollInterval = 300 * time.Millisecond })
+	r, oppID := linkedReferral(t, s, "Woodgrove payments")
+	s.PC.SetFaults(pcemu.Faults{DropWebhooks: 1})
+	v := 31000.0
+	if _, err := s.PC.SellerUpdate(r.ID, pc.Referral{Details: &pc.Details{DealValue: &v}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the dropped change reaches Salesforce", func() (bool, string) {
+		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
+		return o[sf.FieldAmount] == 31000.0, fmt.Sprint(o[sf.FieldAmount], s.PC.Counts())
+	})
+	if n := s.PC.Counts()["webhooks.dropped"]; n != 1 {
+		t.Errorf("dropped = %d, want 1", n)
+	}
+}
+
+// TestPatchRaceWithMicrosoftEdit: Microsoft edits the referral while our patch is in flight. The patch is
+// refused (412), the mapper decides again on the fresh referral: Microsoft's edit survives and reaches
+// Salesforce, and our change still lands.
+func TestPatchRaceWithMicrosoftEdit(t *testing.T) {
+	s := start(t, nil)
+	r, oppID := linkedReferral(t, s, "Fourth Coffee stores")
+	msft := 64000.0
+	raced := make(chan struct{})
+	s.PC.BeforeNextPatch(func(id string) {
+		defer close(raced)
+		if _, err := s.PC.SellerUpdate(id, pc.Referral{Details: &pc.Details{DealValue: &msft, Notes: "Microsoft: customer wants 3 regions"}}); err != nil {
+			t.Error(err)
+		}
+	})
+	s.PC.ResetCounts()
+	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{sf.FieldCloseDate: "2027-06-30"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "both changes on both sides", func() (bool, string) {
+		got, err := s.PC.Get(r.ID)
+		if err != nil {
+			return false, err.Error()
+		}
+		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
+		return *got.Details.DealValue == msft && strings.HasPrefix(got.Details.ClosingDateTime, "2027-06-30") &&
+				o[sf.FieldAmount] == msft && o[sf.FieldCloseDate] == "2027-06-30" &&
+				o[sf.FieldDescription] == "Microsoft: customer wants 3 regions",
+			fmt.Sprintf("pc %v %s; sf %v %v", *got.Details.DealValue, got.Details.ClosingDateTime, o[sf.FieldAmount], o[sf.FieldCloseDate])
+	})
+	<-raced
+	settle(t, s)
+	got, _ := s.PC.Get(r.ID)
+	if *got.Details.DealValue != msft || got.Details.Notes != "Microsoft: customer wants 3 regions" {
+		t.Errorf("Microsoft's edit was overwritten: %+v", got.Details)
+	}
+	if n := s.PC.Counts()["referrals.patch"]; n != 2 {
+		t.Errorf("referral patches = %d, want 2 (the refused one and the one decided again)", n)
+	}
+	o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
+	if fmt.Sprint(o[sf.FieldSyncStatus]) != "✔" {
+		t.Errorf("sync status = %v: a 412 is not a failure", o[sf.FieldSyncStatus])
+	}
+}
+
+// TestRefusedPatchIsShownNotRetried: a change Partner Center refuses (here a negative deal value) is one
+// call, a failed outcome in the audit trail and "✖ <reason>" on the Opportunity, not a retry loop.
+func TestRefusedPatchIsShownNotRetried(t *testing.T) {
+	s := start(t, nil)
+	r, oppID := linkedReferral(t, s, "Alpine Ski House")
+	s.PC.ResetCounts()
+	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{sf.FieldAmount: -500.0}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the refusal shown on the Opportunity", func() (bool, string) {
+		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
+		st := fmt.Sprint(o[sf.FieldSyncStatus])
+		return strings.HasPrefix(st, "✖") && strings.Contains(st, "deal value"), st
+	})
+	settle(t, s)
+	if n := s.PC.Counts()["referrals.patch"]; n != 1 {
+		t.Errorf("referral patches = %d, want 1: a refusal is not retried", n)
+	}
+	if got, _ := s.PC.Get(r.ID); *got.Details.DealValue != 20000 {
+		t.Errorf("deal value = %v", *got.Details.DealValue)
+	}
+	if n := streamCount(t, s, contracts.StreamOutcomes, contracts.SubjectReferralFailed+".>"); n != 1 {
+		t.Errorf("%d failed outcomes, want 1", n)
+	}
+	if n := streamCount(t, s, contracts.StreamDeadLetter, ">"); n != 0 {
+		t.Errorf("%d dead letters: a refusal is an outcome, not poison", n)
+	}
+}
+
+// Test429StormSurvived: Partner Center throttles a burst of calls with 429 + Retry-After while work flows
+// both ways; everything arrives exactly once and nothing is dead-lettered.
+func Test429StormSurvived(t *testing.T) {
+	s := start(t, nil)
+	s.PC.SetFaults(pcemu.Faults{Throttle429: 6})
+	r, err := s.PC.SellerCreate(sellerReferral("Relecloud storm", 11000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opps []string
+	for i := range 3 {
+		opps = append(opps, newOpportunity(t, s, fmt.Sprintf("Storm %d", i), float64(1000*(i+1))))
+	}
+	eventually(t, 40*time.Second, "every record on the other side", func() (bool, string) {
+		done := len(opportunitiesFor(s, r.ID))
+		for _, id := range opps {
+			o, _ := s.SF.Get(sf.ObjectOpportunity, id)
+			if o[sf.FieldReferralIdentifier] != nil {
+				done++
+			}
+		}
+		return done == 4, fmt.Sprintf("%d of 4; counts %v", done, s.PC.Counts())
+	})
+	settle(t, s)
+	if n := s.PC.Counts()["throttled"]; n != 6 {
+		t.Errorf("throttled = %d, want the whole storm of 6", n)
+	}
+	if n := len(opportunitiesFor(s, r.ID)); n != 1 {
+		t.Errorf("%d opportunities for the referral", n)
+	}
+	for _, id := range opps {
+		if n := len(referralsFor(s, id)); n != 1 {
+			t.Errorf("%d referrals for opportunity %s", n, id)
+		}
+	}
+	if n := streamCount(t, s, contracts.StreamDeadLetter, ">"); n != 0 {
+		t.Errorf("%d dead letters", n)
+	}
+}

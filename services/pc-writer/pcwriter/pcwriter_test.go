@@ -1,0 +1,257 @@
+package pcwriter
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cosell-dev/cosell/contracts"
+	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
+	"github.com/cosell-dev/cosell/services/internal/outcome"
+	"github.com/cosell-dev/cosell/services/internal/pcapi"
+	"github.com/cosell-dev/cosell/services/internal/pcemu"
+	"github.com/cosell-dev/cosell/services/internal/runtime"
+)
+
+// newWriter wires a writer to a real embedded nats-server and the Partner Center emulator over HTTP.
+func newWriter(t *testing.T) (*Writer, *pcemu.Emulator) {
+	t.Helper()
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	ns, err := runtime.StartEmbedded(t.TempDir(), "127.0.0.1:-1", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	bus, err := runtime.ConnectServer(ctx, ns, runtime.BusConfig{Replicas: 1, MaxAge: time.Hour, DuplicateWindow: time.Minute,
+		MaxDeliver: 5, AckWait: 5 * time.Second}, contracts.StagePCWriter, log, runtime.NewMetrics(prometheus.NewRegistry()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(bus.Close)
+	if err := bus.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	emu, err := pcemu.New(pcemu.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(emu)
+	t.Cleanup(func() { emu.Close(); srv.Close() })
+	emu.SetBaseURL(srv.URL)
+	client, err := pcapi.New(ctx, pcapi.Config{ReferralsBaseURL: srv.URL, WebhooksBaseURL: srv.URL, TokenURL: emu.TokenURL(),
+		ClientID: emu.ClientID(), ClientSecret: emu.ClientSecret(), Scopes: []string{"https://api.partner.microsoft.com/.default"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := outcome.NewRecorder(ctx, bus, contracts.StagePCWriter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Writer{Bus: bus, PC: client, Outcomes: rec, Log: log}, emu
+}
+
+func command(t *testing.T, id string, cmd contracts.ReferralCommand) runtime.Event {
+	t.Helper()
+	e, err := runtime.NewEvent(id, contracts.TypeReferralRequested, contracts.StageMapper, cmd.LinkID, cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// lastOutcome reads the last outcome published for a link.
+func lastOutcome(t *testing.T, w *Writer, root, linkID string) contracts.Outcome {
+	t.Helper()
+	st, err := w.Bus.JS.Stream(context.Background(), contracts.StreamOutcomes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subj := contracts.Subject(root, linkID)
+	m, err := st.GetLastMsgForSubject(context.Background(), subj)
+	if err != nil {
+		t.Fatalf("no outcome on %s: %v", subj, err)
+	}
+	e, err := runtime.DecodeMsg(subj, m.Header, m.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := runtime.DataAs[contracts.Outcome](e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func closeDate(v string) []pc.PatchOp {
+	return []pc.PatchOp{{Op: "replace", Path: "/details/closingDateTime", Value: v}}
+}
+
+// TestPatchRaceWithMicrosoftEdit: a patch decided against an older eTag is refused with 412 and nothing of
+// ours is written; the outcome hands the referral as it now is back to the mapper.
+func TestPatchRaceWithMicrosoftEdit(t *testing.T) {
+	w, emu := newWriter(t)
+	r, err := emu.SellerCreate(pc.Referral{Name: "Race"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := contracts.ReferralVersion(r).Tag
+	emu.BeforeNextPatch(func(id string) {
+		if _, err := emu.SellerUpdate(id, pc.Referral{Details: &pc.Details{Notes: "Microsoft's note"}}); err != nil {
+			t.Error(err)
+		}
+	})
+	cmd := contracts.ReferralCommand{LinkID: "pc-race", Op: contracts.OpUpdate, ReferralID: r.ID, BaseETag: base,
+		Patch: closeDate("2027-09-30T00:00:00Z")}
+	if err := w.Handle(context.Background(), command(t, "cmd/1", cmd)); err != nil {
+		t.Fatalf("a 412 is answered with an outcome, not an error: %v", err)
+	}
+	now, _ := emu.Get(r.ID)
+	if now.Details.Notes != "Microsoft's note" || now.Details.ClosingDateTime != "" {
+		t.Errorf("referral after the race = %+v: Microsoft's edit must stand and ours must not be written", now.Details)
+	}
+	out := lastOutcome(t, w, contracts.SubjectReferralFailed, "pc-race")
+	if out.Error == nil || out.Error.Code != pc.ErrorCodePreconditionFailed || out.Error.Permanent || out.Referral == nil ||
+		out.Referral.ETag != now.ETag || out.Version.Tag != contracts.ReferralVersion(now).Tag {
+		t.Fatalf("outcome = %+v (error %+v)", out, out.Error)
+	}
+	if c := emu.Counts(); c["referrals.patch"] != 1 || c["referrals.get"] != 1 {
+		t.Errorf("calls %v: one refused patch and one read", c)
+	}
+	// Decided again against the fresh eTag, the same change lands with one call.
+	cmd.BaseETag = out.Version.Tag
+	if err := w.Handle(context.Background(), command(t, "cmd/2", cmd)); err != nil {
+		t.Fatal(err)
+	}
+	now, _ = emu.Get(r.ID)
+	if now.Details.Notes != "Microsoft's note" || now.Details.ClosingDateTime != "2027-09-30T00:00:00Z" {
+		t.Errorf("after the second patch: %+v", now.Details)
+	}
+	if c := emu.Counts(); c["referrals.patch"] != 2 || c["referrals.get"] != 1 {
+		t.Errorf("calls %v: the landed patch costs one call", c)
+	}
+}
+
+// TestRefusedTransitionIsAFailedOutcome: a transition Partner Center does not allow is one call, one failed
+// outcome with Partner Center's reason, and the command is done (no retry, no dead letter).
+func TestRefusedTransitionIsAFailedOutcome(t *testing.T) {
+	w, emu := newWriter(t)
+	r, err := emu.SellerCreate(pc.Referral{Name: "Closed one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := emu.SellerClose(r.ID, pc.SubstatusLost); err != nil {
+		t.Fatal(err)
+	}
+	cur, _ := emu.Get(r.ID)
+	r2, err := emu.SellerCreate(pc.Referral{Name: "New one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, link string
+		cmd        contracts.ReferralCommand
+		status     int
+	}{
+		{"won straight from New/Pending is not a substatus of Active", "pc-a", contracts.ReferralCommand{ReferralID: r2.ID,
+			BaseETag: contracts.ReferralVersion(r2).Tag, Patch: []pc.PatchOp{{Op: "replace", Path: "/status", Value: "Active"},
+				{Op: "replace", Path: "/substatus", Value: "Won"}}}, 400},
+		{"a closed referral takes no edit", "pc-b", contracts.ReferralCommand{ReferralID: r.ID,
+			BaseETag: contracts.ReferralVersion(cur).Tag, Patch: closeDate("2027-01-01T00:00:00Z")}, 409},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c.cmd.LinkID, c.cmd.Op = c.link, contracts.OpUpdate
+			before := emu.Counts()["referrals.patch"]
+			if err := w.Handle(context.Background(), command(t, "cmd/"+c.link, c.cmd)); err != nil {
+				t.Fatalf("a refusal is an outcome, the command is done: %v", err)
+			}
+			out := lastOutcome(t, w, contracts.SubjectReferralFailed, c.link)
+			if out.Error == nil || !out.Error.Permanent || out.Error.HTTPStatus != c.status || out.Error.Message == "" {
+				t.Errorf("outcome error = %+v", out.Error)
+			}
+			if n := emu.Counts()["referrals.patch"] - before; n != 1 {
+				t.Errorf("%d patch calls, want 1", n)
+			}
+		})
+	}
+}
+
+// TestThrottlingHonoursRetryAfter: a short 429 storm is waited out in place (the limiter pauses for
+// Retry-After); a longer one puts the command back for exactly Retry-After, and nothing is written twice.
+func TestThrottlingHonoursRetryAfter(t *testing.T) {
+	w, emu := newWriter(t)
+	w.Config.ThrottleRetries = 2
+	r, err := emu.SellerCreate(pc.Referral{Name: "Throttled"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emu.SetFaults(pcemu.Faults{Throttle429: 2})
+	cmd := contracts.ReferralCommand{LinkID: "pc-t", Op: contracts.OpUpdate, ReferralID: r.ID,
+		BaseETag: contracts.ReferralVersion(r).Tag, Patch: closeDate("2027-02-01T00:00:00Z")}
+	if err := w.Handle(context.Background(), command(t, "cmd/t1", cmd)); err != nil {
+		t.Fatalf("two 429s must be waited out: %v", err)
+	}
+	if out := lastOutcome(t, w, contracts.SubjectReferralWritten, "pc-t"); out.Referral == nil ||
+		out.Referral.Details.ClosingDateTime != "2027-02-01T00:00:00Z" {
+		t.Fatalf("outcome = %+v", out)
+	}
+
+	cur, _ := emu.Get(r.ID)
+	emu.SetFaults(pcemu.Faults{Throttle429: 5})
+	cmd.BaseETag, cmd.Patch = contracts.ReferralVersion(cur).Tag, closeDate("2027-03-01T00:00:00Z")
+	err = w.Handle(context.Background(), command(t, "cmd/t2", cmd))
+	var ra *runtime.RetryAfterError
+	if !errors.As(err, &ra) || ra.Delay != time.Second {
+		t.Fatalf("a long storm must put the command back after Retry-After, got %v", err)
+	}
+	if c := emu.Counts(); c["throttled"] != 5 || c["referrals.patch"] != 6 {
+		t.Errorf("calls %v", c)
+	}
+	emu.SetFaults(pcemu.Faults{})
+	if err := w.Handle(context.Background(), command(t, "cmd/t2", cmd)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := emu.Get(r.ID); got.Details.ClosingDateTime != "2027-03-01T00:00:00Z" {
+		t.Errorf("the redelivered command did not land: %+v", got.Details)
+	}
+}
+
+// TestCreateAdoptsExistingReferral: a create for an Opportunity that already has a referral adopts it.
+func TestCreateAdoptsExistingReferral(t *testing.T) {
+	w, emu := newWriter(t)
+	v := 10.0
+	want := pc.Referral{Name: "Adopted", Type: pc.TypeIndependent, ExternalReferenceID: "006ADOPT",
+		CustomerProfile: &pc.CustomerProfile{Name: "Adatum"}, Consent: &pc.Consent{}, Details: &pc.Details{DealValue: &v, Currency: "USD"}}
+	cmd := contracts.ReferralCommand{LinkID: "sf-006ADOPT", Op: contracts.OpCreate, OpportunityID: "006ADOPT", Create: &want}
+	for _, id := range []string{"cmd/c1", "cmd/c2"} { // the second is a redelivery after a lost outcome
+		if err := w.Handle(context.Background(), command(t, id, cmd)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := emu.Counts()["referrals.create"]; n != 1 {
+		t.Errorf("%d creates, want 1", n)
+	}
+	if out := lastOutcome(t, w, contracts.SubjectReferralWritten, "sf-006ADOPT"); out.Created || out.ReferralID == "" {
+		t.Errorf("the second create must adopt: %+v", out)
+	}
+}
+
+// TestTenantLimiterPausesEveryCaller: after Pause, no caller gets through until the pause is over.
+func TestTenantLimiterPausesEveryCaller(t *testing.T) {
+	l := NewTenantLimiter(0, 1)
+	if err := l.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	l.Pause(time.Hour)
+	l.Pause(time.Millisecond) // a shorter Retry-After does not shorten the pause in force
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := l.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait during a pause = %v, want the caller's deadline", err)
+	}
+}
