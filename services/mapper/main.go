@@ -4,22 +4,24 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 
 	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/services/internal/app"
 	"github.com/cosell-dev/cosell/services/internal/runtime"
-	"github.com/cosell-dev/cosell/services/mapper/decide"
 	"github.com/cosell-dev/cosell/services/mapper/mapper"
+	"github.com/cosell-dev/cosell/services/mapper/mapping"
 )
 
 type config struct {
 	Common     runtime.Common
-	Hold       string `env:"COSELL_STAGE_HOLD" default:"Prospecting" help:"the Salesforce stage received referrals wait in"`
-	Active     string `env:"COSELL_STAGE_ACTIVE" default:"Qualification" help:"the stage an accepted referral gets"`
-	Won        string `env:"COSELL_STAGE_WON" default:"Closed Won"`
-	Lost       string `env:"COSELL_STAGE_LOST" default:"Closed Lost"`
-	Currency   string `env:"COSELL_DEFAULT_CURRENCY" default:"USD"`
+	Mapping    string `env:"COSELL_MAPPING_FILE" help:"the mapping file (YAML); empty = the default built into the binary"`
+	Hold       string `env:"COSELL_STAGE_HOLD" help:"overrides the mapping's hold stage (where received referrals wait)"`
+	Active     string `env:"COSELL_STAGE_ACTIVE" help:"overrides the mapping's active stage (an accepted referral)"`
+	Won        string `env:"COSELL_STAGE_WON" help:"overrides the mapping's won stage"`
+	Lost       string `env:"COSELL_STAGE_LOST" help:"overrides the mapping's lost stage"`
+	Currency   string `env:"COSELL_DEFAULT_CURRENCY" help:"overrides the mapping's default currency"`
 	Concurrent int    `env:"COSELL_MAPPER_CONCURRENCY" default:"4" help:"handlers run in parallel per batch"`
 }
 
@@ -27,9 +29,21 @@ func main() {
 	var cfg config
 	os.Exit(app.Main(contracts.StageMapper, "the decision stage", &cfg, &cfg.Common,
 		func(ctx context.Context, env *app.Env) (func(context.Context) error, error) {
-			m := decide.DefaultMapping()
-			m.Stages = decide.Stages{Hold: cfg.Hold, Active: cfg.Active, Won: cfg.Won, Lost: cfg.Lost}
-			m.DefaultCurrency = cfg.Currency
+			m, err := mapping.Load(cfg.Mapping)
+			if err != nil {
+				// An invalid mapping stops the service: every problem is listed with its line and fix.
+				return nil, fmt.Errorf("invalid mapping:\n%w", err)
+			}
+			for _, o := range []struct {
+				to *string
+				v  string
+			}{{&m.Stages.Hold, cfg.Hold}, {&m.Stages.Active, cfg.Active},
+				{&m.Stages.Won, cfg.Won}, {&m.Stages.Lost, cfg.Lost}, {&m.DefaultCurrency, cfg.Currency}} {
+				if o.v != "" {
+					*o.to = o.v
+				}
+			}
+			env.Log.Info("mapping loaded", "file", m.Source, "fields", len(m.Fields), "hold", m.Stages.Hold, "active", m.Stages.Active)
 			svc, err := mapper.New(ctx, env.Bus, m, env.Log)
 			if err != nil {
 				return nil, err

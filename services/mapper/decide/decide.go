@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -102,6 +103,7 @@ func (m Mapping) Observe(link *contracts.Link, o Observation, now time.Time) Res
 		return res
 	}
 	vals := m.adjust(l, o.System, o.Values)
+	prev := side.Latest
 	side.Seen = o.Version
 	side.Latest = vals
 	res.Link = &l
@@ -110,23 +112,26 @@ func (m Mapping) Observe(link *contracts.Link, o Observation, now time.Time) Res
 		res.Decisions = append(res.Decisions, m.decision(l, o, contracts.DecisionHeld, l.LastError, nil, now))
 		return res
 	}
-	m.propagate(&l, &res, o.System, vals, o.EventID, o.Version, now)
+	m.propagate(&l, &res, o.System, vals, prev, o.EventID, o.Version, now)
 	return res
 }
 
 // adjust applies the side-specific readings of values: for a link that Salesforce started, the hold stage
 // means nothing (hold is for referrals received from Partner Center), so it reads as active.
 func (m Mapping) adjust(l contracts.Link, sys contracts.System, v Values) Values {
-	if sys == contracts.Salesforce && l.Origin == contracts.Salesforce && v[FieldStatus] == StatusNew {
+	if name := m.statusName(); sys == contracts.Salesforce && l.Origin == contracts.Salesforce && name != "" && v[name] == StatusNew {
 		c := cloneValues(v)
-		c[FieldStatus] = StatusActive
+		c[name] = StatusActive
 		return c
 	}
 	return v
 }
 
-// propagate sends the fields that changed on side from since the last sync to the other side.
-func (m Mapping) propagate(l *contracts.Link, res *Result, from contracts.System, vals Values, cause string, ver contracts.Version, now time.Time) {
+// propagate sends the fields that changed on side from since the last sync to the other side. Where both
+// sides changed a field since then, the field's owner decides: the newer change, one side, or a person
+// (the conflict is parked on the link and nothing is written). prev is the side's previous snapshot (nil
+// when there is none to compare with).
+func (m Mapping) propagate(l *contracts.Link, res *Result, from contracts.System, vals, prev Values, cause string, ver contracts.Version, now time.Time) {
 	to := from.Other()
 	obs := Observation{System: from, EventID: cause, Version: ver}
 	if idOf(*l, to) == "" {
@@ -134,48 +139,201 @@ func (m Mapping) propagate(l *contracts.Link, res *Result, from contracts.System
 			fmt.Sprintf("waiting for the %s record to be created", to), nil, now))
 		return
 	}
-	changed := Values{}
-	var conflicts []string
-	other := sideOf(l, to)
-	for _, name := range m.fieldNames() {
+	src, other := sideOf(l, from), sideOf(l, to)
+	changed, back := Values{}, Values{}
+	var conflicts, parked, resolved, unlanded []string
+	owners := map[Owner]bool{}
+	for _, r := range m.Fields {
+		name := r.Name
+		nv, has := vals[name]
+		if want, ok := src.InFlight[name]; ok && src.Pending != "" {
+			switch {
+			case m.same(name, nv, want):
+				delete(src.InFlight, name) // our write shows: from now on the field is this side's again
+			case prev != nil && m.same(name, nv, prev[name]):
+				// Unchanged since this side's previous snapshot while our write is not visible yet: the
+				// snapshot predates our write, and its older value must not go back over the newer one.
+				unlanded = append(unlanded, name)
+				continue
+			default:
+				delete(src.InFlight, name) // edited again right after our write: a real change
+			}
+		}
+		if rv, ok := l.Review[name]; ok {
+			mine := rv.SF
+			if from == contracts.PartnerCenter {
+				mine = rv.PC
+			}
+			switch {
+			case m.same(name, nv, other.Latest[name]):
+				// Both sides agree now: the conflict resolved itself.
+				delete(l.Review, name)
+				m.agree(l, name, nv)
+				resolved = append(resolved, name)
+			case m.same(name, nv, mine):
+				// Still parked: nothing is written until a person acts.
+			default:
+				// A person edited the field again on this side: that edit settles the conflict.
+				delete(l.Review, name)
+				resolved = append(resolved, name)
+				if m.reach(name, to) == Always {
+					changed[name] = nv
+				}
+			}
+			continue
+		}
 		if m.reach(name, to) != Always {
 			continue
 		}
-		nv, has := vals[name]
-		if !has && name != FieldNotes {
-			// A value that disappeared is not propagated as a blank: Partner Center refuses most blanks.
+		if !has && !r.blankTravels(to) {
+			// A value that disappeared is not propagated as a blank where the other side refuses blanks.
 			continue
 		}
-		if equal(nv, l.Synced[name]) {
+		base := l.Synced[name]
+		if m.same(name, nv, base) {
 			continue
 		}
-		if ov, ok := other.Latest[name]; ok && !equal(ov, l.Synced[name]) && !equal(ov, nv) {
-			// Both sides changed the field since the last sync: the newer change wins.
-			conflicts = append(conflicts, name)
-			if ver.At.Before(other.Seen.At) {
-				continue
+		ov, seen := other.Latest[name]
+		if seen && m.reach(name, from) == Always && !m.same(name, ov, base) && !m.same(name, ov, nv) {
+			// Both sides changed the field since the last sync.
+			owner := r.Owner
+			if owner == "" {
+				owner = OwnerNewest
 			}
+			owners[owner] = true
+			switch m.winner(owner, from, ver, other.Seen) {
+			case "":
+				if l.Review == nil {
+					l.Review = map[string]contracts.Review{}
+				}
+				rv := contracts.Review{At: now}
+				if from == contracts.PartnerCenter {
+					rv.PC, rv.SF = nv, ov
+				} else {
+					rv.PC, rv.SF = ov, nv
+				}
+				l.Review[name] = rv
+				parked = append(parked, name)
+			case to:
+				conflicts = append(conflicts, name)
+				if m.reach(name, from) == Always {
+					back[name] = ov
+				}
+			default:
+				conflicts = append(conflicts, name)
+				changed[name] = nv
+			}
+			continue
 		}
 		changed[name] = nv
 	}
+	if len(resolved) > 0 {
+		res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionConflict,
+			fmt.Sprintf("conflict parked for review settled by the %s record", from), resolved, now))
+	}
 	if len(conflicts) > 0 {
 		res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionConflict,
-			"both sides changed since the last sync; the newer change wins", conflicts, now))
+			"both sides changed since the last sync; "+ownerRule(owners), conflicts, now))
 	}
-	if len(changed) == 0 {
+	if len(parked) > 0 {
+		res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionConflict,
+			"both sides changed since the last sync; parked for review (owner both-with-review): nothing written until one side is edited again or both agree", parked, now))
+	}
+	if len(changed) == 0 && len(back) == 0 {
+		if len(conflicts)+len(parked)+len(resolved) > 0 {
+			return
+		}
 		kind, detail := contracts.DecisionNoChange, "no mapped field changed"
-		if fp := m.fingerprint(vals, from); fp != "" && fp == sideOf(l, from).WrittenFingerprint {
+		if fp := m.fingerprint(vals, from); fp != "" && fp == src.WrittenFingerprint {
 			kind, detail = contracts.DecisionEcho, "snapshot equals what cosell last wrote"
 		}
-		res.Decisions = append(res.Decisions, m.decision(*l, obs, kind, detail, nil, now))
+		if len(unlanded) > 0 {
+			detail += "; cosell's write of " + strings.Join(unlanded, ", ") + " does not show yet"
+		}
+		res.Decisions = append(res.Decisions, m.decision(*l, obs, kind, detail, unlanded, now))
 		return
 	}
-	if from == contracts.Salesforce && vals[FieldStatus] == StatusNew {
+	status := m.statusName()
+	if len(changed) > 0 {
+		m.send(l, res, from, vals[status], changed, cause, ver, now)
+	}
+	if len(back) > 0 {
+		// The owner's value goes back to the side whose change lost.
+		m.send(l, res, to, other.Latest[status], back, cause, ver, now)
+	}
+}
+
+// winner says which side's value a field takes when both changed it: a system, or "" to park it.
+func (m Mapping) winner(owner Owner, from contracts.System, ver contracts.Version, otherSeen contracts.Version) contracts.System {
+	switch owner {
+	case OwnerPC:
+		return contracts.PartnerCenter
+	case OwnerSF:
+		return contracts.Salesforce
+	case OwnerReview:
+		return ""
+	}
+	if ver.At.Before(otherSeen.At) {
+		return from.Other()
+	}
+	return from
+}
+
+func ownerRule(owners map[Owner]bool) string {
+	var parts []string
+	for _, o := range []Owner{OwnerNewest, OwnerPC, OwnerSF} {
+		if !owners[o] {
+			continue
+		}
+		switch o {
+		case OwnerNewest:
+			parts = append(parts, "the newer change wins")
+		case OwnerPC:
+			parts = append(parts, "Partner Center owns the field and wins")
+		case OwnerSF:
+			parts = append(parts, "Salesforce owns the field and wins")
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// agree records a value both sides hold as the agreed one.
+func (m Mapping) agree(l *contracts.Link, name string, v any) {
+	if l.Synced == nil {
+		l.Synced = Values{}
+	}
+	if isBlank(v) {
+		delete(l.Synced, name)
+		return
+	}
+	l.Synced[name] = v
+}
+
+// blankTravels says whether a value that disappeared is written as a blank to side to.
+func (f FieldRule) blankTravels(to contracts.System) bool {
+	switch f.Kind {
+	case KindText, KindEnum, KindSolutions, KindTeam:
+	default:
+		return false
+	}
+	if to == contracts.Salesforce && (f.SF == sf.FieldName || f.SF == sf.FieldStageName || f.SF == sf.FieldCloseDate) {
+		return false
+	}
+	return true
+}
+
+// send writes changed (canonical values from side from, whose status is fromStatus) to the other side,
+// unless a hold stage or a closed referral holds it, and records it as agreed.
+func (m Mapping) send(l *contracts.Link, res *Result, from contracts.System, fromStatus any, changed Values, cause string, ver contracts.Version, now time.Time) {
+	to := from.Other()
+	obs := Observation{System: from, EventID: cause, Version: ver}
+	other := sideOf(l, to)
+	if from == contracts.Salesforce && fromStatus == StatusNew {
 		res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionHeld,
 			fmt.Sprintf("the Opportunity is in the hold stage %q: changes wait until it leaves it", m.Stages.Hold), sortedKeys(changed), now))
 		return
 	}
-	if to == contracts.PartnerCenter && locked(other.Latest) {
+	if to == contracts.PartnerCenter && m.locked(other.Latest) {
 		res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionHeld,
 			"the referral is closed in Partner Center and takes no more changes", sortedKeys(changed), now))
 		return
@@ -183,28 +341,40 @@ func (m Mapping) propagate(l *contracts.Link, res *Result, from contracts.System
 	id := contracts.EventID("cmd", string(to), l.ID, cause)
 	switch to {
 	case contracts.PartnerCenter:
-		ops := m.ReferralPatch(changed, str(other.Latest[FieldStatus]))
+		ops := m.ReferralPatch(changed, str(other.Latest[m.statusName()]))
 		if len(ops) == 0 {
 			res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionNoChange, "nothing Partner Center can take changed", sortedKeys(changed), now))
 			return
 		}
 		res.Referral = &Command[contracts.ReferralCommand]{ID: id, Data: contracts.ReferralCommand{
 			LinkID: l.ID, Op: contracts.OpUpdate, ReferralID: l.ReferralID, OpportunityID: l.OpportunityID,
-			Patch: ops, Cause: cause, CauseVersion: ver,
+			Patch: ops, Cause: cause, CauseVersion: ver, BaseETag: other.Seen.Tag,
 		}}
 	case contracts.Salesforce:
+		fields := m.OpportunityFields(changed, false, ver.At)
+		sols, setSols := m.OpportunitySolutions(changed, false)
+		if len(fields) == 0 && !setSols {
+			res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionNoChange, "nothing Salesforce can take changed", sortedKeys(changed), now))
+			return
+		}
 		res.Opp = &Command[contracts.OpportunityCommand]{ID: id, Data: contracts.OpportunityCommand{
 			LinkID: l.ID, Op: contracts.OpUpdate, OpportunityID: l.OpportunityID, ReferralID: l.ReferralID,
-			Fields: m.OpportunityFields(changed, false, ver.At), Purpose: "sync", Cause: cause, CauseVersion: ver,
+			Fields: fields, Solutions: sols, SetSolutions: setSols, Purpose: "sync", Cause: cause, CauseVersion: ver,
 		}}
 	}
-	if l.Synced == nil {
-		l.Synced = Values{}
+	if other.InFlight == nil {
+		other.InFlight = map[string]any{}
 	}
 	for k, v := range changed {
-		l.Synced[k] = v
+		m.agree(l, k, v)
+		other.InFlight[k] = v
 	}
+	// What the side holds once the write lands: its last snapshot (or, never observed, the agreed values)
+	// with the written fields.
 	expected := cloneValues(other.Latest)
+	if len(other.Latest) == 0 {
+		expected = cloneValues(l.Synced)
+	}
 	for k, v := range changed {
 		expected[k] = v
 	}
@@ -213,9 +383,10 @@ func (m Mapping) propagate(l *contracts.Link, res *Result, from contracts.System
 	res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionApplied, "sent to "+string(to), sortedKeys(changed), now))
 }
 
-func locked(v map[string]any) bool {
-	s := v[FieldStatus]
-	return s == StatusWon || s == StatusLost
+// locked reports a referral that takes no more changes: closed (won, lost, declined or expired).
+func (m Mapping) locked(v map[string]any) bool {
+	s := v[m.statusName()]
+	return s == StatusWon || s == StatusLost || s == StatusDeclined
 }
 
 // firstSight decides on a record no link knows yet.
@@ -252,12 +423,14 @@ func (m Mapping) firstSight(o Observation, now time.Time) Result {
 	case contracts.Salesforce:
 		l.State = contracts.LinkCreatingOpportunity
 		fields := m.OpportunityFields(m.project(o.Values, to), true, o.Version.At)
+		sols, setSols := m.OpportunitySolutions(m.project(o.Values, to), true)
 		fields[sf.FieldReferralIdentifier] = o.EntityID
 		fields[sf.FieldReferralLink] = fmt.Sprintf(m.ReferralLinkFormat, o.EntityID)
 		fields[sf.FieldSyncStatus] = "✔"
 		res.Opp = &Command[contracts.OpportunityCommand]{ID: id, Data: contracts.OpportunityCommand{
 			LinkID: l.ID, Op: contracts.OpCreate, ReferralID: o.EntityID, Fields: fields,
-			Account: m.Account(o.Values), Purpose: "sync", Cause: o.EventID, CauseVersion: o.Version,
+			Account: m.Account(o.Values), Solutions: sols, SetSolutions: setSols,
+			Purpose: "sync", Cause: o.EventID, CauseVersion: o.Version,
 		}}
 	case contracts.PartnerCenter:
 		l.State = contracts.LinkCreatingReferral
@@ -281,10 +454,19 @@ func (m Mapping) Outcome(link contracts.Link, out contracts.Outcome, now time.Ti
 	l := cloneLink(link)
 	res := Result{Link: &l}
 	side := sideOf(&l, out.System)
-	if side.Pending == out.CommandID {
+	answered := side.Pending == out.CommandID
+	if answered {
 		side.Pending = ""
 	}
 	obs := Observation{System: out.System, EventID: out.CommandID, Version: out.Version}
+	if out.Status == contracts.OutcomeFailed && out.System == contracts.PartnerCenter && out.Error != nil &&
+		out.Error.Code == CodePreconditionFailed && out.Referral != nil && out.Referral.ID != "" {
+		return m.redecide(l, out, now)
+	}
+	if answered {
+		// The write is done (or refused): what it carried is no longer under way.
+		side.InFlight = nil
+	}
 	if out.Status == contracts.OutcomeFailed {
 		msg := "write failed"
 		if out.Error != nil {
@@ -347,7 +529,47 @@ func (m Mapping) Outcome(link contracts.Link, out contracts.Outcome, now time.Ti
 	if completed && res.Opp == nil && res.Referral == nil {
 		// Changes that arrived while the record was being created wait in Latest: send them now.
 		from := out.System.Other()
-		m.propagate(&l, &res, from, sideOf(&l, from).Latest, out.CommandID, sideOf(&l, from).Seen, now)
+		m.propagate(&l, &res, from, sideOf(&l, from).Latest, nil, out.CommandID, sideOf(&l, from).Seen, now)
+	}
+	return res
+}
+
+// CodePreconditionFailed is the failure code of a patch Partner Center refused with 412 because the
+// referral changed since the patch was decided; such an outcome carries the referral as it is now.
+const CodePreconditionFailed = partnercenter.ErrorCodePreconditionFailed
+
+// redecide folds the fresh referral of a 412: Microsoft edited the referral after the patch was decided,
+// so nothing was written. The fresh snapshot is decided on like any other (Microsoft's edits go to
+// Salesforce; a field both sides changed goes to the newer change), then what is still ours, agreed
+// values Partner Center does not hold, is proposed again against the fresh eTag. Microsoft's edit is
+// never overwritten blindly, and our change is not lost.
+func (m Mapping) redecide(l contracts.Link, out contracts.Outcome, now time.Time) Result {
+	res := Result{Link: &l}
+	obs := Observation{System: out.System, EventID: out.CommandID, Version: out.Version}
+	res.Decisions = append(res.Decisions, m.decision(l, obs, contracts.DecisionConflict,
+		fmt.Sprintf("referral %s changed in Partner Center after the patch was decided (412 Precondition Failed): deciding again on its current version", l.ReferralID), nil, now))
+	// While the fresh snapshot is decided on, the refused patch still counts as under way: the fields it
+	// carried are still ours, not Partner Center's values to send back.
+	l.PC.Pending = out.CommandID
+	more := m.Observe(&l, m.ObserveReferral(out.CommandID, *out.Referral, out.Version), now)
+	if more.Link != nil {
+		l = *more.Link
+	}
+	if l.PC.Pending == out.CommandID {
+		l.PC.Pending = ""
+	}
+	res.Opp = more.Opp
+	res.Decisions = append(res.Decisions, more.Decisions...)
+	ours := Values{}
+	for _, name := range m.fieldNames() {
+		v, has := l.Synced[name]
+		if !has || m.reach(name, contracts.PartnerCenter) != Always || m.same(name, v, l.PC.Latest[name]) {
+			continue
+		}
+		ours[name] = v
+	}
+	if len(ours) > 0 {
+		m.send(&l, &res, contracts.Salesforce, l.SF.Latest[m.statusName()], ours, out.CommandID, l.SF.Seen, now)
 	}
 	return res
 }
@@ -384,9 +606,15 @@ func (m Mapping) project(v Values, to contracts.System) Values {
 	return out
 }
 
-// fingerprint identifies the mapped values of a side, to recognise our own writes when they come back.
+// fingerprint identifies the mapped values a side keeps in sync (the fields that always travel to it), to
+// recognise our own writes when they come back.
 func (m Mapping) fingerprint(v Values, sys contracts.System) string {
-	p := m.project(v, sys)
+	p := Values{}
+	for k, x := range v {
+		if m.reach(k, sys) == Always && !isBlank(x) {
+			p[k] = x
+		}
+	}
 	if len(p) == 0 {
 		return ""
 	}
@@ -403,6 +631,26 @@ func (m Mapping) fieldNames() []string {
 	return names
 }
 
+// same compares two canonical values of a field: solutions by their ids, anything else by value.
+func (m Mapping) same(name string, a, b any) bool {
+	if r, ok := m.rule(name); ok && r.Kind == KindSolutions {
+		return slices.Equal(solutionIDs(a), solutionIDs(b))
+	}
+	return equal(a, b)
+}
+
+func solutionIDs(x any) []string {
+	list, _ := x.([]any)
+	ids := make([]string, 0, len(list))
+	for _, it := range list {
+		if mm, ok := it.(map[string]any); ok {
+			ids = append(ids, strings.ToLower(str(mm["id"])))
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
 func equal(a, b any) bool {
 	if a == nil || b == nil {
 		return isBlank(a) && isBlank(b)
@@ -414,7 +662,17 @@ func equal(a, b any) bool {
 	return reflect.DeepEqual(a, b) || strings.TrimSpace(str(a)) == strings.TrimSpace(str(b))
 }
 
-func isBlank(x any) bool { return x == nil || x == "" }
+func isBlank(x any) bool {
+	switch t := x.(type) {
+	case nil:
+		return true
+	case string:
+		return t == ""
+	case []any:
+		return len(t) == 0
+	}
+	return false
+}
 
 func num(x any) (float64, bool) {
 	switch t := x.(type) {
@@ -453,5 +711,17 @@ func cloneLink(l contracts.Link) contracts.Link {
 	c.Synced = cloneValues(l.Synced)
 	c.PC.Latest = cloneValues(l.PC.Latest)
 	c.SF.Latest = cloneValues(l.SF.Latest)
+	if l.PC.InFlight != nil {
+		c.PC.InFlight = cloneValues(l.PC.InFlight)
+	}
+	if l.SF.InFlight != nil {
+		c.SF.InFlight = cloneValues(l.SF.InFlight)
+	}
+	if l.Review != nil {
+		c.Review = make(map[string]contracts.Review, len(l.Review))
+		for k, v := range l.Review {
+			c.Review[k] = v
+		}
+	}
 	return c
 }

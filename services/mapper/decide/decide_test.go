@@ -269,3 +269,169 @@ func merge(a, b map[string]any) map[string]any {
 	}
 	return c
 }
+
+// patchUnderWay links a pair, then has Salesforce accept the referral and move its close date, so a patch
+// decided against the referral's eTag "a" is on its way to Partner Center.
+func patchUnderWay(t *testing.T, m Mapping) (contracts.Link, partnercenter.Referral, contracts.ReferralCommand, string) {
+	t.Helper()
+	l, r := linked(t, m)
+	o := opp("006X", map[string]any{sf.FieldName: r.Name, sf.FieldAmount: 50000.0, sf.FieldCurrencyIsoCode: "USD",
+		sf.FieldCloseDate: "2027-05-31", sf.FieldStageName: "Qualification", sf.FieldDescription: r.Details.Notes,
+		sf.FieldReferralIdentifier: r.ID})
+	res := m.Observe(&l, m.ObserveOpportunity("s-e1", o, ver("s1", 1)), t0)
+	if res.Referral == nil {
+		t.Fatalf("want a patch, got %+v", res.Decisions)
+	}
+	if res.Referral.Data.BaseETag != "a" {
+		t.Fatalf("the patch must carry the eTag it was decided against, got %q", res.Referral.Data.BaseETag)
+	}
+	return *res.Link, r, res.Referral.Data, res.Referral.ID
+}
+
+func patchPaths(c *Command[contracts.ReferralCommand]) map[string]any {
+	if c == nil {
+		return nil
+	}
+	got := map[string]any{}
+	for _, op := range c.Data.Patch {
+		got[op.Path] = op.Value
+	}
+	return got
+}
+
+// TestPreconditionFailedRedecides folds the fresh referral of a 412 through the three-way merge: Microsoft's
+// edit goes to Salesforce (never overwritten), and only what is still ours is proposed again.
+func TestPreconditionFailedRedecides(t *testing.T) {
+	m := DefaultMapping()
+	v70 := 70000.0
+	cases := []struct {
+		name string
+		edit func(r *partnercenter.Referral)
+		// webhookFirst observes Microsoft's edit before the 412 outcome arrives.
+		webhookFirst bool
+		wantOpp      map[string]any // Opportunity fields sent to Salesforce (nil = no command)
+		wantPatch    map[string]any // patch paths proposed again (nil = no command)
+	}{
+		{
+			name:      "Microsoft changed another field",
+			edit:      func(r *partnercenter.Referral) { r.Details.DealValue = &v70 },
+			wantOpp:   map[string]any{sf.FieldAmount: 70000.0},
+			wantPatch: map[string]any{"/details/closingDateTime": "2027-05-31T00:00:00Z", "/status": "Active", "/substatus": "Accepted"},
+		},
+		{
+			name:         "Microsoft's edit already observed from its webhook",
+			edit:         func(r *partnercenter.Referral) { r.Details.DealValue = &v70 },
+			webhookFirst: true,
+			wantPatch:    map[string]any{"/details/closingDateTime": "2027-05-31T00:00:00Z", "/status": "Active", "/substatus": "Accepted"},
+		},
+		{
+			name:      "Microsoft changed the same field later: its value wins",
+			edit:      func(r *partnercenter.Referral) { r.Details.ClosingDateTime = "2027-06-30T00:00:00Z" },
+			wantOpp:   map[string]any{sf.FieldCloseDate: "2027-06-30"},
+			wantPatch: map[string]any{"/status": "Active", "/substatus": "Accepted"},
+		},
+		{
+			name: "the referral already holds our change (a redelivered patch that landed)",
+			edit: func(r *partnercenter.Referral) {
+				r.Details.ClosingDateTime = "2027-05-31T00:00:00Z"
+				r.Status, r.Substatus = partnercenter.StatusActive, partnercenter.SubstatusAccepted
+			},
+		},
+		{
+			name: "Microsoft closed the referral: nothing more is proposed",
+			edit: func(r *partnercenter.Referral) {
+				r.Status, r.Substatus = partnercenter.StatusClosed, partnercenter.SubstatusLost
+			},
+			wantOpp: map[string]any{sf.FieldStageName: "Closed Lost"},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			l, r, _, cmdID := patchUnderWay(t, m)
+			fresh := r
+			d := *r.Details
+			fresh.Details = &d
+			c.edit(&fresh)
+			var firstOpp map[string]any
+			if c.webhookFirst {
+				res := m.Observe(&l, m.ObserveReferral("pc-e2", fresh, ver("b", 2)), t0)
+				if res.Referral != nil {
+					t.Fatalf("an observed snapshot must not send back to Partner Center: %+v", res.Referral)
+				}
+				if res.Opp != nil {
+					firstOpp = res.Opp.Data.Fields
+				}
+				l = *res.Link
+			}
+			out := m.Outcome(l, contracts.Outcome{CommandID: cmdID, LinkID: l.ID, System: contracts.PartnerCenter,
+				Op: contracts.OpUpdate, Status: contracts.OutcomeFailed, ReferralID: r.ID, Referral: &fresh, Version: ver("b", 2),
+				Error: &contracts.Failure{Code: CodePreconditionFailed, Message: "eTag mismatch", HTTPStatus: 412}}, t0)
+			if c.webhookFirst {
+				if firstOpp[sf.FieldAmount] != 70000.0 || len(firstOpp) != 1 {
+					t.Errorf("the webhook's snapshot sent %v to Salesforce, want only the amount", firstOpp)
+				}
+			}
+			var gotOpp map[string]any
+			if out.Opp != nil {
+				gotOpp = out.Opp.Data.Fields
+			}
+			if !equalMaps(gotOpp, c.wantOpp) {
+				t.Errorf("sent to Salesforce %v, want %v", gotOpp, c.wantOpp)
+			}
+			if got := patchPaths(out.Referral); !equalMaps(got, c.wantPatch) {
+				t.Errorf("proposed again %v, want %v", got, c.wantPatch)
+			}
+			if out.Referral != nil {
+				if out.Referral.Data.BaseETag != "b" || out.Referral.ID == cmdID || out.Link.PC.Pending != out.Referral.ID {
+					t.Errorf("the new patch must be decided against the fresh eTag: base %q id %q pending %q",
+						out.Referral.Data.BaseETag, out.Referral.ID, out.Link.PC.Pending)
+				}
+			} else if out.Link.PC.Pending != "" {
+				t.Errorf("pending = %q, want none", out.Link.PC.Pending)
+			}
+			if out.LinkBack != nil || out.Link.LastError != "" {
+				t.Errorf("a 412 is not a failure to show: link-back %+v, last error %q", out.LinkBack, out.Link.LastError)
+			}
+			if out.Decisions[0].Kind != contracts.DecisionConflict {
+				t.Errorf("first decision = %+v, want a conflict", out.Decisions[0])
+			}
+		})
+	}
+}
+
+// TestSnapshotDuringPendingWriteDoesNotRevert observes the other side while our write to it is under way:
+// fields that side did not change must not be sent back over ours.
+func TestSnapshotDuringPendingWriteDoesNotRevert(t *testing.T) {
+	m := DefaultMapping()
+	l, r, _, _ := patchUnderWay(t, m)
+	notes := "Microsoft added a note"
+	fresh := r
+	d := *r.Details
+	d.Notes = notes
+	fresh.Details = &d
+	res := m.Observe(&l, m.ObserveReferral("pc-e2", fresh, ver("b", 2)), t0)
+	if res.Opp == nil || len(res.Opp.Data.Fields) != 1 || res.Opp.Data.Fields[sf.FieldDescription] != notes {
+		t.Fatalf("want only the note sent to Salesforce, got %+v", res.Opp)
+	}
+	// Once the write has landed (nothing pending), an unchanged field is not a change either way.
+	l = *res.Link
+	l.PC.Pending = ""
+	again := fresh
+	again.Name = "renamed"
+	res = m.Observe(&l, m.ObserveReferral("pc-e3", again, ver("c", 3)), t0)
+	if res.Opp == nil || res.Opp.Data.Fields[sf.FieldCloseDate] != "2027-01-31" {
+		t.Fatalf("with nothing under way, Partner Center's differing value is a change to send: %+v", res.Opp)
+	}
+}
+
+func equalMaps(a, b map[string]any) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}

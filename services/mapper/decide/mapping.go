@@ -1,9 +1,12 @@
 package decide
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
@@ -11,27 +14,35 @@ import (
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 )
 
-// Canonical field names: the vocabulary in which both sides are compared and link state is kept.
+// Canonical field names of the default mapping: the vocabulary in which both sides are compared and link
+// state is kept. A mapping file may name its fields differently; the decisions look fields up by kind and
+// path, never by these names.
 const (
 	FieldName         = "name"
 	FieldCustomerName = "customerName"
-	FieldCountry      = "country"
-	FieldPostalCode   = "postalCode"
+	FieldStreet       = "street"
 	FieldCity         = "city"
+	FieldState        = "state"
+	FieldPostalCode   = "postalCode"
+	FieldCountry      = "country"
 	FieldDealValue    = "dealValue"
 	FieldCurrency     = "currency"
 	FieldCloseDate    = "closeDate"
 	FieldNotes        = "notes"
+	FieldHelp         = "help"
+	FieldSolutions    = "solutions"
+	FieldTeam         = "team"
 	FieldStatus       = "status"
 )
 
-// Canonical status values. Partner Center's Declined and Expired read as "lost": Salesforce has one lost
-// stage, and keeping them apart would make the two sides differ forever.
+// Canonical status values. Partner Center's Declined and Expired read as "lost" unless the mapping names a
+// decline stage: with one lost stage only, keeping them apart would make the two sides differ forever.
 const (
-	StatusNew    = "new"
-	StatusActive = "active"
-	StatusWon    = "won"
-	StatusLost   = "lost"
+	StatusNew      = "new"
+	StatusActive   = "active"
+	StatusWon      = "won"
+	StatusLost     = "lost"
+	StatusDeclined = "declined"
 )
 
 // Reach says how far a field travels towards one side.
@@ -48,11 +59,64 @@ const (
 	Always
 )
 
+// Kind is a mapped field's value type: it picks the transform applied when a value is read from or written
+// to either side, and how two values are compared.
+type Kind string
+
+// Kinds.
+const (
+	KindText      Kind = "text"      // trimmed string, cut to MaxLength
+	KindMoney     Kind = "money"     // number rounded to cents
+	KindDate      Kind = "date"      // YYYY-MM-DD (Partner Center gets midnight UTC)
+	KindCurrency  Kind = "currency"  // ISO-4217 code, upper case
+	KindCountry   Kind = "country"   // ISO-3166 alpha-2 code, upper case
+	KindEnum      Kind = "enum"      // a value of the field's value table
+	KindBool      Kind = "bool"      // true / false
+	KindStatus    Kind = "status"    // referral status+substatus ↔ StageName, by the stage rules
+	KindSolutions Kind = "solutions" // Microsoft Solution child records ↔ details.requirements.solutions
+	KindTeam      Kind = "team"      // OpportunityTeamMember users ↔ a referral's team members
+)
+
+// Owner says which side wins when both changed a field since the last sync.
+type Owner string
+
+// Owners.
+const (
+	// OwnerNewest: the newer change wins (by each side's own version time).
+	OwnerNewest Owner = "newest"
+	// OwnerPC: Partner Center's value wins, and is written back to Salesforce.
+	OwnerPC Owner = "pc"
+	// OwnerSF: Salesforce's value wins, and is written back to Partner Center.
+	OwnerSF Owner = "sf"
+	// OwnerReview: nothing is written; the conflict is parked on the link for a person to resolve.
+	OwnerReview Owner = "both-with-review"
+)
+
+// ValuePair is one row of a value table: a Partner Center value and the Salesforce value it stands for.
+// An empty SF means "no value" in Salesforce (e.g. assistance code Unknown ↔ an empty picklist).
+type ValuePair struct {
+	PC string
+	SF string
+}
+
 // FieldRule is one mapped field.
 type FieldRule struct {
+	// Name is the field's canonical name (the key in Link.Synced).
 	Name string
 	ToPC Reach
 	ToSF Reach
+	// PC is the referral path, dotted (details.dealValue); SF is the Opportunity field API name, a parent
+	// field (Account.BillingCountry), or for solutions and team the child object.
+	PC, SF string
+	Kind   Kind
+	// Owner decides conflicts; empty means OwnerNewest.
+	Owner Owner
+	// MaxLength cuts text values (runes); 0 = no limit.
+	MaxLength int
+	// Values is the value table of an enum (and optionally of text, country and currency fields).
+	Values []ValuePair
+	// Line is where the rule is in its mapping file (0 for rules built in code).
+	Line int
 }
 
 // Stages are the Salesforce stage rules of the Microsoft connector.
@@ -63,6 +127,9 @@ type Stages struct {
 	Active string
 	Won    string
 	Lost   string
+	// Decline, when set, is the stage of a declined (or expired) referral; empty = Lost, and a referral that
+	// was never accepted is declined rather than lost when its Opportunity is lost.
+	Decline string
 }
 
 // Mapping is the field mapping and the settings it depends on.
@@ -73,57 +140,53 @@ type Mapping struct {
 	DefaultCurrency string
 	// ReferralLinkFormat is a fmt pattern taking the referral id, written to Referral Link.
 	ReferralLinkFormat string
+	// Source names the file the mapping was read from, for messages.
+	Source string
+	// Lines says where the top-level settings are in that file ("defaultCurrency", "stages.hold", ...).
+	Lines map[string]int
 }
 
-// DefaultMapping reproduces the Microsoft connector's core field mapping.
+var defaultMapping = sync.OnceValues(func() (Mapping, error) {
+	return ParseMapping("default-mapping.yaml", defaultMappingYAML)
+})
+
+// DefaultMapping is the mapping file shipped in the binary (default-mapping.yaml), which reproduces the
+// Microsoft co-sell connector's field mapping.
 func DefaultMapping() Mapping {
-	return Mapping{
-		Fields: []FieldRule{
-			{Name: FieldName, ToPC: OnCreate, ToSF: Always},
-			{Name: FieldCustomerName, ToPC: OnCreate, ToSF: OnCreate},
-			{Name: FieldCountry, ToPC: OnCreate, ToSF: OnCreate},
-			{Name: FieldPostalCode, ToPC: OnCreate, ToSF: OnCreate},
-			{Name: FieldCity, ToPC: OnCreate, ToSF: OnCreate},
-			{Name: FieldDealValue, ToPC: Always, ToSF: Always},
-			{Name: FieldCurrency, ToPC: Always, ToSF: Always},
-			{Name: FieldCloseDate, ToPC: Always, ToSF: Always},
-			{Name: FieldNotes, ToPC: Always, ToSF: Always},
-			{Name: FieldStatus, ToPC: Always, ToSF: Always},
-		},
-		Stages: Stages{
-			Hold:   "Prospecting",
-			Active: "Qualification",
-			Won:    "Closed Won",
-			Lost:   "Closed Lost",
-		},
-		DefaultCurrency:    "USD",
-		ReferralLinkFormat: "https://partner.microsoft.com/dashboard/referrals/v2/leads/%s",
+	m, err := defaultMapping()
+	if err != nil {
+		// The embedded file is checked by the tests; this cannot happen in a released binary.
+		panic(fmt.Sprintf("embedded default mapping: %v", err))
 	}
+	m.Fields = append([]FieldRule(nil), m.Fields...)
+	return m
 }
+
+// DefaultMappingYAML returns the text of the embedded default mapping file.
+func DefaultMappingYAML() []byte { return append([]byte(nil), defaultMappingYAML...) }
 
 // Values are mapped field values by canonical name. Absent and nil both mean "no value".
 type Values map[string]any
 
 // FromReferral reads a referral's mapped values.
 func (m Mapping) FromReferral(r partnercenter.Referral) Values {
+	var doc map[string]any
+	b, _ := json.Marshal(r)
+	_ = json.Unmarshal(b, &doc)
 	v := Values{}
-	put(v, FieldName, r.Name)
-	put(v, FieldStatus, referralStatus(r.Status, r.Substatus))
-	if cp := r.CustomerProfile; cp != nil {
-		put(v, FieldCustomerName, cp.Name)
-		if a := cp.Address; a != nil {
-			put(v, FieldCountry, strings.ToUpper(a.Country))
-			put(v, FieldPostalCode, a.PostalCode)
-			put(v, FieldCity, a.City)
+	for _, f := range m.Fields {
+		if f.PC == "" {
+			continue
 		}
-	}
-	if d := r.Details; d != nil {
-		if d.DealValue != nil {
-			v[FieldDealValue] = money(*d.DealValue)
+		var x any
+		if f.Kind == KindStatus {
+			x = m.referralStatus(r.Status, r.Substatus)
+		} else {
+			x = f.fromPC(lookup(doc, f.PC))
 		}
-		put(v, FieldCurrency, strings.ToUpper(d.Currency))
-		put(v, FieldCloseDate, dateOf(d.ClosingDateTime))
-		put(v, FieldNotes, d.Notes)
+		if !isBlank(x) {
+			v[f.Name] = x
+		}
 	}
 	return v
 }
@@ -131,49 +194,250 @@ func (m Mapping) FromReferral(r partnercenter.Referral) Values {
 // FromOpportunity reads an Opportunity's mapped values.
 func (m Mapping) FromOpportunity(o contracts.Opportunity) Values {
 	v := Values{}
-	f := o.Fields
-	put(v, FieldName, str(f[sf.FieldName]))
-	put(v, FieldCustomerName, str(f["Account.Name"]))
-	put(v, FieldCountry, strings.ToUpper(str(f["Account."+sf.AccountBillingCountry])))
-	put(v, FieldPostalCode, str(f["Account."+sf.AccountBillingPostalCode]))
-	put(v, FieldCity, str(f["Account."+sf.AccountBillingCity]))
-	if n, ok := f[sf.FieldAmount].(float64); ok {
-		v[FieldDealValue] = money(n)
+	for _, f := range m.Fields {
+		if f.SF == "" {
+			continue
+		}
+		var x any
+		switch f.Kind {
+		case KindStatus:
+			x = m.stageStatus(str(o.Fields[f.SF]), o.Fields[sf.FieldIsWon], o.Fields[sf.FieldIsClosed])
+		case KindSolutions:
+			list := make([]any, 0, len(o.Solutions))
+			for _, s := range o.Solutions {
+				list = append(list, map[string]any{"id": s.SolutionID, "name": s.Name})
+			}
+			x = solutions(list)
+		case KindTeam:
+			list := make([]any, 0, len(o.TeamMembers))
+			for _, t := range o.TeamMembers {
+				list = append(list, map[string]any{"email": t.Email, "firstName": t.FirstName, "lastName": t.LastName, "phone": t.Phone})
+			}
+			x = team(list)
+		default:
+			x = f.fromSF(o.Fields[f.SF])
+		}
+		if !isBlank(x) {
+			v[f.Name] = x
+		}
 	}
-	put(v, FieldCurrency, strings.ToUpper(str(f[sf.FieldCurrencyIsoCode])))
-	put(v, FieldCloseDate, dateOf(str(f[sf.FieldCloseDate])))
-	put(v, FieldNotes, str(f[sf.FieldDescription]))
-	put(v, FieldStatus, m.stageStatus(str(f[sf.FieldStageName]), f[sf.FieldIsWon], f[sf.FieldIsClosed]))
 	return v
 }
 
-func (m Mapping) stageStatus(stage string, isWon, isClosed any) string {
-	switch {
-	case stage == "":
-		return ""
-	case stage == m.Stages.Hold:
-		return StatusNew
-	case stage == m.Stages.Won || isWon == true:
-		return StatusWon
-	case stage == m.Stages.Lost || isClosed == true:
-		return StatusLost
+// fromPC reads a raw referral value into its canonical form.
+func (f FieldRule) fromPC(raw any) any {
+	switch f.Kind {
+	case KindSolutions:
+		list, _ := raw.([]any)
+		return solutions(list)
+	case KindTeam:
+		list, _ := raw.([]any)
+		out := make([]any, 0, len(list))
+		for _, x := range list {
+			if mm, ok := x.(map[string]any); ok {
+				out = append(out, map[string]any{"email": mm["email"], "firstName": mm["firstName"], "lastName": mm["lastName"], "phone": mm["phoneNumber"]})
+			}
+		}
+		return team(out)
 	}
-	return StatusActive
+	if len(f.Values) > 0 && f.Kind != KindMoney && f.Kind != KindBool {
+		s := strings.TrimSpace(str(raw))
+		for _, p := range f.Values {
+			if strings.EqualFold(p.PC, s) {
+				if p.SF == "" {
+					return nil
+				}
+				return f.normalize(p.PC)
+			}
+		}
+		if f.Kind == KindEnum {
+			return nil
+		}
+	}
+	return f.normalize(raw)
 }
 
-func referralStatus(status, substatus string) string {
-	switch status {
-	case partnercenter.StatusNew:
-		return StatusNew
-	case partnercenter.StatusActive:
-		return StatusActive
-	case partnercenter.StatusClosed:
-		if substatus == partnercenter.SubstatusWon {
-			return StatusWon
+// fromSF reads a raw Opportunity field value into its canonical form (the Partner Center vocabulary for
+// values with a table).
+func (f FieldRule) fromSF(raw any) any {
+	if len(f.Values) > 0 && f.Kind != KindMoney && f.Kind != KindBool {
+		s := strings.TrimSpace(str(raw))
+		if s == "" {
+			return nil
 		}
-		return StatusLost
+		for _, p := range f.Values {
+			if p.SF != "" && strings.EqualFold(p.SF, s) {
+				return f.normalize(p.PC)
+			}
+		}
+		if f.Kind == KindEnum {
+			return nil
+		}
 	}
-	return ""
+	return f.normalize(raw)
+}
+
+// normalize applies the kind's transform; an unusable value reads as nil.
+func (f FieldRule) normalize(raw any) any {
+	switch f.Kind {
+	case KindMoney:
+		if n, ok := num(raw); ok && !math.IsNaN(n) && !math.IsInf(n, 0) {
+			return money(n)
+		}
+		return nil
+	case KindDate:
+		if d := dateOf(str(raw)); d != "" {
+			return d
+		}
+		return nil
+	case KindCurrency:
+		return code(str(raw), 3)
+	case KindCountry:
+		return code(str(raw), 2)
+	case KindBool:
+		if b, ok := raw.(bool); ok {
+			return b
+		}
+		return nil
+	}
+	s := strings.TrimSpace(str(raw))
+	if f.MaxLength > 0 {
+		s = strings.TrimSpace(truncate(s, f.MaxLength))
+	}
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// code keeps an upper-case ISO code of n letters, or nil.
+func code(s string, n int) any {
+	s = strings.ToUpper(strings.TrimSpace(s))
+	if len(s) != n {
+		return nil
+	}
+	for _, c := range s {
+		if c < 'A' || c > 'Z' {
+			return nil
+		}
+	}
+	return s
+}
+
+// solutions is the canonical solution list: {id, name} maps sorted by id, without blanks and repeats.
+func solutions(list []any) any {
+	seen := map[string]bool{}
+	var out []any
+	for _, x := range list {
+		mm, ok := x.(map[string]any)
+		if !ok {
+			continue
+		}
+		id := strings.TrimSpace(str(mm["id"]))
+		if id == "" || seen[strings.ToLower(id)] {
+			continue
+		}
+		seen[strings.ToLower(id)] = true
+		item := map[string]any{"id": id}
+		if n := strings.TrimSpace(str(mm["name"])); n != "" {
+			item["name"] = n
+		}
+		out = append(out, item)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return strings.ToLower(out[i].(map[string]any)["id"].(string)) < strings.ToLower(out[j].(map[string]any)["id"].(string))
+	})
+	return out
+}
+
+// team is the canonical team list: {email, firstName, lastName, phone} maps (blanks left out) sorted by
+// e-mail, without members who have no e-mail and without repeats.
+func team(list []any) any {
+	seen := map[string]bool{}
+	var out []any
+	for _, x := range list {
+		mm, ok := x.(map[string]any)
+		if !ok {
+			continue
+		}
+		email := strings.ToLower(strings.TrimSpace(str(mm["email"])))
+		if email == "" || seen[email] {
+			continue
+		}
+		seen[email] = true
+		item := map[string]any{"email": email}
+		for _, k := range []string{"firstName", "lastName", "phone"} {
+			if s := strings.TrimSpace(str(mm[k])); s != "" {
+				item[k] = s
+			}
+		}
+		out = append(out, item)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].(map[string]any)["email"].(string) < out[j].(map[string]any)["email"].(string)
+	})
+	return out
+}
+
+// toPC turns a canonical value into the referral's JSON value at the rule's path.
+func (f FieldRule) toPC(v any) any {
+	switch f.Kind {
+	case KindMoney, KindBool:
+		return v
+	case KindDate:
+		if s := str(v); s != "" {
+			return s + "T00:00:00Z"
+		}
+		return nil
+	case KindSolutions:
+		list, _ := v.([]any)
+		out := make([]partnercenter.Solution, 0, len(list))
+		for _, x := range list {
+			mm, _ := x.(map[string]any)
+			out = append(out, partnercenter.Solution{ID: str(mm["id"]), Name: str(mm["name"])})
+		}
+		return out
+	case KindTeam:
+		list, _ := v.([]any)
+		out := make([]partnercenter.Member, 0, len(list))
+		for _, x := range list {
+			mm, _ := x.(map[string]any)
+			out = append(out, partnercenter.Member{Email: str(mm["email"]), FirstName: str(mm["firstName"]),
+				LastName: str(mm["lastName"]), PhoneNumber: str(mm["phone"])})
+		}
+		return out
+	}
+	s := str(v)
+	if s == "" {
+		for _, p := range f.Values {
+			if p.SF == "" {
+				return p.PC
+			}
+		}
+		return ""
+	}
+	return s
+}
+
+// toSF turns a canonical value into the Opportunity field's value.
+func (f FieldRule) toSF(v any) any {
+	switch f.Kind {
+	case KindMoney, KindBool:
+		return v
+	}
+	s := str(v)
+	for _, p := range f.Values {
+		if s != "" && strings.EqualFold(p.PC, s) {
+			return p.SF
+		}
+	}
+	return s
 }
 
 // rule returns the rule of a field.
@@ -184,6 +448,34 @@ func (m Mapping) rule(name string) (FieldRule, bool) {
 		}
 	}
 	return FieldRule{}, false
+}
+
+// ruleByKind returns the first rule of a kind.
+func (m Mapping) ruleByKind(k Kind) (FieldRule, bool) {
+	for _, r := range m.Fields {
+		if r.Kind == k {
+			return r, true
+		}
+	}
+	return FieldRule{}, false
+}
+
+// ruleByPC returns the rule of a referral path.
+func (m Mapping) ruleByPC(path string) (FieldRule, bool) {
+	for _, r := range m.Fields {
+		if r.PC == path {
+			return r, true
+		}
+	}
+	return FieldRule{}, false
+}
+
+// statusName is the canonical name of the status field ("" when the mapping has none).
+func (m Mapping) statusName() string {
+	if r, ok := m.ruleByKind(KindStatus); ok {
+		return r.Name
+	}
+	return ""
 }
 
 // reach tells how far a field travels towards sys.
@@ -198,66 +490,129 @@ func (m Mapping) reach(name string, sys contracts.System) Reach {
 	return r.ToSF
 }
 
+func (m Mapping) stageStatus(stage string, isWon, isClosed any) string {
+	switch {
+	case stage == "":
+		return ""
+	case stage == m.Stages.Hold:
+		return StatusNew
+	case stage == m.Stages.Won || isWon == true:
+		return StatusWon
+	case m.Stages.Decline != "" && stage == m.Stages.Decline:
+		return StatusDeclined
+	case stage == m.Stages.Lost || isClosed == true:
+		return StatusLost
+	}
+	return StatusActive
+}
+
+func (m Mapping) referralStatus(status, substatus string) string {
+	switch status {
+	case partnercenter.StatusNew:
+		return StatusNew
+	case partnercenter.StatusActive:
+		return StatusActive
+	case partnercenter.StatusClosed:
+		switch substatus {
+		case partnercenter.SubstatusWon:
+			return StatusWon
+		case partnercenter.SubstatusDeclined, partnercenter.SubstatusExpired:
+			if m.Stages.Decline != "" {
+				return StatusDeclined
+			}
+		}
+		return StatusLost
+	}
+	return ""
+}
+
 // ReferralCreate builds the referral to create from an Opportunity's values.
 func (m Mapping) ReferralCreate(oppID string, v Values) partnercenter.Referral {
-	r := partnercenter.Referral{
-		Name:                str(v[FieldName]),
-		ExternalReferenceID: oppID,
-		Type:                partnercenter.TypeIndependent,
-		Qualification:       partnercenter.QualificationDirect,
-		Status:              partnercenter.StatusNew,
-		Substatus:           partnercenter.SubstatusPending,
-		CustomerProfile: &partnercenter.CustomerProfile{
-			Name: str(v[FieldCustomerName]),
-		},
-		Consent: &partnercenter.Consent{ConsentToToShareInfoWithOthers: true, ConsentToContact: true},
-		Details: &partnercenter.Details{
-			Notes:    str(v[FieldNotes]),
-			Currency: m.currency(v),
-		},
+	doc := map[string]any{}
+	for _, f := range m.Fields {
+		x, ok := v[f.Name]
+		if f.ToPC == Never || f.PC == "" || f.Kind == KindStatus {
+			continue
+		}
+		if !ok {
+			if f.Kind == KindEnum {
+				// An empty picklist may stand for a Partner Center value (no help → Unknown).
+				if pv := f.toPC(nil); pv != "" {
+					set(doc, f.PC, pv)
+				}
+			}
+			continue
+		}
+		set(doc, f.PC, f.toPC(x))
+	}
+	var r partnercenter.Referral
+	b, _ := json.Marshal(doc)
+	_ = json.Unmarshal(b, &r) // paths are checked when the mapping is loaded; a value that does not fit stays empty
+	r.ExternalReferenceID = oppID
+	r.Type = partnercenter.TypeIndependent
+	r.Qualification = partnercenter.QualificationDirect
+	r.Status, r.Substatus = partnercenter.StatusNew, partnercenter.SubstatusPending
+	if r.CustomerProfile == nil {
+		r.CustomerProfile = &partnercenter.CustomerProfile{}
 	}
 	if r.CustomerProfile.Name == "" {
 		r.CustomerProfile.Name = r.Name
 	}
-	if c := str(v[FieldCountry]); c != "" {
-		r.CustomerProfile.Address = &partnercenter.Address{
-			Country: c, PostalCode: str(v[FieldPostalCode]), City: str(v[FieldCity]),
-		}
+	if a := r.CustomerProfile.Address; a != nil && a.Country == "" {
+		// Partner Center needs a country with any address.
+		r.CustomerProfile.Address = nil
 	}
-	if d, ok := v[FieldDealValue].(float64); ok {
-		r.Details.DealValue = &d
+	r.Consent = &partnercenter.Consent{ConsentToToShareInfoWithOthers: true, ConsentToContact: true}
+	if r.Details == nil {
+		r.Details = &partnercenter.Details{}
 	}
-	if cd := str(v[FieldCloseDate]); cd != "" {
-		r.Details.ClosingDateTime = cd + "T00:00:00Z"
+	if r.Details.Currency == "" {
+		r.Details.Currency = m.DefaultCurrency
 	}
 	return r
 }
 
-// ReferralPatch turns changed values into JSON Patch operations. from is the referral's current status,
-// needed to pick Declined (never accepted) or Lost (accepted) when the deal is lost.
+// ReferralPatch turns changed values into JSON Patch operations. from is the referral's current canonical
+// status, needed to pick Declined (never accepted) or Lost (accepted) when the deal is lost.
 func (m Mapping) ReferralPatch(changed Values, from string) []partnercenter.PatchOp {
 	var ops []partnercenter.PatchOp
 	for _, name := range sortedKeys(changed) {
+		f, ok := m.rule(name)
+		if !ok || f.PC == "" || f.ToPC != Always {
+			continue
+		}
 		val := changed[name]
-		switch name {
-		case FieldDealValue:
-			ops = append(ops, replace("/details/dealValue", val))
-		case FieldCurrency:
-			ops = append(ops, replace("/details/currency", val))
-		case FieldCloseDate:
-			if s := str(val); s != "" {
-				ops = append(ops, replace("/details/closingDateTime", s+"T00:00:00Z"))
-			}
-		case FieldNotes:
-			ops = append(ops, replace("/details/notes", str(val)))
-		case FieldStatus:
+		if f.Kind == KindStatus {
 			status, substatus := referralStatusFor(str(val), from)
 			if status != "" {
 				ops = append(ops, replace("/status", status), replace("/substatus", substatus))
 			}
+			continue
 		}
+		if _, patchable := PatchablePaths[f.PC]; !patchable {
+			continue
+		}
+		if isBlank(val) && f.Kind != KindText && f.Kind != KindEnum {
+			// Partner Center refuses blanks for numbers, dates and codes.
+			continue
+		}
+		pv := f.toPC(val)
+		if f.Kind == KindSolutions || f.Kind == KindTeam {
+			if isBlank(val) {
+				pv = []any{}
+			}
+		}
+		ops = append(ops, replace("/"+strings.ReplaceAll(f.PC, ".", "/"), pv))
 	}
 	return ops
+}
+
+// PatchablePaths are the referral paths Partner Center's PATCH accepts (the connector's API definition).
+var PatchablePaths = map[string]struct{}{
+	"campaignId": {}, "consent.consentToShareReferralWithMicrosoftSellers": {}, "customerProfile.team": {},
+	"details.closingDateTime": {}, "details.currency": {}, "details.dealValue": {}, "details.notes": {},
+	"details.requirements.solutions": {}, "externalReferenceId": {}, "referralProgram": {}, "salesStage": {},
+	"status": {}, "substatus": {}, "statusReason": {}, "team": {},
 }
 
 func referralStatusFor(status, from string) (string, string) {
@@ -266,6 +621,8 @@ func referralStatusFor(status, from string) (string, string) {
 		return partnercenter.StatusActive, partnercenter.SubstatusAccepted
 	case StatusWon:
 		return partnercenter.StatusClosed, partnercenter.SubstatusWon
+	case StatusDeclined:
+		return partnercenter.StatusClosed, partnercenter.SubstatusDeclined
 	case StatusLost:
 		if from == StatusNew {
 			return partnercenter.StatusClosed, partnercenter.SubstatusDeclined
@@ -280,26 +637,28 @@ func replace(path string, v any) partnercenter.PatchOp {
 	return partnercenter.PatchOp{Op: "replace", Path: path, Value: v}
 }
 
-// OpportunityFields turns values into Opportunity API fields. create adds the fields Salesforce requires.
+// OpportunityFields turns values into Opportunity API fields (Account fields and child records are
+// written through Account and OpportunitySolutions). create adds the fields Salesforce requires.
 func (m Mapping) OpportunityFields(v Values, create bool, createdAt time.Time) map[string]any {
 	f := map[string]any{}
 	for name, val := range v {
-		switch name {
-		case FieldName:
-			f[sf.FieldName] = truncate(str(val), 120)
-		case FieldDealValue:
-			f[sf.FieldAmount] = val
-		case FieldCurrency:
-			f[sf.FieldCurrencyIsoCode] = val
-		case FieldCloseDate:
-			if s := str(val); s != "" {
-				f[sf.FieldCloseDate] = s
-			}
-		case FieldNotes:
-			f[sf.FieldDescription] = str(val)
-		case FieldStatus:
+		r, ok := m.rule(name)
+		if !ok || r.SF == "" || strings.Contains(r.SF, ".") || r.Kind == KindSolutions || r.Kind == KindTeam {
+			continue
+		}
+		if reach := r.ToSF; reach == Never || (reach == OnCreate && !create) {
+			continue
+		}
+		switch r.Kind {
+		case KindStatus:
 			if st := m.stageFor(str(val)); st != "" {
-				f[sf.FieldStageName] = st
+				f[r.SF] = st
+			}
+		case KindText, KindEnum:
+			f[r.SF] = r.toSF(val)
+		default:
+			if !isBlank(val) {
+				f[r.SF] = r.toSF(val)
 			}
 		}
 	}
@@ -311,12 +670,35 @@ func (m Mapping) OpportunityFields(v Values, create bool, createdAt time.Time) m
 		if _, ok := f[sf.FieldStageName]; !ok {
 			f[sf.FieldStageName] = m.Stages.Hold
 		}
-		if _, ok := f[sf.FieldCurrencyIsoCode]; !ok {
-			f[sf.FieldCurrencyIsoCode] = m.DefaultCurrency
+		if r, ok := m.ruleByPC("details.currency"); ok && r.SF != "" && !strings.Contains(r.SF, ".") {
+			if _, ok := f[r.SF]; !ok {
+				f[r.SF] = m.DefaultCurrency
+			}
 		}
 		f[sf.FieldSyncWithPartnerCenter] = true
 	}
 	return f
+}
+
+// OpportunitySolutions returns the Microsoft Solution records the values ask for, and whether the mapping
+// writes solutions to Salesforce at all (create: OnCreate or Always; update: Always).
+func (m Mapping) OpportunitySolutions(v Values, create bool) ([]contracts.Solution, bool) {
+	r, ok := m.ruleByKind(KindSolutions)
+	if !ok || r.ToSF == Never || (r.ToSF == OnCreate && !create) {
+		return nil, false
+	}
+	x, has := v[r.Name]
+	if !has {
+		// Absent from a change set: solutions did not change; absent on create: nothing to add.
+		return nil, false
+	}
+	list, _ := x.([]any)
+	out := make([]contracts.Solution, 0, len(list))
+	for _, it := range list {
+		mm, _ := it.(map[string]any)
+		out = append(out, contracts.Solution{SolutionID: str(mm["id"]), Name: str(mm["name"])})
+	}
+	return out, true
 }
 
 func (m Mapping) stageFor(status string) string {
@@ -329,32 +711,74 @@ func (m Mapping) stageFor(status string) string {
 		return m.Stages.Won
 	case StatusLost:
 		return m.Stages.Lost
+	case StatusDeclined:
+		if m.Stages.Decline != "" {
+			return m.Stages.Decline
+		}
+		return m.Stages.Lost
 	}
 	return ""
 }
 
-func (m Mapping) currency(v Values) string {
-	if c := str(v[FieldCurrency]); c != "" {
-		return c
-	}
-	return m.DefaultCurrency
-}
-
-// Account builds the customer account an Opportunity created from a referral belongs to.
+// Account builds the customer account an Opportunity created from a referral belongs to, from the
+// rules whose Salesforce field is an Account field.
 func (m Mapping) Account(v Values) *contracts.Account {
-	name := str(v[FieldCustomerName])
-	if name == "" {
+	a := &contracts.Account{}
+	for _, r := range m.Fields {
+		field, ok := strings.CutPrefix(r.SF, "Account.")
+		if !ok || r.ToSF == Never {
+			continue
+		}
+		s := str(r.toSF(v[r.Name]))
+		switch field {
+		case sf.AccountName:
+			a.Name = s
+		case sf.AccountBillingStreet:
+			a.Street = s
+		case sf.AccountBillingCity:
+			a.City = s
+		case sf.AccountBillingState:
+			a.State = s
+		case sf.AccountBillingPostalCode:
+			a.PostalCode = s
+		default:
+			if r.Kind == KindCountry {
+				a.Country = s
+			}
+		}
+	}
+	if a.Name == "" {
 		return nil
 	}
-	return &contracts.Account{
-		Name: name, City: str(v[FieldCity]), PostalCode: str(v[FieldPostalCode]), Country: str(v[FieldCountry]),
-	}
+	return a
 }
 
-func put(v Values, name, s string) {
-	if s = strings.TrimSpace(s); s != "" {
-		v[name] = s
+// lookup reads a dotted path in a JSON document.
+func lookup(doc map[string]any, path string) any {
+	var cur any = doc
+	for _, seg := range strings.Split(path, ".") {
+		mm, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = mm[seg]
 	}
+	return cur
+}
+
+// set writes a dotted path in a JSON document, making the objects on the way.
+func set(doc map[string]any, path string, v any) {
+	segs := strings.Split(path, ".")
+	cur := doc
+	for _, seg := range segs[:len(segs)-1] {
+		next, ok := cur[seg].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			cur[seg] = next
+		}
+		cur = next
+	}
+	cur[segs[len(segs)-1]] = v
 }
 
 func str(x any) string {

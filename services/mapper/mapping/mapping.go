@@ -1,0 +1,294 @@
+// Package mapping loads a mapping file and checks it against the Salesforce metadata cosell deploys
+// (deploy/salesforce) as well as the referral schema, so a mistake in a mapping is found at start-up,
+// with its line and the fix, instead of as a failed write later.
+package mapping
+
+import (
+	"encoding/xml"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+
+	metadata "github.com/cosell-dev/cosell/deploy/salesforce"
+	"github.com/cosell-dev/cosell/services/mapper/decide"
+)
+
+// Load reads the mapping file at file ("" = the default embedded in the binary) and checks it against the
+// referral schema and the embedded Salesforce metadata. The error, when not nil, is decide.Problems.
+func Load(file string) (decide.Mapping, error) {
+	if file == "" {
+		return Validate("default-mapping.yaml", decide.DefaultMappingYAML(), nil)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return decide.Mapping{}, fmt.Errorf("mapping file: %w", err)
+	}
+	return Validate(file, data, nil)
+}
+
+// Validate parses a mapping file and checks it against the Salesforce metadata in meta (an SFDX project;
+// nil = the one in deploy/salesforce). Text fields without maxLength get their Salesforce field's length.
+func Validate(file string, data []byte, meta fs.FS) (decide.Mapping, error) {
+	m, err := decide.ParseMapping(file, data)
+	if err != nil {
+		return decide.Mapping{}, err
+	}
+	if meta == nil {
+		meta = metadata.Metadata
+	}
+	s, err := LoadSchema(meta)
+	if err != nil {
+		return decide.Mapping{}, err
+	}
+	if ps := Check(&m, s); len(ps) > 0 {
+		return decide.Mapping{}, ps
+	}
+	return m, nil
+}
+
+// Field is a Salesforce field as the checks need it.
+type Field struct {
+	Name      string
+	Type      string // describe type: string, textarea, picklist, currency, double, date, boolean, ...
+	Length    int
+	Picklist  []string
+	Required  bool
+	Writeable bool
+}
+
+// Schema is the Salesforce objects a mapping can name, by object then lower-case field name.
+type Schema map[string]map[string]Field
+
+// Opportunity stages and currencies of a new org, as the emulator has them.
+var (
+	defaultStages = []string{"Prospecting", "Qualification", "Needs Analysis", "Value Proposition",
+		"Id. Decision Makers", "Perception Analysis", "Proposal/Price Quote", "Negotiation/Review", "Closed Won", "Closed Lost"}
+	currencies = []string{"USD", "EUR", "GBP", "CAD", "AUD", "JPY", "INR", "CHF", "SEK", "NZD"}
+)
+
+func standard() Schema {
+	w := func(name, typ string, length int) Field {
+		return Field{Name: name, Type: typ, Length: length, Writeable: true}
+	}
+	req := func(f Field) Field { f.Required = true; return f }
+	pick := func(f Field, values ...string) Field { f.Picklist = values; return f }
+	ro := func(f Field) Field { f.Writeable = false; return f }
+	s := Schema{"Opportunity": {}, "Account": {}, "OpportunityTeamMember": {}}
+	for _, f := range []Field{
+		ro(w("Id", "id", 18)), req(w("Name", "string", 120)), w("AccountId", "reference", 18), w("Amount", "currency", 0),
+		pick(w("CurrencyIsoCode", "picklist", 255), currencies...), req(w("CloseDate", "date", 0)),
+		req(pick(w("StageName", "picklist", 255), defaultStages...)), ro(w("IsClosed", "boolean", 0)), ro(w("IsWon", "boolean", 0)),
+		w("Probability", "percent", 0),
+		pick(w("Type", "picklist", 255), "Existing Customer - Upgrade", "Existing Customer - Replacement", "Existing Customer - Downgrade", "New Customer"),
+		pick(w("LeadSource", "picklist", 255), "Web", "Phone Inquiry", "Partner Referral", "Purchased List", "Other"),
+		w("Description", "textarea", 32000), w("NextStep", "string", 255), w("OwnerId", "reference", 18),
+	} {
+		s["Opportunity"][strings.ToLower(f.Name)] = f
+	}
+	for _, f := range []Field{
+		req(w("Name", "string", 255)), w("BillingStreet", "string", 255), w("BillingCity", "string", 40),
+		w("BillingState", "string", 80), w("BillingPostalCode", "string", 20), w("BillingCountry", "string", 80),
+		w("Website", "url", 255), w("Industry", "picklist", 255), w("NumberOfEmployees", "int", 0), w("Phone", "phone", 40),
+		pick(w("CurrencyIsoCode", "picklist", 255), currencies...),
+	} {
+		s["Account"][strings.ToLower(f.Name)] = f
+	}
+	return s
+}
+
+type xmlField struct {
+	FullName string `xml:"fullName"`
+	Type     string `xml:"type"`
+	Length   int    `xml:"length"`
+	Required bool   `xml:"required"`
+	Values   []struct {
+		FullName string `xml:"fullName"`
+	} `xml:"valueSet>valueSetDefinition>value"`
+}
+
+// LoadSchema builds the schema from the standard objects and the SFDX project in meta (custom objects and
+// fields; a standard field's XML, e.g. an org's StageName with its own stages, replaces the default).
+func LoadSchema(meta fs.FS) (Schema, error) {
+	s := standard()
+	dir := path.Join("force-app", "main", "default", "objects")
+	objects, err := fs.ReadDir(meta, dir)
+	if err != nil {
+		return nil, fmt.Errorf("salesforce metadata: %w", err)
+	}
+	for _, o := range objects {
+		if !o.IsDir() {
+			continue
+		}
+		if s[o.Name()] == nil {
+			s[o.Name()] = map[string]Field{"name": {Name: "Name", Type: "string", Length: 80, Writeable: true}}
+		}
+		files, _ := fs.Glob(meta, path.Join(dir, o.Name(), "fields", "*.field-meta.xml"))
+		for _, file := range files {
+			b, err := fs.ReadFile(meta, file)
+			if err != nil {
+				return nil, err
+			}
+			var x xmlField
+			if err := xml.Unmarshal(b, &x); err != nil {
+				return nil, fmt.Errorf("%s: %w", file, err)
+			}
+			f := Field{Name: x.FullName, Length: x.Length, Required: x.Required, Writeable: true}
+			switch x.Type {
+			case "Text":
+				f.Type = "string"
+			case "TextArea":
+				f.Type, f.Length = "textarea", 255
+			case "LongTextArea", "Html":
+				f.Type = "textarea"
+			case "Checkbox":
+				f.Type = "boolean"
+			case "Number":
+				f.Type = "double"
+			case "Currency":
+				f.Type = "currency"
+			case "Percent":
+				f.Type = "percent"
+			case "Date":
+				f.Type = "date"
+			case "DateTime":
+				f.Type = "datetime"
+			case "Url":
+				f.Type, f.Length = "url", 255
+			case "Email":
+				f.Type, f.Length = "email", 80
+			case "Phone":
+				f.Type, f.Length = "phone", 40
+			case "Picklist":
+				f.Type, f.Length = "picklist", 255
+				for _, v := range x.Values {
+					f.Picklist = append(f.Picklist, v.FullName)
+				}
+			case "Lookup", "MasterDetail":
+				f.Type, f.Length = "reference", 18
+			default:
+				f.Type = strings.ToLower(x.Type)
+			}
+			if old, ok := s[o.Name()][strings.ToLower(f.Name)]; ok && f.Type == "picklist" && len(f.Picklist) == 0 {
+				f.Picklist = old.Picklist
+			}
+			s[o.Name()][strings.ToLower(f.Name)] = f
+		}
+	}
+	return s, nil
+}
+
+// kinds lists the Salesforce field types each kind of mapped value can be stored in.
+var kinds = map[decide.Kind][]string{
+	decide.KindText:     {"string", "textarea", "picklist", "url", "email", "phone"},
+	decide.KindEnum:     {"picklist", "string", "textarea"},
+	decide.KindCountry:  {"string", "picklist"},
+	decide.KindCurrency: {"picklist", "string"},
+	decide.KindMoney:    {"currency", "double", "int", "percent"},
+	decide.KindDate:     {"date", "datetime"},
+	decide.KindBool:     {"boolean"},
+}
+
+// Check checks a parsed mapping against the Salesforce schema and fills text fields' maxLength from
+// their Salesforce length.
+func Check(m *decide.Mapping, s Schema) decide.Problems {
+	var ps decide.Problems
+	add := func(line int, field, fix, format string, args ...any) {
+		ps = append(ps, decide.Problem{File: m.Source, Line: line, Field: field, Message: fmt.Sprintf(format, args...), Fix: fix})
+	}
+	mapped := map[string]bool{}
+	for i := range m.Fields {
+		r := &m.Fields[i]
+		switch r.Kind {
+		case decide.KindSolutions, decide.KindTeam:
+			if s[r.SF] == nil {
+				add(r.Line, r.Name, "deploy deploy/salesforce to the org, or map another field", "Salesforce object %s does not exist in the metadata", r.SF)
+			}
+			continue
+		}
+		object, name := "Opportunity", r.SF
+		if rest, ok := strings.CutPrefix(r.SF, "Account."); ok {
+			object, name = "Account", rest
+		} else if strings.Contains(r.SF, ".") {
+			add(r.Line, r.Name, "map an Opportunity field or Account.<field>", "%s is not an Opportunity or Account field", r.SF)
+			continue
+		}
+		f, ok := s[object][strings.ToLower(name)]
+		if !ok {
+			add(r.Line, r.Name, suggest(s[object], name, object), "Salesforce field %s.%s does not exist", object, name)
+			continue
+		}
+		if object == "Opportunity" {
+			mapped[strings.ToLower(f.Name)] = true
+		}
+		if r.Kind == decide.KindStatus {
+			for key, stage := range map[string]string{"hold": m.Stages.Hold, "active": m.Stages.Active, "won": m.Stages.Won, "lost": m.Stages.Lost, "decline": m.Stages.Decline} {
+				if stage != "" && !slices.Contains(f.Picklist, stage) {
+					add(m.Lines["stages."+key], r.Name, "use one of: "+strings.Join(f.Picklist, ", "), "stages.%s: stage %q is not a StageName value", key, stage)
+				}
+			}
+			continue
+		}
+		if !slices.Contains(kinds[r.Kind], f.Type) {
+			add(r.Line, r.Name, fmt.Sprintf("map a %s field, or change the type", strings.Join(kinds[r.Kind], "/")),
+				"type mismatch: %s.%s is a %s field, which cannot hold %s values", object, f.Name, f.Type, r.Kind)
+			continue
+		}
+		if r.ToSF != decide.Never && !f.Writeable {
+			add(r.Line, r.Name, "set toSF: never", "%s.%s is read-only in Salesforce", object, f.Name)
+		}
+		if len(f.Picklist) > 0 {
+			for _, v := range r.Values {
+				if v.SF != "" && !slices.Contains(f.Picklist, v.SF) {
+					add(r.Line, r.Name, "use one of: "+strings.Join(f.Picklist, ", "), "picklist value %q does not exist on %s.%s", v.SF, object, f.Name)
+				}
+			}
+			if r.Kind == decide.KindCurrency && !slices.Contains(f.Picklist, m.DefaultCurrency) {
+				add(m.Lines["defaultCurrency"], r.Name, "use one of: "+strings.Join(f.Picklist, ", "), "defaultCurrency %q is not enabled in %s.%s", m.DefaultCurrency, object, f.Name)
+			}
+		}
+		if r.Kind == decide.KindText && f.Length > 0 {
+			switch {
+			case r.MaxLength == 0:
+				r.MaxLength = f.Length
+			case r.MaxLength > f.Length:
+				add(r.Line, r.Name, fmt.Sprintf("set maxLength: %d", f.Length), "maxLength %d is longer than %s.%s (%d characters): Salesforce would refuse the write", r.MaxLength, object, f.Name, f.Length)
+			}
+		}
+	}
+	// Required Opportunity fields that neither the mapping nor cosell fills.
+	filledByCosell := map[string]bool{"closedate": true, "stagename": true, "name": false}
+	var required []string
+	for key, f := range s["Opportunity"] {
+		if f.Required && f.Writeable && !mapped[key] && !filledByCosell[key] {
+			required = append(required, f.Name)
+		}
+	}
+	sort.Strings(required)
+	for _, name := range required {
+		add(m.Lines["fields"], name, fmt.Sprintf("add - { name: %s, pc: <referral path>, sf: %s }", strings.ToLower(name[:1])+name[1:], name),
+			"missing required field: Salesforce requires Opportunity.%s", name)
+	}
+	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Line < ps[j].Line })
+	return ps
+}
+
+// suggest proposes the closest field name.
+func suggest(fields map[string]Field, name, object string) string {
+	want := strings.ToLower(strings.TrimSuffix(name, "__c"))
+	var close []string
+	for _, f := range fields {
+		have := strings.ToLower(strings.TrimSuffix(f.Name, "__c"))
+		if strings.Contains(have, want) || strings.Contains(want, have) || strings.EqualFold(strings.ReplaceAll(have, "_", ""), strings.ReplaceAll(want, "_", "")) {
+			close = append(close, f.Name)
+		}
+	}
+	sort.Strings(close)
+	if len(close) > 0 {
+		return "did you mean " + strings.Join(close, " or ") + "?"
+	}
+	return "check the API name in Setup → Object Manager → " + object + " (custom fields end in __c)"
+}

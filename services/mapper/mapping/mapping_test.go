@@ -1,0 +1,117 @@
+package mapping
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cosell-dev/cosell/services/mapper/decide"
+)
+
+func TestDefaultIsValid(t *testing.T) {
+	m, err := Load("")
+	if err != nil {
+		t.Fatalf("the embedded default must be valid: %v", err)
+	}
+	for _, f := range m.Fields {
+		if f.Kind == decide.KindText && f.MaxLength == 0 {
+			t.Errorf("text field %s got no length limit from the metadata", f.Name)
+		}
+	}
+}
+
+// broken returns the default file with old replaced by new (which must be there once).
+func broken(t *testing.T, old, new string) []byte {
+	t.Helper()
+	s := string(decide.DefaultMappingYAML())
+	if strings.Count(s, old) != 1 {
+		t.Fatalf("%q is not in the default mapping once", old)
+	}
+	return []byte(strings.Replace(s, old, new, 1))
+}
+
+func lineOf(data []byte, needle string) int {
+	i := strings.Index(string(data), needle)
+	return strings.Count(string(data[:i]), "\n") + 1
+}
+
+func TestProblemsNameLineFieldAndFix(t *testing.T) {
+	cases := []struct {
+		name, old, new string
+		at             string // text on the reported line
+		field, message string
+		fix            string
+	}{
+		{"unknown Salesforce field", "sf: Amount", "sf: Amount__c", "- name: dealValue", "dealValue", "Opportunity.Amount__c does not exist", "did you mean Amount?"},
+		{"unknown Account field", "sf: Account.BillingCountry", "sf: Account.Country_Code__c", "- name: country", "country", "Account.Country_Code__c does not exist", "Object Manager"},
+		{"type mismatch with Salesforce", "sf: CloseDate", "sf: Description", "- name: closeDate", "closeDate", "type mismatch: Opportunity.Description is a textarea field", "map a date/datetime field"},
+		{"type mismatch with the referral", "    sf: Amount\n    type: money", "    sf: Amount\n    type: date", "type: date", "dealValue", "type mismatch: details.dealValue is money", "use type money"},
+		{"picklist value that does not exist", "sf: Quotes or licensing", "sf: Quotes and licences", "- name: help", "help", `picklist value "Quotes and licences" does not exist`, "Quotes or licensing"},
+		{"Partner Center value that does not exist", "pc: QuotesOrLicensing", "pc: QuotesAndLicences", "- name: help", "help", `Partner Center value "QuotesAndLicences" does not exist`, "use one of"},
+		{"stage that does not exist", "hold: Prospecting", "hold: Waiting", "hold: Waiting", "status", `stage "Waiting" is not a StageName value`, "Needs Analysis"},
+		{"unknown referral path", "pc: details.notes", "pc: details.note", "- name: notes", "notes", `referral path "details.note" does not exist`, "details.notes"},
+		{"not patchable", "    toPC: create\n    toSF: always\n    values:", "    toPC: always\n    toSF: always\n    values:", "toPC: always", "help", "does not allow inviteContext.assistanceRequestCode to be patched", "toPC: create"},
+		{"missing required field", "  - name: status\n    pc: status\n    sf: StageName\n    type: status\n", "", "fields:", "status", "missing required field", "name: status"},
+		{"read-only field", "sf: Amount", "sf: IsWon", "- name: dealValue", "dealValue", "IsWon is a boolean field", "currency/double"},
+		{"too long for the field", "maxLength: 120", "maxLength: 500", "- name: name", "name", "maxLength 500 is longer than Opportunity.Name (120 characters)", "set maxLength: 120"},
+		{"unknown key", "defaultCurrency: USD", "defaultCurency: USD", "defaultCurency", "", `unknown key "defaultCurency"`, "keys are"},
+		{"bad direction", "    toPC: create # Partner Center", "    toPC: sometimes # Partner Center", "toPC: sometimes", "name", `toPC "sometimes" is not a direction`, "never, create or always"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			data := broken(t, c.old, c.new)
+			_, err := Validate("my-mapping.yaml", data, nil)
+			var ps decide.Problems
+			if !errors.As(err, &ps) {
+				t.Fatalf("want problems, got %v", err)
+			}
+			for _, p := range ps {
+				if strings.Contains(p.Message, c.message) {
+					if p.File != "my-mapping.yaml" || p.Field != c.field || !strings.Contains(p.Fix, c.fix) {
+						t.Errorf("problem = %+v; want field %q, fix containing %q", p, c.field, c.fix)
+					}
+					if want := lineOf(data, c.at); p.Line != want {
+						t.Errorf("line %d, want %d (%q): %s", p.Line, want, c.at, p)
+					}
+					return
+				}
+			}
+			t.Fatalf("no problem says %q; got:\n%v", c.message, ps)
+		})
+	}
+}
+
+func TestNotYAML(t *testing.T) {
+	_, err := Validate("x.yaml", []byte("fields: [\n  - name: a\n"), nil)
+	var ps decide.Problems
+	if !errors.As(err, &ps) || ps[0].Line == 0 || !strings.Contains(ps[0].Message, "not valid YAML") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// TestOrgMetadataOverridesStages: an org's own StageName values (retrieved into an SFDX project) are
+// what stage names are checked against.
+func TestOrgMetadataOverridesStages(t *testing.T) {
+	dir := t.TempDir()
+	fields := filepath.Join(dir, "force-app", "main", "default", "objects", "Opportunity", "fields")
+	if err := os.MkdirAll(fields, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	xml := `<?xml version="1.0" encoding="UTF-8"?><CustomField xmlns="http://soap.sforce.com/2006/04/metadata"><fullName>StageName</fullName><type>Picklist</type><valueSet><valueSetDefinition>` +
+		`<value><fullName>Waiting</fullName></value><value><fullName>Accepted</fullName></value><value><fullName>Won</fullName></value><value><fullName>Lost</fullName></value>` +
+		`</valueSetDefinition></valueSet></CustomField>`
+	if err := os.WriteFile(filepath.Join(fields, "StageName.field-meta.xml"), []byte(xml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := broken(t, "  hold: Prospecting\n", "  hold: Waiting\n")
+	data = []byte(strings.NewReplacer("active: Qualification", "active: Accepted", "won: Closed Won", "won: Won", "lost: Closed Lost", "lost: Lost").Replace(string(data)))
+	if _, err := Validate("org.yaml", data, os.DirFS(dir)); err == nil || !strings.Contains(err.Error(), "How_can_Microsoft_help__c does not exist") {
+		// The org project has no custom fields, so the ones cosell needs are reported missing...
+		t.Fatalf("want the missing custom field reported, got %v", err)
+	}
+	if strings.Contains(func() string { _, err := Validate("org.yaml", data, os.DirFS(dir)); return err.Error() }(), "StageName value") {
+		t.Fatal("...but the org's stages are accepted")
+	}
+}
