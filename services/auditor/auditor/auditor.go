@@ -1,6 +1,10 @@
-// Package auditor is the auditor stage: it consumes every audited decision, keeps counts and the most
-// recent entries, and serves the status API and page. The durable per-link timeline is the audit stream
-// itself (one subject per link), read back on demand, so nothing is lost when the auditor restarts.
+// Package auditor is the auditor stage: it consumes every audited decision and every dead letter, keeps
+// counts, the most recent entries and an hour of lag and throughput samples, writes a short Audit summary
+// back to each linked Opportunity through sf-writer, and serves the status API and page.
+//
+// The durable per-link timeline is the audit stream itself (one subject per link), read back on demand,
+// so nothing is lost when the auditor restarts. Dead letters are put on their link's timeline by the
+// auditor, so a timeline shows every decision, failure and parked message of a record in one place.
 package auditor
 
 import (
@@ -9,17 +13,42 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sort"
-
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/services/internal/runtime"
 )
+
+// Options tune the auditor; zero values take the defaults.
+type Options struct {
+	// SummaryEvery is how often changed links get their Audit field rewritten; 0 turns the write-back off.
+	SummaryEvery time.Duration
+	// SummaryEntries is how many timeline entries the Audit field shows (default 10).
+	SummaryEntries int
+	// SampleEvery is how often lag and throughput are sampled for the charts (default 10s).
+	SampleEvery time.Duration
+	// History is how far back the charts go (default 1h).
+	History time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.SummaryEntries <= 0 {
+		o.SummaryEntries = 10
+	}
+	if o.SampleEvery <= 0 {
+		o.SampleEvery = 10 * time.Second
+	}
+	if o.History <= 0 {
+		o.History = time.Hour
+	}
+	return o
+}
 
 // Auditor is the auditor stage.
 type Auditor struct {
@@ -27,10 +56,16 @@ type Auditor struct {
 	Links   jetstream.KeyValue
 	Log     *slog.Logger
 	Consume runtime.ConsumeOptions
+	Options Options
 
-	mu     sync.Mutex
-	recent []contracts.Decision
-	counts map[string]int
+	syncLatency *prometheus.HistogramVec
+	summaries   *prometheus.CounterVec
+
+	mu      sync.Mutex
+	recent  []contracts.Decision
+	counts  map[string]int
+	dirty   map[string]bool
+	history *history
 }
 
 // New builds the auditor on a connected bus.
@@ -39,22 +74,74 @@ func New(ctx context.Context, bus *runtime.Bus, log *slog.Logger) (*Auditor, err
 	if err != nil {
 		return nil, fmt.Errorf("auditor: links bucket: %w", err)
 	}
-	return &Auditor{Bus: bus, Links: kv, Log: log, counts: map[string]int{}}, nil
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Auditor{
+		Bus: bus, Links: kv, Log: log, counts: map[string]int{}, dirty: map[string]bool{},
+		syncLatency: runtime.SyncLatency(),
+		summaries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "cosell", Name: "audit_summaries_published_total",
+			Help: "Audit field write-back commands published to sf-writer (duplicates dropped by the server excluded).",
+		}, []string{}),
+	}, nil
+}
+
+// Register adds the auditor's collectors to reg: consumer lag, stream and dead-letter depth (read from
+// JetStream at scrape time), end-to-end sync latency and the Audit write-backs.
+func (a *Auditor) Register(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{runtime.NewLagCollector(a.Bus), a.syncLatency, a.summaries} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("auditor metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 const keepRecent = 200
 
-// Run consumes decisions until ctx is cancelled.
-func (a *Auditor) Run(ctx context.Context) error {
+func consumerSpec(durable string) (contracts.ConsumerSpec, error) {
 	for _, c := range contracts.Consumers() {
-		if c.Durable == contracts.ConsumerAuditor {
-			return a.Bus.Consume(ctx, c, a.Handle, a.Consume)
+		if c.Durable == durable {
+			return c, nil
 		}
 	}
-	return errors.New("auditor: no consumer spec")
+	return contracts.ConsumerSpec{}, fmt.Errorf("auditor: no consumer spec %q", durable)
 }
 
-// Handle records one decision.
+// Run consumes decisions and dead letters, samples lag, watches outcomes for the sync latency and writes
+// Audit summaries, until ctx is cancelled.
+func (a *Auditor) Run(ctx context.Context) error {
+	a.Options = a.Options.withDefaults()
+	decisions, err := consumerSpec(contracts.ConsumerAuditor)
+	if err != nil {
+		return err
+	}
+	dlq, err := consumerSpec(contracts.ConsumerAuditorDeadLetters)
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	wg.Add(2)
+	go func() { defer wg.Done(); errs <- a.Bus.Consume(ctx, decisions, a.Handle, a.Consume) }()
+	go func() { defer wg.Done(); errs <- a.Bus.Consume(ctx, dlq, a.HandleDeadLetter, a.Consume) }()
+	go a.sampleLoop(ctx)
+	go a.watchOutcomes(ctx)
+	if a.Options.SummaryEvery > 0 {
+		go a.summaryLoop(ctx)
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+// Handle records one decision and marks its link for an Audit summary rewrite when the decision matters
+// to a reader of the Opportunity.
 func (a *Auditor) Handle(ctx context.Context, e runtime.Event) error {
 	d, err := runtime.DataAs[contracts.Decision](e)
 	if err != nil {
@@ -70,8 +157,31 @@ func (a *Auditor) Handle(ctx context.Context, e runtime.Event) error {
 	if len(a.recent) > keepRecent {
 		a.recent = a.recent[len(a.recent)-keepRecent:]
 	}
+	if Summarised(d) {
+		if a.dirty == nil {
+			a.dirty = map[string]bool{}
+		}
+		a.dirty[d.LinkID] = true
+	}
 	return nil
 }
+
+// Summarised reports whether a decision belongs in the Audit summary: what changed, failed, conflicted or
+// waits. Echoes, stale and unchanged snapshots are left out, and so is everything caused by an Audit
+// write itself, so writing the summary can never make another summary (no loop).
+func Summarised(d contracts.Decision) bool {
+	switch d.Kind {
+	case contracts.DecisionEcho, contracts.DecisionStale, contracts.DecisionNoChange, contracts.DecisionIgnored:
+		return false
+	}
+	return !IsAuditCommand(d.Cause)
+}
+
+// IsAuditCommand reports whether id is the id of an Audit write-back command.
+func IsAuditCommand(id string) bool { return strings.Contains(id, "/"+PurposeAudit+"/") }
+
+// PurposeAudit is the OpportunityCommand purpose of the Audit write-back.
+const PurposeAudit = "audit"
 
 // Counts returns how many decisions of each kind were seen.
 func (a *Auditor) Counts() map[string]int {
@@ -101,10 +211,13 @@ type LinkRecord struct {
 	Outbox []json.RawMessage `json:"outbox,omitempty"`
 }
 
-// ListLinks lists every link.
+// ListLinks lists every link, most recently changed first.
 func (a *Auditor) ListLinks(ctx context.Context) ([]LinkRecord, error) {
 	lister, err := a.Links.ListKeysFiltered(ctx, "link.>")
 	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return nil, nil
+		}
 		return nil, err
 	}
 	var out []LinkRecord
@@ -122,6 +235,9 @@ func (a *Auditor) ListLinks(ctx context.Context) ([]LinkRecord, error) {
 	return out, nil
 }
 
+// ErrNoLink is returned when no link matches an id.
+var ErrNoLink = errors.New("no link")
+
 // Link finds the link of a referral id, an opportunity id or a link id.
 func (a *Auditor) Link(ctx context.Context, id string) (*LinkRecord, error) {
 	linkID := id
@@ -132,38 +248,80 @@ func (a *Auditor) Link(ctx context.Context, id string) (*LinkRecord, error) {
 		}
 	}
 	e, err := a.Links.Get(ctx, contracts.LinkKey(linkID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, fmt.Errorf("%w for %q", ErrNoLink, id)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("no link for %q: %w", id, err)
+		return nil, fmt.Errorf("read link %q: %w", id, err)
 	}
 	var l LinkRecord
 	if err := json.Unmarshal(e.Value(), &l); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("link %q: %w", linkID, err)
 	}
 	return &l, nil
 }
 
-// Timeline reads a link's audited decisions, oldest first, from the audit stream.
+// Record is what the API answers for one id: the link (nil when there is none yet, e.g. a first event
+// that was dead-lettered) and its timeline, oldest first.
+type Record struct {
+	Link     *LinkRecord          `json:"link"`
+	Timeline []contracts.Decision `json:"timeline"`
+}
+
+// Lookup finds the link and timeline of a referral id, opportunity id or link id. Without a link it still
+// looks for a timeline under the link ids the record would get, so a record whose first event was parked
+// is explainable too.
+func (a *Auditor) Lookup(ctx context.Context, id string) (Record, error) {
+	l, err := a.Link(ctx, id)
+	if err != nil && !errors.Is(err, ErrNoLink) {
+		return Record{}, err
+	}
+	candidates := []string{id, contracts.LinkIDFor(contracts.PartnerCenter, id), contracts.LinkIDFor(contracts.Salesforce, id)}
+	if l != nil {
+		candidates = []string{l.ID}
+	}
+	for _, c := range candidates {
+		tl, err := a.Timeline(ctx, c)
+		if err != nil {
+			return Record{}, err
+		}
+		if len(tl) > 0 || l != nil {
+			return Record{Link: l, Timeline: tl}, nil
+		}
+	}
+	return Record{}, fmt.Errorf("%w and no timeline for %q", ErrNoLink, id)
+}
+
+// Timeline reads a link's audited decisions, oldest first, from the audit stream. A decision stored twice
+// (a replay outside the server's duplicate window) is shown once.
 func (a *Auditor) Timeline(ctx context.Context, linkID string) ([]contracts.Decision, error) {
 	cons, err := a.Bus.JS.OrderedConsumer(ctx, contracts.StreamAudit, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{contracts.Subject(contracts.SubjectAudit, linkID)},
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("timeline of %s: %w", linkID, err)
 	}
 	info, err := cons.Info(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("timeline of %s: %w", linkID, err)
 	}
 	var out []contracts.Decision
+	seen := map[string]bool{}
 	remaining := int(info.NumPending)
 	for remaining > 0 {
 		batch, err := cons.Fetch(min(remaining, 256), jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
-			return out, err
+			return out, fmt.Errorf("timeline of %s: %w", linkID, err)
 		}
 		n := 0
 		for m := range batch.Messages() {
 			n++
+			if id := m.Headers().Get("ce-id"); id != "" {
+				if seen[id] {
+					continue
+				}
+				seen[id] = true
+			}
 			var d contracts.Decision
 			if json.Unmarshal(m.Data(), &d) == nil {
 				out = append(out, d)
@@ -177,110 +335,14 @@ func (a *Auditor) Timeline(ctx context.Context, linkID string) ([]contracts.Deci
 	return out, nil
 }
 
-// StageLag is one consumer's backlog.
-type StageLag struct {
-	Stage      string `json:"stage"`
-	Consumer   string `json:"consumer"`
-	Pending    uint64 `json:"pending"`
-	AckPending uint64 `json:"ackPending"`
-}
-
-// Status is the one-screen summary.
-type Status struct {
-	Lag         []StageLag     `json:"lag"`
-	DeadLetters uint64         `json:"deadLetters"`
-	Links       int            `json:"links"`
-	Decisions   map[string]int `json:"decisions"`
-}
-
-// Status gathers lag, dead-letter depth and counts.
-func (a *Auditor) Status(ctx context.Context) Status {
-	st := Status{Decisions: a.Counts()}
-	for _, c := range contracts.Consumers() {
-		p, ap, err := a.Bus.Lag(ctx, c)
-		if err != nil {
-			continue
-		}
-		st.Lag = append(st.Lag, StageLag{Stage: c.Stage, Consumer: c.Durable, Pending: p, AckPending: ap})
+// publishDecision puts a decision the auditor makes itself (a dead letter, a re-drive) on the audit stream.
+func (a *Auditor) publishDecision(ctx context.Context, id string, d contracts.Decision) error {
+	e, err := runtime.NewEvent(id, contracts.TypeDecision, contracts.StageAuditor, d.LinkID, d)
+	if err != nil {
+		return runtime.Permanent(err)
 	}
-	if s, err := a.Bus.JS.Stream(ctx, contracts.StreamDeadLetter); err == nil {
-		if info, err := s.Info(ctx); err == nil {
-			st.DeadLetters = info.State.Msgs
-		}
+	if _, err := a.Bus.Publish(ctx, contracts.Subject(contracts.SubjectAudit, d.LinkID), e); err != nil {
+		return fmt.Errorf("publish decision %s: %w", id, err)
 	}
-	if links, err := a.ListLinks(ctx); err == nil {
-		st.Links = len(links)
-	}
-	return st
-}
-
-// Routes mounts the status API and page.
-func (a *Auditor) Routes(mux interface {
-	Handle(string, http.Handler)
-}) {
-	mux.Handle("/api/status", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, a.Status(r.Context()))
-	}))
-	mux.Handle("/api/links", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if id := r.URL.Query().Get("id"); id != "" {
-			l, err := a.Link(r.Context(), id)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusNotFound)
-				return
-			}
-			tl, _ := a.Timeline(r.Context(), l.ID)
-			writeJSON(w, map[string]any{"link": l, "timeline": tl})
-			return
-		}
-		links, err := a.ListLinks(r.Context())
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		writeJSON(w, links)
-	}))
-	mux.Handle("/api/decisions", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, a.Recent())
-	}))
-	mux.Handle("/", http.HandlerFunc(a.page))
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
-func (a *Auditor) page(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/" && r.URL.Path != "/status" {
-		http.NotFound(w, r)
-		return
-	}
-	ctx := r.Context()
-	st := a.Status(ctx)
-	links, _ := a.ListLinks(ctx)
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	if err := pageTemplate.Execute(w, map[string]any{
-		"Status": st, "Links": links, "Recent": a.Recent(), "Now": time.Now().UTC().Format(time.RFC3339),
-		"Kinds": sortedKinds(st.Decisions),
-	}); err != nil {
-		a.Log.Warn("status page", "err", err)
-	}
-}
-
-func sortedKinds(m map[string]int) []string {
-	var ks []string
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
-}
-
-func short(s string) string {
-	if len(s) > 14 {
-		return s[:14] + "…"
-	}
-	return s
+	return nil
 }

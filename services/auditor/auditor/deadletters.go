@@ -1,0 +1,234 @@
+package auditor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/runtime"
+)
+
+// DeadLetterEntry is one parked message as the API and the CLI show it: its sequence in the dead-letter
+// stream (the handle to show, retry or purge it), the link it belongs to, and why it was parked.
+type DeadLetterEntry struct {
+	Seq     uint64 `json:"seq"`
+	EventID string `json:"eventId"`
+	LinkID  string `json:"linkId,omitempty"`
+	// OriginalID is the id of the parked event.
+	OriginalID string `json:"originalId,omitempty"`
+	contracts.DeadLetter
+}
+
+// HandleDeadLetter puts a dead letter on its link's timeline. It never dead-letters itself: a dead letter
+// it cannot read is logged and acknowledged, so the dead-letter stream cannot feed itself.
+func (a *Auditor) HandleDeadLetter(ctx context.Context, e runtime.Event) error {
+	dl, err := runtime.DataAs[contracts.DeadLetter](e)
+	if err != nil {
+		runtime.Logger(ctx).Error("unreadable dead letter; acknowledged", "err", err)
+		return nil
+	}
+	linkID, refID, oppID := a.linkForSubject(ctx, dl.Subject)
+	orig := first(dl.Header, "ce-id")
+	d := contracts.Decision{
+		LinkID: linkID, ReferralID: refID, OpportunityID: oppID, Stage: dl.Stage, Kind: contracts.DecisionDeadLetter,
+		Detail: fmt.Sprintf("parked after %d deliveries by %s/%s: %s (cosell dlq show %s/%d)",
+			dl.Deliveries, dl.Stream, dl.Consumer, dl.Reason, dl.Stream, dl.StreamSeq),
+		Cause: orig, At: dl.At,
+	}
+	if d.At.IsZero() {
+		d.At = time.Now().UTC()
+	}
+	return a.publishDecision(ctx, contracts.EventID("decision", linkID, "dead-letter", e.ID()), d)
+}
+
+// linkForSubject finds the link a parked message belongs to from its subject's last token: a link id on
+// requested, outcome and audit subjects, an entity id on observed subjects (resolved through the index,
+// or the link id the record would get when it has none yet).
+func (a *Auditor) linkForSubject(ctx context.Context, subject string) (linkID, referralID, opportunityID string) {
+	last := subject
+	if i := strings.LastIndexByte(subject, '.'); i >= 0 {
+		last = subject[i+1:]
+	}
+	var sys contracts.System
+	switch {
+	case strings.HasPrefix(subject, contracts.SubjectReferralObserved+"."):
+		sys, referralID = contracts.PartnerCenter, last
+	case strings.HasPrefix(subject, contracts.SubjectOpportunityObserved+"."):
+		sys, opportunityID = contracts.Salesforce, last
+	default:
+		return last, "", ""
+	}
+	if e, err := a.Links.Get(ctx, contracts.IndexKey(sys, last)); err == nil {
+		return string(e.Value()), referralID, opportunityID
+	}
+	return contracts.LinkIDFor(sys, last), referralID, opportunityID
+}
+
+func first(h map[string][]string, name string) string {
+	for k, v := range h {
+		if strings.EqualFold(k, name) && len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+// DeadLetters lists the parked messages, oldest first.
+func (a *Auditor) DeadLetters(ctx context.Context) ([]DeadLetterEntry, error) {
+	st, err := a.Bus.JS.Stream(ctx, contracts.StreamDeadLetter)
+	if err != nil {
+		return nil, fmt.Errorf("dead letters: %w", err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dead letters: %w", err)
+	}
+	if info.State.Msgs == 0 {
+		return nil, nil
+	}
+	cons, err := a.Bus.JS.OrderedConsumer(ctx, contracts.StreamDeadLetter, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return nil, fmt.Errorf("dead letters: %w", err)
+	}
+	var out []DeadLetterEntry
+	remaining := int(info.State.Msgs)
+	for remaining > 0 {
+		batch, err := cons.Fetch(min(remaining, 256), jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return out, fmt.Errorf("dead letters: %w", err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			meta, err := m.Metadata()
+			if err != nil {
+				continue
+			}
+			out = append(out, a.entry(ctx, meta.Sequence.Stream, m.Headers(), m.Data()))
+		}
+		if n == 0 {
+			break
+		}
+		remaining -= n
+	}
+	return out, nil
+}
+
+func (a *Auditor) entry(ctx context.Context, seq uint64, h nats.Header, data []byte) DeadLetterEntry {
+	en := DeadLetterEntry{Seq: seq, EventID: h.Get("ce-id")}
+	if json.Unmarshal(data, &en.DeadLetter) == nil {
+		en.LinkID, _, _ = a.linkForSubject(ctx, en.Subject)
+		en.OriginalID = first(en.Header, "ce-id")
+	} else {
+		en.Reason = "unreadable dead letter"
+	}
+	return en
+}
+
+// ErrNoDeadLetter is returned for a sequence that holds no dead letter.
+var ErrNoDeadLetter = errors.New("no such dead letter")
+
+// DeadLetter reads one parked message by its dead-letter stream sequence.
+func (a *Auditor) DeadLetter(ctx context.Context, seq uint64) (DeadLetterEntry, error) {
+	st, err := a.Bus.JS.Stream(ctx, contracts.StreamDeadLetter)
+	if err != nil {
+		return DeadLetterEntry{}, fmt.Errorf("dead letter %d: %w", seq, err)
+	}
+	m, err := st.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return DeadLetterEntry{}, fmt.Errorf("%w at sequence %d", ErrNoDeadLetter, seq)
+	}
+	if err != nil {
+		return DeadLetterEntry{}, fmt.Errorf("dead letter %d: %w", seq, err)
+	}
+	return a.entry(ctx, seq, m.Header, m.Data), nil
+}
+
+// Retry re-drives a parked message: it is published again on its original subject with its original
+// CloudEvent (same id, so handlers stay idempotent) and a fresh Nats-Msg-Id, so the server does not drop
+// it as a duplicate of the first delivery; then it is removed from the dead-letter stream and the
+// re-drive is put on the link's timeline. Retrying the same entry twice publishes it once.
+func (a *Auditor) Retry(ctx context.Context, seq uint64) (DeadLetterEntry, error) {
+	en, err := a.DeadLetter(ctx, seq)
+	if err != nil {
+		return en, err
+	}
+	if en.Subject == "" {
+		return en, fmt.Errorf("dead letter %d names no subject to re-drive to", seq)
+	}
+	m := nats.NewMsg(en.Subject)
+	for k, vs := range en.Header {
+		if strings.HasPrefix(strings.ToLower(k), "nats-") {
+			continue
+		}
+		for _, v := range vs {
+			m.Header.Add(k, v)
+		}
+	}
+	m.Header.Set(jetstream.MsgIDHeader, contracts.EventID("redrive", en.EventID))
+	m.Data = en.Data
+	if _, err := a.Bus.JS.PublishMsg(ctx, m); err != nil {
+		return en, fmt.Errorf("re-drive dead letter %d to %s: %w", seq, en.Subject, err)
+	}
+	d := contracts.Decision{LinkID: en.LinkID, Stage: en.Stage, Kind: contracts.DecisionRedriven,
+		Detail: fmt.Sprintf("dead letter %d re-driven to %s (was: %s)", seq, en.Subject, en.Reason),
+		Cause:  en.OriginalID, At: time.Now().UTC()}
+	if err := a.publishDecision(ctx, contracts.EventID("decision", en.LinkID, "re-driven", en.EventID), d); err != nil {
+		return en, err
+	}
+	if err := a.deleteDeadLetter(ctx, seq); err != nil {
+		return en, err
+	}
+	return en, nil
+}
+
+// Purge removes parked messages for good: the given sequences, or all of them when seqs is empty. It
+// returns how many were removed.
+func (a *Auditor) Purge(ctx context.Context, seqs ...uint64) (int, error) {
+	st, err := a.Bus.JS.Stream(ctx, contracts.StreamDeadLetter)
+	if err != nil {
+		return 0, fmt.Errorf("purge dead letters: %w", err)
+	}
+	if len(seqs) == 0 {
+		info, err := st.Info(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("purge dead letters: %w", err)
+		}
+		if err := st.Purge(ctx); err != nil {
+			return 0, fmt.Errorf("purge dead letters: %w", err)
+		}
+		return int(info.State.Msgs), nil
+	}
+	n := 0
+	for _, seq := range seqs {
+		if _, err := st.GetMsg(ctx, seq); errors.Is(err, jetstream.ErrMsgNotFound) {
+			return n, fmt.Errorf("%w at sequence %d", ErrNoDeadLetter, seq)
+		}
+		if err := a.deleteDeadLetter(ctx, seq); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+func (a *Auditor) deleteDeadLetter(ctx context.Context, seq uint64) error {
+	st, err := a.Bus.JS.Stream(ctx, contracts.StreamDeadLetter)
+	if err != nil {
+		return fmt.Errorf("remove dead letter %d: %w", seq, err)
+	}
+	if err := st.DeleteMsg(ctx, seq); err != nil {
+		if _, gerr := st.GetMsg(ctx, seq); errors.Is(gerr, jetstream.ErrMsgNotFound) {
+			return nil // already gone: a concurrent retry or purge removed it
+		}
+		return fmt.Errorf("remove dead letter %d: %w", seq, err)
+	}
+	return nil
+}

@@ -1,0 +1,62 @@
+package auditor
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cosell-dev/cosell/contracts"
+)
+
+func TestSummaryShowsWhatMattersNewestFirst(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	audit := AuditCommandID("pc-1", "old summary")
+	tl := []contracts.Decision{
+		{Kind: contracts.DecisionCreated, Target: contracts.Salesforce, Detail: "opportunity requested", At: at},
+		{Kind: contracts.DecisionEcho, At: at.Add(time.Second)},
+		{Kind: contracts.DecisionWritten, Detail: "sf update done", Cause: audit, At: at.Add(2 * time.Second)},
+		{Kind: contracts.DecisionApplied, Target: contracts.Salesforce, Fields: []string{"dealValue"}, Detail: "sent to sf", At: at.Add(3 * time.Second)},
+		{Kind: contracts.DecisionNoChange, At: at.Add(4 * time.Second)},
+		{Kind: contracts.DecisionFailed, Detail: "sf update: FIELD_INTEGRITY_EXCEPTION: bad", At: at.Add(5 * time.Second)},
+	}
+	got := Summary(tl, 2)
+	want := "cosell audit — latest 2 of 3 entries, newest first\n" +
+		"2026-01-02 03:04:10Z failed: sf update: FIELD_INTEGRITY_EXCEPTION: bad\n" +
+		"2026-01-02 03:04:08Z applied → sf [dealValue]: sent to sf"
+	if got != want {
+		t.Errorf("Summary =\n%s\nwant\n%s", got, want)
+	}
+	if Summary(tl, 2) != got || AuditCommandID("pc-1", got) != AuditCommandID("pc-1", Summary(tl, 2)) {
+		t.Error("the same timeline must give the same text and command id")
+	}
+	if AuditCommandID("pc-1", got) == AuditCommandID("pc-1", Summary(tl, 3)) {
+		t.Error("a different summary must get a different command id")
+	}
+	if !IsAuditCommand(audit) || IsAuditCommand("cmd/sf/pc-1/status/x") {
+		t.Error("IsAuditCommand does not tell Audit commands apart")
+	}
+	long := make([]contracts.Decision, 0, 2000)
+	for i := 0; i < 2000; i++ {
+		long = append(long, contracts.Decision{Kind: contracts.DecisionApplied, Detail: strings.Repeat("x", 100), At: at})
+	}
+	if n := len(Summary(long, 2000)); n > maxAuditChars {
+		t.Errorf("summary of %d characters does not fit the Audit field", n)
+	}
+}
+
+func TestChartIsSelfContainedSVG(t *testing.T) {
+	now := time.Now().UTC()
+	samples := []Sample{
+		{At: now.Add(-time.Minute), Lag: map[string]uint64{contracts.ConsumerSFWriter: 4}, Throughput: map[string]float64{}},
+		{At: now, Lag: map[string]uint64{contracts.ConsumerSFWriter: 12}, Throughput: map[string]float64{contracts.ConsumerSFWriter: 30}},
+	}
+	svg := string(chart("Consumer lag <x>", "messages", samples, time.Hour, func(s Sample, n string) float64 { return float64(s.Lag[n]) }))
+	for _, want := range []string{"<svg", "<polyline", "Consumer lag &lt;x&gt;", "last hour", contracts.ConsumerSFWriter, ">20<"} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("chart lacks %q:\n%s", want, svg)
+		}
+	}
+	if strings.Contains(svg, "<script") || strings.Contains(svg, "href") {
+		t.Error("chart references scripts or links")
+	}
+}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/auditor/auditor"
+)
+
+type dlqEntry struct {
+	Seq    uint64 `json:"seq"`
+	LinkID string `json:"linkId"`
+	Stage  string `json:"stage"`
+	Reason string `json:"reason"`
+}
+
+func dlqList(t *testing.T, conn []string) []dlqEntry {
+	t.Helper()
+	code, out, errOut := admin(t, conn, "dlq", "--json", "ls")
+	if code != 0 {
+		t.Fatalf("dlq ls: code %d: %s", code, errOut)
+	}
+	var l []dlqEntry
+	if strings.TrimSpace(out) != "null" {
+		if err := json.Unmarshal([]byte(out), &l); err != nil {
+			t.Fatalf("dlq ls --json: %v\n%s", err, out)
+		}
+	}
+	return l
+}
+
+func kinds(tl []contracts.Decision) string {
+	var k []string
+	for _, d := range tl {
+		k = append(k, d.Kind)
+	}
+	return strings.Join(k, ",")
+}
+
+// TestPoisonIsParkedThenRedriven: Salesforce fails every call for longer than the retry budget, so the
+// create command is dead-lettered (and shows on the link's timeline); once Salesforce is back, `cosell dlq
+// retry` re-drives it and the Opportunity is created once. A second parked command is purged.
+func TestPoisonIsParkedThenRedriven(t *testing.T) {
+	t.Parallel()
+	s, conn := opsStack(t, nil)
+	s.SF.FailNextCalls(1 << 20)
+	r1, err := s.PC.SellerCreate(sellerReferral("Poisoned one", 1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := s.PC.SellerCreate(sellerReferral("Poisoned two", 2000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parked []dlqEntry
+	eventually(t, 30*time.Second, "two create commands dead-lettered", func() (bool, string) {
+		parked = dlqList(t, conn)
+		return len(parked) == 2, fmt.Sprintf("%d parked", len(parked))
+	})
+	byLink := map[string]dlqEntry{}
+	for _, d := range parked {
+		if d.Stage != contracts.StageSFWriter || !strings.Contains(d.Reason, "UNKNOWN_EXCEPTION") {
+			t.Errorf("dead letter %+v: want sf-writer with the upstream error", d)
+		}
+		byLink[d.LinkID] = d
+	}
+	ctx := context.Background()
+	link1, err := s.Auditor.Link(ctx, r1.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link2, err := s.Auditor.Link(ctx, r2.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := byLink[link1.ID]; !ok {
+		t.Fatalf("no dead letter names link %s: %+v", link1.ID, parked)
+	}
+	eventually(t, 10*time.Second, "dead letter on the timeline", func() (bool, string) {
+		rec, err := s.Auditor.Lookup(ctx, r1.ID)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, d := range rec.Timeline {
+			if d.Kind == contracts.DecisionDeadLetter && strings.Contains(d.Detail, "UNKNOWN_EXCEPTION") {
+				return true, ""
+			}
+		}
+		return false, kinds(rec.Timeline)
+	})
+
+	code, out, errOut := admin(t, conn, "dlq", "show", fmt.Sprint(byLink[link1.ID].Seq))
+	if code != 0 || !strings.Contains(out, `"subject": "cosell.sf.opportunity.requested.`) || !strings.Contains(out, `"op": "create"`) {
+		t.Errorf("dlq show: code %d %s\n%s", code, errOut, out)
+	}
+	code, out, _ = admin(t, conn, "dlq", "ls")
+	if code != 0 || !strings.Contains(out, "SEQ") || !strings.Contains(out, link1.ID) {
+		t.Errorf("dlq ls:\n%s", out)
+	}
+	if len(opportunitiesFor(s, r1.ID)) != 0 {
+		t.Fatal("an opportunity exists although Salesforce refused every call")
+	}
+
+	// The cause is fixed: Salesforce answers again. Re-drive the first, purge the second.
+	s.SF.ResetFaults()
+	code, out, errOut = admin(t, conn, "dlq", "retry", fmt.Sprint(byLink[link1.ID].Seq))
+	if code != 0 || !strings.Contains(out, "1 re-driven, 0 failed") {
+		t.Fatalf("dlq retry: code %d %s\n%s", code, errOut, out)
+	}
+	eventually(t, 20*time.Second, "re-driven create carried out", func() (bool, string) {
+		n := len(opportunitiesFor(s, r1.ID))
+		return n == 1, fmt.Sprintf("%d opportunities", n)
+	})
+	code, out, _ = admin(t, conn, "dlq", "purge", fmt.Sprint(byLink[link2.ID].Seq))
+	if code != 0 || !strings.Contains(out, "purged 1") {
+		t.Errorf("dlq purge: code %d\n%s", code, out)
+	}
+	if left := dlqList(t, conn); len(left) != 0 {
+		t.Errorf("dead letters left: %+v", left)
+	}
+	quiet(t, s)
+	if n := len(opportunitiesFor(s, r1.ID)); n != 1 {
+		t.Errorf("%d opportunities for the re-driven referral", n)
+	}
+	rec, err := s.Auditor.Lookup(ctx, r1.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := kinds(rec.Timeline)
+	if !strings.Contains(k, contracts.DecisionDeadLetter) || !strings.Contains(k, contracts.DecisionRedriven) || !strings.Contains(k, contracts.DecisionWritten) {
+		t.Errorf("timeline of %s = %s; want dead-letter, re-driven and written", r1.ID, k)
+	}
+	if rec.Link == nil || rec.Link.State != contracts.LinkLinked {
+		t.Errorf("link after re-drive: %+v", rec.Link)
+	}
+	if code, _, errOut := admin(t, conn, "dlq", "retry", "99999"); code != 1 || !strings.Contains(errOut, auditor.ErrNoDeadLetter.Error()) {
+		t.Errorf("retry of an unknown sequence: code %d %s", code, errOut)
+	}
+}

@@ -1,0 +1,298 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/runtime"
+)
+
+const replaySummary = "re-drive a stage from a point in a stream, with progress and a summary"
+
+func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flags("replay", replaySummary+`
+
+Rewinds the durable consumer(s) of --stream (only --stage's, when given) to the first message at or after
+--since, or to --from-seq, and waits while the running stage handles everything again. Handlers are
+idempotent: a record already in the desired state costs no external write. The summary counts what the
+stage published while replaying:
+  applied   writes carried out (writers: written outcomes; mapper: commands decided; auditor: Audit writes)
+  skipped   handled with nothing to do: already converged (applied mark, echo, stale or no change)
+  failed    failed outcomes and messages parked in the dead-letter stream (see cosell dlq ls)
+Live traffic that arrives meanwhile is counted too.
+
+Streams and their stages: `+replayStreams(), stderr)
+	af := addAdminFlags(fs)
+	stream := fs.String("stream", "", "stream to replay (required), e.g. COSELL_REQUESTED")
+	since := fs.String("since", "", "replay from this time: RFC 3339 (2025-01-31T09:00:00Z) or a duration ago (90m)")
+	fromSeq := fs.Uint64("from-seq", 0, "replay from this stream sequence")
+	stage := fs.String("stage", "", "only this stage's consumer(s) (default: every consumer of the stream)")
+	wait := fs.Duration("wait", 10*time.Minute, "give up waiting for the replay to finish after this long")
+	if done, code := parse(fs, args); done {
+		return code
+	}
+	if *stream == "" || (*since == "") == (*fromSeq == 0) {
+		fmt.Fprintln(stderr, "cosell replay: give --stream and exactly one of --since or --from-seq (cosell replay --help)")
+		return 2
+	}
+	var start time.Time
+	if *since != "" {
+		t, err := parseSince(*since, time.Now())
+		if err != nil {
+			fmt.Fprintf(stderr, "cosell replay: --since: %v\n", err)
+			return 2
+		}
+		start = t
+	}
+	var specs []contracts.ConsumerSpec
+	for _, c := range contracts.Consumers() {
+		if c.Stream == *stream && (*stage == "" || c.Stage == *stage) {
+			specs = append(specs, c)
+		}
+	}
+	if len(specs) == 0 {
+		fmt.Fprintf(stderr, "cosell replay: no consumer on stream %q for stage %q; streams and stages: %s\n", *stream, *stage, replayStreams())
+		return 2
+	}
+	bus, err := af.bus(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "cosell replay: %v\n", err)
+		return 1
+	}
+	defer bus.Close()
+	res, err := replay(ctx, bus, specs, start, *fromSeq, *wait, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "\ncosell replay: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "replayed %d message(s) of %s through %s: applied %d, skipped as already converged %d, failed %d\n",
+		res.Replayed, *stream, strings.Join(res.Consumers, ", "), res.Applied, res.Skipped, res.Failed)
+	if res.Failed > 0 {
+		fmt.Fprintln(stdout, "failed messages are in the dead-letter stream: cosell dlq ls")
+	}
+	return 0
+}
+
+func replayStreams() string {
+	var parts []string
+	for _, c := range contracts.Consumers() {
+		parts = append(parts, fmt.Sprintf("%s→%s (%s)", c.Stream, c.Stage, c.Durable))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// parseSince reads an RFC 3339 time or a duration before now.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a positive duration", s)
+	}
+	return now.Add(-d), nil
+}
+
+// replayResult is what a replay did.
+type replayResult struct {
+	Consumers                          []string
+	Replayed, Applied, Skipped, Failed int
+}
+
+// outputs names, for a stage, the stream and subjects whose new messages mean "applied" and "failed".
+func outputs(stage string) (stream string, applied, failed []string) {
+	switch stage {
+	case contracts.StagePCWriter:
+		return contracts.StreamOutcomes, []string{contracts.SubjectReferralWritten + ".>"}, []string{contracts.SubjectReferralFailed + ".>"}
+	case contracts.StageSFWriter:
+		return contracts.StreamOutcomes, []string{contracts.SubjectOpportunityWritten + ".>"}, []string{contracts.SubjectOpportunityFailed + ".>"}
+	case contracts.StageMapper:
+		return contracts.StreamRequested, []string{contracts.SubjectReferralRequested + ".>", contracts.SubjectOpportunityRequested + ".>"}, nil
+	case contracts.StageAuditor:
+		return contracts.StreamRequested, []string{contracts.SubjectOpportunityRequested + ".>"}, nil
+	}
+	return "", nil, nil
+}
+
+func replay(ctx context.Context, bus *runtime.Bus, specs []contracts.ConsumerSpec, since time.Time, fromSeq uint64, wait time.Duration, progress io.Writer) (replayResult, error) {
+	var res replayResult
+	// Baselines: what the stages' output streams and the dead-letter stream hold before the replay.
+	baseline := map[string]uint64{}
+	for _, name := range []string{contracts.StreamOutcomes, contracts.StreamRequested, contracts.StreamDeadLetter} {
+		seq, err := lastSeq(ctx, bus, name)
+		if err != nil {
+			return res, err
+		}
+		baseline[name] = seq
+	}
+	type target struct {
+		spec contracts.ConsumerSpec
+		from uint64
+	}
+	var targets []target
+	for _, c := range specs {
+		from := fromSeq
+		if from == 0 {
+			seq, ok, err := firstSeqSince(ctx, bus, c, since)
+			if err != nil {
+				return res, err
+			}
+			if !ok {
+				continue // nothing in the stream for this consumer since then
+			}
+			from = seq
+		}
+		targets = append(targets, target{c, from})
+	}
+	total := 0
+	var cons []jetstream.Consumer
+	for _, t := range targets {
+		if _, err := bus.JS.ResetConsumerToSequence(ctx, t.spec.Stream, t.spec.Durable, t.from); err != nil {
+			return res, fmt.Errorf("rewind %s/%s to %d: %w", t.spec.Stream, t.spec.Durable, t.from, err)
+		}
+		c, err := bus.JS.Consumer(ctx, t.spec.Stream, t.spec.Durable)
+		if err != nil {
+			return res, err
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return res, err
+		}
+		total += int(info.NumPending) + info.NumAckPending
+		cons = append(cons, c)
+		res.Consumers = append(res.Consumers, fmt.Sprintf("%s (from seq %d)", t.spec.Durable, t.from))
+	}
+	res.Replayed = total
+	deadline := time.Now().Add(wait)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		left := 0
+		for _, c := range cons {
+			info, err := c.Info(ctx)
+			if err != nil {
+				return res, err
+			}
+			left += int(info.NumPending) + info.NumAckPending
+		}
+		drawProgress(progress, total-min(left, total), total)
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return res, fmt.Errorf("%d message(s) still pending after %s; the stage may be down (cosell status)", left, wait)
+		}
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-tick.C:
+		}
+	}
+	fmt.Fprintln(progress)
+	for _, t := range targets {
+		stream, applied, failed := outputs(t.spec.Stage)
+		if stream == "" {
+			continue
+		}
+		n, err := countSince(ctx, bus, stream, baseline[stream], applied, t.spec.Stage)
+		if err != nil {
+			return res, err
+		}
+		res.Applied += n
+		if len(failed) > 0 {
+			n, err := countSince(ctx, bus, stream, baseline[stream], failed, t.spec.Stage)
+			if err != nil {
+				return res, err
+			}
+			res.Failed += n
+		}
+		n, err = countSince(ctx, bus, contracts.StreamDeadLetter, baseline[contracts.StreamDeadLetter],
+			[]string{contracts.SubjectDeadLetter + "." + contracts.Token(t.spec.Stage) + ".>"}, "")
+		if err != nil {
+			return res, err
+		}
+		res.Failed += n
+	}
+	res.Skipped = max(res.Replayed-res.Applied-res.Failed, 0)
+	return res, nil
+}
+
+func drawProgress(w io.Writer, done, total int) {
+	const width = 30
+	fill := width
+	if total > 0 {
+		fill = width * done / total
+	}
+	fmt.Fprintf(w, "\r[%s%s] %d/%d", strings.Repeat("#", fill), strings.Repeat(".", width-fill), done, total)
+}
+
+func lastSeq(ctx context.Context, bus *runtime.Bus, stream string) (uint64, error) {
+	st, err := bus.JS.Stream(ctx, stream)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	return info.State.LastSeq, nil
+}
+
+// firstSeqSince finds the first message of the consumer's subjects stored at or after t.
+func firstSeqSince(ctx context.Context, bus *runtime.Bus, c contracts.ConsumerSpec, t time.Time) (uint64, bool, error) {
+	oc, err := bus.JS.OrderedConsumer(ctx, c.Stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: c.FilterSubjects, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &t,
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("find %s messages since %s: %w", c.Stream, t.Format(time.RFC3339), err)
+	}
+	m, err := oc.Next(jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		return 0, false, nil
+	}
+	meta, err := m.Metadata()
+	if err != nil {
+		return 0, false, err
+	}
+	return meta.Sequence.Stream, true, nil
+}
+
+// countSince counts messages stored after seq on subjects, published by source ("" = any source).
+func countSince(ctx context.Context, bus *runtime.Bus, stream string, seq uint64, subjects []string, source string) (int, error) {
+	oc, err := bus.JS.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq + 1,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count %s: %w", stream, err)
+	}
+	info, err := oc.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("count %s: %w", stream, err)
+	}
+	remaining := int(info.NumPending)
+	n := 0
+	for remaining > 0 {
+		batch, err := oc.Fetch(min(remaining, 256), jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return n, err
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			if source == "" || m.Headers().Get("ce-source") == source {
+				n++
+			}
+		}
+		if got == 0 {
+			break
+		}
+		remaining -= got
+	}
+	return n, nil
+}

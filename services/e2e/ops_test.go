@@ -1,0 +1,284 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cosell-dev/cosell/contracts"
+	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/auditor/auditor"
+	"github.com/cosell-dev/cosell/services/internal/stack"
+)
+
+func get(t *testing.T, u string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func getJSON(t *testing.T, u string, v any) {
+	t.Helper()
+	code, body := get(t, u)
+	if code != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", u, code, body)
+	}
+	if err := json.Unmarshal([]byte(body), v); err != nil {
+		t.Fatalf("GET %s: %v\n%s", u, err, body)
+	}
+}
+
+// sfWrites counts Salesforce writes so far.
+func sfWrites(s *stack.Stack) int {
+	n := 0
+	for k, v := range s.SF.Counts() {
+		if strings.Contains(k, "update") || strings.Contains(k, "upsert") || strings.Contains(k, "create") || strings.Contains(k, "insert") {
+			n += v
+		}
+	}
+	return n
+}
+
+// TestAuditSummaryWrittenBackWithoutLoop: the auditor writes the timeline's summary into the Opportunity's
+// Audit field through sf-writer; that write, observed again, changes no mapped field, so nothing is sent to
+// Partner Center and no further summary is written: the system goes quiet. An Audit edit by a user is not
+// synced either (Audit__c is not a mapped field).
+func TestAuditSummaryWrittenBackWithoutLoop(t *testing.T) {
+	s := start(t, func(o *stack.Options) {
+		o.Auditor = auditor.Options{SummaryEvery: 200 * time.Millisecond, SampleEvery: 200 * time.Millisecond}
+	})
+	r, err := s.PC.SellerCreate(sellerReferral("Audited deal", 64000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var oppID string
+	eventually(t, 20*time.Second, "Audit field written", func() (bool, string) {
+		opps := opportunitiesFor(s, r.ID)
+		if len(opps) != 1 {
+			return false, "no opportunity"
+		}
+		oppID = fmt.Sprint(opps[0][sf.FieldID])
+		a := fmt.Sprint(opps[0][sf.FieldAudit])
+		return strings.Contains(a, "cosell audit") && strings.Contains(a, contracts.DecisionWritten), a
+	})
+	opsQuiet(t, s)
+	eventually(t, 20*time.Second, "no more writes", func() (bool, string) {
+		s.SF.ResetCounts()
+		s.PC.ResetCounts()
+		opsQuiet(t, s)
+		return sfWrites(s) == 0 && s.PC.Counts()["referrals.patch"] == 0, fmt.Sprint(s.SF.Counts(), s.PC.Counts())
+	})
+	o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
+	summary := fmt.Sprint(o[sf.FieldAudit])
+	for _, line := range strings.Split(summary, "\n")[1:] {
+		for _, k := range []string{" echo", " stale", " no-change"} {
+			if strings.Contains(line, "Z"+k) {
+				t.Errorf("summary shows a %s entry: %q", k, line)
+			}
+		}
+	}
+
+	// A user edits the Audit field: not mapped, so nothing goes to Partner Center.
+	s.PC.ResetCounts()
+	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{sf.FieldAudit: "edited by a user"}); err != nil {
+		t.Fatal(err)
+	}
+	opsQuiet(t, s)
+	for k, n := range s.PC.Counts() {
+		if strings.Contains(k, "patch") || strings.Contains(k, "create") {
+			t.Errorf("an Audit edit reached Partner Center: %s = %d", k, n)
+		}
+	}
+}
+
+// TestStatusAPIAndPage exercises every endpoint of the status API and the page against a running system,
+// including a dead letter re-driven with the page's button.
+func TestStatusAPIAndPage(t *testing.T) {
+	s := start(t, func(o *stack.Options) {
+		o.Bus.MaxDeliver = 3
+		o.Auditor = auditor.Options{SampleEvery: 100 * time.Millisecond}
+	})
+	r, err := s.PC.SellerCreate(sellerReferral("API deal", 12000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var oppID string
+	eventually(t, 20*time.Second, "opportunity", func() (bool, string) {
+		opps := opportunitiesFor(s, r.ID)
+		if len(opps) == 1 {
+			oppID = fmt.Sprint(opps[0][sf.FieldID])
+		}
+		return len(opps) == 1, ""
+	})
+	opsQuiet(t, s)
+
+	var st auditor.Status
+	getJSON(t, s.Status+"/api/status", &st)
+	if len(st.Lag) != len(contracts.Consumers()) || st.Links != 1 || st.LinkStates[contracts.LinkLinked] != 1 || st.DeadLetters != 0 {
+		t.Errorf("/api/status = %+v", st)
+	}
+	for _, l := range st.Lag {
+		if l.Waiting == 0 {
+			t.Errorf("consumer %s has no replica pulling: %+v", l.Consumer, l)
+		}
+	}
+	var links []auditor.LinkRecord
+	getJSON(t, s.Status+"/api/links", &links)
+	if len(links) != 1 || links[0].ReferralID != r.ID || links[0].OpportunityID != oppID {
+		t.Errorf("/api/links = %+v", links)
+	}
+	for _, id := range []string{r.ID, oppID} {
+		var rec auditor.Record
+		getJSON(t, s.Status+"/api/links?id="+url.QueryEscape(id), &rec)
+		if rec.Link == nil || rec.Link.ID != links[0].ID || !strings.Contains(kindsOf(rec.Timeline), contracts.DecisionWritten) {
+			t.Errorf("/api/links?id=%s = %+v", id, rec)
+		}
+		getJSON(t, s.Status+"/api/timeline?id="+url.QueryEscape(id), &rec)
+		if len(rec.Timeline) == 0 {
+			t.Errorf("/api/timeline?id=%s is empty", id)
+		}
+	}
+	if code, _ := get(t, s.Status+"/api/links?id=nope"); code != http.StatusNotFound {
+		t.Errorf("/api/links?id=nope: %d", code)
+	}
+	var recent []contracts.Decision
+	getJSON(t, s.Status+"/api/decisions", &recent)
+	if len(recent) == 0 {
+		t.Error("/api/decisions is empty")
+	}
+	var hist []auditor.Sample
+	eventually(t, 10*time.Second, "history samples", func() (bool, string) {
+		getJSON(t, s.Status+"/api/history", &hist)
+		return len(hist) >= 2, fmt.Sprint(len(hist))
+	})
+
+	// Metrics: lag, DLQ depth, external calls, budget, sync latency.
+	_, metrics := get(t, s.Status+"/metrics")
+	for _, want := range []string{
+		`cosell_consumer_pending_messages{consumer="sf-writer",stage="sf-writer",stream="COSELL_REQUESTED"} 0`,
+		"cosell_dead_letter_messages 0",
+		`cosell_external_api_request_duration_seconds_bucket{endpoint="composite"`,
+		`cosell_api_budget_remaining{system="sf"}`,
+		`cosell_sync_latency_seconds_count{to="sf"} 1`,
+		`cosell_events_handled_total{consumer="mapper-observed",outcome="ack",stage="mapper"}`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s\n%s", want, grepLines(metrics, "cosell_external|cosell_api"))
+		}
+	}
+
+	calls := grepLines(metrics, "cosell_external_api_requests_total{")
+	if !strings.Contains(calls, `status="200",system="pc"`) || !strings.Contains(calls, `status="200",system="sf"`) {
+		t.Errorf("external calls not counted for both systems:\n%s", calls)
+	}
+
+	// A dead letter, shown by the API and the page, re-driven with the page's button.
+	s.SF.FailNextCalls(1 << 20)
+	r2, err := s.PC.SellerCreate(sellerReferral("API poison", 3000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dls []auditor.DeadLetterEntry
+	eventually(t, 30*time.Second, "dead letter listed", func() (bool, string) {
+		getJSON(t, s.Status+"/api/deadletters", &dls)
+		return len(dls) == 1, fmt.Sprint(len(dls))
+	})
+	var one auditor.DeadLetterEntry
+	getJSON(t, fmt.Sprintf("%s/api/deadletters/%d", s.Status, dls[0].Seq), &one)
+	if one.Stage != contracts.StageSFWriter || one.LinkID == "" || len(one.Data) == 0 || !strings.Contains(one.Reason, "UNKNOWN_EXCEPTION") {
+		t.Errorf("/api/deadletters/%d = %+v", dls[0].Seq, one)
+	}
+	_, page := get(t, s.Status+"/")
+	for _, want := range []string{"<svg", "Consumer lag", "Throughput", "Dead letters", fmt.Sprintf(`action="/deadletters/%d/retry"`, one.Seq), "Re-drive", r.ID} {
+		if !strings.Contains(page, want) {
+			t.Errorf("status page lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "<script") || strings.Contains(page, "https://") {
+		t.Error("status page loads scripts or external assets")
+	}
+	code, linkPage := get(t, s.Status+"/link?id="+url.QueryEscape(r2.ID))
+	if code != http.StatusOK || !strings.Contains(linkPage, contracts.DecisionDeadLetter) {
+		t.Errorf("/link?id=%s: %d\n%s", r2.ID, code, linkPage)
+	}
+	s.SF.ResetFaults()
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.PostForm(fmt.Sprintf("%s/deadletters/%d/retry", s.Status, one.Seq), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(resp.Header.Get("Location"), "re-driven") {
+		t.Errorf("re-drive button: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	eventually(t, 20*time.Second, "re-driven create carried out", func() (bool, string) {
+		return len(opportunitiesFor(s, r2.ID)) == 1, ""
+	})
+	getJSON(t, s.Status+"/api/deadletters", &dls)
+	if len(dls) != 0 {
+		t.Errorf("dead letters after the re-drive: %+v", dls)
+	}
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodDelete, s.Status+"/api/deadletters/999", nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("DELETE of an absent dead letter: %v %v", err, resp)
+	}
+}
+
+// opsQuiet waits until every consumer is caught up and Salesforce was read three more times (sf-ingest's
+// polls), whatever endpoint sf-ingest reads with.
+func opsQuiet(t *testing.T, s *stack.Stack) {
+	t.Helper()
+	reads := func() int {
+		n := 0
+		for k, v := range s.SF.Counts() {
+			if strings.Contains(k, "query") {
+				n += v
+			}
+		}
+		return n
+	}
+	q0 := reads()
+	eventually(t, 20*time.Second, "quiescence", func() (bool, string) {
+		if n := reads(); n < q0+3 {
+			return false, fmt.Sprintf("%d reads so far", n-q0)
+		}
+		for _, l := range s.Auditor.Status(context.Background()).Lag {
+			if l.Pending+l.AckPending > 0 {
+				return false, fmt.Sprintf("%s pending %d ack-pending %d", l.Consumer, l.Pending, l.AckPending)
+			}
+		}
+		return true, ""
+	})
+}
+
+func kindsOf(tl []contracts.Decision) string {
+	var k []string
+	for _, d := range tl {
+		k = append(k, d.Kind)
+	}
+	return strings.Join(k, ",")
+}
+
+func grepLines(text, any string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		for _, w := range strings.Split(any, "|") {
+			if strings.Contains(l, w) && !strings.HasPrefix(l, "#") && !strings.Contains(l, "_bucket") {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
