@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cosell-dev/cosell/contracts"
+	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
+	"github.com/cosell-dev/cosell/services/internal/stack"
+)
+
+// doctorEnv starts the emulators and an embedded NATS (no pipeline) and points the doctor at them.
+func doctorEnv(t *testing.T) *stack.Stack {
+	t.Helper()
+	s, err := stack.StartInfra(context.Background(), stack.Options{DataDir: t.TempDir(), Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	for k, v := range map[string]string{
+		"COSELL_SF_URL": s.SFURL, "COSELL_SF_CLIENT_ID": stack.SFClientID, "COSELL_SF_CLIENT_SECRET": stack.SFClientSecret,
+		"COSELL_PC_URL": s.PCURL, "COSELL_PC_WEBHOOKS_URL": s.PCURL, "COSELL_PC_TOKEN_URL": s.PC.TokenURL(),
+		"COSELL_PC_CLIENT_ID": s.PC.ClientID(), "COSELL_PC_CLIENT_SECRET": s.PC.ClientSecret(),
+		"COSELL_NATS_URL": s.NATS.ClientURL(),
+	} {
+		t.Setenv(k, v)
+	}
+	return s
+}
+
+func runDoctor(args ...string) (int, string) {
+	var out bytes.Buffer
+	code := Run(context.Background(), append([]string{"doctor"}, args...), &out, &out)
+	return code, out.String()
+}
+
+func TestDoctorPassesOnAReadyDeploymentAndNamesEachFix(t *testing.T) {
+	s := doctorEnv(t)
+	const hook = "https://cosell.example.com/webhooks/partner-center"
+	r, err := s.PC.SellerCreate(pc.Referral{Name: "Doctor's referral", Details: &pc.Details{Notes: "keep me"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Nothing provisioned, no webhook: each failure comes with its fix, and the exit code says so.
+	code, out := runDoctor("--webhook-url", hook)
+	if code != 1 {
+		t.Fatalf("exit %d before provisioning, want 1:\n%s", code, out)
+	}
+	for _, want := range []string{
+		"ok    sf       credentials", "ok    sf       Opportunity custom fields", "ok    sf       Opportunity Teams",
+		"ok    pc       credentials and referral read",
+		"FAIL  webhook  registration\n      problem: no webhook is registered\n      fix:     cosell pc webhook register --url " + hook + " --overwrite",
+		"FAIL  nats     stream " + contracts.StreamObserved, "fix:     run the provisioning Job",
+		"FAIL  nats     bucket " + contracts.BucketLinks,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("doctor output lacks %q:\n%s", want, out)
+		}
+	}
+
+	// Apply the fixes: register the webhook, provision; then every check passes, including the write check.
+	if code, out := runDoctor("--only", "nats", "--provision"); code != 0 {
+		t.Fatalf("provision: exit %d\n%s", code, out)
+	}
+	client, err := s.PCClient(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.RegisterWebhook(context.Background(), hook, split(defaultEvents), true); err != nil {
+		t.Fatal(err)
+	}
+	code, out = runDoctor("--webhook-url", hook, "--pc-write-referral", r.ID)
+	if code != 0 || strings.Contains(out, "FAIL") {
+		t.Fatalf("exit %d after the fixes:\n%s", code, out)
+	}
+	if !strings.Contains(out, "referral write (referral "+r.ID) {
+		t.Errorf("write check not reported:\n%s", out)
+	}
+	if got, _ := client.GetReferral(context.Background(), r.ID); got.Details == nil || got.Details.Notes != "keep me" {
+		t.Errorf("the write check changed the referral: %+v", got.Details)
+	}
+
+	// A stream with the wrong settings and a registration pointing elsewhere are named with their fix.
+	nc, err := nats.Connect(s.NATS.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	st, err := js.Stream(context.Background(), contracts.StreamAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.MaxAge = time.Hour
+	if _, err := js.UpdateStream(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.RegisterWebhook(context.Background(), "https://elsewhere.example.com/hook", []string{pc.EventReferralCreated}, true); err != nil {
+		t.Fatal(err)
+	}
+	code, out = runDoctor("--only", "webhook,nats", "--webhook-url", hook)
+	for _, want := range []string{
+		"FAIL  nats     stream " + contracts.StreamAudit + "\n      problem: max age is 1h0m0s, want 168h0m0s",
+		"FAIL  webhook  registration URL\n      problem: Partner Center posts to https://elsewhere.example.com/hook, not to " + hook,
+		"FAIL  webhook  registered events\n      problem: not registered for " + pc.EventReferralUpdated,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("doctor output lacks %q:\n%s", want, out)
+		}
+	}
+	if code != 1 {
+		t.Errorf("exit %d with failures, want 1", code)
+	}
+}
