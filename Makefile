@@ -4,7 +4,7 @@ GO    ?= go
 BIN   := bin
 STAGES := pc-ingest sf-ingest mapper pc-writer sf-writer auditor
 
-.PHONY: help run build test test-short vet fmt clean fuzz
+.PHONY: help run build test test-short vet fmt clean jsforce fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -18,14 +18,14 @@ build: ## build the six stages and the cosell CLI into bin/
 	@echo "built: $$(ls $(BIN) | tr '\n' ' ')"
 
 test: vet ## vet, then every test of every module (real embedded nats-server, emulators over HTTP)
-	$(GO) test -count=1 ./contracts/... ./deploy/salesforce/... ./services/...
+	$(GO) test -count=1 ./contracts/... ./deploy/salesforce/... ./deploy/natsperm/... ./deploy/kubetest/... ./services/...
 
 test-short: ## the tests without vet, cached
 	$(GO) test ./contracts/... ./services/...
 
 vet: ## gofmt check and go vet
 	@unformatted=$$(gofmt -l contracts services deploy); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
-	$(GO) vet ./contracts/... ./deploy/salesforce/... ./services/...
+	$(GO) vet ./contracts/... ./deploy/salesforce/... ./deploy/natsperm/... ./deploy/kubetest/... ./services/...
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 10s); new crashers land in testdata/fuzz
 	FUZZTIME=$(or $(FUZZTIME),10s) ./scripts/fuzz.sh
@@ -33,5 +33,18 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 10s); new crashers lan
 fmt: ## format the code
 	gofmt -w contracts services deploy
 
+jsforce: ## run the independent jsforce client (scripts/jsforce) against a fresh Salesforce emulator
+	@command -v node >/dev/null || { echo "jsforce: node is not installed"; exit 1; }
+	@cd scripts/jsforce && { [ -d node_modules/jsforce ] || npm ci --no-audit --no-fund; }
+	@mkdir -p $(BIN) && $(GO) build -o $(BIN)/cosell ./services/cosell
+	@port=$${JSFORCE_PORT:-18082}; $(BIN)/cosell emulator sf --listen 127.0.0.1:$$port >/dev/null & pid=$$!; \
+	  trap "kill $$pid" EXIT; \
+	  for i in $$(seq 1 50); do curl -fs -o /dev/null http://127.0.0.1:$$port/services/data/ && break; sleep 0.1; done; \
+	  SF_URL=http://127.0.0.1:$$port node scripts/jsforce/check.js
+
 clean: ## remove build output
 	rm -rf $(BIN)
+
+.PHONY: screenshot
+screenshot: ## run demo traffic (with a parked message) and save headless Chromium's shot of the status page to docs/status-page.png
+	$(GO) run ./services/auditor/screenshot -o docs/status-page.png

@@ -89,6 +89,22 @@ type ReferralCommand struct {
 	Cause string `json:"cause"`
 	// CauseVersion is the source version that produced this command.
 	CauseVersion Version `json:"causeVersion"`
+	// BaseETag (update only) is the eTag, without quotes, of the referral version the patch was decided
+	// against. pc-writer sends it as If-Match, so a Microsoft edit made since then fails the patch with
+	// 412 and the mapper decides again instead of the edit being overwritten.
+	BaseETag string `json:"baseETag,omitempty"`
+}
+
+// ReferralNotified is the data of TypeReferralNotified: one verified webhook notification.
+type ReferralNotified struct {
+	// EventName is the Partner Center event (referral-created, related-referral-updated, ...).
+	EventName string `json:"eventName"`
+	// ReferralID is the last segment of the notification's ResourceUri; for related-referral-* events
+	// it names the related referral (e.g. Microsoft's), not necessarily one of the partner's.
+	ReferralID string `json:"referralId"`
+	// ChangedAt is the notification's ResourceChangeUtcDate.
+	ChangedAt  time.Time `json:"changedAt"`
+	ReceivedAt time.Time `json:"receivedAt"`
 }
 
 // OpportunityCommand is the data of TypeOpportunityRequested: upsert or update one Opportunity.
@@ -175,6 +191,8 @@ const (
 	DecisionFailed     = "failed"
 	DecisionLinked     = "linked"
 	DecisionDeadLetter = "dead-letter"
+	// DecisionRedriven records that an operator re-drove a dead letter.
+	DecisionRedriven = "re-driven"
 )
 
 // Decision is the data of TypeDecision: one audited decision about one link.
@@ -229,8 +247,18 @@ type Link struct {
 	PC     Side           `json:"pc"`
 	SF     Side           `json:"sf"`
 	// LastError is the latest write failure on either side, cleared by the next success.
-	LastError string    `json:"lastError,omitempty"`
-	UpdatedAt time.Time `json:"updatedAt"`
+	LastError string `json:"lastError,omitempty"`
+	// Review holds the fields whose conflict a mapping rule (owner both-with-review) parked for a person,
+	// by canonical name: nothing is written for them until one side is edited again or both agree.
+	Review    map[string]Review `json:"review,omitempty"`
+	UpdatedAt time.Time         `json:"updatedAt"`
+}
+
+// Review is a conflict parked for a person: both sides' values when it was parked.
+type Review struct {
+	PC any       `json:"pc"`
+	SF any       `json:"sf"`
+	At time.Time `json:"at"`
 }
 
 // Side is what cosell knows about one side of a link.
@@ -242,6 +270,9 @@ type Side struct {
 	WrittenFingerprint string `json:"writtenFingerprint,omitempty"`
 	// Pending is the id of a write command sent to this side and not yet answered by an outcome.
 	Pending string `json:"pending,omitempty"`
+	// InFlight holds the values (canonical names) cosell asked to be written to this side and has not yet
+	// seen there: a snapshot still showing the older value predates our write and is not an edit.
+	InFlight map[string]any `json:"inFlight,omitempty"`
 	// Latest holds the mapped values (canonical names) of the newest snapshot observed on this side, so a
 	// change that had to wait (the other side not created yet, or locked) can be sent once it may be.
 	Latest map[string]any `json:"latest,omitempty"`

@@ -28,6 +28,7 @@ func (s System) Other() System {
 // CloudEvent types. The version suffix changes only with an incompatible payload change.
 const (
 	TypeReferralObserved     = "cosell.pc.referral.observed.v1"
+	TypeReferralNotified     = "cosell.pc.referral.notified.v1"
 	TypeOpportunityObserved  = "cosell.sf.opportunity.observed.v1"
 	TypeReferralRequested    = "cosell.pc.referral.requested.v1"
 	TypeOpportunityRequested = "cosell.sf.opportunity.requested.v1"
@@ -41,7 +42,10 @@ const (
 
 // Subject roots; the entity (or link) id is always the last token.
 const (
-	SubjectReferralObserved     = "cosell.pc.referral.observed"
+	SubjectReferralObserved = "cosell.pc.referral.observed"
+	// SubjectReferralNotified carries verified Partner Center webhook notifications from pc-ingest's
+	// endpoint to its own fetcher: a durable hand-off, so the endpoint answers at once and loses nothing.
+	SubjectReferralNotified     = "cosell.pc.referral.notified"
 	SubjectOpportunityObserved  = "cosell.sf.opportunity.observed"
 	SubjectReferralRequested    = "cosell.pc.referral.requested"
 	SubjectOpportunityRequested = "cosell.sf.opportunity.requested"
@@ -93,7 +97,8 @@ type StreamSpec struct {
 // Streams lists every stream in provisioning order.
 func Streams() []StreamSpec {
 	return []StreamSpec{
-		{Name: StreamObserved, Subjects: []string{SubjectReferralObserved + ".>", SubjectOpportunityObserved + ".>"}},
+		{Name: StreamObserved, Subjects: []string{SubjectReferralObserved + ".>", SubjectOpportunityObserved + ".>",
+			SubjectReferralNotified + ".>"}},
 		{Name: StreamRequested, Subjects: []string{SubjectReferralRequested + ".>", SubjectOpportunityRequested + ".>"}},
 		{Name: StreamOutcomes, Subjects: []string{
 			SubjectReferralWritten + ".>", SubjectReferralFailed + ".>",
@@ -135,6 +140,11 @@ const (
 	ConsumerPCWriter       = "pc-writer"
 	ConsumerSFWriter       = "sf-writer"
 	ConsumerAuditor        = "auditor"
+	// ConsumerAuditorDeadLetters lets the auditor put every dead letter on its link's timeline.
+	ConsumerAuditorDeadLetters = "auditor-dlq"
+	// ConsumerPCIngestNotified is pc-ingest's fetcher: it reads the notifications its webhook endpoint
+	// accepted and publishes each referral's snapshot.
+	ConsumerPCIngestNotified = "pc-ingest-notified"
 )
 
 // Consumers lists every durable consumer.
@@ -151,6 +161,10 @@ func Consumers() []ConsumerSpec {
 			FilterSubjects: []string{SubjectOpportunityRequested + ".>"}},
 		{Stream: StreamAudit, Durable: ConsumerAuditor, Stage: StageAuditor,
 			FilterSubjects: []string{SubjectAudit + ".>"}},
+		{Stream: StreamObserved, Durable: ConsumerPCIngestNotified, Stage: StagePCIngest,
+			FilterSubjects: []string{SubjectReferralNotified + ".>"}},
+		{Stream: StreamDeadLetter, Durable: ConsumerAuditorDeadLetters, Stage: StageAuditor,
+			FilterSubjects: []string{SubjectDeadLetter + ".>"}},
 	}
 }
 

@@ -215,6 +215,10 @@ type ErrorDetail struct {
 	InnerError any    `json:"innerError,omitempty"`
 }
 
+// ErrorCodePreconditionFailed is the code of a 412: the If-Match eTag is no longer the referral's. A
+// failed outcome with this code carries the referral as it is now, for the mapper to decide again.
+const ErrorCodePreconditionFailed = "preconditionFailed"
+
 // Webhook event names.
 const (
 	EventReferralCreated        = "referral-created"

@@ -32,6 +32,13 @@ func commands() []command {
 		{"nats", "run a standalone nats-server with JetStream for development", cmdNATS},
 		{"pc", "Partner Center: webhook register|show|delete|test", cmdPC},
 		{"links", "links get <referral-or-opportunity-id>: the link, both sides' versions and its timeline", cmdLinks},
+		{"status", statusSummary, cmdStatus},
+		{"replay", replaySummary, cmdReplay},
+		{"dlq", dlqSummary, cmdDLQ},
+		{"drift", driftSummary, cmdDrift},
+		{"mapping", "mapping validate FILE | default: check a mapping file, or print the built-in one", cmdMapping},
+		{"plan", "dry run: the field changes each side would receive, for one record, a time range or a backfill", cmdPlan},
+		{"doctor", doctorSummary, cmdDoctor},
 	}
 }
 

@@ -67,9 +67,9 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() (bo
 // the system would still do has been done.
 func quiet(t *testing.T, s *stack.Stack) {
 	t.Helper()
-	q0 := s.SF.Counts()["query"]
+	q0 := sfPolls(s)
 	eventually(t, 20*time.Second, "quiescence", func() (bool, string) {
-		if n := s.SF.Counts()["query"]; n < q0+3 {
+		if n := sfPolls(s); n < q0+3 {
 			return false, fmt.Sprintf("%d polls so far", n-q0)
 		}
 		st := s.Auditor.Status(context.Background())
@@ -80,6 +80,12 @@ func quiet(t *testing.T, s *stack.Stack) {
 		}
 		return true, ""
 	})
+}
+
+// polls counts sf-ingest's polls: it reads with queries or with one Composite call per poll.
+func polls(s *stack.Stack) int {
+	c := s.SF.Counts()
+	return c["query"] + c["composite"]
 }
 
 func opportunitiesFor(s *stack.Stack, referralID string) []map[string]any {

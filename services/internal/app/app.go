@@ -62,6 +62,13 @@ func run(args []string, stdout, stderr io.Writer, stage, summary string, cfg any
 		return 1
 	}
 	log.Info("admin listening", "addr", addr)
+	InstrumentClients(runtime.NewAPIMetrics(admin.Registry))
+	shutdownTracing, err := runtime.SetupTracingFromEnv(ctx, stage, stderr)
+	if err != nil {
+		log.Error("tracing", "err", err)
+		return 2
+	}
+	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
 	bus, err := runtime.Connect(ctx, common.Bus, stage, log, admin.Metrics)
 	if err != nil {
 		log.Error("connect to NATS", "err", err)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cosell-dev/cosell/contracts"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -113,9 +114,22 @@ func newBus(cfg BusConfig, stage string, log *slog.Logger, m *Metrics) *Bus {
 	return &Bus{cfg: cfg, stage: stage, log: log, metrics: m, closed: make(chan struct{}), kv: map[string]jetstream.KeyValue{}}
 }
 
+// InboxPrefix is the reply-subject prefix of a stage's connections: with one prefix per stage, a NATS
+// user can be allowed its own replies only (deploy/nats/cosell-auth.conf), never another stage's deliveries.
+func InboxPrefix(stage string) string { return "_INBOX_" + contracts.Token(stage) }
+
 func (b *Bus) connOptions() []nats.Option {
+	opts := b.baseConnOptions()
+	if b.cfg.User != "" {
+		opts = append(opts, nats.UserInfo(b.cfg.User, b.cfg.Password))
+	}
+	return opts
+}
+
+func (b *Bus) baseConnOptions() []nats.Option {
 	return []nats.Option{
 		nats.Name("cosell-" + b.stage),
+		nats.CustomInboxPrefix(InboxPrefix(b.stage)),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				b.log.Warn("nats disconnected", "err", err)

@@ -202,6 +202,9 @@ func validExtensionName(n string) error {
 // duplicate reports that the server dropped it as a re-publish of the same id inside the duplicate window,
 // which callers treat as success.
 func (b *Bus) Publish(ctx context.Context, natsSubject string, e Event) (duplicate bool, err error) {
+	if span := injectTrace(ctx, natsSubject, &e); span != nil {
+		defer func() { endSpan(span, err) }()
+	}
 	m, err := EncodeMsg(natsSubject, e)
 	if err != nil {
 		return false, err

@@ -21,6 +21,8 @@ const ConfigFileEnv = "COSELL_CONFIG_FILE"
 type BusConfig struct {
 	URL             string        `env:"COSELL_NATS_URL" help:"nats://host:4222; empty runs an embedded nats-server"`
 	CredsFile       string        `env:"COSELL_NATS_CREDS" help:"NATS user credentials (.creds) file"`
+	User            string        `env:"COSELL_NATS_USER" help:"NATS user name (static accounts, e.g. deploy/nats/cosell-auth.conf)"`
+	Password        string        `env:"COSELL_NATS_PASSWORD" help:"that user's password"`
 	TLSCA           string        `env:"COSELL_NATS_TLS_CA" help:"PEM file of the CA that signed the NATS server certificate"`
 	TLSCert         string        `env:"COSELL_NATS_TLS_CERT" help:"PEM client certificate for NATS mutual TLS"`
 	TLSKey          string        `env:"COSELL_NATS_TLS_KEY" help:"PEM client key for NATS mutual TLS"`

@@ -220,7 +220,9 @@ func (l *consumeLoop) handle(ctx context.Context, msg jetstream.Msg, stopKeepAli
 		return
 	}
 	log = log.With("event_id", e.ID(), "event_type", e.Type())
+	ctx, span := startHandleSpan(ctx, l.b.stage, l.spec.Durable, e)
 	err = l.call(WithLogger(ctx, log), e)
+	endSpan(span, err)
 	stop()
 	l.settle(ctx, msg, meta, log, err, start)
 }

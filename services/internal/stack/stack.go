@@ -17,10 +17,12 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	"github.com/cosell-dev/cosell/services/auditor/auditor"
+	"github.com/cosell-dev/cosell/services/internal/app"
 	"github.com/cosell-dev/cosell/services/internal/outcome"
 	"github.com/cosell-dev/cosell/services/internal/pcapi"
 	"github.com/cosell-dev/cosell/services/internal/pcemu"
@@ -50,6 +52,12 @@ type Options struct {
 	Log                                                     *slog.Logger
 	// PCAfterWrite and SFAfterWrite are test hooks called between a writer's external write and its outcome.
 	PCAfterWrite, SFAfterWrite func(commandID string)
+	// Auditor tunes the auditor (Audit field write-back, chart sampling); zero = write-back off.
+	Auditor auditor.Options
+	// StageBus, when set, gives each stage (and "provision") its own bus settings, e.g. its own NATS user
+	// (the deploy tests run every stage under its least-privilege user). A result with a URL connects
+	// over TCP to that server instead of the stack's embedded one.
+	StageBus func(stage string) runtime.BusConfig
 }
 
 // Emulator credentials the stack configures on both sides.
@@ -126,6 +134,7 @@ func StartInfra(ctx context.Context, opts Options) (*Stack, error) {
 	fillBusDefaults(&opts.Bus)
 	s := &Stack{opts: opts, Registry: prometheus.NewRegistry()}
 	s.metrics = runtime.NewMetrics(s.Registry)
+	app.InstrumentClients(runtime.NewAPIMetrics(s.Registry))
 	if opts.DataDir == "" {
 		dir, err := os.MkdirTemp("", "cosell-stack-")
 		if err != nil {
@@ -236,6 +245,14 @@ func (s *Stack) SFClient() (*sfapi.Client, error) {
 
 // Connect opens a bus for a stage on the stack's server.
 func (s *Stack) Connect(ctx context.Context, stage string) (*runtime.Bus, error) {
+	if s.opts.StageBus != nil {
+		cfg := s.opts.StageBus(stage)
+		fillBusDefaults(&cfg)
+		if cfg.URL != "" {
+			return runtime.Connect(ctx, cfg, stage, s.opts.Log.With("stage", stage), s.metrics)
+		}
+		return runtime.ConnectServer(ctx, s.NATS, cfg, stage, s.opts.Log.With("stage", stage), s.metrics)
+	}
 	return runtime.ConnectServer(ctx, s.NATS, s.opts.Bus, stage, s.opts.Log.With("stage", stage), s.metrics)
 }
 
@@ -364,7 +381,8 @@ func (s *Stack) StartPipeline(ctx context.Context) error {
 		Verifier: &pcwebhook.Verifier{TrustedHosts: []string{host}, Roots: s.PC.RootPool(),
 			AllowInsecureHTTP: true, AllowedPathPrefix: "/_emulator/cert/"},
 		Config: pcingest.Config{MaxBodyBytes: 64 << 10, PollInterval: s.opts.PCPollInterval}}
-	run(contracts.StagePCIngest, pi.RunPoller)
+	pi.Consume = s.opts.Consume
+	run(contracts.StagePCIngest, pi.Run)
 	if _, err := pci.RegisterWebhook(ctx, s.Webhook, []string{pc.EventReferralCreated, pc.EventReferralUpdated,
 		pc.EventRelatedReferralCreated, pc.EventRelatedReferralUpdated}, true); err != nil {
 		return fail(fmt.Errorf("register webhook: %w", err))
@@ -380,9 +398,17 @@ func (s *Stack) StartPipeline(ctx context.Context) error {
 		return fail(err)
 	}
 	au.Consume = s.opts.Consume
+	au.Options = s.opts.Auditor
 	run(contracts.StageAuditor, au.Run)
 	mux := http.NewServeMux()
 	au.Routes(mux)
+	// /metrics on the status address: the stack's collectors plus this pipeline's auditor (lag, DLQ
+	// depth, sync latency), registered afresh on every pipeline start.
+	auReg := prometheus.NewRegistry()
+	if err := au.Register(auReg); err != nil {
+		return fail(err)
+	}
+	mux.Handle("/metrics", promhttp.HandlerFor(prometheus.Gatherers{s.Registry, auReg}, promhttp.HandlerOpts{}))
 
 	s.mu.Lock()
 	s.pipeline = p
