@@ -50,6 +50,8 @@ type Faults struct {
 	Fail5xx      int `json:"fail5xx"`      // the next N API calls answer 503 serviceNotAvailable
 	Throttle429  int `json:"throttle429"`  // the next N API calls answer 429 with Retry-After: 1
 	DropWebhooks int `json:"dropWebhooks"` // the next N webhook notifications are silently lost
+	// ExpireTokens (HTTP only) expires every issued access token once, as ExpireTokens does.
+	ExpireTokens bool `json:"expireTokens,omitempty"`
 }
 
 // Emulator is a Partner Center emulator; it is an http.Handler and is safe for concurrent use.

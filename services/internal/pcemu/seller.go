@@ -183,6 +183,10 @@ func (e *Emulator) emuFaults(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalidRequest", fmt.Sprintf("The body is not a fault set: %v", err), "")
 		return
 	}
+	if f.ExpireTokens {
+		e.ExpireTokens()
+		f.ExpireTokens = false
+	}
 	e.SetFaults(f)
 	writeJSON(w, http.StatusOK, f)
 }

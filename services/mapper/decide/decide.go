@@ -135,8 +135,7 @@ func (m Mapping) propagate(l *contracts.Link, res *Result, from contracts.System
 	to := from.Other()
 	obs := Observation{System: from, EventID: cause, Version: ver}
 	if idOf(*l, to) == "" {
-		res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionHeld,
-			fmt.Sprintf("waiting for the %s record to be created", to), nil, now))
+		m.awaitCreate(l, res, from, vals, prev, cause, ver, now)
 		return
 	}
 	src, other := sideOf(l, from), sideOf(l, to)
@@ -390,6 +389,48 @@ func (m Mapping) locked(v map[string]any) bool {
 }
 
 // firstSight decides on a record no link knows yet.
+// awaitCreate decides on a snapshot of a link whose other side does not exist yet. While the create is on
+// its way the change waits in Latest. When the create failed (Partner Center refused the values, say), a
+// snapshot whose mapped values changed since then tries the create again; an unchanged one (our own ✖
+// status or Audit write coming back) is no change, so it neither retries a create bound to fail nor adds
+// to the audit trail.
+func (m Mapping) awaitCreate(l *contracts.Link, res *Result, from contracts.System, vals, prev Values, cause string, ver contracts.Version, now time.Time) {
+	to := from.Other()
+	obs := Observation{System: from, EventID: cause, Version: ver}
+	fp := m.fingerprint(vals, to)
+	if l.State == contracts.LinkFailed && l.Origin == from && fp != sideOf(l, to).WrittenFingerprint {
+		retry := m.firstSight(Observation{System: from, EventID: cause, EntityID: idOf(*l, from), Version: ver, Values: vals, Eligible: true}, now)
+		if retry.Link != nil && (retry.Opp != nil || retry.Referral != nil) {
+			id := contracts.EventID("cmd", string(to), l.ID, "create", cause)
+			if retry.Opp != nil {
+				retry.Opp.ID = id
+				res.Opp = retry.Opp
+			}
+			if retry.Referral != nil {
+				retry.Referral.ID = id
+				res.Referral = retry.Referral
+			}
+			next := *retry.Link
+			next.LastError = l.LastError
+			sideOf(&next, to).Pending = id
+			*l = next
+			for _, d := range retry.Decisions {
+				d.Detail = "the record changed since the create failed: trying again"
+				res.Decisions = append(res.Decisions, d)
+			}
+			return
+		}
+	}
+	kind, detail := contracts.DecisionHeld, fmt.Sprintf("waiting for the %s record to be created", to)
+	if l.State == contracts.LinkFailed {
+		detail = fmt.Sprintf("the %s create failed (%s); change the record to try again", to, l.LastError)
+	}
+	if prev != nil && fp == m.fingerprint(prev, to) {
+		kind, detail = contracts.DecisionNoChange, "no mapped field changed"
+	}
+	res.Decisions = append(res.Decisions, m.decision(*l, obs, kind, detail, nil, now))
+}
+
 func (m Mapping) firstSight(o Observation, now time.Time) Result {
 	to := o.System.Other()
 	l := contracts.Link{

@@ -435,3 +435,35 @@ func equalMaps(a, b map[string]any) bool {
 	}
 	return true
 }
+
+// TestFailedCreateRetriesOnlyWhenTheRecordChanges: a create Partner Center refused is not retried for our own
+// write-backs (✖ status, Audit) coming back, and is retried once the user fixes the record.
+func TestFailedCreateRetriesOnlyWhenTheRecordChanges(t *testing.T) {
+	m := DefaultMapping()
+	o := opp("006P", map[string]any{sf.FieldAmount: -5.0})
+	res := m.Observe(nil, m.ObserveOpportunity("e1", o, ver("s1", 0)), t0)
+	failed := m.Outcome(*res.Link, contracts.Outcome{CommandID: res.Referral.ID, System: contracts.PartnerCenter, Op: contracts.OpCreate,
+		Status: contracts.OutcomeFailed, Error: &contracts.Failure{Code: "invalidRequest", Message: "dealValue must not be negative", Permanent: true}}, t0)
+	if failed.Link.State != contracts.LinkFailed {
+		t.Fatalf("state = %s", failed.Link.State)
+	}
+	l := *failed.Link
+	// Our ✖ status write comes back: same mapped values.
+	o.Fields[sf.FieldSyncStatus] = "✖ invalidRequest: dealValue must not be negative"
+	same := m.Observe(&l, m.ObserveOpportunity("e2", o, ver("s2", 1)), t0)
+	if same.Referral != nil || same.Decisions[len(same.Decisions)-1].Kind != contracts.DecisionNoChange {
+		t.Fatalf("unchanged record must not retry: %+v", same.Decisions)
+	}
+	l = *same.Link
+	o.Fields[sf.FieldAmount] = 500.0
+	fixed := m.Observe(&l, m.ObserveOpportunity("e3", o, ver("s3", 2)), t0)
+	if fixed.Referral == nil || fixed.Referral.Data.Op != contracts.OpCreate || *fixed.Referral.Data.Create.Details.DealValue != 500 {
+		t.Fatalf("fixed record must retry the create: %+v", fixed.Decisions)
+	}
+	if fixed.Referral.ID == res.Referral.ID {
+		t.Errorf("the retry needs its own command id (the failed one may still be in the duplicate window)")
+	}
+	if fixed.Link.State != contracts.LinkCreatingReferral || fixed.Link.PC.Pending != fixed.Referral.ID {
+		t.Errorf("link after retry = %+v", fixed.Link)
+	}
+}
