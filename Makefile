@@ -4,7 +4,7 @@ GO    ?= go
 BIN   := bin
 STAGES := pc-ingest sf-ingest mapper pc-writer sf-writer auditor
 
-.PHONY: help run build test test-short vet fmt clean jsforce fuzz
+.PHONY: help run build test test-short vet fmt clean jsforce fuzz chaos bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -20,8 +20,8 @@ build: ## build the six stages and the cosell CLI into bin/
 test: vet ## vet, then every test of every module (real embedded nats-server, emulators over HTTP)
 	$(GO) test -count=1 ./contracts/... ./deploy/salesforce/... ./deploy/natsperm/... ./deploy/kubetest/... ./services/...
 
-test-short: ## the tests without vet, cached
-	$(GO) test ./contracts/... ./services/...
+test-short: ## the tests without vet, cached, without the chaos run
+	$(GO) test -short ./contracts/... ./services/...
 
 vet: ## gofmt check and go vet
 	@unformatted=$$(gofmt -l contracts services deploy); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
@@ -29,6 +29,12 @@ vet: ## gofmt check and go vet
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 10s); new crashers land in testdata/fuzz
 	FUZZTIME=$(or $(FUZZTIME),10s) ./scripts/fuzz.sh
+
+chaos: ## fault-injection suite: every stage a process, kill -9s, a NATS restart, upstream faults; prints a verdict
+	$(GO) run ./services/chaos -duration $(or $(DURATION),60s) -kills $(or $(KILLS),8)
+
+bench: ## end-to-end benchmarks with every stage a process; prints the Markdown table kept in docs/benchmarks.md
+	$(GO) run ./services/bench -n $(or $(N),500) -rate $(or $(RATE),100) -duration $(or $(DURATION),20s)
 
 fmt: ## format the code
 	gofmt -w contracts services deploy

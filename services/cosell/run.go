@@ -9,6 +9,7 @@ import (
 
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/auditor/auditor"
 	"github.com/cosell-dev/cosell/services/internal/runtime"
 	"github.com/cosell-dev/cosell/services/internal/stack"
 )
@@ -33,6 +34,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	s, err := stack.Start(ctx, stack.Options{
 		DataDir: *dataDir, NATSListen: *nats, PCEmulatorAddr: *pcAddr, SFEmulatorAddr: *sfAddr,
 		WebhookAddr: *hook, StatusAddr: *status, SFPollInterval: *poll, Log: log,
+		Auditor: auditor.Options{SummaryEvery: 5 * time.Second},
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "cosell run: %v\n", err)
