@@ -39,12 +39,19 @@ func main() {
 	rate := flag.Int("rate", 100, "changes per second in the steady run")
 	dur := flag.Duration("duration", 20*time.Second, "length of the steady run")
 	raw := flag.Int("raw", 20000, "messages in the raw JetStream run")
+	pcRate := flag.String("pc-write-rate", "", "COSELL_PC_WRITE_RATE for pc-writer (empty = its default, 10 calls/s; 0 = no limit)")
 	flag.Parse()
+	if *pcRate != "" {
+		extraEnv = append(extraEnv, "COSELL_PC_WRITE_RATE="+*pcRate)
+	}
 	if err := run(*n, *rate, *dur, *raw); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
+
+// extraEnv is added to every stage's environment.
+var extraEnv []string
 
 type report struct {
 	lines []string
@@ -85,6 +92,7 @@ func run(n, rate int, dur time.Duration, rawN int) (err error) {
 		return err
 	}
 	f.Env = append(f.Env, "COSELL_SF_POLL_INTERVAL=500ms", "COSELL_LOG_LEVEL=warn", "COSELL_AUDIT_SUMMARY_INTERVAL=1s")
+	f.Env = append(f.Env, extraEnv...)
 	if err := f.StartStages(); err != nil {
 		return err
 	}
@@ -220,7 +228,7 @@ func run(n, rate int, dur time.Duration, rawN int) (err error) {
 	r.add("| replay of every stream from sequence 1 (%d deliveries) | %.0f messages/s |", msgs, float64(msgs)/el.Seconds())
 	r.add("| … external writes caused by the replay | Salesforce %d, Partner Center %d %s|", after.sfWrites()-before.sfWrites(), after.pcWrites()-before.pcWrites(), diff(before, after))
 	r.add("")
-	r.add("Machine: %d cores (%s/%s), Go %s, %s. Command: `go run ./services/bench -n %d -rate %d -duration %s`.", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), time.Now().UTC().Format("2006-01-02"), n, rate, dur)
+	r.add("Machine: %d cores (%s/%s), Go %s, %s. Command: `go run ./services/bench %s`; stage settings: %s.", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), time.Now().UTC().Format("2006-01-02"), strings.Join(os.Args[1:], " "), strings.Join(append([]string{"COSELL_SF_POLL_INTERVAL=500ms", "COSELL_AUDIT_SUMMARY_INTERVAL=1s"}, extraEnv...), " "))
 	fmt.Println(strings.Join(r.lines, "\n"))
 	return nil
 }
