@@ -523,8 +523,12 @@ func (m Mapping) Outcome(link contracts.Link, out contracts.Outcome, now time.Ti
 		}
 		return res
 	}
-	hadError := l.LastError != ""
-	l.LastError = ""
+	// Only a successful sync write to the side that failed clears its error: an Audit or status write-back
+	// to Salesforce says nothing about a Partner Center refusal.
+	hadError := false
+	if strings.HasPrefix(l.LastError, string(out.System)+" ") && (out.Purpose == "" || out.Purpose == "sync") {
+		hadError, l.LastError = true, ""
+	}
 	res.Decisions = append(res.Decisions, m.decision(l, obs, contracts.DecisionWritten,
 		fmt.Sprintf("%s %s %s", out.System, out.Op, map[bool]string{true: "created", false: "done"}[out.Created]), nil, now))
 	completed := false

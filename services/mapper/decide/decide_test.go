@@ -467,3 +467,24 @@ func TestFailedCreateRetriesOnlyWhenTheRecordChanges(t *testing.T) {
 		t.Errorf("link after retry = %+v", fixed.Link)
 	}
 }
+
+// TestWriteBacksDoNotClearAPartnerCenterError: an Audit or status write to Salesforce succeeding says nothing
+// about the Partner Center refusal; the next successful Partner Center write clears it and shows ✔.
+func TestWriteBacksDoNotClearAPartnerCenterError(t *testing.T) {
+	m := DefaultMapping()
+	l, _ := linked(t, m)
+	failed := m.Outcome(l, contracts.Outcome{CommandID: "c1", System: contracts.PartnerCenter, Op: contracts.OpUpdate,
+		Status: contracts.OutcomeFailed, Error: &contracts.Failure{Code: "invalidRequest", Message: "bad", Permanent: true}}, t0)
+	l = *failed.Link
+	audit := m.Outcome(l, contracts.Outcome{CommandID: "c2", System: contracts.Salesforce, Op: contracts.OpUpdate,
+		Purpose: "audit", Status: contracts.OutcomeWritten}, t0)
+	if audit.Link.LastError == "" {
+		t.Fatalf("an Audit write cleared the Partner Center error")
+	}
+	l = *audit.Link
+	ok := m.Outcome(l, contracts.Outcome{CommandID: "c3", System: contracts.PartnerCenter, Op: contracts.OpUpdate,
+		Status: contracts.OutcomeWritten}, t0)
+	if ok.Link.LastError != "" || ok.LinkBack == nil || ok.LinkBack.Data.Fields[sf.FieldSyncStatus] != "✔" {
+		t.Fatalf("a Partner Center write must clear the error and show ✔: %+v %+v", ok.Link.LastError, ok.LinkBack)
+	}
+}
