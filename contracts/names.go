@@ -3,6 +3,7 @@ package contracts
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Prefix starts every subject and event type, so cosell can share a NATS account with other systems.
@@ -177,10 +178,16 @@ const (
 	// BucketApplied remembers which write commands a writer already carried out, so a replayed
 	// command costs no external write.
 	BucketApplied = "cosell_applied"
+	// BucketLeases holds the leases that keep one poller active per source (sf-ingest, pc-ingest's
+	// reconcile poll) however many replicas run; a key lives LeaseTTL unless its holder renews it.
+	BucketLeases = "cosell_leases"
 )
 
+// LeaseTTL is how long a poller's lease outlives its last renewal: a replica that dies is replaced within it.
+const LeaseTTL = 15 * time.Second
+
 // Buckets lists every KV bucket.
-func Buckets() []string { return []string{BucketLinks, BucketCheckpoints, BucketApplied} }
+func Buckets() []string { return []string{BucketLinks, BucketCheckpoints, BucketApplied, BucketLeases} }
 
 // Link keys. A link is stored once under LinkKey(id); IndexKey entries map each side's entity id to it.
 func LinkKey(linkID string) string { return "link." + Token(linkID) }

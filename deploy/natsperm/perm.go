@@ -85,9 +85,9 @@ func roles() []role {
 		// into full referral snapshots.
 		// It reads a referral's last snapshot to skip publishing one it already has.
 		{stage: contracts.StagePCIngest, publishes: []string{contracts.SubjectReferralNotified, contracts.SubjectReferralObserved},
-			kvWrite: []string{contracts.BucketCheckpoints}, lastOf: []string{contracts.SubjectReferralObserved}},
+			kvWrite: []string{contracts.BucketCheckpoints, contracts.BucketLeases}, lastOf: []string{contracts.SubjectReferralObserved}},
 		{stage: contracts.StageSFIngest, publishes: []string{contracts.SubjectOpportunityObserved},
-			kvWrite: []string{contracts.BucketCheckpoints}},
+			kvWrite: []string{contracts.BucketCheckpoints, contracts.BucketLeases}},
 		{stage: contracts.StageMapper,
 			publishes: []string{contracts.SubjectReferralRequested, contracts.SubjectOpportunityRequested, contracts.SubjectAudit},
 			kvWrite:   []string{contracts.BucketLinks}},

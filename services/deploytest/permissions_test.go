@@ -238,9 +238,12 @@ func TestEveryStageIsRefusedOutsideItsJob(t *testing.T) {
 			}
 			// Buckets it does not write.
 			for _, b := range contracts.Buckets() {
-				writes := map[string]string{contracts.StagePCIngest: contracts.BucketCheckpoints, contracts.StageSFIngest: contracts.BucketCheckpoints,
-					contracts.StageMapper: contracts.BucketLinks, contracts.StagePCWriter: contracts.BucketApplied, contracts.StageSFWriter: contracts.BucketApplied}
-				if writes[stage] == b {
+				writes := map[string][]string{
+					contracts.StagePCIngest: {contracts.BucketCheckpoints, contracts.BucketLeases},
+					contracts.StageSFIngest: {contracts.BucketCheckpoints, contracts.BucketLeases},
+					contracts.StageMapper:   {contracts.BucketLinks}, contracts.StagePCWriter: {contracts.BucketApplied},
+					contracts.StageSFWriter: {contracts.BucketApplied}}
+				if slices.Contains(writes[stage], b) {
 					continue
 				}
 				subj := "$KV." + b + ".deploytest"

@@ -32,6 +32,7 @@ func main() {
 				return nil, err
 			}
 			in := &sfingest.Ingest{Bus: env.Bus, SF: sf, Checkpoints: cps, Config: cfg.Ingest, Log: env.Log}
-			return in.Run, nil
+			// One poller per org, however many replicas run: the others stand by on the lease.
+			return func(ctx context.Context) error { return env.Bus.RunAsLeader(ctx, "sf-ingest", in.Run) }, nil
 		}))
 }

@@ -51,11 +51,14 @@ func TestProvisionIsIdempotentAndUpdates(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		wantTTL := time.Duration(0)
-		if name == contracts.BucketApplied {
+		wantTTL, wantHistory := time.Duration(0), int64(5)
+		switch name {
+		case contracts.BucketApplied:
 			wantTTL = cfg.MaxAge
+		case contracts.BucketLeases:
+			wantTTL, wantHistory = contracts.LeaseTTL, 1
 		}
-		if st.History() != 5 || st.TTL() != wantTTL {
+		if st.History() != wantHistory || st.TTL() != wantTTL {
 			t.Errorf("bucket %s: history %d ttl %s", name, st.History(), st.TTL())
 		}
 	}

@@ -34,8 +34,11 @@ func (b *Bus) Provision(ctx context.Context) error {
 			Storage:  jetstream.FileStorage,
 			Replicas: b.replicas(),
 		}
-		if name == contracts.BucketApplied {
+		switch name {
+		case contracts.BucketApplied:
 			kvc.TTL = b.cfg.MaxAge
+		case contracts.BucketLeases:
+			kvc.TTL, kvc.History = contracts.LeaseTTL, 1
 		}
 		kv, err := b.JS.CreateOrUpdateKeyValue(ctx, kvc)
 		if err != nil {

@@ -361,7 +361,7 @@ func (s *Stack) StartPipeline(ctx context.Context) error {
 	}
 	si := &sfingest.Ingest{Bus: sib, SF: sfi, Checkpoints: cps, Log: log.With("stage", contracts.StageSFIngest),
 		Config: sfingest.Config{Interval: s.opts.SFPollInterval, Overlap: 5 * time.Second, PageSize: 200}}
-	run(contracts.StageSFIngest, si.Run)
+	run(contracts.StageSFIngest, func(ctx context.Context) error { return sib.RunAsLeader(ctx, "sf-ingest", si.Run) })
 
 	// pc-ingest
 	pib, err := bus(contracts.StagePCIngest)

@@ -66,7 +66,8 @@ type Ingest struct {
 func (in *Ingest) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	go func() { errc <- in.RunFetcher(ctx) }()
-	go func() { errc <- in.RunPoller(ctx) }()
+	// One reconcile poll per tenant, however many replicas receive webhooks: the others stand by on the lease.
+	go func() { errc <- in.Bus.RunAsLeader(ctx, "pc-ingest-poller", in.RunPoller) }()
 	return errors.Join(<-errc, <-errc)
 }
 
