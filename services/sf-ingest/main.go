@@ -4,12 +4,14 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 
 	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/services/internal/app"
 	"github.com/cosell-dev/cosell/services/internal/runtime"
 	"github.com/cosell-dev/cosell/services/internal/sfapi"
+	"github.com/cosell-dev/cosell/services/mapper/mapping"
 	"github.com/cosell-dev/cosell/services/sf-ingest/sfingest"
 )
 
@@ -17,6 +19,8 @@ type config struct {
 	Common runtime.Common
 	SF     sfapi.Config
 	Ingest sfingest.Config
+	// Mapping is read for the Salesforce fields it names, so a customised mapping is polled for.
+	Mapping string `env:"COSELL_MAPPING_FILE" help:"the mapping file the mapper uses (YAML); sf-ingest reads the Salesforce fields it names; empty = the built-in default"`
 }
 
 func main() {
@@ -31,7 +35,12 @@ func main() {
 			if err != nil {
 				return nil, err
 			}
-			in := &sfingest.Ingest{Bus: env.Bus, SF: sf, Checkpoints: cps, Config: cfg.Ingest, Log: env.Log}
+			m, err := mapping.Load(cfg.Mapping)
+			if err != nil {
+				return nil, fmt.Errorf("COSELL_MAPPING_FILE: %w", err)
+			}
+			in := &sfingest.Ingest{Bus: env.Bus, SF: sf, Checkpoints: cps, Config: cfg.Ingest, Log: env.Log,
+				Extra: m.SalesforceFields()}
 			// One poller per org, however many replicas run: the others stand by on the lease.
 			return func(ctx context.Context) error { return env.Bus.RunAsLeader(ctx, "sf-ingest", in.Run) }, nil
 		}))

@@ -360,6 +360,7 @@ func (s *Stack) StartPipeline(ctx context.Context) error {
 		return fail(err)
 	}
 	si := &sfingest.Ingest{Bus: sib, SF: sfi, Checkpoints: cps, Log: log.With("stage", contracts.StageSFIngest),
+		Extra:  s.opts.Mapping.SalesforceFields(),
 		Config: sfingest.Config{Interval: s.opts.SFPollInterval, Overlap: 5 * time.Second, PageSize: 200}}
 	run(contracts.StageSFIngest, func(ctx context.Context) error { return sib.RunAsLeader(ctx, "sf-ingest", si.Run) })
 

@@ -815,3 +815,16 @@ func truncate(s string, n int) string {
 	}
 	return s
 }
+
+// SalesforceFields lists the Opportunity fields and parent fields (Account.BillingCountry) the mapping reads,
+// so the poller selects exactly what a customised mapping needs (child objects are read by the poller anyway).
+func (m Mapping) SalesforceFields() []string {
+	var out []string
+	for _, f := range m.Fields {
+		if f.SF == "" || f.Kind == KindSolutions || f.Kind == KindTeam {
+			continue
+		}
+		out = append(out, f.SF)
+	}
+	return out
+}

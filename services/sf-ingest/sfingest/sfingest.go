@@ -44,6 +44,20 @@ var Fields = []string{
 	"Account.BillingPostalCode", "Account.BillingCountry", "Account.Website",
 }
 
+// fields is Fields plus the fields the mapping needs (Extra), each once; Salesforce field names are
+// case-insensitive.
+func (in *Ingest) fields() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, f := range append(append([]string{}, Fields...), in.Extra...) {
+		if k := strings.ToLower(f); !seen[k] {
+			seen[k] = true
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // Child relationships of Opportunity read into every snapshot.
 const (
 	RelTeamMembers = "OpportunityTeamMembers"
@@ -85,6 +99,9 @@ type Ingest struct {
 	Checkpoints jetstream.KeyValue
 	Config      Config
 	Log         *slog.Logger
+	// Extra are further Opportunity or parent fields to read: the ones a customised mapping names
+	// (decide.Mapping.SalesforceFields).
+	Extra []string
 }
 
 const checkpointName = "opportunity"
@@ -221,7 +238,7 @@ func (in *Ingest) round(ctx context.Context, streams []*stream, from time.Time) 
 		}
 		fields := "Id, " + s.parentField + ", SystemModstamp"
 		if s.parentField == "" {
-			fields = strings.Join(Fields, ", ") + ", " + strings.Join(subqueries, ", ")
+			fields = strings.Join(in.fields(), ", ") + ", " + strings.Join(subqueries, ", ")
 		}
 		q := "SELECT " + fields + " FROM " + s.object
 		if len(where) > 0 {
@@ -306,7 +323,7 @@ func (in *Ingest) round(ctx context.Context, streams []*stream, from time.Time) 
 		for i, id := range chunk {
 			quoted[i] = sfapi.Quote(id)
 		}
-		q := "SELECT " + strings.Join(Fields, ", ") + ", " + strings.Join(subqueries, ", ") +
+		q := "SELECT " + strings.Join(in.fields(), ", ") + ", " + strings.Join(subqueries, ", ") +
 			" FROM Opportunity WHERE Id IN (" + strings.Join(quoted, ", ") + ") AND " + eligible
 		if err := in.SF.QueryEach(q, false, func(rows []map[string]any) error {
 			for _, row := range rows {

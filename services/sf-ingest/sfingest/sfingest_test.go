@@ -250,3 +250,22 @@ func TestBackfillStartsAtSince(t *testing.T) {
 	}
 	g.last(t, id)
 }
+
+// TestReadsTheFieldsACustomMappingNames: fields a mapping names beyond the built-in list (Extra) are selected
+// and reach the snapshot, so a customised deal value field takes effect without code changes.
+func TestReadsTheFieldsACustomMappingNames(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{Overlap: time.Second})
+	f.in.Extra = []string{"Probability", "NextStep", "Account.Phone", "amount"}
+	acc := f.insert(t, "Account", map[string]any{"Name": "Custom AG", "Phone": "+41 44 000"})
+	id := f.insert(t, sf.ObjectOpportunity, map[string]any{"Name": "Custom", "StageName": "Qualification", "CloseDate": "2027-01-01",
+		"Probability": 35, "NextStep": "Workshop", "AccountId": acc, sf.FieldSyncWithPartnerCenter: true})
+	f.poll(t)
+	got := f.last(t, id).Opportunity.Fields
+	if got["Probability"] != 35.0 || got["NextStep"] != "Workshop" {
+		t.Fatalf("extra fields not read: Probability=%v NextStep=%v", got["Probability"], got["NextStep"])
+	}
+	if got["Account.Phone"] != "+41 44 000" {
+		t.Errorf("parent field Account.Phone not read: %v", got)
+	}
+}
