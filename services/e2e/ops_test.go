@@ -128,11 +128,18 @@ func TestStatusAPIAndPage(t *testing.T) {
 	if len(st.Lag) != len(contracts.Consumers()) || st.Links != 1 || st.LinkStates[contracts.LinkLinked] != 1 || st.DeadLetters != 0 {
 		t.Errorf("/api/status = %+v", st)
 	}
-	for _, l := range st.Lag {
-		if l.Waiting == 0 {
-			t.Errorf("consumer %s has no replica pulling: %+v", l.Consumer, l)
+	// Every durable has a stage pulling from it. A pull request is renewed every fetch wait, so look until
+	// one reading shows all of them waiting at once.
+	eventually(t, 10*time.Second, "every consumer has a replica pulling", func() (bool, string) {
+		var now auditor.Status
+		getJSON(t, s.Status+"/api/status", &now)
+		for _, l := range now.Lag {
+			if l.Waiting == 0 {
+				return false, fmt.Sprintf("consumer %s has no pull request waiting: %+v", l.Consumer, l)
+			}
 		}
-	}
+		return len(now.Lag) == len(contracts.Consumers()), ""
+	})
 	var links []auditor.LinkRecord
 	getJSON(t, s.Status+"/api/links", &links)
 	if len(links) != 1 || links[0].ReferralID != r.ID || links[0].OpportunityID != oppID {
@@ -164,19 +171,24 @@ func TestStatusAPIAndPage(t *testing.T) {
 	})
 
 	// Metrics: lag, DLQ depth, external calls, budget, sync latency.
-	_, metrics := get(t, s.Status+"/metrics")
-	for _, want := range []string{
-		`cosell_consumer_pending_messages{consumer="sf-writer",stage="sf-writer",stream="COSELL_REQUESTED"} 0`,
-		"cosell_dead_letter_messages 0",
-		`cosell_external_api_request_duration_seconds_bucket{endpoint="composite"`,
-		`cosell_api_budget_remaining{system="sf"}`,
-		`cosell_sync_latency_seconds_count{to="sf"} 1`,
-		`cosell_events_handled_total{consumer="mapper-observed",outcome="ack",stage="mapper"}`,
-	} {
-		if !strings.Contains(metrics, want) {
-			t.Errorf("/metrics lacks %s\n%s", want, grepLines(metrics, "cosell_external|cosell_api"))
+	// The auditor observes the sync latency from the outcomes stream on its own schedule: read until it shows.
+	var metrics string
+	eventually(t, 10*time.Second, "metrics", func() (bool, string) {
+		_, metrics = get(t, s.Status+"/metrics")
+		for _, want := range []string{
+			`cosell_consumer_pending_messages{consumer="sf-writer",stage="sf-writer",stream="COSELL_REQUESTED"} 0`,
+			"cosell_dead_letter_messages 0",
+			`cosell_external_api_request_duration_seconds_bucket{endpoint="composite"`,
+			`cosell_api_budget_remaining{system="sf"}`,
+			`cosell_sync_latency_seconds_count{to="sf"} 1`,
+			`cosell_events_handled_total{consumer="mapper-observed",outcome="ack",stage="mapper"}`,
+		} {
+			if !strings.Contains(metrics, want) {
+				return false, fmt.Sprintf("/metrics lacks %s\n%s", want, grepLines(metrics, "cosell_external|cosell_api|cosell_sync"))
+			}
 		}
-	}
+		return true, ""
+	})
 
 	calls := grepLines(metrics, "cosell_external_api_requests_total{")
 	if !strings.Contains(calls, `status="200",system="pc"`) || !strings.Contains(calls, `status="200",system="sf"`) {
