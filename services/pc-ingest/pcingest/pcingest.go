@@ -17,7 +17,6 @@ package pcingest
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +32,7 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/pcapi"
 	"github.com/cosell-dev/cosell/services/internal/pcwebhook"
 	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/internal/watermark"
 )
 
 // Config tunes pc-ingest.
@@ -306,38 +306,21 @@ func (in *Ingest) RunPoller(ctx context.Context) error {
 	}
 }
 
-type checkpoint struct {
-	Watermark time.Time `json:"watermark"`
-}
-
 // Reconcile lists referrals updated since the watermark and publishes them; it returns how many were new.
 func (in *Ingest) Reconcile(ctx context.Context) (int, error) {
-	key := contracts.CheckpointKey(contracts.StagePCIngest, "referrals")
-	var cp checkpoint
-	var rev uint64
-	if e, err := in.Checkpoints.Get(ctx, key); err == nil {
-		if err := json.Unmarshal(e.Value(), &cp); err != nil {
-			return 0, fmt.Errorf("checkpoint %s: %w", key, err)
-		}
-		rev = e.Revision()
-	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, fmt.Errorf("read checkpoint %s: %w", key, err)
-	} else if in.Config.Since != "" {
-		since, err := time.Parse(time.RFC3339, in.Config.Since)
-		if err != nil {
-			return 0, fmt.Errorf("COSELL_PC_BACKFILL_SINCE: %w", err)
-		}
-		cp.Watermark = since
+	wm, err := watermark.Load(ctx, in.Checkpoints, contracts.CheckpointKey(contracts.StagePCIngest, "referrals"),
+		in.Config.Since, "COSELL_PC_BACKFILL_SINCE")
+	if err != nil {
+		return 0, err
 	}
 	opts := pcapi.ListOptions{OrderBy: "updatedDateTime asc", Top: 100}
-	if !cp.Watermark.IsZero() {
+	if from := wm.From(in.Config.PollOverlap); !from.IsZero() {
 		// ge and an overlap: two referrals may share a timestamp, and one may be stamped just before the
 		// newest seen; the versions re-read are duplicates the server drops.
-		from := cp.Watermark.Add(-in.Config.PollOverlap)
 		opts.Filter = "updatedDateTime ge " + from.UTC().Format(time.RFC3339Nano)
 	}
-	newest, fresh := cp.Watermark, 0
-	err := in.PC.ListReferrals(ctx, opts, func(r pc.Referral) error {
+	newest, fresh := wm.At, 0
+	err = in.PC.ListReferrals(ctx, opts, func(r pc.Referral) error {
 		isNew, err := in.Publish(ctx, r, "poll")
 		if err != nil {
 			return err
@@ -353,16 +336,5 @@ func (in *Ingest) Reconcile(ctx context.Context) (int, error) {
 	if err != nil {
 		return fresh, err
 	}
-	if newest.After(cp.Watermark) {
-		b, _ := json.Marshal(checkpoint{Watermark: newest})
-		if rev == 0 {
-			_, err = in.Checkpoints.Create(ctx, key, b)
-		} else {
-			_, err = in.Checkpoints.Update(ctx, key, b, rev)
-		}
-		if err != nil {
-			return fresh, fmt.Errorf("move watermark to %s: %w", newest, err)
-		}
-	}
-	return fresh, nil
+	return fresh, wm.Move(ctx, newest)
 }

@@ -3,7 +3,6 @@ package pcingest
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -23,6 +22,7 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/pcemu"
 	"github.com/cosell-dev/cosell/services/internal/pcwebhook"
 	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/internal/watermark"
 )
 
 // fixture is pc-ingest wired to a real embedded nats-server and the Partner Center emulator over HTTP,
@@ -384,13 +384,9 @@ func TestDroppedWebhookHealedByPoll(t *testing.T) {
 	if f.emu.Counts()["webhooks.dropped"] != 1 {
 		t.Fatalf("counts %v", f.emu.Counts())
 	}
-	e, err := f.in.Checkpoints.Get(context.Background(), contracts.CheckpointKey(contracts.StagePCIngest, "referrals"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cp checkpoint
-	if err := json.Unmarshal(e.Value(), &cp); err != nil || !cp.Watermark.Equal(contracts.ReferralVersion(upd).At) {
-		t.Errorf("watermark = %v (%v), want %v", cp.Watermark, err, contracts.ReferralVersion(upd).At)
+	wm, err := watermark.Load(context.Background(), f.in.Checkpoints, contracts.CheckpointKey(contracts.StagePCIngest, "referrals"), "", "")
+	if err != nil || !wm.At.Equal(contracts.ReferralVersion(upd).At) {
+		t.Errorf("watermark = %v (%v), want %v", wm, err, contracts.ReferralVersion(upd).At)
 	}
 }
 

@@ -19,7 +19,6 @@ package sfingest
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -32,6 +31,7 @@ import (
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/internal/runtime"
 	"github.com/cosell-dev/cosell/services/internal/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/watermark"
 )
 
 // Fields are the Opportunity fields (and parent Account fields) read for every snapshot.
@@ -122,10 +122,6 @@ func (in *Ingest) Run(ctx context.Context) error {
 	}
 }
 
-type checkpoint struct {
-	Watermark time.Time `json:"watermark"`
-}
-
 // stream is one polled query: its keyset position and whether it has more rows.
 type stream struct {
 	object, parentField string // "" parentField: the Opportunity query itself
@@ -141,33 +137,18 @@ func (in *Ingest) pageSize() int {
 // Poll reads every synced Opportunity changed since the watermark (itself, or one of its children),
 // publishes a snapshot of each and moves the watermark. It returns how many snapshots were new to the stream.
 func (in *Ingest) Poll(ctx context.Context) (int, error) {
-	key := contracts.CheckpointKey(contracts.StageSFIngest, checkpointName)
-	var cp checkpoint
-	var rev uint64
-	if e, err := in.Checkpoints.Get(ctx, key); err == nil {
-		if err := json.Unmarshal(e.Value(), &cp); err != nil {
-			return 0, fmt.Errorf("checkpoint %s: %w", key, err)
-		}
-		rev = e.Revision()
-	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, fmt.Errorf("read checkpoint %s: %w", key, err)
-	} else if in.Config.Since != "" {
-		since, err := time.Parse(time.RFC3339, in.Config.Since)
-		if err != nil {
-			return 0, fmt.Errorf("COSELL_SF_BACKFILL_SINCE: %w", err)
-		}
-		cp.Watermark = since
+	wm, err := watermark.Load(ctx, in.Checkpoints, contracts.CheckpointKey(contracts.StageSFIngest, checkpointName),
+		in.Config.Since, "COSELL_SF_BACKFILL_SINCE")
+	if err != nil {
+		return 0, err
 	}
-	from := time.Time{}
-	if !cp.Watermark.IsZero() {
-		from = cp.Watermark.Add(-in.Config.Overlap)
-	}
+	from := wm.From(in.Config.Overlap)
 	streams := []*stream{{object: sf.ObjectOpportunity}}
 	for _, c := range children {
 		streams = append(streams, &stream{object: c.object, parentField: c.parentField})
 	}
 	published := 0
-	newest := cp.Watermark
+	newest := wm.At
 	for {
 		n, seen, err := in.round(ctx, streams, from)
 		published += n
@@ -187,11 +168,8 @@ func (in *Ingest) Poll(ctx context.Context) (int, error) {
 				}
 			}
 		}
-		if safe.After(cp.Watermark) {
-			if rev, err = in.saveCheckpoint(ctx, key, rev, safe); err != nil {
-				return published, err
-			}
-			cp.Watermark = safe
+		if err := wm.Move(ctx, safe); err != nil {
+			return published, err
 		}
 		if allDone {
 			return published, nil
@@ -200,20 +178,6 @@ func (in *Ingest) Poll(ctx context.Context) (int, error) {
 			return published, ctx.Err()
 		}
 	}
-}
-
-func (in *Ingest) saveCheckpoint(ctx context.Context, key string, rev uint64, wm time.Time) (uint64, error) {
-	b, _ := json.Marshal(checkpoint{Watermark: wm})
-	var err error
-	if rev == 0 {
-		rev, err = in.Checkpoints.Create(ctx, key, b)
-	} else {
-		rev, err = in.Checkpoints.Update(ctx, key, b, rev)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("move watermark to %s: %w", wm, err)
-	}
-	return rev, nil
 }
 
 // round reads one page of every unfinished query in one Composite call, re-reads the parents of changed
