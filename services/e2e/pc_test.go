@@ -247,8 +247,8 @@ func TestRefusedPatchIsShownNotRetried(t *testing.T) {
 	if n := streamCount(t, s, contracts.StreamOutcomes, contracts.SubjectReferralFailed+".>"); n != 1 {
 		t.Errorf("%d failed outcomes, want 1", n)
 	}
-	if n := streamCount(t, s, contracts.StreamDeadLetter, ">"); n != 0 {
-		t.Errorf("%d dead letters: a refusal is an outcome, not poison", n)
+	if n := streamCount(t, s, contracts.StreamDeadLetter, ">"); n != 1 {
+		t.Errorf("%d dead letters, want the refused command parked once", n)
 	}
 }
 

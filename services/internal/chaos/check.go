@@ -22,9 +22,11 @@ type Verdict struct {
 	Duplicates                      int
 	Missing                         int
 	// IgnoredClosed counts referrals closed before cosell first saw them (audited as ignored).
-	IgnoredClosed            int
-	Diverged                 int
-	Poison, PoisonFlagged    int
+	IgnoredClosed         int
+	Diverged              int
+	Poison, PoisonFlagged int
+	// PoisonParked counts the dead letters that hold a poison record's refused command, with its reason.
+	PoisonParked             int
 	DeadLetters              int
 	Commands, Unanswered     int
 	Links, LinksWithoutTrail int
@@ -42,10 +44,10 @@ func (v Verdict) String() string {
 		status = fmt.Sprintf("FAIL (%d problems)", len(v.Problems))
 	}
 	return fmt.Sprintf("chaos %s: %d referrals ↔ %d opportunities (%d pairs), %d duplicates, %d missing, %d diverged, "+
-		"%d closed before first sight, %d/%d poison flagged, %d dead letters, %d/%d commands answered, %d/%d links with an audit trail; "+
+		"%d closed before first sight, %d/%d poison flagged (%d parked as dead letters with the reason), %d dead letters in all, %d/%d commands answered, %d/%d links with an audit trail; "+
 		"injected %d kills, %d NATS restarts, %d upstream faults over %d operations",
 		status, v.Referrals, v.Opportunities, v.Pairs, v.Duplicates, v.Missing, v.Diverged,
-		v.IgnoredClosed, v.PoisonFlagged, v.Poison, v.DeadLetters, v.Commands-v.Unanswered, v.Commands, v.Links-v.LinksWithoutTrail, v.Links,
+		v.IgnoredClosed, v.PoisonFlagged, v.Poison, v.PoisonParked, v.DeadLetters, v.Commands-v.Unanswered, v.Commands, v.Links-v.LinksWithoutTrail, v.Links,
 		v.Kills, v.NATSRestarts, v.Faults, v.Ops)
 }
 
@@ -189,7 +191,11 @@ func check(ctx context.Context, js jetstream.JetStream, _ any, w *workload, v *V
 			v.PoisonFlagged++
 		}
 	}
-	return checkStreams(ctx, js, v)
+	parked := map[string]bool{}
+	for _, id := range w.poison {
+		parked[contracts.Subject(contracts.SubjectReferralRequested, contracts.LinkIDFor(contracts.Salesforce, id))] = true
+	}
+	return checkStreams(ctx, js, v, parked)
 }
 
 // decided reports whether a link's audit trail holds a decision of kind.
@@ -243,7 +249,9 @@ func sameSet(a, b []string) bool {
 
 // checkStreams checks the audit trail: every command has an outcome or a dead letter, every link has
 // decisions on its audit subject, and every dead letter says why.
-func checkStreams(ctx context.Context, js jetstream.JetStream, v *Verdict) error {
+// Dead letters on the subjects in poison are expected: a record the other side refuses is parked there with
+// the reason; any other dead letter is a finding.
+func checkStreams(ctx context.Context, js jetstream.JetStream, v *Verdict, poison map[string]bool) error {
 	commands := map[string]string{}
 	if err := each(ctx, js, contracts.StreamRequested, nil, func(m jetstream.Msg) {
 		commands[m.Headers().Get("ce-id")] = m.Subject()
@@ -272,9 +280,16 @@ func checkStreams(ctx context.Context, js jetstream.JetStream, v *Verdict) error
 		if id := firstHeader(d.Header, "ce-id"); id != "" {
 			answered[id] = true
 		}
+		if poison[d.Subject] {
+			v.PoisonParked++
+			return
+		}
 		v.problem("dead letter from %s (%s): %s", d.Stage, d.Subject, d.Reason)
 	}); err != nil {
 		return err
+	}
+	if v.PoisonParked < len(poison) {
+		v.problem("%d of %d poison records parked in the dead-letter stream", v.PoisonParked, len(poison))
 	}
 	v.Commands = len(commands)
 	for id, subj := range commands {

@@ -13,7 +13,7 @@
 // it for the Retry-After the answer asked for, and the call is retried in place a few times before the
 // command is put back for later. A refusal (validation, a status transition Partner Center does not allow,
 // a closed referral) becomes a failed outcome, audited and shown as "✖ …" on the Opportunity's sync
-// status, and the command is acknowledged: it is not retried.
+// status, and the command is parked in the dead-letter stream with the reason: it is not retried.
 package pcwriter
 
 import (
@@ -257,7 +257,7 @@ func (w *Writer) patch(ctx context.Context, cmd contracts.ReferralCommand) (pc.R
 
 // fail classifies an error once. Throttling is retried after Retry-After and outages with back-off. A 412
 // is answered with the fresh referral for the mapper to decide on again. A refusal by Partner Center is a
-// failed outcome and the command is done; a malformed command is also dead-lettered.
+// failed outcome, and the command is dead-lettered with the reason (not retried).
 func (w *Writer) fail(ctx context.Context, out contracts.Outcome, err error) error {
 	if d, ok := pcapi.IsThrottled(err); ok {
 		return runtime.RetryAfter(err, d)
@@ -284,10 +284,10 @@ func (w *Writer) fail(ctx context.Context, out contracts.Outcome, err error) err
 	}
 	w.Log.Warn("partner center refused the command", "referral_id", out.ReferralID, "opportunity_id", out.OpportunityID,
 		"link_id", out.LinkID, "code", f.Code, "status", f.HTTPStatus, "err", f.Message)
-	if runtime.IsPermanent(err) {
-		return err
-	}
-	return nil
+	// The refusal is recorded (failed outcome: audited, ✖ on the Opportunity) and the command is parked in
+	// the dead-letter stream with the reason, like a record Salesforce refuses: never retried in a loop,
+	// visible in `cosell dlq ls`, and re-drivable once the cause is fixed.
+	return runtime.Permanent(err)
 }
 
 // superseded answers a 412: the referral changed since the patch was decided. It re-reads the referral

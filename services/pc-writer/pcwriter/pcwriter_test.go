@@ -138,7 +138,7 @@ func TestPatchRaceWithMicrosoftEdit(t *testing.T) {
 }
 
 // TestRefusedTransitionIsAFailedOutcome: a transition Partner Center does not allow is one call, one failed
-// outcome with Partner Center's reason, and the command is done (no retry, no dead letter).
+// outcome with Partner Center's reason, and the command is parked as a dead letter (no retry).
 func TestRefusedTransitionIsAFailedOutcome(t *testing.T) {
 	w, emu := newWriter(t)
 	r, err := emu.SellerCreate(pc.Referral{Name: "Closed one"})
@@ -167,8 +167,8 @@ func TestRefusedTransitionIsAFailedOutcome(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			c.cmd.LinkID, c.cmd.Op = c.link, contracts.OpUpdate
 			before := emu.Counts()["referrals.patch"]
-			if err := w.Handle(context.Background(), command(t, "cmd/"+c.link, c.cmd)); err != nil {
-				t.Fatalf("a refusal is an outcome, the command is done: %v", err)
+			if err := w.Handle(context.Background(), command(t, "cmd/"+c.link, c.cmd)); !runtime.IsPermanent(err) {
+				t.Fatalf("a refusal is a failed outcome and a dead letter, not a retry: %v", err)
 			}
 			out := lastOutcome(t, w, contracts.SubjectReferralFailed, c.link)
 			if out.Error == nil || !out.Error.Permanent || out.Error.HTTPStatus != c.status || out.Error.Message == "" {
