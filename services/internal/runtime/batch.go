@@ -28,27 +28,11 @@ var errBatchResults = errors.New("batch handler returned a result count that doe
 // (within DrainGrace), settles it and returns nil.
 func (b *Bus) ConsumeBatch(ctx context.Context, spec contracts.ConsumerSpec, h BatchHandler, opts ConsumeOptions) error {
 	opts = opts.withDefaults()
-	cons, err := b.JS.Consumer(ctx, spec.Stream, spec.Durable)
+	l, cons, hctx, stop, err := b.startLoop(ctx, spec, nil, opts)
 	if err != nil {
-		return fmt.Errorf("consume %s/%s: %w", spec.Stream, spec.Durable, err)
+		return err
 	}
-	info := cons.CachedInfo()
-	l := &consumeLoop{
-		b: b, spec: spec, opts: opts,
-		ackWait:    info.Config.AckWait,
-		maxDeliver: info.Config.MaxDeliver,
-		log:        b.log.With("consumer", spec.Durable, "stream", spec.Stream),
-	}
-	if l.ackWait <= 0 {
-		l.ackWait = 30 * time.Second
-	}
-	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer hcancel()
-	stopGrace := context.AfterFunc(ctx, func() {
-		t := time.AfterFunc(opts.DrainGrace, hcancel)
-		context.AfterFunc(hctx, func() { t.Stop() })
-	})
-	defer stopGrace()
+	defer stop()
 
 	l.log.Info("consuming in batches", "batch", opts.Batch)
 	fetchBackoff := opts.BackoffBase

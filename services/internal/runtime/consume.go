@@ -122,29 +122,11 @@ type consumeLoop struct {
 // context survives the cancel for up to DrainGrace), settles them and returns nil.
 func (b *Bus) Consume(ctx context.Context, spec contracts.ConsumerSpec, h Handler, opts ConsumeOptions) error {
 	opts = opts.withDefaults()
-	cons, err := b.JS.Consumer(ctx, spec.Stream, spec.Durable)
+	l, cons, hctx, stop, err := b.startLoop(ctx, spec, h, opts)
 	if err != nil {
-		return fmt.Errorf("consume %s/%s: %w", spec.Stream, spec.Durable, err)
+		return err
 	}
-	info := cons.CachedInfo()
-	l := &consumeLoop{
-		b: b, spec: spec, h: h, opts: opts,
-		ackWait:    info.Config.AckWait,
-		maxDeliver: info.Config.MaxDeliver,
-		log:        b.log.With("consumer", spec.Durable, "stream", spec.Stream),
-	}
-	if l.ackWait <= 0 {
-		l.ackWait = 30 * time.Second
-	}
-
-	// Handlers run on a context the drain does not cancel, bounded by the grace period.
-	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer hcancel()
-	stopGrace := context.AfterFunc(ctx, func() {
-		t := time.AfterFunc(opts.DrainGrace, hcancel)
-		context.AfterFunc(hctx, func() { t.Stop() })
-	})
-	defer stopGrace()
+	defer stop()
 
 	l.log.Info("consuming", "batch", opts.Batch, "concurrency", opts.Concurrency)
 	sem := make(chan struct{}, opts.Concurrency)
@@ -365,4 +347,29 @@ func (b *Bus) Lag(ctx context.Context, spec contracts.ConsumerSpec) (pending, ac
 		return 0, 0, fmt.Errorf("lag %s/%s: %w", spec.Stream, spec.Durable, err)
 	}
 	return info.NumPending, uint64(info.NumAckPending), nil
+}
+
+// startLoop prepares a consumer loop: the durable with its AckWait and MaxDeliver, and the context handlers
+// run on, which the drain does not cancel but bounds by DrainGrace. stop must be called when the loop ends.
+func (b *Bus) startLoop(ctx context.Context, spec contracts.ConsumerSpec, h Handler, opts ConsumeOptions) (*consumeLoop, jetstream.Consumer, context.Context, func(), error) {
+	cons, err := b.JS.Consumer(ctx, spec.Stream, spec.Durable)
+	if err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("consume %s/%s: %w", spec.Stream, spec.Durable, err)
+	}
+	info := cons.CachedInfo()
+	l := &consumeLoop{
+		b: b, spec: spec, h: h, opts: opts,
+		ackWait:    info.Config.AckWait,
+		maxDeliver: info.Config.MaxDeliver,
+		log:        b.log.With("consumer", spec.Durable, "stream", spec.Stream),
+	}
+	if l.ackWait <= 0 {
+		l.ackWait = 30 * time.Second
+	}
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	stopGrace := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(opts.DrainGrace, hcancel)
+		context.AfterFunc(hctx, func() { t.Stop() })
+	})
+	return l, cons, hctx, func() { stopGrace(); hcancel() }, nil
 }
