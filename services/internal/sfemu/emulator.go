@@ -222,12 +222,9 @@ func (e *Emulator) insert(obj string, fields map[string]any) (string, *APIError)
 		return "", err
 	}
 	opts := writeOpts{actor: e.userID, system: true}
-	values, reqErr, recErr := e.st.coerce(o, body, true, opts)
-	if reqErr != nil {
-		return "", reqErr
-	}
-	if recErr != nil {
-		return "", recErr
+	values, err := e.st.coerceOne(o, body, true, opts)
+	if err != nil {
+		return "", err
 	}
 	return e.st.create(o, values, opts)
 }
@@ -256,12 +253,9 @@ func (e *Emulator) update(obj, rawID string, fields map[string]any) *APIError {
 		return err
 	}
 	opts := writeOpts{actor: e.userID, system: true}
-	values, reqErr, recErr := e.st.coerce(o, body, false, opts)
-	if reqErr != nil {
-		return reqErr
-	}
-	if recErr != nil {
-		return recErr
+	values, err := e.st.coerceOne(o, body, false, opts)
+	if err != nil {
+		return err
 	}
 	return e.st.update(o, id, values, opts)
 }

@@ -152,12 +152,9 @@ func (e *Emulator) handleCreate(c *call) (int, any, *APIError) {
 		return 0, nil, err
 	}
 	opts := c.writeOpts()
-	values, reqErr, recErr := e.st.coerce(o, body, true, opts)
-	if reqErr != nil {
-		return 0, nil, reqErr
-	}
-	if recErr != nil {
-		return 0, nil, recErr
+	values, err := e.st.coerceOne(o, body, true, opts)
+	if err != nil {
+		return 0, nil, err
 	}
 	if e.lockFault() {
 		return 0, nil, lockError("")
@@ -267,12 +264,9 @@ func (e *Emulator) handleUpdate(c *call) (int, any, *APIError) {
 		return 0, nil, err
 	}
 	opts := c.writeOpts()
-	values, reqErr, recErr := e.st.coerce(o, body, false, opts)
-	if reqErr != nil {
-		return 0, nil, reqErr
-	}
-	if recErr != nil {
-		return 0, nil, recErr
+	values, err := e.st.coerceOne(o, body, false, opts)
+	if err != nil {
+		return 0, nil, err
 	}
 	if e.lockFault() {
 		return 0, nil, lockError(id)
@@ -358,12 +352,9 @@ func (e *Emulator) upsertOne(o *object, f *field, value string, body map[string]
 	}
 	deleteKey(body, f.Name)
 	create := len(matches) == 0
-	values, reqErr, recErr := e.st.coerce(o, body, create, opts)
-	if reqErr != nil {
-		return saveResult{}, 0, reqErr
-	}
-	if recErr != nil {
-		return saveResult{}, 0, recErr
+	values, err := e.st.coerceOne(o, body, create, opts)
+	if err != nil {
+		return saveResult{}, 0, err
 	}
 	if create {
 		values[f] = value

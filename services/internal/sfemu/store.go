@@ -155,6 +155,19 @@ func normalizeGo(fields map[string]any) (map[string]any, *APIError) {
 	return out, nil
 }
 
+// coerceOne is coerce for a single-record write, where a request-level and a record-level refusal are
+// answered alike: the request-level one first.
+func (s *store) coerceOne(o *object, body map[string]any, create bool, opts writeOpts) (map[*field]any, *APIError) {
+	values, reqErr, recErr := s.coerce(o, body, create, opts)
+	if reqErr != nil {
+		return nil, reqErr
+	}
+	if recErr != nil {
+		return nil, recErr
+	}
+	return values, nil
+}
+
 // coerce checks a request body against the object (unknown fields, value types, fields that cannot be
 // written) and returns the values by field. Unknown fields and type errors fail the whole request in
 // Salesforce, read-only fields fail the record.
