@@ -1,5 +1,5 @@
 // Command bench measures cosell end to end on this machine, with every stage as its own OS process next to
-// a nats-server and both emulators (internal/fleet), and prints a Markdown report:
+// a nats-server and both emulators (internal/harness/fleet), and prints a Markdown report:
 //
 //   - the raw JetStream ceiling: synchronous publish + fetch + double-ack through the same server, measured
 //     the same way in the same run;
@@ -31,7 +31,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cosell-dev/cosell/contracts"
-	"github.com/cosell-dev/cosell/services/internal/fleet"
+	"github.com/cosell-dev/cosell/services/internal/harness/fleet"
 )
 
 func main() {

@@ -1,4 +1,4 @@
-// Command chaos runs the fault-injection suite (internal/chaos) and prints a one-line verdict; it exits 1
+// Command chaos runs the fault-injection suite (internal/harness/chaos) and prints a one-line verdict; it exits 1
 // when anything was lost, duplicated, left diverged or unexplained.
 //
 // Usage: go run ./services/chaos [-duration 60s] [-rate 8] [-kills 8] [-seed N]   (make chaos)
@@ -11,8 +11,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/cosell-dev/cosell/services/internal/chaos"
-	"github.com/cosell-dev/cosell/services/internal/fleet"
+	"github.com/cosell-dev/cosell/services/internal/harness/chaos"
+	"github.com/cosell-dev/cosell/services/internal/harness/fleet"
 )
 
 func main() {

@@ -15,10 +15,10 @@ import (
 	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
-	"github.com/cosell-dev/cosell/services/internal/app"
-	"github.com/cosell-dev/cosell/services/internal/pcapi"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
-	"github.com/cosell-dev/cosell/services/internal/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
+	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/stage"
 )
 
 const doctorSummary = "check Salesforce, Partner Center, the webhook and NATS before going live; print each fix"
@@ -107,7 +107,7 @@ const fixMetadata = "deploy cosell's metadata to the org: sf project deploy star
 // each query names them, so Salesforce itself names a missing one (INVALID_FIELD / INVALID_TYPE).
 func (d *doctor) salesforce() {
 	var cfg sfapi.Config
-	if err := runtime.LoadConfig(&cfg, nil); err != nil {
+	if err := platform.LoadConfig(&cfg, nil); err != nil {
 		d.fail("sf", "configuration", err.Error(), "set COSELL_SF_URL, COSELL_SF_CLIENT_ID and COSELL_SF_CLIENT_SECRET (the Secret cosell-salesforce)")
 		return
 	}
@@ -139,8 +139,8 @@ func (d *doctor) salesforce() {
 }
 
 func (d *doctor) pcClient(ctx context.Context, group string) *pcapi.Client {
-	var cfg app.PCConfig
-	if err := runtime.LoadConfig(&cfg, nil); err != nil {
+	var cfg stage.PCConfig
+	if err := platform.LoadConfig(&cfg, nil); err != nil {
 		d.fail(group, "configuration", err.Error(), "set COSELL_PC_TOKEN_URL, COSELL_PC_CLIENT_ID and COSELL_PC_CLIENT_SECRET (the Secret cosell-partner-center)")
 		return nil
 	}
@@ -237,8 +237,8 @@ const fixProvision = "run the provisioning Job (kubectl -n <ns> delete job cosel
 
 // nats checks every stream, durable and bucket exists with the settings Provision applies.
 func (d *doctor) nats(ctx context.Context, provision bool) {
-	var cfg runtime.BusConfig
-	if err := runtime.LoadConfig(&cfg, nil); err != nil {
+	var cfg platform.BusConfig
+	if err := platform.LoadConfig(&cfg, nil); err != nil {
 		d.fail("nats", "configuration", err.Error(), "fix the COSELL_NATS_* / COSELL_STREAM_* variables")
 		return
 	}
@@ -249,7 +249,7 @@ func (d *doctor) nats(ctx context.Context, provision bool) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	bus, err := runtime.Connect(cctx, cfg, "cosell-doctor", nil, nil)
+	bus, err := platform.Connect(cctx, cfg, "cosell-doctor", nil, nil)
 	if err != nil {
 		d.fail("nats", "connection", err.Error(),
 			"check COSELL_NATS_URL, that the NetworkPolicy allows port 4222 to the nats namespace, and the user/password (Secret cosell-nats)")
@@ -275,7 +275,7 @@ func (d *doctor) nats(ctx context.Context, provision bool) {
 	}
 }
 
-func (d *doctor) stream(ctx context.Context, bus *runtime.Bus, spec contracts.StreamSpec) {
+func (d *doctor) stream(ctx context.Context, bus *platform.Bus, spec contracts.StreamSpec) {
 	name := "stream " + spec.Name
 	st, err := bus.JS.Stream(ctx, spec.Name)
 	if err != nil {
@@ -311,7 +311,7 @@ func (d *doctor) stream(ctx context.Context, bus *runtime.Bus, spec contracts.St
 	d.ok("nats", fmt.Sprintf("%s (R%d, max age %s)", name, got.Replicas, got.MaxAge))
 }
 
-func (d *doctor) consumer(ctx context.Context, bus *runtime.Bus, spec contracts.ConsumerSpec) {
+func (d *doctor) consumer(ctx context.Context, bus *platform.Bus, spec contracts.ConsumerSpec) {
 	name := "durable " + spec.Stream + "/" + spec.Durable
 	cons, err := bus.JS.Consumer(ctx, spec.Stream, spec.Durable)
 	if err != nil {
@@ -341,7 +341,7 @@ func (d *doctor) consumer(ctx context.Context, bus *runtime.Bus, spec contracts.
 	d.ok("nats", name)
 }
 
-func (d *doctor) bucket(ctx context.Context, bus *runtime.Bus, bucket string) {
+func (d *doctor) bucket(ctx context.Context, bus *platform.Bus, bucket string) {
 	name := "bucket " + bucket
 	kv, err := bus.JS.KeyValue(ctx, bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {

@@ -13,7 +13,7 @@ import (
 
 	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
-	"github.com/cosell-dev/cosell/services/internal/stack"
+	"github.com/cosell-dev/cosell/services/internal/harness/stack"
 )
 
 // doctorEnv starts the emulators and an embedded NATS (no pipeline) and points the doctor at them.

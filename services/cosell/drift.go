@@ -14,9 +14,9 @@ import (
 	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
-	"github.com/cosell-dev/cosell/services/internal/pcapi"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
-	"github.com/cosell-dev/cosell/services/internal/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
+	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/mapper/decide"
 	"github.com/cosell-dev/cosell/services/sf-ingest/sfingest"
 )
@@ -131,7 +131,7 @@ type driftReport struct {
 	Unhealed     int         `json:"unhealed,omitempty"`
 }
 
-func checkDrift(ctx context.Context, bus *runtime.Bus, pcc *pcapi.Client, sfc *sfapi.Client, m decide.Mapping) (*driftReport, error) {
+func checkDrift(ctx context.Context, bus *platform.Bus, pcc *pcapi.Client, sfc *sfapi.Client, m decide.Mapping) (*driftReport, error) {
 	a, err := auditorOn(ctx, bus)
 	if err != nil {
 		return nil, err
@@ -267,7 +267,7 @@ func isEmpty(v any) bool { return v == nil || v == "" }
 
 // heal publishes the snapshots the findings name, with the ids the ingest stages use, so a snapshot the
 // pipeline already has is dropped by the server instead of decided twice.
-func (rep *driftReport) heal(ctx context.Context, bus *runtime.Bus) error {
+func (rep *driftReport) heal(ctx context.Context, bus *platform.Bus) error {
 	for i := range rep.Items {
 		it := &rep.Items[i]
 		if len(it.Heal) == 0 {
@@ -278,7 +278,7 @@ func (rep *driftReport) heal(ctx context.Context, bus *runtime.Bus) error {
 		for _, side := range it.Heal {
 			var (
 				id, subject string
-				e           runtime.Event
+				e           platform.Event
 				err         error
 			)
 			switch side {
@@ -286,12 +286,12 @@ func (rep *driftReport) heal(ctx context.Context, bus *runtime.Bus) error {
 				r := *it.referral
 				v := contracts.ReferralVersion(r)
 				id, subject = contracts.EventID("pc", r.ID, v.Tag), contracts.Subject(contracts.SubjectReferralObserved, r.ID)
-				e, err = runtime.NewEvent(id, contracts.TypeReferralObserved, "cosell-drift", r.ID,
+				e, err = platform.NewEvent(id, contracts.TypeReferralObserved, "cosell-drift", r.ID,
 					contracts.ReferralObserved{Referral: r, Version: v, ObservedAt: time.Now().UTC(), Via: "drift"})
 			case "sf":
 				o, v := *it.opportunity, it.oppVersion
 				id, subject = contracts.EventID("sf", o.ID, v.At.Format(time.RFC3339Nano)), contracts.Subject(contracts.SubjectOpportunityObserved, o.ID)
-				e, err = runtime.NewEvent(id, contracts.TypeOpportunityObserved, "cosell-drift", o.ID,
+				e, err = platform.NewEvent(id, contracts.TypeOpportunityObserved, "cosell-drift", o.ID,
 					contracts.OpportunityObserved{Opportunity: o, Version: v, ObservedAt: time.Now().UTC(), Via: "drift"})
 			}
 			if err != nil {

@@ -9,7 +9,7 @@ import (
 
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
-	"github.com/cosell-dev/cosell/services/internal/pcemu"
+	"github.com/cosell-dev/cosell/services/emulators/pcemu"
 )
 
 // TestDriftFoundAndFixed: Partner Center's webhook for a change is lost (and the reconcile poll is an

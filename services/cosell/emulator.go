@@ -11,9 +11,9 @@ import (
 	"os"
 	"time"
 
-	"github.com/cosell-dev/cosell/services/internal/pcemu"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
-	"github.com/cosell-dev/cosell/services/internal/sfemu"
+	"github.com/cosell-dev/cosell/services/emulators/pcemu"
+	"github.com/cosell-dev/cosell/services/emulators/sfemu"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -29,7 +29,7 @@ func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if done, code := parse(fs, args[1:]); done {
 		return code
 	}
-	log := runtime.NewLogger(stderr, "info", "emulator-"+which)
+	log := platform.NewLogger(stderr, "info", "emulator-"+which)
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "cosell emulator %s: %v\n", which, err)
@@ -63,7 +63,7 @@ func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintf(stdout, "Salesforce emulator on %s\n  client id %s, secret %s\n", base, sfemu.DefaultClientID, sfemu.DefaultClientSecret)
 		h = e
 	}
-	ctx, stop := runtime.RunUntilSignal(ctx)
+	ctx, stop := platform.RunUntilSignal(ctx)
 	defer stop()
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() {

@@ -7,7 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/cosell-dev/cosell/services/auditor/auditor"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 func cmdLinks(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -15,8 +15,8 @@ func cmdLinks(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "usage: cosell links get <referral-id | opportunity-id | link-id>\nConnects to NATS at COSELL_NATS_URL (credentials: COSELL_NATS_CREDS).")
 		return 2
 	}
-	var cfg runtime.BusConfig
-	if err := runtime.LoadConfig(&cfg, nil); err != nil {
+	var cfg platform.BusConfig
+	if err := platform.LoadConfig(&cfg, nil); err != nil {
 		fmt.Fprintf(stderr, "cosell links: %v\n", err)
 		return 2
 	}
@@ -24,7 +24,7 @@ func cmdLinks(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "cosell links: COSELL_NATS_URL is not set (e.g. nats://127.0.0.1:4222 while `cosell run` is up)")
 		return 2
 	}
-	bus, err := runtime.Connect(ctx, cfg, "cli", slog.New(slog.DiscardHandler), nil)
+	bus, err := platform.Connect(ctx, cfg, "cli", slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "cosell links: %v\n", err)
 		return 1

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 func cmdNATS(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -15,14 +15,14 @@ func cmdNATS(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if done, code := parse(fs, args); done {
 		return code
 	}
-	log := runtime.NewLogger(stderr, "info", "nats")
-	ns, err := runtime.StartEmbedded(*data, *listen, log)
+	log := platform.NewLogger(stderr, "info", "nats")
+	ns, err := platform.StartEmbedded(*data, *listen, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "cosell nats: %v\n", err)
 		return 1
 	}
 	fmt.Fprintf(stdout, "nats-server with JetStream on %s (store %s)\n", ns.ClientURL(), *data)
-	ctx, stop := runtime.RunUntilSignal(ctx)
+	ctx, stop := platform.RunUntilSignal(ctx)
 	defer stop()
 	<-ctx.Done()
 	ns.Shutdown()

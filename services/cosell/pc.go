@@ -8,9 +8,9 @@ import (
 	"strings"
 
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
-	"github.com/cosell-dev/cosell/services/internal/app"
-	"github.com/cosell-dev/cosell/services/internal/pcapi"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
+	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/stage"
 )
 
 // defaultEvents are the four events Microsoft's connector registers.
@@ -37,8 +37,8 @@ Partner Center credentials come from COSELL_PC_TOKEN_URL, COSELL_PC_CLIENT_ID, C
 	if done, code := parse(fs, args[2:]); done {
 		return code
 	}
-	var cfg app.PCConfig
-	if err := runtime.LoadConfig(&cfg, nil); err != nil {
+	var cfg stage.PCConfig
+	if err := platform.LoadConfig(&cfg, nil); err != nil {
 		fmt.Fprintf(stderr, "cosell pc: %v\n", err)
 		return 2
 	}

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
-	"github.com/cosell-dev/cosell/services/internal/pcemu"
+	"github.com/cosell-dev/cosell/services/emulators/pcemu"
 )
 
 // pcEnv points the command at a Partner Center emulator over HTTP.

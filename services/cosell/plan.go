@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cosell-dev/cosell/contracts"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/mapper/decide"
 	"github.com/cosell-dev/cosell/services/mapper/mapping"
 )
@@ -62,8 +62,8 @@ the snapshot's source version time), or everything (--all, a backfill preview)`,
 		fmt.Fprintf(stderr, "cosell plan: invalid mapping:\n%v\n", err)
 		return 1
 	}
-	var cfg runtime.BusConfig
-	if err := runtime.LoadConfig(&cfg, nil); err != nil {
+	var cfg platform.BusConfig
+	if err := platform.LoadConfig(&cfg, nil); err != nil {
 		fmt.Fprintf(stderr, "cosell plan: %v\n", err)
 		return 2
 	}
@@ -71,7 +71,7 @@ the snapshot's source version time), or everything (--all, a backfill preview)`,
 		fmt.Fprintln(stderr, "cosell plan: COSELL_NATS_URL is not set (e.g. nats://127.0.0.1:4222 while `cosell run` is up)")
 		return 2
 	}
-	bus, err := runtime.Connect(ctx, cfg, "cli", slog.New(slog.DiscardHandler), nil)
+	bus, err := platform.Connect(ctx, cfg, "cli", slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "cosell plan: %v\n", err)
 		return 1
@@ -123,7 +123,7 @@ type RecordPlan struct {
 // Plan decides, without writing anything, on the newest observed snapshot of each selected record against
 // its link as stored now. The snapshot is decided on as if it had just arrived (the version already
 // decided on is not a reason to skip), so a changed mapping shows every write it would cause.
-func Plan(ctx context.Context, bus *runtime.Bus, m decide.Mapping, sel planSelection, now time.Time) ([]RecordPlan, error) {
+func Plan(ctx context.Context, bus *platform.Bus, m decide.Mapping, sel planSelection, now time.Time) ([]RecordPlan, error) {
 	snaps, err := latestSnapshots(ctx, bus, sel)
 	if err != nil {
 		return nil, err
@@ -182,7 +182,7 @@ func (s snapshot) observe(m decide.Mapping) decide.Observation {
 
 // latestSnapshots reads the observed stream once, start to end, keeping each selected record's newest
 // snapshot, in the order records were first seen.
-func latestSnapshots(ctx context.Context, bus *runtime.Bus, sel planSelection) ([]snapshot, error) {
+func latestSnapshots(ctx context.Context, bus *platform.Bus, sel planSelection) ([]snapshot, error) {
 	stream, err := bus.JS.Stream(ctx, contracts.StreamObserved)
 	if err != nil {
 		return nil, fmt.Errorf("observed stream: %w", err)
@@ -219,7 +219,7 @@ func latestSnapshots(ctx context.Context, bus *runtime.Bus, sel planSelection) (
 			if meta.Sequence.Stream >= last || meta.NumPending == 0 {
 				done = true
 			}
-			e, err := runtime.DecodeMsg(msg.Subject(), msg.Headers(), msg.Data())
+			e, err := platform.DecodeMsg(msg.Subject(), msg.Headers(), msg.Data())
 			if err != nil {
 				continue // not an event of ours: nothing to plan for
 			}
@@ -228,13 +228,13 @@ func latestSnapshots(ctx context.Context, bus *runtime.Bus, sel planSelection) (
 			var v contracts.Version
 			switch e.Type() {
 			case contracts.TypeReferralObserved:
-				d, err := runtime.DataAs[contracts.ReferralObserved](e)
+				d, err := platform.DataAs[contracts.ReferralObserved](e)
 				if err != nil || d.Referral.ID == "" {
 					continue
 				}
 				s, key, v = snapshot{eventID: e.ID(), referral: &d}, "pc/"+d.Referral.ID, d.Version
 			case contracts.TypeOpportunityObserved:
-				d, err := runtime.DataAs[contracts.OpportunityObserved](e)
+				d, err := platform.DataAs[contracts.OpportunityObserved](e)
 				if err != nil || d.Opportunity.ID == "" {
 					continue
 				}

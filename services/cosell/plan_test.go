@@ -12,8 +12,8 @@ import (
 
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
-	"github.com/cosell-dev/cosell/services/internal/stack"
+	"github.com/cosell-dev/cosell/services/internal/harness/stack"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/mapper/decide"
 )
 
@@ -23,7 +23,7 @@ import (
 func TestPlanPreviewsAMappingChangeWithoutWriting(t *testing.T) {
 	ctx := context.Background()
 	s, err := stack.Start(ctx, stack.Options{DataDir: t.TempDir(), SFPollInterval: 200 * time.Millisecond,
-		Consume: runtime.ConsumeOptions{MaxWait: 200 * time.Millisecond}})
+		Consume: platform.ConsumeOptions{MaxWait: 200 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cosell-dev/cosell/contracts"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 const replaySummary = "re-drive a stage from a point in a stream, with progress and a summary"
@@ -120,7 +120,7 @@ func outputs(stage string) (stream string, applied, failed []string) {
 	return "", nil, nil
 }
 
-func replay(ctx context.Context, bus *runtime.Bus, specs []contracts.ConsumerSpec, since time.Time, fromSeq uint64, wait time.Duration, progress io.Writer) (replayResult, error) {
+func replay(ctx context.Context, bus *platform.Bus, specs []contracts.ConsumerSpec, since time.Time, fromSeq uint64, wait time.Duration, progress io.Writer) (replayResult, error) {
 	var res replayResult
 	// Baselines: what the stages' output streams and the dead-letter stream hold before the replay.
 	baseline := map[string]uint64{}
@@ -232,7 +232,7 @@ func drawProgress(w io.Writer, done, total int) {
 	fmt.Fprintf(w, "\r[%s%s] %d/%d", strings.Repeat("#", fill), strings.Repeat(".", width-fill), done, total)
 }
 
-func lastSeq(ctx context.Context, bus *runtime.Bus, stream string) (uint64, error) {
+func lastSeq(ctx context.Context, bus *platform.Bus, stream string) (uint64, error) {
 	st, err := bus.JS.Stream(ctx, stream)
 	if err != nil {
 		return 0, fmt.Errorf("stream %s: %w", stream, err)
@@ -245,7 +245,7 @@ func lastSeq(ctx context.Context, bus *runtime.Bus, stream string) (uint64, erro
 }
 
 // firstSeqSince finds the first message of the consumer's subjects stored at or after t.
-func firstSeqSince(ctx context.Context, bus *runtime.Bus, c contracts.ConsumerSpec, t time.Time) (uint64, bool, error) {
+func firstSeqSince(ctx context.Context, bus *platform.Bus, c contracts.ConsumerSpec, t time.Time) (uint64, bool, error) {
 	oc, err := bus.JS.OrderedConsumer(ctx, c.Stream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: c.FilterSubjects, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &t,
 	})
@@ -264,7 +264,7 @@ func firstSeqSince(ctx context.Context, bus *runtime.Bus, c contracts.ConsumerSp
 }
 
 // countSince counts messages stored after seq on subjects, published by source ("" = any source).
-func countSince(ctx context.Context, bus *runtime.Bus, stream string, seq uint64, subjects []string, source string) (int, error) {
+func countSince(ctx context.Context, bus *platform.Bus, stream string, seq uint64, subjects []string, source string) (int, error) {
 	oc, err := bus.JS.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq + 1,
 	})

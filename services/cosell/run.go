@@ -10,8 +10,8 @@ import (
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/auditor/auditor"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
-	"github.com/cosell-dev/cosell/services/internal/stack"
+	"github.com/cosell-dev/cosell/services/internal/harness/stack"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -28,8 +28,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if done, code := parse(fs, args); done {
 		return code
 	}
-	log := runtime.NewLogger(stderr, *level, "cosell")
-	ctx, stop := runtime.RunUntilSignal(ctx)
+	log := platform.NewLogger(stderr, *level, "cosell")
+	ctx, stop := platform.RunUntilSignal(ctx)
 	defer stop()
 	s, err := stack.Start(ctx, stack.Options{
 		DataDir: *dataDir, NATSListen: *nats, PCEmulatorAddr: *pcAddr, SFEmulatorAddr: *sfAddr,

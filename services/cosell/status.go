@@ -15,10 +15,10 @@ import (
 
 	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/services/auditor/auditor"
-	"github.com/cosell-dev/cosell/services/internal/app"
-	"github.com/cosell-dev/cosell/services/internal/pcapi"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
-	"github.com/cosell-dev/cosell/services/internal/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
+	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/stage"
 )
 
 // adminFlags are the connection flags every admin command shares.
@@ -30,23 +30,23 @@ type adminFlags struct {
 func addAdminFlags(fs *flag.FlagSet) adminFlags {
 	return adminFlags{
 		nats: fs.String("nats", os.Getenv("COSELL_NATS_URL"), "NATS URL (env COSELL_NATS_URL); credentials and TLS from COSELL_NATS_CREDS / COSELL_NATS_TLS_*"),
-		config: fs.String("config", os.Getenv(runtime.ConfigFileEnv),
-			"KEY=VALUE file with COSELL_PC_* and COSELL_SF_* settings (env "+runtime.ConfigFileEnv+"); the environment wins"),
+		config: fs.String("config", os.Getenv(platform.ConfigFileEnv),
+			"KEY=VALUE file with COSELL_PC_* and COSELL_SF_* settings (env "+platform.ConfigFileEnv+"); the environment wins"),
 	}
 }
 
 // lookup reads settings from the environment, then from the --config file.
 func (f adminFlags) lookup(name string) (string, bool) {
-	if name == runtime.ConfigFileEnv && *f.config != "" {
+	if name == platform.ConfigFileEnv && *f.config != "" {
 		return *f.config, true
 	}
 	return os.LookupEnv(name)
 }
 
 // bus connects to NATS as the cli; it never starts an embedded server.
-func (f adminFlags) bus(ctx context.Context) (*runtime.Bus, error) {
-	var cfg runtime.BusConfig
-	if err := runtime.LoadConfig(&cfg, f.lookup); err != nil {
+func (f adminFlags) bus(ctx context.Context) (*platform.Bus, error) {
+	var cfg platform.BusConfig
+	if err := platform.LoadConfig(&cfg, f.lookup); err != nil {
 		return nil, err
 	}
 	if *f.nats != "" {
@@ -57,17 +57,17 @@ func (f adminFlags) bus(ctx context.Context) (*runtime.Bus, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	return runtime.Connect(cctx, cfg, "cli", slog.New(slog.DiscardHandler), nil)
+	return platform.Connect(cctx, cfg, "cli", slog.New(slog.DiscardHandler), nil)
 }
 
 // auditorOn builds a read-only auditor view over the bus (links, timelines, dead letters, status).
-func auditorOn(ctx context.Context, bus *runtime.Bus) (*auditor.Auditor, error) {
+func auditorOn(ctx context.Context, bus *platform.Bus) (*auditor.Auditor, error) {
 	return auditor.New(ctx, bus, slog.New(slog.DiscardHandler))
 }
 
 func (f adminFlags) pc(ctx context.Context) (*pcapi.Client, error) {
-	var cfg app.PCConfig
-	if err := runtime.LoadConfig(&cfg, f.lookup); err != nil {
+	var cfg stage.PCConfig
+	if err := platform.LoadConfig(&cfg, f.lookup); err != nil {
 		return nil, err
 	}
 	return cfg.Client(ctx, slog.New(slog.DiscardHandler))
@@ -75,7 +75,7 @@ func (f adminFlags) pc(ctx context.Context) (*pcapi.Client, error) {
 
 func (f adminFlags) sf() (*sfapi.Client, error) {
 	var cfg sfapi.Config
-	if err := runtime.LoadConfig(&cfg, f.lookup); err != nil {
+	if err := platform.LoadConfig(&cfg, f.lookup); err != nil {
 		return nil, err
 	}
 	return sfapi.New(cfg)
@@ -170,7 +170,7 @@ Reads consumer state from NATS. The API budget needs the Partner Center and Sale
 }
 
 // ingestActivity is when each ingest stage last published an observed event.
-func ingestActivity(ctx context.Context, bus *runtime.Bus) map[string]time.Time {
+func ingestActivity(ctx context.Context, bus *platform.Bus) map[string]time.Time {
 	out := map[string]time.Time{}
 	st, err := bus.JS.Stream(ctx, contracts.StreamObserved)
 	if err != nil {

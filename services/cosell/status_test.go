@@ -14,8 +14,8 @@ import (
 	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
-	"github.com/cosell-dev/cosell/services/internal/stack"
+	"github.com/cosell-dev/cosell/services/internal/harness/stack"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 // opsStack starts the whole system on the real embedded server and writes the KEY=VALUE file the admin
@@ -28,8 +28,8 @@ func opsStack(t *testing.T, mod func(*stack.Options)) (*stack.Stack, []string) {
 	}
 	opts := stack.Options{
 		DataDir: t.TempDir(), Log: log, SFPollInterval: 200 * time.Millisecond,
-		Bus:     runtime.BusConfig{AckWait: 2 * time.Second, MaxDeliver: 3},
-		Consume: runtime.ConsumeOptions{MaxWait: 200 * time.Millisecond, BackoffBase: 100 * time.Millisecond, BackoffMax: 500 * time.Millisecond},
+		Bus:     platform.BusConfig{AckWait: 2 * time.Second, MaxDeliver: 3},
+		Consume: platform.ConsumeOptions{MaxWait: 200 * time.Millisecond, BackoffBase: 100 * time.Millisecond, BackoffMax: 500 * time.Millisecond},
 	}
 	if mod != nil {
 		mod(&opts)

@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cosell-dev/cosell/contracts"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 // startCluster starts three JetStream servers clustered on loopback, as the NATS chart runs them, and
@@ -83,8 +83,8 @@ func TestR3PipelineLosesNothingWhenTheStreamLeaderDies(t *testing.T) {
 	nodes := startCluster(t)
 	urls := clientURLs(nodes)
 	elog := &errorLog{}
-	s := startStack(t, slog.New(elog), func(string) runtime.BusConfig {
-		return runtime.BusConfig{URL: urls, Replicas: 3, AckWait: 3 * time.Second, MaxDeliver: 20}
+	s := startStack(t, slog.New(elog), func(string) platform.BusConfig {
+		return platform.BusConfig{URL: urls, Replicas: 3, AckWait: 3 * time.Second, MaxDeliver: 20}
 	})
 	ctx := context.Background()
 

@@ -1,7 +1,7 @@
 // Package deploytest proves the deployment's NATS side against the real services: the generated
 // least-privilege permission set (deploy/nats/cosell-auth.conf) carries the whole pipeline with every
 // stage under its own user and refuses everything else, and the pipeline loses nothing on R3 streams
-// when a stream leader dies. It lives in the services module because it drives the real runtime.
+// when a stream leader dies. It lives in the services module because it drives the real platform.
 package deploytest
 
 import (
@@ -20,8 +20,8 @@ import (
 	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
-	"github.com/cosell-dev/cosell/services/internal/stack"
+	"github.com/cosell-dev/cosell/services/internal/harness/stack"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 const adminUser = "cosell-admin"
@@ -119,14 +119,14 @@ func (l *errorLog) matching(sub string) []string {
 
 // startStack runs the whole pipeline with its stages connected to url, each with the bus settings bus
 // returns for it.
-func startStack(t *testing.T, log *slog.Logger, bus func(stage string) runtime.BusConfig) *stack.Stack {
+func startStack(t *testing.T, log *slog.Logger, bus func(stage string) platform.BusConfig) *stack.Stack {
 	t.Helper()
 	s, err := stack.Start(context.Background(), stack.Options{
 		DataDir:        t.TempDir(),
 		Log:            log,
 		SFPollInterval: 200 * time.Millisecond,
 		PCPollInterval: 500 * time.Millisecond,
-		Consume:        runtime.ConsumeOptions{MaxWait: 200 * time.Millisecond, BackoffBase: 100 * time.Millisecond, BackoffMax: time.Second},
+		Consume:        platform.ConsumeOptions{MaxWait: 200 * time.Millisecond, BackoffBase: 100 * time.Millisecond, BackoffMax: time.Second},
 		StageBus:       bus,
 	})
 	if err != nil {

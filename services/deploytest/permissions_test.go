@@ -17,17 +17,17 @@ import (
 
 	"github.com/cosell-dev/cosell/contracts"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 // stageBus gives every stage its own user from the committed permission set; provisioning runs as admin.
-func stageBus(ns *server.Server) func(stage string) runtime.BusConfig {
-	return func(stage string) runtime.BusConfig {
+func stageBus(ns *server.Server) func(stage string) platform.BusConfig {
+	return func(stage string) platform.BusConfig {
 		user := stage
 		if !slices.Contains(contracts.Stages(), stage) {
 			user = adminUser
 		}
-		return runtime.BusConfig{URL: ns.ClientURL(), User: user, Password: password(user),
+		return platform.BusConfig{URL: ns.ClientURL(), User: user, Password: password(user),
 			AckWait: 2 * time.Second, MaxDeliver: 8}
 	}
 }
@@ -118,7 +118,7 @@ func TestEveryStageDoesItsJobUnderItsOwnUser(t *testing.T) {
 		if c.Stream == contracts.StreamDeadLetter {
 			continue
 		}
-		want := runtime.DeadLetterSubject(c.Stage, "x.deploytest-"+c.Durable)
+		want := platform.DeadLetterSubject(c.Stage, "x.deploytest-"+c.Durable)
 		eventually(t, 20*time.Second, c.Durable+" dead-letters its poison", func() (bool, string) {
 			_, err := dlq.GetLastMsgForSubject(ctx, want)
 			return err == nil, fmt.Sprintf("%s: %v; errors: %v", want, err, elog.matching("violation"))
@@ -167,7 +167,7 @@ func (v *violations) has(kind, subject string) bool {
 func TestEveryStageIsRefusedOutsideItsJob(t *testing.T) {
 	ns := startAuthServer(t)
 	ctx := context.Background()
-	admin, err := runtime.Connect(ctx, stageBus(ns)("provision"), "provision", nil, nil)
+	admin, err := platform.Connect(ctx, stageBus(ns)("provision"), "provision", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestEveryStageIsRefusedOutsideItsJob(t *testing.T) {
 		t.Run(stage, func(t *testing.T) {
 			v := &violations{}
 			nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo(stage, password(stage)),
-				nats.CustomInboxPrefix(runtime.InboxPrefix(stage)), nats.ErrorHandler(v.handler))
+				nats.CustomInboxPrefix(platform.InboxPrefix(stage)), nats.ErrorHandler(v.handler))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -231,7 +231,7 @@ func TestEveryStageIsRefusedOutsideItsJob(t *testing.T) {
 				if other == stage {
 					continue
 				}
-				subj := runtime.DeadLetterSubject(other, "x.deploytest")
+				subj := platform.DeadLetterSubject(other, "x.deploytest")
 				_ = nc.Publish(subj, []byte("{}"))
 				_ = nc.Flush()
 				refused("publish", subj)
@@ -269,7 +269,7 @@ func TestEveryStageIsRefusedOutsideItsJob(t *testing.T) {
 			if stage == other {
 				other = contracts.StagePCWriter
 			}
-			subj := runtime.InboxPrefix(other) + ".>"
+			subj := platform.InboxPrefix(other) + ".>"
 			if _, err := nc.SubscribeSync(subj); err != nil {
 				t.Fatal(err)
 			}

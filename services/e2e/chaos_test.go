@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cosell-dev/cosell/services/internal/chaos"
+	"github.com/cosell-dev/cosell/services/internal/harness/chaos"
 )
 
 // TestChaosShort is the short version of `make chaos`: every stage as its own process, a mixed workload from

@@ -15,8 +15,8 @@ import (
 	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
-	"github.com/cosell-dev/cosell/services/internal/stack"
+	"github.com/cosell-dev/cosell/services/internal/harness/stack"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 func start(t *testing.T, mod func(*stack.Options)) *stack.Stack {
@@ -29,8 +29,8 @@ func start(t *testing.T, mod func(*stack.Options)) *stack.Stack {
 		DataDir:        t.TempDir(),
 		Log:            log,
 		SFPollInterval: 200 * time.Millisecond,
-		Bus:            runtime.BusConfig{AckWait: 2 * time.Second, MaxDeliver: 8},
-		Consume:        runtime.ConsumeOptions{MaxWait: 200 * time.Millisecond, BackoffBase: 100 * time.Millisecond, BackoffMax: time.Second},
+		Bus:            platform.BusConfig{AckWait: 2 * time.Second, MaxDeliver: 8},
+		Consume:        platform.ConsumeOptions{MaxWait: 200 * time.Millisecond, BackoffBase: 100 * time.Millisecond, BackoffMax: time.Second},
 	}
 	if mod != nil {
 		mod(&opts)

@@ -10,7 +10,7 @@ import (
 
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
-	"github.com/cosell-dev/cosell/services/internal/stack"
+	"github.com/cosell-dev/cosell/services/internal/harness/stack"
 	"github.com/cosell-dev/cosell/services/mapper/decide"
 	"github.com/cosell-dev/cosell/services/mapper/mapping"
 )

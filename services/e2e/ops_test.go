@@ -14,7 +14,7 @@ import (
 	"github.com/cosell-dev/cosell/contracts"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/auditor/auditor"
-	"github.com/cosell-dev/cosell/services/internal/stack"
+	"github.com/cosell-dev/cosell/services/internal/harness/stack"
 )
 
 func get(t *testing.T, u string) (int, string) {

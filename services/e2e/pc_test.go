@@ -14,8 +14,8 @@ import (
 	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
-	"github.com/cosell-dev/cosell/services/internal/pcemu"
-	"github.com/cosell-dev/cosell/services/internal/stack"
+	"github.com/cosell-dev/cosell/services/emulators/pcemu"
+	"github.com/cosell-dev/cosell/services/internal/harness/stack"
 )
 
 // settle waits until every consumer is caught up and sf-ingest has polled three more times (a query, or a

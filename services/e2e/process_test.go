@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cosell-dev/cosell/services/internal/fleet"
+	"github.com/cosell-dev/cosell/services/internal/harness/fleet"
 )
 
 var (

@@ -8,14 +8,14 @@ import (
 	"os"
 
 	"github.com/cosell-dev/cosell/contracts"
-	"github.com/cosell-dev/cosell/services/internal/app"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/stage"
 	"github.com/cosell-dev/cosell/services/mapper/mapper"
 	"github.com/cosell-dev/cosell/services/mapper/mapping"
 )
 
 type config struct {
-	Common     runtime.Common
+	Common     platform.Common
 	Mapping    string `env:"COSELL_MAPPING_FILE" help:"the mapping file (YAML); empty = the default built into the binary"`
 	Hold       string `env:"COSELL_STAGE_HOLD" help:"overrides the mapping's hold stage (where received referrals wait)"`
 	Active     string `env:"COSELL_STAGE_ACTIVE" help:"overrides the mapping's active stage (an accepted referral)"`
@@ -27,8 +27,8 @@ type config struct {
 
 func main() {
 	var cfg config
-	os.Exit(app.Main(contracts.StageMapper, "the decision stage", &cfg, &cfg.Common,
-		func(ctx context.Context, env *app.Env) (func(context.Context) error, error) {
+	os.Exit(stage.Main(contracts.StageMapper, "the decision stage", &cfg, &cfg.Common,
+		func(ctx context.Context, env *stage.Env) (func(context.Context) error, error) {
 			m, err := mapping.Load(cfg.Mapping)
 			if err != nil {
 				// An invalid mapping stops the service: every problem is listed with its line and fix.
@@ -48,7 +48,7 @@ func main() {
 			if err != nil {
 				return nil, err
 			}
-			svc.Consume = runtime.ConsumeOptions{Concurrency: cfg.Concurrent}
+			svc.Consume = platform.ConsumeOptions{Concurrency: cfg.Concurrent}
 			return svc.Run, nil
 		}))
 }

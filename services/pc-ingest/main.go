@@ -11,22 +11,22 @@ import (
 	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
-	"github.com/cosell-dev/cosell/services/internal/app"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/stage"
 	"github.com/cosell-dev/cosell/services/pc-ingest/pcingest"
 )
 
 type config struct {
-	Common runtime.Common
-	PC     app.PCConfig
-	Trust  app.WebhookTrust
+	Common platform.Common
+	PC     stage.PCConfig
+	Trust  stage.WebhookTrust
 	Ingest pcingest.Config
 }
 
 func main() {
 	var cfg config
-	os.Exit(app.Main(contracts.StagePCIngest, "Partner Center webhook receiver and reconcile poller", &cfg, &cfg.Common,
-		func(ctx context.Context, env *app.Env) (func(context.Context) error, error) {
+	os.Exit(stage.Main(contracts.StagePCIngest, "Partner Center webhook receiver and reconcile poller", &cfg, &cfg.Common,
+		func(ctx context.Context, env *stage.Env) (func(context.Context) error, error) {
 			pc, err := cfg.PC.Client(ctx, env.Log)
 			if err != nil {
 				return nil, err

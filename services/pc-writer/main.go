@@ -6,22 +6,22 @@ import (
 	"os"
 
 	"github.com/cosell-dev/cosell/contracts"
-	"github.com/cosell-dev/cosell/services/internal/app"
 	"github.com/cosell-dev/cosell/services/internal/outcome"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/stage"
 	"github.com/cosell-dev/cosell/services/pc-writer/pcwriter"
 )
 
 type config struct {
-	Common runtime.Common
-	PC     app.PCConfig
+	Common platform.Common
+	PC     stage.PCConfig
 	Writer pcwriter.Config
 }
 
 func main() {
 	var cfg config
-	os.Exit(app.Main(contracts.StagePCWriter, "Partner Center referral writer", &cfg, &cfg.Common,
-		func(ctx context.Context, env *app.Env) (func(context.Context) error, error) {
+	os.Exit(stage.Main(contracts.StagePCWriter, "Partner Center referral writer", &cfg, &cfg.Common,
+		func(ctx context.Context, env *stage.Env) (func(context.Context) error, error) {
 			pc, err := cfg.PC.Client(ctx, env.Log)
 			if err != nil {
 				return nil, err

@@ -8,15 +8,15 @@ import (
 	"os"
 
 	"github.com/cosell-dev/cosell/contracts"
-	"github.com/cosell-dev/cosell/services/internal/app"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
-	"github.com/cosell-dev/cosell/services/internal/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/stage"
 	"github.com/cosell-dev/cosell/services/mapper/mapping"
 	"github.com/cosell-dev/cosell/services/sf-ingest/sfingest"
 )
 
 type config struct {
-	Common runtime.Common
+	Common platform.Common
 	SF     sfapi.Config
 	Ingest sfingest.Config
 	// Mapping is read for the Salesforce fields it names, so a customised mapping is polled for.
@@ -25,8 +25,8 @@ type config struct {
 
 func main() {
 	var cfg config
-	os.Exit(app.Main(contracts.StageSFIngest, "Salesforce Opportunity change poller", &cfg, &cfg.Common,
-		func(ctx context.Context, env *app.Env) (func(context.Context) error, error) {
+	os.Exit(stage.Main(contracts.StageSFIngest, "Salesforce Opportunity change poller", &cfg, &cfg.Common,
+		func(ctx context.Context, env *stage.Env) (func(context.Context) error, error) {
 			sf, err := sfapi.New(cfg.SF)
 			if err != nil {
 				return nil, err

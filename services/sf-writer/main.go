@@ -6,23 +6,23 @@ import (
 	"os"
 
 	"github.com/cosell-dev/cosell/contracts"
-	"github.com/cosell-dev/cosell/services/internal/app"
+	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
 	"github.com/cosell-dev/cosell/services/internal/outcome"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
-	"github.com/cosell-dev/cosell/services/internal/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/stage"
 	"github.com/cosell-dev/cosell/services/sf-writer/sfwriter"
 )
 
 type config struct {
-	Common runtime.Common
+	Common platform.Common
 	SF     sfapi.Config
 	Budget sfwriter.GovernorConfig
 }
 
 func main() {
 	var cfg config
-	os.Exit(app.Main(contracts.StageSFWriter, "Salesforce Opportunity writer", &cfg, &cfg.Common,
-		func(ctx context.Context, env *app.Env) (func(context.Context) error, error) {
+	os.Exit(stage.Main(contracts.StageSFWriter, "Salesforce Opportunity writer", &cfg, &cfg.Common,
+		func(ctx context.Context, env *stage.Env) (func(context.Context) error, error) {
 			sf, err := sfapi.New(cfg.SF)
 			if err != nil {
 				return nil, err

@@ -22,7 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cosell-dev/cosell/contracts"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 // Options tune the auditor; zero values take the defaults.
@@ -52,10 +52,10 @@ func (o Options) withDefaults() Options {
 
 // Auditor is the auditor stage.
 type Auditor struct {
-	Bus     *runtime.Bus
+	Bus     *platform.Bus
 	Links   jetstream.KeyValue
 	Log     *slog.Logger
-	Consume runtime.ConsumeOptions
+	Consume platform.ConsumeOptions
 	Options Options
 
 	syncLatency *prometheus.HistogramVec
@@ -69,7 +69,7 @@ type Auditor struct {
 }
 
 // New builds the auditor on a connected bus.
-func New(ctx context.Context, bus *runtime.Bus, log *slog.Logger) (*Auditor, error) {
+func New(ctx context.Context, bus *platform.Bus, log *slog.Logger) (*Auditor, error) {
 	kv, err := bus.KV(ctx, contracts.BucketLinks)
 	if err != nil {
 		return nil, fmt.Errorf("auditor: links bucket: %w", err)
@@ -79,7 +79,7 @@ func New(ctx context.Context, bus *runtime.Bus, log *slog.Logger) (*Auditor, err
 	}
 	return &Auditor{
 		Bus: bus, Links: kv, Log: log, counts: map[string]int{}, dirty: map[string]bool{},
-		syncLatency: runtime.SyncLatency(),
+		syncLatency: platform.SyncLatency(),
 		summaries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "cosell", Name: "audit_summaries_published_total",
 			Help: "Audit field write-back commands published to sf-writer (duplicates dropped by the server excluded).",
@@ -90,7 +90,7 @@ func New(ctx context.Context, bus *runtime.Bus, log *slog.Logger) (*Auditor, err
 // Register adds the auditor's collectors to reg: consumer lag, stream and dead-letter depth (read from
 // JetStream at scrape time), end-to-end sync latency and the Audit write-backs.
 func (a *Auditor) Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{runtime.NewLagCollector(a.Bus), a.syncLatency, a.summaries} {
+	for _, c := range []prometheus.Collector{platform.NewLagCollector(a.Bus), a.syncLatency, a.summaries} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("auditor metrics: %w", err)
 		}
@@ -142,10 +142,10 @@ func (a *Auditor) Run(ctx context.Context) error {
 
 // Handle records one decision and marks its link for an Audit summary rewrite when the decision matters
 // to a reader of the Opportunity.
-func (a *Auditor) Handle(ctx context.Context, e runtime.Event) error {
-	d, err := runtime.DataAs[contracts.Decision](e)
+func (a *Auditor) Handle(ctx context.Context, e platform.Event) error {
+	d, err := platform.DataAs[contracts.Decision](e)
 	if err != nil {
-		return runtime.Permanent(err)
+		return platform.Permanent(err)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -337,9 +337,9 @@ func (a *Auditor) Timeline(ctx context.Context, linkID string) ([]contracts.Deci
 
 // publishDecision puts a decision the auditor makes itself (a dead letter, a re-drive) on the audit stream.
 func (a *Auditor) publishDecision(ctx context.Context, id string, d contracts.Decision) error {
-	e, err := runtime.NewEvent(id, contracts.TypeDecision, contracts.StageAuditor, d.LinkID, d)
+	e, err := platform.NewEvent(id, contracts.TypeDecision, contracts.StageAuditor, d.LinkID, d)
 	if err != nil {
-		return runtime.Permanent(err)
+		return platform.Permanent(err)
 	}
 	if _, err := a.Bus.Publish(ctx, contracts.Subject(contracts.SubjectAudit, d.LinkID), e); err != nil {
 		return fmt.Errorf("publish decision %s: %w", id, err)

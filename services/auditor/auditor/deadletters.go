@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cosell-dev/cosell/contracts"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 // DeadLetterEntry is one parked message as the API and the CLI show it: its sequence in the dead-letter
@@ -28,10 +28,10 @@ type DeadLetterEntry struct {
 
 // HandleDeadLetter puts a dead letter on its link's timeline. It never dead-letters itself: a dead letter
 // it cannot read is logged and acknowledged, so the dead-letter stream cannot feed itself.
-func (a *Auditor) HandleDeadLetter(ctx context.Context, e runtime.Event) error {
-	dl, err := runtime.DataAs[contracts.DeadLetter](e)
+func (a *Auditor) HandleDeadLetter(ctx context.Context, e platform.Event) error {
+	dl, err := platform.DataAs[contracts.DeadLetter](e)
 	if err != nil {
-		runtime.Logger(ctx).Error("unreadable dead letter; acknowledged", "err", err)
+		platform.Logger(ctx).Error("unreadable dead letter; acknowledged", "err", err)
 		return nil
 	}
 	linkID, refID, oppID := a.linkForSubject(ctx, dl.Subject)

@@ -14,7 +14,7 @@ import (
 
 	"github.com/cosell-dev/cosell/contracts"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 // maxAuditChars keeps the summary well inside Audit__c (a 32,768 character long text area).
@@ -114,7 +114,7 @@ func (a *Auditor) WriteSummary(ctx context.Context, linkID string) error {
 		LinkID: l.ID, Op: contracts.OpUpdate, OpportunityID: l.OpportunityID, ReferralID: l.ReferralID,
 		Fields: map[string]any{sf.FieldAudit: text}, Purpose: PurposeAudit, Cause: lastCause(tl),
 	}
-	e, err := runtime.NewEvent(id, contracts.TypeOpportunityRequested, contracts.StageAuditor, l.ID, cmd)
+	e, err := platform.NewEvent(id, contracts.TypeOpportunityRequested, contracts.StageAuditor, l.ID, cmd)
 	if err != nil {
 		return err
 	}

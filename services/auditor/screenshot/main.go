@@ -17,8 +17,8 @@ import (
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/auditor/auditor"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
-	"github.com/cosell-dev/cosell/services/internal/stack"
+	"github.com/cosell-dev/cosell/services/internal/harness/stack"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 func main() {
@@ -39,8 +39,8 @@ func run(out, browser string, traffic time.Duration) error {
 	ctx := context.Background()
 	s, err := stack.Start(ctx, stack.Options{
 		SFPollInterval: 300 * time.Millisecond,
-		Bus:            runtime.BusConfig{MaxDeliver: 3, AckWait: 5 * time.Second},
-		Consume:        runtime.ConsumeOptions{MaxWait: 200 * time.Millisecond, BackoffBase: 100 * time.Millisecond, BackoffMax: time.Second},
+		Bus:            platform.BusConfig{MaxDeliver: 3, AckWait: 5 * time.Second},
+		Consume:        platform.ConsumeOptions{MaxWait: 200 * time.Millisecond, BackoffBase: 100 * time.Millisecond, BackoffMax: time.Second},
 		Auditor:        auditor.Options{SummaryEvery: time.Second, SampleEvery: time.Second, History: 2 * time.Minute},
 	})
 	if err != nil {

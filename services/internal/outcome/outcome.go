@@ -13,18 +13,18 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cosell-dev/cosell/contracts"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 // Recorder publishes outcomes and keeps the applied-command marks.
 type Recorder struct {
-	Bus     *runtime.Bus
+	Bus     *platform.Bus
 	Applied jetstream.KeyValue
 	Stage   string
 }
 
 // NewRecorder opens the applied bucket.
-func NewRecorder(ctx context.Context, bus *runtime.Bus, stage string) (*Recorder, error) {
+func NewRecorder(ctx context.Context, bus *platform.Bus, stage string) (*Recorder, error) {
 	kv, err := bus.KV(ctx, contracts.BucketApplied)
 	if err != nil {
 		return nil, fmt.Errorf("%s: applied bucket: %w", stage, err)
@@ -66,9 +66,9 @@ func (r *Recorder) Publish(ctx context.Context, out contracts.Outcome) error {
 		root, typ = contracts.SubjectOpportunityFailed, contracts.TypeOpportunityFailed
 	}
 	id := contracts.EventID("outcome", out.CommandID, out.Status)
-	e, err := runtime.NewEvent(id, typ, r.Stage, out.LinkID, out)
+	e, err := platform.NewEvent(id, typ, r.Stage, out.LinkID, out)
 	if err != nil {
-		return runtime.Permanent(err)
+		return platform.Permanent(err)
 	}
 	if _, err := r.Bus.Publish(ctx, contracts.Subject(root, out.LinkID), e); err != nil {
 		return fmt.Errorf("publish outcome of %s: %w", out.CommandID, err)

@@ -19,24 +19,24 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cosell-dev/cosell/contracts"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/mapper/decide"
 )
 
 // Service is the mapper stage.
 type Service struct {
-	Bus     *runtime.Bus
+	Bus     *platform.Bus
 	Links   jetstream.KeyValue
 	Mapping decide.Mapping
 	Log     *slog.Logger
 	// Now is the clock (tests may fix it).
 	Now func() time.Time
 	// Consume tunes the consumer loops.
-	Consume runtime.ConsumeOptions
+	Consume platform.ConsumeOptions
 }
 
 // New builds the mapper on a connected bus.
-func New(ctx context.Context, bus *runtime.Bus, m decide.Mapping, log *slog.Logger) (*Service, error) {
+func New(ctx context.Context, bus *platform.Bus, m decide.Mapping, log *slog.Logger) (*Service, error) {
 	kv, err := bus.KV(ctx, contracts.BucketLinks)
 	if err != nil {
 		return nil, fmt.Errorf("mapper: links bucket: %w", err)
@@ -62,29 +62,29 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // HandleObserved decides on one observed snapshot.
-func (s *Service) HandleObserved(ctx context.Context, e runtime.Event) error {
+func (s *Service) HandleObserved(ctx context.Context, e platform.Event) error {
 	var obs decide.Observation
 	switch e.Type() {
 	case contracts.TypeReferralObserved:
-		d, err := runtime.DataAs[contracts.ReferralObserved](e)
+		d, err := platform.DataAs[contracts.ReferralObserved](e)
 		if err != nil {
-			return runtime.Permanent(err)
+			return platform.Permanent(err)
 		}
 		if d.Referral.ID == "" {
-			return runtime.Permanent(fmt.Errorf("event %s: referral has no id", e.ID()))
+			return platform.Permanent(fmt.Errorf("event %s: referral has no id", e.ID()))
 		}
 		obs = s.Mapping.ObserveReferral(e.ID(), d.Referral, d.Version)
 	case contracts.TypeOpportunityObserved:
-		d, err := runtime.DataAs[contracts.OpportunityObserved](e)
+		d, err := platform.DataAs[contracts.OpportunityObserved](e)
 		if err != nil {
-			return runtime.Permanent(err)
+			return platform.Permanent(err)
 		}
 		if d.Opportunity.ID == "" {
-			return runtime.Permanent(fmt.Errorf("event %s: opportunity has no id", e.ID()))
+			return platform.Permanent(fmt.Errorf("event %s: opportunity has no id", e.ID()))
 		}
 		obs = s.Mapping.ObserveOpportunity(e.ID(), d.Opportunity, d.Version)
 	default:
-		return runtime.Permanent(fmt.Errorf("event %s: mapper does not handle type %q", e.ID(), e.Type()))
+		return platform.Permanent(fmt.Errorf("event %s: mapper does not handle type %q", e.ID(), e.Type()))
 	}
 	return s.update(ctx, func(ctx context.Context) (*stored, error) {
 		return s.find(ctx, obs.System, obs.EntityID, obs.Counterpart)
@@ -94,13 +94,13 @@ func (s *Service) HandleObserved(ctx context.Context, e runtime.Event) error {
 }
 
 // HandleOutcome folds a writer's outcome into its link.
-func (s *Service) HandleOutcome(ctx context.Context, e runtime.Event) error {
-	out, err := runtime.DataAs[contracts.Outcome](e)
+func (s *Service) HandleOutcome(ctx context.Context, e platform.Event) error {
+	out, err := platform.DataAs[contracts.Outcome](e)
 	if err != nil {
-		return runtime.Permanent(err)
+		return platform.Permanent(err)
 	}
 	if out.LinkID == "" {
-		return runtime.Permanent(fmt.Errorf("outcome %s names no link", e.ID()))
+		return platform.Permanent(fmt.Errorf("outcome %s names no link", e.ID()))
 	}
 	return s.update(ctx, func(ctx context.Context) (*stored, error) {
 		return s.get(ctx, out.LinkID)
@@ -150,7 +150,7 @@ func (s *Service) update(ctx context.Context, load func(context.Context) (*store
 		res := decideFn(link)
 		items, err := s.outbox(res)
 		if err != nil {
-			return runtime.Permanent(err)
+			return platform.Permanent(err)
 		}
 		if res.Link == nil {
 			// Nothing to remember: publish the decisions (audit) and be done.
@@ -182,7 +182,7 @@ var errConflict = errors.New("link changed concurrently")
 func (s *Service) store(ctx context.Context, st *stored) (uint64, error) {
 	b, err := json.Marshal(st)
 	if err != nil {
-		return 0, runtime.Permanent(err)
+		return 0, platform.Permanent(err)
 	}
 	key := contracts.LinkKey(st.ID)
 	var rev uint64
@@ -218,9 +218,9 @@ func (s *Service) flush(ctx context.Context, st *stored) error {
 
 func (s *Service) publish(ctx context.Context, items []OutboxItem) error {
 	for _, it := range items {
-		e, err := runtime.NewEvent(it.ID, it.Type, contracts.StageMapper, lastToken(it.Subject), it.Data)
+		e, err := platform.NewEvent(it.ID, it.Type, contracts.StageMapper, lastToken(it.Subject), it.Data)
 		if err != nil {
-			return runtime.Permanent(err)
+			return platform.Permanent(err)
 		}
 		if _, err := s.Bus.Publish(ctx, it.Subject, e); err != nil {
 			return fmt.Errorf("publish %s: %w", it.ID, err)
@@ -311,7 +311,7 @@ func (s *Service) get(ctx context.Context, linkID string) (*stored, error) {
 	}
 	var st stored
 	if err := json.Unmarshal(e.Value(), &st); err != nil {
-		return nil, runtime.Permanent(fmt.Errorf("link %s is not valid JSON: %w", linkID, err))
+		return nil, platform.Permanent(fmt.Errorf("link %s is not valid JSON: %w", linkID, err))
 	}
 	st.rev = e.Revision()
 	return &st, nil

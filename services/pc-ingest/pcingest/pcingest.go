@@ -29,9 +29,9 @@ import (
 
 	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
-	"github.com/cosell-dev/cosell/services/internal/pcapi"
-	"github.com/cosell-dev/cosell/services/internal/pcwebhook"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
+	"github.com/cosell-dev/cosell/services/internal/clients/pcwebhook"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/internal/watermark"
 )
 
@@ -50,13 +50,13 @@ type Config struct {
 
 // Ingest is the pc-ingest stage.
 type Ingest struct {
-	Bus         *runtime.Bus
+	Bus         *platform.Bus
 	PC          *pcapi.Client
 	Verifier    *pcwebhook.Verifier
 	Checkpoints jetstream.KeyValue
 	Config      Config
 	Log         *slog.Logger
-	Consume     runtime.ConsumeOptions
+	Consume     platform.ConsumeOptions
 
 	mu       sync.Mutex
 	observed jetstream.Stream
@@ -133,7 +133,7 @@ func (in *Ingest) handOff(ctx context.Context, n pc.WebhookNotification, referra
 		stamp = changed.Format(time.RFC3339Nano)
 	}
 	id := contracts.EventID("pcnote", n.EventName, referralID, stamp)
-	e, err := runtime.NewEvent(id, contracts.TypeReferralNotified, contracts.StagePCIngest, referralID,
+	e, err := platform.NewEvent(id, contracts.TypeReferralNotified, contracts.StagePCIngest, referralID,
 		contracts.ReferralNotified{EventName: n.EventName, ReferralID: referralID, ChangedAt: changed, ReceivedAt: time.Now().UTC()})
 	if err != nil {
 		return false, err
@@ -152,12 +152,12 @@ func (in *Ingest) RunFetcher(ctx context.Context) error {
 }
 
 // HandleNotified fetches what one notification names and publishes the snapshot(s).
-func (in *Ingest) HandleNotified(ctx context.Context, e runtime.Event) error {
-	n, err := runtime.DataAs[contracts.ReferralNotified](e)
+func (in *Ingest) HandleNotified(ctx context.Context, e platform.Event) error {
+	n, err := platform.DataAs[contracts.ReferralNotified](e)
 	if err != nil {
-		return runtime.Permanent(err)
+		return platform.Permanent(err)
 	}
-	log := runtime.Logger(ctx).With("referral_id", n.ReferralID, "event", n.EventName)
+	log := platform.Logger(ctx).With("referral_id", n.ReferralID, "event", n.EventName)
 	switch n.EventName {
 	case pc.EventReferralCreated, pc.EventReferralUpdated:
 		if !n.ChangedAt.IsZero() {
@@ -177,7 +177,7 @@ func (in *Ingest) HandleNotified(ctx context.Context, e runtime.Event) error {
 	case pc.EventRelatedReferralCreated, pc.EventRelatedReferralUpdated:
 		err = in.fetchRelated(ctx, log, n.ReferralID)
 	default:
-		return runtime.Permanent(fmt.Errorf("notification %s: event %q is not handled", e.ID(), n.EventName))
+		return platform.Permanent(fmt.Errorf("notification %s: event %q is not handled", e.ID(), n.EventName))
 	}
 	return classify(err)
 }
@@ -215,11 +215,11 @@ func classify(err error) error {
 		return nil
 	}
 	if d, ok := pcapi.IsThrottled(err); ok {
-		return runtime.RetryAfter(err, d)
+		return platform.RetryAfter(err, d)
 	}
 	var api *pcapi.APIError
 	if errors.As(err, &api) && !pcapi.IsTransient(err) {
-		return runtime.Permanent(err)
+		return platform.Permanent(err)
 	}
 	return err
 }
@@ -247,11 +247,11 @@ func (in *Ingest) lastObserved(ctx context.Context, referralID string) (time.Tim
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("last snapshot of referral %s: %w", referralID, err)
 	}
-	e, err := runtime.DecodeMsg(subj, m.Header, m.Data)
+	e, err := platform.DecodeMsg(subj, m.Header, m.Data)
 	if err != nil {
 		return time.Time{}, false, nil // unreadable: fetch rather than guess
 	}
-	d, err := runtime.DataAs[contracts.ReferralObserved](e)
+	d, err := platform.DataAs[contracts.ReferralObserved](e)
 	if err != nil {
 		return time.Time{}, false, nil
 	}
@@ -272,7 +272,7 @@ func (in *Ingest) Fetch(ctx context.Context, referralID, via string) error {
 func (in *Ingest) Publish(ctx context.Context, r pc.Referral, via string) (bool, error) {
 	v := contracts.ReferralVersion(r)
 	id := contracts.EventID("pc", r.ID, v.Tag)
-	e, err := runtime.NewEvent(id, contracts.TypeReferralObserved, contracts.StagePCIngest, r.ID,
+	e, err := platform.NewEvent(id, contracts.TypeReferralObserved, contracts.StagePCIngest, r.ID,
 		contracts.ReferralObserved{Referral: r, Version: v, ObservedAt: time.Now().UTC(), Via: via})
 	if err != nil {
 		return false, err

@@ -18,10 +18,10 @@ import (
 
 	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
-	"github.com/cosell-dev/cosell/services/internal/pcapi"
-	"github.com/cosell-dev/cosell/services/internal/pcemu"
-	"github.com/cosell-dev/cosell/services/internal/pcwebhook"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/emulators/pcemu"
+	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
+	"github.com/cosell-dev/cosell/services/internal/clients/pcwebhook"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/internal/watermark"
 )
 
@@ -30,7 +30,7 @@ import (
 type fixture struct {
 	in   *Ingest
 	emu  *pcemu.Emulator
-	bus  *runtime.Bus
+	bus  *platform.Bus
 	hook string // the webhook endpoint URL
 }
 
@@ -42,13 +42,13 @@ func newFixture(t *testing.T, cfg Config, run func(*Ingest) func(context.Context
 	if os.Getenv("COSELL_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	ns, err := runtime.StartEmbedded(t.TempDir(), "127.0.0.1:-1", log)
+	ns, err := platform.StartEmbedded(t.TempDir(), "127.0.0.1:-1", log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	bus, err := runtime.ConnectServer(ctx, ns, runtime.BusConfig{Replicas: 1, MaxAge: time.Hour, DuplicateWindow: 10 * time.Minute,
-		MaxDeliver: 5, AckWait: 2 * time.Second}, contracts.StagePCIngest, log, runtime.NewMetrics(prometheus.NewRegistry()))
+	bus, err := platform.ConnectServer(ctx, ns, platform.BusConfig{Replicas: 1, MaxAge: time.Hour, DuplicateWindow: 10 * time.Minute,
+		MaxDeliver: 5, AckWait: 2 * time.Second}, contracts.StagePCIngest, log, platform.NewMetrics(prometheus.NewRegistry()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func newFixture(t *testing.T, cfg Config, run func(*Ingest) func(context.Context
 	in := &Ingest{Bus: bus, PC: client, Checkpoints: cps, Config: cfg, Log: log,
 		Verifier: &pcwebhook.Verifier{TrustedHosts: []string{u.Host}, Roots: emu.RootPool(), AllowInsecureHTTP: true,
 			AllowedPathPrefix: "/_emulator/cert/"},
-		Consume: runtime.ConsumeOptions{MaxWait: 100 * time.Millisecond, BackoffBase: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond}}
+		Consume: platform.ConsumeOptions{MaxWait: 100 * time.Millisecond, BackoffBase: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond}}
 	hookSrv := httptest.NewServer(in)
 	t.Cleanup(hookSrv.Close)
 	f := &fixture{in: in, emu: emu, bus: bus, hook: hookSrv.URL + "/webhooks/partner-center"}
@@ -253,7 +253,7 @@ func TestReplayedOldNotificationIsNotFetched(t *testing.T) {
 		{"the latest change, replayed", contracts.ReferralVersion(upd).At, false},
 		{"a change newer than any snapshot", contracts.ReferralVersion(upd).At.Add(time.Second), true},
 	} {
-		e, err := runtime.NewEvent("replay/"+c.name, contracts.TypeReferralNotified, contracts.StagePCIngest, r.ID,
+		e, err := platform.NewEvent("replay/"+c.name, contracts.TypeReferralNotified, contracts.StagePCIngest, r.ID,
 			contracts.ReferralNotified{EventName: pc.EventReferralUpdated, ReferralID: r.ID, ChangedAt: c.at})
 		if err != nil {
 			t.Fatal(err)

@@ -32,9 +32,9 @@ import (
 
 	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
+	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
 	"github.com/cosell-dev/cosell/services/internal/outcome"
-	"github.com/cosell-dev/cosell/services/internal/pcapi"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 // Config tunes pc-writer's pace toward Partner Center.
@@ -49,11 +49,11 @@ type Config struct {
 
 // Writer is the pc-writer stage.
 type Writer struct {
-	Bus      *runtime.Bus
+	Bus      *platform.Bus
 	PC       *pcapi.Client
 	Outcomes *outcome.Recorder
 	Log      *slog.Logger
-	Consume  runtime.ConsumeOptions
+	Consume  platform.ConsumeOptions
 	Config   Config
 	// Limiter paces the calls to the tenant; nil = one built from Config on first use.
 	Limiter *TenantLimiter
@@ -153,10 +153,10 @@ func (w *Writer) Run(ctx context.Context) error {
 }
 
 // Handle carries out one referral command.
-func (w *Writer) Handle(ctx context.Context, e runtime.Event) error {
-	cmd, err := runtime.DataAs[contracts.ReferralCommand](e)
+func (w *Writer) Handle(ctx context.Context, e platform.Event) error {
+	cmd, err := platform.DataAs[contracts.ReferralCommand](e)
 	if err != nil {
-		return runtime.Permanent(err)
+		return platform.Permanent(err)
 	}
 	if done, err := w.Outcomes.Done(ctx, e.ID()); err != nil || done {
 		return err
@@ -170,7 +170,7 @@ func (w *Writer) Handle(ctx context.Context, e runtime.Event) error {
 	case contracts.OpUpdate:
 		r, err = w.patch(ctx, cmd)
 	default:
-		err = runtime.Permanent(fmt.Errorf("command %s: unknown op %q", e.ID(), cmd.Op))
+		err = platform.Permanent(fmt.Errorf("command %s: unknown op %q", e.ID(), cmd.Op))
 	}
 	if err != nil {
 		return w.fail(ctx, out, err)
@@ -187,7 +187,7 @@ func (w *Writer) Handle(ctx context.Context, e runtime.Event) error {
 
 func (w *Writer) create(ctx context.Context, cmd contracts.ReferralCommand) (pc.Referral, bool, error) {
 	if cmd.Create == nil {
-		return pc.Referral{}, false, runtime.Permanent(fmt.Errorf("create for opportunity %s carries no referral", cmd.OpportunityID))
+		return pc.Referral{}, false, platform.Permanent(fmt.Errorf("create for opportunity %s carries no referral", cmd.OpportunityID))
 	}
 	var existing []pc.Referral
 	err := w.call(ctx, func() (err error) {
@@ -232,7 +232,7 @@ func (w *Writer) patchIfMatch(ctx context.Context, id, eTag string, ops []pc.Pat
 
 func (w *Writer) patch(ctx context.Context, cmd contracts.ReferralCommand) (pc.Referral, error) {
 	if len(cmd.Patch) == 0 {
-		return pc.Referral{}, runtime.Permanent(fmt.Errorf("patch of referral %s carries no operation", cmd.ReferralID))
+		return pc.Referral{}, platform.Permanent(fmt.Errorf("patch of referral %s carries no operation", cmd.ReferralID))
 	}
 	if cmd.BaseETag != "" {
 		// One call: the patch holds only changed fields, and If-Match makes Partner Center refuse it if the
@@ -246,7 +246,7 @@ func (w *Writer) patch(ctx context.Context, cmd contracts.ReferralCommand) (pc.R
 	}
 	ops, err := Pending(cur, cmd.Patch)
 	if err != nil {
-		return pc.Referral{}, runtime.Permanent(err)
+		return pc.Referral{}, platform.Permanent(err)
 	}
 	if len(ops) == 0 {
 		// Already as asked (a replay, or the same edit made on both sides): no write.
@@ -260,7 +260,7 @@ func (w *Writer) patch(ctx context.Context, cmd contracts.ReferralCommand) (pc.R
 // failed outcome, and the command is dead-lettered with the reason (not retried).
 func (w *Writer) fail(ctx context.Context, out contracts.Outcome, err error) error {
 	if d, ok := pcapi.IsThrottled(err); ok {
-		return runtime.RetryAfter(err, d)
+		return platform.RetryAfter(err, d)
 	}
 	if pcapi.IsPreconditionFailed(err) {
 		return w.superseded(ctx, out, err)
@@ -287,7 +287,7 @@ func (w *Writer) fail(ctx context.Context, out contracts.Outcome, err error) err
 	// The refusal is recorded (failed outcome: audited, ✖ on the Opportunity) and the command is parked in
 	// the dead-letter stream with the reason, like a record Salesforce refuses: never retried in a loop,
 	// visible in `cosell dlq ls`, and re-drivable once the cause is fixed.
-	return runtime.Permanent(err)
+	return platform.Permanent(err)
 }
 
 // superseded answers a 412: the referral changed since the patch was decided. It re-reads the referral
@@ -296,7 +296,7 @@ func (w *Writer) superseded(ctx context.Context, out contracts.Outcome, err erro
 	fresh, gerr := w.get(ctx, out.ReferralID)
 	if gerr != nil {
 		if d, ok := pcapi.IsThrottled(gerr); ok {
-			return runtime.RetryAfter(gerr, d)
+			return platform.RetryAfter(gerr, d)
 		}
 		return fmt.Errorf("re-read referral %s after 412: %w", out.ReferralID, gerr)
 	}

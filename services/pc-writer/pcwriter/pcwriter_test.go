@@ -12,10 +12,10 @@ import (
 
 	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
+	"github.com/cosell-dev/cosell/services/emulators/pcemu"
+	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
 	"github.com/cosell-dev/cosell/services/internal/outcome"
-	"github.com/cosell-dev/cosell/services/internal/pcapi"
-	"github.com/cosell-dev/cosell/services/internal/pcemu"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 // newWriter wires a writer to a real embedded nats-server and the Partner Center emulator over HTTP.
@@ -23,13 +23,13 @@ func newWriter(t *testing.T) (*Writer, *pcemu.Emulator) {
 	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
-	ns, err := runtime.StartEmbedded(t.TempDir(), "127.0.0.1:-1", log)
+	ns, err := platform.StartEmbedded(t.TempDir(), "127.0.0.1:-1", log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	bus, err := runtime.ConnectServer(ctx, ns, runtime.BusConfig{Replicas: 1, MaxAge: time.Hour, DuplicateWindow: time.Minute,
-		MaxDeliver: 5, AckWait: 5 * time.Second}, contracts.StagePCWriter, log, runtime.NewMetrics(prometheus.NewRegistry()))
+	bus, err := platform.ConnectServer(ctx, ns, platform.BusConfig{Replicas: 1, MaxAge: time.Hour, DuplicateWindow: time.Minute,
+		MaxDeliver: 5, AckWait: 5 * time.Second}, contracts.StagePCWriter, log, platform.NewMetrics(prometheus.NewRegistry()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,9 +56,9 @@ func newWriter(t *testing.T) (*Writer, *pcemu.Emulator) {
 	return &Writer{Bus: bus, PC: client, Outcomes: rec, Log: log}, emu
 }
 
-func command(t *testing.T, id string, cmd contracts.ReferralCommand) runtime.Event {
+func command(t *testing.T, id string, cmd contracts.ReferralCommand) platform.Event {
 	t.Helper()
-	e, err := runtime.NewEvent(id, contracts.TypeReferralRequested, contracts.StageMapper, cmd.LinkID, cmd)
+	e, err := platform.NewEvent(id, contracts.TypeReferralRequested, contracts.StageMapper, cmd.LinkID, cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,11 +77,11 @@ func lastOutcome(t *testing.T, w *Writer, root, linkID string) contracts.Outcome
 	if err != nil {
 		t.Fatalf("no outcome on %s: %v", subj, err)
 	}
-	e, err := runtime.DecodeMsg(subj, m.Header, m.Data)
+	e, err := platform.DecodeMsg(subj, m.Header, m.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := runtime.DataAs[contracts.Outcome](e)
+	out, err := platform.DataAs[contracts.Outcome](e)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestRefusedTransitionIsAFailedOutcome(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			c.cmd.LinkID, c.cmd.Op = c.link, contracts.OpUpdate
 			before := emu.Counts()["referrals.patch"]
-			if err := w.Handle(context.Background(), command(t, "cmd/"+c.link, c.cmd)); !runtime.IsPermanent(err) {
+			if err := w.Handle(context.Background(), command(t, "cmd/"+c.link, c.cmd)); !platform.IsPermanent(err) {
 				t.Fatalf("a refusal is a failed outcome and a dead letter, not a retry: %v", err)
 			}
 			out := lastOutcome(t, w, contracts.SubjectReferralFailed, c.link)
@@ -205,7 +205,7 @@ func TestThrottlingHonoursRetryAfter(t *testing.T) {
 	emu.SetFaults(pcemu.Faults{Throttle429: 5})
 	cmd.BaseETag, cmd.Patch = contracts.ReferralVersion(cur).Tag, closeDate("2027-03-01T00:00:00Z")
 	err = w.Handle(context.Background(), command(t, "cmd/t2", cmd))
-	var ra *runtime.RetryAfterError
+	var ra *platform.RetryAfterError
 	if !errors.As(err, &ra) || ra.Delay != time.Second {
 		t.Fatalf("a long storm must put the command back after Retry-After, got %v", err)
 	}

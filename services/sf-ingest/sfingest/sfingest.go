@@ -29,8 +29,8 @@ import (
 
 	"github.com/cosell-dev/cosell/contracts"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
-	"github.com/cosell-dev/cosell/services/internal/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/internal/watermark"
 )
 
@@ -94,7 +94,7 @@ type Config struct {
 
 // Ingest is the sf-ingest stage.
 type Ingest struct {
-	Bus         *runtime.Bus
+	Bus         *platform.Bus
 	SF          *sfapi.Client
 	Checkpoints jetstream.KeyValue
 	Config      Config
@@ -371,7 +371,7 @@ func childRows(v any) []map[string]any {
 
 func (in *Ingest) publish(ctx context.Context, o contracts.Opportunity, v contracts.Version) (bool, error) {
 	id := contracts.EventID("sf", o.ID, v.At.Format(time.RFC3339Nano))
-	e, err := runtime.NewEvent(id, contracts.TypeOpportunityObserved, contracts.StageSFIngest, o.ID,
+	e, err := platform.NewEvent(id, contracts.TypeOpportunityObserved, contracts.StageSFIngest, o.ID,
 		contracts.OpportunityObserved{Opportunity: o, Version: v, ObservedAt: time.Now().UTC(), Via: "poll"})
 	if err != nil {
 		return false, err

@@ -14,27 +14,27 @@ import (
 
 	"github.com/cosell-dev/cosell/contracts"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
-	"github.com/cosell-dev/cosell/services/internal/sfapi"
-	"github.com/cosell-dev/cosell/services/internal/sfemu"
+	"github.com/cosell-dev/cosell/services/emulators/sfemu"
+	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 type fixture struct {
 	emu *sfemu.Emulator
 	in  *Ingest
-	bus *runtime.Bus
+	bus *platform.Bus
 }
 
 func newFixture(t testing.TB, cfg Config) *fixture {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ns, err := runtime.StartEmbedded(t.TempDir(), "127.0.0.1:-1", log)
+	ns, err := platform.StartEmbedded(t.TempDir(), "127.0.0.1:-1", log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	ctx := context.Background()
-	bus, err := runtime.ConnectServer(ctx, ns, runtime.BusConfig{Replicas: 1, MaxAge: time.Hour, DuplicateWindow: time.Minute,
+	bus, err := platform.ConnectServer(ctx, ns, platform.BusConfig{Replicas: 1, MaxAge: time.Hour, DuplicateWindow: time.Minute,
 		MaxDeliver: 3, AckWait: 5 * time.Second, Provision: true}, contracts.StageSFIngest, log, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -93,11 +93,11 @@ func (f *fixture) last(t *testing.T, oppID string) contracts.OpportunityObserved
 	if err != nil {
 		t.Fatalf("no snapshot of %s: %v", oppID, err)
 	}
-	e, err := runtime.DecodeMsg(raw.Subject, raw.Header, raw.Data)
+	e, err := platform.DecodeMsg(raw.Subject, raw.Header, raw.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	obs, err := runtime.DataAs[contracts.OpportunityObserved](e)
+	obs, err := platform.DataAs[contracts.OpportunityObserved](e)
 	if err != nil {
 		t.Fatal(err)
 	}

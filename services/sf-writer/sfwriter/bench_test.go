@@ -7,7 +7,7 @@ import (
 
 	"github.com/cosell-dev/cosell/contracts"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
-	"github.com/cosell-dev/cosell/services/internal/sfemu"
+	"github.com/cosell-dev/cosell/services/emulators/sfemu"
 )
 
 // apiCalls is how many Salesforce API calls the emulator counted (the token endpoint is not an API call).

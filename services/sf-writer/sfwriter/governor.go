@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/cosell-dev/cosell/services/internal/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
 )
 
 // GovernorConfig is the API budget: how much of the org's daily allowance sf-writer leaves for everyone

@@ -20,9 +20,9 @@ import (
 
 	"github.com/cosell-dev/cosell/contracts"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
 	"github.com/cosell-dev/cosell/services/internal/outcome"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
-	"github.com/cosell-dev/cosell/services/internal/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 // Field lengths the writer keeps to, so a long error or audit trail never fails a write.
@@ -34,11 +34,11 @@ const (
 
 // Writer is the sf-writer stage.
 type Writer struct {
-	Bus      *runtime.Bus
+	Bus      *platform.Bus
 	SF       *sfapi.Client
 	Outcomes *outcome.Recorder
 	Log      *slog.Logger
-	Consume  runtime.ConsumeOptions
+	Consume  platform.ConsumeOptions
 	// LimitPause is how long to wait before retrying once the daily API allowance is spent.
 	LimitPause time.Duration
 	// Governor, when set, keeps the writer within its API budget.
@@ -63,8 +63,8 @@ func (w *Writer) Run(ctx context.Context) error {
 }
 
 // Handle carries out one Opportunity command.
-func (w *Writer) Handle(ctx context.Context, e runtime.Event) error {
-	return w.HandleBatch(ctx, []runtime.Event{e})[0]
+func (w *Writer) Handle(ctx context.Context, e platform.Event) error {
+	return w.HandleBatch(ctx, []platform.Event{e})[0]
 }
 
 // item is one command of a batch on its way.
@@ -79,13 +79,13 @@ type item struct {
 }
 
 // HandleBatch carries out a batch of Opportunity commands and returns one result per event.
-func (w *Writer) HandleBatch(ctx context.Context, events []runtime.Event) []error {
+func (w *Writer) HandleBatch(ctx context.Context, events []platform.Event) []error {
 	results := make([]error, len(events))
 	var items []*item
 	for i, e := range events {
-		cmd, err := runtime.DataAs[contracts.OpportunityCommand](e)
+		cmd, err := platform.DataAs[contracts.OpportunityCommand](e)
 		if err != nil {
-			results[i] = runtime.Permanent(err)
+			results[i] = platform.Permanent(err)
 			continue
 		}
 		done, err := w.Outcomes.Done(ctx, e.ID())
@@ -97,11 +97,11 @@ func (w *Writer) HandleBatch(ctx context.Context, events []runtime.Event) []erro
 			System: contracts.Salesforce, Op: cmd.Op, Purpose: cmd.Purpose, ReferralID: cmd.ReferralID, OpportunityID: cmd.OpportunityID}}
 		switch {
 		case cmd.Op == contracts.OpCreate && cmd.ReferralID == "":
-			it.err = runtime.Permanent(fmt.Errorf("create for link %s has no referral id to upsert by", cmd.LinkID))
+			it.err = platform.Permanent(fmt.Errorf("create for link %s has no referral id to upsert by", cmd.LinkID))
 		case cmd.Op == contracts.OpUpdate && cmd.OpportunityID == "":
-			it.err = runtime.Permanent(fmt.Errorf("update for link %s names no opportunity", cmd.LinkID))
+			it.err = platform.Permanent(fmt.Errorf("update for link %s names no opportunity", cmd.LinkID))
 		case cmd.Op != contracts.OpCreate && cmd.Op != contracts.OpUpdate:
-			it.err = runtime.Permanent(fmt.Errorf("command %s: unknown op %q", e.ID(), cmd.Op))
+			it.err = platform.Permanent(fmt.Errorf("command %s: unknown op %q", e.ID(), cmd.Op))
 		}
 		items = append(items, it)
 	}
@@ -110,7 +110,7 @@ func (w *Writer) HandleBatch(ctx context.Context, events []runtime.Event) []erro
 	}
 	if d := w.Governor.Admit(ctx); d > 0 {
 		for _, it := range items {
-			results[it.i] = runtime.RetryAfter(errors.New("Salesforce API budget at its floor: paused"), d)
+			results[it.i] = platform.RetryAfter(errors.New("Salesforce API budget at its floor: paused"), d)
 		}
 		return results
 	}
@@ -486,14 +486,14 @@ func (w *Writer) settle(ctx context.Context, it *item) error {
 // fail classifies an error once: lock contention and outages are retried, a spent daily allowance waits,
 // anything else is a permanent failure with an outcome, and the command goes to the dead-letter stream.
 func (w *Writer) fail(ctx context.Context, out contracts.Outcome, err error) error {
-	if !runtime.IsPermanent(err) && sfapi.IsTransient(err) {
+	if !platform.IsPermanent(err) && sfapi.IsTransient(err) {
 		if sfapi.Code(err) == "REQUEST_LIMIT_EXCEEDED" {
 			pause := w.LimitPause
 			if w.Governor != nil && w.Governor.Config.Pause > 0 {
 				pause = w.Governor.Config.Pause
 			}
 			if pause > 0 {
-				return runtime.RetryAfter(err, pause)
+				return platform.RetryAfter(err, pause)
 			}
 		}
 		return err
@@ -509,5 +509,5 @@ func (w *Writer) fail(ctx context.Context, out contracts.Outcome, err error) err
 	if perr := w.Outcomes.Publish(ctx, out); perr != nil {
 		return perr
 	}
-	return runtime.Permanent(err)
+	return platform.Permanent(err)
 }

@@ -13,15 +13,15 @@ import (
 
 	"github.com/cosell-dev/cosell/contracts"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/emulators/sfemu"
+	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
 	"github.com/cosell-dev/cosell/services/internal/outcome"
-	"github.com/cosell-dev/cosell/services/internal/runtime"
-	"github.com/cosell-dev/cosell/services/internal/sfapi"
-	"github.com/cosell-dev/cosell/services/internal/sfemu"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 type fixture struct {
 	emu *sfemu.Emulator
-	bus *runtime.Bus
+	bus *platform.Bus
 	w   *Writer
 }
 
@@ -37,13 +37,13 @@ func spec() contracts.ConsumerSpec {
 func newFixture(t testing.TB, emuOpts sfemu.Options, gov *GovernorConfig) *fixture {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ns, err := runtime.StartEmbedded(t.TempDir(), "127.0.0.1:-1", log)
+	ns, err := platform.StartEmbedded(t.TempDir(), "127.0.0.1:-1", log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	ctx := context.Background()
-	bus, err := runtime.ConnectServer(ctx, ns, runtime.BusConfig{Replicas: 1, MaxAge: time.Hour, DuplicateWindow: time.Minute,
+	bus, err := platform.ConnectServer(ctx, ns, platform.BusConfig{Replicas: 1, MaxAge: time.Hour, DuplicateWindow: time.Minute,
 		MaxDeliver: 5, AckWait: 5 * time.Second, Provision: true}, contracts.StageSFWriter, log, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +67,7 @@ func newFixture(t testing.TB, emuOpts sfemu.Options, gov *GovernorConfig) *fixtu
 		t.Fatal(err)
 	}
 	w := &Writer{Bus: bus, SF: client, Outcomes: rec, Log: log, LimitPause: 100 * time.Millisecond,
-		Consume: runtime.ConsumeOptions{MaxWait: 100 * time.Millisecond, BackoffBase: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond}}
+		Consume: platform.ConsumeOptions{MaxWait: 100 * time.Millisecond, BackoffBase: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond}}
 	if gov != nil {
 		w.Governor = &Governor{SF: client, Config: *gov, Log: log}
 	}
@@ -84,7 +84,7 @@ func (f *fixture) run(t testing.TB) {
 
 func (f *fixture) send(t testing.TB, id string, cmd contracts.OpportunityCommand) {
 	t.Helper()
-	e, err := runtime.NewEvent(id, contracts.TypeOpportunityRequested, contracts.StageMapper, cmd.LinkID, cmd)
+	e, err := platform.NewEvent(id, contracts.TypeOpportunityRequested, contracts.StageMapper, cmd.LinkID, cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,11 +132,11 @@ func (f *fixture) outcomes(t testing.TB) map[string]contracts.Outcome {
 		if err != nil {
 			continue
 		}
-		e, err := runtime.DecodeMsg(raw.Subject, raw.Header, raw.Data)
+		e, err := platform.DecodeMsg(raw.Subject, raw.Header, raw.Data)
 		if err != nil {
 			t.Fatal(err)
 		}
-		o, err := runtime.DataAs[contracts.Outcome](e)
+		o, err := platform.DataAs[contracts.Outcome](e)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,116 @@
+package sfapi
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/cosell-dev/cosell/services/emulators/sfemu"
+)
+
+func newClient(t *testing.T, opts sfemu.Options) (*sfemu.Emulator, *Client) {
+	t.Helper()
+	e, err := sfemu.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	c, err := New(Config{Domain: srv.URL, ClientID: sfemu.DefaultClientID, ClientSecret: sfemu.DefaultClientSecret, RequestTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, c
+}
+
+func TestUsageFollowsSforceLimitInfo(t *testing.T) {
+	t.Parallel()
+	e, c := newClient(t, sfemu.Options{DailyAPILimit: 50})
+	if _, err := c.Query("SELECT Id FROM Account"); err != nil {
+		t.Fatal(err)
+	}
+	used, max := e.APIUsage()
+	if u := c.Usage(); u.Used != used || u.Max != max || u.Max != 50 {
+		t.Fatalf("usage %+v, emulator says %d/%d", u, used, max)
+	}
+	e.ExhaustDailyLimit()
+	_, err := c.Insert("Account", map[string]any{"Name": "X"})
+	if Code(err) != "REQUEST_LIMIT_EXCEEDED" || !IsTransient(err) {
+		t.Fatalf("insert with the allowance spent: %v", err)
+	}
+	if u := c.Usage(); u.Remaining() > 0 {
+		t.Fatalf("usage %+v after REQUEST_LIMIT_EXCEEDED, want nothing remaining", u)
+	}
+	e.ResetFaults()
+	if u, err := c.Limits(); err != nil || u.Remaining() != 50-1 {
+		t.Fatalf("limits after reset: %+v %v", u, err)
+	}
+}
+
+func TestCollectionsReportEachRecord(t *testing.T) {
+	t.Parallel()
+	e, c := newClient(t, sfemu.Options{})
+	res, err := c.CreateRecords("Account", []Record{{"Name": "A"}, {"Phone": "1"}, {"Name": "C"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res[0].Success || res[1].Success || !res[2].Success || Code(res[1].Err("create")) != "REQUIRED_FIELD_MISSING" {
+		t.Fatalf("results %+v", res)
+	}
+	e.LockNextWrites(1)
+	up, err := c.UpsertRecords("Opportunity", "Referral_Identifier__c", []Record{
+		{"Referral_Identifier__c": "r-1", "Name": "One", "StageName": "Prospecting", "CloseDate": "2027-01-01"},
+		{"Referral_Identifier__c": "r-2", "Name": "Two", "StageName": "Prospecting", "CloseDate": "2027-01-01"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if up[0].Success || !IsTransient(up[0].Err("upsert")) || !up[1].Success || !up[1].Created {
+		t.Fatalf("upsert results %+v", up)
+	}
+	del, err := c.DeleteRecords([]string{res[0].ID, res[2].ID})
+	if err != nil || !del[0].Success || !del[1].Success {
+		t.Fatalf("delete: %+v %v", del, err)
+	}
+	many := make([]Record, MaxCollection+1)
+	if _, err := c.CreateRecords("Account", many); Code(err) != "EXCEEDED_ID_LIMIT" {
+		t.Fatalf("201 records: %v", err)
+	}
+}
+
+func TestQueryEachPagesAndComposite(t *testing.T) {
+	t.Parallel()
+	e, c := newClient(t, sfemu.Options{})
+	for i := 0; i < 2001; i++ {
+		if _, err := e.Insert("Account", map[string]any{"Name": fmt.Sprintf("A%04d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var pages []int
+	if err := c.QueryEach("SELECT Id FROM Account", false, func(rows []map[string]any) error {
+		pages = append(pages, len(rows))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(pages) != "[2000 1]" {
+		t.Fatalf("pages %v", pages)
+	}
+	calls0 := e.Counts()["composite"]
+	out, err := c.Composite(false, []Subrequest{
+		{Method: http.MethodGet, URL: QueryURL("SELECT COUNT() FROM Account", false), ReferenceID: "n"},
+		{Method: http.MethodPost, URL: "/sobjects/Account", ReferenceID: "a", Body: map[string]any{"Name": "Z"}},
+		{Method: http.MethodPost, URL: "/sobjects/Account", ReferenceID: "bad", Body: map[string]any{}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out[0].Err("q") != nil || out[1].HTTPStatusCode != 201 || Code(out[2].Err("bad")) != "REQUIRED_FIELD_MISSING" {
+		t.Fatalf("composite %+v", out)
+	}
+	if e.Counts()["composite"] != calls0+1 {
+		t.Fatal("composite not counted as one call")
+	}
+}

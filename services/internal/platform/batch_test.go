@@ -1,0 +1,144 @@
+package platform
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cosell-dev/cosell/contracts"
+)
+
+// runConsumeBatch starts ConsumeBatch in a goroutine and stops it at cleanup.
+func runConsumeBatch(t *testing.T, b *Bus, spec contracts.ConsumerSpec, h BatchHandler, opts ConsumeOptions) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	finished := make(chan error, 1)
+	go func() { finished <- b.ConsumeBatch(ctx, spec, h, opts) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-finished:
+			if err != nil {
+				t.Errorf("ConsumeBatch returned %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("ConsumeBatch did not return after cancel")
+		}
+	})
+}
+
+func TestConsumeBatchSettlesEachMessageOnItsOwnResult(t *testing.T) {
+	t.Parallel()
+	ns := startServer(t, "")
+	b := newTestBus(t, ns, testBusConfig(), testStage, nil)
+	spec := writerSpec(t)
+
+	// A backlog before the consumer starts, so it arrives as one batch.
+	ids := []string{"ok1", "bad", "flaky", "ok2", "later"}
+	subjects := map[string]string{}
+	for _, id := range ids {
+		subjects[id], _ = publishCommand(t, b, id)
+	}
+	var mu sync.Mutex
+	var sizes []int
+	calls := map[string]int{}
+	h := func(ctx context.Context, events []Event) []error {
+		mu.Lock()
+		defer mu.Unlock()
+		sizes = append(sizes, len(events))
+		out := make([]error, len(events))
+		for i, e := range events {
+			id := e.Subject()
+			calls[id]++
+			switch {
+			case id == "bad":
+				out[i] = Permanent(errors.New("REQUIRED_FIELD_MISSING: CloseDate"))
+			case id == "flaky" && calls[id] == 1:
+				out[i] = errors.New("UNABLE_TO_LOCK_ROW")
+			case id == "later" && calls[id] == 1:
+				out[i] = RetryAfter(errors.New("REQUEST_LIMIT_EXCEEDED"), 50*time.Millisecond)
+			}
+		}
+		return out
+	}
+	opts := fastOpts()
+	opts.Batch = 10
+	runConsumeBatch(t, b, spec, h, opts)
+
+	expectLag(t, b, spec, 0, 0)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sizes) == 0 || sizes[0] != len(ids) {
+		t.Fatalf("batch sizes %v, want the backlog of %d in the first batch", sizes, len(ids))
+	}
+	for id, want := range map[string]int{"ok1": 1, "ok2": 1, "bad": 1, "flaky": 2, "later": 2} {
+		if calls[id] != want {
+			t.Errorf("%s handled %d times, want %d (all calls %v)", id, calls[id], want, calls)
+		}
+	}
+	_, dl := deadLetterFor(t, b, subjects["bad"])
+	if !strings.Contains(dl.Reason, "REQUIRED_FIELD_MISSING") || dl.Subject != subjects["bad"] {
+		t.Fatalf("dead letter %+v, want bad's own reason", dl)
+	}
+}
+
+func TestConsumeBatchWrongResultCountRetriesAll(t *testing.T) {
+	t.Parallel()
+	ns := startServer(t, "")
+	b := newTestBus(t, ns, testBusConfig(), testStage, nil)
+	spec := writerSpec(t)
+	publishCommand(t, b, "a")
+	publishCommand(t, b, "b")
+
+	var mu sync.Mutex
+	seen := map[string]int{}
+	h := func(ctx context.Context, events []Event) []error {
+		mu.Lock()
+		defer mu.Unlock()
+		first := false
+		for _, e := range events {
+			seen[e.Subject()]++
+			first = first || seen[e.Subject()] == 1
+		}
+		if first {
+			return nil // a broken handler: no results at all
+		}
+		return make([]error, len(events))
+	}
+	runConsumeBatch(t, b, spec, h, fastOpts())
+	expectLag(t, b, spec, 0, 0)
+	mu.Lock()
+	defer mu.Unlock()
+	if seen["a"] < 2 || seen["b"] < 2 {
+		t.Fatalf("deliveries %v: a batch without results must be retried, not acked", seen)
+	}
+}
+
+func TestConsumeBatchTrickleIsNotDelayed(t *testing.T) {
+	t.Parallel()
+	ns := startServer(t, "")
+	b := newTestBus(t, ns, testBusConfig(), testStage, nil)
+	spec := writerSpec(t)
+	got := make(chan int, 16)
+	h := func(ctx context.Context, events []Event) []error {
+		got <- len(events)
+		return make([]error, len(events))
+	}
+	opts := fastOpts()
+	opts.Batch = 200
+	opts.MaxWait = 3 * time.Second // a lone message must not wait for the batch to fill up
+	runConsumeBatch(t, b, spec, h, opts)
+	publishCommand(t, b, "one")
+	select {
+	case n := <-got:
+		if n != 1 {
+			t.Fatalf("batch of %d, want 1", n)
+		}
+	case <-time.After(2500 * time.Millisecond):
+		t.Fatal("a single message waited for the batch to fill")
+	}
+	expectLag(t, b, spec, 0, 0)
+}

@@ -1,0 +1,84 @@
+package platform
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// testLog is quiet unless COSELL_TEST_LOG=1.
+func testLog(t *testing.T, stage string) *slog.Logger {
+	t.Helper()
+	if os.Getenv("COSELL_TEST_LOG") == "1" {
+		return NewLogger(os.Stderr, "debug", stage)
+	}
+	return NewLogger(io.Discard, "debug", stage)
+}
+
+func testBusConfig() BusConfig {
+	return BusConfig{
+		Replicas:        1,
+		MaxAge:          time.Hour,
+		DuplicateWindow: time.Minute,
+		MaxDeliver:      3,
+		AckWait:         5 * time.Second,
+		Provision:       true,
+		EmbeddedListen:  "127.0.0.1:-1",
+	}
+}
+
+// startServer starts an embedded server in dir (a fresh temp dir when empty) and stops it at cleanup.
+func startServer(t *testing.T, dir string) *server.Server {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	ns, err := StartEmbedded(dir, "127.0.0.1:-1", testLog(t, "nats"))
+	if err != nil {
+		t.Fatalf("StartEmbedded: %v", err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns
+}
+
+// newTestBus connects a provisioned bus for stage to ns and closes it at cleanup.
+func newTestBus(t *testing.T, ns *server.Server, cfg BusConfig, stage string, m *Metrics) *Bus {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := ConnectServer(ctx, ns, cfg, stage, testLog(t, stage), m)
+	if err != nil {
+		t.Fatalf("ConnectServer: %v", err)
+	}
+	t.Cleanup(b.Close)
+	if err := b.Provision(ctx); err != nil {
+		t.Fatalf("Provision: %v", err)
+	}
+	return b
+}
+
+// eventually polls cond until it returns nil or the deadline passes.
+func eventually(t *testing.T, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met after %s: %v", timeout, err)
+		}
+		<-tick.C
+	}
+}
+
+func errorf(format string, a ...any) error { return fmt.Errorf(format, a...) }

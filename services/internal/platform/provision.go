@@ -1,0 +1,108 @@
+package platform
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/cosell-dev/cosell/contracts"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// kvHistory is how many revisions of each KV key are kept: enough to see how a link got where it is.
+const kvHistory = 5
+
+// maxAckPending bounds in-flight messages per durable across every replica of a stage.
+const maxAckPending = 1000
+
+// Provision creates or updates every stream, durable consumer and KV bucket named in contracts to the
+// configured settings; running it again (any stage, any replica) is harmless.
+func (b *Bus) Provision(ctx context.Context) error {
+	for _, s := range contracts.Streams() {
+		if _, err := b.JS.CreateOrUpdateStream(ctx, b.StreamConfig(s)); err != nil {
+			return fmt.Errorf("provision stream %s: %w", s.Name, err)
+		}
+	}
+	for _, c := range contracts.Consumers() {
+		if _, err := b.JS.CreateOrUpdateConsumer(ctx, c.Stream, b.ConsumerConfig(c)); err != nil {
+			return fmt.Errorf("provision consumer %s/%s: %w", c.Stream, c.Durable, err)
+		}
+	}
+	for _, name := range contracts.Buckets() {
+		kvc := jetstream.KeyValueConfig{
+			Bucket:   name,
+			History:  kvHistory,
+			Storage:  jetstream.FileStorage,
+			Replicas: b.replicas(),
+		}
+		switch name {
+		case contracts.BucketApplied:
+			kvc.TTL = b.cfg.MaxAge
+		case contracts.BucketLeases:
+			kvc.TTL, kvc.History = contracts.LeaseTTL, 1
+		}
+		kv, err := b.JS.CreateOrUpdateKeyValue(ctx, kvc)
+		if err != nil {
+			return fmt.Errorf("provision bucket %s: %w", name, err)
+		}
+		b.kvMu.Lock()
+		b.kv[name] = kv
+		b.kvMu.Unlock()
+	}
+	b.log.Info("provisioned", "streams", len(contracts.Streams()), "consumers", len(contracts.Consumers()),
+		"buckets", len(contracts.Buckets()))
+	return nil
+}
+
+// StreamConfig is the configuration Provision applies to one contracts stream.
+func (b *Bus) StreamConfig(s contracts.StreamSpec) jetstream.StreamConfig {
+	perSubject := int64(-1)
+	if s.PerSubjectHistory > 0 {
+		perSubject = s.PerSubjectHistory
+	}
+	return jetstream.StreamConfig{
+		Name:              s.Name,
+		Subjects:          s.Subjects,
+		Retention:         jetstream.LimitsPolicy,
+		Storage:           jetstream.FileStorage,
+		Replicas:          b.replicas(),
+		MaxAge:            b.cfg.MaxAge,
+		Duplicates:        b.cfg.DuplicateWindow,
+		MaxMsgsPerSubject: perSubject,
+		AllowDirect:       true,
+	}
+}
+
+// ConsumerConfig is the configuration Provision applies to one contracts durable.
+func (b *Bus) ConsumerConfig(c contracts.ConsumerSpec) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:        c.Durable,
+		FilterSubjects: c.FilterSubjects,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        b.cfg.AckWait,
+		MaxDeliver:     b.cfg.MaxDeliver,
+		MaxAckPending:  maxAckPending,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	}
+}
+
+func (b *Bus) replicas() int {
+	if b.cfg.Replicas < 1 {
+		return 1
+	}
+	return b.cfg.Replicas
+}
+
+// KV returns a cached handle to a bucket (provisioned or not by this process).
+func (b *Bus) KV(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
+	b.kvMu.Lock()
+	defer b.kvMu.Unlock()
+	if kv, ok := b.kv[bucket]; ok {
+		return kv, nil
+	}
+	kv, err := b.JS.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("kv bucket %s: %w", bucket, err)
+	}
+	b.kv[bucket] = kv
+	return kv, nil
+}
