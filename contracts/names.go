@@ -169,6 +169,17 @@ func Consumers() []ConsumerSpec {
 	}
 }
 
+// ConsumerFor finds the durable consumer named durable among Consumers(); false when contracts names no
+// such durable.
+func ConsumerFor(durable string) (ConsumerSpec, bool) {
+	for _, c := range Consumers() {
+		if c.Durable == durable {
+			return c, true
+		}
+	}
+	return ConsumerSpec{}, false
+}
+
 // KV buckets.
 const (
 	// BucketLinks holds Link records and the indexes that find them from either side's id.

@@ -313,14 +313,11 @@ func TestEveryDurableScalesItsStage(t *testing.T) {
 					if tr.Type != "nats-jetstream" {
 						continue
 					}
-					i := slices.IndexFunc(contracts.Consumers(), func(c contracts.ConsumerSpec) bool {
-						return c.Durable == tr.Metadata["consumer"] && c.Stream == tr.Metadata["stream"]
-					})
-					if i < 0 {
+					c, ok := contracts.ConsumerFor(tr.Metadata["consumer"])
+					if !ok || c.Stream != tr.Metadata["stream"] {
 						t.Errorf("%s scales on %s/%s, which is no durable in contracts", name, tr.Metadata["stream"], tr.Metadata["consumer"])
 						continue
 					}
-					c := contracts.Consumers()[i]
 					if c.Stage != so.Spec.ScaleTargetRef.Name {
 						t.Errorf("durable %s belongs to %s but scales %s", c.Durable, c.Stage, so.Spec.ScaleTargetRef.Name)
 					}

@@ -100,32 +100,18 @@ func (a *Auditor) Register(reg prometheus.Registerer) error {
 
 const keepRecent = 200
 
-func consumerSpec(durable string) (contracts.ConsumerSpec, error) {
-	for _, c := range contracts.Consumers() {
-		if c.Durable == durable {
-			return c, nil
-		}
-	}
-	return contracts.ConsumerSpec{}, fmt.Errorf("auditor: no consumer spec %q", durable)
-}
-
 // Run consumes decisions and dead letters, samples lag, watches outcomes for the sync latency and writes
 // Audit summaries, until ctx is cancelled.
 func (a *Auditor) Run(ctx context.Context) error {
 	a.Options = a.Options.withDefaults()
-	decisions, err := consumerSpec(contracts.ConsumerAuditor)
-	if err != nil {
-		return err
-	}
-	dlq, err := consumerSpec(contracts.ConsumerAuditorDeadLetters)
-	if err != nil {
-		return err
-	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	wg.Add(2)
-	go func() { defer wg.Done(); errs <- a.Bus.Consume(ctx, decisions, a.Handle, a.Consume) }()
-	go func() { defer wg.Done(); errs <- a.Bus.Consume(ctx, dlq, a.HandleDeadLetter, a.Consume) }()
+	go func() { defer wg.Done(); errs <- a.Bus.Consume(ctx, contracts.ConsumerAuditor, a.Handle, a.Consume) }()
+	go func() {
+		defer wg.Done()
+		errs <- a.Bus.Consume(ctx, contracts.ConsumerAuditorDeadLetters, a.HandleDeadLetter, a.Consume)
+	}()
 	go a.sampleLoop(ctx)
 	go a.watchOutcomes(ctx)
 	if a.Options.SummaryEvery > 0 {

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cosell-dev/cosell/contracts"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -20,15 +19,15 @@ type BatchHandler func(ctx context.Context, events []Event) []error
 // errBatchResults is reported for every event of a batch whose handler returned the wrong number of results.
 var errBatchResults = errors.New("batch handler returned a result count that does not match its batch")
 
-// ConsumeBatch reads spec's durable like Consume, but hands the handler every message available at once,
+// ConsumeBatch reads the durable consumer named durable like Consume, but hands the handler every message available at once,
 // up to opts.Batch: it waits up to opts.MaxWait for the first message and then takes what is already
 // pending without waiting, so a trickle is handled one by one without delay and a backlog in full batches.
 // Each message is settled on its own result (ack, nak with delay, dead-letter), exactly as Consume does.
 // Batches run one after another (opts.Concurrency is ignored). On cancel it finishes the batch in hand
 // (within DrainGrace), settles it and returns nil.
-func (b *Bus) ConsumeBatch(ctx context.Context, spec contracts.ConsumerSpec, h BatchHandler, opts ConsumeOptions) error {
+func (b *Bus) ConsumeBatch(ctx context.Context, durable string, h BatchHandler, opts ConsumeOptions) error {
 	opts = opts.withDefaults()
-	l, cons, hctx, stop, err := b.startLoop(ctx, spec, nil, opts)
+	l, cons, hctx, stop, err := b.startLoop(ctx, durable, nil, opts)
 	if err != nil {
 		return err
 	}

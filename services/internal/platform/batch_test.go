@@ -16,7 +16,7 @@ func runConsumeBatch(t *testing.T, b *Bus, spec contracts.ConsumerSpec, h BatchH
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	finished := make(chan error, 1)
-	go func() { finished <- b.ConsumeBatch(ctx, spec, h, opts) }()
+	go func() { finished <- b.ConsumeBatch(ctx, spec.Durable, h, opts) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

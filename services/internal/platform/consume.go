@@ -117,12 +117,15 @@ type consumeLoop struct {
 	log        *slog.Logger
 }
 
-// Consume reads spec's durable until ctx is cancelled, calling h for each event and acking, retrying or
+// ErrUnknownConsumer is returned for a durable contracts does not name.
+var ErrUnknownConsumer = errors.New("no such durable consumer in contracts")
+
+// Consume reads the durable consumer named durable (one of contracts.Consumers) until ctx is cancelled, calling h for each event and acking, retrying or
 // dead-lettering by its result. On cancel it stops fetching, lets in-flight handlers finish (their
 // context survives the cancel for up to DrainGrace), settles them and returns nil.
-func (b *Bus) Consume(ctx context.Context, spec contracts.ConsumerSpec, h Handler, opts ConsumeOptions) error {
+func (b *Bus) Consume(ctx context.Context, durable string, h Handler, opts ConsumeOptions) error {
 	opts = opts.withDefaults()
-	l, cons, hctx, stop, err := b.startLoop(ctx, spec, h, opts)
+	l, cons, hctx, stop, err := b.startLoop(ctx, durable, h, opts)
 	if err != nil {
 		return err
 	}
@@ -335,9 +338,13 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// Lag is the consumer's backlog: messages not yet delivered and messages delivered but not yet acked
-// (what KEDA scales a stage on).
-func (b *Bus) Lag(ctx context.Context, spec contracts.ConsumerSpec) (pending, ackPending uint64, err error) {
+// Lag is the backlog of the durable consumer named durable: messages not yet delivered and messages
+// delivered but not yet acked (what KEDA scales a stage on).
+func (b *Bus) Lag(ctx context.Context, durable string) (pending, ackPending uint64, err error) {
+	spec, ok := contracts.ConsumerFor(durable)
+	if !ok {
+		return 0, 0, fmt.Errorf("lag %q: %w", durable, ErrUnknownConsumer)
+	}
 	cons, err := b.JS.Consumer(ctx, spec.Stream, spec.Durable)
 	if err != nil {
 		return 0, 0, fmt.Errorf("lag %s/%s: %w", spec.Stream, spec.Durable, err)
@@ -351,7 +358,11 @@ func (b *Bus) Lag(ctx context.Context, spec contracts.ConsumerSpec) (pending, ac
 
 // startLoop prepares a consumer loop: the durable with its AckWait and MaxDeliver, and the context handlers
 // run on, which the drain does not cancel but bounds by DrainGrace. stop must be called when the loop ends.
-func (b *Bus) startLoop(ctx context.Context, spec contracts.ConsumerSpec, h Handler, opts ConsumeOptions) (*consumeLoop, jetstream.Consumer, context.Context, func(), error) {
+func (b *Bus) startLoop(ctx context.Context, durable string, h Handler, opts ConsumeOptions) (*consumeLoop, jetstream.Consumer, context.Context, func(), error) {
+	spec, ok := contracts.ConsumerFor(durable)
+	if !ok {
+		return nil, nil, nil, nil, fmt.Errorf("consume %q: %w", durable, ErrUnknownConsumer)
+	}
 	cons, err := b.JS.Consumer(ctx, spec.Stream, spec.Durable)
 	if err != nil {
 		return nil, nil, nil, nil, fmt.Errorf("consume %s/%s: %w", spec.Stream, spec.Durable, err)

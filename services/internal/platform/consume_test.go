@@ -20,13 +20,11 @@ const testStage = contracts.StagePCWriter
 
 func writerSpec(t *testing.T) contracts.ConsumerSpec {
 	t.Helper()
-	for _, c := range contracts.Consumers() {
-		if c.Durable == contracts.ConsumerPCWriter {
-			return c
-		}
+	c, ok := contracts.ConsumerFor(contracts.ConsumerPCWriter)
+	if !ok {
+		t.Fatal("no pc-writer consumer in contracts")
 	}
-	t.Fatal("no pc-writer consumer in contracts")
-	return contracts.ConsumerSpec{}
+	return c
 }
 
 // fastOpts keeps retries and fetch waits short so the suite stays quick.
@@ -55,7 +53,7 @@ func runConsume(t *testing.T, b *Bus, spec contracts.ConsumerSpec, h Handler, op
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := make(chan error, 1)
 	finished := make(chan struct{})
-	go func() { ch <- b.Consume(ctx, spec, h, opts); close(finished) }()
+	go func() { ch <- b.Consume(ctx, spec.Durable, h, opts); close(finished) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -82,7 +80,7 @@ func waitDone(t *testing.T, done <-chan error) {
 func expectLag(t *testing.T, b *Bus, spec contracts.ConsumerSpec, pending, ackPending uint64) {
 	t.Helper()
 	eventually(t, 5*time.Second, func() error {
-		p, a, err := b.Lag(context.Background(), spec)
+		p, a, err := b.Lag(context.Background(), spec.Durable)
 		if err != nil {
 			return err
 		}
@@ -419,7 +417,7 @@ func TestConsumeDrainGraceIsBounded(t *testing.T) {
 	cancel()
 	waitDone(t, done)
 	// Nak'd with a delay: not acked, still owned by the consumer, will come back later.
-	p, a, err := b.Lag(context.Background(), spec)
+	p, a, err := b.Lag(context.Background(), spec.Durable)
 	if err != nil || p != 0 || a != 1 {
 		t.Fatalf("lag %d/%d %v, want the message waiting for redelivery", p, a, err)
 	}
@@ -506,9 +504,8 @@ func TestConsumeConcurrency(t *testing.T) {
 func TestConsumeMissingConsumer(t *testing.T) {
 	t.Parallel()
 	b := newTestBus(t, startServer(t, ""), testBusConfig(), testStage, nil)
-	err := b.Consume(context.Background(), contracts.ConsumerSpec{Stream: contracts.StreamRequested, Durable: "nope"},
-		func(context.Context, Event) error { return nil }, ConsumeOptions{})
-	if err == nil || !strings.Contains(err.Error(), "nope") {
+	err := b.Consume(context.Background(), "nope", func(context.Context, Event) error { return nil }, ConsumeOptions{})
+	if !errors.Is(err, ErrUnknownConsumer) || !strings.Contains(err.Error(), "nope") {
 		t.Fatalf("err = %v", err)
 	}
 }

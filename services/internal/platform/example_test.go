@@ -44,13 +44,7 @@ func Example() {
 	admin.AddCheck("nats", bus.Check)
 	admin.SetReady(true)
 
-	var spec contracts.ConsumerSpec
-	for _, c := range contracts.Consumers() {
-		if c.Durable == contracts.ConsumerPCWriter {
-			spec = c
-		}
-	}
-	err = bus.Consume(ctx, spec, func(ctx context.Context, e platform.Event) error {
+	err = bus.Consume(ctx, contracts.ConsumerPCWriter, func(ctx context.Context, e platform.Event) error {
 		cmd, err := platform.DataAs[contracts.ReferralCommand](e)
 		if err != nil {
 			return platform.Permanent(err)

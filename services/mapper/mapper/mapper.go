@@ -46,18 +46,9 @@ func New(ctx context.Context, bus *platform.Bus, m decide.Mapping, log *slog.Log
 
 // Run consumes observed snapshots and outcomes until ctx is cancelled, then drains.
 func (s *Service) Run(ctx context.Context) error {
-	var observed, outcomes contracts.ConsumerSpec
-	for _, c := range contracts.Consumers() {
-		switch c.Durable {
-		case contracts.ConsumerMapperObserved:
-			observed = c
-		case contracts.ConsumerMapperOutcomes:
-			outcomes = c
-		}
-	}
 	errc := make(chan error, 2)
-	go func() { errc <- s.Bus.Consume(ctx, observed, s.HandleObserved, s.Consume) }()
-	go func() { errc <- s.Bus.Consume(ctx, outcomes, s.HandleOutcome, s.Consume) }()
+	go func() { errc <- s.Bus.Consume(ctx, contracts.ConsumerMapperObserved, s.HandleObserved, s.Consume) }()
+	go func() { errc <- s.Bus.Consume(ctx, contracts.ConsumerMapperOutcomes, s.HandleOutcome, s.Consume) }()
 	return errors.Join(<-errc, <-errc)
 }
 

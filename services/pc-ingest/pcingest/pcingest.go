@@ -143,12 +143,7 @@ func (in *Ingest) handOff(ctx context.Context, n pc.WebhookNotification, referra
 
 // RunFetcher reads the handed-off notifications until ctx is cancelled.
 func (in *Ingest) RunFetcher(ctx context.Context) error {
-	for _, c := range contracts.Consumers() {
-		if c.Durable == contracts.ConsumerPCIngestNotified {
-			return in.Bus.Consume(ctx, c, in.HandleNotified, in.Consume)
-		}
-	}
-	return errors.New("pc-ingest: no consumer spec for notifications")
+	return in.Bus.Consume(ctx, contracts.ConsumerPCIngestNotified, in.HandleNotified, in.Consume)
 }
 
 // HandleNotified fetches what one notification names and publishes the snapshot(s).

@@ -132,9 +132,8 @@ func (f *fixture) snapshots(t *testing.T, referralID string) int {
 // settled waits until the fetcher has handled every hand-off.
 func (f *fixture) settled(t *testing.T) {
 	t.Helper()
-	spec := contracts.ConsumerSpec{Stream: contracts.StreamObserved, Durable: contracts.ConsumerPCIngestNotified}
 	eventually(t, 10*time.Second, "fetcher caught up", func() (bool, string) {
-		p, ap, err := f.bus.Lag(context.Background(), spec)
+		p, ap, err := f.bus.Lag(context.Background(), contracts.ConsumerPCIngestNotified)
 		return err == nil && p+ap == 0, fmt.Sprintf("pending %d ack-pending %d err %v", p, ap, err)
 	})
 }

@@ -144,12 +144,7 @@ func (w *Writer) call(ctx context.Context, f func() error) error {
 
 // Run consumes referral commands until ctx is cancelled, then drains.
 func (w *Writer) Run(ctx context.Context) error {
-	for _, c := range contracts.Consumers() {
-		if c.Durable == contracts.ConsumerPCWriter {
-			return w.Bus.Consume(ctx, c, w.Handle, w.Consume)
-		}
-	}
-	return errors.New("pc-writer: no consumer spec")
+	return w.Bus.Consume(ctx, contracts.ConsumerPCWriter, w.Handle, w.Consume)
 }
 
 // Handle carries out one referral command.

@@ -54,12 +54,7 @@ func (w *Writer) Run(ctx context.Context) error {
 	if opts.Batch <= 0 || opts.Batch > sfapi.MaxCollection {
 		opts.Batch = sfapi.MaxCollection
 	}
-	for _, c := range contracts.Consumers() {
-		if c.Durable == contracts.ConsumerSFWriter {
-			return w.Bus.ConsumeBatch(ctx, c, w.HandleBatch, opts)
-		}
-	}
-	return errors.New("sf-writer: no consumer spec")
+	return w.Bus.ConsumeBatch(ctx, contracts.ConsumerSFWriter, w.HandleBatch, opts)
 }
 
 // Handle carries out one Opportunity command.

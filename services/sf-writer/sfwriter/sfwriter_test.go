@@ -25,15 +25,6 @@ type fixture struct {
 	w   *Writer
 }
 
-func spec() contracts.ConsumerSpec {
-	for _, c := range contracts.Consumers() {
-		if c.Durable == contracts.ConsumerSFWriter {
-			return c
-		}
-	}
-	panic("no sf-writer consumer")
-}
-
 func newFixture(t testing.TB, emuOpts sfemu.Options, gov *GovernorConfig) *fixture {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -103,7 +94,7 @@ func (f *fixture) settledWithin(t testing.TB, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		p, a, err := f.bus.Lag(context.Background(), spec())
+		p, a, err := f.bus.Lag(context.Background(), contracts.ConsumerSFWriter)
 		if err == nil && p == 0 && a == 0 {
 			return
 		}
