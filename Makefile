@@ -4,7 +4,7 @@ GO    ?= go
 BIN   := bin
 STAGES := pc-ingest sf-ingest mapper pc-writer sf-writer auditor
 
-.PHONY: help run build test test-short vet fmt clean jsforce fuzz chaos bench
+.PHONY: help run build test test-short vet fmt clean jsforce fuzz chaos bench proto
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,6 +35,17 @@ chaos: ## fault-injection suite: every stage a process, kill -9s, a NATS restart
 
 bench: ## end-to-end benchmarks with every stage a process; prints the Markdown table kept in docs/benchmarks.md
 	$(GO) run ./services/bench -n $(or $(N),500) -rate $(or $(RATE),100) -duration $(or $(DURATION),20s)
+
+PUBSUB_PB := services/internal/clients/sfpubsub/pubsubpb
+PUBSUB_GO := github.com/cosell-dev/cosell/$(PUBSUB_PB);pubsubpb
+proto: ## regenerate the Salesforce Pub/Sub API Go code from its .proto (needs protoc: apt-get install protobuf-compiler)
+	@command -v protoc >/dev/null || { echo "proto: protoc is not installed (Debian: apt-get install -y protobuf-compiler)"; exit 1; }
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
+	cd $(PUBSUB_PB) && PATH="$$($(GO) env GOPATH)/bin:$$PATH" protoc -I . \
+	  --go_out=. --go_opt=paths=source_relative --go_opt='Mpubsub_api.proto=$(PUBSUB_GO)' \
+	  --go-grpc_out=. --go-grpc_opt=paths=source_relative --go-grpc_opt='Mpubsub_api.proto=$(PUBSUB_GO)' \
+	  pubsub_api.proto
 
 fmt: ## format the code
 	gofmt -w contracts services deploy
