@@ -18,7 +18,7 @@ import (
 
 func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || (args[0] != "pc" && args[0] != "sf") {
-		fmt.Fprintln(stderr, "usage: cosell emulator pc|sf [--listen ADDR] [--ca-out FILE]")
+		fmt.Fprintln(stderr, "usage: cosell emulator pc|sf [--listen ADDR] [--ca-out FILE] [--login-listen ADDR] [--jwt-cert FILE] [--sandbox]")
 		return 2
 	}
 	which := args[0]
@@ -26,6 +26,9 @@ func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	def := map[string]string{"pc": "127.0.0.1:8081", "sf": "127.0.0.1:8082"}[which]
 	listen := fs.String("listen", def, "address to listen on")
 	caOut := fs.String("ca-out", "", "pc only: write the webhook-signing CA certificate (PEM) here, for COSELL_PC_WEBHOOK_CA_FILE")
+	loginListen := fs.String("login-listen", "", "sf only: also serve the shared login host (as login.salesforce.com: no client credentials flow) on this address; --listen is the org's My Domain")
+	jwtCert := fs.String("jwt-cert", "", "sf only: the connected app's certificate (PEM) for the JWT bearer flow; without it JWT logins fail")
+	sandbox := fs.Bool("sandbox", false, "sf only: emulate a sandbox (JWT audience https://test.salesforce.com)")
 	if done, code := parse(fs, args[1:]); done {
 		return code
 	}
@@ -55,12 +58,33 @@ func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintf(stdout, "Partner Center emulator on %s\n  token URL %s\n  client id %s, secret %s\n", base, e.TokenURL(), e.ClientID(), e.ClientSecret())
 		h = e
 	case "sf":
-		e, err := sfemu.New(sfemu.Options{Logger: log})
+		opts := sfemu.Options{Logger: log, Sandbox: *sandbox}
+		if *jwtCert != "" {
+			key, err := sfemu.ReadCertificateKey(*jwtCert)
+			if err != nil {
+				fmt.Fprintf(stderr, "cosell emulator sf: --jwt-cert: %v\n", err)
+				return 1
+			}
+			opts.JWTPublicKey = key
+		}
+		e, err := sfemu.New(opts)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}
-		fmt.Fprintf(stdout, "Salesforce emulator on %s\n  client id %s, secret %s\n", base, sfemu.DefaultClientID, sfemu.DefaultClientSecret)
+		fmt.Fprintf(stdout, "Salesforce emulator on %s (the org's My Domain)\n  client id %s, secret %s, user %s\n", base,
+			sfemu.DefaultClientID, sfemu.DefaultClientSecret, sfemu.DefaultUsername)
+		if *loginListen != "" {
+			lln, err := net.Listen("tcp", *loginListen)
+			if err != nil {
+				fmt.Fprintf(stderr, "cosell emulator sf: --login-listen: %v\n", err)
+				return 1
+			}
+			login := &http.Server{Handler: e.LoginHost(base), ReadHeaderTimeout: 10 * time.Second}
+			defer login.Close()
+			go func() { _ = login.Serve(lln) }()
+			fmt.Fprintf(stdout, "  login host on http://%s (as login.salesforce.com)\n", lln.Addr())
+		}
 		h = e
 	}
 	ctx, stop := platform.RunUntilSignal(ctx)

@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -36,9 +35,16 @@ type Options struct {
 	DailyAPILimit                              int    // default 100000
 	TokenTTL                                   time.Duration
 	Logger                                     *slog.Logger // may be nil
-	// JWTPublicKey, when set, verifies the RS256 signature of jwt-bearer assertions; otherwise they are only
-	// parsed (iss, sub, exp).
+	// JWTPublicKey is the key of the certificate uploaded to the connected app: it verifies the RS256
+	// signature of jwt-bearer assertions. Without one, every JWT login fails ("invalid assertion"), as on an
+	// app with no certificate.
 	JWTPublicKey *rsa.PublicKey
+	// JWTNotPreAuthorized models a connected app whose policy does not pre-authorize the integration user:
+	// JWT logins fail with "user hasn't approved this consumer".
+	JWTNotPreAuthorized bool
+	// Sandbox makes the org a sandbox: JWT assertions must name https://test.salesforce.com as audience
+	// instead of https://login.salesforce.com.
+	Sandbox bool
 }
 
 type session struct {
@@ -317,6 +323,16 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.serveToken(w, r)
 	case strings.HasPrefix(p, "/_emulator/"):
 		e.serveControl(w, r, segments(r, "/_emulator/"))
+	case p == "/services/data":
+		// The versions list needs no session (REST API Developer Guide, "Versions").
+		e.mu.Lock()
+		e.counts["versions"]++
+		e.mu.Unlock()
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			writeError(w, methodNotAllowed(r.Method, "GET", "HEAD"))
+			return
+		}
+		writeJSON(w, http.StatusOK, versions())
 	case strings.HasPrefix(p, "/services/data/"):
 		e.serveData(w, r, segments(r, "/services/data/"))
 	default:
@@ -396,18 +412,8 @@ func (c *call) writeOpts() writeOpts { return writeOpts{actor: c.userID, undo: c
 type handler func(c *call) (int, any, *APIError)
 
 func (e *Emulator) serveData(w http.ResponseWriter, r *http.Request, segs []string) {
-	notFound := apiErr(http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
-	if len(segs) == 0 {
-		writeJSON(w, http.StatusOK, []map[string]string{{"label": "Winter '25", "url": "/services/data/v62.0", "version": "62.0"}})
-		return
-	}
-	m := reVersion.FindStringSubmatch(segs[0])
-	if m == nil {
-		writeError(w, notFound)
-		return
-	}
-	if major, _ := strconv.Atoi(m[1]); major < 50 {
-		writeError(w, notFound)
+	if err := checkVersion(segs[0]); err != nil {
+		writeError(w, err)
 		return
 	}
 	name, h, routeErr := e.route(r.Method, segs[1:])

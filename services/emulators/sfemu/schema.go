@@ -108,6 +108,9 @@ func (o *object) add(f *field) {
 	o.byLower[strings.ToLower(f.Name)] = f
 }
 
+// fieldDefault sets the value a new record gets when the write leaves the field out.
+func (o *object) fieldDefault(name string, v any) { o.field(name).Default = v }
+
 func (o *object) child(name string) *childRelationship {
 	for _, c := range o.children {
 		if strings.EqualFold(c.Name, name) {
@@ -124,23 +127,30 @@ type schema struct {
 
 func (s *schema) object(name string) *object { return s.objects[strings.ToLower(name)] }
 
-// Opportunity stages of a new org, with their probability and whether they close the opportunity.
+// Opportunity stages of a new org, with their probability, forecast category and whether they close the
+// opportunity (Setup → Opportunity Stages of a new org).
 var opportunityStages = []struct {
 	Name        string
 	Probability float64
+	Forecast    string
 	Closed, Won bool
 }{
-	{"Prospecting", 10, false, false},
-	{"Qualification", 10, false, false},
-	{"Needs Analysis", 20, false, false},
-	{"Value Proposition", 50, false, false},
-	{"Id. Decision Makers", 60, false, false},
-	{"Perception Analysis", 70, false, false},
-	{"Proposal/Price Quote", 75, false, false},
-	{"Negotiation/Review", 90, false, false},
-	{"Closed Won", 100, true, true},
-	{"Closed Lost", 0, true, false},
+	{"Prospecting", 10, "Pipeline", false, false},
+	{"Qualification", 10, "Pipeline", false, false},
+	{"Needs Analysis", 20, "Pipeline", false, false},
+	{"Value Proposition", 50, "Pipeline", false, false},
+	{"Id. Decision Makers", 60, "Pipeline", false, false},
+	{"Perception Analysis", 70, "Pipeline", false, false},
+	{"Proposal/Price Quote", 75, "Pipeline", false, false},
+	{"Negotiation/Review", 90, "Pipeline", false, false},
+	{"Closed Won", 100, "Closed", true, true},
+	{"Closed Lost", 0, "Omitted", true, false},
 }
+
+// forecastCategories maps ForecastCategoryName (what a user picks) to the read-only ForecastCategory
+// (Object Reference for the Salesforce Platform, "Opportunity").
+var forecastCategories = map[string]string{"Omitted": "Omitted", "Pipeline": "Pipeline", "Best Case": "BestCase",
+	"Commit": "Forecast", "Closed": "Closed"}
 
 // Currencies enabled in the emulated multi-currency org; the first is the corporate currency.
 var currencies = []string{"USD", "EUR", "GBP", "CAD", "AUD", "JPY", "INR", "CHF", "SEK", "NZD"}
@@ -253,6 +263,30 @@ func standardObjects() []*object {
 	opp.add(typed("Description", "Description", typeTextArea))
 	opp.add(text("NextStep", "Next Step", 255))
 	opp.add(ref("OwnerId", "Owner ID", "User", "Owner"))
+	// The rest of the standard fields every org's Opportunity has (Object Reference, "Opportunity"); the
+	// derived ones are computed in store.derive.
+	opp.add(ref("CampaignId", "Campaign ID", "Campaign", "Campaign"))
+	opp.add(ref("ContactId", "Contact ID", "Contact", "Contact"))
+	opp.add(ref("ContractId", "Contract ID", "Contract", "Contract"))
+	opp.add(ref("Pricebook2Id", "Price Book ID", "Pricebook2", "Pricebook2"))
+	opp.add(&field{Name: "IsPrivate", Label: "Private", Type: typeBoolean, Default: false, Createable: true, Updateable: true})
+	opp.add(typed("TotalOpportunityQuantity", "Quantity", typeDouble))
+	opp.add(picklist(typed("ForecastCategoryName", "Forecast Category", typePicklist), true,
+		"Omitted", "Pipeline", "Best Case", "Commit", "Closed"))
+	opp.add(readOnly(picklist(typed("ForecastCategory", "Forecast Category", typePicklist), true,
+		"Omitted", "Pipeline", "BestCase", "Forecast", "Closed")))
+	opp.add(readOnly(typed("ExpectedRevenue", "Expected Amount", typeCurrency)))
+	opp.add(readOnly(text("Fiscal", "Fiscal Period", 6)))
+	opp.add(readOnly(typed("FiscalQuarter", "Fiscal Quarter", typeInt)))
+	opp.add(readOnly(typed("FiscalYear", "Fiscal Year", typeInt)))
+	opp.add(readOnly(&field{Name: "HasOpportunityLineItem", Label: "Has Line Item", Type: typeBoolean, Default: false}))
+	opp.add(readOnly(&field{Name: "HasOpenActivity", Label: "Has Open Activity", Type: typeBoolean, Default: false}))
+	opp.add(readOnly(&field{Name: "HasOverdueTask", Label: "Has Overdue Task", Type: typeBoolean, Default: false}))
+	opp.add(readOnly(typed("LastActivityDate", "Last Activity", typeDate)))
+	opp.add(readOnly(typed("LastStageChangeDate", "Last Stage Change Date", typeDateTime)))
+	opp.add(readOnly(typed("LastViewedDate", "Last Viewed Date", typeDateTime)))
+	opp.add(readOnly(typed("LastReferencedDate", "Last Referenced Date", typeDateTime)))
+	opp.add(readOnly(typed("PushCount", "Push Count", typeInt)))
 
 	member := &object{Name: "OpportunityTeamMember", Label: "Opportunity Team Member",
 		Plural: "Opportunity Team Members", KeyPrefix: "00q"}
@@ -280,7 +314,35 @@ func standardObjects() []*object {
 	note.add(&field{Name: "IsPrivate", Label: "Private", Type: typeBoolean, Default: false, Createable: true, Updateable: true})
 	note.add(ref("OwnerId", "Owner ID", "User", "Owner"))
 
-	return []*object{user, account, opp, member, note}
+	// Parents of Opportunity's standard lookups, with the fields an integration meets.
+	contact := &object{Name: "Contact", Label: "Contact", Plural: "Contacts", KeyPrefix: "003"}
+	systemFields(contact)
+	contact.add(ref("AccountId", "Account ID", "Account", "Account"))
+	contact.add(text("FirstName", "First Name", 40))
+	contact.add(required(text("LastName", "Last Name", 80)))
+	contact.add(readOnly(text("Name", "Full Name", 121)))
+	contact.add(typed("Email", "Email", typeEmail))
+	contact.add(typed("Phone", "Business Phone", typePhone))
+	contact.add(ref("OwnerId", "Owner ID", "User", "Owner"))
+	campaign := &object{Name: "Campaign", Label: "Campaign", Plural: "Campaigns", KeyPrefix: "701"}
+	systemFields(campaign)
+	campaign.add(required(text("Name", "Name", 80)))
+	campaign.add(&field{Name: "IsActive", Label: "Active", Type: typeBoolean, Default: false, Createable: true, Updateable: true})
+	campaign.add(ref("OwnerId", "Owner ID", "User", "Owner"))
+	contract := &object{Name: "Contract", Label: "Contract", Plural: "Contracts", KeyPrefix: "800"}
+	systemFields(contract)
+	contract.add(required(ref("AccountId", "Account ID", "Account", "Account")))
+	contract.add(required(picklist(typed("Status", "Status", typePicklist), true, "Draft", "In Approval Process", "Activated")))
+	contract.fieldDefault("Status", "Draft")
+	contract.add(typed("StartDate", "Contract Start Date", typeDate))
+	contract.add(ref("OwnerId", "Owner ID", "User", "Owner"))
+	pricebook := &object{Name: "Pricebook2", Label: "Price Book", Plural: "Price Books", KeyPrefix: "01s"}
+	systemFields(pricebook)
+	pricebook.add(required(text("Name", "Price Book Name", 255)))
+	pricebook.add(&field{Name: "IsActive", Label: "Active", Type: typeBoolean, Default: false, Createable: true, Updateable: true})
+	pricebook.add(readOnly(&field{Name: "IsStandard", Label: "Is Standard Price Book", Type: typeBoolean, Default: false}))
+
+	return []*object{user, account, opp, member, note, contact, campaign, contract, pricebook}
 }
 
 // Metadata XML shapes of a Salesforce DX source project (the subset the emulator reads).

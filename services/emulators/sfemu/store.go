@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -260,9 +261,19 @@ func coerceValue(f *field, raw any) (any, *APIError) {
 			}
 		}
 	case f.isNumber():
-		if n, ok := raw.(json.Number); ok {
+		// Salesforce coerces a numeric string into a number field: its own sObject Collections example
+		// sends "numberOfEmployees" : "100" (REST API Developer Guide, "Create Multiple Records"). An empty
+		// string blanks the field, as for text.
+		n, ok := raw.(json.Number)
+		if v, isString := raw.(string); isString {
+			if strings.TrimSpace(v) == "" {
+				return nil, nil
+			}
+			n, ok = json.Number(strings.TrimSpace(v)), reDecimal.MatchString(strings.TrimSpace(v))
+		}
+		if ok {
 			x, err := n.Float64()
-			if err == nil && !math.IsInf(x, 0) {
+			if err == nil && !math.IsInf(x, 0) && !math.IsNaN(x) {
 				if f.Type == typeInt && x != math.Trunc(x) {
 					break
 				}
@@ -284,6 +295,9 @@ func coerceValue(f *field, raw any) (any, *APIError) {
 	}
 	return nil, typeError(f, raw)
 }
+
+// reDecimal is a JSON-style decimal number, the only numeric strings coerced.
+var reDecimal = regexp.MustCompile(`^-?\d+(\.\d+)?([eE][-+]?\d+)?$`)
 
 func parseDate(v string) (string, bool) {
 	if t, err := time.Parse(dateLayout, v); err == nil {
@@ -427,7 +441,7 @@ func (s *store) remove(o *object, id string, opts writeOpts) *APIError {
 
 // apply validates values and merges them into r (the full record after the write); id is "" on create.
 func (s *store) apply(o *object, id string, r record, values map[*field]any, opts writeOpts) *APIError {
-	stageChanged, probabilityGiven := false, false
+	stageChanged := false
 	for _, f := range o.Fields {
 		v, given := values[f]
 		if !given {
@@ -466,9 +480,6 @@ func (s *store) apply(o *object, id string, r record, values map[*field]any, opt
 		if f.Name == "StageName" && r[f.Name] != v {
 			stageChanged = true
 		}
-		if f.Name == "Probability" {
-			probabilityGiven = true
-		}
 		r[f.Name] = v
 	}
 	var missing []string
@@ -495,23 +506,43 @@ func (s *store) apply(o *object, id string, r record, values map[*field]any, opt
 			}
 		}
 	}
-	s.derive(o, r, stageChanged, probabilityGiven)
+	s.derive(o, r, stageChanged, values)
 	return nil
 }
 
-// derive fills the fields Salesforce computes.
-func (s *store) derive(o *object, r record, stageChanged, probabilityGiven bool) {
+// derive fills the fields Salesforce computes; given holds the fields the write set.
+func (s *store) derive(o *object, r record, stageChanged bool, given map[*field]any) {
+	isGiven := func(name string) bool {
+		_, ok := given[o.field(name)]
+		return ok
+	}
 	switch o.Name {
 	case "Opportunity":
 		for _, st := range opportunityStages {
-			if st.Name == r["StageName"] {
-				r["IsClosed"], r["IsWon"] = st.Closed, st.Won
-				if stageChanged && !probabilityGiven {
-					r["Probability"] = st.Probability
-				}
+			if st.Name != r["StageName"] {
+				continue
+			}
+			r["IsClosed"], r["IsWon"] = st.Closed, st.Won
+			if stageChanged && !isGiven("Probability") {
+				r["Probability"] = st.Probability
+			}
+			if stageChanged && !isGiven("ForecastCategoryName") || r["ForecastCategoryName"] == nil {
+				r["ForecastCategoryName"] = st.Forecast
 			}
 		}
-	case "User":
+		r["ForecastCategory"] = forecastCategories[str(r["ForecastCategoryName"])]
+		r["ExpectedRevenue"] = nil
+		if amount, ok := r["Amount"].(float64); ok {
+			p, _ := r["Probability"].(float64)
+			r["ExpectedRevenue"] = amount * p / 100
+		}
+		// The standard fiscal year: calendar quarters.
+		if t, err := time.Parse(dateLayout, str(r["CloseDate"])); err == nil {
+			q := (int(t.Month())-1)/3 + 1
+			r["FiscalYear"], r["FiscalQuarter"] = float64(t.Year()), float64(q)
+			r["Fiscal"] = fmt.Sprintf("%d %d", t.Year(), q)
+		}
+	case "User", "Contact":
 		name := strings.TrimSpace(fmt.Sprintf("%s %s", str(r["FirstName"]), str(r["LastName"])))
 		r["Name"] = name
 	}
