@@ -82,7 +82,7 @@ func TestStageConfigErrorsAndHelp(t *testing.T) {
 	if err != nil {
 		t.Fatalf("--help: %v\n%s", err, help)
 	}
-	for _, want := range []string{"COSELL_SF_URL", "COSELL_NATS_URL", "COSELL_ADMIN_ADDR", "COSELL_SF_LIMIT_PAUSE"} {
+	for _, want := range []string{"COSELL_SF_URL", "COSELL_NATS_URL", "COSELL_ADMIN_ADDR", "COSELL_SF_LIMIT_PAUSE", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SDK_DISABLED", "OTEL_TRACES_SAMPLER"} {
 		if !strings.Contains(string(help), want) {
 			t.Errorf("--help does not list %s:\n%s", want, help)
 		}

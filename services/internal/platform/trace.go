@@ -3,14 +3,13 @@ package platform
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
+	"strconv"
 
+	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
-	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	"go.opentelemetry.io/otel/propagation"
 	sdkresource "go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -18,71 +17,65 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// TraceConfig selects where OpenTelemetry spans go. Tracing is off unless an exporter is named: the
-// traceparent extension is still carried from event to event, so turning it on later needs no migration.
-type TraceConfig struct {
-	Exporter string `env:"COSELL_TRACE_EXPORTER" default:"none" validate:"oneof=none|stdout|otlp" help:"none, stdout (spans as JSON on stderr) or otlp (OTLP/HTTP)"`
-	// Endpoint is host:port of an OTLP/HTTP collector; empty takes OTEL_EXPORTER_OTLP_ENDPOINT or localhost:4318.
-	Endpoint string `env:"COSELL_TRACE_OTLP_ENDPOINT" help:"OTLP/HTTP collector host:port (default OTEL_EXPORTER_OTLP_ENDPOINT, else localhost:4318)"`
-	Insecure bool   `env:"COSELL_TRACE_OTLP_INSECURE" default:"false" help:"send OTLP over plain HTTP"`
-	// SampleRatio is the share of new traces recorded (a child always follows its parent's decision).
-	SampleRatio float64 `env:"COSELL_TRACE_SAMPLE_RATIO" default:"1"`
+// TraceEnv lists the OpenTelemetry variables tracing reads, for every stage's --help. They follow the
+// OpenTelemetry specification and the SDK reads them itself (autoexport picks the exporter, the OTLP
+// exporters read their endpoint, headers, TLS and timeouts, the tracer provider its sampler and batching,
+// resource.WithFromEnv the resource); cosell parses none of them except OTEL_SDK_DISABLED, which the Go SDK
+// does not implement, and adds one default: with no exporter and no endpoint named, nothing is exported.
+var TraceEnv = []string{
+	"OTEL_SDK_DISABLED            true turns tracing off whatever else is set",
+	"OTEL_TRACES_EXPORTER         otlp, console (spans as JSON on stdout) or none; default otlp when an OTLP endpoint is set, else none",
+	"OTEL_EXPORTER_OTLP_ENDPOINT  collector base URL, e.g. http://otel-collector:4318 (http:// sends without TLS); spans go to <URL>/v1/traces",
+	"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT  full URL for spans, used as is (wins over OTEL_EXPORTER_OTLP_ENDPOINT)",
+	"OTEL_EXPORTER_OTLP_PROTOCOL  http/protobuf (default) or grpc; OTEL_EXPORTER_OTLP_TRACES_PROTOCOL for spans only",
+	"OTEL_EXPORTER_OTLP_HEADERS   key=value,... sent with every export (e.g. an API key); _TRACES_HEADERS for spans only",
+	"OTEL_EXPORTER_OTLP_INSECURE  true: no TLS for an endpoint without a scheme; also _CERTIFICATE, _CLIENT_CERTIFICATE, _CLIENT_KEY, _TIMEOUT, _COMPRESSION",
+	"OTEL_TRACES_SAMPLER          default parentbased_always_on; traceidratio or parentbased_traceidratio with OTEL_TRACES_SAMPLER_ARG (e.g. 0.1)",
+	"OTEL_SERVICE_NAME            default cosell-<stage>",
+	"OTEL_RESOURCE_ATTRIBUTES     key=value,... added to every span's resource (e.g. deployment.environment.name=prod)",
+	"OTEL_BSP_SCHEDULE_DELAY      and OTEL_BSP_MAX_QUEUE_SIZE, _MAX_EXPORT_BATCH_SIZE, _EXPORT_TIMEOUT: the batch span processor",
 }
 
 const tracerName = "github.com/cosell-dev/cosell/services/internal/platform"
 
 var traceContext = propagation.TraceContext{}
 
-// SetupTracing installs the global tracer provider for service as cfg says and returns its shutdown
-// (which flushes spans). With Exporter "none" it installs nothing and spans cost next to nothing.
-func SetupTracing(ctx context.Context, cfg TraceConfig, service string, stderr io.Writer) (func(context.Context) error, error) {
+// SetupTracing installs the global tracer provider for service as the OpenTelemetry environment variables
+// say (TraceEnv) and returns its shutdown, which flushes the spans still queued. With tracing off it installs
+// nothing and spans cost next to nothing; the traceparent extension is carried from event to event either
+// way, so turning it on later needs no migration.
+func SetupTracing(ctx context.Context, service string) (func(context.Context) error, error) {
 	otel.SetTextMapPropagator(traceContext)
-	var exp sdktrace.SpanExporter
-	var err error
-	switch cfg.Exporter {
-	case "", "none":
-		return func(context.Context) error { return nil }, nil
-	case "stdout":
-		if stderr == nil {
-			stderr = os.Stderr
-		}
-		exp, err = stdouttrace.New(stdouttrace.WithWriter(stderr))
-	case "otlp":
-		var opts []otlptracehttp.Option
-		if cfg.Endpoint != "" {
-			opts = append(opts, otlptracehttp.WithEndpoint(cfg.Endpoint))
-		}
-		if cfg.Insecure {
-			opts = append(opts, otlptracehttp.WithInsecure())
-		}
-		exp, err = otlptracehttp.New(ctx, opts...)
-	default:
-		return nil, fmt.Errorf("COSELL_TRACE_EXPORTER %q: want none, stdout or otlp", cfg.Exporter)
+	off := func(context.Context) error { return nil }
+	if disabled, _ := strconv.ParseBool(os.Getenv("OTEL_SDK_DISABLED")); disabled {
+		return off, nil
 	}
+	// The spec's default exporter is otlp; a stage with no collector named would then retry localhost:4318
+	// forever, so cosell exports only when an exporter or an endpoint is named.
+	if os.Getenv("OTEL_TRACES_EXPORTER") == "" && os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" &&
+		os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
+		return off, nil
+	}
+	exp, err := autoexport.NewSpanExporter(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("trace exporter %s: %w", cfg.Exporter, err)
+		return nil, fmt.Errorf("OpenTelemetry trace exporter (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_*): %w", err)
 	}
-	ratio := cfg.SampleRatio
-	if ratio <= 0 || ratio > 1 {
-		ratio = 1
+	if autoexport.IsNoneSpanExporter(exp) {
+		return off, nil
 	}
-	res := sdkresource.NewSchemaless(semconv.ServiceName("cosell-"+service), attribute.String("cosell.stage", service))
-	tp := sdktrace.NewTracerProvider(
-		sdktrace.WithBatcher(exp),
-		sdktrace.WithResource(res),
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))),
+	// Later options win: OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES override the defaults.
+	res, err := sdkresource.New(ctx,
+		sdkresource.WithTelemetrySDK(),
+		sdkresource.WithAttributes(semconv.ServiceName("cosell-"+service), attribute.String("cosell.stage", service)),
+		sdkresource.WithFromEnv(),
 	)
+	if err != nil {
+		return nil, fmt.Errorf("OpenTelemetry resource (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES): %w", err)
+	}
+	// No sampler option: the provider reads OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG itself.
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	otel.SetTracerProvider(tp)
 	return tp.Shutdown, nil
-}
-
-// SetupTracingFromEnv reads TraceConfig from the environment and calls SetupTracing.
-func SetupTracingFromEnv(ctx context.Context, service string, stderr io.Writer) (func(context.Context) error, error) {
-	var cfg TraceConfig
-	if err := LoadConfig(&cfg, nil); err != nil {
-		return nil, err
-	}
-	return SetupTracing(ctx, cfg, service, stderr)
 }
 
 func tracer() trace.Tracer { return otel.Tracer(tracerName) }

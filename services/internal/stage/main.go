@@ -40,6 +40,10 @@ func run(args []string, stdout, stderr io.Writer, stage, summary string, cfg any
 		for _, v := range configVars(cfg) {
 			fmt.Fprintf(stderr, "  %s\n", v)
 		}
+		fmt.Fprintf(stderr, "\nTracing (OpenTelemetry's standard variables, read by its SDK):\n\n")
+		for _, v := range platform.TraceEnv {
+			fmt.Fprintf(stderr, "  %s\n", v)
+		}
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -63,7 +67,7 @@ func run(args []string, stdout, stderr io.Writer, stage, summary string, cfg any
 	}
 	log.Info("admin listening", "addr", addr)
 	InstrumentClients(platform.NewAPIMetrics(admin.Registry))
-	shutdownTracing, err := platform.SetupTracingFromEnv(ctx, stage, stderr)
+	shutdownTracing, err := platform.SetupTracing(ctx, stage)
 	if err != nil {
 		log.Error("tracing", "err", err)
 		return 2
