@@ -18,7 +18,7 @@ import (
 
 func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || (args[0] != "pc" && args[0] != "sf") {
-		fmt.Fprintln(stderr, "usage: cosell emulator pc|sf [--listen ADDR] [--ca-out FILE] [--login-listen ADDR] [--jwt-cert FILE] [--sandbox]")
+		fmt.Fprintln(stderr, "usage: cosell emulator pc|sf [--listen ADDR] [--ca-out FILE] [--login-listen ADDR] [--jwt-cert FILE] [--sandbox] [--single-currency] [--currency ISO]")
 		return 2
 	}
 	which := args[0]
@@ -29,6 +29,8 @@ func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	loginListen := fs.String("login-listen", "", "sf only: also serve the shared login host (as login.salesforce.com: no client credentials flow) on this address; --listen is the org's My Domain")
 	jwtCert := fs.String("jwt-cert", "", "sf only: the connected app's certificate (PEM) for the JWT bearer flow; without it JWT logins fail")
 	sandbox := fs.Bool("sandbox", false, "sf only: emulate a sandbox (JWT audience https://test.salesforce.com)")
+	singleCurrency := fs.Bool("single-currency", false, "sf only: emulate a single-currency org (no CurrencyIsoCode field anywhere)")
+	currency := fs.String("currency", "USD", "sf only: the org's corporate currency (Organization.DefaultCurrencyIsoCode)")
 	if done, code := parse(fs, args[1:]); done {
 		return code
 	}
@@ -58,7 +60,7 @@ func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintf(stdout, "Partner Center emulator on %s\n  token URL %s\n  client id %s, secret %s\n", base, e.TokenURL(), e.ClientID(), e.ClientSecret())
 		h = e
 	case "sf":
-		opts := sfemu.Options{Logger: log, Sandbox: *sandbox}
+		opts := sfemu.Options{Logger: log, Sandbox: *sandbox, SingleCurrency: *singleCurrency, Currency: *currency}
 		if *jwtCert != "" {
 			key, err := sfemu.ReadCertificateKey(*jwtCert)
 			if err != nil {
@@ -72,8 +74,12 @@ func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			fmt.Fprintln(stderr, err)
 			return 1
 		}
-		fmt.Fprintf(stdout, "Salesforce emulator on %s (the org's My Domain)\n  client id %s, secret %s, user %s\n", base,
-			sfemu.DefaultClientID, sfemu.DefaultClientSecret, sfemu.DefaultUsername)
+		shape := "multi-currency, corporate currency " + *currency
+		if *singleCurrency {
+			shape = "single-currency, " + *currency
+		}
+		fmt.Fprintf(stdout, "Salesforce emulator on %s (the org's My Domain; %s)\n  client id %s, secret %s, user %s\n", base,
+			shape, sfemu.DefaultClientID, sfemu.DefaultClientSecret, sfemu.DefaultUsername)
 		if *loginListen != "" {
 			lln, err := net.Listen("tcp", *loginListen)
 			if err != nil {

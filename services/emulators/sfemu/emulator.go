@@ -3,6 +3,7 @@ package sfemu
 import (
 	"io/fs"
 	"os"
+	"slices"
 
 	"github.com/cosell-dev/cosell/deploy/salesforce"
 
@@ -42,6 +43,11 @@ type Options struct {
 	// JWTNotPreAuthorized models a connected app whose policy does not pre-authorize the integration user:
 	// JWT logins fail with "user hasn't approved this consumer".
 	JWTNotPreAuthorized bool
+	// SingleCurrency makes the org single-currency: no CurrencyIsoCode field on any object (describe lacks
+	// it, SOQL and writes naming it get INVALID_FIELD); every amount is in Currency.
+	SingleCurrency bool
+	// Currency is the org's corporate currency (Organization.DefaultCurrencyIsoCode); default USD.
+	Currency string
 	// Sandbox makes the org a sandbox: JWT assertions must name https://test.salesforce.com as audience
 	// instead of https://login.salesforce.com.
 	Sandbox bool
@@ -108,7 +114,13 @@ func New(opts Options) (*Emulator, error) {
 	if opts.MetadataDir != "" {
 		meta = os.DirFS(opts.MetadataDir)
 	}
-	sch, err := loadSchema(meta)
+	if opts.Currency == "" {
+		opts.Currency = currencies[0]
+	}
+	if !slices.Contains(currencies, opts.Currency) {
+		return nil, fmt.Errorf("sfemu: currency %q is not one the emulator knows (%s)", opts.Currency, strings.Join(currencies, ", "))
+	}
+	sch, err := loadSchema(meta, orgShape{singleCurrency: opts.SingleCurrency, currency: opts.Currency, sandbox: opts.Sandbox})
 	if err != nil {
 		return nil, fmt.Errorf("sfemu: %w", err)
 	}
@@ -119,7 +131,9 @@ func New(opts Options) (*Emulator, error) {
 	e := &Emulator{opts: opts, log: log, now: time.Now, sessions: map[string]session{}, counts: map[string]int{},
 		cursors: map[string]*cursor{}}
 	e.st = newStore(sch, func() time.Time { return e.now() })
+	e.st.currency = opts.Currency
 	e.orgID = newID("00D", 1)
+	e.seedOrganization(sch.object("Organization"))
 	user := sch.object("User")
 	values, _, _ := e.st.coerce(user, map[string]any{"FirstName": "Integration", "LastName": "User",
 		"Email": opts.Username, "Username": opts.Username}, true, writeOpts{system: true})
@@ -131,6 +145,23 @@ func New(opts Options) (*Emulator, error) {
 	r["CreatedById"], r["LastModifiedById"] = id, id
 	e.userID = id
 	return e, nil
+}
+
+// seedOrganization writes the org's one Organization row, with the org's id (the token response's id URL
+// names it); its fields are read-only to every API client.
+func (e *Emulator) seedOrganization(org *object) {
+	r := record{}
+	for _, f := range org.Fields {
+		r[f.Name] = f.Default
+	}
+	t := e.st.stamp().Format(dateTimeLayout)
+	for k, v := range map[string]any{"Id": e.orgID, "Name": "cosell emulated org", "DefaultCurrencyIsoCode": e.opts.Currency,
+		"DefaultLocaleSidKey": "en_US", "OrganizationType": "Enterprise Edition", "CreatedDate": t,
+		"LastModifiedDate": t, "SystemModstamp": t} {
+		r[k] = v
+	}
+	tb := e.st.tables[org]
+	tb.rows[e.orgID], tb.order = r, append(tb.order, e.orgID)
 }
 
 // OrgID is the emulated org's 18-character id, as in the token response's id URL.

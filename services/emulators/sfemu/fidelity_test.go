@@ -232,3 +232,48 @@ func refusal(err error) tokenError {
 	}
 	return body
 }
+
+func TestOrgShapes(t *testing.T) {
+	t.Parallel()
+	single, srv := newServer(t, Options{SingleCurrency: true, Currency: "EUR"})
+	token := login(t, srv)
+	r := do(t, srv, token, "GET", "/sobjects/Opportunity/describe", "")
+	if r.status != 200 || strings.Contains(r.body, `"CurrencyIsoCode"`) {
+		t.Fatalf("single-currency describe: %d, CurrencyIsoCode listed: %v", r.status, strings.Contains(r.body, `"CurrencyIsoCode"`))
+	}
+	for _, c := range []struct{ method, path, body string }{
+		{"GET", "/query?q=" + url.QueryEscape("SELECT Id, CurrencyIsoCode FROM Opportunity"), ""},
+		{"GET", "/query?q=" + url.QueryEscape("SELECT Id FROM Account WHERE CurrencyIsoCode = 'EUR'"), ""},
+		{"POST", "/sobjects/Opportunity", `{` + validOpp + `,"CurrencyIsoCode":"EUR"}`},
+		{"POST", "/composite/sobjects", `{"records":[{"attributes":{"type":"Account"},"Name":"a","CurrencyIsoCode":"EUR"}]}`},
+	} {
+		r := do(t, srv, token, c.method, c.path, c.body)
+		if r.status != 400 || errorCode(t, r) != "INVALID_FIELD" {
+			t.Errorf("%s %s in a single-currency org: %d %s, want 400 INVALID_FIELD", c.method, c.path, r.status, r.body)
+		}
+	}
+	if n := len(single.All("Opportunity")) + len(single.All("Account")); n != 0 {
+		t.Fatalf("refused writes stored %d records", n)
+	}
+	org := do(t, srv, token, "GET", "/query?q="+url.QueryEscape("SELECT Id, DefaultCurrencyIsoCode FROM Organization"), "")
+	if org.status != 200 || !strings.Contains(org.body, `"DefaultCurrencyIsoCode":"EUR"`) || !strings.Contains(org.body, single.OrgID()) {
+		t.Fatalf("organization: %d %s", org.status, org.body)
+	}
+	if r := do(t, srv, token, "POST", "/sobjects/Organization", `{}`); r.status != 400 || errorCode(t, r) != "INVALID_TYPE_FOR_OPERATION" {
+		t.Fatalf("insert an Organization: %d %s", r.status, r.body)
+	}
+
+	multi, msrv := newServer(t, Options{Currency: "GBP"})
+	mtoken := login(t, msrv)
+	r = do(t, msrv, mtoken, "POST", "/sobjects/Opportunity", `{`+validOpp+`}`)
+	var res saveResult
+	if r.status != 201 || json.Unmarshal([]byte(r.body), &res) != nil {
+		t.Fatalf("multi-currency create: %d %s", r.status, r.body)
+	}
+	if got, _ := multi.Get("Opportunity", res.ID); got["CurrencyIsoCode"] != "GBP" {
+		t.Fatalf("new record's currency %v, want the corporate GBP", got["CurrencyIsoCode"])
+	}
+	if _, err := New(Options{Currency: "XYZ"}); err == nil {
+		t.Fatal("an unknown corporate currency was accepted")
+	}
+}

@@ -88,6 +88,7 @@ type object struct {
 	Plural    string
 	KeyPrefix string
 	Custom    bool
+	readOnly  bool // no API client creates or deletes its records (Organization)
 	Fields    []*field
 	byLower   map[string]*field
 	relations map[string]*field // lower-case relationship name -> reference field
@@ -207,7 +208,16 @@ func systemFields(o *object) {
 	o.add(readOnly(&field{Name: "SystemModstamp", Label: "System Modstamp", Type: typeDateTime}))
 }
 
-func standardObjects() []*object {
+// orgShape is what differs between orgs in the standard schema.
+type orgShape struct {
+	// singleCurrency drops CurrencyIsoCode from every object: the field exists only once an admin enables
+	// multiple currencies (Salesforce Help, "Considerations for Enabling Multiple Currencies").
+	singleCurrency bool
+	currency       string // the org's (corporate) currency
+	sandbox        bool
+}
+
+func standardObjects(shape orgShape) []*object {
 	stageNames := make([]string, len(opportunityStages))
 	for i, s := range opportunityStages {
 		stageNames[i] = s.Name
@@ -240,7 +250,9 @@ func standardObjects() []*object {
 		"Technology", "Telecommunications", "Transportation", "Utilities", "Other"))
 	account.add(typed("NumberOfEmployees", "Employees", typeInt))
 	account.add(typed("Phone", "Account Phone", typePhone))
-	account.add(picklist(typed("CurrencyIsoCode", "Account Currency", typePicklist), true, currencies...))
+	if !shape.singleCurrency {
+		account.add(picklist(typed("CurrencyIsoCode", "Account Currency", typePicklist), true, currencies...))
+	}
 
 	opp := &object{Name: "Opportunity", Label: "Opportunity", Plural: "Opportunities", KeyPrefix: "006"}
 	systemFields(opp)
@@ -249,7 +261,9 @@ func standardObjects() []*object {
 	acc.ChildRelationship = "Opportunities"
 	opp.add(acc)
 	opp.add(typed("Amount", "Amount", typeCurrency))
-	opp.add(picklist(typed("CurrencyIsoCode", "Opportunity Currency", typePicklist), true, currencies...))
+	if !shape.singleCurrency {
+		opp.add(picklist(typed("CurrencyIsoCode", "Opportunity Currency", typePicklist), true, currencies...))
+	}
 	opp.add(required(typed("CloseDate", "Close Date", typeDate)))
 	opp.add(required(picklist(&field{Name: "StageName", Label: "Stage", Type: typePicklist, Length: 255,
 		Createable: true, Updateable: true}, true, stageNames...)))
@@ -342,7 +356,17 @@ func standardObjects() []*object {
 	pricebook.add(&field{Name: "IsActive", Label: "Active", Type: typeBoolean, Default: false, Createable: true, Updateable: true})
 	pricebook.add(readOnly(&field{Name: "IsStandard", Label: "Is Standard Price Book", Type: typeBoolean, Default: false}))
 
-	return []*object{user, account, opp, member, note, contact, campaign, contract, pricebook}
+	// Organization holds the org's settings; one read-only row. DefaultCurrencyIsoCode is the corporate
+	// currency, which in a single-currency org is every amount's currency (Object Reference, "Organization").
+	org := &object{Name: "Organization", Label: "Organization", Plural: "Organizations", KeyPrefix: "00D", readOnly: true}
+	systemFields(org)
+	org.add(readOnly(text("Name", "Name", 80)))
+	org.add(readOnly(picklist(typed("DefaultCurrencyIsoCode", "Currency", typePicklist), true, currencies...)))
+	org.add(readOnly(picklist(typed("DefaultLocaleSidKey", "Locale", typePicklist), false, "en_US")))
+	org.add(readOnly(&field{Name: "IsSandbox", Label: "Is Sandbox", Type: typeBoolean, Default: shape.sandbox}))
+	org.add(readOnly(text("OrganizationType", "Edition", 40)))
+
+	return []*object{user, account, opp, member, note, contact, campaign, contract, pricebook, org}
 }
 
 // Metadata XML shapes of a Salesforce DX source project (the subset the emulator reads).
@@ -439,9 +463,9 @@ func fieldFromXML(x xmlCustomField) (*field, error) {
 }
 
 // loadSchema builds the standard objects and adds the custom objects and fields of the SFDX project in fsys.
-func loadSchema(fsys fs.FS) (*schema, error) {
+func loadSchema(fsys fs.FS, shape orgShape) (*schema, error) {
 	s := &schema{objects: map[string]*object{}, byPrefix: map[string]*object{}}
-	for _, o := range standardObjects() {
+	for _, o := range standardObjects(shape) {
 		s.objects[strings.ToLower(o.Name)] = o
 	}
 	objectsDir := pathpkg.Join("force-app", "main", "default", "objects")

@@ -77,6 +77,7 @@ type store struct {
 	seq       uint64
 	lastStamp time.Time
 	now       func() time.Time
+	currency  string // the corporate currency new records get in a multi-currency org
 }
 
 func newStore(s *schema, now func() time.Time) *store {
@@ -331,12 +332,15 @@ func (s *store) create(o *object, values map[*field]any, opts writeOpts) (string
 	if _, ok := values[o.field("Id")]; ok {
 		return "", badRequest("INVALID_FIELD_FOR_INSERT_UPDATE", "cannot specify Id in an insert call").withFields("Id")
 	}
+	if o.readOnly && !opts.system {
+		return "", badRequest("INVALID_TYPE_FOR_OPERATION", "entity type %s does not support insert", o.Name)
+	}
 	r := record{}
 	for _, f := range o.Fields {
 		r[f.Name] = f.Default
 	}
 	if f := o.field("CurrencyIsoCode"); f != nil {
-		r[f.Name] = currencies[0]
+		r[f.Name] = s.currency
 	}
 	if f := o.field("OwnerId"); f != nil {
 		r[f.Name] = opts.actor
@@ -413,6 +417,9 @@ func (s *store) existing(o *object, id string) (record, *APIError) {
 
 // remove marks a record deleted (it stays visible to queryAll) and deletes its cascading children.
 func (s *store) remove(o *object, id string, opts writeOpts) *APIError {
+	if o.readOnly {
+		return badRequest("INVALID_TYPE_FOR_OPERATION", "entity type %s does not support delete", o.Name)
+	}
 	old, err := s.existing(o, id)
 	if err != nil {
 		return err
