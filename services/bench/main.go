@@ -32,6 +32,7 @@ import (
 
 	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/services/internal/harness/fleet"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 func main() {
@@ -569,31 +570,8 @@ func latencies(ctx context.Context, js jetstream.JetStream, since time.Time, cmd
 }
 
 func readSince(ctx context.Context, js jetstream.JetStream, stream, subject string, since time.Time, fn func(id string, data []byte)) error {
-	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since,
-	})
-	if err != nil {
-		return err
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return err
-	}
-	left := int(info.NumPending)
-	for left > 0 {
-		batch, err := cons.Fetch(min(left, 500), jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			return err
-		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			fn(m.Headers().Get("ce-id"), m.Data())
-		}
-		if got == 0 {
-			break
-		}
-		left -= got
-	}
-	return nil
+	return platform.ReadStream(ctx, js, stream, func(m platform.Stored) error {
+		fn(m.Header.Get("ce-id"), m.Data)
+		return nil
+	}, platform.Subjects(subject), platform.Since(since))
 }

@@ -182,80 +182,45 @@ func (s snapshot) observe(m decide.Mapping) decide.Observation {
 
 // latestSnapshots reads the observed stream once, start to end, keeping each selected record's newest
 // snapshot, in the order records were first seen.
-func latestSnapshots(ctx context.Context, bus *platform.Bus, sel planSelection) ([]snapshot, error) {
-	stream, err := bus.JS.Stream(ctx, contracts.StreamObserved)
-	if err != nil {
-		return nil, fmt.Errorf("observed stream: %w", err)
-	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("observed stream: %w", err)
-	}
-	last := info.State.LastSeq
+func latestSnapshots(ctx context.Context, r platform.StreamReader, sel planSelection) ([]snapshot, error) {
 	newest := map[string]snapshot{}
 	at := map[string]contracts.Version{}
 	var order []string
-	if last == 0 {
-		return nil, nil
-	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{contracts.SubjectReferralObserved + ".>", contracts.SubjectOpportunityObserved + ".>"},
-	})
+	err := r.Read(ctx, contracts.StreamObserved, func(msg platform.Stored) error {
+		e, err := msg.Event()
+		if err != nil {
+			return nil // not an event of ours: nothing to plan for
+		}
+		var s snapshot
+		var key string
+		var v contracts.Version
+		switch e.Type() {
+		case contracts.TypeReferralObserved:
+			d, err := platform.DataAs[contracts.ReferralObserved](e)
+			if err != nil || d.Referral.ID == "" {
+				return nil
+			}
+			s, key, v = snapshot{eventID: e.ID(), referral: &d}, "pc/"+d.Referral.ID, d.Version
+		case contracts.TypeOpportunityObserved:
+			d, err := platform.DataAs[contracts.OpportunityObserved](e)
+			if err != nil || d.Opportunity.ID == "" {
+				return nil
+			}
+			s, key, v = snapshot{eventID: e.ID(), opp: &d}, "sf/"+d.Opportunity.ID, d.Version
+		default:
+			return nil
+		}
+		if prev, seen := at[key]; seen && !v.Newer(prev) {
+			return nil
+		}
+		if _, seen := at[key]; !seen {
+			order = append(order, key)
+		}
+		at[key], newest[key] = v, s
+		return nil
+	}, platform.Subjects(contracts.SubjectReferralObserved+".>", contracts.SubjectOpportunityObserved+".>"))
 	if err != nil {
 		return nil, fmt.Errorf("read observed stream: %w", err)
-	}
-	for done := false; !done; {
-		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			return nil, fmt.Errorf("read observed stream: %w", err)
-		}
-		n := 0
-		for msg := range batch.Messages() {
-			n++
-			meta, err := msg.Metadata()
-			if err != nil {
-				return nil, err
-			}
-			if meta.Sequence.Stream >= last || meta.NumPending == 0 {
-				done = true
-			}
-			e, err := platform.DecodeMsg(msg.Subject(), msg.Headers(), msg.Data())
-			if err != nil {
-				continue // not an event of ours: nothing to plan for
-			}
-			var s snapshot
-			var key string
-			var v contracts.Version
-			switch e.Type() {
-			case contracts.TypeReferralObserved:
-				d, err := platform.DataAs[contracts.ReferralObserved](e)
-				if err != nil || d.Referral.ID == "" {
-					continue
-				}
-				s, key, v = snapshot{eventID: e.ID(), referral: &d}, "pc/"+d.Referral.ID, d.Version
-			case contracts.TypeOpportunityObserved:
-				d, err := platform.DataAs[contracts.OpportunityObserved](e)
-				if err != nil || d.Opportunity.ID == "" {
-					continue
-				}
-				s, key, v = snapshot{eventID: e.ID(), opp: &d}, "sf/"+d.Opportunity.ID, d.Version
-			default:
-				continue
-			}
-			if prev, seen := at[key]; seen && !v.Newer(prev) {
-				continue
-			}
-			if _, seen := at[key]; !seen {
-				order = append(order, key)
-			}
-			at[key], newest[key] = v, s
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("read observed stream: %w", err)
-		}
-		if n == 0 {
-			done = true
-		}
 	}
 	var out []snapshot
 	for _, key := range order {

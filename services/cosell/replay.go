@@ -245,54 +245,29 @@ func lastSeq(ctx context.Context, bus *platform.Bus, stream string) (uint64, err
 }
 
 // firstSeqSince finds the first message of the consumer's subjects stored at or after t.
-func firstSeqSince(ctx context.Context, bus *platform.Bus, c contracts.ConsumerSpec, t time.Time) (uint64, bool, error) {
-	oc, err := bus.JS.OrderedConsumer(ctx, c.Stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: c.FilterSubjects, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &t,
-	})
+func firstSeqSince(ctx context.Context, r platform.StreamReader, c contracts.ConsumerSpec, t time.Time) (uint64, bool, error) {
+	var first uint64
+	err := r.Read(ctx, c.Stream, func(m platform.Stored) error {
+		first = m.Seq
+		return platform.ErrStopReading
+	}, platform.Subjects(c.FilterSubjects...), platform.Since(t))
 	if err != nil {
 		return 0, false, fmt.Errorf("find %s messages since %s: %w", c.Stream, t.Format(time.RFC3339), err)
 	}
-	m, err := oc.Next(jetstream.FetchMaxWait(time.Second))
-	if err != nil {
-		return 0, false, nil
-	}
-	meta, err := m.Metadata()
-	if err != nil {
-		return 0, false, err
-	}
-	return meta.Sequence.Stream, true, nil
+	return first, first > 0, nil
 }
 
 // countSince counts messages stored after seq on subjects, published by source ("" = any source).
-func countSince(ctx context.Context, bus *platform.Bus, stream string, seq uint64, subjects []string, source string) (int, error) {
-	oc, err := bus.JS.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq + 1,
-	})
-	if err != nil {
-		return 0, fmt.Errorf("count %s: %w", stream, err)
-	}
-	info, err := oc.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("count %s: %w", stream, err)
-	}
-	remaining := int(info.NumPending)
+func countSince(ctx context.Context, r platform.StreamReader, stream string, seq uint64, subjects []string, source string) (int, error) {
 	n := 0
-	for remaining > 0 {
-		batch, err := oc.Fetch(min(remaining, 256), jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			return n, err
+	err := r.Read(ctx, stream, func(m platform.Stored) error {
+		if source == "" || m.Header.Get("ce-source") == source {
+			n++
 		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			if source == "" || m.Headers().Get("ce-source") == source {
-				n++
-			}
-		}
-		if got == 0 {
-			break
-		}
-		remaining -= got
+		return nil
+	}, platform.Subjects(subjects...), platform.FromSeq(seq+1))
+	if err != nil {
+		return n, fmt.Errorf("count %s: %w", stream, err)
 	}
 	return n, nil
 }

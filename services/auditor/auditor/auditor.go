@@ -281,42 +281,23 @@ func (a *Auditor) Lookup(ctx context.Context, id string) (Record, error) {
 // Timeline reads a link's audited decisions, oldest first, from the audit stream. A decision stored twice
 // (a replay outside the server's duplicate window) is shown once.
 func (a *Auditor) Timeline(ctx context.Context, linkID string) ([]contracts.Decision, error) {
-	cons, err := a.Bus.JS.OrderedConsumer(ctx, contracts.StreamAudit, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{contracts.Subject(contracts.SubjectAudit, linkID)},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("timeline of %s: %w", linkID, err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("timeline of %s: %w", linkID, err)
-	}
 	var out []contracts.Decision
 	seen := map[string]bool{}
-	remaining := int(info.NumPending)
-	for remaining > 0 {
-		batch, err := cons.Fetch(min(remaining, 256), jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			return out, fmt.Errorf("timeline of %s: %w", linkID, err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			if id := m.Headers().Get("ce-id"); id != "" {
-				if seen[id] {
-					continue
-				}
-				seen[id] = true
+	err := a.Bus.Read(ctx, contracts.StreamAudit, func(m platform.Stored) error {
+		if id := m.Header.Get("ce-id"); id != "" {
+			if seen[id] {
+				return nil
 			}
-			var d contracts.Decision
-			if json.Unmarshal(m.Data(), &d) == nil {
-				out = append(out, d)
-			}
+			seen[id] = true
 		}
-		if n == 0 {
-			break
+		var d contracts.Decision
+		if json.Unmarshal(m.Data, &d) == nil {
+			out = append(out, d)
 		}
-		remaining -= n
+		return nil
+	}, platform.Subjects(contracts.Subject(contracts.SubjectAudit, linkID)))
+	if err != nil {
+		return out, fmt.Errorf("timeline of %s: %w", linkID, err)
 	}
 	return out, nil
 }

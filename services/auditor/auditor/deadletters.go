@@ -82,48 +82,20 @@ func first(h map[string][]string, name string) string {
 
 // DeadLetters lists the parked messages, oldest first.
 func (a *Auditor) DeadLetters(ctx context.Context) ([]DeadLetterEntry, error) {
-	st, err := a.Bus.JS.Stream(ctx, contracts.StreamDeadLetter)
-	if err != nil {
-		return nil, fmt.Errorf("dead letters: %w", err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("dead letters: %w", err)
-	}
-	if info.State.Msgs == 0 {
-		return nil, nil
-	}
-	cons, err := a.Bus.JS.OrderedConsumer(ctx, contracts.StreamDeadLetter, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		return nil, fmt.Errorf("dead letters: %w", err)
-	}
 	var out []DeadLetterEntry
-	remaining := int(info.State.Msgs)
-	for remaining > 0 {
-		batch, err := cons.Fetch(min(remaining, 256), jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			return out, fmt.Errorf("dead letters: %w", err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			meta, err := m.Metadata()
-			if err != nil {
-				continue
-			}
-			out = append(out, a.entry(ctx, meta.Sequence.Stream, m.Headers(), m.Data()))
-		}
-		if n == 0 {
-			break
-		}
-		remaining -= n
+	err := a.Bus.Read(ctx, contracts.StreamDeadLetter, func(m platform.Stored) error {
+		out = append(out, a.entry(ctx, m))
+		return nil
+	})
+	if err != nil {
+		return out, fmt.Errorf("dead letters: %w", err)
 	}
 	return out, nil
 }
 
-func (a *Auditor) entry(ctx context.Context, seq uint64, h nats.Header, data []byte) DeadLetterEntry {
-	en := DeadLetterEntry{Seq: seq, EventID: h.Get("ce-id")}
-	if json.Unmarshal(data, &en.DeadLetter) == nil {
+func (a *Auditor) entry(ctx context.Context, m platform.Stored) DeadLetterEntry {
+	en := DeadLetterEntry{Seq: m.Seq, EventID: m.Header.Get("ce-id")}
+	if json.Unmarshal(m.Data, &en.DeadLetter) == nil {
 		en.LinkID, _, _ = a.linkForSubject(ctx, en.Subject)
 		en.OriginalID = first(en.Header, "ce-id")
 	} else {
@@ -148,7 +120,7 @@ func (a *Auditor) DeadLetter(ctx context.Context, seq uint64) (DeadLetterEntry, 
 	if err != nil {
 		return DeadLetterEntry{}, fmt.Errorf("dead letter %d: %w", seq, err)
 	}
-	return a.entry(ctx, seq, m.Header, m.Data), nil
+	return a.entry(ctx, platform.Stored{Subject: m.Subject, Seq: m.Sequence, Time: m.Time, Header: m.Header, Data: m.Data}), nil
 }
 
 // Retry re-drives a parked message: it is published again on its original subject with its original

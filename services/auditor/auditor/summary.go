@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/cosell-dev/cosell/contracts"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/internal/platform"
@@ -140,29 +138,22 @@ func lastCause(tl []contracts.Decision) string {
 // watchOutcomes follows new written outcomes and observes the end-to-end sync latency: from the source
 // version time of the change the command carried to the moment the writer reported the write.
 func (a *Auditor) watchOutcomes(ctx context.Context) {
-	cons, err := a.Bus.JS.OrderedConsumer(ctx, contracts.StreamOutcomes, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{contracts.SubjectReferralWritten + ".>", contracts.SubjectOpportunityWritten + ".>"},
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
-	})
-	if err != nil {
-		a.Log.Warn("sync latency: cannot follow outcomes", "err", err)
-		return
-	}
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(64, jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
-			continue
-		}
-		for m := range batch.Messages() {
+		err := a.Bus.Read(ctx, contracts.StreamOutcomes, func(m platform.Stored) error {
 			var out contracts.Outcome
-			if json.Unmarshal(m.Data(), &out) == nil {
+			if json.Unmarshal(m.Data, &out) == nil {
 				a.observeLatency(ctx, out)
 			}
+			return nil
+		}, platform.Subjects(contracts.SubjectReferralWritten+".>", contracts.SubjectOpportunityWritten+".>"),
+			platform.OnlyNew(), platform.Follow())
+		if err == nil {
+			return // ctx ended
+		}
+		a.Log.Warn("sync latency: cannot follow outcomes; will try again", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
 		}
 	}
 }

@@ -108,30 +108,20 @@ func (f *fixture) settledWithin(t testing.TB, within time.Duration) {
 // outcomes reads every outcome published, by command id.
 func (f *fixture) outcomes(t testing.TB) map[string]contracts.Outcome {
 	t.Helper()
-	ctx := context.Background()
-	st, err := f.bus.JS.Stream(ctx, contracts.StreamOutcomes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]contracts.Outcome{}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		raw, err := st.GetMsg(ctx, seq)
+	if err := f.bus.Read(context.Background(), contracts.StreamOutcomes, func(m platform.Stored) error {
+		e, err := m.Event()
 		if err != nil {
-			continue
-		}
-		e, err := platform.DecodeMsg(raw.Subject, raw.Header, raw.Data)
-		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		o, err := platform.DataAs[contracts.Outcome](e)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		out[o.CommandID] = o
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

@@ -7,11 +7,11 @@ import (
 	"math"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 // Verdict is what a run found.
@@ -201,9 +201,9 @@ func check(ctx context.Context, js jetstream.JetStream, _ any, w *workload, v *V
 // decided reports whether a link's audit trail holds a decision of kind.
 func decided(ctx context.Context, js jetstream.JetStream, linkID, kind string) bool {
 	found := false
-	_ = each(ctx, js, contracts.StreamAudit, []string{contracts.Subject(contracts.SubjectAudit, linkID)}, func(m jetstream.Msg) {
+	_ = each(ctx, js, contracts.StreamAudit, []string{contracts.Subject(contracts.SubjectAudit, linkID)}, func(m platform.Stored) {
 		var d contracts.Decision
-		if json.Unmarshal(m.Data(), &d) == nil && d.Kind == kind {
+		if json.Unmarshal(m.Data, &d) == nil && d.Kind == kind {
 			found = true
 		}
 	})
@@ -214,7 +214,7 @@ func decided(ctx context.Context, js jetstream.JetStream, linkID, kind string) b
 func trace(ctx context.Context, js jetstream.JetStream, sys contracts.System, id string) string {
 	count := func(stream, subject string) int {
 		n := 0
-		_ = each(ctx, js, stream, []string{subject}, func(jetstream.Msg) { n++ })
+		_ = each(ctx, js, stream, []string{subject}, func(platform.Stored) { n++ })
 		return n
 	}
 	link := contracts.LinkIDFor(sys, id)
@@ -253,24 +253,24 @@ func sameSet(a, b []string) bool {
 // the reason; any other dead letter is a finding.
 func checkStreams(ctx context.Context, js jetstream.JetStream, v *Verdict, poison map[string]bool) error {
 	commands := map[string]string{}
-	if err := each(ctx, js, contracts.StreamRequested, nil, func(m jetstream.Msg) {
-		commands[m.Headers().Get("ce-id")] = m.Subject()
+	if err := each(ctx, js, contracts.StreamRequested, nil, func(m platform.Stored) {
+		commands[m.Header.Get("ce-id")] = m.Subject
 	}); err != nil {
 		return err
 	}
 	answered := map[string]bool{}
-	if err := each(ctx, js, contracts.StreamOutcomes, nil, func(m jetstream.Msg) {
+	if err := each(ctx, js, contracts.StreamOutcomes, nil, func(m platform.Stored) {
 		var o contracts.Outcome
-		if json.Unmarshal(m.Data(), &o) == nil {
+		if json.Unmarshal(m.Data, &o) == nil {
 			answered[o.CommandID] = true
 		}
 	}); err != nil {
 		return err
 	}
-	if err := each(ctx, js, contracts.StreamDeadLetter, nil, func(m jetstream.Msg) {
+	if err := each(ctx, js, contracts.StreamDeadLetter, nil, func(m platform.Stored) {
 		var d contracts.DeadLetter
-		if json.Unmarshal(m.Data(), &d) != nil {
-			v.problem("dead letter %s is not readable", m.Headers().Get("ce-id"))
+		if json.Unmarshal(m.Data, &d) != nil {
+			v.problem("dead letter %s is not readable", m.Header.Get("ce-id"))
 			return
 		}
 		v.DeadLetters++
@@ -299,8 +299,8 @@ func checkStreams(ctx context.Context, js jetstream.JetStream, v *Verdict, poiso
 		}
 	}
 	trails := map[string]int{}
-	if err := each(ctx, js, contracts.StreamAudit, nil, func(m jetstream.Msg) {
-		trails[m.Subject()]++
+	if err := each(ctx, js, contracts.StreamAudit, nil, func(m platform.Stored) {
+		trails[m.Subject]++
 	}); err != nil {
 		return err
 	}
@@ -332,31 +332,7 @@ func firstHeader(h map[string][]string, name string) string {
 	return ""
 }
 
-// each reads a whole stream (optionally filtered) with an ordered consumer.
-func each(ctx context.Context, js jetstream.JetStream, stream string, subjects []string, fn func(jetstream.Msg)) error {
-	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: subjects})
-	if err != nil {
-		return fmt.Errorf("read %s: %w", stream, err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return err
-	}
-	left := int(info.NumPending)
-	for left > 0 {
-		batch, err := cons.Fetch(min(left, 500), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return err
-		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			fn(m)
-		}
-		if got == 0 {
-			return fmt.Errorf("read %s: %d messages not delivered", stream, left)
-		}
-		left -= got
-	}
-	return nil
+// each reads a whole stream (optionally filtered) to its end.
+func each(ctx context.Context, js jetstream.JetStream, stream string, subjects []string, fn func(platform.Stored)) error {
+	return platform.ReadStream(ctx, js, stream, func(m platform.Stored) error { fn(m); return nil }, platform.Subjects(subjects...))
 }
