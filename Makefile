@@ -18,14 +18,14 @@ build: ## build the six stages and the cosell CLI into bin/
 	@echo "built: $$(ls $(BIN) | tr '\n' ' ')"
 
 test: vet ## vet, then every test of every module (real embedded nats-server, emulators over HTTP)
-	$(GO) test -count=1 ./contracts/... ./deploy/salesforce/... ./deploy/natsperm/... ./deploy/kubetest/... ./services/...
+	$(GO) test -count=1 ./contracts/... ./deploy/k8s/... ./deploy/salesforce/... ./deploy/natsperm/... ./deploy/kubetest/... ./services/...
 
 test-short: ## the tests without vet, cached, without the chaos run
 	$(GO) test -short ./contracts/... ./services/...
 
 vet: ## gofmt check and go vet
 	@unformatted=$$(gofmt -l contracts services deploy); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
-	$(GO) vet ./contracts/... ./deploy/salesforce/... ./deploy/natsperm/... ./deploy/kubetest/... ./services/...
+	$(GO) vet ./contracts/... ./deploy/k8s/... ./deploy/salesforce/... ./deploy/natsperm/... ./deploy/kubetest/... ./services/...
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 10s); new crashers land in testdata/fuzz
 	FUZZTIME=$(or $(FUZZTIME),10s) ./scripts/fuzz.sh

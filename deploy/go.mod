@@ -2,7 +2,10 @@ module github.com/cosell-dev/cosell/deploy
 
 go 1.26.8
 
-require github.com/cosell-dev/cosell/contracts v0.0.0-00010101000000-000000000000
+require (
+	github.com/cosell-dev/cosell/contracts v0.0.0-00010101000000-000000000000
+	github.com/cosell-dev/cosell/deploy/k8s v0.0.0
+)
 
 require (
 	github.com/blang/semver/v4 v4.0.0 // indirect
@@ -52,3 +55,5 @@ require (
 )
 
 replace github.com/cosell-dev/cosell/contracts => ../contracts
+
+replace github.com/cosell-dev/cosell/deploy/k8s => ./k8s

@@ -71,6 +71,7 @@ require (
 replace github.com/cosell-dev/cosell/contracts => ../contracts
 
 require (
+	github.com/cosell-dev/cosell/deploy/k8s v0.0.0
 	github.com/cosell-dev/cosell/deploy/salesforce v0.0.0
 	go.opentelemetry.io/contrib/exporters/autoexport v0.72.0
 	go.opentelemetry.io/otel v1.47.0
@@ -84,3 +85,5 @@ require (
 )
 
 replace github.com/cosell-dev/cosell/deploy/salesforce => ../deploy/salesforce
+
+replace github.com/cosell-dev/cosell/deploy/k8s => ../deploy/k8s

@@ -6,7 +6,9 @@ package kubetest
 import (
 	"bytes"
 	"fmt"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -25,6 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/cosell-dev/cosell/contracts"
+	k8s "github.com/cosell-dev/cosell/deploy/k8s"
 )
 
 var overlays = []string{"dev", "prod"}
@@ -405,16 +408,79 @@ func TestWebhookIsPublishedAndNothingElse(t *testing.T) {
 	}
 }
 
-func TestMappingIsTheBuiltInDefault(t *testing.T) {
-	a, err := os.ReadFile(filepath.Join("..", "k8s", "base", "mapping.yaml"))
+// TestMappingConfigMapIsTheBuiltInDefault: the cosell-mapping ConfigMap the base generates holds exactly
+// the mapping built into the binaries (both come from deploy/k8s/base/mapping.yaml, one file), and every
+// stage that loads a mapping (its config holds mapping.Config, so it reads COSELL_MAPPING_FILE from
+// cosell-config) mounts that ConfigMap where COSELL_MAPPING_FILE points.
+func TestMappingConfigMapIsTheBuiltInDefault(t *testing.T) {
+	builtIn, err := fs.ReadFile(k8s.Files, k8s.DefaultMappingFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join("..", "..", "services", "mapper", "decide", "default-mapping.yaml"))
+	var readers []string
+	for _, stage := range contracts.Stages() {
+		if usesMapping(t, filepath.Join("..", "..", "services", stage)) {
+			readers = append(readers, stage)
+		}
+	}
+	if !slices.Contains(readers, contracts.StageMapper) || !slices.Contains(readers, contracts.StageSFIngest) {
+		t.Fatalf("stages loading a mapping: %v; the mapper and sf-ingest do", readers)
+	}
+	for _, overlay := range overlays {
+		r := render(t, overlay)
+		cm := r.configMaps["cosell-mapping"]
+		if cm == nil {
+			t.Fatalf("%s: no cosell-mapping ConfigMap", overlay)
+		}
+		if cm.Data["mapping.yaml"] != string(builtIn) {
+			t.Errorf("%s: the cosell-mapping ConfigMap is not deploy/k8s/base/mapping.yaml, the built-in mapping", overlay)
+		}
+		file := r.configMaps["cosell-config"].Data["COSELL_MAPPING_FILE"]
+		dir, key := path.Split(file)
+		if _, ok := cm.Data[key]; !ok {
+			t.Errorf("%s: COSELL_MAPPING_FILE=%s names no key of cosell-mapping", overlay, file)
+		}
+		for _, stage := range readers {
+			if !mountsConfigMap(r.deployments[stage], cm.Name, path.Clean(dir)) {
+				t.Errorf("%s: %s loads COSELL_MAPPING_FILE=%s but does not mount ConfigMap %s at %s", overlay, stage, file, cm.Name, dir)
+			}
+		}
+	}
+}
+
+// usesMapping reports a stage whose code (main.go and its packages) loads a mapping.
+func usesMapping(t *testing.T, dir string) bool {
+	t.Helper()
+	found := false
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+			return err
+		}
+		src, err := os.ReadFile(p)
+		found = found || bytes.Contains(src, []byte("mapping.Config"))
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(a, b) {
-		t.Error("deploy/k8s/base/mapping.yaml differs from services/mapper/decide/default-mapping.yaml: copy it over")
+	return found
+}
+
+// mountsConfigMap reports a Deployment whose container mounts ConfigMap name at dir.
+func mountsConfigMap(d *appsv1.Deployment, name, dir string) bool {
+	if d == nil {
+		return false
 	}
+	ps := d.Spec.Template.Spec
+	for _, v := range ps.Volumes {
+		if v.ConfigMap == nil || v.ConfigMap.Name != name {
+			continue
+		}
+		for _, m := range ps.Containers[0].VolumeMounts {
+			if m.Name == v.Name && path.Clean(m.MountPath) == dir {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"reflect"
 	"sort"
 	"strings"
@@ -16,8 +15,8 @@ import (
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
 	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/mapping"
 	"github.com/cosell-dev/cosell/services/internal/platform"
-	"github.com/cosell-dev/cosell/services/mapper/decide"
 	"github.com/cosell-dev/cosell/services/sf-ingest/sfingest"
 )
 
@@ -40,22 +39,15 @@ Exit code: 0 no drift (or all of it fixed), 3 drift found, 1 error. Costs: one P
 SOQL query (paged).`, stderr)
 	af := addAdminFlags(fs)
 	fix := fs.Bool("fix", false, "publish the events that heal the drift")
-	mappingFile := fs.String("mapping", os.Getenv("COSELL_MAPPING_FILE"), "mapping file the mapper uses (env COSELL_MAPPING_FILE); empty = the built-in default")
+	mc := addMappingFlags(fs, "the mapping the mapper uses")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if done, code := parse(fs, args); done {
 		return code
 	}
-	m := decide.DefaultMapping()
-	if *mappingFile != "" {
-		data, err := os.ReadFile(*mappingFile)
-		if err != nil {
-			fmt.Fprintf(stderr, "cosell drift: %v\n", err)
-			return 2
-		}
-		if m, err = decide.ParseMapping(*mappingFile, data); err != nil {
-			fmt.Fprintf(stderr, "cosell drift: %v\n", err)
-			return 2
-		}
+	m, err := mapping.Load(*mc)
+	if err != nil {
+		fmt.Fprintf(stderr, "cosell drift: invalid mapping:\n%v\n", err)
+		return 2
 	}
 	bus, err := af.bus(ctx)
 	if err != nil {
@@ -131,7 +123,7 @@ type driftReport struct {
 	Unhealed     int         `json:"unhealed,omitempty"`
 }
 
-func checkDrift(ctx context.Context, bus *platform.Bus, pcc *pcapi.Client, sfc *sfapi.Client, m decide.Mapping) (*driftReport, error) {
+func checkDrift(ctx context.Context, bus *platform.Bus, pcc *pcapi.Client, sfc *sfapi.Client, m mapping.Mapping) (*driftReport, error) {
 	a, err := auditorOn(ctx, bus)
 	if err != nil {
 		return nil, err
@@ -236,13 +228,13 @@ func checkDrift(ctx context.Context, bus *platform.Bus, pcc *pcapi.Client, sfc *
 }
 
 // compareMapped lists the fields synced after creation whose canonical values differ.
-func compareMapped(m decide.Mapping, pcv, sfv decide.Values) []fieldDiff {
+func compareMapped(m mapping.Mapping, pcv, sfv mapping.Values) []fieldDiff {
 	var out []fieldDiff
 	for _, f := range m.Fields {
-		if f.ToPC != decide.Always && f.ToSF != decide.Always {
+		if f.ToPC != mapping.Always && f.ToSF != mapping.Always {
 			continue
 		}
-		if f.Kind == decide.KindTeam || f.Kind == decide.KindSolutions {
+		if f.Kind == mapping.KindTeam || f.Kind == mapping.KindSolutions {
 			continue
 		}
 		a, b := pcv[f.Name], sfv[f.Name]

@@ -3,13 +3,12 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 
-	"github.com/cosell-dev/cosell/services/mapper/decide"
-	"github.com/cosell-dev/cosell/services/mapper/mapping"
+	"github.com/cosell-dev/cosell/services/internal/mapping"
 )
 
 const mappingUsage = `usage:
@@ -29,7 +28,7 @@ func cmdMapping(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	switch args[0] {
 	case "default":
-		_, _ = stdout.Write(decide.DefaultMappingYAML())
+		_, _ = stdout.Write(mapping.DefaultYAML())
 		return 0
 	case "validate":
 		return mappingValidate(args[1:], stdout, stderr)
@@ -40,7 +39,7 @@ func cmdMapping(ctx context.Context, args []string, stdout, stderr io.Writer) in
 
 func mappingValidate(args []string, stdout, stderr io.Writer) int {
 	fl := flags("mapping validate", "check a mapping file (cosell mapping validate FILE)", stderr)
-	meta := fl.String("metadata", "", "an SFDX project directory to check Salesforce fields against (default: the embedded deploy/salesforce)")
+	meta := fl.String("metadata", os.Getenv("COSELL_MAPPING_METADATA"), metadataHelp)
 	asJSON := fl.Bool("json", false, "print the result as JSON")
 	var file string
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
@@ -56,17 +55,8 @@ func mappingValidate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, mappingUsage)
 		return 2
 	}
-	data, err := os.ReadFile(file)
-	if err != nil {
-		fmt.Fprintf(stderr, "cosell mapping validate: %v\n", err)
-		return 2
-	}
-	var metaFS fs.FS
-	if *meta != "" {
-		metaFS = os.DirFS(*meta)
-	}
-	m, err := mapping.Validate(file, data, metaFS)
-	var problems decide.Problems
+	m, err := mapping.Load(mapping.Config{File: file, Metadata: *meta})
+	var problems mapping.Problems
 	if err != nil && !errors.As(err, &problems) {
 		fmt.Fprintf(stderr, "cosell mapping validate: %v\n", err)
 		return 2
@@ -86,4 +76,15 @@ func mappingValidate(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+const metadataHelp = "an SFDX project directory to check the Salesforce fields against, e.g. your org's retrieved metadata (env COSELL_MAPPING_METADATA); empty = deploy/salesforce built into the binary"
+
+// addMappingFlags adds --mapping and --metadata, which default to the settings the stages load the
+// mapping with (COSELL_MAPPING_FILE, COSELL_MAPPING_METADATA), so the command sees the mapping they use.
+func addMappingFlags(fs *flag.FlagSet, purpose string) *mapping.Config {
+	c := &mapping.Config{}
+	fs.StringVar(&c.File, "mapping", os.Getenv("COSELL_MAPPING_FILE"), purpose+" (env COSELL_MAPPING_FILE); empty = the built-in mapping")
+	fs.StringVar(&c.Metadata, "metadata", os.Getenv("COSELL_MAPPING_METADATA"), metadataHelp)
+	return c
 }

@@ -14,9 +14,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/mapping"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/mapper/decide"
-	"github.com/cosell-dev/cosell/services/mapper/mapping"
 )
 
 const planSummary = "dry run: print the field changes each side would receive, writing nothing"
@@ -32,7 +32,7 @@ the snapshot's source version time), or everything (--all, a backfill preview)`,
 	since := fl.String("since", "", "plan for records changed at or after this RFC 3339 time")
 	until := fl.String("until", "", "plan for records changed before this RFC 3339 time")
 	all := fl.Bool("all", false, "plan for every record observed (backfill preview)")
-	mappingFile := fl.String("mapping", "", "decide with this mapping file instead of the default (preview a mapping change)")
+	mc := addMappingFlags(fl, "decide with this mapping file (preview a mapping change)")
 	asJSON := fl.Bool("json", false, "print the plan as JSON")
 	if done, code := parse(fl, args); done {
 		return code
@@ -57,7 +57,7 @@ the snapshot's source version time), or everything (--all, a backfill preview)`,
 		fmt.Fprintln(stderr, "cosell plan: say what to plan for: --referral ID, --opportunity ID, --since/--until, or --all")
 		return 2
 	}
-	m, err := mapping.Load(*mappingFile)
+	m, err := mapping.Load(*mc)
 	if err != nil {
 		fmt.Fprintf(stderr, "cosell plan: invalid mapping:\n%v\n", err)
 		return 1
@@ -123,7 +123,8 @@ type RecordPlan struct {
 // Plan decides, without writing anything, on the newest observed snapshot of each selected record against
 // its link as stored now. The snapshot is decided on as if it had just arrived (the version already
 // decided on is not a reason to skip), so a changed mapping shows every write it would cause.
-func Plan(ctx context.Context, bus *platform.Bus, m decide.Mapping, sel planSelection, now time.Time) ([]RecordPlan, error) {
+func Plan(ctx context.Context, bus *platform.Bus, m mapping.Mapping, sel planSelection, now time.Time) ([]RecordPlan, error) {
+	d := decide.Decider{Mapping: m}
 	snaps, err := latestSnapshots(ctx, bus, sel)
 	if err != nil {
 		return nil, err
@@ -134,7 +135,7 @@ func Plan(ctx context.Context, bus *platform.Bus, m decide.Mapping, sel planSele
 	}
 	var out []RecordPlan
 	for _, o := range snaps {
-		obs := o.observe(m)
+		obs := o.observe(d)
 		link, err := findLink(ctx, kv, obs.System, obs.EntityID, obs.Counterpart)
 		if err != nil {
 			return nil, err
@@ -151,7 +152,7 @@ func Plan(ctx context.Context, bus *platform.Bus, m decide.Mapping, sel planSele
 			}
 			link = &l
 		}
-		res := m.Observe(link, obs, now)
+		res := d.Observe(link, obs, now)
 		p.Decisions = res.Decisions
 		if res.Referral != nil {
 			c := res.Referral.Data
@@ -173,11 +174,11 @@ type snapshot struct {
 	opp      *contracts.OpportunityObserved
 }
 
-func (s snapshot) observe(m decide.Mapping) decide.Observation {
+func (s snapshot) observe(d decide.Decider) decide.Observation {
 	if s.referral != nil {
-		return m.ObserveReferral(s.eventID, s.referral.Referral, s.referral.Version)
+		return d.ObserveReferral(s.eventID, s.referral.Referral, s.referral.Version)
 	}
-	return m.ObserveOpportunity(s.eventID, s.opp.Opportunity, s.opp.Version)
+	return d.ObserveOpportunity(s.eventID, s.opp.Opportunity, s.opp.Version)
 }
 
 // latestSnapshots reads the observed stream once, start to end, keeping each selected record's newest

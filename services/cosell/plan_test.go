@@ -13,8 +13,8 @@ import (
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/internal/harness/stack"
+	"github.com/cosell-dev/cosell/services/internal/mapping"
 	"github.com/cosell-dev/cosell/services/internal/platform"
-	"github.com/cosell-dev/cosell/services/mapper/decide"
 )
 
 // TestPlanPreviewsAMappingChangeWithoutWriting syncs one referral, then plans its Opportunity with the
@@ -53,7 +53,7 @@ func TestPlanPreviewsAMappingChangeWithoutWriting(t *testing.T) {
 			}
 		}
 		if oppID != "" {
-			if plans, err = Plan(ctx, bus, decide.DefaultMapping(), planSelection{OpportunityID: oppID}, time.Now()); err != nil {
+			if plans, err = Plan(ctx, bus, mapping.Default(), planSelection{OpportunityID: oppID}, time.Now()); err != nil {
 				t.Fatal(err)
 			}
 			if len(plans) == 1 && plans[0].Linked {
@@ -68,7 +68,7 @@ func TestPlanPreviewsAMappingChangeWithoutWriting(t *testing.T) {
 		t.Fatalf("with the running mapping nothing is to be done: %+v", plans[0])
 	}
 
-	custom := strings.Replace(string(decide.DefaultMappingYAML()), "hold: Prospecting", "hold: Needs Analysis", 1)
+	custom := strings.Replace(string(mapping.DefaultYAML()), "hold: Prospecting", "hold: Needs Analysis", 1)
 	file := filepath.Join(t.TempDir(), "m.yaml")
 	if err := os.WriteFile(file, []byte(custom), 0o644); err != nil {
 		t.Fatal(err)

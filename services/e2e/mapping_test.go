@@ -11,8 +11,7 @@ import (
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/internal/harness/stack"
-	"github.com/cosell-dev/cosell/services/mapper/decide"
-	"github.com/cosell-dev/cosell/services/mapper/mapping"
+	"github.com/cosell-dev/cosell/services/internal/mapping"
 )
 
 // TestCustomMappingFileTakesEffect runs the system with a customised mapping file, loaded and validated the
@@ -24,12 +23,12 @@ func TestCustomMappingFileTakesEffect(t *testing.T) {
 		"active: Qualification", "active: Value Proposition",
 		"    pc: details.notes\n    sf: Description\n", "    pc: details.notes\n    sf: Description\n    toSF: never\n",
 		"    sf: Amount\n    type: money\n", "    sf: Amount\n    type: money\n    owner: pc\n",
-	).Replace(string(decide.DefaultMappingYAML()))
+	).Replace(string(mapping.DefaultYAML()))
 	file := filepath.Join(t.TempDir(), "mapping.yaml")
 	if err := os.WriteFile(file, []byte(custom), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m, err := mapping.Load(file)
+	m, err := mapping.Load(mapping.Config{File: file})
 	if err != nil {
 		t.Fatalf("custom mapping: %v", err)
 	}

@@ -8,15 +8,15 @@ import (
 	"os"
 
 	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/mapping"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/internal/stage"
 	"github.com/cosell-dev/cosell/services/mapper/mapper"
-	"github.com/cosell-dev/cosell/services/mapper/mapping"
 )
 
 type config struct {
 	Common     platform.Common
-	Mapping    string `env:"COSELL_MAPPING_FILE" help:"the mapping file (YAML); empty = the default built into the binary"`
+	Mapping    mapping.Config
 	Hold       string `env:"COSELL_STAGE_HOLD" help:"overrides the mapping's hold stage (where received referrals wait)"`
 	Active     string `env:"COSELL_STAGE_ACTIVE" help:"overrides the mapping's active stage (an accepted referral)"`
 	Won        string `env:"COSELL_STAGE_WON" help:"overrides the mapping's won stage"`

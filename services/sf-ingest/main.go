@@ -9,9 +9,9 @@ import (
 
 	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/mapping"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/internal/stage"
-	"github.com/cosell-dev/cosell/services/mapper/mapping"
 	"github.com/cosell-dev/cosell/services/sf-ingest/sfingest"
 )
 
@@ -20,7 +20,7 @@ type config struct {
 	SF     sfapi.Config
 	Ingest sfingest.Config
 	// Mapping is read for the Salesforce fields it names, so a customised mapping is polled for.
-	Mapping string `env:"COSELL_MAPPING_FILE" help:"the mapping file the mapper uses (YAML); sf-ingest reads the Salesforce fields it names; empty = the built-in default"`
+	Mapping mapping.Config
 }
 
 func main() {
@@ -37,7 +37,7 @@ func main() {
 			}
 			m, err := mapping.Load(cfg.Mapping)
 			if err != nil {
-				return nil, fmt.Errorf("COSELL_MAPPING_FILE: %w", err)
+				return nil, fmt.Errorf("invalid mapping:\n%w", err)
 			}
 			in := &sfingest.Ingest{Bus: env.Bus, SF: sf, Checkpoints: cps, Config: cfg.Ingest, Log: env.Log,
 				Extra: m.SalesforceFields()}

@@ -1,6 +1,8 @@
 // Package decide is the mapper's pure decision core: given an observed snapshot (or a writer's outcome)
 // and the link record, it decides what to write to the other side and how the link changes. It does no
-// I/O; the mapper service reads and compare-and-sets the link around it.
+// I/O; the mapper service reads and compare-and-sets the link around it. What a field is, how it is read
+// and written, and how two values compare is the mapping's (services/internal/mapping); decide only
+// decides over it.
 package decide
 
 import (
@@ -8,16 +10,22 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"reflect"
+	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/internal/mapping"
 )
+
+// Decider decides with one mapping: Decider{Mapping: m}. The mapping's fields, stage rules and
+// transforms are promoted, so a Decider reads and writes values like the mapping it holds.
+type Decider struct {
+	mapping.Mapping
+}
 
 // Observation is one observed snapshot, already read into mapped values.
 type Observation struct {
@@ -25,7 +33,7 @@ type Observation struct {
 	EventID  string
 	EntityID string
 	Version  contracts.Version
-	Values   Values
+	Values   mapping.Values
 	// Counterpart is the other side's id as this record names it: the referral's externalReferenceId, or
 	// the Opportunity's Referral Identifier.
 	Counterpart string
@@ -37,7 +45,7 @@ type Observation struct {
 }
 
 // ObserveReferral reads a referral snapshot into an Observation.
-func (m Mapping) ObserveReferral(eventID string, r partnercenter.Referral, v contracts.Version) Observation {
+func (m Decider) ObserveReferral(eventID string, r partnercenter.Referral, v contracts.Version) Observation {
 	vals := m.FromReferral(r)
 	return Observation{
 		System: contracts.PartnerCenter, EventID: eventID, EntityID: r.ID, Version: v, Values: vals,
@@ -47,11 +55,11 @@ func (m Mapping) ObserveReferral(eventID string, r partnercenter.Referral, v con
 }
 
 // ObserveOpportunity reads an Opportunity snapshot into an Observation.
-func (m Mapping) ObserveOpportunity(eventID string, o contracts.Opportunity, v contracts.Version) Observation {
+func (m Decider) ObserveOpportunity(eventID string, o contracts.Opportunity, v contracts.Version) Observation {
 	return Observation{
 		System: contracts.Salesforce, EventID: eventID, EntityID: o.ID, Version: v,
 		Values:      m.FromOpportunity(o),
-		Counterpart: str(o.Fields[sf.FieldReferralIdentifier]),
+		Counterpart: text(o.Fields[sf.FieldReferralIdentifier]),
 		Eligible:    o.Fields[sf.FieldSyncWithPartnerCenter] == true,
 		Deleted:     o.Deleted,
 	}
@@ -79,7 +87,7 @@ type Command[T any] struct {
 }
 
 // Observe decides on one observed snapshot. link is nil when no link exists for the record yet.
-func (m Mapping) Observe(link *contracts.Link, o Observation, now time.Time) Result {
+func (m Decider) Observe(link *contracts.Link, o Observation, now time.Time) Result {
 	if link == nil {
 		return m.firstSight(o, now)
 	}
@@ -118,10 +126,10 @@ func (m Mapping) Observe(link *contracts.Link, o Observation, now time.Time) Res
 
 // adjust applies the side-specific readings of values: for a link that Salesforce started, the hold stage
 // means nothing (hold is for referrals received from Partner Center), so it reads as active.
-func (m Mapping) adjust(l contracts.Link, sys contracts.System, v Values) Values {
-	if name := m.statusName(); sys == contracts.Salesforce && l.Origin == contracts.Salesforce && name != "" && v[name] == StatusNew {
+func (m Decider) adjust(l contracts.Link, sys contracts.System, v mapping.Values) mapping.Values {
+	if name := m.StatusName(); sys == contracts.Salesforce && l.Origin == contracts.Salesforce && name != "" && v[name] == mapping.StatusNew {
 		c := cloneValues(v)
-		c[name] = StatusActive
+		c[name] = mapping.StatusActive
 		return c
 	}
 	return v
@@ -131,7 +139,7 @@ func (m Mapping) adjust(l contracts.Link, sys contracts.System, v Values) Values
 // sides changed a field since then, the field's owner decides: the newer change, one side, or a person
 // (the conflict is parked on the link and nothing is written). prev is the side's previous snapshot (nil
 // when there is none to compare with).
-func (m Mapping) propagate(l *contracts.Link, res *Result, from contracts.System, vals, prev Values, cause string, ver contracts.Version, now time.Time) {
+func (m Decider) propagate(l *contracts.Link, res *Result, from contracts.System, vals, prev mapping.Values, cause string, ver contracts.Version, now time.Time) {
 	to := from.Other()
 	obs := Observation{System: from, EventID: cause, Version: ver}
 	if idOf(*l, to) == "" {
@@ -139,17 +147,17 @@ func (m Mapping) propagate(l *contracts.Link, res *Result, from contracts.System
 		return
 	}
 	src, other := sideOf(l, from), sideOf(l, to)
-	changed, back := Values{}, Values{}
+	changed, back := mapping.Values{}, mapping.Values{}
 	var conflicts, parked, resolved, unlanded []string
-	owners := map[Owner]bool{}
+	owners := map[mapping.Owner]bool{}
 	for _, r := range m.Fields {
 		name := r.Name
 		nv, has := vals[name]
 		if want, ok := src.InFlight[name]; ok && src.Pending != "" {
 			switch {
-			case m.same(name, nv, want):
+			case m.Same(name, nv, want):
 				delete(src.InFlight, name) // our write shows: from now on the field is this side's again
-			case prev != nil && m.same(name, nv, prev[name]):
+			case prev != nil && m.Same(name, nv, prev[name]):
 				// Unchanged since this side's previous snapshot while our write is not visible yet: the
 				// snapshot predates our write, and its older value must not go back over the newer one.
 				unlanded = append(unlanded, name)
@@ -164,40 +172,40 @@ func (m Mapping) propagate(l *contracts.Link, res *Result, from contracts.System
 				mine = rv.PC
 			}
 			switch {
-			case m.same(name, nv, other.Latest[name]):
+			case m.Same(name, nv, other.Latest[name]):
 				// Both sides agree now: the conflict resolved itself.
 				delete(l.Review, name)
 				m.agree(l, name, nv)
 				resolved = append(resolved, name)
-			case m.same(name, nv, mine):
+			case m.Same(name, nv, mine):
 				// Still parked: nothing is written until a person acts.
 			default:
 				// A person edited the field again on this side: that edit settles the conflict.
 				delete(l.Review, name)
 				resolved = append(resolved, name)
-				if m.reach(name, to) == Always {
+				if m.Reach(name, to) == mapping.Always {
 					changed[name] = nv
 				}
 			}
 			continue
 		}
-		if m.reach(name, to) != Always {
+		if m.Reach(name, to) != mapping.Always {
 			continue
 		}
-		if !has && !r.blankTravels(to) {
+		if !has && !r.BlankTravels(to) {
 			// A value that disappeared is not propagated as a blank where the other side refuses blanks.
 			continue
 		}
 		base := l.Synced[name]
-		if m.same(name, nv, base) {
+		if m.Same(name, nv, base) {
 			continue
 		}
 		ov, seen := other.Latest[name]
-		if seen && m.reach(name, from) == Always && !m.same(name, ov, base) && !m.same(name, ov, nv) {
+		if seen && m.Reach(name, from) == mapping.Always && !m.Same(name, ov, base) && !m.Same(name, ov, nv) {
 			// Both sides changed the field since the last sync.
 			owner := r.Owner
 			if owner == "" {
-				owner = OwnerNewest
+				owner = mapping.OwnerNewest
 			}
 			owners[owner] = true
 			switch m.winner(owner, from, ver, other.Seen) {
@@ -215,7 +223,7 @@ func (m Mapping) propagate(l *contracts.Link, res *Result, from contracts.System
 				parked = append(parked, name)
 			case to:
 				conflicts = append(conflicts, name)
-				if m.reach(name, from) == Always {
+				if m.Reach(name, from) == mapping.Always {
 					back[name] = ov
 				}
 			default:
@@ -252,7 +260,7 @@ func (m Mapping) propagate(l *contracts.Link, res *Result, from contracts.System
 		res.Decisions = append(res.Decisions, m.decision(*l, obs, kind, detail, unlanded, now))
 		return
 	}
-	status := m.statusName()
+	status := m.StatusName()
 	if len(changed) > 0 {
 		m.send(l, res, from, vals[status], changed, cause, ver, now)
 	}
@@ -263,13 +271,13 @@ func (m Mapping) propagate(l *contracts.Link, res *Result, from contracts.System
 }
 
 // winner says which side's value a field takes when both changed it: a system, or "" to park it.
-func (m Mapping) winner(owner Owner, from contracts.System, ver contracts.Version, otherSeen contracts.Version) contracts.System {
+func (m Decider) winner(owner mapping.Owner, from contracts.System, ver contracts.Version, otherSeen contracts.Version) contracts.System {
 	switch owner {
-	case OwnerPC:
+	case mapping.OwnerPC:
 		return contracts.PartnerCenter
-	case OwnerSF:
+	case mapping.OwnerSF:
 		return contracts.Salesforce
-	case OwnerReview:
+	case mapping.OwnerReview:
 		return ""
 	}
 	if ver.At.Before(otherSeen.At) {
@@ -278,18 +286,18 @@ func (m Mapping) winner(owner Owner, from contracts.System, ver contracts.Versio
 	return from
 }
 
-func ownerRule(owners map[Owner]bool) string {
+func ownerRule(owners map[mapping.Owner]bool) string {
 	var parts []string
-	for _, o := range []Owner{OwnerNewest, OwnerPC, OwnerSF} {
+	for _, o := range []mapping.Owner{mapping.OwnerNewest, mapping.OwnerPC, mapping.OwnerSF} {
 		if !owners[o] {
 			continue
 		}
 		switch o {
-		case OwnerNewest:
+		case mapping.OwnerNewest:
 			parts = append(parts, "the newer change wins")
-		case OwnerPC:
+		case mapping.OwnerPC:
 			parts = append(parts, "Partner Center owns the field and wins")
-		case OwnerSF:
+		case mapping.OwnerSF:
 			parts = append(parts, "Salesforce owns the field and wins")
 		}
 	}
@@ -297,52 +305,39 @@ func ownerRule(owners map[Owner]bool) string {
 }
 
 // agree records a value both sides hold as the agreed one.
-func (m Mapping) agree(l *contracts.Link, name string, v any) {
+func (m Decider) agree(l *contracts.Link, name string, v any) {
 	if l.Synced == nil {
-		l.Synced = Values{}
+		l.Synced = mapping.Values{}
 	}
-	if isBlank(v) {
+	if mapping.IsBlank(v) {
 		delete(l.Synced, name)
 		return
 	}
 	l.Synced[name] = v
 }
 
-// blankTravels says whether a value that disappeared is written as a blank to side to.
-func (f FieldRule) blankTravels(to contracts.System) bool {
-	switch f.Kind {
-	case KindText, KindEnum, KindSolutions, KindTeam:
-	default:
-		return false
-	}
-	if to == contracts.Salesforce && (f.SF == sf.FieldName || f.SF == sf.FieldStageName || f.SF == sf.FieldCloseDate) {
-		return false
-	}
-	return true
-}
-
 // send writes changed (canonical values from side from, whose status is fromStatus) to the other side,
 // unless a hold stage or a closed referral holds it, and records it as agreed.
-func (m Mapping) send(l *contracts.Link, res *Result, from contracts.System, fromStatus any, changed Values, cause string, ver contracts.Version, now time.Time) {
+func (m Decider) send(l *contracts.Link, res *Result, from contracts.System, fromStatus any, changed mapping.Values, cause string, ver contracts.Version, now time.Time) {
 	to := from.Other()
 	obs := Observation{System: from, EventID: cause, Version: ver}
 	other := sideOf(l, to)
-	if from == contracts.Salesforce && fromStatus == StatusNew {
+	if from == contracts.Salesforce && fromStatus == mapping.StatusNew {
 		res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionHeld,
-			fmt.Sprintf("the Opportunity is in the hold stage %q: changes wait until it leaves it", m.Stages.Hold), sortedKeys(changed), now))
+			fmt.Sprintf("the Opportunity is in the hold stage %q: changes wait until it leaves it", m.Stages.Hold), slices.Sorted(maps.Keys(changed)), now))
 		return
 	}
 	if to == contracts.PartnerCenter && m.locked(other.Latest) {
 		res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionHeld,
-			"the referral is closed in Partner Center and takes no more changes", sortedKeys(changed), now))
+			"the referral is closed in Partner Center and takes no more changes", slices.Sorted(maps.Keys(changed)), now))
 		return
 	}
 	id := contracts.EventID("cmd", string(to), l.ID, cause)
 	switch to {
 	case contracts.PartnerCenter:
-		ops := m.ReferralPatch(changed, str(other.Latest[m.statusName()]))
+		ops := m.ReferralPatch(changed, text(other.Latest[m.StatusName()]))
 		if len(ops) == 0 {
-			res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionNoChange, "nothing Partner Center can take changed", sortedKeys(changed), now))
+			res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionNoChange, "nothing Partner Center can take changed", slices.Sorted(maps.Keys(changed)), now))
 			return
 		}
 		res.Referral = &Command[contracts.ReferralCommand]{ID: id, Data: contracts.ReferralCommand{
@@ -353,7 +348,7 @@ func (m Mapping) send(l *contracts.Link, res *Result, from contracts.System, fro
 		fields := m.OpportunityFields(changed, false, ver.At)
 		sols, setSols := m.OpportunitySolutions(changed, false)
 		if len(fields) == 0 && !setSols {
-			res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionNoChange, "nothing Salesforce can take changed", sortedKeys(changed), now))
+			res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionNoChange, "nothing Salesforce can take changed", slices.Sorted(maps.Keys(changed)), now))
 			return
 		}
 		res.Opp = &Command[contracts.OpportunityCommand]{ID: id, Data: contracts.OpportunityCommand{
@@ -379,13 +374,13 @@ func (m Mapping) send(l *contracts.Link, res *Result, from contracts.System, fro
 	}
 	other.WrittenFingerprint = m.fingerprint(expected, to)
 	other.Pending = id
-	res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionApplied, "sent to "+string(to), sortedKeys(changed), now))
+	res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionApplied, "sent to "+string(to), slices.Sorted(maps.Keys(changed)), now))
 }
 
 // locked reports a referral that takes no more changes: closed (won, lost, declined or expired).
-func (m Mapping) locked(v map[string]any) bool {
-	s := v[m.statusName()]
-	return s == StatusWon || s == StatusLost || s == StatusDeclined
+func (m Decider) locked(v map[string]any) bool {
+	s := v[m.StatusName()]
+	return s == mapping.StatusWon || s == mapping.StatusLost || s == mapping.StatusDeclined
 }
 
 // firstSight decides on a record no link knows yet.
@@ -394,7 +389,7 @@ func (m Mapping) locked(v map[string]any) bool {
 // snapshot whose mapped values changed since then tries the create again; an unchanged one (our own ✖
 // status or Audit write coming back) is no change, so it neither retries a create bound to fail nor adds
 // to the audit trail.
-func (m Mapping) awaitCreate(l *contracts.Link, res *Result, from contracts.System, vals, prev Values, cause string, ver contracts.Version, now time.Time) {
+func (m Decider) awaitCreate(l *contracts.Link, res *Result, from contracts.System, vals, prev mapping.Values, cause string, ver contracts.Version, now time.Time) {
 	to := from.Other()
 	obs := Observation{System: from, EventID: cause, Version: ver}
 	fp := m.fingerprint(vals, to)
@@ -431,7 +426,7 @@ func (m Mapping) awaitCreate(l *contracts.Link, res *Result, from contracts.Syst
 	res.Decisions = append(res.Decisions, m.decision(*l, obs, kind, detail, nil, now))
 }
 
-func (m Mapping) firstSight(o Observation, now time.Time) Result {
+func (m Decider) firstSight(o Observation, now time.Time) Result {
 	to := o.System.Other()
 	l := contracts.Link{
 		ID: contracts.LinkIDFor(o.System, o.EntityID), Origin: o.System, UpdatedAt: now,
@@ -485,13 +480,13 @@ func (m Mapping) firstSight(o Observation, now time.Time) Result {
 	other.Pending = id
 	other.WrittenFingerprint = m.fingerprint(l.Synced, to)
 	res.Link = &l
-	res.Decisions = append(res.Decisions, m.decision(l, o, contracts.DecisionCreated, "creating the "+string(to)+" record", sortedKeys(l.Synced), now))
+	res.Decisions = append(res.Decisions, m.decision(l, o, contracts.DecisionCreated, "creating the "+string(to)+" record", slices.Sorted(maps.Keys(l.Synced)), now))
 	return res
 }
 
 // Outcome folds a writer's outcome into the link: it completes a link after a create, writes the referral
 // id back to the Opportunity, and sends changes that waited for the create.
-func (m Mapping) Outcome(link contracts.Link, out contracts.Outcome, now time.Time) Result {
+func (m Decider) Outcome(link contracts.Link, out contracts.Outcome, now time.Time) Result {
 	l := cloneLink(link)
 	res := Result{Link: &l}
 	side := sideOf(&l, out.System)
@@ -519,7 +514,10 @@ func (m Mapping) Outcome(link contracts.Link, out contracts.Outcome, now time.Ti
 		}
 		res.Decisions = append(res.Decisions, m.decision(l, obs, contracts.DecisionFailed, l.LastError, nil, now))
 		if out.System == contracts.PartnerCenter && l.OpportunityID != "" {
-			res.LinkBack = m.statusBack(l, out.CommandID, "✖ "+truncate(msg, 250))
+			if r := []rune(msg); len(r) > 250 {
+				msg = string(r[:250]) // the Sync Status field holds 255 characters
+			}
+			res.LinkBack = m.statusBack(l, out.CommandID, "✖ "+msg)
 		}
 		return res
 	}
@@ -588,7 +586,7 @@ const CodePreconditionFailed = partnercenter.ErrorCodePreconditionFailed
 // Salesforce; a field both sides changed goes to the newer change), then what is still ours, agreed
 // values Partner Center does not hold, is proposed again against the fresh eTag. Microsoft's edit is
 // never overwritten blindly, and our change is not lost.
-func (m Mapping) redecide(l contracts.Link, out contracts.Outcome, now time.Time) Result {
+func (m Decider) redecide(l contracts.Link, out contracts.Outcome, now time.Time) Result {
 	res := Result{Link: &l}
 	obs := Observation{System: out.System, EventID: out.CommandID, Version: out.Version}
 	res.Decisions = append(res.Decisions, m.decision(l, obs, contracts.DecisionConflict,
@@ -605,21 +603,21 @@ func (m Mapping) redecide(l contracts.Link, out contracts.Outcome, now time.Time
 	}
 	res.Opp = more.Opp
 	res.Decisions = append(res.Decisions, more.Decisions...)
-	ours := Values{}
+	ours := mapping.Values{}
 	for _, name := range m.fieldNames() {
 		v, has := l.Synced[name]
-		if !has || m.reach(name, contracts.PartnerCenter) != Always || m.same(name, v, l.PC.Latest[name]) {
+		if !has || m.Reach(name, contracts.PartnerCenter) != mapping.Always || m.Same(name, v, l.PC.Latest[name]) {
 			continue
 		}
 		ours[name] = v
 	}
 	if len(ours) > 0 {
-		m.send(&l, &res, contracts.Salesforce, l.SF.Latest[m.statusName()], ours, out.CommandID, l.SF.Seen, now)
+		m.send(&l, &res, contracts.Salesforce, l.SF.Latest[m.StatusName()], ours, out.CommandID, l.SF.Seen, now)
 	}
 	return res
 }
 
-func (m Mapping) statusBack(l contracts.Link, cause, status string) *Command[contracts.OpportunityCommand] {
+func (m Decider) statusBack(l contracts.Link, cause, status string) *Command[contracts.OpportunityCommand] {
 	return &Command[contracts.OpportunityCommand]{
 		ID: contracts.EventID("cmd", "sf", l.ID, "status", cause),
 		Data: contracts.OpportunityCommand{
@@ -629,7 +627,7 @@ func (m Mapping) statusBack(l contracts.Link, cause, status string) *Command[con
 	}
 }
 
-func (m Mapping) decision(l contracts.Link, o Observation, kind, detail string, fields []string, now time.Time) contracts.Decision {
+func (m Decider) decision(l contracts.Link, o Observation, kind, detail string, fields []string, now time.Time) contracts.Decision {
 	d := contracts.Decision{
 		LinkID: l.ID, ReferralID: l.ReferralID, OpportunityID: l.OpportunityID, Stage: contracts.StageMapper,
 		Kind: kind, Fields: fields, Detail: detail, Cause: o.EventID, At: now,
@@ -641,10 +639,10 @@ func (m Mapping) decision(l contracts.Link, o Observation, kind, detail string, 
 }
 
 // project keeps the values of fields that travel to side to at all.
-func (m Mapping) project(v Values, to contracts.System) Values {
-	out := Values{}
+func (m Decider) project(v mapping.Values, to contracts.System) mapping.Values {
+	out := mapping.Values{}
 	for k, x := range v {
-		if m.reach(k, to) != Never {
+		if m.Reach(k, to) != mapping.Never {
 			out[k] = x
 		}
 	}
@@ -653,10 +651,10 @@ func (m Mapping) project(v Values, to contracts.System) Values {
 
 // fingerprint identifies the mapped values a side keeps in sync (the fields that always travel to it), to
 // recognise our own writes when they come back.
-func (m Mapping) fingerprint(v Values, sys contracts.System) string {
-	p := Values{}
+func (m Decider) fingerprint(v mapping.Values, sys contracts.System) string {
+	p := mapping.Values{}
 	for k, x := range v {
-		if m.reach(k, sys) == Always && !isBlank(x) {
+		if m.Reach(k, sys) == mapping.Always && !mapping.IsBlank(x) {
 			p[k] = x
 		}
 	}
@@ -668,7 +666,7 @@ func (m Mapping) fingerprint(v Values, sys contracts.System) string {
 	return hex.EncodeToString(h[:12])
 }
 
-func (m Mapping) fieldNames() []string {
+func (m Decider) fieldNames() []string {
 	names := make([]string, len(m.Fields))
 	for i, f := range m.Fields {
 		names[i] = f.Name
@@ -676,75 +674,14 @@ func (m Mapping) fieldNames() []string {
 	return names
 }
 
-// same compares two canonical values of a field: solutions by their ids, anything else by value.
-func (m Mapping) same(name string, a, b any) bool {
-	if r, ok := m.rule(name); ok && r.Kind == KindSolutions {
-		return slices.Equal(solutionIDs(a), solutionIDs(b))
-	}
-	return equal(a, b)
+// text is a string value, or "" for any other.
+func text(x any) string {
+	s, _ := x.(string)
+	return s
 }
 
-func solutionIDs(x any) []string {
-	list, _ := x.([]any)
-	ids := make([]string, 0, len(list))
-	for _, it := range list {
-		if mm, ok := it.(map[string]any); ok {
-			ids = append(ids, strings.ToLower(str(mm["id"])))
-		}
-	}
-	sort.Strings(ids)
-	return ids
-}
-
-func equal(a, b any) bool {
-	if a == nil || b == nil {
-		return isBlank(a) && isBlank(b)
-	}
-	if fa, ok := num(a); ok {
-		fb, ok := num(b)
-		return ok && money(fa) == money(fb)
-	}
-	return reflect.DeepEqual(a, b) || strings.TrimSpace(str(a)) == strings.TrimSpace(str(b))
-}
-
-func isBlank(x any) bool {
-	switch t := x.(type) {
-	case nil:
-		return true
-	case string:
-		return t == ""
-	case []any:
-		return len(t) == 0
-	}
-	return false
-}
-
-func num(x any) (float64, bool) {
-	switch t := x.(type) {
-	case float64:
-		return t, true
-	case int:
-		return float64(t), true
-	case int64:
-		return float64(t), true
-	case json.Number:
-		f, err := t.Float64()
-		return f, err == nil
-	}
-	return 0, false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-func cloneValues(v map[string]any) Values {
-	c := Values{}
+func cloneValues(v map[string]any) mapping.Values {
+	c := mapping.Values{}
 	for k, x := range v {
 		c[k] = x
 	}

@@ -8,9 +8,13 @@ import (
 	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/internal/mapping"
 )
 
 var t0 = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+
+// def decides with the built-in mapping.
+func def() Decider { return Decider{Mapping: mapping.Default()} }
 
 // sampleReferral is the documented Get-by-id sample (partner-center.md), with a closing date added.
 func sampleReferral() partnercenter.Referral {
@@ -46,7 +50,7 @@ func opp(id string, fields map[string]any) contracts.Opportunity {
 }
 
 func TestReferralFirstSightCreatesOpportunity(t *testing.T) {
-	m := DefaultMapping()
+	m := def()
 	r := sampleReferral()
 	res := m.Observe(nil, m.ObserveReferral("e1", r, ver(r.ETag, 0)), t0)
 	if res.Opp == nil || res.Opp.Data.Op != contracts.OpCreate {
@@ -75,7 +79,7 @@ func TestReferralFirstSightCreatesOpportunity(t *testing.T) {
 }
 
 func TestOpportunityFirstSight(t *testing.T) {
-	m := DefaultMapping()
+	m := def()
 	cases := []struct {
 		name   string
 		fields map[string]any
@@ -107,7 +111,7 @@ func TestOpportunityFirstSight(t *testing.T) {
 }
 
 // linked returns a link made by a PC-originated create and its completion.
-func linked(t *testing.T, m Mapping) (contracts.Link, partnercenter.Referral) {
+func linked(t *testing.T, m Decider) (contracts.Link, partnercenter.Referral) {
 	t.Helper()
 	r := sampleReferral()
 	res := m.Observe(nil, m.ObserveReferral("e1", r, ver("a", 0)), t0)
@@ -125,7 +129,7 @@ func linked(t *testing.T, m Mapping) (contracts.Link, partnercenter.Referral) {
 }
 
 func TestEchoStaleAndDuplicate(t *testing.T) {
-	m := DefaultMapping()
+	m := def()
 	l, r := linked(t, m)
 	// Our own Opportunity as Salesforce returns it: same mapped values.
 	o := opp("006X", map[string]any{
@@ -149,7 +153,7 @@ func TestEchoStaleAndDuplicate(t *testing.T) {
 }
 
 func TestHoldStageThenAccept(t *testing.T) {
-	m := DefaultMapping()
+	m := def()
 	l, r := linked(t, m)
 	base := map[string]any{
 		sf.FieldName: r.Name, sf.FieldCurrencyIsoCode: "USD", sf.FieldCloseDate: "2027-01-31",
@@ -179,7 +183,7 @@ func TestHoldStageThenAccept(t *testing.T) {
 }
 
 func TestPartnerCenterChangeUpdatesOnlyChangedFields(t *testing.T) {
-	m := DefaultMapping()
+	m := def()
 	l, r := linked(t, m)
 	v := 75000.0
 	r.Details.DealValue = &v
@@ -202,7 +206,7 @@ func TestPartnerCenterChangeUpdatesOnlyChangedFields(t *testing.T) {
 }
 
 func TestConflictNewestWins(t *testing.T) {
-	m := DefaultMapping()
+	m := def()
 	l, r := linked(t, m)
 	// Salesforce changed the amount at minute 3 (seen), Partner Center at minute 2 (arriving late).
 	o := opp("006X", map[string]any{sf.FieldName: r.Name, sf.FieldAmount: 111.0, sf.FieldCurrencyIsoCode: "USD",
@@ -215,13 +219,13 @@ func TestConflictNewestWins(t *testing.T) {
 	if res.Opp != nil {
 		t.Fatalf("older PC change must not overwrite the newer SF change: %+v", res.Opp)
 	}
-	if res.Decisions[0].Kind != contracts.DecisionConflict || res.Decisions[0].Fields[0] != FieldDealValue {
+	if res.Decisions[0].Kind != contracts.DecisionConflict || res.Decisions[0].Fields[0] != mapping.FieldDealValue {
 		t.Fatalf("decisions = %+v", res.Decisions)
 	}
 }
 
 func TestReferralCreateOutcomeWritesBackAndLinks(t *testing.T) {
-	m := DefaultMapping()
+	m := def()
 	o := opp("006A", nil)
 	res := m.Observe(nil, m.ObserveOpportunity("e1", o, ver("s1", 0)), t0)
 	created := *res.Referral.Data.Create
@@ -247,7 +251,7 @@ func TestReferralCreateOutcomeWritesBackAndLinks(t *testing.T) {
 }
 
 func TestFailedOutcomeMarksOpportunity(t *testing.T) {
-	m := DefaultMapping()
+	m := def()
 	l, _ := linked(t, m)
 	out := m.Outcome(l, contracts.Outcome{CommandID: "c1", System: contracts.PartnerCenter, Op: contracts.OpUpdate,
 		Status: contracts.OutcomeFailed, Error: &contracts.Failure{Code: "invalidRequest", Message: "bad currency", Permanent: true}}, t0)
@@ -272,7 +276,7 @@ func merge(a, b map[string]any) map[string]any {
 
 // patchUnderWay links a pair, then has Salesforce accept the referral and move its close date, so a patch
 // decided against the referral's eTag "a" is on its way to Partner Center.
-func patchUnderWay(t *testing.T, m Mapping) (contracts.Link, partnercenter.Referral, contracts.ReferralCommand, string) {
+func patchUnderWay(t *testing.T, m Decider) (contracts.Link, partnercenter.Referral, contracts.ReferralCommand, string) {
 	t.Helper()
 	l, r := linked(t, m)
 	o := opp("006X", map[string]any{sf.FieldName: r.Name, sf.FieldAmount: 50000.0, sf.FieldCurrencyIsoCode: "USD",
@@ -302,7 +306,7 @@ func patchPaths(c *Command[contracts.ReferralCommand]) map[string]any {
 // TestPreconditionFailedRedecides folds the fresh referral of a 412 through the three-way merge: Microsoft's
 // edit goes to Salesforce (never overwritten), and only what is still ours is proposed again.
 func TestPreconditionFailedRedecides(t *testing.T) {
-	m := DefaultMapping()
+	m := def()
 	v70 := 70000.0
 	cases := []struct {
 		name string
@@ -402,7 +406,7 @@ func TestPreconditionFailedRedecides(t *testing.T) {
 // TestSnapshotDuringPendingWriteDoesNotRevert observes the other side while our write to it is under way:
 // fields that side did not change must not be sent back over ours.
 func TestSnapshotDuringPendingWriteDoesNotRevert(t *testing.T) {
-	m := DefaultMapping()
+	m := def()
 	l, r, _, _ := patchUnderWay(t, m)
 	notes := "Microsoft added a note"
 	fresh := r
@@ -439,7 +443,7 @@ func equalMaps(a, b map[string]any) bool {
 // TestFailedCreateRetriesOnlyWhenTheRecordChanges: a create Partner Center refused is not retried for our own
 // write-backs (✖ status, Audit) coming back, and is retried once the user fixes the record.
 func TestFailedCreateRetriesOnlyWhenTheRecordChanges(t *testing.T) {
-	m := DefaultMapping()
+	m := def()
 	o := opp("006P", map[string]any{sf.FieldAmount: -5.0})
 	res := m.Observe(nil, m.ObserveOpportunity("e1", o, ver("s1", 0)), t0)
 	failed := m.Outcome(*res.Link, contracts.Outcome{CommandID: res.Referral.ID, System: contracts.PartnerCenter, Op: contracts.OpCreate,
@@ -471,7 +475,7 @@ func TestFailedCreateRetriesOnlyWhenTheRecordChanges(t *testing.T) {
 // TestWriteBacksDoNotClearAPartnerCenterError: an Audit or status write to Salesforce succeeding says nothing
 // about the Partner Center refusal; the next successful Partner Center write clears it and shows ✔.
 func TestWriteBacksDoNotClearAPartnerCenterError(t *testing.T) {
-	m := DefaultMapping()
+	m := def()
 	l, _ := linked(t, m)
 	failed := m.Outcome(l, contracts.Outcome{CommandID: "c1", System: contracts.PartnerCenter, Op: contracts.OpUpdate,
 		Status: contracts.OutcomeFailed, Error: &contracts.Failure{Code: "invalidRequest", Message: "bad", Permanent: true}}, t0)

@@ -6,6 +6,7 @@ import (
 	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/internal/mapping"
 )
 
 // mirror is the Opportunity that holds exactly the referral's values (what cosell created), in stage.
@@ -22,7 +23,7 @@ func mirror(r partnercenter.Referral, stage string, over map[string]any) contrac
 }
 
 // activeLink is a linked pair both sides of which are active and agree, with both sides observed.
-func activeLink(t *testing.T, m Mapping) (contracts.Link, partnercenter.Referral) {
+func activeLink(t *testing.T, m Decider) (contracts.Link, partnercenter.Referral) {
 	t.Helper()
 	l, r := linked(t, m)
 	r.Status, r.Substatus = partnercenter.StatusActive, partnercenter.SubstatusAccepted
@@ -40,7 +41,7 @@ func activeLink(t *testing.T, m Mapping) (contracts.Link, partnercenter.Referral
 	return *echo.Link, r
 }
 
-func withOwner(m Mapping, field string, o Owner) Mapping {
+func withOwner(m Decider, field string, o mapping.Owner) Decider {
 	for i := range m.Fields {
 		if m.Fields[i].Name == field {
 			m.Fields[i].Owner = o
@@ -61,22 +62,22 @@ func kinds(ds []contracts.Decision) []string {
 // back, then a later Salesforce edit) and checks each owner rule.
 func TestOwnership(t *testing.T) {
 	cases := []struct {
-		owner  Owner
+		owner  mapping.Owner
 		toPC   any // dealValue patched into Partner Center
 		toSF   any // Amount written back to Salesforce
 		parked bool
 	}{
-		{OwnerNewest, 111.0, nil, false}, // Salesforce's edit (minute 9) is newer than Partner Center's (minute 5)
-		{OwnerSF, 111.0, nil, false},
-		{OwnerPC, nil, 222.0, false}, // Partner Center wins and Salesforce gets its value back
-		{OwnerReview, nil, nil, true},
+		{mapping.OwnerNewest, 111.0, nil, false}, // Salesforce's edit (minute 9) is newer than Partner Center's (minute 5)
+		{mapping.OwnerSF, 111.0, nil, false},
+		{mapping.OwnerPC, nil, 222.0, false}, // Partner Center wins and Salesforce gets its value back
+		{mapping.OwnerReview, nil, nil, true},
 	}
 	for _, c := range cases {
 		t.Run(string(c.owner), func(t *testing.T) {
-			m := withOwner(DefaultMapping(), FieldDealValue, c.owner)
+			m := withOwner(def(), mapping.FieldDealValue, c.owner)
 			l, r := activeLink(t, m)
 			// Partner Center changed the value at minute 5; it was seen but not sent (e.g. lost a race).
-			l.PC.Latest[FieldDealValue] = 222.0
+			l.PC.Latest[mapping.FieldDealValue] = 222.0
 			l.PC.Seen = ver("pc5", 5)
 			o := mirror(r, "Qualification", map[string]any{sf.FieldAmount: 111.0})
 			res := m.Observe(&l, m.ObserveOpportunity("sf-9", o, ver("s9", 9)), t0)
@@ -94,10 +95,10 @@ func TestOwnership(t *testing.T) {
 			if toPC != c.toPC || toSF != c.toSF {
 				t.Fatalf("sent to PC %v, to SF %v; want %v, %v (decisions %+v)", toPC, toSF, c.toPC, c.toSF, res.Decisions)
 			}
-			if res.Decisions[0].Kind != contracts.DecisionConflict || res.Decisions[0].Fields[0] != FieldDealValue {
+			if res.Decisions[0].Kind != contracts.DecisionConflict || res.Decisions[0].Fields[0] != mapping.FieldDealValue {
 				t.Fatalf("a conflict must be audited first: %+v", res.Decisions)
 			}
-			_, parked := res.Link.Review[FieldDealValue]
+			_, parked := res.Link.Review[mapping.FieldDealValue]
 			if parked != c.parked {
 				t.Fatalf("parked = %v, want %v (review %+v)", parked, c.parked, res.Link.Review)
 			}
@@ -122,16 +123,16 @@ func TestOwnership(t *testing.T) {
 
 // TestParkedConflictSettledByAgreement: both sides end up with the same value, and nothing is written.
 func TestParkedConflictSettledByAgreement(t *testing.T) {
-	m := withOwner(DefaultMapping(), FieldDealValue, OwnerReview)
+	m := withOwner(def(), mapping.FieldDealValue, mapping.OwnerReview)
 	l, r := activeLink(t, m)
-	l.PC.Latest[FieldDealValue] = 222.0
+	l.PC.Latest[mapping.FieldDealValue] = 222.0
 	l.PC.Seen = ver("pc5", 5)
 	res := m.Observe(&l, m.ObserveOpportunity("sf-9", mirror(r, "Qualification", map[string]any{sf.FieldAmount: 111.0}), ver("s9", 9)), t0)
 	l = *res.Link
 	v := 111.0
 	r.Details.DealValue = &v
 	res = m.Observe(&l, m.ObserveReferral("pc-12", r, ver("pc12", 12)), t0)
-	if res.Opp != nil || res.Referral != nil || len(res.Link.Review) != 0 || res.Link.Synced[FieldDealValue] != 111.0 {
+	if res.Opp != nil || res.Referral != nil || len(res.Link.Review) != 0 || res.Link.Synced[mapping.FieldDealValue] != 111.0 {
 		t.Fatalf("agreement settles without writing: %+v review %+v", res.Decisions, res.Link.Review)
 	}
 }
@@ -139,14 +140,14 @@ func TestParkedConflictSettledByAgreement(t *testing.T) {
 // TestOneWayFieldIsNoConflict: a field that only travels to Partner Center is not a conflict when
 // Partner Center holds another value.
 func TestOneWayFieldIsNoConflict(t *testing.T) {
-	l, r := activeLink(t, DefaultMapping())
-	m := DefaultMapping()
+	l, r := activeLink(t, def())
+	m := def()
 	for i := range m.Fields {
-		if m.Fields[i].Name == FieldNotes {
-			m.Fields[i].ToSF = Never
+		if m.Fields[i].Name == mapping.FieldNotes {
+			m.Fields[i].ToSF = mapping.Never
 		}
 	}
-	l.PC.Latest[FieldNotes] = "Microsoft's own note"
+	l.PC.Latest[mapping.FieldNotes] = "Microsoft's own note"
 	res := m.Observe(&l, m.ObserveOpportunity("sf-9", mirror(r, "Qualification", map[string]any{sf.FieldDescription: "ours"}), ver("s9", 9)), t0)
 	if res.Referral == nil || res.Decisions[0].Kind != contracts.DecisionApplied {
 		t.Fatalf("want the note sent without a conflict: %v", kinds(res.Decisions))
@@ -156,7 +157,7 @@ func TestOneWayFieldIsNoConflict(t *testing.T) {
 // TestRealEditRightAfterOurWrite: the snapshot that shows our write plus a user's edit is not an echo, and
 // a snapshot taken before our write landed does not send the old value back.
 func TestRealEditRightAfterOurWrite(t *testing.T) {
-	m := DefaultMapping()
+	m := def()
 	l, r := activeLink(t, m)
 	v := 75000.0
 	r.Details.DealValue = &v
@@ -186,7 +187,7 @@ func TestRealEditRightAfterOurWrite(t *testing.T) {
 // TestHoldStageHoldsChangesAndReleasesThem: edits made while in hold wait; leaving hold sends all of them
 // with the acceptance, even when a write to Salesforce is under way.
 func TestHoldStageHoldsChangesAndReleasesThem(t *testing.T) {
-	m := DefaultMapping()
+	m := def()
 	l, r := linked(t, m)
 	held := mirror(r, "Prospecting", map[string]any{sf.FieldAmount: 64000.0, sf.FieldDescription: "held note"})
 	res := m.Observe(&l, m.ObserveOpportunity("sf-1", held, ver("s1", 1)), t0)
@@ -218,7 +219,7 @@ func TestHoldStageHoldsChangesAndReleasesThem(t *testing.T) {
 
 // TestClosedReferralHoldsChanges: a closed referral takes nothing more; the change stays visible as held.
 func TestClosedReferralHoldsChanges(t *testing.T) {
-	m := DefaultMapping()
+	m := def()
 	l, r := activeLink(t, m)
 	r.Status, r.Substatus = partnercenter.StatusClosed, partnercenter.SubstatusExpired
 	res := m.Observe(&l, m.ObserveReferral("pc-3", r, ver("a3", 3)), t0)
@@ -236,7 +237,7 @@ func TestClosedReferralHoldsChanges(t *testing.T) {
 // TestSolutionsAndTeamTravel: a new Microsoft Solution and a new team member reach Partner Center; a
 // solution added in Partner Center reaches Salesforce as the full list of records.
 func TestSolutionsAndTeamTravel(t *testing.T) {
-	m := DefaultMapping()
+	m := def()
 	l, r := activeLink(t, m)
 	o := mirror(r, "Qualification", nil)
 	o.Solutions = []contracts.Solution{{SolutionID: "SOL-1", Name: "One"}}

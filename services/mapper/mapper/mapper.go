@@ -19,16 +19,18 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/mapping"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/mapper/decide"
 )
 
 // Service is the mapper stage.
 type Service struct {
-	Bus     *platform.Bus
-	Links   jetstream.KeyValue
-	Mapping decide.Mapping
-	Log     *slog.Logger
+	Bus   *platform.Bus
+	Links jetstream.KeyValue
+	// Decide decides with the stage's mapping.
+	Decide decide.Decider
+	Log    *slog.Logger
 	// Now is the clock (tests may fix it).
 	Now func() time.Time
 	// Consume tunes the consumer loops.
@@ -36,12 +38,12 @@ type Service struct {
 }
 
 // New builds the mapper on a connected bus.
-func New(ctx context.Context, bus *platform.Bus, m decide.Mapping, log *slog.Logger) (*Service, error) {
+func New(ctx context.Context, bus *platform.Bus, m mapping.Mapping, log *slog.Logger) (*Service, error) {
 	kv, err := bus.KV(ctx, contracts.BucketLinks)
 	if err != nil {
 		return nil, fmt.Errorf("mapper: links bucket: %w", err)
 	}
-	return &Service{Bus: bus, Links: kv, Mapping: m, Log: log, Now: time.Now}, nil
+	return &Service{Bus: bus, Links: kv, Decide: decide.Decider{Mapping: m}, Log: log, Now: time.Now}, nil
 }
 
 // Run consumes observed snapshots and outcomes until ctx is cancelled, then drains.
@@ -64,7 +66,7 @@ func (s *Service) HandleObserved(ctx context.Context, e platform.Event) error {
 		if d.Referral.ID == "" {
 			return platform.Permanent(fmt.Errorf("event %s: referral has no id", e.ID()))
 		}
-		obs = s.Mapping.ObserveReferral(e.ID(), d.Referral, d.Version)
+		obs = s.Decide.ObserveReferral(e.ID(), d.Referral, d.Version)
 	case contracts.TypeOpportunityObserved:
 		d, err := platform.DataAs[contracts.OpportunityObserved](e)
 		if err != nil {
@@ -73,14 +75,14 @@ func (s *Service) HandleObserved(ctx context.Context, e platform.Event) error {
 		if d.Opportunity.ID == "" {
 			return platform.Permanent(fmt.Errorf("event %s: opportunity has no id", e.ID()))
 		}
-		obs = s.Mapping.ObserveOpportunity(e.ID(), d.Opportunity, d.Version)
+		obs = s.Decide.ObserveOpportunity(e.ID(), d.Opportunity, d.Version)
 	default:
 		return platform.Permanent(fmt.Errorf("event %s: mapper does not handle type %q", e.ID(), e.Type()))
 	}
 	return s.update(ctx, func(ctx context.Context) (*stored, error) {
 		return s.find(ctx, obs.System, obs.EntityID, obs.Counterpart)
 	}, func(l *contracts.Link) decide.Result {
-		return s.Mapping.Observe(l, obs, s.Now().UTC())
+		return s.Decide.Observe(l, obs, s.Now().UTC())
 	})
 }
 
@@ -99,7 +101,7 @@ func (s *Service) HandleOutcome(ctx context.Context, e platform.Event) error {
 		if l == nil {
 			return decide.Result{}
 		}
-		return s.Mapping.Outcome(*l, out, s.Now().UTC())
+		return s.Decide.Outcome(*l, out, s.Now().UTC())
 	})
 }
 

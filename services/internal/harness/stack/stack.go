@@ -27,10 +27,10 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
 	"github.com/cosell-dev/cosell/services/internal/clients/pcwebhook"
 	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/mapping"
 	"github.com/cosell-dev/cosell/services/internal/outcome"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/internal/stage"
-	"github.com/cosell-dev/cosell/services/mapper/decide"
 	"github.com/cosell-dev/cosell/services/mapper/mapper"
 	"github.com/cosell-dev/cosell/services/pc-ingest/pcingest"
 	"github.com/cosell-dev/cosell/services/pc-writer/pcwriter"
@@ -47,7 +47,7 @@ type Options struct {
 	PCEmulatorAddr, SFEmulatorAddr, WebhookAddr, StatusAddr string
 	Bus                                                     platform.BusConfig
 	Consume                                                 platform.ConsumeOptions
-	Mapping                                                 decide.Mapping
+	Mapping                                                 mapping.Mapping
 	SFPollInterval, PCPollInterval                          time.Duration
 	Log                                                     *slog.Logger
 	// PCAfterWrite and SFAfterWrite are test hooks called between a writer's external write and its outcome.
@@ -123,7 +123,7 @@ func StartInfra(ctx context.Context, opts Options) (*Stack, error) {
 		}
 	}
 	if opts.Mapping.Fields == nil {
-		opts.Mapping = decide.DefaultMapping()
+		opts.Mapping = mapping.Default()
 	}
 	if opts.SFPollInterval == 0 {
 		opts.SFPollInterval = time.Second

@@ -6,17 +6,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/cosell-dev/cosell/services/mapper/decide"
 )
 
 func TestDefaultIsValid(t *testing.T) {
-	m, err := Load("")
+	m, err := Load(Config{})
 	if err != nil {
 		t.Fatalf("the embedded default must be valid: %v", err)
 	}
 	for _, f := range m.Fields {
-		if f.Kind == decide.KindText && f.MaxLength == 0 {
+		if f.Kind == KindText && f.MaxLength == 0 {
 			t.Errorf("text field %s got no length limit from the metadata", f.Name)
 		}
 	}
@@ -25,7 +23,7 @@ func TestDefaultIsValid(t *testing.T) {
 // broken returns the default file with old replaced by new (which must be there once).
 func broken(t *testing.T, old, new string) []byte {
 	t.Helper()
-	s := string(decide.DefaultMappingYAML())
+	s := string(DefaultYAML())
 	if strings.Count(s, old) != 1 {
 		t.Fatalf("%q is not in the default mapping once", old)
 	}
@@ -62,8 +60,8 @@ func TestProblemsNameLineFieldAndFix(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			data := broken(t, c.old, c.new)
-			_, err := Validate("my-mapping.yaml", data, nil)
-			var ps decide.Problems
+			_, err := validate("my-mapping.yaml", data, nil)
+			var ps Problems
 			if !errors.As(err, &ps) {
 				t.Fatalf("want problems, got %v", err)
 			}
@@ -84,8 +82,8 @@ func TestProblemsNameLineFieldAndFix(t *testing.T) {
 }
 
 func TestNotYAML(t *testing.T) {
-	_, err := Validate("x.yaml", []byte("fields: [\n  - name: a\n"), nil)
-	var ps decide.Problems
+	_, err := validate("x.yaml", []byte("fields: [\n  - name: a\n"), nil)
+	var ps Problems
 	if !errors.As(err, &ps) || ps[0].Line == 0 || !strings.Contains(ps[0].Message, "not valid YAML") {
 		t.Fatalf("got %v", err)
 	}
@@ -107,11 +105,11 @@ func TestOrgMetadataOverridesStages(t *testing.T) {
 	}
 	data := broken(t, "  hold: Prospecting\n", "  hold: Waiting\n")
 	data = []byte(strings.NewReplacer("active: Qualification", "active: Accepted", "won: Closed Won", "won: Won", "lost: Closed Lost", "lost: Lost").Replace(string(data)))
-	if _, err := Validate("org.yaml", data, os.DirFS(dir)); err == nil || !strings.Contains(err.Error(), "How_can_Microsoft_help__c does not exist") {
+	if _, err := validate("org.yaml", data, os.DirFS(dir)); err == nil || !strings.Contains(err.Error(), "How_can_Microsoft_help__c does not exist") {
 		// The org project has no custom fields, so the ones cosell needs are reported missing...
 		t.Fatalf("want the missing custom field reported, got %v", err)
 	}
-	if strings.Contains(func() string { _, err := Validate("org.yaml", data, os.DirFS(dir)); return err.Error() }(), "StageName value") {
+	if strings.Contains(func() string { _, err := validate("org.yaml", data, os.DirFS(dir)); return err.Error() }(), "StageName value") {
 		t.Fatal("...but the org's stages are accepted")
 	}
 }

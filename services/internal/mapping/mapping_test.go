@@ -1,4 +1,4 @@
-package decide
+package mapping
 
 import (
 	"encoding/json"
@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/contracts/partnercenter"
@@ -52,8 +53,10 @@ func documentedOpportunity() contracts.Opportunity {
 	}
 }
 
+var t0 = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+
 func TestDefaultMappingFileIsTheDefault(t *testing.T) {
-	m := DefaultMapping()
+	m := Default()
 	if m.Stages != (Stages{Hold: "Prospecting", Active: "Qualification", Won: "Closed Won", Lost: "Closed Lost"}) ||
 		m.DefaultCurrency != "USD" || !strings.Contains(m.ReferralLinkFormat, "%s") {
 		t.Fatalf("settings = %+v", m)
@@ -69,15 +72,15 @@ func TestDefaultMappingFileIsTheDefault(t *testing.T) {
 	}
 	// Mutating a copy does not change the next caller's default.
 	m.Fields[0].ToSF = Never
-	if DefaultMapping().Fields[0].ToSF != Always {
-		t.Fatal("DefaultMapping shares its rules between callers")
+	if Default().Fields[0].ToSF != Always {
+		t.Fatal("Default shares its rules between callers")
 	}
 }
 
 // TestEveryFieldBothWays reads the documented samples of both sides and writes every mapped field to the
 // other side.
 func TestEveryFieldBothWays(t *testing.T) {
-	m := DefaultMapping()
+	m := Default()
 	r := documentedReferral(t)
 	o := documentedOpportunity()
 	pcVals, sfVals := m.FromReferral(r), m.FromOpportunity(o)
@@ -151,7 +154,7 @@ func TestEveryFieldBothWays(t *testing.T) {
 
 // TestPatchOfEveryPatchableField sends each field that travels to Partner Center on every change.
 func TestPatchOfEveryPatchableField(t *testing.T) {
-	m := DefaultMapping()
+	m := Default()
 	o := documentedOpportunity()
 	v := m.FromOpportunity(o)
 	ops := m.ReferralPatch(v, StatusActive)
@@ -173,7 +176,7 @@ func TestPatchOfEveryPatchableField(t *testing.T) {
 
 // TestTransforms covers the typed transforms: money, dates, ISO codes, length limits, value tables.
 func TestTransforms(t *testing.T) {
-	m := DefaultMapping()
+	m := Default()
 	cases := []struct {
 		name  string
 		field string
@@ -216,8 +219,8 @@ func TestTransforms(t *testing.T) {
 
 // TestStageRules covers every stage rule both ways.
 func TestStageRules(t *testing.T) {
-	def := DefaultMapping()
-	decl := DefaultMapping()
+	def := Default()
+	decl := Default()
 	decl.Stages.Decline = "Needs Analysis"
 	fromSF := []struct {
 		name           string

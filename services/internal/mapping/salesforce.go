@@ -1,57 +1,17 @@
-// Package mapping loads a mapping file and checks it against the Salesforce metadata cosell deploys
-// (deploy/salesforce) as well as the referral schema, so a mistake in a mapping is found at start-up,
-// with its line and the fix, instead of as a failed write later.
 package mapping
 
 import (
 	"encoding/xml"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"slices"
 	"sort"
 	"strings"
-
-	metadata "github.com/cosell-dev/cosell/deploy/salesforce"
-	"github.com/cosell-dev/cosell/services/mapper/decide"
 )
 
-// Load reads the mapping file at file ("" = the default embedded in the binary) and checks it against the
-// referral schema and the embedded Salesforce metadata. The error, when not nil, is decide.Problems.
-func Load(file string) (decide.Mapping, error) {
-	if file == "" {
-		return Validate("default-mapping.yaml", decide.DefaultMappingYAML(), nil)
-	}
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return decide.Mapping{}, fmt.Errorf("mapping file: %w", err)
-	}
-	return Validate(file, data, nil)
-}
-
-// Validate parses a mapping file and checks it against the Salesforce metadata in meta (an SFDX project;
-// nil = the one in deploy/salesforce). Text fields without maxLength get their Salesforce field's length.
-func Validate(file string, data []byte, meta fs.FS) (decide.Mapping, error) {
-	m, err := decide.ParseMapping(file, data)
-	if err != nil {
-		return decide.Mapping{}, err
-	}
-	if meta == nil {
-		meta = metadata.Metadata
-	}
-	s, err := LoadSchema(meta)
-	if err != nil {
-		return decide.Mapping{}, err
-	}
-	if ps := Check(&m, s); len(ps) > 0 {
-		return decide.Mapping{}, ps
-	}
-	return m, nil
-}
-
-// Field is a Salesforce field as the checks need it.
-type Field struct {
+// sfField is a Salesforce field as the checks need it.
+type sfField struct {
 	Name      string
 	Type      string // describe type: string, textarea, picklist, currency, double, date, boolean, ...
 	Length    int
@@ -60,8 +20,8 @@ type Field struct {
 	Writeable bool
 }
 
-// Schema is the Salesforce objects a mapping can name, by object then lower-case field name.
-type Schema map[string]map[string]Field
+// sfSchema is the Salesforce objects a mapping can name, by object then lower-case field name.
+type sfSchema map[string]map[string]sfField
 
 // Opportunity stages and currencies of a new org, as the emulator has them.
 var (
@@ -70,15 +30,15 @@ var (
 	currencies = []string{"USD", "EUR", "GBP", "CAD", "AUD", "JPY", "INR", "CHF", "SEK", "NZD"}
 )
 
-func standard() Schema {
-	w := func(name, typ string, length int) Field {
-		return Field{Name: name, Type: typ, Length: length, Writeable: true}
+func standard() sfSchema {
+	w := func(name, typ string, length int) sfField {
+		return sfField{Name: name, Type: typ, Length: length, Writeable: true}
 	}
-	req := func(f Field) Field { f.Required = true; return f }
-	pick := func(f Field, values ...string) Field { f.Picklist = values; return f }
-	ro := func(f Field) Field { f.Writeable = false; return f }
-	s := Schema{"Opportunity": {}, "Account": {}, "OpportunityTeamMember": {}}
-	for _, f := range []Field{
+	req := func(f sfField) sfField { f.Required = true; return f }
+	pick := func(f sfField, values ...string) sfField { f.Picklist = values; return f }
+	ro := func(f sfField) sfField { f.Writeable = false; return f }
+	s := sfSchema{"Opportunity": {}, "Account": {}, "OpportunityTeamMember": {}}
+	for _, f := range []sfField{
 		ro(w("Id", "id", 18)), req(w("Name", "string", 120)), w("AccountId", "reference", 18), w("Amount", "currency", 0),
 		pick(w("CurrencyIsoCode", "picklist", 255), currencies...), req(w("CloseDate", "date", 0)),
 		req(pick(w("StageName", "picklist", 255), defaultStages...)), ro(w("IsClosed", "boolean", 0)), ro(w("IsWon", "boolean", 0)),
@@ -89,7 +49,7 @@ func standard() Schema {
 	} {
 		s["Opportunity"][strings.ToLower(f.Name)] = f
 	}
-	for _, f := range []Field{
+	for _, f := range []sfField{
 		req(w("Name", "string", 255)), w("BillingStreet", "string", 255), w("BillingCity", "string", 40),
 		w("BillingState", "string", 80), w("BillingPostalCode", "string", 20), w("BillingCountry", "string", 80),
 		w("Website", "url", 255), w("Industry", "picklist", 255), w("NumberOfEmployees", "int", 0), w("Phone", "phone", 40),
@@ -110,9 +70,9 @@ type xmlField struct {
 	} `xml:"valueSet>valueSetDefinition>value"`
 }
 
-// LoadSchema builds the schema from the standard objects and the SFDX project in meta (custom objects and
+// loadSchema builds the schema from the standard objects and the SFDX project in meta (custom objects and
 // fields; a standard field's XML, e.g. an org's StageName with its own stages, replaces the default).
-func LoadSchema(meta fs.FS) (Schema, error) {
+func loadSchema(meta fs.FS) (sfSchema, error) {
 	s := standard()
 	dir := path.Join("force-app", "main", "default", "objects")
 	objects, err := fs.ReadDir(meta, dir)
@@ -124,7 +84,7 @@ func LoadSchema(meta fs.FS) (Schema, error) {
 			continue
 		}
 		if s[o.Name()] == nil {
-			s[o.Name()] = map[string]Field{"name": {Name: "Name", Type: "string", Length: 80, Writeable: true}}
+			s[o.Name()] = map[string]sfField{"name": {Name: "Name", Type: "string", Length: 80, Writeable: true}}
 		}
 		files, _ := fs.Glob(meta, path.Join(dir, o.Name(), "fields", "*.field-meta.xml"))
 		for _, file := range files {
@@ -136,7 +96,7 @@ func LoadSchema(meta fs.FS) (Schema, error) {
 			if err := xml.Unmarshal(b, &x); err != nil {
 				return nil, fmt.Errorf("%s: %w", file, err)
 			}
-			f := Field{Name: x.FullName, Length: x.Length, Required: x.Required, Writeable: true}
+			f := sfField{Name: x.FullName, Length: x.Length, Required: x.Required, Writeable: true}
 			switch x.Type {
 			case "Text":
 				f.Type = "string"
@@ -182,28 +142,28 @@ func LoadSchema(meta fs.FS) (Schema, error) {
 }
 
 // kinds lists the Salesforce field types each kind of mapped value can be stored in.
-var kinds = map[decide.Kind][]string{
-	decide.KindText:     {"string", "textarea", "picklist", "url", "email", "phone"},
-	decide.KindEnum:     {"picklist", "string", "textarea"},
-	decide.KindCountry:  {"string", "picklist"},
-	decide.KindCurrency: {"picklist", "string"},
-	decide.KindMoney:    {"currency", "double", "int", "percent"},
-	decide.KindDate:     {"date", "datetime"},
-	decide.KindBool:     {"boolean"},
+var kinds = map[Kind][]string{
+	KindText:     {"string", "textarea", "picklist", "url", "email", "phone"},
+	KindEnum:     {"picklist", "string", "textarea"},
+	KindCountry:  {"string", "picklist"},
+	KindCurrency: {"picklist", "string"},
+	KindMoney:    {"currency", "double", "int", "percent"},
+	KindDate:     {"date", "datetime"},
+	KindBool:     {"boolean"},
 }
 
-// Check checks a parsed mapping against the Salesforce schema and fills text fields' maxLength from
+// check checks a parsed mapping against the Salesforce schema and fills text fields' maxLength from
 // their Salesforce length.
-func Check(m *decide.Mapping, s Schema) decide.Problems {
-	var ps decide.Problems
+func check(m *Mapping, s sfSchema) Problems {
+	var ps Problems
 	add := func(line int, field, fix, format string, args ...any) {
-		ps = append(ps, decide.Problem{File: m.Source, Line: line, Field: field, Message: fmt.Sprintf(format, args...), Fix: fix})
+		ps = append(ps, Problem{File: m.Source, Line: line, Field: field, Message: fmt.Sprintf(format, args...), Fix: fix})
 	}
 	mapped := map[string]bool{}
 	for i := range m.Fields {
 		r := &m.Fields[i]
 		switch r.Kind {
-		case decide.KindSolutions, decide.KindTeam:
+		case KindSolutions, KindTeam:
 			if s[r.SF] == nil {
 				add(r.Line, r.Name, "deploy deploy/salesforce to the org, or map another field", "Salesforce object %s does not exist in the metadata", r.SF)
 			}
@@ -224,7 +184,7 @@ func Check(m *decide.Mapping, s Schema) decide.Problems {
 		if object == "Opportunity" {
 			mapped[strings.ToLower(f.Name)] = true
 		}
-		if r.Kind == decide.KindStatus {
+		if r.Kind == KindStatus {
 			for key, stage := range map[string]string{"hold": m.Stages.Hold, "active": m.Stages.Active, "won": m.Stages.Won, "lost": m.Stages.Lost, "decline": m.Stages.Decline} {
 				if stage != "" && !slices.Contains(f.Picklist, stage) {
 					add(m.Lines["stages."+key], r.Name, "use one of: "+strings.Join(f.Picklist, ", "), "stages.%s: stage %q is not a StageName value", key, stage)
@@ -237,7 +197,7 @@ func Check(m *decide.Mapping, s Schema) decide.Problems {
 				"type mismatch: %s.%s is a %s field, which cannot hold %s values", object, f.Name, f.Type, r.Kind)
 			continue
 		}
-		if r.ToSF != decide.Never && !f.Writeable {
+		if r.ToSF != Never && !f.Writeable {
 			add(r.Line, r.Name, "set toSF: never", "%s.%s is read-only in Salesforce", object, f.Name)
 		}
 		if len(f.Picklist) > 0 {
@@ -246,11 +206,11 @@ func Check(m *decide.Mapping, s Schema) decide.Problems {
 					add(r.Line, r.Name, "use one of: "+strings.Join(f.Picklist, ", "), "picklist value %q does not exist on %s.%s", v.SF, object, f.Name)
 				}
 			}
-			if r.Kind == decide.KindCurrency && !slices.Contains(f.Picklist, m.DefaultCurrency) {
+			if r.Kind == KindCurrency && !slices.Contains(f.Picklist, m.DefaultCurrency) {
 				add(m.Lines["defaultCurrency"], r.Name, "use one of: "+strings.Join(f.Picklist, ", "), "defaultCurrency %q is not enabled in %s.%s", m.DefaultCurrency, object, f.Name)
 			}
 		}
-		if r.Kind == decide.KindText && f.Length > 0 {
+		if r.Kind == KindText && f.Length > 0 {
 			switch {
 			case r.MaxLength == 0:
 				r.MaxLength = f.Length
@@ -277,7 +237,7 @@ func Check(m *decide.Mapping, s Schema) decide.Problems {
 }
 
 // suggest proposes the closest field name.
-func suggest(fields map[string]Field, name, object string) string {
+func suggest(fields map[string]sfField, name, object string) string {
 	want := strings.ToLower(strings.TrimSuffix(name, "__c"))
 	var close []string
 	for _, f := range fields {

@@ -1,172 +1,19 @@
-package decide
+package mapping
 
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 )
-
-// Canonical field names of the default mapping: the vocabulary in which both sides are compared and link
-// state is kept. A mapping file may name its fields differently; the decisions look fields up by kind and
-// path, never by these names.
-const (
-	FieldName         = "name"
-	FieldCustomerName = "customerName"
-	FieldStreet       = "street"
-	FieldCity         = "city"
-	FieldState        = "state"
-	FieldPostalCode   = "postalCode"
-	FieldCountry      = "country"
-	FieldDealValue    = "dealValue"
-	FieldCurrency     = "currency"
-	FieldCloseDate    = "closeDate"
-	FieldNotes        = "notes"
-	FieldHelp         = "help"
-	FieldSolutions    = "solutions"
-	FieldTeam         = "team"
-	FieldStatus       = "status"
-)
-
-// Canonical status values. Partner Center's Declined and Expired read as "lost" unless the mapping names a
-// decline stage: with one lost stage only, keeping them apart would make the two sides differ forever.
-const (
-	StatusNew      = "new"
-	StatusActive   = "active"
-	StatusWon      = "won"
-	StatusLost     = "lost"
-	StatusDeclined = "declined"
-)
-
-// Reach says how far a field travels towards one side.
-type Reach int
-
-// Reaches.
-const (
-	// Never: the field is not written to that side.
-	Never Reach = iota
-	// OnCreate: written when the record is created, never patched (e.g. Partner Center refuses a patch of
-	// the customer's name).
-	OnCreate
-	// Always: written on create and on every change.
-	Always
-)
-
-// Kind is a mapped field's value type: it picks the transform applied when a value is read from or written
-// to either side, and how two values are compared.
-type Kind string
-
-// Kinds.
-const (
-	KindText      Kind = "text"      // trimmed string, cut to MaxLength
-	KindMoney     Kind = "money"     // number rounded to cents
-	KindDate      Kind = "date"      // YYYY-MM-DD (Partner Center gets midnight UTC)
-	KindCurrency  Kind = "currency"  // ISO-4217 code, upper case
-	KindCountry   Kind = "country"   // ISO-3166 alpha-2 code, upper case
-	KindEnum      Kind = "enum"      // a value of the field's value table
-	KindBool      Kind = "bool"      // true / false
-	KindStatus    Kind = "status"    // referral status+substatus ↔ StageName, by the stage rules
-	KindSolutions Kind = "solutions" // Microsoft Solution child records ↔ details.requirements.solutions
-	KindTeam      Kind = "team"      // OpportunityTeamMember users ↔ a referral's team members
-)
-
-// Owner says which side wins when both changed a field since the last sync.
-type Owner string
-
-// Owners.
-const (
-	// OwnerNewest: the newer change wins (by each side's own version time).
-	OwnerNewest Owner = "newest"
-	// OwnerPC: Partner Center's value wins, and is written back to Salesforce.
-	OwnerPC Owner = "pc"
-	// OwnerSF: Salesforce's value wins, and is written back to Partner Center.
-	OwnerSF Owner = "sf"
-	// OwnerReview: nothing is written; the conflict is parked on the link for a person to resolve.
-	OwnerReview Owner = "both-with-review"
-)
-
-// ValuePair is one row of a value table: a Partner Center value and the Salesforce value it stands for.
-// An empty SF means "no value" in Salesforce (e.g. assistance code Unknown ↔ an empty picklist).
-type ValuePair struct {
-	PC string
-	SF string
-}
-
-// FieldRule is one mapped field.
-type FieldRule struct {
-	// Name is the field's canonical name (the key in Link.Synced).
-	Name string
-	ToPC Reach
-	ToSF Reach
-	// PC is the referral path, dotted (details.dealValue); SF is the Opportunity field API name, a parent
-	// field (Account.BillingCountry), or for solutions and team the child object.
-	PC, SF string
-	Kind   Kind
-	// Owner decides conflicts; empty means OwnerNewest.
-	Owner Owner
-	// MaxLength cuts text values (runes); 0 = no limit.
-	MaxLength int
-	// Values is the value table of an enum (and optionally of text, country and currency fields).
-	Values []ValuePair
-	// Line is where the rule is in its mapping file (0 for rules built in code).
-	Line int
-}
-
-// Stages are the Salesforce stage rules of the Microsoft connector.
-type Stages struct {
-	// Hold is where a received referral waits; changes made while in it are not sent.
-	Hold string
-	// Active is the stage an accepted referral gets; leaving Hold accepts the referral.
-	Active string
-	Won    string
-	Lost   string
-	// Decline, when set, is the stage of a declined (or expired) referral; empty = Lost, and a referral that
-	// was never accepted is declined rather than lost when its Opportunity is lost.
-	Decline string
-}
-
-// Mapping is the field mapping and the settings it depends on.
-type Mapping struct {
-	Fields []FieldRule
-	Stages Stages
-	// DefaultCurrency is used when a side gives no currency.
-	DefaultCurrency string
-	// ReferralLinkFormat is a fmt pattern taking the referral id, written to Referral Link.
-	ReferralLinkFormat string
-	// Source names the file the mapping was read from, for messages.
-	Source string
-	// Lines says where the top-level settings are in that file ("defaultCurrency", "stages.hold", ...).
-	Lines map[string]int
-}
-
-var defaultMapping = sync.OnceValues(func() (Mapping, error) {
-	return ParseMapping("default-mapping.yaml", defaultMappingYAML)
-})
-
-// DefaultMapping is the mapping file shipped in the binary (default-mapping.yaml), which reproduces the
-// Microsoft co-sell connector's field mapping.
-func DefaultMapping() Mapping {
-	m, err := defaultMapping()
-	if err != nil {
-		// The embedded file is checked by the tests; this cannot happen in a released binary.
-		panic(fmt.Sprintf("embedded default mapping: %v", err))
-	}
-	m.Fields = append([]FieldRule(nil), m.Fields...)
-	return m
-}
-
-// DefaultMappingYAML returns the text of the embedded default mapping file.
-func DefaultMappingYAML() []byte { return append([]byte(nil), defaultMappingYAML...) }
-
-// Values are mapped field values by canonical name. Absent and nil both mean "no value".
-type Values map[string]any
 
 // FromReferral reads a referral's mapped values.
 func (m Mapping) FromReferral(r partnercenter.Referral) Values {
@@ -184,7 +31,7 @@ func (m Mapping) FromReferral(r partnercenter.Referral) Values {
 		} else {
 			x = f.fromPC(lookup(doc, f.PC))
 		}
-		if !isBlank(x) {
+		if !IsBlank(x) {
 			v[f.Name] = x
 		}
 	}
@@ -217,7 +64,7 @@ func (m Mapping) FromOpportunity(o contracts.Opportunity) Values {
 		default:
 			x = f.fromSF(o.Fields[f.SF])
 		}
-		if !isBlank(x) {
+		if !IsBlank(x) {
 			v[f.Name] = x
 		}
 	}
@@ -440,56 +287,6 @@ func (f FieldRule) toSF(v any) any {
 	return s
 }
 
-// rule returns the rule of a field.
-func (m Mapping) rule(name string) (FieldRule, bool) {
-	for _, r := range m.Fields {
-		if r.Name == name {
-			return r, true
-		}
-	}
-	return FieldRule{}, false
-}
-
-// ruleByKind returns the first rule of a kind.
-func (m Mapping) ruleByKind(k Kind) (FieldRule, bool) {
-	for _, r := range m.Fields {
-		if r.Kind == k {
-			return r, true
-		}
-	}
-	return FieldRule{}, false
-}
-
-// ruleByPC returns the rule of a referral path.
-func (m Mapping) ruleByPC(path string) (FieldRule, bool) {
-	for _, r := range m.Fields {
-		if r.PC == path {
-			return r, true
-		}
-	}
-	return FieldRule{}, false
-}
-
-// statusName is the canonical name of the status field ("" when the mapping has none).
-func (m Mapping) statusName() string {
-	if r, ok := m.ruleByKind(KindStatus); ok {
-		return r.Name
-	}
-	return ""
-}
-
-// reach tells how far a field travels towards sys.
-func (m Mapping) reach(name string, sys contracts.System) Reach {
-	r, ok := m.rule(name)
-	if !ok {
-		return Never
-	}
-	if sys == contracts.PartnerCenter {
-		return r.ToPC
-	}
-	return r.ToSF
-}
-
 func (m Mapping) stageStatus(stage string, isWon, isClosed any) string {
 	switch {
 	case stage == "":
@@ -576,8 +373,8 @@ func (m Mapping) ReferralCreate(oppID string, v Values) partnercenter.Referral {
 // status, needed to pick Declined (never accepted) or Lost (accepted) when the deal is lost.
 func (m Mapping) ReferralPatch(changed Values, from string) []partnercenter.PatchOp {
 	var ops []partnercenter.PatchOp
-	for _, name := range sortedKeys(changed) {
-		f, ok := m.rule(name)
+	for _, name := range slices.Sorted(maps.Keys(changed)) {
+		f, ok := m.Rule(name)
 		if !ok || f.PC == "" || f.ToPC != Always {
 			continue
 		}
@@ -592,13 +389,13 @@ func (m Mapping) ReferralPatch(changed Values, from string) []partnercenter.Patc
 		if _, patchable := PatchablePaths[f.PC]; !patchable {
 			continue
 		}
-		if isBlank(val) && f.Kind != KindText && f.Kind != KindEnum {
+		if IsBlank(val) && f.Kind != KindText && f.Kind != KindEnum {
 			// Partner Center refuses blanks for numbers, dates and codes.
 			continue
 		}
 		pv := f.toPC(val)
 		if f.Kind == KindSolutions || f.Kind == KindTeam {
-			if isBlank(val) {
+			if IsBlank(val) {
 				pv = []any{}
 			}
 		}
@@ -642,7 +439,7 @@ func replace(path string, v any) partnercenter.PatchOp {
 func (m Mapping) OpportunityFields(v Values, create bool, createdAt time.Time) map[string]any {
 	f := map[string]any{}
 	for name, val := range v {
-		r, ok := m.rule(name)
+		r, ok := m.Rule(name)
 		if !ok || r.SF == "" || strings.Contains(r.SF, ".") || r.Kind == KindSolutions || r.Kind == KindTeam {
 			continue
 		}
@@ -657,7 +454,7 @@ func (m Mapping) OpportunityFields(v Values, create bool, createdAt time.Time) m
 		case KindText, KindEnum:
 			f[r.SF] = r.toSF(val)
 		default:
-			if !isBlank(val) {
+			if !IsBlank(val) {
 				f[r.SF] = r.toSF(val)
 			}
 		}
@@ -683,7 +480,7 @@ func (m Mapping) OpportunityFields(v Values, create bool, createdAt time.Time) m
 // OpportunitySolutions returns the Microsoft Solution records the values ask for, and whether the mapping
 // writes solutions to Salesforce at all (create: OnCreate or Always; update: Always).
 func (m Mapping) OpportunitySolutions(v Values, create bool) ([]contracts.Solution, bool) {
-	r, ok := m.ruleByKind(KindSolutions)
+	r, ok := m.RuleByKind(KindSolutions)
 	if !ok || r.ToSF == Never || (r.ToSF == OnCreate && !create) {
 		return nil, false
 	}
@@ -814,17 +611,4 @@ func truncate(s string, n int) string {
 		return string(r[:n])
 	}
 	return s
-}
-
-// SalesforceFields lists the Opportunity fields and parent fields (Account.BillingCountry) the mapping reads,
-// so the poller selects exactly what a customised mapping needs (child objects are read by the poller anyway).
-func (m Mapping) SalesforceFields() []string {
-	var out []string
-	for _, f := range m.Fields {
-		if f.SF == "" || f.Kind == KindSolutions || f.Kind == KindTeam {
-			continue
-		}
-		out = append(out, f.SF)
-	}
-	return out
 }

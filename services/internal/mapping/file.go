@@ -1,18 +1,15 @@
-package decide
+package mapping
 
 import (
-	_ "embed"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 )
-
-//go:embed default-mapping.yaml
-var defaultMappingYAML []byte
 
 // Problem is one error in a mapping file: where it is, which field it concerns, what is wrong and how to
 // fix it.
@@ -104,10 +101,10 @@ var (
 	kindWords  = []Kind{KindText, KindMoney, KindDate, KindCurrency, KindCountry, KindEnum, KindBool, KindStatus, KindSolutions, KindTeam}
 )
 
-// ParseMapping reads a mapping file and checks it against the referral schema and its own rules. The
-// error, when not nil, is Problems with the line of each. Salesforce metadata is checked separately
-// (package mapping), as it depends on the org.
-func ParseMapping(file string, data []byte) (Mapping, error) {
+// parse reads a mapping file and checks it against the referral schema and its own rules. The error, when
+// not nil, is Problems with the line of each. The Salesforce metadata is checked after it (check), as it
+// depends on the org.
+func parse(file string, data []byte) (Mapping, error) {
 	p := &parser{file: file}
 	m := p.parse(data)
 	if len(p.problems) > 0 {
@@ -143,7 +140,7 @@ func (p *parser) parse(data []byte) Mapping {
 		return m
 	}
 	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		p.add(1, "", "start from default-mapping.yaml (cosell mapping default)", "the file must be a YAML mapping with version, stages and fields")
+		p.add(1, "", "start from the built-in mapping: cosell mapping default > mapping.yaml", "the file must be a YAML mapping with version, stages and fields")
 		return m
 	}
 	root := doc.Content[0]
@@ -177,7 +174,7 @@ func (p *parser) parse(data []byte) Mapping {
 	}
 	for _, key := range []string{"version", "stages", "fields"} {
 		if seen[key] == nil {
-			p.add(1, "", "add "+key+" (see default-mapping.yaml)", "missing %q", key)
+			p.add(1, "", "add "+key+" (see cosell mapping default)", "missing %q", key)
 		}
 	}
 	if m.DefaultCurrency == "" && seen["defaultCurrency"] == nil {
@@ -328,7 +325,7 @@ func (p *parser) field(n *yaml.Node) (FieldRule, bool) {
 	}
 	schema, known := ReferralSchema[r.PC]
 	if !known {
-		p.add(n.Line, r.Name, "use one of: "+strings.Join(sortedKeys(ReferralSchema), ", "), "referral path %q does not exist or cannot be mapped", r.PC)
+		p.add(n.Line, r.Name, "use one of: "+strings.Join(slices.Sorted(maps.Keys(ReferralSchema)), ", "), "referral path %q does not exist or cannot be mapped", r.PC)
 		return r, false
 	}
 	if !explicitKind {
