@@ -27,6 +27,12 @@ const (
 	FieldHowCanMicrosoftHelp   = "How_can_Microsoft_help__c"
 	FieldSyncStatus            = "Partner_Center_Sync_Status__c"
 	FieldAudit                 = "Audit__c"
+	// FieldReferralVisibility ("Partner Center referral visibility") makes the referral visible to Microsoft
+	// sellers; once visible it can never be hidden again.
+	FieldReferralVisibility = "Partner_Center_Referral_Visibility__c"
+	// FieldMicrosoftCRMIdentifier ("Microsoft CRM Identifier") holds Microsoft's CRM id once Microsoft accepts
+	// the co-sell referral.
+	FieldMicrosoftCRMIdentifier = "Microsoft_CRM_Identifier__c"
 )
 
 // Object names.
