@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
@@ -79,6 +80,8 @@ type rendered struct {
 	jobs        []*batchv1.Job
 	scaled      map[string]*scaledObject
 	namespaces  []string
+	monitors    []*monitoringv1.ServiceMonitor
+	rules       []*monitoringv1.PrometheusRule
 }
 
 func render(t *testing.T, overlay string) *rendered {
@@ -135,6 +138,12 @@ func render(t *testing.T, overlay string) *rendered {
 		case "keda.sh/v1alpha1/ScaledObject":
 			s := &scaledObject{}
 			obj, r.scaled[head.Metadata.Name] = s, s
+		case "monitoring.coreos.com/v1/ServiceMonitor":
+			m := &monitoringv1.ServiceMonitor{}
+			obj, r.monitors = m, append(r.monitors, m)
+		case "monitoring.coreos.com/v1/PrometheusRule":
+			p := &monitoringv1.PrometheusRule{}
+			obj, r.rules = p, append(r.rules, p)
 		default:
 			t.Fatalf("%s renders %s %s %q, which this test does not know (a Secret must never be rendered)",
 				overlay, head.APIVersion, head.Kind, head.Metadata.Name)
@@ -146,25 +155,38 @@ func render(t *testing.T, overlay string) *rendered {
 	return r
 }
 
-// serviceEnvVars are the variables the services read: every `env:"COSELL_..."` tag in services/.
+// serviceEnvVars are the variables the services read: every `env:"COSELL_..."` tag in services/, and the
+// OpenTelemetry variables the tracing set-up documents (platform.TraceEnv, read by the SDK).
 func serviceEnvVars(t *testing.T) map[string]bool {
 	t.Helper()
 	tag := regexp.MustCompile(`env:"(COSELL_[A-Z0-9_]+)"`)
+	otel := regexp.MustCompile(`"(OTEL_[A-Z0-9_]+) `)
 	vars := map[string]bool{}
+	walkServiceSources(t, func(src []byte) {
+		for _, m := range tag.FindAllSubmatch(src, -1) {
+			vars[string(m[1])] = true
+		}
+		for _, m := range otel.FindAllSubmatch(src, -1) {
+			vars[string(m[1])] = true
+		}
+	})
+	return vars
+}
+
+// walkServiceSources calls fn with every non-test Go file under services/.
+func walkServiceSources(t *testing.T, fn func(src []byte)) {
+	t.Helper()
 	err := filepath.WalkDir(filepath.Join("..", "..", "services"), func(path string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
 			return err
 		}
 		src, err := os.ReadFile(path)
-		for _, m := range tag.FindAllSubmatch(src, -1) {
-			vars[string(m[1])] = true
-		}
+		fn(src)
 		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return vars
 }
 
 func TestOverlaysRenderAndDecodeStrictly(t *testing.T) {
