@@ -73,6 +73,7 @@ replace github.com/cosell-dev/cosell/contracts => ../contracts
 require (
 	github.com/cosell-dev/cosell/deploy/k8s v0.0.0
 	github.com/cosell-dev/cosell/deploy/salesforce v0.0.0
+	github.com/hamba/avro/v2 v2.31.0
 	go.opentelemetry.io/contrib/exporters/autoexport v0.72.0
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/sdk v1.47.0

@@ -18,7 +18,7 @@ import (
 
 func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || (args[0] != "pc" && args[0] != "sf") {
-		fmt.Fprintln(stderr, "usage: cosell emulator pc|sf [--listen ADDR] [--ca-out FILE] [--login-listen ADDR] [--jwt-cert FILE] [--sandbox] [--single-currency] [--currency ISO]")
+		fmt.Fprintln(stderr, "usage: cosell emulator pc|sf [--listen ADDR] [--ca-out FILE] [--login-listen ADDR] [--jwt-cert FILE] [--sandbox] [--single-currency] [--currency ISO] [--pubsub-listen ADDR]")
 		return 2
 	}
 	which := args[0]
@@ -31,6 +31,7 @@ func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	sandbox := fs.Bool("sandbox", false, "sf only: emulate a sandbox (JWT audience https://test.salesforce.com)")
 	singleCurrency := fs.Bool("single-currency", false, "sf only: emulate a single-currency org (no CurrencyIsoCode field anywhere)")
 	currency := fs.String("currency", "USD", "sf only: the org's corporate currency (Organization.DefaultCurrencyIsoCode)")
+	pubsubListen := fs.String("pubsub-listen", "127.0.0.1:8083", "sf only: serve the Pub/Sub API (gRPC, plaintext; Change Data Capture) on this address; \"\" turns it off")
 	if done, code := parse(fs, args[1:]); done {
 		return code
 	}
@@ -42,6 +43,7 @@ func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	base := "http://" + ln.Addr().String()
 	var h http.Handler
+	var pubsub func(context.Context) // serves the Salesforce emulator's Pub/Sub API until the context ends
 	switch which {
 	case "pc":
 		e, err := pcemu.New(pcemu.Options{BaseURL: base, Logger: log})
@@ -91,10 +93,26 @@ func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			go func() { _ = login.Serve(lln) }()
 			fmt.Fprintf(stdout, "  login host on http://%s (as login.salesforce.com)\n", lln.Addr())
 		}
+		if *pubsubListen != "" {
+			pln, err := net.Listen("tcp", *pubsubListen)
+			if err != nil {
+				fmt.Fprintf(stderr, "cosell emulator sf: --pubsub-listen: %v\n", err)
+				return 1
+			}
+			fmt.Fprintf(stdout, "  Pub/Sub API (gRPC) on %s: COSELL_SF_PUBSUB_URL=http://%s\n", pln.Addr(), pln.Addr())
+			pubsub = func(ctx context.Context) {
+				if err := e.ServePubSub(ctx, pln); err != nil {
+					log.Error("pub/sub api server stopped", "err", err)
+				}
+			}
+		}
 		h = e
 	}
 	ctx, stop := platform.RunUntilSignal(ctx)
 	defer stop()
+	if pubsub != nil {
+		go pubsub(ctx)
+	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()

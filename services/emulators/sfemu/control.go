@@ -1,6 +1,7 @@
 package sfemu
 
 import (
+	"errors"
 	"net/http"
 	"time"
 )
@@ -53,6 +54,17 @@ func (e *Emulator) serveControl(w http.ResponseWriter, r *http.Request, segs []s
 		default:
 			writeError(w, methodNotAllowed(r.Method, "GET", "POST"))
 		}
+	case segs[0] == "pubsub" && len(segs) == 1:
+		e.servePubSubControl(w, r)
+	case segs[0] == "sobjects" && len(segs) == 4 && segs[3] == "undelete" && r.Method == http.MethodPost:
+		if err := e.Undelete(segs[1], segs[2]); err != nil {
+			var apiErr *APIError
+			if errors.As(err, &apiErr) {
+				writeError(w, apiErr)
+				return
+			}
+		}
+		w.WriteHeader(http.StatusNoContent)
 	case segs[0] == "sobjects" && len(segs) >= 2:
 		e.serveControlRecords(w, r, segs)
 	default:
@@ -93,6 +105,7 @@ func (e *Emulator) serveControlRecords(w http.ResponseWriter, r *http.Request, s
 	const version = "v62.0"
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer e.commitChanges("")
 	o, err := e.object(segs[1])
 	if err != nil {
 		writeError(w, err)
@@ -157,4 +170,63 @@ func (e *Emulator) serveControlRecords(w http.ResponseWriter, r *http.Request, s
 	default:
 		writeError(w, errNotFound())
 	}
+}
+
+// PubSubRequest is the body of POST /_emulator/pubsub: faults of the event bus behind the Pub/Sub API.
+type PubSubRequest struct {
+	// GapNextChanges makes the next n change events GAP_ events (no field data: re-read by REST).
+	GapNextChanges *int `json:"gapNextChanges,omitempty"`
+	// Overflow publishes a GAP_OVERFLOW event for the named object.
+	Overflow string `json:"overflow,omitempty"`
+	// ExpireEvents drops every retained event, as if 72 hours had passed: stored replay ids become invalid.
+	ExpireEvents bool `json:"expireEvents,omitempty"`
+	// ResetStreams ends every open Subscribe stream with UNAVAILABLE.
+	ResetStreams bool `json:"resetStreams,omitempty"`
+}
+
+// servePubSubControl serves /_emulator/pubsub: GET describes the event bus (channels, retained events),
+// POST applies a PubSubRequest.
+func (e *Emulator) servePubSubControl(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet:
+	case http.MethodPost:
+		b, err := readBody(r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		var req PubSubRequest
+		if err := decodeBody(b, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		if req.Overflow != "" {
+			if err := e.Overflow(req.Overflow); err != nil {
+				writeError(w, badRequest("INVALID_TYPE", "%v", err).withFields("overflow"))
+				return
+			}
+		}
+		if req.GapNextChanges != nil {
+			e.GapNextChanges(*req.GapNextChanges)
+		}
+		if req.ExpireEvents {
+			e.ExpireEvents()
+		}
+		if req.ResetStreams {
+			e.ResetStreams()
+		}
+	default:
+		writeError(w, methodNotAllowed(r.Method, "GET", "POST"))
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	channels := []string{AllChangeEvents}
+	for _, o := range cdcObjects {
+		if e.bus.byObject[o] != nil {
+			channels = append(channels, ChannelName(o))
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"channels": channels, "retainedEvents": len(e.bus.events),
+		"gapNextChanges": e.bus.gapNext})
 }

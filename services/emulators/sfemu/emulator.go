@@ -51,6 +51,9 @@ type Options struct {
 	// Sandbox makes the org a sandbox: JWT assertions must name https://test.salesforce.com as audience
 	// instead of https://login.salesforce.com.
 	Sandbox bool
+	// PubSubKeepAlive is how long a Subscribe stream with nothing to send waits before an empty keepalive
+	// FetchResponse; default 60s.
+	PubSubKeepAlive time.Duration
 }
 
 type session struct {
@@ -88,6 +91,7 @@ type Emulator struct {
 	cursors     map[string]*cursor
 	cursorOrder []string
 	cursorSeq   uint64
+	bus         *eventBus // change events (cdc.go), served over the Pub/Sub API (pubsub.go)
 }
 
 // New builds an emulator with the schema of opts.MetadataDir and one seeded integration user.
@@ -144,6 +148,10 @@ func New(opts Options) (*Emulator, error) {
 	r := e.st.tables[user].rows[id]
 	r["CreatedById"], r["LastModifiedById"] = id, id
 	e.userID = id
+	e.st.journal = nil
+	if e.bus, err = newEventBus(e.st); err != nil {
+		return nil, fmt.Errorf("sfemu: %w", err)
+	}
 	return e, nil
 }
 
@@ -200,6 +208,7 @@ func (e *Emulator) ExpireSessions() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.sessions = map[string]session{}
+	e.bus.notify() // open Pub/Sub streams notice and end with the auth error
 }
 
 // SetLatency delays every API call by d (0 turns it off).
@@ -242,6 +251,7 @@ func (e *Emulator) ResetFaults() {
 func (e *Emulator) Insert(obj string, fields map[string]any) (string, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer e.commitChanges("")
 	id, err := e.insert(obj, fields)
 	if err != nil {
 		return "", err
@@ -270,6 +280,7 @@ func (e *Emulator) insert(obj string, fields map[string]any) (string, *APIError)
 func (e *Emulator) Update(obj, id string, fields map[string]any) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer e.commitChanges("")
 	if err := e.update(obj, id, fields); err != nil {
 		return err
 	}
@@ -493,6 +504,7 @@ func (e *Emulator) serveData(w http.ResponseWriter, r *http.Request, segs []stri
 		return
 	}
 	status, body, err := h(&call{r: r, version: segs[0], segs: segs[1:], userID: userID})
+	e.commitChanges(changeOrigin(r, segs[0]))
 	if err != nil {
 		e.log.Debug("salesforce emulator call", "endpoint", name, "method", r.Method, "status", err.Status, "error", err.Code)
 		writeError(w, err)

@@ -78,6 +78,9 @@ type store struct {
 	lastStamp time.Time
 	now       func() time.Time
 	currency  string // the corporate currency new records get in a multi-currency org
+	// journal holds the writes of the call in progress, turned into change events when it commits
+	// (cdc.go); a rolled-back write takes its entry back.
+	journal []change
 }
 
 func newStore(s *schema, now func() time.Time) *store {
@@ -367,6 +370,7 @@ func (s *store) create(o *object, values map[*field]any, opts writeOpts) (string
 		delete(tb.rows, id)
 		tb.order = tb.order[:len(tb.order)-1]
 	})
+	s.journalize(change{obj: o, typ: changeCreate, id: id, after: r, actor: opts.actor}, opts.undo)
 	return id, nil
 }
 
@@ -400,6 +404,7 @@ func (s *store) update(o *object, id string, values map[*field]any, opts writeOp
 	tb := s.tables[o]
 	tb.rows[id] = r
 	opts.undo.add(func() { tb.rows[id] = old })
+	s.journalize(change{obj: o, typ: changeUpdate, id: id, before: old, after: r, actor: opts.actor}, opts.undo)
 	return nil
 }
 
@@ -430,6 +435,7 @@ func (s *store) remove(o *object, id string, opts writeOpts) *APIError {
 	tb := s.tables[o]
 	tb.rows[id] = r
 	opts.undo.add(func() { tb.rows[id] = old })
+	s.journalize(change{obj: o, typ: changeDelete, id: id, before: old, after: r, actor: opts.actor}, opts.undo)
 	for _, c := range o.children {
 		if !c.CascadeDelete {
 			continue
