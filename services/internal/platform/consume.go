@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
-	"strings"
 	"sync"
 	"time"
 
@@ -106,51 +104,49 @@ func Backoff(deliveries uint64, base, max time.Duration) time.Duration {
 	return min(d, max)
 }
 
-// consumeLoop is the state one Consume call shares among its handlers.
+// ErrUnknownConsumer is returned for a durable contracts does not name.
+var ErrUnknownConsumer = errors.New("no such durable consumer in contracts")
+
+// consumeLoop is the state one Consume or ConsumeBatch call shares among its handlers.
 type consumeLoop struct {
 	b          *Bus
 	spec       contracts.ConsumerSpec
-	h          Handler
+	cons       jetstream.Consumer
 	opts       ConsumeOptions
 	ackWait    time.Duration
 	maxDeliver int
 	log        *slog.Logger
+	// run is the middleware chain around the handler.
+	run step
+	// inFlight counts groups still in the chain, so a drain can wait for them.
+	inFlight sync.WaitGroup
 }
 
-// ErrUnknownConsumer is returned for a durable contracts does not name.
-var ErrUnknownConsumer = errors.New("no such durable consumer in contracts")
-
-// Consume reads the durable consumer named durable (one of contracts.Consumers) until ctx is cancelled, calling h for each event and acking, retrying or
-// dead-lettering by its result. On cancel it stops fetching, lets in-flight handlers finish (their
-// context survives the cancel for up to DrainGrace), settles them and returns nil.
+// Consume reads the durable consumer named durable (one of contracts.Consumers) until ctx is cancelled,
+// calling h for each event and acking, retrying or dead-lettering by its result. Up to opts.Concurrency
+// handlers run at once. On cancel it stops fetching, lets in-flight handlers finish (their context
+// survives the cancel for up to DrainGrace), settles them and returns nil.
 func (b *Bus) Consume(ctx context.Context, durable string, h Handler, opts ConsumeOptions) error {
 	opts = opts.withDefaults()
-	l, cons, hctx, stop, err := b.startLoop(ctx, durable, h, opts)
+	l, hctx, stop, err := b.startLoop(ctx, durable, opts)
 	if err != nil {
 		return err
 	}
 	defer stop()
-
+	l.run = l.pipeline(perEvent(h))
 	l.log.Info("consuming", "batch", opts.Batch, "concurrency", opts.Concurrency)
 	sem := make(chan struct{}, opts.Concurrency)
-	var wg sync.WaitGroup
-	fetchBackoff := opts.BackoffBase
-	for ctx.Err() == nil {
-		batch, err := cons.Fetch(opts.Batch, jetstream.FetchMaxWait(opts.MaxWait))
+	l.loop(ctx, func() error {
+		batch, err := l.cons.Fetch(opts.Batch, jetstream.FetchMaxWait(opts.MaxWait))
 		if err != nil {
-			l.log.Warn("fetch failed", "err", err, "retry_in", fetchBackoff)
-			select {
-			case <-ctx.Done():
-			case <-time.After(fetchBackoff):
-			}
-			fetchBackoff = min(fetchBackoff*2, opts.BackoffMax)
-			continue
+			return err
 		}
-		fetchBackoff = opts.BackoffBase
+		// Messages are handed on as they arrive, not when the fetch completes.
 		for msg := range batch.Messages() {
-			// Keep the message alive from receipt: with a batch larger than Concurrency it may wait for a
-			// free slot longer than AckWait.
-			stop := l.keepAlive(msg)
+			d, ok := l.receive(msg)
+			if !ok {
+				continue
+			}
 			acquired := false
 			if ctx.Err() == nil {
 				select {
@@ -164,63 +160,63 @@ func (b *Bus) Consume(ctx context.Context, durable string, h Handler, opts Consu
 				if acquired {
 					<-sem
 				}
-				stop()
-				_ = msg.Nak()
+				l.handBack(d)
 				continue
 			}
-			wg.Add(1)
+			l.inFlight.Add(1)
 			go func() {
-				defer func() { <-sem; wg.Done() }()
-				l.handle(hctx, msg, stop)
+				defer func() { <-sem; l.inFlight.Done() }()
+				l.run(hctx, []*delivery{d})
 			}()
 		}
 		if err := batch.Error(); err != nil && ctx.Err() == nil &&
 			!errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
 			l.log.Warn("fetch ended with error", "err", err)
 		}
-	}
-	wg.Wait()
-	l.log.Info("consumer drained")
+		return nil
+	})
 	return nil
 }
 
-// handle runs the handler for one message and settles it; stopKeepAlive ends the InProgress ticks.
-func (l *consumeLoop) handle(ctx context.Context, msg jetstream.Msg, stopKeepAlive func()) {
-	stop := stopKeepAlive
-	defer stop()
-	start := time.Now()
-	meta, err := msg.Metadata()
-	if err != nil {
-		// Not a JetStream delivery: nothing to ack or dead-letter.
-		l.log.Error("message without JetStream metadata", "subject", msg.Subject(), "err", err)
-		return
+// loop calls fetch until ctx is cancelled, backing off while fetching fails, then waits for the groups
+// still in flight.
+func (l *consumeLoop) loop(ctx context.Context, fetch func() error) {
+	backoff := l.opts.BackoffBase
+	for ctx.Err() == nil {
+		if err := fetch(); err != nil {
+			l.log.Warn("fetch failed", "err", err, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, l.opts.BackoffMax)
+			continue
+		}
+		backoff = l.opts.BackoffBase
 	}
-	deliveries := meta.NumDelivered
-	log := l.log.With("subject", msg.Subject(), "stream_seq", meta.Sequence.Stream, "deliveries", deliveries)
-
-	e, err := DecodeMsg(msg.Subject(), msg.Headers(), msg.Data())
-	if err != nil {
-		stop()
-		l.settle(ctx, msg, meta, log, Permanent(err), start)
-		return
-	}
-	log = log.With("event_id", e.ID(), "event_type", e.Type())
-	ctx, span := startHandleSpan(ctx, l.b.stage, l.spec.Durable, e)
-	err = l.call(WithLogger(ctx, log), e)
-	endSpan(span, err)
-	stop()
-	l.settle(ctx, msg, meta, log, err, start)
+	l.inFlight.Wait()
+	l.log.Info("consumer drained")
 }
 
-// call runs the handler, turning a panic into a transient error so one bad event cannot kill the stage.
-func (l *consumeLoop) call(ctx context.Context, e Event) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("handler panic: %v", r)
-			Logger(ctx).Error("handler panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-		}
-	}()
-	return l.h(ctx, e)
+// receive starts a fetched message's keep-alive at once (it may wait for a free handler longer than
+// AckWait) and reads its delivery metadata; a message without any is not a JetStream delivery and is
+// dropped, with nothing to ack or dead-letter.
+func (l *consumeLoop) receive(msg jetstream.Msg) (*delivery, bool) {
+	stop := l.keepAlive(msg)
+	meta, err := msg.Metadata()
+	if err != nil {
+		stop()
+		l.log.Error("message without JetStream metadata", "subject", msg.Subject(), "err", err)
+		return nil, false
+	}
+	log := l.log.With("subject", msg.Subject(), "stream_seq", meta.Sequence.Stream, "deliveries", meta.NumDelivered)
+	return &delivery{msg: msg, meta: meta, log: log, stopKeepAlive: stop}, true
+}
+
+// handBack returns a message the draining loop will not start, so another replica takes it now.
+func (l *consumeLoop) handBack(d *delivery) {
+	d.stopKeepAlive()
+	_ = d.msg.Nak()
 }
 
 // keepAlive tells the server the message is still being worked on every AckWait/2 so a long handler is
@@ -246,98 +242,6 @@ func (l *consumeLoop) keepAlive(msg jetstream.Msg) (stop func()) {
 	return func() { once.Do(func() { close(done); wg.Wait() }) }
 }
 
-// settle acks, naks with delay or dead-letters msg by the handler's result, and records the outcome.
-func (l *consumeLoop) settle(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, log *slog.Logger, herr error, start time.Time) {
-	elapsed := time.Since(start)
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	deliveries := meta.NumDelivered
-	lastTry := l.maxDeliver > 0 && deliveries >= uint64(l.maxDeliver)
-
-	outcome := OutcomeRetry
-	var ra *RetryAfterError
-	switch {
-	case herr == nil:
-		outcome = OutcomeAck
-		if err := msg.DoubleAck(actx); err != nil {
-			// The effect is done; a redelivery will find it done (handlers are idempotent).
-			log.Warn("ack not confirmed, expect a redelivery", "err", err)
-		} else {
-			log.Debug("handled", "duration", elapsed)
-		}
-	case IsPermanent(herr) || lastTry:
-		if err := l.deadLetter(actx, msg, meta, herr); err != nil {
-			delay := Backoff(deliveries, l.opts.BackoffBase, l.opts.BackoffMax)
-			log.Error("dead-letter publish failed, will retry", "err", err, "reason", herr.Error(), "retry_in", delay)
-			_ = msg.NakWithDelay(delay)
-			break
-		}
-		outcome = OutcomeDeadLetter
-		if err := msg.TermWithReason(truncate(herr.Error(), 256)); err != nil {
-			log.Warn("term failed", "err", err)
-		}
-		l.b.metrics.DeadLetters.WithLabelValues(l.b.stage, l.spec.Durable).Inc()
-		log.Error("dead-lettered", "reason", herr.Error(), "permanent", IsPermanent(herr))
-	case errors.As(herr, &ra):
-		log.Warn("retry requested", "err", herr, "retry_in", ra.Delay)
-		if err := msg.NakWithDelay(ra.Delay); err != nil {
-			log.Warn("nak failed", "err", err)
-		}
-	default:
-		delay := Backoff(deliveries, l.opts.BackoffBase, l.opts.BackoffMax)
-		log.Warn("handler failed, will retry", "err", herr, "retry_in", delay)
-		if err := msg.NakWithDelay(delay); err != nil {
-			log.Warn("nak failed", "err", err)
-		}
-	}
-	l.b.metrics.Handled.WithLabelValues(l.b.stage, l.spec.Durable, outcome).Inc()
-	l.b.metrics.Duration.WithLabelValues(l.b.stage, l.spec.Durable, outcome).Observe(elapsed.Seconds())
-}
-
-// deadLetter parks msg in the dead-letter stream as a contracts.DeadLetter event with the reason, the
-// original headers and data, so it can be inspected and re-driven.
-func (l *consumeLoop) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, reason error) error {
-	dl := contracts.DeadLetter{
-		Stage:      l.b.stage,
-		Stream:     meta.Stream,
-		Consumer:   meta.Consumer,
-		StreamSeq:  meta.Sequence.Stream,
-		Subject:    msg.Subject(),
-		Header:     map[string][]string(msg.Headers()),
-		Data:       msg.Data(),
-		Reason:     reason.Error(),
-		Deliveries: meta.NumDelivered,
-		At:         time.Now().UTC(),
-	}
-	id := fmt.Sprintf("%s/%d", meta.Stream, meta.Sequence.Stream)
-	e, err := NewEvent(id, contracts.TypeDeadLetter, l.b.stage, msg.Subject(), dl)
-	if err != nil {
-		return err
-	}
-	if cid, ok := msg.Headers()[headerPrefix+ExtCorrelationID]; ok && len(cid) > 0 {
-		e.SetExtension(ExtCorrelationID, cid[0])
-	}
-	_, err = l.b.Publish(ctx, DeadLetterSubject(l.b.stage, msg.Subject()), e)
-	return err
-}
-
-// DeadLetterSubject is where stage parks a message that arrived on subject:
-// cosell.dlq.<stage>.<last token of subject>.
-func DeadLetterSubject(stage, subject string) string {
-	last := subject
-	if i := strings.LastIndexByte(subject, '.'); i >= 0 {
-		last = subject[i+1:]
-	}
-	return contracts.SubjectDeadLetter + "." + contracts.Token(stage) + "." + contracts.Token(last)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
-}
-
 // Lag is the backlog of the durable consumer named durable: messages not yet delivered and messages
 // delivered but not yet acked (what KEDA scales a stage on).
 func (b *Bus) Lag(ctx context.Context, durable string) (pending, ackPending uint64, err error) {
@@ -358,18 +262,18 @@ func (b *Bus) Lag(ctx context.Context, durable string) (pending, ackPending uint
 
 // startLoop prepares a consumer loop: the durable with its AckWait and MaxDeliver, and the context handlers
 // run on, which the drain does not cancel but bounds by DrainGrace. stop must be called when the loop ends.
-func (b *Bus) startLoop(ctx context.Context, durable string, h Handler, opts ConsumeOptions) (*consumeLoop, jetstream.Consumer, context.Context, func(), error) {
+func (b *Bus) startLoop(ctx context.Context, durable string, opts ConsumeOptions) (*consumeLoop, context.Context, func(), error) {
 	spec, ok := contracts.ConsumerFor(durable)
 	if !ok {
-		return nil, nil, nil, nil, fmt.Errorf("consume %q: %w", durable, ErrUnknownConsumer)
+		return nil, nil, nil, fmt.Errorf("consume %q: %w", durable, ErrUnknownConsumer)
 	}
 	cons, err := b.JS.Consumer(ctx, spec.Stream, spec.Durable)
 	if err != nil {
-		return nil, nil, nil, nil, fmt.Errorf("consume %s/%s: %w", spec.Stream, spec.Durable, err)
+		return nil, nil, nil, fmt.Errorf("consume %s/%s: %w", spec.Stream, spec.Durable, err)
 	}
 	info := cons.CachedInfo()
 	l := &consumeLoop{
-		b: b, spec: spec, h: h, opts: opts,
+		b: b, spec: spec, cons: cons, opts: opts,
 		ackWait:    info.Config.AckWait,
 		maxDeliver: info.Config.MaxDeliver,
 		log:        b.log.With("consumer", spec.Durable, "stream", spec.Stream),
@@ -382,5 +286,5 @@ func (b *Bus) startLoop(ctx context.Context, durable string, h Handler, opts Con
 		t := time.AfterFunc(opts.DrainGrace, hcancel)
 		context.AfterFunc(hctx, func() { t.Stop() })
 	})
-	return l, cons, hctx, func() { stopGrace(); hcancel() }, nil
+	return l, hctx, func() { stopGrace(); hcancel() }, nil
 }
