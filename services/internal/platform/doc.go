@@ -2,7 +2,7 @@
 // logger, one admin HTTP port (health, readiness, Prometheus metrics), one NATS/JetStream connection
 // (or an embedded nats-server), idempotent provisioning of the streams, consumers and KV buckets named in
 // contracts, one CloudEvents codec (binary content mode over JetStream), one consumer loop and one stream
-reader.
+// reader.
 //
 // A stage is a Handler: it returns nil when its effect is durable, Permanent(err) when retrying cannot
 // help, RetryAfter(err, d) when the far side asked for a delay, or any other error to be retried with
