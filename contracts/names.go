@@ -220,5 +220,18 @@ func EventID(parts ...string) string {
 	return strings.Join(parts, "/")
 }
 
+// ReferralObservedID is the event id of a referral snapshot (TypeReferralObserved): pc/<referralId>/<eTag>.
+// Whoever publishes a version (pc-ingest's webhook fetch or poll, cosell drift --fix) gives it this id,
+// so the server keeps one copy and the mapper decides on it once.
+func ReferralObservedID(referralID string, v Version) string {
+	return EventID("pc", referralID, v.Tag)
+}
+
+// OpportunityObservedID is the event id of an Opportunity snapshot (TypeOpportunityObserved):
+// sf/<opportunityId>/<newest SystemModstamp of the Opportunity and its children, RFC 3339>.
+func OpportunityObservedID(opportunityID string, v Version) string {
+	return EventID("sf", opportunityID, v.At.UTC().Format(time.RFC3339Nano))
+}
+
 // CheckpointKey names an ingest watermark.
 func CheckpointKey(stage, name string) string { return fmt.Sprintf("%s.%s", Token(stage), Token(name)) }

@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"reflect"
 	"sort"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
@@ -16,8 +14,8 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
 	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
 	"github.com/cosell-dev/cosell/services/internal/mapping"
+	"github.com/cosell-dev/cosell/services/internal/observed"
 	"github.com/cosell-dev/cosell/services/internal/platform"
-	"github.com/cosell-dev/cosell/services/sf-ingest/sfingest"
 )
 
 const driftSummary = "compare both systems: linked pairs whose mapped fields differ, opted-in records with no link; --fix heals"
@@ -144,11 +142,11 @@ func checkDrift(ctx context.Context, bus *platform.Bus, pcc *pcapi.Client, sfc *
 		v contracts.Version
 	}
 	opps := map[string]oppSnap{}
-	q := fmt.Sprintf("SELECT %s FROM Opportunity WHERE %s = true OR %s != null",
-		strings.Join(sfingest.Fields, ", "), sf.FieldSyncWithPartnerCenter, sf.FieldReferralIdentifier)
-	if err := sfc.QueryEach(q, false, func(rows []map[string]any) error {
+	// The snapshot sf-ingest would publish: the same fields (those the mapping names too), children and version.
+	sel := observed.OpportunitySelect(m.SalesforceFields())
+	if err := sfc.QueryEach("SELECT "+sel+" FROM Opportunity WHERE "+observed.Synced, false, func(rows []map[string]any) error {
 		for _, row := range rows {
-			o, v, err := sfingest.Snapshot(row)
+			o, v, err := observed.Opportunity(row)
 			if err != nil {
 				return err
 			}
@@ -169,9 +167,9 @@ func checkDrift(ctx context.Context, bus *platform.Bus, pcc *pcapi.Client, sfc *
 		o, ook := opps[l.OpportunityID]
 		if !ook {
 			// Not opted in any more, or deleted: read it directly before calling it missing.
-			rows, err := sfc.Query(fmt.Sprintf("SELECT %s FROM Opportunity WHERE Id = %s", strings.Join(sfingest.Fields, ", "), sfapi.Quote(l.OpportunityID)))
+			rows, err := sfc.Query("SELECT " + sel + " FROM Opportunity WHERE Id = " + sfapi.Quote(l.OpportunityID))
 			if err == nil && len(rows) == 1 {
-				if so, sv, err := sfingest.Snapshot(rows[0]); err == nil {
+				if so, sv, err := observed.Opportunity(rows[0]); err == nil {
 					o, ook = oppSnap{so, sv}, true
 				}
 			}
@@ -238,27 +236,19 @@ func compareMapped(m mapping.Mapping, pcv, sfv mapping.Values) []fieldDiff {
 			continue
 		}
 		a, b := pcv[f.Name], sfv[f.Name]
-		if !sameValue(a, b) {
+		if !m.Same(f.Name, a, b) {
 			out = append(out, fieldDiff{Field: f.Name, PC: a, SF: b})
 		}
 	}
 	return out
 }
 
-func sameValue(a, b any) bool {
-	if a == nil || b == nil {
-		return isEmpty(a) && isEmpty(b)
-	}
-	if reflect.DeepEqual(a, b) {
-		return true
-	}
-	return fmt.Sprint(a) == fmt.Sprint(b)
-}
+// driftSource is the CloudEvents source of the snapshots drift --fix publishes.
+const driftSource = "cosell-drift"
 
-func isEmpty(v any) bool { return v == nil || v == "" }
-
-// heal publishes the snapshots the findings name, with the ids the ingest stages use, so a snapshot the
-// pipeline already has is dropped by the server instead of decided twice.
+// heal publishes the snapshots the findings name, built and identified as the ingest stages build them
+// (package observed), so a snapshot the pipeline already has is dropped by the server instead of decided
+// twice, and one it lacks is complete.
 func (rep *driftReport) heal(ctx context.Context, bus *platform.Bus) error {
 	for i := range rep.Items {
 		it := &rep.Items[i]
@@ -268,36 +258,22 @@ func (rep *driftReport) heal(ctx context.Context, bus *platform.Bus) error {
 		}
 		var done []string
 		for _, side := range it.Heal {
-			var (
-				id, subject string
-				e           platform.Event
-				err         error
-			)
+			var fresh bool
+			var err error
 			switch side {
 			case "pc":
-				r := *it.referral
-				v := contracts.ReferralVersion(r)
-				id, subject = contracts.EventID("pc", r.ID, v.Tag), contracts.Subject(contracts.SubjectReferralObserved, r.ID)
-				e, err = platform.NewEvent(id, contracts.TypeReferralObserved, "cosell-drift", r.ID,
-					contracts.ReferralObserved{Referral: r, Version: v, ObservedAt: time.Now().UTC(), Via: "drift"})
+				fresh, err = observed.PublishReferral(ctx, bus, driftSource, *it.referral, "drift")
 			case "sf":
-				o, v := *it.opportunity, it.oppVersion
-				id, subject = contracts.EventID("sf", o.ID, v.At.Format(time.RFC3339Nano)), contracts.Subject(contracts.SubjectOpportunityObserved, o.ID)
-				e, err = platform.NewEvent(id, contracts.TypeOpportunityObserved, "cosell-drift", o.ID,
-					contracts.OpportunityObserved{Opportunity: o, Version: v, ObservedAt: time.Now().UTC(), Via: "drift"})
+				fresh, err = observed.PublishOpportunity(ctx, bus, driftSource, *it.opportunity, it.oppVersion, "drift")
 			}
 			if err != nil {
 				return err
 			}
-			dup, err := bus.Publish(ctx, subject, e)
-			if err != nil {
-				return err
-			}
-			if dup {
-				done = append(done, side+" snapshot already in the pipeline")
-			} else {
+			if fresh {
 				rep.Published++
 				done = append(done, side+" snapshot published")
+			} else {
+				done = append(done, side+" snapshot already in the pipeline")
 			}
 		}
 		it.Fixed = strings.Join(done, "; ")

@@ -31,6 +31,7 @@ import (
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
 	"github.com/cosell-dev/cosell/services/internal/clients/pcwebhook"
+	"github.com/cosell-dev/cosell/services/internal/observed"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/internal/watermark"
 )
@@ -265,18 +266,7 @@ func (in *Ingest) Fetch(ctx context.Context, referralID, via string) error {
 
 // Publish publishes a referral snapshot; it reports whether the stream had not seen this version.
 func (in *Ingest) Publish(ctx context.Context, r pc.Referral, via string) (bool, error) {
-	v := contracts.ReferralVersion(r)
-	id := contracts.EventID("pc", r.ID, v.Tag)
-	e, err := platform.NewEvent(id, contracts.TypeReferralObserved, contracts.StagePCIngest, r.ID,
-		contracts.ReferralObserved{Referral: r, Version: v, ObservedAt: time.Now().UTC(), Via: via})
-	if err != nil {
-		return false, err
-	}
-	dup, err := in.Bus.Publish(ctx, contracts.Subject(contracts.SubjectReferralObserved, r.ID), e)
-	if err != nil {
-		return false, fmt.Errorf("publish %s: %w", id, err)
-	}
-	return !dup, nil
+	return observed.PublishReferral(ctx, in.Bus, contracts.StagePCIngest, r, via)
 }
 
 // RunPoller reconciles every PollInterval until ctx is cancelled.

@@ -30,48 +30,10 @@ import (
 	"github.com/cosell-dev/cosell/contracts"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/observed"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/internal/watermark"
 )
-
-// Fields are the Opportunity fields (and parent Account fields) read for every snapshot.
-var Fields = []string{
-	sf.FieldID, sf.FieldName, sf.FieldAmount, sf.FieldCurrencyIsoCode, sf.FieldCloseDate, sf.FieldStageName,
-	sf.FieldIsWon, sf.FieldIsClosed, sf.FieldDescription, sf.FieldSyncWithPartnerCenter,
-	sf.FieldReferralIdentifier, sf.FieldReferralLink, sf.FieldHowCanMicrosoftHelp, sf.FieldSystemModstamp,
-	sf.FieldIsDeleted, sf.FieldAccountID,
-	"Account.Name", "Account.BillingStreet", "Account.BillingCity", "Account.BillingState",
-	"Account.BillingPostalCode", "Account.BillingCountry", "Account.Website",
-}
-
-// fields is Fields plus the fields the mapping needs (Extra), each once; Salesforce field names are
-// case-insensitive.
-func (in *Ingest) fields() []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, f := range append(append([]string{}, Fields...), in.Extra...) {
-		if k := strings.ToLower(f); !seen[k] {
-			seen[k] = true
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
-// Child relationships of Opportunity read into every snapshot.
-const (
-	RelTeamMembers = "OpportunityTeamMembers"
-	RelSolutions   = "Microsoft_Solutions__r"
-	RelNotes       = "Notes"
-	// NotesField is the Fields key holding the Opportunity's notes: a list of {"id","title","body"}.
-	NotesField = "Notes"
-)
-
-var subqueries = []string{
-	"(SELECT Id, UserId, TeamMemberRole, SystemModstamp, User.FirstName, User.LastName, User.Email, User.Phone FROM " + RelTeamMembers + " ORDER BY Id)",
-	"(SELECT Id, Name, Solution_Id__c, SystemModstamp FROM " + RelSolutions + " ORDER BY Id)",
-	"(SELECT Id, Title, Body, SystemModstamp FROM " + RelNotes + " ORDER BY Id)",
-}
 
 // children are the child objects polled for changes, with the field naming their Opportunity.
 var children = []struct{ object, parentField string }{
@@ -79,9 +41,6 @@ var children = []struct{ object, parentField string }{
 	{sf.ObjectMicrosoftSolution, "Opportunity__c"},
 	{"Note", "ParentId"},
 }
-
-// eligible selects the Opportunities cosell syncs: shared with Partner Center, or already linked.
-var eligible = "(" + sf.FieldSyncWithPartnerCenter + " = true OR " + sf.FieldReferralIdentifier + " != null)"
 
 // Config tunes the poller.
 type Config struct {
@@ -100,7 +59,7 @@ type Ingest struct {
 	Config      Config
 	Log         *slog.Logger
 	// Extra are further Opportunity or parent fields to read: the ones a customised mapping names
-	// (decide.Mapping.SalesforceFields).
+	// (mapping.Mapping.SalesforceFields).
 	Extra []string
 }
 
@@ -192,7 +151,7 @@ func (in *Ingest) round(ctx context.Context, streams []*stream, from time.Time) 
 		}
 		var where []string
 		if s.parentField == "" {
-			where = append(where, eligible)
+			where = append(where, observed.Synced)
 		}
 		if !from.IsZero() {
 			where = append(where, sf.FieldSystemModstamp+" >= "+sfapi.FormatTime(from))
@@ -202,7 +161,7 @@ func (in *Ingest) round(ctx context.Context, streams []*stream, from time.Time) 
 		}
 		fields := "Id, " + s.parentField + ", SystemModstamp"
 		if s.parentField == "" {
-			fields = strings.Join(in.fields(), ", ") + ", " + strings.Join(subqueries, ", ")
+			fields = observed.OpportunitySelect(in.Extra)
 		}
 		q := "SELECT " + fields + " FROM " + s.object
 		if len(where) > 0 {
@@ -252,12 +211,12 @@ func (in *Ingest) round(ctx context.Context, streams []*stream, from time.Time) 
 	published := 0
 	snapshotted := map[string]bool{}
 	publish := func(row map[string]any) error {
-		snap, ver, err := Snapshot(row)
+		snap, ver, err := observed.Opportunity(row)
 		if err != nil {
 			return err
 		}
 		if c := childChange[snap.ID]; c.After(ver.At) {
-			ver = versionAt(c)
+			ver = observed.OpportunityVersionAt(c)
 		}
 		snapshotted[snap.ID] = true
 		fresh, err := in.publish(ctx, snap, ver)
@@ -287,8 +246,8 @@ func (in *Ingest) round(ctx context.Context, streams []*stream, from time.Time) 
 		for i, id := range chunk {
 			quoted[i] = sfapi.Quote(id)
 		}
-		q := "SELECT " + strings.Join(in.fields(), ", ") + ", " + strings.Join(subqueries, ", ") +
-			" FROM Opportunity WHERE Id IN (" + strings.Join(quoted, ", ") + ") AND " + eligible
+		q := "SELECT " + observed.OpportunitySelect(in.Extra) +
+			" FROM Opportunity WHERE Id IN (" + strings.Join(quoted, ", ") + ") AND " + observed.Synced
 		if err := in.SF.QueryEach(q, false, func(rows []map[string]any) error {
 			for _, row := range rows {
 				if err := publish(row); err != nil {
@@ -308,77 +267,6 @@ func str(v any) string {
 	return s
 }
 
-func versionAt(t time.Time) contracts.Version {
-	return contracts.Version{Tag: t.UTC().Format(sfapi.TimeLayout), At: t.UTC()}
-}
-
-// Snapshot turns a query row (with the team member, solution and note subqueries) into an Opportunity
-// snapshot; its version is the newest SystemModstamp of the Opportunity and its children.
-func Snapshot(row map[string]any) (contracts.Opportunity, contracts.Version, error) {
-	f := sfapi.Flatten(row)
-	id, _ := f[sf.FieldID].(string)
-	stamp, _ := f[sf.FieldSystemModstamp].(string)
-	at, err := sfapi.ParseTime(stamp)
-	if id == "" || err != nil {
-		return contracts.Opportunity{}, contracts.Version{}, fmt.Errorf("opportunity row without Id or SystemModstamp: %v", row)
-	}
-	o := contracts.Opportunity{ID: id, Deleted: f[sf.FieldIsDeleted] == true}
-	newest := at
-	seen := func(r map[string]any) {
-		if t, err := sfapi.ParseTime(str(r[sf.FieldSystemModstamp])); err == nil && t.After(newest) {
-			newest = t
-		}
-	}
-	for _, r := range childRows(f[RelTeamMembers]) {
-		seen(r)
-		m := contracts.TeamMember{UserID: str(r["UserId"]), Role: str(r["TeamMemberRole"])}
-		if u, ok := r["User"].(map[string]any); ok {
-			m.FirstName, m.LastName, m.Email, m.Phone = str(u["FirstName"]), str(u["LastName"]), str(u["Email"]), str(u["Phone"])
-		}
-		o.TeamMembers = append(o.TeamMembers, m)
-	}
-	for _, r := range childRows(f[RelSolutions]) {
-		seen(r)
-		o.Solutions = append(o.Solutions, contracts.Solution{ID: str(r["Id"]), SolutionID: str(r["Solution_Id__c"]), Name: str(r["Name"])})
-	}
-	var notes []any
-	for _, r := range childRows(f[RelNotes]) {
-		seen(r)
-		notes = append(notes, map[string]any{"id": str(r["Id"]), "title": str(r["Title"]), "body": str(r["Body"])})
-	}
-	for _, k := range []string{sf.FieldSystemModstamp, sf.FieldIsDeleted, RelTeamMembers, RelSolutions, RelNotes} {
-		delete(f, k)
-	}
-	if notes != nil {
-		f[NotesField] = notes
-	}
-	o.Fields = f
-	return o, versionAt(newest), nil
-}
-
-// childRows reads the records of a nested subquery result (null when there are none).
-func childRows(v any) []map[string]any {
-	m, _ := v.(map[string]any)
-	list, _ := m["records"].([]any)
-	out := make([]map[string]any, 0, len(list))
-	for _, x := range list {
-		if r, ok := x.(map[string]any); ok {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
 func (in *Ingest) publish(ctx context.Context, o contracts.Opportunity, v contracts.Version) (bool, error) {
-	id := contracts.EventID("sf", o.ID, v.At.Format(time.RFC3339Nano))
-	e, err := platform.NewEvent(id, contracts.TypeOpportunityObserved, contracts.StageSFIngest, o.ID,
-		contracts.OpportunityObserved{Opportunity: o, Version: v, ObservedAt: time.Now().UTC(), Via: "poll"})
-	if err != nil {
-		return false, err
-	}
-	dup, err := in.Bus.Publish(ctx, contracts.Subject(contracts.SubjectOpportunityObserved, o.ID), e)
-	if err != nil {
-		return false, fmt.Errorf("publish %s: %w", id, err)
-	}
-	return !dup, nil
+	return observed.PublishOpportunity(ctx, in.Bus, contracts.StageSFIngest, o, v, "poll")
 }

@@ -16,6 +16,7 @@ import (
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/emulators/sfemu"
 	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/observed"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
@@ -135,9 +136,9 @@ func TestSnapshotHoldsChildrenAndIdlePollsCostOneCall(t *testing.T) {
 	if len(o.Solutions) != 1 || o.Solutions[0] != (contracts.Solution{ID: sol, SolutionID: "SOL-1", Name: "Azure AI"}) {
 		t.Fatalf("solutions %+v", o.Solutions)
 	}
-	notes, _ := o.Fields[NotesField].([]any)
+	notes, _ := o.Fields[observed.NotesField].([]any)
 	if len(notes) != 1 || fmt.Sprint(notes[0]) != fmt.Sprint(map[string]any{"id": notes[0].(map[string]any)["id"], "title": "Call", "body": "Customer wants a pilot"}) {
-		t.Fatalf("notes %v", o.Fields[NotesField])
+		t.Fatalf("notes %v", o.Fields[observed.NotesField])
 	}
 
 	f.emu.ResetCounts()

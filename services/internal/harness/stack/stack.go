@@ -48,8 +48,12 @@ type Options struct {
 	Bus                                                     platform.BusConfig
 	Consume                                                 platform.ConsumeOptions
 	Mapping                                                 mapping.Mapping
-	SFPollInterval, PCPollInterval                          time.Duration
-	Log                                                     *slog.Logger
+	// SFMetadataDir is the SFDX project the Salesforce emulator loads: an org with fields of its own, for a
+	// mapping that names them (load it with mapping.Config.Metadata set to the same directory); "" =
+	// deploy/salesforce.
+	SFMetadataDir                  string
+	SFPollInterval, PCPollInterval time.Duration
+	Log                            *slog.Logger
 	// PCAfterWrite and SFAfterWrite are test hooks called between a writer's external write and its outcome.
 	PCAfterWrite, SFAfterWrite func(commandID string)
 	// Auditor tunes the auditor (Audit field write-back, chart sampling); zero = write-back off.
@@ -159,7 +163,7 @@ func StartInfra(ctx context.Context, opts Options) (*Stack, error) {
 		return nil, err
 	}
 	s.PC.SetBaseURL(s.PCURL)
-	if s.SF, err = sfemu.New(sfemu.Options{ClientID: SFClientID, ClientSecret: SFClientSecret, Logger: opts.Log.With("component", "sf-emulator")}); err != nil {
+	if s.SF, err = sfemu.New(sfemu.Options{ClientID: SFClientID, ClientSecret: SFClientSecret, MetadataDir: opts.SFMetadataDir, Logger: opts.Log.With("component", "sf-emulator")}); err != nil {
 		s.Stop()
 		return nil, err
 	}
