@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/cosell-dev/cosell/services/internal/mapping"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 const mappingUsage = `usage:
@@ -39,7 +40,8 @@ func cmdMapping(ctx context.Context, args []string, stdout, stderr io.Writer) in
 
 func mappingValidate(args []string, stdout, stderr io.Writer) int {
 	fl := flags("mapping validate", "check a mapping file (cosell mapping validate FILE)", stderr)
-	meta := fl.String("metadata", os.Getenv("COSELL_MAPPING_METADATA"), metadataHelp)
+	mc := mappingEnv()
+	fl.StringVar(&mc.Metadata, "metadata", mc.Metadata, metadataHelp)
 	asJSON := fl.Bool("json", false, "print the result as JSON")
 	var file string
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
@@ -55,7 +57,8 @@ func mappingValidate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, mappingUsage)
 		return 2
 	}
-	m, err := mapping.Load(mapping.Config{File: file, Metadata: *meta})
+	mc.File = file
+	m, err := mapping.Load(*mc)
 	var problems mapping.Problems
 	if err != nil && !errors.As(err, &problems) {
 		fmt.Fprintf(stderr, "cosell mapping validate: %v\n", err)
@@ -80,11 +83,29 @@ func mappingValidate(args []string, stdout, stderr io.Writer) int {
 
 const metadataHelp = "an SFDX project directory to check the Salesforce fields against, e.g. your org's retrieved metadata (env COSELL_MAPPING_METADATA); empty = deploy/salesforce built into the binary"
 
-// addMappingFlags adds --mapping and --metadata, which default to the settings the stages load the
-// mapping with (COSELL_MAPPING_FILE, COSELL_MAPPING_METADATA), so the command sees the mapping they use.
+// addMappingFlags adds --mapping and --metadata over the settings the stages load the mapping with
+// (COSELL_MAPPING_FILE, COSELL_MAPPING_METADATA and the COSELL_STAGE_* / COSELL_DEFAULT_CURRENCY
+// overrides, read from the environment), so the command sees the mapping the stages use.
 func addMappingFlags(fs *flag.FlagSet, purpose string) *mapping.Config {
+	c := mappingEnv()
+	fs.StringVar(&c.File, "mapping", c.File, purpose+" (env COSELL_MAPPING_FILE); empty = the built-in mapping")
+	fs.StringVar(&c.Metadata, "metadata", c.Metadata, metadataHelp)
+	return c
+}
+
+// mappingEnv is the mapping settings in the environment (as the stages read them, without a
+// COSELL_CONFIG_FILE: that file holds the commands' API settings).
+func mappingEnv() *mapping.Config {
 	c := &mapping.Config{}
-	fs.StringVar(&c.File, "mapping", os.Getenv("COSELL_MAPPING_FILE"), purpose+" (env COSELL_MAPPING_FILE); empty = the built-in mapping")
-	fs.StringVar(&c.Metadata, "metadata", os.Getenv("COSELL_MAPPING_METADATA"), metadataHelp)
+	envOnly := func(k string) (string, bool) {
+		if k == platform.ConfigFileEnv {
+			return "", false
+		}
+		return os.LookupEnv(k)
+	}
+	if err := platform.LoadConfig(c, envOnly); err != nil {
+		// Plain strings without defaults, rules or a file: loading them cannot fail.
+		panic(err)
+	}
 	return c
 }

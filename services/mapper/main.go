@@ -17,12 +17,7 @@ import (
 type config struct {
 	Common     platform.Common
 	Mapping    mapping.Config
-	Hold       string `env:"COSELL_STAGE_HOLD" help:"overrides the mapping's hold stage (where received referrals wait)"`
-	Active     string `env:"COSELL_STAGE_ACTIVE" help:"overrides the mapping's active stage (an accepted referral)"`
-	Won        string `env:"COSELL_STAGE_WON" help:"overrides the mapping's won stage"`
-	Lost       string `env:"COSELL_STAGE_LOST" help:"overrides the mapping's lost stage"`
-	Currency   string `env:"COSELL_DEFAULT_CURRENCY" help:"overrides the mapping's default currency"`
-	Concurrent int    `env:"COSELL_MAPPER_CONCURRENCY" default:"4" help:"handlers run in parallel per batch"`
+	Concurrent int `env:"COSELL_MAPPER_CONCURRENCY" default:"4" help:"handlers run in parallel per batch"`
 }
 
 func main() {
@@ -33,15 +28,6 @@ func main() {
 			if err != nil {
 				// An invalid mapping stops the service: every problem is listed with its line and fix.
 				return nil, fmt.Errorf("invalid mapping:\n%w", err)
-			}
-			for _, o := range []struct {
-				to *string
-				v  string
-			}{{&m.Stages.Hold, cfg.Hold}, {&m.Stages.Active, cfg.Active},
-				{&m.Stages.Won, cfg.Won}, {&m.Stages.Lost, cfg.Lost}, {&m.DefaultCurrency, cfg.Currency}} {
-				if o.v != "" {
-					*o.to = o.v
-				}
 			}
 			env.Log.Info("mapping loaded", "file", m.Source, "fields", len(m.Fields), "hold", m.Stages.Hold, "active", m.Stages.Active)
 			svc, err := mapper.New(ctx, env.Bus, m, env.Log)

@@ -21,9 +21,14 @@ type Problem struct {
 	Fix     string `json:"fix,omitempty"`
 }
 
+// String is "file:line: field name: message (fix: ...)"; a setting from the environment has no line.
 func (p Problem) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s:%d: ", p.File, p.Line)
+	if p.Line > 0 {
+		fmt.Fprintf(&b, "%s:%d: ", p.File, p.Line)
+	} else {
+		fmt.Fprintf(&b, "%s: ", p.File)
+	}
 	if p.Field != "" {
 		fmt.Fprintf(&b, "field %s: ", p.Field)
 	}
@@ -219,16 +224,24 @@ func (p *parser) stages(n *yaml.Node, lines map[string]int) Stages {
 			p.add(n.Line, "", "name the Salesforce stage for "+key, "stages.%s is missing", key)
 		}
 	}
+	return s
+}
+
+// stageRules checks the stage rules against each other, wherever each stage was set (the file or the
+// environment).
+func stageRules(m Mapping) Problems {
+	var ps Problems
+	s := m.Stages
 	if s.Hold != "" && (s.Hold == s.Active || s.Hold == s.Won || s.Hold == s.Lost) {
-		p.add(lines["stages.hold"], "", "pick a stage used for nothing else", "the hold stage %q is also used as another stage: held referrals could not be told apart", s.Hold)
+		ps = append(ps, m.problem("stages.hold", "", "pick a stage used for nothing else", "the hold stage %q is also used as another stage: held referrals could not be told apart", s.Hold))
 	}
 	if s.Active != "" && (s.Active == s.Won || s.Active == s.Lost) {
-		p.add(lines["stages.active"], "", "pick an open stage", "the active stage %q is also the won or lost stage", s.Active)
+		ps = append(ps, m.problem("stages.active", "", "pick an open stage", "the active stage %q is also the won or lost stage", s.Active))
 	}
 	if s.Decline != "" && (s.Decline == s.Hold || s.Decline == s.Active || s.Decline == s.Won) {
-		p.add(lines["stages.decline"], "", "use a closed stage that is not the won stage, or leave it empty", "the decline stage %q is an open or won stage", s.Decline)
+		ps = append(ps, m.problem("stages.decline", "", "use a closed stage that is not the won stage, or leave it empty", "the decline stage %q is an open or won stage", s.Decline))
 	}
-	return s
+	return ps
 }
 
 func (p *parser) fields(n *yaml.Node) []FieldRule {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"sort"
+	"strings"
 	"sync"
 
 	k8s "github.com/cosell-dev/cosell/deploy/k8s"
@@ -17,6 +19,38 @@ type Config struct {
 	// Metadata is an SFDX project directory the mapping's Salesforce fields are checked against, for an org
 	// with fields of its own; empty = deploy/salesforce as built into the binary.
 	Metadata string `env:"COSELL_MAPPING_METADATA" help:"an SFDX project directory (e.g. your org's retrieved metadata, with its own custom fields and stages) the mapping is checked against; empty = deploy/salesforce built into the binary"`
+	// Overrides of the file's settings, checked like the file; empty = the file's value.
+	Hold     string `env:"COSELL_STAGE_HOLD" help:"overrides the mapping's hold stage (where received referrals wait)"`
+	Active   string `env:"COSELL_STAGE_ACTIVE" help:"overrides the mapping's active stage (an accepted referral)"`
+	Won      string `env:"COSELL_STAGE_WON" help:"overrides the mapping's won stage"`
+	Lost     string `env:"COSELL_STAGE_LOST" help:"overrides the mapping's lost stage"`
+	Currency string `env:"COSELL_DEFAULT_CURRENCY" help:"overrides the mapping's default currency"`
+}
+
+// override applies the settings c overrides to m and notes where each came from, for problems.
+func (c Config) override(m *Mapping) Problems {
+	for _, o := range []struct {
+		key, env, value string
+		to              *string
+	}{
+		{"stages.hold", "COSELL_STAGE_HOLD", c.Hold, &m.Stages.Hold},
+		{"stages.active", "COSELL_STAGE_ACTIVE", c.Active, &m.Stages.Active},
+		{"stages.won", "COSELL_STAGE_WON", c.Won, &m.Stages.Won},
+		{"stages.lost", "COSELL_STAGE_LOST", c.Lost, &m.Stages.Lost},
+		{"defaultCurrency", "COSELL_DEFAULT_CURRENCY", c.Currency, &m.DefaultCurrency},
+	} {
+		if v := strings.TrimSpace(o.value); v != "" {
+			*o.to = v
+			if m.from == nil {
+				m.from = map[string]string{}
+			}
+			m.from[o.key] = o.env
+		}
+	}
+	if c.Currency != "" && code(m.DefaultCurrency, 3) == nil {
+		return Problems{m.problem("defaultCurrency", "", "use an ISO-4217 code such as USD", "defaultCurrency %q is not a three-letter currency code", c.Currency)}
+	}
+	return nil
 }
 
 // DefaultSource is the name problems of the built-in mapping are reported under.
@@ -33,7 +67,7 @@ func DefaultYAML() []byte {
 	return b
 }
 
-var defaultMapping = sync.OnceValues(func() (Mapping, error) { return validate(DefaultSource, DefaultYAML(), nil) })
+var defaultMapping = sync.OnceValues(func() (Mapping, error) { return validate(DefaultSource, DefaultYAML(), nil, Config{}) })
 
 // Default is the built-in mapping, checked against the built-in Salesforce metadata; it reproduces the
 // Microsoft co-sell connector's field mapping. Each call returns its own copy of the rules.
@@ -47,11 +81,12 @@ func Default() Mapping {
 	return m
 }
 
-// Load reads the mapping c names (the built-in one when c.File is empty) and checks it against the
-// referral schema and the Salesforce metadata (c.Metadata, or the built-in deploy/salesforce). The error,
-// when the file is readable but wrong, is Problems: the file, line, field and fix of each problem.
+// Load reads the mapping c names (the built-in one when c.File is empty), applies c's overrides, and checks
+// it against the referral schema and the Salesforce metadata (c.Metadata, or the built-in
+// deploy/salesforce). The error, when the file is readable but wrong, is Problems: the file, line, field
+// and fix of each problem (an override names its environment variable instead of a line).
 func Load(c Config) (Mapping, error) {
-	if c.File == "" && c.Metadata == "" {
+	if c == (Config{}) {
 		return Default(), nil
 	}
 	var meta fs.FS
@@ -62,18 +97,19 @@ func Load(c Config) (Mapping, error) {
 		meta = os.DirFS(c.Metadata)
 	}
 	if c.File == "" {
-		return validate(DefaultSource, DefaultYAML(), meta)
+		return validate(DefaultSource, DefaultYAML(), meta, c)
 	}
 	data, err := os.ReadFile(c.File)
 	if err != nil {
 		return Mapping{}, fmt.Errorf("mapping file: %w", err)
 	}
-	return validate(c.File, data, meta)
+	return validate(c.File, data, meta, c)
 }
 
-// validate parses a mapping file and checks it against the Salesforce metadata in meta (an SFDX project;
-// nil = deploy/salesforce). Text fields without maxLength get their Salesforce field's length.
-func validate(file string, data []byte, meta fs.FS) (Mapping, error) {
+// validate parses a mapping file, applies c's overrides and checks the result against the Salesforce
+// metadata in meta (an SFDX project; nil = deploy/salesforce). Text fields without maxLength get their
+// Salesforce field's length.
+func validate(file string, data []byte, meta fs.FS, c Config) (Mapping, error) {
 	m, err := parse(file, data)
 	if err != nil {
 		return Mapping{}, err
@@ -85,7 +121,10 @@ func validate(file string, data []byte, meta fs.FS) (Mapping, error) {
 	if err != nil {
 		return Mapping{}, err
 	}
-	if ps := check(&m, s); len(ps) > 0 {
+	ps := append(c.override(&m), stageRules(m)...)
+	ps = append(ps, check(&m, s)...)
+	if len(ps) > 0 {
+		sort.SliceStable(ps, func(i, j int) bool { return ps[i].Line < ps[j].Line })
 		return Mapping{}, ps
 	}
 	return m, nil

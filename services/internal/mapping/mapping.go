@@ -9,6 +9,7 @@ package mapping
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"slices"
 	"sort"
@@ -148,6 +149,18 @@ type Mapping struct {
 	Source string
 	// Lines says where the top-level settings are in that file ("defaultCurrency", "stages.hold", ...).
 	Lines map[string]int
+	// from names the environment variable that set a setting instead of the file, by the same keys.
+	from map[string]string
+}
+
+// problem is a problem with a setting (a key of Lines), placed where the setting was made: its line in
+// the file, or the environment variable that overrode it.
+func (m Mapping) problem(key, field, fix, format string, args ...any) Problem {
+	p := Problem{File: m.Source, Line: m.Lines[key], Field: field, Message: fmt.Sprintf(format, args...), Fix: fix}
+	if env := m.from[key]; env != "" {
+		p.File, p.Line = env, 0
+	}
+	return p
 }
 
 // Values are mapped field values by canonical name. Absent and nil both mean "no value".

@@ -187,7 +187,7 @@ func check(m *Mapping, s sfSchema) Problems {
 		if r.Kind == KindStatus {
 			for key, stage := range map[string]string{"hold": m.Stages.Hold, "active": m.Stages.Active, "won": m.Stages.Won, "lost": m.Stages.Lost, "decline": m.Stages.Decline} {
 				if stage != "" && !slices.Contains(f.Picklist, stage) {
-					add(m.Lines["stages."+key], r.Name, "use one of: "+strings.Join(f.Picklist, ", "), "stages.%s: stage %q is not a StageName value", key, stage)
+					ps = append(ps, m.problem("stages."+key, r.Name, "use one of: "+strings.Join(f.Picklist, ", "), "stages.%s: stage %q is not a StageName value", key, stage))
 				}
 			}
 			continue
@@ -207,7 +207,7 @@ func check(m *Mapping, s sfSchema) Problems {
 				}
 			}
 			if r.Kind == KindCurrency && !slices.Contains(f.Picklist, m.DefaultCurrency) {
-				add(m.Lines["defaultCurrency"], r.Name, "use one of: "+strings.Join(f.Picklist, ", "), "defaultCurrency %q is not enabled in %s.%s", m.DefaultCurrency, object, f.Name)
+				ps = append(ps, m.problem("defaultCurrency", r.Name, "use one of: "+strings.Join(f.Picklist, ", "), "defaultCurrency %q is not enabled in %s.%s", m.DefaultCurrency, object, f.Name))
 			}
 		}
 		if r.Kind == KindText && f.Length > 0 {

@@ -60,7 +60,7 @@ func TestProblemsNameLineFieldAndFix(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			data := broken(t, c.old, c.new)
-			_, err := validate("my-mapping.yaml", data, nil)
+			_, err := validate("my-mapping.yaml", data, nil, Config{})
 			var ps Problems
 			if !errors.As(err, &ps) {
 				t.Fatalf("want problems, got %v", err)
@@ -82,7 +82,7 @@ func TestProblemsNameLineFieldAndFix(t *testing.T) {
 }
 
 func TestNotYAML(t *testing.T) {
-	_, err := validate("x.yaml", []byte("fields: [\n  - name: a\n"), nil)
+	_, err := validate("x.yaml", []byte("fields: [\n  - name: a\n"), nil, Config{})
 	var ps Problems
 	if !errors.As(err, &ps) || ps[0].Line == 0 || !strings.Contains(ps[0].Message, "not valid YAML") {
 		t.Fatalf("got %v", err)
@@ -105,11 +105,54 @@ func TestOrgMetadataOverridesStages(t *testing.T) {
 	}
 	data := broken(t, "  hold: Prospecting\n", "  hold: Waiting\n")
 	data = []byte(strings.NewReplacer("active: Qualification", "active: Accepted", "won: Closed Won", "won: Won", "lost: Closed Lost", "lost: Lost").Replace(string(data)))
-	if _, err := validate("org.yaml", data, os.DirFS(dir)); err == nil || !strings.Contains(err.Error(), "How_can_Microsoft_help__c does not exist") {
+	if _, err := validate("org.yaml", data, os.DirFS(dir), Config{}); err == nil || !strings.Contains(err.Error(), "How_can_Microsoft_help__c does not exist") {
 		// The org project has no custom fields, so the ones cosell needs are reported missing...
 		t.Fatalf("want the missing custom field reported, got %v", err)
 	}
-	if strings.Contains(func() string { _, err := validate("org.yaml", data, os.DirFS(dir)); return err.Error() }(), "StageName value") {
+	if strings.Contains(func() string { _, err := validate("org.yaml", data, os.DirFS(dir), Config{}); return err.Error() }(), "StageName value") {
 		t.Fatal("...but the org's stages are accepted")
+	}
+}
+
+// TestOverridesAreCheckedLikeTheFile: COSELL_STAGE_* and COSELL_DEFAULT_CURRENCY replace the file's
+// settings for every reader of the mapping, and a wrong one is reported under its variable's name.
+func TestOverridesAreCheckedLikeTheFile(t *testing.T) {
+	m, err := Load(Config{Hold: "Needs Analysis", Active: "Value Proposition", Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Stages.Hold != "Needs Analysis" || m.Stages.Active != "Value Proposition" || m.Stages.Won != "Closed Won" || m.DefaultCurrency != "EUR" {
+		t.Fatalf("overrides not applied: %+v %s", m.Stages, m.DefaultCurrency)
+	}
+	cases := []struct {
+		c         Config
+		file, msg string
+	}{
+		{Config{Hold: "Waiting"}, "COSELL_STAGE_HOLD", `stages.hold: stage "Waiting" is not a StageName value`},
+		// The active stage set to the file's hold stage: the hold rule is placed at the file's line.
+		{Config{Active: "Prospecting"}, DefaultSource, `the hold stage "Prospecting" is also used as another stage`},
+		{Config{Active: "Closed Won"}, "COSELL_STAGE_ACTIVE", `the active stage "Closed Won" is also the won or lost stage`},
+		{Config{Currency: "Euro"}, "COSELL_DEFAULT_CURRENCY", `defaultCurrency "Euro" is not a three-letter currency code`},
+		{Config{Currency: "XYZ"}, "COSELL_DEFAULT_CURRENCY", `defaultCurrency "XYZ" is not enabled in Opportunity.CurrencyIsoCode`},
+	}
+	for _, c := range cases {
+		_, err := Load(c.c)
+		var ps Problems
+		if !errors.As(err, &ps) {
+			t.Fatalf("%+v: want problems, got %v", c.c, err)
+		}
+		found := false
+		for _, p := range ps {
+			if !strings.Contains(p.Message, c.msg) {
+				continue
+			}
+			found = true
+			if inFile := c.file == DefaultSource; p.File != c.file || (p.Line > 0) != inFile || !strings.HasPrefix(p.String(), c.file+":") {
+				t.Errorf("%+v: problem %q placed at %s:%d, want %s", c.c, p, p.File, p.Line, c.file)
+			}
+		}
+		if !found {
+			t.Errorf("%+v: no problem %q; got\n%v", c.c, c.msg, ps)
+		}
 	}
 }
