@@ -4,7 +4,7 @@ GO    ?= go
 BIN   := bin
 STAGES := pc-ingest sf-ingest mapper pc-writer sf-writer auditor
 
-.PHONY: help run build test test-short vet fmt clean jsforce fuzz chaos bench proto
+.PHONY: help run build test test-short vet fmt clean jsforce fuzz chaos bench image images proto
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -18,14 +18,23 @@ build: ## build the six stages and the cosell CLI into bin/
 	@echo "built: $$(ls $(BIN) | tr '\n' ' ')"
 
 test: vet ## vet, then every test of every module (real embedded nats-server, emulators over HTTP)
-	$(GO) test -count=1 ./contracts/... ./deploy/k8s/... ./deploy/salesforce/... ./deploy/natsperm/... ./deploy/kubetest/... ./services/...
+	$(GO) test -count=1 ./contracts/... ./deploy/k8s/... ./deploy/salesforce/... ./deploy/natsperm/... ./deploy/kubetest/... ./deploy/image/... ./services/...
 
 test-short: ## the tests without vet, cached, without the chaos run
 	$(GO) test -short ./contracts/... ./services/...
 
 vet: ## gofmt check and go vet
 	@unformatted=$$(gofmt -l contracts services deploy); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
-	$(GO) vet ./contracts/... ./deploy/k8s/... ./deploy/salesforce/... ./deploy/natsperm/... ./deploy/kubetest/... ./services/...
+	$(GO) vet ./contracts/... ./deploy/k8s/... ./deploy/salesforce/... ./deploy/natsperm/... ./deploy/kubetest/... ./deploy/image/... ./services/...
+
+SERVICE   ?= mapper
+TAG       ?= dev
+PLATFORMS ?= linux/$(shell $(GO) env GOARCH)
+image: ## one service's OCI image, no container daemon needed: SERVICE=mapper [TAG=0.1.0 PLATFORMS=linux/amd64,linux/arm64 PUSH=registry.example.com/cosell]
+	$(GO) run ./deploy/image -service $(SERVICE) -version $(TAG) -platforms $(PLATFORMS) -oci $(BIN)/images/$(SERVICE) $(if $(PUSH),-push $(PUSH)/$(SERVICE):$(TAG))
+
+images: ## all seven images (six stages and the cosell CLI) as `make image` builds one, into bin/images/ (and PUSH=... pushes)
+	@for s in $(STAGES) cosell; do $(MAKE) --no-print-directory image SERVICE=$$s || exit 1; done
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 10s); new crashers land in testdata/fuzz
 	FUZZTIME=$(or $(FUZZTIME),10s) ./scripts/fuzz.sh
