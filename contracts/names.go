@@ -192,13 +192,18 @@ const (
 	// BucketLeases holds the leases that keep one poller active per source (sf-ingest, pc-ingest's
 	// reconcile poll) however many replicas run; a key lives LeaseTTL unless its holder renews it.
 	BucketLeases = "cosell_leases"
+	// BucketPCCredentials holds the Partner Center refresh token `cosell pc login` stored and every rotation of
+	// it, shared by the replicas of the stages that call Partner Center (pc-ingest, pc-writer) and no others.
+	BucketPCCredentials = "cosell_pc_credentials"
 )
 
 // LeaseTTL is how long a poller's lease outlives its last renewal: a replica that dies is replaced within it.
 const LeaseTTL = 15 * time.Second
 
 // Buckets lists every KV bucket.
-func Buckets() []string { return []string{BucketLinks, BucketCheckpoints, BucketApplied, BucketLeases} }
+func Buckets() []string {
+	return []string{BucketLinks, BucketCheckpoints, BucketApplied, BucketLeases, BucketPCCredentials}
+}
 
 // Link keys. A link is stored once under LinkKey(id); IndexKey entries map each side's entity id to it.
 func LinkKey(linkID string) string { return "link." + Token(linkID) }

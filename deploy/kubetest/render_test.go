@@ -300,7 +300,7 @@ func checkPodSecrets(t *testing.T, name string, ps *corev1.PodSpec, known map[st
 		if !known[e.Name] {
 			t.Errorf("%s sets %s, which no service reads", name, e.Name)
 		}
-		if strings.Contains(e.Name, "SECRET") || strings.Contains(e.Name, "PASSWORD") || strings.Contains(e.Name, "TOKEN") && e.Name != "COSELL_PC_TOKEN_URL" {
+		if strings.Contains(e.Name, "SECRET") || strings.Contains(e.Name, "PASSWORD") || strings.Contains(e.Name, "TOKEN") {
 			if e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
 				t.Errorf("%s: %s is not a Secret reference", name, e.Name)
 			}

@@ -84,15 +84,16 @@ func roles() []role {
 		// pc-ingest's webhook endpoint publishes verified notifications, its fetcher (a durable) turns them
 		// into full referral snapshots.
 		// It reads a referral's last snapshot to skip publishing one it already has.
+		// Both Partner Center stages read the shared refresh token and write back its rotations.
 		{stage: contracts.StagePCIngest, publishes: []string{contracts.SubjectReferralNotified, contracts.SubjectReferralObserved},
-			kvWrite: []string{contracts.BucketCheckpoints, contracts.BucketLeases}, lastOf: []string{contracts.SubjectReferralObserved}},
+			kvWrite: []string{contracts.BucketCheckpoints, contracts.BucketLeases, contracts.BucketPCCredentials}, lastOf: []string{contracts.SubjectReferralObserved}},
 		{stage: contracts.StageSFIngest, publishes: []string{contracts.SubjectOpportunityObserved},
 			kvWrite: []string{contracts.BucketCheckpoints, contracts.BucketLeases}},
 		{stage: contracts.StageMapper,
 			publishes: []string{contracts.SubjectReferralRequested, contracts.SubjectOpportunityRequested, contracts.SubjectAudit},
 			kvWrite:   []string{contracts.BucketLinks}},
 		{stage: contracts.StagePCWriter, publishes: []string{contracts.SubjectReferralWritten, contracts.SubjectReferralFailed},
-			kvWrite: []string{contracts.BucketApplied}},
+			kvWrite: []string{contracts.BucketApplied, contracts.BucketPCCredentials}},
 		{stage: contracts.StageSFWriter, publishes: []string{contracts.SubjectOpportunityWritten, contracts.SubjectOpportunityFailed},
 			kvWrite: []string{contracts.BucketApplied}},
 		// The auditor puts its own decisions on the audit trail and writes the Audit field summary back

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -139,20 +139,139 @@ func (d *doctor) salesforce() {
 }
 
 func (d *doctor) pcClient(ctx context.Context, group string) *pcapi.Client {
-	var cfg stage.PCConfig
-	if err := platform.LoadConfig(&cfg, nil); err != nil {
-		d.fail(group, "configuration", err.Error(), "set COSELL_PC_TOKEN_URL, COSELL_PC_CLIENT_ID and COSELL_PC_CLIENT_SECRET (the Secret cosell-partner-center)")
-		return nil
-	}
-	client, err := cfg.Client(ctx, slog.New(slog.DiscardHandler))
+	client, _, err := pcClient(ctx, nil, d.connect)
 	if err != nil {
-		d.fail(group, "client", err.Error(), "check COSELL_PC_URL, COSELL_PC_WEBHOOKS_URL and COSELL_PC_TOKEN_URL")
+		problem, fix := pcConfigFix(err)
+		d.fail(group, "configuration", problem, fix)
 		return nil
 	}
 	return client
 }
 
-// partnerCenter checks the app registration can read referrals, and write them when asked to.
+// connect opens the NATS connection the doctor reads the Partner Center token store over.
+func (d *doctor) connect(ctx context.Context) (*platform.Bus, error) {
+	var cfg platform.BusConfig
+	if err := platform.LoadConfig(&cfg, nil); err != nil {
+		return nil, err
+	}
+	if cfg.URL == "" {
+		return nil, errors.New("COSELL_NATS_URL is empty")
+	}
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	return platform.Connect(cctx, cfg, "cosell-doctor", nil, nil)
+}
+
+// pcConfigFix names the fix for a Partner Center configuration the client refuses.
+func pcConfigFix(err error) (problem, fix string) {
+	msg := err.Error()
+	switch {
+	case errors.Is(err, stage.ErrAppOnly):
+		return "app-only (client credentials) configuration: COSELL_PC_TOKEN_URL is set, and the Referrals API refuses app-only tokens",
+			"unset COSELL_PC_TOKEN_URL, set COSELL_PC_AUTHORITY=https://login.microsoftonline.com/<tenant id>, then sign in once: cosell pc login (docs/connect.md)"
+	case strings.Contains(msg, "COSELL_PC_AUTHORITY"), strings.Contains(msg, "COSELL_PC_CLIENT_ID"):
+		return msg, "set COSELL_PC_AUTHORITY=https://login.microsoftonline.com/<tenant id> and COSELL_PC_CLIENT_ID=<the app registration's Application (client) ID> (docs/connect.md)"
+	case strings.Contains(msg, "COSELL_PC_AUTH"):
+		return msg, "set COSELL_PC_AUTH=refresh-token and run cosell pc login (or password with COSELL_PC_USERNAME / COSELL_PC_PASSWORD for an account without MFA)"
+	case strings.Contains(msg, "NATS"), strings.Contains(msg, contracts.BucketPCCredentials):
+		return msg, "set COSELL_NATS_URL (and COSELL_NATS_USER=cosell-admin with its password): the Partner Center refresh token is kept in the " +
+			contracts.BucketPCCredentials + " bucket; create it with cosell doctor --provision --only nats"
+	}
+	return msg, "check the COSELL_PC_* settings (docs/connect.md)"
+}
+
+// pcCallFix names the fix for a Partner Center call refused for authentication reasons.
+func pcCallFix(err error) (problem, fix string) {
+	var auth *pcapi.AuthError
+	if errors.As(err, &auth) {
+		if auth.Code == "no_refresh_token" {
+			return "no Partner Center refresh token is stored", "sign in once as the Referrals Admin user: cosell pc login"
+		}
+		fix := auth.Fix
+		if fix == "" {
+			fix = "cosell pc login"
+		}
+		problem := *auth
+		problem.Fix = ""
+		return problem.Error(), fix
+	}
+	var api *pcapi.APIError
+	if errors.As(err, &api) {
+		switch {
+		case api.Status == http.StatusForbidden && strings.Contains(api.Message, "App-only"):
+			return "Partner Center refused an app-only token: " + api.Message,
+				"use delegated credentials: unset COSELL_PC_TOKEN_URL, set COSELL_PC_AUTH=refresh-token and run cosell pc login"
+		case api.Status == http.StatusUnauthorized && strings.Contains(api.Message, "audience"):
+			return "wrong token audience: " + api.Message,
+				"COSELL_PC_URL must be the Referrals host (https://api.partner.microsoft.com) and COSELL_PC_WEBHOOKS_URL the webhooks host (https://api.partnercenter.microsoft.com), not swapped"
+		case api.Status == http.StatusForbidden:
+			return err.Error(), "give the signed-in user the Referrals Admin role in Partner Center (Account settings → User management), then cosell pc login as that user"
+		case api.Status == http.StatusUnauthorized:
+			return err.Error(), "check that the app registration has the delegated Partner Center user_impersonation permission with admin consent, then cosell pc login"
+		}
+	}
+	return err.Error(), "check COSELL_PC_URL and the network path to Partner Center"
+}
+
+// pcSignIn reports the stored refresh token: present, not refused, and not about to expire.
+func (d *doctor) pcSignIn(ctx context.Context) {
+	var cfg stage.PCConfig
+	if err := platform.LoadConfig(&cfg, nil); err != nil || cfg.Auth != string(pcapi.AuthRefreshToken) || cfg.TokenURL != "" {
+		if err == nil && cfg.Auth == string(pcapi.AuthPassword) {
+			d.ok("pc", "sign-in: password grant for "+cfg.Username+" (works only without MFA; prefer COSELL_PC_AUTH=refresh-token and cosell pc login)")
+		}
+		return
+	}
+	bus, err := d.connect(ctx)
+	if err != nil {
+		return // reported by the configuration check
+	}
+	defer bus.Close()
+	store, err := stage.TokenStore(ctx, bus)
+	if err != nil {
+		return
+	}
+	st, _, err := store.Load(ctx)
+	switch {
+	case errors.Is(err, pcapi.ErrNoRefreshToken):
+		d.fail("pc", "sign-in", "no Partner Center refresh token is stored in "+contracts.BucketPCCredentials,
+			"sign in once as the Referrals Admin user: cosell pc login (docs/connect.md)")
+		return
+	case err != nil:
+		d.fail("pc", "sign-in", err.Error(), "cosell pc login")
+		return
+	case st.ClientID != "" && st.ClientID != cfg.ClientID:
+		d.fail("pc", "sign-in", fmt.Sprintf("the stored refresh token was issued to client %s, but COSELL_PC_CLIENT_ID is %s", st.ClientID, cfg.ClientID),
+			"run cosell pc login with this COSELL_PC_CLIENT_ID")
+		return
+	case st.LastError != "":
+		d.fail("pc", "sign-in", "Entra ID refused the stored refresh token: "+st.LastError,
+			"sign in again as the Referrals Admin user: cosell pc login")
+		return
+	}
+	left := time.Until(st.ExpiresAt())
+	if left < pcRefreshWarn {
+		d.fail("pc", "sign-in", fmt.Sprintf("the refresh token of %s expires %s (unused for 90 days since %s)", orUnknown(st.User),
+			st.ExpiresAt().UTC().Format(time.RFC3339), st.RotatedAt.UTC().Format(time.RFC3339)),
+			"start pc-ingest or pc-writer (each use renews it) or sign in again: cosell pc login")
+		return
+	}
+	d.ok("pc", fmt.Sprintf("sign-in: refresh token of %s, renewed %s, expires if unused %s", orUnknown(st.User),
+		st.RotatedAt.UTC().Format(time.RFC3339), st.ExpiresAt().UTC().Format("2006-01-02")))
+}
+
+// pcRefreshWarn is how early the doctor (and the alert rule) warns before the refresh token expires.
+const pcRefreshWarn = 14 * 24 * time.Hour
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "the signed-in user"
+	}
+	return s
+}
+
+// partnerCenter checks the configuration and sign-in, that the delegated token reads referrals (Referrals host
+// audience) and the webhook registration (webhooks host audience), and writes referrals when asked to.
 func (d *doctor) partnerCenter(ctx context.Context) {
 	client := d.pcClient(ctx, "pc")
 	if client == nil {
@@ -160,12 +279,19 @@ func (d *doctor) partnerCenter(ctx context.Context) {
 	}
 	errStop := errors.New("one is enough")
 	err := client.ListReferrals(ctx, pcapi.ListOptions{Top: 1}, func(pc.Referral) error { return errStop })
+	d.pcSignIn(ctx) // after a call, so a refusal Entra just gave is on the record
 	if err != nil && !errors.Is(err, errStop) {
-		d.fail("pc", "credentials and referral read", err.Error(),
-			"check the Entra ID app registration (COSELL_PC_CLIENT_ID / COSELL_PC_CLIENT_SECRET, tenant in COSELL_PC_TOKEN_URL) and that it is added to Partner Center with the Referral admin role")
+		problem, fix := pcCallFix(err)
+		d.fail("pc", "referral read (api.partner.microsoft.com audience)", problem, fix)
 		return
 	}
-	d.ok("pc", "credentials and referral read")
+	d.ok("pc", "referral read (api.partner.microsoft.com audience)")
+	if _, err := client.GetWebhook(ctx); err != nil && !pcapi.IsNotFound(err) {
+		problem, fix := pcCallFix(err)
+		d.fail("pc", "webhook API (api.partnercenter.microsoft.com audience)", problem, fix)
+	} else {
+		d.ok("pc", "webhook API (api.partnercenter.microsoft.com audience)")
+	}
 	if d.pcWrite == "" {
 		d.ok("pc", "referral write not checked (give --pc-write-referral ID to prove it)")
 		return
@@ -180,7 +306,7 @@ func (d *doctor) partnerCenter(ctx context.Context) {
 		notes = r.Details.Notes
 	}
 	if _, err := client.PatchReferral(ctx, r.ID, r.ETag, []pc.PatchOp{{Op: "replace", Path: "/details/notes", Value: notes}}); err != nil {
-		d.fail("pc", "referral write", err.Error(), "give the app registration the Referral admin role in Partner Center (write access to referrals)")
+		d.fail("pc", "referral write", err.Error(), "give the signed-in user the Referrals Admin role in Partner Center (write access to referrals), then cosell pc login as that user")
 		return
 	}
 	d.ok("pc", "referral write (referral "+r.ID+" re-written unchanged)")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
+	"github.com/cosell-dev/cosell/services/emulators/pcemu"
 	"github.com/cosell-dev/cosell/services/internal/harness/stack"
 )
 
@@ -26,9 +27,9 @@ func doctorEnv(t *testing.T) *stack.Stack {
 	t.Cleanup(s.Stop)
 	for k, v := range map[string]string{
 		"COSELL_SF_URL": s.SFURL, "COSELL_SF_CLIENT_ID": stack.SFClientID, "COSELL_SF_CLIENT_SECRET": stack.SFClientSecret,
-		"COSELL_PC_URL": s.PCURL, "COSELL_PC_WEBHOOKS_URL": s.PCURL, "COSELL_PC_TOKEN_URL": s.PC.TokenURL(),
-		"COSELL_PC_CLIENT_ID": s.PC.ClientID(), "COSELL_PC_CLIENT_SECRET": s.PC.ClientSecret(),
-		"COSELL_NATS_URL": s.NATS.ClientURL(),
+		"COSELL_PC_URL": s.PCURL, "COSELL_PC_WEBHOOKS_URL": s.PCURL, "COSELL_PC_AUTHORITY": s.PC.Authority(),
+		"COSELL_PC_CLIENT_ID": s.PC.ClientID(),
+		"COSELL_NATS_URL":     s.NATS.ClientURL(),
 	} {
 		t.Setenv(k, v)
 	}
@@ -56,8 +57,7 @@ func TestDoctorPassesOnAReadyDeploymentAndNamesEachFix(t *testing.T) {
 	}
 	for _, want := range []string{
 		"ok    sf       credentials", "ok    sf       Opportunity custom fields", "ok    sf       Opportunity Teams",
-		"ok    pc       credentials and referral read",
-		"FAIL  webhook  registration\n      problem: no webhook is registered\n      fix:     cosell pc webhook register --url " + hook + " --overwrite",
+		"FAIL  pc       configuration", "the Partner Center refresh token is kept in the cosell_pc_credentials bucket; create it with cosell doctor --provision --only nats",
 		"FAIL  nats     stream " + contracts.StreamObserved, "fix:     run the provisioning Job",
 		"FAIL  nats     bucket " + contracts.BucketLinks,
 	} {
@@ -70,7 +70,13 @@ func TestDoctorPassesOnAReadyDeploymentAndNamesEachFix(t *testing.T) {
 	if code, out := runDoctor("--only", "nats", "--provision"); code != 0 {
 		t.Fatalf("provision: exit %d\n%s", code, out)
 	}
-	client, err := s.PCClient(context.Background())
+	// Provisioned, but nobody signed in yet.
+	code, out = runDoctor("--only", "pc")
+	if want := "FAIL  pc       sign-in\n      problem: no Partner Center refresh token is stored in " + contracts.BucketPCCredentials +
+		"\n      fix:     sign in once as the Referrals Admin user: cosell pc login"; code != 1 || !strings.Contains(out, want) {
+		t.Errorf("exit %d, doctor output lacks %q:\n%s", code, want, out)
+	}
+	client, err := s.PCClient(context.Background()) // seeds the sign-in, as cosell pc login would
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,8 +87,11 @@ func TestDoctorPassesOnAReadyDeploymentAndNamesEachFix(t *testing.T) {
 	if code != 0 || strings.Contains(out, "FAIL") {
 		t.Fatalf("exit %d after the fixes:\n%s", code, out)
 	}
-	if !strings.Contains(out, "referral write (referral "+r.ID) {
-		t.Errorf("write check not reported:\n%s", out)
+	for _, want := range []string{"referral write (referral " + r.ID, "ok    pc       sign-in: refresh token of " + pcemu.DefaultUser,
+		"ok    pc       referral read (api.partner.microsoft.com audience)", "ok    pc       webhook API (api.partnercenter.microsoft.com audience)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("doctor output lacks %q:\n%s", want, out)
+		}
 	}
 	if got, _ := client.GetReferral(context.Background(), r.ID); got.Details == nil || got.Details.Notes != "keep me" {
 		t.Errorf("the write check changed the referral: %+v", got.Details)
@@ -108,6 +117,24 @@ func TestDoctorPassesOnAReadyDeploymentAndNamesEachFix(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out = runDoctor("--only", "webhook,nats", "--webhook-url", hook)
+	defer func() {
+		// The Partner Center sign-in's failures, each with its fix.
+		s.PC.RevokeRefreshTokens()
+		s.PC.ExpireTokens()
+		code, out := runDoctor("--only", "pc")
+		for _, want := range []string{"FAIL  pc       referral read", "AADSTS50173", "fix:     the sign-in was revoked or needs MFA again", "cosell pc login",
+			"FAIL  pc       sign-in\n      problem: Entra ID refused the stored refresh token"} {
+			if code != 1 || !strings.Contains(out, want) {
+				t.Errorf("revoked: exit %d, doctor output lacks %q:\n%s", code, want, out)
+			}
+		}
+		t.Setenv("COSELL_PC_TOKEN_URL", s.PC.TokenURL())
+		code, out = runDoctor("--only", "pc")
+		if want := "FAIL  pc       configuration\n      problem: app-only (client credentials) configuration"; code != 1 || !strings.Contains(out, want) ||
+			!strings.Contains(out, "cosell pc login") {
+			t.Errorf("app-only: exit %d, doctor output lacks %q:\n%s", code, want, out)
+		}
+	}()
 	for _, want := range []string{
 		"FAIL  nats     stream " + contracts.StreamAudit + "\n      problem: max age is 1h0m0s, want 168h0m0s",
 		"FAIL  webhook  registration URL\n      problem: Partner Center posts to https://elsewhere.example.com/hook, not to " + hook,

@@ -59,7 +59,8 @@ func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) i
 				return 1
 			}
 		}
-		fmt.Fprintf(stdout, "Partner Center emulator on %s\n  token URL %s\n  client id %s, secret %s\n", base, e.TokenURL(), e.ClientID(), e.ClientSecret())
+		fmt.Fprintf(stdout, "Partner Center emulator on %s\n  authority %s (COSELL_PC_AUTHORITY), client id %s\n"+
+			"  sign in: cosell pc login, then approve the code at %s/_emulator/devicelogin as %s\n", base, e.Authority(), e.ClientID(), base, pcemu.DefaultUser)
 		h = e
 	case "sf":
 		opts := sfemu.Options{Logger: log, Sandbox: *sandbox, SingleCurrency: *singleCurrency, Currency: *currency}

@@ -4,13 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
-	"github.com/cosell-dev/cosell/services/internal/platform"
-	"github.com/cosell-dev/cosell/services/internal/stage"
 )
 
 // defaultEvents are the four events Microsoft's connector registers.
@@ -18,10 +15,18 @@ var defaultEvents = strings.Join([]string{pc.EventReferralCreated, pc.EventRefer
 	pc.EventRelatedReferralCreated, pc.EventRelatedReferralUpdated}, ",")
 
 func cmdPC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	const help = `usage: cosell pc webhook register --url URL [--events a,b] [--overwrite]
+	const help = `usage: cosell pc login [--nats URL]
+       cosell pc webhook register --url URL [--events a,b] [--overwrite]
        cosell pc webhook show | delete | test
-Partner Center credentials come from COSELL_PC_TOKEN_URL, COSELL_PC_CLIENT_ID, COSELL_PC_CLIENT_SECRET
-(and COSELL_PC_URL / COSELL_PC_WEBHOOKS_URL for the emulator).`
+Partner Center takes App+User (delegated) tokens only. COSELL_PC_AUTHORITY (https://login.microsoftonline.com/<tenant id>)
+and COSELL_PC_CLIENT_ID (plus COSELL_PC_CLIENT_SECRET for a web app) name the app registration; "cosell pc login"
+signs in once as the Referrals Admin user and stores the refresh token in NATS (bucket cosell_pc_credentials), where
+the stages and these commands read it (COSELL_NATS_URL, as cosell-admin). COSELL_PC_AUTH=password with
+COSELL_PC_USERNAME / COSELL_PC_PASSWORD is the option for an account without MFA. COSELL_PC_URL /
+COSELL_PC_WEBHOOKS_URL point at the emulator. See docs/connect.md.`
+	if len(args) > 0 && args[0] == "login" {
+		return cmdPCLogin(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) < 2 || args[0] != "webhook" {
 		fmt.Fprintln(stderr, help)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
@@ -34,15 +39,11 @@ Partner Center credentials come from COSELL_PC_TOKEN_URL, COSELL_PC_CLIENT_ID, C
 	url := fs.String("url", "", "register: the public URL of pc-ingest's webhook endpoint")
 	events := fs.String("events", defaultEvents, "register: comma-separated events")
 	overwrite := fs.Bool("overwrite", false, "register: replace an existing registration (Partner Center keeps one URL per event)")
+	af := addAdminFlags(fs)
 	if done, code := parse(fs, args[2:]); done {
 		return code
 	}
-	var cfg stage.PCConfig
-	if err := platform.LoadConfig(&cfg, nil); err != nil {
-		fmt.Fprintf(stderr, "cosell pc: %v\n", err)
-		return 2
-	}
-	client, err := cfg.Client(ctx, slog.New(slog.DiscardHandler))
+	client, err := af.pc(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "cosell pc: %v\n", err)
 		return 1

@@ -1,34 +1,130 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	"github.com/cosell-dev/cosell/services/emulators/pcemu"
+	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
+	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/stage"
 )
 
-// pcEnv points the command at a Partner Center emulator over HTTP.
+// pcEnv points the command at a Partner Center emulator over HTTP and an embedded NATS holding the sign-in
+// (a refresh token of the emulator's Referrals Admin user, as cosell pc login would have stored it).
 func pcEnv(t *testing.T) *pcemu.Emulator {
 	t.Helper()
-	emu, err := pcemu.New(pcemu.Options{WebhookBackoff: 20 * time.Millisecond})
+	emu, _ := pcLoginEnv(t, pcemu.Options{WebhookBackoff: 20 * time.Millisecond})
+	bus := testBus(t)
+	store, err := stage.TokenStore(context.Background(), bus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pcapi.Put(context.Background(), store, pcapi.StoredToken{RefreshToken: emu.IssueRefreshToken(), ClientID: emu.ClientID(),
+		RotatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	return emu
+}
+
+// pcLoginEnv starts the emulator and an embedded, provisioned NATS and sets the COSELL_PC_* and COSELL_NATS_URL
+// variables for them, with nobody signed in.
+func pcLoginEnv(t *testing.T, opts pcemu.Options) (*pcemu.Emulator, string) {
+	t.Helper()
+	emu, err := pcemu.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(emu)
 	t.Cleanup(func() { emu.Close(); srv.Close() })
 	emu.SetBaseURL(srv.URL)
+	ns, err := platform.StartEmbedded(t.TempDir(), "127.0.0.1:-1", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	t.Setenv("COSELL_NATS_URL", ns.ClientURL())
 	t.Setenv("COSELL_PC_URL", srv.URL)
 	t.Setenv("COSELL_PC_WEBHOOKS_URL", srv.URL)
-	t.Setenv("COSELL_PC_TOKEN_URL", emu.TokenURL())
+	t.Setenv("COSELL_PC_AUTHORITY", emu.Authority())
 	t.Setenv("COSELL_PC_CLIENT_ID", emu.ClientID())
-	t.Setenv("COSELL_PC_CLIENT_SECRET", emu.ClientSecret())
-	return emu
+	if err := testBus(t).Provision(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return emu, srv.URL
+}
+
+// testBus connects to COSELL_NATS_URL as the CLI does.
+func testBus(t *testing.T) *platform.Bus {
+	t.Helper()
+	b, err := platform.Connect(context.Background(), platform.BusConfig{URL: os.Getenv("COSELL_NATS_URL"), Replicas: 1,
+		MaxAge: time.Hour, DuplicateWindow: time.Minute, MaxDeliver: 3, AckWait: time.Second}, "cli", slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b
+}
+
+// TestPCLoginDeviceCode: `cosell pc login` prints the URL and code, waits while the sign-in is pending, and
+// once the user approved stores a refresh token every later command (and stage) uses.
+func TestPCLoginDeviceCode(t *testing.T) {
+	emu, base := pcLoginEnv(t, pcemu.Options{DeviceCodeInterval: time.Second})
+	if code, _, errOut := runPC("webhook", "show"); code != 1 || !strings.Contains(errOut, "cosell pc login") {
+		t.Fatalf("before login: %d %q", code, errOut)
+	}
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	var errOut bytes.Buffer
+	go func() {
+		done <- cmdPCLogin(context.Background(), nil, pw, &errOut)
+		pw.Close()
+	}()
+	sc := bufio.NewScanner(pr)
+	var userCode string
+	for sc.Scan() {
+		line := sc.Text()
+		if _, after, ok := strings.Cut(line, "enter the code "); ok {
+			if !strings.Contains(line, base+"/_emulator/devicelogin") {
+				t.Errorf("prompt lacks the verification URL: %q", line)
+			}
+			userCode = after
+			break
+		}
+	}
+	if userCode == "" {
+		t.Fatalf("no code printed; stderr %q", errOut.String())
+	}
+	// The user signs in in a browser: the form the verification page posts.
+	resp, err := http.PostForm(base+"/_emulator/devicelogin", url.Values{"user_code": {userCode}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("approve: %d", resp.StatusCode)
+	}
+	rest, _ := io.ReadAll(pr)
+	if code := <-done; code != 0 || !strings.Contains(string(rest), "signed in as "+pcemu.DefaultUser) {
+		t.Fatalf("login: %d %q %q", code, rest, errOut.String())
+	}
+	if emu.Counts()["token.device_code"] < 1 {
+		t.Errorf("no device-code poll: %v", emu.Counts())
+	}
+	if code, out, errOut := runPC("webhook", "show"); code != 0 || !strings.Contains(out, "no webhook registered") {
+		t.Fatalf("after login: %d %q %q", code, out, errOut)
+	}
 }
 
 func runPC(args ...string) (int, string, string) {

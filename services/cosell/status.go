@@ -66,11 +66,31 @@ func auditorOn(ctx context.Context, bus *platform.Bus) (*auditor.Auditor, error)
 }
 
 func (f adminFlags) pc(ctx context.Context) (*pcapi.Client, error) {
+	c, _, err := pcClient(ctx, f.lookup, f.bus)
+	return c, err
+}
+
+// pcClient builds the Partner Center client the way the stages do. With COSELL_PC_AUTH=refresh-token it reads
+// the shared token store over a NATS connection from connect (closed when ctx ends).
+func pcClient(ctx context.Context, lookup func(string) (string, bool), connect func(context.Context) (*platform.Bus, error)) (*pcapi.Client, stage.PCConfig, error) {
 	var cfg stage.PCConfig
-	if err := platform.LoadConfig(&cfg, f.lookup); err != nil {
-		return nil, err
+	if err := platform.LoadConfig(&cfg, lookup); err != nil {
+		return nil, cfg, err
 	}
-	return cfg.Client(ctx, slog.New(slog.DiscardHandler))
+	if cfg.TokenURL != "" {
+		return nil, cfg, stage.ErrAppOnly
+	}
+	var kv stage.KVOpener
+	if cfg.Auth == string(pcapi.AuthRefreshToken) {
+		bus, err := connect(ctx)
+		if err != nil {
+			return nil, cfg, fmt.Errorf("the Partner Center refresh token is kept in NATS (bucket %s): %w", contracts.BucketPCCredentials, err)
+		}
+		context.AfterFunc(ctx, bus.Close)
+		kv = bus
+	}
+	c, err := cfg.Client(ctx, slog.New(slog.DiscardHandler), kv)
+	return c, cfg, err
 }
 
 func (f adminFlags) sf() (*sfapi.Client, error) {

@@ -42,13 +42,12 @@ func opsStack(t *testing.T, mod func(*stack.Options)) (*stack.Stack, []string) {
 	file := filepath.Join(t.TempDir(), "cosell.env")
 	conf := fmt.Sprintf(`COSELL_PC_URL=%s
 COSELL_PC_WEBHOOKS_URL=%s
-COSELL_PC_TOKEN_URL=%s
+COSELL_PC_AUTHORITY=%s
 COSELL_PC_CLIENT_ID=%s
-COSELL_PC_CLIENT_SECRET=%s
 COSELL_SF_URL=%s
 COSELL_SF_CLIENT_ID=%s
 COSELL_SF_CLIENT_SECRET=%s
-`, s.PCURL, s.PCURL, s.PC.TokenURL(), s.PC.ClientID(), s.PC.ClientSecret(), s.SFURL, stack.SFClientID, stack.SFClientSecret)
+`, s.PCURL, s.PCURL, s.PC.Authority(), s.PC.ClientID(), s.SFURL, stack.SFClientID, stack.SFClientSecret)
 	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}

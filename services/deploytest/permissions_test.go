@@ -239,9 +239,10 @@ func TestEveryStageIsRefusedOutsideItsJob(t *testing.T) {
 			// Buckets it does not write.
 			for _, b := range contracts.Buckets() {
 				writes := map[string][]string{
-					contracts.StagePCIngest: {contracts.BucketCheckpoints, contracts.BucketLeases},
+					contracts.StagePCIngest: {contracts.BucketCheckpoints, contracts.BucketLeases, contracts.BucketPCCredentials},
 					contracts.StageSFIngest: {contracts.BucketCheckpoints, contracts.BucketLeases},
-					contracts.StageMapper:   {contracts.BucketLinks}, contracts.StagePCWriter: {contracts.BucketApplied},
+					contracts.StageMapper:   {contracts.BucketLinks},
+					contracts.StagePCWriter: {contracts.BucketApplied, contracts.BucketPCCredentials},
 					contracts.StageSFWriter: {contracts.BucketApplied}}
 				if slices.Contains(writes[stage], b) {
 					continue
@@ -250,6 +251,21 @@ func TestEveryStageIsRefusedOutsideItsJob(t *testing.T) {
 				_ = nc.Publish(subj, []byte("x"))
 				_ = nc.Flush()
 				refused("publish", subj)
+			}
+			// The Partner Center refresh token: read (and rotated) by the two Partner Center stages only.
+			credsSubj := "$JS.API.DIRECT.GET.KV_" + contracts.BucketPCCredentials
+			if stage == contracts.StagePCIngest || stage == contracts.StagePCWriter {
+				kv, err := js.KeyValue(pubCtx, contracts.BucketPCCredentials)
+				if err != nil {
+					t.Fatalf("%s cannot open %s: %v", stage, contracts.BucketPCCredentials, err)
+				}
+				if _, err := kv.Get(pubCtx, "partner-center.refresh-token"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+					t.Errorf("%s reading the refresh token: %v (want key not found)", stage, err)
+				}
+			} else {
+				_ = nc.PublishRequest(credsSubj+".$KV."+contracts.BucketPCCredentials+".partner-center.refresh-token", nc.NewRespInbox(), nil)
+				_ = nc.Flush()
+				refused("publish", credsSubj+".$KV."+contracts.BucketPCCredentials+".partner-center.refresh-token")
 			}
 			// Other stages' durables.
 			for _, c := range contracts.Consumers() {

@@ -27,7 +27,7 @@ func main() {
 	var cfg config
 	os.Exit(stage.Main(contracts.StagePCIngest, "Partner Center webhook receiver and reconcile poller", &cfg, &cfg.Common,
 		func(ctx context.Context, env *stage.Env) (func(context.Context) error, error) {
-			pc, err := cfg.PC.Client(ctx, env.Log)
+			pc, err := cfg.PC.Client(ctx, env.Log, env.Bus)
 			if err != nil {
 				return nil, err
 			}

@@ -22,7 +22,7 @@ func main() {
 	var cfg config
 	os.Exit(stage.Main(contracts.StagePCWriter, "Partner Center referral writer", &cfg, &cfg.Common,
 		func(ctx context.Context, env *stage.Env) (func(context.Context) error, error) {
-			pc, err := cfg.PC.Client(ctx, env.Log)
+			pc, err := cfg.PC.Client(ctx, env.Log, env.Bus)
 			if err != nil {
 				return nil, err
 			}

@@ -39,6 +39,14 @@ type Options struct {
 	TokenTTL         time.Duration // default 1h
 	HTTPClient       *http.Client  // used for webhook delivery; default a client with a 10s timeout
 	Logger           *slog.Logger  // default discards
+	// Username and Password are the Referrals Admin account the password grant accepts (default DefaultUser and
+	// "cosell-emulator-password"); the device-code and harness sign-ins are as DefaultUser too.
+	Username, Password string
+	// DeviceCodeTTL is how long a device code waits for its sign-in (default 15m, as Entra ID's expires_in 900);
+	// DeviceCodeInterval the polling interval it asks for (default 5s).
+	DeviceCodeTTL, DeviceCodeInterval time.Duration
+	// RefreshTokenInactivity is how long an unused refresh token stays valid (default 90 days).
+	RefreshTokenInactivity time.Duration
 	// WebhookBackoff is the first delay between webhook delivery attempts, doubled per attempt up to 30s
 	// (default 200ms; Partner Center's own schedule is not published).
 	WebhookBackoff time.Duration
@@ -66,7 +74,10 @@ type Emulator struct {
 	referrals   map[string]*pc.Referral
 	order       []string // ids in creation order
 	lastTime    time.Time
-	tokens      map[string]time.Time // access token → expiry
+	tokens      map[string]*accessToken
+	refresh     map[string]*refreshToken
+	devices     map[string]*deviceCode
+	mfaRequired bool
 	counts      map[string]int
 	faults      Faults
 	bucket      float64 // token bucket for RateLimit
@@ -99,6 +110,21 @@ func New(opts Options) (*Emulator, error) {
 	if opts.OrganizationName == "" {
 		opts.OrganizationName = "Contoso Partner"
 	}
+	if opts.Username == "" {
+		opts.Username = DefaultUser
+	}
+	if opts.Password == "" {
+		opts.Password = "cosell-emulator-password"
+	}
+	if opts.DeviceCodeTTL <= 0 {
+		opts.DeviceCodeTTL = 15 * time.Minute
+	}
+	if opts.DeviceCodeInterval <= 0 {
+		opts.DeviceCodeInterval = 5 * time.Second
+	}
+	if opts.RefreshTokenInactivity <= 0 {
+		opts.RefreshTokenInactivity = 90 * 24 * time.Hour
+	}
 	if opts.TokenTTL <= 0 {
 		opts.TokenTTL = time.Hour
 	}
@@ -125,7 +151,9 @@ func New(opts Options) (*Emulator, error) {
 		sign:        s,
 		baseURL:     strings.TrimRight(opts.BaseURL, "/"),
 		referrals:   map[string]*pc.Referral{},
-		tokens:      map[string]time.Time{},
+		tokens:      map[string]*accessToken{},
+		refresh:     map[string]*refreshToken{},
+		devices:     map[string]*deviceCode{},
 		counts:      map[string]int{},
 		validations: map[string]*pc.WebhookValidationStatus{},
 		bucket:      math.Max(1, opts.RateLimit),
@@ -160,7 +188,10 @@ func (e *Emulator) ClientID() string { return e.opts.ClientID }
 func (e *Emulator) ClientSecret() string { return e.opts.ClientSecret }
 
 // TokenURL is the v2.0 token endpoint of the emulated tenant.
-func (e *Emulator) TokenURL() string { return e.base() + "/" + e.opts.TenantID + "/oauth2/v2.0/token" }
+func (e *Emulator) TokenURL() string { return e.Authority() + "/oauth2/v2.0/token" }
+
+// Authority is the emulated tenant's Entra authority (what COSELL_PC_AUTHORITY names), base + "/" + tenant.
+func (e *Emulator) Authority() string { return e.base() + "/" + e.opts.TenantID }
 
 // CertURL is the URL the leaf signing certificate is served at (the X-MS-Certificate-Url of each delivery).
 func (e *Emulator) CertURL() string { return e.base() + certPath }
@@ -188,8 +219,8 @@ func (e *Emulator) Close() {
 func (e *Emulator) ExpireTokens() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for k := range e.tokens {
-		e.tokens[k] = time.Time{}
+	for _, t := range e.tokens {
+		t.expires = time.Time{}
 	}
 }
 
@@ -231,21 +262,22 @@ func (e *Emulator) routes() {
 	m := http.NewServeMux()
 	m.HandleFunc("POST /{tenant}/oauth2/v2.0/token", e.tokenV2)
 	m.HandleFunc("POST /{tenant}/oauth2/token", e.tokenV1)
+	m.HandleFunc("POST /{tenant}/oauth2/v2.0/devicecode", e.deviceAuthorize)
 
 	const refs = "/v1.0/engagements/referrals"
-	m.Handle("GET "+refs, e.api("referrals.list", e.listReferrals))
-	m.Handle("POST "+refs, e.api("referrals.create", e.createReferral))
-	m.Handle("GET "+refs+"/{id}", e.api("referrals.get", e.getReferral))
-	m.Handle("PATCH "+refs+"/{id}", e.api("referrals.patch", e.patchReferral))
+	m.Handle("GET "+refs, e.api("referrals.list", AudienceReferrals, e.listReferrals))
+	m.Handle("POST "+refs, e.api("referrals.create", AudienceReferrals, e.createReferral))
+	m.Handle("GET "+refs+"/{id}", e.api("referrals.get", AudienceReferrals, e.getReferral))
+	m.Handle("PATCH "+refs+"/{id}", e.api("referrals.patch", AudienceReferrals, e.patchReferral))
 
 	const wh = "/webhooks/v1/registration"
-	m.Handle("POST "+wh, e.api("webhooks.register", e.registerWebhook))
-	m.Handle("PUT "+wh, e.api("webhooks.update", e.updateWebhook))
-	m.Handle("GET "+wh, e.api("webhooks.get", e.getWebhook))
-	m.Handle("DELETE "+wh, e.api("webhooks.delete", e.deleteWebhook))
-	m.Handle("GET "+wh+"/events", e.api("webhooks.events", e.webhookEvents))
-	m.Handle("POST "+wh+"/validationEvents", e.api("webhooks.validation.send", e.sendValidation))
-	m.Handle("GET "+wh+"/validationEvents/{correlationId}", e.api("webhooks.validation.get", e.getValidation))
+	m.Handle("POST "+wh, e.api("webhooks.register", AudienceWebhooks, e.registerWebhook))
+	m.Handle("PUT "+wh, e.api("webhooks.update", AudienceWebhooks, e.updateWebhook))
+	m.Handle("GET "+wh, e.api("webhooks.get", AudienceWebhooks, e.getWebhook))
+	m.Handle("DELETE "+wh, e.api("webhooks.delete", AudienceWebhooks, e.deleteWebhook))
+	m.Handle("GET "+wh+"/events", e.api("webhooks.events", AudienceWebhooks, e.webhookEvents))
+	m.Handle("POST "+wh+"/validationEvents", e.api("webhooks.validation.send", AudienceWebhooks, e.sendValidation))
+	m.Handle("GET "+wh+"/validationEvents/{correlationId}", e.api("webhooks.validation.get", AudienceWebhooks, e.getValidation))
 
 	m.HandleFunc("GET "+certPath, e.serveCert)
 	m.HandleFunc("GET /_emulator/cert/root.cer", e.serveRoot)
@@ -256,12 +288,16 @@ func (e *Emulator) routes() {
 	m.HandleFunc("POST /_emulator/referrals/{id}/expire", e.emuExpire)
 	m.HandleFunc("GET /_emulator/counts", e.emuCounts)
 	m.HandleFunc("POST /_emulator/faults", e.emuFaults)
+	m.HandleFunc("GET /_emulator/devicelogin", e.emuDeviceLogin)
+	m.HandleFunc("POST /_emulator/devicelogin", e.emuDeviceLogin)
+	m.HandleFunc("POST /_emulator/refresh-tokens", e.emuRefreshTokens)
+	m.HandleFunc("POST /_emulator/refresh-tokens/{action}", e.emuRefreshTokens)
 	e.mux = m
 }
 
 // api wraps a Partner Center API handler with what every call goes through: counting, the request-id headers,
 // injected latency, bearer authentication, throttling and injected failures.
-func (e *Emulator) api(name string, h http.HandlerFunc) http.Handler {
+func (e *Emulator) api(name, audience string, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.count(name)
 		w.Header().Set("request-id", newGUID())
@@ -282,8 +318,7 @@ func (e *Emulator) api(name string, h http.HandlerFunc) http.Handler {
 				return
 			}
 		}
-		if !e.authorized(r) {
-			writeError(w, http.StatusUnauthorized, "unauthenticated", "The bearer token is missing, invalid or expired.", "")
+		if !e.apiAuth(w, r, audience) {
 			return
 		}
 		if wait, ok := e.admit(); !ok {
@@ -339,84 +374,6 @@ func (e *Emulator) admit() (int, bool) {
 	}
 	wait := int(math.Ceil((1 - e.bucket) / e.opts.RateLimit))
 	return max(wait, 1), false
-}
-
-func (e *Emulator) authorized(r *http.Request) bool {
-	auth := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(auth, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
-		return false
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	exp, ok := e.tokens[tok]
-	return ok && time.Now().Before(exp)
-}
-
-// tokenV2 is the Entra ID v2.0 client-credentials endpoint.
-func (e *Emulator) tokenV2(w http.ResponseWriter, r *http.Request) {
-	e.count("token")
-	tok, ok := e.clientCredentials(w, r, "scope")
-	if !ok {
-		return
-	}
-	secs := int(e.opts.TokenTTL.Seconds())
-	writeJSON(w, http.StatusOK, map[string]any{
-		"token_type": "Bearer", "expires_in": secs, "ext_expires_in": secs, "access_token": tok,
-	})
-}
-
-// tokenV1 is the Entra ID v1 endpoint, which names the audience with resource= instead of scope=.
-func (e *Emulator) tokenV1(w http.ResponseWriter, r *http.Request) {
-	e.count("token")
-	tok, ok := e.clientCredentials(w, r, "resource")
-	if !ok {
-		return
-	}
-	secs := int(e.opts.TokenTTL.Seconds())
-	writeJSON(w, http.StatusOK, map[string]any{
-		"token_type": "Bearer", "expires_in": strconv.Itoa(secs), "ext_expires_in": strconv.Itoa(secs),
-		"expires_on": strconv.FormatInt(time.Now().Add(e.opts.TokenTTL).Unix(), 10),
-		"resource":   r.PostForm.Get("resource"), "access_token": tok,
-	})
-}
-
-func (e *Emulator) clientCredentials(w http.ResponseWriter, r *http.Request, audienceParam string) (string, bool) {
-	aad := func(status int, code, desc string) (string, bool) {
-		writeJSON(w, status, map[string]any{
-			"error": code, "error_description": desc, "error_codes": []int{},
-			"timestamp": time.Now().UTC().Format("2006-01-02 15:04:05Z"), "trace_id": newGUID(), "correlation_id": newGUID(),
-		})
-		return "", false
-	}
-	if t := r.PathValue("tenant"); t != e.opts.TenantID {
-		return aad(http.StatusBadRequest, "invalid_request", fmt.Sprintf("AADSTS90002: Tenant '%s' not found.", t))
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil {
-		return aad(http.StatusBadRequest, "invalid_request", "AADSTS900144: The request body must be application/x-www-form-urlencoded.")
-	}
-	id, secret := r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
-	if u, p, ok := r.BasicAuth(); ok { // x/oauth2 may send the credentials in the header, URL-encoded
-		id, secret = unescape(u), unescape(p)
-	}
-	switch {
-	case r.PostForm.Get("grant_type") != "client_credentials":
-		return aad(http.StatusBadRequest, "unsupported_grant_type", "AADSTS70003: The app requested an unsupported grant type '"+r.PostForm.Get("grant_type")+"'.")
-	case r.PostForm.Get(audienceParam) == "":
-		return aad(http.StatusBadRequest, "invalid_request", fmt.Sprintf("AADSTS900144: The request body must contain the following parameter: '%s'.", audienceParam))
-	case id == "":
-		return aad(http.StatusBadRequest, "invalid_request", "AADSTS900144: The request body must contain the following parameter: 'client_id'.")
-	case id != e.opts.ClientID:
-		return aad(http.StatusBadRequest, "unauthorized_client", fmt.Sprintf("AADSTS700016: Application with identifier '%s' was not found in the directory.", id))
-	case secret != e.opts.ClientSecret:
-		return aad(http.StatusUnauthorized, "invalid_client", "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '"+id+"'.")
-	}
-	tok := "emu." + randomHex(24)
-	e.mu.Lock()
-	e.tokens[tok] = time.Now().Add(e.opts.TokenTTL)
-	e.mu.Unlock()
-	return tok, true
 }
 
 func unescape(s string) string {

@@ -30,8 +30,9 @@ func start(t *testing.T) *harness {
 	emu.SetBaseURL(srv.URL)
 	t.Cleanup(func() { srv.Close(); emu.Close() })
 	h := &harness{t: t, emu: emu, base: srv.URL}
-	resp, body := h.form("/"+emu.TenantID()+"/oauth2/v2.0/token", url.Values{"grant_type": {"client_credentials"},
-		"client_id": {emu.ClientID()}, "client_secret": {emu.ClientSecret()}, "scope": {"https://api.partner.microsoft.com/.default"}})
+	// A delegated token, the documented refresh shape: the Referrals API takes App+User tokens only.
+	resp, body := h.form("/"+emu.TenantID()+"/oauth2/v2.0/token", url.Values{"grant_type": {"refresh_token"},
+		"client_id": {emu.ClientID()}, "refresh_token": {emu.IssueRefreshToken()}, "scope": {"https://api.partner.microsoft.com/user_impersonation offline_access"}})
 	if resp.StatusCode != 200 {
 		t.Fatalf("token: %d %s", resp.StatusCode, body)
 	}
@@ -96,7 +97,7 @@ func TestTokenErrors(t *testing.T) {
 		{"secret", h.emu.TenantID(), url.Values{"grant_type": {"client_credentials"}, "client_id": {h.emu.ClientID()}, "client_secret": {"x"}, "scope": {"s"}}, 401, "invalid_client"},
 		{"client", h.emu.TenantID(), url.Values{"grant_type": {"client_credentials"}, "client_id": {"x"}, "client_secret": {"x"}, "scope": {"s"}}, 400, "unauthorized_client"},
 		{"scope", h.emu.TenantID(), url.Values{"grant_type": {"client_credentials"}, "client_id": {h.emu.ClientID()}, "client_secret": {h.emu.ClientSecret()}}, 400, "invalid_request"},
-		{"grant", h.emu.TenantID(), url.Values{"grant_type": {"password"}, "client_id": {h.emu.ClientID()}, "client_secret": {h.emu.ClientSecret()}, "scope": {"s"}}, 400, "unsupported_grant_type"},
+		{"grant", h.emu.TenantID(), url.Values{"grant_type": {"authorization_code"}, "client_id": {h.emu.ClientID()}, "client_secret": {h.emu.ClientSecret()}, "scope": {"s"}}, 400, "unsupported_grant_type"},
 		{"tenant", "other", url.Values{"grant_type": {"client_credentials"}, "client_id": {h.emu.ClientID()}, "client_secret": {h.emu.ClientSecret()}, "scope": {"s"}}, 400, "invalid_request"},
 	} {
 		resp, body := h.form("/"+tc.tenant+"/oauth2/v2.0/token", tc.v)

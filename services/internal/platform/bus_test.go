@@ -57,6 +57,8 @@ func TestProvisionIsIdempotentAndUpdates(t *testing.T) {
 			wantTTL = cfg.MaxAge
 		case contracts.BucketLeases:
 			wantTTL, wantHistory = contracts.LeaseTTL, 1
+		case contracts.BucketPCCredentials:
+			wantHistory = 1
 		}
 		if st.History() != wantHistory || st.TTL() != wantTTL {
 			t.Errorf("bucket %s: history %d ttl %s", name, st.History(), st.TTL())

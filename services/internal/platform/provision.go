@@ -39,6 +39,8 @@ func (b *Bus) Provision(ctx context.Context) error {
 			kvc.TTL = b.cfg.MaxAge
 		case contracts.BucketLeases:
 			kvc.TTL, kvc.History = contracts.LeaseTTL, 1
+		case contracts.BucketPCCredentials:
+			kvc.History = 1 // no trail of superseded refresh tokens
 		}
 		kv, err := b.JS.CreateOrUpdateKeyValue(ctx, kvc)
 		if err != nil {

@@ -8,26 +8,79 @@ import (
 	"os"
 	"strings"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
 	"github.com/cosell-dev/cosell/services/internal/clients/pcwebhook"
 )
 
-// PCConfig is the Partner Center connection, read from the environment.
+// PCConfig is the Partner Center connection, read from the environment. Partner Center's Referrals API takes
+// App+User (delegated) tokens only: the stages use the refresh token `cosell pc login` stored in the
+// cosell_pc_credentials bucket (COSELL_PC_AUTH=refresh-token), or, for an account without MFA, the password
+// grant (COSELL_PC_AUTH=password). docs/connect.md walks through the set-up.
 type PCConfig struct {
-	ReferralsURL string   `env:"COSELL_PC_URL" default:"https://api.partner.microsoft.com" validate:"url" help:"Referrals API base URL"`
-	WebhooksURL  string   `env:"COSELL_PC_WEBHOOKS_URL" default:"https://api.partnercenter.microsoft.com" validate:"url" help:"Webhooks API base URL"`
-	TokenURL     string   `env:"COSELL_PC_TOKEN_URL" required:"true" validate:"url" help:"Entra ID token endpoint, e.g. https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token"`
-	ClientID     string   `env:"COSELL_PC_CLIENT_ID" required:"true" help:"the Entra ID app registration's client id"`
-	ClientSecret string   `env:"COSELL_PC_CLIENT_SECRET" required:"true" help:"the app registration's client secret"`
-	Scopes       []string `env:"COSELL_PC_SCOPES" default:"https://api.partner.microsoft.com/.default"`
+	ReferralsURL string `env:"COSELL_PC_URL" default:"https://api.partner.microsoft.com" validate:"url" help:"Referrals API base URL"`
+	WebhooksURL  string `env:"COSELL_PC_WEBHOOKS_URL" default:"https://api.partnercenter.microsoft.com" validate:"url" help:"Webhooks API base URL"`
+	Authority    string `env:"COSELL_PC_AUTHORITY" required:"true" validate:"url" help:"the tenant's Entra ID authority, https://login.microsoftonline.com/<tenant id>"`
+	ClientID     string `env:"COSELL_PC_CLIENT_ID" required:"true" help:"the Entra ID app registration's Application (client) ID (delegated Partner Center user_impersonation, admin-consented)"`
+	ClientSecret string `env:"COSELL_PC_CLIENT_SECRET" help:"the app registration's client secret, if it is a web (confidential) app; a public client has none"`
+	Auth         string `env:"COSELL_PC_AUTH" default:"refresh-token" help:"refresh-token (the token cosell pc login stored; MFA-compatible) or password (an account without MFA)"`
+	Username     string `env:"COSELL_PC_USERNAME" help:"COSELL_PC_AUTH=password only: the Referrals Admin user's sign-in name"`
+	Password     string `env:"COSELL_PC_PASSWORD" help:"COSELL_PC_AUTH=password only: that user's password"`
+	// TokenURL is the removed client-credentials setting; set, it is refused with the fix.
+	TokenURL string `env:"COSELL_PC_TOKEN_URL" help:"removed: app-only client credentials are refused by the Referrals API; set COSELL_PC_AUTHORITY and run cosell pc login"`
 }
 
-// Client builds the Partner Center client.
-func (c PCConfig) Client(ctx context.Context, log *slog.Logger) (*pcapi.Client, error) {
-	return pcapi.New(ctx, pcapi.Config{
-		ReferralsBaseURL: c.ReferralsURL, WebhooksBaseURL: c.WebhooksURL, TokenURL: c.TokenURL,
-		ClientID: c.ClientID, ClientSecret: c.ClientSecret, Scopes: c.Scopes, Logger: log,
-	})
+// ErrAppOnly is the configuration of the removed client-credentials path.
+var ErrAppOnly = fmt.Errorf("COSELL_PC_TOKEN_URL is set: app-only (client credentials) tokens are refused by the Partner Center " +
+	"Referrals API, which takes App+User tokens only; unset it, set COSELL_PC_AUTHORITY=https://login.microsoftonline.com/<tenant id> " +
+	"and sign in once with cosell pc login (docs/connect.md)")
+
+// KVOpener opens a JetStream KV bucket (*platform.Bus does).
+type KVOpener interface {
+	KV(ctx context.Context, bucket string) (jetstream.KeyValue, error)
+}
+
+// TokenStore is the shared refresh-token store in the cosell_pc_credentials bucket.
+func TokenStore(ctx context.Context, kv KVOpener) (pcapi.TokenStore, error) {
+	b, err := kv.KV(ctx, contracts.BucketPCCredentials)
+	if err != nil {
+		return nil, fmt.Errorf("partner center token store: %w (provision the bucket: cosell doctor --provision)", err)
+	}
+	return pcapi.KVTokenStore{KV: b}, nil
+}
+
+// Client builds the Partner Center client; kv opens the shared token store (nil with COSELL_PC_AUTH=password).
+func (c PCConfig) Client(ctx context.Context, log *slog.Logger, kv KVOpener) (*pcapi.Client, error) {
+	cfg, err := c.ClientConfig(ctx, kv)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Logger = log
+	cfg.OnRefresh = observeRefreshToken
+	return pcapi.New(ctx, cfg)
+}
+
+// ClientConfig is the pcapi configuration c describes.
+func (c PCConfig) ClientConfig(ctx context.Context, kv KVOpener) (pcapi.Config, error) {
+	if c.TokenURL != "" {
+		return pcapi.Config{}, ErrAppOnly
+	}
+	cfg := pcapi.Config{ReferralsBaseURL: c.ReferralsURL, WebhooksBaseURL: c.WebhooksURL, Authority: c.Authority,
+		ClientID: c.ClientID, ClientSecret: c.ClientSecret, Auth: pcapi.AuthMethod(c.Auth),
+		Username: c.Username, Password: c.Password}
+	if cfg.Auth == pcapi.AuthRefreshToken {
+		if kv == nil {
+			return pcapi.Config{}, fmt.Errorf("COSELL_PC_AUTH=refresh-token needs the NATS connection for the %s bucket", contracts.BucketPCCredentials)
+		}
+		st, err := TokenStore(ctx, kv)
+		if err != nil {
+			return pcapi.Config{}, err
+		}
+		cfg.Tokens = st
+	}
+	return cfg, nil
 }
 
 // WebhookTrust says which certificates pc-ingest accepts on notifications.

@@ -67,6 +67,7 @@ func run(args []string, stdout, stderr io.Writer, stage, summary string, cfg any
 	}
 	log.Info("admin listening", "addr", addr)
 	InstrumentClients(platform.NewAPIMetrics(admin.Registry))
+	InstrumentPCAuth(admin.Registry)
 	shutdownTracing, err := platform.SetupTracing(ctx, stage)
 	if err != nil {
 		log.Error("tracing", "err", err)

@@ -63,8 +63,8 @@ func newFixture(t *testing.T, cfg Config, run func(*Ingest) func(context.Context
 	emuSrv := httptest.NewServer(emu)
 	t.Cleanup(func() { emu.Close(); emuSrv.Close() })
 	emu.SetBaseURL(emuSrv.URL)
-	client, err := pcapi.New(ctx, pcapi.Config{ReferralsBaseURL: emuSrv.URL, WebhooksBaseURL: emuSrv.URL, TokenURL: emu.TokenURL(),
-		ClientID: emu.ClientID(), ClientSecret: emu.ClientSecret(), Scopes: []string{"https://api.partner.microsoft.com/.default"}})
+	client, err := pcapi.New(ctx, pcapi.Config{ReferralsBaseURL: emuSrv.URL, WebhooksBaseURL: emuSrv.URL, Authority: emu.Authority(),
+		ClientID: emu.ClientID(), Tokens: pcapi.NewMemoryTokenStore(pcapi.StoredToken{RefreshToken: emu.IssueRefreshToken()})})
 	if err != nil {
 		t.Fatal(err)
 	}

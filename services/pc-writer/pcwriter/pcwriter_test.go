@@ -44,8 +44,8 @@ func newWriter(t *testing.T) (*Writer, *pcemu.Emulator) {
 	srv := httptest.NewServer(emu)
 	t.Cleanup(func() { emu.Close(); srv.Close() })
 	emu.SetBaseURL(srv.URL)
-	client, err := pcapi.New(ctx, pcapi.Config{ReferralsBaseURL: srv.URL, WebhooksBaseURL: srv.URL, TokenURL: emu.TokenURL(),
-		ClientID: emu.ClientID(), ClientSecret: emu.ClientSecret(), Scopes: []string{"https://api.partner.microsoft.com/.default"}})
+	client, err := pcapi.New(ctx, pcapi.Config{ReferralsBaseURL: srv.URL, WebhooksBaseURL: srv.URL, Authority: emu.Authority(),
+		ClientID: emu.ClientID(), Tokens: pcapi.NewMemoryTokenStore(pcapi.StoredToken{RefreshToken: emu.IssueRefreshToken()})})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,7 @@
 // Package pcapi is the Partner Center client cosell's services use: the co-sell Referrals API and the webhook
-// registration API, authenticated with Entra ID client credentials. The same code talks to the real Partner
-// Center and to pcemu; it classifies failures into *APIError but never retries a throttled call itself, so the
-// caller (the runtime) can nak with the server's Retry-After.
+// registration API, authenticated with App+User (delegated) Entra ID tokens, one per audience (auth.go). The same
+// code talks to the real Partner Center and to pcemu; it classifies failures into *APIError but never retries a
+// throttled call itself, so the caller (the runtime) can nak with the server's Retry-After.
 package pcapi
 
 import (
@@ -23,54 +23,80 @@ import (
 
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/clientcredentials"
 )
 
 // Config says where Partner Center is and how to authenticate to it.
 type Config struct {
 	ReferralsBaseURL string // default https://api.partner.microsoft.com
 	WebhooksBaseURL  string // default https://api.partnercenter.microsoft.com
-	TokenURL         string // Entra ID token endpoint (v2.0 with Scopes, or v1 with Resource)
-	ClientID         string
-	ClientSecret     string
-	Scopes           []string // v2.0 endpoint, e.g. https://api.partner.microsoft.com/.default
-	Resource         string   // v1 endpoint (…/oauth2/token): sent as resource=
-	HTTPClient       *http.Client
-	Logger           *slog.Logger
+	// Authority is the tenant's Entra ID authority, https://login.microsoftonline.com/<tenant id>; the client
+	// uses its v2.0 token endpoint (v1 for AuthPassword).
+	Authority    string
+	ClientID     string
+	ClientSecret string     // only for a confidential (web) app registration; a public client has none
+	Auth         AuthMethod // default AuthRefreshToken
+	// Tokens holds the refresh token `cosell pc login` stored and its rotations (AuthRefreshToken).
+	Tokens TokenStore
+	// Username and Password are the Referrals Admin account's, for AuthPassword only.
+	Username, Password string
+	// OnRefresh is told, after every refresh-token exchange, when the stored refresh token expires if left
+	// unused and the refusal if Entra refused it (for the expiry metric and alert).
+	OnRefresh  func(expires time.Time, err error)
+	Now        func() time.Time // default time.Now
+	HTTPClient *http.Client
+	Logger     *slog.Logger
 }
 
 // Client calls Partner Center. It is safe for concurrent use.
 type Client struct {
-	cfg   Config
-	cc    *clientcredentials.Config
-	http  *http.Client
-	log   *slog.Logger
-	mu    sync.Mutex
-	token *oauth2.Token
-	calls map[string]int
+	cfg    Config
+	http   *http.Client
+	log    *slog.Logger
+	mu     sync.Mutex
+	tokens map[string]*oauth2.Token // by audience
+	calls  map[string]int
 }
 
-// New validates cfg and builds a Client; it does not contact Partner Center.
+// New validates cfg and builds a Client; it does not contact Partner Center or Entra ID.
 func New(_ context.Context, cfg Config) (*Client, error) {
 	if cfg.ReferralsBaseURL == "" {
-		cfg.ReferralsBaseURL = "https://api.partner.microsoft.com"
+		cfg.ReferralsBaseURL = ReferralsAudience
 	}
 	if cfg.WebhooksBaseURL == "" {
-		cfg.WebhooksBaseURL = "https://api.partnercenter.microsoft.com"
+		cfg.WebhooksBaseURL = WebhooksAudience
+	}
+	if cfg.Auth == "" {
+		cfg.Auth = AuthRefreshToken
 	}
 	cfg.ReferralsBaseURL = strings.TrimRight(cfg.ReferralsBaseURL, "/")
 	cfg.WebhooksBaseURL = strings.TrimRight(cfg.WebhooksBaseURL, "/")
-	for name, v := range map[string]string{"ReferralsBaseURL": cfg.ReferralsBaseURL, "WebhooksBaseURL": cfg.WebhooksBaseURL, "TokenURL": cfg.TokenURL} {
+	cfg.Authority = strings.TrimRight(cfg.Authority, "/")
+	for name, v := range map[string]string{"COSELL_PC_URL": cfg.ReferralsBaseURL, "COSELL_PC_WEBHOOKS_URL": cfg.WebhooksBaseURL} {
 		u, err := url.Parse(v)
 		if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-			return nil, fmt.Errorf("pcapi: config %s %q is not an absolute http(s) URL", name, v)
+			return nil, fmt.Errorf("pcapi: %s %q is not an absolute http(s) URL", name, v)
 		}
 	}
-	if cfg.ClientID == "" || cfg.ClientSecret == "" {
-		return nil, errors.New("pcapi: config ClientID and ClientSecret are required")
+	if err := checkAuthority(cfg.Authority); err != nil {
+		return nil, err
 	}
-	if len(cfg.Scopes) == 0 && cfg.Resource == "" {
-		return nil, errors.New("pcapi: config needs Scopes (v2.0 token endpoint) or Resource (v1)")
+	if cfg.ClientID == "" {
+		return nil, errors.New("pcapi: COSELL_PC_CLIENT_ID is empty: set it to the app registration's Application (client) ID")
+	}
+	switch cfg.Auth {
+	case AuthRefreshToken:
+		if cfg.Tokens == nil {
+			return nil, errors.New("pcapi: the refresh-token method needs a token store (the stages use the " +
+				"cosell_pc_credentials bucket, filled by cosell pc login)")
+		}
+	case AuthPassword:
+		if cfg.Username == "" || cfg.Password == "" {
+			return nil, errors.New("pcapi: COSELL_PC_AUTH=password needs COSELL_PC_USERNAME and COSELL_PC_PASSWORD " +
+				"(an account without MFA); otherwise use COSELL_PC_AUTH=refresh-token and cosell pc login")
+		}
+	default:
+		return nil, fmt.Errorf("pcapi: COSELL_PC_AUTH %q is not a method: use refresh-token (cosell pc login) or password; "+
+			"app-only client credentials are refused by the Referrals API", cfg.Auth)
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 60 * time.Second}
@@ -78,15 +104,12 @@ func New(_ context.Context, cfg Config) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	cc := &clientcredentials.Config{
-		ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, TokenURL: cfg.TokenURL, Scopes: cfg.Scopes,
-		AuthStyle: oauth2.AuthStyleInParams,
-	}
-	if cfg.Resource != "" {
-		cc.EndpointParams = url.Values{"resource": {cfg.Resource}}
-	}
-	return &Client{cfg: cfg, cc: cc, http: cfg.HTTPClient, log: cfg.Logger.With("component", "pcapi"), calls: map[string]int{}}, nil
+	return &Client{cfg: cfg, http: cfg.HTTPClient, log: cfg.Logger.With("component", "pcapi"),
+		tokens: map[string]*oauth2.Token{}, calls: map[string]int{}}, nil
 }
+
+// Method is the configured authentication method.
+func (c *Client) Method() AuthMethod { return c.cfg.Auth }
 
 // Calls returns the number of calls per "endpoint status" (e.g. "referrals.get 200", "token 401", "referrals.list error").
 func (c *Client) Calls() map[string]int {
@@ -116,38 +139,41 @@ func WithCorrelationID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, correlationKey{}, id)
 }
 
-// accessToken returns the cached token, fetching a new one when it is missing, expiring or refresh is set.
-func (c *Client) accessToken(ctx context.Context, refresh bool) (string, error) {
+// accessToken returns the cached token for audience, fetching a new one when it is missing, expiring or refresh is set.
+func (c *Client) accessToken(ctx context.Context, audience string, refresh bool) (string, error) {
 	c.mu.Lock()
-	tok := c.token
+	tok := c.tokens[audience]
 	c.mu.Unlock()
 	if !refresh && tok.Valid() {
 		return tok.AccessToken, nil
 	}
 	tokenStart := time.Now()
-	tok, err := c.cc.Token(context.WithValue(ctx, oauth2.HTTPClient, c.http))
+	tok, err := c.fetchToken(ctx, audience)
 	if err != nil {
-		var re *oauth2.RetrieveError
-		if errors.As(err, &re) && re.Response != nil {
-			c.countCall("token", re.Response.StatusCode)
-			observeCall("token", re.Response.StatusCode, tokenStart, re.Response.Header)
-			ae := &APIError{Op: "token", Status: re.Response.StatusCode, Code: re.ErrorCode, Message: re.ErrorDescription}
-			if ae.Code == "" {
-				ae.Code, ae.Message = parseErrorBody(re.Body)
-			}
-			ae.RetryAfter = retryAfter(re.Response.Header)
-			return "", ae
+		var ae *AuthError
+		if errors.As(err, &ae) {
+			c.countCall("token", ae.Status)
+			observeCall("token", ae.Status, tokenStart, nil)
+		} else {
+			c.countCall("token", 0)
+			observeCall("token", 0, tokenStart, nil)
 		}
-		c.countCall("token", 0)
-		observeCall("token", 0, tokenStart, nil)
-		return "", &NetworkError{Op: "token", Err: err}
+		return "", err
 	}
 	c.countCall("token", http.StatusOK)
 	observeCall("token", http.StatusOK, tokenStart, nil)
 	c.mu.Lock()
-	c.token = tok
+	c.tokens[audience] = tok
 	c.mu.Unlock()
 	return tok.AccessToken, nil
+}
+
+// audience is the token audience of an operation: the webhook registration API lives on the CSP host.
+func audience(op string) string {
+	if strings.HasPrefix(op, "webhooks.") {
+		return WebhooksAudience
+	}
+	return ReferralsAudience
 }
 
 // request is one Partner Center call.
@@ -170,14 +196,9 @@ func (c *Client) do(ctx context.Context, req request) ([]byte, http.Header, int,
 		}
 	}
 	for attempt := 0; ; attempt++ {
-		tok, err := c.accessToken(ctx, attempt > 0)
+		tok, err := c.accessToken(ctx, audience(req.op), attempt > 0)
 		if err != nil {
-			var ae *APIError
-			var ne *NetworkError
-			switch {
-			case errors.As(err, &ae):
-				ae.ReferralID = req.referralID
-			case errors.As(err, &ne):
+			if ne := (*NetworkError)(nil); errors.As(err, &ne) {
 				ne.ReferralID = req.referralID
 			}
 			return nil, nil, 0, err

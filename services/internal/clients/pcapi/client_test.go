@@ -24,15 +24,19 @@ func setup(t *testing.T, opts pcemu.Options) (*pcemu.Emulator, *pcapi.Client) {
 	srv := httptest.NewServer(emu)
 	emu.SetBaseURL(srv.URL)
 	t.Cleanup(func() { srv.Close(); emu.Close() })
-	c, err := pcapi.New(context.Background(), pcapi.Config{
-		ReferralsBaseURL: srv.URL, WebhooksBaseURL: srv.URL, TokenURL: emu.TokenURL(),
-		ClientID: emu.ClientID(), ClientSecret: emu.ClientSecret(),
-		Scopes: []string{"https://api.partner.microsoft.com/.default"}, HTTPClient: srv.Client(),
-	})
+	c, err := pcapi.New(context.Background(), delegated(emu, srv.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return emu, c
+}
+
+// delegated configures a client for the emulator at base the way the stages run: App+User, with a refresh token
+// the emulator issued to its Referrals Admin user (as `cosell pc login` would have stored).
+func delegated(emu *pcemu.Emulator, base string) pcapi.Config {
+	return pcapi.Config{ReferralsBaseURL: base, WebhooksBaseURL: base, Authority: base + "/" + emu.TenantID(),
+		ClientID: emu.ClientID(), Tokens: pcapi.NewMemoryTokenStore(pcapi.StoredToken{
+			RefreshToken: emu.IssueRefreshToken(), ClientID: emu.ClientID(), RotatedAt: time.Now()})}
 }
 
 func float(v float64) *float64 { return &v }
@@ -67,35 +71,6 @@ func TestTokenFlowAndUnauthenticated(t *testing.T) {
 		t.Fatalf("no token: status %d", resp.StatusCode)
 	}
 
-	// Wrong secret: an AAD error surfaced as an APIError.
-	bad, err := pcapi.New(context.Background(), pcapi.Config{
-		ReferralsBaseURL: "http://127.0.0.1:1", TokenURL: emu.TokenURL(), ClientID: emu.ClientID(), ClientSecret: "wrong",
-		Scopes: []string{"x/.default"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = bad.GetReferral(context.Background(), "x")
-	var ae *pcapi.APIError
-	if !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized || ae.Code != "invalid_client" || !strings.Contains(ae.Message, "AADSTS7000215") {
-		t.Fatalf("wrong secret: %v", err)
-	}
-	if pcapi.IsTransient(err) {
-		t.Fatal("a wrong secret is not transient")
-	}
-
-	// v1 endpoint with resource=.
-	v1, err := pcapi.New(context.Background(), pcapi.Config{
-		ReferralsBaseURL: strings.TrimSuffix(emu.TokenURL(), "/"+emu.TenantID()+"/oauth2/v2.0/token"),
-		TokenURL:         strings.Replace(emu.TokenURL(), "/v2.0/", "/", 1), ClientID: emu.ClientID(), ClientSecret: emu.ClientSecret(),
-		Resource: "https://api.partner.microsoft.com",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := v1.GetReferral(context.Background(), "x"); !pcapi.IsNotFound(err) {
-		t.Fatalf("v1 token: %v", err)
-	}
 }
 
 func TestTokenExpiryIsRefreshed(t *testing.T) {
@@ -343,10 +318,9 @@ func TestNetworkErrorIsTransient(t *testing.T) {
 	t.Parallel()
 	emu, _ := setup(t, pcemu.Options{})
 	srv := httptest.NewServer(emu)
-	c, err := pcapi.New(context.Background(), pcapi.Config{
-		ReferralsBaseURL: "http://127.0.0.1:1", TokenURL: srv.URL + "/" + emu.TenantID() + "/oauth2/v2.0/token",
-		ClientID: emu.ClientID(), ClientSecret: emu.ClientSecret(), Scopes: []string{"s"},
-	})
+	cfg := delegated(emu, srv.URL)
+	cfg.ReferralsBaseURL = "http://127.0.0.1:1"
+	c, err := pcapi.New(context.Background(), cfg)
 	srv.Close()
 	if err != nil {
 		t.Fatal(err)

@@ -84,6 +84,11 @@ func IsTransient(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return false
 	}
+	// Entra ID refusing a token (an expired or revoked sign-in, a wrong secret) is fixed by the operator
+	// (`cosell pc login`, a new secret), not by the record: retry later rather than fail every command.
+	if ae := (*AuthError)(nil); errors.As(err, &ae) {
+		return true
+	}
 	if s := status(err); s != 0 {
 		return s == http.StatusRequestTimeout || s == http.StatusTooManyRequests || s >= 500
 	}

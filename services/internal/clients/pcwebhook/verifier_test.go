@@ -86,8 +86,8 @@ func setup(t *testing.T) *env {
 		w.WriteHeader(st)
 	}))
 	t.Cleanup(func() { hook.Close(); srv.Close(); emu.Close() })
-	c, err := pcapi.New(context.Background(), pcapi.Config{ReferralsBaseURL: srv.URL, WebhooksBaseURL: srv.URL, TokenURL: emu.TokenURL(),
-		ClientID: emu.ClientID(), ClientSecret: emu.ClientSecret(), Scopes: []string{"https://api.partner.microsoft.com/.default"}})
+	c, err := pcapi.New(context.Background(), pcapi.Config{ReferralsBaseURL: srv.URL, WebhooksBaseURL: srv.URL, Authority: emu.Authority(),
+		ClientID: emu.ClientID(), Tokens: pcapi.NewMemoryTokenStore(pcapi.StoredToken{RefreshToken: emu.IssueRefreshToken()})})
 	if err != nil {
 		t.Fatal(err)
 	}

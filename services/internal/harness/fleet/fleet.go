@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +21,10 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
+	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/stage"
 )
 
 // Stages are the six stage binaries.
@@ -145,8 +150,7 @@ func New(bin, dir string) (*Fleet, error) {
 		"COSELL_NATS_URL=nats://" + f.NATSAddr,
 		"COSELL_SF_URL=" + sf, "COSELL_SF_CLIENT_ID=cosell-emulator-client", "COSELL_SF_CLIENT_SECRET=cosell-emulator-secret",
 		"COSELL_PC_URL=" + pc, "COSELL_PC_WEBHOOKS_URL=" + pc,
-		"COSELL_PC_TOKEN_URL=" + pc + "/00000000-0000-0000-0000-000000000001/oauth2/v2.0/token",
-		"COSELL_PC_CLIENT_ID=cosell-emulator-client", "COSELL_PC_CLIENT_SECRET=cosell-emulator-secret",
+		"COSELL_PC_AUTHORITY=" + pc + "/00000000-0000-0000-0000-000000000001", "COSELL_PC_CLIENT_ID=cosell-emulator-client",
 		"COSELL_PC_WEBHOOK_TRUSTED_HOSTS=" + f.PCAddr, "COSELL_PC_WEBHOOK_CA_FILE=" + f.CAFile,
 		"COSELL_PC_WEBHOOK_ALLOW_HTTP=true", "COSELL_PC_WEBHOOK_CERT_PATH_PREFIX=/_emulator/cert/",
 		"COSELL_PC_WEBHOOK_LISTEN=" + f.HookAddr,
@@ -214,7 +218,45 @@ func (f *Fleet) StartInfra() error {
 			return err
 		}
 	}
-	return waitFile(f.CAFile, 30*time.Second)
+	if err := waitFile(f.CAFile, 30*time.Second); err != nil {
+		return err
+	}
+	return f.SeedPCLogin()
+}
+
+// SeedPCLogin stands in for the one-time `cosell pc login`: it asks the emulator (its control API) for a refresh
+// token of the Referrals Admin user and stores it in the cosell_pc_credentials bucket, provisioning the bus.
+func (f *Fleet) SeedPCLogin() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bus, err := platform.Connect(ctx, platform.BusConfig{URL: "nats://" + f.NATSAddr, Replicas: 1, MaxAge: 24 * time.Hour,
+		DuplicateWindow: 2 * time.Minute, MaxDeliver: 10, AckWait: 30 * time.Second}, "harness", slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		return err
+	}
+	defer bus.Close()
+	if err := bus.Provision(ctx); err != nil {
+		return err
+	}
+	resp, err := http.Post(f.PCURL()+"/_emulator/refresh-tokens", "application/json", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var seed struct {
+		RefreshToken string `json:"refresh_token"`
+		User         string `json:"user"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&seed); err != nil || seed.RefreshToken == "" {
+		return fmt.Errorf("pc emulator refresh token: status %d: %v", resp.StatusCode, err)
+	}
+	store, err := stage.TokenStore(ctx, bus)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	return pcapi.Put(ctx, store, pcapi.StoredToken{RefreshToken: seed.RefreshToken, Method: "harness", User: seed.User,
+		Authority: f.PCURL() + "/00000000-0000-0000-0000-000000000001", ClientID: "cosell-emulator-client", LoggedInAt: now, RotatedAt: now})
 }
 
 // StartStage starts one stage and waits until its /readyz answers 200.

@@ -88,6 +88,7 @@ type Stack struct {
 
 	mu       sync.Mutex
 	pipeline *pipeline
+	harness  *platform.Bus // PCClient's connection
 	// webhook is the current pc-ingest handler (swapped on a pipeline restart).
 	webhook http.Handler
 	status  http.Handler
@@ -139,6 +140,7 @@ func StartInfra(ctx context.Context, opts Options) (*Stack, error) {
 	s := &Stack{opts: opts, Registry: prometheus.NewRegistry()}
 	s.metrics = platform.NewMetrics(s.Registry)
 	stage.InstrumentClients(platform.NewAPIMetrics(s.Registry))
+	stage.InstrumentPCAuth(s.Registry)
 	if opts.DataDir == "" {
 		dir, err := os.MkdirTemp("", "cosell-stack-")
 		if err != nil {
@@ -233,13 +235,56 @@ func (s *Stack) serve(addr string, h http.Handler) (string, error) {
 	return "http://" + ln.Addr().String(), nil
 }
 
-// PCClient builds a Partner Center client for the emulator.
+// PCConfig is the Partner Center configuration of the stages in the harness: the emulator's tenant, signed in
+// the delegated way through the shared token store (SeedPCLogin fills it, as `cosell pc login` would).
+func (s *Stack) PCConfig() stage.PCConfig {
+	return stage.PCConfig{ReferralsURL: s.PCURL, WebhooksURL: s.PCURL, Authority: s.PC.Authority(),
+		ClientID: s.PC.ClientID(), Auth: string(pcapi.AuthRefreshToken)}
+}
+
+// SeedPCLogin stores a refresh token of the emulator's Referrals Admin user in the cosell_pc_credentials bucket
+// unless one is stored: the harness's stand-in for the one-time `cosell pc login`.
+func (s *Stack) SeedPCLogin(ctx context.Context, kv stage.KVOpener) error {
+	st, err := stage.TokenStore(ctx, kv)
+	if err != nil {
+		return err
+	}
+	if _, _, err := st.Load(ctx); err == nil || !errors.Is(err, pcapi.ErrNoRefreshToken) {
+		return err
+	}
+	now := time.Now()
+	return pcapi.Put(ctx, st, pcapi.StoredToken{RefreshToken: s.PC.IssueRefreshToken(), Method: "harness",
+		User: pcemu.DefaultUser, Authority: s.PC.Authority(), ClientID: s.PC.ClientID(), LoggedInAt: now, RotatedAt: now})
+}
+
+// PCClientOn builds a stage's Partner Center client, reading the token store over kv (the stage's bus).
+func (s *Stack) PCClientOn(ctx context.Context, kv stage.KVOpener) (*pcapi.Client, error) {
+	return s.PCConfig().Client(ctx, s.opts.Log, kv)
+}
+
+// PCClient builds a Partner Center client for the emulator on a harness connection, provisioning the bus and
+// seeding the sign-in first if needed.
 func (s *Stack) PCClient(ctx context.Context) (*pcapi.Client, error) {
-	return pcapi.New(ctx, pcapi.Config{
-		ReferralsBaseURL: s.PCURL, WebhooksBaseURL: s.PCURL, TokenURL: s.PC.TokenURL(),
-		ClientID: s.PC.ClientID(), ClientSecret: s.PC.ClientSecret(),
-		Scopes: []string{"https://api.partner.microsoft.com/.default"}, Logger: s.opts.Log,
-	})
+	s.mu.Lock()
+	b := s.harness
+	s.mu.Unlock()
+	if b == nil {
+		var err error
+		if b, err = platform.ConnectServer(ctx, s.NATS, s.opts.Bus, "harness", s.opts.Log, s.metrics); err != nil {
+			return nil, err
+		}
+		if err := b.Provision(ctx); err != nil {
+			b.Close()
+			return nil, err
+		}
+		s.mu.Lock()
+		s.harness = b
+		s.mu.Unlock()
+	}
+	if err := s.SeedPCLogin(ctx, b); err != nil {
+		return nil, err
+	}
+	return s.PCClientOn(ctx, b)
 }
 
 // SFClient logs a Salesforce client into the emulator.
@@ -292,6 +337,9 @@ func (s *Stack) StartPipeline(ctx context.Context) error {
 	if err := admin.Provision(ctx); err != nil {
 		return fail(fmt.Errorf("provision: %w", err))
 	}
+	if err := s.SeedPCLogin(ctx, admin); err != nil {
+		return fail(fmt.Errorf("partner center sign-in: %w", err))
+	}
 	log := s.opts.Log
 	run := func(name string, f func(context.Context) error) {
 		p.wg.Add(1)
@@ -321,7 +369,7 @@ func (s *Stack) StartPipeline(ctx context.Context) error {
 	if err != nil {
 		return fail(err)
 	}
-	pcw, err := s.PCClient(ctx)
+	pcw, err := s.PCClientOn(ctx, pwb)
 	if err != nil {
 		return fail(err)
 	}
@@ -373,7 +421,7 @@ func (s *Stack) StartPipeline(ctx context.Context) error {
 	if err != nil {
 		return fail(err)
 	}
-	pci, err := s.PCClient(ctx)
+	pci, err := s.PCClientOn(ctx, pib)
 	if err != nil {
 		return fail(err)
 	}
@@ -497,6 +545,12 @@ func (s *Stack) Errors() []error {
 // Stop stops everything and removes a temporary store.
 func (s *Stack) Stop() {
 	s.StopPipeline()
+	s.mu.Lock()
+	if s.harness != nil {
+		s.harness.Close()
+		s.harness = nil
+	}
+	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, srv := range s.servers {
