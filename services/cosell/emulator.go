@@ -32,6 +32,8 @@ func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	singleCurrency := fs.Bool("single-currency", false, "sf only: emulate a single-currency org (no CurrencyIsoCode field anywhere)")
 	currency := fs.String("currency", "USD", "sf only: the org's corporate currency (Organization.DefaultCurrencyIsoCode)")
 	pubsubListen := fs.String("pubsub-listen", "127.0.0.1:8083", "sf only: serve the Pub/Sub API (gRPC, plaintext; Change Data Capture) on this address; \"\" turns it off")
+	interval := fs.Duration("device-code-interval", 5*time.Second, "pc only: the polling interval the device-code sign-in asks for (Entra ID's is 5s)")
+	approve := fs.Bool("approve-sign-ins", false, "pc only: sign every device code in as "+pcemu.DefaultUser+" at once, so cosell pc login needs no browser (development only)")
 	if done, code := parse(fs, args[1:]); done {
 		return code
 	}
@@ -46,7 +48,7 @@ func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	var pubsub func(context.Context) // serves the Salesforce emulator's Pub/Sub API until the context ends
 	switch which {
 	case "pc":
-		e, err := pcemu.New(pcemu.Options{BaseURL: base, Logger: log})
+		e, err := pcemu.New(pcemu.Options{BaseURL: base, Logger: log, DeviceCodeInterval: *interval, ApproveSignIns: *approve})
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1

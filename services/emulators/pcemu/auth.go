@@ -255,6 +255,9 @@ func (e *Emulator) deviceAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	dc := &deviceCode{userCode: userCode(), clientID: tr.clientID, scope: r.PostForm.Get("scope"),
 		expires: time.Now().Add(e.opts.DeviceCodeTTL)}
+	if e.opts.ApproveSignIns {
+		dc.approvedBy = DefaultUser
+	}
 	code := "emudc." + randomHex(24)
 	e.mu.Lock()
 	e.devices[code] = dc

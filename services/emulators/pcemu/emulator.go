@@ -45,6 +45,8 @@ type Options struct {
 	// DeviceCodeTTL is how long a device code waits for its sign-in (default 15m, as Entra ID's expires_in 900);
 	// DeviceCodeInterval the polling interval it asks for (default 5s).
 	DeviceCodeTTL, DeviceCodeInterval time.Duration
+	// ApproveSignIns signs every device code in as DefaultUser as soon as it is issued (development: no browser).
+	ApproveSignIns bool
 	// RefreshTokenInactivity is how long an unused refresh token stays valid (default 90 days).
 	RefreshTokenInactivity time.Duration
 	// WebhookBackoff is the first delay between webhook delivery attempts, doubled per attempt up to 30s
