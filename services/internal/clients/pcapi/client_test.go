@@ -17,14 +17,8 @@ import (
 
 func setup(t *testing.T, opts pcemu.Options) (*pcemu.Emulator, *pcapi.Client) {
 	t.Helper()
-	emu, err := pcemu.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu)
-	emu.SetBaseURL(srv.URL)
-	t.Cleanup(func() { srv.Close(); emu.Close() })
-	c, err := pcapi.New(context.Background(), delegated(emu, srv.URL))
+	emu, base := emulator(t, opts)
+	c, err := pcapi.New(context.Background(), delegated(emu, base))
 	if err != nil {
 		t.Fatal(err)
 	}
