@@ -382,7 +382,7 @@ func (d *doctor) nats(ctx context.Context, provision bool) {
 		return
 	}
 	defer bus.Close()
-	d.ok("nats", "connection "+bus.Conn.ConnectedUrlRedacted())
+	d.ok("nats", "connection "+bus.ConnectedURL())
 	if provision {
 		if err := bus.Provision(ctx); err != nil {
 			d.fail("nats", "provision", err.Error(), "provision as the admin user cosell-admin (COSELL_NATS_USER), which may create streams")
@@ -403,12 +403,11 @@ func (d *doctor) nats(ctx context.Context, provision bool) {
 
 func (d *doctor) stream(ctx context.Context, bus *platform.Bus, spec contracts.StreamSpec) {
 	name := "stream " + spec.Name
-	st, err := bus.JS.Stream(ctx, spec.Name)
-	if err != nil {
+	info, err := bus.StreamInfo(ctx, spec.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		d.fail("nats", name, err.Error(), fixProvision)
 		return
 	}
-	info, err := st.Info(ctx)
 	if err != nil {
 		d.fail("nats", name, err.Error(), "grant the doctor's NATS user $JS.API.STREAM.INFO (run it as cosell-admin)")
 		return
@@ -439,12 +438,12 @@ func (d *doctor) stream(ctx context.Context, bus *platform.Bus, spec contracts.S
 
 func (d *doctor) consumer(ctx context.Context, bus *platform.Bus, spec contracts.ConsumerSpec) {
 	name := "durable " + spec.Stream + "/" + spec.Durable
-	cons, err := bus.JS.Consumer(ctx, spec.Stream, spec.Durable)
+	info, err := bus.ConsumerInfo(ctx, spec.Durable)
 	if err != nil {
 		d.fail("nats", name, err.Error(), fixProvision)
 		return
 	}
-	got, want := cons.CachedInfo().Config, bus.ConsumerConfig(spec)
+	got, want := info.Config, bus.ConsumerConfig(spec)
 	var diffs []string
 	diff := func(field string, g, w any) {
 		if fmt.Sprint(g) != fmt.Sprint(w) {
@@ -469,7 +468,7 @@ func (d *doctor) consumer(ctx context.Context, bus *platform.Bus, spec contracts
 
 func (d *doctor) bucket(ctx context.Context, bus *platform.Bus, bucket string) {
 	name := "bucket " + bucket
-	kv, err := bus.JS.KeyValue(ctx, bucket)
+	kv, err := bus.KV(ctx, bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		d.fail("nats", name, "does not exist", fixProvision)
 		return

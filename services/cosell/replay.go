@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 )
@@ -151,21 +149,15 @@ func replay(ctx context.Context, bus *platform.Bus, specs []contracts.ConsumerSp
 		targets = append(targets, target{c, from})
 	}
 	total := 0
-	var cons []jetstream.Consumer
 	for _, t := range targets {
-		if _, err := bus.JS.ResetConsumerToSequence(ctx, t.spec.Stream, t.spec.Durable, t.from); err != nil {
-			return res, fmt.Errorf("rewind %s/%s to %d: %w", t.spec.Stream, t.spec.Durable, t.from, err)
+		if err := bus.ResetConsumer(ctx, t.spec.Durable, t.from); err != nil {
+			return res, fmt.Errorf("rewind: %w", err)
 		}
-		c, err := bus.JS.Consumer(ctx, t.spec.Stream, t.spec.Durable)
+		pending, ackPending, err := bus.Lag(ctx, t.spec.Durable)
 		if err != nil {
 			return res, err
 		}
-		info, err := c.Info(ctx)
-		if err != nil {
-			return res, err
-		}
-		total += int(info.NumPending) + info.NumAckPending
-		cons = append(cons, c)
+		total += int(pending + ackPending)
 		res.Consumers = append(res.Consumers, fmt.Sprintf("%s (from seq %d)", t.spec.Durable, t.from))
 	}
 	res.Replayed = total
@@ -174,12 +166,12 @@ func replay(ctx context.Context, bus *platform.Bus, specs []contracts.ConsumerSp
 	defer tick.Stop()
 	for {
 		left := 0
-		for _, c := range cons {
-			info, err := c.Info(ctx)
+		for _, t := range targets {
+			pending, ackPending, err := bus.Lag(ctx, t.spec.Durable)
 			if err != nil {
 				return res, err
 			}
-			left += int(info.NumPending) + info.NumAckPending
+			left += int(pending + ackPending)
 		}
 		drawProgress(progress, total-min(left, total), total)
 		if left == 0 {
@@ -233,13 +225,9 @@ func drawProgress(w io.Writer, done, total int) {
 }
 
 func lastSeq(ctx context.Context, bus *platform.Bus, stream string) (uint64, error) {
-	st, err := bus.JS.Stream(ctx, stream)
+	info, err := bus.StreamInfo(ctx, stream)
 	if err != nil {
-		return 0, fmt.Errorf("stream %s: %w", stream, err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("stream %s: %w", stream, err)
+		return 0, err
 	}
 	return info.State.LastSeq, nil
 }

@@ -192,15 +192,11 @@ Reads consumer state from NATS. The API budget needs the Partner Center and Sale
 // ingestActivity is when each ingest stage last published an observed event.
 func ingestActivity(ctx context.Context, bus *platform.Bus) map[string]time.Time {
 	out := map[string]time.Time{}
-	st, err := bus.JS.Stream(ctx, contracts.StreamObserved)
-	if err != nil {
-		return out
-	}
 	for stage, subj := range map[string]string{
 		contracts.StagePCIngest: contracts.SubjectReferralObserved + ".>",
 		contracts.StageSFIngest: contracts.SubjectOpportunityObserved + ".>",
 	} {
-		if m, err := st.GetLastMsgForSubject(ctx, subj); err == nil {
+		if m, err := bus.LastMsg(ctx, contracts.StreamObserved, subj); err == nil {
 			out[stage] = m.Time
 		}
 	}

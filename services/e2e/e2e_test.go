@@ -282,7 +282,7 @@ func TestReplayFromSequenceOneIsHarmless(t *testing.T) {
 	}
 	defer bus.Close()
 	for _, c := range contracts.Consumers() {
-		if _, err := bus.JS.ResetConsumerToSequence(ctx, c.Stream, c.Durable, 1); err != nil {
+		if err := bus.ResetConsumer(ctx, c.Durable, 1); err != nil {
 			t.Fatalf("reset %s: %v", c.Durable, err)
 		}
 	}

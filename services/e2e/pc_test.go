@@ -54,11 +54,7 @@ func streamCount(t *testing.T, s *stack.Stack, stream, filter string) int {
 		t.Fatal(err)
 	}
 	defer bus.Close()
-	st, err := bus.JS.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx, jetstream.WithSubjectFilter(filter))
+	info, err := bus.StreamInfo(ctx, stream, jetstream.WithSubjectFilter(filter))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -109,18 +109,14 @@ var ErrNoDeadLetter = errors.New("no such dead letter")
 
 // DeadLetter reads one parked message by its dead-letter stream sequence.
 func (a *Auditor) DeadLetter(ctx context.Context, seq uint64) (DeadLetterEntry, error) {
-	st, err := a.Bus.JS.Stream(ctx, contracts.StreamDeadLetter)
-	if err != nil {
-		return DeadLetterEntry{}, fmt.Errorf("dead letter %d: %w", seq, err)
-	}
-	m, err := st.GetMsg(ctx, seq)
+	m, err := a.Bus.GetMsg(ctx, contracts.StreamDeadLetter, seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return DeadLetterEntry{}, fmt.Errorf("%w at sequence %d", ErrNoDeadLetter, seq)
 	}
 	if err != nil {
 		return DeadLetterEntry{}, fmt.Errorf("dead letter %d: %w", seq, err)
 	}
-	return a.entry(ctx, platform.Stored{Subject: m.Subject, Seq: m.Sequence, Time: m.Time, Header: m.Header, Data: m.Data}), nil
+	return a.entry(ctx, m), nil
 }
 
 // Retry re-drives a parked message: it is published again on its original subject with its original
@@ -146,7 +142,7 @@ func (a *Auditor) Retry(ctx context.Context, seq uint64) (DeadLetterEntry, error
 	}
 	m.Header.Set(jetstream.MsgIDHeader, contracts.EventID("redrive", en.EventID))
 	m.Data = en.Data
-	if _, err := a.Bus.JS.PublishMsg(ctx, m); err != nil {
+	if _, err := a.Bus.PublishMsg(ctx, m); err != nil {
 		return en, fmt.Errorf("re-drive dead letter %d to %s: %w", seq, en.Subject, err)
 	}
 	d := contracts.Decision{LinkID: en.LinkID, Stage: en.Stage, Kind: contracts.DecisionRedriven,
@@ -164,23 +160,19 @@ func (a *Auditor) Retry(ctx context.Context, seq uint64) (DeadLetterEntry, error
 // Purge removes parked messages for good: the given sequences, or all of them when seqs is empty. It
 // returns how many were removed.
 func (a *Auditor) Purge(ctx context.Context, seqs ...uint64) (int, error) {
-	st, err := a.Bus.JS.Stream(ctx, contracts.StreamDeadLetter)
-	if err != nil {
-		return 0, fmt.Errorf("purge dead letters: %w", err)
-	}
 	if len(seqs) == 0 {
-		info, err := st.Info(ctx)
+		info, err := a.Bus.StreamInfo(ctx, contracts.StreamDeadLetter)
 		if err != nil {
 			return 0, fmt.Errorf("purge dead letters: %w", err)
 		}
-		if err := st.Purge(ctx); err != nil {
+		if err := a.Bus.Purge(ctx, contracts.StreamDeadLetter); err != nil {
 			return 0, fmt.Errorf("purge dead letters: %w", err)
 		}
 		return int(info.State.Msgs), nil
 	}
 	n := 0
 	for _, seq := range seqs {
-		if _, err := st.GetMsg(ctx, seq); errors.Is(err, jetstream.ErrMsgNotFound) {
+		if _, err := a.Bus.GetMsg(ctx, contracts.StreamDeadLetter, seq); errors.Is(err, jetstream.ErrMsgNotFound) {
 			return n, fmt.Errorf("%w at sequence %d", ErrNoDeadLetter, seq)
 		}
 		if err := a.deleteDeadLetter(ctx, seq); err != nil {
@@ -192,12 +184,8 @@ func (a *Auditor) Purge(ctx context.Context, seqs ...uint64) (int, error) {
 }
 
 func (a *Auditor) deleteDeadLetter(ctx context.Context, seq uint64) error {
-	st, err := a.Bus.JS.Stream(ctx, contracts.StreamDeadLetter)
-	if err != nil {
-		return fmt.Errorf("remove dead letter %d: %w", seq, err)
-	}
-	if err := st.DeleteMsg(ctx, seq); err != nil {
-		if _, gerr := st.GetMsg(ctx, seq); errors.Is(gerr, jetstream.ErrMsgNotFound) {
+	if err := a.Bus.DeleteMsg(ctx, contracts.StreamDeadLetter, seq); err != nil {
+		if _, gerr := a.Bus.GetMsg(ctx, contracts.StreamDeadLetter, seq); errors.Is(gerr, jetstream.ErrMsgNotFound) {
 			return nil // already gone: a concurrent retry or purge removed it
 		}
 		return fmt.Errorf("remove dead letter %d: %w", seq, err)

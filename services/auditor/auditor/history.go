@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/cosell-dev/cosell/contracts"
 )
 
@@ -46,23 +48,11 @@ func (a *Auditor) Sample(ctx context.Context) {
 	now := time.Now().UTC()
 	s := Sample{At: now, Lag: map[string]uint64{}, Throughput: map[string]float64{}}
 	delivered := map[string]uint64{}
-	for _, c := range contracts.Consumers() {
-		cons, err := a.Bus.JS.Consumer(ctx, c.Stream, c.Durable)
-		if err != nil {
-			continue
-		}
-		info, err := cons.Info(ctx)
-		if err != nil {
-			continue
-		}
+	a.eachConsumer(ctx, func(c contracts.ConsumerSpec, info *jetstream.ConsumerInfo) {
 		s.Lag[c.Durable] = info.NumPending + uint64(info.NumAckPending)
 		delivered[c.Durable] = info.Delivered.Consumer
-	}
-	if st, err := a.Bus.JS.Stream(ctx, contracts.StreamDeadLetter); err == nil {
-		if info, err := st.Info(ctx); err == nil {
-			s.DeadLetters = info.State.Msgs
-		}
-	}
+	})
+	s.DeadLetters = a.deadLetterDepth(ctx)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.history == nil {

@@ -10,8 +10,29 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/cosell-dev/cosell/contracts"
 )
+
+// eachConsumer calls fn with every durable's spec and current info; a durable that cannot be read now
+// (not provisioned yet, NATS away) is left out.
+func (a *Auditor) eachConsumer(ctx context.Context, fn func(contracts.ConsumerSpec, *jetstream.ConsumerInfo)) {
+	for _, c := range contracts.Consumers() {
+		if info, err := a.Bus.ConsumerInfo(ctx, c.Durable); err == nil {
+			fn(c, info)
+		}
+	}
+}
+
+// deadLetterDepth is how many messages are parked (0 when the stream cannot be read now).
+func (a *Auditor) deadLetterDepth(ctx context.Context) uint64 {
+	info, err := a.Bus.StreamInfo(ctx, contracts.StreamDeadLetter)
+	if err != nil {
+		return 0
+	}
+	return info.State.Msgs
+}
 
 // StageLag is one consumer's backlog and pace.
 type StageLag struct {
@@ -43,15 +64,7 @@ type Status struct {
 func (a *Auditor) Status(ctx context.Context) Status {
 	st := Status{Decisions: a.Counts(), LinkStates: map[string]int{}}
 	tp := a.throughput()
-	for _, c := range contracts.Consumers() {
-		cons, err := a.Bus.JS.Consumer(ctx, c.Stream, c.Durable)
-		if err != nil {
-			continue
-		}
-		info, err := cons.Info(ctx)
-		if err != nil {
-			continue
-		}
+	a.eachConsumer(ctx, func(c contracts.ConsumerSpec, info *jetstream.ConsumerInfo) {
 		l := StageLag{Stage: c.Stage, Consumer: c.Durable, Stream: c.Stream, Pending: info.NumPending,
 			AckPending: uint64(info.NumAckPending), Redelivered: uint64(info.NumRedelivered), Waiting: info.NumWaiting,
 			PerMinute: tp[c.Durable]}
@@ -60,12 +73,8 @@ func (a *Auditor) Status(ctx context.Context) Status {
 			l.LastActive = &t
 		}
 		st.Lag = append(st.Lag, l)
-	}
-	if s, err := a.Bus.JS.Stream(ctx, contracts.StreamDeadLetter); err == nil {
-		if info, err := s.Info(ctx); err == nil {
-			st.DeadLetters = info.State.Msgs
-		}
-	}
+	})
+	st.DeadLetters = a.deadLetterDepth(ctx)
 	if links, err := a.ListLinks(ctx); err == nil {
 		st.Links = len(links)
 		for _, l := range links {

@@ -166,11 +166,7 @@ func (a *Auditor) observeLatency(ctx context.Context, out contracts.Outcome) {
 	if out.System == contracts.PartnerCenter {
 		root = contracts.SubjectReferralRequested
 	}
-	st, err := a.Bus.JS.Stream(ctx, contracts.StreamRequested)
-	if err != nil {
-		return
-	}
-	m, err := st.GetLastMsgForSubject(ctx, contracts.Subject(root, out.LinkID))
+	m, err := a.Bus.LastMsg(ctx, contracts.StreamRequested, contracts.Subject(root, out.LinkID))
 	if err != nil || m.Header.Get("ce-id") != out.CommandID {
 		return
 	}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
@@ -17,9 +16,11 @@ import (
 )
 
 // Bus is one service's connection to NATS JetStream, optionally owning the embedded server it runs on.
+// The connection is its own: stages publish, consume, read streams and use KV through its methods (and the
+// small interfaces StreamReader, ...), never through raw JetStream.
 type Bus struct {
-	Conn *nats.Conn
-	JS   jetstream.JetStream
+	conn *nats.Conn
+	js   jetstream.JetStream
 	// Server is the embedded nats-server, nil when connected to an external one.
 	Server *server.Server
 
@@ -30,8 +31,8 @@ type Bus struct {
 	ownServer bool
 	closed    chan struct{}
 
-	kvMu sync.Mutex
-	kv   map[string]jetstream.KeyValue
+	kv      handles[jetstream.KeyValue]
+	streams handles[jetstream.Stream]
 }
 
 // Connect connects to cfg.URL, or, when it is empty, starts an embedded nats-server (JetStream on, file
@@ -111,7 +112,7 @@ func newBus(cfg BusConfig, stage string, log *slog.Logger, m *Metrics) *Bus {
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	return &Bus{cfg: cfg, stage: stage, log: log, metrics: m, closed: make(chan struct{}), kv: map[string]jetstream.KeyValue{}}
+	return &Bus{cfg: cfg, stage: stage, log: log, metrics: m, closed: make(chan struct{})}
 }
 
 // InboxPrefix is the reply-subject prefix of a stage's connections: with one prefix per stage, a NATS
@@ -153,7 +154,7 @@ func (b *Bus) attach(nc *nats.Conn) (*Bus, error) {
 		nc.Close()
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
 	}
-	b.Conn, b.JS = nc, js
+	b.conn, b.js = nc, js
 	b.log.Info("nats connected", "url", nc.ConnectedUrlRedacted(), "embedded", b.Server != nil)
 	return b, nil
 }
@@ -169,7 +170,7 @@ func (b *Bus) Metrics() *Metrics { return b.metrics }
 
 // Check reports whether the connection is up; use it as an Admin readiness check.
 func (b *Bus) Check(context.Context) error {
-	if s := b.Conn.Status(); s != nats.CONNECTED {
+	if s := b.conn.Status(); s != nats.CONNECTED {
 		return fmt.Errorf("nats %s", s)
 	}
 	return nil
@@ -178,14 +179,14 @@ func (b *Bus) Check(context.Context) error {
 // Close drains the connection (pending acks and publishes are flushed) and shuts the embedded server
 // down when this bus started it.
 func (b *Bus) Close() {
-	if b.Conn != nil && !b.Conn.IsClosed() {
-		if err := b.Conn.Drain(); err != nil {
-			b.Conn.Close()
+	if b.conn != nil && !b.conn.IsClosed() {
+		if err := b.conn.Drain(); err != nil {
+			b.conn.Close()
 		}
 		select {
 		case <-b.closed:
 		case <-time.After(10 * time.Second):
-			b.Conn.Close()
+			b.conn.Close()
 		}
 	}
 	if b.ownServer && b.Server != nil {
@@ -193,6 +194,17 @@ func (b *Bus) Close() {
 		b.Server.WaitForShutdown()
 	}
 }
+
+// Abort cuts the connection at once, the way a killed process's is cut: nothing pending is flushed and
+// nothing in flight is acked (the harness's kill -9; leases and redeliveries must cope).
+func (b *Bus) Abort() {
+	if b.conn != nil {
+		b.conn.Close()
+	}
+}
+
+// ConnectedURL is the server the bus is connected to, with any password redacted.
+func (b *Bus) ConnectedURL() string { return b.conn.ConnectedUrlRedacted() }
 
 // StartEmbedded starts a nats-server with JetStream and a file store in dataDir, listening on listen
 // (host:port, port -1 = random), and waits until it accepts connections.

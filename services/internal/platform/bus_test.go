@@ -2,7 +2,9 @@ package platform
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,7 +23,7 @@ func TestProvisionIsIdempotentAndUpdates(t *testing.T) {
 	}
 
 	for _, s := range contracts.Streams() {
-		st, err := b.JS.Stream(ctx, s.Name)
+		st, err := b.js.Stream(ctx, s.Name)
 		if err != nil {
 			t.Fatalf("stream %s: %v", s.Name, err)
 		}
@@ -32,7 +34,7 @@ func TestProvisionIsIdempotentAndUpdates(t *testing.T) {
 		}
 	}
 	for _, spec := range contracts.Consumers() {
-		cons, err := b.JS.Consumer(ctx, spec.Stream, spec.Durable)
+		cons, err := b.js.Consumer(ctx, spec.Stream, spec.Durable)
 		if err != nil {
 			t.Fatalf("consumer %s: %v", spec.Durable, err)
 		}
@@ -69,14 +71,14 @@ func TestProvisionIsIdempotentAndUpdates(t *testing.T) {
 	cfg.MaxAge = 2 * time.Hour
 	cfg.MaxDeliver = 4
 	b2 := newTestBus(t, ns, cfg, contracts.StageMapper, nil)
-	st, err := b2.JS.Stream(ctx, contracts.StreamObserved)
+	st, err := b2.js.Stream(ctx, contracts.StreamObserved)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := st.CachedInfo().Config.MaxAge; got != 2*time.Hour {
 		t.Fatalf("MaxAge after re-provision = %s, want 2h", got)
 	}
-	cons, err := b2.JS.Consumer(ctx, contracts.StreamRequested, contracts.ConsumerPCWriter)
+	cons, err := b2.js.Consumer(ctx, contracts.StreamRequested, contracts.ConsumerPCWriter)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +116,7 @@ func TestConnectEmbeddedAndExternal(t *testing.T) {
 	if client.Server != nil {
 		t.Error("external connection reports an embedded server")
 	}
-	if got := client.Conn.Opts.Name; got != "cosell-auditor" {
+	if got := client.conn.Opts.Name; got != "cosell-auditor" {
 		t.Errorf("connection name = %q", got)
 	}
 	if err := client.Provision(ctx); err != nil {
@@ -136,4 +138,94 @@ func TestConnectEmbeddedAndExternal(t *testing.T) {
 	if _, err := Connect(short, bad, "x", nil, nil); err == nil {
 		t.Fatal("connect to a closed port succeeded")
 	}
+}
+
+// TestBusStreamOperations covers the bus's methods for looking at and operating streams and durables,
+// which stand in for raw JetStream access.
+func TestBusStreamOperations(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := newTestBus(t, startServer(t, ""), testBusConfig(), contracts.StageAuditor, nil)
+	seqs := publishAudit(t, b, "ops", 3)
+	subj := contracts.Subject(contracts.SubjectAudit, "ops")
+
+	last, err := b.LastMsg(ctx, contracts.StreamAudit, subj)
+	if err != nil || last.Seq != seqs[2] || last.Subject != subj || last.Time.IsZero() {
+		t.Fatalf("LastMsg = %+v, %v; want seq %d", last, err, seqs[2])
+	}
+	first, err := b.GetMsg(ctx, contracts.StreamAudit, seqs[0])
+	if err != nil || first.Seq != seqs[0] {
+		t.Fatalf("GetMsg = %+v, %v", first, err)
+	}
+	if e, err := first.Event(); err != nil || e.Type() != contracts.TypeDecision {
+		t.Fatalf("stored event %v, %v", e, err)
+	}
+	if err := b.DeleteMsg(ctx, contracts.StreamAudit, seqs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.GetMsg(ctx, contracts.StreamAudit, seqs[0]); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Fatalf("GetMsg of a deleted message: %v, want ErrMsgNotFound", err)
+	}
+	info, err := b.StreamInfo(ctx, contracts.StreamAudit)
+	if err != nil || info.State.Msgs != 2 {
+		t.Fatalf("StreamInfo = %+v, %v; want 2 messages", info, err)
+	}
+	if err := b.Purge(ctx, contracts.StreamAudit); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := b.StreamInfo(ctx, contracts.StreamAudit); err != nil || info.State.Msgs != 0 {
+		t.Fatalf("after Purge: %+v, %v", info, err)
+	}
+	if _, err := b.StreamInfo(ctx, "NO_SUCH_STREAM"); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("StreamInfo of a missing stream: %v", err)
+	}
+
+	// The auditor's durable: every decision pending, then consumed, then rewound for a replay.
+	again := publishAudit(t, b, "ops", 2)
+	if p, a, err := b.Lag(ctx, contracts.ConsumerAuditor); err != nil || p != 2 || a != 0 {
+		t.Fatalf("Lag = %d/%d, %v; want 2 pending", p, a, err)
+	}
+	var handled atomic.Int32
+	runConsume(t, b, mustConsumer(t, contracts.ConsumerAuditor), func(context.Context, Event) error {
+		handled.Add(1)
+		return nil
+	}, fastOpts())
+	expectLag(t, b, mustConsumer(t, contracts.ConsumerAuditor), 0, 0)
+	ci, err := b.ConsumerInfo(ctx, contracts.ConsumerAuditor)
+	if err != nil || ci.Delivered.Consumer != 2 || ci.Config.Durable != contracts.ConsumerAuditor {
+		t.Fatalf("ConsumerInfo = %+v, %v", ci, err)
+	}
+	if err := b.ResetConsumer(ctx, contracts.ConsumerAuditor, again[0]); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() error {
+		if n := handled.Load(); n != 4 {
+			return errorf("%d deliveries after the rewind, want both decisions handled again", n)
+		}
+		return nil
+	})
+	for _, err := range []error{
+		func() error { _, err := b.ConsumerInfo(ctx, "nope"); return err }(),
+		b.ResetConsumer(ctx, "nope", 1),
+		func() error { _, _, err := b.Lag(ctx, "nope"); return err }(),
+	} {
+		if !errors.Is(err, ErrUnknownConsumer) {
+			t.Errorf("unknown durable: %v, want ErrUnknownConsumer", err)
+		}
+	}
+
+	// Abort cuts the connection as a killed process's is cut.
+	b.Abort()
+	if err := b.Check(ctx); err == nil {
+		t.Fatal("Check passed after Abort")
+	}
+}
+
+func mustConsumer(t *testing.T, durable string) contracts.ConsumerSpec {
+	t.Helper()
+	c, ok := contracts.ConsumerFor(durable)
+	if !ok {
+		t.Fatalf("no durable %s in contracts", durable)
+	}
+	return c
 }

@@ -209,7 +209,7 @@ func (b *Bus) Publish(ctx context.Context, natsSubject string, e Event) (duplica
 	if err != nil {
 		return false, err
 	}
-	ack, err := b.JS.PublishMsg(ctx, m)
+	ack, err := b.js.PublishMsg(ctx, m)
 	if err != nil {
 		return false, fmt.Errorf("publish %s (%s) to %s: %w", e.ID(), e.Type(), natsSubject, err)
 	}

@@ -165,7 +165,7 @@ func TestPublishDuplicate(t *testing.T) {
 	if err != nil || !dup {
 		t.Fatalf("second publish: dup=%v err=%v, want duplicate", dup, err)
 	}
-	s, err := b.JS.Stream(ctx, contracts.StreamObserved)
+	s, err := b.js.Stream(ctx, contracts.StreamObserved)
 	if err != nil {
 		t.Fatal(err)
 	}

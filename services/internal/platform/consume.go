@@ -242,24 +242,6 @@ func (l *consumeLoop) keepAlive(msg jetstream.Msg) (stop func()) {
 	return func() { once.Do(func() { close(done); wg.Wait() }) }
 }
 
-// Lag is the backlog of the durable consumer named durable: messages not yet delivered and messages
-// delivered but not yet acked (what KEDA scales a stage on).
-func (b *Bus) Lag(ctx context.Context, durable string) (pending, ackPending uint64, err error) {
-	spec, ok := contracts.ConsumerFor(durable)
-	if !ok {
-		return 0, 0, fmt.Errorf("lag %q: %w", durable, ErrUnknownConsumer)
-	}
-	cons, err := b.JS.Consumer(ctx, spec.Stream, spec.Durable)
-	if err != nil {
-		return 0, 0, fmt.Errorf("lag %s/%s: %w", spec.Stream, spec.Durable, err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return 0, 0, fmt.Errorf("lag %s/%s: %w", spec.Stream, spec.Durable, err)
-	}
-	return info.NumPending, uint64(info.NumAckPending), nil
-}
-
 // startLoop prepares a consumer loop: the durable with its AckWait and MaxDeliver, and the context handlers
 // run on, which the drain does not cancel but bounds by DrainGrace. stop must be called when the loop ends.
 func (b *Bus) startLoop(ctx context.Context, durable string, opts ConsumeOptions) (*consumeLoop, context.Context, func(), error) {
@@ -267,7 +249,7 @@ func (b *Bus) startLoop(ctx context.Context, durable string, opts ConsumeOptions
 	if !ok {
 		return nil, nil, nil, fmt.Errorf("consume %q: %w", durable, ErrUnknownConsumer)
 	}
-	cons, err := b.JS.Consumer(ctx, spec.Stream, spec.Durable)
+	cons, err := b.js.Consumer(ctx, spec.Stream, spec.Durable)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("consume %s/%s: %w", spec.Stream, spec.Durable, err)
 	}

@@ -107,7 +107,7 @@ func deadLetterFor(t *testing.T, b *Bus, subject string) (Event, contracts.DeadL
 	ctx := context.Background()
 	var raw *jetstream.RawStreamMsg
 	eventually(t, 5*time.Second, func() error {
-		st, err := b.JS.Stream(ctx, contracts.StreamDeadLetter)
+		st, err := b.js.Stream(ctx, contracts.StreamDeadLetter)
 		if err != nil {
 			return err
 		}
@@ -295,7 +295,7 @@ func TestConsumeUndecodableGoesToDeadLetter(t *testing.T) {
 	b := newTestBus(t, startServer(t, ""), testBusConfig(), testStage, nil)
 	spec := writerSpec(t)
 	subject := contracts.Subject(contracts.SubjectReferralRequested, "junk")
-	if _, err := b.JS.PublishMsg(context.Background(), &nats.Msg{Subject: subject, Data: []byte("{}")}); err != nil {
+	if _, err := b.js.PublishMsg(context.Background(), &nats.Msg{Subject: subject, Data: []byte("{}")}); err != nil {
 		t.Fatal(err)
 	}
 	var calls atomic.Int32
@@ -384,7 +384,7 @@ func TestConsumeDrainFinishesInFlight(t *testing.T) {
 	ns.WaitForShutdown()
 	ns2 := startServer(t, dir)
 	b2 := newTestBus(t, ns2, testBusConfig(), testStage, nil)
-	cons, err := b2.JS.Consumer(context.Background(), spec.Stream, spec.Durable)
+	cons, err := b2.js.Consumer(context.Background(), spec.Stream, spec.Durable)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,7 +449,7 @@ func TestConsumeKeepsLongHandlersAlive(t *testing.T) {
 	runConsume(t, b, spec, h, opts)
 	runConsume(t, b, spec, h, opts)
 	expectLag(t, b, spec, 0, 0)
-	cons, err := b.JS.Consumer(context.Background(), spec.Stream, spec.Durable)
+	cons, err := b.js.Consumer(context.Background(), spec.Stream, spec.Durable)
 	if err != nil {
 		t.Fatal(err)
 	}

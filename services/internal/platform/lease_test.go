@@ -83,7 +83,7 @@ func TestRunAsLeaderRunsOnePoller(t *testing.T) {
 	})
 	// The second leader dies without releasing: its connection is cut, as a killed pod's would be.
 	second := current()
-	buses[second].Conn.Close()
+	buses[second].Abort()
 	eventually(t, 3*contracts.LeaseTTL, func() error {
 		if c := current(); c == second || c == first {
 			return errorf("leader still %d", c)

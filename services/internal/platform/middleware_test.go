@@ -95,7 +95,7 @@ func TestConsumeBatchParksUndecodableMessagesAndHandlesTheRest(t *testing.T) {
 	spec := writerSpec(t)
 	publishCommand(t, b, "good1")
 	junk := contracts.Subject(contracts.SubjectReferralRequested, "junk")
-	if _, err := b.JS.PublishMsg(context.Background(), &nats.Msg{Subject: junk, Data: []byte("{}")}); err != nil {
+	if _, err := b.js.PublishMsg(context.Background(), &nats.Msg{Subject: junk, Data: []byte("{}")}); err != nil {
 		t.Fatal(err)
 	}
 	publishCommand(t, b, "good2")
@@ -137,7 +137,7 @@ func TestConsumeRetriesWhenTheDeadLetterCannotBeParked(t *testing.T) {
 	b := newTestBus(t, startServer(t, ""), cfg, testStage, m)
 	spec := writerSpec(t)
 	ctx := context.Background()
-	if err := b.JS.DeleteStream(ctx, contracts.StreamDeadLetter); err != nil {
+	if err := b.js.DeleteStream(ctx, contracts.StreamDeadLetter); err != nil {
 		t.Fatal(err)
 	}
 	subject, _ := publishCommand(t, b, "unparkable")

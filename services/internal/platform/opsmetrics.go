@@ -111,7 +111,7 @@ func (c *LagCollector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	up := 1.0
 	for _, spec := range contracts.Consumers() {
-		cons, err := c.bus.JS.Consumer(ctx, spec.Stream, spec.Durable)
+		cons, err := c.bus.js.Consumer(ctx, spec.Stream, spec.Durable)
 		if err != nil {
 			up = 0
 			continue
@@ -127,7 +127,7 @@ func (c *LagCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.redelivered, prometheus.GaugeValue, float64(info.NumRedelivered), lv...)
 	}
 	for _, s := range contracts.Streams() {
-		st, err := c.bus.JS.Stream(ctx, s.Name)
+		st, err := c.bus.js.Stream(ctx, s.Name)
 		if err != nil {
 			up = 0
 			continue

@@ -18,12 +18,12 @@ const maxAckPending = 1000
 // configured settings; running it again (any stage, any replica) is harmless.
 func (b *Bus) Provision(ctx context.Context) error {
 	for _, s := range contracts.Streams() {
-		if _, err := b.JS.CreateOrUpdateStream(ctx, b.StreamConfig(s)); err != nil {
+		if _, err := b.js.CreateOrUpdateStream(ctx, b.StreamConfig(s)); err != nil {
 			return fmt.Errorf("provision stream %s: %w", s.Name, err)
 		}
 	}
 	for _, c := range contracts.Consumers() {
-		if _, err := b.JS.CreateOrUpdateConsumer(ctx, c.Stream, b.ConsumerConfig(c)); err != nil {
+		if _, err := b.js.CreateOrUpdateConsumer(ctx, c.Stream, b.ConsumerConfig(c)); err != nil {
 			return fmt.Errorf("provision consumer %s/%s: %w", c.Stream, c.Durable, err)
 		}
 	}
@@ -42,13 +42,11 @@ func (b *Bus) Provision(ctx context.Context) error {
 		case contracts.BucketPCCredentials:
 			kvc.History = 1 // no trail of superseded refresh tokens
 		}
-		kv, err := b.JS.CreateOrUpdateKeyValue(ctx, kvc)
+		kv, err := b.js.CreateOrUpdateKeyValue(ctx, kvc)
 		if err != nil {
 			return fmt.Errorf("provision bucket %s: %w", name, err)
 		}
-		b.kvMu.Lock()
-		b.kv[name] = kv
-		b.kvMu.Unlock()
+		b.kv.put(name, kv)
 	}
 	b.log.Info("provisioned", "streams", len(contracts.Streams()), "consumers", len(contracts.Consumers()),
 		"buckets", len(contracts.Buckets()))
@@ -96,15 +94,9 @@ func (b *Bus) replicas() int {
 
 // KV returns a cached handle to a bucket (provisioned or not by this process).
 func (b *Bus) KV(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
-	b.kvMu.Lock()
-	defer b.kvMu.Unlock()
-	if kv, ok := b.kv[bucket]; ok {
-		return kv, nil
-	}
-	kv, err := b.JS.KeyValue(ctx, bucket)
+	kv, err := b.kv.get(bucket, func() (jetstream.KeyValue, error) { return b.js.KeyValue(ctx, bucket) })
 	if err != nil {
 		return nil, fmt.Errorf("kv bucket %s: %w", bucket, err)
 	}
-	b.kv[bucket] = kv
 	return kv, nil
 }

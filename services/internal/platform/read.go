@@ -81,7 +81,7 @@ const (
 
 // Read reads stream on this bus's connection; see ReadStream.
 func (b *Bus) Read(ctx context.Context, stream string, fn func(Stored) error, opts ...ReadOption) error {
-	return ReadStream(ctx, b.JS, stream, fn, opts...)
+	return ReadStream(ctx, b.js, stream, fn, opts...)
 }
 
 // ReadStream hands fn every message of stream (matching Subjects, from FromSeq or Since) in stream order,

@@ -30,7 +30,7 @@ func publishAudit(t *testing.T, b *Bus, link string, n int) []uint64 {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ack, err := b.JS.PublishMsg(context.Background(), m)
+		ack, err := b.js.PublishMsg(context.Background(), m)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -43,7 +43,7 @@ func publishAudit(t *testing.T, b *Bus, link string, n int) []uint64 {
 func leftBehind(t *testing.T, b *Bus, stream string) []string {
 	t.Helper()
 	var out []string
-	st, err := b.JS.Stream(context.Background(), stream)
+	st, err := b.js.Stream(context.Background(), stream)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -58,9 +57,6 @@ type Ingest struct {
 	Config      Config
 	Log         *slog.Logger
 	Consume     platform.ConsumeOptions
-
-	mu       sync.Mutex
-	observed jetstream.Stream
 }
 
 // Run runs the notification fetcher and the reconcile poller until ctx is cancelled.
@@ -223,27 +219,15 @@ func classify(err error) error {
 // lastObserved returns the version time of the last snapshot published for a referral, if the observed
 // stream still holds one.
 func (in *Ingest) lastObserved(ctx context.Context, referralID string) (time.Time, bool, error) {
-	in.mu.Lock()
-	st := in.observed
-	in.mu.Unlock()
-	if st == nil {
-		var err error
-		if st, err = in.Bus.JS.Stream(ctx, contracts.StreamObserved); err != nil {
-			return time.Time{}, false, fmt.Errorf("observed stream: %w", err)
-		}
-		in.mu.Lock()
-		in.observed = st
-		in.mu.Unlock()
-	}
 	subj := contracts.Subject(contracts.SubjectReferralObserved, referralID)
-	m, err := st.GetLastMsgForSubject(ctx, subj)
+	m, err := in.Bus.LastMsg(ctx, contracts.StreamObserved, subj)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return time.Time{}, false, nil
 	}
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("last snapshot of referral %s: %w", referralID, err)
 	}
-	e, err := platform.DecodeMsg(subj, m.Header, m.Data)
+	e, err := m.Event()
 	if err != nil {
 		return time.Time{}, false, nil // unreadable: fetch rather than guess
 	}

@@ -108,11 +108,7 @@ func newFixture(t *testing.T, cfg Config, run func(*Ingest) func(context.Context
 // count returns how many messages the stream holds on subjects matching filter.
 func (f *fixture) count(t *testing.T, stream, filter string) int {
 	t.Helper()
-	st, err := f.bus.JS.Stream(context.Background(), stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(context.Background(), jetstream.WithSubjectFilter(filter))
+	info, err := f.bus.StreamInfo(context.Background(), stream, jetstream.WithSubjectFilter(filter))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,16 +68,12 @@ func command(t *testing.T, id string, cmd contracts.ReferralCommand) platform.Ev
 // lastOutcome reads the last outcome published for a link.
 func lastOutcome(t *testing.T, w *Writer, root, linkID string) contracts.Outcome {
 	t.Helper()
-	st, err := w.Bus.JS.Stream(context.Background(), contracts.StreamOutcomes)
-	if err != nil {
-		t.Fatal(err)
-	}
 	subj := contracts.Subject(root, linkID)
-	m, err := st.GetLastMsgForSubject(context.Background(), subj)
+	m, err := w.Bus.LastMsg(context.Background(), contracts.StreamOutcomes, subj)
 	if err != nil {
 		t.Fatalf("no outcome on %s: %v", subj, err)
 	}
-	e, err := platform.DecodeMsg(subj, m.Header, m.Data)
+	e, err := m.Event()
 	if err != nil {
 		t.Fatal(err)
 	}

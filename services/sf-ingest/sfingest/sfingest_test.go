@@ -85,16 +85,11 @@ func (f *fixture) poll(t *testing.T) int {
 // last reads the newest observed snapshot of an Opportunity from the stream.
 func (f *fixture) last(t *testing.T, oppID string) contracts.OpportunityObserved {
 	t.Helper()
-	ctx := context.Background()
-	st, err := f.bus.JS.Stream(ctx, contracts.StreamObserved)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := st.GetLastMsgForSubject(ctx, contracts.Subject(contracts.SubjectOpportunityObserved, oppID))
+	m, err := f.bus.LastMsg(context.Background(), contracts.StreamObserved, contracts.Subject(contracts.SubjectOpportunityObserved, oppID))
 	if err != nil {
 		t.Fatalf("no snapshot of %s: %v", oppID, err)
 	}
-	e, err := platform.DecodeMsg(raw.Subject, raw.Header, raw.Data)
+	e, err := m.Event()
 	if err != nil {
 		t.Fatal(err)
 	}

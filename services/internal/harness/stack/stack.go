@@ -319,7 +319,7 @@ func (s *Stack) StartPipeline(ctx context.Context) error {
 	fail := func(err error) error {
 		cancel()
 		for _, b := range p.buses {
-			b.Conn.Close()
+			b.Abort()
 		}
 		return err
 	}
@@ -507,7 +507,7 @@ func (s *Stack) CrashPipeline() {
 		return
 	}
 	for _, b := range p.buses {
-		b.Conn.Close()
+		b.Abort()
 	}
 	p.cancel()
 }
