@@ -127,6 +127,13 @@ func ReadStream(ctx context.Context, js jetstream.JetStream, stream string, fn f
 	}
 	defer it.Stop()
 	for read := uint64(0); c.follow || read < pending; {
+		if err := ctx.Err(); err != nil {
+			// Messages already buffered would still come; a cancelled read stops at once.
+			if c.follow {
+				return nil
+			}
+			return fmt.Errorf("read %s: %w", stream, err)
+		}
 		m, err := next(ctx, it, c.follow)
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			// Nothing came for a while: the end is nearer than counted if the rest was deleted meanwhile.
