@@ -2,20 +2,14 @@ package main
 
 import (
 	"archive/tar"
-	"bufio"
 	"context"
 	"debug/elf"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,7 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/cosell-dev/cosell/deploy/internal/stagetest"
 )
 
 // TestImageStartsAndAnswersHealthz builds the mapper's image with the command itself (OCI layout and
@@ -98,75 +93,15 @@ func TestImageStartsAndAnswersHealthz(t *testing.T) {
 	}
 	checkStatic(t, bin)
 
-	ns := startNATS(t)
-	cmd := exec.Command(bin)
+	ns := stagetest.NATS(t, nil)
 	// Only what the Deployment sets that matters here: the image has no other environment.
-	cmd.Env = []string{"COSELL_NATS_URL=" + ns.ClientURL(), "COSELL_ADMIN_ADDR=127.0.0.1:0", "COSELL_LOG_LEVEL=info"}
-	cmd.Dir = binDir
-	if os.Getuid() == 0 {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65532, Gid: 65532}}
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start the image's entrypoint: %v", err)
-	}
-	exited := make(chan error, 1)
-	addrs := make(chan string, 1)
-	var logs strings.Builder
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			logs.WriteString(sc.Text() + "\n")
-			var line struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "admin listening" {
-				addrs <- line.Addr
-			}
-		}
-		exited <- cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-		}
-	})
-
-	var addr string
-	select {
-	case addr = <-addrs:
-	case err := <-exited:
-		t.Fatalf("the entrypoint exited before serving its admin port: %v\nstdout:\n%s\nstderr:\n%s", err, logs.String(), stderr.String())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("no admin port logged within 60s\nstderr:\n%s", stderr.String())
-	}
+	stage := stagetest.Start(t, bin, []string{"COSELL_NATS_URL=" + ns.ClientURL(), "COSELL_ADMIN_ADDR=127.0.0.1:0"}, true)
+	addr := stage.AdminAddr(60 * time.Second)
 	for _, path := range []string{"/healthz", "/readyz"} {
-		eventually(t, 60*time.Second, path, func() error {
-			resp, err := http.Get("http://" + addr + path)
-			if err != nil {
-				return err
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("%s: %d %s", path, resp.StatusCode, body)
-			}
-			return nil
-		})
+		stagetest.Eventually(t, 60*time.Second, path, func() error { return stagetest.GetOK(addr, path) })
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("after SIGTERM the stage exited with %v, want 0\nstderr:\n%s", err, stderr.String())
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("the stage did not drain and exit within 60s of SIGTERM")
+	if err := stage.Stop(60 * time.Second); err != nil {
+		t.Errorf("after SIGTERM the stage exited with %v, want 0\n%s", err, stage.Output())
 	}
 }
 
@@ -233,36 +168,4 @@ func configName(t *testing.T, img v1.Image) v1.Hash {
 		t.Fatal(err)
 	}
 	return h
-}
-
-func startNATS(t *testing.T) *server.Server {
-	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
-		StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	return ns
-}
-
-func eventually(t *testing.T, within time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s within %s: %v", what, within, err)
-		}
-		<-tick.C
-	}
 }

@@ -91,10 +91,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	if *ociDir != "" {
-		if err := WriteLayout(*ociDir, idx); err != nil {
+		if err := WriteLayout(*ociDir, *version, idx); err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "wrote OCI layout %s\n", *ociDir)
+		fmt.Fprintf(stderr, "wrote OCI layout %s (reference %s)\n", *ociDir, *version)
 	}
 	if *tarPath != "" {
 		if len(plats) != 1 {
@@ -270,13 +270,30 @@ func rootFS(bin []byte) (v1.Layer, error) {
 		tarball.WithMediaType(types.OCILayer))
 }
 
-// WriteLayout writes idx as an OCI image layout in dir, replacing what was there.
-func WriteLayout(dir string, idx v1.ImageIndex) error {
+// WriteLayout writes idx as an OCI image layout in dir, replacing what was there, under the reference name
+// ref (the org.opencontainers.image.ref.name annotation, so `skopeo copy oci:DIR:REF ...` finds it): one
+// platform as the image itself, several as their index.
+func WriteLayout(dir, ref string, idx v1.ImageIndex) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
-	_, err := layout.Write(dir, idx)
-	return err
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		return err
+	}
+	named := layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": ref})
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return err
+	}
+	if len(m.Manifests) != 1 {
+		return p.AppendIndex(idx, named)
+	}
+	img, err := idx.Image(m.Manifests[0].Digest)
+	if err != nil {
+		return err
+	}
+	return p.AppendImage(img, named, layout.WithPlatform(*m.Manifests[0].Platform))
 }
 
 func firstImage(idx v1.ImageIndex) (v1.Image, error) {
