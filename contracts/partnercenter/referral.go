@@ -238,10 +238,12 @@ type WebhookRegistration struct {
 
 // WebhookNotification is the body Partner Center POSTs to a registered URL.
 type WebhookNotification struct {
-	EventName             string  `json:"EventName"`
-	ResourceURI           string  `json:"ResourceUri"`
-	ResourceName          string  `json:"ResourceName"`
-	AuditURI              *string `json:"AuditUri"`
+	EventName    string  `json:"EventName"`
+	ResourceURI  string  `json:"ResourceUri"`
+	ResourceName string  `json:"ResourceName"`
+	AuditURI     *string `json:"AuditUri"`
+	// AuditURL is the spelling some Microsoft docs use for AuditUri; receivers accept either (pcwebhook).
+	AuditURL              *string `json:"AuditUrl,omitempty"`
 	ResourceChangeUTCDate string  `json:"ResourceChangeUtcDate"`
 }
 

@@ -89,6 +89,7 @@ type Emulator struct {
 	closed      bool
 	delivered   []Delivery
 	beforePatch []func(referralID string)
+	shape       NotificationShape
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -142,7 +143,7 @@ func New(opts Options) (*Emulator, error) {
 	if opts.RateLimit < 0 || math.IsNaN(opts.RateLimit) {
 		return nil, fmt.Errorf("pcemu: RateLimit must be >= 0, got %v", opts.RateLimit)
 	}
-	s, err := newSigner()
+	s, err := newSigner(strings.TrimRight(opts.BaseURL, "/"))
 	if err != nil {
 		return nil, fmt.Errorf("pcemu: generate signing certificates: %w", err)
 	}
@@ -170,8 +171,11 @@ func New(opts Options) (*Emulator, error) {
 // SetBaseURL sets how the emulator is reached (scheme://host[:port]), for links, nextLink, ResourceUri and cert URL.
 func (e *Emulator) SetBaseURL(u string) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.baseURL = strings.TrimRight(u, "/")
+	e.mu.Unlock()
+	if err := e.sign.setBase(strings.TrimRight(u, "/")); err != nil {
+		e.log.Error("re-issue the signing certificate", "err", err)
+	}
 }
 
 func (e *Emulator) base() string {
@@ -198,14 +202,24 @@ func (e *Emulator) Authority() string { return e.base() + "/" + e.opts.TenantID 
 // CertURL is the URL the leaf signing certificate is served at (the X-MS-Certificate-Url of each delivery).
 func (e *Emulator) CertURL() string { return e.base() + certPath }
 
-// RootPool returns a pool holding the emulator's CA, for a verifier told to trust it.
+// IntermediatePool holds the emulator's intermediate CA, for a verifier configured with an intermediates bundle.
+func (e *Emulator) IntermediatePool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(e.sign.inter)
+	return p
+}
+
+// IntermediateCert is the intermediate CA that issued the signing leaf.
+func (e *Emulator) IntermediateCert() *x509.Certificate { return e.sign.inter }
+
+// RootPool returns a pool holding the emulator's root CA (only), for a verifier told to trust it.
 func (e *Emulator) RootPool() *x509.CertPool {
 	p := x509.NewCertPool()
 	p.AddCert(e.sign.ca)
 	return p
 }
 
-// CACert is the emulator's self-signed CA certificate (O=Microsoft Corporation).
+// CACert is the emulator's self-signed root CA certificate (O=Microsoft Corporation).
 func (e *Emulator) CACert() *x509.Certificate { return e.sign.ca }
 
 // Close stops webhook delivery and waits for the delivery goroutines to end.
@@ -283,6 +297,7 @@ func (e *Emulator) routes() {
 
 	m.HandleFunc("GET "+certPath, e.serveCert)
 	m.HandleFunc("GET /_emulator/cert/root.cer", e.serveRoot)
+	m.HandleFunc("GET "+intermediatePath, e.serveIntermediate)
 	m.HandleFunc("POST /_emulator/referrals", e.emuCreate)
 	m.HandleFunc("GET /_emulator/referrals", e.emuList)
 	m.HandleFunc("PATCH /_emulator/referrals/{id}", e.emuUpdate)

@@ -64,16 +64,27 @@ var availableEvents = []string{
 	pc.EventReferralCreated, pc.EventReferralUpdated, pc.EventRelatedReferralCreated, pc.EventRelatedReferralUpdated,
 }
 
-// signer holds the emulator's notification signing identity: a self-signed CA and a leaf it issued.
+// signer holds the emulator's notification signing identity as Partner Center's is built: a root, an
+// intermediate it issued, and the leaf the intermediate issued. The certificate URL serves the leaf only (as
+// Microsoft's does); the leaf names the intermediate's URL in its Authority Information Access extension, and
+// /_emulator/cert/intermediate.cer serves it.
 type signer struct {
-	ca      *x509.Certificate
-	leaf    *x509.Certificate
+	ca      *x509.Certificate // the root
+	inter   *x509.Certificate
+	interK  *rsa.PrivateKey
 	leafKey *rsa.PrivateKey
+	leafT   *x509.Certificate // template, re-issued when the base URL (and so the AIA URL) changes
+
+	mu   sync.Mutex
+	leaf *x509.Certificate
 }
 
+// intermediatePath is where the emulator serves its intermediate certificate (DER).
+const intermediatePath = "/_emulator/cert/intermediate.cer"
+
 // The RSA keys are generated once per process: generating them is the slow part and tests build many emulators.
-var keys = sync.OnceValues(func() ([2]*rsa.PrivateKey, error) {
-	var k [2]*rsa.PrivateKey
+var keys = sync.OnceValues(func() ([3]*rsa.PrivateKey, error) {
+	var k [3]*rsa.PrivateKey
 	for i := range k {
 		key, err := rsa.GenerateKey(rand.Reader, 2048)
 		if err != nil {
@@ -84,49 +95,77 @@ var keys = sync.OnceValues(func() ([2]*rsa.PrivateKey, error) {
 	return k, nil
 })
 
-func newSigner() (*signer, error) {
+func serial() *big.Int { n, _ := rand.Int(rand.Reader, big.NewInt(1<<62)); return n }
+
+func newSigner(base string) (*signer, error) {
 	k, err := keys()
 	if err != nil {
 		return nil, err
 	}
-	caKey, leafKey := k[0], k[1]
+	rootKey, interKey, leafKey := k[0], k[1], k[2]
 	now := time.Now()
-	serial := func() *big.Int { n, _ := rand.Int(rand.Reader, big.NewInt(1<<62)); return n }
-	caTmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "Cosell Emulator Root CA", Organization: []string{"Microsoft Corporation"}, Country: []string{"US"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
+	msft := func(cn string) pkix.Name {
+		return pkix.Name{CommonName: cn, Organization: []string{"Microsoft Corporation"}, Country: []string{"US"}}
 	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	rootT := &x509.Certificate{
+		SerialNumber: serial(), Subject: msft("Cosell Emulator Root CA"),
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true,
+	}
+	ca, err := issue(rootT, rootT, &rootKey.PublicKey, rootKey)
 	if err != nil {
 		return nil, err
 	}
-	ca, err := x509.ParseCertificate(caDER)
+	interT := &x509.Certificate{
+		SerialNumber: serial(), Subject: msft("Cosell Emulator TLS Issuing CA 01"),
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(5 * 365 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true, MaxPathLenZero: true,
+	}
+	inter, err := issue(interT, ca, &interKey.PublicKey, rootKey)
 	if err != nil {
 		return nil, err
 	}
-	leafTmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: "pcnotifications-dispatch.microsoft.com", Organization: []string{"Microsoft Corporation"}, Country: []string{"US"}},
-		DNSNames:     []string{"pcnotifications-dispatch.microsoft.com"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(2 * 365 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	s := &signer{ca: ca, inter: inter, interK: interKey, leafKey: leafKey, leafT: &x509.Certificate{
+		SerialNumber: serial(), Subject: msft("pcnotifications-dispatch.microsoft.com"),
+		DNSNames:  []string{"pcnotifications-dispatch.microsoft.com"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(2 * 365 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}}
+	if err := s.setBase(base); err != nil {
+		return nil, err
 	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &leafKey.PublicKey, caKey)
+	return s, nil
+}
+
+func issue(tmpl, parent *x509.Certificate, pub *rsa.PublicKey, key *rsa.PrivateKey) (*x509.Certificate, error) {
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
 	if err != nil {
 		return nil, err
 	}
-	leaf, err := x509.ParseCertificate(leafDER)
-	if err != nil {
-		return nil, err
+	return x509.ParseCertificate(der)
+}
+
+// setBase re-issues the leaf naming base's intermediate URL in its AIA "CA Issuers" field (none without a base).
+func (s *signer) setBase(base string) error {
+	t := *s.leafT
+	t.SerialNumber = serial()
+	if base != "" {
+		t.IssuingCertificateURL = []string{base + intermediatePath}
 	}
-	return &signer{ca: ca, leaf: leaf, leafKey: leafKey}, nil
+	leaf, err := issue(&t, s.inter, &s.leafKey.PublicKey, s.interK)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.leaf = leaf
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *signer) leafCert() *x509.Certificate {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.leaf
 }
 
 // signature is the base64 RSA PKCS#1 v1.5 SHA-256 signature of the exact body bytes.
@@ -142,7 +181,13 @@ func (s *signer) signature(body []byte) (string, error) {
 func (e *Emulator) serveCert(w http.ResponseWriter, _ *http.Request) {
 	e.count("cert")
 	w.Header().Set("Content-Type", "application/pkix-cert")
-	_, _ = w.Write(e.sign.leaf.Raw)
+	_, _ = w.Write(e.sign.leafCert().Raw)
+}
+
+func (e *Emulator) serveIntermediate(w http.ResponseWriter, _ *http.Request) {
+	e.count("cert.intermediate")
+	w.Header().Set("Content-Type", "application/pkix-cert")
+	_, _ = w.Write(e.sign.inter.Raw)
 }
 
 func (e *Emulator) serveRoot(w http.ResponseWriter, _ *http.Request) {
@@ -313,8 +358,48 @@ func (e *Emulator) enqueue(n pc.WebhookNotification, validationID string) {
 	}()
 }
 
-func (e *Emulator) deliver(reg pc.WebhookRegistration, n pc.WebhookNotification, validationID string) {
+// NotificationShape changes the body of the notifications the emulator sends, as Partner Center may without
+// notice: Extra adds fields receivers do not know; Rename renames fields (e.g. AuditUri → AuditUrl, the spelling
+// some Microsoft docs use). Receivers must accept both.
+type NotificationShape struct {
+	Extra  map[string]any
+	Rename map[string]string
+}
+
+// SetNotificationShape applies shape to every notification sent from now on (the zero value restores the
+// documented body).
+func (e *Emulator) SetNotificationShape(shape NotificationShape) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.shape = shape
+}
+
+func (e *Emulator) notificationBody(n pc.WebhookNotification) ([]byte, error) {
 	body, err := json.Marshal(n)
+	e.mu.Lock()
+	shape := e.shape
+	e.mu.Unlock()
+	if err != nil || (len(shape.Extra) == 0 && len(shape.Rename) == 0) {
+		return body, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, err
+	}
+	for from, to := range shape.Rename {
+		if v, ok := m[from]; ok {
+			delete(m, from)
+			m[to] = v
+		}
+	}
+	for k, v := range shape.Extra {
+		m[k] = v
+	}
+	return json.Marshal(m)
+}
+
+func (e *Emulator) deliver(reg pc.WebhookRegistration, n pc.WebhookNotification, validationID string) {
+	body, err := e.notificationBody(n)
 	if err != nil {
 		e.log.Error("marshal notification", "err", err)
 		return

@@ -89,11 +89,25 @@ type WebhookTrust struct {
 	CAFile       string   `env:"COSELL_PC_WEBHOOK_CA_FILE" help:"PEM file of extra trusted roots (the emulator's CA in development)"`
 	AllowHTTP    bool     `env:"COSELL_PC_WEBHOOK_ALLOW_HTTP" default:"false" help:"accept an http:// certificate URL (development only)"`
 	PathPrefix   string   `env:"COSELL_PC_WEBHOOK_CERT_PATH_PREFIX" help:"also accept certificate paths under this prefix (the emulator's /_emulator/cert/)"`
+	// The certificate URL serves the leaf only; its issuer comes from this bundle or from the leaf's AIA URL.
+	IntermediatesFile string   `env:"COSELL_PC_WEBHOOK_INTERMEDIATES_FILE" help:"PEM bundle of intermediate CAs for the signing certificate's chain (then none is fetched)"`
+	IntermediateHosts []string `env:"COSELL_PC_WEBHOOK_INTERMEDIATE_HOSTS" default:"www.microsoft.com,cacerts.digicert.com" help:"hosts the signing certificate's issuer (its AIA URL) may be fetched from"`
 }
 
 // Verifier builds the notification verifier.
 func (w WebhookTrust) Verifier() (*pcwebhook.Verifier, error) {
-	v := &pcwebhook.Verifier{TrustedHosts: w.TrustedHosts, AllowInsecureHTTP: w.AllowHTTP, AllowedPathPrefix: w.PathPrefix}
+	v := &pcwebhook.Verifier{TrustedHosts: w.TrustedHosts, AllowInsecureHTTP: w.AllowHTTP, AllowedPathPrefix: w.PathPrefix,
+		IntermediateHosts: w.IntermediateHosts}
+	if w.IntermediatesFile != "" {
+		pem, err := os.ReadFile(w.IntermediatesFile)
+		if err != nil {
+			return nil, fmt.Errorf("COSELL_PC_WEBHOOK_INTERMEDIATES_FILE: %w", err)
+		}
+		v.Intermediates = x509.NewCertPool()
+		if !v.Intermediates.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("COSELL_PC_WEBHOOK_INTERMEDIATES_FILE: %s holds no PEM certificate", w.IntermediatesFile)
+		}
+	}
 	if w.CAFile != "" {
 		pem, err := os.ReadFile(w.CAFile)
 		if err != nil {
@@ -110,6 +124,9 @@ func (w WebhookTrust) Verifier() (*pcwebhook.Verifier, error) {
 	}
 	for i, h := range v.TrustedHosts {
 		v.TrustedHosts[i] = strings.TrimSpace(h)
+	}
+	for i, h := range v.IntermediateHosts {
+		v.IntermediateHosts[i] = strings.TrimSpace(h)
 	}
 	return v, nil
 }

@@ -80,7 +80,7 @@ func newFixture(t *testing.T, cfg Config, run func(*Ingest) func(context.Context
 		cfg.PollInterval = time.Hour
 	}
 	in := &Ingest{Bus: bus, PC: client, Checkpoints: cps, Config: cfg, Log: log,
-		Verifier: &pcwebhook.Verifier{TrustedHosts: []string{u.Host}, Roots: emu.RootPool(), AllowInsecureHTTP: true,
+		Verifier: &pcwebhook.Verifier{TrustedHosts: []string{u.Host}, IntermediateHosts: []string{u.Host}, Roots: emu.RootPool(), AllowInsecureHTTP: true,
 			AllowedPathPrefix: "/_emulator/cert/"},
 		Consume: platform.ConsumeOptions{MaxWait: 100 * time.Millisecond, BackoffBase: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond}}
 	hookSrv := httptest.NewServer(in)
@@ -221,6 +221,28 @@ func TestWebhookPublishesEachVersionOnce(t *testing.T) {
 	}
 }
 
+// TestNotificationWithUnknownFieldsAccepted: Partner Center adds a field and spells AuditUri as AuditUrl; the
+// signed delivery is still accepted over HTTP and the referral ingested.
+func TestNotificationWithUnknownFieldsAccepted(t *testing.T) {
+	f := newFixture(t, Config{}, all)
+	audit := "https://api.partnercenter.microsoft.com/audit/1"
+	f.emu.SetNotificationShape(pcemu.NotificationShape{Rename: map[string]string{"AuditUri": "AuditUrl"},
+		Extra: map[string]any{"PartnerId": "4b9f0000-0000-4000-8000-000000000001", "AuditUrl": audit, "Version": 2}})
+	r := seller(t, f.emu, "Fabrikam")
+	eventually(t, 10*time.Second, "snapshot of the referral", func() (bool, string) {
+		n := f.snapshots(t, r.ID)
+		return n == 1, fmt.Sprint(n)
+	})
+	d := f.emu.Delivered()
+	if len(d) != 1 || !strings.Contains(string(d[0].Body), `"PartnerId"`) || !strings.Contains(string(d[0].Body), `"AuditUrl"`) ||
+		strings.Contains(string(d[0].Body), `"AuditUri"`) {
+		t.Fatalf("deliveries: %d %s", len(d), d[0].Body)
+	}
+	if code := post(t, f.hook, d[0].Body, d[0].Header); code != http.StatusOK {
+		t.Errorf("the delivery sent again: %d", code)
+	}
+}
+
 // TestReplayedOldNotificationIsNotFetched hands the fetcher an old notification outside the server's
 // duplicate window (as a replay days later would be): it is dropped without reading Partner Center.
 func TestReplayedOldNotificationIsNotFetched(t *testing.T) {
@@ -312,8 +334,8 @@ func TestForgedOrMalformedDeliveriesAreRefused(t *testing.T) {
 		{"unsupported algorithm", genuine.Body, with(genuine.Header, pc.HeaderSignatureAlgorithm, "rsa-sha1"), http.StatusBadRequest},
 		{"oversized body", append(genuine.Body, bytes.Repeat([]byte(" "), 4096)...), genuine.Header, http.StatusRequestEntityTooLarge},
 		{"signed but not JSON", []byte("not json"), signed([]byte("not json")), http.StatusBadRequest},
-		{"signed but unknown fields", []byte(`{"EventName":"referral-updated","ResourceUri":"x/1","Extra":1}`),
-			signed([]byte(`{"EventName":"referral-updated","ResourceUri":"x/1","Extra":1}`)), http.StatusBadRequest},
+		{"signed but no event name", []byte(`{"ResourceUri":"x/1","Extra":1}`),
+			signed([]byte(`{"ResourceUri":"x/1","Extra":1}`)), http.StatusBadRequest},
 		{"signed but no resource", []byte(`{"EventName":"referral-updated"}`), signed([]byte(`{"EventName":"referral-updated"}`)), http.StatusBadRequest},
 	}
 	for _, c := range cases {

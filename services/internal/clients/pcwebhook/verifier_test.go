@@ -67,7 +67,7 @@ func setup(t *testing.T) *env {
 	srv := httptest.NewServer(emu)
 	emu.SetBaseURL(srv.URL)
 	u, _ := url.Parse(srv.URL)
-	v := &pcwebhook.Verifier{TrustedHosts: []string{u.Host}, Roots: emu.RootPool(), AllowInsecureHTTP: true,
+	v := &pcwebhook.Verifier{TrustedHosts: []string{u.Host}, IntermediateHosts: []string{u.Host}, Roots: emu.RootPool(), AllowInsecureHTTP: true,
 		AllowedPathPrefix: "/_emulator/cert/", HTTPClient: srv.Client()}
 	rc := &receiver{}
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -276,15 +276,19 @@ func TestParseNotification(t *testing.T) {
 	}{
 		{"doc sample", `{"EventName":"referral-updated","ResourceUri":"https://api.partnercenter.microsoft.com/engagements/v1/referrals/abc-1","ResourceName":"referral","AuditUri":null,"ResourceChangeUtcDate":"2018-02-17T00:05:39.5485487+00:00"}`, "abc-1", true},
 		{"trailing slash", `{"EventName":"referral-created","ResourceUri":"https://x/engagements/v1/referrals/abc-2/","ResourceName":"referral","AuditUri":null,"ResourceChangeUtcDate":""}`, "abc-2", true},
-		{"unknown field", `{"EventName":"referral-created","ResourceUri":"https://x/r/1","Extra":1}`, "", false},
+		{"unknown field", `{"EventName":"referral-created","ResourceUri":"https://x/r/1","Extra":1,"PartnerId":"p"}`, "1", true},
+		{"AuditUrl spelling", `{"EventName":"referral-created","ResourceUri":"https://x/r/2","AuditUrl":"https://a/1"}`, "2", true},
 		{"no event", `{"ResourceUri":"https://x/r/1"}`, "", false},
 		{"no uri", `{"EventName":"referral-created"}`, "", false},
 		{"not json", `nope`, "", false},
 		{"two objects", `{"EventName":"a","ResourceUri":"https://x/r/1"}{}`, "", false},
 	} {
-		_, id, err := pcwebhook.ParseNotification([]byte(tc.body))
+		n, id, err := pcwebhook.ParseNotification([]byte(tc.body))
 		if (err == nil) != tc.ok || id != tc.id {
 			t.Errorf("%s: id %q err %v", tc.name, id, err)
+		}
+		if tc.name == "AuditUrl spelling" && (n.AuditURI == nil || *n.AuditURI != "https://a/1") {
+			t.Errorf("AuditUrl not taken as AuditUri: %+v", n)
 		}
 	}
 }

@@ -431,7 +431,7 @@ func (s *Stack) StartPipeline(ctx context.Context) error {
 	}
 	host := mustHost(s.PCURL)
 	pi := &pcingest.Ingest{Bus: pib, PC: pci, Checkpoints: pcps, Log: log.With("stage", contracts.StagePCIngest),
-		Verifier: &pcwebhook.Verifier{TrustedHosts: []string{host}, Roots: s.PC.RootPool(),
+		Verifier: &pcwebhook.Verifier{TrustedHosts: []string{host}, IntermediateHosts: []string{host}, Roots: s.PC.RootPool(),
 			AllowInsecureHTTP: true, AllowedPathPrefix: "/_emulator/cert/"},
 		Config: pcingest.Config{MaxBodyBytes: 64 << 10, PollInterval: s.opts.PCPollInterval}}
 	pi.Consume = s.opts.Consume
