@@ -16,6 +16,7 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/mapping"
 	"github.com/cosell-dev/cosell/services/internal/observed"
 	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/sforg"
 )
 
 const driftSummary = "compare both systems: linked pairs whose mapped fields differ, opted-in records with no link; --fix heals"
@@ -142,11 +143,20 @@ func checkDrift(ctx context.Context, bus *platform.Bus, pcc *pcapi.Client, sfc *
 		v contracts.Version
 	}
 	opps := map[string]oppSnap{}
-	// The snapshot sf-ingest would publish: the same fields (those the mapping names too), children and version.
-	sel := observed.OpportunitySelect(m.SalesforceFields())
+	// The snapshot sf-ingest would publish: the same fields (those the mapping names too, fitted to the
+	// org), children and version.
+	org, err := sforg.Discover(sfc, sf.ObjectOpportunity)
+	if err != nil {
+		return nil, err
+	}
+	fit, err := observed.Fit(org, m.SalesforceFields())
+	if err != nil {
+		return nil, err
+	}
+	sel := fit.Select()
 	if err := sfc.QueryEach("SELECT "+sel+" FROM Opportunity WHERE "+observed.Synced, false, func(rows []map[string]any) error {
 		for _, row := range rows {
-			o, v, err := observed.Opportunity(row)
+			o, v, err := fit.Opportunity(row)
 			if err != nil {
 				return err
 			}
@@ -169,7 +179,7 @@ func checkDrift(ctx context.Context, bus *platform.Bus, pcc *pcapi.Client, sfc *
 			// Not opted in any more, or deleted: read it directly before calling it missing.
 			rows, err := sfc.Query("SELECT " + sel + " FROM Opportunity WHERE Id = " + sfapi.Quote(l.OpportunityID))
 			if err == nil && len(rows) == 1 {
-				if so, sv, err := observed.Opportunity(rows[0]); err == nil {
+				if so, sv, err := fit.Opportunity(rows[0]); err == nil {
 					o, ook = oppSnap{so, sv}, true
 				}
 			}

@@ -19,6 +19,19 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
+// singleCurrency runs the whole suite against a single-currency org (no CurrencyIsoCode field; amounts in
+// USD) when COSELL_E2E_ORG=single-currency; by default the org is multi-currency. TestSingleCurrencyOrg runs
+// the representative flows against a single-currency org either way.
+var singleCurrency = os.Getenv("COSELL_E2E_ORG") == "single-currency"
+
+// oppCurrency is the currency of the Opportunities newOpportunity creates: EUR, or a single-currency org's USD.
+func oppCurrency(s *stack.Stack) string {
+	if s.SingleCurrency() {
+		return "USD"
+	}
+	return "EUR"
+}
+
 func start(t *testing.T, mod func(*stack.Options)) *stack.Stack {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
@@ -32,6 +45,7 @@ func start(t *testing.T, mod func(*stack.Options)) *stack.Stack {
 		Bus:            platform.BusConfig{AckWait: 2 * time.Second, MaxDeliver: 8},
 		Consume:        platform.ConsumeOptions{MaxWait: 200 * time.Millisecond, BackoffBase: 100 * time.Millisecond, BackoffMax: time.Second},
 	}
+	opts.SFOrg.SingleCurrency = singleCurrency
 	if mod != nil {
 		mod(&opts)
 	}
@@ -124,10 +138,14 @@ func newOpportunity(t *testing.T, s *stack.Stack, name string, amount float64) s
 	if err != nil {
 		t.Fatalf("insert account: %v", err)
 	}
-	id, err := s.SF.Insert(sf.ObjectOpportunity, map[string]any{
-		"Name": name, "AccountId": acc, "Amount": amount, "CurrencyIsoCode": "EUR", "CloseDate": "2027-03-31",
+	fields := map[string]any{
+		"Name": name, "AccountId": acc, "Amount": amount, "CloseDate": "2027-03-31",
 		"StageName": "Qualification", "Description": "Needs Azure landing zone", sf.FieldSyncWithPartnerCenter: true,
-	})
+	}
+	if !s.SingleCurrency() {
+		fields[sf.FieldCurrencyIsoCode] = "EUR"
+	}
+	id, err := s.SF.Insert(sf.ObjectOpportunity, fields)
 	if err != nil {
 		t.Fatalf("insert opportunity: %v", err)
 	}
@@ -152,6 +170,9 @@ func TestReferralFromMicrosoftBecomesOpportunity(t *testing.T) {
 	want := map[string]any{
 		sf.FieldName: "Contoso data platform", sf.FieldAmount: 125000.0, sf.FieldCurrencyIsoCode: "USD",
 		sf.FieldCloseDate: "2027-02-15", sf.FieldStageName: "Prospecting", sf.FieldSyncWithPartnerCenter: true,
+	}
+	if s.SingleCurrency() {
+		want[sf.FieldCurrencyIsoCode] = nil // the field does not exist; the org's currency is USD
 	}
 	for k, v := range want {
 		if opp[k] != v {
@@ -181,7 +202,7 @@ func TestSyncedOpportunityBecomesReferralAndIsLinkedBack(t *testing.T) {
 		return true, ""
 	})
 	if ref.Name != "Fabrikam landing zone" || ref.Details == nil || ref.Details.DealValue == nil || *ref.Details.DealValue != 48000 ||
-		ref.Details.Currency != "EUR" || !strings.HasPrefix(ref.Details.ClosingDateTime, "2027-03-31") ||
+		ref.Details.Currency != oppCurrency(s) || !strings.HasPrefix(ref.Details.ClosingDateTime, "2027-03-31") ||
 		ref.CustomerProfile.Name != "Fabrikam landing zone GmbH" || ref.CustomerProfile.Address.Country != "DE" {
 		t.Errorf("referral = %+v %+v %+v", ref, ref.Details, ref.CustomerProfile)
 	}

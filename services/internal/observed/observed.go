@@ -16,6 +16,7 @@ import (
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
 	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/sforg"
 )
 
 // Publisher is what publishing a snapshot needs of the bus: *platform.Bus. Publish reports a duplicate
@@ -84,11 +85,9 @@ var subqueries = []string{
 // linked to a referral.
 const Synced = "(" + sf.FieldSyncWithPartnerCenter + " = true OR " + sf.FieldReferralIdentifier + " != null)"
 
-// OpportunitySelect is the SELECT list of an Opportunity snapshot: OpportunityFields, then extra (the
-// fields a mapping names: mapping.Mapping.SalesforceFields), each once (Salesforce field names are
-// case-insensitive), then the team member, Microsoft Solution and note subqueries. Opportunity reads a row
-// selected with it.
-func OpportunitySelect(extra []string) string {
+// Wanted lists OpportunityFields, then extra (the fields a mapping names: mapping.Mapping.SalesforceFields),
+// each once (Salesforce field names are case-insensitive).
+func Wanted(extra []string) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, f := range append(append([]string{}, OpportunityFields...), extra...) {
@@ -97,7 +96,49 @@ func OpportunitySelect(extra []string) string {
 			out = append(out, f)
 		}
 	}
-	return strings.Join(append(out, subqueries...), ", ")
+	return out
+}
+
+// OpportunitySelect is the SELECT list of an Opportunity snapshot: Wanted(extra), then the team member,
+// Microsoft Solution and note subqueries. Opportunity reads a row selected with it. Against a real org,
+// fit the list to it first (Fit).
+func OpportunitySelect(extra []string) string { return Selection{Fields: Wanted(extra)}.Select() }
+
+// Selection is an Opportunity snapshot's field list fitted to one org: the fields the org has, and the
+// optional ones it lacks with the values standing in for them (CurrencyIsoCode: the org's currency).
+type Selection struct {
+	Fields   []string
+	Fallback map[string]any
+}
+
+// Fit selects Wanted(extra) from the org's describe. A field the org lacks is an error naming it and the
+// fix (*sforg.MissingFields), unless it is optional.
+func Fit(org *sforg.Org, extra []string) (Selection, error) {
+	fields, fallback, err := org.Select(sf.ObjectOpportunity, Wanted(extra))
+	if err != nil {
+		return Selection{}, err
+	}
+	return Selection{Fields: fields, Fallback: fallback}, nil
+}
+
+// Select is the SELECT list: the fields, then the subqueries.
+func (s Selection) Select() string {
+	return strings.Join(append(append([]string{}, s.Fields...), subqueries...), ", ")
+}
+
+// Opportunity reads a row selected with s.Select into a snapshot, as Opportunity does, with the fallbacks
+// standing in for the fields the org lacks.
+func (s Selection) Opportunity(row map[string]any) (contracts.Opportunity, contracts.Version, error) {
+	o, v, err := Opportunity(row)
+	if err != nil {
+		return o, v, err
+	}
+	for k, val := range s.Fallback {
+		if _, ok := o.Fields[k]; !ok {
+			o.Fields[k] = val
+		}
+	}
+	return o, v, nil
 }
 
 // Opportunity turns a query row selected with OpportunitySelect into a snapshot; its version is the newest

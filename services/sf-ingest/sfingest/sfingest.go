@@ -32,6 +32,7 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
 	"github.com/cosell-dev/cosell/services/internal/observed"
 	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/sforg"
 	"github.com/cosell-dev/cosell/services/internal/watermark"
 )
 
@@ -61,12 +62,35 @@ type Ingest struct {
 	// Extra are further Opportunity or parent fields to read: the ones a customised mapping names
 	// (mapping.Mapping.SalesforceFields).
 	Extra []string
+
+	sel observed.Selection // the snapshot's field list fitted to the org, set by Describe
+}
+
+// Describe fits the snapshot's field list to the org from its describe: the optional fields it lacks
+// (CurrencyIsoCode in a single-currency org) are left out of every query and stand in every snapshot with
+// the org's value; a mapped field it lacks is an error naming the field and the fix. Run calls it first;
+// Poll calls it when nobody has.
+func (in *Ingest) Describe() error {
+	org, err := sforg.Discover(in.SF, sf.ObjectOpportunity)
+	if err != nil {
+		return fmt.Errorf("sf-ingest: %w", err)
+	}
+	if in.sel, err = observed.Fit(org, in.Extra); err != nil {
+		return fmt.Errorf("sf-ingest: %w", err)
+	}
+	if len(in.sel.Fallback) > 0 {
+		in.Log.Info("fields the org lacks stand in with the org's values", "fields", in.sel.Fallback)
+	}
+	return nil
 }
 
 const checkpointName = "opportunity"
 
 // Run polls until ctx is cancelled.
 func (in *Ingest) Run(ctx context.Context) error {
+	if err := in.Describe(); err != nil {
+		return err
+	}
 	t := time.NewTicker(in.Config.Interval)
 	defer t.Stop()
 	for {
@@ -96,6 +120,11 @@ func (in *Ingest) pageSize() int {
 // Poll reads every synced Opportunity changed since the watermark (itself, or one of its children),
 // publishes a snapshot of each and moves the watermark. It returns how many snapshots were new to the stream.
 func (in *Ingest) Poll(ctx context.Context) (int, error) {
+	if in.sel.Fields == nil {
+		if err := in.Describe(); err != nil {
+			return 0, err
+		}
+	}
 	wm, err := watermark.Load(ctx, in.Checkpoints, contracts.CheckpointKey(contracts.StageSFIngest, checkpointName),
 		in.Config.Since, "COSELL_SF_BACKFILL_SINCE")
 	if err != nil {
@@ -161,7 +190,7 @@ func (in *Ingest) round(ctx context.Context, streams []*stream, from time.Time) 
 		}
 		fields := "Id, " + s.parentField + ", SystemModstamp"
 		if s.parentField == "" {
-			fields = observed.OpportunitySelect(in.Extra)
+			fields = in.sel.Select()
 		}
 		q := "SELECT " + fields + " FROM " + s.object
 		if len(where) > 0 {
@@ -211,7 +240,7 @@ func (in *Ingest) round(ctx context.Context, streams []*stream, from time.Time) 
 	published := 0
 	snapshotted := map[string]bool{}
 	publish := func(row map[string]any) error {
-		snap, ver, err := observed.Opportunity(row)
+		snap, ver, err := in.sel.Opportunity(row)
 		if err != nil {
 			return err
 		}
@@ -246,7 +275,7 @@ func (in *Ingest) round(ctx context.Context, streams []*stream, from time.Time) 
 		for i, id := range chunk {
 			quoted[i] = sfapi.Quote(id)
 		}
-		q := "SELECT " + observed.OpportunitySelect(in.Extra) +
+		q := "SELECT " + in.sel.Select() +
 			" FROM Opportunity WHERE Id IN (" + strings.Join(quoted, ", ") + ") AND " + observed.Synced
 		if err := in.SF.QueryEach(q, false, func(rows []map[string]any) error {
 			for _, row := range rows {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -263,5 +264,21 @@ func TestReadsTheFieldsACustomMappingNames(t *testing.T) {
 	}
 	if got["Account.Phone"] != "+41 44 000" {
 		t.Errorf("parent field Account.Phone not read: %v", got)
+	}
+}
+
+// TestMappedFieldTheOrgLacks: a field the mapping reads that the org does not have stops the poller at
+// start-up with the field and the fix, instead of failing every poll with INVALID_FIELD.
+func TestMappedFieldTheOrgLacks(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{})
+	f.in.Extra = []string{"Deal_Size__c"}
+	err := f.in.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "the Salesforce org has no Opportunity field Deal_Size__c") ||
+		!strings.Contains(err.Error(), "sf project deploy start") {
+		t.Fatalf("Run: %v", err)
+	}
+	if n := f.emu.Counts()["composite"]; n != 0 {
+		t.Fatalf("polled %d times with a field the org lacks", n)
 	}
 }

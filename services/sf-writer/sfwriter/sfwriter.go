@@ -23,6 +23,7 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
 	"github.com/cosell-dev/cosell/services/internal/outcome"
 	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/sforg"
 )
 
 // Field lengths the writer keeps to, so a long error or audit trail never fails a write.
@@ -45,11 +46,21 @@ type Writer struct {
 	Governor *Governor
 	// AfterWrite, when set, is called after the external write and before the outcome is published.
 	AfterWrite func(commandID string)
+	// Org is the org's shape; writes leave out the optional fields it lacks (CurrencyIsoCode in a
+	// single-currency org). Run discovers it when nil.
+	Org *sforg.Org
 }
 
 // Run consumes Opportunity commands in batches (up to 200, one Collections call's worth) until ctx is
 // cancelled, then drains.
 func (w *Writer) Run(ctx context.Context) error {
+	if w.Org == nil {
+		org, err := sforg.Discover(w.SF, sf.ObjectOpportunity)
+		if err != nil {
+			return fmt.Errorf("sf-writer: %w", err)
+		}
+		w.Org = org
+	}
 	opts := w.Consume
 	if opts.Batch <= 0 || opts.Batch > sfapi.MaxCollection {
 		opts.Batch = sfapi.MaxCollection
@@ -97,6 +108,10 @@ func (w *Writer) HandleBatch(ctx context.Context, events []platform.Event) []err
 			it.err = platform.Permanent(fmt.Errorf("update for link %s names no opportunity", cmd.LinkID))
 		case cmd.Op != contracts.OpCreate && cmd.Op != contracts.OpUpdate:
 			it.err = platform.Permanent(fmt.Errorf("command %s: unknown op %q", e.ID(), cmd.Op))
+		case w.Org != nil:
+			if it.cmd.Fields, err = w.Org.Fit(sf.ObjectOpportunity, cmd.Fields); err != nil {
+				it.err = platform.Permanent(fmt.Errorf("%s Opportunity for link %s: %w", cmd.Op, cmd.LinkID, err))
+			}
 		}
 		items = append(items, it)
 	}

@@ -62,6 +62,9 @@ type Options struct {
 	// (the deploy tests run every stage under its least-privilege user). A result with a URL connects
 	// over TCP to that server instead of the stack's embedded one.
 	StageBus func(stage string) platform.BusConfig
+	// SFOrg shapes the emulated Salesforce org (SingleCurrency, Currency, Sandbox, ...); its credentials,
+	// metadata (SFMetadataDir) and logger are the stack's own.
+	SFOrg sfemu.Options
 }
 
 // Emulator credentials the stack configures on both sides.
@@ -165,7 +168,10 @@ func StartInfra(ctx context.Context, opts Options) (*Stack, error) {
 		return nil, err
 	}
 	s.PC.SetBaseURL(s.PCURL)
-	if s.SF, err = sfemu.New(sfemu.Options{ClientID: SFClientID, ClientSecret: SFClientSecret, MetadataDir: opts.SFMetadataDir, Logger: opts.Log.With("component", "sf-emulator")}); err != nil {
+	org := opts.SFOrg
+	org.ClientID, org.ClientSecret, org.MetadataDir = SFClientID, SFClientSecret, opts.SFMetadataDir
+	org.Logger = opts.Log.With("component", "sf-emulator")
+	if s.SF, err = sfemu.New(org); err != nil {
 		s.Stop()
 		return nil, err
 	}
@@ -286,6 +292,9 @@ func (s *Stack) PCClient(ctx context.Context) (*pcapi.Client, error) {
 	}
 	return s.PCClientOn(ctx, b)
 }
+
+// SingleCurrency reports whether the emulated org is single-currency (no CurrencyIsoCode field).
+func (s *Stack) SingleCurrency() bool { return s.opts.SFOrg.SingleCurrency }
 
 // SFClient logs a Salesforce client into the emulator.
 func (s *Stack) SFClient() (*sfapi.Client, error) {

@@ -1,0 +1,67 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/internal/harness/stack"
+)
+
+// TestSingleCurrencyOrg runs the representative flows against a single-currency org, where CurrencyIsoCode
+// does not exist: a referral from Microsoft becomes an Opportunity, a synced Opportunity becomes a referral
+// in the org's currency, and a referral in another currency is refused with the reason and the fix instead
+// of being written as if it were in the org's currency. (COSELL_E2E_ORG=single-currency runs the whole suite
+// against such an org.)
+func TestSingleCurrencyOrg(t *testing.T) {
+	s := start(t, func(o *stack.Options) { o.SFOrg.SingleCurrency, o.SFOrg.Currency = true, "USD" })
+
+	inUSD, err := s.PC.SellerCreate(sellerReferral("Single-currency data platform", 90000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oppID := newOpportunity(t, s, "Single-currency landing zone", 30000)
+	eurValue := 12000.0
+	eur := sellerReferral("Euro deal", eurValue)
+	eur.Details.Currency = "EUR"
+	inEUR, err := s.PC.SellerCreate(eur)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	eventually(t, 30*time.Second, "opportunity from the USD referral", func() (bool, string) {
+		opps := opportunitiesFor(s, inUSD.ID)
+		return len(opps) == 1 && opps[0][sf.FieldAmount] == 90000.0, fmt.Sprintf("%v", opps)
+	})
+	if _, has := opportunitiesFor(s, inUSD.ID)[0][sf.FieldCurrencyIsoCode]; has {
+		t.Error("a CurrencyIsoCode field appeared in a single-currency org")
+	}
+	eventually(t, 30*time.Second, "referral from the opportunity, in the org's currency", func() (bool, string) {
+		refs := referralsFor(s, oppID)
+		if len(refs) != 1 || refs[0].Details == nil {
+			return false, fmt.Sprintf("%d referrals", len(refs))
+		}
+		return refs[0].Details.Currency == "USD", "currency " + refs[0].Details.Currency
+	})
+	eventually(t, 30*time.Second, "the EUR referral refused with its reason", func() (bool, string) {
+		rec, err := s.Auditor.Lookup(context.Background(), inEUR.ID)
+		if err != nil {
+			return false, err.Error()
+		}
+		var seen []string
+		for _, d := range rec.Timeline {
+			if strings.Contains(d.Detail, "single-currency (USD)") && strings.Contains(d.Detail, "enable multiple currencies") {
+				return true, ""
+			}
+			seen = append(seen, d.Kind+": "+d.Detail)
+		}
+		return false, strings.Join(seen, " | ")
+	})
+	quiet(t, s)
+	if n := len(opportunitiesFor(s, inEUR.ID)); n != 0 {
+		t.Errorf("%d opportunities for the EUR referral in a USD-only org", n)
+	}
+}

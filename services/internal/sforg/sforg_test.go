@@ -1,0 +1,86 @@
+package sforg
+
+import (
+	"errors"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/emulators/sfemu"
+	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
+)
+
+// discover runs Discover over HTTP against an emulated org of the given shape.
+func discover(t *testing.T, opts sfemu.Options) *Org {
+	t.Helper()
+	e, err := sfemu.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	c, err := sfapi.New(sfapi.Config{Domain: srv.URL, ClientID: sfemu.DefaultClientID, ClientSecret: sfemu.DefaultClientSecret, RequestTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := Discover(c, sf.ObjectOpportunity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func TestSelectFollowsTheOrgShape(t *testing.T) {
+	t.Parallel()
+	wanted := []string{sf.FieldID, sf.FieldAmount, sf.FieldCurrencyIsoCode, sf.FieldReferralIdentifier, "Account.Name", "Account.CurrencyIsoCode"}
+	multi := discover(t, sfemu.Options{Currency: "EUR"})
+	got, fallback, err := multi.Select(sf.ObjectOpportunity, wanted)
+	if err != nil || !reflect.DeepEqual(got, wanted) || len(fallback) != 0 || !multi.MultiCurrency() || multi.Currency != "EUR" {
+		t.Fatalf("multi-currency: %v %v %v (multi %v, %s)", got, fallback, err, multi.MultiCurrency(), multi.Currency)
+	}
+	single := discover(t, sfemu.Options{SingleCurrency: true, Currency: "GBP"})
+	got, fallback, err = single.Select(sf.ObjectOpportunity, wanted)
+	want := []string{sf.FieldID, sf.FieldAmount, sf.FieldReferralIdentifier, "Account.Name"}
+	if err != nil || !reflect.DeepEqual(got, want) || single.MultiCurrency() {
+		t.Fatalf("single-currency: %v, want %v (%v)", got, want, err)
+	}
+	if fallback[sf.FieldCurrencyIsoCode] != "GBP" || fallback["Account.CurrencyIsoCode"] != "GBP" {
+		t.Fatalf("fallbacks %v, want the org's GBP", fallback)
+	}
+}
+
+func TestMissingFieldIsAClearError(t *testing.T) {
+	t.Parallel()
+	o := discover(t, sfemu.Options{})
+	_, _, err := o.Select(sf.ObjectOpportunity, []string{sf.FieldName, "Deal_Size__c", "Account.Nope__c", "Nobody.Name"})
+	var mf *MissingFields
+	if !errors.As(err, &mf) || !reflect.DeepEqual(mf.Fields, []string{"Account.Nope__c", "Deal_Size__c", "Nobody.Name"}) {
+		t.Fatalf("err %v", err)
+	}
+	for _, part := range []string{"Opportunity field Account.Nope__c, Deal_Size__c, Nobody.Name", "sf project deploy start", "Cosell_Integration", "COSELL_MAPPING_FILE"} {
+		if !strings.Contains(err.Error(), part) {
+			t.Errorf("error %q lacks %q", err, part)
+		}
+	}
+}
+
+func TestFitDropsOnlyWhatTheOrgImplies(t *testing.T) {
+	t.Parallel()
+	single := discover(t, sfemu.Options{SingleCurrency: true, Currency: "USD"})
+	in := map[string]any{sf.FieldName: "x", sf.FieldCurrencyIsoCode: "usd", sf.FieldAmount: 10.0}
+	out, err := single.Fit(sf.ObjectOpportunity, in)
+	if err != nil || !reflect.DeepEqual(out, map[string]any{sf.FieldName: "x", sf.FieldAmount: 10.0}) || in[sf.FieldCurrencyIsoCode] != "usd" {
+		t.Fatalf("fit %v %v (input %v)", out, err, in)
+	}
+	_, err = single.Fit(sf.ObjectOpportunity, map[string]any{sf.FieldCurrencyIsoCode: "EUR"})
+	if !errors.Is(err, ErrCurrencyMismatch) || !strings.Contains(err.Error(), "Opportunity.CurrencyIsoCode is EUR but the org is single-currency (USD)") {
+		t.Fatalf("EUR into a USD org: %v", err)
+	}
+	multi := discover(t, sfemu.Options{})
+	if out, err := multi.Fit(sf.ObjectOpportunity, map[string]any{sf.FieldCurrencyIsoCode: "EUR"}); err != nil || out[sf.FieldCurrencyIsoCode] != "EUR" {
+		t.Fatalf("multi-currency fit: %v %v", out, err)
+	}
+}
