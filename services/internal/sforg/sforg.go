@@ -10,10 +10,12 @@
 package sforg
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
@@ -59,6 +61,25 @@ func Discover(c Describer, objects ...string) (*Org, error) {
 		return nil, errors.New("the org's currency is unknown: Organization.DefaultCurrencyIsoCode is empty or not readable by the integration user; give it the View Setup and Configuration permission")
 	}
 	return o, nil
+}
+
+// Wait is Discover that tries again every retry while Salesforce answers with a transient failure (an
+// outage or a lock at start-up must not stop a stage), until ctx is done; a permanent refusal (a missing
+// object, a refused login) returns at once.
+func Wait(ctx context.Context, c Describer, retry time.Duration, objects ...string) (*Org, error) {
+	t := time.NewTicker(max(retry, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		o, err := Discover(c, objects...)
+		if err == nil || !sfapi.IsTransient(err) {
+			return o, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (gave up: %v)", err, ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 func (o *Org) object(name string) (map[string]sfapi.FieldDescription, error) {

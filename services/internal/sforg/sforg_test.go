@@ -84,3 +84,25 @@ func TestFitDropsOnlyWhatTheOrgImplies(t *testing.T) {
 		t.Fatalf("multi-currency fit: %v %v", out, err)
 	}
 }
+
+func TestWaitOutlastsAnOutage(t *testing.T) {
+	t.Parallel()
+	e, err := sfemu.New(sfemu.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	c, err := sfapi.New(sfapi.Config{Domain: srv.URL, ClientID: sfemu.DefaultClientID, ClientSecret: sfemu.DefaultClientSecret, RequestTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.FailNextCalls(2)
+	o, err := Wait(t.Context(), c, 10*time.Millisecond, sf.ObjectOpportunity)
+	if err != nil || o.Currency != "USD" {
+		t.Fatalf("Wait: %v %v", o, err)
+	}
+	if _, err := Wait(t.Context(), c, 10*time.Millisecond, "Nope__c"); err == nil || sfapi.IsTransient(err) {
+		t.Fatalf("unknown object: %v", err)
+	}
+}

@@ -70,8 +70,8 @@ type Ingest struct {
 // (CurrencyIsoCode in a single-currency org) are left out of every query and stand in every snapshot with
 // the org's value; a mapped field it lacks is an error naming the field and the fix. Run calls it first;
 // Poll calls it when nobody has.
-func (in *Ingest) Describe() error {
-	org, err := sforg.Discover(in.SF, sf.ObjectOpportunity)
+func (in *Ingest) Describe(ctx context.Context) error {
+	org, err := sforg.Wait(ctx, in.SF, in.Config.Interval, sf.ObjectOpportunity)
 	if err != nil {
 		return fmt.Errorf("sf-ingest: %w", err)
 	}
@@ -88,7 +88,7 @@ const checkpointName = "opportunity"
 
 // Run polls until ctx is cancelled.
 func (in *Ingest) Run(ctx context.Context) error {
-	if err := in.Describe(); err != nil {
+	if err := in.Describe(ctx); err != nil {
 		return err
 	}
 	t := time.NewTicker(in.Config.Interval)
@@ -121,7 +121,7 @@ func (in *Ingest) pageSize() int {
 // publishes a snapshot of each and moves the watermark. It returns how many snapshots were new to the stream.
 func (in *Ingest) Poll(ctx context.Context) (int, error) {
 	if in.sel.Fields == nil {
-		if err := in.Describe(); err != nil {
+		if err := in.Describe(ctx); err != nil {
 			return 0, err
 		}
 	}

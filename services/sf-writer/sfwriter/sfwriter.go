@@ -55,7 +55,7 @@ type Writer struct {
 // cancelled, then drains.
 func (w *Writer) Run(ctx context.Context) error {
 	if w.Org == nil {
-		org, err := sforg.Discover(w.SF, sf.ObjectOpportunity)
+		org, err := sforg.Wait(ctx, w.SF, time.Second, sf.ObjectOpportunity)
 		if err != nil {
 			return fmt.Errorf("sf-writer: %w", err)
 		}
