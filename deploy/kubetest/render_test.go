@@ -80,6 +80,7 @@ type rendered struct {
 	jobs        []*batchv1.Job
 	scaled      map[string]*scaledObject
 	namespaces  []string
+	certs       []*certificate
 	monitors    []*monitoringv1.ServiceMonitor
 	rules       []*monitoringv1.PrometheusRule
 }
@@ -138,6 +139,9 @@ func render(t *testing.T, overlay string) *rendered {
 		case "keda.sh/v1alpha1/ScaledObject":
 			s := &scaledObject{}
 			obj, r.scaled[head.Metadata.Name] = s, s
+		case "cert-manager.io/v1/Certificate":
+			c := &certificate{}
+			obj, r.certs = c, append(r.certs, c)
 		case "monitoring.coreos.com/v1/ServiceMonitor":
 			m := &monitoringv1.ServiceMonitor{}
 			obj, r.monitors = m, append(r.monitors, m)
