@@ -221,3 +221,48 @@ func serve(t *testing.T, e *Emulator) string {
 	t.Cleanup(func() { srv.Close(); e.Close() })
 	return srv.URL
 }
+
+// What a Microsoft seller sends is kept, or refused with the reason — never silently rewritten.
+func TestSellerReferralKeptOrRefused(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	created := time.Now().UTC().Add(-48 * time.Hour).Truncate(time.Second).Format(time.RFC3339)
+	expires := time.Now().UTC().Add(10 * 24 * time.Hour).Truncate(time.Second).Format(time.RFC3339)
+	in := map[string]any{"id": "7d4c5b3a-0000-4000-8000-0000000000aa", "name": "Seller's own name", "type": "Shared",
+		"organizationId": h.emu.opts.OrganizationID, "createdDateTime": created, "expirationDateTime": expires,
+		"qualification": "MarketingQualified"}
+	resp, body := h.do("POST", "/_emulator/referrals", in, nil)
+	if resp.StatusCode != 201 {
+		t.Fatalf("create: %d %s", resp.StatusCode, body)
+	}
+	var r struct {
+		ID, Name, Type, OrganizationID, CreatedDateTime, Qualification string
+		ExpirationDateTime                                             *string
+	}
+	_ = json.Unmarshal(body, &r)
+	ct, _ := time.Parse(time.RFC3339Nano, r.CreatedDateTime)
+	et, _ := time.Parse(time.RFC3339Nano, *r.ExpirationDateTime)
+	if r.ID != in["id"] || r.Name != in["name"] || r.Type != "Shared" || r.Qualification != "MarketingQualified" ||
+		ct.Format(time.RFC3339) != created || et.Format(time.RFC3339) != expires {
+		t.Errorf("the seller's values were rewritten: %s", body)
+	}
+	for _, tc := range []struct {
+		field string
+		v     any
+	}{
+		{"type", "Independent"}, {"organizationId", "00000000-0000-4000-8000-00000000beef"}, {"updatedDateTime", created},
+		{"direction", "Outgoing"}, {"status", "Active"}, {"id", "not-a-guid"}, {"createdDateTime", "2999-01-01T00:00:00Z"},
+	} {
+		resp, body := h.do("POST", "/_emulator/referrals", map[string]any{"name": "x", tc.field: tc.v}, nil)
+		if resp.StatusCode != 400 || !strings.Contains(string(body), `"target":"`+tc.field+`"`) {
+			t.Errorf("%s=%v: %d %s", tc.field, tc.v, resp.StatusCode, body)
+		}
+	}
+	if resp, body := h.do("POST", "/_emulator/referrals", in, nil); resp.StatusCode != 409 {
+		t.Errorf("duplicate id: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := h.do("PATCH", "/_emulator/referrals/"+r.ID, map[string]any{"organizationId": "other"}, nil); resp.StatusCode != 400 ||
+		!strings.Contains(string(body), "organizationId cannot be changed") {
+		t.Errorf("edit of a server-owned field: %d %s", resp.StatusCode, body)
+	}
+}

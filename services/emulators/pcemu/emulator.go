@@ -90,6 +90,7 @@ type Emulator struct {
 	delivered   []Delivery
 	beforePatch []func(referralID string)
 	shape       NotificationShape
+	filters     FilterMode
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -258,6 +259,42 @@ func (e *Emulator) ResetCounts() {
 	e.counts = map[string]int{}
 }
 
+// SetFilterMode sets how a $filter on a property the docs do not list as filterable is treated (default
+// FilterRefuse).
+func (e *Emulator) SetFilterMode(m FilterMode) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.filters = m
+}
+
+func (e *Emulator) filterMode() FilterMode {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.filters == "" {
+		return FilterRefuse
+	}
+	return e.filters
+}
+
+// emuFilters is POST /_emulator/filters {"undocumented":"refuse"|"ignore"|"honor"}.
+func (e *Emulator) emuFilters(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Undocumented FilterMode `json:"undocumented"`
+	}
+	if err := decodeStrict(r.Body, &in); err != nil {
+		writeError(w, http.StatusBadRequest, "invalidRequest", err.Error(), "")
+		return
+	}
+	switch in.Undocumented {
+	case FilterRefuse, FilterIgnore, FilterHonor:
+	default:
+		writeError(w, http.StatusBadRequest, "invalidRequest", fmt.Sprintf("undocumented %q: use refuse, ignore or honor", in.Undocumented), "undocumented")
+		return
+	}
+	e.SetFilterMode(in.Undocumented)
+	writeJSON(w, http.StatusOK, in)
+}
+
 // SetFaults replaces the injected faults.
 func (e *Emulator) SetFaults(f Faults) {
 	e.mu.Lock()
@@ -305,6 +342,7 @@ func (e *Emulator) routes() {
 	m.HandleFunc("POST /_emulator/referrals/{id}/expire", e.emuExpire)
 	m.HandleFunc("GET /_emulator/counts", e.emuCounts)
 	m.HandleFunc("POST /_emulator/faults", e.emuFaults)
+	m.HandleFunc("POST /_emulator/filters", e.emuFilters)
 	m.HandleFunc("GET /_emulator/devicelogin", e.emuDeviceLogin)
 	m.HandleFunc("POST /_emulator/devicelogin", e.emuDeviceLogin)
 	m.HandleFunc("POST /_emulator/refresh-tokens", e.emuRefreshTokens)

@@ -3,6 +3,7 @@ package pcemu
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -245,7 +246,10 @@ func TestFilterParser(t *testing.T) {
 		{"updatedDateTime gt yesterday", false, false},
 		{"status eq 'New' and", false, false},
 	} {
-		p, err := parseFilter(tc.f)
+		if _, err := parseFilter(tc.f, FilterRefuse); strings.Contains(tc.f, "externalReferenceId") && !errors.As(err, new(errNotFilterable)) {
+			t.Errorf("%q: an undocumented property must be refused, got %v", tc.f, err)
+		}
+		p, err := parseFilter(tc.f, FilterHonor)
 		if (err == nil) != tc.parses {
 			t.Errorf("%q: parse err %v", tc.f, err)
 			continue

@@ -12,26 +12,54 @@ import (
 // predicate is a compiled OData $filter.
 type predicate func(*pc.Referral) bool
 
-// stringFields are the filterable string properties; exact ones compare case-sensitively (ids from CRMs can be).
+// FilterMode is how the emulator treats a $filter on a property the Referrals API docs do not list as
+// filterable (id, externalReferenceId, name). The docs' filter examples name only engagementId, status,
+// substatus, qualification, type, direction, customerProfile/address/country and team (partner-center.md §1);
+// updatedDateTime and createdDateTime are the documented $orderby properties and are kept filterable for the
+// incremental poll.
+type FilterMode string
+
+const (
+	// FilterRefuse answers 400 with the OData error, as an OData service does for a property that is not
+	// filterable (the default: strictest).
+	FilterRefuse FilterMode = "refuse"
+	// FilterIgnore drops the clause and answers as if it held for every referral: what a service that ignores
+	// unknown filter clauses would do, and the case where trusting the result adopts the wrong referral.
+	FilterIgnore FilterMode = "ignore"
+	// FilterHonor evaluates it (the emulator's old, too lenient behaviour; for tests of the evaluator only).
+	FilterHonor FilterMode = "honor"
+)
+
+// stringFields are the string properties the evaluator knows; exact ones compare case-sensitively (ids from
+// CRMs can be); documented ones may be filtered on whatever the FilterMode.
 var stringFields = map[string]struct {
-	get   func(*pc.Referral) string
-	exact bool
+	get        func(*pc.Referral) string
+	exact      bool
+	documented bool
 }{
-	"id":                  {func(r *pc.Referral) string { return r.ID }, false},
-	"engagementId":        {func(r *pc.Referral) string { return r.EngagementID }, false},
-	"externalReferenceId": {func(r *pc.Referral) string { return r.ExternalReferenceID }, true},
-	"name":                {func(r *pc.Referral) string { return r.Name }, true},
-	"status":              {func(r *pc.Referral) string { return r.Status }, false},
-	"substatus":           {func(r *pc.Referral) string { return r.Substatus }, false},
-	"type":                {func(r *pc.Referral) string { return r.Type }, false},
-	"direction":           {func(r *pc.Referral) string { return r.Direction }, false},
-	"qualification":       {func(r *pc.Referral) string { return r.Qualification }, false},
+	"id":                  {func(r *pc.Referral) string { return r.ID }, false, false},
+	"engagementId":        {func(r *pc.Referral) string { return r.EngagementID }, false, true},
+	"externalReferenceId": {func(r *pc.Referral) string { return r.ExternalReferenceID }, true, false},
+	"name":                {func(r *pc.Referral) string { return r.Name }, true, false},
+	"status":              {func(r *pc.Referral) string { return r.Status }, false, true},
+	"substatus":           {func(r *pc.Referral) string { return r.Substatus }, false, true},
+	"type":                {func(r *pc.Referral) string { return r.Type }, false, true},
+	"direction":           {func(r *pc.Referral) string { return r.Direction }, false, true},
+	"qualification":       {func(r *pc.Referral) string { return r.Qualification }, false, true},
 	"customerProfile/address/country": {func(r *pc.Referral) string {
 		if r.CustomerProfile == nil || r.CustomerProfile.Address == nil {
 			return ""
 		}
 		return r.CustomerProfile.Address.Country
-	}, false},
+	}, false, true},
+}
+
+// errNotFilterable is the refusal of an undocumented filter property; listReferrals answers it with the OData
+// message ASP.NET OData services give ("The query specified in the URI is not valid. …").
+type errNotFilterable struct{ property string }
+
+func (e errNotFilterable) Error() string {
+	return fmt.Sprintf("The query specified in the URI is not valid. The property '%s' cannot be used in the $filter query option.", e.property)
 }
 
 var timeFields = map[string]func(*pc.Referral) string{
@@ -41,12 +69,12 @@ var timeFields = map[string]func(*pc.Referral) string{
 
 // parseFilter compiles the subset of OData $filter the Referrals API documents: comparisons of a property with a
 // literal joined by and/or/not and parentheses.
-func parseFilter(s string) (predicate, error) {
+func parseFilter(s string, mode FilterMode) (predicate, error) {
 	toks, err := tokenize(s)
 	if err != nil {
 		return nil, err
 	}
-	p := &filterParser{toks: toks}
+	p := &filterParser{toks: toks, mode: mode}
 	pred, err := p.or()
 	if err != nil {
 		return nil, err
@@ -107,6 +135,7 @@ func tokenize(s string) ([]token, error) {
 type filterParser struct {
 	toks []token
 	pos  int
+	mode FilterMode
 }
 
 func (p *filterParser) peekWord(w string) bool {
@@ -202,6 +231,15 @@ func (p *filterParser) comparison() (predicate, error) {
 	f, ok := stringFields[field.text]
 	if !ok {
 		return nil, fmt.Errorf("property '%s' cannot be filtered on", field.text)
+	}
+	if !f.documented {
+		switch p.mode {
+		case FilterIgnore:
+			return func(*pc.Referral) bool { return true }, nil
+		case FilterHonor:
+		default:
+			return nil, errNotFilterable{field.text}
+		}
 	}
 	if op.text != "eq" && op.text != "ne" {
 		return nil, fmt.Errorf("operator '%s' is not supported on %s", op.text, field.text)

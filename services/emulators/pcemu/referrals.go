@@ -2,6 +2,7 @@ package pcemu
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -102,7 +103,13 @@ func (e *Emulator) listReferrals(w http.ResponseWriter, r *http.Request) {
 	}
 	var pred predicate = func(*pc.Referral) bool { return true }
 	if f := q.Get("$filter"); f != "" {
-		p, err := parseFilter(f)
+		p, err := parseFilter(f, e.filterMode())
+		var nf errNotFilterable
+		if errors.As(err, &nf) {
+			e.count("refused.filter")
+			writeError(w, http.StatusBadRequest, "invalidRequest", nf.Error(), "$filter")
+			return
+		}
 		if err != nil {
 			writeError(w, http.StatusBadRequest, "invalidRequest", "Invalid $filter: "+err.Error(), "$filter")
 			return
@@ -205,7 +212,13 @@ func (e *Emulator) createReferral(w http.ResponseWriter, r *http.Request) {
 // create stores a new referral. A partner-created referral is Outgoing and comes back Active/Accepted; a
 // seller-created one is an Incoming Shared New/Pending referral from Microsoft.
 func (e *Emulator) create(in pc.Referral, seller bool) (pc.Referral, error) {
+	var keepID, keepCreated string
 	if seller {
+		// What the seller sent is kept, or refused with the reason; only what they left out is filled in.
+		var err error
+		if keepID, keepCreated, err = e.checkSellerReferral(&in); err != nil {
+			return pc.Referral{}, err
+		}
 		in.Direction = pc.DirectionIncoming
 		in.Type = pc.TypeShared
 		in.Status, in.Substatus = pc.StatusNew, pc.SubstatusPending
@@ -255,17 +268,30 @@ func (e *Emulator) create(in pc.Referral, seller bool) (pc.Referral, error) {
 	e.mu.Lock()
 	now := e.nextTime()
 	in.ID = newGUID()
+	if keepID != "" {
+		if _, dup := e.referrals[keepID]; dup {
+			e.mu.Unlock()
+			return pc.Referral{}, &apiError{status: http.StatusConflict, code: "invalidRequest", target: "id",
+				msg: fmt.Sprintf("A referral with id '%s' already exists.", keepID)}
+		}
+		in.ID = keepID
+	}
 	if in.EngagementID == "" {
 		in.EngagementID = newGUID()
 	}
 	in.OrganizationID, in.OrganizationName = e.opts.OrganizationID, e.opts.OrganizationName
 	in.CreatedDateTime, in.UpdatedDateTime = now, now
+	if keepCreated != "" {
+		in.CreatedDateTime = keepCreated
+	}
 	in.ClosedDateTime = nil
 	in.ODataContext = ""
 	if seller {
 		in.AcceptedDateTime = nil
-		exp := time.Now().UTC().Add(14 * 24 * time.Hour).Truncate(24 * time.Hour).Format(timeLayout)
-		in.ExpirationDateTime = &exp
+		if in.ExpirationDateTime == nil {
+			exp := time.Now().UTC().Add(14 * 24 * time.Hour).Truncate(24 * time.Hour).Format(timeLayout)
+			in.ExpirationDateTime = &exp
+		}
 	} else {
 		in.AcceptedDateTime = &now
 		in.ExpirationDateTime = nil
@@ -280,6 +306,79 @@ func (e *Emulator) create(in pc.Referral, seller bool) (pc.Referral, error) {
 
 	e.notify(pc.EventReferralCreated, out.ID, now)
 	return out, nil
+}
+
+// checkSellerReferral refuses, with the reason, what a Microsoft seller's referral cannot carry, so that nothing
+// the seller sent is silently replaced: a seller's referral shared with this partner is Shared, Incoming,
+// New/Pending, invited by Microsoft and owned by this partner; its id (a GUID), createdDateTime (not in the
+// future) and expirationDateTime (in the future) are kept; updatedDateTime, eTag, links and the accepted/closed
+// dates are the server's. It returns the id and creation time to keep.
+func (e *Emulator) checkSellerReferral(in *pc.Referral) (id, created string, err error) {
+	refuse := func(target, format string, args ...any) (string, string, error) {
+		return "", "", invalid(target, format, args...)
+	}
+	switch {
+	case in.Type != "" && in.Type != pc.TypeShared:
+		return refuse("type", "A referral a Microsoft seller shares with a partner is Shared (visible to both parties), not '%s'.", in.Type)
+	case in.Direction != "" && in.Direction != pc.DirectionIncoming:
+		return refuse("direction", "A Microsoft seller's referral is Incoming for the partner, not '%s'.", in.Direction)
+	case in.Status != "" && in.Status != pc.StatusNew, in.Substatus != "" && in.Substatus != pc.SubstatusPending:
+		return refuse("status", "A Microsoft seller's referral arrives New/Pending, not %s/%s; move it on afterwards (update, close or expire).", in.Status, in.Substatus)
+	case in.OrganizationID != "" && in.OrganizationID != e.opts.OrganizationID:
+		return refuse("organizationId", "The referral would belong to organization '%s', not to this partner ('%s').", in.OrganizationID, e.opts.OrganizationID)
+	case in.OrganizationName != "" && in.OrganizationName != e.opts.OrganizationName:
+		return refuse("organizationName", "The referral would belong to '%s', not to this partner ('%s').", in.OrganizationName, e.opts.OrganizationName)
+	case in.InviteContext != nil && in.InviteContext.InvitedBy != nil && in.InviteContext.InvitedBy.OrganizationID != "" &&
+		in.InviteContext.InvitedBy.OrganizationID != "msft":
+		return refuse("inviteContext.invitedBy.organizationId", "A Microsoft seller's referral is invited by 'msft', not '%s'.", in.InviteContext.InvitedBy.OrganizationID)
+	case in.UpdatedDateTime != "":
+		return refuse("updatedDateTime", "updatedDateTime is set by Partner Center on every change; leave it out.")
+	case in.ETag != "" || in.Links != nil || in.ODataContext != "":
+		return refuse("eTag", "eTag, links and @odata.context are set by Partner Center; leave them out.")
+	case in.AcceptedDateTime != nil || in.ClosedDateTime != nil:
+		return refuse("acceptedDateTime", "A New referral has no acceptedDateTime or closedDateTime.")
+	}
+	if in.ID != "" {
+		if !isGUID(in.ID) {
+			return refuse("id", "The referral id '%s' is not a GUID.", in.ID)
+		}
+		id = strings.ToLower(in.ID)
+	}
+	if in.CreatedDateTime != "" {
+		t, perr := time.Parse(time.RFC3339Nano, in.CreatedDateTime)
+		if perr != nil || t.After(time.Now()) {
+			return refuse("createdDateTime", "createdDateTime '%s' must be an ISO-8601 UTC time not in the future.", in.CreatedDateTime)
+		}
+		created = t.UTC().Format(timeLayout)
+	}
+	if in.ExpirationDateTime != nil {
+		t, perr := time.Parse(time.RFC3339Nano, *in.ExpirationDateTime)
+		if perr != nil || !t.After(time.Now()) {
+			return refuse("expirationDateTime", "expirationDateTime '%s' must be an ISO-8601 UTC time in the future.", *in.ExpirationDateTime)
+		}
+		exp := t.UTC().Format(timeLayout)
+		in.ExpirationDateTime = &exp
+	}
+	return id, created, nil
+}
+
+func isGUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // validateReferral checks what Partner Center checks on a referral's content.

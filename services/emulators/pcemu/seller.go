@@ -25,14 +25,21 @@ func (e *Emulator) SellerUpdate(id string, patch pc.Referral) (pc.Referral, erro
 	}
 	var m map[string]any
 	_ = json.Unmarshal(b, &m)
-	for _, k := range []string{"@odata.context", "id", "organizationId", "organizationName", "createdDateTime",
-		"updatedDateTime", "eTag", "links", "direction"} {
-		delete(m, k) // server-owned
-	}
 	return e.sellerEdit(id, func(cur *pc.Referral) (pc.Referral, error) {
 		cb, _ := json.Marshal(cur)
 		var doc map[string]any
 		_ = json.Unmarshal(cb, &doc)
+		// Server-owned fields are refused when the edit would change them (not silently dropped).
+		for _, k := range []string{"@odata.context", "id", "organizationId", "organizationName", "createdDateTime",
+			"updatedDateTime", "eTag", "links", "direction", "type"} {
+			if v, ok := m[k]; ok {
+				vb, _ := json.Marshal(v)
+				db, _ := json.Marshal(doc[k])
+				if string(vb) != string(db) {
+					return pc.Referral{}, invalid(k, "%s cannot be changed by an edit (it is %s); leave it out.", k, db)
+				}
+			}
+		}
 		merge(doc, m)
 		nb, _ := json.Marshal(doc)
 		var out pc.Referral

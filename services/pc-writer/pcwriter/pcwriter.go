@@ -1,8 +1,12 @@
 // Package pcwriter is the pc-writer stage: it carries out referral create and patch commands against the
 // Partner Center Referrals API.
 //
-// A create first looks for a referral whose externalReferenceId is the Opportunity id, so a redelivered
-// create adopts the referral it already made. A patch carries only the changed fields and is sent with
+// A create is idempotent from what cosell controls, not from an undocumented filter: before it calls Partner
+// Center it records the intent for the Opportunity in the applied bucket, and once created the referral id. A
+// redelivered create adopts the recorded referral (re-read and checked to name this Opportunity); after a crash
+// between the create and its record it scans the partner's recent outgoing referrals by documented filter and
+// order (direction, createdDateTime) and adopts only one whose externalReferenceId is this Opportunity, checked
+// on the client. An Opportunity with no record is created: it can never adopt another's referral. A patch carries only the changed fields and is sent with
 // If-Match on the eTag the mapper decided against (the command's BaseETag), in one call. When Microsoft
 // edited the referral since, Partner Center answers 412: the writer re-reads the referral and publishes a
 // failed outcome with code preconditionFailed carrying it, and the mapper decides again on that fresh
@@ -28,6 +32,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 
 	"github.com/cosell-dev/cosell/contracts"
@@ -180,31 +185,131 @@ func (w *Writer) Handle(ctx context.Context, e platform.Event) error {
 	return w.Outcomes.Publish(ctx, out)
 }
 
+// createRecord is what the applied bucket remembers of the creates for one Opportunity.
+type createRecord struct {
+	OpportunityID string    `json:"opportunityId"`
+	StartedAt     time.Time `json:"startedAt"`            // the first attempt, before Partner Center was called
+	ReferralID    string    `json:"referralId,omitempty"` // set once the create returned
+}
+
+func createKey(opportunityID string) string { return "pc-create." + contracts.Token(opportunityID) }
+
+// createScanSlack widens the recovery scan for clock skew between cosell and Partner Center.
+const createScanSlack = 5 * time.Minute
+
 func (w *Writer) create(ctx context.Context, cmd contracts.ReferralCommand) (pc.Referral, bool, error) {
 	if cmd.Create == nil {
 		return pc.Referral{}, false, platform.Permanent(fmt.Errorf("create for opportunity %s carries no referral", cmd.OpportunityID))
 	}
-	var existing []pc.Referral
-	err := w.call(ctx, func() (err error) {
-		existing, err = w.PC.FindByExternalReferenceID(ctx, cmd.OpportunityID)
-		return err
-	})
+	kv := w.Outcomes.Applied
+	key := createKey(cmd.OpportunityID)
+	rec, rev, err := w.loadCreate(ctx, key)
 	if err != nil {
 		return pc.Referral{}, false, err
 	}
-	if len(existing) > 0 {
-		if len(existing) > 1 {
-			w.Log.Warn("several referrals name one opportunity; adopting the oldest",
-				"opportunity_id", cmd.OpportunityID, "count", len(existing))
+	if rev == 0 {
+		rec = createRecord{OpportunityID: cmd.OpportunityID, StartedAt: time.Now().UTC()}
+		b, _ := json.Marshal(rec)
+		if rev, err = kv.Create(ctx, key, b); err != nil {
+			if !errors.Is(err, jetstream.ErrKeyExists) {
+				return pc.Referral{}, false, fmt.Errorf("record the create of opportunity %s: %w", cmd.OpportunityID, err)
+			}
+			// Another attempt for this Opportunity is (or was) under way: recover as after a crash.
+			if rec, rev, err = w.loadCreate(ctx, key); err != nil {
+				return pc.Referral{}, false, err
+			}
+		} else {
+			return w.createNew(ctx, cmd, rec, rev)
 		}
-		return existing[0], false, nil
 	}
+	if rec.ReferralID != "" {
+		r, err := w.get(ctx, rec.ReferralID)
+		if err == nil && r.ExternalReferenceID == cmd.OpportunityID {
+			return r, false, nil
+		}
+		if err != nil && !pcapi.IsNotFound(err) {
+			return pc.Referral{}, false, err
+		}
+		w.Log.Warn("the referral recorded for the opportunity is gone or names another; creating a new one",
+			"opportunity_id", cmd.OpportunityID, "referral_id", rec.ReferralID)
+		return w.createNew(ctx, cmd, rec, rev)
+	}
+	found, err := w.findCreated(ctx, cmd.OpportunityID, rec.StartedAt)
+	if err != nil {
+		return pc.Referral{}, false, err
+	}
+	if found != nil {
+		w.saveCreate(ctx, key, rec, rev, found.ID)
+		return *found, false, nil
+	}
+	return w.createNew(ctx, cmd, rec, rev)
+}
+
+// createNew creates the referral and records its id for the Opportunity.
+func (w *Writer) createNew(ctx context.Context, cmd contracts.ReferralCommand, rec createRecord, rev uint64) (pc.Referral, bool, error) {
 	var r pc.Referral
-	err = w.call(ctx, func() (err error) {
+	err := w.call(ctx, func() (err error) {
 		r, err = w.PC.CreateReferral(ctx, *cmd.Create)
 		return err
 	})
-	return r, true, err
+	if err != nil {
+		return r, false, err
+	}
+	w.saveCreate(ctx, createKey(cmd.OpportunityID), rec, rev, r.ID)
+	return r, true, nil
+}
+
+func (w *Writer) loadCreate(ctx context.Context, key string) (createRecord, uint64, error) {
+	e, err := w.Outcomes.Applied.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return createRecord{}, 0, nil
+	}
+	if err != nil {
+		return createRecord{}, 0, fmt.Errorf("read the create record %s: %w", key, err)
+	}
+	var rec createRecord
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return createRecord{}, 0, fmt.Errorf("create record %s: %w", key, err)
+	}
+	return rec, e.Revision(), nil
+}
+
+// saveCreate records the referral created for the Opportunity. A failure is logged, not returned: the referral
+// exists, and a redelivery finds it by the recovery scan.
+func (w *Writer) saveCreate(ctx context.Context, key string, rec createRecord, rev uint64, referralID string) {
+	rec.ReferralID = referralID
+	b, _ := json.Marshal(rec)
+	if _, err := w.Outcomes.Applied.Update(ctx, key, b, rev); err != nil {
+		w.Log.Warn("could not record the created referral; a redelivery will find it by scanning", "key", key,
+			"referral_id", referralID, "err", err)
+	}
+}
+
+// findCreated looks for the referral an interrupted attempt created for opportunityID: the partner's outgoing
+// referrals newest first (documented filter and order), down to the attempt's start, matched on the client by
+// externalReferenceId. It never trusts the server to have filtered.
+func (w *Writer) findCreated(ctx context.Context, opportunityID string, since time.Time) (*pc.Referral, error) {
+	var found *pc.Referral
+	errStop := errors.New("stop")
+	floor := since.Add(-createScanSlack)
+	err := w.call(ctx, func() error {
+		found = nil
+		return w.PC.ListReferrals(ctx, pcapi.ListOptions{Filter: "direction eq 'Outgoing'", OrderBy: "createdDateTime desc", Top: 100},
+			func(r pc.Referral) error {
+				if t, err := time.Parse(time.RFC3339Nano, r.CreatedDateTime); err == nil && t.Before(floor) {
+					return errStop
+				}
+				if r.ExternalReferenceID == opportunityID {
+					found = &r
+					return errStop
+				}
+				return nil
+			})
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return nil, err
+	}
+	return found, nil
 }
 
 func (w *Writer) get(ctx context.Context, id string) (pc.Referral, error) {

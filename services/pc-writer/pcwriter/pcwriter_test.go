@@ -2,9 +2,12 @@ package pcwriter
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -234,6 +237,90 @@ func TestCreateAdoptsExistingReferral(t *testing.T) {
 	}
 	if out := lastOutcome(t, w, contracts.SubjectReferralWritten, "sf-006ADOPT"); out.Created || out.ReferralID == "" {
 		t.Errorf("the second create must adopt: %+v", out)
+	}
+}
+
+// TestNewOpportunityNeverAdoptsAnothersReferral: whether Partner Center ignores or refuses a filter on
+// externalReferenceId (the docs do not list it as filterable), a new Opportunity gets its own referral and never
+// adopts another Opportunity's.
+func TestNewOpportunityNeverAdoptsAnothersReferral(t *testing.T) {
+	for _, mode := range []pcemu.FilterMode{pcemu.FilterIgnore, pcemu.FilterRefuse} {
+		t.Run(string(mode), func(t *testing.T) {
+			w, emu := newWriter(t)
+			ctx := context.Background()
+			setFilterMode(t, emu, mode)
+			v := 10.0
+			ref := func(opp string) pc.Referral {
+				return pc.Referral{Name: "Deal " + opp, Type: pc.TypeIndependent, ExternalReferenceID: opp,
+					CustomerProfile: &pc.CustomerProfile{Name: "Adatum"}, Consent: &pc.Consent{}, Details: &pc.Details{DealValue: &v, Currency: "USD"}}
+			}
+			other, err := w.PC.CreateReferral(ctx, ref("006OTHER"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := ref("006NEW")
+			cmd := contracts.ReferralCommand{LinkID: "sf-006NEW", Op: contracts.OpCreate, OpportunityID: "006NEW", Create: &want}
+			if err := w.Handle(ctx, command(t, "cmd/new", cmd)); err != nil {
+				t.Fatal(err)
+			}
+			out := lastOutcome(t, w, contracts.SubjectReferralWritten, "sf-006NEW")
+			if !out.Created || out.ReferralID == other.ID || out.Referral == nil || out.Referral.ExternalReferenceID != "006NEW" {
+				t.Fatalf("the new Opportunity's outcome: %+v", out)
+			}
+			if n := emu.Counts()["refused.filter"]; n != 0 {
+				t.Errorf("the writer sent an undocumented filter %d times", n)
+			}
+		})
+	}
+}
+
+// TestInterruptedCreateIsAdoptedNotRepeated: an attempt recorded its intent and created the referral, then died
+// before recording the id; the redelivery finds that referral by the documented scan (checked on the client)
+// instead of creating a second one, even when the server ignores filters it does not document.
+func TestInterruptedCreateIsAdoptedNotRepeated(t *testing.T) {
+	w, emu := newWriter(t)
+	ctx := context.Background()
+	setFilterMode(t, emu, pcemu.FilterIgnore)
+	v := 10.0
+	want := pc.Referral{Name: "Interrupted", Type: pc.TypeIndependent, ExternalReferenceID: "006CRASH",
+		CustomerProfile: &pc.CustomerProfile{Name: "Adatum"}, Consent: &pc.Consent{}, Details: &pc.Details{DealValue: &v, Currency: "USD"}}
+	rec, _ := json.Marshal(createRecord{OpportunityID: "006CRASH", StartedAt: time.Now().UTC()})
+	if _, err := w.Outcomes.Applied.Create(ctx, createKey("006CRASH"), rec); err != nil {
+		t.Fatal(err)
+	}
+	made, err := w.PC.CreateReferral(ctx, want) // what the dead attempt did
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"006X1", "006X2"} { // newer referrals of other Opportunities
+		o := want
+		o.ExternalReferenceID, o.Name = n, n
+		if _, err := w.PC.CreateReferral(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	creates := emu.Counts()["referrals.create"]
+	cmd := contracts.ReferralCommand{LinkID: "sf-006CRASH", Op: contracts.OpCreate, OpportunityID: "006CRASH", Create: &want}
+	if err := w.Handle(ctx, command(t, "cmd/crash", cmd)); err != nil {
+		t.Fatal(err)
+	}
+	if n := emu.Counts()["referrals.create"]; n != creates {
+		t.Errorf("creates %d → %d: the interrupted create was repeated", creates, n)
+	}
+	if out := lastOutcome(t, w, contracts.SubjectReferralWritten, "sf-006CRASH"); out.Created || out.ReferralID != made.ID {
+		t.Errorf("outcome %+v, want the interrupted attempt's referral %s adopted", out, made.ID)
+	}
+}
+
+// setFilterMode switches the emulator's treatment of undocumented $filter properties through its control API.
+func setFilterMode(t *testing.T, emu *pcemu.Emulator, mode pcemu.FilterMode) {
+	t.Helper()
+	body := strings.NewReader(`{"undocumented":"` + string(mode) + `"}`)
+	req := httptest.NewRequest(http.MethodPost, "/_emulator/filters", body)
+	rr := httptest.NewRecorder()
+	emu.ServeHTTP(rr, req)
+	if rr.Code != http.StatusOK {
+		t.Fatalf("filter mode %s: %d %s", mode, rr.Code, rr.Body)
 	}
 }
 

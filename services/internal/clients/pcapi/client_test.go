@@ -186,9 +186,11 @@ func TestListFilterOrderPaging(t *testing.T) {
 		t.Fatalf("since: %d %v", len(since), err)
 	}
 
-	found, err := c.FindByExternalReferenceID(ctx, "EXT-042")
-	if err != nil || len(found) != 1 || found[0].ID != ids[42] {
-		t.Fatalf("find: %v %v", found, err)
+	// A property the docs do not list as filterable is refused, as an OData service does.
+	err = c.ListReferrals(ctx, pcapi.ListOptions{Filter: "externalReferenceId eq 'EXT-042'"}, func(pc.Referral) error { return nil })
+	var ae *pcapi.APIError
+	if !errors.As(err, &ae) || ae.Status != 400 || !strings.Contains(ae.Message, "externalReferenceId") {
+		t.Fatalf("undocumented filter: %v", err)
 	}
 
 	stop := errors.New("stop")

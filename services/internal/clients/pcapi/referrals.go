@@ -104,16 +104,6 @@ func (c *Client) sameHost(link string) (string, error) {
 	return u.String(), nil
 }
 
-// FindByExternalReferenceID lists the referrals whose externalReferenceId is id (our CRM id).
-func (c *Client) FindByExternalReferenceID(ctx context.Context, id string) ([]pc.Referral, error) {
-	var out []pc.Referral
-	err := c.ListReferrals(ctx, ListOptions{Filter: "externalReferenceId eq " + QuoteODataString(id)}, func(r pc.Referral) error {
-		out = append(out, r)
-		return nil
-	})
-	return out, err
-}
-
 // QuoteODataString renders s as an OData string literal.
 func QuoteODataString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
