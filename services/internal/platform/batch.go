@@ -19,14 +19,8 @@ type BatchHandler func(ctx context.Context, events []Event) []error
 // On cancel it finishes the batch in hand (within DrainGrace), settles it and returns nil.
 func (b *Bus) ConsumeBatch(ctx context.Context, durable string, h BatchHandler, opts ConsumeOptions) error {
 	opts = opts.withDefaults()
-	l, hctx, stop, err := b.startLoop(ctx, durable, opts)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	l.run = l.pipeline(l.perBatch(h))
-	l.log.Info("consuming in batches", "batch", opts.Batch)
-	l.loop(ctx, func() error {
+	opts.Concurrency = 1 // one batch at a time
+	return b.consume(ctx, durable, opts, perBatch(h), func(l *consumeLoop, hctx context.Context) error {
 		msgs, err := fetchAvailable(l.cons, opts)
 		if err != nil {
 			return err
@@ -50,7 +44,6 @@ func (b *Bus) ConsumeBatch(ctx context.Context, durable string, h BatchHandler, 
 		l.run(hctx, ds)
 		return nil
 	})
-	return nil
 }
 
 // fetchAvailable waits up to MaxWait for one message, then takes up to Batch-1 more that are already

@@ -128,15 +128,8 @@ type consumeLoop struct {
 // survives the cancel for up to DrainGrace), settles them and returns nil.
 func (b *Bus) Consume(ctx context.Context, durable string, h Handler, opts ConsumeOptions) error {
 	opts = opts.withDefaults()
-	l, hctx, stop, err := b.startLoop(ctx, durable, opts)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	l.run = l.pipeline(perEvent(h))
-	l.log.Info("consuming", "batch", opts.Batch, "concurrency", opts.Concurrency)
 	sem := make(chan struct{}, opts.Concurrency)
-	l.loop(ctx, func() error {
+	return b.consume(ctx, durable, opts, perEvent(h), func(l *consumeLoop, hctx context.Context) error {
 		batch, err := l.cons.Fetch(opts.Batch, jetstream.FetchMaxWait(opts.MaxWait))
 		if err != nil {
 			return err
@@ -175,15 +168,24 @@ func (b *Bus) Consume(ctx context.Context, durable string, h Handler, opts Consu
 		}
 		return nil
 	})
-	return nil
 }
 
-// loop calls fetch until ctx is cancelled, backing off while fetching fails, then waits for the groups
+// consume is the one loop under Consume and ConsumeBatch: it binds the durable, wraps handler in the
+// middleware chain and calls fetch (which takes one fetch's messages through l.run, on the handlers'
+// context hctx) until ctx is cancelled, backing off while fetching fails; then it waits for the groups
 // still in flight.
-func (l *consumeLoop) loop(ctx context.Context, fetch func() error) {
+func (b *Bus) consume(ctx context.Context, durable string, opts ConsumeOptions, handler step,
+	fetch func(l *consumeLoop, hctx context.Context) error) error {
+	l, hctx, stop, err := b.startLoop(ctx, durable, opts)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	l.run = l.pipeline(handler)
+	l.log.Info("consuming", "batch", opts.Batch, "concurrency", opts.Concurrency)
 	backoff := l.opts.BackoffBase
 	for ctx.Err() == nil {
-		if err := fetch(); err != nil {
+		if err := fetch(l, hctx); err != nil {
 			l.log.Warn("fetch failed", "err", err, "retry_in", backoff)
 			select {
 			case <-ctx.Done():
@@ -196,6 +198,7 @@ func (l *consumeLoop) loop(ctx context.Context, fetch func() error) {
 	}
 	l.inFlight.Wait()
 	l.log.Info("consumer drained")
+	return nil
 }
 
 // receive starts a fetched message's keep-alive at once (it may wait for a free handler longer than
@@ -263,7 +266,7 @@ func (b *Bus) startLoop(ctx context.Context, durable string, opts ConsumeOptions
 	if l.ackWait <= 0 {
 		l.ackWait = 30 * time.Second
 	}
-	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	hctx, hcancel := context.WithCancel(WithLogger(context.WithoutCancel(ctx), l.log))
 	stopGrace := context.AfterFunc(ctx, func() {
 		t := time.AfterFunc(opts.DrainGrace, hcancel)
 		context.AfterFunc(hctx, func() { t.Stop() })

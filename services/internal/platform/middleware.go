@@ -270,13 +270,13 @@ var errBatchResults = errors.New("batch handler returned a result count that doe
 
 // perBatch is the innermost step of ConsumeBatch: the handler once for the whole group. A result count
 // that does not match the group fails every event (transient), so nothing is acked on a broken answer.
-func (l *consumeLoop) perBatch(h BatchHandler) step {
+func perBatch(h BatchHandler) step {
 	return func(ctx context.Context, ds []*delivery) {
 		events := make([]Event, len(ds))
 		for i, d := range ds {
 			events[i] = d.event
 		}
-		results := h(WithLogger(ctx, l.log.With("batch", len(events))), events)
+		results := h(WithLogger(ctx, Logger(ctx).With("batch", len(events))), events)
 		if len(results) != len(ds) {
 			err := fmt.Errorf("%w: %d results for %d events", errBatchResults, len(results), len(ds))
 			for _, d := range ds {
