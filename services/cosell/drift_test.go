@@ -86,11 +86,13 @@ func TestCustomFieldFlowsAndDriftSeesIt(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	file, meta := customMapping(t)
-	m, err := mapping.Load(mapping.Config{File: file, Metadata: meta})
-	if err != nil {
+	if _, err := mapping.Load(mapping.Config{File: file, Metadata: meta}); err != nil {
 		t.Fatalf("custom mapping: %v", err)
 	}
-	s, conn := opsStack(t, func(o *stack.Options) { o.Mapping, o.SFMetadataDir = m, meta })
+	s, conn := opsStack(t, func(o *stack.Options) {
+		o.Vars["COSELL_MAPPING_FILE"], o.Vars["COSELL_MAPPING_METADATA"] = file, meta
+		o.SFMetadataDir = meta
+	})
 	withMapping := []string{"--mapping", file, "--metadata", meta}
 
 	// Partner Center → Salesforce.

@@ -22,7 +22,7 @@ import (
 // referral would be accepted, and nothing is written to either side.
 func TestPlanPreviewsAMappingChangeWithoutWriting(t *testing.T) {
 	ctx := context.Background()
-	s, err := stack.Start(ctx, stack.Options{DataDir: t.TempDir(), SFPollInterval: 200 * time.Millisecond,
+	s, err := stack.Start(ctx, stack.Options{DataDir: t.TempDir(), Vars: map[string]string{"COSELL_SF_POLL_INTERVAL": "200ms", "COSELL_AUDIT_SUMMARY_INTERVAL": "0"},
 		Consume: platform.ConsumeOptions{MaxWait: 200 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)

@@ -150,14 +150,16 @@ func replay(ctx context.Context, bus *platform.Bus, specs []contracts.ConsumerSp
 	}
 	total := 0
 	for _, t := range targets {
-		if err := bus.ResetConsumer(ctx, t.spec.Durable, t.from); err != nil {
-			return res, fmt.Errorf("rewind: %w", err)
-		}
-		pending, ackPending, err := bus.Lag(ctx, t.spec.Durable)
+		// Count what the rewind re-delivers before rewinding: a running stage may have handled all of it
+		// before the durable's own pending count could be read.
+		n, err := countSince(ctx, bus, t.spec.Stream, t.from-1, t.spec.FilterSubjects, "")
 		if err != nil {
 			return res, err
 		}
-		total += int(pending + ackPending)
+		total += n
+		if err := bus.ResetConsumer(ctx, t.spec.Durable, t.from); err != nil {
+			return res, fmt.Errorf("rewind: %w", err)
+		}
 		res.Consumers = append(res.Consumers, fmt.Sprintf("%s (from seq %d)", t.spec.Durable, t.from))
 	}
 	res.Replayed = total

@@ -9,7 +9,6 @@ import (
 
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
-	"github.com/cosell-dev/cosell/services/auditor/auditor"
 	"github.com/cosell-dev/cosell/services/internal/harness/stack"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 )
@@ -33,8 +32,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	s, err := stack.Start(ctx, stack.Options{
 		DataDir: *dataDir, NATSListen: *nats, PCEmulatorAddr: *pcAddr, SFEmulatorAddr: *sfAddr,
-		WebhookAddr: *hook, StatusAddr: *status, SFPollInterval: *poll, Log: log,
-		Auditor: auditor.Options{SummaryEvery: 5 * time.Second},
+		WebhookAddr: *hook, StatusAddr: *status, Log: log,
+		Vars: map[string]string{"COSELL_SF_POLL_INTERVAL": poll.String(), "COSELL_AUDIT_SUMMARY_INTERVAL": "5s"},
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "cosell run: %v\n", err)

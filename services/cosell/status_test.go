@@ -27,8 +27,9 @@ func opsStack(t *testing.T, mod func(*stack.Options)) (*stack.Stack, []string) {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	opts := stack.Options{
-		DataDir: t.TempDir(), Log: log, SFPollInterval: 200 * time.Millisecond,
-		Bus:     platform.BusConfig{AckWait: 2 * time.Second, MaxDeliver: 3},
+		DataDir: t.TempDir(), Log: log,
+		Vars: map[string]string{"COSELL_SF_POLL_INTERVAL": "200ms", "COSELL_ACK_WAIT": "2s", "COSELL_MAX_DELIVER": "3",
+			"COSELL_AUDIT_SUMMARY_INTERVAL": "0"},
 		Consume: platform.ConsumeOptions{MaxWait: 200 * time.Millisecond, BackoffBase: 100 * time.Millisecond, BackoffMax: 500 * time.Millisecond},
 	}
 	if mod != nil {

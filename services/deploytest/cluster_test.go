@@ -15,7 +15,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cosell-dev/cosell/contracts"
-	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 // startCluster starts three JetStream servers clustered on loopback, as the NATS chart runs them, and
@@ -83,8 +82,8 @@ func TestR3PipelineLosesNothingWhenTheStreamLeaderDies(t *testing.T) {
 	nodes := startCluster(t)
 	urls := clientURLs(nodes)
 	elog := &errorLog{}
-	s := startStack(t, slog.New(elog), func(string) platform.BusConfig {
-		return platform.BusConfig{URL: urls, Replicas: 3, AckWait: 3 * time.Second, MaxDeliver: 20}
+	s := startStack(t, slog.New(elog), func(string) map[string]string {
+		return map[string]string{"COSELL_NATS_URL": urls, "COSELL_STREAM_REPLICAS": "3", "COSELL_ACK_WAIT": "3s", "COSELL_MAX_DELIVER": "20"}
 	})
 	ctx := context.Background()
 

@@ -117,17 +117,17 @@ func (l *errorLog) matching(sub string) []string {
 	return out
 }
 
-// startStack runs the whole pipeline with its stages connected to url, each with the bus settings bus
-// returns for it.
-func startStack(t *testing.T, log *slog.Logger, bus func(stage string) platform.BusConfig) *stack.Stack {
+// startStack runs the whole pipeline, each stage with the variables bus returns for it (its NATS server
+// and user).
+func startStack(t *testing.T, log *slog.Logger, bus func(stage string) map[string]string) *stack.Stack {
 	t.Helper()
 	s, err := stack.Start(context.Background(), stack.Options{
-		DataDir:        t.TempDir(),
-		Log:            log,
-		SFPollInterval: 200 * time.Millisecond,
-		PCPollInterval: 500 * time.Millisecond,
-		Consume:        platform.ConsumeOptions{MaxWait: 200 * time.Millisecond, BackoffBase: 100 * time.Millisecond, BackoffMax: time.Second},
-		StageBus:       bus,
+		DataDir: t.TempDir(),
+		Log:     log,
+		Vars: map[string]string{"COSELL_SF_POLL_INTERVAL": "200ms", "COSELL_PC_POLL_INTERVAL": "500ms",
+			"COSELL_ACK_WAIT": "2s", "COSELL_MAX_DELIVER": "8", "COSELL_AUDIT_SUMMARY_INTERVAL": "0"},
+		Consume:   platform.ConsumeOptions{MaxWait: 200 * time.Millisecond, BackoffBase: 100 * time.Millisecond, BackoffMax: time.Second},
+		StageVars: bus,
 	})
 	if err != nil {
 		t.Fatalf("start stack: %v", err)

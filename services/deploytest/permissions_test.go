@@ -21,14 +21,13 @@ import (
 )
 
 // stageBus gives every stage its own user from the committed permission set; provisioning runs as admin.
-func stageBus(ns *server.Server) func(stage string) platform.BusConfig {
-	return func(stage string) platform.BusConfig {
+func stageBus(ns *server.Server) func(stage string) map[string]string {
+	return func(stage string) map[string]string {
 		user := stage
 		if !slices.Contains(contracts.Stages(), stage) {
 			user = adminUser
 		}
-		return platform.BusConfig{URL: ns.ClientURL(), User: user, Password: password(user),
-			AckWait: 2 * time.Second, MaxDeliver: 8}
+		return map[string]string{"COSELL_NATS_URL": ns.ClientURL(), "COSELL_NATS_USER": user, "COSELL_NATS_PASSWORD": password(user)}
 	}
 }
 
@@ -167,7 +166,8 @@ func (v *violations) has(kind, subject string) bool {
 func TestEveryStageIsRefusedOutsideItsJob(t *testing.T) {
 	ns := startAuthServer(t)
 	ctx := context.Background()
-	admin, err := platform.Connect(ctx, stageBus(ns)("provision"), "provision", nil, nil)
+	admin, err := platform.Connect(ctx, platform.BusConfig{URL: ns.ClientURL(), User: adminUser, Password: password(adminUser),
+		AckWait: 2 * time.Second, MaxDeliver: 8}, "provision", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

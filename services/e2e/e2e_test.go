@@ -39,11 +39,11 @@ func start(t *testing.T, mod func(*stack.Options)) *stack.Stack {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	opts := stack.Options{
-		DataDir:        t.TempDir(),
-		Log:            log,
-		SFPollInterval: 200 * time.Millisecond,
-		Bus:            platform.BusConfig{AckWait: 2 * time.Second, MaxDeliver: 8},
-		Consume:        platform.ConsumeOptions{MaxWait: 200 * time.Millisecond, BackoffBase: 100 * time.Millisecond, BackoffMax: time.Second},
+		DataDir: t.TempDir(),
+		Log:     log,
+		Vars: map[string]string{"COSELL_SF_POLL_INTERVAL": "200ms", "COSELL_ACK_WAIT": "2s", "COSELL_MAX_DELIVER": "8",
+			"COSELL_AUDIT_SUMMARY_INTERVAL": "0"},
+		Consume: platform.ConsumeOptions{MaxWait: 200 * time.Millisecond, BackoffBase: 100 * time.Millisecond, BackoffMax: time.Second},
 	}
 	opts.SFOrg.SingleCurrency = singleCurrency
 	if mod != nil {

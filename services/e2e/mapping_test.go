@@ -35,7 +35,7 @@ func TestCustomMappingFileTakesEffect(t *testing.T) {
 	if m.Stages.Hold != "Needs Analysis" {
 		t.Fatalf("the replacements did not apply: %+v", m.Stages)
 	}
-	s := start(t, func(o *stack.Options) { o.Mapping = m })
+	s := start(t, func(o *stack.Options) { o.Vars["COSELL_MAPPING_FILE"] = file })
 
 	r, err := s.PC.SellerCreate(sellerReferral("Tailspin migration", 90000))
 	if err != nil {

@@ -56,7 +56,8 @@ func sfWrites(s *stack.Stack) int {
 // synced either (Audit__c is not a mapped field).
 func TestAuditSummaryWrittenBackWithoutLoop(t *testing.T) {
 	s := start(t, func(o *stack.Options) {
-		o.Auditor = auditor.Options{SummaryEvery: 200 * time.Millisecond, SampleEvery: 200 * time.Millisecond}
+		o.Vars["COSELL_AUDIT_SUMMARY_INTERVAL"] = "200ms"
+		o.Vars["COSELL_AUDIT_SAMPLE_INTERVAL"] = "200ms"
 	})
 	r, err := s.PC.SellerCreate(sellerReferral("Audited deal", 64000))
 	if err != nil {
@@ -106,8 +107,8 @@ func TestAuditSummaryWrittenBackWithoutLoop(t *testing.T) {
 // including a dead letter re-driven with the page's button.
 func TestStatusAPIAndPage(t *testing.T) {
 	s := start(t, func(o *stack.Options) {
-		o.Bus.MaxDeliver = 3
-		o.Auditor = auditor.Options{SampleEvery: 100 * time.Millisecond}
+		o.Vars["COSELL_MAX_DELIVER"] = "3"
+		o.Vars["COSELL_AUDIT_SAMPLE_INTERVAL"] = "100ms"
 	})
 	r, err := s.PC.SellerCreate(sellerReferral("API deal", 12000))
 	if err != nil {

@@ -159,7 +159,7 @@ func TestForgedAndReplayedNotifications(t *testing.T) {
 // TestDroppedWebhookHealedByPoll: Partner Center never delivers a notification; the reconcile poll finds
 // the change within one interval and it reaches Salesforce.
 func TestDroppedWebhookHealedByPoll(t *testing.T) {
-	s := start(t, func(o *stack.Options) { o.PCPollInterval = 300 * time.Millisecond })
+	s := start(t, func(o *stack.Options) { o.Vars["COSELL_PC_POLL_INTERVAL"] = "300ms" })
 	r, oppID := linkedReferral(t, s, "Woodgrove payments")
 	s.PC.SetFaults(pcemu.Faults{DropWebhooks: 1})
 	v := 31000.0

@@ -16,7 +16,6 @@ import (
 
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
-	"github.com/cosell-dev/cosell/services/auditor/auditor"
 	"github.com/cosell-dev/cosell/services/internal/harness/stack"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 )
@@ -38,10 +37,9 @@ func run(out, browser string, traffic time.Duration) error {
 	}
 	ctx := context.Background()
 	s, err := stack.Start(ctx, stack.Options{
-		SFPollInterval: 300 * time.Millisecond,
-		Bus:            platform.BusConfig{MaxDeliver: 3, AckWait: 5 * time.Second},
-		Consume:        platform.ConsumeOptions{MaxWait: 200 * time.Millisecond, BackoffBase: 100 * time.Millisecond, BackoffMax: time.Second},
-		Auditor:        auditor.Options{SummaryEvery: time.Second, SampleEvery: time.Second, History: 2 * time.Minute},
+		Vars: map[string]string{"COSELL_SF_POLL_INTERVAL": "300ms", "COSELL_MAX_DELIVER": "3", "COSELL_ACK_WAIT": "5s",
+			"COSELL_AUDIT_SUMMARY_INTERVAL": "1s", "COSELL_AUDIT_SAMPLE_INTERVAL": "1s", "COSELL_AUDIT_HISTORY": "2m"},
+		Consume: platform.ConsumeOptions{MaxWait: 200 * time.Millisecond, BackoffBase: 100 * time.Millisecond, BackoffMax: time.Second},
 	})
 	if err != nil {
 		return err

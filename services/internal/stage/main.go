@@ -1,5 +1,3 @@
-// Package stage is the one main every stage shares: load and validate config, log, admin port, NATS (or
-// an embedded server), provisioning, run until SIGTERM, drain, exit 0.
 package stage
 
 import (
@@ -8,36 +6,26 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"time"
 
 	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
-// Env is what a stage's build function gets.
-type Env struct {
-	Stage string
-	Log   *slog.Logger
-	Bus   *platform.Bus
-	Admin *platform.Admin
+// Main runs one stage as its own process and returns the exit code: --help lists its variables; then it
+// loads and validates the config, logs JSON, serves the admin port, connects to NATS (or an embedded
+// server), provisions, builds the stage, runs it until SIGTERM, drains and exits 0.
+func Main(c Component) int {
+	return run(context.Background(), c, os.Args[1:], os.Stdout, os.Stderr, nil)
 }
 
-// Build wires a stage and returns its run function (blocking until ctx is cancelled, then draining).
-type Build func(ctx context.Context, env *Env) (func(context.Context) error, error)
-
-// Main runs a stage: cfg is a pointer to the stage's config struct, common points at its platform.Common.
-// It returns the process exit code.
-func Main(stage, summary string, cfg any, common *platform.Common, build Build) int {
-	return run(os.Args[1:], os.Stdout, os.Stderr, stage, summary, cfg, common, build)
-}
-
-func run(args []string, stdout, stderr io.Writer, stage, summary string, cfg any, common *platform.Common, build Build) int {
-	fs := flag.NewFlagSet(stage, flag.ContinueOnError)
+func run(ctx context.Context, c Component, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
+	name := c.Name()
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "%s — %s\n\nUsage: %s\n\nConfigured by environment variables (or a KEY=VALUE file named by COSELL_CONFIG_FILE):\n\n", stage, summary, stage)
-		for _, v := range configVars(cfg) {
+		fmt.Fprintf(stderr, "%s — %s\n\nUsage: %s\n\nConfigured by environment variables (or a KEY=VALUE file named by COSELL_CONFIG_FILE):\n\n", name, c.Summary(), name)
+		for _, v := range c.Vars() {
 			fmt.Fprintf(stderr, "  %s\n", v)
 		}
 		fmt.Fprintf(stderr, "\nTracing (OpenTelemetry's standard variables, read by its SDK):\n\n")
@@ -51,30 +39,31 @@ func run(args []string, stdout, stderr io.Writer, stage, summary string, cfg any
 		}
 		return 2
 	}
-	if err := platform.LoadConfig(cfg, nil); err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", stage, err)
+	cfg, err := c.Load(lookup)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 2
 	}
-	log := platform.NewLogger(stdout, common.LogLevel, stage)
-	ctx, stop := platform.RunUntilSignal(context.Background())
+	common := cfg.Common
+	log := platform.NewLogger(stdout, common.LogLevel, name)
+	ctx, stop := platform.RunUntilSignal(ctx)
 	defer stop()
 
 	admin := platform.NewAdmin(common.AdminAddr, log)
-	addr, err := admin.Start()
-	if err != nil {
+	if _, err := admin.Start(); err != nil {
 		log.Error("admin port", "err", err)
 		return 1
 	}
-	log.Info("admin listening", "addr", addr)
-	InstrumentClients(platform.NewAPIMetrics(admin.Registry))
+	api := platform.NewAPIMetrics(admin.Registry)
+	InstrumentClients(api)
 	InstrumentPCAuth(admin.Registry)
-	shutdownTracing, err := platform.SetupTracing(ctx, stage)
+	shutdownTracing, err := platform.SetupTracing(ctx, name)
 	if err != nil {
 		log.Error("tracing", "err", err)
 		return 2
 	}
 	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
-	bus, err := platform.Connect(ctx, common.Bus, stage, log, admin.Metrics)
+	bus, err := platform.Connect(ctx, common.Bus, name, log, admin.Metrics)
 	if err != nil {
 		log.Error("connect to NATS", "err", err)
 		return 1
@@ -87,14 +76,14 @@ func run(args []string, stdout, stderr io.Writer, stage, summary string, cfg any
 			return 1
 		}
 	}
-	runFn, err := build(ctx, &Env{Stage: stage, Log: log, Bus: bus, Admin: admin})
+	runner, err := cfg.Build(ctx, &Env{Stage: name, Log: log, Bus: bus, Routes: admin, Registry: admin.Registry, API: api})
 	if err != nil {
 		log.Error("start", "err", err)
 		return 1
 	}
 	admin.SetReady(true)
 	log.Info("running")
-	err = runFn(ctx)
+	err = runner(ctx)
 	admin.SetNotReady("draining")
 	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
+	"github.com/cosell-dev/cosell/services/internal/harness/emuenv"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/internal/stage"
 )
@@ -145,17 +146,12 @@ func New(bin, dir string) (*Fleet, error) {
 		}
 		*a = addr
 	}
-	pc, sf := f.PCURL(), f.SFURL()
-	f.Env = []string{
-		"COSELL_NATS_URL=nats://" + f.NATSAddr,
-		"COSELL_SF_URL=" + sf, "COSELL_SF_CLIENT_ID=cosell-emulator-client", "COSELL_SF_CLIENT_SECRET=cosell-emulator-secret",
-		"COSELL_PC_URL=" + pc, "COSELL_PC_WEBHOOKS_URL=" + pc,
-		"COSELL_PC_AUTHORITY=" + pc + "/00000000-0000-0000-0000-000000000001", "COSELL_PC_CLIENT_ID=cosell-emulator-client",
-		"COSELL_PC_WEBHOOK_TRUSTED_HOSTS=" + f.PCAddr, "COSELL_PC_WEBHOOK_CA_FILE=" + f.CAFile,
-		"COSELL_PC_WEBHOOK_INTERMEDIATE_HOSTS=" + f.PCAddr,
-		"COSELL_PC_WEBHOOK_ALLOW_HTTP=true", "COSELL_PC_WEBHOOK_CERT_PATH_PREFIX=/_emulator/cert/",
-		"COSELL_PC_WEBHOOK_LISTEN=" + f.HookAddr,
-	}
+	// The emulators' default tenant and apps (cosell emulator pc|sf prints them).
+	f.Env = append([]string{"COSELL_NATS_URL=nats://" + f.NATSAddr}, emuenv.Emulators{
+		PCURL: f.PCURL(), PCAuthority: f.PCURL() + "/00000000-0000-0000-0000-000000000001", PCClientID: "cosell-emulator-client",
+		SFURL: f.SFURL(), SFClientID: "cosell-emulator-client", SFClientSecret: "cosell-emulator-secret",
+		CAFile: f.CAFile, WebhookListen: f.HookAddr,
+	}.Env()...)
 	return f, nil
 }
 

@@ -1,17 +1,19 @@
 // Package stack starts the whole system in one process: an embedded nats-server, both emulators over real
 // HTTP on loopback, and the six stages, each with its own NATS connection as if it were its own process.
-// `cosell run` and the end-to-end tests use it.
+// `cosell run` and the end-to-end tests use it. The stages are the production descriptors (Components),
+// configured through the production loader from variables that point them at the emulators.
 package stack
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -25,10 +27,8 @@ import (
 	"github.com/cosell-dev/cosell/services/emulators/pcemu"
 	"github.com/cosell-dev/cosell/services/emulators/sfemu"
 	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
-	"github.com/cosell-dev/cosell/services/internal/clients/pcwebhook"
 	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
-	"github.com/cosell-dev/cosell/services/internal/mapping"
-	"github.com/cosell-dev/cosell/services/internal/outcome"
+	"github.com/cosell-dev/cosell/services/internal/harness/emuenv"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/internal/stage"
 	"github.com/cosell-dev/cosell/services/mapper/mapper"
@@ -38,6 +38,11 @@ import (
 	"github.com/cosell-dev/cosell/services/sf-writer/sfwriter"
 )
 
+// Components are the six stages, in the order the stack starts them (contracts.Stages).
+func Components() []stage.Component {
+	return []stage.Component{pcingest.Stage, sfingest.Stage, mapper.Stage, pcwriter.Stage, sfwriter.Stage, auditor.Stage}
+}
+
 // Options configure a stack; zero values suit tests (random ports, a temporary store).
 type Options struct {
 	// DataDir holds the embedded server's store; "" = a temporary directory removed by Stop.
@@ -45,26 +50,27 @@ type Options struct {
 	NATSListen string // default 127.0.0.1:-1
 	// Addresses of the HTTP listeners; default 127.0.0.1:0 (a free port).
 	PCEmulatorAddr, SFEmulatorAddr, WebhookAddr, StatusAddr string
-	Bus                                                     platform.BusConfig
-	Consume                                                 platform.ConsumeOptions
-	Mapping                                                 mapping.Mapping
+	// Vars are configuration variables (COSELL_*) every stage reads, over the ones the stack sets to
+	// point the stages at the emulators. They go through the production loader: a variable left out takes
+	// the production default.
+	Vars map[string]string
+	// StageVars, when set, gives one stage (or "provision", the connection that creates the streams, or
+	// any other name passed to Connect) variables of its own over Vars, e.g. its own NATS user (the deploy
+	// tests run every stage under its least-privilege user). A COSELL_NATS_URL connects over TCP to that
+	// server instead of in-process to the stack's embedded one.
+	StageVars func(stage string) map[string]string
+	// Consume tunes every stage's consumer loops (zero = the production defaults).
+	Consume platform.ConsumeOptions
 	// SFMetadataDir is the SFDX project the Salesforce emulator loads: an org with fields of its own, for a
-	// mapping that names them (load it with mapping.Config.Metadata set to the same directory); "" =
+	// mapping that names them (give the stages COSELL_MAPPING_METADATA with the same directory); "" =
 	// deploy/salesforce.
-	SFMetadataDir                  string
-	SFPollInterval, PCPollInterval time.Duration
-	Log                            *slog.Logger
-	// PCAfterWrite and SFAfterWrite are test hooks called between a writer's external write and its outcome.
-	PCAfterWrite, SFAfterWrite func(commandID string)
-	// Auditor tunes the auditor (Audit field write-back, chart sampling); zero = write-back off.
-	Auditor auditor.Options
-	// StageBus, when set, gives each stage (and "provision") its own bus settings, e.g. its own NATS user
-	// (the deploy tests run every stage under its least-privilege user). A result with a URL connects
-	// over TCP to that server instead of the stack's embedded one.
-	StageBus func(stage string) platform.BusConfig
+	SFMetadataDir string
 	// SFOrg shapes the emulated Salesforce org (SingleCurrency, Currency, Sandbox, ...); its credentials,
 	// metadata (SFMetadataDir) and logger are the stack's own.
 	SFOrg sfemu.Options
+	Log   *slog.Logger
+	// PCAfterWrite and SFAfterWrite are test hooks called between a writer's external write and its outcome.
+	PCAfterWrite, SFAfterWrite func(commandID string)
 }
 
 // Emulator credentials the stack configures on both sides.
@@ -75,26 +81,36 @@ const (
 
 // Stack is a running system.
 type Stack struct {
-	opts     Options
-	NATS     *server.Server
-	PC       *pcemu.Emulator
-	SF       *sfemu.Emulator
-	PCURL    string
-	SFURL    string
-	Webhook  string
-	Status   string
+	opts  Options
+	NATS  *server.Server
+	PC    *pcemu.Emulator
+	SF    *sfemu.Emulator
+	PCURL string
+	SFURL string
+	// Webhook is pc-ingest's endpoint and Status the status page's base URL; both stay the same across
+	// StopPipeline, CrashPipeline and StartPipeline.
+	Webhook string
+	Status  string
+	// Auditor is a read-only view of the audit trail (links, timelines, dead letters, lag), connected as
+	// the auditor stage; it is set by the first StartPipeline and outlives pipeline restarts. The running
+	// auditor serves the status API on Status.
 	Auditor  *auditor.Auditor
 	Registry *prometheus.Registry
 	metrics  *platform.Metrics
+	api      *platform.APIMetrics
 	servers  []*http.Server
 	tmp      string
+	// vars point the stages at the emulators (under Options.Vars).
+	vars    map[string]string
+	webhook *relay
+	view    *platform.Bus
+
+	harnessMu sync.Mutex
+	harness   *platform.Bus // PCClient's connection
 
 	mu       sync.Mutex
 	pipeline *pipeline
-	harness  *platform.Bus // PCClient's connection
-	// webhook is the current pc-ingest handler (swapped on a pipeline restart).
-	webhook http.Handler
-	status  http.Handler
+	status   http.Handler
 }
 
 type pipeline struct {
@@ -130,71 +146,64 @@ func StartInfra(ctx context.Context, opts Options) (*Stack, error) {
 			*a = "127.0.0.1:0"
 		}
 	}
-	if opts.Mapping.Fields == nil {
-		opts.Mapping = mapping.Default()
-	}
-	if opts.SFPollInterval == 0 {
-		opts.SFPollInterval = time.Second
-	}
-	if opts.PCPollInterval == 0 {
-		opts.PCPollInterval = time.Minute
-	}
-	fillBusDefaults(&opts.Bus)
 	s := &Stack{opts: opts, Registry: prometheus.NewRegistry()}
 	s.metrics = platform.NewMetrics(s.Registry)
-	stage.InstrumentClients(platform.NewAPIMetrics(s.Registry))
+	s.api = platform.NewAPIMetrics(s.Registry)
+	stage.InstrumentClients(s.api)
 	stage.InstrumentPCAuth(s.Registry)
-	if opts.DataDir == "" {
-		dir, err := os.MkdirTemp("", "cosell-stack-")
-		if err != nil {
-			return nil, err
-		}
-		s.tmp, opts.DataDir = dir, dir
-		s.opts.DataDir = dir
-	}
-	ns, err := platform.StartEmbedded(opts.DataDir, opts.NATSListen, opts.Log.With("component", "nats"))
+	tmp, err := os.MkdirTemp("", "cosell-stack-")
 	if err != nil {
+		return nil, err
+	}
+	s.tmp = tmp
+	if s.opts.DataDir == "" {
+		s.opts.DataDir = filepath.Join(tmp, "nats")
+	}
+	fail := func(err error) (*Stack, error) {
 		s.Stop()
 		return nil, err
 	}
-	s.NATS = ns
-
+	if s.NATS, err = platform.StartEmbedded(s.opts.DataDir, opts.NATSListen, opts.Log.With("component", "nats")); err != nil {
+		return fail(err)
+	}
 	if s.PC, err = pcemu.New(pcemu.Options{Logger: opts.Log.With("component", "pc-emulator"), WebhookBackoff: 100 * time.Millisecond}); err != nil {
-		s.Stop()
-		return nil, err
+		return fail(err)
 	}
 	if s.PCURL, err = s.serve(opts.PCEmulatorAddr, s.PC); err != nil {
-		s.Stop()
-		return nil, err
+		return fail(err)
 	}
 	s.PC.SetBaseURL(s.PCURL)
 	org := opts.SFOrg
 	org.ClientID, org.ClientSecret, org.MetadataDir = SFClientID, SFClientSecret, opts.SFMetadataDir
 	org.Logger = opts.Log.With("component", "sf-emulator")
 	if s.SF, err = sfemu.New(org); err != nil {
-		s.Stop()
-		return nil, err
+		return fail(err)
 	}
 	if s.SFURL, err = s.serve(opts.SFEmulatorAddr, s.SF); err != nil {
-		s.Stop()
-		return nil, err
+		return fail(err)
 	}
-	hook := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		h := s.webhook
-		s.mu.Unlock()
-		if h == nil {
-			http.Error(w, "pc-ingest is not running", http.StatusServiceUnavailable)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
-	base, err := s.serve(opts.WebhookAddr, hook)
+	hook, err := net.Listen("tcp", opts.WebhookAddr)
 	if err != nil {
-		s.Stop()
-		return nil, err
+		return fail(fmt.Errorf("listen %s: %w", opts.WebhookAddr, err))
 	}
-	s.Webhook = base + "/webhooks/partner-center"
+	s.webhook = newRelay(hook)
+	s.serveOn(s.webhook.idle, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "pc-ingest is not running", http.StatusServiceUnavailable)
+	}))
+	caFile := filepath.Join(tmp, "pc-ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.PC.CACert().Raw}), 0o600); err != nil {
+		return fail(err)
+	}
+	s.vars = emuenv.Emulators{PCURL: s.PCURL, PCAuthority: s.PC.Authority(), PCClientID: s.PC.ClientID(),
+		SFURL: s.SFURL, SFClientID: SFClientID, SFClientSecret: SFClientSecret, CAFile: caFile,
+		WebhookListen: hook.Addr().String()}.Vars()
+	// Quicker than production, so a test sees a change within a second.
+	s.vars["COSELL_SF_POLL_INTERVAL"], s.vars["COSELL_PC_POLL_INTERVAL"] = "1s", "1m"
+	var in pcingest.Config
+	if err := platform.LoadConfig(&in, s.lookup(contracts.StagePCIngest)); err != nil {
+		return fail(err)
+	}
+	s.Webhook = "http://" + hook.Addr().String() + in.Path
 	status := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		h := s.status
@@ -206,27 +215,25 @@ func StartInfra(ctx context.Context, opts Options) (*Stack, error) {
 		h.ServeHTTP(w, r)
 	})
 	if s.Status, err = s.serve(opts.StatusAddr, status); err != nil {
-		s.Stop()
-		return nil, err
+		return fail(err)
 	}
 	return s, nil
 }
 
-func fillBusDefaults(c *platform.BusConfig) {
-	if c.Replicas == 0 {
-		c.Replicas = 1
+// lookup resolves a configuration variable for one stage: its StageVars, then Options.Vars, then the
+// stack's own; nothing comes from the process environment.
+func (s *Stack) lookup(stage string) func(string) (string, bool) {
+	var own map[string]string
+	if s.opts.StageVars != nil {
+		own = s.opts.StageVars(stage)
 	}
-	if c.MaxAge == 0 {
-		c.MaxAge = 168 * time.Hour
-	}
-	if c.DuplicateWindow == 0 {
-		c.DuplicateWindow = 10 * time.Minute
-	}
-	if c.MaxDeliver == 0 {
-		c.MaxDeliver = 8
-	}
-	if c.AckWait == 0 {
-		c.AckWait = 30 * time.Second
+	return func(name string) (string, bool) {
+		for _, m := range []map[string]string{own, s.opts.Vars, s.vars} {
+			if v, ok := m[name]; ok {
+				return v, true
+			}
+		}
+		return "", false
 	}
 }
 
@@ -235,21 +242,18 @@ func (s *Stack) serve(addr string, h http.Handler) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	s.servers = append(s.servers, srv)
-	go func() { _ = srv.Serve(ln) }()
+	s.serveOn(ln, h)
 	return "http://" + ln.Addr().String(), nil
 }
 
-// PCConfig is the Partner Center configuration of the stages in the harness: the emulator's tenant, signed in
-// the delegated way through the shared token store (SeedPCLogin fills it, as `cosell pc login` would).
-func (s *Stack) PCConfig() stage.PCConfig {
-	return stage.PCConfig{ReferralsURL: s.PCURL, WebhooksURL: s.PCURL, Authority: s.PC.Authority(),
-		ClientID: s.PC.ClientID(), Auth: string(pcapi.AuthRefreshToken)}
+func (s *Stack) serveOn(ln net.Listener, h http.Handler) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	s.servers = append(s.servers, srv)
+	go func() { _ = srv.Serve(ln) }()
 }
 
-// SeedPCLogin stores a refresh token of the emulator's Referrals Admin user in the cosell_pc_credentials bucket
-// unless one is stored: the harness's stand-in for the one-time `cosell pc login`.
+// SeedPCLogin stores a refresh token of the emulator's Referrals Admin user in the cosell_pc_credentials
+// bucket unless one is stored: the harness's stand-in for the one-time `cosell pc login`.
 func (s *Stack) SeedPCLogin(ctx context.Context, kv stage.KVOpener) error {
 	st, err := stage.TokenStore(ctx, kv)
 	if err != nil {
@@ -263,58 +267,70 @@ func (s *Stack) SeedPCLogin(ctx context.Context, kv stage.KVOpener) error {
 		User: pcemu.DefaultUser, Authority: s.PC.Authority(), ClientID: s.PC.ClientID(), LoggedInAt: now, RotatedAt: now})
 }
 
-// PCClientOn builds a stage's Partner Center client, reading the token store over kv (the stage's bus).
+// PCClientOn builds a Partner Center client configured the way the stages are (the emulator's tenant,
+// signed in the delegated way), reading the token store over kv.
 func (s *Stack) PCClientOn(ctx context.Context, kv stage.KVOpener) (*pcapi.Client, error) {
-	return s.PCConfig().Client(ctx, s.opts.Log, kv)
+	var c stage.PCConfig
+	if err := platform.LoadConfig(&c, s.lookup("")); err != nil {
+		return nil, err
+	}
+	return c.Client(ctx, s.opts.Log, kv)
 }
 
-// PCClient builds a Partner Center client for the emulator on a harness connection, provisioning the bus and
-// seeding the sign-in first if needed.
+// PCClient builds a Partner Center client for the emulator on a harness connection, provisioning the bus
+// and seeding the sign-in first if needed.
 func (s *Stack) PCClient(ctx context.Context) (*pcapi.Client, error) {
-	s.mu.Lock()
-	b := s.harness
-	s.mu.Unlock()
-	if b == nil {
-		var err error
-		if b, err = platform.ConnectServer(ctx, s.NATS, s.opts.Bus, "harness", s.opts.Log, s.metrics); err != nil {
+	s.harnessMu.Lock()
+	defer s.harnessMu.Unlock()
+	if s.harness == nil {
+		b, err := s.Connect(ctx, "harness")
+		if err != nil {
 			return nil, err
 		}
 		if err := b.Provision(ctx); err != nil {
 			b.Close()
 			return nil, err
 		}
-		s.mu.Lock()
 		s.harness = b
-		s.mu.Unlock()
 	}
-	if err := s.SeedPCLogin(ctx, b); err != nil {
+	if err := s.SeedPCLogin(ctx, s.harness); err != nil {
 		return nil, err
 	}
-	return s.PCClientOn(ctx, b)
+	return s.PCClientOn(ctx, s.harness)
 }
 
 // SingleCurrency reports whether the emulated org is single-currency (no CurrencyIsoCode field).
 func (s *Stack) SingleCurrency() bool { return s.opts.SFOrg.SingleCurrency }
 
-// SFClient logs a Salesforce client into the emulator.
+// SFClient logs a Salesforce client into the emulator, configured the way the stages are.
 func (s *Stack) SFClient() (*sfapi.Client, error) {
-	return sfapi.New(sfapi.Config{Domain: s.SFURL, ClientID: SFClientID, ClientSecret: SFClientSecret, RequestTimeout: 30 * time.Second})
-}
-
-// Connect opens a bus for a stage on the stack's server.
-func (s *Stack) Connect(ctx context.Context, stage string) (*platform.Bus, error) {
-	if s.opts.StageBus != nil {
-		cfg := s.opts.StageBus(stage)
-		fillBusDefaults(&cfg)
-		if cfg.URL != "" {
-			return platform.Connect(ctx, cfg, stage, s.opts.Log.With("stage", stage), s.metrics)
-		}
-		return platform.ConnectServer(ctx, s.NATS, cfg, stage, s.opts.Log.With("stage", stage), s.metrics)
+	var c sfapi.Config
+	if err := platform.LoadConfig(&c, s.lookup("")); err != nil {
+		return nil, err
 	}
-	return platform.ConnectServer(ctx, s.NATS, s.opts.Bus, stage, s.opts.Log.With("stage", stage), s.metrics)
+	return sfapi.New(c)
 }
 
-// StartPipeline provisions the bus and starts the six stages.
+// Connect opens a bus named stage on the stack's server, with the bus settings that name is configured
+// with.
+func (s *Stack) Connect(ctx context.Context, stage string) (*platform.Bus, error) {
+	var c platform.Common
+	if err := platform.LoadConfig(&c, s.lookup(stage)); err != nil {
+		return nil, fmt.Errorf("%s: %w", stage, err)
+	}
+	return s.connect(ctx, stage, c.Bus)
+}
+
+func (s *Stack) connect(ctx context.Context, stage string, cfg platform.BusConfig) (*platform.Bus, error) {
+	log := s.opts.Log.With("stage", stage)
+	if cfg.URL != "" {
+		return platform.Connect(ctx, cfg, stage, log, s.metrics)
+	}
+	return platform.ConnectServer(ctx, s.NATS, cfg, stage, log, s.metrics)
+}
+
+// StartPipeline provisions the bus, then loads, builds and starts the six stages (Components) the way
+// their binaries do, each on its own connection.
 func (s *Stack) StartPipeline(ctx context.Context) error {
 	s.mu.Lock()
 	if s.pipeline != nil {
@@ -327,173 +343,97 @@ func (s *Stack) StartPipeline(ctx context.Context) error {
 	p.cancel = cancel
 	fail := func(err error) error {
 		cancel()
+		s.webhook.release()
 		for _, b := range p.buses {
 			b.Abort()
 		}
 		return err
 	}
-	bus := func(stage string) (*platform.Bus, error) {
-		b, err := s.Connect(ctx, stage)
-		if err == nil {
-			p.buses = append(p.buses, b)
-		}
-		return b, err
-	}
-	admin, err := bus("provision")
+	admin, err := s.Connect(ctx, "provision")
 	if err != nil {
 		return fail(err)
 	}
+	p.buses = append(p.buses, admin)
 	if err := admin.Provision(ctx); err != nil {
 		return fail(fmt.Errorf("provision: %w", err))
 	}
 	if err := s.SeedPCLogin(ctx, admin); err != nil {
 		return fail(fmt.Errorf("partner center sign-in: %w", err))
 	}
-	log := s.opts.Log
-	run := func(name string, f func(context.Context) error) {
+	if s.Auditor == nil {
+		if err := s.openView(ctx); err != nil {
+			return fail(err)
+		}
+	}
+	// The status address serves the running auditor's routes and /metrics: the stack's collectors plus
+	// this pipeline's (the auditor's lag, DLQ depth, sync latency), registered afresh on every start.
+	mux := http.NewServeMux()
+	reg := prometheus.NewRegistry()
+	mux.Handle("/metrics", promhttp.HandlerFor(prometheus.Gatherers{s.Registry, reg}, promhttp.HandlerOpts{}))
+	hooks := map[string]func(string){contracts.StagePCWriter: s.opts.PCAfterWrite, contracts.StageSFWriter: s.opts.SFAfterWrite}
+	for _, c := range Components() {
+		name := c.Name()
+		cfg, err := c.Load(s.lookup(name))
+		if err != nil {
+			return fail(fmt.Errorf("%s: %w", name, err))
+		}
+		bus, err := s.connect(ctx, name, cfg.Common.Bus)
+		if err != nil {
+			return fail(fmt.Errorf("%s: %w", name, err))
+		}
+		p.buses = append(p.buses, bus)
+		log := s.opts.Log.With("stage", name)
+		runner, err := cfg.Build(ctx, &stage.Env{Stage: name, Log: log, Bus: bus, Routes: mux, Registry: reg, API: s.api,
+			Listener: s.webhook.Listen, Consume: s.opts.Consume, AfterWrite: hooks[name]})
+		if err != nil {
+			return fail(fmt.Errorf("%s: %w", name, err))
+		}
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			if err := f(runCtx); err != nil && runCtx.Err() == nil {
-				log.Error("stage stopped", "stage", name, "err", err)
+			if err := runner(runCtx); err != nil && runCtx.Err() == nil {
+				log.Error("stage stopped", "err", err)
 				p.errs <- fmt.Errorf("%s: %w", name, err)
 			}
 		}()
 	}
-
-	// mapper
-	mb, err := bus(contracts.StageMapper)
+	// What an operator does once with `cosell pc webhook register`.
+	pcc, err := s.PCClientOn(ctx, admin)
 	if err != nil {
 		return fail(err)
 	}
-	m, err := mapper.New(ctx, mb, s.opts.Mapping, log.With("stage", contracts.StageMapper))
-	if err != nil {
-		return fail(err)
-	}
-	m.Consume = s.opts.Consume
-	run(contracts.StageMapper, m.Run)
-
-	// pc-writer
-	pwb, err := bus(contracts.StagePCWriter)
-	if err != nil {
-		return fail(err)
-	}
-	pcw, err := s.PCClientOn(ctx, pwb)
-	if err != nil {
-		return fail(err)
-	}
-	prec, err := outcome.NewRecorder(ctx, pwb, contracts.StagePCWriter)
-	if err != nil {
-		return fail(err)
-	}
-	pw := &pcwriter.Writer{Bus: pwb, PC: pcw, Outcomes: prec, Log: log.With("stage", contracts.StagePCWriter),
-		Consume: s.opts.Consume, AfterWrite: s.opts.PCAfterWrite}
-	run(contracts.StagePCWriter, pw.Run)
-
-	// sf-writer
-	swb, err := bus(contracts.StageSFWriter)
-	if err != nil {
-		return fail(err)
-	}
-	sfw, err := s.SFClient()
-	if err != nil {
-		return fail(err)
-	}
-	srec, err := outcome.NewRecorder(ctx, swb, contracts.StageSFWriter)
-	if err != nil {
-		return fail(err)
-	}
-	sw := &sfwriter.Writer{Bus: swb, SF: sfw, Outcomes: srec, Log: log.With("stage", contracts.StageSFWriter),
-		Consume: s.opts.Consume, LimitPause: time.Minute, AfterWrite: s.opts.SFAfterWrite}
-	run(contracts.StageSFWriter, sw.Run)
-
-	// sf-ingest
-	sib, err := bus(contracts.StageSFIngest)
-	if err != nil {
-		return fail(err)
-	}
-	sfi, err := s.SFClient()
-	if err != nil {
-		return fail(err)
-	}
-	cps, err := sib.KV(ctx, contracts.BucketCheckpoints)
-	if err != nil {
-		return fail(err)
-	}
-	si := &sfingest.Ingest{Bus: sib, SF: sfi, Checkpoints: cps, Log: log.With("stage", contracts.StageSFIngest),
-		Extra:  s.opts.Mapping.SalesforceFields(),
-		Config: sfingest.Config{Interval: s.opts.SFPollInterval, Overlap: 5 * time.Second, PageSize: 200}}
-	run(contracts.StageSFIngest, func(ctx context.Context) error { return sib.RunAsLeader(ctx, "sf-ingest", si.Run) })
-
-	// pc-ingest
-	pib, err := bus(contracts.StagePCIngest)
-	if err != nil {
-		return fail(err)
-	}
-	pci, err := s.PCClientOn(ctx, pib)
-	if err != nil {
-		return fail(err)
-	}
-	pcps, err := pib.KV(ctx, contracts.BucketCheckpoints)
-	if err != nil {
-		return fail(err)
-	}
-	host := mustHost(s.PCURL)
-	pi := &pcingest.Ingest{Bus: pib, PC: pci, Checkpoints: pcps, Log: log.With("stage", contracts.StagePCIngest),
-		Verifier: &pcwebhook.Verifier{TrustedHosts: []string{host}, IntermediateHosts: []string{host}, Roots: s.PC.RootPool(),
-			AllowInsecureHTTP: true, AllowedPathPrefix: "/_emulator/cert/"},
-		Config: pcingest.Config{MaxBodyBytes: 64 << 10, PollInterval: s.opts.PCPollInterval}}
-	pi.Consume = s.opts.Consume
-	run(contracts.StagePCIngest, pi.Run)
-	if _, err := pci.RegisterWebhook(ctx, s.Webhook, []string{pc.EventReferralCreated, pc.EventReferralUpdated,
+	if _, err := pcc.RegisterWebhook(ctx, s.Webhook, []string{pc.EventReferralCreated, pc.EventReferralUpdated,
 		pc.EventRelatedReferralCreated, pc.EventRelatedReferralUpdated}, true); err != nil {
 		return fail(fmt.Errorf("register webhook: %w", err))
 	}
 
-	// auditor
-	ab, err := bus(contracts.StageAuditor)
-	if err != nil {
-		return fail(err)
-	}
-	au, err := auditor.New(ctx, ab, log.With("stage", contracts.StageAuditor))
-	if err != nil {
-		return fail(err)
-	}
-	au.Consume = s.opts.Consume
-	au.Options = s.opts.Auditor
-	run(contracts.StageAuditor, au.Run)
-	mux := http.NewServeMux()
-	au.Routes(mux)
-	// /metrics on the status address: the stack's collectors plus this pipeline's auditor (lag, DLQ
-	// depth, sync latency), registered afresh on every pipeline start.
-	auReg := prometheus.NewRegistry()
-	if err := au.Register(auReg); err != nil {
-		return fail(err)
-	}
-	mux.Handle("/metrics", promhttp.HandlerFor(prometheus.Gatherers{s.Registry, auReg}, promhttp.HandlerOpts{}))
-
 	s.mu.Lock()
 	s.pipeline = p
-	s.webhook = pi
 	s.status = mux
-	s.Auditor = au
 	s.mu.Unlock()
 	return nil
 }
 
-func mustHost(u string) string {
-	p, err := url.Parse(u)
+// openView connects the read-only auditor view the tests and `cosell run` read the audit trail through.
+func (s *Stack) openView(ctx context.Context) error {
+	b, err := s.Connect(ctx, contracts.StageAuditor)
 	if err != nil {
-		return ""
+		return err
 	}
-	return p.Host
+	a, err := auditor.New(ctx, b, s.opts.Log.With("component", "auditor-view"))
+	if err != nil {
+		b.Close()
+		return err
+	}
+	s.view, s.Auditor = b, a
+	return nil
 }
 
 // StopPipeline drains the stages (in-flight work finishes and is acked) and closes their connections.
 func (s *Stack) StopPipeline() {
 	s.mu.Lock()
 	p := s.pipeline
-	s.pipeline, s.webhook = nil, nil
+	s.pipeline = nil
 	s.mu.Unlock()
 	if p == nil {
 		return
@@ -510,11 +450,11 @@ func (s *Stack) StopPipeline() {
 func (s *Stack) CrashPipeline() {
 	s.mu.Lock()
 	p := s.pipeline
-	s.webhook = nil
 	s.mu.Unlock()
 	if p == nil {
 		return
 	}
+	s.webhook.release()
 	for _, b := range p.buses {
 		b.Abort()
 	}
@@ -554,12 +494,14 @@ func (s *Stack) Errors() []error {
 // Stop stops everything and removes a temporary store.
 func (s *Stack) Stop() {
 	s.StopPipeline()
-	s.mu.Lock()
-	if s.harness != nil {
-		s.harness.Close()
-		s.harness = nil
+	for _, b := range []*platform.Bus{s.view, s.harness} {
+		if b != nil {
+			b.Close()
+		}
 	}
-	s.mu.Unlock()
+	if s.webhook != nil {
+		_ = s.webhook.Close()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, srv := range s.servers {

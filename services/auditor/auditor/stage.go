@@ -1,0 +1,35 @@
+package auditor
+
+import (
+	"context"
+	"time"
+
+	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/stage"
+)
+
+// StageConfig is everything the auditor reads from its environment besides platform.Common.
+type StageConfig struct {
+	SummaryEvery   time.Duration `env:"COSELL_AUDIT_SUMMARY_INTERVAL" default:"30s" help:"how often changed links get their Audit field rewritten; 0 turns the write-back off"`
+	SummaryEntries int           `env:"COSELL_AUDIT_SUMMARY_ENTRIES" default:"10" help:"timeline entries shown in the Audit field"`
+	SampleEvery    time.Duration `env:"COSELL_AUDIT_SAMPLE_INTERVAL" default:"10s" help:"how often lag and throughput are sampled for the charts"`
+	History        time.Duration `env:"COSELL_AUDIT_HISTORY" default:"1h" help:"how far back the status page's charts go"`
+}
+
+// Stage is the auditor as a component: services/auditor/main.go runs it as a process, the in-process
+// system next to the other five.
+var Stage = stage.Define(contracts.StageAuditor, "audit trail, Audit field write-back and status page", build)
+
+func build(ctx context.Context, cfg *StageConfig, env *stage.Env) (stage.Runner, error) {
+	a, err := New(ctx, env.Bus, env.Log)
+	if err != nil {
+		return nil, err
+	}
+	a.Consume = env.Consume
+	a.Options = Options{SummaryEvery: cfg.SummaryEvery, SummaryEntries: cfg.SummaryEntries, SampleEvery: cfg.SampleEvery, History: cfg.History}
+	if err := a.Register(env.Registry); err != nil {
+		return nil, err
+	}
+	a.Routes(env.Routes)
+	return a.Run, nil
+}

@@ -1,0 +1,52 @@
+// Package emuenv is the configuration that points cosell's stages at the two emulators, the way a
+// deployment points them at Partner Center and Salesforce: the same COSELL_* variables, read by the same
+// loader. The in-process system (stack) and the process fleet (fleet) both configure their stages with it.
+package emuenv
+
+import (
+	"net/url"
+	"sort"
+)
+
+// Emulators is where the emulators listen and what they accept.
+type Emulators struct {
+	// PCURL is the Partner Center emulator's base URL; PCAuthority its Entra ID authority (the tenant);
+	// PCClientID the app registration it knows.
+	PCURL, PCAuthority, PCClientID string
+	// SFURL is the Salesforce emulator's base URL; SFClientID and SFClientSecret its connected app.
+	SFURL, SFClientID, SFClientSecret string
+	// CAFile holds the Partner Center emulator's webhook-signing root (PEM).
+	CAFile string
+	// WebhookListen is the address pc-ingest listens on for notifications.
+	WebhookListen string
+}
+
+// Vars are the variables, by name.
+func (e Emulators) Vars() map[string]string {
+	host := e.PCURL
+	if u, err := url.Parse(e.PCURL); err == nil {
+		host = u.Host
+	}
+	return map[string]string{
+		"COSELL_PC_URL": e.PCURL, "COSELL_PC_WEBHOOKS_URL": e.PCURL,
+		"COSELL_PC_AUTHORITY": e.PCAuthority, "COSELL_PC_CLIENT_ID": e.PCClientID,
+		"COSELL_SF_URL": e.SFURL, "COSELL_SF_CLIENT_ID": e.SFClientID, "COSELL_SF_CLIENT_SECRET": e.SFClientSecret,
+		// The emulator signs notifications with its own CA and serves the certificates over http from
+		// /_emulator/cert/; Partner Center's are on 3psostorageacct.blob.core.windows.net over https.
+		"COSELL_PC_WEBHOOK_TRUSTED_HOSTS": host, "COSELL_PC_WEBHOOK_INTERMEDIATE_HOSTS": host,
+		"COSELL_PC_WEBHOOK_CA_FILE": e.CAFile, "COSELL_PC_WEBHOOK_ALLOW_HTTP": "true",
+		"COSELL_PC_WEBHOOK_CERT_PATH_PREFIX": "/_emulator/cert/",
+		"COSELL_PC_WEBHOOK_LISTEN":           e.WebhookListen,
+	}
+}
+
+// Env is Vars as KEY=VALUE lines for a process's environment, sorted by name.
+func (e Emulators) Env() []string {
+	vars := e.Vars()
+	out := make([]string, 0, len(vars))
+	for k, v := range vars {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}

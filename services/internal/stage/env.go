@@ -1,0 +1,64 @@
+package stage
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
+	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/platform"
+)
+
+// Env is what a stage's build gets from the composition root: everything that differs between a stage
+// running as its own process (Main) and inside the in-process system (internal/harness/stack).
+type Env struct {
+	// Stage is the stage's name.
+	Stage string
+	// Log is the stage's logger (it carries the stage attribute).
+	Log *slog.Logger
+	// Bus is the stage's own connection to NATS JetStream, streams and buckets already provisioned.
+	Bus *platform.Bus
+	// Routes takes HTTP routes a stage adds (the auditor's status API and page): the admin port of a
+	// process, the status address of the in-process system.
+	Routes Routes
+	// Registry takes a stage's own collectors, served on /metrics with the runtime's.
+	Registry prometheus.Registerer
+	// API records the stage's Partner Center and Salesforce calls.
+	API *platform.APIMetrics
+	// Listener opens the listener a stage serves outside traffic on (pc-ingest's webhook); nil =
+	// net.Listen. The in-process system hands out one that keeps its address across pipeline restarts.
+	Listener func(addr string) (net.Listener, error)
+	// Consume tunes the stage's consumer loops; zero values take the defaults (the in-process system
+	// shortens the waits so tests run fast).
+	Consume platform.ConsumeOptions
+	// AfterWrite, when set, is called by a writer between its external write and its outcome: the crash
+	// tests stop the pipeline exactly there.
+	AfterWrite func(commandID string)
+}
+
+// Routes is where a stage mounts HTTP routes.
+type Routes interface {
+	Handle(pattern string, h http.Handler)
+}
+
+// Listen opens a TCP listener on addr through Listener.
+func (e *Env) Listen(addr string) (net.Listener, error) {
+	if e.Listener != nil {
+		return e.Listener(addr)
+	}
+	return net.Listen("tcp", addr)
+}
+
+// PCClient builds the stage's Partner Center client; every stage builds its clients here.
+func (e *Env) PCClient(ctx context.Context, c PCConfig) (*pcapi.Client, error) {
+	return c.Client(ctx, e.Log, e.Bus)
+}
+
+// SFClient logs the stage's Salesforce client in; every stage builds its clients here.
+func (e *Env) SFClient(ctx context.Context, c sfapi.Config) (*sfapi.Client, error) {
+	return sfapi.New(c)
+}

@@ -1,0 +1,121 @@
+package stage
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cosell-dev/cosell/contracts"
+)
+
+type toyConfig struct {
+	Greeting string        `env:"COSELL_TOY_GREETING" required:"true" help:"what the toy says"`
+	Every    time.Duration `env:"COSELL_TOY_EVERY" default:"1s"`
+}
+
+// syncBuffer is a bytes.Buffer safe to read while run writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func lookupIn(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+// A descriptor runs as a process: config loaded with defaults, an embedded NATS provisioned, the build
+// given a complete environment, the runner stopped by cancellation, exit 0 after the drain.
+func TestMainRunsADescriptorUntilCancelled(t *testing.T) {
+	built := make(chan *Env, 1)
+	var got *toyConfig
+	toy := Define("toy", "a stage for the test", func(ctx context.Context, cfg *toyConfig, env *Env) (Runner, error) {
+		got = cfg
+		built <- env
+		return func(ctx context.Context) error { <-ctx.Done(); return nil }, nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	code := make(chan int, 1)
+	vars := map[string]string{"COSELL_TOY_GREETING": "hello", "COSELL_DATA_DIR": t.TempDir(), "COSELL_LOG_LEVEL": "info"}
+	go func() { code <- run(ctx, toy, nil, &stdout, &stderr, lookupIn(vars)) }()
+	var env *Env
+	select {
+	case env = <-built:
+	case c := <-code:
+		t.Fatalf("exited %d before building: %s", c, stderr.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("not built within 30s")
+	}
+	if got.Greeting != "hello" || got.Every != time.Second {
+		t.Errorf("config = %+v", got)
+	}
+	if env.Stage != "toy" || env.Log == nil || env.Routes == nil || env.Registry == nil || env.API == nil {
+		t.Errorf("incomplete environment: %+v", env)
+	}
+	if _, err := env.Bus.KV(ctx, contracts.BucketLinks); err != nil {
+		t.Errorf("not provisioned before the build: %v", err)
+	}
+	cancel()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Fatalf("exit %d: %s", c, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("did not drain within 30s")
+	}
+	if !strings.Contains(stdout.String(), "drained; exiting") {
+		t.Errorf("no drain logged:\n%s", stdout.String())
+	}
+}
+
+func TestMainRefusesBadConfigAndListsVariables(t *testing.T) {
+	toy := Define("toy", "a stage for the test", func(context.Context, *toyConfig, *Env) (Runner, error) {
+		t.Error("built with a bad config")
+		return nil, nil
+	})
+	var stdout, stderr syncBuffer
+	if c := run(context.Background(), toy, nil, &stdout, &stderr, lookupIn(map[string]string{"COSELL_TOY_EVERY": "soon"})); c != 2 {
+		t.Fatalf("exit %d, want 2", c)
+	}
+	for _, want := range []string{"COSELL_TOY_GREETING: required", "COSELL_TOY_EVERY", "not a duration"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("the error does not say %q: %s", want, stderr.String())
+		}
+	}
+
+	var help syncBuffer
+	if c := run(context.Background(), toy, []string{"--help"}, &stdout, &help, nil); c != 0 {
+		t.Fatalf("--help: exit %d", c)
+	}
+	if !strings.HasPrefix(help.String(), "toy — a stage for the test\n") {
+		t.Errorf("--help does not start with the name and summary:\n%s", help.String())
+	}
+	for _, v := range toy.Vars() {
+		if !strings.Contains(help.String(), "  "+v+"\n") {
+			t.Errorf("--help does not list %q", v)
+		}
+	}
+	vars := strings.Join(toy.Vars(), "\n")
+	for _, want := range []string{"COSELL_NATS_URL", "COSELL_ADMIN_ADDR", "required; what the toy says", "default 1s"} {
+		if !strings.Contains(vars, want) {
+			t.Errorf("Vars lacks %q:\n%s", want, vars)
+		}
+	}
+}

@@ -1,0 +1,36 @@
+package mapper
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/mapping"
+	"github.com/cosell-dev/cosell/services/internal/stage"
+)
+
+// StageConfig is everything the mapper reads from its environment besides platform.Common.
+type StageConfig struct {
+	Mapping    mapping.Config
+	Concurrent int `env:"COSELL_MAPPER_CONCURRENCY" default:"4" help:"handlers run in parallel per batch"`
+}
+
+// Stage is the mapper as a component: services/mapper/main.go runs it as a process, the in-process
+// system next to the other five.
+var Stage = stage.Define(contracts.StageMapper, "the decision stage", build)
+
+func build(ctx context.Context, cfg *StageConfig, env *stage.Env) (stage.Runner, error) {
+	m, err := mapping.Load(cfg.Mapping)
+	if err != nil {
+		// An invalid mapping stops the service: every problem is listed with its line and fix.
+		return nil, fmt.Errorf("invalid mapping:\n%w", err)
+	}
+	env.Log.Info("mapping loaded", "file", m.Source, "fields", len(m.Fields), "hold", m.Stages.Hold, "active", m.Stages.Active)
+	svc, err := New(ctx, env.Bus, m, env.Log)
+	if err != nil {
+		return nil, err
+	}
+	svc.Consume = env.Consume
+	svc.Consume.Concurrency = cfg.Concurrent
+	return svc.Run, nil
+}

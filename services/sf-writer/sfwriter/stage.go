@@ -1,0 +1,34 @@
+package sfwriter
+
+import (
+	"context"
+
+	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/outcome"
+	"github.com/cosell-dev/cosell/services/internal/stage"
+)
+
+// StageConfig is everything sf-writer reads from its environment besides platform.Common.
+type StageConfig struct {
+	SF     sfapi.Config
+	Budget GovernorConfig
+}
+
+// Stage is sf-writer as a component: services/sf-writer/main.go runs it as a process, the in-process
+// system next to the other five.
+var Stage = stage.Define(contracts.StageSFWriter, "Salesforce Opportunity writer", build)
+
+func build(ctx context.Context, cfg *StageConfig, env *stage.Env) (stage.Runner, error) {
+	sf, err := env.SFClient(ctx, cfg.SF)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := outcome.NewRecorder(ctx, env.Bus, env.Stage)
+	if err != nil {
+		return nil, err
+	}
+	w := &Writer{Bus: env.Bus, SF: sf, Outcomes: rec, Log: env.Log, Consume: env.Consume, LimitPause: cfg.Budget.Pause,
+		Governor: &Governor{SF: sf, Config: cfg.Budget, Log: env.Log}, AfterWrite: env.AfterWrite}
+	return w.Run, nil
+}
