@@ -140,3 +140,28 @@ func TestEveryBinaryListsItsDescriptorsVariables(t *testing.T) {
 		}
 	}
 }
+
+// TestNoStageBinaryImportsTheHarness keeps the line docs/architecture.md draws: the emulators and the
+// development harness never ship in a stage binary.
+func TestNoStageBinaryImportsTheHarness(t *testing.T) {
+	args := []string{"list", "-f", `{{.ImportPath}} {{join .Deps " "}}`}
+	for _, c := range stack.Components() {
+		args = append(args, servicesModule+c.Name())
+	}
+	out, err := exec.Command("go", args...).Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != len(stack.Components()) {
+		t.Fatalf("go list answered for %d binaries:\n%s", len(lines), out)
+	}
+	for _, l := range lines {
+		deps := strings.Fields(l)
+		for _, dep := range deps[1:] {
+			if strings.HasPrefix(dep, servicesModule+"emulators/") || strings.HasPrefix(dep, servicesModule+"internal/harness/") {
+				t.Errorf("%s imports %s", deps[0], dep)
+			}
+		}
+	}
+}

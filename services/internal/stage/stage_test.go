@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,24 +13,6 @@ import (
 type toyConfig struct {
 	Greeting string        `env:"COSELL_TOY_GREETING" required:"true" help:"what the toy says"`
 	Every    time.Duration `env:"COSELL_TOY_EVERY" default:"1s"`
-}
-
-// syncBuffer is a bytes.Buffer safe to read while run writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func lookupIn(m map[string]string) func(string) (string, bool) {
@@ -50,7 +31,8 @@ func TestMainRunsADescriptorUntilCancelled(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	// stdout and stderr are read only once run has returned.
+	var stdout, stderr bytes.Buffer
 	code := make(chan int, 1)
 	vars := map[string]string{"COSELL_TOY_GREETING": "hello", "COSELL_DATA_DIR": t.TempDir(), "COSELL_LOG_LEVEL": "info"}
 	go func() { code <- run(ctx, toy, nil, &stdout, &stderr, lookupIn(vars)) }()
@@ -90,7 +72,7 @@ func TestMainRefusesBadConfigAndListsVariables(t *testing.T) {
 		t.Error("built with a bad config")
 		return nil, nil
 	})
-	var stdout, stderr syncBuffer
+	var stdout, stderr bytes.Buffer
 	if c := run(context.Background(), toy, nil, &stdout, &stderr, lookupIn(map[string]string{"COSELL_TOY_EVERY": "soon"})); c != 2 {
 		t.Fatalf("exit %d, want 2", c)
 	}
@@ -100,7 +82,7 @@ func TestMainRefusesBadConfigAndListsVariables(t *testing.T) {
 		}
 	}
 
-	var help syncBuffer
+	var help bytes.Buffer
 	if c := run(context.Background(), toy, []string{"--help"}, &stdout, &help, nil); c != 0 {
 		t.Fatalf("--help: exit %d", c)
 	}
