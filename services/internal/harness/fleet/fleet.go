@@ -128,7 +128,9 @@ type Fleet struct {
 	PCAddr   string
 	SFAddr   string
 	HookAddr string
-	CAFile   string
+	// PubSubAddr is the Salesforce emulator's Pub/Sub API (gRPC) address.
+	PubSubAddr string
+	CAFile     string
 	// Env is the environment every stage gets (plus COSELL_ADMIN_ADDR); add to it before StartStage.
 	Env []string
 
@@ -139,7 +141,7 @@ type Fleet struct {
 // New prepares a fleet whose binaries are in bin and whose state (NATS store, CA file) lives in dir.
 func New(bin, dir string) (*Fleet, error) {
 	f := &Fleet{Bin: bin, Dir: dir, procs: map[string]*Proc{}, CAFile: filepath.Join(dir, "pc-ca.pem")}
-	for _, a := range []*string{&f.NATSAddr, &f.PCAddr, &f.SFAddr, &f.HookAddr} {
+	for _, a := range []*string{&f.NATSAddr, &f.PCAddr, &f.SFAddr, &f.HookAddr, &f.PubSubAddr} {
 		addr, err := FreeAddr()
 		if err != nil {
 			return nil, err
@@ -207,7 +209,7 @@ func (f *Fleet) StartInfra() error {
 	if _, err := f.start("pc-emulator", filepath.Join(f.Bin, "cosell"), nil, "emulator", "pc", "--listen", f.PCAddr, "--ca-out", f.CAFile); err != nil {
 		return err
 	}
-	if _, err := f.start("sf-emulator", filepath.Join(f.Bin, "cosell"), nil, "emulator", "sf", "--listen", f.SFAddr); err != nil {
+	if _, err := f.start("sf-emulator", filepath.Join(f.Bin, "cosell"), nil, "emulator", "sf", "--listen", f.SFAddr, "--pubsub-listen", f.PubSubAddr); err != nil {
 		return err
 	}
 	for _, a := range []string{f.PCAddr, f.SFAddr} {
