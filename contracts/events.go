@@ -63,7 +63,8 @@ type OpportunityObserved struct {
 	Opportunity Opportunity `json:"opportunity"`
 	Version     Version     `json:"version"`
 	ObservedAt  time.Time   `json:"observedAt"`
-	Via         string      `json:"via"`
+	// Via says how the change was noticed: "cdc" (a Change Data Capture event), "poll" or "writer".
+	Via string `json:"via"`
 }
 
 // Operations a write command asks for.

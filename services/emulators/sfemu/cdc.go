@@ -359,6 +359,15 @@ func (e *Emulator) commitChanges(origin string) {
 		return
 	}
 	now := e.now()
+	commit := time.Time{} // the transaction's commit time: its writes' SystemModstamp
+	for _, c := range journal {
+		if t, ok := parseDateTime(str(c.after["SystemModstamp"])); ok && t.After(commit) {
+			commit = t
+		}
+	}
+	if commit.IsZero() {
+		commit = now
+	}
 	e.bus.commits++
 	tx := newUUID()
 	for i, p := range out {
@@ -368,7 +377,7 @@ func (e *Emulator) commitChanges(origin string) {
 			typ, p.body, p.changed, p.nulled = "GAP_"+typ, nil, nil, nil
 		}
 		h := header{entity: p.cs.obj.Name, typ: typ, origin: origin, txKey: tx, user: p.user, ids: p.ids, seq: i + 1,
-			commitMs: now.UnixMilli(), commitNumber: e.bus.commits, changed: bitmap(p.changed), nulled: bitmap(p.nulled)}
+			commitMs: commit.UnixMilli(), commitNumber: e.bus.commits, changed: bitmap(p.changed), nulled: bitmap(p.nulled)}
 		if err := e.bus.publish(now, p.cs, h, p.body); err != nil {
 			e.log.Error("salesforce emulator: change event not published", "entity", h.entity, "ids", h.ids, "err", err)
 		}
@@ -421,11 +430,7 @@ func (e *Emulator) pendingChange(cs *changeSchema, c change) *pending {
 
 // undelete restores a deleted record from the Recycle Bin, as a user does in the UI. Call with e.mu held.
 func (e *Emulator) undelete(obj, id string) *APIError {
-	o := e.st.schema.object(obj)
-	if o == nil {
-		return errNotFound()
-	}
-	norm, err := pathID(o, id)
+	o, norm, err := e.recordRef(obj, id)
 	if err != nil {
 		return err
 	}
@@ -445,6 +450,34 @@ func (e *Emulator) undelete(obj, id string) *APIError {
 	return nil
 }
 
+// recordRef resolves an object name and a record id given by a caller.
+func (e *Emulator) recordRef(obj, id string) (*object, string, *APIError) {
+	o := e.st.schema.object(obj)
+	if o == nil {
+		return nil, "", errNotFound()
+	}
+	norm, err := pathID(o, id)
+	if err != nil {
+		return nil, "", err
+	}
+	return o, norm, nil
+}
+
+// Delete deletes a record (and its cascading children) as a user does in the UI.
+func (e *Emulator) Delete(obj, id string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	defer e.commitChanges("")
+	o, norm, err := e.recordRef(obj, id)
+	if err != nil {
+		return err
+	}
+	if err := e.st.remove(o, norm, writeOpts{actor: e.userID}); err != nil {
+		return err
+	}
+	return nil
+}
+
 // Undelete restores a deleted record (UNDELETE change event), as a user does from the Recycle Bin.
 func (e *Emulator) Undelete(obj, id string) error {
 	e.mu.Lock()
@@ -454,6 +487,37 @@ func (e *Emulator) Undelete(obj, id string) error {
 		return err
 	}
 	return nil
+}
+
+// UpdateAll changes several records in one transaction, as a mass update in the UI or one Data Loader
+// batch does: identical changes become one change event naming every record. Each record holds its Id.
+func (e *Emulator) UpdateAll(obj string, records []map[string]any) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var undo undoLog
+	for _, r := range records {
+		fields := map[string]any{}
+		for k, v := range r {
+			if !strings.EqualFold(k, "Id") {
+				fields[k] = v
+			}
+		}
+		id, _ := r["Id"].(string)
+		if err := e.updateWith(obj, id, fields, &undo); err != nil {
+			undo.rollback()
+			e.st.journal = nil
+			return fmt.Errorf("record %s: %w", id, err)
+		}
+	}
+	e.commitChanges("")
+	return nil
+}
+
+// SetPubSubKeepAlive changes how long an idle Subscribe stream waits before a keepalive FetchResponse.
+func (e *Emulator) SetPubSubKeepAlive(d time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.opts.PubSubKeepAlive = d
 }
 
 // GapNextChanges makes the next n change events gap events (GAP_CREATE, GAP_UPDATE, ...: no field data),

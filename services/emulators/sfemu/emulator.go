@@ -288,6 +288,11 @@ func (e *Emulator) Update(obj, id string, fields map[string]any) error {
 }
 
 func (e *Emulator) update(obj, rawID string, fields map[string]any) *APIError {
+	return e.updateWith(obj, rawID, fields, nil)
+}
+
+// updateWith is update recording how to revert it in undo (nil: no undo).
+func (e *Emulator) updateWith(obj, rawID string, fields map[string]any, undo *undoLog) *APIError {
 	o := e.st.schema.object(obj)
 	if o == nil {
 		return apiErr(http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
@@ -300,7 +305,7 @@ func (e *Emulator) update(obj, rawID string, fields map[string]any) *APIError {
 	if err != nil {
 		return err
 	}
-	opts := writeOpts{actor: e.userID, system: true}
+	opts := writeOpts{actor: e.userID, system: true, undo: undo}
 	values, err := e.st.coerceOne(o, body, false, opts)
 	if err != nil {
 		return err

@@ -244,6 +244,9 @@ func (p *pubSub) Subscribe(stream pubsubpb.PubSub_SubscribeServer) error {
 		}
 	}
 	resets := e.bus.resets
+	if ok {
+		e.counts["pubsub.subscribe"]++
+	}
 	e.mu.Unlock()
 	if !ok {
 		return rpcError(stream.SetTrailer, codes.NotFound, ErrCodeTopic, "topic "+first.GetTopicName()+" not found")
@@ -266,7 +269,9 @@ func (p *pubSub) Subscribe(stream pubsubpb.PubSub_SubscribeServer) error {
 			}
 		}
 	}()
+	e.mu.Lock()
 	keepalive := e.opts.PubSubKeepAlive
+	e.mu.Unlock()
 	if keepalive <= 0 {
 		keepalive = defaultPubSubKeepAlive
 	}

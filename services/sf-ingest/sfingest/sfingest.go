@@ -50,6 +50,8 @@ type Config struct {
 	PageSize int           `env:"COSELL_SF_POLL_PAGE" default:"200" help:"rows per query per round (1..2000); bounds memory"`
 	// Since is where a first start begins (RFC 3339); empty = the beginning.
 	Since string `env:"COSELL_SF_BACKFILL_SINCE" help:"on first start (no watermark yet), read changes from this RFC 3339 time; empty reads everything"`
+	// CDC is the real-time path (cdc.go); the poller is then the backstop.
+	CDC CDCConfig
 }
 
 // Ingest is the sf-ingest stage.
@@ -91,8 +93,20 @@ func (in *Ingest) Run(ctx context.Context) error {
 	if err := in.Describe(ctx); err != nil {
 		return err
 	}
-	t := time.NewTicker(in.Config.Interval)
+	return in.runPoller(ctx, in.Config.Interval, true)
+}
+
+// runPoller polls every interval until ctx is cancelled; at once first when now is set.
+func (in *Ingest) runPoller(ctx context.Context, interval time.Duration, now bool) error {
+	t := time.NewTicker(interval)
 	defer t.Stop()
+	if !now {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 	for {
 		if _, err := in.Poll(ctx); err != nil && ctx.Err() == nil {
 			in.Log.Warn("poll failed; will try again", "err", err)

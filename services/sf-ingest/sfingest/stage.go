@@ -20,7 +20,7 @@ type StageConfig struct {
 
 // Stage is sf-ingest as a component: services/sf-ingest/main.go runs it as a process, the in-process
 // system next to the other five.
-var Stage = stage.Define(contracts.StageSFIngest, "Salesforce Opportunity change poller", build)
+var Stage = stage.Define(contracts.StageSFIngest, "Salesforce Opportunity changes: Change Data Capture, with the poller as backstop", build)
 
 func build(ctx context.Context, cfg *StageConfig, env *stage.Env) (stage.Runner, error) {
 	sf, err := env.SFClient(ctx, cfg.SF)
@@ -36,6 +36,13 @@ func build(ctx context.Context, cfg *StageConfig, env *stage.Env) (stage.Runner,
 		return nil, fmt.Errorf("invalid mapping:\n%w", err)
 	}
 	in := &Ingest{Bus: env.Bus, SF: sf, Checkpoints: cps, Config: cfg.Ingest, Log: env.Log, Extra: m.SalesforceFields()}
-	// One poller per org, however many replicas run: the others stand by on the lease.
-	return func(ctx context.Context) error { return env.Bus.RunAsLeader(ctx, "sf-ingest", in.Run) }, nil
+	run, release, err := in.Runner(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// One subscriber and poller per org, however many replicas run: the others stand by on the lease.
+	return func(ctx context.Context) error {
+		defer release()
+		return env.Bus.RunAsLeader(ctx, "sf-ingest", run)
+	}, nil
 }

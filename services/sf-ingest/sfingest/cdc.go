@@ -1,0 +1,465 @@
+package sfingest
+
+// Real-time ingest: Change Data Capture over the Pub/Sub API. A change event only says which records
+// changed (and how); sf-ingest re-reads the full records of a burst (one FetchResponse) in one Composite
+// call and publishes the same full snapshots the poller does, so `observed` keeps its contract and both
+// paths produce the same event ids for the same state. cosell's own writes (changeOrigin client=cosell,
+// from sf-writer's Sforce-Call-Options) are dropped from the header alone, before any REST read. Gap
+// events are re-read like any other; GAP_OVERFLOW runs the REST catch-up. The replay id of the last
+// handled burst is kept per channel in the checkpoints bucket (compare-and-set, so a replica that lost the
+// lease cannot move it), and the subscription resumes after it; without one, or when it is no longer
+// valid (past the 72-hour retention), the poller catches up from its SystemModstamp watermark and the
+// subscription starts from LATEST (with one more catch-up once the stream is open, for the changes made
+// in between). The poller keeps running as the backstop at a long interval: it also
+// covers the objects CDC does not carry (Notes).
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cosell-dev/cosell/contracts"
+	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/clients/sfpubsub"
+	"github.com/cosell-dev/cosell/services/internal/clients/sfpubsub/pubsubpb"
+	"github.com/cosell-dev/cosell/services/internal/observed"
+)
+
+// CDCConfig turns Change Data Capture on and tunes it.
+type CDCConfig struct {
+	Mode string `env:"COSELL_SF_CDC" default:"auto" help:"Change Data Capture over the Pub/Sub API: auto (on when the org serves the channels), on, off (poll only)"`
+	// Channels are the change channels subscribed to, each with its own replay id.
+	Channels []string `env:"COSELL_SF_CDC_CHANNELS" default:"/data/ChangeEvents" help:"change channels to subscribe to, comma-separated (/data/ChangeEvents, a custom /data/NAME__chn, or /data/OpportunityChangeEvent,...)"`
+	// Backstop is the poll interval while CDC runs.
+	Backstop time.Duration `env:"COSELL_SF_BACKSTOP_INTERVAL" default:"5m" help:"with CDC on, how often the poller still runs as the backstop (and for Notes, which CDC does not carry)"`
+	// OwnClient is the Sforce-Call-Options client name of cosell's own writes, whose events are echoes.
+	OwnClient string `env:"COSELL_SF_CDC_OWN_CLIENT" default:"cosell" help:"the client name cosell's writers send in Sforce-Call-Options; their change events are dropped as echoes"`
+	// TenantID is the org id sent as tenantid; empty = read from the access token.
+	TenantID string `env:"COSELL_SF_ORG_ID" help:"the org id for the Pub/Sub API's tenantid; empty reads it from the access token"`
+	PubSub   sfpubsub.Config
+}
+
+// Runner returns what sf-ingest runs while it holds the lease: the CDC subscriber with the poller as its
+// backstop when Change Data Capture is on (COSELL_SF_CDC=on, or auto and the org serves the channels),
+// otherwise the poller alone; and a func that releases the Pub/Sub connection.
+func (in *Ingest) Runner(ctx context.Context) (func(context.Context) error, func(), error) {
+	cfg := in.Config.CDC
+	switch cfg.Mode {
+	case "off":
+		return in.Run, func() {}, nil
+	case "on", "auto":
+	default:
+		return nil, nil, fmt.Errorf("COSELL_SF_CDC=%q: use auto, on or off", cfg.Mode)
+	}
+	if len(cfg.Channels) == 0 {
+		return nil, nil, fmt.Errorf("COSELL_SF_CDC_CHANNELS is empty: name at least one change channel, or set COSELL_SF_CDC=off")
+	}
+	ps, err := sfpubsub.New(cfg.PubSub, sfpubsub.RESTAuth{SF: in.SF, TenantID: cfg.TenantID}, in.Log)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := &CDC{In: in, PubSub: ps, Config: cfg}
+	check, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := c.Available(check); err != nil {
+		if cfg.Mode == "on" {
+			_ = ps.Close()
+			return nil, nil, fmt.Errorf("COSELL_SF_CDC=on: %w (check COSELL_SF_PUBSUB_URL and that Change Data Capture is enabled for the objects in Setup)", err)
+		}
+		in.Log.Warn("change data capture unavailable: polling only (COSELL_SF_CDC=auto)", "err", err, "interval", in.Config.Interval)
+		_ = ps.Close()
+		return in.Run, func() {}, nil
+	}
+	in.Log.Info("change data capture on; the poller is the backstop", "channels", cfg.Channels, "backstop", cfg.Backstop)
+	return c.Run, func() { _ = ps.Close() }, nil
+}
+
+// cdcParents says, per tracked object, how its records lead to the Opportunities to snapshot: "" for
+// Opportunity itself, else the field naming the parent (AccountId: every Opportunity of the Account).
+var cdcParents = map[string]string{
+	sf.ObjectOpportunity:           "",
+	sf.ObjectOpportunityTeamMember: "OpportunityId",
+	sf.ObjectMicrosoftSolution:     "Opportunity__c",
+	"Account":                      "AccountId",
+}
+
+// CDCStats counts what the subscriber did, for tests and benchmarks.
+type CDCStats struct {
+	Events, Echoes, Gaps, Reads, Snapshots int
+	// CatchUps counts REST catch-ups (first start, replay id past retention, GAP_OVERFLOW).
+	CatchUps int
+}
+
+// burst is the work of one FetchResponse: the records to re-read and when they changed.
+type burst struct {
+	opps     map[string]time.Time // opportunity id -> newest commit time naming it
+	accounts map[string]time.Time
+	children map[string]map[string]time.Time // object -> child id -> commit time (parent unknown)
+	overflow bool
+}
+
+func newBurst() *burst {
+	return &burst{opps: map[string]time.Time{}, accounts: map[string]time.Time{}, children: map[string]map[string]time.Time{}}
+}
+
+func later(m map[string]time.Time, id string, at time.Time) {
+	if at.After(m[id]) {
+		m[id] = at
+	}
+}
+
+// add notes what one event asks to re-read; it reports whether the event was an echo of cosell's own write.
+func (b *burst) add(ev sfpubsub.ChangeEvent, own string) (echo bool) {
+	h := ev.Header
+	if own != "" && h.Client() == own && !h.IsGap() {
+		return true
+	}
+	parentField, tracked := cdcParents[h.EntityName]
+	if !tracked {
+		return false
+	}
+	if h.ChangeType == "GAP_OVERFLOW" {
+		b.overflow = true
+		return false
+	}
+	at := h.CommitTimestamp
+	for _, id := range h.RecordIDs {
+		switch {
+		case parentField == "":
+			later(b.opps, id, at)
+		case parentField == "AccountId":
+			later(b.accounts, id, at)
+		default:
+			if parent, ok := ev.Fields[parentField].(string); ok && parent != "" {
+				later(b.opps, parent, at)
+				continue
+			}
+			if b.children[h.EntityName] == nil {
+				b.children[h.EntityName] = map[string]time.Time{}
+			}
+			later(b.children[h.EntityName], id, at)
+		}
+	}
+	return false
+}
+
+func (b *burst) empty() bool {
+	return len(b.opps) == 0 && len(b.accounts) == 0 && len(b.children) == 0 && !b.overflow
+}
+
+// CDC is the Change Data Capture subscriber of an Ingest.
+type CDC struct {
+	In     *Ingest
+	PubSub *sfpubsub.Client
+	Config CDCConfig
+	// AfterBurst, when set, is called after each burst is published and its replay id stored (tests).
+	AfterBurst func(CDCStats)
+
+	mu    sync.Mutex
+	stats CDCStats
+}
+
+// Stats returns the counts so far.
+func (c *CDC) Stats() CDCStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
+}
+
+func (c *CDC) count(f func(*CDCStats)) {
+	c.mu.Lock()
+	f(&c.stats)
+	c.mu.Unlock()
+}
+
+// Available reports whether the org serves every configured channel (mode auto).
+func (c *CDC) Available(ctx context.Context) error {
+	for _, ch := range c.Config.Channels {
+		if _, err := c.PubSub.Topic(ctx, ch); err != nil {
+			return fmt.Errorf("change channel %s: %w", ch, err)
+		}
+	}
+	return nil
+}
+
+// Run subscribes to every channel and runs the backstop poller until ctx ends or one of them fails.
+func (c *CDC) Run(ctx context.Context) error {
+	if err := c.In.Describe(ctx); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(c.Config.Channels)+1)
+	for _, ch := range c.Config.Channels {
+		go func() { errs <- c.subscribe(ctx, ch) }()
+	}
+	go func() { errs <- c.In.runPoller(ctx, c.Config.Backstop, false) }()
+	var first error
+	for range len(c.Config.Channels) + 1 {
+		if err := <-errs; err != nil && first == nil && ctx.Err() == nil {
+			first = err
+			cancel()
+		}
+	}
+	return first
+}
+
+// ReplayKey is the checkpoints-bucket key holding a channel's replay id.
+func ReplayKey(channel string) string {
+	return contracts.CheckpointKey(contracts.StageSFIngest, "cdc"+strings.ReplaceAll(channel, "/", "."))
+}
+
+// subscribe follows one channel: from its stored replay id, else after a REST catch-up from LATEST.
+func (c *CDC) subscribe(ctx context.Context, channel string) error {
+	key := ReplayKey(channel)
+	caughtUp := false
+	for {
+		var rev uint64
+		start := sfpubsub.Start{Preset: pubsubpb.ReplayPreset_LATEST}
+		entry, err := c.In.Checkpoints.Get(ctx, key)
+		switch {
+		case err == nil:
+			rev = entry.Revision()
+			start = sfpubsub.Start{Preset: pubsubpb.ReplayPreset_CUSTOM, ReplayID: entry.Value()}
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			if !caughtUp {
+				if err := c.catchUp(ctx, channel, "no stored replay id"); err != nil {
+					return err
+				}
+			}
+		default:
+			return fmt.Errorf("read replay id %s: %w", key, err)
+		}
+		// From LATEST, what changed between the catch-up and the stream's opening would be missed: the first
+		// response proves the stream open, and one more catch-up (one call, from the watermark) covers the gap.
+		closeGap := start.Preset == pubsubpb.ReplayPreset_LATEST
+		err = c.PubSub.Subscribe(ctx, channel, start, func(ctx context.Context, b sfpubsub.Batch) error {
+			if closeGap {
+				closeGap = false
+				if err := c.catchUp(ctx, channel, "the stream opened from LATEST"); err != nil {
+					return err
+				}
+			}
+			if err := c.handle(ctx, b); err != nil {
+				return err
+			}
+			if len(b.LatestID) == 0 || len(b.Events) == 0 && start.Preset == pubsubpb.ReplayPreset_CUSTOM &&
+				slices.Equal(b.LatestID, start.ReplayID) {
+				return nil
+			}
+			var err error
+			if rev == 0 {
+				rev, err = c.In.Checkpoints.Create(ctx, key, b.LatestID)
+			} else {
+				rev, err = c.In.Checkpoints.Update(ctx, key, b.LatestID, rev)
+			}
+			if err != nil {
+				return fmt.Errorf("store replay id of %s (another replica holds the lease?): %w", channel, err)
+			}
+			start = sfpubsub.Start{Preset: pubsubpb.ReplayPreset_CUSTOM, ReplayID: b.LatestID}
+			if c.AfterBurst != nil {
+				c.AfterBurst(c.Stats())
+			}
+			return nil
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !errors.Is(err, sfpubsub.ErrReplayInvalid) {
+			return err
+		}
+		// Past retention (or otherwise unusable): heal by REST, then follow from LATEST.
+		if err := c.catchUp(ctx, channel, "the stored replay id is no longer valid"); err != nil {
+			return err
+		}
+		if err := c.In.Checkpoints.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("drop replay id %s: %w", key, err)
+		}
+		caughtUp = true
+	}
+}
+
+// catchUp runs the poller once: every change since its watermark.
+func (c *CDC) catchUp(ctx context.Context, channel, why string) error {
+	n, err := c.In.Poll(ctx)
+	if err != nil {
+		return fmt.Errorf("REST catch-up for %s (%s): %w", channel, why, err)
+	}
+	c.count(func(s *CDCStats) { s.CatchUps++ })
+	c.In.Log.Info("change data capture: caught up by REST", "channel", channel, "why", why, "published", n)
+	return nil
+}
+
+// handle re-reads and publishes the Opportunities a burst names.
+func (c *CDC) handle(ctx context.Context, b sfpubsub.Batch) error {
+	if len(b.Events) == 0 {
+		return nil
+	}
+	work := newBurst()
+	for _, ev := range b.Events {
+		echo := work.add(ev, c.Config.OwnClient)
+		c.count(func(s *CDCStats) {
+			s.Events++
+			if ev.Header.IsGap() {
+				s.Gaps++
+			}
+			if echo {
+				s.Echoes++
+			}
+		})
+	}
+	if work.overflow {
+		if err := c.catchUp(ctx, "GAP_OVERFLOW", "Salesforce could not publish every change"); err != nil {
+			return err
+		}
+	}
+	if len(work.children) > 0 {
+		if err := c.resolveChildren(ctx, work); err != nil {
+			return err
+		}
+	}
+	if len(work.opps) == 0 && len(work.accounts) == 0 {
+		return nil
+	}
+	return c.read(ctx, work)
+}
+
+// resolveChildren finds the Opportunities of child records whose event did not name them (updates and
+// deletes), in one Composite call.
+func (c *CDC) resolveChildren(ctx context.Context, work *burst) error {
+	var reqs []sfapi.Subrequest
+	var objects []string
+	for obj, ids := range work.children {
+		q := "SELECT Id, " + cdcParents[obj] + " FROM " + obj + " WHERE Id IN (" + quoteIDs(keys(ids)) + ")"
+		reqs = append(reqs, sfapi.Subrequest{Method: http.MethodGet, URL: sfapi.QueryURL(q, true), ReferenceID: fmt.Sprintf("c%d", len(reqs))})
+		objects = append(objects, obj)
+	}
+	c.count(func(s *CDCStats) { s.Reads++ })
+	answers, err := c.In.SF.Composite(false, reqs)
+	if err != nil {
+		return fmt.Errorf("read the parents of changed children: %w", err)
+	}
+	for i, a := range answers {
+		obj := objects[i]
+		if err := a.Err("read " + obj); err != nil {
+			return err
+		}
+		var page sfapi.QueryPage
+		if err := json.Unmarshal(a.Body, &page); err != nil {
+			return fmt.Errorf("read %s: %w", obj, err)
+		}
+		for _, row := range page.Records {
+			if parent := str(row[cdcParents[obj]]); parent != "" {
+				later(work.opps, parent, work.children[obj][str(row[sf.FieldID])])
+			}
+		}
+	}
+	return nil
+}
+
+// cdcChunk bounds the ids in one query (SOQL length) and cdcQueries the queries in one Composite call.
+const (
+	cdcChunk   = 200
+	cdcQueries = 5
+)
+
+// read fetches the full snapshots of the burst's Opportunities (and those of its Accounts) with one
+// Composite call of up to five queryAll queries per 1,000 records, and publishes them.
+func (c *CDC) read(ctx context.Context, work *burst) error {
+	var where []string
+	for ids := range slices.Chunk(keys(work.opps), cdcChunk) {
+		where = append(where, "Id IN ("+quoteIDs(ids)+")")
+	}
+	for ids := range slices.Chunk(keys(work.accounts), cdcChunk) {
+		where = append(where, sf.FieldAccountID+" IN ("+quoteIDs(ids)+")")
+	}
+	base := "SELECT " + c.In.sel.Select() + " FROM Opportunity WHERE "
+	for group := range slices.Chunk(where, cdcQueries) {
+		var reqs []sfapi.Subrequest
+		for i, w := range group {
+			reqs = append(reqs, sfapi.Subrequest{Method: http.MethodGet, URL: sfapi.QueryURL(base+"("+w+") AND "+observed.Synced, true),
+				ReferenceID: fmt.Sprintf("o%d", i)})
+		}
+		c.count(func(s *CDCStats) { s.Reads++ })
+		answers, err := c.In.SF.Composite(false, reqs)
+		if err != nil {
+			return fmt.Errorf("read %d changed opportunities: %w", len(work.opps), err)
+		}
+		for i, a := range answers {
+			if err := a.Err("read changed opportunities"); err != nil {
+				return err
+			}
+			var page sfapi.QueryPage
+			if err := json.Unmarshal(a.Body, &page); err != nil {
+				return fmt.Errorf("read changed opportunities: %w", err)
+			}
+			rows := page.Records
+			if !page.Done { // more rows than one page (an Account with many Opportunities): read them all
+				rows = nil
+				c.count(func(s *CDCStats) { s.Reads++ })
+				if err := c.In.SF.QueryEach(base+"("+group[i]+") AND "+observed.Synced, true, func(r []map[string]any) error {
+					rows = append(rows, r...)
+					return nil
+				}); err != nil {
+					return fmt.Errorf("read changed opportunities: %w", err)
+				}
+			}
+			for _, row := range rows {
+				if err := c.publishRow(ctx, work, row); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// publishRow publishes one snapshot; its version is the newest of the record's stamps and the commit
+// times of the events that named it, so a change the snapshot cannot show (a removed child) still moves it.
+func (c *CDC) publishRow(ctx context.Context, work *burst, row map[string]any) error {
+	snap, ver, err := c.In.sel.Opportunity(row)
+	if err != nil {
+		return err
+	}
+	at := work.opps[snap.ID]
+	if acc := work.accounts[str(row[sf.FieldAccountID])]; acc.After(at) {
+		at = acc
+	}
+	if at.After(ver.At) {
+		ver = observed.OpportunityVersionAt(at)
+	}
+	fresh, err := observed.PublishOpportunity(ctx, c.In.Bus, contracts.StageSFIngest, snap, ver, "cdc")
+	if err != nil {
+		return fmt.Errorf("opportunity %s: %w", snap.ID, err)
+	}
+	if fresh {
+		c.count(func(s *CDCStats) { s.Snapshots++ })
+	}
+	return nil
+}
+
+func keys(m map[string]time.Time) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func quoteIDs(ids []string) string {
+	q := make([]string, len(ids))
+	for i, id := range ids {
+		q[i] = sfapi.Quote(id)
+	}
+	return strings.Join(q, ", ")
+}

@@ -1,0 +1,344 @@
+package sfingest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cosell-dev/cosell/contracts"
+	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/emulators/sfemu"
+	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/clients/sfpubsub"
+	"github.com/cosell-dev/cosell/services/internal/platform"
+)
+
+// cdcFixture is the poller fixture plus the emulator's Pub/Sub API on 127.0.0.1 and a CDC subscriber.
+type cdcFixture struct {
+	*fixture
+	pubsubURL string
+	mu        sync.Mutex
+	bursts    int
+}
+
+func newCDCFixture(t *testing.T) *cdcFixture {
+	t.Helper()
+	f := newFixture(t, Config{Overlap: time.Second})
+	f.emu.SetPubSubKeepAlive(50 * time.Millisecond) // an idle stream answers soon, so tests see it open
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = f.emu.ServePubSub(ctx, l) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return &cdcFixture{fixture: f, pubsubURL: "http://" + l.Addr().String()}
+}
+
+// subscriber builds a CDC over the fixture's Ingest with its own Pub/Sub client.
+func (f *cdcFixture) subscriber(t *testing.T) *CDC {
+	t.Helper()
+	cfg := CDCConfig{Channels: []string{sfemu.AllChangeEvents}, Backstop: time.Hour, OwnClient: "cosell",
+		PubSub: sfpubsub.Config{Endpoint: f.pubsubURL, BatchSize: 100, MaxBackoff: 50 * time.Millisecond}}
+	ps, err := sfpubsub.New(cfg.PubSub, sfpubsub.RESTAuth{SF: f.in.SF}, f.in.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ps.Close() })
+	return &CDC{In: f.in, PubSub: ps, Config: cfg, AfterBurst: func(CDCStats) {
+		f.mu.Lock()
+		f.bursts++
+		f.mu.Unlock()
+	}}
+}
+
+// run starts c until the returned stop is called.
+func run(t *testing.T, c *CDC) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("cdc run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// waitStored polls until the channel's replay id is stored (the subscription is up and has handled its
+// first response).
+func (f *cdcFixture) waitStored(t *testing.T) {
+	t.Helper()
+	eventually(t, "a stored replay id", func() bool {
+		_, err := f.in.Checkpoints.Get(context.Background(), ReplayKey(sfemu.AllChangeEvents))
+		return err == nil
+	})
+}
+
+func eventually(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(15 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !ok() {
+		select {
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for %s", what)
+		case <-tick.C:
+		}
+	}
+}
+
+// snapshots reads every observed snapshot of the stream, by opportunity id, in order.
+func (f *cdcFixture) snapshots(t *testing.T) map[string][]contracts.OpportunityObserved {
+	t.Helper()
+	out := map[string][]contracts.OpportunityObserved{}
+	err := f.bus.Read(context.Background(), contracts.StreamObserved, func(m platform.Stored) error {
+		e, err := m.Event()
+		if err != nil {
+			return err
+		}
+		if e.Type() != contracts.TypeOpportunityObserved {
+			return nil
+		}
+		obs, err := platform.DataAs[contracts.OpportunityObserved](e)
+		if err != nil {
+			return err
+		}
+		out[obs.Opportunity.ID] = append(out[obs.Opportunity.ID], obs)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// waitSnapshot polls until the newest snapshot of opp satisfies ok.
+func (f *cdcFixture) waitSnapshot(t *testing.T, opp, what string, ok func(contracts.OpportunityObserved) bool) {
+	t.Helper()
+	eventually(t, what, func() bool {
+		list := f.snapshots(t)[opp]
+		return len(list) > 0 && ok(list[len(list)-1])
+	})
+}
+
+// ownWrite updates a record as sf-writer does (sfapi sends Sforce-Call-Options: client=cosell).
+func ownWrite(t *testing.T, c *sfapi.Client, obj, id string, fields map[string]any) {
+	t.Helper()
+	if err := c.Update(obj, id, fields); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCDCChangesReachObservedAsFullSnapshots(t *testing.T) {
+	t.Parallel()
+	f := newCDCFixture(t)
+	c := f.subscriber(t)
+	run(t, c)
+	f.waitStored(t)
+
+	opp := f.syncedOpportunity(t, "Realtime")
+	f.waitSnapshot(t, opp, "the created opportunity", func(o contracts.OpportunityObserved) bool {
+		return o.Via == "cdc" && o.Opportunity.Fields["Account.Name"] == "Realtime AG"
+	})
+	if err := f.emu.Update("Opportunity", opp, map[string]any{"Amount": 4200}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitSnapshot(t, opp, "the update", func(o contracts.OpportunityObserved) bool { return o.Opportunity.Fields[sf.FieldAmount] == 4200.0 })
+
+	user := f.insert(t, "User", map[string]any{"FirstName": "Grace", "LastName": "Hopper", "Email": "grace@example.com", "Username": "grace@example.com"})
+	member := f.insert(t, "OpportunityTeamMember", map[string]any{"OpportunityId": opp, "UserId": user, "TeamMemberRole": "Sales Rep"})
+	f.waitSnapshot(t, opp, "the new team member", func(o contracts.OpportunityObserved) bool { return len(o.Opportunity.TeamMembers) == 1 })
+	if err := f.emu.Delete("OpportunityTeamMember", member); err != nil {
+		t.Fatal(err)
+	}
+	f.waitSnapshot(t, opp, "the team member's removal (a child delete names no parent)", func(o contracts.OpportunityObserved) bool {
+		return len(o.Opportunity.TeamMembers) == 0
+	})
+	acc := str(f.last(t, opp).Opportunity.Fields[sf.FieldAccountID])
+	if err := f.emu.Update("Account", acc, map[string]any{"Name": "Renamed AG"}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitSnapshot(t, opp, "the account rename", func(o contracts.OpportunityObserved) bool {
+		return o.Opportunity.Fields["Account.Name"] == "Renamed AG"
+	})
+	if err := f.emu.Delete("Opportunity", opp); err != nil {
+		t.Fatal(err)
+	}
+	f.waitSnapshot(t, opp, "the deletion", func(o contracts.OpportunityObserved) bool { return o.Opportunity.Deleted })
+	if err := f.emu.Undelete("Opportunity", opp); err != nil {
+		t.Fatal(err)
+	}
+	f.waitSnapshot(t, opp, "the undeletion", func(o contracts.OpportunityObserved) bool { return !o.Opportunity.Deleted })
+}
+
+func TestCDCBurstOfTwoHundredIsOneReadAndOwnWritesAreEchoes(t *testing.T) {
+	t.Parallel()
+	f := newCDCFixture(t)
+	acc := f.insert(t, "Account", map[string]any{"Name": "Bulk AG"})
+	var records []sfapi.Record
+	for i := range 200 {
+		records = append(records, sfapi.Record{"Name": fmt.Sprintf("Bulk %d", i), "StageName": "Prospecting",
+			"CloseDate": "2027-03-31", "AccountId": acc, sf.FieldSyncWithPartnerCenter: true})
+	}
+	res, err := f.in.SF.CreateRecords("Opportunity", records)
+	if err != nil || len(res) != 200 {
+		t.Fatalf("create 200: %v", err)
+	}
+	f.poll(t) // the existing records are published by the REST catch-up, as on a first start
+	c := f.subscriber(t)
+	run(t, c)
+	f.waitStored(t)
+
+	// cosell's own write (client=cosell in changeOrigin) costs no read.
+	before := f.emu.Counts()["composite"]
+	ownWrite(t, f.in.SF, "Opportunity", res[0].ID, map[string]any{"Description": "written by sf-writer"})
+	eventually(t, "the echo", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.bursts >= 1 && c.Stats().Echoes == 1 })
+	if n := f.emu.Counts()["composite"] - before; n != 0 {
+		t.Fatalf("an echo cost %d Composite calls, want 0", n)
+	}
+
+	// A seller changes all 200 in one transaction (one event naming 200 records): one read.
+	var upd []map[string]any
+	for _, r := range res {
+		upd = append(upd, map[string]any{"Id": r.ID, "StageName": "Qualification"})
+	}
+	if err := f.emu.UpdateAll("Opportunity", upd); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "200 new snapshots", func() bool { return c.Stats().Snapshots >= 200 })
+	if n := f.emu.Counts()["composite"] - before; n != 1 {
+		t.Fatalf("a 200-record change event cost %d Composite calls, want 1", n)
+	}
+	st := c.Stats()
+	if st.Reads != 1 || st.Snapshots != 200 {
+		t.Fatalf("stats %+v, want 1 read and 200 snapshots", st)
+	}
+	all := f.snapshots(t)
+	for _, r := range res {
+		list := all[r.ID]
+		if o := list[len(list)-1]; o.Opportunity.Fields[sf.FieldStageName] != "Qualification" {
+			t.Fatalf("%s: stage %v", r.ID, o.Opportunity.Fields[sf.FieldStageName])
+		}
+	}
+}
+
+func TestCDCRestartResumesFromTheStoredReplayID(t *testing.T) {
+	t.Parallel()
+	f := newCDCFixture(t)
+	stop := run(t, f.subscriber(t))
+	f.waitStored(t)
+	var opps []string
+	for i := range 3 {
+		opps = append(opps, f.syncedOpportunity(t, fmt.Sprintf("Before %d", i)))
+	}
+	eventually(t, "three snapshots", func() bool { return len(f.snapshots(t)) == 3 })
+	stop()
+	// While sf-ingest is down: changes and creates.
+	for _, id := range opps {
+		if err := f.emu.Update("Opportunity", id, map[string]any{"Amount": 7}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opps = append(opps, f.syncedOpportunity(t, "During"))
+	c := f.subscriber(t)
+	run(t, c)
+	eventually(t, "the changes made while down", func() bool {
+		s := f.snapshots(t)
+		for _, id := range opps {
+			list := s[id]
+			if len(list) == 0 || list[len(list)-1].Opportunity.Fields[sf.FieldAmount] != 7.0 && id != opps[3] {
+				return false
+			}
+		}
+		return true
+	})
+	for id, list := range f.snapshots(t) {
+		seen := map[string]bool{}
+		for _, o := range list {
+			if seen[o.Version.Tag] {
+				t.Fatalf("%s: version %s published twice", id, o.Version.Tag)
+			}
+			seen[o.Version.Tag] = true
+		}
+		if want := map[bool]int{true: 1, false: 2}[id == opps[3]]; len(list) != want {
+			t.Fatalf("%s: %d snapshots, want %d (nothing lost or repeated)", id, len(list), want)
+		}
+	}
+	if n := c.Stats().CatchUps; n != 0 {
+		t.Fatalf("resuming made %d REST catch-ups, want none", n)
+	}
+}
+
+func TestCDCGapsAndExpiredReplayIDsAreHealedByREST(t *testing.T) {
+	t.Parallel()
+	f := newCDCFixture(t)
+	stop := run(t, f.subscriber(t))
+	f.waitStored(t)
+	f.emu.GapNextChanges(1)
+	gap := f.syncedOpportunity(t, "Gap") // the Account is the gap event; the Opportunity a normal one
+	f.emu.GapNextChanges(1)
+	if err := f.emu.Update("Opportunity", gap, map[string]any{"Amount": 99}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitSnapshot(t, gap, "the change behind a GAP_UPDATE", func(o contracts.OpportunityObserved) bool {
+		return o.Opportunity.Fields[sf.FieldAmount] == 99.0
+	})
+	stop()
+	missed := f.syncedOpportunity(t, "Missed")
+	f.emu.ExpireEvents() // 72 hours pass: the stored replay id is past retention
+	c := f.subscriber(t)
+	run(t, c)
+	f.waitSnapshot(t, missed, "the REST catch-up of a change past retention", func(o contracts.OpportunityObserved) bool {
+		return o.Via == "poll"
+	})
+	// Then it follows from LATEST, once the stream is open (the second catch-up says so).
+	eventually(t, "the stream open from LATEST", func() bool { return c.Stats().CatchUps == 2 })
+	after := f.syncedOpportunity(t, "After")
+	f.waitSnapshot(t, after, "a change after the catch-up", func(o contracts.OpportunityObserved) bool { return o.Via == "cdc" })
+	if n := c.Stats().CatchUps; n != 2 {
+		t.Fatalf("%d REST catch-ups after the replay id expired, want 2 (before LATEST and once it is open)", n)
+	}
+}
+
+func TestCDCOneSubscriberAcrossThreeReplicas(t *testing.T) {
+	t.Parallel()
+	f := newCDCFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 3 {
+		c := f.subscriber(t)
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = f.bus.RunAsLeader(ctx, "sf-ingest", c.Run) }()
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	f.waitStored(t)
+	for i := range 5 {
+		f.syncedOpportunity(t, fmt.Sprintf("Replica %d", i))
+	}
+	eventually(t, "five snapshots", func() bool { return len(f.snapshots(t)) == 5 })
+	if n := f.emu.Counts()["pubsub.subscribe"]; n != 1 {
+		t.Fatalf("%d Subscribe streams across three replicas, want 1", n)
+	}
+	for id, list := range f.snapshots(t) {
+		if len(list) != 1 {
+			t.Fatalf("%s published %d times, want once", id, len(list))
+		}
+	}
+	if !strings.HasPrefix(ReplayKey(sfemu.AllChangeEvents), "sf-ingest.") {
+		t.Fatalf("replay key %s", ReplayKey(sfemu.AllChangeEvents))
+	}
+}
