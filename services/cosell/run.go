@@ -14,7 +14,9 @@ import (
 )
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flags("run", "start embedded NATS, both emulators, the six stages and demo data in one process", stderr)
+	fs := flags("run", "start embedded NATS, both emulators, the six stages and demo data in one process\n\n"+
+		"Traces go where OpenTelemetry's standard variables say, as for every stage (see a stage's --help), e.g.\n"+
+		"OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 cosell run", stderr)
 	dataDir := fs.String("data", os.Getenv("COSELL_DATA_DIR"), "JetStream store directory to keep across runs (env COSELL_DATA_DIR); empty = a fresh temporary store, removed on exit, because the emulators start empty every time")
 	status := fs.String("status", env("COSELL_STATUS_ADDR", "127.0.0.1:8080"), "status page address")
 	pcAddr := fs.String("pc-emulator", env("COSELL_PC_EMULATOR_ADDR", "127.0.0.1:8081"), "Partner Center emulator address")
@@ -30,6 +32,14 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	log := platform.NewLogger(stderr, *level, "cosell")
 	ctx, stop := platform.RunUntilSignal(ctx)
 	defer stop()
+	// One tracer provider for the six stages in this process (service cosell-run); the stages' spans are
+	// named after them. Deferred before the stack's Stop, so it flushes after the stages drained.
+	shutdownTracing, err := platform.SetupTracing(ctx, "run")
+	if err != nil {
+		fmt.Fprintf(stderr, "cosell run: %v\n", err)
+		return 2
+	}
+	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
 	s, err := stack.Start(ctx, stack.Options{
 		DataDir: *dataDir, NATSListen: *nats, PCEmulatorAddr: *pcAddr, SFEmulatorAddr: *sfAddr,
 		WebhookAddr: *hook, StatusAddr: *status, Log: log,

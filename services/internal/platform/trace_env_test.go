@@ -2,71 +2,27 @@ package platform
 
 import (
 	"context"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"sync"
 	"testing"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace/noop"
-	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	"google.golang.org/protobuf/proto"
+
+	"github.com/cosell-dev/cosell/services/internal/harness/otlpsink"
 )
 
-// otlpReceiver is the test's OTLP/HTTP collector: it accepts POST /v1/traces as protobuf, as the
-// OpenTelemetry Collector's otlphttp receiver does, and keeps what it got.
-type otlpReceiver struct {
-	mu       sync.Mutex
-	requests []*coltracepb.ExportTraceServiceRequest
-	headers  []http.Header
-	paths    []string
-}
-
-func startOTLPReceiver(t *testing.T) (*otlpReceiver, string) {
+// startOTLPReceiver starts the test's collector and stops it at the end of the test.
+func startOTLPReceiver(t *testing.T) (*otlpsink.Sink, string) {
 	t.Helper()
-	r := &otlpReceiver{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, err := io.ReadAll(req.Body)
-		if err != nil || req.Method != http.MethodPost || req.Header.Get("Content-Type") != "application/x-protobuf" {
-			http.Error(w, "want a POST of application/x-protobuf", http.StatusBadRequest)
-			return
-		}
-		var msg coltracepb.ExportTraceServiceRequest
-		if err := proto.Unmarshal(body, &msg); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		r.mu.Lock()
-		r.requests = append(r.requests, &msg)
-		r.headers = append(r.headers, req.Header.Clone())
-		r.paths = append(r.paths, req.URL.Path)
-		r.mu.Unlock()
-		w.Header().Set("Content-Type", "application/x-protobuf")
-		out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
-		_, _ = w.Write(out)
-	}))
-	t.Cleanup(srv.Close)
-	return r, srv.URL
+	s := otlpsink.Start()
+	t.Cleanup(s.Close)
+	return s, s.URL
 }
 
-// spans returns, for every span received, its name and its resource's attributes.
-func (r *otlpReceiver) spans() map[string]map[string]string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// spansByName returns, for every span received, its resource's attributes.
+func spansByName(s *otlpsink.Sink) map[string]map[string]string {
 	out := map[string]map[string]string{}
-	for _, req := range r.requests {
-		for _, rs := range req.ResourceSpans {
-			attrs := map[string]string{}
-			for _, kv := range rs.Resource.GetAttributes() {
-				attrs[kv.Key] = kv.Value.GetStringValue()
-			}
-			for _, ss := range rs.ScopeSpans {
-				for _, s := range ss.Spans {
-					out[s.Name] = attrs
-				}
-			}
-		}
+	for _, sp := range s.Spans() {
+		out[sp.Name] = sp.Resource
 	}
 	return out
 }
@@ -112,9 +68,9 @@ func TestSpansReachTheCollectorNamedByTheStandardVariables(t *testing.T) {
 	t.Setenv("OTEL_TRACES_SAMPLER_ARG", "1")
 	emitSpan(t, "decide one referral")
 
-	attrs, ok := rcv.spans()["decide one referral"]
+	attrs, ok := spansByName(rcv)["decide one referral"]
 	if !ok {
-		t.Fatalf("the collector got no span named %q (got %v)", "decide one referral", rcv.spans())
+		t.Fatalf("the collector got no span named %q (got %v)", "decide one referral", spansByName(rcv))
 	}
 	for k, want := range map[string]string{"service.name": "cosell-mapper-blue", "deployment.environment.name": "test",
 		"k8s.namespace.name": "cosell", "cosell.stage": "mapper", "telemetry.sdk.language": "go"} {
@@ -122,11 +78,9 @@ func TestSpansReachTheCollectorNamedByTheStandardVariables(t *testing.T) {
 			t.Errorf("resource %s = %q, want %q (all: %v)", k, attrs[k], want, attrs)
 		}
 	}
-	rcv.mu.Lock()
-	defer rcv.mu.Unlock()
-	if rcv.paths[0] != "/v1/traces" || rcv.headers[0].Get("X-Api-Key") != "test-key" {
+	if e := rcv.Exports()[0]; e.Path != "/v1/traces" || e.Header.Get("X-Api-Key") != "test-key" {
 		t.Errorf("export went to %s with x-api-key %q; want /v1/traces and the header from OTEL_EXPORTER_OTLP_HEADERS",
-			rcv.paths[0], rcv.headers[0].Get("X-Api-Key"))
+			e.Path, e.Header.Get("X-Api-Key"))
 	}
 }
 
@@ -137,10 +91,8 @@ func TestTracesEndpointIsUsedAsIs(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
 	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", url+"/custom/traces")
 	emitSpan(t, "per-signal")
-	rcv.mu.Lock()
-	defer rcv.mu.Unlock()
-	if len(rcv.paths) == 0 || rcv.paths[0] != "/custom/traces" {
-		t.Fatalf("exports went to %v, want /custom/traces", rcv.paths)
+	if e := rcv.Exports(); len(e) == 0 || e[0].Path != "/custom/traces" {
+		t.Fatalf("exports %+v, want one to /custom/traces", e)
 	}
 }
 
@@ -160,7 +112,7 @@ func TestTracingOffExportsNothing(t *testing.T) {
 				t.Setenv(k, v)
 			}
 			emitSpan(t, "unwanted")
-			if got := rcv.spans(); len(got) != 0 {
+			if got := spansByName(rcv); len(got) != 0 {
 				t.Errorf("spans exported with %v: %v", env, got)
 			}
 		})

@@ -34,7 +34,7 @@ func InstrumentClients(m *platform.APIMetrics) {
 }
 
 // pcRefreshExpiry and pcRefreshFailures report the Partner Center sign-in's health, so an alert fires before
-// the refresh token bites (deploy/observability/alerts.yaml): when the stored refresh token expires if left
+// the refresh token bites (the PrometheusRule in deploy/k8s/components/monitoring): when the stored refresh token expires if left
 // unused (Entra ID: 90 days after its last rotation), and how often Entra ID refused it.
 var (
 	pcRefreshExpiry = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "cosell", Name: "pc_refresh_token_expiry_timestamp_seconds",
