@@ -264,6 +264,13 @@ func TestGovernorPausesAtTheFloorAndResumes(t *testing.T) {
 	f.run(t)
 	f.send(t, "first", createCmd(1, "Budget Ltd"))
 	f.settled(t)
+	// The writer learns the org's shape at start-up; spend the allowance only once it is writing.
+	for deadline := time.Now().Add(30 * time.Second); f.outcomes(t)["first"].Status != contracts.OutcomeWritten; {
+		if time.Now().After(deadline) {
+			t.Fatalf("first command never written: %+v", f.outcomes(t)["first"])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 
 	f.emu.ExhaustDailyLimit()
 	for i := 2; i < 5; i++ {
