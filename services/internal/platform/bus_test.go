@@ -182,15 +182,19 @@ func TestBusStreamOperations(t *testing.T) {
 
 	// The auditor's durable: every decision pending, then consumed, then rewound for a replay.
 	again := publishAudit(t, b, "ops", 2)
-	if p, a, err := b.Lag(ctx, contracts.ConsumerAuditor); err != nil || p != 2 || a != 0 {
-		t.Fatalf("Lag = %d/%d, %v; want 2 pending", p, a, err)
+	if ok, err := b.CaughtUp(ctx, contracts.ConsumerAuditor); ok || err != nil {
+		t.Fatalf("CaughtUp = %v, %v with two decisions just stored", ok, err)
 	}
+	expectLag(t, b, mustConsumer(t, contracts.ConsumerAuditor), 2, 0)
 	var handled atomic.Int32
 	runConsume(t, b, mustConsumer(t, contracts.ConsumerAuditor), func(context.Context, Event) error {
 		handled.Add(1)
 		return nil
 	}, fastOpts())
 	expectLag(t, b, mustConsumer(t, contracts.ConsumerAuditor), 0, 0)
+	if ok, err := b.CaughtUp(ctx, contracts.ConsumerAuditor); !ok || err != nil {
+		t.Fatalf("CaughtUp = %v, %v once both are handled", ok, err)
+	}
 	ci, err := b.ConsumerInfo(ctx, contracts.ConsumerAuditor)
 	if err != nil || ci.Delivered.Consumer != 2 || ci.Config.Durable != contracts.ConsumerAuditor {
 		t.Fatalf("ConsumerInfo = %+v, %v", ci, err)

@@ -2,6 +2,7 @@ package platform
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -52,6 +53,38 @@ func (b *Bus) Lag(ctx context.Context, durable string) (pending, ackPending uint
 		return 0, 0, fmt.Errorf("lag: %w", err)
 	}
 	return info.NumPending, uint64(info.NumAckPending), nil
+}
+
+// CaughtUp reports whether the durable consumer named durable has settled every message its filter
+// matches that is stored now: nothing pending, nothing in flight, and its ack floor at or past the newest
+// such message. Unlike a Lag of zero, it cannot be fooled by a message stored a moment ago that the
+// server has not counted into the consumer's pending yet (it counts asynchronously).
+func (b *Bus) CaughtUp(ctx context.Context, durable string) (bool, error) {
+	info, err := b.ConsumerInfo(ctx, durable)
+	if err != nil {
+		return false, err
+	}
+	if info.NumPending > 0 || info.NumAckPending > 0 {
+		return false, nil
+	}
+	spec, _ := contracts.ConsumerFor(durable)
+	filters := spec.FilterSubjects
+	if len(filters) == 0 {
+		filters = []string{">"}
+	}
+	for _, f := range filters {
+		m, err := b.LastMsg(ctx, spec.Stream, f)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		if m.Seq > info.AckFloor.Stream {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // ResetConsumer rewinds the durable consumer named durable to stream sequence seq, so its stage handles

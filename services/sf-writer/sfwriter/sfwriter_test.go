@@ -94,11 +94,13 @@ func (f *fixture) settledWithin(t testing.TB, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		p, a, err := f.bus.Lag(context.Background(), contracts.ConsumerSFWriter)
-		if err == nil && p == 0 && a == 0 {
+		// CaughtUp, not a zero Lag: right after a send the server may not have counted the command yet.
+		ok, err := f.bus.CaughtUp(context.Background(), contracts.ConsumerSFWriter)
+		if err == nil && ok {
 			return
 		}
 		if time.Now().After(deadline) {
+			p, a, _ := f.bus.Lag(context.Background(), contracts.ConsumerSFWriter)
 			t.Fatalf("commands not settled: pending %d ack-pending %d (%v)", p, a, err)
 		}
 		time.Sleep(20 * time.Millisecond)
