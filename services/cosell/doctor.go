@@ -277,9 +277,9 @@ func (d *doctor) partnerCenter(ctx context.Context) {
 	if client == nil {
 		return
 	}
+	d.pcSignIn(ctx) // before the first call, which renews the token: report how close to expiry it was
 	errStop := errors.New("one is enough")
 	err := client.ListReferrals(ctx, pcapi.ListOptions{Top: 1}, func(pc.Referral) error { return errStop })
-	d.pcSignIn(ctx) // after a call, so a refusal Entra just gave is on the record
 	if err != nil && !errors.Is(err, errStop) {
 		problem, fix := pcCallFix(err)
 		d.fail("pc", "referral read (api.partner.microsoft.com audience)", problem, fix)

@@ -14,6 +14,7 @@ import (
 	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	"github.com/cosell-dev/cosell/services/emulators/pcemu"
+	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
 	"github.com/cosell-dev/cosell/services/internal/harness/stack"
 )
 
@@ -118,15 +119,39 @@ func TestDoctorPassesOnAReadyDeploymentAndNamesEachFix(t *testing.T) {
 	}
 	code, out = runDoctor("--only", "webhook,nats", "--webhook-url", hook)
 	defer func() {
-		// The Partner Center sign-in's failures, each with its fix.
+		// The Partner Center sign-in's failures, each with its fix. A token unused for 80 days is reported
+		// before it expires (and the doctor's own call renews it).
+		kv, err := js.KeyValue(context.Background(), contracts.BucketPCCredentials)
+		if err != nil {
+			t.Fatal(err)
+		}
+		store := pcapi.KVTokenStore{KV: kv}
+		st, _, err := store.Load(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.RotatedAt = time.Now().Add(-80 * 24 * time.Hour)
+		if err := pcapi.Put(context.Background(), store, st); err != nil {
+			t.Fatal(err)
+		}
+		code, out := runDoctor("--only", "pc")
+		if want := "FAIL  pc       sign-in\n      problem: the refresh token of " + pcemu.DefaultUser + " expires "; code != 1 || !strings.Contains(out, want) ||
+			!strings.Contains(out, "ok    pc       referral read") {
+			t.Errorf("expiring: exit %d, doctor output lacks %q:\n%s", code, want, out)
+		}
+		if code, out := runDoctor("--only", "pc"); code != 0 {
+			t.Errorf("after the doctor's own call renewed it: exit %d\n%s", code, out)
+		}
 		s.PC.RevokeRefreshTokens()
 		s.PC.ExpireTokens()
-		code, out := runDoctor("--only", "pc")
-		for _, want := range []string{"FAIL  pc       referral read", "AADSTS50173", "fix:     the sign-in was revoked or needs MFA again", "cosell pc login",
-			"FAIL  pc       sign-in\n      problem: Entra ID refused the stored refresh token"} {
+		code, out = runDoctor("--only", "pc")
+		for _, want := range []string{"FAIL  pc       referral read", "AADSTS50173", "fix:     the sign-in was revoked or needs MFA again", "cosell pc login"} {
 			if code != 1 || !strings.Contains(out, want) {
 				t.Errorf("revoked: exit %d, doctor output lacks %q:\n%s", code, want, out)
 			}
+		}
+		if code, out = runDoctor("--only", "pc"); code != 1 || !strings.Contains(out, "FAIL  pc       sign-in\n      problem: Entra ID refused the stored refresh token") {
+			t.Errorf("the recorded refusal: exit %d\n%s", code, out)
 		}
 		t.Setenv("COSELL_PC_TOKEN_URL", s.PC.TokenURL())
 		code, out = runDoctor("--only", "pc")

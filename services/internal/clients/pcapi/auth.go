@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -462,14 +463,14 @@ func idTokenUser(tok *oauth2.Token) string {
 // MemoryTokenStore keeps the record in this process only. It suits tests and one-shot tools; the stages use
 // a shared store (KVTokenStore) so a rotated token survives restarts and reaches every replica.
 type MemoryTokenStore struct {
-	mu  chan struct{}
+	mu  sync.Mutex
 	tok StoredToken
 	rev uint64
 }
 
 // NewMemoryTokenStore holds st (an empty RefreshToken means none).
 func NewMemoryTokenStore(st StoredToken) *MemoryTokenStore {
-	m := &MemoryTokenStore{mu: make(chan struct{}, 1), tok: st}
+	m := &MemoryTokenStore{tok: st}
 	if st.RefreshToken != "" {
 		m.rev = 1
 	}
@@ -478,8 +479,8 @@ func NewMemoryTokenStore(st StoredToken) *MemoryTokenStore {
 
 // Load returns the record.
 func (m *MemoryTokenStore) Load(context.Context) (StoredToken, uint64, error) {
-	m.mu <- struct{}{}
-	defer func() { <-m.mu }()
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.rev == 0 {
 		return StoredToken{}, 0, ErrNoRefreshToken
 	}
@@ -488,8 +489,8 @@ func (m *MemoryTokenStore) Load(context.Context) (StoredToken, uint64, error) {
 
 // Save compares the revision and stores t.
 func (m *MemoryTokenStore) Save(_ context.Context, t StoredToken, rev uint64) (uint64, error) {
-	m.mu <- struct{}{}
-	defer func() { <-m.mu }()
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if rev != m.rev {
 		return 0, ErrTokenConflict
 	}
