@@ -268,3 +268,27 @@ func decodeJSON(t *testing.T, resp *http.Response, v any) {
 		t.Fatal(err)
 	}
 }
+
+// Concurrent calls that all need a token share one exchange (one rotation of the stored refresh token).
+func TestConcurrentCallsShareOneRefresh(t *testing.T) {
+	t.Parallel()
+	emu, base := emulator(t, pcemu.Options{})
+	c, err := pcapi.New(context.Background(), delegated(emu, base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.GetReferral(context.Background(), "x"); !pcapi.IsNotFound(err) {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := emu.Counts()["token.refresh_token"]; n != 1 {
+		t.Errorf("%d refresh-token exchanges for 8 concurrent calls, want 1", n)
+	}
+}

@@ -49,12 +49,13 @@ type Config struct {
 
 // Client calls Partner Center. It is safe for concurrent use.
 type Client struct {
-	cfg    Config
-	http   *http.Client
-	log    *slog.Logger
-	mu     sync.Mutex
-	tokens map[string]*oauth2.Token // by audience
-	calls  map[string]int
+	cfg       Config
+	http      *http.Client
+	log       *slog.Logger
+	mu        sync.Mutex
+	refreshMu sync.Mutex
+	tokens    map[string]*oauth2.Token // by audience
+	calls     map[string]int
 }
 
 // New validates cfg and builds a Client; it does not contact Partner Center or Entra ID.
@@ -146,6 +147,16 @@ func (c *Client) accessToken(ctx context.Context, audience string, refresh bool)
 	c.mu.Unlock()
 	if !refresh && tok.Valid() {
 		return tok.AccessToken, nil
+	}
+	// One exchange at a time: callers that found the same stale token share the first one's result, so a
+	// burst of calls costs one refresh (and one rotation of the stored refresh token).
+	c.refreshMu.Lock()
+	defer c.refreshMu.Unlock()
+	c.mu.Lock()
+	cur := c.tokens[audience]
+	c.mu.Unlock()
+	if cur != tok && cur.Valid() {
+		return cur.AccessToken, nil
 	}
 	tokenStart := time.Now()
 	tok, err := c.fetchToken(ctx, audience)
