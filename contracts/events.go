@@ -251,8 +251,25 @@ type Link struct {
 	LastError string `json:"lastError,omitempty"`
 	// Review holds the fields whose conflict a mapping rule (owner both-with-review) parked for a person,
 	// by canonical name: nothing is written for them until one side is edited again or both agree.
-	Review    map[string]Review `json:"review,omitempty"`
-	UpdatedAt time.Time         `json:"updatedAt"`
+	Review map[string]Review `json:"review,omitempty"`
+	// Paused is set while the Opportunity of a link has Sync with Partner Center off: its changes are not
+	// sent to Partner Center (Partner Center's still reach it); ticking the flag again resumes the link.
+	Paused bool `json:"paused,omitempty"`
+	// Held is what cosell holds back and why, as last audited: a snapshot that holds back the same values
+	// for the same reason is not audited again.
+	Held *Held `json:"held,omitempty"`
+	// Status is the sync status last written to the Opportunity (✔, ⏸ …, ✖ …); empty reads as ✔.
+	Status    string    `json:"status,omitempty"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// Held is a change cosell holds back: the reason (hold stage, referral closed, paused), the fields, and
+// a fingerprint of the held values, so the same held change is decided once.
+type Held struct {
+	Reason      string    `json:"reason"`
+	Fields      []string  `json:"fields,omitempty"`
+	Fingerprint string    `json:"fingerprint"`
+	Since       time.Time `json:"since"`
 }
 
 // Review is a conflict parked for a person: both sides' values when it was parked.

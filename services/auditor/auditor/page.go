@@ -64,6 +64,7 @@ var linkTemplate = template.Must(template.New("link").Funcs(funcs).Parse(`<!doct
 <tr><th>link</th><td>{{.ID}}</td><th>state</th><td>{{.State}}</td><th>origin</th><td>{{.Origin}}</td></tr>
 <tr><th>referral</th><td>{{.ReferralID}}</td><th>PC version seen</th><td>{{.PC.Seen.Tag}} {{.PC.Seen.At.Format "2006-01-02 15:04:05"}}</td><th>PC pending</th><td>{{.PC.Pending}}</td></tr>
 <tr><th>opportunity</th><td>{{.OpportunityID}}</td><th>SF version seen</th><td>{{.SF.Seen.Tag}}</td><th>SF pending</th><td>{{.SF.Pending}}</td></tr>
+<tr><th>sync status</th><td colspan="5">{{if .Status}}{{.Status}}{{else}}✔{{end}}{{if .Paused}} (link paused){{end}}</td></tr>
 <tr><th>last error</th><td colspan="5" class="bad">{{.LastError}}</td></tr>
 </table>{{end}}
 <h2>Decisions, oldest first</h2>

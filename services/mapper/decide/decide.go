@@ -120,16 +120,102 @@ func (m Decider) Observe(link *contracts.Link, o Observation, now time.Time) Res
 		res.Decisions = append(res.Decisions, m.decision(l, o, contracts.DecisionHeld, l.LastError, nil, now))
 		return res
 	}
+	pausing := false
+	if o.System == contracts.Salesforce {
+		switch {
+		case !o.Eligible && !l.Paused:
+			l.Paused, pausing = true, true
+		case o.Eligible && l.Paused:
+			l.Paused = false
+			if l.Held != nil && l.Held.Reason == ReasonPaused {
+				l.Held = nil
+			}
+			res.Decisions = append(res.Decisions, m.decision(l, o, contracts.DecisionLinked,
+				"resumed: Sync with Partner Center is on again; what changed in Salesforce since the last sync is sent (three-way)", nil, now))
+		}
+	}
 	m.propagate(&l, &res, o.System, vals, prev, o.EventID, o.Version, now)
+	if pausing && (l.Held == nil || l.Held.Reason != ReasonPaused) {
+		m.hold(&l, &res, o, ReasonPaused, nil, now)
+	}
+	m.showStatus(&l, &res, o.EventID)
 	return res
 }
+
+// Reasons a change is held back, the ⏸ of the sync status.
+const (
+	// ReasonPaused: Sync with Partner Center is off on a linked Opportunity.
+	ReasonPaused = "paused: Sync with Partner Center is off on the Opportunity; its changes wait until it is on again (Partner Center's changes still reach it)"
+	// ReasonClosed: the referral is closed in Partner Center.
+	ReasonClosed = "the referral is closed in Partner Center and takes no more changes"
+)
+
+// hold holds back fields (canonical values) for reason. The same values held for the same reason again
+// (a snapshot that changed nothing mapped, such as cosell's own Audit or status write coming back) are
+// decided once: no new held entry, no new write.
+func (m Decider) hold(l *contracts.Link, res *Result, o Observation, reason string, held mapping.Values, now time.Time) {
+	fields := slices.Sorted(maps.Keys(held))
+	b, _ := json.Marshal(struct {
+		Reason string
+		Values mapping.Values
+	}{reason, held})
+	h := sha256.Sum256(b)
+	fp := hex.EncodeToString(h[:12])
+	if l.Held != nil && l.Held.Fingerprint == fp {
+		res.Decisions = append(res.Decisions, m.decision(*l, o, contracts.DecisionNoChange, "still held: "+reason, fields, now))
+		return
+	}
+	l.Held = &contracts.Held{Reason: reason, Fields: fields, Fingerprint: fp, Since: now}
+	res.Decisions = append(res.Decisions, m.decision(*l, o, contracts.DecisionHeld, reason, fields, now))
+}
+
+// outOfStep reports a closed referral whose Opportunity's stage says otherwise (a partner-originated
+// Opportunity's stage is the seller's, so cosell does not move it).
+func (m Decider) outOfStep(l contracts.Link) bool {
+	name := m.StatusName()
+	return name != "" && m.locked(l.PC.Latest) && len(l.SF.Latest) > 0 && !m.Same(name, l.SF.Latest[name], l.PC.Latest[name])
+}
+
+// showStatus writes the sync status the link is in to the Opportunity when it differs from the one last
+// written: ✔ in step, ⏸ with the reason while something is held. ✖ (a failed write) is written by
+// Outcome and stays until a write to that side succeeds.
+func (m Decider) showStatus(l *contracts.Link, res *Result, cause string) {
+	if l.OpportunityID == "" || l.ReferralID == "" || res.LinkBack != nil || l.LastError != "" {
+		return
+	}
+	want := StatusInStep
+	if l.Held != nil {
+		want = "⏸ " + l.Held.Reason
+	}
+	cur := l.Status
+	if cur == "" {
+		cur = StatusInStep
+	}
+	if cur == want {
+		return
+	}
+	res.LinkBack = m.statusBack(l, cause, want)
+}
+
+// StatusInStep is the sync status of a link whose two sides are in step.
+const StatusInStep = "✔"
 
 // adjust applies the side-specific readings of values: for a link that Salesforce started, the hold stage
 // means nothing (hold is for referrals received from Partner Center), so it reads as active.
 func (m Decider) adjust(l contracts.Link, sys contracts.System, v mapping.Values) mapping.Values {
-	if name := m.StatusName(); sys == contracts.Salesforce && l.Origin == contracts.Salesforce && name != "" && v[name] == mapping.StatusNew {
+	name := m.StatusName()
+	if sys != contracts.Salesforce || l.Origin != contracts.Salesforce || name == "" {
+		return v
+	}
+	switch v[name] {
+	case mapping.StatusNew:
 		c := cloneValues(v)
 		c[name] = mapping.StatusActive
+		return c
+	case mapping.StatusDeclined:
+		// A partner does not decline its own referral: its decline stage reads as lost.
+		c := cloneValues(v)
+		c[name] = mapping.StatusLost
 		return c
 	}
 	return v
@@ -149,10 +235,19 @@ func (m Decider) propagate(l *contracts.Link, res *Result, from contracts.System
 	src, other := sideOf(l, from), sideOf(l, to)
 	changed, back := mapping.Values{}, mapping.Values{}
 	var conflicts, parked, resolved, unlanded []string
+	var stageKept mapping.Values
 	owners := map[mapping.Owner]bool{}
 	for _, r := range m.Fields {
 		name := r.Name
 		nv, has := vals[name]
+		if r.Kind == mapping.KindStatus && to == contracts.Salesforce && l.Origin == contracts.Salesforce {
+			// A partner-originated Opportunity's stage is the seller's: Partner Center's status is not
+			// written to it. A referral closed there while the Opportunity is open is shown as held.
+			if m.locked(vals) && !m.Same(name, nv, other.Latest[name]) && (prev == nil || !m.Same(name, nv, prev[name])) {
+				stageKept = mapping.Values{name: nv}
+			}
+			continue
+		}
 		if want, ok := src.InFlight[name]; ok && src.Pending != "" {
 			switch {
 			case m.Same(name, nv, want):
@@ -201,6 +296,11 @@ func (m Decider) propagate(l *contracts.Link, res *Result, from contracts.System
 			continue
 		}
 		ov, seen := other.Latest[name]
+		if _, writing := other.InFlight[name]; seen && !writing && m.Same(name, nv, ov) {
+			// The other side holds this value already: nothing to write, both agree.
+			m.agree(l, name, nv)
+			continue
+		}
 		if seen && m.Reach(name, from) == mapping.Always && !m.Same(name, ov, base) && !m.Same(name, ov, nv) {
 			// Both sides changed the field since the last sync.
 			owner := r.Owner
@@ -246,7 +346,13 @@ func (m Decider) propagate(l *contracts.Link, res *Result, from contracts.System
 		res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionConflict,
 			"both sides changed since the last sync; parked for review (owner both-with-review): nothing written until one side is edited again or both agree", parked, now))
 	}
+	if stageKept != nil {
+		m.hold(l, res, obs, fmt.Sprintf("the referral is %s in Partner Center; the stage of a partner-originated Opportunity is the seller's, so cosell does not change it", text(vals[m.StatusName()])), stageKept, now)
+	}
 	if len(changed) == 0 && len(back) == 0 {
+		if from == contracts.Salesforce && !l.Paused && l.Held != nil && !m.outOfStep(*l) {
+			l.Held = nil // nothing is held back any more
+		}
 		if len(conflicts)+len(parked)+len(resolved) > 0 {
 			return
 		}
@@ -322,15 +428,20 @@ func (m Decider) send(l *contracts.Link, res *Result, from contracts.System, fro
 	to := from.Other()
 	obs := Observation{System: from, EventID: cause, Version: ver}
 	other := sideOf(l, to)
+	if to == contracts.PartnerCenter && l.Paused {
+		m.hold(l, res, obs, ReasonPaused, changed, now)
+		return
+	}
 	if from == contracts.Salesforce && fromStatus == mapping.StatusNew {
-		res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionHeld,
-			fmt.Sprintf("the Opportunity is in the hold stage %q: changes wait until it leaves it", m.Stages.Hold), slices.Sorted(maps.Keys(changed)), now))
+		m.hold(l, res, obs, fmt.Sprintf("the Opportunity is in the hold stage %q: changes wait until it leaves it", m.Stages.Hold), changed, now)
 		return
 	}
 	if to == contracts.PartnerCenter && m.locked(other.Latest) {
-		res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionHeld,
-			"the referral is closed in Partner Center and takes no more changes", slices.Sorted(maps.Keys(changed)), now))
+		m.hold(l, res, obs, ReasonClosed, changed, now)
 		return
+	}
+	if to == contracts.PartnerCenter && !m.outOfStep(*l) {
+		l.Held = nil // what was held goes now
 	}
 	id := contracts.EventID("cmd", string(to), l.ID, cause)
 	switch to {
@@ -433,10 +544,17 @@ func (m Decider) firstSight(o Observation, now time.Time) Result {
 		Synced: m.project(o.Values, to),
 	}
 	setIDOf(&l, o.System, o.EntityID)
+	o.Values = m.adjust(l, o.System, o.Values)
+	l.Synced = m.project(o.Values, to)
 	side := sideOf(&l, o.System)
 	side.Seen = o.Version
 	side.Latest = o.Values
 	res := Result{NewIndexes: map[contracts.System]string{o.System: o.EntityID}}
+	if o.System == contracts.Salesforce && !o.Eligible {
+		// Outbound sync happens only while the flag is on, even for an Opportunity that names a referral
+		// (what an upsert by the Referral Identifier External ID produces).
+		return Result{Decisions: []contracts.Decision{m.decision(l, o, contracts.DecisionIgnored, "Sync with Partner Center is off", nil, now)}}
+	}
 	if o.Counterpart != "" {
 		// The record already names its partner on the other side: adopt the pair instead of creating.
 		setIDOf(&l, to, o.Counterpart)
@@ -462,7 +580,8 @@ func (m Decider) firstSight(o Observation, now time.Time) Result {
 		sols, setSols := m.OpportunitySolutions(m.project(o.Values, to), true)
 		fields[sf.FieldReferralIdentifier] = o.EntityID
 		fields[sf.FieldReferralLink] = fmt.Sprintf(m.ReferralLinkFormat, o.EntityID)
-		fields[sf.FieldSyncStatus] = "✔"
+		fields[sf.FieldSyncStatus] = StatusInStep
+		l.Status = StatusInStep
 		res.Opp = &Command[contracts.OpportunityCommand]{ID: id, Data: contracts.OpportunityCommand{
 			LinkID: l.ID, Op: contracts.OpCreate, ReferralID: o.EntityID, Fields: fields,
 			Account: m.Account(o.Values), Solutions: sols, SetSolutions: setSols,
@@ -517,7 +636,7 @@ func (m Decider) Outcome(link contracts.Link, out contracts.Outcome, now time.Ti
 			if r := []rune(msg); len(r) > 250 {
 				msg = string(r[:250]) // the Sync Status field holds 255 characters
 			}
-			res.LinkBack = m.statusBack(l, out.CommandID, "✖ "+msg)
+			res.LinkBack = m.statusBack(&l, out.CommandID, "✖ "+msg)
 		}
 		return res
 	}
@@ -549,12 +668,13 @@ func (m Decider) Outcome(link contracts.Link, out contracts.Outcome, now time.Ti
 				Fields: map[string]any{
 					sf.FieldReferralIdentifier: l.ReferralID,
 					sf.FieldReferralLink:       fmt.Sprintf(m.ReferralLinkFormat, l.ReferralID),
-					sf.FieldSyncStatus:         "✔",
+					sf.FieldSyncStatus:         StatusInStep,
 				},
 			},
 		}
+		l.Status = StatusInStep
 	} else if hadError && out.System == contracts.PartnerCenter && l.OpportunityID != "" {
-		res.LinkBack = m.statusBack(l, out.CommandID, "✔")
+		res.LinkBack = m.statusBack(&l, out.CommandID, StatusInStep)
 	}
 	if out.Referral != nil && out.Referral.ID != "" {
 		// What Partner Center answered is a snapshot like any other: decide on it, so an edit made there
@@ -567,6 +687,11 @@ func (m Decider) Outcome(link contracts.Link, out contracts.Outcome, now time.Ti
 		}
 		res.Opp = more.Opp
 		res.Referral = more.Referral
+		if res.LinkBack == nil {
+			res.LinkBack = more.LinkBack
+		} else if more.LinkBack != nil {
+			l.Status = res.LinkBack.Data.Fields[sf.FieldSyncStatus].(string) // the write-back that goes wins
+		}
 		res.Decisions = append(res.Decisions, more.Decisions...)
 	}
 	if completed && res.Opp == nil && res.Referral == nil {
@@ -602,6 +727,7 @@ func (m Decider) redecide(l contracts.Link, out contracts.Outcome, now time.Time
 		l.PC.Pending = ""
 	}
 	res.Opp = more.Opp
+	res.LinkBack = more.LinkBack
 	res.Decisions = append(res.Decisions, more.Decisions...)
 	ours := mapping.Values{}
 	for _, name := range m.fieldNames() {
@@ -617,7 +743,12 @@ func (m Decider) redecide(l contracts.Link, out contracts.Outcome, now time.Time
 	return res
 }
 
-func (m Decider) statusBack(l contracts.Link, cause, status string) *Command[contracts.OpportunityCommand] {
+// statusBack writes status to the Opportunity's sync status and remembers it on the link.
+func (m Decider) statusBack(l *contracts.Link, cause, status string) *Command[contracts.OpportunityCommand] {
+	if r := []rune(status); len(r) > 255 {
+		status = string(r[:255]) // the Sync Status field holds 255 characters
+	}
+	l.Status = status
 	return &Command[contracts.OpportunityCommand]{
 		ID: contracts.EventID("cmd", "sf", l.ID, "status", cause),
 		Data: contracts.OpportunityCommand{

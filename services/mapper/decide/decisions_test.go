@@ -14,7 +14,7 @@ func mirror(r partnercenter.Referral, stage string, over map[string]any) contrac
 	f := map[string]any{
 		sf.FieldName: r.Name, sf.FieldAmount: *r.Details.DealValue, sf.FieldCurrencyIsoCode: r.Details.Currency,
 		sf.FieldCloseDate: r.Details.ClosingDateTime[:10], sf.FieldStageName: stage, sf.FieldDescription: r.Details.Notes,
-		sf.FieldReferralIdentifier: r.ID, "Account.Name": r.CustomerProfile.Name,
+		sf.FieldReferralIdentifier: r.ID, "Account.Name": r.CustomerProfile.Name, sf.FieldSyncWithPartnerCenter: true,
 	}
 	for k, v := range over {
 		f[k] = v

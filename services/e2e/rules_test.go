@@ -1,0 +1,276 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
+	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/auditor/auditor"
+	"github.com/cosell-dev/cosell/services/internal/harness/stack"
+)
+
+// pcWrites counts Partner Center writes (creates and patches) so far.
+func pcWrites(s *stack.Stack) int {
+	n := 0
+	for k, v := range s.PC.Counts() {
+		if strings.HasPrefix(k, "referrals.") && (strings.Contains(k, "create") || strings.Contains(k, "patch")) {
+			n += v
+		}
+	}
+	return n
+}
+
+// linkedOpportunity creates a flagged Opportunity and waits until its referral exists and is linked back.
+func linkedOpportunity(t *testing.T, s *stack.Stack, name string, amount float64) (string, pc.Referral) {
+	t.Helper()
+	oppID := newOpportunity(t, s, name, amount)
+	var ref pc.Referral
+	eventually(t, 20*time.Second, "referral created and linked back", func() (bool, string) {
+		refs := referralsFor(s, oppID)
+		if len(refs) != 1 {
+			return false, fmt.Sprintf("%d referrals", len(refs))
+		}
+		ref = refs[0]
+		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
+		return o[sf.FieldReferralIdentifier] == ref.ID, fmt.Sprint(o[sf.FieldReferralIdentifier])
+	})
+	return oppID, ref
+}
+
+// TestOptOutPausesTheLink (issue 13, defect 1): an Opportunity with the flag off that names a referral is
+// not linked; unticking the flag on a linked pair pauses it (Microsoft's changes still reach the
+// Opportunity), ticking it again sends what the seller changed meanwhile.
+func TestOptOutPausesTheLink(t *testing.T) {
+	s := start(t, nil)
+	ctx := context.Background()
+
+	// Flag off, Referral Identifier set (what an upsert by that External ID produces): not linked, not patched.
+	const strayReferral = "3b1c9e2a-5d4f-4c1b-9a8e-7f6d5c4b3a21"
+	acc, err := s.SF.Insert(sf.ObjectAccount, map[string]any{"Name": "Opted out GmbH", "BillingCountry": "DE"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	optedOut, err := s.SF.Insert(sf.ObjectOpportunity, map[string]any{
+		"Name": "Opted out", "AccountId": acc, "Amount": 9.0, "CloseDate": "2027-03-31", "StageName": "Qualification",
+		sf.FieldSyncWithPartnerCenter: false, sf.FieldReferralIdentifier: strayReferral,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet(t, s)
+
+	oppID, ref := linkedOpportunity(t, s, "Paused deal", 20000)
+	quiet(t, s)
+	if _, err := s.Auditor.Link(ctx, optedOut); !errors.Is(err, auditor.ErrNoLink) {
+		t.Errorf("an Opportunity with Sync with Partner Center off must not be linked: %v", err)
+	}
+	if err := s.SF.Update(sf.ObjectOpportunity, optedOut, map[string]any{"Amount": 99.0}); err != nil {
+		t.Fatal(err)
+	}
+	// The seller unticks the flag and changes the amount.
+	s.PC.ResetCounts()
+	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{sf.FieldSyncWithPartnerCenter: false, "Amount": 25000.0}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the link paused", func() (bool, string) {
+		l, err := s.Auditor.Link(ctx, oppID)
+		if err != nil {
+			return false, err.Error()
+		}
+		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
+		return l.Paused && strings.HasPrefix(fmt.Sprint(o[sf.FieldSyncStatus]), "⏸"), fmt.Sprint(l.Paused, o[sf.FieldSyncStatus])
+	})
+	quiet(t, s)
+	if n := pcWrites(s); n != 0 {
+		t.Fatalf("Partner Center written while the flag is off: %v", s.PC.Counts())
+	}
+	if _, err := s.Auditor.Link(ctx, optedOut); !errors.Is(err, auditor.ErrNoLink) {
+		t.Errorf("an Opportunity with the flag off that names a referral must not be linked: %v", err)
+	}
+
+	// Microsoft changes the close date: it reaches the paused Opportunity.
+	if _, err := s.PC.SellerUpdate(ref.ID, pc.Referral{Details: &pc.Details{ClosingDateTime: "2027-07-31T00:00:00Z"}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "Microsoft's change shown on the paused Opportunity", func() (bool, string) {
+		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
+		return o[sf.FieldCloseDate] == "2027-07-31", fmt.Sprint(o[sf.FieldCloseDate])
+	})
+	quiet(t, s)
+	if got, _ := s.PC.Get(ref.ID); *got.Details.DealValue != 20000 {
+		t.Fatalf("the paused amount reached Partner Center: %v", *got.Details.DealValue)
+	}
+
+	// Ticking again resumes: the amount changed while paused goes, once.
+	s.PC.ResetCounts()
+	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{sf.FieldSyncWithPartnerCenter: true}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "resumed", func() (bool, string) {
+		got, _ := s.PC.Get(ref.ID)
+		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
+		return *got.Details.DealValue == 25000 && o[sf.FieldSyncStatus] == "✔", fmt.Sprint(*got.Details.DealValue, o[sf.FieldSyncStatus])
+	})
+	quiet(t, s)
+	if n := s.PC.Counts()["referrals.patch"]; n != 1 {
+		t.Errorf("referral patches on resume = %d, want 1", n)
+	}
+	if got, _ := s.PC.Get(ref.ID); !strings.HasPrefix(got.Details.ClosingDateTime, "2027-07-31") {
+		t.Errorf("Microsoft's close date was overwritten: %s", got.Details.ClosingDateTime)
+	}
+}
+
+// TestHeldChangesGoQuiet (issue 13, defect 3): records with a change held back (hold stage, a referral
+// Partner Center closed, a paused link) are decided once; with the Audit write-back running, the system
+// then goes quiet: zero Salesforce or Partner Center writes over several more poll cycles.
+func TestHeldChangesGoQuiet(t *testing.T) {
+	s := start(t, func(o *stack.Options) {
+		o.Vars["COSELL_AUDIT_SUMMARY_INTERVAL"] = "200ms"
+		o.Vars["COSELL_AUDIT_SAMPLE_INTERVAL"] = "200ms"
+	})
+	// Hold stage: a Microsoft referral waits in Prospecting; the seller edits the amount there.
+	held, err := s.PC.SellerCreate(sellerReferral("Held in hold stage", 11000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Closed: a Microsoft referral, accepted, then won by Microsoft; the seller edits the amount after.
+	closed, err := s.PC.SellerCreate(sellerReferral("Closed by Microsoft", 12000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Paused: a seller's Opportunity whose flag is then unticked with an edit.
+	pausedID, _ := linkedOpportunity(t, s, "Paused and edited", 13000)
+	var heldOpp, closedOpp string
+	eventually(t, 20*time.Second, "both Opportunities created", func() (bool, string) {
+		a, b := opportunitiesFor(s, held.ID), opportunitiesFor(s, closed.ID)
+		if len(a) != 1 || len(b) != 1 {
+			return false, fmt.Sprint(len(a), len(b))
+		}
+		heldOpp, closedOpp = fmt.Sprint(a[0][sf.FieldID]), fmt.Sprint(b[0][sf.FieldID])
+		return true, ""
+	})
+	quiet(t, s)
+	if err := s.SF.Update(sf.ObjectOpportunity, closedOpp, map[string]any{"StageName": "Qualification"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "accepted", func() (bool, string) {
+		r, _ := s.PC.Get(closed.ID)
+		return r.Status == pc.StatusActive, r.Status
+	})
+	if _, err := s.PC.SellerClose(closed.ID, pc.SubstatusWon); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "Opportunity won", func() (bool, string) {
+		o, _ := s.SF.Get(sf.ObjectOpportunity, closedOpp)
+		return o[sf.FieldStageName] == "Closed Won", fmt.Sprint(o[sf.FieldStageName])
+	})
+	for id, f := range map[string]map[string]any{
+		heldOpp:   {"Amount": 11500.0},
+		closedOpp: {"Amount": 12500.0},
+		pausedID:  {"Amount": 13500.0, sf.FieldSyncWithPartnerCenter: false},
+	} {
+		if err := s.SF.Update(sf.ObjectOpportunity, id, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{heldOpp, closedOpp, pausedID} {
+		eventually(t, 20*time.Second, "held shown on "+id, func() (bool, string) {
+			o, _ := s.SF.Get(sf.ObjectOpportunity, id)
+			return strings.HasPrefix(fmt.Sprint(o[sf.FieldSyncStatus]), "⏸") && strings.Contains(fmt.Sprint(o[sf.FieldAudit]), " held"),
+				fmt.Sprint(o[sf.FieldSyncStatus], o[sf.FieldAudit])
+		})
+	}
+	// Poll the counters until a few poll cycles pass without a write (the first decisions' Audit and
+	// status write-backs land), then require zero writes over several more.
+	eventually(t, 30*time.Second, "quiet after the first decisions", func() (bool, string) {
+		s.SF.ResetCounts()
+		s.PC.ResetCounts()
+		opsQuiet(t, s)
+		return sfWrites(s) == 0 && pcWrites(s) == 0, fmt.Sprint(s.SF.Counts(), s.PC.Counts())
+	})
+	s.SF.ResetCounts()
+	s.PC.ResetCounts()
+	for i := 0; i < 3; i++ {
+		opsQuiet(t, s)
+	}
+	if n, m := sfWrites(s), pcWrites(s); n+m != 0 {
+		t.Fatalf("held records keep writing: Salesforce %d, Partner Center %d (%v %v)", n, m, s.SF.Counts(), s.PC.Counts())
+	}
+	for _, id := range []string{heldOpp, closedOpp, pausedID} {
+		rec, err := s.Auditor.Lookup(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, d := range rec.Timeline {
+			if d.Kind == "held" {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s: %d held entries on the timeline, want 1: %s", id, n, kindsOf(rec.Timeline))
+		}
+	}
+}
+
+// TestSellersStageIsTheSellers (issue 13, defect 2): a flagged Opportunity a seller created in the hold
+// stage keeps its stage when its referral becomes Active/Accepted, and when Microsoft closes the referral;
+// the status then says the two are out of step.
+func TestSellersStageIsTheSellers(t *testing.T) {
+	s := start(t, nil)
+	acc, err := s.SF.Insert(sf.ObjectAccount, map[string]any{"Name": "Seller stage GmbH", "BillingCountry": "DE"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oppID, err := s.SF.Insert(sf.ObjectOpportunity, map[string]any{
+		"Name": "Seller's own deal", "AccountId": acc, "Amount": 5000.0, "CurrencyIsoCode": "EUR", "CloseDate": "2027-03-31",
+		"StageName": "Prospecting", sf.FieldSyncWithPartnerCenter: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref pc.Referral
+	eventually(t, 20*time.Second, "referral created and linked back", func() (bool, string) {
+		refs := referralsFor(s, oppID)
+		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
+		if len(refs) != 1 {
+			return false, "no referral"
+		}
+		ref = refs[0]
+		return o[sf.FieldReferralIdentifier] == ref.ID, ""
+	})
+	quiet(t, s)
+	if r, _ := s.PC.Get(ref.ID); r.Status != pc.StatusActive {
+		t.Fatalf("the partner's referral is %s/%s, want Active", r.Status, r.Substatus)
+	}
+	o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
+	if o[sf.FieldStageName] != "Prospecting" {
+		t.Fatalf("the seller's stage was changed to %v", o[sf.FieldStageName])
+	}
+
+	if _, err := s.PC.SellerClose(ref.ID, pc.SubstatusWon); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "out of step shown", func() (bool, string) {
+		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
+		return strings.HasPrefix(fmt.Sprint(o[sf.FieldSyncStatus]), "⏸"), fmt.Sprint(o[sf.FieldSyncStatus])
+	})
+	quiet(t, s)
+	o, _ = s.SF.Get(sf.ObjectOpportunity, oppID)
+	if o[sf.FieldStageName] != "Prospecting" {
+		t.Fatalf("Microsoft's close changed the seller's stage to %v", o[sf.FieldStageName])
+	}
+	// The seller closes it as won too: in step again.
+	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{"StageName": "Closed Won"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "in step again", func() (bool, string) {
+		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
+		return o[sf.FieldSyncStatus] == "✔", fmt.Sprint(o[sf.FieldSyncStatus])
+	})
+}

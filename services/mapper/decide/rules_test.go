@@ -1,0 +1,318 @@
+package decide
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/contracts/partnercenter"
+	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+)
+
+// TestOptOut: outbound sync happens only while Sync with Partner Center is on (issue 13, defect 1).
+func TestOptOut(t *testing.T) {
+	m := def()
+
+	t.Run("a referral id without the flag does not link", func(t *testing.T) {
+		o := opp("006A", map[string]any{sf.FieldSyncWithPartnerCenter: false, sf.FieldReferralIdentifier: "r-9"})
+		res := m.Observe(nil, m.ObserveOpportunity("e1", o, ver("1", 0)), t0)
+		if res.Link != nil || res.Referral != nil || len(res.Decisions) != 1 || res.Decisions[0].Kind != contracts.DecisionIgnored {
+			t.Fatalf("want ignored and no link, got link %+v decisions %+v", res.Link, res.Decisions)
+		}
+		if !strings.Contains(res.Decisions[0].Detail, "Sync with Partner Center is off") {
+			t.Errorf("detail = %q", res.Decisions[0].Detail)
+		}
+	})
+
+	t.Run("unticking pauses, ticking resumes with a three-way diff", func(t *testing.T) {
+		l, r := activeLink(t, m)
+		// The seller unticks the flag and changes the amount: nothing goes to Partner Center.
+		off := mirror(r, "Qualification", map[string]any{sf.FieldSyncWithPartnerCenter: false, sf.FieldAmount: 61000.0})
+		res := m.Observe(&l, m.ObserveOpportunity("sf-off", off, ver("s2", 3)), t0)
+		if res.Referral != nil {
+			t.Fatalf("a paused link must not patch Partner Center: %+v", res.Referral.Data.Patch)
+		}
+		if res.Link == nil || !res.Link.Paused {
+			t.Fatalf("the link must be paused: %+v", res.Link)
+		}
+		if k := kinds(res.Decisions); len(k) != 1 || k[0] != contracts.DecisionHeld || !strings.Contains(res.Decisions[0].Detail, "paused") {
+			t.Fatalf("pausing must be audited once as held: %+v", res.Decisions)
+		}
+		if res.LinkBack == nil || !strings.HasPrefix(text(res.LinkBack.Data.Fields[sf.FieldSyncStatus]), "⏸") {
+			t.Fatalf("the status must show the pause: %+v", res.LinkBack)
+		}
+		l = *res.Link
+		// Another edit while paused: still nothing to Partner Center.
+		off2 := mirror(r, "Qualification", map[string]any{sf.FieldSyncWithPartnerCenter: false, sf.FieldAmount: 61000.0, sf.FieldDescription: "paused note"})
+		res = m.Observe(&l, m.ObserveOpportunity("sf-off2", off2, ver("s3", 4)), t0)
+		if res.Referral != nil {
+			t.Fatalf("a paused link must not patch Partner Center: %+v", res.Referral.Data.Patch)
+		}
+		l = *res.Link
+		// Microsoft changes the close date: shown on the Opportunity while paused.
+		r.Details.ClosingDateTime = "2027-05-31T00:00:00Z"
+		res = m.Observe(&l, m.ObserveReferral("pc-5", r, ver("a5", 5)), t0)
+		if res.Opp == nil || res.Opp.Data.Fields[sf.FieldCloseDate] != "2027-05-31" || res.Referral != nil {
+			t.Fatalf("Microsoft's change must reach the paused Opportunity: %+v", res.Decisions)
+		}
+		l = *res.Link
+		l = *m.Outcome(l, contracts.Outcome{CommandID: res.Opp.ID, LinkID: l.ID, System: contracts.Salesforce, Op: contracts.OpUpdate, Status: contracts.OutcomeWritten}, t0).Link
+		// The seller ticks the flag again: exactly what changed in Salesforce since the last sync goes.
+		on := mirror(r, "Qualification", map[string]any{sf.FieldAmount: 61000.0, sf.FieldDescription: "paused note"})
+		res = m.Observe(&l, m.ObserveOpportunity("sf-on", on, ver("s6", 6)), t0)
+		if res.Link == nil || res.Link.Paused {
+			t.Fatalf("ticking must resume the link: %+v", res.Link)
+		}
+		got := patchPaths(res.Referral)
+		if len(got) != 2 || got["/details/dealValue"] != 61000.0 || got["/details/notes"] != "paused note" {
+			t.Fatalf("resume patch = %v, want the two fields the seller changed while paused", got)
+		}
+		found := false
+		for _, d := range res.Decisions {
+			found = found || strings.Contains(d.Detail, "resumed")
+		}
+		if !found {
+			t.Errorf("resuming must be audited: %+v", res.Decisions)
+		}
+	})
+}
+
+// TestHeldDecidedOnce: a held change is audited once and decided again only when something changes; a
+// snapshot that changes no mapped field (our own Audit write coming back) is no change (issue 13, defect 3).
+func TestHeldDecidedOnce(t *testing.T) {
+	m := def()
+	cases := []struct {
+		name   string
+		setup  func(t *testing.T) (contracts.Link, partnercenter.Referral)
+		edit   func(r partnercenter.Referral, amount float64) contracts.Opportunity
+		reason string
+	}{
+		{"hold stage", func(t *testing.T) (contracts.Link, partnercenter.Referral) { return linked(t, m) },
+			func(r partnercenter.Referral, a float64) contracts.Opportunity {
+				return mirror(r, "Prospecting", map[string]any{sf.FieldAmount: a})
+			}, "hold stage"},
+		{"closed referral", func(t *testing.T) (contracts.Link, partnercenter.Referral) {
+			l, r := activeLink(t, m)
+			r.Status, r.Substatus = partnercenter.StatusClosed, partnercenter.SubstatusWon
+			res := m.Observe(&l, m.ObserveReferral("pc-won", r, ver("a9", 3)), t0)
+			l = *res.Link
+			if res.Opp != nil {
+				l = *m.Outcome(l, contracts.Outcome{CommandID: res.Opp.ID, LinkID: l.ID, System: contracts.Salesforce, Op: contracts.OpUpdate, Status: contracts.OutcomeWritten}, t0).Link
+			}
+			return l, r
+		}, func(r partnercenter.Referral, a float64) contracts.Opportunity {
+			return mirror(r, "Closed Won", map[string]any{sf.FieldAmount: a, sf.FieldIsWon: true, sf.FieldIsClosed: true})
+		}, "closed"},
+		{"paused", func(t *testing.T) (contracts.Link, partnercenter.Referral) { return activeLink(t, m) },
+			func(r partnercenter.Referral, a float64) contracts.Opportunity {
+				return mirror(r, "Qualification", map[string]any{sf.FieldAmount: a, sf.FieldSyncWithPartnerCenter: false})
+			}, "paused"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			l, r := c.setup(t)
+			res := m.Observe(&l, m.ObserveOpportunity("sf-1", c.edit(r, 777), ver("h1", 10)), t0)
+			if res.Referral != nil || kinds(res.Decisions)[len(res.Decisions)-1] != contracts.DecisionHeld {
+				t.Fatalf("first sight of the held change must be held: %v", kinds(res.Decisions))
+			}
+			if d := res.Decisions[len(res.Decisions)-1]; !strings.Contains(d.Detail, c.reason) {
+				t.Errorf("held detail %q does not name %q", d.Detail, c.reason)
+			}
+			if res.Link.Held == nil || !strings.Contains(res.Link.Held.Reason, c.reason) {
+				t.Errorf("link must record what is held: %+v", res.Link.Held)
+			}
+			status := res.LinkBack
+			l = *res.Link
+			// The same values again under a new version (our Audit write came back): no new held entry, no write.
+			for i, v := range []string{"h2", "h3", "h4"} {
+				res = m.Observe(&l, m.ObserveOpportunity("sf-again-"+v, c.edit(r, 777), ver(v, 11+i)), t0)
+				if res.Referral != nil || res.Opp != nil || res.LinkBack != nil {
+					t.Fatalf("an unchanged held snapshot must write nothing: %+v", res)
+				}
+				for _, d := range res.Decisions {
+					if d.Kind == contracts.DecisionHeld {
+						t.Fatalf("held audited again for an unchanged snapshot: %+v", res.Decisions)
+					}
+				}
+				l = *res.Link
+			}
+			// A real change while held is decided (and audited) again.
+			res = m.Observe(&l, m.ObserveOpportunity("sf-5", c.edit(r, 888), ver("h5", 20)), t0)
+			if res.Referral != nil || kinds(res.Decisions)[len(res.Decisions)-1] != contracts.DecisionHeld {
+				t.Fatalf("a new held change must be held and audited: %v", kinds(res.Decisions))
+			}
+			if res.LinkBack != nil && status != nil && res.LinkBack.Data.Fields[sf.FieldSyncStatus] == status.Data.Fields[sf.FieldSyncStatus] {
+				t.Errorf("the same status must not be written twice")
+			}
+		})
+	}
+}
+
+// partnerLink is a link a seller's Opportunity (in stage) started: the referral created, Partner Center's
+// answer (Active/Accepted) folded in, and the Opportunity observed again unchanged.
+func partnerLink(t *testing.T, m Decider, stage string) (contracts.Link, partnercenter.Referral, contracts.Opportunity) {
+	t.Helper()
+	o := opp("006P", map[string]any{sf.FieldStageName: stage})
+	res := m.Observe(nil, m.ObserveOpportunity("sf-0", o, ver("s0", 0)), t0)
+	if res.Referral == nil {
+		t.Fatalf("a flagged Opportunity creates a referral: %v", kinds(res.Decisions))
+	}
+	created := *res.Referral.Data.Create
+	created.ID, created.ETag, created.Status, created.Substatus = "r-p", `"p1"`, partnercenter.StatusActive, partnercenter.SubstatusAccepted
+	out := m.Outcome(*res.Link, contracts.Outcome{
+		CommandID: res.Referral.ID, LinkID: res.Link.ID, System: contracts.PartnerCenter, Op: contracts.OpCreate, Status: contracts.OutcomeWritten,
+		Created: true, ReferralID: "r-p", Referral: &created, Version: ver("p1", 1),
+	}, t0)
+	if out.Opp != nil {
+		t.Fatalf("Partner Center accepting the partner's own referral must not change the seller's stage: %v", out.Opp.Data.Fields)
+	}
+	l := *out.Link
+	o.Fields[sf.FieldReferralIdentifier] = "r-p"
+	again := m.Observe(&l, m.ObserveOpportunity("sf-1", o, ver("s1", 2)), t0)
+	if again.Referral != nil {
+		t.Fatalf("the unchanged Opportunity must not patch the referral: %+v", again.Referral.Data.Patch)
+	}
+	return *again.Link, created, o
+}
+
+// TestStageTable proves every row of docs/mapping.md's status/substatus ↔ stage table, both ways and for
+// both origins (issue 13, defect 2): a partner-originated Opportunity's stage is the seller's; cosell
+// writes StageName only for the documented transitions of Microsoft-originated referrals.
+func TestStageTable(t *testing.T) {
+	withDecline := def()
+	withDecline.Stages.Decline = "Closed Declined"
+
+	t.Run("Microsoft-originated, Partner Center → Salesforce", func(t *testing.T) {
+		cases := []struct {
+			name, status, substatus string
+			m                       Decider
+			stage                   string // "" = StageName not written
+		}{
+			{"accepted in Partner Center", partnercenter.StatusActive, partnercenter.SubstatusAccepted, def(), "Qualification"},
+			{"won", partnercenter.StatusClosed, partnercenter.SubstatusWon, def(), "Closed Won"},
+			{"lost", partnercenter.StatusClosed, partnercenter.SubstatusLost, def(), "Closed Lost"},
+			{"declined, no decline stage", partnercenter.StatusClosed, partnercenter.SubstatusDeclined, def(), "Closed Lost"},
+			{"expired, no decline stage", partnercenter.StatusClosed, partnercenter.SubstatusExpired, def(), "Closed Lost"},
+			{"declined, decline stage", partnercenter.StatusClosed, partnercenter.SubstatusDeclined, withDecline, "Closed Declined"},
+			{"expired, decline stage", partnercenter.StatusClosed, partnercenter.SubstatusExpired, withDecline, "Closed Declined"},
+			{"still new", partnercenter.StatusNew, partnercenter.SubstatusPending, def(), ""},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				l, r := linked(t, c.m)
+				r.Status, r.Substatus = c.status, c.substatus
+				r.Details.Notes = "touched by Microsoft" // so that "still new" is a real change too
+				res := c.m.Observe(&l, c.m.ObserveReferral("pc-2", r, ver("a2", 2)), t0)
+				got := ""
+				if res.Opp != nil {
+					got = text(res.Opp.Data.Fields[sf.FieldStageName])
+				}
+				if got != c.stage {
+					t.Fatalf("StageName written = %q, want %q (%v)", got, c.stage, kinds(res.Decisions))
+				}
+			})
+		}
+		t.Run("new referral is created in the hold stage", func(t *testing.T) {
+			r := sampleReferral()
+			res := def().Observe(nil, def().ObserveReferral("e1", r, ver("a", 0)), t0)
+			if res.Opp == nil || res.Opp.Data.Fields[sf.FieldStageName] != "Prospecting" {
+				t.Fatalf("create = %+v", res.Opp)
+			}
+		})
+	})
+
+	t.Run("Microsoft-originated, Salesforce → Partner Center", func(t *testing.T) {
+		cases := []struct {
+			name          string
+			m             Decider
+			accepted      bool // the referral was accepted before the move
+			stage         string
+			won, closed   bool
+			wantStatus    string // "" = no status patch
+			wantSubstatus string
+		}{
+			{"stays in hold", def(), false, "Prospecting", false, false, "", ""},
+			{"hold → active stage accepts", def(), false, "Qualification", false, false, partnercenter.StatusActive, partnercenter.SubstatusAccepted},
+			{"hold → any open stage accepts", def(), false, "Needs Analysis", false, false, partnercenter.StatusActive, partnercenter.SubstatusAccepted},
+			{"active → another open stage", def(), true, "Needs Analysis", false, false, "", ""},
+			{"won", def(), true, "Closed Won", true, true, partnercenter.StatusClosed, partnercenter.SubstatusWon},
+			{"lost after acceptance", def(), true, "Closed Lost", false, true, partnercenter.StatusClosed, partnercenter.SubstatusLost},
+			{"lost from hold declines", def(), false, "Closed Lost", false, true, partnercenter.StatusClosed, partnercenter.SubstatusDeclined},
+			{"decline stage declines", withDecline, false, "Closed Declined", false, true, partnercenter.StatusClosed, partnercenter.SubstatusDeclined},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				var l contracts.Link
+				var r partnercenter.Referral
+				if c.accepted {
+					l, r = activeLink(t, c.m)
+				} else {
+					l, r = linked(t, c.m)
+				}
+				o := mirror(r, c.stage, map[string]any{sf.FieldIsWon: c.won, sf.FieldIsClosed: c.closed})
+				res := c.m.Observe(&l, c.m.ObserveOpportunity("sf-9", o, ver("s9", 9)), t0)
+				got := patchPaths(res.Referral)
+				if got["/status"] != nilIfEmpty(c.wantStatus) || got["/substatus"] != nilIfEmpty(c.wantSubstatus) {
+					t.Fatalf("status patch = %v/%v, want %q/%q (%v)", got["/status"], got["/substatus"], c.wantStatus, c.wantSubstatus, kinds(res.Decisions))
+				}
+			})
+		}
+	})
+
+	t.Run("partner-originated, Salesforce → Partner Center", func(t *testing.T) {
+		cases := []struct {
+			name, from, to string
+			won, closed    bool
+			wantSubstatus  string // Closed/<this>; "" = no status patch
+		}{
+			{"created in the hold stage, moved on", "Prospecting", "Qualification", false, false, ""},
+			{"open → another open stage", "Qualification", "Needs Analysis", false, false, ""},
+			{"open → hold stage", "Qualification", "Prospecting", false, false, ""},
+			{"won", "Qualification", "Closed Won", true, true, partnercenter.SubstatusWon},
+			{"lost", "Qualification", "Closed Lost", false, true, partnercenter.SubstatusLost},
+			{"lost straight from the hold stage", "Prospecting", "Closed Lost", false, true, partnercenter.SubstatusLost},
+			{"decline stage reads as lost", "Qualification", "Closed Declined", false, true, partnercenter.SubstatusLost},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				l, _, o := partnerLink(t, withDecline, c.from)
+				o.Fields[sf.FieldStageName], o.Fields[sf.FieldIsWon], o.Fields[sf.FieldIsClosed] = c.to, c.won, c.closed
+				res := withDecline.Observe(&l, withDecline.ObserveOpportunity("sf-9", o, ver("s9", 9)), t0)
+				got := patchPaths(res.Referral)
+				want := map[bool]any{true: partnercenter.StatusClosed, false: nil}[c.wantSubstatus != ""]
+				if got["/status"] != want || got["/substatus"] != nilIfEmpty(c.wantSubstatus) {
+					t.Fatalf("status patch = %v/%v, want Closed/%q (%v)", got["/status"], got["/substatus"], c.wantSubstatus, kinds(res.Decisions))
+				}
+			})
+		}
+	})
+
+	t.Run("partner-originated, Partner Center → Salesforce", func(t *testing.T) {
+		for _, sub := range []string{partnercenter.SubstatusWon, partnercenter.SubstatusLost, partnercenter.SubstatusDeclined, partnercenter.SubstatusExpired} {
+			t.Run("closed "+sub, func(t *testing.T) {
+				l, r, _ := partnerLink(t, def(), "Qualification")
+				r.Status, r.Substatus, r.ETag = partnercenter.StatusClosed, sub, `"p2"`
+				res := def().Observe(&l, def().ObserveReferral("pc-2", r, ver("p2", 5)), t0)
+				if res.Opp != nil {
+					if _, ok := res.Opp.Data.Fields[sf.FieldStageName]; ok {
+						t.Fatalf("the seller's stage must not be written: %v", res.Opp.Data.Fields)
+					}
+				}
+				if res.LinkBack == nil || !strings.HasPrefix(text(res.LinkBack.Data.Fields[sf.FieldSyncStatus]), "⏸") {
+					t.Fatalf("a closed referral under an open Opportunity is out of step, the status must say so: %+v", res.LinkBack)
+				}
+				if k := kinds(res.Decisions); !slices.Contains(k, contracts.DecisionHeld) {
+					t.Fatalf("the closed referral must be audited as held: %v", k)
+				}
+			})
+		}
+	})
+}
+
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
