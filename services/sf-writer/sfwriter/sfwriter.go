@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
@@ -47,19 +48,33 @@ type Writer struct {
 	// AfterWrite, when set, is called after the external write and before the outcome is published.
 	AfterWrite func(commandID string)
 	// Org is the org's shape; writes leave out the optional fields it lacks (CurrencyIsoCode in a
-	// single-currency org). Run discovers it when nil.
+	// single-currency org). When nil, Run and then each batch try to discover it (describe); while Salesforce
+	// cannot answer, the batch's commands wait (retried after a second) rather than being written blind.
 	Org *sforg.Org
+
+	orgMu sync.Mutex
+}
+
+// org returns the org's shape, discovering it on first use (each batch tries again while that fails).
+func (w *Writer) org() (*sforg.Org, error) {
+	w.orgMu.Lock()
+	defer w.orgMu.Unlock()
+	if w.Org != nil {
+		return w.Org, nil
+	}
+	org, err := sforg.Discover(w.SF, sf.ObjectOpportunity)
+	if err != nil {
+		return nil, fmt.Errorf("read the org's shape: %w", err)
+	}
+	w.Org = org
+	return org, nil
 }
 
 // Run consumes Opportunity commands in batches (up to 200, one Collections call's worth) until ctx is
 // cancelled, then drains.
 func (w *Writer) Run(ctx context.Context) error {
-	if w.Org == nil {
-		org, err := sforg.Wait(ctx, w.SF, time.Second, sf.ObjectOpportunity)
-		if err != nil {
-			return fmt.Errorf("sf-writer: %w", err)
-		}
-		w.Org = org
+	if _, err := w.org(); err != nil {
+		w.Log.Warn("cannot read the org's shape yet; commands wait until it can be read", "err", err)
 	}
 	opts := w.Consume
 	if opts.Batch <= 0 || opts.Batch > sfapi.MaxCollection {
@@ -108,8 +123,13 @@ func (w *Writer) HandleBatch(ctx context.Context, events []platform.Event) []err
 			it.err = platform.Permanent(fmt.Errorf("update for link %s names no opportunity", cmd.LinkID))
 		case cmd.Op != contracts.OpCreate && cmd.Op != contracts.OpUpdate:
 			it.err = platform.Permanent(fmt.Errorf("command %s: unknown op %q", e.ID(), cmd.Op))
-		case w.Org != nil:
-			if it.cmd.Fields, err = w.Org.Fit(sf.ObjectOpportunity, cmd.Fields); err != nil {
+		default:
+			org, oerr := w.org()
+			if oerr != nil {
+				it.err = platform.RetryAfter(oerr, time.Second)
+				break
+			}
+			if it.cmd.Fields, err = org.Fit(sf.ObjectOpportunity, cmd.Fields); err != nil {
 				it.err = platform.Permanent(fmt.Errorf("%s Opportunity for link %s: %w", cmd.Op, cmd.LinkID, err))
 			}
 		}

@@ -265,6 +265,14 @@ func TestGovernorPausesAtTheFloorAndResumes(t *testing.T) {
 	f := newFixture(t, sfemu.Options{DailyAPILimit: 1000}, &GovernorConfig{Floor: 100, SlowBelow: 200, SlowDelay: time.Millisecond, Pause: 150 * time.Millisecond})
 	f.run(t)
 	f.send(t, "first", createCmd(1, "Budget Ltd"))
+	// Settled means written: the lag alone can read zero before the writer has fetched anything.
+	deadline := time.Now().Add(30 * time.Second)
+	for f.outcomes(t)["first"].Status != contracts.OutcomeWritten {
+		if time.Now().After(deadline) {
+			t.Fatalf("first command not written: %+v", f.outcomes(t)["first"])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	f.settled(t)
 	// The writer learns the org's shape at start-up; spend the allowance only once it is writing.
 	for deadline := time.Now().Add(30 * time.Second); f.outcomes(t)["first"].Status != contracts.OutcomeWritten; {
@@ -279,7 +287,7 @@ func TestGovernorPausesAtTheFloorAndResumes(t *testing.T) {
 		f.send(t, fmt.Sprintf("cmd-%d", i), createCmd(i, "Budget Ltd"))
 	}
 	// While the allowance is spent the commands wait: none fails, none is written.
-	deadline := time.Now().Add(30 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
 	for {
 		if d := f.emu.Counts()["limits"]; d >= 2 {
 			break // the governor has probed the allowance at least twice: it is pausing and resuming
