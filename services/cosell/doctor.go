@@ -17,7 +17,10 @@ import (
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
 	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/mapping"
+	"github.com/cosell-dev/cosell/services/internal/observed"
 	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/sforg"
 	"github.com/cosell-dev/cosell/services/internal/stage"
 )
 
@@ -103,24 +106,38 @@ func (d *doctor) report(w io.Writer) int {
 
 const fixMetadata = "deploy cosell's metadata to the org: sf project deploy start --source-dir deploy/salesforce/force-app --target-org <alias> (docs/deploy.md)"
 
-// salesforce checks the login and that every object and field cosell reads is installed and readable:
-// each query names them, so Salesforce itself names a missing one (INVALID_FIELD / INVALID_TYPE).
+// salesforce checks the login settings before calling (the combinations Salesforce refuses), the login
+// itself (each refusal of the token endpoint with its fix), the org's shape from describe (every field cosell
+// and the mapping read; multi- or single-currency against the mapping's currency), and that every object
+// and field cosell reads is readable: each query names them, so Salesforce itself names a missing one.
 func (d *doctor) salesforce() {
 	var cfg sfapi.Config
 	if err := platform.LoadConfig(&cfg, nil); err != nil {
-		d.fail("sf", "configuration", err.Error(), "set COSELL_SF_URL, COSELL_SF_CLIENT_ID and COSELL_SF_CLIENT_SECRET (the Secret cosell-salesforce)")
+		d.fail("sf", "configuration", err.Error(), "set COSELL_SF_URL, COSELL_SF_CLIENT_ID and the login flow's settings (docs/connect.md#salesforce; the Secret cosell-salesforce)")
 		return
 	}
+	var se *sfapi.SettingsError
+	if err := cfg.CheckLogin(); errors.As(err, &se) {
+		d.fail("sf", "login settings", se.Problem, se.Fix)
+		return
+	}
+	d.ok("sf", "login settings ("+cfg.Flow()+" at "+cfg.Domain+")")
 	client, err := sfapi.New(cfg)
 	if err != nil {
-		d.fail("sf", "credentials ("+cfg.Domain+")", err.Error(),
-			"check the connected app's consumer key and secret (Secret cosell-salesforce), that the client-credentials flow is enabled with a run-as integration user, and that COSELL_SF_URL is the org's My Domain (test.salesforce.com for a sandbox)")
+		var le *sfapi.LoginError
+		fix := "check COSELL_SF_URL, COSELL_SF_CLIENT_ID and the login flow's settings (docs/connect.md#salesforce)"
+		if errors.As(err, &le) && le.Fix != "" {
+			fix = le.Fix
+		}
+		d.fail("sf", "login ("+cfg.Domain+")", err.Error(), fix)
 		return
 	}
-	d.ok("sf", "credentials ("+cfg.Domain+")")
+	d.ok("sf", "login ("+cfg.Domain+")")
+	d.salesforceOrg(client)
 	queries := []struct{ name, soql, fix string }{
 		{"Opportunity custom fields", "SELECT Id, " + strings.Join([]string{sf.FieldSyncWithPartnerCenter, sf.FieldReferralIdentifier,
-			sf.FieldReferralLink, sf.FieldHowCanMicrosoftHelp, sf.FieldSyncStatus, sf.FieldAudit}, ", ") + " FROM Opportunity LIMIT 1",
+			sf.FieldReferralLink, sf.FieldHowCanMicrosoftHelp, sf.FieldSyncStatus, sf.FieldAudit, sf.FieldReferralVisibility,
+			sf.FieldMicrosoftCRMIdentifier}, ", ") + " FROM Opportunity LIMIT 1",
 			fixMetadata + "; then give the integration user read/edit field-level security on them"},
 		{"Microsoft Partner Center Solutions object", "SELECT Id, Name, Solution_Id__c, Opportunity__c FROM " + sf.ObjectMicrosoftSolution + " LIMIT 1",
 			fixMetadata + "; then give the integration user read/create/edit on " + sf.ObjectMicrosoftSolution},
@@ -135,6 +152,43 @@ func (d *doctor) salesforce() {
 			continue
 		}
 		d.ok("sf", q.name)
+	}
+}
+
+// salesforceOrg checks the org's shape against what cosell and the mapping read (the same fit sf-ingest
+// makes at start-up) and its currencies against the mapping's default currency.
+func (d *doctor) salesforceOrg(client *sfapi.Client) {
+	var mc mapping.Config
+	if err := platform.LoadConfig(&mc, nil); err != nil {
+		d.fail("sf", "mapping", err.Error(), "fix COSELL_MAPPING_FILE / the COSELL_STAGE_* settings")
+		return
+	}
+	m, err := mapping.Load(mc)
+	if err != nil {
+		d.fail("sf", "mapping", err.Error(), "cosell mapping validate "+mc.File)
+		return
+	}
+	org, err := sforg.Discover(client, sf.ObjectOpportunity)
+	if err != nil {
+		d.fail("sf", "org describe", err.Error(), "give the integration user the permission set Cosell_Integration (API Enabled, read on Opportunity)")
+		return
+	}
+	var mf *sforg.MissingFields
+	if _, err := observed.Fit(org, m.SalesforceFields()); errors.As(err, &mf) {
+		d.fail("sf", "fields cosell and the mapping read", fmt.Sprintf("the org has no %s field %s", mf.Object, strings.Join(mf.Fields, ", ")), sforg.FixMissingField)
+	} else if err != nil {
+		d.fail("sf", "fields cosell and the mapping read", err.Error(), "check the integration user's access (permission set Cosell_Integration)")
+	} else {
+		d.ok("sf", "fields cosell and the mapping read")
+	}
+	switch {
+	case org.MultiCurrency():
+		d.ok("sf", "currencies (multi-currency org, corporate currency "+org.Currency+")")
+	case !strings.EqualFold(m.DefaultCurrency, org.Currency):
+		d.fail("sf", "currencies", fmt.Sprintf("the org is single-currency (%s) but the mapping's default currency is %s: Opportunities created from referrals without a currency would be refused", org.Currency, m.DefaultCurrency),
+			fmt.Sprintf("set defaultCurrency: %s in the mapping (or COSELL_DEFAULT_CURRENCY=%s), or enable multiple currencies in Setup → Company Information → Currencies", org.Currency, org.Currency))
+	default:
+		d.ok("sf", "currencies (single-currency org, "+org.Currency+"; referrals in other currencies are refused with the reason)")
 	}
 }
 

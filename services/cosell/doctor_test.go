@@ -57,7 +57,7 @@ func TestDoctorPassesOnAReadyDeploymentAndNamesEachFix(t *testing.T) {
 		t.Fatalf("exit %d before provisioning, want 1:\n%s", code, out)
 	}
 	for _, want := range []string{
-		"ok    sf       credentials", "ok    sf       Opportunity custom fields", "ok    sf       Opportunity Teams",
+		"ok    sf       login (", "ok    sf       fields cosell and the mapping read", "ok    sf       Opportunity custom fields", "ok    sf       Opportunity Teams",
 		"FAIL  pc       configuration", "the Partner Center refresh token is kept in the cosell_pc_credentials bucket; create it with cosell doctor --provision --only nats",
 		"FAIL  nats     stream " + contracts.StreamObserved, "fix:     run the provisioning Job",
 		"FAIL  nats     bucket " + contracts.BucketLinks,

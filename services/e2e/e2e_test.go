@@ -19,6 +19,10 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
+// The suite runs against a multi-currency org with client credentials on its My Domain by default;
+// COSELL_E2E_ORG=single-currency and COSELL_E2E_SF_LOGIN=jwt change that for every test, and
+// TestSingleCurrencyOrg and TestJWTLogin run the representative flows in those shapes either way.
+//
 // singleCurrency runs the whole suite against a single-currency org (no CurrencyIsoCode field; amounts in
 // USD) when COSELL_E2E_ORG=single-currency; by default the org is multi-currency. TestSingleCurrencyOrg runs
 // the representative flows against a single-currency org either way.
@@ -46,6 +50,7 @@ func start(t *testing.T, mod func(*stack.Options)) *stack.Stack {
 		Consume: platform.ConsumeOptions{MaxWait: 200 * time.Millisecond, BackoffBase: 100 * time.Millisecond, BackoffMax: time.Second},
 	}
 	opts.SFOrg.SingleCurrency = singleCurrency
+	opts.SFLogin = os.Getenv("COSELL_E2E_SF_LOGIN") // jwt: the whole suite logs in with the JWT bearer flow
 	if mod != nil {
 		mod(&opts)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
 	"github.com/cosell-dev/cosell/services/internal/harness/stack"
 )
 
@@ -63,5 +64,33 @@ func TestSingleCurrencyOrg(t *testing.T) {
 	quiet(t, s)
 	if n := len(opportunitiesFor(s, inEUR.ID)); n != 0 {
 		t.Errorf("%d opportunities for the EUR referral in a USD-only org", n)
+	}
+}
+
+// TestJWTLogin runs both directions with the stages logged in by the OAuth 2.0 JWT bearer flow on the
+// org's login host (the server-to-server setup docs/connect.md describes), through a session expiry: every
+// stage logs in again once and nothing is lost.
+func TestJWTLogin(t *testing.T) {
+	s := start(t, func(o *stack.Options) { o.SFLogin = sfapi.AuthJWT })
+	if cfg, err := s.SFConfig(); err != nil || cfg.Flow() != sfapi.AuthJWT || cfg.Domain != s.SFLoginURL {
+		t.Fatalf("stack login %s at %s (%v)", cfg.Flow(), cfg.Domain, err)
+	}
+	r, err := s.PC.SellerCreate(sellerReferral("JWT data platform", 70000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "opportunity from the referral", func() (bool, string) {
+		n := len(opportunitiesFor(s, r.ID))
+		return n == 1, fmt.Sprintf("%d opportunities", n)
+	})
+	s.SF.ExpireSessions()
+	oppID := newOpportunity(t, s, "JWT landing zone", 20000)
+	eventually(t, 30*time.Second, "referral from the opportunity after the session expired", func() (bool, string) {
+		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
+		return len(referralsFor(s, oppID)) == 1 && o[sf.FieldSyncStatus] == "✔", fmt.Sprintf("%d referrals, status %v", len(referralsFor(s, oppID)), o[sf.FieldSyncStatus])
+	})
+	quiet(t, s)
+	if n := len(opportunitiesFor(s, r.ID)); n != 1 {
+		t.Errorf("%d opportunities for one referral", n)
 	}
 }

@@ -70,7 +70,15 @@ func (c *Client) do(op, method, uri string, body, out any) (status int, err erro
 			return 0, &Error{Op: op, Code: "JSON_ENCODE", Message: err.Error()}
 		}
 	}
-	resp, err := c.sf.DoRequest(method, uri, b, salesforce.WithHeader("Sforce-Call-Options", CallOptions))
+	sf := c.session()
+	resp, err := sf.DoRequest(method, uri, b, salesforce.WithHeader("Sforce-Call-Options", CallOptions))
+	if expired(resp, err) {
+		// The access token expired or was revoked: log in again (once, whichever call saw it first) and retry.
+		if lerr := c.relogin(sf); lerr != nil {
+			return statusOf(resp), lerr
+		}
+		resp, err = c.session().DoRequest(method, uri, b, salesforce.WithHeader("Sforce-Call-Options", CallOptions))
+	}
 	if resp != nil {
 		c.observeLimit(resp.Header)
 	}

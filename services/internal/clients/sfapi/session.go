@@ -17,12 +17,13 @@ type Session struct {
 
 // Session returns the current access token, instance URL and org id of the login.
 func (c *Client) Session() Session {
-	tok := c.sf.GetAccessToken()
+	sf := c.session()
+	tok := sf.GetAccessToken()
 	org, _, _ := strings.Cut(tok, "!")
-	return Session{AccessToken: tok, InstanceURL: c.sf.GetInstanceUrl(), OrgID: org}
+	return Session{AccessToken: tok, InstanceURL: sf.GetInstanceUrl(), OrgID: org}
 }
 
-// RefreshSession renews an expired session and returns the new one. go-salesforce logs in again when a
+// RefreshSession renews an expired session and returns the new one. The client logs in again when a
 // call meets INVALID_SESSION_ID, so this makes one cheap call (the version's resource list: one API call),
 // and only when the Pub/Sub API has refused the token.
 func (c *Client) RefreshSession(ctx context.Context) (Session, error) {

@@ -6,6 +6,7 @@
 package sfapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,25 +23,32 @@ import (
 type Config struct {
 	Domain         string        `env:"COSELL_SF_URL" required:"true" validate:"url" help:"the Salesforce login or My Domain URL, e.g. https://login.salesforce.com"`
 	ClientID       string        `env:"COSELL_SF_CLIENT_ID" required:"true" help:"the connected app's consumer key"`
-	ClientSecret   string        `env:"COSELL_SF_CLIENT_SECRET" required:"true" help:"the connected app's consumer secret"`
-	Username       string        `env:"COSELL_SF_USERNAME" help:"for the username-password flow; empty uses client credentials"`
+	ClientSecret   string        `env:"COSELL_SF_CLIENT_SECRET" help:"the app's consumer secret (client credentials and password flows)"`
+	Auth           string        `env:"COSELL_SF_AUTH" help:"login flow: jwt, client-credentials (needs the org's My Domain URL) or password; empty: jwt when COSELL_SF_JWT_KEY_FILE is set, password when COSELL_SF_PASSWORD is, else client-credentials"`
+	JWTKeyFile     string        `env:"COSELL_SF_JWT_KEY_FILE" help:"JWT bearer flow: the PEM private key of the certificate uploaded to the app"`
+	JWTAudience    string        `env:"COSELL_SF_JWT_AUDIENCE" help:"JWT bearer flow: the assertion's audience; empty: https://test.salesforce.com for a sandbox URL, else https://login.salesforce.com"`
+	Username       string        `env:"COSELL_SF_USERNAME" help:"the integration user (JWT subject, or the username-password flow's user)"`
 	Password       string        `env:"COSELL_SF_PASSWORD"`
 	SecurityToken  string        `env:"COSELL_SF_SECURITY_TOKEN"`
 	RequestTimeout time.Duration `env:"COSELL_SF_TIMEOUT" default:"30s"`
 }
 
-// Client is a logged-in Salesforce client. It goes through go-salesforce's DoRequest (which logs in again
-// on an expired session) so that it sees every response's Sforce-Limit-Info header and the exact status.
+// Client is a logged-in Salesforce client. It logs in itself (login: the configured flow through
+// golang.org/x/oauth2), hands the access token to go-salesforce, and sends every call through its
+// DoRequest, so that it sees every response's Sforce-Limit-Info header and the exact status; a call refused
+// with INVALID_SESSION_ID logs in again once and is retried.
 type Client struct {
-	sf    *salesforce.Salesforce
-	mu    sync.Mutex
-	calls map[string]int
-	usage Usage
+	cfg     Config
+	mu      sync.Mutex
+	sf      *salesforce.Salesforce // the current session; replaced by relogin
+	loginMu sync.Mutex             // one login at a time
+	calls   map[string]int
+	usage   Usage
 }
 
 var timeoutOnce sync.Once
 
-// New logs in.
+// New checks the login settings (CheckLogin) and logs in.
 func New(cfg Config) (*Client, error) {
 	// go-salesforce v2.5.2 uses http.DefaultClient, which has no timeout of its own.
 	timeoutOnce.Do(func() {
@@ -48,15 +56,13 @@ func New(cfg Config) (*Client, error) {
 			http.DefaultClient.Timeout = cfg.RequestTimeout
 		}
 	})
-	creds := salesforce.Creds{
-		Domain: strings.TrimRight(cfg.Domain, "/"), ConsumerKey: cfg.ClientID, ConsumerSecret: cfg.ClientSecret,
-		Username: cfg.Username, Password: cfg.Password, SecurityToken: cfg.SecurityToken,
+	c := &Client{cfg: cfg, calls: map[string]int{}}
+	ctx, cancel := context.WithTimeout(context.Background(), max(cfg.RequestTimeout, time.Second))
+	defer cancel()
+	if err := c.login(ctx); err != nil {
+		return nil, fmt.Errorf("salesforce login at %s: %w", cfg.Domain, err)
 	}
-	sf, err := salesforce.Init(creds)
-	if err != nil {
-		return nil, fmt.Errorf("salesforce login at %s: %w", cfg.Domain, classify("login", err))
-	}
-	return &Client{sf: sf, calls: map[string]int{}}, nil
+	return c, nil
 }
 
 // Error is a Salesforce refusal.

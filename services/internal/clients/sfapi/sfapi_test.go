@@ -3,7 +3,6 @@ package sfapi
 import (
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -12,13 +11,8 @@ import (
 
 func newClient(t *testing.T, opts sfemu.Options) (*sfemu.Emulator, *Client) {
 	t.Helper()
-	e, err := sfemu.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(e)
-	t.Cleanup(srv.Close)
-	c, err := New(Config{Domain: srv.URL, ClientID: sfemu.DefaultClientID, ClientSecret: sfemu.DefaultClientSecret, RequestTimeout: 10 * time.Second})
+	e, myDomain, _ := emulated(t, opts)
+	c, err := New(Config{Domain: myDomain, ClientID: sfemu.DefaultClientID, ClientSecret: sfemu.DefaultClientSecret, RequestTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

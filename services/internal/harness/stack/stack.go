@@ -6,6 +6,9 @@ package stack
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -68,7 +71,10 @@ type Options struct {
 	// SFOrg shapes the emulated Salesforce org (SingleCurrency, Currency, Sandbox, ...); its credentials,
 	// metadata (SFMetadataDir) and logger are the stack's own.
 	SFOrg sfemu.Options
-	Log   *slog.Logger
+	// SFLogin is how the stages log in to the emulated org: "" for the client credentials flow on its My
+	// Domain, sfapi.AuthJWT for the JWT bearer flow on its login host (with a key pair made for the run).
+	SFLogin string
+	Log     *slog.Logger
 	// PCAfterWrite and SFAfterWrite are test hooks called between a writer's external write and its outcome.
 	PCAfterWrite, SFAfterWrite func(commandID string)
 }
@@ -87,6 +93,8 @@ type Stack struct {
 	SF    *sfemu.Emulator
 	PCURL string
 	SFURL string
+	// SFLoginURL serves the emulated org's shared login host (as login.salesforce.com).
+	SFLoginURL string
 	// Webhook is pc-ingest's endpoint and Status the status page's base URL; both stay the same across
 	// StopPipeline, CrashPipeline and StartPipeline.
 	Webhook string
@@ -176,10 +184,26 @@ func StartInfra(ctx context.Context, opts Options) (*Stack, error) {
 	org := opts.SFOrg
 	org.ClientID, org.ClientSecret, org.MetadataDir = SFClientID, SFClientSecret, opts.SFMetadataDir
 	org.Logger = opts.Log.With("component", "sf-emulator")
+	var sfKeyFile string
+	if opts.SFLogin == sfapi.AuthJWT {
+		key, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			return fail(err)
+		}
+		der, _ := x509.MarshalPKCS8PrivateKey(key)
+		sfKeyFile = filepath.Join(tmp, "salesforce-jwt.key")
+		if err := os.WriteFile(sfKeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+			return fail(err)
+		}
+		org.JWTPublicKey = &key.PublicKey
+	}
 	if s.SF, err = sfemu.New(org); err != nil {
 		return fail(err)
 	}
 	if s.SFURL, err = s.serve(opts.SFEmulatorAddr, s.SF); err != nil {
+		return fail(err)
+	}
+	if s.SFLoginURL, err = s.serve("127.0.0.1:0", s.SF.LoginHost(s.SFURL)); err != nil {
 		return fail(err)
 	}
 	hook, err := net.Listen("tcp", opts.WebhookAddr)
@@ -197,6 +221,12 @@ func StartInfra(ctx context.Context, opts Options) (*Stack, error) {
 	s.vars = emuenv.Emulators{PCURL: s.PCURL, PCAuthority: s.PC.Authority(), PCClientID: s.PC.ClientID(),
 		SFURL: s.SFURL, SFClientID: SFClientID, SFClientSecret: SFClientSecret, CAFile: caFile,
 		WebhookListen: hook.Addr().String()}.Vars()
+	if opts.SFLogin == sfapi.AuthJWT {
+		// The server-to-server setup docs/connect.md describes: the JWT bearer flow on the login host.
+		delete(s.vars, "COSELL_SF_CLIENT_SECRET")
+		s.vars["COSELL_SF_URL"], s.vars["COSELL_SF_AUTH"] = s.SFLoginURL, sfapi.AuthJWT
+		s.vars["COSELL_SF_USERNAME"], s.vars["COSELL_SF_JWT_KEY_FILE"] = sfemu.DefaultUsername, sfKeyFile
+	}
 	// Quicker than production, so a test sees a change within a second.
 	s.vars["COSELL_SF_POLL_INTERVAL"], s.vars["COSELL_PC_POLL_INTERVAL"] = "1s", "1m"
 	var in pcingest.Config
@@ -304,11 +334,19 @@ func (s *Stack) SingleCurrency() bool { return s.opts.SFOrg.SingleCurrency }
 
 // SFClient logs a Salesforce client into the emulator, configured the way the stages are.
 func (s *Stack) SFClient() (*sfapi.Client, error) {
-	var c sfapi.Config
-	if err := platform.LoadConfig(&c, s.lookup("")); err != nil {
+	c, err := s.SFConfig()
+	if err != nil {
 		return nil, err
 	}
 	return sfapi.New(c)
+}
+
+// SFConfig is the Salesforce login the stages use: client credentials on the org's My Domain, or with
+// SFLogin jwt the JWT bearer flow on its login host.
+func (s *Stack) SFConfig() (sfapi.Config, error) {
+	var c sfapi.Config
+	err := platform.LoadConfig(&c, s.lookup(""))
+	return c, err
 }
 
 // Connect opens a bus named stage on the stack's server, with the bus settings that name is configured
