@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 )
 
@@ -61,6 +63,10 @@ func TestEveryStageIsScraped(t *testing.T) {
 				}
 				if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Port.StrVal != target {
 					t.Errorf("%s: /metrics is scraped on %q, which is not its admin port", name, target)
+				}
+				i := slices.IndexFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.Name == target })
+				if i >= 0 && !scrapeAllowed(r, d.Spec.Template.Labels, c.Ports[i].ContainerPort) {
+					t.Errorf("%s: no NetworkPolicy lets Prometheus (namespace %q) reach port %d under the default deny", name, monitoringNamespace, c.Ports[i].ContainerPort)
 				}
 			}
 		})
@@ -121,6 +127,32 @@ func TestAlertRulesHaveRunbooks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// monitoringNamespace is where the manifests expect Prometheus (kube-prometheus-stack's usual namespace).
+const monitoringNamespace = "monitoring"
+
+// scrapeAllowed reports whether a NetworkPolicy admits ingress to pods with podLabels on port from the
+// monitoring namespace.
+func scrapeAllowed(r *rendered, podLabels map[string]string, port int32) bool {
+	for _, p := range r.policies {
+		sel, err := metav1.LabelSelectorAsSelector(&p.Spec.PodSelector)
+		if err != nil || !sel.Matches(labels.Set(podLabels)) {
+			continue
+		}
+		for _, rule := range p.Spec.Ingress {
+			portOK := len(rule.Ports) == 0 || slices.ContainsFunc(rule.Ports, func(np networkingv1.NetworkPolicyPort) bool {
+				return np.Port != nil && np.Port.IntValue() == int(port)
+			})
+			fromOK := slices.ContainsFunc(rule.From, func(peer networkingv1.NetworkPolicyPeer) bool {
+				return peer.NamespaceSelector != nil && peer.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] == monitoringNamespace
+			})
+			if portOK && fromOK {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // runbookAnchors returns the anchors GitHub gives the headings of docs/runbooks.md (lower case; spaces to
