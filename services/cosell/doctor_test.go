@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -171,5 +175,35 @@ func TestDoctorPassesOnAReadyDeploymentAndNamesEachFix(t *testing.T) {
 	}
 	if code != 1 {
 		t.Errorf("exit %d with failures, want 1", code)
+	}
+}
+
+// TestDoctorNamesAWrongAudience: the webhook API reached on the Referrals host (COSELL_PC_WEBHOOKS_URL pointing
+// at the wrong host, here a proxy onto the emulator's Referrals API) refuses the webhook-audience token; the
+// doctor names the audience and the fix.
+func TestDoctorNamesAWrongAudience(t *testing.T) {
+	s := doctorEnv(t)
+	if code, out := runDoctor("--only", "nats", "--provision"); code != 0 {
+		t.Fatalf("provision: exit %d\n%s", code, out)
+	}
+	if _, err := s.PCClient(context.Background()); err != nil { // seeds the sign-in
+		t.Fatal(err)
+	}
+	target, _ := url.Parse(s.PCURL)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	direct := proxy.Director
+	proxy.Director = func(r *http.Request) {
+		direct(r)
+		r.URL.Path = "/v1.0/engagements/referrals" // every webhook call lands on the Referrals API
+	}
+	srv := httptest.NewServer(proxy)
+	t.Cleanup(srv.Close)
+	t.Setenv("COSELL_PC_WEBHOOKS_URL", srv.URL)
+	code, out := runDoctor("--only", "pc")
+	for _, want := range []string{"FAIL  pc       webhook API (api.partnercenter.microsoft.com audience)", "problem: wrong token audience",
+		"fix:     COSELL_PC_URL must be the Referrals host (https://api.partner.microsoft.com) and COSELL_PC_WEBHOOKS_URL the webhooks host"} {
+		if code != 1 || !strings.Contains(out, want) {
+			t.Errorf("exit %d, doctor output lacks %q:\n%s", code, want, out)
+		}
 	}
 }
