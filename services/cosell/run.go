@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -29,7 +30,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if done, code := parse(fs, args); done {
 		return code
 	}
-	log := platform.NewLogger(stderr, *level, "cosell")
+	// No stage attribute of its own: each stage's lines carry the stage's name, as in its own process.
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: platform.ParseLevel(*level)}))
 	ctx, stop := platform.RunUntilSignal(ctx)
 	defer stop()
 	// One tracer provider for the six stages in this process (service cosell-run); the stages' spans are

@@ -171,7 +171,7 @@ func StartInfra(ctx context.Context, opts Options) (*Stack, error) {
 		s.Stop()
 		return nil, err
 	}
-	if s.NATS, err = platform.StartEmbedded(s.opts.DataDir, opts.NATSListen, opts.Log.With("component", "nats")); err != nil {
+	if s.NATS, err = platform.StartEmbedded(s.opts.DataDir, opts.NATSListen, opts.Log); err != nil {
 		return fail(err)
 	}
 	if s.PC, err = pcemu.New(pcemu.Options{Logger: opts.Log.With("component", "pc-emulator"), WebhookBackoff: 100 * time.Millisecond}); err != nil {
@@ -385,6 +385,7 @@ func (s *Stack) StartPipeline(ctx context.Context) error {
 		for _, b := range p.buses {
 			b.Abort()
 		}
+		p.wg.Wait() // the stages started before the failure
 		return err
 	}
 	admin, err := s.Connect(ctx, "provision")
@@ -452,7 +453,7 @@ func (s *Stack) StartPipeline(ctx context.Context) error {
 	return nil
 }
 
-// openView connects the read-only auditor view the tests and `cosell run` read the audit trail through.
+// openView connects the read-only auditor view tests read the audit trail through.
 func (s *Stack) openView(ctx context.Context) error {
 	b, err := s.Connect(ctx, contracts.StageAuditor)
 	if err != nil {
