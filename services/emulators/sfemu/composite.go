@@ -172,8 +172,11 @@ func (e *Emulator) compositeOne(c *call, sr compositeSubrequest, results map[str
 		r.Header.Set(k, v)
 	}
 	segs := segments(r, "/services/data/")
-	if len(segs) == 0 || !reVersion.MatchString(segs[0]) {
-		return 0, nil, apiErr(http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
+	if len(segs) == 0 {
+		return 0, nil, errNotFound()
+	}
+	if err := checkVersion(segs[0]); err != nil {
+		return 0, nil, err // a subrequest is served only in a version the org serves, as a call is
 	}
 	name, h, routeErr := e.route(method, segs[1:])
 	e.counts["composite."+name]++

@@ -277,3 +277,27 @@ func TestOrgShapes(t *testing.T) {
 		t.Fatal("an unknown corporate currency was accepted")
 	}
 }
+
+func TestCompositeSubrequestVersions(t *testing.T) {
+	t.Parallel()
+	_, srv := newServer(t, Options{})
+	token := login(t, srv)
+	r := do(t, srv, token, "POST", "/composite", `{"allOrNone":false,"compositeRequest":[
+	 {"method":"GET","url":"/services/data/v30.0/limits","referenceId":"retired"},
+	 {"method":"GET","url":"/services/data/v63.0/limits","referenceId":"future"},
+	 {"method":"GET","url":"/services/data/v50.0/limits","referenceId":"served"}]}`)
+	var res struct {
+		CompositeResponse []struct {
+			HTTPStatusCode int    `json:"httpStatusCode"`
+			ReferenceID    string `json:"referenceId"`
+		} `json:"compositeResponse"`
+	}
+	if r.status != 200 || json.Unmarshal([]byte(r.body), &res) != nil || len(res.CompositeResponse) != 3 {
+		t.Fatalf("composite: %d %s", r.status, r.body)
+	}
+	for i, want := range []int{410, 404, 200} {
+		if got := res.CompositeResponse[i].HTTPStatusCode; got != want {
+			t.Errorf("%s: %d, want %d", res.CompositeResponse[i].ReferenceID, got, want)
+		}
+	}
+}
