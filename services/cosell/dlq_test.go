@@ -10,6 +10,8 @@ import (
 
 	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/services/auditor/auditor"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
+	"github.com/cosell-dev/cosell/services/internal/testkit/stacktest"
 )
 
 type dlqEntry struct {
@@ -49,16 +51,16 @@ func TestPoisonIsParkedThenRedriven(t *testing.T) {
 	t.Parallel()
 	s, conn := opsStack(t, nil)
 	s.SF.FailNextCalls(1 << 20)
-	r1, err := s.PC.SellerCreate(sellerReferral("Poisoned one", 1000))
+	r1, err := s.PC.SellerCreate(stacktest.SellerReferral("Poisoned one", 1000))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r2, err := s.PC.SellerCreate(sellerReferral("Poisoned two", 2000))
+	r2, err := s.PC.SellerCreate(stacktest.SellerReferral("Poisoned two", 2000))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var parked []dlqEntry
-	eventually(t, 30*time.Second, "two create commands dead-lettered", func() (bool, string) {
+	testkit.Eventually(t, 30*time.Second, "two create commands dead-lettered", func() (bool, string) {
 		parked = dlqList(t, conn)
 		return len(parked) == 2, fmt.Sprintf("%d parked", len(parked))
 	})
@@ -81,7 +83,7 @@ func TestPoisonIsParkedThenRedriven(t *testing.T) {
 	if _, ok := byLink[link1.ID]; !ok {
 		t.Fatalf("no dead letter names link %s: %+v", link1.ID, parked)
 	}
-	eventually(t, 10*time.Second, "dead letter on the timeline", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "dead letter on the timeline", func() (bool, string) {
 		rec, err := s.Auditor.Lookup(ctx, r1.ID)
 		if err != nil {
 			return false, err.Error()
@@ -102,7 +104,7 @@ func TestPoisonIsParkedThenRedriven(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "SEQ") || !strings.Contains(out, link1.ID) {
 		t.Errorf("dlq ls:\n%s", out)
 	}
-	if len(opportunitiesFor(s, r1.ID)) != 0 {
+	if len(stacktest.OpportunitiesFor(s, r1.ID)) != 0 {
 		t.Fatal("an opportunity exists although Salesforce refused every call")
 	}
 
@@ -112,8 +114,8 @@ func TestPoisonIsParkedThenRedriven(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "1 re-driven, 0 failed") {
 		t.Fatalf("dlq retry: code %d %s\n%s", code, errOut, out)
 	}
-	eventually(t, 20*time.Second, "re-driven create carried out", func() (bool, string) {
-		n := len(opportunitiesFor(s, r1.ID))
+	testkit.Eventually(t, 20*time.Second, "re-driven create carried out", func() (bool, string) {
+		n := len(stacktest.OpportunitiesFor(s, r1.ID))
 		return n == 1, fmt.Sprintf("%d opportunities", n)
 	})
 	code, out, _ = admin(t, conn, "dlq", "purge", fmt.Sprint(byLink[link2.ID].Seq))
@@ -123,8 +125,8 @@ func TestPoisonIsParkedThenRedriven(t *testing.T) {
 	if left := dlqList(t, conn); len(left) != 0 {
 		t.Errorf("dead letters left: %+v", left)
 	}
-	quiet(t, s)
-	if n := len(opportunitiesFor(s, r1.ID)); n != 1 {
+	stacktest.Quiet(t, s)
+	if n := len(stacktest.OpportunitiesFor(s, r1.ID)); n != 1 {
 		t.Errorf("%d opportunities for the re-driven referral", n)
 	}
 	rec, err := s.Auditor.Lookup(ctx, r1.ID)

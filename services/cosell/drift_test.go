@@ -14,6 +14,8 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/harness/stack"
 	"github.com/cosell-dev/cosell/services/internal/mapping"
 	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
+	"github.com/cosell-dev/cosell/services/internal/testkit/stacktest"
 )
 
 // TestDriftFoundAndFixed: Partner Center's webhook for a change is lost (and the reconcile poll is an
@@ -24,7 +26,7 @@ func TestDriftFoundAndFixed(t *testing.T) {
 	t.Parallel()
 	s, conn := opsStack(t, nil)
 	r, oppID := referralSynced(t, s, "Drifting deal", 30000)
-	quiet(t, s)
+	stacktest.Quiet(t, s)
 	if code, out, errOut := admin(t, conn, "drift"); code != 0 || !strings.Contains(out, "no drift") {
 		t.Fatalf("drift on a converged system: code %d\n%s\n%s", code, out, errOut)
 	}
@@ -34,7 +36,7 @@ func TestDriftFoundAndFixed(t *testing.T) {
 	if _, err := s.PC.SellerUpdate(r.ID, pc.Referral{Details: &pc.Details{DealValue: &v}}); err != nil {
 		t.Fatal(err)
 	}
-	quiet(t, s)
+	stacktest.Quiet(t, s)
 	if o, _ := s.SF.Get(sf.ObjectOpportunity, oppID); o[sf.FieldAmount] == v {
 		t.Fatal("the change arrived although its webhook was dropped; the test proves nothing")
 	}
@@ -46,11 +48,11 @@ func TestDriftFoundAndFixed(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "pc snapshot published") {
 		t.Fatalf("drift --fix: code %d\n%s\n%s", code, out, errOut)
 	}
-	eventually(t, 20*time.Second, "Opportunity healed", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "Opportunity healed", func() (bool, string) {
 		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
 		return o[sf.FieldAmount] == v, fmt.Sprint(o[sf.FieldAmount])
 	})
-	quiet(t, s)
+	stacktest.Quiet(t, s)
 	if code, out, _ := admin(t, conn, "drift"); code != 0 || !strings.Contains(out, "no drift") {
 		t.Errorf("drift after --fix: code %d\n%s", code, out)
 	}
@@ -96,7 +98,7 @@ func TestCustomFieldFlowsAndDriftSeesIt(t *testing.T) {
 	withMapping := []string{"--mapping", file, "--metadata", meta}
 
 	// Partner Center → Salesforce.
-	ref := sellerReferral("Campaign deal", 25000)
+	ref := stacktest.SellerReferral("Campaign deal", 25000)
 	ref.CampaignID = "FY27-AZURE"
 	ref.Details.Requirements = &pc.Requirements{Solutions: []pc.Solution{{ID: "SOL-AZ-1", Name: "Azure Migrate"}}}
 	r, err := s.PC.SellerCreate(ref)
@@ -104,8 +106,8 @@ func TestCustomFieldFlowsAndDriftSeesIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	var oppID string
-	eventually(t, 20*time.Second, "Opportunity with the campaign", func() (bool, string) {
-		opps := opportunitiesFor(s, r.ID)
+	testkit.Eventually(t, 20*time.Second, "Opportunity with the campaign", func() (bool, string) {
+		opps := stacktest.OpportunitiesFor(s, r.ID)
 		if len(opps) != 1 {
 			return false, fmt.Sprintf("%d opportunities", len(opps))
 		}
@@ -117,14 +119,14 @@ func TestCustomFieldFlowsAndDriftSeesIt(t *testing.T) {
 	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{sf.FieldStageName: "Qualification", campaignField: "FY27-AI"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "referral with the new campaign", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "referral with the new campaign", func() (bool, string) {
 		got, err := s.PC.Get(r.ID)
 		if err != nil {
 			return false, err.Error()
 		}
 		return got.CampaignID == "FY27-AI" && got.Status == pc.StatusActive, got.CampaignID + " " + got.Status
 	})
-	quiet(t, s)
+	stacktest.Quiet(t, s)
 	if code, out, errOut := admin(t, conn, "drift", withMapping...); code != 0 || !strings.Contains(out, "no drift") {
 		t.Fatalf("drift with the custom mapping on a converged system: code %d\n%s\n%s", code, out, errOut)
 	}
@@ -161,11 +163,11 @@ func TestCustomFieldFlowsAndDriftSeesIt(t *testing.T) {
 	if err := s.StartPipeline(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "referral healed", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "referral healed", func() (bool, string) {
 		got, _ := s.PC.Get(r.ID)
 		return got.CampaignID == "FY27-DATA", got.CampaignID
 	})
-	quiet(t, s)
+	stacktest.Quiet(t, s)
 	same := 0
 	for _, sn := range oppSnapshots(t, bus, oppID) {
 		if sn.id == healed.id {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/cosell-dev/cosell/contracts"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
+	"github.com/cosell-dev/cosell/services/internal/testkit/stacktest"
 )
 
 // TestReplayAfterOutageConverges: Salesforce is down longer than the retry budget, so a create command is
@@ -20,16 +22,16 @@ func TestReplayAfterOutageConverges(t *testing.T) {
 	s, conn := opsStack(t, nil)
 	since := time.Now().Add(-time.Second).UTC()
 	_, convergedOpp := referralSynced(t, s, "Converged before the outage", 5000)
-	quiet(t, s)
+	stacktest.Quiet(t, s)
 	before, _ := s.SF.Get(sf.ObjectOpportunity, convergedOpp)
 
 	// The outage.
 	s.SF.FailNextCalls(1 << 20)
-	lost, err := s.PC.SellerCreate(sellerReferral("Created during the outage", 7000))
+	lost, err := s.PC.SellerCreate(stacktest.SellerReferral("Created during the outage", 7000))
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "create parked by the outage", func() (bool, string) {
+	testkit.Eventually(t, 30*time.Second, "create parked by the outage", func() (bool, string) {
 		n := len(dlqList(t, conn))
 		return n == 1, fmt.Sprintf("%d parked", n)
 	})
@@ -55,12 +57,12 @@ func TestReplayAfterOutageConverges(t *testing.T) {
 	if applied < 1 || skipped < 1 || failed != 0 || replayed != applied+skipped {
 		t.Errorf("summary replayed %d applied %d skipped %d failed %d; want the parked create applied, the converged skipped", replayed, applied, skipped, failed)
 	}
-	eventually(t, 20*time.Second, "parked create carried out by the replay", func() (bool, string) {
-		n := len(opportunitiesFor(s, lost.ID))
+	testkit.Eventually(t, 20*time.Second, "parked create carried out by the replay", func() (bool, string) {
+		n := len(stacktest.OpportunitiesFor(s, lost.ID))
 		return n == 1, fmt.Sprintf("%d opportunities", n)
 	})
-	quiet(t, s)
-	if n := len(opportunitiesFor(s, lost.ID)); n != 1 {
+	stacktest.Quiet(t, s)
+	if n := len(stacktest.OpportunitiesFor(s, lost.ID)); n != 1 {
 		t.Errorf("%d opportunities for the referral created during the outage", n)
 	}
 	after, _ := s.SF.Get(sf.ObjectOpportunity, convergedOpp)

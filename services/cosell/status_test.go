@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,31 +14,21 @@ import (
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/internal/harness/stack"
-	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
+	"github.com/cosell-dev/cosell/services/internal/testkit/stacktest"
 )
 
 // opsStack starts the whole system on the real embedded server and writes the KEY=VALUE file the admin
 // commands read the Partner Center and Salesforce settings from.
 func opsStack(t *testing.T, mod func(*stack.Options)) (*stack.Stack, []string) {
 	t.Helper()
-	log := slog.New(slog.DiscardHandler)
-	if os.Getenv("COSELL_TEST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	opts := stack.Options{
-		DataDir: t.TempDir(), Log: log,
-		Vars: map[string]string{"COSELL_SF_POLL_INTERVAL": "200ms", "COSELL_ACK_WAIT": "2s", "COSELL_MAX_DELIVER": "3",
-			"COSELL_AUDIT_SUMMARY_INTERVAL": "0"},
-		Consume: platform.ConsumeOptions{MaxWait: 200 * time.Millisecond, BackoffBase: 100 * time.Millisecond, BackoffMax: 500 * time.Millisecond},
-	}
+	opts := stacktest.Options(t)
+	opts.Vars["COSELL_MAX_DELIVER"] = "3"
+	opts.Consume.BackoffMax = 500 * time.Millisecond
 	if mod != nil {
 		mod(&opts)
 	}
-	s, err := stack.Start(context.Background(), opts)
-	if err != nil {
-		t.Fatalf("start stack: %v", err)
-	}
-	t.Cleanup(s.Stop)
+	s := stacktest.Start(t, opts)
 	file := filepath.Join(t.TempDir(), "cosell.env")
 	conf := fmt.Sprintf(`COSELL_PC_URL=%s
 COSELL_PC_WEBHOOKS_URL=%s
@@ -69,81 +58,16 @@ func admin(t *testing.T, conn []string, cmd string, rest ...string) (int, string
 	return cli(t, append(append([]string{cmd}, conn...), rest...)...)
 }
 
-func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	last := ""
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within %s; last state: %s", what, within, last)
-		}
-		time.Sleep(50 * time.Millisecond) // polling interval, not a wait for state
-	}
-}
-
-// quiet waits until every consumer is caught up and sf-ingest polled three more times.
-func quiet(t *testing.T, s *stack.Stack) {
-	t.Helper()
-	q0 := sfReads(s)
-	eventually(t, 20*time.Second, "quiescence", func() (bool, string) {
-		if n := sfReads(s); n < q0+3 {
-			return false, fmt.Sprintf("%d polls so far", n-q0)
-		}
-		for _, l := range s.Auditor.Status(context.Background()).Lag {
-			if l.Pending+l.AckPending > 0 {
-				return false, fmt.Sprintf("%s pending %d ack-pending %d", l.Consumer, l.Pending, l.AckPending)
-			}
-		}
-		return true, ""
-	})
-}
-
-// sfReads counts the Salesforce reads so far (sf-ingest's polls among them).
-func sfReads(s *stack.Stack) int {
-	n := 0
-	for k, v := range s.SF.Counts() {
-		if strings.Contains(k, "query") {
-			n += v
-		}
-	}
-	return n
-}
-
-func sellerReferral(name string, value float64) pc.Referral {
-	return pc.Referral{
-		Name: name,
-		CustomerProfile: &pc.CustomerProfile{Name: name + " Customer", Address: &pc.Address{
-			AddressLine1: "One Microsoft Way", City: "Redmond", State: "WA", PostalCode: "98052", Country: "US"}},
-		Consent: &pc.Consent{ConsentToToShareInfoWithOthers: true, ConsentToContact: true},
-		Details: &pc.Details{DealValue: &value, Currency: "USD", ClosingDateTime: "2027-02-15T00:00:00Z", Notes: "Wants a pilot"},
-	}
-}
-
-func opportunitiesFor(s *stack.Stack, referralID string) []map[string]any {
-	var out []map[string]any
-	for _, o := range s.SF.All(sf.ObjectOpportunity) {
-		if o[sf.FieldReferralIdentifier] == referralID {
-			out = append(out, o)
-		}
-	}
-	return out
-}
-
 // referralSynced creates a Microsoft referral and waits for its Opportunity.
 func referralSynced(t *testing.T, s *stack.Stack, name string, value float64) (pc.Referral, string) {
 	t.Helper()
-	r, err := s.PC.SellerCreate(sellerReferral(name, value))
+	r, err := s.PC.SellerCreate(stacktest.SellerReferral(name, value))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var oppID string
-	eventually(t, 20*time.Second, "opportunity for "+name, func() (bool, string) {
-		opps := opportunitiesFor(s, r.ID)
+	testkit.Eventually(t, 20*time.Second, "opportunity for "+name, func() (bool, string) {
+		opps := stacktest.OpportunitiesFor(s, r.ID)
 		if len(opps) != 1 {
 			return false, fmt.Sprintf("%d opportunities", len(opps))
 		}
@@ -176,7 +100,7 @@ func TestStatusCommand(t *testing.T) {
 	t.Parallel()
 	s, conn := opsStack(t, nil)
 	referralSynced(t, s, "Contoso status", 1000)
-	quiet(t, s)
+	stacktest.Quiet(t, s)
 	code, out, errOut := admin(t, conn, "status")
 	if code != 0 {
 		t.Fatalf("status: code %d: %s", code, errOut)

@@ -3,6 +3,7 @@ package deploytest
 import (
 	"context"
 	"fmt"
+	"github.com/nats-io/nats.go"
 	"log/slog"
 	"net"
 	"net/url"
@@ -11,10 +12,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
+	"github.com/cosell-dev/cosell/services/internal/testkit/stacktest"
 )
 
 // startCluster starts three JetStream servers clustered on loopback, as the NATS chart runs them, and
@@ -53,7 +55,7 @@ func startCluster(t *testing.T) []*server.Server {
 			t.Fatalf("node %d not ready", i)
 		}
 	}
-	eventually(t, 30*time.Second, "JetStream meta leader and full routes", func() (bool, string) {
+	testkit.Eventually(t, 30*time.Second, "JetStream meta leader and full routes", func() (bool, string) {
 		leader := false
 		for _, ns := range nodes {
 			leader = leader || ns.JetStreamIsLeader()
@@ -109,7 +111,7 @@ func TestR3PipelineLosesNothingWhenTheStreamLeaderDies(t *testing.T) {
 	const total = 30
 	var ids []string
 	create := func(i int) {
-		r, err := s.PC.SellerCreate(sellerReferral(fmt.Sprintf("R3 deal %02d", i), float64(1000+i)))
+		r, err := s.PC.SellerCreate(stacktest.SellerReferral(fmt.Sprintf("R3 deal %02d", i), float64(1000+i)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -138,10 +140,10 @@ func TestR3PipelineLosesNothingWhenTheStreamLeaderDies(t *testing.T) {
 		create(i)
 	}
 
-	eventually(t, 90*time.Second, "every referral is exactly one opportunity after "+killed+" died", func() (bool, string) {
+	testkit.Eventually(t, 90*time.Second, "every referral is exactly one opportunity after "+killed+" died", func() (bool, string) {
 		missing, dup := 0, 0
 		for _, id := range ids {
-			switch n := opportunitiesFor(s, id); {
+			switch n := len(stacktest.OpportunitiesFor(s, id)); {
 			case n == 0:
 				missing++
 			case n > 1:
@@ -158,7 +160,7 @@ func TestR3PipelineLosesNothingWhenTheStreamLeaderDies(t *testing.T) {
 		t.Fatalf("observed stream leader after the failure: %q (killed %s)", after.Cluster.Leader, killed)
 	}
 	for _, id := range ids {
-		if n := opportunitiesFor(s, id); n != 1 {
+		if n := len(stacktest.OpportunitiesFor(s, id)); n != 1 {
 			t.Errorf("referral %s has %d opportunities", id, n)
 		}
 	}

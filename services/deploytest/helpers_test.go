@@ -18,10 +18,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/cosell-dev/cosell/contracts"
-	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
-	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/internal/harness/stack"
-	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/testkit/stacktest"
 )
 
 const adminUser = "cosell-admin"
@@ -121,56 +119,9 @@ func (l *errorLog) matching(sub string) []string {
 // and user).
 func startStack(t *testing.T, log *slog.Logger, bus func(stage string) map[string]string) *stack.Stack {
 	t.Helper()
-	s, err := stack.Start(context.Background(), stack.Options{
-		DataDir: t.TempDir(),
-		Log:     log,
-		Vars: map[string]string{"COSELL_SF_POLL_INTERVAL": "200ms", "COSELL_PC_POLL_INTERVAL": "500ms",
-			"COSELL_ACK_WAIT": "2s", "COSELL_MAX_DELIVER": "8", "COSELL_AUDIT_SUMMARY_INTERVAL": "0"},
-		Consume:   platform.ConsumeOptions{MaxWait: 200 * time.Millisecond, BackoffBase: 100 * time.Millisecond, BackoffMax: time.Second},
-		StageVars: bus,
-	})
-	if err != nil {
-		t.Fatalf("start stack: %v", err)
-	}
-	t.Cleanup(s.Stop)
-	return s
-}
-
-func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	last := ""
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within %s; last state: %s", what, within, last)
-		}
-		<-tick.C
-	}
-}
-
-func opportunitiesFor(s *stack.Stack, referralID string) int {
-	n := 0
-	for _, o := range s.SF.All(sf.ObjectOpportunity) {
-		if o[sf.FieldReferralIdentifier] == referralID {
-			n++
-		}
-	}
-	return n
-}
-
-func sellerReferral(name string, value float64) pc.Referral {
-	return pc.Referral{
-		Name: name,
-		CustomerProfile: &pc.CustomerProfile{Name: name + " Customer", Address: &pc.Address{
-			AddressLine1: "One Microsoft Way", City: "Redmond", State: "WA", PostalCode: "98052", Country: "US"}},
-		Consent: &pc.Consent{ConsentToToShareInfoWithOthers: true, ConsentToContact: true},
-		Details: &pc.Details{DealValue: &value, Currency: "USD", ClosingDateTime: "2027-02-15T00:00:00Z", Notes: "Wants a pilot"},
-	}
+	opts := stacktest.Options(t)
+	opts.Log = log
+	opts.Vars["COSELL_PC_POLL_INTERVAL"] = "500ms"
+	opts.StageVars = bus
+	return stacktest.Start(t, opts)
 }

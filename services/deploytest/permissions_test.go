@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nats-io/nats.go"
 	"log/slog"
 	"slices"
 	"strings"
@@ -12,12 +13,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cosell-dev/cosell/contracts"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
+	"github.com/cosell-dev/cosell/services/internal/testkit/stacktest"
 )
 
 // stageBus gives every stage its own user from the committed permission set; provisioning runs as admin.
@@ -54,12 +56,12 @@ func TestEveryStageDoesItsJobUnderItsOwnUser(t *testing.T) {
 	ctx := context.Background()
 
 	// Partner Center → Salesforce: pc-ingest, mapper, sf-writer, mapper's outcomes, auditor.
-	r, err := s.PC.SellerCreate(sellerReferral("Fabrikam under least privilege", 50000))
+	r, err := s.PC.SellerCreate(stacktest.SellerReferral("Fabrikam under least privilege", 50000))
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "opportunity from the referral", func() (bool, string) {
-		n := opportunitiesFor(s, r.ID)
+	testkit.Eventually(t, 30*time.Second, "opportunity from the referral", func() (bool, string) {
+		n := len(stacktest.OpportunitiesFor(s, r.ID))
 		return n == 1, fmt.Sprintf("%d opportunities; errors: %v", n, elog.matching("violation"))
 	})
 
@@ -75,7 +77,7 @@ func TestEveryStageDoesItsJobUnderItsOwnUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "referral from the opportunity", func() (bool, string) {
+	testkit.Eventually(t, 30*time.Second, "referral from the opportunity", func() (bool, string) {
 		n := 0
 		for _, ref := range s.PC.Referrals() {
 			if ref.ExternalReferenceID == oppID {
@@ -86,7 +88,7 @@ func TestEveryStageDoesItsJobUnderItsOwnUser(t *testing.T) {
 	})
 
 	// The auditor's reads: link listing (KV watch), a timeline (ordered consumer), the dead letters.
-	eventually(t, 20*time.Second, "both links listed with a timeline", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "both links listed with a timeline", func() (bool, string) {
 		links, err := s.Auditor.ListLinks(ctx)
 		if err != nil || len(links) < 2 {
 			return false, fmt.Sprintf("links %d err %v", len(links), err)
@@ -118,7 +120,7 @@ func TestEveryStageDoesItsJobUnderItsOwnUser(t *testing.T) {
 			continue
 		}
 		want := platform.DeadLetterSubject(c.Stage, "x.deploytest-"+c.Durable)
-		eventually(t, 20*time.Second, c.Durable+" dead-letters its poison", func() (bool, string) {
+		testkit.Eventually(t, 20*time.Second, c.Durable+" dead-letters its poison", func() (bool, string) {
 			_, err := dlq.GetLastMsgForSubject(ctx, want)
 			return err == nil, fmt.Sprintf("%s: %v; errors: %v", want, err, elog.matching("violation"))
 		})
@@ -195,7 +197,7 @@ func TestEveryStageIsRefusedOutsideItsJob(t *testing.T) {
 			}
 			refused := func(kind, subject string) {
 				t.Helper()
-				eventually(t, 5*time.Second, stage+" refused "+kind+" "+subject, func() (bool, string) {
+				testkit.Eventually(t, 5*time.Second, stage+" refused "+kind+" "+subject, func() (bool, string) {
 					return v.has(kind, subject), fmt.Sprint(v.errs)
 				})
 			}

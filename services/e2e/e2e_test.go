@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -16,7 +15,8 @@ import (
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/internal/harness/stack"
-	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
+	"github.com/cosell-dev/cosell/services/internal/testkit/stacktest"
 )
 
 // The suite runs against a multi-currency org with client credentials on its My Domain by default;
@@ -38,103 +38,13 @@ func oppCurrency(s *stack.Stack) string {
 
 func start(t *testing.T, mod func(*stack.Options)) *stack.Stack {
 	t.Helper()
-	log := slog.New(slog.DiscardHandler)
-	if os.Getenv("COSELL_TEST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	opts := stack.Options{
-		DataDir: t.TempDir(),
-		Log:     log,
-		Vars: map[string]string{"COSELL_SF_POLL_INTERVAL": "200ms", "COSELL_ACK_WAIT": "2s", "COSELL_MAX_DELIVER": "8",
-			"COSELL_AUDIT_SUMMARY_INTERVAL": "0"},
-		Consume: platform.ConsumeOptions{MaxWait: 200 * time.Millisecond, BackoffBase: 100 * time.Millisecond, BackoffMax: time.Second},
-	}
+	opts := stacktest.Options(t)
 	opts.SFOrg.SingleCurrency = singleCurrency
 	opts.SFLogin = os.Getenv("COSELL_E2E_SF_LOGIN") // jwt: the whole suite logs in with the JWT bearer flow
 	if mod != nil {
 		mod(&opts)
 	}
-	s, err := stack.Start(context.Background(), opts)
-	if err != nil {
-		t.Fatalf("start stack: %v", err)
-	}
-	t.Cleanup(s.Stop)
-	return s
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	last := ""
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within %s; last state: %s", what, within, last)
-		}
-		<-tick.C
-	}
-}
-
-// quiet waits until every consumer is caught up and sf-ingest has polled three more times, so anything
-// the system would still do has been done.
-func quiet(t *testing.T, s *stack.Stack) {
-	t.Helper()
-	q0 := sfPolls(s)
-	eventually(t, 20*time.Second, "quiescence", func() (bool, string) {
-		if n := sfPolls(s); n < q0+3 {
-			return false, fmt.Sprintf("%d polls so far", n-q0)
-		}
-		st := s.Auditor.Status(context.Background())
-		for _, l := range st.Lag {
-			if l.Pending+l.AckPending > 0 {
-				return false, fmt.Sprintf("%s pending %d ack-pending %d", l.Consumer, l.Pending, l.AckPending)
-			}
-		}
-		return true, ""
-	})
-}
-
-// polls counts sf-ingest's polls: it reads with queries or with one Composite call per poll.
-func polls(s *stack.Stack) int {
-	c := s.SF.Counts()
-	return c["query"] + c["composite"]
-}
-
-func opportunitiesFor(s *stack.Stack, referralID string) []map[string]any {
-	var out []map[string]any
-	for _, o := range s.SF.All(sf.ObjectOpportunity) {
-		if o[sf.FieldReferralIdentifier] == referralID {
-			out = append(out, o)
-		}
-	}
-	return out
-}
-
-func referralsFor(s *stack.Stack, oppID string) []pc.Referral {
-	var out []pc.Referral
-	for _, r := range s.PC.Referrals() {
-		if r.ExternalReferenceID == oppID {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-func sellerReferral(name string, value float64) pc.Referral {
-	return pc.Referral{
-		Name: name,
-		CustomerProfile: &pc.CustomerProfile{Name: name + " Customer", Address: &pc.Address{
-			AddressLine1: "One Microsoft Way", City: "Redmond", State: "WA", PostalCode: "98052", Country: "US"}},
-		Consent: &pc.Consent{ConsentToToShareInfoWithOthers: true, ConsentToContact: true},
-		Details: &pc.Details{DealValue: &value, Currency: "USD", ClosingDateTime: "2027-02-15T00:00:00Z", Notes: "Wants a pilot"},
-	}
+	return stacktest.Start(t, opts)
 }
 
 func newOpportunity(t *testing.T, s *stack.Stack, name string, amount float64) string {
@@ -159,13 +69,13 @@ func newOpportunity(t *testing.T, s *stack.Stack, name string, amount float64) s
 
 func TestReferralFromMicrosoftBecomesOpportunity(t *testing.T) {
 	s := start(t, nil)
-	r, err := s.PC.SellerCreate(sellerReferral("Contoso data platform", 125000))
+	r, err := s.PC.SellerCreate(stacktest.SellerReferral("Contoso data platform", 125000))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var opp map[string]any
-	eventually(t, 20*time.Second, "opportunity created from referral", func() (bool, string) {
-		opps := opportunitiesFor(s, r.ID)
+	testkit.Eventually(t, 20*time.Second, "opportunity created from referral", func() (bool, string) {
+		opps := stacktest.OpportunitiesFor(s, r.ID)
 		if len(opps) != 1 {
 			return false, fmt.Sprintf("%d opportunities", len(opps))
 		}
@@ -188,8 +98,8 @@ func TestReferralFromMicrosoftBecomesOpportunity(t *testing.T) {
 	if !ok || acc["Name"] != "Contoso data platform Customer" || acc["BillingPostalCode"] != "98052" {
 		t.Errorf("account = %v", acc)
 	}
-	quiet(t, s)
-	if n := len(opportunitiesFor(s, r.ID)); n != 1 {
+	stacktest.Quiet(t, s)
+	if n := len(stacktest.OpportunitiesFor(s, r.ID)); n != 1 {
 		t.Fatalf("%d opportunities for one referral", n)
 	}
 }
@@ -198,8 +108,8 @@ func TestSyncedOpportunityBecomesReferralAndIsLinkedBack(t *testing.T) {
 	s := start(t, nil)
 	oppID := newOpportunity(t, s, "Fabrikam landing zone", 48000)
 	var ref pc.Referral
-	eventually(t, 20*time.Second, "referral created from opportunity", func() (bool, string) {
-		refs := referralsFor(s, oppID)
+	testkit.Eventually(t, 20*time.Second, "referral created from opportunity", func() (bool, string) {
+		refs := stacktest.ReferralsFor(s, oppID)
 		if len(refs) != 1 {
 			return false, fmt.Sprintf("%d referrals", len(refs))
 		}
@@ -211,13 +121,13 @@ func TestSyncedOpportunityBecomesReferralAndIsLinkedBack(t *testing.T) {
 		ref.CustomerProfile.Name != "Fabrikam landing zone GmbH" || ref.CustomerProfile.Address.Country != "DE" {
 		t.Errorf("referral = %+v %+v %+v", ref, ref.Details, ref.CustomerProfile)
 	}
-	eventually(t, 20*time.Second, "referral id written back", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "referral id written back", func() (bool, string) {
 		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
 		return o[sf.FieldReferralIdentifier] == ref.ID && strings.Contains(fmt.Sprint(o[sf.FieldReferralLink]), ref.ID) &&
 			o[sf.FieldSyncStatus] == "✔", fmt.Sprintf("%v %v %v", o[sf.FieldReferralIdentifier], o[sf.FieldReferralLink], o[sf.FieldSyncStatus])
 	})
-	quiet(t, s)
-	if n := len(referralsFor(s, oppID)); n != 1 {
+	stacktest.Quiet(t, s)
+	if n := len(stacktest.ReferralsFor(s, oppID)); n != 1 {
 		t.Fatalf("%d referrals for one opportunity", n)
 	}
 }
@@ -226,31 +136,31 @@ func TestSyncedOpportunityBecomesReferralAndIsLinkedBack(t *testing.T) {
 // the other side once and comes back as nothing.
 func TestChangesFlowBothWaysWithoutBouncing(t *testing.T) {
 	s := start(t, nil)
-	r, err := s.PC.SellerCreate(sellerReferral("Northwind analytics", 30000))
+	r, err := s.PC.SellerCreate(stacktest.SellerReferral("Northwind analytics", 30000))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var oppID string
-	eventually(t, 20*time.Second, "opportunity created", func() (bool, string) {
-		opps := opportunitiesFor(s, r.ID)
+	testkit.Eventually(t, 20*time.Second, "opportunity created", func() (bool, string) {
+		opps := stacktest.OpportunitiesFor(s, r.ID)
 		if len(opps) == 1 {
 			oppID = fmt.Sprint(opps[0]["Id"])
 			return true, ""
 		}
 		return false, fmt.Sprintf("%d", len(opps))
 	})
-	quiet(t, s)
+	stacktest.Quiet(t, s)
 
 	// Microsoft raises the deal value: the Opportunity follows.
 	v := 42000.0
 	if _, err := s.PC.SellerUpdate(r.ID, pc.Referral{Details: &pc.Details{DealValue: &v}}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "amount updated from Partner Center", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "amount updated from Partner Center", func() (bool, string) {
 		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
 		return o[sf.FieldAmount] == 42000.0, fmt.Sprint(o[sf.FieldAmount])
 	})
-	quiet(t, s)
+	stacktest.Quiet(t, s)
 
 	// The partner accepts by moving the Opportunity out of the hold stage and changes the close date.
 	s.SF.ResetCounts()
@@ -258,7 +168,7 @@ func TestChangesFlowBothWaysWithoutBouncing(t *testing.T) {
 	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{"StageName": "Qualification", "CloseDate": "2027-04-30"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "referral accepted and re-dated", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "referral accepted and re-dated", func() (bool, string) {
 		got, err := s.PC.Get(r.ID)
 		if err != nil {
 			return false, err.Error()
@@ -267,7 +177,7 @@ func TestChangesFlowBothWaysWithoutBouncing(t *testing.T) {
 				strings.HasPrefix(got.Details.ClosingDateTime, "2027-04-30"),
 			fmt.Sprintf("%s/%s %s", got.Status, got.Substatus, got.Details.ClosingDateTime)
 	})
-	quiet(t, s)
+	stacktest.Quiet(t, s)
 	// Exactly one patch went to Partner Center, and the echo of that patch wrote nothing to Salesforce.
 	if n := s.PC.Counts()["referrals.patch"]; n != 1 {
 		t.Errorf("referral patches = %d, want 1 (counts %v)", n, s.PC.Counts())
@@ -287,16 +197,16 @@ func TestChangesFlowBothWaysWithoutBouncing(t *testing.T) {
 // created twice and no external write happens for records already converged.
 func TestReplayFromSequenceOneIsHarmless(t *testing.T) {
 	s := start(t, nil)
-	r, err := s.PC.SellerCreate(sellerReferral("Tailspin modernisation", 70000))
+	r, err := s.PC.SellerCreate(stacktest.SellerReferral("Tailspin modernisation", 70000))
 	if err != nil {
 		t.Fatal(err)
 	}
 	oppID := newOpportunity(t, s, "Wingtip security", 15000)
-	eventually(t, 30*time.Second, "both pairs linked", func() (bool, string) {
+	testkit.Eventually(t, 30*time.Second, "both pairs linked", func() (bool, string) {
 		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
-		return len(opportunitiesFor(s, r.ID)) == 1 && o[sf.FieldReferralIdentifier] != nil, ""
+		return len(stacktest.OpportunitiesFor(s, r.ID)) == 1 && o[sf.FieldReferralIdentifier] != nil, ""
 	})
-	quiet(t, s)
+	stacktest.Quiet(t, s)
 	referrals, opps := len(s.PC.Referrals()), len(s.SF.All(sf.ObjectOpportunity))
 	s.SF.ResetCounts()
 	s.PC.ResetCounts()
@@ -312,7 +222,7 @@ func TestReplayFromSequenceOneIsHarmless(t *testing.T) {
 			t.Fatalf("reset %s: %v", c.Durable, err)
 		}
 	}
-	quiet(t, s)
+	stacktest.Quiet(t, s)
 	if got := len(s.PC.Referrals()); got != referrals {
 		t.Errorf("referrals %d → %d after replay", referrals, got)
 	}
@@ -342,31 +252,31 @@ func TestCrashBetweenWriteAndAck(t *testing.T) {
 		o.SFAfterWrite = func(string) { sfOnce.Do(func() { s.CrashPipeline(); crashed.Done() }) }
 		o.PCAfterWrite = func(string) { pcOnce.Do(func() { s.CrashPipeline(); crashed.Done() }) }
 	})
-	r, err := s.PC.SellerCreate(sellerReferral("Litware ERP", 99000))
+	r, err := s.PC.SellerCreate(stacktest.SellerReferral("Litware ERP", 99000))
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "sf-writer wrote", func() (bool, string) { return len(opportunitiesFor(s, r.ID)) == 1, "" })
+	testkit.Eventually(t, 20*time.Second, "sf-writer wrote", func() (bool, string) { return len(stacktest.OpportunitiesFor(s, r.ID)) == 1, "" })
 	s.WaitPipeline()
 	if err := s.StartPipeline(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	oppID := newOpportunity(t, s, "Adatum migration", 5000)
-	eventually(t, 20*time.Second, "pc-writer wrote", func() (bool, string) { return len(referralsFor(s, oppID)) == 1, "" })
+	testkit.Eventually(t, 20*time.Second, "pc-writer wrote", func() (bool, string) { return len(stacktest.ReferralsFor(s, oppID)) == 1, "" })
 	crashed.Wait()
 	s.WaitPipeline()
 	if err := s.StartPipeline(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "both links complete after restart", func() (bool, string) {
+	testkit.Eventually(t, 30*time.Second, "both links complete after restart", func() (bool, string) {
 		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
 		return o[sf.FieldReferralIdentifier] != nil, fmt.Sprint(o[sf.FieldReferralIdentifier])
 	})
-	quiet(t, s)
-	if n := len(opportunitiesFor(s, r.ID)); n != 1 {
+	stacktest.Quiet(t, s)
+	if n := len(stacktest.OpportunitiesFor(s, r.ID)); n != 1 {
 		t.Errorf("%d opportunities for referral %s", n, r.ID)
 	}
-	if n := len(referralsFor(s, oppID)); n != 1 {
+	if n := len(stacktest.ReferralsFor(s, oppID)); n != 1 {
 		t.Errorf("%d referrals for opportunity %s", n, oppID)
 	}
 }

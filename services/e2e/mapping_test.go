@@ -12,6 +12,8 @@ import (
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/internal/harness/stack"
 	"github.com/cosell-dev/cosell/services/internal/mapping"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
+	"github.com/cosell-dev/cosell/services/internal/testkit/stacktest"
 )
 
 // TestCustomMappingFileTakesEffect runs the system with a customised mapping file, loaded and validated the
@@ -37,13 +39,13 @@ func TestCustomMappingFileTakesEffect(t *testing.T) {
 	}
 	s := start(t, func(o *stack.Options) { o.Vars["COSELL_MAPPING_FILE"] = file })
 
-	r, err := s.PC.SellerCreate(sellerReferral("Tailspin migration", 90000))
+	r, err := s.PC.SellerCreate(stacktest.SellerReferral("Tailspin migration", 90000))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var opp map[string]any
-	eventually(t, 20*time.Second, "opportunity created in the custom hold stage", func() (bool, string) {
-		opps := opportunitiesFor(s, r.ID)
+	testkit.Eventually(t, 20*time.Second, "opportunity created in the custom hold stage", func() (bool, string) {
+		opps := stacktest.OpportunitiesFor(s, r.ID)
 		if len(opps) != 1 {
 			return false, fmt.Sprintf("%d opportunities", len(opps))
 		}
@@ -65,14 +67,14 @@ func TestCustomMappingFileTakesEffect(t *testing.T) {
 	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{sf.FieldStageName: "Value Proposition"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "referral accepted by the custom active stage", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "referral accepted by the custom active stage", func() (bool, string) {
 		ref, err := s.PC.Get(r.ID)
 		if err != nil {
 			return false, err.Error()
 		}
 		return ref.Status == pc.StatusActive && ref.Substatus == pc.SubstatusAccepted, ref.Status + "/" + ref.Substatus
 	})
-	quiet(t, s)
+	stacktest.Quiet(t, s)
 	if o, _ := s.SF.Get(sf.ObjectOpportunity, oppID); o[sf.FieldStageName] != "Value Proposition" {
 		t.Fatalf("stage bounced to %v", o[sf.FieldStageName])
 	}

@@ -15,6 +15,8 @@ import (
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/auditor/auditor"
 	"github.com/cosell-dev/cosell/services/internal/harness/stack"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
+	"github.com/cosell-dev/cosell/services/internal/testkit/stacktest"
 )
 
 func get(t *testing.T, u string) (int, string) {
@@ -59,13 +61,13 @@ func TestAuditSummaryWrittenBackWithoutLoop(t *testing.T) {
 		o.Vars["COSELL_AUDIT_SUMMARY_INTERVAL"] = "200ms"
 		o.Vars["COSELL_AUDIT_SAMPLE_INTERVAL"] = "200ms"
 	})
-	r, err := s.PC.SellerCreate(sellerReferral("Audited deal", 64000))
+	r, err := s.PC.SellerCreate(stacktest.SellerReferral("Audited deal", 64000))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var oppID string
-	eventually(t, 20*time.Second, "Audit field written", func() (bool, string) {
-		opps := opportunitiesFor(s, r.ID)
+	testkit.Eventually(t, 20*time.Second, "Audit field written", func() (bool, string) {
+		opps := stacktest.OpportunitiesFor(s, r.ID)
 		if len(opps) != 1 {
 			return false, "no opportunity"
 		}
@@ -74,7 +76,7 @@ func TestAuditSummaryWrittenBackWithoutLoop(t *testing.T) {
 		return strings.Contains(a, "cosell audit") && strings.Contains(a, contracts.DecisionWritten), a
 	})
 	opsQuiet(t, s)
-	eventually(t, 20*time.Second, "no more writes", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "no more writes", func() (bool, string) {
 		s.SF.ResetCounts()
 		s.PC.ResetCounts()
 		opsQuiet(t, s)
@@ -110,13 +112,13 @@ func TestStatusAPIAndPage(t *testing.T) {
 		o.Vars["COSELL_MAX_DELIVER"] = "3"
 		o.Vars["COSELL_AUDIT_SAMPLE_INTERVAL"] = "100ms"
 	})
-	r, err := s.PC.SellerCreate(sellerReferral("API deal", 12000))
+	r, err := s.PC.SellerCreate(stacktest.SellerReferral("API deal", 12000))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var oppID string
-	eventually(t, 20*time.Second, "opportunity", func() (bool, string) {
-		opps := opportunitiesFor(s, r.ID)
+	testkit.Eventually(t, 20*time.Second, "opportunity", func() (bool, string) {
+		opps := stacktest.OpportunitiesFor(s, r.ID)
 		if len(opps) == 1 {
 			oppID = fmt.Sprint(opps[0][sf.FieldID])
 		}
@@ -131,7 +133,7 @@ func TestStatusAPIAndPage(t *testing.T) {
 	}
 	// Every durable has a stage pulling from it. A pull request is renewed every fetch wait, so look until
 	// one reading shows all of them waiting at once.
-	eventually(t, 10*time.Second, "every consumer has a replica pulling", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "every consumer has a replica pulling", func() (bool, string) {
 		var now auditor.Status
 		getJSON(t, s.Status+"/api/status", &now)
 		for _, l := range now.Lag {
@@ -166,7 +168,7 @@ func TestStatusAPIAndPage(t *testing.T) {
 		t.Error("/api/decisions is empty")
 	}
 	var hist []auditor.Sample
-	eventually(t, 10*time.Second, "history samples", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "history samples", func() (bool, string) {
 		getJSON(t, s.Status+"/api/history", &hist)
 		return len(hist) >= 2, fmt.Sprint(len(hist))
 	})
@@ -174,7 +176,7 @@ func TestStatusAPIAndPage(t *testing.T) {
 	// Metrics: lag, DLQ depth, external calls, budget, sync latency.
 	// The auditor observes the sync latency from the outcomes stream on its own schedule: read until it shows.
 	var metrics string
-	eventually(t, 10*time.Second, "metrics", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "metrics", func() (bool, string) {
 		_, metrics = get(t, s.Status+"/metrics")
 		for _, want := range []string{
 			`cosell_consumer_pending_messages{consumer="sf-writer",stage="sf-writer",stream="COSELL_REQUESTED"} 0`,
@@ -198,12 +200,12 @@ func TestStatusAPIAndPage(t *testing.T) {
 
 	// A dead letter, shown by the API and the page, re-driven with the page's button.
 	s.SF.FailNextCalls(1 << 20)
-	r2, err := s.PC.SellerCreate(sellerReferral("API poison", 3000))
+	r2, err := s.PC.SellerCreate(stacktest.SellerReferral("API poison", 3000))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var dls []auditor.DeadLetterEntry
-	eventually(t, 30*time.Second, "dead letter listed", func() (bool, string) {
+	testkit.Eventually(t, 30*time.Second, "dead letter listed", func() (bool, string) {
 		getJSON(t, s.Status+"/api/deadletters", &dls)
 		return len(dls) == 1, fmt.Sprint(len(dls))
 	})
@@ -235,8 +237,8 @@ func TestStatusAPIAndPage(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(resp.Header.Get("Location"), "re-driven") {
 		t.Errorf("re-drive button: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	eventually(t, 20*time.Second, "re-driven create carried out", func() (bool, string) {
-		return len(opportunitiesFor(s, r2.ID)) == 1, ""
+	testkit.Eventually(t, 20*time.Second, "re-driven create carried out", func() (bool, string) {
+		return len(stacktest.OpportunitiesFor(s, r2.ID)) == 1, ""
 	})
 	getJSON(t, s.Status+"/api/deadletters", &dls)
 	if len(dls) != 0 {
@@ -262,7 +264,7 @@ func opsQuiet(t *testing.T, s *stack.Stack) {
 		return n
 	}
 	q0 := reads()
-	eventually(t, 20*time.Second, "quiescence", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "quiescence", func() (bool, string) {
 		if n := reads(); n < q0+3 {
 			return false, fmt.Sprintf("%d reads so far", n-q0)
 		}

@@ -10,6 +10,8 @@ import (
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
 	"github.com/cosell-dev/cosell/services/internal/harness/stack"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
+	"github.com/cosell-dev/cosell/services/internal/testkit/stacktest"
 )
 
 // TestSingleCurrencyOrg runs the representative flows against a single-currency org, where CurrencyIsoCode
@@ -20,34 +22,34 @@ import (
 func TestSingleCurrencyOrg(t *testing.T) {
 	s := start(t, func(o *stack.Options) { o.SFOrg.SingleCurrency, o.SFOrg.Currency = true, "USD" })
 
-	inUSD, err := s.PC.SellerCreate(sellerReferral("Single-currency data platform", 90000))
+	inUSD, err := s.PC.SellerCreate(stacktest.SellerReferral("Single-currency data platform", 90000))
 	if err != nil {
 		t.Fatal(err)
 	}
 	oppID := newOpportunity(t, s, "Single-currency landing zone", 30000)
 	eurValue := 12000.0
-	eur := sellerReferral("Euro deal", eurValue)
+	eur := stacktest.SellerReferral("Euro deal", eurValue)
 	eur.Details.Currency = "EUR"
 	inEUR, err := s.PC.SellerCreate(eur)
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	eventually(t, 30*time.Second, "opportunity from the USD referral", func() (bool, string) {
-		opps := opportunitiesFor(s, inUSD.ID)
+	testkit.Eventually(t, 30*time.Second, "opportunity from the USD referral", func() (bool, string) {
+		opps := stacktest.OpportunitiesFor(s, inUSD.ID)
 		return len(opps) == 1 && opps[0][sf.FieldAmount] == 90000.0, fmt.Sprintf("%v", opps)
 	})
-	if _, has := opportunitiesFor(s, inUSD.ID)[0][sf.FieldCurrencyIsoCode]; has {
+	if _, has := stacktest.OpportunitiesFor(s, inUSD.ID)[0][sf.FieldCurrencyIsoCode]; has {
 		t.Error("a CurrencyIsoCode field appeared in a single-currency org")
 	}
-	eventually(t, 30*time.Second, "referral from the opportunity, in the org's currency", func() (bool, string) {
-		refs := referralsFor(s, oppID)
+	testkit.Eventually(t, 30*time.Second, "referral from the opportunity, in the org's currency", func() (bool, string) {
+		refs := stacktest.ReferralsFor(s, oppID)
 		if len(refs) != 1 || refs[0].Details == nil {
 			return false, fmt.Sprintf("%d referrals", len(refs))
 		}
 		return refs[0].Details.Currency == "USD", "currency " + refs[0].Details.Currency
 	})
-	eventually(t, 30*time.Second, "the EUR referral refused with its reason", func() (bool, string) {
+	testkit.Eventually(t, 30*time.Second, "the EUR referral refused with its reason", func() (bool, string) {
 		rec, err := s.Auditor.Lookup(context.Background(), inEUR.ID)
 		if err != nil {
 			return false, err.Error()
@@ -61,8 +63,8 @@ func TestSingleCurrencyOrg(t *testing.T) {
 		}
 		return false, strings.Join(seen, " | ")
 	})
-	quiet(t, s)
-	if n := len(opportunitiesFor(s, inEUR.ID)); n != 0 {
+	stacktest.Quiet(t, s)
+	if n := len(stacktest.OpportunitiesFor(s, inEUR.ID)); n != 0 {
 		t.Errorf("%d opportunities for the EUR referral in a USD-only org", n)
 	}
 }
@@ -75,22 +77,22 @@ func TestJWTLogin(t *testing.T) {
 	if cfg, err := s.SFConfig(); err != nil || cfg.Flow() != sfapi.AuthJWT || cfg.Domain != s.SFLoginURL {
 		t.Fatalf("stack login %s at %s (%v)", cfg.Flow(), cfg.Domain, err)
 	}
-	r, err := s.PC.SellerCreate(sellerReferral("JWT data platform", 70000))
+	r, err := s.PC.SellerCreate(stacktest.SellerReferral("JWT data platform", 70000))
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "opportunity from the referral", func() (bool, string) {
-		n := len(opportunitiesFor(s, r.ID))
+	testkit.Eventually(t, 30*time.Second, "opportunity from the referral", func() (bool, string) {
+		n := len(stacktest.OpportunitiesFor(s, r.ID))
 		return n == 1, fmt.Sprintf("%d opportunities", n)
 	})
 	s.SF.ExpireSessions()
 	oppID := newOpportunity(t, s, "JWT landing zone", 20000)
-	eventually(t, 30*time.Second, "referral from the opportunity after the session expired", func() (bool, string) {
+	testkit.Eventually(t, 30*time.Second, "referral from the opportunity after the session expired", func() (bool, string) {
 		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
-		return len(referralsFor(s, oppID)) == 1 && o[sf.FieldSyncStatus] == "✔", fmt.Sprintf("%d referrals, status %v", len(referralsFor(s, oppID)), o[sf.FieldSyncStatus])
+		return len(stacktest.ReferralsFor(s, oppID)) == 1 && o[sf.FieldSyncStatus] == "✔", fmt.Sprintf("%d referrals, status %v", len(stacktest.ReferralsFor(s, oppID)), o[sf.FieldSyncStatus])
 	})
-	quiet(t, s)
-	if n := len(opportunitiesFor(s, r.ID)); n != 1 {
+	stacktest.Quiet(t, s)
+	if n := len(stacktest.OpportunitiesFor(s, r.ID)); n != 1 {
 		t.Errorf("%d opportunities for one referral", n)
 	}
 }

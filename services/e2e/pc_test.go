@@ -16,6 +16,8 @@ import (
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/emulators/pcemu"
 	"github.com/cosell-dev/cosell/services/internal/harness/stack"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
+	"github.com/cosell-dev/cosell/services/internal/testkit/stacktest"
 )
 
 // settle waits until every consumer is caught up and sf-ingest has polled three more times (a query, or a
@@ -32,7 +34,7 @@ func settle(t *testing.T, s *stack.Stack) {
 		return n
 	}
 	q0 := polls()
-	eventually(t, 20*time.Second, "quiescence", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "quiescence", func() (bool, string) {
 		if n := polls(); n < q0+3 {
 			return false, fmt.Sprintf("%d polls so far", n-q0)
 		}
@@ -83,13 +85,13 @@ func postHook(t *testing.T, url string, body []byte, h http.Header) int {
 // linkedReferral makes a Microsoft referral, waits for its Opportunity and accepts it from Salesforce.
 func linkedReferral(t *testing.T, s *stack.Stack, name string) (pc.Referral, string) {
 	t.Helper()
-	r, err := s.PC.SellerCreate(sellerReferral(name, 20000))
+	r, err := s.PC.SellerCreate(stacktest.SellerReferral(name, 20000))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var oppID string
-	eventually(t, 20*time.Second, "opportunity created", func() (bool, string) {
-		opps := opportunitiesFor(s, r.ID)
+	testkit.Eventually(t, 20*time.Second, "opportunity created", func() (bool, string) {
+		opps := stacktest.OpportunitiesFor(s, r.ID)
 		if len(opps) == 1 {
 			oppID = fmt.Sprint(opps[0]["Id"])
 		}
@@ -99,7 +101,7 @@ func linkedReferral(t *testing.T, s *stack.Stack, name string) (pc.Referral, str
 	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{sf.FieldStageName: "Qualification"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "referral accepted", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "referral accepted", func() (bool, string) {
 		got, _ := s.PC.Get(r.ID)
 		return got.Status == pc.StatusActive, got.Status
 	})
@@ -117,7 +119,7 @@ func TestForgedAndReplayedNotifications(t *testing.T) {
 	if _, err := s.PC.SellerUpdate(r.ID, pc.Referral{Details: &pc.Details{DealValue: &v}}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "amount from Partner Center", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "amount from Partner Center", func() (bool, string) {
 		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
 		return o[sf.FieldAmount] == 25000.0, fmt.Sprint(o[sf.FieldAmount])
 	})
@@ -166,7 +168,7 @@ func TestDroppedWebhookHealedByPoll(t *testing.T) {
 	if _, err := s.PC.SellerUpdate(r.ID, pc.Referral{Details: &pc.Details{DealValue: &v}}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the dropped change reaches Salesforce", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "the dropped change reaches Salesforce", func() (bool, string) {
 		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
 		return o[sf.FieldAmount] == 31000.0, fmt.Sprint(o[sf.FieldAmount], s.PC.Counts())
 	})
@@ -193,7 +195,7 @@ func TestPatchRaceWithMicrosoftEdit(t *testing.T) {
 	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{sf.FieldCloseDate: "2027-06-30"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "both changes on both sides", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "both changes on both sides", func() (bool, string) {
 		got, err := s.PC.Get(r.ID)
 		if err != nil {
 			return false, err.Error()
@@ -228,7 +230,7 @@ func TestRefusedPatchIsShownNotRetried(t *testing.T) {
 	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{sf.FieldAmount: -500.0}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the refusal shown on the Opportunity", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "the refusal shown on the Opportunity", func() (bool, string) {
 		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
 		st := fmt.Sprint(o[sf.FieldSyncStatus])
 		return strings.HasPrefix(st, "✖") && strings.Contains(st, "deal value"), st
@@ -253,7 +255,7 @@ func TestRefusedPatchIsShownNotRetried(t *testing.T) {
 func Test429StormSurvived(t *testing.T) {
 	s := start(t, nil)
 	s.PC.SetFaults(pcemu.Faults{Throttle429: 6})
-	r, err := s.PC.SellerCreate(sellerReferral("Relecloud storm", 11000))
+	r, err := s.PC.SellerCreate(stacktest.SellerReferral("Relecloud storm", 11000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,8 +263,8 @@ func Test429StormSurvived(t *testing.T) {
 	for i := range 3 {
 		opps = append(opps, newOpportunity(t, s, fmt.Sprintf("Storm %d", i), float64(1000*(i+1))))
 	}
-	eventually(t, 40*time.Second, "every record on the other side", func() (bool, string) {
-		done := len(opportunitiesFor(s, r.ID))
+	testkit.Eventually(t, 40*time.Second, "every record on the other side", func() (bool, string) {
+		done := len(stacktest.OpportunitiesFor(s, r.ID))
 		for _, id := range opps {
 			o, _ := s.SF.Get(sf.ObjectOpportunity, id)
 			if o[sf.FieldReferralIdentifier] != nil {
@@ -275,11 +277,11 @@ func Test429StormSurvived(t *testing.T) {
 	if n := s.PC.Counts()["throttled"]; n != 6 {
 		t.Errorf("throttled = %d, want the whole storm of 6", n)
 	}
-	if n := len(opportunitiesFor(s, r.ID)); n != 1 {
+	if n := len(stacktest.OpportunitiesFor(s, r.ID)); n != 1 {
 		t.Errorf("%d opportunities for the referral", n)
 	}
 	for _, id := range opps {
-		if n := len(referralsFor(s, id)); n != 1 {
+		if n := len(stacktest.ReferralsFor(s, id)); n != 1 {
 			t.Errorf("%d referrals for opportunity %s", n, id)
 		}
 	}

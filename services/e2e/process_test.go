@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cosell-dev/cosell/services/internal/harness/fleet"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
 )
 
 var (
@@ -118,7 +119,7 @@ func TestStagesAsSeparateProcesses(t *testing.T) {
 	}, &opp); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "both directions synced across processes", func() (bool, string) {
+	testkit.Eventually(t, 60*time.Second, "both directions synced across processes", func() (bool, string) {
 		var opps struct {
 			Records []map[string]any `json:"records"`
 		}

@@ -12,6 +12,8 @@ import (
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/auditor/auditor"
 	"github.com/cosell-dev/cosell/services/internal/harness/stack"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
+	"github.com/cosell-dev/cosell/services/internal/testkit/stacktest"
 )
 
 // pcWrites counts Partner Center writes (creates and patches) so far.
@@ -30,8 +32,8 @@ func linkedOpportunity(t *testing.T, s *stack.Stack, name string, amount float64
 	t.Helper()
 	oppID := newOpportunity(t, s, name, amount)
 	var ref pc.Referral
-	eventually(t, 20*time.Second, "referral created and linked back", func() (bool, string) {
-		refs := referralsFor(s, oppID)
+	testkit.Eventually(t, 20*time.Second, "referral created and linked back", func() (bool, string) {
+		refs := stacktest.ReferralsFor(s, oppID)
 		if len(refs) != 1 {
 			return false, fmt.Sprintf("%d referrals", len(refs))
 		}
@@ -62,10 +64,10 @@ func TestOptOutPausesTheLink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	quiet(t, s)
+	stacktest.Quiet(t, s)
 
 	oppID, ref := linkedOpportunity(t, s, "Paused deal", 20000)
-	quiet(t, s)
+	stacktest.Quiet(t, s)
 	if _, err := s.Auditor.Link(ctx, optedOut); !errors.Is(err, auditor.ErrNoLink) {
 		t.Errorf("an Opportunity with Sync with Partner Center off must not be linked: %v", err)
 	}
@@ -77,7 +79,7 @@ func TestOptOutPausesTheLink(t *testing.T) {
 	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{sf.FieldSyncWithPartnerCenter: false, "Amount": 25000.0}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the link paused", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "the link paused", func() (bool, string) {
 		l, err := s.Auditor.Link(ctx, oppID)
 		if err != nil {
 			return false, err.Error()
@@ -85,7 +87,7 @@ func TestOptOutPausesTheLink(t *testing.T) {
 		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
 		return l.Paused && strings.HasPrefix(fmt.Sprint(o[sf.FieldSyncStatus]), "⏸"), fmt.Sprint(l.Paused, o[sf.FieldSyncStatus])
 	})
-	quiet(t, s)
+	stacktest.Quiet(t, s)
 	if n := pcWrites(s); n != 0 {
 		t.Fatalf("Partner Center written while the flag is off: %v", s.PC.Counts())
 	}
@@ -97,11 +99,11 @@ func TestOptOutPausesTheLink(t *testing.T) {
 	if _, err := s.PC.SellerUpdate(ref.ID, pc.Referral{Details: &pc.Details{ClosingDateTime: "2027-07-31T00:00:00Z"}}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "Microsoft's change shown on the paused Opportunity", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "Microsoft's change shown on the paused Opportunity", func() (bool, string) {
 		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
 		return o[sf.FieldCloseDate] == "2027-07-31", fmt.Sprint(o[sf.FieldCloseDate])
 	})
-	quiet(t, s)
+	stacktest.Quiet(t, s)
 	if got, _ := s.PC.Get(ref.ID); *got.Details.DealValue != 20000 {
 		t.Fatalf("the paused amount reached Partner Center: %v", *got.Details.DealValue)
 	}
@@ -111,12 +113,12 @@ func TestOptOutPausesTheLink(t *testing.T) {
 	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{sf.FieldSyncWithPartnerCenter: true}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "resumed", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "resumed", func() (bool, string) {
 		got, _ := s.PC.Get(ref.ID)
 		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
 		return *got.Details.DealValue == 25000 && o[sf.FieldSyncStatus] == "✔", fmt.Sprint(*got.Details.DealValue, o[sf.FieldSyncStatus])
 	})
-	quiet(t, s)
+	stacktest.Quiet(t, s)
 	if n := s.PC.Counts()["referrals.patch"]; n != 1 {
 		t.Errorf("referral patches on resume = %d, want 1", n)
 	}
@@ -134,38 +136,38 @@ func TestHeldChangesGoQuiet(t *testing.T) {
 		o.Vars["COSELL_AUDIT_SAMPLE_INTERVAL"] = "200ms"
 	})
 	// Hold stage: a Microsoft referral waits in Prospecting; the seller edits the amount there.
-	held, err := s.PC.SellerCreate(sellerReferral("Held in hold stage", 11000))
+	held, err := s.PC.SellerCreate(stacktest.SellerReferral("Held in hold stage", 11000))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Closed: a Microsoft referral, accepted, then won by Microsoft; the seller edits the amount after.
-	closed, err := s.PC.SellerCreate(sellerReferral("Closed by Microsoft", 12000))
+	closed, err := s.PC.SellerCreate(stacktest.SellerReferral("Closed by Microsoft", 12000))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Paused: a seller's Opportunity whose flag is then unticked with an edit.
 	pausedID, _ := linkedOpportunity(t, s, "Paused and edited", 13000)
 	var heldOpp, closedOpp string
-	eventually(t, 20*time.Second, "both Opportunities created", func() (bool, string) {
-		a, b := opportunitiesFor(s, held.ID), opportunitiesFor(s, closed.ID)
+	testkit.Eventually(t, 20*time.Second, "both Opportunities created", func() (bool, string) {
+		a, b := stacktest.OpportunitiesFor(s, held.ID), stacktest.OpportunitiesFor(s, closed.ID)
 		if len(a) != 1 || len(b) != 1 {
 			return false, fmt.Sprint(len(a), len(b))
 		}
 		heldOpp, closedOpp = fmt.Sprint(a[0][sf.FieldID]), fmt.Sprint(b[0][sf.FieldID])
 		return true, ""
 	})
-	quiet(t, s)
+	stacktest.Quiet(t, s)
 	if err := s.SF.Update(sf.ObjectOpportunity, closedOpp, map[string]any{"StageName": "Qualification"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "accepted", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "accepted", func() (bool, string) {
 		r, _ := s.PC.Get(closed.ID)
 		return r.Status == pc.StatusActive, r.Status
 	})
 	if _, err := s.PC.SellerClose(closed.ID, pc.SubstatusWon); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "Opportunity won", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "Opportunity won", func() (bool, string) {
 		o, _ := s.SF.Get(sf.ObjectOpportunity, closedOpp)
 		return o[sf.FieldStageName] == "Closed Won", fmt.Sprint(o[sf.FieldStageName])
 	})
@@ -179,7 +181,7 @@ func TestHeldChangesGoQuiet(t *testing.T) {
 		}
 	}
 	for _, id := range []string{heldOpp, closedOpp, pausedID} {
-		eventually(t, 20*time.Second, "held shown on "+id, func() (bool, string) {
+		testkit.Eventually(t, 20*time.Second, "held shown on "+id, func() (bool, string) {
 			o, _ := s.SF.Get(sf.ObjectOpportunity, id)
 			return strings.HasPrefix(fmt.Sprint(o[sf.FieldSyncStatus]), "⏸") && strings.Contains(fmt.Sprint(o[sf.FieldAudit]), " held"),
 				fmt.Sprint(o[sf.FieldSyncStatus], o[sf.FieldAudit])
@@ -187,7 +189,7 @@ func TestHeldChangesGoQuiet(t *testing.T) {
 	}
 	// Poll the counters until a few poll cycles pass without a write (the first decisions' Audit and
 	// status write-backs land), then require zero writes over several more.
-	eventually(t, 30*time.Second, "quiet after the first decisions", func() (bool, string) {
+	testkit.Eventually(t, 30*time.Second, "quiet after the first decisions", func() (bool, string) {
 		s.SF.ResetCounts()
 		s.PC.ResetCounts()
 		opsQuiet(t, s)
@@ -235,8 +237,8 @@ func TestSellersStageIsTheSellers(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ref pc.Referral
-	eventually(t, 20*time.Second, "referral created and linked back", func() (bool, string) {
-		refs := referralsFor(s, oppID)
+	testkit.Eventually(t, 20*time.Second, "referral created and linked back", func() (bool, string) {
+		refs := stacktest.ReferralsFor(s, oppID)
 		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
 		if len(refs) != 1 {
 			return false, "no referral"
@@ -244,7 +246,7 @@ func TestSellersStageIsTheSellers(t *testing.T) {
 		ref = refs[0]
 		return o[sf.FieldReferralIdentifier] == ref.ID, ""
 	})
-	quiet(t, s)
+	stacktest.Quiet(t, s)
 	if r, _ := s.PC.Get(ref.ID); r.Status != pc.StatusActive {
 		t.Fatalf("the partner's referral is %s/%s, want Active", r.Status, r.Substatus)
 	}
@@ -256,11 +258,11 @@ func TestSellersStageIsTheSellers(t *testing.T) {
 	if _, err := s.PC.SellerClose(ref.ID, pc.SubstatusWon); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "out of step shown", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "out of step shown", func() (bool, string) {
 		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
 		return strings.HasPrefix(fmt.Sprint(o[sf.FieldSyncStatus]), "⏸"), fmt.Sprint(o[sf.FieldSyncStatus])
 	})
-	quiet(t, s)
+	stacktest.Quiet(t, s)
 	o, _ = s.SF.Get(sf.ObjectOpportunity, oppID)
 	if o[sf.FieldStageName] != "Prospecting" {
 		t.Fatalf("Microsoft's close changed the seller's stage to %v", o[sf.FieldStageName])
@@ -269,7 +271,7 @@ func TestSellersStageIsTheSellers(t *testing.T) {
 	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{"StageName": "Closed Won"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "in step again", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "in step again", func() (bool, string) {
 		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
 		return o[sf.FieldSyncStatus] == "✔", fmt.Sprint(o[sf.FieldSyncStatus])
 	})

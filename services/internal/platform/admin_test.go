@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -85,7 +86,7 @@ func TestAdminEndpoints(t *testing.T) {
 	spec := writerSpec(t)
 	runConsume(t, b, spec, func(context.Context, Event) error { return Permanent(errors.New("nope")) }, fastOpts())
 	deadLetterFor(t, b, subject)
-	eventually(t, 5*time.Second, func() error {
+	testkit.EventuallyNil(t, 5*time.Second, "condition", func() error {
 		_, body := get(t, base+"/metrics")
 		for _, want := range []string{
 			`cosell_events_published_total{stage="pc-writer",type="cosell.pc.referral.requested.v1"} 1`,

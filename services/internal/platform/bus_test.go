@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -202,7 +203,7 @@ func TestBusStreamOperations(t *testing.T) {
 	if err := b.ResetConsumer(ctx, contracts.ConsumerAuditor, again[0]); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, func() error {
+	testkit.EventuallyNil(t, 5*time.Second, "condition", func() error {
 		if n := handled.Load(); n != 4 {
 			return errorf("%d deliveries after the rewind, want both decisions handled again", n)
 		}

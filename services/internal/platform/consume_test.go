@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -79,7 +80,7 @@ func waitDone(t *testing.T, done <-chan error) {
 
 func expectLag(t *testing.T, b *Bus, spec contracts.ConsumerSpec, pending, ackPending uint64) {
 	t.Helper()
-	eventually(t, 5*time.Second, func() error {
+	testkit.EventuallyNil(t, 5*time.Second, "condition", func() error {
 		p, a, err := b.Lag(context.Background(), spec.Durable)
 		if err != nil {
 			return err
@@ -112,7 +113,7 @@ func deadLetterFor(t *testing.T, b *Bus, subject string) (Event, contracts.DeadL
 	t.Helper()
 	ctx := context.Background()
 	var raw *jetstream.RawStreamMsg
-	eventually(t, 5*time.Second, func() error {
+	testkit.EventuallyNil(t, 5*time.Second, "condition", func() error {
 		st, err := b.js.Stream(ctx, contracts.StreamDeadLetter)
 		if err != nil {
 			return err
@@ -335,7 +336,7 @@ func TestConsumeRetryAfterDelaysRedelivery(t *testing.T) {
 		}
 		return nil
 	}, opts)
-	eventually(t, 5*time.Second, func() error {
+	testkit.EventuallyNil(t, 5*time.Second, "condition", func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(at) < 2 {
@@ -455,7 +456,7 @@ func TestConsumeKeepsLongHandlersAlive(t *testing.T) {
 	runConsume(t, b, spec, h, opts)
 	runConsume(t, b, spec, h, opts)
 	// Both handled first: right after a publish the consumer's lag can still read 0/0 on a loaded machine.
-	eventually(t, 10*time.Second, func() error {
+	testkit.EventuallyNil(t, 10*time.Second, "condition", func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if calls["k1"] == 0 || calls["k2"] == 0 {

@@ -63,22 +63,4 @@ func newTestBus(t *testing.T, ns *server.Server, cfg BusConfig, stage string, m 
 	return b
 }
 
-// eventually polls cond until it returns nil or the deadline passes.
-func eventually(t *testing.T, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %s: %v", timeout, err)
-		}
-		<-tick.C
-	}
-}
-
 func errorf(format string, a ...any) error { return fmt.Errorf(format, a...) }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
 )
 
 // TestRunAsLeaderRunsOnePoller starts three replicas of a poller: only one runs at a time; an orderly stop
@@ -45,7 +46,7 @@ func TestRunAsLeaderRunsOnePoller(t *testing.T) {
 		defer stop()
 		go func() { done[i] <- b.RunAsLeader(ctx, "poller", poller(i)) }()
 	}
-	eventually(t, 10*time.Second, func() error {
+	testkit.EventuallyNil(t, 10*time.Second, "condition", func() error {
 		if running.Load() != 1 {
 			return errorf("%d pollers running", running.Load())
 		}
@@ -60,7 +61,7 @@ func TestRunAsLeaderRunsOnePoller(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Through a renewal the standbys stay standbys.
-	eventually(t, 3*contracts.LeaseTTL, func() error {
+	testkit.EventuallyNil(t, 3*contracts.LeaseTTL, "condition", func() error {
 		cur, err := kv.Get(context.Background(), "poller")
 		if err != nil {
 			return err
@@ -75,7 +76,7 @@ func TestRunAsLeaderRunsOnePoller(t *testing.T) {
 	if err := <-done[first]; err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, contracts.LeaseTTL, func() error {
+	testkit.EventuallyNil(t, contracts.LeaseTTL, "condition", func() error {
 		if c := current(); c == first || running.Load() != 1 {
 			return errorf("leader %d, %d running", c, running.Load())
 		}
@@ -84,7 +85,7 @@ func TestRunAsLeaderRunsOnePoller(t *testing.T) {
 	// The second leader dies without releasing: its connection is cut, as a killed pod's would be.
 	second := current()
 	buses[second].Abort()
-	eventually(t, 3*contracts.LeaseTTL, func() error {
+	testkit.EventuallyNil(t, 3*contracts.LeaseTTL, "condition", func() error {
 		if c := current(); c == second || c == first {
 			return errorf("leader still %d", c)
 		}

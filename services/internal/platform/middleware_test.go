@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
 )
 
 func TestChainAppliesEachMiddlewareOnceInOrder(t *testing.T) {
@@ -148,7 +149,7 @@ func TestConsumeRetriesWhenTheDeadLetterCannotBeParked(t *testing.T) {
 		calls.Add(1)
 		return Permanent(errors.New("referral unparkable: invalid dealValue"))
 	}, opts)
-	eventually(t, 5*time.Second, func() error {
+	testkit.EventuallyNil(t, 5*time.Second, "condition", func() error {
 		if calls.Load() < 2 {
 			return errorf("%d deliveries", calls.Load())
 		}
@@ -201,7 +202,7 @@ func TestConsumeBatchTracesEachEvent(t *testing.T) {
 		return make([]error, len(events))
 	}, opts)
 	expectLag(t, b, spec, 0, 0)
-	eventually(t, 5*time.Second, func() error {
+	testkit.EventuallyNil(t, 5*time.Second, "condition", func() error {
 		for id, tid := range roots {
 			n := 0
 			for _, s := range rec.Ended() {

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
 )
 
 var auditSeq atomic.Int64
@@ -193,7 +194,7 @@ func TestReadStreamFollows(t *testing.T) {
 		}, OnlyNew(), Follow())
 	}()
 	// The follower's consumer exists once it is reading; what is published after that is delivered.
-	eventually(t, 5*time.Second, func() error {
+	testkit.EventuallyNil(t, 5*time.Second, "condition", func() error {
 		if len(leftBehind(t, b, contracts.StreamAudit)) == 0 {
 			return errors.New("no reader consumer yet")
 		}

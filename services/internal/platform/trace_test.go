@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
 )
 
 // TestTraceFollowsTheEvent publishes inside a span and checks that the consumer's handler runs in the same
@@ -49,7 +50,7 @@ func TestTraceFollowsTheEvent(t *testing.T) {
 		parents[e.ID()] = tp
 		return nil
 	}, fastOpts())
-	eventually(t, 10*time.Second, func() error {
+	testkit.EventuallyNil(t, 10*time.Second, "condition", func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(got) < 2 {
@@ -68,7 +69,7 @@ func TestTraceFollowsTheEvent(t *testing.T) {
 		t.Error("an event published outside the span joined its trace")
 	}
 	mu.Unlock()
-	eventually(t, 10*time.Second, func() error {
+	testkit.EventuallyNil(t, 10*time.Second, "condition", func() error {
 		kinds := map[trace.SpanKind]int{}
 		for _, s := range rec.Ended() {
 			if s.SpanContext().TraceID() == root.SpanContext().TraceID() {

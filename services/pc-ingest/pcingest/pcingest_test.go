@@ -22,6 +22,7 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
 	"github.com/cosell-dev/cosell/services/internal/clients/pcwebhook"
 	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
 	"github.com/cosell-dev/cosell/services/internal/watermark"
 )
 
@@ -128,29 +129,12 @@ func (f *fixture) snapshots(t *testing.T, referralID string) int {
 // settled waits until the fetcher has handled every hand-off.
 func (f *fixture) settled(t *testing.T) {
 	t.Helper()
-	eventually(t, 10*time.Second, "fetcher caught up", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "fetcher caught up", func() (bool, string) {
 		// CaughtUp, not a zero Lag: a hand-off stored a moment ago may not be counted as pending yet.
 		ok, err := f.bus.CaughtUp(context.Background(), contracts.ConsumerPCIngestNotified)
 		p, ap, _ := f.bus.Lag(context.Background(), contracts.ConsumerPCIngestNotified)
 		return err == nil && ok, fmt.Sprintf("pending %d ack-pending %d err %v", p, ap, err)
 	})
-}
-
-func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within %s; last state: %s", what, within, state)
-		}
-		<-tick.C
-	}
 }
 
 func post(t *testing.T, u string, body []byte, h http.Header) int {
@@ -185,7 +169,7 @@ func seller(t *testing.T, emu *pcemu.Emulator, name string) pc.Referral {
 func TestWebhookPublishesEachVersionOnce(t *testing.T) {
 	f := newFixture(t, Config{}, all)
 	r := seller(t, f.emu, "Contoso")
-	eventually(t, 10*time.Second, "snapshot of the new referral", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "snapshot of the new referral", func() (bool, string) {
 		n := f.snapshots(t, r.ID)
 		return n == 1, fmt.Sprint(n)
 	})
@@ -193,7 +177,7 @@ func TestWebhookPublishesEachVersionOnce(t *testing.T) {
 	if _, err := f.emu.SellerUpdate(r.ID, pc.Referral{Details: &pc.Details{DealValue: &v}}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "snapshot of the update", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "snapshot of the update", func() (bool, string) {
 		n := f.snapshots(t, r.ID)
 		return n == 2, fmt.Sprint(n)
 	})
@@ -231,7 +215,7 @@ func TestNotificationWithUnknownFieldsAccepted(t *testing.T) {
 	f.emu.SetNotificationShape(pcemu.NotificationShape{Rename: map[string]string{"AuditUri": "AuditUrl"},
 		Extra: map[string]any{"PartnerId": "4b9f0000-0000-4000-8000-000000000001", "AuditUrl": audit, "Version": 2}})
 	r := seller(t, f.emu, "Fabrikam")
-	eventually(t, 10*time.Second, "snapshot of the referral", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "snapshot of the referral", func() (bool, string) {
 		n := f.snapshots(t, r.ID)
 		return n == 1, fmt.Sprint(n)
 	})
@@ -255,7 +239,7 @@ func TestReplayedOldNotificationIsNotFetched(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the latest version published", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "the latest version published", func() (bool, string) {
 		at, ok, err := f.in.lastObserved(context.Background(), r.ID)
 		return ok && err == nil && at.Equal(contracts.ReferralVersion(upd).At), fmt.Sprint(at, err)
 	})
@@ -296,7 +280,7 @@ func TestReplayedOldNotificationIsNotFetched(t *testing.T) {
 func TestForgedOrMalformedDeliveriesAreRefused(t *testing.T) {
 	f := newFixture(t, Config{MaxBodyBytes: 2048}, all)
 	r := seller(t, f.emu, "Tailspin")
-	eventually(t, 10*time.Second, "first delivery", func() (bool, string) { return len(f.emu.Delivered()) == 1, "" })
+	testkit.Eventually(t, 10*time.Second, "first delivery", func() (bool, string) { return len(f.emu.Delivered()) == 1, "" })
 	f.settled(t)
 	genuine := f.emu.Delivered()[0]
 	gets := f.emu.Counts()["referrals.get"]
@@ -356,7 +340,7 @@ func TestForgedOrMalformedDeliveriesAreRefused(t *testing.T) {
 		t.Errorf("GET answered %d, want 405", resp.StatusCode)
 	}
 	// The emulator's own delivery for "Other" is genuine; wait for it, then nothing else may have arrived.
-	eventually(t, 10*time.Second, "the genuine delivery for the second referral", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "the genuine delivery for the second referral", func() (bool, string) {
 		return f.snapshots(t, other.ID) == 1, ""
 	})
 	f.settled(t)
@@ -374,7 +358,7 @@ func TestWebhookAnswersWithoutReadingPartnerCenter(t *testing.T) {
 	f := newFixture(t, Config{}, func(in *Ingest) func(context.Context) error { return in.RunFetcher })
 	f.emu.SetFaults(pcemu.Faults{Fail5xx: 3})
 	r := seller(t, f.emu, "Litware")
-	eventually(t, 10*time.Second, "snapshot after the outage", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "snapshot after the outage", func() (bool, string) {
 		return f.snapshots(t, r.ID) == 1, fmt.Sprint(f.emu.Counts())
 	})
 	c := f.emu.Counts()
@@ -390,14 +374,14 @@ func TestWebhookAnswersWithoutReadingPartnerCenter(t *testing.T) {
 func TestDroppedWebhookHealedByPoll(t *testing.T) {
 	f := newFixture(t, Config{PollInterval: 100 * time.Millisecond}, all)
 	r := seller(t, f.emu, "Adatum")
-	eventually(t, 10*time.Second, "snapshot", func() (bool, string) { return f.snapshots(t, r.ID) == 1, "" })
+	testkit.Eventually(t, 10*time.Second, "snapshot", func() (bool, string) { return f.snapshots(t, r.ID) == 1, "" })
 	f.emu.SetFaults(pcemu.Faults{DropWebhooks: 1})
 	v := 9000.0
 	upd, err := f.emu.SellerUpdate(r.ID, pc.Referral{Details: &pc.Details{DealValue: &v}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the dropped change, polled", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "the dropped change, polled", func() (bool, string) {
 		return f.snapshots(t, r.ID) == 2, fmt.Sprint(f.emu.Counts())
 	})
 	if f.emu.Counts()["webhooks.dropped"] != 1 {
@@ -449,7 +433,7 @@ func TestRelatedReferralNotifications(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "both published", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "both published", func() (bool, string) {
 		return f.snapshots(t, ours.ID) == 1 && f.snapshots(t, related.ID) == 1, ""
 	})
 	// Our referral changes, but its own notification is lost; Microsoft's side then changes too.
@@ -461,13 +445,13 @@ func TestRelatedReferralNotifications(t *testing.T) {
 	if err := f.emu.NotifyRelated(pc.EventRelatedReferralUpdated, related.ID); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "our referral's change found through the engagement", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "our referral's change found through the engagement", func() (bool, string) {
 		return f.snapshots(t, ours.ID) == 2, fmt.Sprint(f.emu.Counts())
 	})
 	if err := f.emu.NotifyRelated(pc.EventRelatedReferralCreated, "c0ffee00-0000-4000-8000-000000000000"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "unreadable related referral acknowledged", func() (bool, string) {
+	testkit.Eventually(t, 10*time.Second, "unreadable related referral acknowledged", func() (bool, string) {
 		return len(f.emu.Delivered()) == 4, fmt.Sprint(len(f.emu.Delivered()))
 	})
 	f.settled(t)

@@ -15,6 +15,7 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
 	"github.com/cosell-dev/cosell/services/internal/clients/sfpubsub"
 	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
 )
 
 // cdcFixture is the poller fixture plus the emulator's Pub/Sub API on 127.0.0.1 and a CDC subscriber.
@@ -80,25 +81,10 @@ func run(t *testing.T, c *CDC) (stop func()) {
 // first response).
 func (f *cdcFixture) waitStored(t *testing.T) {
 	t.Helper()
-	eventually(t, "a stored replay id", func() bool {
+	testkit.EventuallyTrue(t, 15*time.Second, "a stored replay id", func() bool {
 		_, err := f.in.Checkpoints.Get(context.Background(), ReplayKey(sfemu.AllChangeEvents))
 		return err == nil
 	})
-}
-
-func eventually(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(15 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !ok() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
 }
 
 // snapshots reads every observed snapshot of the stream, by opportunity id, in order.
@@ -129,7 +115,7 @@ func (f *cdcFixture) snapshots(t *testing.T) map[string][]contracts.OpportunityO
 // waitSnapshot polls until the newest snapshot of opp satisfies ok.
 func (f *cdcFixture) waitSnapshot(t *testing.T, opp, what string, ok func(contracts.OpportunityObserved) bool) {
 	t.Helper()
-	eventually(t, what, func() bool {
+	testkit.EventuallyTrue(t, 15*time.Second, what, func() bool {
 		list := f.snapshots(t)[opp]
 		return len(list) > 0 && ok(list[len(list)-1])
 	})
@@ -206,7 +192,7 @@ func TestCDCBurstOfTwoHundredIsOneReadAndOwnWritesAreEchoes(t *testing.T) {
 	// cosell's own write (client=cosell in changeOrigin) costs no read.
 	before := f.emu.Counts()["composite"]
 	ownWrite(t, f.in.SF, "Opportunity", res[0].ID, map[string]any{"Description": "written by sf-writer"})
-	eventually(t, "the echo", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.bursts >= 1 && c.Stats().Echoes == 1 })
+	testkit.EventuallyTrue(t, 15*time.Second, "the echo", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.bursts >= 1 && c.Stats().Echoes == 1 })
 	if n := f.emu.Counts()["composite"] - before; n != 0 {
 		t.Fatalf("an echo cost %d Composite calls, want 0", n)
 	}
@@ -219,7 +205,7 @@ func TestCDCBurstOfTwoHundredIsOneReadAndOwnWritesAreEchoes(t *testing.T) {
 	if err := f.emu.UpdateAll("Opportunity", upd); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "200 new snapshots", func() bool { return c.Stats().Snapshots >= 200 })
+	testkit.EventuallyTrue(t, 15*time.Second, "200 new snapshots", func() bool { return c.Stats().Snapshots >= 200 })
 	if n := f.emu.Counts()["composite"] - before; n != 1 {
 		t.Fatalf("a 200-record change event cost %d Composite calls, want 1", n)
 	}
@@ -245,7 +231,7 @@ func TestCDCRestartResumesFromTheStoredReplayID(t *testing.T) {
 	for i := range 3 {
 		opps = append(opps, f.syncedOpportunity(t, fmt.Sprintf("Before %d", i)))
 	}
-	eventually(t, "three snapshots", func() bool { return len(f.snapshots(t)) == 3 })
+	testkit.EventuallyTrue(t, 15*time.Second, "three snapshots", func() bool { return len(f.snapshots(t)) == 3 })
 	stop()
 	// While sf-ingest is down: changes and creates.
 	for _, id := range opps {
@@ -256,7 +242,7 @@ func TestCDCRestartResumesFromTheStoredReplayID(t *testing.T) {
 	opps = append(opps, f.syncedOpportunity(t, "During"))
 	c := f.subscriber(t)
 	run(t, c)
-	eventually(t, "the changes made while down", func() bool {
+	testkit.EventuallyTrue(t, 15*time.Second, "the changes made while down", func() bool {
 		s := f.snapshots(t)
 		for _, id := range opps {
 			list := s[id]
@@ -306,7 +292,7 @@ func TestCDCGapsAndExpiredReplayIDsAreHealedByREST(t *testing.T) {
 		return o.Via == "poll"
 	})
 	// Then it follows from LATEST, once the stream is open (the second catch-up says so).
-	eventually(t, "the stream open from LATEST", func() bool { return c.Stats().CatchUps == 2 })
+	testkit.EventuallyTrue(t, 15*time.Second, "the stream open from LATEST", func() bool { return c.Stats().CatchUps == 2 })
 	after := f.syncedOpportunity(t, "After")
 	f.waitSnapshot(t, after, "a change after the catch-up", func(o contracts.OpportunityObserved) bool { return o.Via == "cdc" })
 	if n := c.Stats().CatchUps; n != 2 {
@@ -329,7 +315,7 @@ func TestCDCOneSubscriberAcrossThreeReplicas(t *testing.T) {
 	for i := range 5 {
 		f.syncedOpportunity(t, fmt.Sprintf("Replica %d", i))
 	}
-	eventually(t, "five snapshots", func() bool { return len(f.snapshots(t)) == 5 })
+	testkit.EventuallyTrue(t, 15*time.Second, "five snapshots", func() bool { return len(f.snapshots(t)) == 5 })
 	if n := f.emu.Counts()["pubsub.subscribe"]; n != 1 {
 		t.Fatalf("%d Subscribe streams across three replicas, want 1", n)
 	}

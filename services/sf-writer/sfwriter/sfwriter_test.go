@@ -17,6 +17,7 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
 	"github.com/cosell-dev/cosell/services/internal/outcome"
 	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
 )
 
 type fixture struct {
@@ -92,19 +93,12 @@ func (f *fixture) settled(t testing.TB) {
 
 func (f *fixture) settledWithin(t testing.TB, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	testkit.Eventually(t, within, "commands settled", func() (bool, string) {
 		// CaughtUp, not a zero Lag: right after a send the server may not have counted the command yet.
 		ok, err := f.bus.CaughtUp(context.Background(), contracts.ConsumerSFWriter)
-		if err == nil && ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			p, a, _ := f.bus.Lag(context.Background(), contracts.ConsumerSFWriter)
-			t.Fatalf("commands not settled: pending %d ack-pending %d (%v)", p, a, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		p, a, _ := f.bus.Lag(context.Background(), contracts.ConsumerSFWriter)
+		return err == nil && ok, fmt.Sprintf("pending %d ack-pending %d (%v)", p, a, err)
+	})
 }
 
 // outcomes reads every outcome published, by command id.
@@ -266,37 +260,22 @@ func TestGovernorPausesAtTheFloorAndResumes(t *testing.T) {
 	f.run(t)
 	f.send(t, "first", createCmd(1, "Budget Ltd"))
 	// Settled means written: the lag alone can read zero before the writer has fetched anything.
-	deadline := time.Now().Add(30 * time.Second)
-	for f.outcomes(t)["first"].Status != contracts.OutcomeWritten {
-		if time.Now().After(deadline) {
-			t.Fatalf("first command not written: %+v", f.outcomes(t)["first"])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	f.settled(t)
 	// The writer learns the org's shape at start-up; spend the allowance only once it is writing.
-	for deadline := time.Now().Add(30 * time.Second); f.outcomes(t)["first"].Status != contracts.OutcomeWritten; {
-		if time.Now().After(deadline) {
-			t.Fatalf("first command never written: %+v", f.outcomes(t)["first"])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, 30*time.Second, "first command written", func() (bool, string) {
+		o := f.outcomes(t)["first"]
+		return o.Status == contracts.OutcomeWritten, fmt.Sprintf("%+v", o)
+	})
+	f.settled(t)
 
 	f.emu.ExhaustDailyLimit()
 	for i := 2; i < 5; i++ {
 		f.send(t, fmt.Sprintf("cmd-%d", i), createCmd(i, "Budget Ltd"))
 	}
 	// While the allowance is spent the commands wait: none fails, none is written.
-	deadline = time.Now().Add(30 * time.Second)
-	for {
-		if d := f.emu.Counts()["limits"]; d >= 2 {
-			break // the governor has probed the allowance at least twice: it is pausing and resuming
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("governor never probed; counts %v", f.emu.Counts())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	// The governor has probed the allowance at least twice: it is pausing and resuming.
+	testkit.Eventually(t, 30*time.Second, "governor probed the allowance twice", func() (bool, string) {
+		return f.emu.Counts()["limits"] >= 2, fmt.Sprintf("counts %v", f.emu.Counts())
+	})
 	for id, o := range f.outcomes(t) {
 		if o.Status == contracts.OutcomeFailed {
 			t.Fatalf("%s failed while paused: %+v", id, o)

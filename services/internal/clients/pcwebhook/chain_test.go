@@ -22,6 +22,7 @@ import (
 
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	"github.com/cosell-dev/cosell/services/internal/clients/pcwebhook"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
 )
 
 // genuine returns one delivery the emulator signed (root → intermediate → leaf; the URL serves the leaf only).
@@ -33,7 +34,7 @@ func genuine(t *testing.T, e *env) delivery {
 	if _, err := e.emu.SellerCreate(pc.Referral{Name: "chain"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a delivery", func() bool { return len(e.recv.all()) >= 1 })
+	testkit.EventuallyTrue(t, 10*time.Second, "a delivery", func() bool { return len(e.recv.all()) >= 1 })
 	return e.recv.all()[0]
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/cosell-dev/cosell/services/emulators/pcemu"
 	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
 	"github.com/cosell-dev/cosell/services/internal/clients/pcwebhook"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
 )
 
 // delivery is one request the test receiver got.
@@ -35,18 +36,6 @@ func (rc *receiver) all() []delivery {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	return append([]delivery(nil), rc.got...)
-}
-
-// waitFor polls until cond holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-time.After(5 * time.Millisecond) // poll interval, not a wait for state
-	}
 }
 
 type env struct {
@@ -108,7 +97,7 @@ func TestSignedNotificationEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "referral-created", func() bool { return len(e.recv.all()) == 1 })
+	testkit.EventuallyTrue(t, 10*time.Second, "referral-created", func() bool { return len(e.recv.all()) == 1 })
 	d := e.recv.all()[0]
 	if d.err != nil {
 		t.Fatalf("verifier refused a genuine delivery: %v", d.err)
@@ -125,7 +114,7 @@ func TestSignedNotificationEndToEnd(t *testing.T) {
 	if _, err := e.emu.SellerUpdate(r.ID, pc.Referral{Details: &pc.Details{Notes: "hello"}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "referral-updated", func() bool { return len(e.recv.all()) == 2 })
+	testkit.EventuallyTrue(t, 10*time.Second, "referral-updated", func() bool { return len(e.recv.all()) == 2 })
 	n, _, _ = pcwebhook.ParseNotification(e.recv.all()[1].body)
 	if n.EventName != pc.EventReferralUpdated || e.recv.all()[1].err != nil {
 		t.Fatalf("update: %+v %v", n, e.recv.all()[1].err)
@@ -215,7 +204,7 @@ func TestRegistrationLifecycleAndValidationEvent(t *testing.T) {
 	if err != nil || cid == "" {
 		t.Fatalf("validation: %q %v", cid, err)
 	}
-	waitFor(t, "validation completed", func() bool {
+	testkit.EventuallyTrue(t, 10*time.Second, "validation completed", func() bool {
 		st, err := e.client.GetValidationEvent(ctx, cid)
 		return err == nil && st.Status == "completed" && len(st.Results) == 1 && st.Results[0].ResponseCode == "OK"
 	})
@@ -232,11 +221,11 @@ func TestRegistrationLifecycleAndValidationEvent(t *testing.T) {
 	if _, err := e.emu.SellerCreate(pc.Referral{Name: "retry me"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "two failed attempts", func() bool { return e.emu.Counts()["webhooks.failed_attempts"] >= 2 })
+	testkit.EventuallyTrue(t, 10*time.Second, "two failed attempts", func() bool { return e.emu.Counts()["webhooks.failed_attempts"] >= 2 })
 	e.recv.mu.Lock()
 	e.recv.status = 0
 	e.recv.mu.Unlock()
-	waitFor(t, "retried delivery", func() bool { return e.emu.Counts()["webhooks.delivered"] == 2 })
+	testkit.EventuallyTrue(t, 10*time.Second, "retried delivery", func() bool { return e.emu.Counts()["webhooks.delivered"] == 2 })
 
 	e.emu.SetFaults(pcemu.Faults{DropWebhooks: 1})
 	if _, err := e.emu.SellerCreate(pc.Referral{Name: "lost"}); err != nil {
@@ -254,7 +243,7 @@ func TestRegistrationLifecycleAndValidationEvent(t *testing.T) {
 	if _, err := e.emu.SellerCreate(pc.Referral{Name: "ms header"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "x-ms-signature delivery", func() bool { return len(e.recv.all()) > before })
+	testkit.EventuallyTrue(t, 10*time.Second, "x-ms-signature delivery", func() bool { return len(e.recv.all()) > before })
 	last := e.recv.all()[len(e.recv.all())-1]
 	if last.err != nil || last.header.Get(pc.HeaderMSSignature) == "" || last.header.Get("Authorization") != "" {
 		t.Fatalf("x-ms-signature: %v %v", last.err, last.header)

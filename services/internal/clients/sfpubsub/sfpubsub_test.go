@@ -25,6 +25,7 @@ import (
 	"github.com/cosell-dev/cosell/services/emulators/sfemu"
 	"github.com/cosell-dev/cosell/services/internal/clients/sfpubsub"
 	"github.com/cosell-dev/cosell/services/internal/clients/sfpubsub/pubsubpb"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
 )
 
 // org is an emulator served over real HTTP (REST) and real gRPC (Pub/Sub API) on 127.0.0.1.
@@ -175,27 +176,11 @@ func (col *collector) stop() { col.cancel(); <-col.done }
 // waitAlive polls until the stream has answered with a keepalive, so it is open.
 func (col *collector) waitAlive(t *testing.T) {
 	t.Helper()
-	poll(t, "a keepalive", func() bool {
+	testkit.EventuallyTrue(t, 10*time.Second, "a keepalive", func() bool {
 		col.mu.Lock()
 		defer col.mu.Unlock()
 		return col.alive > 0
 	})
-}
-
-// poll checks ok every 10ms until it holds, failing the test after 10s.
-func poll(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !ok() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
 }
 
 // waitFor polls until n events arrived (or the deadline passes) and returns them.
@@ -427,7 +412,7 @@ func TestResumeExpireRefreshReset(t *testing.T) {
 	}
 	// The session expires mid-stream: the client refreshes it and goes on.
 	o.emu.ExpireSessions()
-	poll(t, "a session refresh", func() bool { return l.count() > 0 })
+	testkit.EventuallyTrue(t, 10*time.Second, "a session refresh", func() bool { return l.count() > 0 })
 	ids = append(ids, insertAccount(t, o.emu))
 	col.waitFor(t, 2)
 	// The stream is reset: the client reconnects from its position.
