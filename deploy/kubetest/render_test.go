@@ -510,3 +510,51 @@ func mountsConfigMap(d *appsv1.Deployment, name, dir string) bool {
 	}
 	return false
 }
+
+// TestSalesforceLoginIsOneSalesforceAccepts: every overlay logs in with the JWT bearer flow, whose key the
+// Salesforce stages mount from the Secret, or points the client credentials flow at a My Domain; never
+// client credentials at login.salesforce.com or test.salesforce.com, which Salesforce refuses ("request not
+// supported on this domain").
+func TestSalesforceLoginIsOneSalesforceAccepts(t *testing.T) {
+	for _, overlay := range []string{"dev", "prod"} {
+		r := render(t, overlay)
+		cfg := r.configMaps["cosell-config"].Data
+		host := strings.TrimSuffix(strings.TrimPrefix(cfg["COSELL_SF_URL"], "https://"), "/")
+		switch auth := cfg["COSELL_SF_AUTH"]; auth {
+		case "jwt":
+			for _, stage := range []string{"sf-ingest", "sf-writer"} {
+				env := map[string]string{}
+				for _, e := range r.deployments[stage].Spec.Template.Spec.Containers[0].Env {
+					env[e.Name] = e.Value
+				}
+				if !strings.HasPrefix(env["COSELL_SF_JWT_KEY_FILE"], "/etc/cosell/salesforce/") ||
+					!mountsSecret(r.deployments[stage], "cosell-salesforce", "/etc/cosell/salesforce") {
+					t.Errorf("%s: %s logs in with JWT but does not mount its key from the Secret cosell-salesforce (COSELL_SF_JWT_KEY_FILE=%q)",
+						overlay, stage, env["COSELL_SF_JWT_KEY_FILE"])
+				}
+			}
+		case "client-credentials", "":
+			if host == "login.salesforce.com" || host == "test.salesforce.com" {
+				t.Errorf("%s: client credentials against %s, which Salesforce refuses: use the org's My Domain or COSELL_SF_AUTH=jwt", overlay, host)
+			}
+		default:
+			t.Errorf("%s: COSELL_SF_AUTH=%q", overlay, auth)
+		}
+	}
+}
+
+// mountsSecret reports whether d's first container mounts the Secret secret at dir.
+func mountsSecret(d *appsv1.Deployment, secret, dir string) bool {
+	ps := d.Spec.Template.Spec
+	for _, v := range ps.Volumes {
+		if v.Secret == nil || v.Secret.SecretName != secret {
+			continue
+		}
+		for _, m := range ps.Containers[0].VolumeMounts {
+			if m.Name == v.Name && m.MountPath == dir {
+				return true
+			}
+		}
+	}
+	return false
+}
