@@ -268,12 +268,7 @@ func opsQuiet(t *testing.T, s *stack.Stack) {
 		if n := reads(); n < q0+3 {
 			return false, fmt.Sprintf("%d reads so far", n-q0)
 		}
-		for _, l := range s.Auditor.Status(context.Background()).Lag {
-			if l.Pending+l.AckPending > 0 {
-				return false, fmt.Sprintf("%s pending %d ack-pending %d", l.Consumer, l.Pending, l.AckPending)
-			}
-		}
-		return true, ""
+		return s.CaughtUp(context.Background())
 	})
 }
 

@@ -70,12 +70,20 @@ func (w *Writer) org() (*sforg.Org, error) {
 	return org, nil
 }
 
-// Run consumes Opportunity commands in batches (up to 200, one Collections call's worth) until ctx is
-// cancelled, then drains.
-func (w *Writer) Run(ctx context.Context) error {
+// LearnOrg reads the org's shape once, unless it is known: when Salesforce cannot answer, commands wait
+// until it can (each batch tries again). The descriptor calls it while the stage starts, so the stage is
+// ready (a process's /readyz, the in-process system's Start) with the shape known and a test that breaks
+// Salesforce right after the start cannot catch the writer before it; Run calls it too.
+func (w *Writer) LearnOrg() {
 	if _, err := w.org(); err != nil {
 		w.Log.Warn("cannot read the org's shape yet; commands wait until it can be read", "err", err)
 	}
+}
+
+// Run consumes Opportunity commands in batches (up to 200, one Collections call's worth) until ctx is
+// cancelled, then drains.
+func (w *Writer) Run(ctx context.Context) error {
+	w.LearnOrg()
 	opts := w.Consume
 	if opts.Batch <= 0 || opts.Batch > sfapi.MaxCollection {
 		opts.Batch = sfapi.MaxCollection
