@@ -63,8 +63,17 @@ type Referral struct {
 	Details             *Details         `json:"details,omitempty"`
 	Team                []Member         `json:"team,omitempty"`
 	InviteContext       *InviteContext   `json:"inviteContext,omitempty"`
+	TrackingInfo        *TrackingInfo    `json:"trackingInfo,omitempty"`
 	Links               *Links           `json:"links,omitempty"`
 	ETag                string           `json:"eTag,omitempty"`
+}
+
+// TrackingInfo holds Microsoft's own ids for the deal (seen in real payloads, partner-center.md §2):
+// microsoftMsxId is Microsoft's CRM (MSX) id, filled once Microsoft accepts a co-sell referral.
+type TrackingInfo struct {
+	MicrosoftMsxID              string `json:"microsoftMsxId,omitempty"`
+	MicrosoftUSFedOpportunityID string `json:"microsoftUSFedOpportunityId,omitempty"`
+	MicrosoftUSFedLeadID        string `json:"microsoftUSFedLeadId,omitempty"`
 }
 
 // Target is a solution profile or business location a referral is addressed to.

@@ -276,3 +276,51 @@ func TestSellersStageIsTheSellers(t *testing.T) {
 		return o[sf.FieldSyncStatus] == "✔", fmt.Sprint(o[sf.FieldSyncStatus])
 	})
 }
+
+// TestVisibilityOnceVisibleAndCRMIdentifier (issue 13): the seller makes the referral visible to Microsoft
+// sellers; Microsoft's CRM id reaches the Opportunity once Microsoft accepts; an untick is refused with
+// the reason and the tick comes back, and Partner Center keeps the referral visible.
+func TestVisibilityOnceVisibleAndCRMIdentifier(t *testing.T) {
+	s := start(t, nil)
+	oppID, ref := linkedOpportunity(t, s, "Visible deal", 31000)
+	quiet(t, s)
+	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{sf.FieldReferralVisibility: true}); err != nil {
+		t.Fatal(err)
+	}
+	visible := func() bool {
+		r, _ := s.PC.Get(ref.ID)
+		return r.Consent != nil && r.Consent.ConsentToShareReferralWithMicrosoftSellers != nil && *r.Consent.ConsentToShareReferralWithMicrosoftSellers
+	}
+	eventually(t, 20*time.Second, "visible to Microsoft sellers", func() (bool, string) { return visible(), "" })
+	if _, err := s.PC.SellerUpdate(ref.ID, pc.Referral{TrackingInfo: &pc.TrackingInfo{MicrosoftMsxID: "7-MSX42"}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "CRM id on the Opportunity", func() (bool, string) {
+		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
+		return o[sf.FieldMicrosoftCRMIdentifier] == "7-MSX42", fmt.Sprint(o[sf.FieldMicrosoftCRMIdentifier])
+	})
+	quiet(t, s)
+	s.PC.ResetCounts()
+	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{sf.FieldReferralVisibility: false, sf.FieldMicrosoftCRMIdentifier: "typed over"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the tick written back", func() (bool, string) {
+		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
+		return o[sf.FieldReferralVisibility] == true, fmt.Sprint(o[sf.FieldReferralVisibility])
+	})
+	quiet(t, s)
+	if !visible() || s.PC.Counts()["referrals.patch"] != 0 {
+		t.Fatalf("Partner Center must keep the referral visible and get no patch: visible %v, counts %v", visible(), s.PC.Counts())
+	}
+	rec, err := s.Auditor.Lookup(context.Background(), oppID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, d := range rec.Timeline {
+		found = found || (d.Kind == "failed" && strings.Contains(d.Detail, "never makes a visible referral invisible"))
+	}
+	if !found {
+		t.Errorf("the refusal must be on the timeline: %s", kindsOf(rec.Timeline))
+	}
+}

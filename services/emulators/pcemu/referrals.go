@@ -582,6 +582,10 @@ func (e *Emulator) patch(id, ifMatch string, ops []pc.PatchOp) (pc.Referral, err
 	if err == nil && upd.Substatus == pc.SubstatusExpired {
 		err = invalid("substatus", "Only Microsoft expires a referral.")
 	}
+	if err == nil && visibleToSellers(stored) && !visibleToSellers(&upd) {
+		// Once visible to Microsoft sellers a referral stays visible (Microsoft's co-sell connector docs).
+		err = invalid("consent.consentToShareReferralWithMicrosoftSellers", "A referral visible to Microsoft sellers cannot be made invisible again.")
+	}
 	if err == nil {
 		err = validateDetails(&upd)
 	}
@@ -593,6 +597,10 @@ func (e *Emulator) patch(id, ifMatch string, ops []pc.PatchOp) (pc.Referral, err
 	e.mu.Unlock()
 	e.notify(pc.EventReferralUpdated, id, now)
 	return out, nil
+}
+
+func visibleToSellers(r *pc.Referral) bool {
+	return r.Consent != nil && r.Consent.ConsentToShareReferralWithMicrosoftSellers != nil && *r.Consent.ConsentToShareReferralWithMicrosoftSellers
 }
 
 // applyPatch applies JSON Patch add/replace ops to a copy of r through its JSON form, so the result is typed-checked

@@ -88,7 +88,8 @@ var ReferralSchema = map[string]ReferralField{
 		"CustomerTechnicalArchitecture", "ProofOfConceptOrDemo", "QuotesOrLicensing", "PostSalesCustomerSuccess",
 		"WorkloadSpecificValueProposition"}},
 	"consent.consentToShareReferralWithMicrosoftSellers": {Kind: KindBool},
-	"status": {Kind: KindStatus},
+	"trackingInfo.microsoftMsxId":                        {Kind: KindText},
+	"status":                                             {Kind: KindStatus},
 }
 
 // compatible says which rule kinds a referral path of kind k can carry.

@@ -38,6 +38,10 @@ const (
 	FieldSolutions    = "solutions"
 	FieldTeam         = "team"
 	FieldStatus       = "status"
+	// FieldVisibility: the referral is visible to Microsoft sellers (once visible, always visible).
+	FieldVisibility = "visibility"
+	// FieldCRMID: Microsoft's CRM (MSX) id of the deal, read-only on the Opportunity.
+	FieldCRMID = "crmId"
 )
 
 // Canonical status values. Partner Center's Declined and Expired read as "lost" unless the mapping names a

@@ -24,7 +24,8 @@ func documentedReferral(t *testing.T) partnercenter.Referral {
 	  "customerProfile": {"name": "Contoso Customer Inc",
 	    "address": {"addressLine1": "One Microsoft Way", "addressLine2": "34", "city": "Redmond", "state": "WA", "postalCode": "98052", "country": "us", "region": "Washington"},
 	    "size": "10to50employees"},
-	  "consent": {"consentToToShareInfoWithOthers": true, "consentToContact": true},
+	  "consent": {"consentToToShareInfoWithOthers": true, "consentToContact": true, "consentToShareReferralWithMicrosoftSellers": true},
+	  "trackingInfo": {"microsoftMsxId": "7-ABCDEF123"},
 	  "details": {"notes": "Customer is looking to leverage Dynamics 365.", "dealValue": 50000.004, "currency": "usd",
 	    "closingDateTime": "2027-01-31T00:00:00Z",
 	    "requirements": {"solutions": [{"name": "Dynamics 365 for Field Service", "type": "Category", "id": "Dynamics365forFieldService"}]}},
@@ -44,8 +45,8 @@ func documentedOpportunity() contracts.Opportunity {
 		sf.FieldName: "Fabrikam rollout", sf.FieldAmount: 1200.5, sf.FieldCurrencyIsoCode: "EUR",
 		sf.FieldCloseDate: "2027-03-01", sf.FieldStageName: "Qualification", sf.FieldDescription: "notes",
 		sf.FieldIsWon: false, sf.FieldIsClosed: false, sf.FieldSyncWithPartnerCenter: true,
-		sf.FieldHowCanMicrosoftHelp: "Quotes or licensing",
-		"Account.Name":              "Fabrikam", "Account.BillingStreet": "Unter den Linden 1", "Account.BillingCity": "Berlin",
+		sf.FieldHowCanMicrosoftHelp: "Quotes or licensing", sf.FieldReferralVisibility: true, sf.FieldMicrosoftCRMIdentifier: "typed by a seller",
+		"Account.Name": "Fabrikam", "Account.BillingStreet": "Unter den Linden 1", "Account.BillingCity": "Berlin",
 		"Account.BillingState": "BE", "Account.BillingPostalCode": "10117", "Account.BillingCountry": "de",
 	},
 		TeamMembers: []contracts.TeamMember{{UserID: "005A", FirstName: "Ann", LastName: "Seller", Email: "ann@partner.example", Phone: "+49 30 1"}},
@@ -66,7 +67,7 @@ func TestDefaultMappingFileIsTheDefault(t *testing.T) {
 		names = append(names, f.Name)
 	}
 	want := []string{FieldName, FieldCustomerName, FieldStreet, FieldCity, FieldState, FieldPostalCode, FieldCountry,
-		FieldDealValue, FieldCurrency, FieldCloseDate, FieldNotes, FieldHelp, FieldSolutions, FieldTeam, FieldStatus}
+		FieldDealValue, FieldCurrency, FieldCloseDate, FieldNotes, FieldHelp, FieldSolutions, FieldTeam, FieldVisibility, FieldCRMID, FieldStatus}
 	if !reflect.DeepEqual(names, want) {
 		t.Fatalf("fields = %v, want %v", names, want)
 	}
@@ -112,24 +113,29 @@ func TestEveryFieldBothWays(t *testing.T) {
 			func() any { return fmt.Sprint(setSols, sols) }, func() any { return fmt.Sprint(created.Details.Requirements.Solutions) }},
 		{FieldTeam, team, []any{map[string]any{"email": "ann@partner.example", "firstName": "Ann", "lastName": "Seller", "phone": "+49 30 1"}},
 			func() any { return nil }, func() any { return fmt.Sprint(created.Team) }},
+		{FieldVisibility, true, true, func() any { return oppFields[sf.FieldReferralVisibility] }, func() any { return *created.Consent.ConsentToShareReferralWithMicrosoftSellers }},
+		{FieldCRMID, "7-ABCDEF123", "typed by a seller", func() any { return oppFields[sf.FieldMicrosoftCRMIdentifier] }, func() any { return created.TrackingInfo }},
 		{FieldStatus, StatusActive, StatusActive, func() any { return oppFields[sf.FieldStageName] }, func() any { return created.Status + "/" + created.Substatus }},
 	}
 	wantSF := map[string]any{
 		FieldName: "Contoso supply chain", FieldCustomerName: "Contoso Customer Inc", FieldStreet: "One Microsoft Way",
 		FieldCity: "Redmond", FieldState: "WA", FieldPostalCode: "98052", FieldCountry: "US", FieldDealValue: 50000.0,
 		FieldCurrency: "USD", FieldCloseDate: "2027-01-31", FieldNotes: "Customer is looking to leverage Dynamics 365.",
-		FieldHelp:      "Proof of concept or demo",
-		FieldSolutions: "true [{ Dynamics365forFieldService Dynamics 365 for Field Service}]",
-		FieldTeam:      nil, // toSF: never — Salesforce users are not created from Partner Center
-		FieldStatus:    "Qualification",
+		FieldHelp:       "Proof of concept or demo",
+		FieldSolutions:  "true [{ Dynamics365forFieldService Dynamics 365 for Field Service}]",
+		FieldTeam:       nil, // toSF: never — Salesforce users are not created from Partner Center
+		FieldStatus:     "Qualification",
+		FieldVisibility: true, FieldCRMID: "7-ABCDEF123",
 	}
 	wantPC := map[string]any{
 		FieldName: "Fabrikam rollout", FieldCustomerName: "Fabrikam", FieldStreet: "Unter den Linden 1", FieldCity: "Berlin",
 		FieldState: "BE", FieldPostalCode: "10117", FieldCountry: "DE", FieldDealValue: 1200.5, FieldCurrency: "EUR",
 		FieldCloseDate: "2027-03-01T00:00:00Z", FieldNotes: "notes", FieldHelp: "QuotesOrLicensing",
-		FieldSolutions: "[{SOL-34104-EBB Fabrikam on Azure  <nil> <nil>   }]",
-		FieldTeam:      "[{Ann Seller +49 30 1 ann@partner.example  <nil>}]",
-		FieldStatus:    "New/Pending", // a referral is created New; Partner Center makes a partner's own referral Active
+		FieldSolutions:  "[{SOL-34104-EBB Fabrikam on Azure  <nil> <nil>   }]",
+		FieldTeam:       "[{Ann Seller +49 30 1 ann@partner.example  <nil>}]",
+		FieldVisibility: true,
+		FieldCRMID:      (*partnercenter.TrackingInfo)(nil), // toPC: never — Microsoft's id, read-only on the Opportunity
+		FieldStatus:     "New/Pending",                      // a referral is created New; Partner Center makes a partner's own referral Active
 	}
 	if len(cases) != len(m.Fields) {
 		t.Fatalf("%d cases for %d mapped fields", len(cases), len(m.Fields))
@@ -166,8 +172,9 @@ func TestPatchOfEveryPatchableField(t *testing.T) {
 	want := map[string]string{
 		"/details/dealValue": "1200.5", "/details/currency": `"EUR"`, "/details/closingDateTime": `"2027-03-01T00:00:00Z"`,
 		"/details/notes": `"notes"`, "/status": `"Active"`, "/substatus": `"Accepted"`,
-		"/details/requirements/solutions": `[{"id":"SOL-34104-EBB","name":"Fabrikam on Azure"}]`,
-		"/team":                           `[{"firstName":"Ann","lastName":"Seller","phoneNumber":"+49 30 1","email":"ann@partner.example"}]`,
+		"/consent/consentToShareReferralWithMicrosoftSellers": "true",
+		"/details/requirements/solutions":                     `[{"id":"SOL-34104-EBB","name":"Fabrikam on Azure"}]`,
+		"/team":                                               `[{"firstName":"Ann","lastName":"Seller","phoneNumber":"+49 30 1","email":"ann@partner.example"}]`,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("patch = %v\nwant    %v", got, want)

@@ -142,8 +142,9 @@ func (f FieldRule) normalize(raw any) any {
 	case KindCountry:
 		return code(str(raw), 2)
 	case KindBool:
-		if b, ok := raw.(bool); ok {
-			return b
+		// Only true is a value: an unticked checkbox and a flag Partner Center leaves out read the same.
+		if b, ok := raw.(bool); ok && b {
+			return true
 		}
 		return nil
 	}
@@ -359,7 +360,11 @@ func (m Mapping) ReferralCreate(oppID string, v Values) partnercenter.Referral {
 		// Partner Center needs a country with any address.
 		r.CustomerProfile.Address = nil
 	}
+	visible := r.Consent != nil && r.Consent.ConsentToShareReferralWithMicrosoftSellers != nil && *r.Consent.ConsentToShareReferralWithMicrosoftSellers
 	r.Consent = &partnercenter.Consent{ConsentToToShareInfoWithOthers: true, ConsentToContact: true}
+	if visible {
+		r.Consent.ConsentToShareReferralWithMicrosoftSellers = &visible
+	}
 	if r.Details == nil {
 		r.Details = &partnercenter.Details{}
 	}
@@ -403,6 +408,10 @@ func (m Mapping) ReferralPatch(changed Values, from string) []partnercenter.Patc
 	}
 	return ops
 }
+
+// OnceTrue are the referral flags Partner Center never turns off again once on: a referral made visible
+// to Microsoft sellers stays visible (cosell-connector.md).
+var OnceTrue = map[string]struct{}{"consent.consentToShareReferralWithMicrosoftSellers": {}}
 
 // PatchablePaths are the referral paths Partner Center's PATCH accepts (the connector's API definition).
 var PatchablePaths = map[string]struct{}{

@@ -234,7 +234,7 @@ func (m Decider) propagate(l *contracts.Link, res *Result, from contracts.System
 	}
 	src, other := sideOf(l, from), sideOf(l, to)
 	changed, back := mapping.Values{}, mapping.Values{}
-	var conflicts, parked, resolved, unlanded []string
+	var conflicts, parked, resolved, unlanded, refused []string
 	var stageKept mapping.Values
 	owners := map[mapping.Owner]bool{}
 	for _, r := range m.Fields {
@@ -287,6 +287,12 @@ func (m Decider) propagate(l *contracts.Link, res *Result, from contracts.System
 		if m.Reach(name, to) != mapping.Always {
 			continue
 		}
+		if _, once := mapping.OnceTrue[r.PC]; once && to == contracts.PartnerCenter && !has && (l.Synced[name] == true || other.Latest[name] == true) {
+			// Partner Center never turns the flag off again: refuse the untick and show the truth.
+			refused = append(refused, name)
+			back[name] = true
+			continue
+		}
 		if !has && !r.BlankTravels(to) {
 			// A value that disappeared is not propagated as a blank where the other side refuses blanks.
 			continue
@@ -333,6 +339,10 @@ func (m Decider) propagate(l *contracts.Link, res *Result, from contracts.System
 			continue
 		}
 		changed[name] = nv
+	}
+	if len(refused) > 0 {
+		res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionFailed,
+			"refused: the referral is visible to Microsoft sellers, and Partner Center never makes a visible referral invisible again; the tick is written back to the Opportunity", refused, now))
 	}
 	if len(resolved) > 0 {
 		res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionConflict,

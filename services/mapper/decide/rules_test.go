@@ -316,3 +316,57 @@ func nilIfEmpty(s string) any {
 	}
 	return s
 }
+
+// TestVisibilityAndCRMIdentifier: referral visibility travels both ways but, once visible, an untick in
+// Salesforce is refused with the reason (and the tick written back); Microsoft's CRM id reaches the
+// Opportunity once Microsoft accepts and a seller's edit of it never reaches Partner Center (issue 13).
+func TestVisibilityAndCRMIdentifier(t *testing.T) {
+	m := def()
+	l, r := activeLink(t, m)
+	// The seller makes the referral visible to Microsoft sellers.
+	o := mirror(r, "Qualification", map[string]any{sf.FieldReferralVisibility: true})
+	res := m.Observe(&l, m.ObserveOpportunity("sf-vis", o, ver("v1", 5)), t0)
+	if got := patchPaths(res.Referral); len(got) != 1 || got["/consent/consentToShareReferralWithMicrosoftSellers"] != true {
+		t.Fatalf("patch = %v, want visibility only", got)
+	}
+	l = *res.Link
+	l = *m.Outcome(l, contracts.Outcome{CommandID: res.Referral.ID, LinkID: l.ID, System: contracts.PartnerCenter, Op: contracts.OpUpdate, Status: contracts.OutcomeWritten}, t0).Link
+	visible := true
+	r.Consent.ConsentToShareReferralWithMicrosoftSellers = &visible
+	// Microsoft accepts the co-sell: its CRM id reaches the Opportunity.
+	r.TrackingInfo = &partnercenter.TrackingInfo{MicrosoftMsxID: "7-MSX0001"}
+	res = m.Observe(&l, m.ObserveReferral("pc-msx", r, ver("a6", 6)), t0)
+	if res.Opp == nil || res.Opp.Data.Fields[sf.FieldMicrosoftCRMIdentifier] != "7-MSX0001" {
+		t.Fatalf("the CRM id must reach the Opportunity: %+v", res.Opp)
+	}
+	if _, ok := res.Opp.Data.Fields[sf.FieldReferralVisibility]; ok {
+		t.Errorf("visibility is already agreed, must not be written: %v", res.Opp.Data.Fields)
+	}
+	l = *res.Link
+	l = *m.Outcome(l, contracts.Outcome{CommandID: res.Opp.ID, LinkID: l.ID, System: contracts.Salesforce, Op: contracts.OpUpdate, Status: contracts.OutcomeWritten}, t0).Link
+	// A seller types over the CRM id: read-only, nothing goes to Partner Center.
+	o = mirror(r, "Qualification", map[string]any{sf.FieldReferralVisibility: true, sf.FieldMicrosoftCRMIdentifier: "mine"})
+	res = m.Observe(&l, m.ObserveOpportunity("sf-crm", o, ver("v2", 7)), t0)
+	if res.Referral != nil {
+		t.Fatalf("a seller's CRM id must not reach Partner Center: %v", patchPaths(res.Referral))
+	}
+	l = *res.Link
+	// The seller unticks visibility: refused, with the reason, and the tick written back.
+	o = mirror(r, "Qualification", map[string]any{sf.FieldReferralVisibility: false, sf.FieldMicrosoftCRMIdentifier: "mine"})
+	res = m.Observe(&l, m.ObserveOpportunity("sf-hide", o, ver("v3", 8)), t0)
+	if res.Referral != nil {
+		t.Fatalf("visibility must never be turned off in Partner Center: %v", patchPaths(res.Referral))
+	}
+	var refused *contracts.Decision
+	for i, d := range res.Decisions {
+		if d.Kind == contracts.DecisionFailed {
+			refused = &res.Decisions[i]
+		}
+	}
+	if refused == nil || !strings.Contains(refused.Detail, "never") || !slices.Contains(refused.Fields, "visibility") {
+		t.Fatalf("the untick must be refused with a reason: %+v", res.Decisions)
+	}
+	if res.Opp == nil || res.Opp.Data.Fields[sf.FieldReferralVisibility] != true {
+		t.Fatalf("the tick must be written back: %+v", res.Opp)
+	}
+}
