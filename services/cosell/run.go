@@ -53,14 +53,14 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	defer s.Stop()
 	fmt.Fprintf(stdout, `cosell is running.
-  status page           %s/
-  status API            %s/api/status
+  status page           %s/   (sign in: %s / %s operator, %s / %s viewer)
+  status API            curl -H 'Authorization: Bearer %s' %s/api/status
   Partner Center emu    %s   (act as a Microsoft seller: POST %s/_emulator/referrals)
   Salesforce emulator   %s   (act as a user: POST %s/_emulator/sobjects/Opportunity)
   pc-ingest webhook     %s
   NATS                  %s
 Press Ctrl-C to stop (in-flight work is finished and acknowledged first).
-`, s.Status, s.Status, s.PCURL, s.PCURL, s.SFURL, s.SFURL, s.Webhook, s.NATS.ClientURL())
+`, s.Status, s.Operator.Name, s.Operator.Secret, s.Viewer.Name, s.Viewer.Secret, s.Viewer.Secret, s.Status, s.PCURL, s.PCURL, s.SFURL, s.SFURL, s.Webhook, s.NATS.ClientURL())
 	if *demo {
 		if err := loadDemo(s); err != nil {
 			log.Warn("demo data", "err", err)

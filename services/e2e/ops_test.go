@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,9 +22,15 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/testkit/stacktest"
 )
 
-func get(t *testing.T, u string) (int, string) {
+// get reads u as the stack's generated viewer (a bearer token).
+func get(t *testing.T, s *stack.Stack, u string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(u)
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+s.Viewer.Secret)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("GET %s: %v", u, err)
 	}
@@ -30,15 +39,67 @@ func get(t *testing.T, u string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func getJSON(t *testing.T, u string, v any) {
+func getJSON(t *testing.T, s *stack.Stack, u string, v any) {
 	t.Helper()
-	code, body := get(t, u)
+	code, body := get(t, s, u)
 	if code != http.StatusOK {
 		t.Fatalf("GET %s: %d %s", u, code, body)
 	}
 	if err := json.Unmarshal([]byte(body), v); err != nil {
 		t.Fatalf("GET %s: %v\n%s", u, err, body)
 	}
+}
+
+// signIn logs in on the status page's form as l and returns a browser-like client (cookie jar, no redirects).
+func signIn(t *testing.T, s *stack.Stack, l stack.Login) *http.Client {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.PostForm(s.Status+"/login", url.Values{"user": {l.Name}, "password": {l.Secret}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in as %s: %d", l.Name, resp.StatusCode)
+	}
+	return c
+}
+
+func pageOf(t *testing.T, c *http.Client, u string) string {
+	t.Helper()
+	resp, err := c.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", u, resp.StatusCode, b)
+	}
+	return string(b)
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func csrfOf(t *testing.T, page string) string {
+	t.Helper()
+	m := csrfField.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("the page has no form with a CSRF token")
+	}
+	return m[1]
+}
+
+// postForm submits a form as the browser would (same-origin) and returns the status.
+func postForm(t *testing.T, c *http.Client, u, csrf string) int {
+	t.Helper()
+	resp, err := c.PostForm(u, url.Values{"csrf": {csrf}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // sfWrites counts Salesforce writes so far.
@@ -127,7 +188,7 @@ func TestStatusAPIAndPage(t *testing.T) {
 	opsQuiet(t, s)
 
 	var st auditor.Status
-	getJSON(t, s.Status+"/api/status", &st)
+	getJSON(t, s, s.Status+"/api/status", &st)
 	if len(st.Lag) != len(contracts.Consumers()) || st.Links != 1 || st.LinkStates[contracts.LinkLinked] != 1 || st.DeadLetters != 0 {
 		t.Errorf("/api/status = %+v", st)
 	}
@@ -135,7 +196,7 @@ func TestStatusAPIAndPage(t *testing.T) {
 	// one reading shows all of them waiting at once.
 	testkit.Eventually(t, 10*time.Second, "every consumer has a replica pulling", func() (bool, string) {
 		var now auditor.Status
-		getJSON(t, s.Status+"/api/status", &now)
+		getJSON(t, s, s.Status+"/api/status", &now)
 		for _, l := range now.Lag {
 			if l.Waiting == 0 {
 				return false, fmt.Sprintf("consumer %s has no pull request waiting: %+v", l.Consumer, l)
@@ -144,32 +205,32 @@ func TestStatusAPIAndPage(t *testing.T) {
 		return len(now.Lag) == len(contracts.Consumers()), ""
 	})
 	var links []auditor.LinkRecord
-	getJSON(t, s.Status+"/api/links", &links)
+	getJSON(t, s, s.Status+"/api/links", &links)
 	if len(links) != 1 || links[0].ReferralID != r.ID || links[0].OpportunityID != oppID {
 		t.Errorf("/api/links = %+v", links)
 	}
 	for _, id := range []string{r.ID, oppID} {
 		var rec auditor.Record
-		getJSON(t, s.Status+"/api/links?id="+url.QueryEscape(id), &rec)
+		getJSON(t, s, s.Status+"/api/links?id="+url.QueryEscape(id), &rec)
 		if rec.Link == nil || rec.Link.ID != links[0].ID || !strings.Contains(kindsOf(rec.Timeline), contracts.DecisionWritten) {
 			t.Errorf("/api/links?id=%s = %+v", id, rec)
 		}
-		getJSON(t, s.Status+"/api/timeline?id="+url.QueryEscape(id), &rec)
+		getJSON(t, s, s.Status+"/api/timeline?id="+url.QueryEscape(id), &rec)
 		if len(rec.Timeline) == 0 {
 			t.Errorf("/api/timeline?id=%s is empty", id)
 		}
 	}
-	if code, _ := get(t, s.Status+"/api/links?id=nope"); code != http.StatusNotFound {
+	if code, _ := get(t, s, s.Status+"/api/links?id=nope"); code != http.StatusNotFound {
 		t.Errorf("/api/links?id=nope: %d", code)
 	}
 	var recent []contracts.Decision
-	getJSON(t, s.Status+"/api/decisions", &recent)
+	getJSON(t, s, s.Status+"/api/decisions", &recent)
 	if len(recent) == 0 {
 		t.Error("/api/decisions is empty")
 	}
 	var hist []auditor.Sample
 	testkit.Eventually(t, 10*time.Second, "history samples", func() (bool, string) {
-		getJSON(t, s.Status+"/api/history", &hist)
+		getJSON(t, s, s.Status+"/api/history", &hist)
 		return len(hist) >= 2, fmt.Sprint(len(hist))
 	})
 
@@ -177,7 +238,7 @@ func TestStatusAPIAndPage(t *testing.T) {
 	// The auditor observes the sync latency from the outcomes stream on its own schedule: read until it shows.
 	var metrics string
 	testkit.Eventually(t, 10*time.Second, "metrics", func() (bool, string) {
-		_, metrics = get(t, s.Status+"/metrics")
+		_, metrics = get(t, s, s.Status+"/metrics")
 		for _, want := range []string{
 			`cosell_consumer_pending_messages{consumer="sf-writer",stage="sf-writer",stream="COSELL_REQUESTED"} 0`,
 			"cosell_dead_letter_messages 0",
@@ -206,15 +267,15 @@ func TestStatusAPIAndPage(t *testing.T) {
 	}
 	var dls []auditor.DeadLetterEntry
 	testkit.Eventually(t, 30*time.Second, "dead letter listed", func() (bool, string) {
-		getJSON(t, s.Status+"/api/deadletters", &dls)
+		getJSON(t, s, s.Status+"/api/deadletters", &dls)
 		return len(dls) == 1, fmt.Sprint(len(dls))
 	})
 	var one auditor.DeadLetterEntry
-	getJSON(t, fmt.Sprintf("%s/api/deadletters/%d", s.Status, dls[0].Seq), &one)
+	getJSON(t, s, fmt.Sprintf("%s/api/deadletters/%d", s.Status, dls[0].Seq), &one)
 	if one.Stage != contracts.StageSFWriter || one.LinkID == "" || len(one.Data) == 0 || !strings.Contains(one.Reason, "UNKNOWN_EXCEPTION") {
 		t.Errorf("/api/deadletters/%d = %+v", dls[0].Seq, one)
 	}
-	_, page := get(t, s.Status+"/")
+	page := pageOf(t, signIn(t, s, s.Operator), s.Status+"/")
 	for _, want := range []string{"<svg", "Consumer lag", "Throughput", "Dead letters", fmt.Sprintf(`action="/deadletters/%d/retry"`, one.Seq), "Re-drive", r.ID} {
 		if !strings.Contains(page, want) {
 			t.Errorf("status page lacks %q", want)
@@ -223,28 +284,46 @@ func TestStatusAPIAndPage(t *testing.T) {
 	if strings.Contains(page, "<script") || strings.Contains(page, "https://") {
 		t.Error("status page loads scripts or external assets")
 	}
-	code, linkPage := get(t, s.Status+"/link?id="+url.QueryEscape(r2.ID))
+	code, linkPage := get(t, s, s.Status+"/link?id="+url.QueryEscape(r2.ID))
 	if code != http.StatusOK || !strings.Contains(linkPage, contracts.DecisionDeadLetter) {
 		t.Errorf("/link?id=%s: %d\n%s", r2.ID, code, linkPage)
 	}
 	s.SF.ResetFaults()
-	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := noRedirect.PostForm(fmt.Sprintf("%s/deadletters/%d/retry", s.Status, one.Seq), nil)
-	if err != nil {
-		t.Fatal(err)
+	// The viewer sees the button's place but cannot re-drive, by the form or the API.
+	viewer := signIn(t, s, s.Viewer)
+	vpage := pageOf(t, viewer, s.Status+"/")
+	if code := postForm(t, viewer, fmt.Sprintf("%s/deadletters/%d/retry", s.Status, one.Seq), csrfOf(t, vpage)); code != http.StatusForbidden {
+		t.Errorf("viewer's re-drive: %d, want 403", code)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(resp.Header.Get("Location"), "re-driven") {
-		t.Errorf("re-drive button: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, fmt.Sprintf("%s/api/deadletters/%d/retry", s.Status, one.Seq), nil)
+	req.Header.Set("Authorization", "Bearer "+s.Viewer.Secret)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Errorf("viewer's re-drive through the API: %v %v", err, resp)
+	}
+	// Without the page's CSRF token even the operator's browser is refused; with it, the re-drive happens.
+	op := signIn(t, s, s.Operator)
+	if code := postForm(t, op, fmt.Sprintf("%s/deadletters/%d/retry", s.Status, one.Seq), ""); code != http.StatusForbidden {
+		t.Errorf("operator's re-drive without the CSRF token: %d, want 403", code)
+	}
+	if code := postForm(t, op, fmt.Sprintf("%s/deadletters/%d/retry", s.Status, one.Seq), csrfOf(t, pageOf(t, op, s.Status+"/"))); code != http.StatusSeeOther {
+		t.Errorf("operator's re-drive button: %d", code)
 	}
 	testkit.Eventually(t, 20*time.Second, "re-driven create carried out", func() (bool, string) {
 		return len(stacktest.OpportunitiesFor(s, r2.ID)) == 1, ""
 	})
-	getJSON(t, s.Status+"/api/deadletters", &dls)
+	getJSON(t, s, s.Status+"/api/deadletters", &dls)
 	if len(dls) != 0 {
 		t.Errorf("dead letters after the re-drive: %+v", dls)
 	}
-	req, _ := http.NewRequestWithContext(context.Background(), http.MethodDelete, s.Status+"/api/deadletters/999", nil)
+	var tl auditor.Record
+	getJSON(t, s, s.Status+"/api/timeline?id="+url.QueryEscape(r2.ID), &tl)
+	if !slices.ContainsFunc(tl.Timeline, func(d contracts.Decision) bool {
+		return d.Kind == contracts.DecisionRedriven && strings.Contains(d.Detail, "by "+s.Operator.Name)
+	}) {
+		t.Errorf("the timeline does not say who re-drove: %+v", tl.Timeline)
+	}
+	req, _ = http.NewRequestWithContext(context.Background(), http.MethodDelete, s.Status+"/api/deadletters/999", nil)
+	req.Header.Set("Authorization", "Bearer "+s.Operator.Secret)
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusNotFound {
 		t.Errorf("DELETE of an absent dead letter: %v %v", err, resp)
 	}

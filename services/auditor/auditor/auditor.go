@@ -57,6 +57,8 @@ type Auditor struct {
 	Log     *slog.Logger
 	Consume platform.ConsumeOptions
 	Options Options
+	// Guard lets callers into the status page and API; nil refuses everyone.
+	Guard *Guard
 
 	syncLatency *prometheus.HistogramVec
 	summaries   *prometheus.CounterVec

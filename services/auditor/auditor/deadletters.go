@@ -145,8 +145,13 @@ func (a *Auditor) Retry(ctx context.Context, seq uint64) (DeadLetterEntry, error
 	if _, err := a.Bus.PublishMsg(ctx, m); err != nil {
 		return en, fmt.Errorf("re-drive dead letter %d to %s: %w", seq, en.Subject, err)
 	}
+	by := ""
+	if p := Who(ctx); p.Name != "" {
+		by = " by " + p.Name
+		a.Log.Info("dead letter re-driven", "seq", seq, "subject", en.Subject, "link", en.LinkID, "by", p.Name, "role", p.Role, "via", p.Via)
+	}
 	d := contracts.Decision{LinkID: en.LinkID, Stage: en.Stage, Kind: contracts.DecisionRedriven,
-		Detail: fmt.Sprintf("dead letter %d re-driven to %s (was: %s)", seq, en.Subject, en.Reason),
+		Detail: fmt.Sprintf("dead letter %d re-driven to %s%s (was: %s)", seq, en.Subject, by, en.Reason),
 		Cause:  en.OriginalID, At: time.Now().UTC()}
 	if err := a.publishDecision(ctx, contracts.EventID("decision", en.LinkID, "re-driven", en.EventID), d); err != nil {
 		return en, err
@@ -160,6 +165,9 @@ func (a *Auditor) Retry(ctx context.Context, seq uint64) (DeadLetterEntry, error
 // Purge removes parked messages for good: the given sequences, or all of them when seqs is empty. It
 // returns how many were removed.
 func (a *Auditor) Purge(ctx context.Context, seqs ...uint64) (int, error) {
+	if p := Who(ctx); p.Name != "" {
+		a.Log.Info("dead letters purged", "seqs", seqs, "all", len(seqs) == 0, "by", p.Name, "role", p.Role, "via", p.Via)
+	}
 	if len(seqs) == 0 {
 		info, err := a.Bus.StreamInfo(ctx, contracts.StreamDeadLetter)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -97,9 +98,16 @@ func (a *Auditor) Status(ctx context.Context) Status {
 //	POST /api/deadletters/{seq}/retry     re-drive it
 //	DELETE /api/deadletters/{seq}         purge it
 //	GET  /  and  /link?id=ID              the page, and a record's timeline page
-func (a *Auditor) Routes(mux interface {
+//
+// Every route but /login goes through the Guard (a.Guard; nil refuses everyone): see Guard.Protect.
+func (a *Auditor) Routes(routes interface {
 	Handle(string, http.Handler)
 }) {
+	if a.Guard == nil {
+		a.Guard, _ = NewGuard(AuthConfig{}, a.Log)
+	}
+	a.Guard.Routes(routes)
+	mux := guarded{routes, a.Guard}
 	mux.Handle("/api/status", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, a.Status(r.Context()))
 	}))
@@ -163,6 +171,14 @@ func (a *Auditor) Routes(mux interface {
 	mux.Handle("/", http.HandlerFunc(a.page))
 }
 
+// guarded mounts every route behind the Guard.
+type guarded struct {
+	mux interface{ Handle(string, http.Handler) }
+	g   *Guard
+}
+
+func (m guarded) Handle(pattern string, h http.Handler) { m.mux.Handle(pattern, m.g.Protect(h)) }
+
 // serveDeadLetter serves /api/deadletters/{seq}[/retry].
 func (a *Auditor) serveDeadLetter(w http.ResponseWriter, r *http.Request) {
 	rest := strings.Trim(strings.TrimPrefix(r.URL.Path, "/api/deadletters/"), "/")
@@ -207,12 +223,12 @@ func (a *Auditor) serveRedriveForm(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "use POST /deadletters/{seq}/retry", http.StatusBadRequest)
 		return
 	}
-	msg := "re-driven+dead+letter+" + seqS
+	msg := "re-driven dead letter " + seqS
 	if _, err := a.Retry(r.Context(), seq); err != nil {
 		msg = "re-drive+failed"
 		a.Log.Warn("re-drive from the page failed", "seq", seq, "err", err)
 	}
-	http.Redirect(w, r, "/?flash="+msg+"#deadletters", http.StatusSeeOther)
+	http.Redirect(w, r, "/?flash="+url.QueryEscape(msg)+"#deadletters", http.StatusSeeOther)
 }
 
 func httpError(w http.ResponseWriter, err error) {
@@ -248,6 +264,7 @@ func (a *Auditor) page(w http.ResponseWriter, r *http.Request) {
 	if err := pageTemplate.Execute(w, map[string]any{
 		"Status": st, "Links": links, "Recent": recent, "Now": time.Now().UTC().Format(time.RFC3339),
 		"Kinds": sortedKinds(st.Decisions), "DeadLetters": dls, "Flash": r.URL.Query().Get("flash"),
+		"CSRF": a.Guard.CSRF(r), "Who": Who(ctx),
 		"LagChart": chart("Consumer lag", "messages pending + in flight", samples, a.Options.withDefaults().History, func(s Sample, n string) float64 {
 			return float64(s.Lag[n])
 		}),

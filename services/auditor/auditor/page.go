@@ -25,6 +25,7 @@ var pageTemplate = template.Must(template.New("status").Funcs(funcs).Parse(`<!do
 <html lang="en"><head><meta charset="utf-8"><title>cosell status</title>
 <meta http-equiv="refresh" content="10">` + pageStyle + `</head><body>
 <h1>cosell — Partner Center ⇄ Salesforce</h1>
+<form class="who" method="post" action="/logout"><input type="hidden" name="csrf" value="{{.CSRF}}">Signed in as <b>{{.Who.Name}}</b> ({{.Who.Role}}) {{if eq .Who.Via "session"}}<button type="submit">Sign out</button>{{end}}</form>
 <p class="meta">As of {{.Now}} · refreshes every 10 s · JSON: <a href="/api/status">status</a>, <a href="/api/links">links</a>, <a href="/api/decisions">decisions</a>, <a href="/api/deadletters">dead letters</a>, <a href="/api/history">history</a></p>
 {{if .Flash}}<p class="flash">{{.Flash}}</p>{{end}}
 <form class="find" action="/link" method="get"><label>Timeline of a record: <input name="id" placeholder="referral id, opportunity id or link id"></label> <button type="submit">Show</button></form>
@@ -43,7 +44,7 @@ var pageTemplate = template.Must(template.New("status").Funcs(funcs).Parse(`<!do
 <h2 id="deadletters">Dead letters</h2>
 {{if .DeadLetters}}<table><tr><th class="num">seq</th><th>parked at</th><th>stage</th><th>link</th><th>subject</th><th class="num">deliveries</th><th>reason</th><th></th></tr>
 {{range .DeadLetters}}<tr><td class="num">{{.Seq}}</td><td>{{.At.Format "15:04:05"}}</td><td>{{.Stage}}</td><td><a href="/link?id={{.LinkID}}">{{short .LinkID}}</a></td><td><code>{{.Subject}}</code></td><td class="num">{{.Deliveries}}</td><td class="bad">{{.Reason}}</td>
-<td><form method="post" action="/deadletters/{{.Seq}}/retry"><button type="submit">Re-drive</button></form></td></tr>{{end}}
+<td><form method="post" action="/deadletters/{{.Seq}}/retry"><input type="hidden" name="csrf" value="{{$.CSRF}}">{{if $.Who.Operator}}<button type="submit">Re-drive</button>{{else}}operators re-drive{{end}}</form></td></tr>{{end}}
 </table>{{else}}<p class="ok">No dead letters.</p>{{end}}
 <h2>Links</h2>
 <table><tr><th>link</th><th>state</th><th>referral</th><th>opportunity</th><th>PC seen</th><th>SF seen</th><th>last error</th><th>updated</th></tr>

@@ -14,6 +14,8 @@ type StageConfig struct {
 	SummaryEntries int           `env:"COSELL_AUDIT_SUMMARY_ENTRIES" default:"10" help:"timeline entries shown in the Audit field"`
 	SampleEvery    time.Duration `env:"COSELL_AUDIT_SAMPLE_INTERVAL" default:"10s" help:"how often lag and throughput are sampled for the charts"`
 	History        time.Duration `env:"COSELL_AUDIT_HISTORY" default:"1h" help:"how far back the status page's charts go"`
+	// Auth says who may use the status page and API (see AuthConfig).
+	Auth AuthConfig
 }
 
 // Stage is the auditor as a component: services/auditor/main.go runs it as a process, the in-process
@@ -29,6 +31,12 @@ func build(ctx context.Context, cfg *StageConfig, env *stage.Env) (stage.Runner,
 	a.Options = Options{SummaryEvery: cfg.SummaryEvery, SummaryEntries: cfg.SummaryEntries, SampleEvery: cfg.SampleEvery, History: cfg.History}
 	if err := a.Register(env.Registry); err != nil {
 		return nil, err
+	}
+	if a.Guard, err = NewGuard(cfg.Auth, env.Log); err != nil {
+		return nil, err
+	}
+	if len(cfg.Auth.UsersFile) == 0 && len(cfg.Auth.ProxyCIDRs) == 0 {
+		env.Log.Warn("status page and API refuse everyone", "fix", errNoLogins.Error())
 	}
 	a.Routes(env.Routes)
 	return a.Run, nil

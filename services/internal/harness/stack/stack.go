@@ -99,6 +99,9 @@ type Stack struct {
 	// StopPipeline, CrashPipeline and StartPipeline.
 	Webhook string
 	Status  string
+	// Operator and Viewer are the generated logins of the status page and API: the name and secret on
+	// the login page, the secret as a bearer token.
+	Operator, Viewer Login
 	// Auditor is a read-only view of the audit trail (links, timelines, dead letters, lag), connected as
 	// the auditor stage; it is set by the first StartPipeline and outlives pipeline restarts. The running
 	// auditor serves the status API on Status.
@@ -120,6 +123,15 @@ type Stack struct {
 	pipeline *pipeline
 	status   http.Handler
 }
+
+// Login is one status page login.
+type Login struct{ Name, Secret string }
+
+// The names of the generated logins.
+const (
+	OperatorName = "admin"
+	ViewerName   = "viewer"
+)
 
 type pipeline struct {
 	cancel context.CancelFunc
@@ -227,6 +239,14 @@ func StartInfra(ctx context.Context, opts Options) (*Stack, error) {
 		s.vars["COSELL_SF_URL"], s.vars["COSELL_SF_AUTH"] = s.SFLoginURL, sfapi.AuthJWT
 		s.vars["COSELL_SF_USERNAME"], s.vars["COSELL_SF_JWT_KEY_FILE"] = sfemu.DefaultUsername, sfKeyFile
 	}
+	// The generated logins of the status page and API (`cosell run` prints them).
+	usersFile := filepath.Join(tmp, "status-users")
+	secrets, err := auditor.WriteUsers(usersFile, map[string]string{OperatorName: auditor.RoleOperator, ViewerName: auditor.RoleViewer})
+	if err != nil {
+		return fail(err)
+	}
+	s.Operator, s.Viewer = Login{OperatorName, secrets[OperatorName]}, Login{ViewerName, secrets[ViewerName]}
+	s.vars["COSELL_AUTH_USERS_FILE"] = usersFile
 	// Quicker than production, so a test sees a change within a second.
 	s.vars["COSELL_SF_POLL_INTERVAL"], s.vars["COSELL_PC_POLL_INTERVAL"] = "1s", "1m"
 	var in pcingest.Config
