@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +21,7 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/clients/pcwebhook"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/internal/testkit"
+	"github.com/cosell-dev/cosell/services/internal/testkit/bustest"
 	"github.com/cosell-dev/cosell/services/internal/watermark"
 )
 
@@ -39,24 +38,10 @@ type fixture struct {
 func newFixture(t *testing.T, cfg Config, run func(*Ingest) func(context.Context) error) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	log := slog.New(slog.DiscardHandler)
-	if os.Getenv("COSELL_TEST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	ns, err := platform.StartEmbedded(t.TempDir(), "127.0.0.1:-1", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	bus, err := platform.ConnectServer(ctx, ns, platform.BusConfig{Replicas: 1, MaxAge: time.Hour, DuplicateWindow: 10 * time.Minute,
-		MaxDeliver: 5, AckWait: 2 * time.Second}, contracts.StagePCIngest, log, platform.NewMetrics(prometheus.NewRegistry()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(bus.Close)
-	if err := bus.Provision(ctx); err != nil {
-		t.Fatal(err)
-	}
+	log := testkit.Log()
+	busCfg := bustest.Config(5, 2*time.Second)
+	busCfg.DuplicateWindow = 10 * time.Minute
+	bus := bustest.Start(t, busCfg, contracts.StagePCIngest, platform.NewMetrics(prometheus.NewRegistry()))
 	emu, err := pcemu.New(pcemu.Options{WebhookBackoff: 50 * time.Millisecond, Logger: log})
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,27 +18,16 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
 	"github.com/cosell-dev/cosell/services/internal/outcome"
 	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
+	"github.com/cosell-dev/cosell/services/internal/testkit/bustest"
 )
 
 // newWriter wires a writer to a real embedded nats-server and the Partner Center emulator over HTTP.
 func newWriter(t *testing.T) (*Writer, *pcemu.Emulator) {
 	t.Helper()
 	ctx := context.Background()
-	log := slog.New(slog.DiscardHandler)
-	ns, err := platform.StartEmbedded(t.TempDir(), "127.0.0.1:-1", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	bus, err := platform.ConnectServer(ctx, ns, platform.BusConfig{Replicas: 1, MaxAge: time.Hour, DuplicateWindow: time.Minute,
-		MaxDeliver: 5, AckWait: 5 * time.Second}, contracts.StagePCWriter, log, platform.NewMetrics(prometheus.NewRegistry()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(bus.Close)
-	if err := bus.Provision(ctx); err != nil {
-		t.Fatal(err)
-	}
+	log := testkit.Log()
+	bus := bustest.Start(t, bustest.Config(5, 5*time.Second), contracts.StagePCWriter, platform.NewMetrics(prometheus.NewRegistry()))
 	emu, err := pcemu.New(pcemu.Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -19,6 +17,8 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
 	"github.com/cosell-dev/cosell/services/internal/observed"
 	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
+	"github.com/cosell-dev/cosell/services/internal/testkit/bustest"
 )
 
 type fixture struct {
@@ -29,22 +29,9 @@ type fixture struct {
 
 func newFixture(t testing.TB, cfg Config) *fixture {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ns, err := platform.StartEmbedded(t.TempDir(), "127.0.0.1:-1", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	log := testkit.Log()
 	ctx := context.Background()
-	bus, err := platform.ConnectServer(ctx, ns, platform.BusConfig{Replicas: 1, MaxAge: time.Hour, DuplicateWindow: time.Minute,
-		MaxDeliver: 3, AckWait: 5 * time.Second, Provision: true}, contracts.StageSFIngest, log, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(bus.Close)
-	if err := bus.Provision(ctx); err != nil {
-		t.Fatal(err)
-	}
+	bus := bustest.Start(t, bustest.Config(3, 5*time.Second), contracts.StageSFIngest, nil)
 	emu, err := sfemu.New(sfemu.Options{})
 	if err != nil {
 		t.Fatal(err)

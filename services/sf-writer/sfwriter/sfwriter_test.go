@@ -3,8 +3,6 @@ package sfwriter
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http/httptest"
 	"sort"
 	"strings"
@@ -18,6 +16,7 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/outcome"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/internal/testkit"
+	"github.com/cosell-dev/cosell/services/internal/testkit/bustest"
 )
 
 type fixture struct {
@@ -28,22 +27,9 @@ type fixture struct {
 
 func newFixture(t testing.TB, emuOpts sfemu.Options, gov *GovernorConfig) *fixture {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ns, err := platform.StartEmbedded(t.TempDir(), "127.0.0.1:-1", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	log := testkit.Log()
 	ctx := context.Background()
-	bus, err := platform.ConnectServer(ctx, ns, platform.BusConfig{Replicas: 1, MaxAge: time.Hour, DuplicateWindow: time.Minute,
-		MaxDeliver: 5, AckWait: 5 * time.Second, Provision: true}, contracts.StageSFWriter, log, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(bus.Close)
-	if err := bus.Provision(ctx); err != nil {
-		t.Fatal(err)
-	}
+	bus := bustest.Start(t, bustest.Config(5, 5*time.Second), contracts.StageSFWriter, nil)
 	emu, err := sfemu.New(emuOpts)
 	if err != nil {
 		t.Fatal(err)
