@@ -283,7 +283,7 @@ func TestSellersStageIsTheSellers(t *testing.T) {
 func TestVisibilityOnceVisibleAndCRMIdentifier(t *testing.T) {
 	s := start(t, nil)
 	oppID, ref := linkedOpportunity(t, s, "Visible deal", 31000)
-	quiet(t, s)
+	stacktest.Quiet(t, s)
 	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{sf.FieldReferralVisibility: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -291,24 +291,24 @@ func TestVisibilityOnceVisibleAndCRMIdentifier(t *testing.T) {
 		r, _ := s.PC.Get(ref.ID)
 		return r.Consent != nil && r.Consent.ConsentToShareReferralWithMicrosoftSellers != nil && *r.Consent.ConsentToShareReferralWithMicrosoftSellers
 	}
-	eventually(t, 20*time.Second, "visible to Microsoft sellers", func() (bool, string) { return visible(), "" })
+	testkit.Eventually(t, 20*time.Second, "visible to Microsoft sellers", func() (bool, string) { return visible(), "" })
 	if _, err := s.PC.SellerUpdate(ref.ID, pc.Referral{TrackingInfo: &pc.TrackingInfo{MicrosoftMsxID: "7-MSX42"}}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "CRM id on the Opportunity", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "CRM id on the Opportunity", func() (bool, string) {
 		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
 		return o[sf.FieldMicrosoftCRMIdentifier] == "7-MSX42", fmt.Sprint(o[sf.FieldMicrosoftCRMIdentifier])
 	})
-	quiet(t, s)
+	stacktest.Quiet(t, s)
 	s.PC.ResetCounts()
 	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{sf.FieldReferralVisibility: false, sf.FieldMicrosoftCRMIdentifier: "typed over"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the tick written back", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "the tick written back", func() (bool, string) {
 		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
 		return o[sf.FieldReferralVisibility] == true, fmt.Sprint(o[sf.FieldReferralVisibility])
 	})
-	quiet(t, s)
+	stacktest.Quiet(t, s)
 	if !visible() || s.PC.Counts()["referrals.patch"] != 0 {
 		t.Fatalf("Partner Center must keep the referral visible and get no patch: visible %v, counts %v", visible(), s.PC.Counts())
 	}
