@@ -74,7 +74,7 @@ Exit code 0 when every check passes, 1 otherwise`, stderr)
 	for _, g := range groups {
 		switch g {
 		case "sf":
-			d.salesforce()
+			d.salesforce(ctx)
 		case "pc":
 			d.partnerCenter(ctx)
 		case "webhook":
@@ -110,7 +110,7 @@ const fixMetadata = "deploy cosell's metadata to the org: sf project deploy star
 // itself (each refusal of the token endpoint with its fix), the org's shape from describe (every field cosell
 // and the mapping read; multi- or single-currency against the mapping's currency), and that every object
 // and field cosell reads is readable: each query names them, so Salesforce itself names a missing one.
-func (d *doctor) salesforce() {
+func (d *doctor) salesforce(ctx context.Context) {
 	var cfg sfapi.Config
 	if err := platform.LoadConfig(&cfg, nil); err != nil {
 		d.fail("sf", "configuration", err.Error(), "set COSELL_SF_URL, COSELL_SF_CLIENT_ID and the login flow's settings (docs/connect.md#salesforce; the Secret cosell-salesforce)")
@@ -122,7 +122,7 @@ func (d *doctor) salesforce() {
 		return
 	}
 	d.ok("sf", "login settings ("+cfg.Flow()+" at "+cfg.Domain+")")
-	client, err := sfapi.New(cfg)
+	client, err := sfapi.New(ctx, cfg)
 	if err != nil {
 		var le *sfapi.LoginError
 		fix := "check COSELL_SF_URL, COSELL_SF_CLIENT_ID and the login flow's settings (docs/connect.md#salesforce)"
@@ -133,7 +133,7 @@ func (d *doctor) salesforce() {
 		return
 	}
 	d.ok("sf", "login ("+cfg.Domain+")")
-	d.salesforceOrg(client)
+	d.salesforceOrg(ctx, client)
 	queries := []struct{ name, soql, fix string }{
 		{"Opportunity custom fields", "SELECT Id, " + strings.Join([]string{sf.FieldSyncWithPartnerCenter, sf.FieldReferralIdentifier,
 			sf.FieldReferralLink, sf.FieldHowCanMicrosoftHelp, sf.FieldSyncStatus, sf.FieldAudit, sf.FieldReferralVisibility,
@@ -147,7 +147,7 @@ func (d *doctor) salesforce() {
 			"give the integration user read/create on Notes (cosell syncs the Opportunity's Notes)"},
 	}
 	for _, q := range queries {
-		if _, err := client.Query(q.soql); err != nil {
+		if _, err := client.Query(ctx, q.soql); err != nil {
 			d.fail("sf", q.name, err.Error(), q.fix)
 			continue
 		}
@@ -157,7 +157,7 @@ func (d *doctor) salesforce() {
 
 // salesforceOrg checks the org's shape against what cosell and the mapping read (the same fit sf-ingest
 // makes at start-up) and its currencies against the mapping's default currency.
-func (d *doctor) salesforceOrg(client *sfapi.Client) {
+func (d *doctor) salesforceOrg(ctx context.Context, client *sfapi.Client) {
 	var mc mapping.Config
 	if err := platform.LoadConfig(&mc, nil); err != nil {
 		d.fail("sf", "mapping", err.Error(), "fix COSELL_MAPPING_FILE / the COSELL_STAGE_* settings")
@@ -168,13 +168,13 @@ func (d *doctor) salesforceOrg(client *sfapi.Client) {
 		d.fail("sf", "mapping", err.Error(), "cosell mapping validate "+mc.File)
 		return
 	}
-	org, err := sforg.Discover(client, sf.ObjectOpportunity)
+	org, err := sforg.Discover(ctx, client, sf.ObjectOpportunity)
 	if err != nil {
 		d.fail("sf", "org describe", err.Error(), "give the integration user the permission set Cosell_Integration (API Enabled, read on Opportunity)")
 		return
 	}
 	var mf *sforg.MissingFields
-	if _, err := observed.Fit(org, m.SalesforceFields()); errors.As(err, &mf) {
+	if _, err := observed.Fit(ctx, org, m.SalesforceFields()); errors.As(err, &mf) {
 		d.fail("sf", "fields cosell and the mapping read", fmt.Sprintf("the org has no %s field %s", mf.Object, strings.Join(mf.Fields, ", ")), sforg.FixMissingField)
 	} else if err != nil {
 		d.fail("sf", "fields cosell and the mapping read", err.Error(), "check the integration user's access (permission set Cosell_Integration)")
@@ -182,7 +182,7 @@ func (d *doctor) salesforceOrg(client *sfapi.Client) {
 		d.ok("sf", "fields cosell and the mapping read")
 	}
 	switch {
-	case org.MultiCurrency():
+	case org.MultiCurrency(ctx):
 		d.ok("sf", "currencies (multi-currency org, corporate currency "+org.Currency+")")
 	case !strings.EqualFold(m.DefaultCurrency, org.Currency):
 		d.fail("sf", "currencies", fmt.Sprintf("the org is single-currency (%s) but the mapping's default currency is %s: Opportunities created from referrals without a currency would be refused", org.Currency, m.DefaultCurrency),

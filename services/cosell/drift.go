@@ -59,7 +59,7 @@ SOQL query (paged).`, stderr)
 		fmt.Fprintf(stderr, "cosell drift: Partner Center: %v\n", err)
 		return 1
 	}
-	sfc, err := af.sf()
+	sfc, err := af.sf(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "cosell drift: Salesforce: %v\n", err)
 		return 1
@@ -145,16 +145,16 @@ func checkDrift(ctx context.Context, bus *platform.Bus, pcc *pcapi.Client, sfc *
 	opps := map[string]oppSnap{}
 	// The snapshot sf-ingest would publish: the same fields (those the mapping names too, fitted to the
 	// org), children and version.
-	org, err := sforg.Discover(sfc, sf.ObjectOpportunity)
+	org, err := sforg.Discover(ctx, sfc, sf.ObjectOpportunity)
 	if err != nil {
 		return nil, err
 	}
-	fit, err := observed.Fit(org, m.SalesforceFields())
+	fit, err := observed.Fit(ctx, org, m.SalesforceFields())
 	if err != nil {
 		return nil, err
 	}
 	sel := fit.Select()
-	if err := sfc.QueryEach("SELECT "+sel+" FROM Opportunity WHERE "+observed.Synced, false, func(rows []map[string]any) error {
+	if err := sfc.QueryEach(ctx, "SELECT "+sel+" FROM Opportunity WHERE "+observed.Synced, false, func(rows []map[string]any) error {
 		for _, row := range rows {
 			o, v, err := fit.Opportunity(row)
 			if err != nil {
@@ -177,7 +177,7 @@ func checkDrift(ctx context.Context, bus *platform.Bus, pcc *pcapi.Client, sfc *
 		o, ook := opps[l.OpportunityID]
 		if !ook {
 			// Not opted in any more, or deleted: read it directly before calling it missing.
-			rows, err := sfc.Query("SELECT " + sel + " FROM Opportunity WHERE Id = " + sfapi.Quote(l.OpportunityID))
+			rows, err := sfc.Query(ctx, "SELECT "+sel+" FROM Opportunity WHERE Id = "+sfapi.Quote(l.OpportunityID))
 			if err == nil && len(rows) == 1 {
 				if so, sv, err := fit.Opportunity(rows[0]); err == nil {
 					o, ook = oppSnap{so, sv}, true

@@ -89,16 +89,16 @@ func pcClient(ctx context.Context, lookup func(string) (string, bool), connect f
 		context.AfterFunc(ctx, bus.Close)
 		kv = bus
 	}
-	c, err := cfg.Client(ctx, slog.New(slog.DiscardHandler), kv)
+	c, err := cfg.Client(ctx, slog.New(slog.DiscardHandler), kv, nil)
 	return c, cfg, err
 }
 
-func (f adminFlags) sf() (*sfapi.Client, error) {
+func (f adminFlags) sf(ctx context.Context) (*sfapi.Client, error) {
 	var cfg sfapi.Config
 	if err := platform.LoadConfig(&cfg, f.lookup); err != nil {
 		return nil, err
 	}
-	return sfapi.New(cfg)
+	return sfapi.New(ctx, cfg)
 }
 
 const statusSummary = "one screen: services, lag per consumer, dead-letter depth, links, API budget left on each side"
@@ -212,9 +212,9 @@ type apiBudget struct {
 
 func budgets(ctx context.Context, af adminFlags) []apiBudget {
 	sfB := apiBudget{System: "salesforce"}
-	if c, err := af.sf(); err != nil {
+	if c, err := af.sf(ctx); err != nil {
 		sfB.Detail = "unknown: " + firstLine(err)
-	} else if u, err := c.Limits(); err != nil {
+	} else if u, err := c.Limits(ctx); err != nil {
 		sfB.Detail = "unknown: " + firstLine(err)
 	} else {
 		rem, lim := u.Remaining(), u.Max

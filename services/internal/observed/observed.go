@@ -113,8 +113,8 @@ type Selection struct {
 
 // Fit selects Wanted(extra) from the org's describe. A field the org lacks is an error naming it and the
 // fix (*sforg.MissingFields), unless it is optional.
-func Fit(org *sforg.Org, extra []string) (Selection, error) {
-	fields, fallback, err := org.Select(sf.ObjectOpportunity, Wanted(extra))
+func Fit(ctx context.Context, org *sforg.Org, extra []string) (Selection, error) {
+	fields, fallback, err := org.Select(ctx, sf.ObjectOpportunity, Wanted(extra))
 	if err != nil {
 		return Selection{}, err
 	}

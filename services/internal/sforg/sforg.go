@@ -23,8 +23,8 @@ import (
 
 // Describer is the part of the Salesforce client Discover needs.
 type Describer interface {
-	Describe(object string) (sfapi.Description, error)
-	Query(soql string) ([]map[string]any, error)
+	Describe(ctx context.Context, object string) (sfapi.Description, error)
+	Query(ctx context.Context, soql string) ([]map[string]any, error)
 }
 
 // FixMissingField is what to do about a field cosell needs that the org's describe lacks.
@@ -42,15 +42,15 @@ type Org struct {
 
 // Discover describes the given objects and reads the org's currency. Parents named by a relationship path
 // ("Account.BillingCountry") are described later, when a field list needs them.
-func Discover(c Describer, objects ...string) (*Org, error) {
+func Discover(ctx context.Context, c Describer, objects ...string) (*Org, error) {
 	o := &Org{c: c, objects: map[string]map[string]sfapi.FieldDescription{}}
 	for _, name := range objects {
-		if _, err := o.object(name); err != nil {
+		if _, err := o.object(ctx, name); err != nil {
 			return nil, err
 		}
 	}
 	// Organization.DefaultCurrencyIsoCode: the corporate currency (Object Reference, "Organization").
-	rows, err := c.Query("SELECT DefaultCurrencyIsoCode FROM Organization")
+	rows, err := c.Query(ctx, "SELECT DefaultCurrencyIsoCode FROM Organization")
 	if err != nil {
 		return nil, fmt.Errorf("read the org's currency (SELECT DefaultCurrencyIsoCode FROM Organization): %w", err)
 	}
@@ -70,7 +70,7 @@ func Wait(ctx context.Context, c Describer, retry time.Duration, objects ...stri
 	t := time.NewTicker(max(retry, 10*time.Millisecond))
 	defer t.Stop()
 	for {
-		o, err := Discover(c, objects...)
+		o, err := Discover(ctx, c, objects...)
 		if err == nil || !sfapi.IsTransient(err) {
 			return o, err
 		}
@@ -82,11 +82,11 @@ func Wait(ctx context.Context, c Describer, retry time.Duration, objects ...stri
 	}
 }
 
-func (o *Org) object(name string) (map[string]sfapi.FieldDescription, error) {
+func (o *Org) object(ctx context.Context, name string) (map[string]sfapi.FieldDescription, error) {
 	if fields, ok := o.objects[strings.ToLower(name)]; ok {
 		return fields, nil
 	}
-	d, err := o.c.Describe(name)
+	d, err := o.c.Describe(ctx, name)
 	if err != nil {
 		return nil, fmt.Errorf("describe %s: %w", name, err)
 	}
@@ -99,16 +99,16 @@ func (o *Org) object(name string) (map[string]sfapi.FieldDescription, error) {
 }
 
 // MultiCurrency reports whether the org has multiple currencies enabled (Opportunity has CurrencyIsoCode).
-func (o *Org) MultiCurrency() bool {
-	fields, err := o.object(sf.ObjectOpportunity)
+func (o *Org) MultiCurrency(ctx context.Context) bool {
+	fields, err := o.object(ctx, sf.ObjectOpportunity)
 	_, ok := fields[strings.ToLower(sf.FieldCurrencyIsoCode)]
 	return err == nil && ok
 }
 
 // Has reports whether object has the field at path: a field name, or Relationship.Field for a parent's
 // field (Account.BillingCountry on Opportunity).
-func (o *Org) Has(object, path string) (bool, error) {
-	fields, err := o.object(object)
+func (o *Org) Has(ctx context.Context, object, path string) (bool, error) {
+	fields, err := o.object(ctx, object)
 	if err != nil {
 		return false, err
 	}
@@ -119,7 +119,7 @@ func (o *Org) Has(object, path string) (bool, error) {
 	}
 	for _, f := range fields {
 		if strings.EqualFold(f.RelationshipName, rel) && len(f.ReferenceTo) > 0 {
-			return o.Has(f.ReferenceTo[0], rest)
+			return o.Has(ctx, f.ReferenceTo[0], rest)
 		}
 	}
 	return false, nil
@@ -150,11 +150,11 @@ func (e *MissingFields) Error() string {
 // Select returns the paths of object the org has, in the order given, and the values standing in for the
 // optional ones it lacks (CurrencyIsoCode: the org's currency). Required paths the org lacks are a
 // *MissingFields error naming each.
-func (o *Org) Select(object string, paths []string) ([]string, map[string]any, error) {
+func (o *Org) Select(ctx context.Context, object string, paths []string) ([]string, map[string]any, error) {
 	var have, missing []string
 	fallback := map[string]any{}
 	for _, p := range paths {
-		ok, err := o.Has(object, p)
+		ok, err := o.Has(ctx, object, p)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -180,14 +180,14 @@ var ErrCurrencyMismatch = errors.New("currency not available in this org")
 // Fit drops from a write the optional fields the org lacks. A value it drops must be what the org implies
 // (an amount in the org's own currency); anything else would be silently reinterpreted, so it is an error
 // wrapping ErrCurrencyMismatch that names the field, the values and the fix.
-func (o *Org) Fit(object string, fields map[string]any) (map[string]any, error) {
+func (o *Org) Fit(ctx context.Context, object string, fields map[string]any) (map[string]any, error) {
 	var out map[string]any
 	for k, v := range fields {
 		implied, opt := o.optional(k)
 		if !opt {
 			continue
 		}
-		ok, err := o.Has(object, k)
+		ok, err := o.Has(ctx, object, k)
 		if err != nil {
 			return nil, err
 		}

@@ -22,11 +22,11 @@ func discover(t *testing.T, opts sfemu.Options) *Org {
 	}
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
-	c, err := sfapi.New(sfapi.Config{Domain: srv.URL, ClientID: sfemu.DefaultClientID, ClientSecret: sfemu.DefaultClientSecret, RequestTimeout: 10 * time.Second})
+	c, err := sfapi.New(t.Context(), sfapi.Config{Domain: srv.URL, ClientID: sfemu.DefaultClientID, ClientSecret: sfemu.DefaultClientSecret, RequestTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := Discover(c, sf.ObjectOpportunity)
+	o, err := Discover(t.Context(), c, sf.ObjectOpportunity)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,14 +37,14 @@ func TestSelectFollowsTheOrgShape(t *testing.T) {
 	t.Parallel()
 	wanted := []string{sf.FieldID, sf.FieldAmount, sf.FieldCurrencyIsoCode, sf.FieldReferralIdentifier, "Account.Name", "Account.CurrencyIsoCode"}
 	multi := discover(t, sfemu.Options{Currency: "EUR"})
-	got, fallback, err := multi.Select(sf.ObjectOpportunity, wanted)
-	if err != nil || !reflect.DeepEqual(got, wanted) || len(fallback) != 0 || !multi.MultiCurrency() || multi.Currency != "EUR" {
-		t.Fatalf("multi-currency: %v %v %v (multi %v, %s)", got, fallback, err, multi.MultiCurrency(), multi.Currency)
+	got, fallback, err := multi.Select(t.Context(), sf.ObjectOpportunity, wanted)
+	if err != nil || !reflect.DeepEqual(got, wanted) || len(fallback) != 0 || !multi.MultiCurrency(t.Context()) || multi.Currency != "EUR" {
+		t.Fatalf("multi-currency: %v %v %v (multi %v, %s)", got, fallback, err, multi.MultiCurrency(t.Context()), multi.Currency)
 	}
 	single := discover(t, sfemu.Options{SingleCurrency: true, Currency: "GBP"})
-	got, fallback, err = single.Select(sf.ObjectOpportunity, wanted)
+	got, fallback, err = single.Select(t.Context(), sf.ObjectOpportunity, wanted)
 	want := []string{sf.FieldID, sf.FieldAmount, sf.FieldReferralIdentifier, "Account.Name"}
-	if err != nil || !reflect.DeepEqual(got, want) || single.MultiCurrency() {
+	if err != nil || !reflect.DeepEqual(got, want) || single.MultiCurrency(t.Context()) {
 		t.Fatalf("single-currency: %v, want %v (%v)", got, want, err)
 	}
 	if fallback[sf.FieldCurrencyIsoCode] != "GBP" || fallback["Account.CurrencyIsoCode"] != "GBP" {
@@ -55,7 +55,7 @@ func TestSelectFollowsTheOrgShape(t *testing.T) {
 func TestMissingFieldIsAClearError(t *testing.T) {
 	t.Parallel()
 	o := discover(t, sfemu.Options{})
-	_, _, err := o.Select(sf.ObjectOpportunity, []string{sf.FieldName, "Deal_Size__c", "Account.Nope__c", "Nobody.Name"})
+	_, _, err := o.Select(t.Context(), sf.ObjectOpportunity, []string{sf.FieldName, "Deal_Size__c", "Account.Nope__c", "Nobody.Name"})
 	var mf *MissingFields
 	if !errors.As(err, &mf) || !reflect.DeepEqual(mf.Fields, []string{"Account.Nope__c", "Deal_Size__c", "Nobody.Name"}) {
 		t.Fatalf("err %v", err)
@@ -71,16 +71,16 @@ func TestFitDropsOnlyWhatTheOrgImplies(t *testing.T) {
 	t.Parallel()
 	single := discover(t, sfemu.Options{SingleCurrency: true, Currency: "USD"})
 	in := map[string]any{sf.FieldName: "x", sf.FieldCurrencyIsoCode: "usd", sf.FieldAmount: 10.0}
-	out, err := single.Fit(sf.ObjectOpportunity, in)
+	out, err := single.Fit(t.Context(), sf.ObjectOpportunity, in)
 	if err != nil || !reflect.DeepEqual(out, map[string]any{sf.FieldName: "x", sf.FieldAmount: 10.0}) || in[sf.FieldCurrencyIsoCode] != "usd" {
 		t.Fatalf("fit %v %v (input %v)", out, err, in)
 	}
-	_, err = single.Fit(sf.ObjectOpportunity, map[string]any{sf.FieldCurrencyIsoCode: "EUR"})
+	_, err = single.Fit(t.Context(), sf.ObjectOpportunity, map[string]any{sf.FieldCurrencyIsoCode: "EUR"})
 	if !errors.Is(err, ErrCurrencyMismatch) || !strings.Contains(err.Error(), "Opportunity.CurrencyIsoCode is EUR but the org is single-currency (USD)") {
 		t.Fatalf("EUR into a USD org: %v", err)
 	}
 	multi := discover(t, sfemu.Options{})
-	if out, err := multi.Fit(sf.ObjectOpportunity, map[string]any{sf.FieldCurrencyIsoCode: "EUR"}); err != nil || out[sf.FieldCurrencyIsoCode] != "EUR" {
+	if out, err := multi.Fit(t.Context(), sf.ObjectOpportunity, map[string]any{sf.FieldCurrencyIsoCode: "EUR"}); err != nil || out[sf.FieldCurrencyIsoCode] != "EUR" {
 		t.Fatalf("multi-currency fit: %v %v", out, err)
 	}
 }
@@ -93,7 +93,7 @@ func TestWaitOutlastsAnOutage(t *testing.T) {
 	}
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
-	c, err := sfapi.New(sfapi.Config{Domain: srv.URL, ClientID: sfemu.DefaultClientID, ClientSecret: sfemu.DefaultClientSecret, RequestTimeout: 10 * time.Second})
+	c, err := sfapi.New(t.Context(), sfapi.Config{Domain: srv.URL, ClientID: sfemu.DefaultClientID, ClientSecret: sfemu.DefaultClientSecret, RequestTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,14 +51,16 @@ func TokenStore(ctx context.Context, kv KVOpener) (pcapi.TokenStore, error) {
 	return pcapi.KVTokenStore{KV: b}, nil
 }
 
-// Client builds the Partner Center client; kv opens the shared token store (nil with COSELL_PC_AUTH=password).
-func (c PCConfig) Client(ctx context.Context, log *slog.Logger, kv KVOpener) (*pcapi.Client, error) {
+// Client builds a Partner Center client with an HTTP client of its own; kv opens the shared token store (nil
+// with COSELL_PC_AUTH=password); its calls and sign-in health are reported into m (nil: nowhere).
+func (c PCConfig) Client(ctx context.Context, log *slog.Logger, kv KVOpener, m *ClientMetrics) (*pcapi.Client, error) {
 	cfg, err := c.ClientConfig(ctx, kv)
 	if err != nil {
 		return nil, err
 	}
 	cfg.Logger = log
-	cfg.OnRefresh = observeRefreshToken
+	cfg.Observer = m.Observer(contracts.PartnerCenter)
+	cfg.OnRefresh = m.onPCRefresh()
 	return pcapi.New(ctx, cfg)
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
 	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
 	"github.com/cosell-dev/cosell/services/internal/platform"
@@ -27,8 +28,9 @@ type Env struct {
 	Routes Routes
 	// Registry takes a stage's own collectors, served on /metrics with the runtime's.
 	Registry prometheus.Registerer
-	// API records the stage's Partner Center and Salesforce calls.
-	API *platform.APIMetrics
+	// Clients are the stage's metrics of its Partner Center and Salesforce clients; each client built by
+	// PCClient or SFClient reports into them through an observer of its own (nil: no metrics).
+	Clients *ClientMetrics
 	// Listener opens the listener a stage serves outside traffic on (pc-ingest's webhook); nil =
 	// net.Listen. The in-process system hands out one that keeps its address across pipeline restarts.
 	Listener func(addr string) (net.Listener, error)
@@ -53,12 +55,15 @@ func (e *Env) Listen(addr string) (net.Listener, error) {
 	return net.Listen("tcp", addr)
 }
 
-// PCClient builds the stage's Partner Center client; every stage builds its clients here.
+// PCClient builds the stage's Partner Center client, with an HTTP client of its own and its calls and
+// sign-in health reported into the stage's metrics; every stage builds its clients here.
 func (e *Env) PCClient(ctx context.Context, c PCConfig) (*pcapi.Client, error) {
-	return c.Client(ctx, e.Log, e.Bus)
+	return c.Client(ctx, e.Log, e.Bus, e.Clients)
 }
 
-// SFClient logs the stage's Salesforce client in; every stage builds its clients here.
+// SFClient logs the stage's Salesforce client in, its calls reported into the stage's metrics; every stage
+// builds its clients here.
 func (e *Env) SFClient(ctx context.Context, c sfapi.Config) (*sfapi.Client, error) {
-	return sfapi.New(c)
+	c.Observer = e.Clients.Observer(contracts.Salesforce)
+	return sfapi.New(ctx, c)
 }

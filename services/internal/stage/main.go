@@ -54,9 +54,7 @@ func run(ctx context.Context, c Component, args []string, stdout, stderr io.Writ
 		log.Error("admin port", "err", err)
 		return 1
 	}
-	api := platform.NewAPIMetrics(admin.Registry)
-	InstrumentClients(api)
-	InstrumentPCAuth(admin.Registry)
+	clients := NewClientMetrics(admin.Registry)
 	shutdownTracing, err := platform.SetupTracing(ctx, name)
 	if err != nil {
 		log.Error("tracing", "err", err)
@@ -76,7 +74,7 @@ func run(ctx context.Context, c Component, args []string, stdout, stderr io.Writ
 			return 1
 		}
 	}
-	runner, err := cfg.Build(ctx, &Env{Stage: name, Log: log, Bus: bus, Routes: admin, Registry: admin.Registry, API: api})
+	runner, err := cfg.Build(ctx, &Env{Stage: name, Log: log, Bus: bus, Routes: admin, Registry: admin.Registry, Clients: clients})
 	if err != nil {
 		log.Error("start", "err", err)
 		return 1

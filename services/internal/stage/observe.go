@@ -1,63 +1,69 @@
 package stage
 
 import (
-	"net/http"
-	"strconv"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cosell-dev/cosell/contracts"
-	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
-	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/clients/apicall"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
-// InstrumentClients reports every Partner Center and Salesforce call this process makes into m: requests
-// by endpoint and status, latency, and the Salesforce daily allowance left. The status label is the HTTP
-// status, or "error" when no response came back.
-func InstrumentClients(m *platform.APIMetrics) {
-	pcapi.SetCallObserver(func(endpoint string, status int, elapsed time.Duration, _ http.Header) {
-		m.ObserveHTTPCall(contracts.PartnerCenter, endpoint, status, elapsed)
-	})
-	sfapi.SetCallObserver(func(op string, status int, code string, elapsed time.Duration, usage sfapi.Usage) {
-		s := "error"
-		if status > 0 {
-			s = strconv.Itoa(status)
-		}
-		m.ObserveCall(contracts.Salesforce, op, s, elapsed)
-		if usage.Known() {
-			m.SetBudget(contracts.Salesforce, usage.Used, usage.Max)
-		}
-	})
+// ClientMetrics are one stage's metrics of its Partner Center and Salesforce clients: their calls
+// (platform.APIMetrics) and the health of the Partner Center sign-in. Each stage registers its own on its
+// own registry and each client it builds reports through an observer of its own, so the stages of `cosell
+// run`, and two stacks in one test binary, never report into each other's metrics.
+type ClientMetrics struct {
+	API *platform.APIMetrics
+	// pcRefreshExpiry and pcRefreshFailures let an alert fire before the refresh token bites
+	// (the PrometheusRule in deploy/k8s/components/monitoring): when the stored refresh token expires if left unused (Entra ID:
+	// 90 days after its last rotation), and how often Entra ID refused it.
+	pcRefreshExpiry   prometheus.Gauge
+	pcRefreshFailures prometheus.Counter
 }
 
-// pcRefreshExpiry and pcRefreshFailures report the Partner Center sign-in's health, so an alert fires before
-// the refresh token bites (the PrometheusRule in deploy/k8s/components/monitoring): when the stored refresh token expires if left
-// unused (Entra ID: 90 days after its last rotation), and how often Entra ID refused it.
-var (
-	pcRefreshExpiry = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "cosell", Name: "pc_refresh_token_expiry_timestamp_seconds",
-		Help: "Unix time at which the stored Partner Center refresh token expires if unused (90 days after its last rotation); renew with cosell pc login."})
-	pcRefreshFailures = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "cosell", Name: "pc_refresh_token_failures_total",
-		Help: "Refresh-token exchanges Entra ID refused (expired, revoked, MFA required); fix with cosell pc login."})
-	pcRefreshOnce sync.Once
-)
-
-// InstrumentPCAuth registers the Partner Center sign-in metrics on reg (once per process).
-func InstrumentPCAuth(reg prometheus.Registerer) {
-	pcRefreshOnce.Do(func() {
-		if reg != nil {
-			reg.MustRegister(pcRefreshExpiry, pcRefreshFailures)
-		}
-	})
-}
-
-func observeRefreshToken(expires time.Time, err error) {
-	if err != nil {
-		pcRefreshFailures.Inc()
+// NewClientMetrics builds a stage's client metrics and registers them on reg (nil: unregistered).
+func NewClientMetrics(reg prometheus.Registerer) *ClientMetrics {
+	m := &ClientMetrics{
+		API: platform.NewAPIMetrics(reg),
+		pcRefreshExpiry: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "cosell", Name: "pc_refresh_token_expiry_timestamp_seconds",
+			Help: "Unix time at which the stored Partner Center refresh token expires if unused (90 days after its last rotation); renew with cosell pc login."}),
+		pcRefreshFailures: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "cosell", Name: "pc_refresh_token_failures_total",
+			Help: "Refresh-token exchanges Entra ID refused (expired, revoked, MFA required); fix with cosell pc login."}),
 	}
-	if !expires.IsZero() {
-		pcRefreshExpiry.Set(float64(expires.Unix()))
+	if reg != nil {
+		reg.MustRegister(m.pcRefreshExpiry, m.pcRefreshFailures)
+	}
+	return m
+}
+
+// Observer returns an observer for one client of system: requests by endpoint and status (the HTTP status,
+// or "error" when no response came back), latency, and the API allowance left when the system tells it.
+// A nil m observes nothing.
+func (m *ClientMetrics) Observer(system contracts.System) apicall.Observer {
+	if m == nil {
+		return nil
+	}
+	return func(c apicall.Call) {
+		m.API.ObserveHTTPCall(system, c.Op, c.Status, c.Elapsed)
+		if c.Limit > 0 {
+			m.API.SetBudget(system, c.Used, c.Limit)
+		}
+	}
+}
+
+// onPCRefresh is the Partner Center client's pcapi.Config.OnRefresh; nil when m is nil.
+func (m *ClientMetrics) onPCRefresh() func(expires time.Time, err error) {
+	if m == nil {
+		return nil
+	}
+	return func(expires time.Time, err error) {
+		if err != nil {
+			m.pcRefreshFailures.Inc()
+		}
+		if !expires.IsZero() {
+			m.pcRefreshExpiry.Set(float64(expires.Unix()))
+		}
 	}
 }

@@ -47,7 +47,7 @@ func TestMainRunsADescriptorUntilCancelled(t *testing.T) {
 	if got.Greeting != "hello" || got.Every != time.Second {
 		t.Errorf("config = %+v", got)
 	}
-	if env.Stage != "toy" || env.Log == nil || env.Routes == nil || env.Registry == nil || env.API == nil {
+	if env.Stage != "toy" || env.Log == nil || env.Routes == nil || env.Registry == nil || env.Clients == nil {
 		t.Errorf("incomplete environment: %+v", env)
 	}
 	if _, err := env.Bus.KV(ctx, contracts.BucketLinks); err != nil {

@@ -344,7 +344,7 @@ func (c *CDC) resolveChildren(ctx context.Context, work *burst) error {
 		objects = append(objects, obj)
 	}
 	c.count(func(s *CDCStats) { s.Reads++ })
-	answers, err := c.In.SF.Composite(false, reqs)
+	answers, err := c.In.SF.Composite(ctx, false, reqs)
 	if err != nil {
 		return fmt.Errorf("read the parents of changed children: %w", err)
 	}
@@ -390,7 +390,7 @@ func (c *CDC) read(ctx context.Context, work *burst) error {
 				ReferenceID: fmt.Sprintf("o%d", i)})
 		}
 		c.count(func(s *CDCStats) { s.Reads++ })
-		answers, err := c.In.SF.Composite(false, reqs)
+		answers, err := c.In.SF.Composite(ctx, false, reqs)
 		if err != nil {
 			return fmt.Errorf("read %d changed opportunities: %w", len(work.opps), err)
 		}
@@ -406,7 +406,7 @@ func (c *CDC) read(ctx context.Context, work *burst) error {
 			if !page.Done { // more rows than one page (an Account with many Opportunities): read them all
 				rows = nil
 				c.count(func(s *CDCStats) { s.Reads++ })
-				if err := c.In.SF.QueryEach(base+"("+group[i]+") AND "+observed.Synced, true, func(r []map[string]any) error {
+				if err := c.In.SF.QueryEach(ctx, base+"("+group[i]+") AND "+observed.Synced, true, func(r []map[string]any) error {
 					rows = append(rows, r...)
 					return nil
 				}); err != nil {

@@ -124,7 +124,7 @@ func (f *cdcFixture) waitSnapshot(t *testing.T, opp, what string, ok func(contra
 // ownWrite updates a record as sf-writer does (sfapi sends Sforce-Call-Options: client=cosell).
 func ownWrite(t *testing.T, c *sfapi.Client, obj, id string, fields map[string]any) {
 	t.Helper()
-	if err := c.Update(obj, id, fields); err != nil {
+	if err := c.Update(t.Context(), obj, id, fields); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -180,7 +180,7 @@ func TestCDCBurstOfTwoHundredIsOneReadAndOwnWritesAreEchoes(t *testing.T) {
 		records = append(records, sfapi.Record{"Name": fmt.Sprintf("Bulk %d", i), "StageName": "Prospecting",
 			"CloseDate": "2027-03-31", "AccountId": acc, sf.FieldSyncWithPartnerCenter: true})
 	}
-	res, err := f.in.SF.CreateRecords("Opportunity", records)
+	res, err := f.in.SF.CreateRecords(t.Context(), "Opportunity", records)
 	if err != nil || len(res) != 200 {
 		t.Fatalf("create 200: %v", err)
 	}

@@ -77,7 +77,7 @@ func (in *Ingest) Describe(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("sf-ingest: %w", err)
 	}
-	if in.sel, err = observed.Fit(org, in.Extra); err != nil {
+	if in.sel, err = observed.Fit(ctx, org, in.Extra); err != nil {
 		return fmt.Errorf("sf-ingest: %w", err)
 	}
 	if len(in.sel.Fallback) > 0 {
@@ -214,7 +214,7 @@ func (in *Ingest) round(ctx context.Context, streams []*stream, from time.Time) 
 		reqs = append(reqs, sfapi.Subrequest{Method: http.MethodGet, URL: sfapi.QueryURL(q, true), ReferenceID: fmt.Sprintf("q%d", i)})
 		active = append(active, s)
 	}
-	answers, err := in.SF.Composite(false, reqs)
+	answers, err := in.SF.Composite(ctx, false, reqs)
 	if err != nil {
 		return 0, time.Time{}, err
 	}
@@ -291,7 +291,7 @@ func (in *Ingest) round(ctx context.Context, streams []*stream, from time.Time) 
 		}
 		q := "SELECT " + in.sel.Select() +
 			" FROM Opportunity WHERE Id IN (" + strings.Join(quoted, ", ") + ") AND " + observed.Synced
-		if err := in.SF.QueryEach(q, false, func(rows []map[string]any) error {
+		if err := in.SF.QueryEach(ctx, q, false, func(rows []map[string]any) error {
 			for _, row := range rows {
 				if err := publish(row); err != nil {
 					return err

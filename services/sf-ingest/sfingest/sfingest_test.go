@@ -38,7 +38,7 @@ func newFixture(t testing.TB, cfg Config) *fixture {
 	}
 	srv := httptest.NewServer(emu)
 	t.Cleanup(srv.Close)
-	client, err := sfapi.New(sfapi.Config{Domain: srv.URL, ClientID: sfemu.DefaultClientID, ClientSecret: sfemu.DefaultClientSecret, RequestTimeout: 10 * time.Second})
+	client, err := sfapi.New(ctx, sfapi.Config{Domain: srv.URL, ClientID: sfemu.DefaultClientID, ClientSecret: sfemu.DefaultClientSecret, RequestTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestChildChangesAndDeletionsMakeNewSnapshots(t *testing.T) {
 	}
 	// A removed team member: the snapshot without it, newer again.
 	v1 := obs.Version
-	if err := deleteRecord(f, "OpportunityTeamMember", member); err != nil {
+	if err := deleteRecord(t.Context(), f, "OpportunityTeamMember", member); err != nil {
 		t.Fatal(err)
 	}
 	if n := f.poll(t); n != 1 {
@@ -168,7 +168,7 @@ func TestChildChangesAndDeletionsMakeNewSnapshots(t *testing.T) {
 		t.Fatalf("snapshot after removing a member: %+v", obs)
 	}
 	// A deleted synced Opportunity is published as deleted.
-	if err := deleteRecord(f, "Opportunity", other); err != nil {
+	if err := deleteRecord(t.Context(), f, "Opportunity", other); err != nil {
 		t.Fatal(err)
 	}
 	if n := f.poll(t); n != 1 {
@@ -183,8 +183,8 @@ func TestChildChangesAndDeletionsMakeNewSnapshots(t *testing.T) {
 }
 
 // deleteRecord deletes through the REST API as a user would.
-func deleteRecord(f *fixture, obj, id string) error {
-	return f.in.SF.Delete(obj, id)
+func deleteRecord(ctx context.Context, f *fixture, obj, id string) error {
+	return f.in.SF.Delete(ctx, obj, id)
 }
 
 func TestPagesThroughBacklogAndMovesWatermark(t *testing.T) {

@@ -42,7 +42,7 @@ func (g *Governor) Admit(ctx context.Context) time.Duration {
 			return g.pause(u)
 		}
 		// The pause is over: ask once whether the allowance came back (24 h rolling window).
-		fresh, err := g.SF.Limits()
+		fresh, err := g.SF.Limits(ctx)
 		if err != nil || fresh.Remaining() <= g.Config.Floor {
 			return g.pause(g.SF.Usage())
 		}

@@ -56,13 +56,13 @@ type Writer struct {
 }
 
 // org returns the org's shape, discovering it on first use (each batch tries again while that fails).
-func (w *Writer) org() (*sforg.Org, error) {
+func (w *Writer) org(ctx context.Context) (*sforg.Org, error) {
 	w.orgMu.Lock()
 	defer w.orgMu.Unlock()
 	if w.Org != nil {
 		return w.Org, nil
 	}
-	org, err := sforg.Discover(w.SF, sf.ObjectOpportunity)
+	org, err := sforg.Discover(ctx, w.SF, sf.ObjectOpportunity)
 	if err != nil {
 		return nil, fmt.Errorf("read the org's shape: %w", err)
 	}
@@ -74,8 +74,8 @@ func (w *Writer) org() (*sforg.Org, error) {
 // until it can (each batch tries again). The descriptor calls it while the stage starts, so the stage is
 // ready (a process's /readyz, the in-process system's Start) with the shape known and a test that breaks
 // Salesforce right after the start cannot catch the writer before it; Run calls it too.
-func (w *Writer) LearnOrg() {
-	if _, err := w.org(); err != nil {
+func (w *Writer) LearnOrg(ctx context.Context) {
+	if _, err := w.org(ctx); err != nil {
 		w.Log.Warn("cannot read the org's shape yet; commands wait until it can be read", "err", err)
 	}
 }
@@ -83,7 +83,7 @@ func (w *Writer) LearnOrg() {
 // Run consumes Opportunity commands in batches (up to 200, one Collections call's worth) until ctx is
 // cancelled, then drains.
 func (w *Writer) Run(ctx context.Context) error {
-	w.LearnOrg()
+	w.LearnOrg(ctx)
 	opts := w.Consume
 	if opts.Batch <= 0 || opts.Batch > sfapi.MaxCollection {
 		opts.Batch = sfapi.MaxCollection
@@ -132,12 +132,12 @@ func (w *Writer) HandleBatch(ctx context.Context, events []platform.Event) []err
 		case cmd.Op != contracts.OpCreate && cmd.Op != contracts.OpUpdate:
 			it.err = platform.Permanent(fmt.Errorf("command %s: unknown op %q", e.ID(), cmd.Op))
 		default:
-			org, oerr := w.org()
+			org, oerr := w.org(ctx)
 			if oerr != nil {
 				it.err = platform.RetryAfter(oerr, time.Second)
 				break
 			}
-			if it.cmd.Fields, err = org.Fit(sf.ObjectOpportunity, cmd.Fields); err != nil {
+			if it.cmd.Fields, err = org.Fit(ctx, sf.ObjectOpportunity, cmd.Fields); err != nil {
 				it.err = platform.Permanent(fmt.Errorf("%s Opportunity for link %s: %w", cmd.Op, cmd.LinkID, err))
 			}
 		}
@@ -152,9 +152,9 @@ func (w *Writer) HandleBatch(ctx context.Context, events []platform.Event) []err
 		}
 		return results
 	}
-	w.accounts(items)
-	w.opportunities(items)
-	w.solutions(items)
+	w.accounts(ctx, items)
+	w.opportunities(ctx, items)
+	w.solutions(ctx, items)
 	for _, it := range items {
 		results[it.i] = w.settle(ctx, it)
 	}
@@ -178,7 +178,7 @@ func accountKey(a contracts.Account) string {
 
 // accounts finds the Account of every create (name + billing postal code, then name) with one query per
 // 100 names and creates the missing ones with one Collections call per 200.
-func (w *Writer) accounts(items []*item) {
+func (w *Writer) accounts(ctx context.Context, items []*item) {
 	need := map[string]contracts.Account{}
 	var names []string
 	seenName := map[string]bool{}
@@ -214,8 +214,8 @@ func (w *Writer) accounts(items []*item) {
 		for i, n := range chunk {
 			quoted[i] = sfapi.Quote(n)
 		}
-		rows, err := w.SF.Query("SELECT Id, Name, BillingPostalCode FROM Account WHERE Name IN (" +
-			strings.Join(quoted, ", ") + ") ORDER BY CreatedDate, Id")
+		rows, err := w.SF.Query(ctx, "SELECT Id, Name, BillingPostalCode FROM Account WHERE Name IN ("+
+			strings.Join(quoted, ", ")+") ORDER BY CreatedDate, Id")
 		if err != nil {
 			failAll(err)
 			return
@@ -259,7 +259,7 @@ func (w *Writer) accounts(items []*item) {
 			}
 			recs[i] = r
 		}
-		res, err := w.SF.CreateRecords(sf.ObjectAccount, recs)
+		res, err := w.SF.CreateRecords(ctx, sf.ObjectAccount, recs)
 		for i, k := range chunk {
 			switch {
 			case err != nil:
@@ -324,7 +324,7 @@ func cut(s string, n int) string {
 
 // opportunities writes the creates (upserts by Referral Identifier) and updates in rounds in which each
 // record appears once, in command order, each round one Collections call per 200 records and kind.
-func (w *Writer) opportunities(items []*item) {
+func (w *Writer) opportunities(ctx context.Context, items []*item) {
 	pending := live(items)
 	for len(pending) > 0 {
 		var round, later []*item
@@ -355,7 +355,7 @@ func (w *Writer) opportunities(items []*item) {
 				recs[i] = record(it.cmd)
 				recs[i][sf.FieldReferralIdentifier] = it.cmd.ReferralID
 			}
-			return w.SF.UpsertRecords(sf.ObjectOpportunity, sf.FieldReferralIdentifier, recs)
+			return w.SF.UpsertRecords(ctx, sf.ObjectOpportunity, sf.FieldReferralIdentifier, recs)
 		})
 		w.write(updates, func(chunk []*item) ([]sfapi.SaveResult, error) {
 			recs := make([]sfapi.Record, len(chunk))
@@ -363,7 +363,7 @@ func (w *Writer) opportunities(items []*item) {
 				recs[i] = record(it.cmd)
 				recs[i][sf.FieldID] = it.cmd.OpportunityID
 			}
-			return w.SF.UpdateRecords(sf.ObjectOpportunity, recs)
+			return w.SF.UpdateRecords(ctx, sf.ObjectOpportunity, recs)
 		})
 		pending = later
 	}
@@ -391,7 +391,7 @@ func (w *Writer) write(items []*item, call func([]*item) ([]sfapi.SaveResult, er
 
 // solutions makes the Microsoft Solution children of every written Opportunity whose command carries the
 // list match it: the missing ones are created, the others (and duplicates) deleted.
-func (w *Writer) solutions(items []*item) {
+func (w *Writer) solutions(ctx context.Context, items []*item) {
 	byOpp := map[string][]*item{}
 	var opps []string
 	for _, it := range live(items) {
@@ -421,8 +421,8 @@ func (w *Writer) solutions(items []*item) {
 		for i, id := range chunk {
 			quoted[i] = sfapi.Quote(id)
 		}
-		rows, err := w.SF.Query("SELECT Id, Opportunity__c, Solution_Id__c FROM " + sf.ObjectMicrosoftSolution +
-			" WHERE Opportunity__c IN (" + strings.Join(quoted, ", ") + ") ORDER BY CreatedDate, Id")
+		rows, err := w.SF.Query(ctx, "SELECT Id, Opportunity__c, Solution_Id__c FROM "+sf.ObjectMicrosoftSolution+
+			" WHERE Opportunity__c IN ("+strings.Join(quoted, ", ")+") ORDER BY CreatedDate, Id")
 		if err != nil {
 			for _, o := range chunk {
 				fail(o, err)
@@ -481,7 +481,7 @@ func (w *Writer) solutions(items []*item) {
 		for i, c := range chunk {
 			recs[i] = c.rec
 		}
-		res, err := w.SF.CreateRecords(sf.ObjectMicrosoftSolution, recs)
+		res, err := w.SF.CreateRecords(ctx, sf.ObjectMicrosoftSolution, recs)
 		for i, c := range chunk {
 			if err != nil {
 				fail(c.opp, err)
@@ -497,7 +497,7 @@ func (w *Writer) solutions(items []*item) {
 		for i, d := range chunk {
 			ids[i] = d[1]
 		}
-		res, err := w.SF.DeleteRecords(ids)
+		res, err := w.SF.DeleteRecords(ctx, ids)
 		for i, d := range chunk {
 			if err != nil {
 				fail(d[0], err)

@@ -36,7 +36,7 @@ func newFixture(t testing.TB, emuOpts sfemu.Options, gov *GovernorConfig) *fixtu
 	}
 	srv := httptest.NewServer(emu)
 	t.Cleanup(srv.Close)
-	client, err := sfapi.New(sfapi.Config{Domain: srv.URL, ClientID: sfemu.DefaultClientID, ClientSecret: sfemu.DefaultClientSecret, RequestTimeout: 10 * time.Second})
+	client, err := sfapi.New(ctx, sfapi.Config{Domain: srv.URL, ClientID: sfemu.DefaultClientID, ClientSecret: sfemu.DefaultClientSecret, RequestTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

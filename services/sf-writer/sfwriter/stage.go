@@ -30,6 +30,6 @@ func build(ctx context.Context, cfg *StageConfig, env *stage.Env) (stage.Runner,
 	}
 	w := &Writer{Bus: env.Bus, SF: sf, Outcomes: rec, Log: env.Log, Consume: env.Consume, LimitPause: cfg.Budget.Pause,
 		Governor: &Governor{SF: sf, Config: cfg.Budget, Log: env.Log}, AfterWrite: env.AfterWrite}
-	w.LearnOrg() // before the stage is reported ready
+	w.LearnOrg(ctx) // before the stage is reported ready
 	return w.Run, nil
 }

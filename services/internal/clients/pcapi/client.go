@@ -16,12 +16,14 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
+	"github.com/cosell-dev/cosell/services/internal/clients/apicall"
 	"golang.org/x/oauth2"
 )
 
@@ -41,10 +43,13 @@ type Config struct {
 	Username, Password string
 	// OnRefresh is told, after every refresh-token exchange, when the stored refresh token expires if left
 	// unused and the refusal if Entra refused it (for the expiry metric and alert).
-	OnRefresh  func(expires time.Time, err error)
-	Now        func() time.Time // default time.Now
+	OnRefresh func(expires time.Time, err error)
+	Now       func() time.Time // default time.Now
+	// HTTPClient sends every call, the token requests included; nil = a client of its own with a 60s timeout.
 	HTTPClient *http.Client
 	Logger     *slog.Logger
+	// Observer is told about every call this client makes, token requests included (nil: none).
+	Observer apicall.Observer
 }
 
 // Client calls Partner Center. It is safe for concurrent use.
@@ -123,7 +128,8 @@ func (c *Client) Calls() map[string]int {
 	return out
 }
 
-func (c *Client) countCall(op string, status int) {
+// record counts one call and reports it to the observer; code is the error code ("" on success).
+func (c *Client) record(op string, status int, code string, start time.Time) {
 	k := op + " error"
 	if status > 0 {
 		k = op + " " + strconv.Itoa(status)
@@ -131,6 +137,7 @@ func (c *Client) countCall(op string, status int) {
 	c.mu.Lock()
 	c.calls[k]++
 	c.mu.Unlock()
+	c.cfg.Observer.Observe(apicall.Call{Op: op, Status: status, Code: code, Elapsed: time.Since(start)})
 }
 
 type correlationKey struct{}
@@ -163,16 +170,13 @@ func (c *Client) accessToken(ctx context.Context, audience string, refresh bool)
 	if err != nil {
 		var ae *AuthError
 		if errors.As(err, &ae) {
-			c.countCall("token", ae.Status)
-			observeCall("token", ae.Status, tokenStart, nil)
+			c.record("token", ae.Status, ae.Code, tokenStart)
 		} else {
-			c.countCall("token", 0)
-			observeCall("token", 0, tokenStart, nil)
+			c.record("token", 0, "error", tokenStart)
 		}
 		return "", err
 	}
-	c.countCall("token", http.StatusOK)
-	observeCall("token", http.StatusOK, tokenStart, nil)
+	c.record("token", http.StatusOK, "", tokenStart)
 	c.mu.Lock()
 	c.tokens[audience] = tok
 	c.mu.Unlock()
@@ -237,27 +241,25 @@ func (c *Client) do(ctx context.Context, req request) ([]byte, http.Header, int,
 		start := time.Now()
 		resp, err := c.http.Do(hr)
 		if err != nil {
-			c.countCall(req.op, 0)
-			observeCall(req.op, 0, start, nil)
+			c.record(req.op, 0, "error", start)
 			return nil, nil, 0, &NetworkError{Op: req.op, ReferralID: req.referralID, Err: err}
 		}
 		body, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
 		resp.Body.Close()
-		c.countCall(req.op, resp.StatusCode)
-		observeCall(req.op, resp.StatusCode, start, resp.Header)
 		if err != nil {
+			c.record(req.op, resp.StatusCode, "error", start)
 			return nil, nil, 0, &NetworkError{Op: req.op, ReferralID: req.referralID, Err: err}
 		}
+		if slices.Contains(req.want, resp.StatusCode) {
+			c.record(req.op, resp.StatusCode, "", start)
+			return body, resp.Header, resp.StatusCode, nil
+		}
+		code, msg := parseErrorBody(body)
+		c.record(req.op, resp.StatusCode, code, start)
 		if resp.StatusCode == http.StatusUnauthorized && attempt == 0 {
 			c.log.Info("partner center refused the token; refreshing", "op", req.op)
 			continue
 		}
-		for _, s := range req.want {
-			if resp.StatusCode == s {
-				return body, resp.Header, resp.StatusCode, nil
-			}
-		}
-		code, msg := parseErrorBody(body)
 		return nil, nil, 0, &APIError{Status: resp.StatusCode, Code: code, Message: msg, RetryAfter: retryAfter(resp.Header),
 			Op: req.op, ReferralID: req.referralID}
 	}

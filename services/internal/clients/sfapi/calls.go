@@ -1,7 +1,9 @@
 package sfapi
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +13,8 @@ import (
 	"time"
 
 	"github.com/k-capehart/go-salesforce/v2"
+
+	"github.com/cosell-dev/cosell/services/internal/clients/apicall"
 )
 
 // CallOptions names cosell as the client of every call (Sforce-Call-Options), so Change Data Capture's
@@ -58,8 +62,12 @@ func (c *Client) observeLimit(h http.Header) {
 }
 
 // do sends one REST call (uri relative to /services/data/vXX.X) through go-salesforce and decodes a JSON
-// answer into out. It returns the HTTP status; errors come classified.
-func (c *Client) do(op, method, uri string, body, out any) (status int, err error) {
+// answer into out. The call runs under ctx and the client's per-call timeout. It returns the HTTP status;
+// errors come classified.
+func (c *Client) do(ctx context.Context, op, method, uri string, body, out any) (status int, err error) {
+	if err := ctx.Err(); err != nil {
+		return 0, classify(op, err) // not sent, so not counted
+	}
 	c.count(op)
 	start := time.Now()
 	defer func() { c.observeCall(op, status, err, start) }()
@@ -70,19 +78,23 @@ func (c *Client) do(op, method, uri string, body, out any) (status int, err erro
 			return 0, &Error{Op: op, Code: "JSON_ENCODE", Message: err.Error()}
 		}
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	opts := []salesforce.RequestOption{salesforce.WithHeader("Sforce-Call-Options", CallOptions), withContext(ctx)}
 	sf := c.session()
-	resp, err := sf.DoRequest(method, uri, b, salesforce.WithHeader("Sforce-Call-Options", CallOptions))
+	resp, err := sf.DoRequest(method, uri, b, opts...)
 	if expired(resp, err) {
 		// The access token expired or was revoked: log in again (once, whichever call saw it first) and retry.
-		if lerr := c.relogin(sf); lerr != nil {
+		if lerr := c.relogin(ctx, sf); lerr != nil {
 			return statusOf(resp), lerr
 		}
-		resp, err = c.session().DoRequest(method, uri, b, salesforce.WithHeader("Sforce-Call-Options", CallOptions))
+		resp, err = c.session().DoRequest(method, uri, b, opts...)
 	}
 	if resp != nil {
 		c.observeLimit(resp.Header)
 	}
 	if err != nil {
+		closeBody(resp)
 		e := classify(op, err)
 		var se *Error
 		if asError(e, &se) && se.Code == "REQUEST_LIMIT_EXCEEDED" {
@@ -98,7 +110,7 @@ func (c *Client) do(op, method, uri string, body, out any) (status int, err erro
 	defer resp.Body.Close()
 	data, rerr := io.ReadAll(resp.Body)
 	if rerr != nil {
-		return resp.StatusCode, &Error{Op: op, Code: "TRANSPORT", Message: rerr.Error(), Transient: true}
+		return resp.StatusCode, &Error{Op: op, Code: "TRANSPORT", Message: rerr.Error(), Transient: true, Err: rerr}
 	}
 	if resp.StatusCode == http.StatusMultipleChoices {
 		return resp.StatusCode, &Error{Op: op, Code: "MULTIPLE_CHOICES",
@@ -110,6 +122,35 @@ func (c *Client) do(op, method, uri string, body, out any) (status int, err erro
 		}
 	}
 	return resp.StatusCode, nil
+}
+
+// withContext makes go-salesforce send the request under ctx: http.DefaultClient then stops it when ctx is
+// cancelled or its deadline passes.
+func withContext(ctx context.Context) salesforce.RequestOption {
+	return func(r *http.Request) { *r = *r.WithContext(ctx) }
+}
+
+// closeBody releases a response nobody will read.
+func closeBody(r *http.Response) {
+	if r != nil && r.Body != nil {
+		_ = r.Body.Close()
+	}
+}
+
+// observeCall reports one call to the client's observer with the allowance as known after it.
+func (c *Client) observeCall(op string, status int, err error, start time.Time) {
+	if c.observe == nil {
+		return
+	}
+	code := ""
+	var se *Error
+	if errors.As(err, &se) {
+		code = se.Code
+	} else if err != nil {
+		code = "error"
+	}
+	u := c.Usage()
+	c.observe.Observe(apicall.Call{Op: op, Status: status, Code: code, Elapsed: time.Since(start), Used: u.Used, Limit: u.Max})
 }
 
 func statusOf(r *http.Response) int {
@@ -137,7 +178,7 @@ type QueryPage struct {
 
 // QueryEach runs a SOQL query and calls fn with every page in turn, so memory is bounded by one page
 // (up to 2,000 rows). With all, deleted and archived rows are included (queryAll), with IsDeleted.
-func (c *Client) QueryEach(soql string, all bool, fn func(rows []map[string]any) error) error {
+func (c *Client) QueryEach(ctx context.Context, soql string, all bool, fn func(rows []map[string]any) error) error {
 	endpoint := "query"
 	if all {
 		endpoint = "queryAll"
@@ -145,7 +186,7 @@ func (c *Client) QueryEach(soql string, all bool, fn func(rows []map[string]any)
 	uri := "/" + endpoint + "/?q=" + url.QueryEscape(soql)
 	for {
 		var page QueryPage
-		if _, err := c.do(endpoint, http.MethodGet, uri, nil, &page); err != nil {
+		if _, err := c.do(ctx, endpoint, http.MethodGet, uri, nil, &page); err != nil {
 			return err
 		}
 		if err := fn(page.Records); err != nil {
@@ -171,9 +212,9 @@ func dataRelative(u string) string {
 }
 
 // Query runs a SOQL query and returns all its rows. Use QueryEach when the result may be large.
-func (c *Client) Query(soql string) ([]map[string]any, error) {
+func (c *Client) Query(ctx context.Context, soql string) ([]map[string]any, error) {
 	var rows []map[string]any
-	err := c.QueryEach(soql, false, func(page []map[string]any) error {
+	err := c.QueryEach(ctx, soql, false, func(page []map[string]any) error {
 		rows = append(rows, page...)
 		return nil
 	})
@@ -208,30 +249,30 @@ func (r SaveResult) Err(op string) error {
 }
 
 // Insert creates one record and returns its id.
-func (c *Client) Insert(object string, fields map[string]any) (string, error) {
+func (c *Client) Insert(ctx context.Context, object string, fields map[string]any) (string, error) {
 	var res SaveResult
-	if _, err := c.do("insert", http.MethodPost, "/sobjects/"+object, fields, &res); err != nil {
+	if _, err := c.do(ctx, "insert", http.MethodPost, "/sobjects/"+object, fields, &res); err != nil {
 		return "", withOp(err, "insert "+object)
 	}
 	return res.ID, nil
 }
 
 // Update changes fields of one record.
-func (c *Client) Update(object, id string, fields map[string]any) error {
-	_, err := c.do("update", http.MethodPatch, "/sobjects/"+object+"/"+url.PathEscape(id), fields, nil)
+func (c *Client) Update(ctx context.Context, object, id string, fields map[string]any) error {
+	_, err := c.do(ctx, "update", http.MethodPatch, "/sobjects/"+object+"/"+url.PathEscape(id), fields, nil)
 	return withOp(err, "update "+object+" "+id)
 }
 
 // Delete deletes one record.
-func (c *Client) Delete(object, id string) error {
-	_, err := c.do("delete", http.MethodDelete, "/sobjects/"+object+"/"+url.PathEscape(id), nil, nil)
+func (c *Client) Delete(ctx context.Context, object, id string) error {
+	_, err := c.do(ctx, "delete", http.MethodDelete, "/sobjects/"+object+"/"+url.PathEscape(id), nil, nil)
 	return withOp(err, "delete "+object+" "+id)
 }
 
 // Upsert creates or updates one record by an External ID field and returns the record id. Several records
 // with that value are a permanent MULTIPLE_CHOICES error (go-salesforce would turn Salesforce's 300 into a
 // JSON decode error).
-func (c *Client) Upsert(object, externalIDField, value string, fields map[string]any) (string, error) {
+func (c *Client) Upsert(ctx context.Context, object, externalIDField, value string, fields map[string]any) (string, error) {
 	body := make(map[string]any, len(fields))
 	for k, v := range fields {
 		if !strings.EqualFold(k, externalIDField) {
@@ -240,7 +281,7 @@ func (c *Client) Upsert(object, externalIDField, value string, fields map[string
 	}
 	var res SaveResult
 	uri := "/sobjects/" + object + "/" + externalIDField + "/" + url.PathEscape(value)
-	if _, err := c.do("upsert", http.MethodPatch, uri, body, &res); err != nil {
+	if _, err := c.do(ctx, "upsert", http.MethodPatch, uri, body, &res); err != nil {
 		return "", withOp(err, fmt.Sprintf("upsert %s %s=%s", object, externalIDField, value))
 	}
 	return res.ID, nil
@@ -277,7 +318,7 @@ func checkCollection(op string, n int) error {
 }
 
 // collection sends one Collections call with allOrNone false and returns one result per record, in order.
-func (c *Client) collection(op, method, uri string, body any, n int) ([]SaveResult, error) {
+func (c *Client) collection(ctx context.Context, op, method, uri string, body any, n int) ([]SaveResult, error) {
 	if n == 0 {
 		return nil, nil
 	}
@@ -285,7 +326,7 @@ func (c *Client) collection(op, method, uri string, body any, n int) ([]SaveResu
 		return nil, err
 	}
 	var res []SaveResult
-	if _, err := c.do(op, method, uri, body, &res); err != nil {
+	if _, err := c.do(ctx, op, method, uri, body, &res); err != nil {
 		return nil, err
 	}
 	if len(res) != n {
@@ -295,26 +336,26 @@ func (c *Client) collection(op, method, uri string, body any, n int) ([]SaveResu
 }
 
 // CreateRecords creates up to 200 records in one call; each record succeeds or fails on its own.
-func (c *Client) CreateRecords(object string, records []Record) ([]SaveResult, error) {
-	return c.collection("collections.create", http.MethodPost, "/composite/sobjects",
+func (c *Client) CreateRecords(ctx context.Context, object string, records []Record) ([]SaveResult, error) {
+	return c.collection(ctx, "collections.create", http.MethodPost, "/composite/sobjects",
 		map[string]any{"allOrNone": false, "records": typed(object, records)}, len(records))
 }
 
 // UpdateRecords updates up to 200 records (each with Id) in one call.
-func (c *Client) UpdateRecords(object string, records []Record) ([]SaveResult, error) {
-	return c.collection("collections.update", http.MethodPatch, "/composite/sobjects",
+func (c *Client) UpdateRecords(ctx context.Context, object string, records []Record) ([]SaveResult, error) {
+	return c.collection(ctx, "collections.update", http.MethodPatch, "/composite/sobjects",
 		map[string]any{"allOrNone": false, "records": typed(object, records)}, len(records))
 }
 
 // UpsertRecords creates or updates up to 200 records by an External ID field (each record carries it).
-func (c *Client) UpsertRecords(object, externalIDField string, records []Record) ([]SaveResult, error) {
-	return c.collection("collections.upsert", http.MethodPatch, "/composite/sobjects/"+object+"/"+externalIDField,
+func (c *Client) UpsertRecords(ctx context.Context, object, externalIDField string, records []Record) ([]SaveResult, error) {
+	return c.collection(ctx, "collections.upsert", http.MethodPatch, "/composite/sobjects/"+object+"/"+externalIDField,
 		map[string]any{"allOrNone": false, "records": typed(object, records)}, len(records))
 }
 
 // DeleteRecords deletes up to 200 records by id in one call.
-func (c *Client) DeleteRecords(ids []string) ([]SaveResult, error) {
-	return c.collection("collections.delete", http.MethodDelete,
+func (c *Client) DeleteRecords(ctx context.Context, ids []string) ([]SaveResult, error) {
+	return c.collection(ctx, "collections.delete", http.MethodDelete,
 		"/composite/sobjects?allOrNone=false&ids="+url.QueryEscape(strings.Join(ids, ",")), nil, len(ids))
 }
 
@@ -342,7 +383,7 @@ func (s Subresponse) Err(op string) error {
 }
 
 // Composite sends up to 25 subrequests (at most 5 of them queries or Collections) as one API call.
-func (c *Client) Composite(allOrNone bool, reqs []Subrequest) ([]Subresponse, error) {
+func (c *Client) Composite(ctx context.Context, allOrNone bool, reqs []Subrequest) ([]Subresponse, error) {
 	sub := make([]map[string]any, len(reqs))
 	for i, r := range reqs {
 		m := map[string]any{"method": r.Method, "url": "/services/data/" + apiVersion + r.URL, "referenceId": r.ReferenceID}
@@ -354,7 +395,7 @@ func (c *Client) Composite(allOrNone bool, reqs []Subrequest) ([]Subresponse, er
 	var out struct {
 		CompositeResponse []Subresponse `json:"compositeResponse"`
 	}
-	if _, err := c.do("composite", http.MethodPost, "/composite", map[string]any{"allOrNone": allOrNone, "compositeRequest": sub}, &out); err != nil {
+	if _, err := c.do(ctx, "composite", http.MethodPost, "/composite", map[string]any{"allOrNone": allOrNone, "compositeRequest": sub}, &out); err != nil {
 		return nil, err
 	}
 	if len(out.CompositeResponse) != len(reqs) {
@@ -373,11 +414,11 @@ func QueryURL(soql string, all bool) string {
 }
 
 // Limits reads the org's limits; it also refreshes Usage.
-func (c *Client) Limits() (Usage, error) {
+func (c *Client) Limits(ctx context.Context) (Usage, error) {
 	var out struct {
 		DailyAPIRequests struct{ Max, Remaining int } `json:"DailyApiRequests"`
 	}
-	if _, err := c.do("limits", http.MethodGet, "/limits", nil, &out); err != nil {
+	if _, err := c.do(ctx, "limits", http.MethodGet, "/limits", nil, &out); err != nil {
 		return c.Usage(), err
 	}
 	u := Usage{Used: out.DailyAPIRequests.Max - out.DailyAPIRequests.Remaining, Max: out.DailyAPIRequests.Max, At: time.Now()}

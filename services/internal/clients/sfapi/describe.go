@@ -1,6 +1,7 @@
 package sfapi
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 )
@@ -23,9 +24,9 @@ type FieldDescription struct {
 }
 
 // Describe reads an object's describe (GET /sobjects/{object}/describe).
-func (c *Client) Describe(object string) (Description, error) {
+func (c *Client) Describe(ctx context.Context, object string) (Description, error) {
 	var out Description
-	if _, err := c.do("describe", http.MethodGet, "/sobjects/"+url.PathEscape(object)+"/describe", nil, &out); err != nil {
+	if _, err := c.do(ctx, "describe", http.MethodGet, "/sobjects/"+url.PathEscape(object)+"/describe", nil, &out); err != nil {
 		return Description{}, withOp(err, "describe "+object)
 	}
 	return out, nil

@@ -27,10 +27,7 @@ func (c *Client) Session() Session {
 // call meets INVALID_SESSION_ID, so this makes one cheap call (the version's resource list: one API call),
 // and only when the Pub/Sub API has refused the token.
 func (c *Client) RefreshSession(ctx context.Context) (Session, error) {
-	if err := ctx.Err(); err != nil {
-		return Session{}, err
-	}
-	if _, err := c.do("session", http.MethodGet, "", nil, nil); err != nil {
+	if _, err := c.do(ctx, "session", http.MethodGet, "", nil, nil); err != nil {
 		return Session{}, fmt.Errorf("refresh the Salesforce session: %w", err)
 	}
 	return c.Session(), nil

@@ -1,8 +1,21 @@
-// Package sfapi is cosell's one Salesforce client: github.com/k-capehart/go-salesforce/v2 (login, session
-// refresh, compression) with every REST call sent through its DoRequest, so the errors are classified once
-// (transient, limit, permanent), each response's Sforce-Limit-Info is read (Usage), query results are
-// paged one page at a time, Collections and Composite calls report each record's result, and every call is
-// counted.
+// Package sfapi is cosell's one Salesforce client: it logs in itself (token.go: JWT bearer, client
+// credentials or password through golang.org/x/oauth2), hands the access token to
+// github.com/k-capehart/go-salesforce/v2 and sends every REST call through its DoRequest, so the errors are
+// classified once (transient, limit, permanent), each response's Sforce-Limit-Info is read (Usage), query
+// results are paged one page at a time, Collections and Composite calls report each record's result, and
+// every call is counted and reported to the client's own apicall.Observer.
+//
+// Every call that can block takes a context first and is bounded by it and by Config.RequestTimeout, per
+// call. Each Client keeps its own HTTP client for logins, its timeout, observer, counts and allowance; the
+// package holds no state and changes none.
+//
+// What stays shared between clients in one process, and why: go-salesforce v2.5.2 cannot be given an
+// http.Client. It sends every data call with http.DefaultClient (so through http.DefaultTransport: one
+// connection pool, the proxy settings from the environment, the default TLS configuration), and when it is
+// handed an access token it checks it with one GET /limits that takes no context. sfapi never changes
+// http.DefaultClient: a request option puts the call's context on each data request, which is what cancels
+// it and enforces the timeout, and that token check is awaited only until the login's context is done (the
+// abandoned request then finishes in the background and its answer is dropped).
 package sfapi
 
 import (
@@ -16,7 +29,12 @@ import (
 	"time"
 
 	"github.com/k-capehart/go-salesforce/v2"
+
+	"github.com/cosell-dev/cosell/services/internal/clients/apicall"
 )
+
+// DefaultRequestTimeout bounds one HTTP call when Config.RequestTimeout is zero.
+const DefaultRequestTimeout = 30 * time.Second
 
 // Config holds what a login needs. Domain is the login or My Domain URL (https://login.salesforce.com, a
 // sandbox's https://test.salesforce.com, or the emulator's http://127.0.0.1:PORT).
@@ -30,15 +48,22 @@ type Config struct {
 	Username       string        `env:"COSELL_SF_USERNAME" help:"the integration user (JWT subject, or the username-password flow's user)"`
 	Password       string        `env:"COSELL_SF_PASSWORD"`
 	SecurityToken  string        `env:"COSELL_SF_SECURITY_TOKEN"`
-	RequestTimeout time.Duration `env:"COSELL_SF_TIMEOUT" default:"30s"`
+	RequestTimeout time.Duration `env:"COSELL_SF_TIMEOUT" default:"30s" help:"how long one Salesforce HTTP call (or a login) may take"`
+	// Observer is told about every REST call this client makes (nil: none). It is not read from the
+	// environment: the stage wires it to its metrics.
+	Observer apicall.Observer
 }
 
-// Client is a logged-in Salesforce client. It logs in itself (login: the configured flow through
-// golang.org/x/oauth2), hands the access token to go-salesforce, and sends every call through its
-// DoRequest, so that it sees every response's Sforce-Limit-Info header and the exact status; a call refused
-// with INVALID_SESSION_ID logs in again once and is retried.
+// Client is a logged-in Salesforce client, safe for concurrent use. It logs in itself (login: the
+// configured flow through golang.org/x/oauth2, over its own HTTP client), hands the access token to
+// go-salesforce, and sends every call through its DoRequest, so that it sees every response's
+// Sforce-Limit-Info header and the exact status; a call refused with INVALID_SESSION_ID logs in again once
+// and is retried.
 type Client struct {
 	cfg     Config
+	timeout time.Duration
+	http    *http.Client // for the token requests
+	observe apicall.Observer
 	mu      sync.Mutex
 	sf      *salesforce.Salesforce // the current session; replaced by relogin
 	loginMu sync.Mutex             // one login at a time
@@ -46,23 +71,49 @@ type Client struct {
 	usage   Usage
 }
 
-var timeoutOnce sync.Once
-
-// New checks the login settings (CheckLogin) and logs in.
-func New(cfg Config) (*Client, error) {
-	// go-salesforce v2.5.2 uses http.DefaultClient, which has no timeout of its own.
-	timeoutOnce.Do(func() {
-		if http.DefaultClient.Timeout == 0 {
-			http.DefaultClient.Timeout = cfg.RequestTimeout
-		}
-	})
-	c := &Client{cfg: cfg, calls: map[string]int{}}
-	ctx, cancel := context.WithTimeout(context.Background(), max(cfg.RequestTimeout, time.Second))
-	defer cancel()
+// New checks the login settings (CheckLogin) and logs in; ctx (and Config.RequestTimeout) bound how long
+// it waits for Salesforce.
+func New(ctx context.Context, cfg Config) (*Client, error) {
+	c := &Client{cfg: cfg, timeout: cfg.RequestTimeout, observe: cfg.Observer, calls: map[string]int{}}
+	if c.timeout <= 0 {
+		c.timeout = DefaultRequestTimeout
+	}
+	c.http = &http.Client{Timeout: c.timeout}
 	if err := c.login(ctx); err != nil {
 		return nil, fmt.Errorf("salesforce login at %s: %w", cfg.Domain, err)
 	}
 	return c, nil
+}
+
+// await runs f, which go-salesforce gives no context, and returns its result or, once ctx is done, ctx's
+// error. An abandoned f runs on in the background; drop (when set) disposes of its late result.
+func await[T any](ctx context.Context, f func() (T, error), drop func(T)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := f()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		select {
+		case r := <-done: // finished at the same moment: keep the answer rather than drop it
+			return r.v, r.err
+		default:
+		}
+		go func() {
+			if r := <-done; drop != nil {
+				drop(r.v)
+			}
+		}()
+		var zero T
+		return zero, ctx.Err()
+	}
 }
 
 // Error is a Salesforce refusal.
@@ -73,6 +124,9 @@ type Error struct {
 	Fields  []string
 	// Transient is true when a retry can succeed (lock contention, limits, outages, network).
 	Transient bool
+	// Err is the underlying failure when it was not Salesforce's answer (a network error, a timeout, a
+	// cancelled context), so errors.Is(err, context.Canceled) holds.
+	Err error
 }
 
 func (e *Error) Error() string {
@@ -82,6 +136,9 @@ func (e *Error) Error() string {
 	}
 	return s
 }
+
+// Unwrap returns the underlying network or context error, if any.
+func (e *Error) Unwrap() error { return e.Err }
 
 // Codes a retry can cure.
 var transientCodes = map[string]bool{
@@ -110,8 +167,9 @@ func classify(op string, err error) error {
 	if jerr := json.Unmarshal([]byte(err.Error()), &oauth); jerr == nil && oauth.Error != "" {
 		return &Error{Op: op, Code: oauth.Error, Message: oauth.Description}
 	}
-	// Not Salesforce's error shape: a network failure or an outage page. Worth a retry.
-	return &Error{Op: op, Code: "TRANSPORT", Message: err.Error(), Transient: true}
+	// Not Salesforce's error shape: a network failure, a timeout or cancellation, or an outage page. Worth a
+	// retry (the caller's own cancellation shows through errors.Is).
+	return &Error{Op: op, Code: "TRANSPORT", Message: err.Error(), Transient: true, Err: err}
 }
 
 // IsTransient reports whether err is worth a retry.

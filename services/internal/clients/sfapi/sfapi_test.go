@@ -12,7 +12,7 @@ import (
 func newClient(t *testing.T, opts sfemu.Options) (*sfemu.Emulator, *Client) {
 	t.Helper()
 	e, myDomain, _ := emulated(t, opts)
-	c, err := New(Config{Domain: myDomain, ClientID: sfemu.DefaultClientID, ClientSecret: sfemu.DefaultClientSecret, RequestTimeout: 10 * time.Second})
+	c, err := New(t.Context(), Config{Domain: myDomain, ClientID: sfemu.DefaultClientID, ClientSecret: sfemu.DefaultClientSecret, RequestTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,7 +22,7 @@ func newClient(t *testing.T, opts sfemu.Options) (*sfemu.Emulator, *Client) {
 func TestUsageFollowsSforceLimitInfo(t *testing.T) {
 	t.Parallel()
 	e, c := newClient(t, sfemu.Options{DailyAPILimit: 50})
-	if _, err := c.Query("SELECT Id FROM Account"); err != nil {
+	if _, err := c.Query(t.Context(), "SELECT Id FROM Account"); err != nil {
 		t.Fatal(err)
 	}
 	used, max := e.APIUsage()
@@ -30,7 +30,7 @@ func TestUsageFollowsSforceLimitInfo(t *testing.T) {
 		t.Fatalf("usage %+v, emulator says %d/%d", u, used, max)
 	}
 	e.ExhaustDailyLimit()
-	_, err := c.Insert("Account", map[string]any{"Name": "X"})
+	_, err := c.Insert(t.Context(), "Account", map[string]any{"Name": "X"})
 	if Code(err) != "REQUEST_LIMIT_EXCEEDED" || !IsTransient(err) {
 		t.Fatalf("insert with the allowance spent: %v", err)
 	}
@@ -38,7 +38,7 @@ func TestUsageFollowsSforceLimitInfo(t *testing.T) {
 		t.Fatalf("usage %+v after REQUEST_LIMIT_EXCEEDED, want nothing remaining", u)
 	}
 	e.ResetFaults()
-	if u, err := c.Limits(); err != nil || u.Remaining() != 50-1 {
+	if u, err := c.Limits(t.Context()); err != nil || u.Remaining() != 50-1 {
 		t.Fatalf("limits after reset: %+v %v", u, err)
 	}
 }
@@ -46,7 +46,7 @@ func TestUsageFollowsSforceLimitInfo(t *testing.T) {
 func TestCollectionsReportEachRecord(t *testing.T) {
 	t.Parallel()
 	e, c := newClient(t, sfemu.Options{})
-	res, err := c.CreateRecords("Account", []Record{{"Name": "A"}, {"Phone": "1"}, {"Name": "C"}})
+	res, err := c.CreateRecords(t.Context(), "Account", []Record{{"Name": "A"}, {"Phone": "1"}, {"Name": "C"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestCollectionsReportEachRecord(t *testing.T) {
 		t.Fatalf("results %+v", res)
 	}
 	e.LockNextWrites(1)
-	up, err := c.UpsertRecords("Opportunity", "Referral_Identifier__c", []Record{
+	up, err := c.UpsertRecords(t.Context(), "Opportunity", "Referral_Identifier__c", []Record{
 		{"Referral_Identifier__c": "r-1", "Name": "One", "StageName": "Prospecting", "CloseDate": "2027-01-01"},
 		{"Referral_Identifier__c": "r-2", "Name": "Two", "StageName": "Prospecting", "CloseDate": "2027-01-01"},
 	})
@@ -64,12 +64,12 @@ func TestCollectionsReportEachRecord(t *testing.T) {
 	if up[0].Success || !IsTransient(up[0].Err("upsert")) || !up[1].Success || !up[1].Created {
 		t.Fatalf("upsert results %+v", up)
 	}
-	del, err := c.DeleteRecords([]string{res[0].ID, res[2].ID})
+	del, err := c.DeleteRecords(t.Context(), []string{res[0].ID, res[2].ID})
 	if err != nil || !del[0].Success || !del[1].Success {
 		t.Fatalf("delete: %+v %v", del, err)
 	}
 	many := make([]Record, MaxCollection+1)
-	if _, err := c.CreateRecords("Account", many); Code(err) != "EXCEEDED_ID_LIMIT" {
+	if _, err := c.CreateRecords(t.Context(), "Account", many); Code(err) != "EXCEEDED_ID_LIMIT" {
 		t.Fatalf("201 records: %v", err)
 	}
 }
@@ -83,7 +83,7 @@ func TestQueryEachPagesAndComposite(t *testing.T) {
 		}
 	}
 	var pages []int
-	if err := c.QueryEach("SELECT Id FROM Account", false, func(rows []map[string]any) error {
+	if err := c.QueryEach(t.Context(), "SELECT Id FROM Account", false, func(rows []map[string]any) error {
 		pages = append(pages, len(rows))
 		return nil
 	}); err != nil {
@@ -93,7 +93,7 @@ func TestQueryEachPagesAndComposite(t *testing.T) {
 		t.Fatalf("pages %v", pages)
 	}
 	calls0 := e.Counts()["composite"]
-	out, err := c.Composite(false, []Subrequest{
+	out, err := c.Composite(t.Context(), false, []Subrequest{
 		{Method: http.MethodGet, URL: QueryURL("SELECT COUNT() FROM Account", false), ReferenceID: "n"},
 		{Method: http.MethodPost, URL: "/sobjects/Account", ReferenceID: "a", Body: map[string]any{"Name": "Z"}},
 		{Method: http.MethodPost, URL: "/sobjects/Account", ReferenceID: "bad", Body: map[string]any{}},

@@ -229,11 +229,16 @@ func (c *Client) login(ctx context.Context) error {
 	if err := c.cfg.CheckLogin(); err != nil {
 		return err
 	}
-	s, err := c.cfg.token(ctx, &http.Client{Timeout: max(c.cfg.RequestTimeout, time.Second)})
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	s, err := c.cfg.token(ctx, c.http)
 	if err != nil {
 		return err
 	}
-	sf, err := salesforce.Init(salesforce.Creds{Domain: s.InstanceURL, AccessToken: s.AccessToken})
+	// go-salesforce's check of the token (GET /limits) takes no context: wait for it no longer than ctx.
+	sf, err := await(ctx, func() (*salesforce.Salesforce, error) {
+		return salesforce.Init(salesforce.Creds{Domain: s.InstanceURL, AccessToken: s.AccessToken})
+	}, nil)
 	if err != nil {
 		return classify("login", err)
 	}
@@ -250,16 +255,14 @@ func (c *Client) session() *salesforce.Salesforce {
 	return c.sf
 }
 
-// relogin logs in again after a call with session stale was refused; when another call has already
-// replaced stale, it does nothing.
-func (c *Client) relogin(stale *salesforce.Salesforce) error {
+// relogin logs in again, under ctx, after a call with session stale was refused; when another call has
+// already replaced stale, it does nothing.
+func (c *Client) relogin(ctx context.Context, stale *salesforce.Salesforce) error {
 	c.loginMu.Lock()
 	defer c.loginMu.Unlock()
 	if c.session() != stale {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), max(c.cfg.RequestTimeout, time.Second))
-	defer cancel()
 	if err := c.login(ctx); err != nil {
 		var le *LoginError
 		if errors.As(err, &le) {

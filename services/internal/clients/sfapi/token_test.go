@@ -136,7 +136,7 @@ func TestJWTLoginAndSessionRefresh(t *testing.T) {
 	t.Parallel()
 	key, path := keyFile(t)
 	e, myDomain, login := emulated(t, sfemu.Options{JWTPublicKey: &key.PublicKey})
-	c, err := New(Config{Domain: login, Auth: AuthJWT, ClientID: sfemu.DefaultClientID, Username: sfemu.DefaultUsername,
+	c, err := New(t.Context(), Config{Domain: login, Auth: AuthJWT, ClientID: sfemu.DefaultClientID, Username: sfemu.DefaultUsername,
 		JWTKeyFile: path, RequestTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -144,20 +144,20 @@ func TestJWTLoginAndSessionRefresh(t *testing.T) {
 	if got := c.Session().InstanceURL; got != myDomain {
 		t.Fatalf("instance %s, want the My Domain %s", got, myDomain)
 	}
-	if _, err := c.Query("SELECT Id FROM Account"); err != nil {
+	if _, err := c.Query(t.Context(), "SELECT Id FROM Account"); err != nil {
 		t.Fatal(err)
 	}
 	e.ExpireSessions()
 	before := e.Counts()["token"]
 	for range 3 {
-		if _, err := c.Query("SELECT Id FROM Account"); err != nil {
+		if _, err := c.Query(t.Context(), "SELECT Id FROM Account"); err != nil {
 			t.Fatalf("after the session expired: %v", err)
 		}
 	}
 	if n := e.Counts()["token"] - before; n != 1 {
 		t.Fatalf("%d logins after one expiry, want 1", n)
 	}
-	if _, err := New(Config{Domain: login, Auth: AuthClientCredentials, ClientID: sfemu.DefaultClientID,
+	if _, err := New(t.Context(), Config{Domain: login, Auth: AuthClientCredentials, ClientID: sfemu.DefaultClientID,
 		ClientSecret: sfemu.DefaultClientSecret}); err == nil || !strings.Contains(err.Error(), "request not supported on this domain") {
 		t.Fatalf("client credentials on the login host: %v", err)
 	}

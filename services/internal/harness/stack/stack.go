@@ -108,9 +108,11 @@ type Stack struct {
 	Auditor  *auditor.Auditor
 	Registry *prometheus.Registry
 	metrics  *platform.Metrics
-	api      *platform.APIMetrics
-	servers  []*http.Server
-	tmp      string
+	// clients are the metrics of the stages' external clients: every client built here reports into them
+	// through an observer of its own, so two stacks in one process keep their counts apart.
+	clients *stage.ClientMetrics
+	servers []*http.Server
+	tmp     string
 	// vars point the stages at the emulators (under Options.Vars).
 	vars    map[string]string
 	webhook *relay
@@ -168,9 +170,7 @@ func StartInfra(ctx context.Context, opts Options) (*Stack, error) {
 	}
 	s := &Stack{opts: opts, Registry: prometheus.NewRegistry()}
 	s.metrics = platform.NewMetrics(s.Registry)
-	s.api = platform.NewAPIMetrics(s.Registry)
-	stage.InstrumentClients(s.api)
-	stage.InstrumentPCAuth(s.Registry)
+	s.clients = stage.NewClientMetrics(s.Registry)
 	tmp, err := os.MkdirTemp("", "cosell-stack-")
 	if err != nil {
 		return nil, err
@@ -324,7 +324,7 @@ func (s *Stack) PCClientOn(ctx context.Context, kv stage.KVOpener) (*pcapi.Clien
 	if err := platform.LoadConfig(&c, s.lookup("")); err != nil {
 		return nil, err
 	}
-	return c.Client(ctx, s.opts.Log, kv)
+	return c.Client(ctx, s.opts.Log, kv, s.clients)
 }
 
 // PCClient builds a Partner Center client for the emulator on a harness connection, provisioning the bus
@@ -352,13 +352,15 @@ func (s *Stack) PCClient(ctx context.Context) (*pcapi.Client, error) {
 // SingleCurrency reports whether the emulated org is single-currency (no CurrencyIsoCode field).
 func (s *Stack) SingleCurrency() bool { return s.opts.SFOrg.SingleCurrency }
 
-// SFClient logs a Salesforce client into the emulator, configured the way the stages are.
-func (s *Stack) SFClient() (*sfapi.Client, error) {
+// SFClient logs a Salesforce client into the emulator, configured the way the stages are and reporting into
+// the stack's metrics.
+func (s *Stack) SFClient(ctx context.Context) (*sfapi.Client, error) {
 	c, err := s.SFConfig()
 	if err != nil {
 		return nil, err
 	}
-	return sfapi.New(c)
+	c.Observer = s.clients.Observer(contracts.Salesforce)
+	return sfapi.New(ctx, c)
 }
 
 // SFConfig is the Salesforce login the stages use: client credentials on the org's My Domain, or with
@@ -442,7 +444,7 @@ func (s *Stack) StartPipeline(ctx context.Context) error {
 		}
 		p.buses = append(p.buses, bus)
 		log := s.opts.Log.With("stage", name)
-		runner, err := cfg.Build(ctx, &stage.Env{Stage: name, Log: log, Bus: bus, Routes: mux, Registry: reg, API: s.api,
+		runner, err := cfg.Build(ctx, &stage.Env{Stage: name, Log: log, Bus: bus, Routes: mux, Registry: reg, Clients: s.clients,
 			Listener: s.webhook.Listen, Consume: s.opts.Consume, AfterWrite: hooks[name]})
 		if err != nil {
 			return fail(fmt.Errorf("%s: %w", name, err))
