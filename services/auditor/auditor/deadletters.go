@@ -36,10 +36,15 @@ func (a *Auditor) HandleDeadLetter(ctx context.Context, e platform.Event) error 
 	}
 	linkID, refID, oppID := a.linkForSubject(ctx, dl.Subject)
 	orig := first(dl.Header, "ce-id")
+	// The hint is a command that works: dlq show takes the dead letter's own sequence.
+	hint := "cosell dlq ls"
+	if seq := platform.StreamSeq(ctx); seq > 0 {
+		hint = fmt.Sprintf("cosell dlq show %d", seq)
+	}
 	d := contracts.Decision{
 		LinkID: linkID, ReferralID: refID, OpportunityID: oppID, Stage: dl.Stage, Kind: contracts.DecisionDeadLetter,
-		Detail: fmt.Sprintf("parked after %d deliveries by %s/%s: %s (cosell dlq show %s/%d)",
-			dl.Deliveries, dl.Stream, dl.Consumer, dl.Reason, dl.Stream, dl.StreamSeq),
+		Detail: fmt.Sprintf("parked after %d deliveries by %s/%s (%s #%d): %s (%s)",
+			dl.Deliveries, dl.Stream, dl.Consumer, dl.Stream, dl.StreamSeq, dl.Reason, hint),
 		Cause: orig, At: dl.At,
 	}
 	if d.At.IsZero() {

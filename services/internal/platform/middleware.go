@@ -197,6 +197,15 @@ func (l *consumeLoop) park(ctx context.Context, d *delivery) error {
 }
 
 // decode reads the CloudEvent out of each message and passes on those that decoded; the others fail
+type streamSeqKey struct{}
+
+// StreamSeq is the stream sequence of the message a handler's ctx is for (0 outside a handler): the
+// handle `cosell dlq show` takes for a dead letter.
+func StreamSeq(ctx context.Context) uint64 {
+	n, _ := ctx.Value(streamSeqKey{}).(uint64)
+	return n
+}
+
 // Permanent, so they are parked with the decoder's reason and never reach the handler.
 func (l *consumeLoop) decode(next step) step {
 	return func(ctx context.Context, ds []*delivery) {
@@ -209,7 +218,7 @@ func (l *consumeLoop) decode(next step) step {
 			}
 			d.event = e
 			d.log = d.log.With("event_id", e.ID(), "event_type", e.Type())
-			d.ctx = WithLogger(ctx, d.log)
+			d.ctx = context.WithValue(WithLogger(ctx, d.log), streamSeqKey{}, d.meta.Sequence.Stream)
 			ok = append(ok, d)
 		}
 		if len(ok) > 0 {
