@@ -19,7 +19,8 @@ const ConfigFileEnv = "COSELL_CONFIG_FILE"
 
 // BusConfig holds the NATS settings every service shares.
 type BusConfig struct {
-	URL             string        `env:"COSELL_NATS_URL" help:"nats://host:4222; empty runs an embedded nats-server"`
+	URL             string        `env:"COSELL_NATS_URL" help:"nats://host:4222; a stage refuses to start without it unless COSELL_NATS_EMBEDDED=true"`
+	Embedded        bool          `env:"COSELL_NATS_EMBEDDED" help:"true = no COSELL_NATS_URL: run an embedded nats-server (store in COSELL_DATA_DIR) for development"`
 	CredsFile       string        `env:"COSELL_NATS_CREDS" help:"NATS user credentials (.creds) file"`
 	User            string        `env:"COSELL_NATS_USER" help:"NATS user name (static accounts, e.g. deploy/nats/cosell-auth.conf)"`
 	Password        string        `env:"COSELL_NATS_PASSWORD" help:"that user's password"`

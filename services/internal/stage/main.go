@@ -19,6 +19,11 @@ func Main(c Component) int {
 	return run(context.Background(), c, os.Args[1:], os.Stdout, os.Stderr, nil)
 }
 
+// ErrNoNATSURL is why a stage without COSELL_NATS_URL does not start: it would silently run a server of its
+// own that no other stage shares.
+var ErrNoNATSURL = errors.New("COSELL_NATS_URL is not set: point the stage at your NATS (COSELL_NATS_URL=nats://host:4222), " +
+	"or set COSELL_NATS_EMBEDDED=true to run an embedded nats-server with its store in COSELL_DATA_DIR (development only)")
+
 func run(ctx context.Context, c Component, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
 	name := c.Name()
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -45,6 +50,10 @@ func run(ctx context.Context, c Component, args []string, stdout, stderr io.Writ
 		return 2
 	}
 	common := cfg.Common
+	if common.Bus.URL == "" && !common.Bus.Embedded {
+		fmt.Fprintf(stderr, "%s: %v\n", name, ErrNoNATSURL)
+		return 2
+	}
 	log := platform.NewLogger(stdout, common.LogLevel, name)
 	ctx, stop := platform.RunUntilSignal(ctx)
 	defer stop()

@@ -3,6 +3,7 @@ package stage
 import (
 	"bytes"
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -34,7 +35,7 @@ func TestMainRunsADescriptorUntilCancelled(t *testing.T) {
 	// stdout and stderr are read only once run has returned.
 	var stdout, stderr bytes.Buffer
 	code := make(chan int, 1)
-	vars := map[string]string{"COSELL_TOY_GREETING": "hello", "COSELL_DATA_DIR": t.TempDir(), "COSELL_LOG_LEVEL": "info"}
+	vars := map[string]string{"COSELL_TOY_GREETING": "hello", "COSELL_NATS_EMBEDDED": "true", "COSELL_DATA_DIR": t.TempDir(), "COSELL_LOG_LEVEL": "info"}
 	go func() { code <- run(ctx, toy, nil, &stdout, &stderr, lookupIn(vars)) }()
 	var env *Env
 	select {
@@ -64,6 +65,28 @@ func TestMainRunsADescriptorUntilCancelled(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "drained; exiting") {
 		t.Errorf("no drain logged:\n%s", stdout.String())
+	}
+}
+
+// A stage without COSELL_NATS_URL does not quietly run a server of its own: it refuses, naming the variable
+// and the explicit embedded mode.
+func TestMainRefusesToStartWithoutANATSURL(t *testing.T) {
+	toy := Define("toy", "a stage for the test", func(context.Context, *toyConfig, *Env) (Runner, error) {
+		t.Error("built without a NATS URL")
+		return nil, nil
+	})
+	var stdout, stderr bytes.Buffer
+	dir := t.TempDir()
+	if c := run(context.Background(), toy, nil, &stdout, &stderr, lookupIn(map[string]string{"COSELL_TOY_GREETING": "hi", "COSELL_DATA_DIR": dir})); c != 2 {
+		t.Fatalf("exit %d, want 2: %s", c, stderr.String())
+	}
+	for _, want := range []string{"COSELL_NATS_URL is not set", "COSELL_NATS_URL=nats://", "COSELL_NATS_EMBEDDED=true"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("the error does not say %q: %s", want, stderr.String())
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("a store was created in %s: %v", dir, entries)
 	}
 }
 
