@@ -20,11 +20,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -45,7 +47,9 @@ func main() {
 	if *pcRate != "" {
 		extraEnv = append(extraEnv, "COSELL_PC_WRITE_RATE="+*pcRate)
 	}
-	if err := run(*n, *rate, *dur, *raw); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *n, *rate, *dur, *raw); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -64,8 +68,7 @@ func (r *report) add(format string, args ...any) {
 	fmt.Fprintln(os.Stderr, line)
 }
 
-func run(n, rate int, dur time.Duration, rawN int) (err error) {
-	ctx := context.Background()
+func run(ctx context.Context, n, rate int, dur time.Duration, rawN int) (err error) {
 	work, err := os.MkdirTemp("", "cosell-bench-")
 	if err != nil {
 		return err
@@ -89,15 +92,15 @@ func run(n, rate int, dur time.Duration, rawN int) (err error) {
 			fmt.Fprintln(os.Stderr, f.Outputs(4000))
 		}
 	}()
-	if err := f.StartInfra(); err != nil {
+	if err := f.StartInfra(ctx); err != nil {
 		return err
 	}
 	f.Env = append(f.Env, "COSELL_SF_POLL_INTERVAL=500ms", "COSELL_LOG_LEVEL=warn", "COSELL_AUDIT_SUMMARY_INTERVAL=1s")
 	f.Env = append(f.Env, extraEnv...)
-	if err := f.StartStages(); err != nil {
+	if err := f.StartStages(ctx); err != nil {
 		return err
 	}
-	if err := f.RegisterWebhook(); err != nil {
+	if err := f.RegisterWebhook(ctx); err != nil {
 		return err
 	}
 	nc, err := nats.Connect("nats://" + f.NATSAddr)
@@ -121,24 +124,24 @@ func run(n, rate int, dur time.Duration, rawN int) (err error) {
 	r.add("| raw JetStream: sync publish + fetch + double-ack, 2 KiB, %d msgs | %.0f msgs/s |", rawN, ceiling)
 
 	// 2. Backlog PC → SF.
-	before := counts(f)
-	sfBefore, err := sfLinked(f)
+	before := counts(ctx, f)
+	sfBefore, err := sfLinked(ctx, f)
 	if err != nil {
 		return err
 	}
 	t0 := time.Now()
-	refIDs, err := createReferrals(f, n)
+	refIDs, err := createReferrals(ctx, f, n)
 	if err != nil {
 		return err
 	}
-	if err := waitRecords(func() (int, error) { return sfLinked(f) }, sfBefore+n, time.Duration(n)*time.Second); err != nil {
+	if err := waitRecords(ctx, func(ctx context.Context) (int, error) { return sfLinked(ctx, f) }, sfBefore+n, time.Duration(n)*time.Second); err != nil {
 		return err
 	}
 	el := time.Since(t0)
 	if err := quiet(ctx, js, f); err != nil {
 		return err
 	}
-	after := counts(f)
+	after := counts(ctx, f)
 	pcRate := float64(n) / el.Seconds()
 	r.add("| Partner Center → Salesforce, backlog of %d new referrals | %.1f referrals/s (%.2f%% of the ceiling) |", n, pcRate, 100*pcRate/ceiling)
 	r.add("| … Salesforce calls per 1,000 referrals (backlog) | %.0f |", per1000(after.sfAPI()-before.sfAPI(), n))
@@ -150,39 +153,39 @@ func run(n, rate int, dur time.Duration, rawN int) (err error) {
 	r.add("| … sync latency at saturation p50 / p99 / max | %s |", satLat)
 
 	// 3. Backlog SF → PC.
-	before = counts(f)
-	pcBefore, err := pcFromSF(f)
+	before = counts(ctx, f)
+	pcBefore, err := pcFromSF(ctx, f)
 	if err != nil {
 		return err
 	}
 	t0 = time.Now()
-	if err := createOpportunities(f, n); err != nil {
+	if err := createOpportunities(ctx, f, n); err != nil {
 		return err
 	}
-	if err := waitRecords(func() (int, error) { return pcFromSF(f) }, pcBefore+n, time.Duration(n)*time.Second); err != nil {
+	if err := waitRecords(ctx, func(ctx context.Context) (int, error) { return pcFromSF(ctx, f) }, pcBefore+n, time.Duration(n)*time.Second); err != nil {
 		return err
 	}
 	el = time.Since(t0)
 	if err := quiet(ctx, js, f); err != nil {
 		return err
 	}
-	after = counts(f)
+	after = counts(ctx, f)
 	sfRate := float64(n) / el.Seconds()
 	r.add("| Salesforce → Partner Center, backlog of %d new synced Opportunities | %.1f opportunities/s (%.2f%% of the ceiling) |", n, sfRate, 100*sfRate/ceiling)
 	r.add("| … Salesforce calls per 1,000 Opportunities (backlog, incl. polling and link write-back) | %.0f |", per1000(after.sfAPI()-before.sfAPI(), n))
 	r.add("| … Partner Center calls per 1,000 Opportunities (backlog) | %.0f |", per1000(after.pcAPI()-before.pcAPI(), n))
 
 	// 4. Steady trickle of Partner Center changes.
-	before = counts(f)
+	before = counts(ctx, f)
 	t0 = time.Now()
-	changes, rss, err := steady(f, refIDs, rate, dur)
+	changes, rss, err := steady(ctx, f, refIDs, rate, dur)
 	if err != nil {
 		return err
 	}
 	if err := quiet(ctx, js, f); err != nil {
 		return err
 	}
-	after = counts(f)
+	after = counts(ctx, f)
 	lat, err := latencies(ctx, js, t0, contracts.SubjectOpportunityRequested, contracts.SubjectOpportunityWritten)
 	if err != nil {
 		return err
@@ -202,7 +205,7 @@ func run(n, rate int, dur time.Duration, rawN int) (err error) {
 	r.add("| resident memory at steady load | %s |", strings.Join(parts, ", "))
 
 	// 5. Replay of every stream from sequence 1.
-	before = counts(f)
+	before = counts(ctx, f)
 	var msgs uint64
 	for _, c := range contracts.Consumers() {
 		info, err := js.Consumer(ctx, c.Stream, c.Durable)
@@ -225,7 +228,7 @@ func run(n, rate int, dur time.Duration, rawN int) (err error) {
 		return err
 	}
 	el = time.Since(t0)
-	after = counts(f)
+	after = counts(ctx, f)
 	r.add("| replay of every stream from sequence 1 (%d deliveries) | %.0f messages/s |", msgs, float64(msgs)/el.Seconds())
 	r.add("| … external writes caused by the replay | Salesforce %d, Partner Center %d %s|", after.sfWrites()-before.sfWrites(), after.pcWrites()-before.pcWrites(), diff(before, after))
 	r.add("")
@@ -280,13 +283,13 @@ func rawRate(ctx context.Context, js jetstream.JetStream, msgs int) (float64, er
 	return float64(msgs) / time.Since(start).Seconds(), nil
 }
 
-func createReferrals(f *fleet.Fleet, n int) ([]string, error) {
+func createReferrals(ctx context.Context, f *fleet.Fleet, n int) ([]string, error) {
 	ids := make([]string, n)
 	err := parallel(n, 8, func(i int) error {
 		var out struct {
 			ID string `json:"id"`
 		}
-		err := fleet.SendJSON("POST", f.PCURL()+"/_emulator/referrals", map[string]any{
+		err := fleet.SendJSON(ctx, "POST", f.PCURL()+"/_emulator/referrals", map[string]any{
 			"name":            fmt.Sprintf("Bench referral %d", i),
 			"customerProfile": map[string]any{"name": fmt.Sprintf("Bench customer %d", i%50), "address": map[string]any{"city": "Oslo", "postalCode": "0150", "country": "NO"}},
 			"consent":         map[string]any{"consentToToShareInfoWithOthers": true, "consentToContact": true},
@@ -298,9 +301,9 @@ func createReferrals(f *fleet.Fleet, n int) ([]string, error) {
 	return ids, err
 }
 
-func createOpportunities(f *fleet.Fleet, n int) error {
+func createOpportunities(ctx context.Context, f *fleet.Fleet, n int) error {
 	return parallel(n, 8, func(i int) error {
-		return fleet.SendJSON("POST", f.SFURL()+"/_emulator/sobjects/Opportunity", map[string]any{
+		return fleet.SendJSON(ctx, "POST", f.SFURL()+"/_emulator/sobjects/Opportunity", map[string]any{
 			"Name": fmt.Sprintf("Bench opportunity %d", i), "Amount": 500 + i, "CurrencyIsoCode": "USD", "CloseDate": "2027-05-01",
 			"StageName": "Qualification", "Sync_with_Partner_Center__c": true,
 		}, nil)
@@ -308,7 +311,7 @@ func createOpportunities(f *fleet.Fleet, n int) error {
 }
 
 // steady changes referrals' deal values at rate per second for d, and samples each stage's memory.
-func steady(f *fleet.Fleet, ids []string, rate int, d time.Duration) (int, map[string]int64, error) {
+func steady(ctx context.Context, f *fleet.Fleet, ids []string, rate int, d time.Duration) (int, map[string]int64, error) {
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	defer tick.Stop()
 	end := time.Now().Add(d)
@@ -324,7 +327,7 @@ func steady(f *fleet.Fleet, ids []string, rate int, d time.Duration) (int, map[s
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := fleet.SendJSON("PATCH", f.PCURL()+"/_emulator/referrals/"+id, map[string]any{"details": map[string]any{"dealValue": value}}, nil); err != nil {
+			if err := fleet.SendJSON(ctx, "PATCH", f.PCURL()+"/_emulator/referrals/"+id, map[string]any{"details": map[string]any{"dealValue": value}}, nil); err != nil {
 				firstErr.CompareAndSwap(nil, err)
 				return
 			}
@@ -375,10 +378,10 @@ func parallel(n, workers int, fn func(int) error) error {
 
 type snapshot struct{ pc, sf map[string]int }
 
-func counts(f *fleet.Fleet) snapshot {
+func counts(ctx context.Context, f *fleet.Fleet) snapshot {
 	var s snapshot
-	_ = fleet.GetJSON(f.PCURL()+"/_emulator/counts", &s.pc)
-	_ = fleet.GetJSON(f.SFURL()+"/_emulator/counts", &s.sf)
+	_ = fleet.GetJSON(ctx, f.PCURL()+"/_emulator/counts", &s.pc)
+	_ = fleet.GetJSON(ctx, f.SFURL()+"/_emulator/counts", &s.sf)
 	return s
 }
 
@@ -446,31 +449,35 @@ func per1000(calls, changes int) float64 {
 	return 1000 * float64(calls) / float64(changes)
 }
 
-// waitRecords polls count until it reaches want.
-func waitRecords(count func() (int, error), want int, d time.Duration) error {
-	deadline := time.Now().Add(d)
+// waitRecords polls count until it reaches want, for up to d or until ctx is done.
+func waitRecords(ctx context.Context, count func(context.Context) (int, error), want int, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
 	got := 0
 	for {
-		n, err := count()
+		n, err := count(ctx)
 		if err == nil && n >= want {
 			return nil
 		}
 		if err == nil {
 			got = n
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d records after %s", got, want, d)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d of %d records after %s: %w", got, want, d, ctx.Err())
+		case <-t.C:
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 
 // sfLinked counts Opportunities that carry a Referral Identifier.
-func sfLinked(f *fleet.Fleet) (int, error) {
+func sfLinked(ctx context.Context, f *fleet.Fleet) (int, error) {
 	var opps struct {
 		Records []map[string]any `json:"records"`
 	}
-	if err := fleet.GetJSON(f.SFURL()+"/_emulator/sobjects/Opportunity", &opps); err != nil {
+	if err := fleet.GetJSON(ctx, f.SFURL()+"/_emulator/sobjects/Opportunity", &opps); err != nil {
 		return 0, err
 	}
 	n := 0
@@ -483,9 +490,9 @@ func sfLinked(f *fleet.Fleet) (int, error) {
 }
 
 // pcFromSF counts referrals that name an Opportunity (created from Salesforce, or linked from Partner Center).
-func pcFromSF(f *fleet.Fleet) (int, error) {
+func pcFromSF(ctx context.Context, f *fleet.Fleet) (int, error) {
 	var refs []map[string]any
-	if err := fleet.GetJSON(f.PCURL()+"/_emulator/referrals", &refs); err != nil {
+	if err := fleet.GetJSON(ctx, f.PCURL()+"/_emulator/referrals", &refs); err != nil {
 		return 0, err
 	}
 	n := 0
@@ -504,7 +511,7 @@ func quiet(ctx context.Context, js jetstream.JetStream, f *fleet.Fleet) error {
 	calm := 0
 	last := -1
 	for calm < 3 {
-		c := counts(f)
+		c := counts(ctx, f)
 		writes := c.sfWrites() + c.pcWrites()
 		busy := writes != last
 		last = writes

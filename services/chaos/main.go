@@ -9,6 +9,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/cosell-dev/cosell/services/internal/harness/chaos"
@@ -22,6 +24,8 @@ func main() {
 	seed := flag.Int64("seed", time.Now().UnixNano(), "random seed (printed, to reproduce a run)")
 	verbose := flag.Bool("v", false, "print every finding")
 	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	work, err := os.MkdirTemp("", "cosell-chaos-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -29,11 +33,11 @@ func main() {
 	}
 	defer os.RemoveAll(work)
 	fmt.Fprintf(os.Stderr, "chaos: seed %d; building…\n", *seed)
-	if err := fleet.Build(context.Background(), work); err != nil {
+	if err := fleet.Build(ctx, work); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	v, err := chaos.Run(context.Background(), chaos.Config{
+	v, err := chaos.Run(ctx, chaos.Config{
 		Bin: work, Dir: work, Duration: *dur, Rate: *rate, Kills: *kills, NATSRestart: true, Faults: true,
 		Seed: *seed, Log: os.Stderr,
 	})

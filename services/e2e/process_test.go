@@ -57,7 +57,7 @@ func startFleet(t *testing.T) *fleet.Fleet {
 		}
 		f.Close()
 	})
-	if err := f.StartInfra(); err != nil {
+	if err := f.StartInfra(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -96,16 +96,16 @@ func TestStageConfigErrorsAndHelp(t *testing.T) {
 func TestStagesAsSeparateProcesses(t *testing.T) {
 	f := startFleet(t)
 	f.Env = append(f.Env, "COSELL_SF_POLL_INTERVAL=300ms", "COSELL_ACK_WAIT=5s")
-	if err := f.StartStages(); err != nil {
+	if err := f.StartStages(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.RegisterWebhook(); err != nil {
+	if err := f.RegisterWebhook(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	var ref, opp struct {
 		ID string `json:"id"`
 	}
-	if err := fleet.SendJSON("POST", f.PCURL()+"/_emulator/referrals", map[string]any{
+	if err := fleet.SendJSON(t.Context(), "POST", f.PCURL()+"/_emulator/referrals", map[string]any{
 		"name":            "Process test referral",
 		"customerProfile": map[string]any{"name": "Proc Customer", "address": map[string]any{"city": "Oslo", "postalCode": "0150", "country": "NO"}},
 		"consent":         map[string]any{"consentToToShareInfoWithOthers": true, "consentToContact": true},
@@ -113,7 +113,7 @@ func TestStagesAsSeparateProcesses(t *testing.T) {
 	}, &ref); err != nil {
 		t.Fatal(err)
 	}
-	if err := fleet.SendJSON("POST", f.SFURL()+"/_emulator/sobjects/Opportunity", map[string]any{
+	if err := fleet.SendJSON(t.Context(), "POST", f.SFURL()+"/_emulator/sobjects/Opportunity", map[string]any{
 		"Name": "Process test opportunity", "Amount": 2500, "CurrencyIsoCode": "USD", "CloseDate": "2027-05-01",
 		"StageName": "Qualification", "Sync_with_Partner_Center__c": true,
 	}, &opp); err != nil {
@@ -123,7 +123,7 @@ func TestStagesAsSeparateProcesses(t *testing.T) {
 		var opps struct {
 			Records []map[string]any `json:"records"`
 		}
-		if err := fleet.GetJSON(f.SFURL()+"/_emulator/sobjects/Opportunity", &opps); err != nil {
+		if err := fleet.GetJSON(t.Context(), f.SFURL()+"/_emulator/sobjects/Opportunity", &opps); err != nil {
 			return false, err.Error()
 		}
 		fromPC, linkedBack := 0, false
@@ -136,7 +136,7 @@ func TestStagesAsSeparateProcesses(t *testing.T) {
 			}
 		}
 		var refs []map[string]any
-		if err := fleet.GetJSON(f.PCURL()+"/_emulator/referrals", &refs); err != nil {
+		if err := fleet.GetJSON(t.Context(), f.PCURL()+"/_emulator/referrals", &refs); err != nil {
 			return false, err.Error()
 		}
 		fromSF := 0
@@ -148,7 +148,10 @@ func TestStagesAsSeparateProcesses(t *testing.T) {
 		return fromPC == 1 && fromSF == 1 && linkedBack, fmt.Sprintf("opps from PC %d, referrals from SF %d, linked back %v", fromPC, fromSF, linkedBack)
 	})
 	for _, s := range fleet.Stages {
-		if err := f.Stop(s, 30*time.Second); err != nil {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		err := f.Stop(ctx, s)
+		cancel()
+		if err != nil {
 			t.Error(err)
 			continue
 		}

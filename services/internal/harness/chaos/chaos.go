@@ -55,7 +55,7 @@ func Run(ctx context.Context, cfg Config) (Verdict, error) {
 		return Verdict{}, err
 	}
 	defer f.Close()
-	if err := f.StartInfra(); err != nil {
+	if err := f.StartInfra(ctx); err != nil {
 		return Verdict{}, err
 	}
 	f.Env = append(f.Env,
@@ -63,10 +63,10 @@ func Run(ctx context.Context, cfg Config) (Verdict, error) {
 		"COSELL_ACK_WAIT=5s", "COSELL_MAX_DELIVER=12", "COSELL_SF_LIMIT_PAUSE=2s", "COSELL_LOG_LEVEL=warn",
 		"COSELL_AUDIT_SUMMARY_INTERVAL=2s", "COSELL_PC_WRITE_RATE=50",
 	)
-	if err := f.StartStages(); err != nil {
+	if err := f.StartStages(ctx); err != nil {
 		return Verdict{}, err
 	}
-	if err := f.RegisterWebhook(); err != nil {
+	if err := f.RegisterWebhook(ctx); err != nil {
 		return Verdict{}, err
 	}
 	w := &workload{f: f, rng: rand.New(rand.NewSource(cfg.Seed + 1)), log: cfg.Log}
@@ -74,13 +74,11 @@ func Run(ctx context.Context, cfg Config) (Verdict, error) {
 
 	// Faults run beside the workload on their own schedule.
 	var wg sync.WaitGroup
-	faultCtx, stopFaults := context.WithTimeout(ctx, cfg.Duration)
-	defer stopFaults()
 	var faultErr error
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		faultErr = inject(faultCtx, f, cfg, rng, &v)
+		faultErr = inject(ctx, f, cfg, rng, &v)
 	}()
 	ops, err := w.run(ctx, cfg.Duration, cfg.Rate)
 	v.Ops = ops
@@ -92,12 +90,12 @@ func Run(ctx context.Context, cfg Config) (Verdict, error) {
 		return v, fmt.Errorf("fault injection: %w", faultErr)
 	}
 	// Heal: no more faults, every stage running.
-	if err := clearFaults(f); err != nil {
+	if err := clearFaults(ctx, f); err != nil {
 		return v, err
 	}
 	for _, s := range fleet.Stages {
 		if done, _ := f.Proc(s).Exited(); done {
-			if _, err := f.StartStage(s); err != nil {
+			if _, err := f.StartStage(ctx, s); err != nil {
 				return v, err
 			}
 		}
@@ -121,8 +119,12 @@ func Run(ctx context.Context, cfg Config) (Verdict, error) {
 	return v, nil
 }
 
-// inject spreads the kills, the NATS restart and the upstream faults over the run.
+// inject spreads the kills, the NATS restart and the upstream faults over the run (cfg.Duration): none
+// starts after it, and one under way finishes (a killed stage is started again, a timed fault reset)
+// unless ctx ends.
 func inject(ctx context.Context, f *fleet.Fleet, cfg Config, rng *rand.Rand, v *Verdict) error {
+	schedule, stop := context.WithTimeout(ctx, cfg.Duration)
+	defer stop()
 	type event struct {
 		at time.Duration
 		do func() error
@@ -135,23 +137,23 @@ func inject(ctx context.Context, f *fleet.Fleet, cfg Config, rng *rand.Rand, v *
 			if done, _ := f.Proc(s).Exited(); done {
 				return nil
 			}
-			if err := f.Kill(s); err != nil {
+			if err := f.Kill(ctx, s); err != nil {
 				return err
 			}
 			v.Kills++
-			time.Sleep(time.Duration(300+rng.Intn(1500)) * time.Millisecond)
-			_, err := f.StartStage(s)
+			pause(ctx, time.Duration(300+rng.Intn(1500))*time.Millisecond)
+			_, err := f.StartStage(ctx, s)
 			return err
 		}})
 	}
 	if cfg.NATSRestart {
 		plan = append(plan, event{cfg.Duration / 2, func() error {
-			if err := f.Kill("nats"); err != nil {
+			if err := f.Kill(ctx, "nats"); err != nil {
 				return err
 			}
 			v.NATSRestarts++
-			time.Sleep(time.Second)
-			return f.StartNATS()
+			pause(ctx, time.Second)
+			return f.StartNATS(ctx)
 		}})
 	}
 	if cfg.Faults {
@@ -165,20 +167,20 @@ func inject(ctx context.Context, f *fleet.Fleet, cfg Config, rng *rand.Rand, v *
 			body := body
 			plan = append(plan, event{at(), func() error {
 				v.Faults++
-				return fleet.SendJSON("POST", f.PCURL()+"/_emulator/faults", body, nil)
+				return fleet.SendJSON(ctx, "POST", f.PCURL()+"/_emulator/faults", body, nil)
 			}})
 		}
 		for _, body := range sfFaults {
 			body := body
 			plan = append(plan, event{at(), func() error {
 				v.Faults++
-				if err := fleet.SendJSON("POST", f.SFURL()+"/_emulator/faults", body, nil); err != nil {
+				if err := fleet.SendJSON(ctx, "POST", f.SFURL()+"/_emulator/faults", body, nil); err != nil {
 					return err
 				}
 				// Latency and a spent allowance last a few seconds, then the org recovers.
 				if body["latencyMs"] != nil || body["exhaustDailyLimit"] != nil {
-					time.Sleep(3 * time.Second)
-					return fleet.SendJSON("POST", f.SFURL()+"/_emulator/faults", map[string]any{"reset": true}, nil)
+					pause(ctx, 3*time.Second)
+					return fleet.SendJSON(ctx, "POST", f.SFURL()+"/_emulator/faults", map[string]any{"reset": true}, nil)
 				}
 				return nil
 			}})
@@ -193,7 +195,7 @@ func inject(ctx context.Context, f *fleet.Fleet, cfg Config, rng *rand.Rand, v *
 		go func() {
 			defer wg.Done()
 			select {
-			case <-ctx.Done():
+			case <-schedule.Done():
 				return
 			case <-time.After(time.Until(start.Add(ev.at))):
 			}
@@ -207,11 +209,21 @@ func inject(ctx context.Context, f *fleet.Fleet, cfg Config, rng *rand.Rand, v *
 	return <-errs
 }
 
-func clearFaults(f *fleet.Fleet) error {
-	if err := fleet.SendJSON("POST", f.PCURL()+"/_emulator/faults", map[string]any{}, nil); err != nil {
+// pause waits d, or less when ctx ends first.
+func pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func clearFaults(ctx context.Context, f *fleet.Fleet) error {
+	if err := fleet.SendJSON(ctx, "POST", f.PCURL()+"/_emulator/faults", map[string]any{}, nil); err != nil {
 		return err
 	}
-	return fleet.SendJSON("POST", f.SFURL()+"/_emulator/faults", map[string]any{"reset": true}, nil)
+	return fleet.SendJSON(ctx, "POST", f.SFURL()+"/_emulator/faults", map[string]any{"reset": true}, nil)
 }
 
 // quiesce waits until every consumer is caught up and neither emulator saw a write for several seconds
@@ -254,8 +266,8 @@ func progress(ctx context.Context, js jetstream.JetStream, f *fleet.Fleet) (stri
 		}
 	}
 	var pc, sf map[string]int
-	_ = fleet.GetJSON(f.PCURL()+"/_emulator/counts", &pc)
-	_ = fleet.GetJSON(f.SFURL()+"/_emulator/counts", &sf)
+	_ = fleet.GetJSON(ctx, f.PCURL()+"/_emulator/counts", &pc)
+	_ = fleet.GetJSON(ctx, f.SFURL()+"/_emulator/counts", &sf)
 	writes := pc["referrals.create"] + pc["referrals.patch"]
 	for k, n := range sf {
 		if containsAny(k, "create", "update", "upsert", "delete") {

@@ -57,15 +57,15 @@ func (v *Verdict) problem(format string, args ...any) {
 
 // check compares both emulators' stores and the streams.
 func check(ctx context.Context, js jetstream.JetStream, _ any, w *workload, v *Verdict) error {
-	refs, err := w.referrals()
+	refs, err := w.referrals(ctx)
 	if err != nil {
 		return err
 	}
-	opps, err := w.records("Opportunity")
+	opps, err := w.records(ctx, "Opportunity")
 	if err != nil {
 		return err
 	}
-	sols, err := w.records("Microsoft_Solution__c")
+	sols, err := w.records(ctx, "Microsoft_Solution__c")
 	if err != nil {
 		return err
 	}

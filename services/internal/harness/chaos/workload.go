@@ -42,17 +42,17 @@ type referral struct {
 	} `json:"details"`
 }
 
-func (w *workload) referrals() ([]referral, error) {
+func (w *workload) referrals(ctx context.Context) ([]referral, error) {
 	var out []referral
-	err := fleet.GetJSON(w.f.PCURL()+"/_emulator/referrals", &out)
+	err := fleet.GetJSON(ctx, w.f.PCURL()+"/_emulator/referrals", &out)
 	return out, err
 }
 
-func (w *workload) records(object string) ([]map[string]any, error) {
+func (w *workload) records(ctx context.Context, object string) ([]map[string]any, error) {
 	var out struct {
 		Records []map[string]any `json:"records"`
 	}
-	err := fleet.GetJSON(w.f.SFURL()+"/_emulator/sobjects/"+object, &out)
+	err := fleet.GetJSON(ctx, w.f.SFURL()+"/_emulator/sobjects/"+object, &out)
 	return out.Records, err
 }
 
@@ -65,10 +65,10 @@ func (w *workload) run(ctx context.Context, d time.Duration, rate float64) (int,
 	ops := 0
 	// A few records on each side first, so updates have something to change.
 	for i := 0; i < 3; i++ {
-		if err := w.createReferral(i); err != nil {
+		if err := w.createReferral(ctx, i); err != nil {
 			return ops, err
 		}
-		if err := w.createOpportunity(i, false); err != nil {
+		if err := w.createOpportunity(ctx, i, false); err != nil {
 			return ops, err
 		}
 		ops += 2
@@ -80,7 +80,7 @@ func (w *workload) run(ctx context.Context, d time.Duration, rate float64) (int,
 		case <-tick.C:
 		}
 		ops++
-		if err := w.step(ops); err != nil {
+		if err := w.step(ctx, ops); err != nil {
 			// An operation refused by an emulator (e.g. a seller edit of a referral closed meanwhile)
 			// is part of life; count it, do not stop.
 			w.errors++
@@ -90,29 +90,29 @@ func (w *workload) run(ctx context.Context, d time.Duration, rate float64) (int,
 	return ops, nil
 }
 
-func (w *workload) step(i int) error {
+func (w *workload) step(ctx context.Context, i int) error {
 	switch p := w.rng.Intn(100); {
 	case p < 18:
-		return w.createReferral(i)
+		return w.createReferral(ctx, i)
 	case p < 36:
-		return w.createOpportunity(i, false)
+		return w.createOpportunity(ctx, i, false)
 	case p < 50:
-		return w.sellerEdit(i)
+		return w.sellerEdit(ctx, i)
 	case p < 64:
-		return w.userEdit(i)
+		return w.userEdit(ctx, i)
 	case p < 74:
-		return w.accept()
+		return w.accept(ctx)
 	case p < 79:
-		return w.close()
+		return w.close(ctx)
 	case p < 87:
-		return w.bothSides(i)
+		return w.bothSides(ctx, i)
 	case p < 95:
-		return w.addSolution(i)
+		return w.addSolution(ctx, i)
 	default:
 		if len(w.poison) < 3 {
-			return w.createOpportunity(i, true)
+			return w.createOpportunity(ctx, i, true)
 		}
-		return w.userEdit(i)
+		return w.userEdit(ctx, i)
 	}
 }
 
@@ -125,9 +125,9 @@ func (w *workload) pick(ids []string) string {
 	return ids[w.rng.Intn(len(ids))]
 }
 
-func (w *workload) createReferral(i int) error {
+func (w *workload) createReferral(ctx context.Context, i int) error {
 	var r referral
-	err := fleet.SendJSON("POST", w.f.PCURL()+"/_emulator/referrals", map[string]any{
+	err := fleet.SendJSON(ctx, "POST", w.f.PCURL()+"/_emulator/referrals", map[string]any{
 		"name":            fmt.Sprintf("Chaos referral %d", i),
 		"customerProfile": map[string]any{"name": fmt.Sprintf("Chaos customer %d", i%7), "address": map[string]any{"city": "Dublin", "postalCode": fmt.Sprintf("D0%d", i%9), "country": "IE"}},
 		"consent":         map[string]any{"consentToToShareInfoWithOthers": true, "consentToContact": true},
@@ -141,7 +141,7 @@ func (w *workload) createReferral(i int) error {
 	return err
 }
 
-func (w *workload) createOpportunity(i int, poison bool) error {
+func (w *workload) createOpportunity(ctx context.Context, i int, poison bool) error {
 	amount := float64(500 + i)
 	if poison {
 		amount = -5 // Partner Center refuses a negative deal value
@@ -149,7 +149,7 @@ func (w *workload) createOpportunity(i int, poison bool) error {
 	var out struct {
 		ID string `json:"id"`
 	}
-	err := fleet.SendJSON("POST", w.f.SFURL()+"/_emulator/sobjects/Opportunity", map[string]any{
+	err := fleet.SendJSON(ctx, "POST", w.f.SFURL()+"/_emulator/sobjects/Opportunity", map[string]any{
 		"Name": fmt.Sprintf("Chaos opportunity %d", i), "Amount": amount, "CurrencyIsoCode": "USD", "CloseDate": "2027-05-01",
 		"StageName": "Qualification", "Sync_with_Partner_Center__c": true,
 	}, &out)
@@ -179,28 +179,28 @@ func (w *workload) open(ids []string) string {
 }
 
 // sellerEdit changes the deal value of a referral Microsoft shared.
-func (w *workload) sellerEdit(i int) error {
+func (w *workload) sellerEdit(ctx context.Context, i int) error {
 	id := w.open(w.pcOrigin)
 	if id == "" {
 		return nil
 	}
-	return fleet.SendJSON("PATCH", w.f.PCURL()+"/_emulator/referrals/"+id, map[string]any{"details": map[string]any{"dealValue": 20000 + i}}, nil)
+	return fleet.SendJSON(ctx, "PATCH", w.f.PCURL()+"/_emulator/referrals/"+id, map[string]any{"details": map[string]any{"dealValue": 20000 + i}}, nil)
 }
 
 // userEdit changes the amount and close date of an Opportunity the partner created.
-func (w *workload) userEdit(i int) error {
+func (w *workload) userEdit(ctx context.Context, i int) error {
 	id := w.pick(w.sfOrigin)
 	if id == "" {
 		return nil
 	}
-	return fleet.SendJSON("PATCH", w.f.SFURL()+"/_emulator/sobjects/Opportunity/"+id, map[string]any{
+	return fleet.SendJSON(ctx, "PATCH", w.f.SFURL()+"/_emulator/sobjects/Opportunity/"+id, map[string]any{
 		"Amount": 3000 + i, "CloseDate": fmt.Sprintf("2027-0%d-1%d", 1+i%9, i%10),
 	}, nil)
 }
 
 // accept moves an Opportunity made from a referral out of the hold stage.
-func (w *workload) accept() error {
-	opps, err := w.records("Opportunity")
+func (w *workload) accept(ctx context.Context) error {
+	opps, err := w.records(ctx, "Opportunity")
 	if err != nil {
 		return err
 	}
@@ -214,17 +214,17 @@ func (w *workload) accept() error {
 		return nil
 	}
 	id := held[w.rng.Intn(len(held))]
-	return fleet.SendJSON("PATCH", w.f.SFURL()+"/_emulator/sobjects/Opportunity/"+id, map[string]any{"StageName": "Qualification"}, nil)
+	return fleet.SendJSON(ctx, "PATCH", w.f.SFURL()+"/_emulator/sobjects/Opportunity/"+id, map[string]any{"StageName": "Qualification"}, nil)
 }
 
 // close marks a shared referral won or lost as Microsoft would.
-func (w *workload) close() error {
+func (w *workload) close(ctx context.Context) error {
 	id := w.open(w.pcOrigin)
 	if id == "" {
 		return nil
 	}
 	sub := []string{"Won", "Lost"}[w.rng.Intn(2)]
-	err := fleet.SendJSON("POST", w.f.PCURL()+"/_emulator/referrals/"+id+"/close", map[string]any{"substatus": sub}, nil)
+	err := fleet.SendJSON(ctx, "POST", w.f.PCURL()+"/_emulator/referrals/"+id+"/close", map[string]any{"substatus": sub}, nil)
 	if err == nil {
 		w.mu.Lock()
 		w.closed[id] = true
@@ -234,12 +234,12 @@ func (w *workload) close() error {
 }
 
 // bothSides edits the same pair on both sides at once: the seller the deal value, the user the amount.
-func (w *workload) bothSides(i int) error {
+func (w *workload) bothSides(ctx context.Context, i int) error {
 	opp := w.pick(w.sfOrigin)
 	if opp == "" {
 		return nil
 	}
-	refs, err := w.referrals()
+	refs, err := w.referrals(ctx)
 	if err != nil {
 		return err
 	}
@@ -250,11 +250,11 @@ func (w *workload) bothSides(i int) error {
 			wg.Add(2)
 			go func() {
 				defer wg.Done()
-				e1 = fleet.SendJSON("PATCH", w.f.PCURL()+"/_emulator/referrals/"+r.ID, map[string]any{"details": map[string]any{"dealValue": 40000 + i}}, nil)
+				e1 = fleet.SendJSON(ctx, "PATCH", w.f.PCURL()+"/_emulator/referrals/"+r.ID, map[string]any{"details": map[string]any{"dealValue": 40000 + i}}, nil)
 			}()
 			go func() {
 				defer wg.Done()
-				e2 = fleet.SendJSON("PATCH", w.f.SFURL()+"/_emulator/sobjects/Opportunity/"+opp, map[string]any{"Amount": 50000 + i}, nil)
+				e2 = fleet.SendJSON(ctx, "PATCH", w.f.SFURL()+"/_emulator/sobjects/Opportunity/"+opp, map[string]any{"Amount": 50000 + i}, nil)
 			}()
 			wg.Wait()
 			if e1 != nil {
@@ -267,12 +267,12 @@ func (w *workload) bothSides(i int) error {
 }
 
 // addSolution attaches a Microsoft Solution to an Opportunity the partner created.
-func (w *workload) addSolution(i int) error {
+func (w *workload) addSolution(ctx context.Context, i int) error {
 	opp := w.pick(w.sfOrigin)
 	if opp == "" {
 		return nil
 	}
-	return fleet.SendJSON("POST", w.f.SFURL()+"/_emulator/sobjects/Microsoft_Solution__c", map[string]any{
+	return fleet.SendJSON(ctx, "POST", w.f.SFURL()+"/_emulator/sobjects/Microsoft_Solution__c", map[string]any{
 		"Opportunity__c": opp, "Solution_Id__c": fmt.Sprintf("SOL-%d", i%5), "Name": fmt.Sprintf("Solution %d", i%5),
 	}, nil)
 }

@@ -91,13 +91,13 @@ func (p *Proc) Exited() (bool, error) {
 	}
 }
 
-// Wait waits for the process to end, up to d.
-func (p *Proc) Wait(d time.Duration) error {
+// Wait waits for the process to end, or for ctx to be done.
+func (p *Proc) Wait(ctx context.Context) error {
 	select {
 	case <-p.done:
 		return p.err
-	case <-time.After(d):
-		return fmt.Errorf("%s still running after %s", p.Name, d)
+	case <-ctx.Done():
+		return fmt.Errorf("%s still running: %w", p.Name, ctx.Err())
 	}
 }
 
@@ -193,17 +193,18 @@ func (f *Fleet) Proc(name string) *Proc {
 	return f.procs[name]
 }
 
-// StartNATS starts (or restarts, on the same store) the nats-server.
-func (f *Fleet) StartNATS() error {
+// StartNATS starts (or restarts, on the same store) the nats-server and waits, up to 30s or until ctx is
+// done, until it listens.
+func (f *Fleet) StartNATS(ctx context.Context) error {
 	if _, err := f.start("nats", filepath.Join(f.Bin, "cosell"), nil, "nats", "--listen", f.NATSAddr, "--data", filepath.Join(f.Dir, "nats")); err != nil {
 		return err
 	}
-	return waitTCP(f.NATSAddr, 30*time.Second)
+	return waitTCP(ctx, f.NATSAddr, 30*time.Second)
 }
 
-// StartInfra starts the nats-server and both emulators.
-func (f *Fleet) StartInfra() error {
-	if err := f.StartNATS(); err != nil {
+// StartInfra starts the nats-server and both emulators and seeds the Partner Center sign-in.
+func (f *Fleet) StartInfra(ctx context.Context) error {
+	if err := f.StartNATS(ctx); err != nil {
 		return err
 	}
 	if _, err := f.start("pc-emulator", filepath.Join(f.Bin, "cosell"), nil, "emulator", "pc", "--listen", f.PCAddr, "--ca-out", f.CAFile); err != nil {
@@ -213,20 +214,20 @@ func (f *Fleet) StartInfra() error {
 		return err
 	}
 	for _, a := range []string{f.PCAddr, f.SFAddr} {
-		if err := waitTCP(a, 30*time.Second); err != nil {
+		if err := waitTCP(ctx, a, 30*time.Second); err != nil {
 			return err
 		}
 	}
-	if err := waitFile(f.CAFile, 30*time.Second); err != nil {
+	if err := waitFile(ctx, f.CAFile, 30*time.Second); err != nil {
 		return err
 	}
-	return f.SeedPCLogin()
+	return f.SeedPCLogin(ctx)
 }
 
 // SeedPCLogin stands in for the one-time `cosell pc login`: it asks the emulator (its control API) for a refresh
 // token of the Referrals Admin user and stores it in the cosell_pc_credentials bucket, provisioning the bus.
-func (f *Fleet) SeedPCLogin() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+func (f *Fleet) SeedPCLogin(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	bus, err := platform.Connect(ctx, platform.BusConfig{URL: "nats://" + f.NATSAddr, Replicas: 1, MaxAge: 24 * time.Hour,
 		DuplicateWindow: 2 * time.Minute, MaxDeliver: 10, AckWait: 30 * time.Second}, "harness", slog.New(slog.DiscardHandler), nil)
@@ -237,7 +238,12 @@ func (f *Fleet) SeedPCLogin() error {
 	if err := bus.Provision(ctx); err != nil {
 		return err
 	}
-	resp, err := http.Post(f.PCURL()+"/_emulator/refresh-tokens", "application/json", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.PCURL()+"/_emulator/refresh-tokens", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}
@@ -258,8 +264,8 @@ func (f *Fleet) SeedPCLogin() error {
 		Authority: f.PCURL() + "/00000000-0000-0000-0000-000000000001", ClientID: "cosell-emulator-client", LoggedInAt: now, RotatedAt: now})
 }
 
-// StartStage starts one stage and waits until its /readyz answers 200.
-func (f *Fleet) StartStage(name string, extraEnv ...string) (*Proc, error) {
+// StartStage starts one stage and waits until its /readyz answers 200 (up to 60s, or until ctx is done).
+func (f *Fleet) StartStage(ctx context.Context, name string, extraEnv ...string) (*Proc, error) {
 	admin, err := FreeAddr()
 	if err != nil {
 		return nil, err
@@ -270,32 +276,34 @@ func (f *Fleet) StartStage(name string, extraEnv ...string) (*Proc, error) {
 		return nil, err
 	}
 	p.Admin = admin
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	err = poll(ctx, 60*time.Second, 50*time.Millisecond, func(ctx context.Context) (bool, error) {
 		if done, err := p.Exited(); done {
-			return p, fmt.Errorf("%s exited while starting: %v\n%s", name, err, tailOf(p.Output(), 2000))
+			return false, fmt.Errorf("%s exited while starting: %v\n%s", name, err, tailOf(p.Output(), 2000))
 		}
-		resp, err := http.Get("http://" + admin + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p, nil
-			}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/readyz", nil)
+		if err != nil {
+			return false, err
 		}
-		if time.Now().After(deadline) {
-			return p, fmt.Errorf("%s not ready after 60s:\n%s", name, tailOf(p.Output(), 2000))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false, nil
 		}
-		time.Sleep(50 * time.Millisecond)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		return p, fmt.Errorf("%s not ready: %w\n%s", name, err, tailOf(p.Output(), 2000))
 	}
+	return p, nil
 }
 
 // StartStages starts the given stages (all six when none are named).
-func (f *Fleet) StartStages(names ...string) error {
+func (f *Fleet) StartStages(ctx context.Context, names ...string) error {
 	if len(names) == 0 {
 		names = Stages
 	}
 	for _, n := range names {
-		if _, err := f.StartStage(n); err != nil {
+		if _, err := f.StartStage(ctx, n); err != nil {
 			return err
 		}
 	}
@@ -303,8 +311,8 @@ func (f *Fleet) StartStages(names ...string) error {
 }
 
 // RegisterWebhook points the Partner Center webhook at pc-ingest.
-func (f *Fleet) RegisterWebhook() error {
-	cmd := exec.Command(filepath.Join(f.Bin, "cosell"), "pc", "webhook", "register", "--url", f.WebhookURL(), "--overwrite")
+func (f *Fleet) RegisterWebhook(ctx context.Context) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(f.Bin, "cosell"), "pc", "webhook", "register", "--url", f.WebhookURL(), "--overwrite")
 	cmd.Env = append(os.Environ(), f.Env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("webhook register: %v\n%s", err, out)
@@ -312,30 +320,30 @@ func (f *Fleet) RegisterWebhook() error {
 	return nil
 }
 
-// Kill stops a process the way kill -9 does.
-func (f *Fleet) Kill(name string) error {
+// Kill stops a process the way kill -9 does and waits (up to 10s, or until ctx is done) for it to end.
+func (f *Fleet) Kill(ctx context.Context, name string) error {
 	p := f.Proc(name)
 	if p == nil {
 		return fmt.Errorf("no process %s", name)
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-p.done:
-		// The exit status of a killed process is "signal: killed": that is the point.
-		return nil
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("%s still running 10s after SIGKILL", name)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := p.Wait(ctx); err != nil && ctx.Err() != nil {
+		return fmt.Errorf("after SIGKILL: %w", err)
 	}
+	// The exit status of a killed process is "signal: killed": that is the point.
+	return nil
 }
 
-// Stop sends SIGTERM and waits for a clean exit (status 0).
-func (f *Fleet) Stop(name string, within time.Duration) error {
+// Stop sends SIGTERM and waits for a clean exit (status 0) until ctx is done.
+func (f *Fleet) Stop(ctx context.Context, name string) error {
 	p := f.Proc(name)
 	if p == nil {
 		return fmt.Errorf("no process %s", name)
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	if err := p.Wait(within); err != nil {
+	if err := p.Wait(ctx); err != nil {
 		return fmt.Errorf("%s after SIGTERM: %w\n%s", name, err, tailOf(p.Output(), 2000))
 	}
 	return nil
@@ -349,9 +357,11 @@ func (f *Fleet) Close() {
 		procs = append(procs, p)
 	}
 	f.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	for _, p := range procs {
 		_ = p.cmd.Process.Signal(syscall.SIGKILL)
-		_ = p.Wait(10 * time.Second)
+		_ = p.Wait(ctx)
 	}
 }
 
@@ -373,59 +383,74 @@ func tailOf(s string, n int) string {
 	return s
 }
 
-func waitTCP(addr string, d time.Duration) error {
-	deadline := time.Now().Add(d)
+// poll calls check every interval until it reports done or an error, giving up after within or when ctx
+// is done.
+func poll(ctx context.Context, within, interval time.Duration, check func(context.Context) (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	t := time.NewTicker(interval)
+	defer t.Stop()
 	for {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return nil
+		done, err := check(ctx)
+		if err != nil || done {
+			return err
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not listening after %s", addr, d)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("gave up after %s: %w", within, ctx.Err())
+		case <-t.C:
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-func waitFile(name string, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for {
-		if _, err := os.Stat(name); err == nil {
-			return nil
+func waitTCP(ctx context.Context, addr string, within time.Duration) error {
+	var d net.Dialer
+	err := poll(ctx, within, 20*time.Millisecond, func(ctx context.Context) (bool, error) {
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			c.Close()
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not written after %s", name, d)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return err == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s not listening: %w", addr, err)
 	}
+	return nil
+}
+
+func waitFile(ctx context.Context, name string, within time.Duration) error {
+	err := poll(ctx, within, 20*time.Millisecond, func(context.Context) (bool, error) {
+		_, err := os.Stat(name)
+		return err == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s not written: %w", name, err)
+	}
+	return nil
 }
 
 // GetJSON reads a JSON document over HTTP.
-func GetJSON(url string, v any) error {
-	resp, err := http.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("GET %s: %s %s", url, resp.Status, b)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
+func GetJSON(ctx context.Context, url string, v any) error {
+	return SendJSON(ctx, http.MethodGet, url, nil, v)
 }
 
-// SendJSON sends a JSON body and decodes the JSON answer (when out is not nil).
-func SendJSON(method, url string, body, out any) error {
-	b, err := json.Marshal(body)
+// SendJSON sends a JSON body (none when body is nil) and decodes the JSON answer (when out is not nil).
+func SendJSON(ctx context.Context, method, url string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequest(method, url, bytes.NewReader(b))
-	if err != nil {
-		return err
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
