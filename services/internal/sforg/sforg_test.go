@@ -2,7 +2,7 @@ package sforg
 
 import (
 	"errors"
-	"net/http/httptest"
+	"github.com/cosell-dev/cosell/services/internal/testkit/emutest"
 	"reflect"
 	"strings"
 	"testing"
@@ -16,16 +16,7 @@ import (
 // discover runs Discover over HTTP against an emulated org of the given shape.
 func discover(t *testing.T, opts sfemu.Options) *Org {
 	t.Helper()
-	e, err := sfemu.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(e)
-	t.Cleanup(srv.Close)
-	c, err := sfapi.New(t.Context(), sfapi.Config{Domain: srv.URL, ClientID: sfemu.DefaultClientID, ClientSecret: sfemu.DefaultClientSecret, RequestTimeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, c := emutest.Salesforce(t, opts)
 	o, err := Discover(t.Context(), c, sf.ObjectOpportunity)
 	if err != nil {
 		t.Fatal(err)
@@ -87,16 +78,7 @@ func TestFitDropsOnlyWhatTheOrgImplies(t *testing.T) {
 
 func TestWaitOutlastsAnOutage(t *testing.T) {
 	t.Parallel()
-	e, err := sfemu.New(sfemu.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(e)
-	t.Cleanup(srv.Close)
-	c, err := sfapi.New(t.Context(), sfapi.Config{Domain: srv.URL, ClientID: sfemu.DefaultClientID, ClientSecret: sfemu.DefaultClientSecret, RequestTimeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, c := emutest.Salesforce(t, sfemu.Options{})
 	e.FailNextCalls(2)
 	o, err := Wait(t.Context(), c, 10*time.Millisecond, sf.ObjectOpportunity)
 	if err != nil || o.Currency != "USD" {

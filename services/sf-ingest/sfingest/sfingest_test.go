@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/internal/testkit"
 	"github.com/cosell-dev/cosell/services/internal/testkit/bustest"
+	"github.com/cosell-dev/cosell/services/internal/testkit/emutest"
 )
 
 type fixture struct {
@@ -32,16 +32,7 @@ func newFixture(t testing.TB, cfg Config) *fixture {
 	log := testkit.Log()
 	ctx := context.Background()
 	bus := bustest.Start(t, bustest.Config(3, 5*time.Second), contracts.StageSFIngest, nil)
-	emu, err := sfemu.New(sfemu.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu)
-	t.Cleanup(srv.Close)
-	client, err := sfapi.New(ctx, sfapi.Config{Domain: srv.URL, ClientID: sfemu.DefaultClientID, ClientSecret: sfemu.DefaultClientSecret, RequestTimeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	emu, client := emutest.Salesforce(t, sfemu.Options{})
 	cps, err := bus.KV(ctx, contracts.BucketCheckpoints)
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package sfwriter
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"sort"
 	"strings"
 	"testing"
@@ -12,11 +11,11 @@ import (
 	"github.com/cosell-dev/cosell/contracts"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/emulators/sfemu"
-	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
 	"github.com/cosell-dev/cosell/services/internal/outcome"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/internal/testkit"
 	"github.com/cosell-dev/cosell/services/internal/testkit/bustest"
+	"github.com/cosell-dev/cosell/services/internal/testkit/emutest"
 )
 
 type fixture struct {
@@ -30,16 +29,7 @@ func newFixture(t testing.TB, emuOpts sfemu.Options, gov *GovernorConfig) *fixtu
 	log := testkit.Log()
 	ctx := context.Background()
 	bus := bustest.Start(t, bustest.Config(5, 5*time.Second), contracts.StageSFWriter, nil)
-	emu, err := sfemu.New(emuOpts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu)
-	t.Cleanup(srv.Close)
-	client, err := sfapi.New(ctx, sfapi.Config{Domain: srv.URL, ClientID: sfemu.DefaultClientID, ClientSecret: sfemu.DefaultClientSecret, RequestTimeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	emu, client := emutest.Salesforce(t, emuOpts)
 	rec, err := outcome.NewRecorder(ctx, bus, contracts.StageSFWriter)
 	if err != nil {
 		t.Fatal(err)
