@@ -19,6 +19,8 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/internal/stage"
+	"github.com/cosell-dev/cosell/services/internal/testkit/bustest"
+	"github.com/cosell-dev/cosell/services/internal/testkit/emutest"
 )
 
 // pcEnv points the command at a Partner Center emulator over HTTP and an embedded NATS holding the sign-in
@@ -31,8 +33,7 @@ func pcEnv(t *testing.T) *pcemu.Emulator {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pcapi.Put(context.Background(), store, pcapi.StoredToken{RefreshToken: emu.IssueRefreshToken(), ClientID: emu.ClientID(),
-		RotatedAt: time.Now()}); err != nil {
+	if err := pcapi.Put(context.Background(), store, emutest.PartnerCenterLogin(emu)); err != nil {
 		t.Fatal(err)
 	}
 	return emu
@@ -42,27 +43,16 @@ func pcEnv(t *testing.T) *pcemu.Emulator {
 // variables for them, with nobody signed in.
 func pcLoginEnv(t *testing.T, opts pcemu.Options) (*pcemu.Emulator, string) {
 	t.Helper()
-	emu, err := pcemu.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu)
-	t.Cleanup(func() { emu.Close(); srv.Close() })
-	emu.SetBaseURL(srv.URL)
-	ns, err := platform.StartEmbedded(t.TempDir(), "127.0.0.1:-1", slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	t.Setenv("COSELL_NATS_URL", ns.ClientURL())
-	t.Setenv("COSELL_PC_URL", srv.URL)
-	t.Setenv("COSELL_PC_WEBHOOKS_URL", srv.URL)
+	emu, base := emutest.PartnerCenterServer(t, opts)
+	t.Setenv("COSELL_NATS_URL", bustest.Server(t).ClientURL())
+	t.Setenv("COSELL_PC_URL", base)
+	t.Setenv("COSELL_PC_WEBHOOKS_URL", base)
 	t.Setenv("COSELL_PC_AUTHORITY", emu.Authority())
 	t.Setenv("COSELL_PC_CLIENT_ID", emu.ClientID())
 	if err := testBus(t).Provision(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return emu, srv.URL
+	return emu, base
 }
 
 // testBus connects to COSELL_NATS_URL as the CLI does.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -27,10 +26,7 @@ func start(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(emu)
-	emu.SetBaseURL(srv.URL)
-	t.Cleanup(func() { srv.Close(); emu.Close() })
-	h := &harness{t: t, emu: emu, base: srv.URL}
+	h := &harness{t: t, emu: emu, base: serve(t, emu)}
 	// A delegated token, the documented refresh shape: the Referrals API takes App+User tokens only.
 	resp, body := h.form("/"+emu.TenantID()+"/oauth2/v2.0/token", url.Values{"grant_type": {"refresh_token"},
 		"client_id": {emu.ClientID()}, "refresh_token": {emu.IssueRefreshToken()}, "scope": {"https://api.partner.microsoft.com/user_impersonation offline_access"}})

@@ -1,29 +1,22 @@
 package stage
 
 import (
-	"net/http/httptest"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/services/emulators/sfemu"
-	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
 	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/testkit/emutest"
 )
 
 // Two stages in one process (as in `cosell run`) count their own Salesforce calls, not each other's.
 func TestStagesCountTheirOwnCalls(t *testing.T) {
 	t.Parallel()
-	e, err := sfemu.New(sfemu.Options{DailyAPILimit: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(e)
-	t.Cleanup(srv.Close)
-	cfg := sfapi.Config{Domain: srv.URL, ClientID: sfemu.DefaultClientID, ClientSecret: sfemu.DefaultClientSecret, RequestTimeout: 10 * time.Second}
+	_, domain := emutest.SalesforceServer(t, sfemu.Options{DailyAPILimit: 1000})
+	cfg := emutest.SalesforceConfig(domain)
 	stage := func() (*Env, *platform.APIMetrics) {
 		m := NewClientMetrics(prometheus.NewRegistry())
 		return &Env{Clients: m}, m.API

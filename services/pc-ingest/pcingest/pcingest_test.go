@@ -18,10 +18,10 @@ import (
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	"github.com/cosell-dev/cosell/services/emulators/pcemu"
 	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
-	"github.com/cosell-dev/cosell/services/internal/clients/pcwebhook"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/internal/testkit"
 	"github.com/cosell-dev/cosell/services/internal/testkit/bustest"
+	"github.com/cosell-dev/cosell/services/internal/testkit/emutest"
 	"github.com/cosell-dev/cosell/services/internal/watermark"
 )
 
@@ -42,15 +42,8 @@ func newFixture(t *testing.T, cfg Config, run func(*Ingest) func(context.Context
 	busCfg := bustest.Config(5, 2*time.Second)
 	busCfg.DuplicateWindow = 10 * time.Minute
 	bus := bustest.Start(t, busCfg, contracts.StagePCIngest, platform.NewMetrics(prometheus.NewRegistry()))
-	emu, err := pcemu.New(pcemu.Options{WebhookBackoff: 50 * time.Millisecond, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	emuSrv := httptest.NewServer(emu)
-	t.Cleanup(func() { emu.Close(); emuSrv.Close() })
-	emu.SetBaseURL(emuSrv.URL)
-	client, err := pcapi.New(ctx, pcapi.Config{ReferralsBaseURL: emuSrv.URL, WebhooksBaseURL: emuSrv.URL, Authority: emu.Authority(),
-		ClientID: emu.ClientID(), Tokens: pcapi.NewMemoryTokenStore(pcapi.StoredToken{RefreshToken: emu.IssueRefreshToken()})})
+	emu, base := emutest.PartnerCenterServer(t, pcemu.Options{WebhookBackoff: 50 * time.Millisecond, Logger: log})
+	client, err := pcapi.New(ctx, emutest.PartnerCenterConfig(emu, base))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +51,6 @@ func newFixture(t *testing.T, cfg Config, run func(*Ingest) func(context.Context
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, _ := url.Parse(emuSrv.URL)
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 4 << 10
 	}
@@ -66,9 +58,8 @@ func newFixture(t *testing.T, cfg Config, run func(*Ingest) func(context.Context
 		cfg.PollInterval = time.Hour
 	}
 	in := &Ingest{Bus: bus, PC: client, Checkpoints: cps, Config: cfg, Log: log,
-		Verifier: &pcwebhook.Verifier{TrustedHosts: []string{u.Host}, IntermediateHosts: []string{u.Host}, Roots: emu.RootPool(), AllowInsecureHTTP: true,
-			AllowedPathPrefix: "/_emulator/cert/"},
-		Consume: platform.ConsumeOptions{MaxWait: 100 * time.Millisecond, BackoffBase: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond}}
+		Verifier: emutest.PartnerCenterVerifier(emu, base),
+		Consume:  platform.ConsumeOptions{MaxWait: 100 * time.Millisecond, BackoffBase: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond}}
 	hookSrv := httptest.NewServer(in)
 	t.Cleanup(hookSrv.Close)
 	f := &fixture{in: in, emu: emu, bus: bus, hook: hookSrv.URL + "/webhooks/partner-center"}

@@ -20,6 +20,7 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/internal/testkit"
 	"github.com/cosell-dev/cosell/services/internal/testkit/bustest"
+	"github.com/cosell-dev/cosell/services/internal/testkit/emutest"
 )
 
 // newWriter wires a writer to a real embedded nats-server and the Partner Center emulator over HTTP.
@@ -28,15 +29,8 @@ func newWriter(t *testing.T) (*Writer, *pcemu.Emulator) {
 	ctx := context.Background()
 	log := testkit.Log()
 	bus := bustest.Start(t, bustest.Config(5, 5*time.Second), contracts.StagePCWriter, platform.NewMetrics(prometheus.NewRegistry()))
-	emu, err := pcemu.New(pcemu.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu)
-	t.Cleanup(func() { emu.Close(); srv.Close() })
-	emu.SetBaseURL(srv.URL)
-	client, err := pcapi.New(ctx, pcapi.Config{ReferralsBaseURL: srv.URL, WebhooksBaseURL: srv.URL, Authority: emu.Authority(),
-		ClientID: emu.ClientID(), Tokens: pcapi.NewMemoryTokenStore(pcapi.StoredToken{RefreshToken: emu.IssueRefreshToken()})})
+	emu, base := emutest.PartnerCenterServer(t, pcemu.Options{Logger: log})
+	client, err := pcapi.New(ctx, emutest.PartnerCenterConfig(emu, base))
 	if err != nil {
 		t.Fatal(err)
 	}

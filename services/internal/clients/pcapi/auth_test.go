@@ -4,66 +4,34 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/oauth2"
 
 	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/services/emulators/pcemu"
 	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
-	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/testkit/bustest"
+	"github.com/cosell-dev/cosell/services/internal/testkit/emutest"
 )
 
 // kvStores starts an embedded nats-server with the provisioned buckets and returns a function that opens the
 // token store over a new connection each call — one per replica or restart, as separate processes would.
 func kvStores(t *testing.T) func() pcapi.TokenStore {
 	t.Helper()
-	ctx := context.Background()
-	log := slog.New(slog.DiscardHandler)
-	ns, err := platform.StartEmbedded(t.TempDir(), "127.0.0.1:-1", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	cfg := platform.BusConfig{Replicas: 1, MaxAge: time.Hour, DuplicateWindow: time.Minute, MaxDeliver: 3, AckWait: time.Second}
-	open := func() *platform.Bus {
-		b, err := platform.ConnectServer(ctx, ns, cfg, contracts.StagePCWriter, log, platform.NewMetrics(prometheus.NewRegistry()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(b.Close)
-		return b
-	}
-	if err := open().Provision(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ns := bustest.Server(t)
 	return func() pcapi.TokenStore {
-		kv, err := open().KV(ctx, contracts.BucketPCCredentials)
+		kv, err := bustest.Bus(t, ns, bustest.Config(3, time.Second), contracts.StagePCWriter, nil).KV(t.Context(), contracts.BucketPCCredentials)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return pcapi.KVTokenStore{KV: kv}
 	}
-}
-
-func emulator(t *testing.T, opts pcemu.Options) (*pcemu.Emulator, string) {
-	t.Helper()
-	emu, err := pcemu.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu)
-	emu.SetBaseURL(srv.URL)
-	t.Cleanup(func() { srv.Close(); emu.Close() })
-	return emu, srv.URL
 }
 
 // expiryLog records what the client reports after each refresh (the metric's input).
@@ -87,7 +55,7 @@ func (l *expiryLog) observe(exp time.Time, err error) {
 func TestDelegatedLoginRotationRestartReplicasAndExpiry(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	emu, base := emulator(t, pcemu.Options{DeviceCodeInterval: time.Second})
+	emu, base := emutest.PartnerCenterServer(t, pcemu.Options{DeviceCodeInterval: time.Second})
 	stores := kvStores(t)
 
 	// cosell pc login: the prompt is where the user signs in (here: the verification page's form, over HTTP).
@@ -195,7 +163,7 @@ func TestDelegatedLoginRotationRestartReplicasAndExpiry(t *testing.T) {
 // A client-credentials token is refused by the Referrals API; the delegated client on the same emulator works.
 func TestClientCredentialsRefusedByReferralsAPI(t *testing.T) {
 	t.Parallel()
-	emu, base := emulator(t, pcemu.Options{})
+	emu, base := emutest.PartnerCenterServer(t, pcemu.Options{})
 	resp, err := http.PostForm(emu.TokenURL(), url.Values{"grant_type": {"client_credentials"}, "client_id": {emu.ClientID()},
 		"client_secret": {emu.ClientSecret()}, "scope": {"https://api.partner.microsoft.com/.default"}})
 	if err != nil {
@@ -218,7 +186,7 @@ func TestClientCredentialsRefusedByReferralsAPI(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden || body.Error.Code != "accessDenied" {
 		t.Fatalf("app-only: %d %+v", resp.StatusCode, body)
 	}
-	c, err := pcapi.New(context.Background(), delegated(emu, base))
+	c, err := pcapi.New(context.Background(), emutest.PartnerCenterConfig(emu, base))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +203,7 @@ func TestClientCredentialsRefusedByReferralsAPI(t *testing.T) {
 // The password grant is the explicitly named option for an account without MFA; with MFA it fails with the fix.
 func TestPasswordMethod(t *testing.T) {
 	t.Parallel()
-	emu, base := emulator(t, pcemu.Options{})
+	emu, base := emutest.PartnerCenterServer(t, pcemu.Options{})
 	cfg := pcapi.Config{ReferralsBaseURL: base, WebhooksBaseURL: base, Authority: emu.Authority(), ClientID: emu.ClientID(),
 		Auth: pcapi.AuthPassword, Username: pcemu.DefaultUser, Password: "cosell-emulator-password"}
 	c, err := pcapi.New(context.Background(), cfg)
@@ -272,8 +240,8 @@ func decodeJSON(t *testing.T, resp *http.Response, v any) {
 // Concurrent calls that all need a token share one exchange (one rotation of the stored refresh token).
 func TestConcurrentCallsShareOneRefresh(t *testing.T) {
 	t.Parallel()
-	emu, base := emulator(t, pcemu.Options{})
-	c, err := pcapi.New(context.Background(), delegated(emu, base))
+	emu, base := emutest.PartnerCenterServer(t, pcemu.Options{})
+	c, err := pcapi.New(context.Background(), emutest.PartnerCenterConfig(emu, base))
 	if err != nil {
 		t.Fatal(err)
 	}

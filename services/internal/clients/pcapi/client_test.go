@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -13,25 +12,8 @@ import (
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	"github.com/cosell-dev/cosell/services/emulators/pcemu"
 	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
+	"github.com/cosell-dev/cosell/services/internal/testkit/emutest"
 )
-
-func setup(t *testing.T, opts pcemu.Options) (*pcemu.Emulator, *pcapi.Client) {
-	t.Helper()
-	emu, base := emulator(t, opts)
-	c, err := pcapi.New(context.Background(), delegated(emu, base))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return emu, c
-}
-
-// delegated configures a client for the emulator at base the way the stages run: App+User, with a refresh token
-// the emulator issued to its Referrals Admin user (as `cosell pc login` would have stored).
-func delegated(emu *pcemu.Emulator, base string) pcapi.Config {
-	return pcapi.Config{ReferralsBaseURL: base, WebhooksBaseURL: base, Authority: base + "/" + emu.TenantID(),
-		ClientID: emu.ClientID(), Tokens: pcapi.NewMemoryTokenStore(pcapi.StoredToken{
-			RefreshToken: emu.IssueRefreshToken(), ClientID: emu.ClientID(), RotatedAt: time.Now()})}
-}
 
 func float(v float64) *float64 { return &v }
 
@@ -47,7 +29,7 @@ func newReferral(name, ext string) pc.Referral {
 
 func TestTokenFlowAndUnauthenticated(t *testing.T) {
 	t.Parallel()
-	emu, c := setup(t, pcemu.Options{})
+	emu, c := emutest.PartnerCenter(t, pcemu.Options{})
 	if _, err := c.GetReferral(context.Background(), "nope"); !pcapi.IsNotFound(err) {
 		t.Fatalf("want 404, got %v", err)
 	}
@@ -69,7 +51,7 @@ func TestTokenFlowAndUnauthenticated(t *testing.T) {
 
 func TestTokenExpiryIsRefreshed(t *testing.T) {
 	t.Parallel()
-	emu, c := setup(t, pcemu.Options{})
+	emu, c := emutest.PartnerCenter(t, pcemu.Options{})
 	ctx := context.Background()
 	r, err := c.CreateReferral(ctx, newReferral("deal", "006A"))
 	if err != nil {
@@ -89,7 +71,7 @@ func TestTokenExpiryIsRefreshed(t *testing.T) {
 
 func TestCreateGetAndValidation(t *testing.T) {
 	t.Parallel()
-	_, c := setup(t, pcemu.Options{})
+	_, c := emutest.PartnerCenter(t, pcemu.Options{})
 	ctx := context.Background()
 	r, err := c.CreateReferral(ctx, newReferral("deal", "006A"))
 	if err != nil {
@@ -138,7 +120,7 @@ func TestCreateGetAndValidation(t *testing.T) {
 
 func TestListFilterOrderPaging(t *testing.T) {
 	t.Parallel()
-	emu, c := setup(t, pcemu.Options{})
+	emu, c := emutest.PartnerCenter(t, pcemu.Options{})
 	ctx := context.Background()
 	var ids []string
 	for i := range 130 {
@@ -206,7 +188,7 @@ func TestListFilterOrderPaging(t *testing.T) {
 
 func TestPatch(t *testing.T) {
 	t.Parallel()
-	emu, c := setup(t, pcemu.Options{})
+	emu, c := emutest.PartnerCenter(t, pcemu.Options{})
 	ctx := context.Background()
 	r, err := c.CreateReferral(ctx, newReferral("deal", "006A"))
 	if err != nil {
@@ -282,7 +264,7 @@ func TestPatch(t *testing.T) {
 
 func TestThrottlingAndFaults(t *testing.T) {
 	t.Parallel()
-	emu, c := setup(t, pcemu.Options{RateLimit: 0.5})
+	emu, c := emutest.PartnerCenter(t, pcemu.Options{RateLimit: 0.5})
 	ctx := context.Background()
 	if _, err := c.GetReferral(ctx, "a"); !pcapi.IsNotFound(err) {
 		t.Fatal(err)
@@ -293,7 +275,7 @@ func TestThrottlingAndFaults(t *testing.T) {
 		t.Fatalf("throttled: %v %v %v", d, ok, err)
 	}
 
-	emu2, c2 := setup(t, pcemu.Options{})
+	emu2, c2 := emutest.PartnerCenter(t, pcemu.Options{})
 	emu2.SetFaults(pcemu.Faults{Fail5xx: 1, Throttle429: 1})
 	_, err = c2.GetReferral(ctx, "a")
 	if _, ok := pcapi.IsThrottled(err); !ok {
@@ -312,12 +294,10 @@ func TestThrottlingAndFaults(t *testing.T) {
 
 func TestNetworkErrorIsTransient(t *testing.T) {
 	t.Parallel()
-	emu, _ := setup(t, pcemu.Options{})
-	srv := httptest.NewServer(emu)
-	cfg := delegated(emu, srv.URL)
+	emu, base := emutest.PartnerCenterServer(t, pcemu.Options{})
+	cfg := emutest.PartnerCenterConfig(emu, base)
 	cfg.ReferralsBaseURL = "http://127.0.0.1:1"
 	c, err := pcapi.New(context.Background(), cfg)
-	srv.Close()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,13 +9,14 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/clients/apicall"
 	"github.com/cosell-dev/cosell/services/internal/clients/apicall/apicalltest"
 	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
+	"github.com/cosell-dev/cosell/services/internal/testkit/emutest"
 )
 
 func TestEachClientReportsToItsOwnObserver(t *testing.T) {
 	t.Parallel()
-	emu, base := emulator(t, pcemu.Options{})
+	emu, base := emutest.PartnerCenterServer(t, pcemu.Options{})
 	client := func(obs apicall.Observer) *pcapi.Client {
-		cfg := delegated(emu, base)
+		cfg := emutest.PartnerCenterConfig(emu, base)
 		cfg.Observer = obs
 		c, err := pcapi.New(t.Context(), cfg)
 		if err != nil {

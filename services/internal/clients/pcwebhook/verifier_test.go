@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
 	"github.com/cosell-dev/cosell/services/internal/clients/pcwebhook"
 	"github.com/cosell-dev/cosell/services/internal/testkit"
+	"github.com/cosell-dev/cosell/services/internal/testkit/emutest"
 )
 
 // delivery is one request the test receiver got.
@@ -49,15 +49,8 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	emu, err := pcemu.New(pcemu.Options{WebhookBackoff: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu)
-	emu.SetBaseURL(srv.URL)
-	u, _ := url.Parse(srv.URL)
-	v := &pcwebhook.Verifier{TrustedHosts: []string{u.Host}, IntermediateHosts: []string{u.Host}, Roots: emu.RootPool(), AllowInsecureHTTP: true,
-		AllowedPathPrefix: "/_emulator/cert/", HTTPClient: srv.Client()}
+	emu, base := emutest.PartnerCenterServer(t, pcemu.Options{WebhookBackoff: 10 * time.Millisecond})
+	v := emutest.PartnerCenterVerifier(emu, base)
 	rc := &receiver{}
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -74,13 +67,12 @@ func setup(t *testing.T) *env {
 		}
 		w.WriteHeader(st)
 	}))
-	t.Cleanup(func() { hook.Close(); srv.Close(); emu.Close() })
-	c, err := pcapi.New(context.Background(), pcapi.Config{ReferralsBaseURL: srv.URL, WebhooksBaseURL: srv.URL, Authority: emu.Authority(),
-		ClientID: emu.ClientID(), Tokens: pcapi.NewMemoryTokenStore(pcapi.StoredToken{RefreshToken: emu.IssueRefreshToken()})})
+	t.Cleanup(hook.Close)
+	c, err := pcapi.New(context.Background(), emutest.PartnerCenterConfig(emu, base))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{emu: emu, client: c, verifier: v, recv: rc, hookURL: hook.URL, base: srv.URL}
+	return &env{emu: emu, client: c, verifier: v, recv: rc, hookURL: hook.URL, base: base}
 }
 
 var referralEvents = []string{pc.EventReferralCreated, pc.EventReferralUpdated, pc.EventTestCreated}
