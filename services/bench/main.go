@@ -1,17 +1,21 @@
 // Command bench measures cosell end to end on this machine, with every stage as its own OS process next to
 // a nats-server and both emulators (internal/harness/fleet), and prints a Markdown report:
 //
-//   - the raw JetStream ceiling: synchronous publish + fetch + double-ack through the same server, measured
-//     the same way in the same run;
+//   - the raw JetStream ceilings on the same server in the same run: async publish, sync publish, durable
+//     fetch + ack, and the stages' way (sync publish with fetch + double-ack at once);
 //   - throughput of referral creates (Partner Center → Salesforce) and Opportunity creates (the reverse), as a
-//     backlog injected at once, and the ratio to the ceiling;
+//     backlog injected at once, and the honest ratio to the ceiling: records/s against the async publish
+//     ceiling divided by the messages the server stores per record;
+//   - the bus cost per change, from the server's own counters: stored publishes per stream and KV bucket,
+//     durable deliveries per consumer, JetStream API requests;
 //   - sync latency (source change → other side written) p50 / p99 / max at a steady rate and at saturation,
 //     from the commands' source versions and the writers' outcomes;
-//   - API economy: Salesforce and Partner Center calls per 1,000 changes (backlog and steady trickle), and the
-//     external writes a full replay of already-converged records causes (target: zero);
-//   - replay rate and resident memory of each stage at steady load.
+//   - API economy: Salesforce calls (counted as Salesforce counts them: a Composite is one, the token none)
+//     and Partner Center calls per 1,000 changes, and the external writes a full replay of already-converged
+//     records causes (target: zero);
+//   - CPU per process in each phase, replay rate and resident memory of each stage at steady load.
 //
-// Usage: go run ./services/bench [-n 500] [-rate 100] [-duration 20s]   (make bench)
+// Usage: go run ./services/bench [-n 500] [-rate 100] [-duration 20s] [-defaults]   (make bench)
 package main
 
 import (
@@ -20,8 +24,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -29,7 +36,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cosell-dev/cosell/contracts"
@@ -41,9 +47,17 @@ func main() {
 	n := flag.Int("n", 500, "records created in each backlog run")
 	rate := flag.Int("rate", 100, "changes per second in the steady run")
 	dur := flag.Duration("duration", 20*time.Second, "length of the steady run")
-	raw := flag.Int("raw", 20000, "messages in the raw JetStream run")
+	raw := flag.Int("raw", 20000, "messages in each raw JetStream ceiling run")
 	pcRate := flag.String("pc-write-rate", "", "COSELL_PC_WRITE_RATE for pc-writer (empty = its default, 10 calls/s; 0 = no limit)")
+	defaults := flag.Bool("defaults", false, "run the stages with the production defaults of the Salesforce poll and Audit summary intervals instead of the bench's (500ms, 1s)")
 	flag.Parse()
+	if !*defaults {
+		extraEnv = append(extraEnv, benchSettings...)
+	}
+	calmFor = 2 * time.Second
+	if d, err := time.ParseDuration(envValue("COSELL_AUDIT_SUMMARY_INTERVAL", "30s")); err == nil {
+		calmFor += d
+	}
 	if *pcRate != "" {
 		extraEnv = append(extraEnv, "COSELL_PC_WRITE_RATE="+*pcRate)
 	}
@@ -53,6 +67,20 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// benchSettings make a run settle quickly: Salesforce polled every 500ms, Audit summaries every second.
+// They are not the production defaults (the report prints both).
+var benchSettings = []string{"COSELL_SF_POLL_INTERVAL=500ms", "COSELL_AUDIT_SUMMARY_INTERVAL=1s"}
+
+// envValue is a variable's value in extraEnv, or def (its production default).
+func envValue(name, def string) string {
+	for _, kv := range extraEnv {
+		if k, v, _ := strings.Cut(kv, "="); k == name {
+			return v
+		}
+	}
+	return def
 }
 
 // extraEnv is added to every stage's environment.
@@ -66,6 +94,33 @@ func (r *report) add(format string, args ...any) {
 	line := fmt.Sprintf(format, args...)
 	r.lines = append(r.lines, line)
 	fmt.Fprintln(os.Stderr, line)
+}
+
+// phase is what one measured phase cost: bus work, API calls, CPU per process, wall time.
+type phase struct {
+	bus       busState
+	api       snapshot
+	cpu       map[string]time.Duration
+	startedAt time.Time
+}
+
+func begin(ctx context.Context, f *fleet.Fleet, probe *busProbe) (phase, error) {
+	b, err := probe.read(ctx)
+	return phase{bus: b, api: counts(ctx, f), cpu: cpuTimes(f), startedAt: time.Now()}, err
+}
+
+// measured is the difference between a phase's start and now.
+type measured struct {
+	bus      busCost
+	from, to snapshot
+	cpu      string
+}
+
+func (p phase) end(ctx context.Context, f *fleet.Fleet, probe *busProbe) (measured, error) {
+	wall := time.Since(p.startedAt)
+	cpu := cpuShare(p.cpu, cpuTimes(f), wall)
+	b, err := probe.read(ctx)
+	return measured{bus: p.bus.to(b), from: p.api, to: counts(ctx, f), cpu: cpu}, err
 }
 
 func run(ctx context.Context, n, rate int, dur time.Duration, rawN int) (err error) {
@@ -95,7 +150,7 @@ func run(ctx context.Context, n, rate int, dur time.Duration, rawN int) (err err
 	if err := f.StartInfra(ctx); err != nil {
 		return err
 	}
-	f.Env = append(f.Env, "COSELL_SF_POLL_INTERVAL=500ms", "COSELL_LOG_LEVEL=warn", "COSELL_AUDIT_SUMMARY_INTERVAL=1s")
+	f.Env = append(f.Env, "COSELL_LOG_LEVEL=warn")
 	f.Env = append(f.Env, extraEnv...)
 	if err := f.StartStages(ctx); err != nil {
 		return err
@@ -103,33 +158,41 @@ func run(ctx context.Context, n, rate int, dur time.Duration, rawN int) (err err
 	if err := f.RegisterWebhook(ctx); err != nil {
 		return err
 	}
-	nc, err := nats.Connect("nats://" + f.NATSAddr)
+	url := "nats://" + f.NATSAddr
+	probe, err := newBusProbe(url)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
+	defer probe.Close()
+	js := probe.js
 	r := &report{}
 	r.add("| measure | value |")
 	r.add("|---|---|")
 
-	// 1. The ceiling.
-	ceiling, err := rawRate(ctx, js, rawN)
+	// 1. The ceilings.
+	ceil, err := measureCeilings(ctx, url, rawN)
 	if err != nil {
 		return err
 	}
-	r.add("| raw JetStream: sync publish + fetch + double-ack, 2 KiB, %d msgs | %.0f msgs/s |", rawN, ceiling)
+	ceil.report(r)
+	honest := func(perSec float64, m measured, count int) string {
+		stored := float64(sum(m.bus.stored)) / float64(count)
+		if stored == 0 {
+			return "no stored messages"
+		}
+		bound := ceil.async / stored
+		return fmt.Sprintf("%.1f%% of the async ceiling ÷ %.1f stored messages per record = %.0f/s", 100*perSec/bound, stored, bound)
+	}
 
 	// 2. Backlog PC → SF.
-	before := counts(ctx, f)
 	sfBefore, err := sfLinked(ctx, f)
 	if err != nil {
 		return err
 	}
-	t0 := time.Now()
+	ph, err := begin(ctx, f, probe)
+	if err != nil {
+		return err
+	}
 	refIDs, err := createReferrals(ctx, f, n)
 	if err != nil {
 		return err
@@ -137,62 +200,77 @@ func run(ctx context.Context, n, rate int, dur time.Duration, rawN int) (err err
 	if err := waitRecords(ctx, func(ctx context.Context) (int, error) { return sfLinked(ctx, f) }, sfBefore+n, time.Duration(n)*time.Second); err != nil {
 		return err
 	}
-	el := time.Since(t0)
-	if err := quiet(ctx, js, f); err != nil {
+	el := time.Since(ph.startedAt)
+	if _, err := quiet(ctx, js, f); err != nil {
 		return err
 	}
-	after := counts(ctx, f)
+	m, err := ph.end(ctx, f, probe)
+	if err != nil {
+		return err
+	}
 	pcRate := float64(n) / el.Seconds()
-	r.add("| Partner Center → Salesforce, backlog of %d new referrals | %.1f referrals/s (%.2f%% of the ceiling) |", n, pcRate, 100*pcRate/ceiling)
-	r.add("| … Salesforce calls per 1,000 referrals (backlog) | %.0f |", per1000(after.sfAPI()-before.sfAPI(), n))
-	r.add("| … Partner Center calls per 1,000 referrals (backlog) | %.0f |", per1000(after.pcAPI()-before.pcAPI(), n))
-	satLat, err := latencies(ctx, js, t0, contracts.SubjectOpportunityRequested, contracts.SubjectOpportunityWritten)
+	r.add("| Partner Center → Salesforce, backlog of %d new referrals | %.1f referrals/s (%s) |", n, pcRate, honest(pcRate, m, n))
+	m.bus.report(r, n, "referral")
+	r.add("| … Salesforce API calls per 1,000 referrals (backlog) | %.0f %s|", per1000(m.to.sfAPI()-m.from.sfAPI(), n), sfEndpoints(m.from, m.to))
+	r.add("| … Partner Center calls per 1,000 referrals (backlog) | %.0f |", per1000(m.to.pcAPI()-m.from.pcAPI(), n))
+	r.add("| … CPU, cores used over the phase (share of the fleet's CPU time) | %s |", m.cpu)
+	satLat, err := latencies(ctx, js, ph.startedAt, contracts.SubjectOpportunityRequested, contracts.SubjectOpportunityWritten)
 	if err != nil {
 		return err
 	}
 	r.add("| … sync latency at saturation p50 / p99 / max | %s |", satLat)
 
 	// 3. Backlog SF → PC.
-	before = counts(ctx, f)
 	pcBefore, err := pcFromSF(ctx, f)
 	if err != nil {
 		return err
 	}
-	t0 = time.Now()
+	if ph, err = begin(ctx, f, probe); err != nil {
+		return err
+	}
 	if err := createOpportunities(ctx, f, n); err != nil {
 		return err
 	}
 	if err := waitRecords(ctx, func(ctx context.Context) (int, error) { return pcFromSF(ctx, f) }, pcBefore+n, time.Duration(n)*time.Second); err != nil {
 		return err
 	}
-	el = time.Since(t0)
-	if err := quiet(ctx, js, f); err != nil {
+	el = time.Since(ph.startedAt)
+	if _, err := quiet(ctx, js, f); err != nil {
 		return err
 	}
-	after = counts(ctx, f)
+	if m, err = ph.end(ctx, f, probe); err != nil {
+		return err
+	}
 	sfRate := float64(n) / el.Seconds()
-	r.add("| Salesforce → Partner Center, backlog of %d new synced Opportunities | %.1f opportunities/s (%.2f%% of the ceiling) |", n, sfRate, 100*sfRate/ceiling)
-	r.add("| … Salesforce calls per 1,000 Opportunities (backlog, incl. polling and link write-back) | %.0f |", per1000(after.sfAPI()-before.sfAPI(), n))
-	r.add("| … Partner Center calls per 1,000 Opportunities (backlog) | %.0f |", per1000(after.pcAPI()-before.pcAPI(), n))
+	r.add("| Salesforce → Partner Center, backlog of %d new synced Opportunities | %.1f opportunities/s (%s) |", n, sfRate, honest(sfRate, m, n))
+	m.bus.report(r, n, "Opportunity")
+	r.add("| … Salesforce API calls per 1,000 Opportunities (backlog, incl. polling and link write-back) | %.0f %s|", per1000(m.to.sfAPI()-m.from.sfAPI(), n), sfEndpoints(m.from, m.to))
+	r.add("| … Partner Center calls per 1,000 Opportunities (backlog) | %.0f %s|", per1000(m.to.pcAPI()-m.from.pcAPI(), n), pcEndpoints(m.from, m.to))
+	r.add("| … CPU, cores used over the phase (share of the fleet's CPU time) | %s |", m.cpu)
 
 	// 4. Steady trickle of Partner Center changes.
-	before = counts(ctx, f)
-	t0 = time.Now()
+	if ph, err = begin(ctx, f, probe); err != nil {
+		return err
+	}
 	changes, rss, err := steady(ctx, f, refIDs, rate, dur)
 	if err != nil {
 		return err
 	}
-	if err := quiet(ctx, js, f); err != nil {
+	if _, err := quiet(ctx, js, f); err != nil {
 		return err
 	}
-	after = counts(ctx, f)
-	lat, err := latencies(ctx, js, t0, contracts.SubjectOpportunityRequested, contracts.SubjectOpportunityWritten)
+	if m, err = ph.end(ctx, f, probe); err != nil {
+		return err
+	}
+	lat, err := latencies(ctx, js, ph.startedAt, contracts.SubjectOpportunityRequested, contracts.SubjectOpportunityWritten)
 	if err != nil {
 		return err
 	}
 	r.add("| steady %d deal-value changes/s on Partner Center for %s: sync latency p50 / p99 / max | %s |", rate, dur, lat)
-	r.add("| … Salesforce calls per 1,000 changes (trickle, incl. polling) | %.0f |", per1000(after.sfAPI()-before.sfAPI(), changes))
-	r.add("| … Partner Center calls per 1,000 changes (trickle) | %.0f |", per1000(after.pcAPI()-before.pcAPI(), changes))
+	m.bus.report(r, changes, "change")
+	r.add("| … Salesforce API calls per 1,000 changes (trickle, incl. polling) | %.0f %s|", per1000(m.to.sfAPI()-m.from.sfAPI(), changes), sfEndpoints(m.from, m.to))
+	r.add("| … Partner Center calls per 1,000 changes (trickle) | %.0f |", per1000(m.to.pcAPI()-m.from.pcAPI(), changes))
+	r.add("| … CPU, cores used over the run and until quiet (share of the fleet's CPU time) | %s |", m.cpu)
 	names := make([]string, 0, len(rss))
 	for k := range rss {
 		names = append(names, k)
@@ -205,82 +283,90 @@ func run(ctx context.Context, n, rate int, dur time.Duration, rawN int) (err err
 	r.add("| resident memory at steady load | %s |", strings.Join(parts, ", "))
 
 	// 5. Replay of every stream from sequence 1.
-	before = counts(ctx, f)
 	var msgs uint64
 	for _, c := range contracts.Consumers() {
 		info, err := js.Consumer(ctx, c.Stream, c.Durable)
 		if err != nil {
 			return err
 		}
-		ci, err := info.Info(ctx)
-		if err != nil {
-			return err
-		}
-		msgs += ci.Delivered.Consumer
+		msgs += info.CachedInfo().Delivered.Consumer
 	}
-	t0 = time.Now()
+	if ph, err = begin(ctx, f, probe); err != nil {
+		return err
+	}
 	for _, c := range contracts.Consumers() {
 		if _, err := js.ResetConsumerToSequence(ctx, c.Stream, c.Durable, 1); err != nil {
 			return err
 		}
 	}
-	if err := quiet(ctx, js, f); err != nil {
+	calm, err := quiet(ctx, js, f)
+	if err != nil {
 		return err
 	}
-	el = time.Since(t0)
-	after = counts(ctx, f)
-	r.add("| replay of every stream from sequence 1 (%d deliveries) | %.0f messages/s |", msgs, float64(msgs)/el.Seconds())
-	r.add("| … external writes caused by the replay | Salesforce %d, Partner Center %d %s|", after.sfWrites()-before.sfWrites(), after.pcWrites()-before.pcWrites(), diff(before, after))
+	el = calm.Sub(ph.startedAt)
+	if m, err = ph.end(ctx, f, probe); err != nil {
+		return err
+	}
+	r.add("| replay of every stream from sequence 1 (%d deliveries) | %.0f messages/s (until the last delivery or write) |", msgs, float64(msgs)/el.Seconds())
+	r.add("| … external writes caused by the replay | Salesforce %d, Partner Center %d %s|", m.to.sfWrites()-m.from.sfWrites(), m.to.pcWrites()-m.from.pcWrites(), diff(m.from, m.to))
 	r.add("")
-	r.add("Machine: %d cores (%s/%s), Go %s, %s. Command: `go run ./services/bench %s`; stage settings: %s.", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), time.Now().UTC().Format("2006-01-02"), strings.Join(os.Args[1:], " "), strings.Join(append([]string{"COSELL_SF_POLL_INTERVAL=500ms", "COSELL_AUDIT_SUMMARY_INTERVAL=1s"}, extraEnv...), " "))
+	r.add("Machine: %d cores (%s/%s), Go %s, %s, load average before the run %s. Command: `go run ./services/bench %s`.",
+		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), time.Now().UTC().Format("2006-01-02"), loadBefore, strings.Join(os.Args[1:], " "))
+	r.add("Stage settings: %s.", settingsLine(ctx, bin))
 	fmt.Println(strings.Join(r.lines, "\n"))
 	return nil
 }
 
-// rawRate publishes and consumes msgs through a scratch stream, synchronously, the way the stages do.
-func rawRate(ctx context.Context, js jetstream.JetStream, msgs int) (float64, error) {
-	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "BENCH_RAW", Subjects: []string{"bench.raw.>"},
-		Storage: jetstream.FileStorage, Duplicates: 10 * time.Minute})
+// loadBefore is /proc/loadavg when the bench started: other work on the machine moves the figures.
+var loadBefore = func() string {
+	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
-		return 0, err
+		return "unknown"
 	}
-	defer js.DeleteStream(ctx, "BENCH_RAW")
-	cons, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "bench", AckPolicy: jetstream.AckExplicitPolicy})
-	if err != nil {
-		return 0, err
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
 	}
-	payload := []byte(strings.Repeat("x", 2048))
-	start := time.Now()
-	var wg sync.WaitGroup
-	var perr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; i < msgs; i++ {
-			if _, err := js.Publish(ctx, fmt.Sprintf("bench.raw.%d", i%100), payload, jetstream.WithMsgID(fmt.Sprint("raw-", i))); err != nil {
-				perr = err
-				return
+	return strings.Join(f[:3], " ")
+}()
+
+// settingsLine says which settings the stages ran with against the production defaults, read from the built
+// binaries' --help (so the line cannot drift from the code).
+func settingsLine(ctx context.Context, bin string) string {
+	var set []string
+	for _, kv := range extraEnv {
+		name, value, _ := strings.Cut(kv, "=")
+		def := helpDefault(ctx, bin, name)
+		set = append(set, fmt.Sprintf("%s=%s (production default %s)", name, value, def))
+	}
+	prod := []string{}
+	for _, kv := range benchSettings {
+		name, _, _ := strings.Cut(kv, "=")
+		if !slices.ContainsFunc(extraEnv, func(s string) bool { return strings.HasPrefix(s, name+"=") }) {
+			prod = append(prod, fmt.Sprintf("%s=%s", name, helpDefault(ctx, bin, name)))
+		}
+	}
+	switch {
+	case len(set) == 0:
+		return "the production defaults (" + strings.Join(prod, ", ") + ")"
+	case len(prod) == 0:
+		return "bench settings, not the production defaults: " + strings.Join(set, ", ")
+	}
+	return "bench settings, not the production defaults: " + strings.Join(set, ", ") + "; production defaults: " + strings.Join(prod, ", ")
+}
+
+// helpDefault finds the default of a variable in the --help of the stage binaries.
+func helpDefault(ctx context.Context, bin, name string) string {
+	for _, s := range fleet.Stages {
+		out, _ := exec.CommandContext(ctx, filepath.Join(bin, s), "--help").CombinedOutput()
+		for _, line := range strings.Split(string(out), "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 3 && f[0] == name && f[1] == "default" {
+				return strings.TrimSuffix(f[2], ";")
 			}
 		}
-	}()
-	got := 0
-	for got < msgs {
-		batch, err := cons.Fetch(64, jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			return 0, err
-		}
-		for m := range batch.Messages() {
-			if err := m.DoubleAck(ctx); err != nil {
-				return 0, err
-			}
-			got++
-		}
-		if perr != nil {
-			return 0, perr
-		}
 	}
-	wg.Wait()
-	return float64(msgs) / time.Since(start).Seconds(), nil
+	return "?"
 }
 
 func createReferrals(ctx context.Context, f *fleet.Fleet, n int) ([]string, error) {
@@ -389,8 +475,26 @@ func counts(ctx context.Context, f *fleet.Fleet) snapshot {
 func (s snapshot) pcAPI() int {
 	total := 0
 	for k, v := range s.pc {
-		if strings.HasPrefix(k, "seller.") || (strings.HasPrefix(k, "webhooks.") && !strings.HasPrefix(k, "webhooks.register") &&
-			!strings.HasPrefix(k, "webhooks.get") && !strings.HasPrefix(k, "webhooks.update")) || k == "throttled" {
+		if pcCounted(k) {
+			total += v
+		}
+	}
+	return total
+}
+
+func pcCounted(k string) bool {
+	return !(strings.HasPrefix(k, "seller.") || (strings.HasPrefix(k, "webhooks.") && !strings.HasPrefix(k, "webhooks.register") &&
+		!strings.HasPrefix(k, "webhooks.get") && !strings.HasPrefix(k, "webhooks.update")) || k == "throttled")
+}
+
+// sfAPI counts Salesforce API calls the way Salesforce counts them against the daily allowance: a
+// Composite request is one call whatever it holds (its subrequests are counted by the emulator as
+// "composite.<name>"), the OAuth token endpoint and the versions list are none, and the Pub/Sub API has
+// an allocation of its own (REST API Developer Guide, "API Request Limits and Allocations").
+func (s snapshot) sfAPI() int {
+	total := 0
+	for k, v := range s.sf {
+		if !sfCounted(k) {
 			continue
 		}
 		total += v
@@ -398,12 +502,35 @@ func (s snapshot) pcAPI() int {
 	return total
 }
 
-func (s snapshot) sfAPI() int {
-	total := 0
-	for _, v := range s.sf {
-		total += v
+func sfCounted(endpoint string) bool {
+	return endpoint != "token" && endpoint != "versions" && !strings.HasPrefix(endpoint, "composite.") && !strings.HasPrefix(endpoint, "pubsub.")
+}
+
+// sfEndpoints and pcEndpoints name the calls that moved, for a row that explains its figure.
+func sfEndpoints(a, b snapshot) string {
+	return endpoints(a.sf, b.sf, sfCounted)
+}
+
+func pcEndpoints(a, b snapshot) string {
+	return endpoints(a.pc, b.pc, func(k string) bool { return pcCounted(k) })
+}
+
+func endpoints(a, b map[string]int, counted func(string) bool) string {
+	keys := make([]string, 0, len(b))
+	for k := range b {
+		if b[k]-a[k] > 0 && counted(k) {
+			keys = append(keys, k)
+		}
 	}
-	return total
+	if len(keys) == 0 {
+		return ""
+	}
+	sort.Slice(keys, func(i, j int) bool { return b[keys[i]]-a[keys[i]] > b[keys[j]]-a[keys[j]] })
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, b[k]-a[k]))
+	}
+	return "(" + strings.Join(parts, ", ") + ") "
 }
 
 func (s snapshot) pcWrites() int { return s.pc["referrals.create"] + s.pc["referrals.patch"] }
@@ -472,45 +599,32 @@ func waitRecords(ctx context.Context, count func(context.Context) (int, error), 
 	}
 }
 
-// sfLinked counts Opportunities that carry a Referral Identifier.
+// sfLinked counts Opportunities that carry a Referral Identifier (the emulator's count, not a listing).
 func sfLinked(ctx context.Context, f *fleet.Fleet) (int, error) {
-	var opps struct {
-		Records []map[string]any `json:"records"`
+	var c struct {
+		TotalSize int `json:"totalSize"`
 	}
-	if err := fleet.GetJSON(ctx, f.SFURL()+"/_emulator/sobjects/Opportunity", &opps); err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, o := range opps.Records {
-		if o["Referral_Identifier__c"] != nil {
-			n++
-		}
-	}
-	return n, nil
+	err := fleet.GetJSON(ctx, f.SFURL()+"/_emulator/sobjects/Opportunity?count=true&notNull=Referral_Identifier__c", &c)
+	return c.TotalSize, err
 }
 
 // pcFromSF counts referrals that name an Opportunity (created from Salesforce, or linked from Partner Center).
 func pcFromSF(ctx context.Context, f *fleet.Fleet) (int, error) {
-	var refs []map[string]any
-	if err := fleet.GetJSON(ctx, f.PCURL()+"/_emulator/referrals", &refs); err != nil {
-		return 0, err
+	var c struct {
+		Linked int `json:"withExternalReferenceId"`
 	}
-	n := 0
-	for _, r := range refs {
-		if s, _ := r["externalReferenceId"].(string); s != "" {
-			n++
-		}
-	}
-	return n, nil
+	err := fleet.GetJSON(ctx, f.PCURL()+"/_emulator/referrals?count=true", &c)
+	return c.Linked, err
 }
 
-// quiet waits until every durable consumer is caught up and no external write happened, three checks in a
-// row (so deferred work, like the Audit summaries written every second, is done too).
-func quiet(ctx context.Context, js jetstream.JetStream, f *fleet.Fleet) error {
+// quiet waits until every durable consumer is caught up and no external write happened for calmFor (longer
+// than the Audit summary interval, so deferred work, like the Audit summaries, is done too).
+// It returns when the last activity was seen.
+func quiet(ctx context.Context, js jetstream.JetStream, f *fleet.Fleet) (time.Time, error) {
 	deadline := time.Now().Add(10 * time.Minute)
-	calm := 0
+	calmSince := time.Now()
 	last := -1
-	for calm < 3 {
+	for {
 		c := counts(ctx, f)
 		writes := c.sfWrites() + c.pcWrites()
 		busy := writes != last
@@ -518,28 +632,30 @@ func quiet(ctx context.Context, js jetstream.JetStream, f *fleet.Fleet) error {
 		for _, c := range contracts.Consumers() {
 			cons, err := js.Consumer(ctx, c.Stream, c.Durable)
 			if err != nil {
-				return err
+				return time.Time{}, err
 			}
-			info, err := cons.Info(ctx)
-			if err != nil {
-				return err
-			}
-			if info.NumPending+uint64(info.NumAckPending) > 0 {
+			if info := cons.CachedInfo(); info.NumPending+uint64(info.NumAckPending) > 0 {
 				busy = true
 			}
 		}
 		if busy {
-			calm = 0
-		} else {
-			calm++
+			calmSince = time.Now()
+		} else if time.Since(calmSince) >= calmFor {
+			return calmSince, nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("not quiet after 10 minutes")
+			return time.Time{}, fmt.Errorf("not quiet after 10 minutes")
 		}
-		time.Sleep(700 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
-	return nil
 }
+
+// calmFor is how long quiet waits without activity: two seconds past the Audit summary interval in effect.
+var calmFor = 3 * time.Second
 
 // latencies joins the commands published since t0 with their written outcomes: source change (the command's
 // cause version) → other side written (the outcome's time).

@@ -122,7 +122,7 @@ func TestTokenErrors(t *testing.T) {
 func TestHTTPSurface(t *testing.T) {
 	t.Parallel()
 	h := start(t)
-	in := pc.Referral{Name: "d", Type: pc.TypeIndependent, CustomerProfile: &pc.CustomerProfile{Name: "c"}, Consent: &pc.Consent{}, Details: &pc.Details{}}
+	in := pc.Referral{Name: "d", Type: pc.TypeIndependent, ExternalReferenceID: "0065g00000AbCdEAAV", CustomerProfile: &pc.CustomerProfile{Name: "c"}, Consent: &pc.Consent{}, Details: &pc.Details{}}
 	resp, body := h.do("POST", "/v1.0/engagements/referrals", in, map[string]string{"client-request-id": "abc"})
 	if resp.StatusCode != 201 || resp.Header.Get("client-request-id") != "abc" || resp.Header.Get("request-id") == "" || resp.Header.Get("ETag") == "" {
 		t.Fatalf("create: %d %v %s", resp.StatusCode, resp.Header, body)
@@ -173,6 +173,10 @@ func TestHTTPSurface(t *testing.T) {
 	_ = json.Unmarshal(body, &all)
 	if resp.StatusCode != 200 || len(all) != 2 {
 		t.Fatalf("emulator list: %d %d", resp.StatusCode, len(all))
+	}
+	resp, body = h.do("GET", "/_emulator/referrals?count=true", nil, nil)
+	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != `{"total":2,"withExternalReferenceId":1}` {
+		t.Fatalf("emulator count: %d %s", resp.StatusCode, body)
 	}
 	resp, _ = h.do("POST", "/_emulator/faults", Faults{Throttle429: 1}, nil)
 	if resp.StatusCode != 200 {

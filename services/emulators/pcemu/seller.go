@@ -176,8 +176,23 @@ func (e *Emulator) emuExpire(w http.ResponseWriter, r *http.Request) {
 	writeReferral(w, http.StatusOK, out)
 }
 
-func (e *Emulator) emuList(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, e.Referrals())
+// emuList is GET /_emulator/referrals: every referral, or with ?count=true only how many there are and how
+// many name an Opportunity (externalReferenceId), so a harness can wait for records without the emulator
+// encoding all of them on each poll.
+func (e *Emulator) emuList(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("count") != "true" {
+		writeJSON(w, http.StatusOK, e.Referrals())
+		return
+	}
+	e.mu.Lock()
+	total, linked := len(e.order), 0
+	for _, ref := range e.referrals {
+		if ref.ExternalReferenceID != "" {
+			linked++
+		}
+	}
+	e.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]int{"total": total, "withExternalReferenceId": linked})
 }
 
 func (e *Emulator) emuCounts(w http.ResponseWriter, _ *http.Request) {

@@ -35,6 +35,16 @@ func TestEmulatorRecordsAndDescribe(t *testing.T) {
 	if r := do(t, srv, "", "GET", "/_emulator/sobjects/Opportunity/"+res.ID, ""); r.status != 200 {
 		t.Fatalf("emulator get: %d", r.status)
 	}
+	for q, want := range map[string]string{"?count=true": `"totalSize":1`, "?count=true&notNull=Referral_Identifier__c": `"totalSize":0`,
+		"?count=true&notNull=How_can_Microsoft_help__c": `"totalSize":1`} {
+		if r := do(t, srv, "", "GET", "/_emulator/sobjects/Opportunity"+q, ""); r.status != 200 || !strings.Contains(r.body, want) ||
+			!strings.Contains(r.body, `"records":[]`) {
+			t.Fatalf("emulator count %s: %d %s, want %s and no records", q, r.status, r.body, want)
+		}
+	}
+	if r := do(t, srv, "", "GET", "/_emulator/sobjects/Opportunity?count=true&notNull=Nope__c", ""); r.status != 400 || errorCode(t, r) != "INVALID_FIELD" {
+		t.Fatalf("emulator count of an unknown field: %d %s", r.status, r.body)
+	}
 	if c := e.Counts(); len(c) != 0 {
 		t.Fatalf("emulator calls were counted: %v", c)
 	}
