@@ -27,7 +27,8 @@ import (
 
 // Options tune the auditor; zero values take the defaults.
 type Options struct {
-	// SummaryEvery is how often changed links get their Audit field rewritten; 0 turns the write-back off.
+	// SummaryEvery is how long after its first change a link's Audit field is rewritten (one write per link
+	// per interval; an unchanged text is not written); 0 turns the write-back off.
 	SummaryEvery time.Duration
 	// SummaryEntries is how many timeline entries the Audit field shows (default 10).
 	SummaryEntries int
@@ -66,7 +67,7 @@ type Auditor struct {
 	mu      sync.Mutex
 	recent  []contracts.Decision
 	counts  map[string]int
-	dirty   map[string]bool
+	summary *summaries
 	history *history
 }
 
@@ -80,7 +81,7 @@ func New(ctx context.Context, bus *platform.Bus, log *slog.Logger) (*Auditor, er
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Auditor{
-		Bus: bus, Links: kv, Log: log, counts: map[string]int{}, dirty: map[string]bool{},
+		Bus: bus, Links: kv, Log: log, counts: map[string]int{}, summary: newSummaries(0),
 		syncLatency: platform.SyncLatency(),
 		summaries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "cosell", Name: "audit_summaries_published_total",
@@ -106,6 +107,12 @@ const keepRecent = 200
 // Audit summaries, until ctx is cancelled.
 func (a *Auditor) Run(ctx context.Context) error {
 	a.Options = a.Options.withDefaults()
+	a.mu.Lock()
+	if a.summary == nil {
+		a.summary = newSummaries(0)
+	}
+	a.summary.every = a.Options.SummaryEvery
+	a.mu.Unlock()
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	wg.Add(2)
@@ -145,11 +152,8 @@ func (a *Auditor) Handle(ctx context.Context, e platform.Event) error {
 	if len(a.recent) > keepRecent {
 		a.recent = a.recent[len(a.recent)-keepRecent:]
 	}
-	if Summarised(d) {
-		if a.dirty == nil {
-			a.dirty = map[string]bool{}
-		}
-		a.dirty[d.LinkID] = true
+	if Summarised(d) && a.summary != nil && a.Options.SummaryEvery > 0 {
+		a.summary.mark(d.LinkID, time.Now())
 	}
 	return nil
 }

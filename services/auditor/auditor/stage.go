@@ -10,7 +10,7 @@ import (
 
 // StageConfig is everything the auditor reads from its environment besides platform.Common.
 type StageConfig struct {
-	SummaryEvery   time.Duration `env:"COSELL_AUDIT_SUMMARY_INTERVAL" default:"30s" help:"how often changed links get their Audit field rewritten; 0 turns the write-back off"`
+	SummaryEvery   time.Duration `env:"COSELL_AUDIT_SUMMARY_INTERVAL" default:"30s" help:"a changed link's Audit field is rewritten this long after its first change (one write per link per interval, none when the text is unchanged); 0 turns the write-back off"`
 	SummaryEntries int           `env:"COSELL_AUDIT_SUMMARY_ENTRIES" default:"10" help:"timeline entries shown in the Audit field"`
 	SampleEvery    time.Duration `env:"COSELL_AUDIT_SAMPLE_INTERVAL" default:"10s" help:"how often lag and throughput are sampled for the charts"`
 	History        time.Duration `env:"COSELL_AUDIT_HISTORY" default:"1h" help:"how far back the status page's charts go"`

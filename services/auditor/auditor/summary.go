@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -61,8 +62,59 @@ func AuditCommandID(linkID, summary string) string {
 	return contracts.EventID("cmd", "sf", linkID, PurposeAudit, hex.EncodeToString(h[:12]))
 }
 
+// summaries schedules the Audit write-back per link: a link marked by a decision is written once its
+// interval has passed since that first mark, whatever else happens to it meanwhile, so a burst of
+// decisions costs one write and the writes of many links spread out instead of leaving together on a
+// shared tick (each Audit write comes back as an echo snapshot the mapper has to look at). A text equal to
+// the one last published for the link is not published again.
+type summaries struct {
+	every time.Duration
+	due   map[string]time.Time // links waiting for a write, and when each is written
+	last  map[string]string    // the command id last published per link (it names the text)
+}
+
+func newSummaries(every time.Duration) *summaries {
+	return &summaries{every: every, due: map[string]time.Time{}, last: map[string]string{}}
+}
+
+// mark schedules a write of link's summary, unless one is already waiting.
+func (s *summaries) mark(link string, now time.Time) {
+	if _, waiting := s.due[link]; !waiting {
+		s.due[link] = now.Add(s.every)
+	}
+}
+
+// take returns the links whose write is due at now, oldest first, and forgets them.
+func (s *summaries) take(now time.Time) []string {
+	var ids []string
+	for id, at := range s.due {
+		if !at.After(now) {
+			ids = append(ids, id)
+		}
+	}
+	sort.Slice(ids, func(i, j int) bool { return s.due[ids[i]].Before(s.due[ids[j]]) })
+	for _, id := range ids {
+		delete(s.due, id)
+	}
+	return ids
+}
+
+// unchanged reports whether command id (which names the text) is the one last published for link.
+func (s *summaries) unchanged(link, id string) bool { return s.last[link] == id }
+
+// published records the command id last published for link.
+func (s *summaries) published(link, id string) { s.last[link] = id }
+
+// tick is how often the loop looks for due links: a quarter of the interval, between 10ms and 1s.
+func (s *summaries) tick() time.Duration {
+	return min(max(s.every/4, 10*time.Millisecond), time.Second)
+}
+
 func (a *Auditor) summaryLoop(ctx context.Context) {
-	t := time.NewTicker(a.Options.SummaryEvery)
+	a.mu.Lock()
+	tick := a.summary.tick()
+	a.mu.Unlock()
+	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
 		select {
@@ -71,17 +123,13 @@ func (a *Auditor) summaryLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		a.mu.Lock()
-		ids := make([]string, 0, len(a.dirty))
-		for id := range a.dirty {
-			ids = append(ids, id)
-		}
-		a.dirty = map[string]bool{}
+		ids := a.summary.take(time.Now())
 		a.mu.Unlock()
 		for _, id := range ids {
 			if err := a.WriteSummary(ctx, id); err != nil {
 				a.Log.Warn("audit summary not written; will retry", "link_id", id, "err", err)
 				a.mu.Lock()
-				a.dirty[id] = true
+				a.summary.mark(id, time.Now())
 				a.mu.Unlock()
 			}
 		}
@@ -108,6 +156,12 @@ func (a *Auditor) WriteSummary(ctx context.Context, linkID string) error {
 	}
 	text := Summary(tl, a.Options.withDefaults().SummaryEntries)
 	id := AuditCommandID(l.ID, text)
+	a.mu.Lock()
+	same := a.summary.unchanged(l.ID, id)
+	a.mu.Unlock()
+	if same {
+		return nil
+	}
 	cmd := contracts.OpportunityCommand{
 		LinkID: l.ID, Op: contracts.OpUpdate, OpportunityID: l.OpportunityID, ReferralID: l.ReferralID,
 		Fields: map[string]any{sf.FieldAudit: text}, Purpose: PurposeAudit, Cause: lastCause(tl),
@@ -120,6 +174,9 @@ func (a *Auditor) WriteSummary(ctx context.Context, linkID string) error {
 	if err != nil {
 		return err
 	}
+	a.mu.Lock()
+	a.summary.published(l.ID, id)
+	a.mu.Unlock()
 	if !dup {
 		a.summaries.WithLabelValues().Inc()
 	}

@@ -60,3 +60,42 @@ func TestChartIsSelfContainedSVG(t *testing.T) {
 		t.Error("chart references scripts or links")
 	}
 }
+
+func TestSummariesAreDebouncedPerLink(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	s := newSummaries(time.Second)
+	s.mark("a", t0)
+	s.mark("a", t0.Add(300*time.Millisecond)) // the same burst: still one write, at the first mark's interval
+	s.mark("b", t0.Add(600*time.Millisecond))
+	if got := s.take(t0.Add(999 * time.Millisecond)); len(got) != 0 {
+		t.Fatalf("written before its interval: %v", got)
+	}
+	if got := s.take(t0.Add(time.Second)); len(got) != 1 || got[0] != "a" {
+		t.Fatalf("due at 1s: %v, want [a]", got)
+	}
+	if got := s.take(t0.Add(1200 * time.Millisecond)); len(got) != 0 {
+		t.Fatalf("a link is written once per burst; b not yet due: %v", got)
+	}
+	s.mark("a", t0.Add(1100*time.Millisecond)) // after its write: the next one waits a whole interval
+	if got := s.take(t0.Add(2 * time.Second)); len(got) != 1 || got[0] != "b" {
+		t.Fatalf("due at 2s: %v, want [b]", got)
+	}
+	if got := s.take(t0.Add(2100 * time.Millisecond)); len(got) != 1 || got[0] != "a" {
+		t.Fatalf("due at 2.1s: %v, want [a]", got)
+	}
+	s.mark("c", t0)
+	s.mark("d", t0.Add(-time.Millisecond))
+	if got := s.take(t0.Add(time.Minute)); len(got) != 2 || got[0] != "d" || got[1] != "c" {
+		t.Fatalf("due links come oldest first: %v", got)
+	}
+	if s.unchanged("a", "cmd-1") {
+		t.Error("nothing published yet, yet unchanged")
+	}
+	s.published("a", "cmd-1")
+	if !s.unchanged("a", "cmd-1") || s.unchanged("a", "cmd-2") || s.unchanged("b", "cmd-1") {
+		t.Error("unchanged must hold only for the command last published for that link")
+	}
+	if s.tick() != 250*time.Millisecond || newSummaries(time.Hour).tick() != time.Second || newSummaries(time.Millisecond).tick() != 10*time.Millisecond {
+		t.Error("tick is a quarter of the interval, between 10ms and 1s")
+	}
+}
