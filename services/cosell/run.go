@@ -31,7 +31,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	// No stage attribute of its own: each stage's lines carry the stage's name, as in its own process.
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: platform.ParseLevel(*level)}))
+	log := slog.New(slog.NewJSONHandler(stderr, platform.LogHandlerOptions(*level)))
 	ctx, stop := platform.RunUntilSignal(ctx)
 	defer stop()
 	// One tracer provider for the six stages in this process (service cosell-run); the stages' spans are

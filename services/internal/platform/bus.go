@@ -80,10 +80,10 @@ func Connect(ctx context.Context, cfg BusConfig, stage string, log *slog.Logger,
 		if err == nil {
 			return b.attach(nc)
 		}
-		log.Warn("nats connect failed, retrying", "url", cfg.URL, "err", err, "retry_in", wait)
+		log.Warn("nats connect failed, retrying", "url", Redact(cfg.URL), "err", err, "retry_in", wait)
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("bus: connect %s: %w (gave up: %v)", cfg.URL, err, context.Cause(ctx))
+			return nil, fmt.Errorf("bus: connect %s: %w (gave up: %v)", Redact(cfg.URL), err, context.Cause(ctx))
 		case <-time.After(wait):
 		}
 		wait = min(wait*2, 10*time.Second)

@@ -72,7 +72,8 @@ func LoadConfig(dst any, lookup func(string) (string, bool)) error {
 	l.problems = problems
 	l.walk(rv.Elem(), "")
 	if len(l.problems) > 0 {
-		return errors.New("config: " + strings.Join(l.problems, "; "))
+		// A bad value is quoted in its problem: a URL in it keeps its credentials out of the message.
+		return errors.New(Redact("config: " + strings.Join(l.problems, "; ")))
 	}
 	return nil
 }

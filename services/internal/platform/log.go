@@ -8,9 +8,9 @@ import (
 )
 
 // NewLogger returns a JSON logger writing one event per line to w, with the attribute stage on every
-// line. An unknown level means info.
+// line and every URL's credentials redacted (Redact). An unknown level means info.
 func NewLogger(w io.Writer, level string, stage string) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: ParseLevel(level)})).With("stage", stage)
+	return slog.New(slog.NewJSONHandler(w, LogHandlerOptions(level))).With("stage", stage)
 }
 
 // ParseLevel maps debug|info|warn|error to a slog level; anything else is info.
