@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
@@ -43,7 +44,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
 	s, err := stack.Start(ctx, stack.Options{
-		DataDir: *dataDir, NATSListen: *nats, PCEmulatorAddr: *pcAddr, SFEmulatorAddr: *sfAddr,
+		DataDir: *dataDir, NATSListen: *nats, NATSLogin: true, PCEmulatorAddr: *pcAddr, SFEmulatorAddr: *sfAddr,
 		WebhookAddr: *hook, StatusAddr: *status, Log: log,
 		Vars: map[string]string{"COSELL_SF_POLL_INTERVAL": poll.String(), "COSELL_AUDIT_SUMMARY_INTERVAL": "5s"},
 	})
@@ -52,15 +53,26 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer s.Stop()
+	// The login of the embedded NATS, also where the CLI and a stage on this machine find it from the URL
+	// alone (platform.RunLoginFile), so `COSELL_NATS_URL=nats://127.0.0.1:4222 cosell links get ID` works.
+	loginFile := filepath.Join(s.DataDir(), platform.LoginFileName)
+	if run := platform.RunLoginFile(s.NATSLogin.URL); run != "" {
+		if err := s.NATSLogin.WriteFile(run); err != nil {
+			log.Warn("nats login file for the CLI", "err", err)
+		} else {
+			loginFile = run
+			defer os.Remove(run)
+		}
+	}
 	fmt.Fprintf(stdout, `cosell is running.
   status page           %s/   (sign in: %s / %s operator, %s / %s viewer)
   status API            curl -H 'Authorization: Bearer %s' %s/api/status
   Partner Center emu    %s   (act as a Microsoft seller: POST %s/_emulator/referrals)
   Salesforce emulator   %s   (act as a user: POST %s/_emulator/sobjects/Opportunity)
   pc-ingest webhook     %s
-  NATS                  %s
+  NATS                  %s   (user %s, password %s; login file %s, found by cosell commands on this machine)
 Press Ctrl-C to stop (in-flight work is finished and acknowledged first).
-`, s.Status, s.Operator.Name, s.Operator.Secret, s.Viewer.Name, s.Viewer.Secret, s.Viewer.Secret, s.Status, s.PCURL, s.PCURL, s.SFURL, s.SFURL, s.Webhook, s.NATS.ClientURL())
+`, s.Status, s.Operator.Name, s.Operator.Secret, s.Viewer.Name, s.Viewer.Secret, s.Viewer.Secret, s.Status, s.PCURL, s.PCURL, s.SFURL, s.SFURL, s.Webhook, s.NATSLogin.URL, s.NATSLogin.User, s.NATSLogin.Password, loginFile)
 	if *demo {
 		if err := loadDemo(s); err != nil {
 			log.Warn("demo data", "err", err)

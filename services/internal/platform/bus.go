@@ -2,11 +2,8 @@ package platform
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"strconv"
 	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
@@ -36,17 +33,20 @@ type Bus struct {
 }
 
 // Connect connects to cfg.URL, or, when it is empty, starts an embedded nats-server (JetStream on, file
-// store in cfg.DataDir) and connects to it in-process: the zero-config path needs no external server.
+// store in cfg.DataDir, a generated login: StartEmbeddedWithLogin) and connects to it in-process. The login
+// comes from cfg (user/password, creds file), else from cfg.LoginFile, else, for a loopback URL, from the
+// login file a `cosell run` on this machine wrote for that address (RunLoginFile).
 // m nil means metrics are collected but not registered anywhere.
 func Connect(ctx context.Context, cfg BusConfig, stage string, log *slog.Logger, m *Metrics) (*Bus, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.URL == "" {
-		ns, err := StartEmbedded(cfg.DataDir, cfg.EmbeddedListen, log)
+	if cfg.URL == "" && cfg.LoginFile == "" {
+		ns, login, err := StartEmbeddedWithLogin(cfg.DataDir, cfg.EmbeddedListen, log)
 		if err != nil {
 			return nil, err
 		}
+		cfg.User, cfg.Password = login.User, login.Password
 		b, err := ConnectServer(ctx, ns, cfg, stage, log, m)
 		if err != nil {
 			ns.Shutdown()
@@ -57,6 +57,9 @@ func Connect(ctx context.Context, cfg BusConfig, stage string, log *slog.Logger,
 		return b, nil
 	}
 
+	if err := cfg.findLogin(log); err != nil {
+		return nil, err
+	}
 	b := newBus(cfg, stage, log, m)
 	opts := append(b.connOptions(),
 		nats.MaxReconnects(-1),
@@ -205,42 +208,6 @@ func (b *Bus) Abort() {
 
 // ConnectedURL is the server the bus is connected to, with any password redacted.
 func (b *Bus) ConnectedURL() string { return b.conn.ConnectedUrlRedacted() }
-
-// StartEmbedded starts a nats-server with JetStream and a file store in dataDir, listening on listen
-// (host:port, port -1 = random), and waits until it accepts connections.
-func StartEmbedded(dataDir, listen string, log *slog.Logger) (*server.Server, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	host, portStr, err := net.SplitHostPort(listen)
-	if err != nil {
-		return nil, fmt.Errorf("embedded nats: listen address %q: %w", listen, err)
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil {
-		return nil, fmt.Errorf("embedded nats: listen port %q: %w", portStr, err)
-	}
-	ns, err := server.NewServer(&server.Options{
-		ServerName: "cosell-embedded",
-		Host:       host,
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   dataDir,
-		NoSigs:     true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("embedded nats: %w", err)
-	}
-	ns.SetLoggerV2(serverLogger{log.With("component", "nats-server")}, false, false, false)
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-		return nil, errors.New("embedded nats: not ready for connections after 10s")
-	}
-	log.Info("embedded nats-server started", "url", ns.ClientURL(), "store", dataDir)
-	return ns, nil
-}
 
 // serverLogger routes nats-server's log lines into slog; its notices are start-up chatter, so debug.
 type serverLogger struct{ log *slog.Logger }

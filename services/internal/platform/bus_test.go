@@ -108,8 +108,9 @@ func TestConnectEmbeddedAndExternal(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Another process connects with the login the embedded server left in its data directory.
 	ext := cfg
-	ext.URL = owner.Server.ClientURL()
+	ext.LoginFile = filepath.Join(cfg.DataDir, LoginFileName)
 	client, err := Connect(ctx, ext, contracts.StageAuditor, testLog(t, "auditor"), nil)
 	if err != nil {
 		t.Fatal(err)

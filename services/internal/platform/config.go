@@ -20,15 +20,16 @@ const ConfigFileEnv = "COSELL_CONFIG_FILE"
 // BusConfig holds the NATS settings every service shares.
 type BusConfig struct {
 	URL             string        `env:"COSELL_NATS_URL" help:"nats://host:4222; a stage refuses to start without it unless COSELL_NATS_EMBEDDED=true"`
-	Embedded        bool          `env:"COSELL_NATS_EMBEDDED" help:"true = no COSELL_NATS_URL: run an embedded nats-server (store in COSELL_DATA_DIR) for development"`
+	Embedded        bool          `env:"COSELL_NATS_EMBEDDED" help:"true = no COSELL_NATS_URL: run an embedded nats-server for development (store in COSELL_DATA_DIR; on 127.0.0.1 unless COSELL_NATS_LISTEN names another host; it admits only a login generated at start, written 0600 to COSELL_DATA_DIR/nats-login.env)"`
 	CredsFile       string        `env:"COSELL_NATS_CREDS" help:"NATS user credentials (.creds) file"`
 	User            string        `env:"COSELL_NATS_USER" help:"NATS user name (static accounts, e.g. deploy/nats/cosell-auth.conf)"`
 	Password        string        `env:"COSELL_NATS_PASSWORD" help:"that user's password"`
+	LoginFile       string        `env:"COSELL_NATS_LOGIN_FILE" help:"the login file an embedded nats-server wrote (COSELL_DATA_DIR/nats-login.env: its URL, user and password); unset with a loopback COSELL_NATS_URL = the one a cosell run on this machine wrote for that address"`
 	TLSCA           string        `env:"COSELL_NATS_TLS_CA" help:"PEM file of the CA that signed the NATS server certificate"`
 	TLSCert         string        `env:"COSELL_NATS_TLS_CERT" help:"PEM client certificate for NATS mutual TLS"`
 	TLSKey          string        `env:"COSELL_NATS_TLS_KEY" help:"PEM client key for NATS mutual TLS"`
 	DataDir         string        `env:"COSELL_DATA_DIR" default:"data" help:"the embedded server's JetStream store directory"`
-	EmbeddedListen  string        `env:"COSELL_NATS_LISTEN" default:"127.0.0.1:-1" help:"the embedded server's client address (port -1 = random)"`
+	EmbeddedListen  string        `env:"COSELL_NATS_LISTEN" default:"127.0.0.1:-1" help:"the embedded server's client address (port -1 = random; a host other than loopback exposes it to the network, behind its generated login)"`
 	Replicas        int           `env:"COSELL_STREAM_REPLICAS" default:"1"`
 	MaxAge          time.Duration `env:"COSELL_STREAM_MAX_AGE" default:"168h"`
 	DuplicateWindow time.Duration `env:"COSELL_DUPLICATE_WINDOW" default:"10m"`

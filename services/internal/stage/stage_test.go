@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 type toyConfig struct {
@@ -35,7 +39,8 @@ func TestMainRunsADescriptorUntilCancelled(t *testing.T) {
 	// stdout and stderr are read only once run has returned.
 	var stdout, stderr bytes.Buffer
 	code := make(chan int, 1)
-	vars := map[string]string{"COSELL_TOY_GREETING": "hello", "COSELL_NATS_EMBEDDED": "true", "COSELL_DATA_DIR": t.TempDir(), "COSELL_LOG_LEVEL": "info"}
+	data := t.TempDir()
+	vars := map[string]string{"COSELL_TOY_GREETING": "hello", "COSELL_NATS_EMBEDDED": "true", "COSELL_DATA_DIR": data, "COSELL_LOG_LEVEL": "info"}
 	go func() { code <- run(ctx, toy, nil, &stdout, &stderr, lookupIn(vars)) }()
 	var env *Env
 	select {
@@ -54,6 +59,21 @@ func TestMainRunsADescriptorUntilCancelled(t *testing.T) {
 	if _, err := env.Bus.KV(ctx, contracts.BucketLinks); err != nil {
 		t.Errorf("not provisioned before the build: %v", err)
 	}
+	// The embedded server admits only the login it generated and wrote to the data directory (0600).
+	login, err := platform.ReadLoginFile(filepath.Join(data, platform.LoginFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nc, err := nats.Connect(login.URL); err == nil {
+		nc.Close()
+		t.Error("the embedded server admits an unauthenticated connection")
+	}
+	nc, err := nats.Connect(login.URL, nats.UserInfo(login.User, login.Password))
+	if err != nil {
+		t.Errorf("the login file's credentials: %v", err)
+	} else {
+		nc.Close()
+	}
 	cancel()
 	select {
 	case c := <-code:
@@ -65,6 +85,9 @@ func TestMainRunsADescriptorUntilCancelled(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "drained; exiting") {
 		t.Errorf("no drain logged:\n%s", stdout.String())
+	}
+	if !strings.Contains(stdout.String(), platform.LoginFileName) || strings.Contains(stdout.String(), login.Password) {
+		t.Errorf("the log should name the login file and never the password:\n%s", stdout.String())
 	}
 }
 

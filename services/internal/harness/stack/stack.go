@@ -51,6 +51,10 @@ type Options struct {
 	// DataDir holds the embedded server's store; "" = a temporary directory removed by Stop.
 	DataDir    string
 	NATSListen string // default 127.0.0.1:-1
+	// NATSLogin makes the embedded server admit only a generated login (platform.StartEmbeddedWithLogin, as
+	// `cosell run`'s does): every stage connects with it, Stack.NATSLogin holds it, the data directory has
+	// its login file. Off, the server admits anyone on the loopback port (the tests' default).
+	NATSLogin bool
 	// Addresses of the HTTP listeners; default 127.0.0.1:0 (a free port).
 	PCEmulatorAddr, SFEmulatorAddr, WebhookAddr, StatusAddr string
 	// Vars are configuration variables (COSELL_*) every stage reads, over the ones the stack sets to
@@ -87,12 +91,14 @@ const (
 
 // Stack is a running system.
 type Stack struct {
-	opts  Options
-	NATS  *server.Server
-	PC    *pcemu.Emulator
-	SF    *sfemu.Emulator
-	PCURL string
-	SFURL string
+	opts Options
+	NATS *server.Server
+	// NATSLogin is the embedded server's generated login when Options.NATSLogin is set (zero otherwise).
+	NATSLogin platform.Login
+	PC        *pcemu.Emulator
+	SF        *sfemu.Emulator
+	PCURL     string
+	SFURL     string
 	// SFLoginURL serves the emulated org's shared login host (as login.salesforce.com).
 	SFLoginURL string
 	// Webhook is pc-ingest's endpoint and Status the status page's base URL; both stay the same across
@@ -125,6 +131,10 @@ type Stack struct {
 	pipeline *pipeline
 	status   http.Handler
 }
+
+// DataDir is the embedded server's store (Options.DataDir, or the temporary one Stop removes); with
+// Options.NATSLogin it holds the server's login file (platform.LoginFileName).
+func (s *Stack) DataDir() string { return s.opts.DataDir }
 
 // Login is one status page login.
 type Login struct{ Name, Secret string }
@@ -183,7 +193,12 @@ func StartInfra(ctx context.Context, opts Options) (*Stack, error) {
 		s.Stop()
 		return nil, err
 	}
-	if s.NATS, err = platform.StartEmbedded(s.opts.DataDir, opts.NATSListen, opts.Log); err != nil {
+	if opts.NATSLogin {
+		s.NATS, s.NATSLogin, err = platform.StartEmbeddedWithLogin(s.opts.DataDir, opts.NATSListen, opts.Log)
+	} else {
+		s.NATS, err = platform.StartEmbedded(s.opts.DataDir, opts.NATSListen, opts.Log)
+	}
+	if err != nil {
 		return fail(err)
 	}
 	if s.PC, err = pcemu.New(pcemu.Options{Logger: opts.Log.With("component", "pc-emulator"), WebhookBackoff: 100 * time.Millisecond}); err != nil {
@@ -247,6 +262,10 @@ func StartInfra(ctx context.Context, opts Options) (*Stack, error) {
 	}
 	s.Operator, s.Viewer = Login{OperatorName, secrets[OperatorName]}, Login{ViewerName, secrets[ViewerName]}
 	s.vars["COSELL_AUTH_USERS_FILE"] = usersFile
+	if opts.NATSLogin {
+		// Every connection the stack makes (the stages', provisioning, the view) uses the generated login.
+		s.vars["COSELL_NATS_USER"], s.vars["COSELL_NATS_PASSWORD"] = s.NATSLogin.User, s.NATSLogin.Password
+	}
 	// Quicker than production, so a test sees a change within a second.
 	s.vars["COSELL_SF_POLL_INTERVAL"], s.vars["COSELL_PC_POLL_INTERVAL"] = "1s", "1m"
 	var in pcingest.Config
