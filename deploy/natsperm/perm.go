@@ -92,7 +92,9 @@ func roles() []role {
 		{stage: contracts.StageMapper,
 			publishes: []string{contracts.SubjectReferralRequested, contracts.SubjectOpportunityRequested, contracts.SubjectAudit},
 			kvWrite:   []string{contracts.BucketLinks}},
-		{stage: contracts.StagePCWriter, publishes: []string{contracts.SubjectReferralWritten, contracts.SubjectReferralFailed},
+		// pc-writer also publishes the referral its create or patch returned as the observed snapshot, so
+		// pc-ingest does not read it again behind the webhook about our own write.
+		{stage: contracts.StagePCWriter, publishes: []string{contracts.SubjectReferralWritten, contracts.SubjectReferralFailed, contracts.SubjectReferralObserved},
 			kvWrite: []string{contracts.BucketApplied, contracts.BucketPCCredentials}},
 		{stage: contracts.StageSFWriter, publishes: []string{contracts.SubjectOpportunityWritten, contracts.SubjectOpportunityFailed},
 			kvWrite: []string{contracts.BucketApplied}},

@@ -135,7 +135,7 @@ var mayPublish = map[string][]string{
 	contracts.StagePCIngest: {contracts.SubjectReferralNotified, contracts.SubjectReferralObserved},
 	contracts.StageSFIngest: {contracts.SubjectOpportunityObserved},
 	contracts.StageMapper:   {contracts.SubjectReferralRequested, contracts.SubjectOpportunityRequested, contracts.SubjectAudit},
-	contracts.StagePCWriter: {contracts.SubjectReferralWritten, contracts.SubjectReferralFailed},
+	contracts.StagePCWriter: {contracts.SubjectReferralWritten, contracts.SubjectReferralFailed, contracts.SubjectReferralObserved},
 	contracts.StageSFWriter: {contracts.SubjectOpportunityWritten, contracts.SubjectOpportunityFailed},
 	contracts.StageAuditor:  {contracts.SubjectAudit, contracts.SubjectOpportunityRequested},
 }

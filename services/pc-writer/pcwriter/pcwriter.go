@@ -38,6 +38,7 @@ import (
 	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
+	"github.com/cosell-dev/cosell/services/internal/observed"
 	"github.com/cosell-dev/cosell/services/internal/outcome"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 )
@@ -182,7 +183,26 @@ func (w *Writer) Handle(ctx context.Context, e platform.Event) error {
 	out.ReferralID = r.ID
 	out.Referral = &r
 	out.Version = contracts.ReferralVersion(r)
-	return w.Outcomes.Publish(ctx, out)
+	if err := w.Outcomes.Publish(ctx, out); err != nil {
+		return err
+	}
+	w.observe(ctx, r)
+	return nil
+}
+
+// observe publishes the referral Partner Center returned from our write as its observed snapshot (the same
+// event id pc-ingest would give that version). The webhook Partner Center sends about our own write then
+// finds a snapshot not older than its change and pc-ingest does not read the referral again: one Partner
+// Center call per create and per patch instead of two. Failing here costs only that read, so it is logged,
+// not retried.
+func (w *Writer) observe(ctx context.Context, r pc.Referral) {
+	if r.ID == "" || r.ETag == "" {
+		return
+	}
+	if _, err := observed.PublishReferral(ctx, w.Bus, contracts.StagePCWriter, r, "written"); err != nil {
+		w.Log.Warn("the written referral is not published as observed; pc-ingest will read it behind its webhook",
+			"referral_id", r.ID, "err", err)
+	}
 }
 
 // createRecord is what the applied bucket remembers of the creates for one Opportunity.

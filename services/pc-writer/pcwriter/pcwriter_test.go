@@ -320,3 +320,57 @@ func TestTenantLimiterPausesEveryCaller(t *testing.T) {
 		t.Fatalf("Wait during a pause = %v, want the caller's deadline", err)
 	}
 }
+
+// TestWrittenReferralIsObserved: the referral a create or a patch returned is published as its observed
+// snapshot, under the id pc-ingest gives that version, so the webhook about our own write needs no read:
+// each write costs one Partner Center call.
+func TestWrittenReferralIsObserved(t *testing.T) {
+	w, emu := newWriter(t)
+	ctx := context.Background()
+	v := 10.0
+	want := pc.Referral{Name: "Observed", Type: pc.TypeIndependent, ExternalReferenceID: "006OBS",
+		CustomerProfile: &pc.CustomerProfile{Name: "Adatum"}, Consent: &pc.Consent{}, Details: &pc.Details{DealValue: &v, Currency: "USD"}}
+	lastObserved := func(referralID string) (string, contracts.ReferralObserved) {
+		t.Helper()
+		m, err := w.Bus.LastMsg(ctx, contracts.StreamObserved, contracts.Subject(contracts.SubjectReferralObserved, referralID))
+		if err != nil {
+			t.Fatalf("no observed snapshot of %s: %v", referralID, err)
+		}
+		e, err := m.Event()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := platform.DataAs[contracts.ReferralObserved](e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.ID(), d
+	}
+	cmd := contracts.ReferralCommand{LinkID: "sf-006OBS", Op: contracts.OpCreate, OpportunityID: "006OBS", Create: &want}
+	if err := w.Handle(ctx, command(t, "cmd/create", cmd)); err != nil {
+		t.Fatal(err)
+	}
+	out := lastOutcome(t, w, contracts.SubjectReferralWritten, "sf-006OBS")
+	now, err := emu.Get(out.ReferralID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, d := lastObserved(now.ID)
+	if v := contracts.ReferralVersion(now); id != contracts.ReferralObservedID(now.ID, v) || d.Version != v || d.Referral.ETag != now.ETag ||
+		d.Referral.ExternalReferenceID != "006OBS" || d.Via != "written" {
+		t.Errorf("observed after the create: %s %+v, want the version Partner Center holds (%s)", id, d.Version, now.ETag)
+	}
+	patch := contracts.ReferralCommand{LinkID: "sf-006OBS", Op: contracts.OpUpdate, ReferralID: now.ID, BaseETag: contracts.ReferralVersion(now).Tag,
+		Patch: closeDate("2027-09-30T00:00:00Z")}
+	if err := w.Handle(ctx, command(t, "cmd/patch", patch)); err != nil {
+		t.Fatal(err)
+	}
+	patched, _ := emu.Get(now.ID)
+	if id, d := lastObserved(now.ID); patched.ETag == now.ETag || id != contracts.ReferralObservedID(now.ID, contracts.ReferralVersion(patched)) ||
+		d.Referral.Details.ClosingDateTime != "2027-09-30T00:00:00Z" {
+		t.Errorf("observed after the patch: %s %+v, want eTag %s", id, d.Version, patched.ETag)
+	}
+	if c := emu.Counts(); c["referrals.create"] != 1 || c["referrals.patch"] != 1 || c["referrals.get"] != 0 || c["referrals.list"] != 0 {
+		t.Errorf("calls %v: one create and one patch, no read", c)
+	}
+}
