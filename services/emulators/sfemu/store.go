@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -54,6 +55,45 @@ func (r record) clone() record {
 type table struct {
 	rows  map[string]record
 	order []string
+	// unique indexes the values of unique fields (field name → folded value → ids), built on a field's first
+	// check and kept by every insert and update after, so a write checks its unique values against the few
+	// rows that ever held them instead of scanning the table. An entry can be stale (the row was rolled back
+	// or changed its value since): a check re-reads each candidate row.
+	unique map[string]map[string][]string
+}
+
+// foldKey is the same for any two strings strings.EqualFold calls equal (Salesforce compares unique
+// text case-insensitively).
+func foldKey(v string) string { return strings.ToLower(strings.ToUpper(v)) }
+
+// uniqueCandidates returns the ids of the rows of o that held value in unique field f at some write.
+func (s *store) uniqueCandidates(o *object, f *field, value string) []string {
+	tb := s.tables[o]
+	if tb.unique == nil {
+		tb.unique = map[string]map[string][]string{}
+	}
+	ix, built := tb.unique[f.Name]
+	if !built {
+		ix = map[string][]string{}
+		for _, id := range tb.order {
+			if v, ok := tb.rows[id][f.Name].(string); ok {
+				ix[foldKey(v)] = append(ix[foldKey(v)], id)
+			}
+		}
+		tb.unique[f.Name] = ix
+	}
+	return ix[foldKey(value)]
+}
+
+// indexUnique adds a written row's unique values to the indexes built so far.
+func (s *store) indexUnique(o *object, id string, r record) {
+	for name, ix := range s.tables[o].unique {
+		if v, ok := r[name].(string); ok {
+			if k := foldKey(v); !slices.Contains(ix[k], id) {
+				ix[k] = append(ix[k], id)
+			}
+		}
+	}
 }
 
 // undoLog collects what to revert when an allOrNone call fails half way.
@@ -366,6 +406,7 @@ func (s *store) create(o *object, values map[*field]any, opts writeOpts) (string
 	tb := s.tables[o]
 	tb.rows[id] = r
 	tb.order = append(tb.order, id)
+	s.indexUnique(o, id, r)
 	opts.undo.add(func() {
 		delete(tb.rows, id)
 		tb.order = tb.order[:len(tb.order)-1]
@@ -403,6 +444,7 @@ func (s *store) update(o *object, id string, values map[*field]any, opts writeOp
 	r["SystemModstamp"] = t
 	tb := s.tables[o]
 	tb.rows[id] = r
+	s.indexUnique(o, id, r)
 	opts.undo.add(func() { tb.rows[id] = old })
 	s.journalize(change{obj: o, typ: changeUpdate, id: id, before: old, after: r, actor: opts.actor}, opts.undo)
 	return nil
@@ -509,8 +551,9 @@ func (s *store) apply(o *object, id string, r record, values map[*field]any, opt
 		if !f.Unique || r[f.Name] == nil {
 			continue
 		}
-		for _, other := range s.tables[o].rows {
-			if other["Id"] == id || other["IsDeleted"] == true {
+		for _, oid := range s.uniqueCandidates(o, f, r[f.Name].(string)) {
+			other := s.tables[o].rows[oid]
+			if other == nil || other["Id"] == id || other["IsDeleted"] == true {
 				continue
 			}
 			if ov, ok := other[f.Name].(string); ok && strings.EqualFold(ov, r[f.Name].(string)) {
