@@ -1,6 +1,6 @@
-// Package salesforce embeds this Salesforce DX source project (the custom fields and objects cosell needs),
-// so the Salesforce emulator loads its schema from exactly the files an admin deploys: the two can never
-// disagree.
+// Package salesforce embeds this Salesforce DX source project (the custom fields and objects cosell needs)
+// and reads it (ReadProject), so the Salesforce emulator's schema and the mapping's checks both come from
+// exactly the files an admin deploys, read one way.
 package salesforce
 
 import "embed"

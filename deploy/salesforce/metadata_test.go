@@ -22,29 +22,27 @@ var standardFields = map[string]bool{"Opportunity.OwnerId": true, "Opportunity.N
 	"Opportunity.NextStep": true, "Opportunity.Description": true, "Opportunity.CreatedById": true,
 	"Opportunity.LastModifiedById": true}
 
-type customField struct {
-	FullName string `xml:"fullName"`
-	Type     string `xml:"type"`
-	Required bool   `xml:"required"`
-	Label    string `xml:"label"`
-}
-
-// customFields reads every field of the package by "Object.Field".
-func customFields(t *testing.T) map[string]customField {
+// customFields reads every custom field of the package by "Object.Field", through the package's reader.
+func customFields(t *testing.T) map[string]Field {
 	t.Helper()
-	files, err := fs.Glob(Metadata, root+"/objects/*/fields/*.field-meta.xml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no fields: %v", err)
+	objects, err := ReadProject(Metadata)
+	if err != nil {
+		t.Fatal(err)
 	}
-	out := map[string]customField{}
-	for _, f := range files {
-		var cf customField
-		decode(t, f, &cf)
-		object := path.Base(path.Dir(path.Dir(f)))
-		if want := strings.TrimSuffix(path.Base(f), ".field-meta.xml"); cf.FullName != want {
-			t.Errorf("%s: fullName %q, want %q", f, cf.FullName, want)
+	out := map[string]Field{}
+	for _, o := range objects {
+		for _, f := range o.Fields {
+			if want := strings.TrimSuffix(path.Base(f.File), ".field-meta.xml"); f.Name != want {
+				t.Errorf("%s: fullName %q, want %q", f.File, f.Name, want)
+			}
+			if !f.Custom || f.Type == "" {
+				t.Errorf("%s: %s is not a custom field of a type describe names (%s)", f.File, f.Name, f.MetadataType)
+			}
+			out[o.Name+"."+f.Name] = f
 		}
-		out[object+"."+cf.FullName] = cf
+	}
+	if len(out) == 0 {
+		t.Fatal("no fields")
 	}
 	return out
 }
@@ -91,7 +89,7 @@ func TestPermissionSets(t *testing.T) {
 			switch {
 			case !ok:
 				t.Errorf("%s: field permission on %s, which the package does not define", name, fp.Field)
-			case cf.Required || cf.Type == "MasterDetail":
+			case cf.Required || cf.MetadataType == "MasterDetail":
 				// Salesforce refuses field permissions on required fields at deploy time.
 				t.Errorf("%s: field permission on required field %s", name, fp.Field)
 			case !fp.Readable:

@@ -1,15 +1,14 @@
 package sfemu
 
 import (
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
-	pathpkg "path"
 	"path/filepath"
-	"sort"
 	"strings"
+
+	"github.com/cosell-dev/cosell/deploy/salesforce"
 )
 
 // Field types, as describe names them.
@@ -369,147 +368,66 @@ func standardObjects(shape orgShape) []*object {
 	return []*object{user, account, opp, member, note, contact, campaign, contract, pricebook, org}
 }
 
-// Metadata XML shapes of a Salesforce DX source project (the subset the emulator reads).
-type xmlValue struct {
-	FullName string `xml:"fullName"`
-	Label    string `xml:"label"`
-	Default  bool   `xml:"default"`
-}
-
-type xmlCustomField struct {
-	FullName         string     `xml:"fullName"`
-	Label            string     `xml:"label"`
-	Type             string     `xml:"type"`
-	Length           int        `xml:"length"`
-	Required         bool       `xml:"required"`
-	ExternalID       bool       `xml:"externalId"`
-	Unique           bool       `xml:"unique"`
-	DefaultValue     string     `xml:"defaultValue"`
-	ReferenceTo      string     `xml:"referenceTo"`
-	RelationshipName string     `xml:"relationshipName"`
-	Reparentable     bool       `xml:"reparentableMasterDetail"`
-	DeleteConstraint string     `xml:"deleteConstraint"`
-	Restricted       bool       `xml:"valueSet>restricted"`
-	Values           []xmlValue `xml:"valueSet>valueSetDefinition>value"`
-}
-
-type xmlCustomObject struct {
-	Label     string `xml:"label"`
-	Plural    string `xml:"pluralLabel"`
-	NameField struct {
-		Label string `xml:"label"`
-		Type  string `xml:"type"`
-	} `xml:"nameField"`
-}
-
-// fieldFromXML maps a CustomField to the emulator's field, as Salesforce's describe would show it.
-func fieldFromXML(x xmlCustomField) (*field, error) {
-	f := &field{Name: x.FullName, Label: x.Label, Length: x.Length, Required: x.Required, ExternalID: x.ExternalID,
-		Unique: x.Unique, Createable: true, Updateable: true, Custom: true}
-	switch x.Type {
-	case "Text":
-		f.Type = typeString
-	case "TextArea":
-		f.Type, f.Length = typeTextArea, 255
-	case "LongTextArea", "Html":
-		f.Type = typeTextArea
-	case "Checkbox":
-		f.Type, f.Default = typeBoolean, x.DefaultValue == "true"
-	case "Number":
-		f.Type = typeDouble
-	case "Currency":
-		f.Type = typeCurrency
-	case "Percent":
-		f.Type = typePercent
-	case "Date":
-		f.Type = typeDate
-	case "DateTime":
-		f.Type = typeDateTime
-	case "Url":
-		f.Type, f.Length = typeURL, 255
-	case "Email":
-		f.Type, f.Length = typeEmail, 80
-	case "Phone":
-		f.Type, f.Length = typePhone, 40
-	case "Picklist":
-		f.Type, f.Length, f.Restricted = typePicklist, 255, x.Restricted
-		for _, v := range x.Values {
-			f.Picklist = append(f.Picklist, v.FullName)
-			if v.Default {
-				f.Default = v.FullName
-			}
-		}
-	case "Lookup", "MasterDetail":
-		f.Type, f.Length, f.ReferenceTo = typeReference, 18, x.ReferenceTo
-		f.RelationshipName = strings.TrimSuffix(x.FullName, "__c") + "__r"
-		if x.RelationshipName != "" {
-			f.ChildRelationship = x.RelationshipName + "__r"
-		}
-		if x.Type == "MasterDetail" {
-			f.Required, f.Updateable, f.CascadeDelete = true, x.Reparentable, true
-		} else {
-			f.CascadeDelete = x.DeleteConstraint == "Cascade"
-		}
-	default:
-		return nil, fmt.Errorf("field %s: type %q is not supported by the emulator", x.FullName, x.Type)
+// fieldFrom is a project field as the emulator holds it; a metadata type the emulator does not model is
+// refused, so the emulator never serves a field it cannot enforce.
+func fieldFrom(x salesforce.Field) (*field, error) {
+	if x.Type == "" {
+		return nil, fmt.Errorf("field %s: type %q is not supported by the emulator", x.Name, x.MetadataType)
 	}
-	if f.Type == typeString && f.Length == 0 {
-		return nil, fmt.Errorf("field %s: Text without a length", x.FullName)
+	if x.Type == typeString && x.Length == 0 {
+		return nil, fmt.Errorf("field %s: Text without a length", x.Name)
 	}
-	if x.DefaultValue != "" && f.Type != typeBoolean {
-		f.Default = strings.Trim(x.DefaultValue, `"'`)
-	}
-	return f, nil
+	return &field{Name: x.Name, Label: x.Label, Type: x.Type, Length: x.Length, Required: x.Required, ExternalID: x.ExternalID,
+		Unique: x.Unique, Createable: x.Createable, Updateable: x.Updateable, Custom: x.Custom, Default: x.Default,
+		Picklist: x.Picklist, Restricted: x.Restricted, ReferenceTo: x.ReferenceTo, RelationshipName: x.RelationshipName,
+		ChildRelationship: x.ChildRelationship, CascadeDelete: x.CascadeDelete}, nil
 }
 
-// loadSchema builds the standard objects and adds the custom objects and fields of the SFDX project in fsys.
+// loadSchema builds the standard objects and adds the custom objects and fields of the SFDX project in
+// fsys, read by deploy/salesforce's ReadProject (the reader `cosell mapping validate` uses too). A
+// standard field's file customises its picklist values only, as in Salesforce.
 func loadSchema(fsys fs.FS, shape orgShape) (*schema, error) {
 	s := &schema{objects: map[string]*object{}, byPrefix: map[string]*object{}}
 	for _, o := range standardObjects(shape) {
 		s.objects[strings.ToLower(o.Name)] = o
 	}
-	objectsDir := pathpkg.Join("force-app", "main", "default", "objects")
-	entries, err := fs.ReadDir(fsys, objectsDir)
+	project, err := salesforce.ReadProject(fsys)
 	if err != nil {
-		return nil, fmt.Errorf("read metadata: %w", err)
+		return nil, err
 	}
 	customPrefix := 0
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		name := e.Name()
-		o := s.object(name)
+	for _, po := range project {
+		o := s.object(po.Name)
 		if o == nil {
-			if !strings.HasSuffix(name, "__c") {
-				return nil, fmt.Errorf("metadata object %s: not a standard object the emulator knows", name)
-			}
-			var x xmlCustomObject
-			if err := readXML(fsys, pathpkg.Join(objectsDir, name, name+".object-meta.xml"), &x); err != nil {
-				return nil, err
+			if !po.Custom {
+				return nil, fmt.Errorf("metadata object %s: not a standard object the emulator knows", po.Name)
 			}
 			// Custom objects get key prefixes a0X, a0Y, ... in directory order.
-			o = &object{Name: name, Label: x.Label, Plural: x.Plural, Custom: true,
+			o = &object{Name: po.Name, Label: po.Label, Plural: po.PluralLabel, Custom: true,
 				KeyPrefix: "a0" + string(rune('X'+customPrefix))}
 			customPrefix++
 			systemFields(o)
-			nf := &field{Name: "Name", Label: x.NameField.Label, Type: typeString, Length: 80, Createable: true, Updateable: true}
-			if x.NameField.Type == "AutoNumber" {
-				nf.Createable, nf.Updateable = false, false
-			}
-			o.add(nf)
-			s.objects[strings.ToLower(name)] = o
-		}
-		files, _ := fs.Glob(fsys, pathpkg.Join(objectsDir, name, "fields", "*.field-meta.xml"))
-		sort.Strings(files)
-		for _, file := range files {
-			var x xmlCustomField
-			if err := readXML(fsys, file, &x); err != nil {
-				return nil, err
-			}
-			f, err := fieldFromXML(x)
+			f, err := fieldFrom(*po.NameField) // an AutoNumber reads as text
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", file, err)
+				return nil, fmt.Errorf("%s: %w", po.NameField.File, err)
+			}
+			o.add(f)
+			s.objects[strings.ToLower(po.Name)] = o
+		}
+		for _, pf := range po.Fields {
+			if !pf.Custom {
+				std := o.field(pf.Name)
+				if std == nil {
+					return nil, fmt.Errorf("%s: %s.%s is not a standard field the emulator knows (custom fields end in __c)", pf.File, o.Name, pf.Name)
+				}
+				if len(pf.Picklist) > 0 {
+					std.Picklist = pf.Picklist
+				}
+				continue
+			}
+			f, err := fieldFrom(pf)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", pf.File, err)
 			}
 			o.add(f)
 		}
@@ -559,17 +477,6 @@ func loadSchema(fsys fs.FS, shape orgShape) (*schema, error) {
 		}
 	}
 	return s, nil
-}
-
-func readXML(fsys fs.FS, name string, v any) error {
-	b, err := fs.ReadFile(fsys, name)
-	if err != nil {
-		return fmt.Errorf("read metadata: %w", err)
-	}
-	if err := xml.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("parse metadata %s: %w", name, err)
-	}
-	return nil
 }
 
 // FindMetadataDir walks up from the working directory to the deploy/salesforce project, so the emulator

@@ -1,13 +1,13 @@
 package mapping
 
 import (
-	"encoding/xml"
 	"fmt"
 	"io/fs"
-	"path"
 	"slices"
 	"sort"
 	"strings"
+
+	metadata "github.com/cosell-dev/cosell/deploy/salesforce"
 )
 
 // sfField is a Salesforce field as the checks need it.
@@ -52,7 +52,10 @@ func standard() sfSchema {
 	for _, f := range []sfField{
 		req(w("Name", "string", 255)), w("BillingStreet", "string", 255), w("BillingCity", "string", 40),
 		w("BillingState", "string", 80), w("BillingPostalCode", "string", 20), w("BillingCountry", "string", 80),
-		w("Website", "url", 255), w("Industry", "picklist", 255), w("NumberOfEmployees", "int", 0), w("Phone", "phone", 40),
+		w("Website", "url", 255),
+		pick(w("Industry", "picklist", 255), "Agriculture", "Banking", "Communications", "Construction", "Consulting", "Education",
+			"Electronics", "Energy", "Finance", "Government", "Healthcare", "Insurance", "Manufacturing", "Media", "Retail",
+			"Technology", "Telecommunications", "Transportation", "Utilities", "Other"), w("NumberOfEmployees", "int", 0), w("Phone", "phone", 40),
 		pick(w("CurrencyIsoCode", "picklist", 255), currencies...),
 	} {
 		s["Account"][strings.ToLower(f.Name)] = f
@@ -60,85 +63,47 @@ func standard() sfSchema {
 	return s
 }
 
-type xmlField struct {
-	FullName string `xml:"fullName"`
-	Type     string `xml:"type"`
-	Length   int    `xml:"length"`
-	Required bool   `xml:"required"`
-	Values   []struct {
-		FullName string `xml:"fullName"`
-	} `xml:"valueSet>valueSetDefinition>value"`
-}
-
-// loadSchema builds the schema from the standard objects and the SFDX project in meta (custom objects and
-// fields; a standard field's XML, e.g. an org's StageName with its own stages, replaces the default).
+// loadSchema builds the schema from the standard objects and the SFDX project in meta, read by
+// deploy/salesforce's ReadProject (the reader the Salesforce emulator builds its schema with): custom
+// objects and fields; a standard field's file (an org's StageName with its own stages) customises its
+// picklist values only, as in Salesforce.
 func loadSchema(meta fs.FS) (sfSchema, error) {
 	s := standard()
-	dir := path.Join("force-app", "main", "default", "objects")
-	objects, err := fs.ReadDir(meta, dir)
+	project, err := metadata.ReadProject(meta)
 	if err != nil {
-		return nil, fmt.Errorf("salesforce metadata: %w", err)
+		return nil, err
 	}
-	for _, o := range objects {
-		if !o.IsDir() {
-			continue
+	for _, o := range project {
+		if s[o.Name] == nil {
+			s[o.Name] = map[string]sfField{}
 		}
-		if s[o.Name()] == nil {
-			s[o.Name()] = map[string]sfField{"name": {Name: "Name", Type: "string", Length: 80, Writeable: true}}
+		if o.NameField != nil {
+			s[o.Name]["name"] = fromMetadata(*o.NameField)
 		}
-		files, _ := fs.Glob(meta, path.Join(dir, o.Name(), "fields", "*.field-meta.xml"))
-		for _, file := range files {
-			b, err := fs.ReadFile(meta, file)
-			if err != nil {
-				return nil, err
-			}
-			var x xmlField
-			if err := xml.Unmarshal(b, &x); err != nil {
-				return nil, fmt.Errorf("%s: %w", file, err)
-			}
-			f := sfField{Name: x.FullName, Length: x.Length, Required: x.Required, Writeable: true}
-			switch x.Type {
-			case "Text":
-				f.Type = "string"
-			case "TextArea":
-				f.Type, f.Length = "textarea", 255
-			case "LongTextArea", "Html":
-				f.Type = "textarea"
-			case "Checkbox":
-				f.Type = "boolean"
-			case "Number":
-				f.Type = "double"
-			case "Currency":
-				f.Type = "currency"
-			case "Percent":
-				f.Type = "percent"
-			case "Date":
-				f.Type = "date"
-			case "DateTime":
-				f.Type = "datetime"
-			case "Url":
-				f.Type, f.Length = "url", 255
-			case "Email":
-				f.Type, f.Length = "email", 80
-			case "Phone":
-				f.Type, f.Length = "phone", 40
-			case "Picklist":
-				f.Type, f.Length = "picklist", 255
-				for _, v := range x.Values {
-					f.Picklist = append(f.Picklist, v.FullName)
+		for _, f := range o.Fields {
+			key := strings.ToLower(f.Name)
+			if std, ok := s[o.Name][key]; ok && !f.Custom {
+				if len(f.Picklist) > 0 {
+					std.Picklist = f.Picklist
 				}
-			case "Lookup", "MasterDetail":
-				f.Type, f.Length = "reference", 18
-			default:
-				f.Type = strings.ToLower(x.Type)
+				s[o.Name][key] = std
+				continue
 			}
-			if old, ok := s[o.Name()][strings.ToLower(f.Name)]; ok && f.Type == "picklist" && len(f.Picklist) == 0 {
-				f.Picklist = old.Picklist
-			}
-			s[o.Name()][strings.ToLower(f.Name)] = f
+			s[o.Name][key] = fromMetadata(f)
 		}
 	}
 	return s, nil
+}
+
+// fromMetadata is a project field as the checks need it; a metadata type describe names otherwise (a
+// MultiselectPicklist, ...) keeps its metadata name, so a mapping onto it is a type mismatch naming it.
+func fromMetadata(f metadata.Field) sfField {
+	typ := f.Type
+	if typ == "" {
+		typ = strings.ToLower(f.MetadataType)
+	}
+	return sfField{Name: f.Name, Type: typ, Length: f.Length, Picklist: f.Picklist, Required: f.Required,
+		Writeable: f.Createable || f.Updateable}
 }
 
 // kinds lists the Salesforce field types each kind of mapped value can be stored in.

@@ -21,6 +21,21 @@ type FieldDescription struct {
 	ReferenceTo      []string `json:"referenceTo"`
 	Createable       bool     `json:"createable"`
 	Updateable       bool     `json:"updateable"`
+	// Length is a text field's maximum length in characters (0 for other types); Custom says the field
+	// ends in __c; a field that is not Nillable and not DefaultedOnCreate must be given on create.
+	Length            int             `json:"length"`
+	Custom            bool            `json:"custom"`
+	Nillable          bool            `json:"nillable"`
+	DefaultedOnCreate bool            `json:"defaultedOnCreate"`
+	PicklistValues    []PicklistValue `json:"picklistValues"`
+}
+
+// PicklistValue is one value of a picklist field's describe (Object Reference, "DescribeSObjectResult":
+// PicklistEntry).
+type PicklistValue struct {
+	Value  string `json:"value"`
+	Label  string `json:"label"`
+	Active bool   `json:"active"`
 }
 
 // Describe reads an object's describe (GET /sobjects/{object}/describe).
