@@ -3,13 +3,17 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	metadata "github.com/cosell-dev/cosell/deploy/salesforce"
 	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
 	"github.com/cosell-dev/cosell/services/internal/harness/stack"
+	"github.com/cosell-dev/cosell/services/internal/sforg"
 	"github.com/cosell-dev/cosell/services/internal/testkit"
 	"github.com/cosell-dev/cosell/services/internal/testkit/stacktest"
 )
@@ -94,5 +98,39 @@ func TestJWTLogin(t *testing.T) {
 	stacktest.Quiet(t, s)
 	if n := len(stacktest.OpportunitiesFor(s, r.ID)); n != 1 {
 		t.Errorf("%d opportunities for one referral", n)
+	}
+}
+
+// TestStartNamesWhatTheOrgLacks: sf-ingest and sf-writer read the org's shape while they start, before they
+// report ready, so an org without a field one of them needs stops the start with the stage, the field and
+// the fix, instead of a stage that runs and fails on every record: sf-ingest for a field the mapping reads,
+// sf-writer for one it writes.
+func TestStartNamesWhatTheOrgLacks(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ object, field, stage, fix string }{
+		{"Opportunity", sf.FieldHowCanMicrosoftHelp, "sf-ingest", sforg.FixMissingField},
+		{"Opportunity", sf.FieldAudit, "sf-writer", sforg.FixDeploy},
+		{sf.ObjectMicrosoftSolution, "Solution_Id__c", "sf-writer", sforg.FixDeploy},
+	} {
+		t.Run(c.field, func(t *testing.T) {
+			t.Parallel()
+			partial := t.TempDir()
+			if err := os.CopyFS(partial, metadata.Metadata); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(filepath.Join(partial, metadata.ObjectsDir, c.object, "fields", c.field+".field-meta.xml")); err != nil {
+				t.Fatal(err)
+			}
+			opts := stacktest.Options(t)
+			opts.SFMetadataDir = partial
+			s, err := stack.Start(context.Background(), opts)
+			if err == nil {
+				s.Stop()
+				t.Fatalf("the system started on an org without %s.%s", c.object, c.field)
+			}
+			if want := c.stage + ": the Salesforce org has no " + c.object + " field " + c.field + ": " + c.fix; err.Error() != want {
+				t.Errorf("start error\n%s\nwant\n%s", err, want)
+			}
+		})
 	}
 }

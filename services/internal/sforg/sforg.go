@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
 	"time"
@@ -27,10 +28,13 @@ type Describer interface {
 	Query(ctx context.Context, soql string) ([]map[string]any, error)
 }
 
-// FixMissingField is what to do about a field cosell needs that the org's describe lacks.
-const FixMissingField = "deploy cosell's package (sf project deploy start --source-dir deploy/salesforce/force-app --target-org <alias>) " +
-	"and assign the permission set Cosell_Integration to the integration user (a field it cannot see is missing from describe), " +
-	"or remove the field from the mapping (COSELL_MAPPING_FILE)"
+// FixDeploy is what to do about a field or object of cosell's package that the org's describe lacks.
+const FixDeploy = "deploy cosell's package (sf project deploy start --source-dir deploy/salesforce/force-app --target-org <alias>) " +
+	"and assign the permission set Cosell_Integration to the integration user (a field it cannot see is missing from describe)"
+
+// FixMissingField is what to do about a field cosell reads that the org's describe lacks: it may be one
+// the mapping names.
+const FixMissingField = FixDeploy + ", or remove the field from the mapping (COSELL_MAPPING_FILE)"
 
 // Org is one org's shape: the fields of the objects described so far, and its currency.
 type Org struct {
@@ -64,15 +68,19 @@ func Discover(ctx context.Context, c Describer, objects ...string) (*Org, error)
 }
 
 // Wait is Discover that tries again every retry while Salesforce answers with a transient failure (an
-// outage or a lock at start-up must not stop a stage), until ctx is done; a permanent refusal (a missing
-// object, a refused login) returns at once.
-func Wait(ctx context.Context, c Describer, retry time.Duration, objects ...string) (*Org, error) {
+// outage, a lock or a spent daily allowance at start-up must not stop a stage), logging each to log (nil:
+// nowhere), until ctx is done; a permanent refusal (a missing object, a refused login) returns at once. The
+// stages that read Salesforce call it while they start, before they report ready.
+func Wait(ctx context.Context, c Describer, retry time.Duration, log *slog.Logger, objects ...string) (*Org, error) {
 	t := time.NewTicker(max(retry, 10*time.Millisecond))
 	defer t.Stop()
 	for {
 		o, err := Discover(ctx, c, objects...)
 		if err == nil || !sfapi.IsTransient(err) {
 			return o, err
+		}
+		if log != nil {
+			log.Warn("cannot read the org's shape yet; trying again before the stage reports ready", "err", err, "retry", retry)
 		}
 		select {
 		case <-ctx.Done():
@@ -87,6 +95,10 @@ func (o *Org) object(ctx context.Context, name string) (map[string]sfapi.FieldDe
 		return fields, nil
 	}
 	d, err := o.c.Describe(ctx, name)
+	if sfapi.Code(err) == "NOT_FOUND" {
+		// An object the org lacks, or one the integration user cannot see, is not found (404 NOT_FOUND).
+		return nil, fmt.Errorf("the Salesforce org has no object %s: %s: %w", name, FixDeploy, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("describe %s: %w", name, err)
 	}
@@ -137,14 +149,20 @@ func (o *Org) optional(path string) (any, bool) {
 	return nil, false
 }
 
-// MissingFields is the start-up error for fields cosell reads that the org lacks.
+// MissingFields is the start-up error for fields cosell reads or writes that the org lacks.
 type MissingFields struct {
 	Object string
 	Fields []string
+	// Fix is what to do; empty = FixMissingField.
+	Fix string
 }
 
 func (e *MissingFields) Error() string {
-	return fmt.Sprintf("the Salesforce org has no %s field %s: %s", e.Object, strings.Join(e.Fields, ", "), FixMissingField)
+	fix := e.Fix
+	if fix == "" {
+		fix = FixMissingField
+	}
+	return fmt.Sprintf("the Salesforce org has no %s field %s: %s", e.Object, strings.Join(e.Fields, ", "), fix)
 }
 
 // Select returns the paths of object the org has, in the order given, and the values standing in for the

@@ -80,11 +80,11 @@ func TestWaitOutlastsAnOutage(t *testing.T) {
 	t.Parallel()
 	e, c := emutest.Salesforce(t, sfemu.Options{})
 	e.FailNextCalls(2)
-	o, err := Wait(t.Context(), c, 10*time.Millisecond, sf.ObjectOpportunity)
+	o, err := Wait(t.Context(), c, 10*time.Millisecond, nil, sf.ObjectOpportunity)
 	if err != nil || o.Currency != "USD" {
 		t.Fatalf("Wait: %v %v", o, err)
 	}
-	if _, err := Wait(t.Context(), c, 10*time.Millisecond, "Nope__c"); err == nil || sfapi.IsTransient(err) {
+	if _, err := Wait(t.Context(), c, 10*time.Millisecond, nil, "Nope__c"); err == nil || sfapi.IsTransient(err) {
 		t.Fatalf("unknown object: %v", err)
 	}
 }

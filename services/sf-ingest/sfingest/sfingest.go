@@ -68,17 +68,21 @@ type Ingest struct {
 	sel observed.Selection // the snapshot's field list fitted to the org, set by Describe
 }
 
-// Describe fits the snapshot's field list to the org from its describe: the optional fields it lacks
-// (CurrencyIsoCode in a single-currency org) are left out of every query and stand in every snapshot with
-// the org's value; a mapped field it lacks is an error naming the field and the fix. Run calls it first;
-// Poll calls it when nobody has.
+// Describe fits the snapshot's field list to the org from its describe, once: the optional fields it
+// lacks (CurrencyIsoCode in a single-currency org) are left out of every query and stand in every snapshot
+// with the org's value; a mapped field it lacks is an error naming the field and the fix. The descriptor
+// calls it while the stage starts (before it is ready, on every replica, as sf-writer reads the org);
+// Run, the change-event path and Poll call it when nobody has.
 func (in *Ingest) Describe(ctx context.Context) error {
-	org, err := sforg.Wait(ctx, in.SF, in.Config.Interval, sf.ObjectOpportunity)
+	if in.sel.Fields != nil {
+		return nil
+	}
+	org, err := sforg.Wait(ctx, in.SF, min(in.Config.Interval, 5*time.Second), in.Log, sf.ObjectOpportunity)
 	if err != nil {
-		return fmt.Errorf("sf-ingest: %w", err)
+		return fmt.Errorf("read the org's shape: %w", err)
 	}
 	if in.sel, err = observed.Fit(ctx, org, in.Extra); err != nil {
-		return fmt.Errorf("sf-ingest: %w", err)
+		return err
 	}
 	if len(in.sel.Fallback) > 0 {
 		in.Log.Info("fields the org lacks stand in with the org's values", "fields", in.sel.Fallback)

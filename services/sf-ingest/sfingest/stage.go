@@ -36,6 +36,10 @@ func build(ctx context.Context, cfg *StageConfig, env *stage.Env) (stage.Runner,
 		return nil, fmt.Errorf("invalid mapping:\n%w", err)
 	}
 	in := &Ingest{Bus: env.Bus, SF: sf, Checkpoints: cps, Config: cfg.Ingest, Log: env.Log, Extra: m.SalesforceFields()}
+	// The org's shape, before the stage is reported ready: a mapped field the org lacks stops the start.
+	if err := in.Describe(ctx); err != nil {
+		return nil, err
+	}
 	run, release, err := in.Runner(ctx)
 	if err != nil {
 		return nil, err

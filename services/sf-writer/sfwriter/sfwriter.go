@@ -47,8 +47,8 @@ type Writer struct {
 	Governor *Governor
 	// AfterWrite, when set, is called after the external write and before the outcome is published.
 	AfterWrite func(commandID string)
-	// Org is the org's shape; writes leave out the optional fields it lacks (CurrencyIsoCode in a
-	// single-currency org). When nil, Run and then each batch try to discover it (describe); while Salesforce
+	// Org is the org's shape (Learn, at start); writes leave out the optional fields it lacks (CurrencyIsoCode
+	// in a single-currency org). When nil, each batch tries to discover it (describe); while Salesforce
 	// cannot answer, the batch's commands wait (retried after a second) rather than being written blind.
 	Org *sforg.Org
 
@@ -70,20 +70,43 @@ func (w *Writer) org(ctx context.Context) (*sforg.Org, error) {
 	return org, nil
 }
 
-// LearnOrg reads the org's shape once, unless it is known: when Salesforce cannot answer, commands wait
-// until it can (each batch tries again). The descriptor calls it while the stage starts, so the stage is
-// ready (a process's /readyz, the in-process system's Start) with the shape known and a test that breaks
-// Salesforce right after the start cannot catch the writer before it; Run calls it too.
-func (w *Writer) LearnOrg(ctx context.Context) {
-	if _, err := w.org(ctx); err != nil {
-		w.Log.Warn("cannot read the org's shape yet; commands wait until it can be read", "err", err)
+// writes are the fields the writer names itself, whatever the mapping: the upsert key, the link's status
+// and its audit summary on the Opportunity, and the Microsoft Solution records it reconciles.
+var writes = []struct {
+	object string
+	fields []string
+}{
+	{sf.ObjectOpportunity, []string{sf.FieldReferralIdentifier, sf.FieldSyncStatus, sf.FieldAudit}},
+	{sf.ObjectMicrosoftSolution, []string{"Name", "Opportunity__c", "Solution_Id__c"}},
+}
+
+// Learn reads the org's shape once, as sf-ingest does: the descriptor calls it while the stage starts, so
+// a process is ready (its /readyz, the in-process system's Start) with the shape known. While Salesforce
+// answers with a transient failure it tries again; an object or field the writer writes that the org lacks
+// stops the start with an error naming each and the fix.
+func (w *Writer) Learn(ctx context.Context) error {
+	org, err := sforg.Wait(ctx, w.SF, time.Second, w.Log, sf.ObjectOpportunity, sf.ObjectMicrosoftSolution)
+	if err != nil {
+		return fmt.Errorf("read the org's shape: %w", err)
 	}
+	for _, wr := range writes {
+		if _, _, err := org.Select(ctx, wr.object, wr.fields); err != nil {
+			var mf *sforg.MissingFields
+			if errors.As(err, &mf) {
+				mf.Fix = sforg.FixDeploy // the writer's own fields, not the mapping's
+			}
+			return err
+		}
+	}
+	w.orgMu.Lock()
+	w.Org = org
+	w.orgMu.Unlock()
+	return nil
 }
 
 // Run consumes Opportunity commands in batches (up to 200, one Collections call's worth) until ctx is
 // cancelled, then drains.
 func (w *Writer) Run(ctx context.Context) error {
-	w.LearnOrg(ctx)
 	opts := w.Consume
 	if opts.Batch <= 0 || opts.Batch > sfapi.MaxCollection {
 		opts.Batch = sfapi.MaxCollection

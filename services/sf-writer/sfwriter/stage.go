@@ -30,6 +30,8 @@ func build(ctx context.Context, cfg *StageConfig, env *stage.Env) (stage.Runner,
 	}
 	w := &Writer{Bus: env.Bus, SF: sf, Outcomes: rec, Log: env.Log, Consume: env.Consume, LimitPause: cfg.Budget.Pause,
 		Governor: &Governor{SF: sf, Config: cfg.Budget, Log: env.Log}, AfterWrite: env.AfterWrite}
-	w.LearnOrg(ctx) // before the stage is reported ready
+	if err := w.Learn(ctx); err != nil { // before the stage is reported ready
+		return nil, err
+	}
 	return w.Run, nil
 }
