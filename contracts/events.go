@@ -206,10 +206,22 @@ type Decision struct {
 	// Target is the system the decision writes to, when it writes.
 	Target System   `json:"target,omitempty"`
 	Fields []string `json:"fields,omitempty"`
-	Detail string   `json:"detail,omitempty"`
+	// Changes are the values the decision sends, holds or parks, each field's agreed value before → the
+	// value it takes, and the side that value came from (canonical values, as in the mapping).
+	Changes []FieldChange `json:"changes,omitempty"`
+	Detail  string        `json:"detail,omitempty"`
 	// Cause is the id of the event decided on.
 	Cause string    `json:"cause"`
 	At    time.Time `json:"at"`
+}
+
+// FieldChange is one field of a Decision: its value before (the last agreed value; absent when there was
+// none) and after, and the side the new value came from.
+type FieldChange struct {
+	Field  string `json:"field"`
+	Before any    `json:"before,omitempty"`
+	After  any    `json:"after,omitempty"`
+	From   System `json:"from"`
 }
 
 // DeadLetter is the data of TypeDeadLetter: a message a stage gave up on, with why, so it can be re-driven.

@@ -166,7 +166,22 @@ func (m Decider) hold(l *contracts.Link, res *Result, o Observation, reason stri
 		return
 	}
 	l.Held = &contracts.Held{Reason: reason, Fields: fields, Fingerprint: fp, Since: now}
-	res.Decisions = append(res.Decisions, m.decision(*l, o, contracts.DecisionHeld, reason, fields, now))
+	d := m.decision(*l, o, contracts.DecisionHeld, reason, fields, now)
+	d.Changes = m.changes(*l, o.System, held)
+	res.Decisions = append(res.Decisions, d)
+}
+
+// changes lists what a decision carries from side from: each field's agreed value before and the new
+// one, for the timeline (the status page's before → after).
+func (m Decider) changes(l contracts.Link, from contracts.System, v mapping.Values) []contracts.FieldChange {
+	if len(v) == 0 {
+		return nil
+	}
+	out := make([]contracts.FieldChange, 0, len(v))
+	for _, k := range slices.Sorted(maps.Keys(v)) {
+		out = append(out, contracts.FieldChange{Field: k, Before: l.Synced[k], After: v[k], From: from})
+	}
+	return out
 }
 
 // outOfStep reports a closed referral whose Opportunity's stage says otherwise (a partner-originated
@@ -480,6 +495,7 @@ func (m Decider) send(l *contracts.Link, res *Result, from contracts.System, fro
 	if other.InFlight == nil {
 		other.InFlight = map[string]any{}
 	}
+	carried := m.changes(*l, from, changed)
 	for k, v := range changed {
 		m.agree(l, k, v)
 		other.InFlight[k] = v
@@ -495,7 +511,9 @@ func (m Decider) send(l *contracts.Link, res *Result, from contracts.System, fro
 	}
 	other.WrittenFingerprint = m.fingerprint(expected, to)
 	other.Pending = id
-	res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionApplied, "sent to "+string(to), slices.Sorted(maps.Keys(changed)), now))
+	d := m.decision(*l, obs, contracts.DecisionApplied, "sent to "+string(to), slices.Sorted(maps.Keys(changed)), now)
+	d.Changes = carried
+	res.Decisions = append(res.Decisions, d)
 }
 
 // locked reports a referral that takes no more changes: closed (won, lost, declined or expired).
@@ -609,7 +627,9 @@ func (m Decider) firstSight(o Observation, now time.Time) Result {
 	other.Pending = id
 	other.WrittenFingerprint = m.fingerprint(l.Synced, to)
 	res.Link = &l
-	res.Decisions = append(res.Decisions, m.decision(l, o, contracts.DecisionCreated, "creating the "+string(to)+" record", slices.Sorted(maps.Keys(l.Synced)), now))
+	d := m.decision(l, o, contracts.DecisionCreated, "creating the "+string(to)+" record", slices.Sorted(maps.Keys(l.Synced)), now)
+	d.Changes = m.changes(contracts.Link{}, o.System, l.Synced)
+	res.Decisions = append(res.Decisions, d)
 	return res
 }
 
