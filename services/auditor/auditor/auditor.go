@@ -60,6 +60,8 @@ type Auditor struct {
 	Options Options
 	// Guard lets callers into the status page and API; nil refuses everyone.
 	Guard *Guard
+	// Records says where the page links each side's record to.
+	Records Records
 
 	syncLatency *prometheus.HistogramVec
 	summaries   *prometheus.CounterVec

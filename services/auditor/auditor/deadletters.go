@@ -167,6 +167,25 @@ func (a *Auditor) Retry(ctx context.Context, seq uint64) (DeadLetterEntry, error
 	return en, nil
 }
 
+// RetryAll re-drives every parked message (see Retry) and returns how many were re-driven; the error joins
+// the failures, each naming its sequence, and the others are re-driven still.
+func (a *Auditor) RetryAll(ctx context.Context) (int, error) {
+	dls, err := a.DeadLetters(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, d := range dls {
+		if _, err := a.Retry(ctx, d.Seq); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
 // Purge removes parked messages for good: the given sequences, or all of them when seqs is empty. It
 // returns how many were removed.
 func (a *Auditor) Purge(ctx context.Context, seqs ...uint64) (int, error) {

@@ -112,24 +112,39 @@ func (a *Auditor) throughput() map[string]float64 {
 
 var chartColors = []string{"#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#db2777", "#0891b2"}
 
-// chart draws one inline SVG line chart (no script, no external asset) of a value per consumer over the
-// sampled window.
-func chart(title, unit string, samples []Sample, window time.Duration, value func(Sample, string) float64) template.HTML {
+// chart draws one inline SVG line chart (no script, no external asset) of a value per consumer, its time
+// axis spanning the samples there are (not the configured history), its value axis the largest value, and
+// only the consumers that had any: the others are named as idle under it.
+func chart(title, unit string, samples []Sample, value func(Sample, string) float64) template.HTML {
 	const w, h, left, bottom, top = 560.0, 180.0, 44.0, 22.0, 18.0
-	var names []string
+	var names, idle []string
 	for _, c := range contracts.Consumers() {
-		names = append(names, c.Durable)
+		active := false
+		for _, s := range samples {
+			if value(s, c.Durable) > 0 {
+				active = true
+				break
+			}
+		}
+		if active {
+			names = append(names, c.Durable)
+		} else {
+			idle = append(idle, c.Durable)
+		}
 	}
-	maxV := 1.0
+	maxV := 4.0
 	for _, s := range samples {
 		for _, n := range names {
 			maxV = math.Max(maxV, value(s, n))
 		}
 	}
 	maxV = niceCeil(maxV)
+	maxV = math.Ceil(maxV/4) * 4 // the four grid lines fall on whole numbers
+	rows := (len(names) + 3) / 4
+	height := h + 24 + 14*float64(rows)
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="chart" role="img" aria-label="%s" viewBox="0 0 %.0f %.0f" width="%.0f" height="%.0f" xmlns="http://www.w3.org/2000/svg">`,
-		template.HTMLEscapeString(title), w, h+40, w, h+40)
+		template.HTMLEscapeString(title), w, height, w, height)
 	fmt.Fprintf(&b, `<text x="0" y="12" font-size="12" font-weight="600">%s</text>`, template.HTMLEscapeString(title))
 	plotW, plotH := w-left-8, h-bottom-top
 	for i := 0; i <= 4; i++ {
@@ -137,21 +152,28 @@ func chart(title, unit string, samples []Sample, window time.Duration, value fun
 		fmt.Fprintf(&b, `<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#e5e7eb"/>`, left, y, w-8, y)
 		fmt.Fprintf(&b, `<text x="%.0f" y="%.1f" font-size="10" text-anchor="end" fill="#6b7280">%s</text>`, left-4, y+3, fmtNum(maxV*float64(i)/4))
 	}
-	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" font-size="10" fill="#6b7280">%s · last %s</text>`, left, h+2, template.HTMLEscapeString(unit), windowLabel(window))
-	if len(samples) > 0 {
-		end := samples[len(samples)-1].At
-		start := end.Add(-window)
-		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" font-size="10" text-anchor="end" fill="#6b7280">%s</text>`, w-8, h+2, end.Format("15:04"))
+	if len(samples) == 0 {
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" font-size="11" fill="#6b7280">no samples yet</text>`, left+8, top+plotH/2)
+	} else {
+		start, end := samples[0].At, samples[len(samples)-1].At
+		span := end.Sub(start)
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" font-size="10" fill="#6b7280">%s</text>`, left, h+2, start.Format("15:04:05"))
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" font-size="10" text-anchor="middle" fill="#6b7280">%s · %d samples over %s</text>`,
+			left+plotW/2, h+2, template.HTMLEscapeString(unit), len(samples), spanLabel(span))
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" font-size="10" text-anchor="end" fill="#6b7280">%s</text>`, w-8, h+2, end.Format("15:04:05"))
 		for i, n := range names {
 			var pts []string
 			for _, s := range samples {
-				x := left + plotW*s.At.Sub(start).Seconds()/window.Seconds()
+				x := left + plotW
+				if span > 0 {
+					x = left + plotW*s.At.Sub(start).Seconds()/span.Seconds()
+				}
 				y := top + plotH - plotH*value(s, n)/maxV
 				pts = append(pts, fmt.Sprintf("%.1f,%.1f", x, y))
 			}
 			col := chartColors[i%len(chartColors)]
 			if len(pts) == 1 {
-				fmt.Fprintf(&b, `<circle cx="%s" r="2" fill="%s"/>`, strings.Replace(pts[0], ",", `" cy="`, 1), col)
+				fmt.Fprintf(&b, `<circle cx="%s" r="2.5" fill="%s"/>`, strings.Replace(pts[0], ",", `" cy="`, 1), col)
 			} else {
 				fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>`, col, strings.Join(pts, " "))
 			}
@@ -159,9 +181,16 @@ func chart(title, unit string, samples []Sample, window time.Duration, value fun
 	}
 	for i, n := range names {
 		x := left + float64(i%4)*130
-		y := h + 18 + float64(i/4)*14
+		y := h + 20 + float64(i/4)*14
 		fmt.Fprintf(&b, `<rect x="%.0f" y="%.0f" width="10" height="3" fill="%s"/><text x="%.0f" y="%.0f" font-size="10">%s</text>`,
 			x, y-4, chartColors[i%len(chartColors)], x+14, y, template.HTMLEscapeString(n))
+	}
+	if len(idle) > 0 {
+		label := "idle: " + strings.Join(idle, ", ")
+		if len(names) == 0 {
+			label = "every consumer idle"
+		}
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" font-size="10" fill="#6b7280">%s</text>`, left, height-4, template.HTMLEscapeString(label))
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String()) //nolint:gosec // every dynamic part above is escaped or numeric
@@ -187,14 +216,9 @@ func fmtNum(v float64) string {
 	return fmt.Sprintf("%.1f", v)
 }
 
-func windowLabel(d time.Duration) string {
-	switch {
-	case d == time.Hour:
-		return "hour"
-	case d%time.Hour == 0:
-		return fmt.Sprintf("%d hours", d/time.Hour)
-	case d%time.Minute == 0:
-		return fmt.Sprintf("%d minutes", d/time.Minute)
+func spanLabel(d time.Duration) string {
+	if d >= time.Hour {
+		return d.Round(time.Minute).String()
 	}
-	return d.String()
+	return d.Round(time.Second).String()
 }

@@ -2,9 +2,12 @@ package auditor
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/mapping"
 	"github.com/cosell-dev/cosell/services/internal/stage"
 )
 
@@ -14,6 +17,9 @@ type StageConfig struct {
 	SummaryEntries int           `env:"COSELL_AUDIT_SUMMARY_ENTRIES" default:"10" help:"timeline entries shown in the Audit field"`
 	SampleEvery    time.Duration `env:"COSELL_AUDIT_SAMPLE_INTERVAL" default:"10s" help:"how often lag and throughput are sampled for the charts"`
 	History        time.Duration `env:"COSELL_AUDIT_HISTORY" default:"1h" help:"how far back the status page's charts go"`
+	// ReferralURL and OpportunityURL link each record on the status page to its side.
+	ReferralURL    string `env:"COSELL_STATUS_REFERRAL_URL" help:"the status page's link to a referral in Partner Center, %s = the referral id; empty = the mapping's referralLink (https://partner.microsoft.com/dashboard/referrals/v2/leads/%s)"`
+	OpportunityURL string `env:"COSELL_STATUS_OPPORTUNITY_URL" help:"the status page's link to an Opportunity in Salesforce, %s = its id, e.g. https://MYDOMAIN.lightning.force.com/lightning/r/Opportunity/%s/view; empty = ids without a link"`
 	// Auth says who may use the status page and API (see AuthConfig).
 	Auth AuthConfig
 }
@@ -28,6 +34,15 @@ func build(ctx context.Context, cfg *StageConfig, env *stage.Env) (stage.Runner,
 		return nil, err
 	}
 	a.Consume = env.Consume
+	a.Records = Records{ReferralURL: cfg.ReferralURL, OpportunityURL: cfg.OpportunityURL}
+	for name, f := range map[string]string{"COSELL_STATUS_REFERRAL_URL": a.Records.ReferralURL, "COSELL_STATUS_OPPORTUNITY_URL": a.Records.OpportunityURL} {
+		if f != "" && strings.Count(f, "%s") != 1 {
+			return nil, fmt.Errorf("%s=%q: want a URL with one %%s where the record id goes", name, f)
+		}
+	}
+	if a.Records.ReferralURL == "" {
+		a.Records.ReferralURL = mapping.Default().ReferralLinkFormat
+	}
 	a.Options = Options{SummaryEvery: cfg.SummaryEvery, SummaryEntries: cfg.SummaryEntries, SampleEvery: cfg.SampleEvery, History: cfg.History}
 	if err := a.Register(env.Registry); err != nil {
 		return nil, err

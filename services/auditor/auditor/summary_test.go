@@ -44,20 +44,29 @@ func TestSummaryShowsWhatMattersNewestFirst(t *testing.T) {
 	}
 }
 
-func TestChartIsSelfContainedSVG(t *testing.T) {
+func TestChartIsSelfContainedSVGSizedToItsData(t *testing.T) {
 	now := time.Now().UTC()
 	samples := []Sample{
 		{At: now.Add(-time.Minute), Lag: map[string]uint64{contracts.ConsumerSFWriter: 4}, Throughput: map[string]float64{}},
 		{At: now, Lag: map[string]uint64{contracts.ConsumerSFWriter: 12}, Throughput: map[string]float64{contracts.ConsumerSFWriter: 30}},
 	}
-	svg := string(chart("Consumer lag <x>", "messages", samples, time.Hour, func(s Sample, n string) float64 { return float64(s.Lag[n]) }))
-	for _, want := range []string{"<svg", "<polyline", "Consumer lag &lt;x&gt;", "last hour", contracts.ConsumerSFWriter, ">20<"} {
+	svg := string(chart("Consumer lag <x>", "messages", samples, func(s Sample, n string) float64 { return float64(s.Lag[n]) }))
+	// A minute of samples spans the whole plot (not a sliver of an hour), the value axis tops out at the
+	// nicest number above the largest value, and consumers without traffic are named idle, not drawn.
+	for _, want := range []string{"<svg", `<polyline fill="none" stroke="#2563eb" stroke-width="1.5" points="44.0,`, " 552.0,",
+		"Consumer lag &lt;x&gt;", "2 samples over 1m0s", contracts.ConsumerSFWriter, ">20<", "idle: " + contracts.ConsumerMapperObserved} {
 		if !strings.Contains(svg, want) {
 			t.Errorf("chart lacks %q:\n%s", want, svg)
 		}
 	}
+	if n := strings.Count(svg, "<polyline"); n != 1 {
+		t.Errorf("chart draws %d lines for one consumer with traffic", n)
+	}
 	if strings.Contains(svg, "<script") || strings.Contains(svg, "href") {
 		t.Error("chart references scripts or links")
+	}
+	if empty := string(chart("t", "u", nil, func(Sample, string) float64 { return 0 })); !strings.Contains(empty, "no samples yet") || !strings.Contains(empty, "every consumer idle") {
+		t.Errorf("a chart without samples does not say so:\n%s", empty)
 	}
 }
 
