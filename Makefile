@@ -72,5 +72,5 @@ clean: ## remove build output
 	rm -rf $(BIN)
 
 .PHONY: screenshot
-screenshot: ## run demo traffic (with a parked message) and save headless Chromium's shot of the status page to docs/status-page.png
-	$(GO) run ./services/auditor/screenshot -o docs/status-page.png
+screenshot: ## run demo traffic (a parked message, a held deal) and save headless Chromium's shots of the status page (overview, a timeline, dead letters) to docs/
+	$(GO) run ./services/auditor/screenshot -o docs

@@ -1,7 +1,8 @@
 // Command screenshot starts the whole system with demo traffic (including a Salesforce outage that parks a
-// message in the dead-letter stream), lets the status page gather a couple of minutes of samples, and
-// saves a screenshot of the page taken by headless Chromium. `make screenshot` runs it; it doubles as a
-// check that the page renders in a real browser.
+// message in the dead-letter stream, and an Opportunity whose sync is switched off), lets the status page
+// gather samples, signs in to it with headless Chromium as the generated operator, and saves three
+// screenshots: the overview, one deal's timeline and the dead letters. `make screenshot` runs it and
+// writes them to docs/.
 package main
 
 import (
@@ -9,31 +10,34 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/auditor/screenshot/browser"
 	"github.com/cosell-dev/cosell/services/internal/harness/stack"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 func main() {
-	out := flag.String("o", "docs/status-page.png", "where to write the PNG")
-	browser := flag.String("chromium", "chromium", "the Chromium binary (Debian: apt-get install chromium)")
-	traffic := flag.Duration("traffic", 40*time.Second, "how long to generate demo traffic before the screenshot")
+	out := flag.String("o", "docs", "the directory the PNGs are written to (status-page.png, status-timeline.png, status-deadletters.png)")
+	traffic := flag.Duration("traffic", 40*time.Second, "how long to generate demo traffic before the screenshots")
 	flag.Parse()
-	if err := run(*out, *browser, *traffic); err != nil {
+	if err := run(*out, *traffic); err != nil {
 		fmt.Fprintln(os.Stderr, "screenshot:", err)
 		os.Exit(1)
 	}
 }
 
-func run(out, browser string, traffic time.Duration) error {
-	if _, err := exec.LookPath(browser); err != nil {
-		return fmt.Errorf("%s not found (Debian: apt-get install -y chromium): %w", browser, err)
+func run(out string, traffic time.Duration) error {
+	exe, err := browser.Find()
+	if err != nil {
+		return err
 	}
 	ctx := context.Background()
 	s, err := stack.Start(ctx, stack.Options{
@@ -52,7 +56,7 @@ func run(out, browser string, traffic time.Duration) error {
 		value float64
 	}{{"Contoso data platform", 125000}, {"Northwind analytics", 42000}, {"Litware ERP", 99000}, {"Adatum migration", 18500}}
 	end := time.Now().Add(traffic)
-	var refs []string
+	var refs, opps []string
 	for i := 0; time.Now().Before(end); i++ {
 		switch {
 		case i < len(deals):
@@ -71,10 +75,18 @@ func run(out, browser string, traffic time.Duration) error {
 				if err != nil {
 					return err
 				}
-				if _, err := s.SF.Insert(sf.ObjectOpportunity, map[string]any{"Name": name, "AccountId": acc, "Amount": 48000.0,
-					"CurrencyIsoCode": "EUR", "CloseDate": "2027-03-31", "StageName": "Qualification", sf.FieldSyncWithPartnerCenter: true}); err != nil {
+				id, err := s.SF.Insert(sf.ObjectOpportunity, map[string]any{"Name": name, "AccountId": acc, "Amount": 48000.0,
+					"CurrencyIsoCode": "EUR", "CloseDate": "2027-03-31", "StageName": "Qualification", sf.FieldSyncWithPartnerCenter: true})
+				if err != nil {
 					return err
 				}
+				opps = append(opps, id)
+			}
+		case i == len(deals)+6:
+			// A seller switches sync off on one Opportunity and edits it: the change is held, and the page
+			// lists the deal under "Needs attention".
+			if err := s.SF.Update(sf.ObjectOpportunity, opps[1], map[string]any{sf.FieldSyncWithPartnerCenter: false, "Amount": 51000.0}); err != nil {
+				return err
 			}
 		case i == len(deals)+2:
 			// A Salesforce outage longer than the retry budget: this referral's create is parked.
@@ -100,30 +112,43 @@ func run(out, browser string, traffic time.Duration) error {
 	if errs := s.Errors(); len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
-	abs, err := filepath.Abs(out)
+	bctx, cancel, err := browser.Start(ctx, exe, 1400, 1000)
 	if err != nil {
 		return err
 	}
-	profile, err := os.MkdirTemp("", "cosell-chromium-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(profile)
-	cctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(cctx, browser, "--headless", "--no-sandbox", "--disable-gpu",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-		"--hide-scrollbars", "--user-data-dir="+profile, "--window-size=1400,2200", "--screenshot="+abs, s.Status+"/")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("chromium: %w\n%s", err, b)
+	tctx, stop := context.WithTimeout(bctx, 2*time.Minute)
+	defer stop()
+	if err := browser.Login(tctx, s.Status, s.Operator.Name, s.Operator.Secret); err != nil {
+		return fmt.Errorf("sign in: %w", err)
 	}
-	st, err := os.Stat(abs)
-	if err != nil || st.Size() == 0 {
-		return fmt.Errorf("chromium wrote no screenshot at %s: %v", abs, err)
+	shots := []struct {
+		file, path, wait string
+		full             bool
+	}{
+		{"status-page.png", "/", "#overview", true},
+		{"status-timeline.png", "/link?id=" + url.QueryEscape(refs[0]), "table", true},
+		{"status-deadletters.png", "/#deadletters", "#deadletters", false},
 	}
-	fmt.Printf("wrote %s (%d bytes)\n", out, st.Size())
+	for _, sh := range shots {
+		var png []byte
+		err := chromedp.Do(tctx, chromedp.Navigate(s.Status+sh.path), chromedp.WaitVisible(chromedp.CSS(sh.wait)))
+		if err == nil && sh.full {
+			png, err = chromedp.Run(tctx, chromedp.FullScreenshot(100))
+		} else if err == nil {
+			png, err = chromedp.Run(tctx, chromedp.CaptureScreenshot())
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", sh.path, err)
+		}
+		file := filepath.Join(out, sh.file)
+		if err := os.WriteFile(file, png, 0o644); err != nil {
+			return err
+		}
+		fmt.Printf("wrote %s (%d bytes)\n", file, len(png))
+	}
 	return nil
 }
