@@ -271,8 +271,19 @@ type Link struct {
 	// for the same reason is not audited again.
 	Held *Held `json:"held,omitempty"`
 	// Status is the sync status last written to the Opportunity (✔, ⏸ …, ✖ …); empty reads as ✔.
-	Status    string    `json:"status,omitempty"`
+	Status string `json:"status,omitempty"`
+	// Folded remembers the writers' outcomes already folded into the link, so an outcome handled again
+	// (a replay of the outcomes stream, past the duplicate window too) changes nothing.
+	Folded    *Folded   `json:"folded,omitempty"`
 	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// Folded is what a link remembers of the outcomes folded into it: a short hash of each of the latest
+// (command id, status) pairs, and, once older ones had to be forgotten, a write time well before which
+// every outcome counts as folded.
+type Folded struct {
+	IDs    []string  `json:"ids,omitempty"`
+	Before time.Time `json:"before,omitempty"`
 }
 
 // Held is a change cosell holds back: the reason (hold stage, referral closed, paused), the fields, and

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -18,10 +19,13 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 Rewinds the durable consumer(s) of --stream (only --stage's, when given) to the first message at or after
 --since, or to --from-seq, and waits while the running stage handles everything again. Handlers are
-idempotent: a record already in the desired state costs no external write. The summary counts what the
-stage published while replaying:
-  applied   writes carried out (writers: written outcomes; mapper: commands decided; auditor: Audit writes)
-  skipped   handled with nothing to do: already converged (applied mark, echo, stale or no change)
+idempotent: a record already in the desired state costs no external write. The summary counts what was
+really written while replaying:
+  applied   writes carried out: a writer's written outcomes; for the mapper and the auditor, the written
+            outcomes of the commands they decided while replaying (the replay waits for the writers), so a
+            command a writer skips as already carried out is not counted
+  skipped   handled with nothing to do: already converged (applied mark, echo, stale, no change, an
+            outcome already folded into its link)
   failed    failed outcomes and messages parked in the dead-letter stream (see cosell dlq ls)
 Live traffic that arrives meanwhile is counted too.
 
@@ -194,6 +198,22 @@ func replay(ctx context.Context, bus *platform.Bus, specs []contracts.ConsumerSp
 		if stream == "" {
 			continue
 		}
+		if stream == contracts.StreamRequested {
+			// The stage decides commands: count the ones a writer then carried out.
+			written, failedN, err := commandsWritten(ctx, bus, baseline, applied, t.spec.Stage, deadline)
+			if err != nil {
+				return res, err
+			}
+			res.Applied += written
+			res.Failed += failedN
+			n, err := countSince(ctx, bus, contracts.StreamDeadLetter, baseline[contracts.StreamDeadLetter],
+				[]string{contracts.SubjectDeadLetter + "." + contracts.Token(t.spec.Stage) + ".>"}, "")
+			if err != nil {
+				return res, err
+			}
+			res.Failed += n
+			continue
+		}
 		n, err := countSince(ctx, bus, stream, baseline[stream], applied, t.spec.Stage)
 		if err != nil {
 			return res, err
@@ -215,6 +235,59 @@ func replay(ctx context.Context, bus *platform.Bus, specs []contracts.ConsumerSp
 	}
 	res.Skipped = max(res.Replayed-res.Applied-res.Failed, 0)
 	return res, nil
+}
+
+// commandsWritten waits until the writers have handled the commands stage published (on subjects)
+// since the baseline, then counts the written and failed outcomes of exactly those commands. A command a
+// writer finds already carried out (its applied mark) has no new outcome, so it counts as neither.
+func commandsWritten(ctx context.Context, bus *platform.Bus, baseline map[string]uint64, subjects []string, stage string, deadline time.Time) (written, failed int, err error) {
+	ids := map[string]bool{}
+	err = bus.Read(ctx, contracts.StreamRequested, func(m platform.Stored) error {
+		if m.Header.Get("ce-source") == stage {
+			ids[m.Header.Get("ce-id")] = true
+		}
+		return nil
+	}, platform.Subjects(subjects...), platform.FromSeq(baseline[contracts.StreamRequested]+1))
+	if err != nil || len(ids) == 0 {
+		return 0, 0, err
+	}
+	for {
+		left := 0
+		for _, durable := range []string{contracts.ConsumerPCWriter, contracts.ConsumerSFWriter} {
+			pending, ackPending, err := bus.Lag(ctx, durable)
+			if err != nil {
+				return 0, 0, err
+			}
+			left += int(pending + ackPending)
+		}
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return 0, 0, fmt.Errorf("the writers still have %d command(s) pending; the stages may be down (cosell status)", left)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	err = bus.Read(ctx, contracts.StreamOutcomes, func(m platform.Stored) error {
+		var out contracts.Outcome
+		if json.Unmarshal(m.Data, &out) != nil || !ids[out.CommandID] {
+			return nil
+		}
+		if out.Status == contracts.OutcomeWritten {
+			written++
+		} else {
+			failed++
+		}
+		return nil
+	}, platform.FromSeq(baseline[contracts.StreamOutcomes]+1))
+	if err != nil {
+		return 0, 0, fmt.Errorf("count %s: %w", contracts.StreamOutcomes, err)
+	}
+	return written, failed, nil
 }
 
 func drawProgress(w io.Writer, done, total int) {

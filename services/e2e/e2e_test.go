@@ -83,7 +83,8 @@ func TestReferralFromMicrosoftBecomesOpportunity(t *testing.T) {
 		return true, ""
 	})
 	want := map[string]any{
-		sf.FieldName: "Contoso data platform", sf.FieldAmount: 125000.0, sf.FieldCurrencyIsoCode: "USD",
+		sf.FieldName:   "Contoso data platform ✔", // the sync mark (nameMark, on by default)
+		sf.FieldAmount: 125000.0, sf.FieldCurrencyIsoCode: "USD",
 		sf.FieldCloseDate: "2027-02-15", sf.FieldStageName: "Prospecting", sf.FieldSyncWithPartnerCenter: true,
 	}
 	if s.SingleCurrency() {

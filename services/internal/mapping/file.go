@@ -170,12 +170,18 @@ func (p *parser) parse(data []byte) Mapping {
 			if strings.Count(v.Value, "%s") != 1 || strings.Count(v.Value, "%") != 1 {
 				p.add(v.Line, "", "put exactly one %s where the referral id goes", "referralLink %q must contain %%s once and no other %%", v.Value)
 			}
+		case "nameMark":
+			b, ok := parseBool(v.Value)
+			if !ok || v.Kind != yaml.ScalarNode {
+				p.add(v.Line, "", "set nameMark: true or nameMark: false", "nameMark %q is not true or false", v.Value)
+			}
+			m.NameMark = b
 		case "stages":
 			m.Stages = p.stages(v, m.Lines)
 		case "fields":
 			m.Fields = p.fields(v)
 		default:
-			p.add(k.Line, "", "remove it; the keys are version, defaultCurrency, referralLink, stages, fields", "unknown key %q", k.Value)
+			p.add(k.Line, "", "remove it; the keys are version, defaultCurrency, referralLink, nameMark, stages, fields", "unknown key %q", k.Value)
 		}
 	}
 	for _, key := range []string{"version", "stages", "fields"} {
@@ -185,6 +191,9 @@ func (p *parser) parse(data []byte) Mapping {
 	}
 	if m.DefaultCurrency == "" && seen["defaultCurrency"] == nil {
 		m.DefaultCurrency = "USD"
+	}
+	if seen["nameMark"] == nil {
+		m.NameMark = true // Microsoft's connector shows the mark unless switched off
 	}
 	if seen["referralLink"] == nil {
 		m.ReferralLinkFormat = "https://partner.microsoft.com/dashboard/referrals/v2/leads/%s"
@@ -456,4 +465,15 @@ func joinKinds() string {
 		s[i] = string(k)
 	}
 	return strings.Join(s, ", ")
+}
+
+// parseBool reads a YAML 1.2 boolean (true / false, any case).
+func parseBool(s string) (bool, bool) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	}
+	return false, false
 }

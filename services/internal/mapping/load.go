@@ -25,6 +25,7 @@ type Config struct {
 	Won      string `env:"COSELL_STAGE_WON" help:"overrides the mapping's won stage"`
 	Lost     string `env:"COSELL_STAGE_LOST" help:"overrides the mapping's lost stage"`
 	Currency string `env:"COSELL_DEFAULT_CURRENCY" help:"overrides the mapping's default currency"`
+	NameMark string `env:"COSELL_NAME_MARK" help:"overrides the mapping's nameMark: true appends ✔ (in step) or ✖ (failed) to the Opportunity Name, false leaves the Name alone"`
 }
 
 // override applies the settings c overrides to m and notes where each came from, for problems.
@@ -46,6 +47,13 @@ func (c Config) override(m *Mapping) Problems {
 			}
 			m.from[o.key] = o.env
 		}
+	}
+	if v := strings.TrimSpace(c.NameMark); v != "" {
+		b, ok := parseBool(v)
+		if !ok {
+			return Problems{{File: "COSELL_NAME_MARK", Message: fmt.Sprintf("COSELL_NAME_MARK %q is not true or false", c.NameMark), Fix: "set COSELL_NAME_MARK=true or COSELL_NAME_MARK=false"}}
+		}
+		m.NameMark = b
 	}
 	if c.Currency != "" && code(m.DefaultCurrency, 3) == nil {
 		return Problems{m.problem("defaultCurrency", "", "use an ISO-4217 code such as USD", "defaultCurrency %q is not a three-letter currency code", c.Currency)}

@@ -149,6 +149,9 @@ type Mapping struct {
 	DefaultCurrency string
 	// ReferralLinkFormat is a fmt pattern taking the referral id, written to Referral Link.
 	ReferralLinkFormat string
+	// NameMark appends the sync mark (✔ in step, ✖ failed) to the Opportunity's Name, as Microsoft's
+	// connector does ("show check mark in Opportunity name", default on).
+	NameMark bool
 	// Source names the file the mapping was read from, for messages.
 	Source string
 	// Lines says where the top-level settings are in that file ("defaultCurrency", "stages.hold", ...).

@@ -62,13 +62,64 @@ func (m Mapping) FromOpportunity(o contracts.Opportunity) Values {
 			}
 			x = team(list)
 		default:
-			x = f.fromSF(o.Fields[f.SF])
+			raw := o.Fields[f.SF]
+			if f.SF == sf.FieldName {
+				raw = UnmarkName(str(raw)) // the sync mark cosell appends is not part of the deal's name
+			}
+			x = f.fromSF(raw)
 		}
 		if !IsBlank(x) {
 			v[f.Name] = x
 		}
 	}
 	return v
+}
+
+// The sync marks the Opportunity Name ends with while NameMark is on: " ✔" in step, " ✖" failed.
+const (
+	MarkInStep = "✔"
+	MarkFailed = "✖"
+)
+
+// NameRule is the rule that maps the Opportunity Name, if the mapping has one.
+func (m Mapping) NameRule() (FieldRule, bool) {
+	for _, r := range m.Fields {
+		if r.SF == sf.FieldName {
+			return r, true
+		}
+	}
+	return FieldRule{}, false
+}
+
+// MarkedName is the Name to write for a deal name and a sync status: the name with " ✔" when the status
+// is in step, " ✖" when it is a failure, and no mark while a change is held (⏸); the name is cut so the
+// mark fits the field. Without NameMark it is the name as it is.
+func (m Mapping) MarkedName(name, status string) string {
+	name = UnmarkName(name)
+	if !m.NameMark || name == "" {
+		return name
+	}
+	mark := ""
+	switch {
+	case strings.HasPrefix(status, MarkInStep):
+		mark = " " + MarkInStep
+	case strings.HasPrefix(status, MarkFailed):
+		mark = " " + MarkFailed
+	}
+	if r, ok := m.NameRule(); ok && r.MaxLength > 0 {
+		name = strings.TrimSpace(truncate(name, r.MaxLength-len([]rune(mark))))
+	}
+	return name + mark
+}
+
+// UnmarkName removes the sync mark cosell appended to an Opportunity Name.
+func UnmarkName(s string) string {
+	for _, mark := range []string{MarkInStep, MarkFailed} {
+		if t, ok := strings.CutSuffix(strings.TrimSpace(s), " "+mark); ok {
+			return strings.TrimSpace(t)
+		}
+	}
+	return s
 }
 
 // fromPC reads a raw referral value into its canonical form.

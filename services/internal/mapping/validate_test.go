@@ -55,6 +55,7 @@ func TestProblemsNameLineFieldAndFix(t *testing.T) {
 		{"read-only field", "sf: Amount", "sf: IsWon", "- name: dealValue", "dealValue", "IsWon is a boolean field", "currency/double"},
 		{"too long for the field", "maxLength: 120", "maxLength: 500", "- name: name", "name", "maxLength 500 is longer than Opportunity.Name (120 characters)", "set maxLength: 120"},
 		{"unknown key", "defaultCurrency: USD", "defaultCurency: USD", "defaultCurency", "", `unknown key "defaultCurency"`, "keys are"},
+		{"name mark not a boolean", "nameMark: true", "nameMark: sometimes", "nameMark: sometimes", "", `nameMark "sometimes" is not true or false`, "nameMark: false"},
 		{"bad direction", "    toPC: create # Partner Center", "    toPC: sometimes # Partner Center", "toPC: sometimes", "name", `toPC "sometimes" is not a direction`, "never, create or always"},
 	}
 	for _, c := range cases {
@@ -116,6 +117,35 @@ func TestOrgMetadataOverridesStages(t *testing.T) {
 
 // TestOverridesAreCheckedLikeTheFile: COSELL_STAGE_* and COSELL_DEFAULT_CURRENCY replace the file's
 // settings for every reader of the mapping, and a wrong one is reported under its variable's name.
+// TestNameMarkSetting: the mark in the Opportunity Name is on by default (Microsoft's default), off with
+// nameMark: false in the file or COSELL_NAME_MARK=false, and a file's value yields to the variable.
+func TestNameMarkSetting(t *testing.T) {
+	if !Default().NameMark {
+		t.Error("the default mapping must mark names, as Microsoft's connector does by default")
+	}
+	off, err := validate("off.yaml", broken(t, "nameMark: true", "nameMark: false"), nil, Config{})
+	if err != nil || off.NameMark {
+		t.Errorf("nameMark: false → %v, %v", off.NameMark, err)
+	}
+	absent, err := validate("absent.yaml", broken(t, "nameMark: true", ""), nil, Config{})
+	if err != nil || !absent.NameMark {
+		t.Errorf("no nameMark key → %v, %v; want on", absent.NameMark, err)
+	}
+	env, err := Load(Config{NameMark: "false"})
+	if err != nil || env.NameMark {
+		t.Errorf("COSELL_NAME_MARK=false → %v, %v", env.NameMark, err)
+	}
+	if got := Default().MarkedName("Contoso ✔", "✖ invalidRequest: x"); got != "Contoso ✖" {
+		t.Errorf("MarkedName = %q", got)
+	}
+	if got := Default().MarkedName(strings.Repeat("n", 130), "✔"); len([]rune(got)) != 120 || !strings.HasSuffix(got, " ✔") {
+		t.Errorf("a long name must be cut so the mark fits 120 characters: %d %q", len([]rune(got)), got)
+	}
+	if got := Default().MarkedName("Contoso ✔", "⏸ paused"); got != "Contoso" {
+		t.Errorf("held: MarkedName = %q, want no mark", got)
+	}
+}
+
 func TestOverridesAreCheckedLikeTheFile(t *testing.T) {
 	m, err := Load(Config{Hold: "Needs Analysis", Active: "Value Proposition", Currency: "EUR"})
 	if err != nil {
@@ -134,6 +164,7 @@ func TestOverridesAreCheckedLikeTheFile(t *testing.T) {
 		{Config{Active: "Closed Won"}, "COSELL_STAGE_ACTIVE", `the active stage "Closed Won" is also the won or lost stage`},
 		{Config{Currency: "Euro"}, "COSELL_DEFAULT_CURRENCY", `defaultCurrency "Euro" is not a three-letter currency code`},
 		{Config{Currency: "XYZ"}, "COSELL_DEFAULT_CURRENCY", `defaultCurrency "XYZ" is not enabled in Opportunity.CurrencyIsoCode`},
+		{Config{NameMark: "off"}, "COSELL_NAME_MARK", `COSELL_NAME_MARK "off" is not true or false`},
 	}
 	for _, c := range cases {
 		_, err := Load(c.c)

@@ -487,6 +487,9 @@ func (m Decider) send(l *contracts.Link, res *Result, from contracts.System, fro
 			res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionNoChange, "nothing Salesforce can take changed", slices.Sorted(maps.Keys(changed)), now))
 			return
 		}
+		if _, renamed := fields[sf.FieldName]; renamed {
+			m.markName(*l, fields, l.Status)
+		}
 		res.Opp = &Command[contracts.OpportunityCommand]{ID: id, Data: contracts.OpportunityCommand{
 			LinkID: l.ID, Op: contracts.OpUpdate, OpportunityID: l.OpportunityID, ReferralID: l.ReferralID,
 			Fields: fields, Solutions: sols, SetSolutions: setSols, Purpose: "sync", Cause: cause, CauseVersion: ver,
@@ -610,6 +613,7 @@ func (m Decider) firstSight(o Observation, now time.Time) Result {
 		fields[sf.FieldReferralLink] = fmt.Sprintf(m.ReferralLinkFormat, o.EntityID)
 		fields[sf.FieldSyncStatus] = StatusInStep
 		l.Status = StatusInStep
+		m.markName(l, fields, StatusInStep)
 		res.Opp = &Command[contracts.OpportunityCommand]{ID: id, Data: contracts.OpportunityCommand{
 			LinkID: l.ID, Op: contracts.OpCreate, ReferralID: o.EntityID, Fields: fields,
 			Account: m.Account(o.Values), Solutions: sols, SetSolutions: setSols,
@@ -635,8 +639,15 @@ func (m Decider) firstSight(o Observation, now time.Time) Result {
 
 // Outcome folds a writer's outcome into the link: it completes a link after a create, writes the referral
 // id back to the Opportunity, and sends changes that waited for the create.
+//
+// An outcome already folded (the outcomes stream replayed, past the duplicate window too) changes
+// nothing: no link change, no command, no decision.
 func (m Decider) Outcome(link contracts.Link, out contracts.Outcome, now time.Time) Result {
+	if Refolded(link.Folded, out) {
+		return Result{}
+	}
 	l := cloneLink(link)
+	l.Folded = fold(l.Folded, out)
 	res := Result{Link: &l}
 	side := sideOf(&l, out.System)
 	answered := side.Pending == out.CommandID
@@ -663,10 +674,7 @@ func (m Decider) Outcome(link contracts.Link, out contracts.Outcome, now time.Ti
 		}
 		res.Decisions = append(res.Decisions, m.decision(l, obs, contracts.DecisionFailed, l.LastError, nil, now))
 		if out.System == contracts.PartnerCenter && l.OpportunityID != "" {
-			if r := []rune(msg); len(r) > 250 {
-				msg = string(r[:250]) // the Sync Status field holds 255 characters
-			}
-			res.LinkBack = m.statusBack(&l, out.CommandID, "✖ "+msg)
+			res.LinkBack = m.statusBack(&l, out.CommandID, FailedStatus(msg, l.OpportunityID))
 		}
 		return res
 	}
@@ -703,6 +711,7 @@ func (m Decider) Outcome(link contracts.Link, out contracts.Outcome, now time.Ti
 			},
 		}
 		l.Status = StatusInStep
+		m.markName(l, res.LinkBack.Data.Fields, StatusInStep)
 	} else if hadError && out.System == contracts.PartnerCenter && l.OpportunityID != "" {
 		res.LinkBack = m.statusBack(&l, out.CommandID, StatusInStep)
 	}
@@ -730,6 +739,50 @@ func (m Decider) Outcome(link contracts.Link, out contracts.Outcome, now time.Ti
 		m.propagate(&l, &res, from, sideOf(&l, from).Latest, nil, out.CommandID, sideOf(&l, from).Seen, now)
 	}
 	return res
+}
+
+// foldKeep is how many folded outcomes a link remembers by id; foldSkew is how much older than the
+// newest forgotten one an outcome must be written to count as folded without its id (outcomes of one
+// link may be folded a little out of the order they were written in).
+const (
+	foldKeep = 64
+	foldSkew = 10 * time.Minute
+)
+
+// Refolded reports an outcome the link has folded already.
+func Refolded(f *contracts.Folded, out contracts.Outcome) bool {
+	if f == nil {
+		return false
+	}
+	if slices.Contains(f.IDs, foldID(out)) {
+		return true
+	}
+	return !f.Before.IsZero() && !out.At.IsZero() && out.At.Before(f.Before.Add(-foldSkew))
+}
+
+// fold remembers out as folded, forgetting the oldest id beyond foldKeep (its write time then bounds
+// what counts as folded).
+func fold(f *contracts.Folded, out contracts.Outcome) *contracts.Folded {
+	next := &contracts.Folded{}
+	if f != nil {
+		next.IDs = slices.Clone(f.IDs)
+		next.Before = f.Before
+	}
+	next.IDs = append(next.IDs, foldID(out))
+	if len(next.IDs) > foldKeep {
+		next.IDs = next.IDs[len(next.IDs)-foldKeep:]
+		if out.At.After(next.Before) {
+			// The forgotten id's own time is not kept; it was folded before out, so out's time bounds it.
+			next.Before = out.At
+		}
+	}
+	return next
+}
+
+// foldID is a short hash of an outcome's identity (its command and status).
+func foldID(out contracts.Outcome) string {
+	h := sha256.Sum256([]byte(out.CommandID + "\x00" + out.Status))
+	return hex.EncodeToString(h[:8])
 }
 
 // CodePreconditionFailed is the failure code of a patch Partner Center refused with 412 because the
@@ -773,18 +826,58 @@ func (m Decider) redecide(l contracts.Link, out contracts.Outcome, now time.Time
 	return res
 }
 
-// statusBack writes status to the Opportunity's sync status and remembers it on the link.
+// statusBack writes status to the Opportunity's sync status (and its mark to the Name) and remembers it
+// on the link.
 func (m Decider) statusBack(l *contracts.Link, cause, status string) *Command[contracts.OpportunityCommand] {
-	if r := []rune(status); len(r) > 255 {
-		status = string(r[:255]) // the Sync Status field holds 255 characters
+	if r := []rune(status); len(r) > syncStatusLength {
+		status = string(r[:syncStatusLength])
 	}
 	l.Status = status
+	fields := map[string]any{sf.FieldSyncStatus: status}
+	m.markName(*l, fields, status)
 	return &Command[contracts.OpportunityCommand]{
 		ID: contracts.EventID("cmd", "sf", l.ID, "status", cause),
 		Data: contracts.OpportunityCommand{
 			LinkID: l.ID, Op: contracts.OpUpdate, OpportunityID: l.OpportunityID, ReferralID: l.ReferralID,
-			Purpose: "status", Cause: cause, Fields: map[string]any{sf.FieldSyncStatus: status},
+			Purpose: "status", Cause: cause, Fields: fields,
 		},
+	}
+}
+
+// syncStatusLength is the length of the Sync Status field (deploy/salesforce).
+const syncStatusLength = 255
+
+// FailedStatus is the sync status of a failed write: "✖ <reason> (cosell links get <opportunityId>)",
+// the reason cut so the command that shows the whole failure (the link and its timeline, where the failed
+// entry and its dead letter are) always fits the field.
+func FailedStatus(reason, opportunityID string) string {
+	hint := " (cosell links get " + opportunityID + ")"
+	room := syncStatusLength - len([]rune(mapping.MarkFailed+" ")) - len([]rune(hint))
+	if r := []rune(reason); len(r) > room {
+		reason = strings.TrimSpace(string(r[:room-1])) + "…"
+	}
+	return mapping.MarkFailed + " " + reason + hint
+}
+
+// markName puts the Opportunity Name with the sync mark of status into fields, when the mapping marks
+// names (nameMark) and maps the Name; the deal's name is the one fields carry, else the one the link knows.
+func (m Decider) markName(l contracts.Link, fields map[string]any, status string) {
+	r, ok := m.NameRule()
+	if !ok || !m.NameMark {
+		return
+	}
+	if status == "" {
+		status = StatusInStep
+	}
+	name := text(fields[sf.FieldName])
+	if name == "" {
+		name = text(l.SF.Latest[r.Name])
+	}
+	if name == "" {
+		name = text(l.Synced[r.Name])
+	}
+	if name != "" {
+		fields[sf.FieldName] = m.MarkedName(name, status)
 	}
 }
 

@@ -58,7 +58,7 @@ func TestReferralFirstSightCreatesOpportunity(t *testing.T) {
 	}
 	f := res.Opp.Data.Fields
 	want := map[string]any{
-		sf.FieldName: "Contoso supply chain", sf.FieldAmount: 50000.0, sf.FieldCurrencyIsoCode: "USD",
+		sf.FieldName: "Contoso supply chain ✔", sf.FieldAmount: 50000.0, sf.FieldCurrencyIsoCode: "USD",
 		sf.FieldCloseDate: "2027-01-31", sf.FieldStageName: "Prospecting", sf.FieldReferralIdentifier: r.ID,
 		sf.FieldSyncWithPartnerCenter: true, sf.FieldDescription: "Customer is looking to leverage Dynamics 365.",
 	}
@@ -255,7 +255,8 @@ func TestFailedOutcomeMarksOpportunity(t *testing.T) {
 	l, _ := linked(t, m)
 	out := m.Outcome(l, contracts.Outcome{CommandID: "c1", System: contracts.PartnerCenter, Op: contracts.OpUpdate,
 		Status: contracts.OutcomeFailed, Error: &contracts.Failure{Code: "invalidRequest", Message: "bad currency", Permanent: true}}, t0)
-	if out.LinkBack == nil || out.LinkBack.Data.Fields[sf.FieldSyncStatus] != "✖ invalidRequest: bad currency" {
+	if out.LinkBack == nil || out.LinkBack.Data.Fields[sf.FieldSyncStatus] != "✖ invalidRequest: bad currency (cosell links get "+l.OpportunityID+")" ||
+		out.LinkBack.Data.Fields[sf.FieldName] != "Contoso supply chain ✖" {
 		t.Fatalf("link-back = %+v", out.LinkBack)
 	}
 	if out.Decisions[0].Kind != contracts.DecisionFailed || out.Link.LastError == "" {

@@ -1,9 +1,11 @@
 package decide
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/contracts/partnercenter"
@@ -369,4 +371,162 @@ func TestVisibilityAndCRMIdentifier(t *testing.T) {
 	if res.Opp == nil || res.Opp.Data.Fields[sf.FieldReferralVisibility] != true {
 		t.Fatalf("the tick must be written back: %+v", res.Opp)
 	}
+}
+
+// TestSyncMarkAndFailedHint: the sync status says ✖ with the reason and the command that shows the
+// failure, and the Opportunity Name carries ✔ / ✖ (nameMark, on by default as in Microsoft's connector),
+// never ✔ while something is held; the mark is not part of the deal's name when it is read back.
+func TestSyncMarkAndFailedHint(t *testing.T) {
+	failed := func(m Decider, l contracts.Link, msg string) Result {
+		return m.Outcome(l, contracts.Outcome{CommandID: "c-fail", System: contracts.PartnerCenter, Op: contracts.OpUpdate,
+			Status: contracts.OutcomeFailed, Error: &contracts.Failure{Code: "invalidRequest", Message: msg, Permanent: true}}, t0)
+	}
+	off := def()
+	off.NameMark = false
+	for _, tc := range []struct {
+		name       string
+		m          Decider
+		run        func(m Decider) (Result, contracts.Link)
+		wantStatus string // prefix of the sync status written
+		wantName   any    // the Name written with it (nil: not written)
+	}{
+		{"create from a referral marks ✔", def(), func(m Decider) (Result, contracts.Link) {
+			r := sampleReferral()
+			res := m.Observe(nil, m.ObserveReferral("e1", r, ver("a", 0)), t0)
+			res.LinkBack = res.Opp
+			return res, contracts.Link{}
+		}, "✔", "Contoso supply chain ✔"},
+		{"create without the setting leaves the name", off, func(m Decider) (Result, contracts.Link) {
+			r := sampleReferral()
+			res := m.Observe(nil, m.ObserveReferral("e1", r, ver("a", 0)), t0)
+			res.LinkBack = res.Opp
+			return res, contracts.Link{}
+		}, "✔", "Contoso supply chain"},
+		{"failure marks ✖ with the command", def(), func(m Decider) (Result, contracts.Link) {
+			l, _ := activeLink(t, m)
+			return failed(m, l, "deal value must not be negative"), l
+		}, "✖ invalidRequest: deal value must not be negative (cosell links get 006X)", "Contoso supply chain ✖"},
+		{"failure without the setting: status only", off, func(m Decider) (Result, contracts.Link) {
+			l, _ := activeLink(t, m)
+			return failed(m, l, "bad"), l
+		}, "✖ invalidRequest: bad (cosell links get 006X)", nil},
+		{"a long reason is cut, the command kept", def(), func(m Decider) (Result, contracts.Link) {
+			l, _ := activeLink(t, m)
+			return failed(m, l, strings.Repeat("x", 400)), l
+		}, "✖ invalidRequest: xxx", "Contoso supply chain ✖"},
+		{"held drops the mark", def(), func(m Decider) (Result, contracts.Link) {
+			l, r := activeLink(t, m)
+			o := mirror(r, "Qualification", map[string]any{sf.FieldSyncWithPartnerCenter: false, sf.FieldName: r.Name + " ✔"})
+			return m.Observe(&l, m.ObserveOpportunity("sf-off", o, ver("s2", 3)), t0), l
+		}, "⏸ paused", "Contoso supply chain"},
+		{"a renamed referral keeps the mark", def(), func(m Decider) (Result, contracts.Link) {
+			l, r := activeLink(t, m)
+			r.Name = "Contoso supply chain, phase 2"
+			res := m.Observe(&l, m.ObserveReferral("pc-rename", r, ver("a3", 4)), t0)
+			res.LinkBack = res.Opp
+			return res, l
+		}, "", "Contoso supply chain, phase 2 ✔"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, _ := tc.run(tc.m)
+			if res.LinkBack == nil {
+				t.Fatalf("nothing written to the Opportunity: %+v", res.Decisions)
+			}
+			f := res.LinkBack.Data.Fields
+			st, _ := f[sf.FieldSyncStatus].(string)
+			if !strings.HasPrefix(st, tc.wantStatus) {
+				t.Errorf("sync status = %q, want %q…", st, tc.wantStatus)
+			}
+			if strings.HasPrefix(st, "✖") && (!strings.HasSuffix(st, " (cosell links get 006X)") || len([]rune(st)) > 255) {
+				t.Errorf("a failure must end with the command that shows it and fit 255 characters: %q (%d)", st, len([]rune(st)))
+			}
+			if got := f[sf.FieldName]; got != tc.wantName {
+				t.Errorf("Name = %v, want %v", got, tc.wantName)
+			}
+		})
+	}
+
+	t.Run("the mark is not the deal's name", func(t *testing.T) {
+		m := def()
+		l, r := activeLink(t, m)
+		for _, name := range []string{r.Name + " ✔", r.Name + " ✖"} {
+			res := m.Observe(&l, m.ObserveOpportunity("sf-"+name, mirror(r, "Qualification", map[string]any{sf.FieldName: name}), ver(name, 5)), t0)
+			if res.Referral != nil || res.Opp != nil || (res.LinkBack != nil && res.LinkBack.Data.Fields[sf.FieldName] != nil) {
+				t.Errorf("%q read as a new name: %+v", name, res.Decisions)
+			}
+		}
+	})
+}
+
+// TestReplayedOutcomeChangesNothing (issue 13, defect 6): an outcome folded once, handled again (the
+// outcomes stream replayed past the duplicate window), decides nothing: no link change, no write-back, no
+// decision; a new outcome is still folded, and one written long before what the link had to forget is
+// known as folded too.
+func TestReplayedOutcomeChangesNothing(t *testing.T) {
+	m := def()
+	l, _ := activeLink(t, m)
+	refused := contracts.Outcome{CommandID: "cmd-refused", LinkID: l.ID, System: contracts.PartnerCenter, Op: contracts.OpUpdate,
+		Status: contracts.OutcomeFailed, Error: &contracts.Failure{Code: "invalidRequest", Message: "bad"}, At: t0}
+	first := m.Outcome(l, refused, t0)
+	if first.LinkBack == nil || first.Link.Status == StatusInStep {
+		t.Fatalf("the first fold must show ✖: %+v", first.LinkBack)
+	}
+	l = *first.Link
+	fixed := contracts.Outcome{CommandID: "cmd-fixed", LinkID: l.ID, System: contracts.PartnerCenter, Op: contracts.OpUpdate,
+		Status: contracts.OutcomeWritten, Purpose: "sync", At: t0.Add(time.Second)}
+	second := m.Outcome(l, fixed, t0)
+	l = *second.Link
+	if l.LastError != "" || l.Status != StatusInStep || second.LinkBack == nil {
+		t.Fatalf("a successful write clears the error and shows ✔: %q %q", l.LastError, l.Status)
+	}
+	// The partner-originated create and its link-back.
+	pl := contracts.Link{ID: "sf-006P", Origin: contracts.Salesforce, OpportunityID: "006P", State: contracts.LinkCreatingReferral}
+	pl.PC.Pending = "cmd-create"
+	created := contracts.Outcome{CommandID: "cmd-create", LinkID: pl.ID, System: contracts.PartnerCenter, Op: contracts.OpCreate,
+		Status: contracts.OutcomeWritten, Created: true, ReferralID: "r-new", At: t0}
+	made := m.Outcome(pl, created, t0)
+	if made.LinkBack == nil || made.Link.ReferralID != "r-new" {
+		t.Fatalf("the create's outcome writes the referral id back: %+v", made)
+	}
+	pl = *made.Link
+	for _, tc := range []struct {
+		name string
+		link contracts.Link
+		out  contracts.Outcome
+	}{
+		{"a failure long since cleared", l, refused},
+		{"the success that cleared it", l, fixed},
+		{"a referral create (its link-back)", pl, created},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := m.Outcome(tc.link, tc.out, t0.Add(time.Hour))
+			if res.Link != nil || res.LinkBack != nil || res.Opp != nil || res.Referral != nil || len(res.Decisions) != 0 {
+				t.Errorf("a replayed outcome must change nothing: link %v, write-back %v, decisions %v", res.Link != nil, res.LinkBack, kinds(res.Decisions))
+			}
+		})
+	}
+	t.Run("a new outcome is folded", func(t *testing.T) {
+		res := m.Outcome(l, contracts.Outcome{CommandID: "cmd-new", LinkID: l.ID, System: contracts.Salesforce, Op: contracts.OpUpdate,
+			Status: contracts.OutcomeWritten, Purpose: "status", At: t0.Add(2 * time.Second)}, t0)
+		if res.Link == nil || len(res.Decisions) != 1 || res.Decisions[0].Kind != contracts.DecisionWritten {
+			t.Errorf("want it folded and audited: %+v", res.Decisions)
+		}
+	})
+	t.Run("older than what the link forgot", func(t *testing.T) {
+		fl := l
+		for i := range 2 * foldKeep {
+			fl = *m.Outcome(fl, contracts.Outcome{CommandID: fmt.Sprintf("audit-%d", i), LinkID: l.ID, System: contracts.Salesforce,
+				Op: contracts.OpUpdate, Status: contracts.OutcomeWritten, Purpose: "audit", At: t0.Add(time.Duration(i) * time.Minute)}, t0).Link
+		}
+		if len(fl.Folded.IDs) != foldKeep {
+			t.Fatalf("%d ids kept, want %d", len(fl.Folded.IDs), foldKeep)
+		}
+		if res := m.Outcome(fl, refused, t0); res.Link != nil || len(res.Decisions) != 0 {
+			t.Errorf("an outcome written long before the forgotten ones must count as folded: %v", kinds(res.Decisions))
+		}
+		if res := m.Outcome(fl, contracts.Outcome{CommandID: "late", LinkID: l.ID, System: contracts.Salesforce, Op: contracts.OpUpdate,
+			Status: contracts.OutcomeWritten, Purpose: "audit", At: t0.Add(time.Duration(2*foldKeep) * time.Minute)}, t0); res.Link == nil {
+			t.Error("a new outcome after many must still be folded")
+		}
+	})
 }
