@@ -22,6 +22,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -46,6 +47,12 @@ type Config struct {
 	PollOverlap time.Duration `env:"COSELL_PC_POLL_OVERLAP" default:"30s"`
 	// Since is where a first start's backfill begins (RFC 3339); empty = everything.
 	Since string `env:"COSELL_PC_BACKFILL_SINCE" help:"first start only: backfill referrals updated since this RFC 3339 time (empty = all)"`
+	// Reads is how many notified referrals are read from Partner Center at once; ReadRate paces those reads
+	// (a Retry-After pauses them all, as in pc-writer). A referral's own notifications are read one at a time.
+	Reads           int     `env:"COSELL_PC_READ_CONCURRENCY" default:"8" help:"notified referrals read from Partner Center at once, at least 1 (one referral's notifications stay in order)"`
+	ReadRate        float64 `env:"COSELL_PC_READ_RATE" default:"0" help:"Partner Center reads per second (0 = no limit; a Retry-After pauses every read)"`
+	ReadBurst       int     `env:"COSELL_PC_READ_BURST" default:"8"`
+	ThrottleRetries int     `env:"COSELL_PC_READ_THROTTLE_RETRIES" default:"3" help:"times a throttled read is retried in place after its Retry-After before the notification is put back"`
 }
 
 // Ingest is the pc-ingest stage.
@@ -57,6 +64,62 @@ type Ingest struct {
 	Config      Config
 	Log         *slog.Logger
 	Consume     platform.ConsumeOptions
+	// Limiter paces the fetcher's Partner Center reads; nil = one built from Config on first use.
+	Limiter *pcapi.TenantLimiter
+
+	once    sync.Once
+	reading keyedLock
+}
+
+func (in *Ingest) limiter() *pcapi.TenantLimiter {
+	in.once.Do(func() {
+		if in.Limiter == nil {
+			in.Limiter = pcapi.NewTenantLimiter(in.Config.ReadRate, in.Config.ReadBurst)
+		}
+	})
+	return in.Limiter
+}
+
+// read makes one of the fetcher's Partner Center calls at the tenant's pace.
+func (in *Ingest) read(ctx context.Context, f func() error) error {
+	return in.limiter().Call(ctx, in.Log, in.Config.ThrottleRetries, f)
+}
+
+// keyedLock runs the work for one key at a time, so the notifications of one referral, handled by the
+// fetcher's concurrent handlers, read and publish one after another: its snapshots reach the stream in the
+// order they were read, and a second notification finds the first one's snapshot.
+type keyedLock struct {
+	mu   sync.Mutex
+	held map[string]*keyedWait
+}
+
+type keyedWait struct{ ch chan struct{} }
+
+func (k *keyedLock) lock(ctx context.Context, key string) (unlock func(), err error) {
+	for {
+		k.mu.Lock()
+		if k.held == nil {
+			k.held = map[string]*keyedWait{}
+		}
+		w, busy := k.held[key]
+		if !busy {
+			mine := &keyedWait{ch: make(chan struct{})}
+			k.held[key] = mine
+			k.mu.Unlock()
+			return func() {
+				k.mu.Lock()
+				delete(k.held, key)
+				k.mu.Unlock()
+				close(mine.ch)
+			}, nil
+		}
+		k.mu.Unlock()
+		select {
+		case <-w.ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // Run runs the notification fetcher and the reconcile poller until ctx is cancelled.
@@ -140,7 +203,9 @@ func (in *Ingest) handOff(ctx context.Context, n pc.WebhookNotification, referra
 
 // RunFetcher reads the handed-off notifications until ctx is cancelled.
 func (in *Ingest) RunFetcher(ctx context.Context) error {
-	return in.Bus.Consume(ctx, contracts.ConsumerPCIngestNotified, in.HandleNotified, in.Consume)
+	opts := in.Consume
+	opts.Concurrency = max(in.Config.Reads, 1)
+	return in.Bus.Consume(ctx, contracts.ConsumerPCIngestNotified, in.HandleNotified, opts)
 }
 
 // HandleNotified fetches what one notification names and publishes the snapshot(s).
@@ -150,6 +215,11 @@ func (in *Ingest) HandleNotified(ctx context.Context, e platform.Event) error {
 		return platform.Permanent(err)
 	}
 	log := platform.Logger(ctx).With("referral_id", n.ReferralID, "event", n.EventName)
+	unlock, err := in.reading.lock(ctx, n.ReferralID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	switch n.EventName {
 	case pc.EventReferralCreated, pc.EventReferralUpdated:
 		if !n.ChangedAt.IsZero() {
@@ -179,7 +249,11 @@ func (in *Ingest) HandleNotified(ctx context.Context, e platform.Event) error {
 // When the related referral itself is not readable, nothing can be resolved: the notification is dropped,
 // and any change it implies for the partner's own referral raises referral-updated or is found by the poll.
 func (in *Ingest) fetchRelated(ctx context.Context, log *slog.Logger, relatedID string) error {
-	rel, err := in.PC.GetReferral(ctx, relatedID)
+	var rel pc.Referral
+	err := in.read(ctx, func() (err error) {
+		rel, err = in.PC.GetReferral(ctx, relatedID)
+		return err
+	})
 	if pcapi.IsNotFound(err) {
 		log.Info("related referral is not visible to the partner; left to referral-updated and the reconcile poll")
 		return nil
@@ -192,10 +266,13 @@ func (in *Ingest) fetchRelated(ctx context.Context, log *slog.Logger, relatedID 
 		return err
 	}
 	n := 0
-	err = in.PC.ListReferrals(ctx, pcapi.ListOptions{Filter: "engagementId eq " + pcapi.QuoteODataString(rel.EngagementID)}, func(r pc.Referral) error {
-		n++
-		_, err := in.Publish(ctx, r, "related")
-		return err
+	err = in.read(ctx, func() error {
+		n = 0
+		return in.PC.ListReferrals(ctx, pcapi.ListOptions{Filter: "engagementId eq " + pcapi.QuoteODataString(rel.EngagementID)}, func(r pc.Referral) error {
+			n++
+			_, err := in.Publish(ctx, r, "related")
+			return err
+		})
 	})
 	log.Info("related referral resolved to its engagement", "engagement_id", rel.EngagementID, "referrals", n)
 	return err
@@ -240,7 +317,11 @@ func (in *Ingest) lastObserved(ctx context.Context, referralID string) (time.Tim
 
 // Fetch reads one referral and publishes its snapshot.
 func (in *Ingest) Fetch(ctx context.Context, referralID, via string) error {
-	r, err := in.PC.GetReferral(ctx, referralID)
+	var r pc.Referral
+	err := in.read(ctx, func() (err error) {
+		r, err = in.PC.GetReferral(ctx, referralID)
+		return err
+	})
 	if err != nil {
 		return err
 	}

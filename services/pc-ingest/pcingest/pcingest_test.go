@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,13 +38,23 @@ type fixture struct {
 // newFixture builds the fixture; run, when set, is what runs for the test's duration (in.Run, in.RunFetcher).
 func newFixture(t *testing.T, cfg Config, run func(*Ingest) func(context.Context) error) *fixture {
 	t.Helper()
+	return newFixtureVia(t, cfg, run, nil)
+}
+
+// newFixtureVia is newFixture with pc-ingest's Partner Center calls sent through transport (nil: directly).
+func newFixtureVia(t *testing.T, cfg Config, run func(*Ingest) func(context.Context) error, transport http.RoundTripper) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	log := testkit.Log()
 	busCfg := bustest.Config(5, 2*time.Second)
 	busCfg.DuplicateWindow = 10 * time.Minute
 	bus := bustest.Start(t, busCfg, contracts.StagePCIngest, platform.NewMetrics(prometheus.NewRegistry()))
 	emu, base := emutest.PartnerCenterServer(t, pcemu.Options{WebhookBackoff: 50 * time.Millisecond, Logger: log})
-	client, err := pcapi.New(ctx, emutest.PartnerCenterConfig(emu, base))
+	pcCfg := emutest.PartnerCenterConfig(emu, base)
+	if transport != nil {
+		pcCfg.HTTPClient = &http.Client{Transport: transport, Timeout: time.Minute}
+	}
+	client, err := pcapi.New(ctx, pcCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -439,5 +450,106 @@ func TestRelatedReferralNotifications(t *testing.T) {
 	}
 	if !strings.Contains(fmt.Sprint(f.emu.Counts()), "referrals.list") {
 		t.Errorf("the engagement was not listed: %v", f.emu.Counts())
+	}
+}
+
+// readBarrier holds every referral read until want of them are in flight at once, then lets them all go:
+// reads made one at a time never get there.
+type readBarrier struct {
+	want     int
+	mu       sync.Mutex
+	inFlight int
+	most     int
+	open     chan struct{}
+}
+
+func (b *readBarrier) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/referrals/") {
+		return http.DefaultTransport.RoundTrip(r)
+	}
+	b.mu.Lock()
+	b.inFlight++
+	b.most = max(b.most, b.inFlight)
+	if b.inFlight >= b.want {
+		select {
+		case <-b.open:
+		default:
+			close(b.open)
+		}
+	}
+	b.mu.Unlock()
+	defer func() { b.mu.Lock(); b.inFlight--; b.mu.Unlock() }()
+	select {
+	case <-b.open:
+	case <-r.Context().Done():
+		return nil, r.Context().Err()
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestReferralsAreReadConcurrently: with COSELL_PC_READ_CONCURRENCY=4, four notified referrals are read from
+// Partner Center at the same time (the barrier lets no read through until four are waiting), and each gets
+// its snapshot.
+func TestReferralsAreReadConcurrently(t *testing.T) {
+	b := &readBarrier{want: 4, open: make(chan struct{})}
+	f := newFixtureVia(t, Config{Reads: 4}, func(in *Ingest) func(context.Context) error { return in.RunFetcher }, b)
+	var ids []string
+	for i := 0; i < 4; i++ {
+		ids = append(ids, seller(t, f.emu, fmt.Sprint("Concurrent ", i)).ID)
+	}
+	testkit.Eventually(t, 20*time.Second, "a snapshot of every referral", func() (bool, string) {
+		n := 0
+		for _, id := range ids {
+			if f.snapshots(t, id) > 0 {
+				n++
+			}
+		}
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return n == len(ids), fmt.Sprintf("%d of %d published; %d reads in flight, at most %d", n, len(ids), b.inFlight, b.most)
+	})
+}
+
+// TestOneReferralIsReadOneAtATime: the fetcher's handlers take a referral's notifications one after
+// another; other referrals' go on meanwhile.
+func TestOneReferralIsReadOneAtATime(t *testing.T) {
+	var k keyedLock
+	ctx := context.Background()
+	unlock, err := k.lock(ctx, "r-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := k.lock(ctx, "r-2")
+	if err != nil {
+		t.Fatalf("another referral waits for r-1: %v", err)
+	}
+	other()
+	waiting, cancel := context.WithCancel(ctx)
+	got := make(chan error, 1)
+	go func() {
+		u, err := k.lock(waiting, "r-1")
+		if err == nil {
+			u()
+		}
+		got <- err
+	}()
+	cancel()
+	if err := <-got; err == nil {
+		t.Fatal("a second handler of r-1 got in while the first held it")
+	}
+	next := make(chan func(), 1)
+	go func() {
+		u, err := k.lock(ctx, "r-1")
+		if err != nil {
+			t.Error(err)
+		}
+		next <- u
+	}()
+	unlock()
+	(<-next)()
+	if u, err := k.lock(ctx, "r-1"); err != nil {
+		t.Fatal(err)
+	} else {
+		u()
 	}
 }

@@ -33,7 +33,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/time/rate"
 
 	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
@@ -62,7 +61,7 @@ type Writer struct {
 	Consume  platform.ConsumeOptions
 	Config   Config
 	// Limiter paces the calls to the tenant; nil = one built from Config on first use.
-	Limiter *TenantLimiter
+	Limiter *pcapi.TenantLimiter
 	// AfterWrite, when set, is called after the external write and before the outcome is published:
 	// tests use it to stop a writer exactly there.
 	AfterWrite func(commandID string)
@@ -70,82 +69,18 @@ type Writer struct {
 	once sync.Once
 }
 
-// TenantLimiter paces the calls made to one Partner Center tenant (Partner Center throttles per tenant).
-// Every handler of a writer shares it, so a Retry-After pauses them all, not only the throttled call.
-type TenantLimiter struct {
-	lim   *rate.Limiter
-	mu    sync.Mutex
-	until time.Time
-}
-
-// NewTenantLimiter allows perSecond calls with bursts of burst; perSecond <= 0 means no limit.
-func NewTenantLimiter(perSecond float64, burst int) *TenantLimiter {
-	limit := rate.Limit(perSecond)
-	if perSecond <= 0 {
-		limit = rate.Inf
-	}
-	return &TenantLimiter{lim: rate.NewLimiter(limit, max(burst, 1))}
-}
-
-// Wait blocks until a call may be made: after any pause Partner Center asked for, then at the pace.
-func (t *TenantLimiter) Wait(ctx context.Context) error {
-	for {
-		t.mu.Lock()
-		d := time.Until(t.until)
-		t.mu.Unlock()
-		if d <= 0 {
-			return t.lim.Wait(ctx)
-		}
-		timer := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return ctx.Err()
-		case <-timer.C:
-		}
-	}
-}
-
-// Pause holds every call for d (a Retry-After), extending a pause already in force.
-func (t *TenantLimiter) Pause(d time.Duration) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if until := time.Now().Add(d); until.After(t.until) {
-		t.until = until
-	}
-}
-
-func (w *Writer) limiter() *TenantLimiter {
+func (w *Writer) limiter() *pcapi.TenantLimiter {
 	w.once.Do(func() {
 		if w.Limiter == nil {
-			w.Limiter = NewTenantLimiter(w.Config.Rate, w.Config.Burst)
+			w.Limiter = pcapi.NewTenantLimiter(w.Config.Rate, w.Config.Burst)
 		}
 	})
 	return w.Limiter
 }
 
-// call makes one Partner Center call at the tenant's pace; a 429 pauses the limiter for its Retry-After
-// and the call is tried again, up to ThrottleRetries times.
+// call makes one Partner Center call at the tenant's pace, waiting out a short 429 storm in place.
 func (w *Writer) call(ctx context.Context, f func() error) error {
-	retries := w.Config.ThrottleRetries
-	if retries <= 0 {
-		retries = 3
-	}
-	for attempt := 0; ; attempt++ {
-		if err := w.limiter().Wait(ctx); err != nil {
-			return err
-		}
-		err := f()
-		d, throttled := pcapi.IsThrottled(err)
-		if !throttled {
-			return err
-		}
-		w.limiter().Pause(d)
-		if attempt >= retries {
-			return err
-		}
-		w.Log.Info("partner center throttled the call; waiting", "retry_after", d, "attempt", attempt+1)
-	}
+	return w.limiter().Call(ctx, w.Log, w.Config.ThrottleRetries, f)
 }
 
 // Run consumes referral commands until ctx is cancelled, then drains.
