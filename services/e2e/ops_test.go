@@ -136,11 +136,11 @@ func TestAuditSummaryWrittenBackWithoutLoop(t *testing.T) {
 		a := fmt.Sprint(opps[0][sf.FieldAudit])
 		return strings.Contains(a, "cosell audit") && strings.Contains(a, contracts.DecisionWritten), a
 	})
-	opsQuiet(t, s)
+	stacktest.Quiet(t, s)
 	testkit.Eventually(t, 20*time.Second, "no more writes", func() (bool, string) {
 		s.SF.ResetCounts()
 		s.PC.ResetCounts()
-		opsQuiet(t, s)
+		stacktest.Quiet(t, s)
 		return sfWrites(s) == 0 && s.PC.Counts()["referrals.patch"] == 0, fmt.Sprint(s.SF.Counts(), s.PC.Counts())
 	})
 	o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
@@ -158,7 +158,7 @@ func TestAuditSummaryWrittenBackWithoutLoop(t *testing.T) {
 	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{sf.FieldAudit: "edited by a user"}); err != nil {
 		t.Fatal(err)
 	}
-	opsQuiet(t, s)
+	stacktest.Quiet(t, s)
 	for k, n := range s.PC.Counts() {
 		if strings.Contains(k, "patch") || strings.Contains(k, "create") {
 			t.Errorf("an Audit edit reached Partner Center: %s = %d", k, n)
@@ -185,7 +185,7 @@ func TestStatusAPIAndPage(t *testing.T) {
 		}
 		return len(opps) == 1, ""
 	})
-	opsQuiet(t, s)
+	stacktest.Quiet(t, s)
 
 	var st auditor.Status
 	getJSON(t, s, s.Status+"/api/status", &st)
@@ -328,28 +328,6 @@ func TestStatusAPIAndPage(t *testing.T) {
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusNotFound {
 		t.Errorf("DELETE of an absent dead letter: %v %v", err, resp)
 	}
-}
-
-// opsQuiet waits until every consumer is caught up and Salesforce was read three more times (sf-ingest's
-// polls), whatever endpoint sf-ingest reads with.
-func opsQuiet(t *testing.T, s *stack.Stack) {
-	t.Helper()
-	reads := func() int {
-		n := 0
-		for k, v := range s.SF.Counts() {
-			if strings.Contains(k, "query") {
-				n += v
-			}
-		}
-		return n
-	}
-	q0 := reads()
-	testkit.Eventually(t, 20*time.Second, "quiescence", func() (bool, string) {
-		if n := reads(); n < q0+3 {
-			return false, fmt.Sprintf("%d reads so far", n-q0)
-		}
-		return s.CaughtUp(context.Background())
-	})
 }
 
 func kindsOf(tl []contracts.Decision) string {

@@ -9,38 +9,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/emulators/pcemu"
 	"github.com/cosell-dev/cosell/services/internal/harness/stack"
 	"github.com/cosell-dev/cosell/services/internal/testkit"
+	"github.com/cosell-dev/cosell/services/internal/testkit/bustest"
 	"github.com/cosell-dev/cosell/services/internal/testkit/stacktest"
 )
-
-// settle waits until every consumer is caught up and sf-ingest has polled three more times (a query, or a
-// composite request of queries), so anything the system would still do has been done.
-func settle(t *testing.T, s *stack.Stack) {
-	t.Helper()
-	polls := func() int {
-		n := 0
-		for k, c := range s.SF.Counts() {
-			if k == "query" || k == "queryAll" || k == "composite" {
-				n += c
-			}
-		}
-		return n
-	}
-	q0 := polls()
-	testkit.Eventually(t, 20*time.Second, "quiescence", func() (bool, string) {
-		if n := polls(); n < q0+3 {
-			return false, fmt.Sprintf("%d polls so far", n-q0)
-		}
-		return s.CaughtUp(context.Background())
-	})
-}
 
 // streamCount returns how many messages a stream holds on subjects matching filter.
 func streamCount(t *testing.T, s *stack.Stack, stream, filter string) int {
@@ -51,15 +28,7 @@ func streamCount(t *testing.T, s *stack.Stack, stream, filter string) int {
 		t.Fatal(err)
 	}
 	defer bus.Close()
-	info, err := bus.StreamInfo(ctx, stream, jetstream.WithSubjectFilter(filter))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, c := range info.State.Subjects {
-		n += int(c)
-	}
-	return n
+	return bustest.Count(t, bus, stream, filter)
 }
 
 func postHook(t *testing.T, url string, body []byte, h http.Header) int {
@@ -92,7 +61,7 @@ func linkedReferral(t *testing.T, s *stack.Stack, name string) (pc.Referral, str
 		}
 		return oppID != "", fmt.Sprint(len(opps))
 	})
-	settle(t, s)
+	stacktest.Quiet(t, s)
 	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{sf.FieldStageName: "Qualification"}); err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +69,7 @@ func linkedReferral(t *testing.T, s *stack.Stack, name string) (pc.Referral, str
 		got, _ := s.PC.Get(r.ID)
 		return got.Status == pc.StatusActive, got.Status
 	})
-	settle(t, s)
+	stacktest.Quiet(t, s)
 	return r, oppID
 }
 
@@ -118,7 +87,7 @@ func TestForgedAndReplayedNotifications(t *testing.T) {
 		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
 		return o[sf.FieldAmount] == 25000.0, fmt.Sprint(o[sf.FieldAmount])
 	})
-	settle(t, s)
+	stacktest.Quiet(t, s)
 	observed := streamCount(t, s, contracts.StreamObserved, contracts.SubjectReferralObserved+".>")
 	s.PC.ResetCounts()
 	s.SF.ResetCounts()
@@ -139,7 +108,7 @@ func TestForgedAndReplayedNotifications(t *testing.T) {
 			t.Errorf("replayed %s answered %d", d.Notification.EventName, code)
 		}
 	}
-	settle(t, s)
+	stacktest.Quiet(t, s)
 	if n := streamCount(t, s, contracts.StreamObserved, contracts.SubjectReferralObserved+".>"); n != observed {
 		t.Errorf("snapshots %d → %d after a forged and %d replayed notifications", observed, n, len(delivered))
 	}
@@ -202,7 +171,7 @@ func TestPatchRaceWithMicrosoftEdit(t *testing.T) {
 			fmt.Sprintf("pc %v %s; sf %v %v", *got.Details.DealValue, got.Details.ClosingDateTime, o[sf.FieldAmount], o[sf.FieldCloseDate])
 	})
 	<-raced
-	settle(t, s)
+	stacktest.Quiet(t, s)
 	got, _ := s.PC.Get(r.ID)
 	if *got.Details.DealValue != msft || got.Details.Notes != "Microsoft: customer wants 3 regions" {
 		t.Errorf("Microsoft's edit was overwritten: %+v", got.Details)
@@ -230,7 +199,7 @@ func TestRefusedPatchIsShownNotRetried(t *testing.T) {
 		st := fmt.Sprint(o[sf.FieldSyncStatus])
 		return strings.HasPrefix(st, "✖") && strings.Contains(st, "deal value"), st
 	})
-	settle(t, s)
+	stacktest.Quiet(t, s)
 	if n := s.PC.Counts()["referrals.patch"]; n != 1 {
 		t.Errorf("referral patches = %d, want 1: a refusal is not retried", n)
 	}
@@ -268,7 +237,7 @@ func Test429StormSurvived(t *testing.T) {
 		}
 		return done == 4, fmt.Sprintf("%d of 4; counts %v", done, s.PC.Counts())
 	})
-	settle(t, s)
+	stacktest.Quiet(t, s)
 	if n := s.PC.Counts()["throttled"]; n != 6 {
 		t.Errorf("throttled = %d, want the whole storm of 6", n)
 	}

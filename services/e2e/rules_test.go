@@ -192,13 +192,13 @@ func TestHeldChangesGoQuiet(t *testing.T) {
 	testkit.Eventually(t, 30*time.Second, "quiet after the first decisions", func() (bool, string) {
 		s.SF.ResetCounts()
 		s.PC.ResetCounts()
-		opsQuiet(t, s)
+		stacktest.Quiet(t, s)
 		return sfWrites(s) == 0 && pcWrites(s) == 0, fmt.Sprint(s.SF.Counts(), s.PC.Counts())
 	})
 	s.SF.ResetCounts()
 	s.PC.ResetCounts()
 	for i := 0; i < 3; i++ {
-		opsQuiet(t, s)
+		stacktest.Quiet(t, s)
 	}
 	if n, m := sfWrites(s), pcWrites(s); n+m != 0 {
 		t.Fatalf("held records keep writing: Salesforce %d, Partner Center %d (%v %v)", n, m, s.SF.Counts(), s.PC.Counts())

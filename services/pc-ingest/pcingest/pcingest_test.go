@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cosell-dev/cosell/contracts"
@@ -96,15 +95,7 @@ func newFixtureVia(t *testing.T, cfg Config, run func(*Ingest) func(context.Cont
 // count returns how many messages the stream holds on subjects matching filter.
 func (f *fixture) count(t *testing.T, stream, filter string) int {
 	t.Helper()
-	info, err := f.bus.StreamInfo(context.Background(), stream, jetstream.WithSubjectFilter(filter))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, c := range info.State.Subjects {
-		n += int(c)
-	}
-	return n
+	return bustest.Count(t, f.bus, stream, filter)
 }
 
 func all(in *Ingest) func(context.Context) error { return in.Run }

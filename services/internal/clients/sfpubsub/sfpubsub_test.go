@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -26,23 +25,19 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/clients/sfpubsub"
 	"github.com/cosell-dev/cosell/services/internal/clients/sfpubsub/pubsubpb"
 	"github.com/cosell-dev/cosell/services/internal/testkit"
+	"github.com/cosell-dev/cosell/services/internal/testkit/emutest"
 )
 
 // org is an emulator served over real HTTP (REST) and real gRPC (Pub/Sub API) on 127.0.0.1.
 type org struct {
 	emu      *sfemu.Emulator
-	rest     *httptest.Server
+	rest     string // the REST API (the org's My Domain)
 	grpcAddr string
 }
 
 func newOrg(t *testing.T, opts sfemu.Options) *org {
 	t.Helper()
-	emu, err := sfemu.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rest := httptest.NewServer(emu)
-	t.Cleanup(rest.Close)
+	emu, rest := emutest.SalesforceServer(t, opts)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +58,7 @@ type login struct {
 }
 
 func (l *login) Session(ctx context.Context) (sfpubsub.Session, error) {
-	resp, err := http.PostForm(l.o.rest.URL+"/services/oauth2/token", url.Values{"grant_type": {"client_credentials"},
+	resp, err := http.PostForm(l.o.rest+"/services/oauth2/token", url.Values{"grant_type": {"client_credentials"},
 		"client_id": {sfemu.DefaultClientID}, "client_secret": {sfemu.DefaultClientSecret}})
 	if err != nil {
 		return sfpubsub.Session{}, err
@@ -104,7 +99,7 @@ func (o *org) call(t *testing.T, client, method, path, body string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest(method, o.rest.URL+"/services/data/v62.0"+path, strings.NewReader(body))
+	req, _ := http.NewRequest(method, o.rest+"/services/data/v62.0"+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+s.AccessToken)
 	req.Header.Set("Content-Type", "application/json")
 	if client != "" {

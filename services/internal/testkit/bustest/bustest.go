@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/internal/testkit"
@@ -53,4 +54,18 @@ func Bus(t testing.TB, ns *server.Server, cfg platform.BusConfig, stage string, 
 func Start(t testing.TB, cfg platform.BusConfig, stage string, m *platform.Metrics) *platform.Bus {
 	t.Helper()
 	return Bus(t, Server(t), cfg, stage, m)
+}
+
+// Count is how many messages stream holds on subjects matching filter, from the server's per-subject counts.
+func Count(t testing.TB, bus *platform.Bus, stream, filter string) int {
+	t.Helper()
+	info, err := bus.StreamInfo(context.Background(), stream, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range info.State.Subjects {
+		n += int(c)
+	}
+	return n
 }
