@@ -34,7 +34,8 @@ With --fix it publishes the observed snapshot of every record newer than what th
 change that was missed: a lost webhook, a poll gap) and of every unlinked record, exactly as the ingest
 stages would; the mapper then decides as usual. A pair where both sides were already seen at their current
 versions is reported as needing a decision (see its timeline) and left alone.
-Exit code: 0 no drift (or all of it fixed), 3 drift found, 1 error. Costs: one Partner Center list and one
+The report is kept in NATS (the links bucket, key drift.last) and shown on the status page until the next
+run. Exit code: 0 no drift (or all of it fixed), 3 drift found, 1 error. Costs: one Partner Center list and one
 SOQL query (paged).`, stderr)
 	af := addAdminFlags(fs)
 	fix := fs.Bool("fix", false, "publish the events that heal the drift")
@@ -74,6 +75,9 @@ SOQL query (paged).`, stderr)
 			fmt.Fprintf(stderr, "cosell drift --fix: %v\n", err)
 			return 1
 		}
+	}
+	if err := saveDrift(ctx, bus, rep, *fix); err != nil {
+		fmt.Fprintf(stderr, "cosell drift: the status page will not show this report: %v\n", err)
 	}
 	if *asJSON {
 		printJSON(stdout, rep)

@@ -65,6 +65,8 @@ type Status struct {
 	// that need a person (see LinkView.Attention).
 	InStep    int `json:"inStep"`
 	Attention int `json:"attention"`
+	// Drift is what the last `cosell drift` found (nil: it never ran).
+	Drift *DriftReport `json:"drift"`
 }
 
 // Status gathers lag, dead-letter depth and counts.
@@ -82,6 +84,7 @@ func (a *Auditor) Status(ctx context.Context) Status {
 		st.Lag = append(st.Lag, l)
 	})
 	st.DeadLetters = a.deadLetterDepth(ctx)
+	st.Drift, _ = a.LastDrift(ctx)
 	if links, err := a.ListLinks(ctx); err == nil {
 		st.Links = len(links)
 		dls, _ := a.DeadLetters(ctx)

@@ -116,6 +116,7 @@ var pageTemplate = template.Must(template.New("status").Funcs(funcs).Parse(`<!do
 <div class="card">need attention<b class="{{if .Attention}}warn{{else}}ok{{end}}">{{len .Attention}}</b></div>
 {{range $s, $n := .Status.LinkStates}}{{if ne $s "linked"}}<div class="card">{{stateLabel $s}}<b class="{{if eq $s "failed"}}bad{{else}}warn{{end}}">{{$n}}</b></div>{{end}}{{end}}
 <div class="card">dead letters parked<b class="{{if .Status.DeadLetters}}bad{{else}}ok{{end}}">{{.Status.DeadLetters}}</b></div>
+{{with .Status.Drift}}<div class="card" id="drift-card">drift found by <code>cosell drift</code> at {{.At.Format "15:04"}}<b class="{{if .Findings}}bad{{else}}ok{{end}}">{{len .Findings}}</b></div>{{else}}<div class="card" id="drift-card">drift: not checked yet<b class="warn">?</b><code>cosell drift</code></div>{{end}}
 </div>
 {{if .Kinds}}<h3>Decisions since the auditor started</h3>
 <div class="cards">
@@ -126,6 +127,11 @@ var pageTemplate = template.Must(template.New("status").Funcs(funcs).Parse(`<!do
 {{if .Attention}}<table><tr><th>deal</th><th>value</th><th>Partner Center</th><th>Salesforce</th><th>why</th><th>see</th></tr>
 {{range .Attention}}<tr><td><a class="deal" href="/link?id={{.ID}}">{{or .Deal .ID}}</a><div class="sub">{{.Customer}}</div></td><td class="num">{{.Value}}</td><td>{{template "pc" .}}</td><td>{{template "sf" .}}</td><td class="warn">{{.Attention}}</td><td><code>{{.Fix}}</code></td></tr>{{end}}
 </table>{{else}}<p class="ok">Nothing held, failed or waiting for a person.</p>{{end}}
+{{with .Status.Drift}}{{if .Findings}}<h3 id="drift">Drift: what <code>cosell drift</code> found at {{.At.Format "2006-01-02 15:04:05"}} (checked {{.Links}} links, {{.Referrals}} referrals, {{.Opportunities}} opted-in Opportunities){{if .Fixed}}, with --fix{{end}}</h3>
+<table><tr><th>finding</th><th>deal</th><th>referral</th><th>Opportunity</th><th>fields</th><th>detail</th></tr>
+{{range .Findings}}{{$d := index $.Deals .LinkID}}<tr><td class="bad">{{.Kind}}</td><td>{{if .LinkID}}<a href="/link?id={{.LinkID}}">{{or $d.Deal .LinkID}}</a>{{else}}<span class="dim">no link</span>{{end}}</td><td>{{.ReferralID}}</td><td>{{.OpportunityID}}</td><td>{{range .Fields}}{{.}} {{end}}</td><td>{{.Detail}}</td></tr>{{end}}
+</table>
+<p>{{if .Fixed}}The heal was published; check again: <code>cosell drift</code>{{else}}Heal what re-observing can heal: <code>cosell drift --fix</code>; then check again: <code>cosell drift</code>{{end}}. This list is the last run's: it changes when drift runs again.</p>{{end}}{{end}}
 </section>
 <section id="deadletters"><h2>Dead letters</h2>
 {{if .DeadLetters}}<p>Messages a stage gave up on, with why. Fix the cause first (the reason says what failed), then re-drive: the message is published again on its subject and handled as usual.</p>
