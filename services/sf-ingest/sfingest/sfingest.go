@@ -18,11 +18,13 @@ package sfingest
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -66,6 +68,9 @@ type Ingest struct {
 	Extra []string
 
 	sel observed.Selection // the snapshot's field list fitted to the org, set by Describe
+
+	mu   sync.Mutex
+	last map[string][sha256.Size]byte // Opportunity id → content of the last snapshot the poller published
 }
 
 // Describe fits the snapshot's field list to the org from its describe, once: the optional fields it
@@ -314,6 +319,42 @@ func str(v any) string {
 	return s
 }
 
+// publish publishes a polled snapshot, unless its content is the same as the last one this poller published
+// for the Opportunity: a write that changed nothing a snapshot carries, only its SystemModstamp (cosell's own
+// Audit write-back above all, which the poll reads back as a change), costs no snapshot, no decision and no
+// delivery. A restarted poller, or a new leader, remembers nothing and publishes as before.
 func (in *Ingest) publish(ctx context.Context, o contracts.Opportunity, v contracts.Version) (bool, error) {
-	return observed.PublishOpportunity(ctx, in.Bus, contracts.StageSFIngest, o, v, "poll")
+	key, keyed := contentKey(o)
+	in.mu.Lock()
+	same := keyed && in.last[o.ID] == key
+	in.mu.Unlock()
+	if same {
+		return false, nil
+	}
+	fresh, err := observed.PublishOpportunity(ctx, in.Bus, contracts.StageSFIngest, o, v, "poll")
+	if err == nil && keyed {
+		in.mu.Lock()
+		if in.last == nil {
+			in.last = map[string][sha256.Size]byte{}
+		}
+		in.last[o.ID] = key
+		in.mu.Unlock()
+	}
+	return fresh, err
+}
+
+// contentKey hashes what a snapshot carries besides its version stamp.
+func contentKey(o contracts.Opportunity) ([sha256.Size]byte, bool) {
+	fields := make(map[string]any, len(o.Fields))
+	for k, v := range o.Fields {
+		if !strings.EqualFold(k, sf.FieldSystemModstamp) {
+			fields[k] = v
+		}
+	}
+	o.Fields = fields
+	b, err := json.Marshal(o) // map keys in sorted order: the same content, the same bytes
+	if err != nil {
+		return [sha256.Size]byte{}, false
+	}
+	return sha256.Sum256(b), true
 }

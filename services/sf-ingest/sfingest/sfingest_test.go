@@ -260,3 +260,34 @@ func TestMappedFieldTheOrgLacks(t *testing.T) {
 		t.Fatalf("polled %d times with a field the org lacks", n)
 	}
 }
+
+// TestWriteThatChangesNothingSnapshottedIsNotPublished: an update that moves only the Opportunity's
+// SystemModstamp as far as a snapshot goes (cosell's own Audit write-back) costs no snapshot; a change of a
+// field the snapshot carries is published as before.
+func TestWriteThatChangesNothingSnapshottedIsNotPublished(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{Overlap: time.Second})
+	opp := f.syncedOpportunity(t, "Echo")
+	if n := f.poll(t); n != 1 {
+		t.Fatalf("first poll published %d, want 1", n)
+	}
+	first := f.last(t, opp)
+	if err := f.emu.Update(sf.ObjectOpportunity, opp, map[string]any{sf.FieldAudit: "cosell audit — latest 1 of 1 entries"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.poll(t); n != 0 {
+		t.Errorf("an Audit-only write published %d snapshots", n)
+	}
+	if got := f.last(t, opp); got.Version != first.Version {
+		t.Errorf("snapshot %v after the Audit write, want still %v", got.Version, first.Version)
+	}
+	if err := f.emu.Update(sf.ObjectOpportunity, opp, map[string]any{sf.FieldAmount: 2000}); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.poll(t); n != 1 {
+		t.Fatalf("a changed amount published %d snapshots, want 1", n)
+	}
+	if got := f.last(t, opp); got.Opportunity.Fields[sf.FieldAmount] != 2000.0 || !got.Version.At.After(first.Version.At) {
+		t.Errorf("snapshot after the amount change: %v %v", got.Opportunity.Fields[sf.FieldAmount], got.Version)
+	}
+}
