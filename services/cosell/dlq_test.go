@@ -24,15 +24,13 @@ type dlqEntry struct {
 
 func dlqList(t *testing.T, conn []string) []dlqEntry {
 	t.Helper()
-	code, out, errOut := admin(t, conn, "dlq", "--json", "ls")
+	code, out, errOut := admin(t, conn, "dlq", "ls", "-o", "json")
 	if code != 0 {
 		t.Fatalf("dlq ls: code %d: %s", code, errOut)
 	}
 	var l []dlqEntry
-	if strings.TrimSpace(out) != "null" {
-		if err := json.Unmarshal([]byte(out), &l); err != nil {
-			t.Fatalf("dlq ls --json: %v\n%s", err, out)
-		}
+	if err := json.Unmarshal([]byte(out), &l); err != nil || l == nil {
+		t.Fatalf("dlq ls -o json is not a list (an empty one is []): %v\n%s", err, out)
 	}
 	return l
 }
@@ -108,8 +106,12 @@ func TestPoisonIsParkedThenRedriven(t *testing.T) {
 
 	// The hint the timeline (and so the status page and Audit__c) gives is a command that works.
 	code, out, errOut := admin(t, conn, hint[0], hint[1:]...)
-	if code != 0 || !strings.Contains(out, `"subject": "cosell.sf.opportunity.requested.`) || !strings.Contains(out, `"op": "create"`) {
+	if code != 0 || !strings.Contains(out, "subject cosell.sf.opportunity.requested.") || !strings.Contains(out, `"op": "create"`) {
 		t.Errorf("dlq show: code %d %s\n%s", code, errOut, out)
+	}
+	code, out, errOut = admin(t, conn, hint[0], append(hint[1:], "-o", "json")...)
+	if code != 0 || !strings.Contains(out, `"subject": "cosell.sf.opportunity.requested.`) || !strings.Contains(out, `"op": "create"`) {
+		t.Errorf("dlq show -o json: code %d %s\n%s", code, errOut, out)
 	}
 	code, out, _ = admin(t, conn, "dlq", "ls")
 	if code != 0 || !strings.Contains(out, "SEQ") || !strings.Contains(out, link1.ID) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
 
 	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
@@ -31,7 +32,17 @@ var doctorGroups = []string{"sf", "pc", "webhook", "nats"}
 
 // check is one prerequisite's verdict: Problem and Fix are empty when it holds.
 type check struct {
-	Group, Name, Problem, Fix string
+	Group   string `json:"group"`
+	Name    string `json:"name"`
+	Problem string `json:"problem,omitempty"`
+	Fix     string `json:"fix,omitempty"`
+}
+
+// doctorReport is cosell doctor as data.
+type doctorReport struct {
+	Passed bool    `json:"passed"`
+	Failed int     `json:"failed"`
+	Checks []check `json:"checks"`
 }
 
 // doctor runs the checks against the configured systems.
@@ -47,53 +58,74 @@ func (d *doctor) fail(group, name, problem, fix string) {
 	d.out = append(d.out, check{Group: group, Name: name, Problem: problem, Fix: fix})
 }
 
-func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flags("doctor", doctorSummary+`
+func newDoctorCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "doctor",
+		Short: doctorSummary,
+		Long: doctorSummary + `
 
 Configured by the same environment as the services: COSELL_SF_* (Salesforce), COSELL_PC_* (Partner Center),
 COSELL_NATS_* (NATS; run it as the provisioning user cosell-admin, which may read every stream's settings).
-Exit code 0 when every check passes, 1 otherwise`, stderr)
-	only := fs.String("only", strings.Join(doctorGroups, ","), "check groups to run: "+strings.Join(doctorGroups, ","))
+Exit code 0 when every check passes, 1 otherwise.`,
+		Example: "  cosell doctor --only sf,pc\n  cosell doctor --webhook-url https://cosell.example.com/webhooks/partner-center\n  cosell doctor --provision --only nats",
+		Args:    noArgs,
+	}
+	fs := cmd.Flags()
+	only := fs.StringSlice("only", doctorGroups, "check groups to run: "+strings.Join(doctorGroups, ","))
 	webhookURL := fs.String("webhook-url", "", "this deployment's public webhook URL (e.g. https://cosell.example.com/webhooks/partner-center); required by the webhook check")
 	pcWrite := fs.String("pc-write-referral", "", "also prove Partner Center write access: re-write this referral id's own notes unchanged (If-Match), changing nothing")
 	provision := fs.Bool("provision", false, "create or update every stream, durable and KV bucket first (the provisioning Job does this as cosell-admin)")
 	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
-	if done, code := parse(fs, args); done {
-		return code
-	}
-	groups := split(*only)
-	for _, g := range groups {
-		if !slices.Contains(doctorGroups, g) {
-			fmt.Fprintf(stderr, "cosell doctor: unknown check group %q (use %s)\n", g, strings.Join(doctorGroups, ","))
-			return 2
+	_ = cmd.RegisterFlagCompletionFunc("only", cobra.FixedCompletions(doctorGroups, cobra.ShellCompDirectiveNoFileComp))
+	out := addOutput(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		for _, g := range *only {
+			if !slices.Contains(doctorGroups, g) {
+				return usagef("unknown check group %q (use %s)", g, strings.Join(doctorGroups, ","))
+			}
 		}
-	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	d := &doctor{webhook: *webhookURL, pcWrite: *pcWrite}
-	for _, g := range groups {
-		switch g {
-		case "sf":
-			d.salesforce(ctx)
-		case "pc":
-			d.partnerCenter(ctx)
-		case "webhook":
-			d.webhookRegistration(ctx)
-		case "nats":
-			d.nats(ctx, *provision)
+		ctx, cancel := context.WithTimeout(cmd.Context(), *timeout)
+		defer cancel()
+		d := &doctor{webhook: *webhookURL, pcWrite: *pcWrite}
+		for _, g := range *only {
+			switch g {
+			case "sf":
+				d.salesforce(ctx)
+			case "pc":
+				d.partnerCenter(ctx)
+			case "webhook":
+				d.webhookRegistration(ctx)
+			case "nats":
+				d.nats(ctx, *provision)
+			}
 		}
+		if code := d.report(cmd.OutOrStdout(), out); code != exitOK {
+			return exitCode(code)
+		}
+		return nil
 	}
-	return d.report(stdout)
+	return cmd
 }
 
-func (d *doctor) report(w io.Writer) int {
+func (d *doctor) report(w io.Writer, out *output) int {
 	failed := 0
+	for _, c := range d.out {
+		if c.Problem != "" {
+			failed++
+		}
+	}
+	if out.structured() {
+		out.print(w, doctorReport{Checks: d.out, Failed: failed, Passed: failed == 0}, nil)
+		if failed > 0 {
+			return exitFailure
+		}
+		return exitOK
+	}
 	for _, c := range d.out {
 		if c.Problem == "" {
 			fmt.Fprintf(w, "ok    %-8s %s\n", c.Group, c.Name)
 			continue
 		}
-		failed++
 		fmt.Fprintf(w, "FAIL  %-8s %s\n      problem: %s\n      fix:     %s\n", c.Group, c.Name, c.Problem, c.Fix)
 	}
 	if failed > 0 {
@@ -368,7 +400,7 @@ func (d *doctor) partnerCenter(ctx context.Context) {
 
 // webhookRegistration checks Partner Center posts all four referral events to this deployment.
 func (d *doctor) webhookRegistration(ctx context.Context) {
-	events := split(defaultEvents)
+	events := defaultEvents
 	fix := "cosell pc webhook register --url " + orPlaceholder(d.webhook) + " --overwrite"
 	if d.webhook == "" {
 		d.fail("webhook", "registration", "--webhook-url was not given, so the registration cannot be compared with this deployment",

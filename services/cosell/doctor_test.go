@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"github.com/nats-io/nats.go"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -85,7 +86,7 @@ func TestDoctorPassesOnAReadyDeploymentAndNamesEachFix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := client.RegisterWebhook(context.Background(), hook, split(defaultEvents), true); err != nil {
+	if _, err := client.RegisterWebhook(context.Background(), hook, defaultEvents, true); err != nil {
 		t.Fatal(err)
 	}
 	code, out = runDoctor("--webhook-url", hook, "--pc-write-referral", r.ID)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
+
 	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
@@ -21,8 +23,11 @@ import (
 
 const driftSummary = "compare both systems: linked pairs whose mapped fields differ, opted-in records with no link; --fix heals"
 
-func cmdDrift(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flags("drift", driftSummary+`
+func newDriftCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "drift [--fix]",
+		Short: driftSummary,
+		Long: driftSummary + `
 
 Reads every referral through the Partner Center API and every opted-in Opportunity (Sync with Partner
 Center, or a Referral Identifier) through the Salesforce API, and compares them with the links in NATS:
@@ -36,61 +41,60 @@ stages would; the mapper then decides as usual. A pair where both sides were alr
 versions is reported as needing a decision (see its timeline) and left alone.
 The report is kept in NATS (the links bucket, key drift.last) and shown on the status page until the next
 run. Exit code: 0 no drift (or all of it fixed), 3 drift found, 1 error. Costs: one Partner Center list and one
-SOQL query (paged).`, stderr)
-	af := addAdminFlags(fs)
-	fix := fs.Bool("fix", false, "publish the events that heal the drift")
-	mc := addMappingFlags(fs, "the mapping the mapper uses")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if done, code := parse(fs, args); done {
-		return code
+SOQL query (paged).`,
+		Args: noArgs,
 	}
-	m, err := mapping.Load(*mc)
+	af := addAdminFlags(cmd.Flags())
+	fix := cmd.Flags().Bool("fix", false, "publish the events that heal the drift")
+	mc := addMappingFlags(cmd.Flags(), "the mapping the mapper uses")
+	out := addOutput(cmd)
+	cmd.RunE = runE(func(ctx context.Context, _ []string, stdout, stderr io.Writer) int {
+		return runDrift(ctx, af, *mc, *fix, out, stdout, stderr)
+	})
+	return cmd
+}
+
+func runDrift(ctx context.Context, af *adminFlags, mc mapping.Config, fix bool, out *output, stdout, stderr io.Writer) int {
+	m, err := mapping.Load(mc)
 	if err != nil {
 		fmt.Fprintf(stderr, "cosell drift: invalid mapping:\n%v\n", err)
-		return 2
+		return exitUsage
 	}
 	bus, err := af.bus(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "cosell drift: %v\n", err)
-		return 1
+		return exitFailure
 	}
 	defer bus.Close()
 	pcc, err := af.pc(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "cosell drift: Partner Center: %v\n", err)
-		return 1
+		return exitFailure
 	}
 	sfc, err := af.sf(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "cosell drift: Salesforce: %v\n", err)
-		return 1
+		return exitFailure
 	}
 	rep, err := checkDrift(ctx, bus, pcc, sfc, m)
 	if err != nil {
 		fmt.Fprintf(stderr, "cosell drift: %v\n", err)
-		return 1
+		return exitFailure
 	}
-	if *fix {
+	if fix {
 		if err := rep.heal(ctx, bus); err != nil {
 			fmt.Fprintf(stderr, "cosell drift --fix: %v\n", err)
-			return 1
+			return exitFailure
 		}
 	}
-	if err := saveDrift(ctx, bus, rep, *fix); err != nil {
+	if err := saveDrift(ctx, bus, rep, fix); err != nil {
 		fmt.Fprintf(stderr, "cosell drift: the status page will not show this report: %v\n", err)
 	}
-	if *asJSON {
-		printJSON(stdout, rep)
-	} else {
-		rep.print(stdout)
+	out.print(stdout, rep, rep.print)
+	if len(rep.Items) == 0 || (fix && rep.Unhealed == 0) {
+		return exitOK
 	}
-	if len(rep.Items) == 0 {
-		return 0
-	}
-	if *fix && rep.Unhealed == 0 {
-		return 0
-	}
-	return 3
+	return exitDrift
 }
 
 // driftItem is one finding.

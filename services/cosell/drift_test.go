@@ -68,7 +68,7 @@ func TestDriftFoundAndFixed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, out, _ = admin(t, conn, "drift", "--json")
+	code, out, _ = admin(t, conn, "drift", "-o", "json")
 	if code != 3 || !strings.Contains(out, `"kind": "unlinked"`) || !strings.Contains(out, id) {
 		t.Errorf("drift with an unlinked opportunity: code %d\n%s", code, out)
 	}

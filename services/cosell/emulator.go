@@ -11,34 +11,55 @@ import (
 	"os"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/cosell-dev/cosell/services/emulators/pcemu"
 	"github.com/cosell-dev/cosell/services/emulators/sfemu"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
-func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || (args[0] != "pc" && args[0] != "sf") {
-		fmt.Fprintln(stderr, "usage: cosell emulator pc|sf [--listen ADDR] [--ca-out FILE] [--login-listen ADDR] [--jwt-cert FILE] [--sandbox] [--single-currency] [--currency ISO] [--pubsub-listen ADDR]")
-		return 2
+// emulatorFlags are cosell emulator's settings.
+type emulatorFlags struct {
+	listen, caOut, loginListen, jwtCert, currency, pubsubListen string
+	sandbox, singleCurrency, approve                            bool
+	interval                                                    time.Duration
+}
+
+func newEmulatorCmd() *cobra.Command {
+	var f emulatorFlags
+	cmd := &cobra.Command{
+		Use:   "emulator pc|sf",
+		Short: "serve the Partner Center or Salesforce emulator on its own",
+		Long: `Serve the Partner Center emulator (pc: Referrals API, webhooks API, Entra ID sign-in, signed webhook
+deliveries) or the Salesforce emulator (sf: REST API, OAuth token endpoint, Pub/Sub API) on its own, for
+development and tests. It prints its credentials; the real clients talk to it unchanged.`,
+		Example:   "  cosell emulator pc --listen 127.0.0.1:8081 --approve-sign-ins\n  cosell emulator sf --listen 127.0.0.1:8082",
+		ValidArgs: []string{"pc", "sf"},
+		Args:      cobra.MatchAll(cobra.ExactArgs(1), cobra.OnlyValidArgs),
 	}
-	which := args[0]
-	fs := flags("emulator "+which, "serve the "+map[string]string{"pc": "Partner Center", "sf": "Salesforce"}[which]+" emulator", stderr)
-	def := map[string]string{"pc": "127.0.0.1:8081", "sf": "127.0.0.1:8082"}[which]
-	listen := fs.String("listen", def, "address to listen on")
-	caOut := fs.String("ca-out", "", "pc only: write the webhook-signing CA certificate (PEM) here, for COSELL_PC_WEBHOOK_CA_FILE")
-	loginListen := fs.String("login-listen", "", "sf only: also serve the shared login host (as login.salesforce.com: no client credentials flow) on this address; --listen is the org's My Domain")
-	jwtCert := fs.String("jwt-cert", "", "sf only: the connected app's certificate (PEM) for the JWT bearer flow; without it JWT logins fail")
-	sandbox := fs.Bool("sandbox", false, "sf only: emulate a sandbox (JWT audience https://test.salesforce.com)")
-	singleCurrency := fs.Bool("single-currency", false, "sf only: emulate a single-currency org (no CurrencyIsoCode field anywhere)")
-	currency := fs.String("currency", "USD", "sf only: the org's corporate currency (Organization.DefaultCurrencyIsoCode)")
-	pubsubListen := fs.String("pubsub-listen", "127.0.0.1:8083", "sf only: serve the Pub/Sub API (gRPC, plaintext; Change Data Capture) on this address; \"\" turns it off")
-	interval := fs.Duration("device-code-interval", 5*time.Second, "pc only: the polling interval the device-code sign-in asks for (Entra ID's is 5s)")
-	approve := fs.Bool("approve-sign-ins", false, "pc only: sign every device code in as "+pcemu.DefaultUser+" at once, so cosell pc login needs no browser (development only)")
-	if done, code := parse(fs, args[1:]); done {
-		return code
+	fs := cmd.Flags()
+	fs.StringVar(&f.listen, "listen", "", "address to listen on (default 127.0.0.1:8081 for pc, 127.0.0.1:8082 for sf)")
+	fs.StringVar(&f.caOut, "ca-out", "", "pc only: write the webhook-signing CA certificate (PEM) here, for COSELL_PC_WEBHOOK_CA_FILE")
+	fs.StringVar(&f.loginListen, "login-listen", "", "sf only: also serve the shared login host (as login.salesforce.com: no client credentials flow) on this address; --listen is the org's My Domain")
+	fs.StringVar(&f.jwtCert, "jwt-cert", "", "sf only: the connected app's certificate (PEM) for the JWT bearer flow; without it JWT logins fail")
+	fs.BoolVar(&f.sandbox, "sandbox", false, "sf only: emulate a sandbox (JWT audience https://test.salesforce.com)")
+	fs.BoolVar(&f.singleCurrency, "single-currency", false, "sf only: emulate a single-currency org (no CurrencyIsoCode field anywhere)")
+	fs.StringVar(&f.currency, "currency", "USD", "sf only: the org's corporate currency (Organization.DefaultCurrencyIsoCode)")
+	fs.StringVar(&f.pubsubListen, "pubsub-listen", "127.0.0.1:8083", "sf only: serve the Pub/Sub API (gRPC, plaintext; Change Data Capture) on this address; \"\" turns it off")
+	fs.DurationVar(&f.interval, "device-code-interval", 5*time.Second, "pc only: the polling interval the device-code sign-in asks for (Entra ID's is 5s)")
+	fs.BoolVar(&f.approve, "approve-sign-ins", false, "pc only: sign every device code in as "+pcemu.DefaultUser+" at once, so cosell pc login needs no browser (development only)")
+	cmd.RunE = runE(func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+		return runEmulator(ctx, args[0], f, stdout, stderr)
+	})
+	return cmd
+}
+
+func runEmulator(ctx context.Context, which string, f emulatorFlags, stdout, stderr io.Writer) int {
+	if f.listen == "" {
+		f.listen = map[string]string{"pc": "127.0.0.1:8081", "sf": "127.0.0.1:8082"}[which]
 	}
 	log := platform.NewLogger(stderr, "info", "emulator-"+which)
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "cosell emulator %s: %v\n", which, err)
 		return 1
@@ -48,15 +69,15 @@ func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	var pubsub func(context.Context) // serves the Salesforce emulator's Pub/Sub API until the context ends
 	switch which {
 	case "pc":
-		e, err := pcemu.New(pcemu.Options{BaseURL: base, Logger: log, DeviceCodeInterval: *interval, ApproveSignIns: *approve})
+		e, err := pcemu.New(pcemu.Options{BaseURL: base, Logger: log, DeviceCodeInterval: f.interval, ApproveSignIns: f.approve})
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}
 		defer e.Close()
-		if *caOut != "" {
+		if f.caOut != "" {
 			b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.CACert().Raw})
-			if err := os.WriteFile(*caOut, b, 0o644); err != nil {
+			if err := os.WriteFile(f.caOut, b, 0o644); err != nil {
 				fmt.Fprintln(stderr, err)
 				return 1
 			}
@@ -65,9 +86,9 @@ func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			"  sign in: cosell pc login, then approve the code at %s/_emulator/devicelogin as %s\n", base, e.Authority(), e.ClientID(), base, pcemu.DefaultUser)
 		h = e
 	case "sf":
-		opts := sfemu.Options{Logger: log, Sandbox: *sandbox, SingleCurrency: *singleCurrency, Currency: *currency}
-		if *jwtCert != "" {
-			key, err := sfemu.ReadCertificateKey(*jwtCert)
+		opts := sfemu.Options{Logger: log, Sandbox: f.sandbox, SingleCurrency: f.singleCurrency, Currency: f.currency}
+		if f.jwtCert != "" {
+			key, err := sfemu.ReadCertificateKey(f.jwtCert)
 			if err != nil {
 				fmt.Fprintf(stderr, "cosell emulator sf: --jwt-cert: %v\n", err)
 				return 1
@@ -79,14 +100,14 @@ func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			fmt.Fprintln(stderr, err)
 			return 1
 		}
-		shape := "multi-currency, corporate currency " + *currency
-		if *singleCurrency {
-			shape = "single-currency, " + *currency
+		shape := "multi-currency, corporate currency " + f.currency
+		if f.singleCurrency {
+			shape = "single-currency, " + f.currency
 		}
 		fmt.Fprintf(stdout, "Salesforce emulator on %s (the org's My Domain; %s)\n  client id %s, secret %s, user %s\n", base,
 			shape, sfemu.DefaultClientID, sfemu.DefaultClientSecret, sfemu.DefaultUsername)
-		if *loginListen != "" {
-			lln, err := net.Listen("tcp", *loginListen)
+		if f.loginListen != "" {
+			lln, err := net.Listen("tcp", f.loginListen)
 			if err != nil {
 				fmt.Fprintf(stderr, "cosell emulator sf: --login-listen: %v\n", err)
 				return 1
@@ -96,8 +117,8 @@ func cmdEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			go func() { _ = login.Serve(lln) }()
 			fmt.Fprintf(stdout, "  login host on http://%s (as login.salesforce.com)\n", lln.Addr())
 		}
-		if *pubsubListen != "" {
-			pln, err := net.Listen("tcp", *pubsubListen)
+		if f.pubsubListen != "" {
+			pln, err := net.Listen("tcp", f.pubsubListen)
 			if err != nil {
 				fmt.Fprintf(stderr, "cosell emulator sf: --pubsub-listen: %v\n", err)
 				return 1

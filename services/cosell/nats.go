@@ -5,23 +5,30 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/spf13/cobra"
+
 	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
-func cmdNATS(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flags("nats", "run a standalone nats-server with JetStream (file store) for development", stderr)
-	listen := fs.String("listen", "127.0.0.1:4222", "client address")
-	data := fs.String("data", "data/nats", "JetStream store directory")
-	if done, code := parse(fs, args); done {
-		return code
-	}
+func newNATSCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "nats", Short: "run a standalone nats-server with JetStream (file store) for development", Args: noArgs}
+	listen := cmd.Flags().String("listen", "127.0.0.1:4222", "client address")
+	data := cmd.Flags().String("data", "data/nats", "JetStream store directory")
+	_ = cmd.MarkFlagDirname("data")
+	cmd.RunE = runE(func(ctx context.Context, _ []string, stdout, stderr io.Writer) int {
+		return runNATS(ctx, *listen, *data, stdout, stderr)
+	})
+	return cmd
+}
+
+func runNATS(ctx context.Context, listen, data string, stdout, stderr io.Writer) int {
 	log := platform.NewLogger(stderr, "info", "nats")
-	ns, err := platform.StartEmbedded(*data, *listen, log)
+	ns, err := platform.StartEmbedded(data, listen, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "cosell nats: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "nats-server with JetStream on %s (store %s)\n", ns.ClientURL(), *data)
+	fmt.Fprintf(stdout, "nats-server with JetStream on %s (store %s)\n", ns.ClientURL(), data)
 	ctx, stop := platform.RunUntilSignal(ctx)
 	defer stop()
 	<-ctx.Done()

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,7 +80,7 @@ func TestPCLoginDeviceCode(t *testing.T) {
 	done := make(chan int, 1)
 	var errOut bytes.Buffer
 	go func() {
-		done <- cmdPCLogin(context.Background(), nil, pw, &errOut)
+		done <- Run(context.Background(), []string{"pc", "login"}, pw, &errOut)
 		pw.Close()
 	}()
 	sc := bufio.NewScanner(pr)
@@ -119,7 +121,7 @@ func TestPCLoginDeviceCode(t *testing.T) {
 
 func runPC(args ...string) (int, string, string) {
 	var out, errOut bytes.Buffer
-	code := cmdPC(context.Background(), args, &out, &errOut)
+	code := Run(context.Background(), append([]string{"pc"}, args...), &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 
@@ -181,36 +183,60 @@ func TestPCWebhookRegisterRefusesToOverwrite(t *testing.T) {
 	}
 }
 
-// TestPCWebhookTest sends the validation event to the registered receiver.
+// TestPCWebhookTest: cosell pc webhook test explains what to register when the registration is missing or
+// lacks test-created (and writes nothing), adds test-created with --register keeping the URL and the
+// events, sends Partner Center's validation event, and reports its delivery record from the emulator:
+// exit 0 when the receiver answered 2xx, 1 when it refused; the third event within a minute is refused
+// as Partner Center refuses it (2 a minute).
 func TestPCWebhookTest(t *testing.T) {
 	emu := pcEnv(t)
-	got := make(chan string, 1)
+	var status atomic.Int32
+	status.Store(http.StatusOK)
+	got := make(chan string, 4)
 	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var b bytes.Buffer
 		_, _ = b.ReadFrom(r.Body)
-		select {
-		case got <- b.String():
-		default:
-		}
+		got <- b.String()
+		w.WriteHeader(int(status.Load()))
 	}))
 	t.Cleanup(receiver.Close)
-	if code, _, errOut := runPC("webhook", "test"); code != 1 || !strings.Contains(errOut, "test-created") {
-		t.Fatalf("test without a registration for test-created: %d %q", code, errOut)
+	if code, _, errOut := runPC("webhook", "test"); code != 1 || !strings.Contains(errOut, "no webhook is registered") ||
+		!strings.Contains(errOut, "--events referral-created,referral-updated,related-referral-created,related-referral-updated,test-created") {
+		t.Fatalf("test without a registration: %d %q", code, errOut)
 	}
-	if code, _, errOut := runPC("webhook", "register", "--url", receiver.URL, "--events", "test-created,referral-updated"); code != 0 {
+	if code, _, errOut := runPC("webhook", "register", "--url", receiver.URL, "--events", "referral-updated,referral-created"); code != 0 {
 		t.Fatal(errOut)
 	}
-	code, out, errOut := runPC("webhook", "test")
-	if code != 0 || !strings.Contains(out, "correlation id") {
-		t.Fatalf("test: %d %q %q", code, out, errOut)
+	writes := func() int { return emu.Counts()["webhooks.update"] + emu.Counts()["webhooks.register"] }
+	if code, _, errOut := runPC("webhook", "test"); code != 1 || !strings.Contains(errOut, "subscribes to test-created") ||
+		!strings.Contains(errOut, "cosell pc webhook test --register") || writes() != 1 {
+		t.Fatalf("test without test-created registered: %d %q, %d writes", code, errOut, writes())
 	}
-	select {
-	case body := <-got:
-		if !strings.Contains(body, `"EventName":"test-created"`) {
-			t.Errorf("delivered %s", body)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("no validation event delivered; counts %v", emu.Counts())
+	code, out, errOut := runPC("webhook", "test", "--register")
+	if code != 0 || !strings.Contains(errOut, "added test-created") || !strings.Contains(out, "completed") || !strings.Contains(out, "OK") {
+		t.Fatalf("test --register: %d %q %q", code, out, errOut)
+	}
+	if body := <-got; !strings.Contains(body, `"EventName":"test-created"`) {
+		t.Errorf("delivered %s", body)
+	}
+	_, out, _ = runPC("webhook", "show", "-o", "json")
+	var reg pc.WebhookRegistration
+	if err := json.Unmarshal([]byte(out), &reg); err != nil || reg.WebhookURL != receiver.URL ||
+		strings.Join(reg.WebhookEvents, ",") != "referral-updated,referral-created,test-created" {
+		t.Errorf("registration after --register: %v %s", err, out)
+	}
+	// A receiver that refuses: the delivery record says so, and the command fails.
+	status.Store(http.StatusForbidden)
+	code, out, errOut = runPC("webhook", "test", "-o", "json", "--wait", "2s")
+	var st pc.WebhookValidationStatus
+	if err := json.Unmarshal([]byte(out), &st); err != nil || code != 1 || len(st.Results) == 0 || st.Results[0].ResponseCode != "Forbidden" ||
+		!strings.Contains(errOut, "did not acknowledge") {
+		t.Fatalf("test against a refusing receiver: %d %v %q %q", code, err, out, errOut)
+	}
+	<-got
+	// Partner Center allows two validation events a minute.
+	if code, _, errOut := runPC("webhook", "test"); code != 1 || !strings.Contains(errOut, "429") || !strings.Contains(errOut, "two validation events a minute") {
+		t.Fatalf("the third validation event within a minute: %d %q", code, errOut)
 	}
 	if code, _, _ := runPC("webhook", "frobnicate"); code != 2 {
 		t.Errorf("unknown verb: %d, want 2", code)

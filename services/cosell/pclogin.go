@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/spf13/cobra"
 	"golang.org/x/oauth2"
 
 	"github.com/cosell-dev/cosell/contracts"
@@ -19,18 +20,23 @@ import (
 // OAuth 2.0 device-code flow against the tenant's Entra authority (Microsoft's Secure Application Model). It
 // prints the URL and code, waits for the sign-in, and stores the refresh token in the cosell_pc_credentials
 // bucket, where pc-ingest and pc-writer read it and keep its rotations. No password is kept.
-func cmdPCLogin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flags("pc login", `sign in once as the Partner Center Referrals Admin user (device code) and store the refresh token
+func newPCLoginCmd(af *adminFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "login", Short: "sign in once as the Partner Center Referrals Admin user (device code) and store the refresh token",
+		Long: `Sign in once as the Partner Center Referrals Admin user (OAuth device code) and store the refresh token.
 
 Reads COSELL_PC_AUTHORITY (https://login.microsoftonline.com/<tenant id>), COSELL_PC_CLIENT_ID and, for a web
 app registration, COSELL_PC_CLIENT_SECRET; stores the token over COSELL_NATS_URL (as cosell-admin) in the
-`+contracts.BucketPCCredentials+` bucket. Sign in with the user that holds the Referrals Admin role; run it
-again whenever cosell doctor reports the sign-in expired or revoked`, stderr)
-	af := addAdminFlags(fs)
-	timeout := fs.Duration("timeout", 15*time.Minute, "give up waiting for the sign-in after this long")
-	if done, code := parse(fs, args); done {
-		return code
-	}
+` + contracts.BucketPCCredentials + ` bucket. Sign in with the user that holds the Referrals Admin role; run it
+again whenever cosell doctor reports the sign-in expired or revoked.`,
+		Args: noArgs}
+	timeout := cmd.Flags().Duration("timeout", 15*time.Minute, "give up waiting for the sign-in after this long")
+	cmd.RunE = runE(func(ctx context.Context, _ []string, stdout, stderr io.Writer) int {
+		return pcLogin(ctx, af, *timeout, stdout, stderr)
+	})
+	return cmd
+}
+
+func pcLogin(ctx context.Context, af *adminFlags, timeout time.Duration, stdout, stderr io.Writer) int {
 	var cfg stage.PCConfig
 	if err := platform.LoadConfig(&cfg, af.lookup); err != nil {
 		fmt.Fprintf(stderr, "cosell pc login: %v\n", err)
@@ -40,7 +46,7 @@ again whenever cosell doctor reports the sign-in expired or revoked`, stderr)
 		fmt.Fprintf(stderr, "cosell pc login: %v\n", stage.ErrAppOnly)
 		return 2
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	bus, err := af.bus(ctx)
 	if err != nil {

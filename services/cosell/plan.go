@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
 
 	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/services/internal/mapping"
@@ -21,73 +21,68 @@ import (
 
 const planSummary = "dry run: print the field changes each side would receive, writing nothing"
 
-func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fl := flags("plan", planSummary+`.
+func newPlanCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "plan (--referral ID | --opportunity ID | --since T [--until T] | --all)",
+		Short: planSummary,
+		Long: planSummary + `.
 Reads the newest observed snapshot of each record from the observed stream and the links from KV
-(NATS at COSELL_NATS_URL), decides on each with the mapping as if it had just been observed, and prints
-what would be sent. Pick one record (--referral / --opportunity), a time range (--since / --until, by
-the snapshot's source version time), or everything (--all, a backfill preview)`, stderr)
-	referral := fl.String("referral", "", "plan for this referral id")
-	opportunity := fl.String("opportunity", "", "plan for this Opportunity id")
-	since := fl.String("since", "", "plan for records changed at or after this RFC 3339 time")
-	until := fl.String("until", "", "plan for records changed before this RFC 3339 time")
-	all := fl.Bool("all", false, "plan for every record observed (backfill preview)")
-	mc := addMappingFlags(fl, "decide with this mapping file (preview a mapping change)")
-	asJSON := fl.Bool("json", false, "print the plan as JSON")
-	if done, code := parse(fl, args); done {
-		return code
+(NATS at COSELL_NATS_URL or --nats), decides on each with the mapping as if it had just been observed, and
+prints what would be sent. Pick one record (--referral / --opportunity), a time range (--since / --until, by
+the snapshot's source version time), or everything (--all, a backfill preview).`,
+		Example: "  cosell plan --opportunity 006000000000001AAA\n  cosell plan --all --mapping new-mapping.yaml -o json",
+		Args:    noArgs,
 	}
+	fl := cmd.Flags()
+	af := addAdminFlags(fl)
 	var sel planSelection
-	sel.ReferralID, sel.OpportunityID, sel.All = *referral, *opportunity, *all
-	for _, t := range []struct {
-		in  string
-		out *time.Time
-	}{{*since, &sel.Since}, {*until, &sel.Until}} {
-		if t.in == "" {
-			continue
+	var since, until string
+	fl.StringVar(&sel.ReferralID, "referral", "", "plan for this referral id")
+	fl.StringVar(&sel.OpportunityID, "opportunity", "", "plan for this Opportunity id")
+	fl.StringVar(&since, "since", "", "plan for records changed at or after this RFC 3339 time")
+	fl.StringVar(&until, "until", "", "plan for records changed before this RFC 3339 time")
+	fl.BoolVar(&sel.All, "all", false, "plan for every record observed (backfill preview)")
+	mc := addMappingFlags(fl, "decide with this mapping file (preview a mapping change)")
+	out := addOutput(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		for _, t := range []struct {
+			in  string
+			out *time.Time
+		}{{since, &sel.Since}, {until, &sel.Until}} {
+			if t.in == "" {
+				continue
+			}
+			v, err := time.Parse(time.RFC3339, t.in)
+			if err != nil {
+				return usagef("%q is not an RFC 3339 time: %v", t.in, err)
+			}
+			*t.out = v
 		}
-		v, err := time.Parse(time.RFC3339, t.in)
-		if err != nil {
-			fmt.Fprintf(stderr, "cosell plan: %q is not an RFC 3339 time: %v\n", t.in, err)
-			return 2
+		if sel.ReferralID == "" && sel.OpportunityID == "" && sel.Since.IsZero() && sel.Until.IsZero() && !sel.All {
+			return usagef("say what to plan for: --referral ID, --opportunity ID, --since/--until, or --all")
 		}
-		*t.out = v
+		return runE(func(ctx context.Context, _ []string, stdout, stderr io.Writer) int {
+			m, err := mapping.Load(*mc)
+			if err != nil {
+				fmt.Fprintf(stderr, "cosell plan: invalid mapping:\n%v\n", err)
+				return exitFailure
+			}
+			bus, err := af.bus(ctx)
+			if err != nil {
+				fmt.Fprintf(stderr, "cosell plan: %v\n", err)
+				return exitFailure
+			}
+			defer bus.Close()
+			plans, err := Plan(ctx, bus, m, sel, time.Now().UTC())
+			if err != nil {
+				fmt.Fprintf(stderr, "cosell plan: %v\n", err)
+				return exitFailure
+			}
+			out.print(stdout, plans, func(w io.Writer) { printPlans(w, plans) })
+			return exitOK
+		})(cmd, nil)
 	}
-	if sel.ReferralID == "" && sel.OpportunityID == "" && sel.Since.IsZero() && sel.Until.IsZero() && !sel.All {
-		fmt.Fprintln(stderr, "cosell plan: say what to plan for: --referral ID, --opportunity ID, --since/--until, or --all")
-		return 2
-	}
-	m, err := mapping.Load(*mc)
-	if err != nil {
-		fmt.Fprintf(stderr, "cosell plan: invalid mapping:\n%v\n", err)
-		return 1
-	}
-	var cfg platform.BusConfig
-	if err := platform.LoadConfig(&cfg, nil); err != nil {
-		fmt.Fprintf(stderr, "cosell plan: %v\n", err)
-		return 2
-	}
-	if cfg.URL == "" {
-		fmt.Fprintln(stderr, "cosell plan: COSELL_NATS_URL is not set (e.g. nats://127.0.0.1:4222 while `cosell run` is up)")
-		return 2
-	}
-	bus, err := platform.Connect(ctx, cfg, "cli", slog.New(slog.DiscardHandler), nil)
-	if err != nil {
-		fmt.Fprintf(stderr, "cosell plan: %v\n", err)
-		return 1
-	}
-	defer bus.Close()
-	plans, err := Plan(ctx, bus, m, sel, time.Now().UTC())
-	if err != nil {
-		fmt.Fprintf(stderr, "cosell plan: %v\n", err)
-		return 1
-	}
-	if *asJSON {
-		printJSON(stdout, plans)
-		return 0
-	}
-	printPlans(stdout, plans)
-	return 0
+	return cmd
 }
 
 // planSelection says which records to plan for.

@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/services/internal/platform"
@@ -14,8 +17,11 @@ import (
 
 const replaySummary = "re-drive a stage from a point in a stream, with progress and a summary"
 
-func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flags("replay", replaySummary+`
+func newReplayCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "replay --stream STREAM (--since T | --from-seq N) [--stage STAGE]",
+		Short: replaySummary,
+		Long: replaySummary + `
 
 Rewinds the durable consumer(s) of --stream (only --stage's, when given) to the first message at or after
 --since, or to --from-seq, and waits while the running stage handles everything again. Handlers are
@@ -27,58 +33,79 @@ really written while replaying:
   skipped   handled with nothing to do: already converged (applied mark, echo, stale, no change, an
             outcome already folded into its link)
   failed    failed outcomes and messages parked in the dead-letter stream (see cosell dlq ls)
-Live traffic that arrives meanwhile is counted too.
+Live traffic that arrives meanwhile is counted too. Progress goes to stderr.
 
-Streams and their stages: `+replayStreams(), stderr)
-	af := addAdminFlags(fs)
+Streams and their stages: ` + replayStreams(),
+		Example: "  cosell replay --stream COSELL_REQUESTED --since 90m\n  cosell replay --stream COSELL_OBSERVED --from-seq 1 --stage mapper",
+		Args:    noArgs,
+	}
+	af := addAdminFlags(cmd.Flags())
+	fs := cmd.Flags()
 	stream := fs.String("stream", "", "stream to replay (required), e.g. COSELL_REQUESTED")
 	since := fs.String("since", "", "replay from this time: RFC 3339 (2025-01-31T09:00:00Z) or a duration ago (90m)")
 	fromSeq := fs.Uint64("from-seq", 0, "replay from this stream sequence")
 	stage := fs.String("stage", "", "only this stage's consumer(s) (default: every consumer of the stream)")
 	wait := fs.Duration("wait", 10*time.Minute, "give up waiting for the replay to finish after this long")
-	if done, code := parse(fs, args); done {
-		return code
-	}
-	if *stream == "" || (*since == "") == (*fromSeq == 0) {
-		fmt.Fprintln(stderr, "cosell replay: give --stream and exactly one of --since or --from-seq (cosell replay --help)")
-		return 2
-	}
-	var start time.Time
-	if *since != "" {
-		t, err := parseSince(*since, time.Now())
-		if err != nil {
-			fmt.Fprintf(stderr, "cosell replay: --since: %v\n", err)
-			return 2
-		}
-		start = t
-	}
-	var specs []contracts.ConsumerSpec
+	_ = cmd.MarkFlagRequired("stream")
+	cmd.MarkFlagsMutuallyExclusive("since", "from-seq")
+	cmd.MarkFlagsOneRequired("since", "from-seq")
+	var streams, stages []string
 	for _, c := range contracts.Consumers() {
-		if c.Stream == *stream && (*stage == "" || c.Stage == *stage) {
-			specs = append(specs, c)
+		if !slices.Contains(streams, c.Stream) {
+			streams = append(streams, c.Stream)
+		}
+		if !slices.Contains(stages, c.Stage) {
+			stages = append(stages, c.Stage)
 		}
 	}
-	if len(specs) == 0 {
-		fmt.Fprintf(stderr, "cosell replay: no consumer on stream %q for stage %q; streams and stages: %s\n", *stream, *stage, replayStreams())
-		return 2
+	_ = cmd.RegisterFlagCompletionFunc("stream", cobra.FixedCompletions(streams, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("stage", cobra.FixedCompletions(stages, cobra.ShellCompDirectiveNoFileComp))
+	out := addOutput(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if *fromSeq == 0 && *since == "" {
+			return usagef("give exactly one of --since or --from-seq (a --from-seq of 0 is no start point)")
+		}
+		var start time.Time
+		if *since != "" {
+			t, err := parseSince(*since, time.Now())
+			if err != nil {
+				return usagef("--since: %v", err)
+			}
+			start = t
+		}
+		var specs []contracts.ConsumerSpec
+		for _, c := range contracts.Consumers() {
+			if c.Stream == *stream && (*stage == "" || c.Stage == *stage) {
+				specs = append(specs, c)
+			}
+		}
+		if len(specs) == 0 {
+			return usagef("no consumer on stream %q for stage %q; streams and stages: %s", *stream, *stage, replayStreams())
+		}
+		return runE(func(ctx context.Context, _ []string, stdout, stderr io.Writer) int {
+			bus, err := af.bus(ctx)
+			if err != nil {
+				fmt.Fprintf(stderr, "cosell replay: %v\n", err)
+				return exitFailure
+			}
+			defer bus.Close()
+			res, err := replay(ctx, bus, specs, start, *fromSeq, *wait, stderr)
+			if err != nil {
+				fmt.Fprintf(stderr, "\ncosell replay: %v\n", err)
+				return exitFailure
+			}
+			res.Stream = *stream
+			out.print(stdout, res, func(w io.Writer) {
+				fmt.Fprintf(w, "replayed %d message(s) of %s through %s: applied %d, skipped as already converged %d, failed %d\n",
+					res.Replayed, *stream, strings.Join(res.Consumers, ", "), res.Applied, res.Skipped, res.Failed)
+				if res.Failed > 0 {
+					fmt.Fprintln(w, "failed messages are in the dead-letter stream: cosell dlq ls")
+				}
+			})
+			return exitOK
+		})(cmd, nil)
 	}
-	bus, err := af.bus(ctx)
-	if err != nil {
-		fmt.Fprintf(stderr, "cosell replay: %v\n", err)
-		return 1
-	}
-	defer bus.Close()
-	res, err := replay(ctx, bus, specs, start, *fromSeq, *wait, stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "\ncosell replay: %v\n", err)
-		return 1
-	}
-	fmt.Fprintf(stdout, "replayed %d message(s) of %s through %s: applied %d, skipped as already converged %d, failed %d\n",
-		res.Replayed, *stream, strings.Join(res.Consumers, ", "), res.Applied, res.Skipped, res.Failed)
-	if res.Failed > 0 {
-		fmt.Fprintln(stdout, "failed messages are in the dead-letter stream: cosell dlq ls")
-	}
-	return 0
+	return cmd
 }
 
 func replayStreams() string {
@@ -103,8 +130,12 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 
 // replayResult is what a replay did.
 type replayResult struct {
-	Consumers                          []string
-	Replayed, Applied, Skipped, Failed int
+	Stream    string   `json:"stream"`
+	Consumers []string `json:"consumers"`
+	Replayed  int      `json:"replayed"`
+	Applied   int      `json:"applied"`
+	Skipped   int      `json:"skipped"`
+	Failed    int      `json:"failed"`
 }
 
 // outputs names, for a stage, the stream and subjects whose new messages mean "applied" and "failed".

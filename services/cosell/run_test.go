@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -11,12 +13,14 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/services/internal/harness/otlpsink"
 )
 
 // TestRunTracesToTheStandardEndpoint starts `cosell run` (demo data on) with only OpenTelemetry's standard
 // variables naming a collector and checks the stages' spans of the demo traffic arrive there under the
-// service cosell-run, and that the run stops cleanly.
+// service cosell-run, that every log line of every stage (at debug level) is JSON without a repeated key,
+// that the banner names every address, and that the run stops cleanly.
 func TestRunTracesToTheStandardEndpoint(t *testing.T) {
 	sink := otlpsink.Start()
 	t.Cleanup(sink.Close)
@@ -34,7 +38,7 @@ func TestRunTracesToTheStandardEndpoint(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- Run(ctx, []string{"run", "--data", "", "--status", "127.0.0.1:0", "--pc-emulator", "127.0.0.1:0",
-			"--sf-emulator", "127.0.0.1:0", "--webhook", "127.0.0.1:0", "--nats", "127.0.0.1:-1"}, &out, &errOut)
+			"--sf-emulator", "127.0.0.1:0", "--webhook", "127.0.0.1:0", "--nats", "127.0.0.1:-1", "--log-level", "debug"}, &out, &errOut)
 	}()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -57,6 +61,12 @@ func TestRunTracesToTheStandardEndpoint(t *testing.T) {
 		}
 		<-time.After(100 * time.Millisecond)
 	}
+	for _, want := range []string{"status page ", "status API ", "metrics ", "/metrics", "Partner Center emu ", "Salesforce emulator ",
+		"login host http://", "pc-ingest webhook ", "NATS ", "export COSELL_NATS_URL=nats://", "COSELL_SF_CLIENT_SECRET=", "COSELL_PC_AUTHORITY=http://"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the banner lacks %q:\n%s", want, out.String())
+		}
+	}
 	cancel()
 	select {
 	case code := <-done:
@@ -66,6 +76,82 @@ func TestRunTracesToTheStandardEndpoint(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("cosell run did not stop within 60s")
 	}
+	lines, stages := 0, map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(errOut.String()), "\n") {
+		lines++
+		dup, stage, err := repeatedKey([]byte(line))
+		if err != nil {
+			t.Errorf("a log line that is not JSON: %v\n%s", err, line)
+			continue
+		}
+		if dup != "" {
+			t.Errorf("log line repeats the key %q:\n%s", dup, line)
+		}
+		stages[stage] = true
+	}
+	for _, st := range contracts.Stages() {
+		if !stages[st] {
+			t.Errorf("no log line of %s among %d lines", st, lines)
+		}
+	}
+}
+
+// repeatedKey returns a key that appears twice in one JSON object of line (at any depth), and the line's
+// stage attribute.
+func repeatedKey(line []byte) (dup, stage string, err error) {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	var object func(depth int) error
+	var value func(depth int) error
+	value = func(depth int) error {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'):
+			return object(depth + 1)
+		case json.Delim('['):
+			for dec.More() {
+				if err := value(depth + 1); err != nil {
+					return err
+				}
+			}
+			_, err := dec.Token()
+			return err
+		}
+		return nil
+	}
+	object = func(depth int) error {
+		seen := map[string]bool{}
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			key := tok.(string)
+			if seen[key] && dup == "" {
+				dup = key
+			}
+			seen[key] = true
+			if depth == 1 && key == "stage" {
+				var v any
+				if err := dec.Decode(&v); err != nil {
+					return err
+				}
+				stage = fmt.Sprint(v)
+				continue
+			}
+			if err := value(depth); err != nil {
+				return err
+			}
+		}
+		_, err := dec.Token()
+		return err
+	}
+	if err := value(0); err != nil {
+		return "", "", err
+	}
+	return dup, stage, nil
 }
 
 type syncWriter struct {
@@ -83,4 +169,19 @@ func (w *syncWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.buf.String()
+}
+
+func TestRepeatedKey(t *testing.T) {
+	t.Parallel()
+	for line, want := range map[string]string{
+		`{"stage":"mapper","a":1,"b":[{"x":1}]}`:        "",
+		`{"stage":"mapper","a":1,"a":2}`:                "a",
+		`{"stage":"mapper","g":{"c":1,"d":{},"c":"2"}}`: "c",
+		`{"stage":"mapper","l":[{"x":1,"x":1}]}`:        "x",
+	} {
+		dup, stage, err := repeatedKey([]byte(line))
+		if err != nil || dup != want || stage != "mapper" {
+			t.Errorf("%s: %q %q %v, want %q", line, dup, stage, err, want)
+		}
+	}
 }

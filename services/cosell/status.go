@@ -2,12 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -16,104 +12,32 @@ import (
 	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/services/auditor/auditor"
 	"github.com/cosell-dev/cosell/services/internal/clients/pcapi"
-	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
 	"github.com/cosell-dev/cosell/services/internal/platform"
-	"github.com/cosell-dev/cosell/services/internal/stage"
+	"github.com/spf13/cobra"
 )
-
-// adminFlags are the connection flags every admin command shares.
-type adminFlags struct {
-	nats   *string
-	config *string
-}
-
-func addAdminFlags(fs *flag.FlagSet) adminFlags {
-	return adminFlags{
-		nats: fs.String("nats", os.Getenv("COSELL_NATS_URL"), "NATS URL (env COSELL_NATS_URL); credentials and TLS from COSELL_NATS_CREDS / COSELL_NATS_TLS_*"),
-		config: fs.String("config", os.Getenv(platform.ConfigFileEnv),
-			"KEY=VALUE file with COSELL_PC_* and COSELL_SF_* settings (env "+platform.ConfigFileEnv+"); the environment wins"),
-	}
-}
-
-// lookup reads settings from the environment, then from the --config file.
-func (f adminFlags) lookup(name string) (string, bool) {
-	if name == platform.ConfigFileEnv && *f.config != "" {
-		return *f.config, true
-	}
-	return os.LookupEnv(name)
-}
-
-// bus connects to NATS as the cli; it never starts an embedded server.
-func (f adminFlags) bus(ctx context.Context) (*platform.Bus, error) {
-	var cfg platform.BusConfig
-	if err := platform.LoadConfig(&cfg, f.lookup); err != nil {
-		return nil, err
-	}
-	if *f.nats != "" {
-		cfg.URL = *f.nats
-	}
-	if cfg.URL == "" {
-		return nil, errors.New("no NATS URL: pass --nats or set COSELL_NATS_URL (e.g. nats://127.0.0.1:4222 while `cosell run` is up)")
-	}
-	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	return platform.Connect(cctx, cfg, "cli", slog.New(slog.DiscardHandler), nil)
-}
-
-// auditorOn builds a read-only auditor view over the bus (links, timelines, dead letters, status).
-func auditorOn(ctx context.Context, bus *platform.Bus) (*auditor.Auditor, error) {
-	return auditor.New(ctx, bus, slog.New(slog.DiscardHandler))
-}
-
-func (f adminFlags) pc(ctx context.Context) (*pcapi.Client, error) {
-	c, _, err := pcClient(ctx, f.lookup, f.bus)
-	return c, err
-}
-
-// pcClient builds the Partner Center client the way the stages do. With COSELL_PC_AUTH=refresh-token it reads
-// the shared token store over a NATS connection from connect (closed when ctx ends).
-func pcClient(ctx context.Context, lookup func(string) (string, bool), connect func(context.Context) (*platform.Bus, error)) (*pcapi.Client, stage.PCConfig, error) {
-	var cfg stage.PCConfig
-	if err := platform.LoadConfig(&cfg, lookup); err != nil {
-		return nil, cfg, err
-	}
-	if cfg.TokenURL != "" {
-		return nil, cfg, stage.ErrAppOnly
-	}
-	var kv stage.KVOpener
-	if cfg.Auth == string(pcapi.AuthRefreshToken) {
-		bus, err := connect(ctx)
-		if err != nil {
-			return nil, cfg, fmt.Errorf("the Partner Center refresh token is kept in NATS (bucket %s): %w", contracts.BucketPCCredentials, err)
-		}
-		context.AfterFunc(ctx, bus.Close)
-		kv = bus
-	}
-	c, err := cfg.Client(ctx, slog.New(slog.DiscardHandler), kv, nil)
-	return c, cfg, err
-}
-
-func (f adminFlags) sf(ctx context.Context) (*sfapi.Client, error) {
-	var cfg sfapi.Config
-	if err := platform.LoadConfig(&cfg, f.lookup); err != nil {
-		return nil, err
-	}
-	return sfapi.New(ctx, cfg)
-}
 
 const statusSummary = "one screen: services, lag per consumer, dead-letter depth, links, API budget left on each side"
 
-func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flags("status", statusSummary+`
+func newStatusCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: statusSummary,
+		Long: statusSummary + `
 
 Reads consumer state from NATS. The API budget needs the Partner Center and Salesforce settings (env or
---config); it costs one call on each side (Salesforce /limits, Partner Center webhook registration read).`, stderr)
-	af := addAdminFlags(fs)
-	noAPI := fs.Bool("no-api", false, "skip the API budget (no calls to Partner Center or Salesforce)")
-	asJSON := fs.Bool("json", false, "print JSON instead of the table")
-	if done, code := parse(fs, args); done {
-		return code
+--config); it costs one call on each side (Salesforce /limits, Partner Center webhook registration read).`,
+		Args: noArgs,
 	}
+	af := addAdminFlags(cmd.Flags())
+	noAPI := cmd.Flags().Bool("no-api", false, "skip the API budget (no calls to Partner Center or Salesforce)")
+	out := addOutput(cmd)
+	cmd.RunE = runE(func(ctx context.Context, _ []string, stdout, stderr io.Writer) int {
+		return runStatus(ctx, af, *noAPI, out, stdout, stderr)
+	})
+	return cmd
+}
+
+func runStatus(ctx context.Context, af *adminFlags, noAPI bool, out *output, stdout, stderr io.Writer) int {
 	bus, err := af.bus(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "cosell status: %v\n", err)
@@ -127,12 +51,12 @@ Reads consumer state from NATS. The API budget needs the Partner Center and Sale
 	}
 	st := a.Status(ctx)
 	ingest := ingestActivity(ctx, bus)
-	var budget []apiBudget
-	if !*noAPI {
+	budget := []apiBudget{}
+	if !noAPI {
 		budget = budgets(ctx, af)
 	}
-	if *asJSON {
-		printJSON(stdout, map[string]any{"status": st, "ingest": ingest, "apiBudget": budget})
+	if out.structured() {
+		out.print(stdout, statusReport{Status: st, Ingest: ingest, APIBudget: budget}, nil)
 		return 0
 	}
 	fmt.Fprintf(stdout, "cosell status at %s\n\n", time.Now().UTC().Format(time.RFC3339))
@@ -180,7 +104,7 @@ Reads consumer state from NATS. The API budget needs the Partner Center and Sale
 	}
 	sort.Strings(states)
 	fmt.Fprintf(stdout, "\nLINKS         %d  (%s)\n", st.Links, strings.Join(states, ", "))
-	if !*noAPI {
+	if !noAPI {
 		fmt.Fprintln(stdout, "\nAPI BUDGET")
 		for _, b := range budget {
 			fmt.Fprintf(stdout, "  %-15s %s\n", b.System, b.Detail)
@@ -203,6 +127,13 @@ func ingestActivity(ctx context.Context, bus *platform.Bus) map[string]time.Time
 	return out
 }
 
+// statusReport is cosell status as data (-o json|yaml).
+type statusReport struct {
+	Status    auditor.Status       `json:"status"`
+	Ingest    map[string]time.Time `json:"ingest"`
+	APIBudget []apiBudget          `json:"apiBudget"`
+}
+
 type apiBudget struct {
 	System    string `json:"system"`
 	Remaining *int   `json:"remaining,omitempty"`
@@ -210,7 +141,7 @@ type apiBudget struct {
 	Detail    string `json:"detail"`
 }
 
-func budgets(ctx context.Context, af adminFlags) []apiBudget {
+func budgets(ctx context.Context, af *adminFlags) []apiBudget {
 	sfB := apiBudget{System: "salesforce"}
 	if c, err := af.sf(ctx); err != nil {
 		sfB.Detail = "unknown: " + firstLine(err)

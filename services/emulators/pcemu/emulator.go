@@ -86,6 +86,9 @@ type Emulator struct {
 	bucketAt    time.Time
 	reg         *pc.WebhookRegistration
 	validations map[string]*pc.WebhookValidationStatus
+	// validationsSent are the times of the validation events sent within the last minute (Partner Center
+	// allows two a minute).
+	validationsSent []time.Time
 	closed      bool
 	delivered   []Delivery
 	beforePatch []func(referralID string)

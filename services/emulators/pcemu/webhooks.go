@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/big"
 	"net/http"
 	"net/url"
@@ -281,6 +282,13 @@ func (e *Emulator) webhookEvents(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, availableEvents)
 }
 
+// validationLimit and validationWindow are Partner Center's limit on validation events ("A throttle limit of 2 requests per minute is enforced when posting a test-created event",
+// learn.microsoft.com/partner-center/developer/partner-center-webhook-events, Test Event).
+const (
+	validationLimit  = 2
+	validationWindow = time.Minute
+)
+
 func (e *Emulator) sendValidation(w http.ResponseWriter, _ *http.Request) {
 	e.mu.Lock()
 	reg := e.reg
@@ -289,15 +297,25 @@ func (e *Emulator) sendValidation(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalidRequest", "Register the test-created event before sending a validation event.", "WebhookEvents")
 		return
 	}
+	now := time.Now()
+	e.validationsSent = slices.DeleteFunc(e.validationsSent, func(t time.Time) bool { return now.Sub(t) >= validationWindow })
+	if len(e.validationsSent) >= validationLimit {
+		wait := int(math.Ceil(e.validationsSent[0].Add(validationWindow).Sub(now).Seconds()))
+		e.counts["throttled"]++
+		e.mu.Unlock()
+		writeThrottled(w, max(wait, 1))
+		return
+	}
+	e.validationsSent = append(e.validationsSent, now)
 	id := newGUID()
 	st := &pc.WebhookValidationStatus{CorrelationID: id, PartnerID: e.opts.OrganizationID, Status: "pending",
 		CallbackURL: reg.WebhookURL, Results: []pc.WebhookValidationResult{}}
 	e.validations[id] = st
-	now := e.nextTime()
+	changed := e.nextTime()
 	uri := e.baseURL + "/webhooks/v1/registration/validationEvents/" + id
 	e.mu.Unlock()
 	e.enqueue(pc.WebhookNotification{EventName: pc.EventTestCreated, ResourceURI: uri, ResourceName: "test",
-		ResourceChangeUTCDate: changeDate(now)}, id)
+		ResourceChangeUTCDate: changeDate(changed)}, id)
 	writeJSON(w, http.StatusOK, map[string]string{"correlationId": id})
 }
 
