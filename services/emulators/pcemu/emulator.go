@@ -89,11 +89,11 @@ type Emulator struct {
 	// validationsSent are the times of the validation events sent within the last minute (Partner Center
 	// allows two a minute).
 	validationsSent []time.Time
-	closed      bool
-	delivered   []Delivery
-	beforePatch []func(referralID string)
-	shape       NotificationShape
-	filters     FilterMode
+	closed          bool
+	delivered       []Delivery
+	beforePatch     []func(referralID string)
+	shape           NotificationShape
+	filters         FilterMode
 
 	ctx    context.Context
 	cancel context.CancelFunc
