@@ -22,8 +22,8 @@ import (
 // over its environment variable, which wins over the --config file; the flags have no defaults of their
 // own, so --help never prints a URL or a path with a secret in it.
 type adminFlags struct {
-	nats, creds, config string
-	connectTimeout      time.Duration
+	nats, creds, login, config string
+	connectTimeout             time.Duration
 }
 
 // addAdminFlags adds --nats, --nats-creds and --config to fs (a group's persistent flags, so they may come
@@ -32,6 +32,7 @@ func addAdminFlags(fs *pflag.FlagSet) *adminFlags {
 	f := &adminFlags{}
 	fs.StringVar(&f.nats, "nats", "", "NATS URL (default: env COSELL_NATS_URL); user and TLS from COSELL_NATS_USER / COSELL_NATS_PASSWORD / COSELL_NATS_TLS_*")
 	fs.StringVar(&f.creds, "nats-creds", "", "NATS user credentials (.creds) file (default: env COSELL_NATS_CREDS)")
+	fs.StringVar(&f.login, "nats-login", "", "NATS login file, KEY=VALUE as cosell run writes it (default: env COSELL_NATS_LOGIN_FILE; for a loopback URL, the one cosell run left for it)")
 	fs.DurationVar(&f.connectTimeout, "connect-timeout", 15*time.Second, "how long to keep trying to reach NATS")
 	fs.StringVar(&f.config, "config", "", "KEY=VALUE file with COSELL_PC_* and COSELL_SF_* settings (default: env "+platform.ConfigFileEnv+"); the environment wins over it")
 	return f
@@ -41,7 +42,7 @@ func addAdminFlags(fs *pflag.FlagSet) *adminFlags {
 // --config file.
 func (f *adminFlags) lookup(name string) (string, bool) {
 	for _, o := range []struct{ env, flag string }{
-		{platform.ConfigFileEnv, f.config}, {"COSELL_NATS_URL", f.nats}, {"COSELL_NATS_CREDS", f.creds},
+		{platform.ConfigFileEnv, f.config}, {"COSELL_NATS_URL", f.nats}, {"COSELL_NATS_CREDS", f.creds}, {"COSELL_NATS_LOGIN_FILE", f.login},
 	} {
 		if name == o.env && o.flag != "" {
 			return o.flag, true

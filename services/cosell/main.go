@@ -96,7 +96,8 @@ func newRoot() *cobra.Command {
 Start the whole system with demo data: cosell run. Every command answers --help; flags may come
 anywhere on the line. Commands that print data take -o table|json|yaml (json lists are [] when empty).
 Commands that connect to NATS read COSELL_NATS_URL (or --nats) and its credentials (COSELL_NATS_USER /
-COSELL_NATS_PASSWORD, or COSELL_NATS_CREDS / --nats-creds); the Partner Center and
+COSELL_NATS_PASSWORD, COSELL_NATS_CREDS / --nats-creds, or the login file cosell run writes, which they
+find from a loopback URL alone); the Partner Center and
 Salesforce settings come from COSELL_PC_* / COSELL_SF_* or a KEY=VALUE file (--config, COSELL_CONFIG_FILE).
 Shell completion: cosell completion bash|zsh|fish|powershell --help.
 
