@@ -77,6 +77,20 @@ func TestMappingValidate(t *testing.T) {
 		t.Fatalf("--json: code %d, %v\n%s", code, err, got)
 	}
 
+	// Every problem in one run, from the outside: a structural mistake (an unknown key) does not hide one
+	// only the Salesforce metadata shows (a field that does not exist), nor one of a field (an unknown owner).
+	several := strings.Replace(strings.Replace(strings.Replace(out, "nameMark: true", "nameMarks: true", 1),
+		"sf: Description\n", "sf: Descripton\n", 1), "    sf: StageName\n", "    sf: StageName\n    owner: nobody\n", 1)
+	multi := filepath.Join(dir, "several.yaml")
+	if err := os.WriteFile(multi, []byte(several), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, got, _ = cli(t, "mapping", "validate", multi)
+	if code != 1 || !strings.Contains(got, `unknown key "nameMarks"`) || !strings.Contains(got, "field notes: Salesforce field Opportunity.Descripton does not exist (fix: ") ||
+		!strings.Contains(got, `field status: owner "nobody" is not known`) || !strings.HasSuffix(got, "\n3 problem(s)\n") {
+		t.Fatalf("validate three mistakes: code %d, want 1 and all three\n%s", code, got)
+	}
+
 	file, meta := customMapping(t)
 	code, got, _ = cli(t, "mapping", "validate", file)
 	if code != 1 || !strings.Contains(got, "field campaign: Salesforce field Opportunity."+campaignField+" does not exist") {

@@ -111,17 +111,28 @@ var (
 // not nil, is Problems with the line of each. The Salesforce metadata is checked after it (check), as it
 // depends on the org.
 func parse(file string, data []byte) (Mapping, error) {
-	p := &parser{file: file}
-	m := p.parse(data)
-	if len(p.problems) > 0 {
-		return Mapping{}, p.problems
+	m, ps, _ := parseAll(file, data)
+	if len(ps) > 0 {
+		return Mapping{}, ps
 	}
 	return m, nil
+}
+
+// parseAll is parse that keeps going: it returns what it could read of the file with every problem found,
+// so the metadata checks can run on the fields that are readable, and readable is false when the file is
+// not a YAML mapping at all. A field with a mistake stays in the mapping (marked where its type is not
+// known), so a later check neither misses its other mistakes nor reports it as missing.
+func parseAll(file string, data []byte) (m Mapping, ps Problems, readable bool) {
+	p := &parser{file: file}
+	m = p.parse(data)
+	return m, p.problems, !p.unreadable
 }
 
 type parser struct {
 	file     string
 	problems Problems
+	// unreadable is set when the file is not YAML or not a mapping: nothing else can be checked.
+	unreadable bool
 }
 
 func (p *parser) add(line int, field, fix, format string, args ...any) {
@@ -143,14 +154,20 @@ func (p *parser) parse(data []byte) Mapping {
 			}
 		}
 		p.add(line, "", "fix the YAML syntax", "not valid YAML: %v", err)
+		p.unreadable = true
 		return m
 	}
 	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
 		p.add(1, "", "start from the built-in mapping: cosell mapping default > mapping.yaml", "the file must be a YAML mapping with version, stages and fields")
+		p.unreadable = true
 		return m
 	}
 	root := doc.Content[0]
 	seen := map[string]*yaml.Node{}
+	// attempted are the field items too incomplete to check (no name or side): they still count for the
+	// required fields, so a required field with a mistake is reported once, at its own line.
+	var attempted []FieldRule
+	fieldsList := false
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
 		seen[k.Value] = k
@@ -179,7 +196,8 @@ func (p *parser) parse(data []byte) Mapping {
 		case "stages":
 			m.Stages = p.stages(v, m.Lines)
 		case "fields":
-			m.Fields = p.fields(v)
+			m.Fields, attempted = p.fields(v)
+			fieldsList = v.Kind == yaml.SequenceNode
 		default:
 			p.add(k.Line, "", "remove it; the keys are version, defaultCurrency, referralLink, nameMark, stages, fields", "unknown key %q", k.Value)
 		}
@@ -198,8 +216,8 @@ func (p *parser) parse(data []byte) Mapping {
 	if seen["referralLink"] == nil {
 		m.ReferralLinkFormat = "https://partner.microsoft.com/dashboard/referrals/v2/leads/%s"
 	}
-	if seen["fields"] != nil {
-		p.required(m, seen["fields"].Line)
+	if fieldsList {
+		p.required(m, attempted, seen["fields"].Line)
 	}
 	return m
 }
@@ -254,17 +272,19 @@ func stageRules(m Mapping) Problems {
 	return ps
 }
 
-func (p *parser) fields(n *yaml.Node) []FieldRule {
+// fields reads the field list: the rules complete enough to check further (name and both sides), and
+// the items that are not.
+func (p *parser) fields(n *yaml.Node) (out, attempted []FieldRule) {
 	if n.Kind != yaml.SequenceNode {
 		p.add(n.Line, "", "make fields a list of '- name: ...' items", "fields must be a list")
-		return nil
+		return nil, nil
 	}
-	var out []FieldRule
 	names := map[string]int{}
 	paths := map[string]int{}
 	for _, item := range n.Content {
 		r, ok := p.field(item)
 		if !ok {
+			attempted = append(attempted, r)
 			continue
 		}
 		if prev, dup := names[r.Name]; dup {
@@ -278,7 +298,7 @@ func (p *parser) fields(n *yaml.Node) []FieldRule {
 		names[r.Name], paths[r.PC] = r.Line, r.Line
 		out = append(out, r)
 	}
-	return out
+	return out, attempted
 }
 
 func (p *parser) field(n *yaml.Node) (FieldRule, bool) {
@@ -289,7 +309,6 @@ func (p *parser) field(n *yaml.Node) (FieldRule, bool) {
 	}
 	var kindLine, toPCLine int
 	explicitKind := false
-	before := len(p.problems)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		switch k.Value {
@@ -304,6 +323,7 @@ func (p *parser) field(n *yaml.Node) (FieldRule, bool) {
 			r.Kind = Kind(v.Value)
 			if !slices.Contains(kindWords, r.Kind) {
 				p.add(v.Line, r.Name, "use one of "+joinKinds(), "unknown type %q", v.Value)
+				r.kindUnknown = true
 			}
 		case "toPC", "toSF":
 			reach, ok := reachWords[v.Value]
@@ -347,14 +367,18 @@ func (p *parser) field(n *yaml.Node) (FieldRule, bool) {
 		return r, false
 	}
 	schema, known := ReferralSchema[r.PC]
-	if !known {
+	switch {
+	case !known:
+		// The Salesforce side is still checked; the type cannot be, without the path's.
 		p.add(n.Line, r.Name, "use one of: "+strings.Join(slices.Sorted(maps.Keys(ReferralSchema)), ", "), "referral path %q does not exist or cannot be mapped", r.PC)
-		return r, false
-	}
-	if !explicitKind {
+		r.kindUnknown = true
+		return r, true
+	case r.kindUnknown:
+	case !explicitKind:
 		r.Kind = schema.Kind
-	} else if !compatible(schema.Kind, r.Kind) {
+	case !compatible(schema.Kind, r.Kind):
 		p.add(kindLine, r.Name, fmt.Sprintf("use type %s, or map a different path", schema.Kind), "type mismatch: %s is %s, not %s", r.PC, schema.Kind, r.Kind)
+		r.kindUnknown = true
 	}
 	if r.Kind == KindEnum && len(r.Values) == 0 {
 		p.add(n.Line, r.Name, "add values: - { pc: ..., sf: ... }", "an enum needs a value table")
@@ -391,7 +415,7 @@ func (p *parser) field(n *yaml.Node) (FieldRule, bool) {
 	if r.Owner == OwnerPC && r.ToSF == Never || r.Owner == OwnerSF && r.ToPC == Never {
 		p.add(n.Line, r.Name, "make the owner the side the field travels from, or drop owner", "owner %s can never win: the field does not travel from it", r.Owner)
 	}
-	return r, len(p.problems) == before
+	return r, true
 }
 
 func (p *parser) values(name string, n *yaml.Node) []ValuePair {
@@ -431,18 +455,23 @@ func (p *parser) values(name string, n *yaml.Node) []ValuePair {
 	return out
 }
 
-// required checks the fields every mapping needs.
-func (p *parser) required(m Mapping, line int) {
+// required checks the fields every mapping needs. A field item too incomplete to check (attempted) that
+// names the required field's path, Salesforce field or name has its own problem already: it is not
+// reported missing as well.
+func (p *parser) required(m Mapping, attempted []FieldRule, line int) {
+	tried := func(name, pc, sf string) bool {
+		return slices.ContainsFunc(attempted, func(r FieldRule) bool { return r.Name == name || r.PC == pc || r.SF == sf })
+	}
 	status := 0
 	for _, r := range m.Fields {
-		if r.Kind == KindStatus {
+		if r.Kind == KindStatus || r.PC == "status" {
 			status++
 		}
 	}
-	if status == 0 {
+	if status == 0 && !tried("status", "status", "StageName") {
 		p.add(line, "status", "add - { name: status, pc: status, sf: StageName, type: status }", "missing required field: the status ↔ StageName rule")
 	}
-	if r, ok := m.ruleByPC("name"); !ok || r.ToPC == Never {
+	if r, ok := m.ruleByPC("name"); (!ok && !tried("name", "name", "")) || ok && r.ToPC == Never {
 		p.add(line, "name", "map pc: name with toPC: create", "missing required field: the referral name")
 	}
 	hasSFName := false
@@ -451,10 +480,10 @@ func (p *parser) required(m Mapping, line int) {
 			hasSFName = true
 		}
 	}
-	if !hasSFName {
+	if !hasSFName && !tried("name", "", "Name") {
 		p.add(line, "name", "map sf: Name with toSF: create or always", "missing required field: the Opportunity Name (Salesforce requires it)")
 	}
-	if _, ok := m.ruleByPC("customerProfile.name"); !ok {
+	if _, ok := m.ruleByPC("customerProfile.name"); !ok && !tried("customerName", "customerProfile.name", "Account.Name") {
 		p.add(line, "customerName", "map pc: customerProfile.name (e.g. to Account.Name)", "missing required field: the customer name (Partner Center requires a customer profile)")
 	}
 }

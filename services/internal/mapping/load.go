@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -117,10 +118,13 @@ func Load(c Config) (Mapping, error) {
 // validate parses a mapping file, applies c's overrides and checks the result against the Salesforce
 // metadata in meta (an SFDX project; nil = deploy/salesforce). Text fields without maxLength get their
 // Salesforce field's length.
+//
+// Every problem is reported in one run: the file's own (structure, keys, the referral schema) and, on
+// whatever of it is readable, the overrides', the stage rules' and the Salesforce metadata's, each once.
 func validate(file string, data []byte, meta fs.FS, c Config) (Mapping, error) {
-	m, err := parse(file, data)
-	if err != nil {
-		return Mapping{}, err
+	m, ps, readable := parseAll(file, data)
+	if !readable {
+		return Mapping{}, ps
 	}
 	if meta == nil {
 		meta = metadata.Metadata
@@ -129,11 +133,12 @@ func validate(file string, data []byte, meta fs.FS, c Config) (Mapping, error) {
 	if err != nil {
 		return Mapping{}, err
 	}
-	ps := append(c.override(&m), stageRules(m)...)
+	ps = append(ps, c.override(&m)...)
+	ps = append(ps, stageRules(m)...)
 	ps = append(ps, check(&m, s)...)
 	if len(ps) > 0 {
 		sort.SliceStable(ps, func(i, j int) bool { return ps[i].Line < ps[j].Line })
-		return Mapping{}, ps
+		return Mapping{}, slices.Compact(ps)
 	}
 	return m, nil
 }

@@ -126,6 +126,10 @@ type FieldRule struct {
 	Values []ValuePair
 	// Line is where the rule is in its mapping file (0 for rules built in code).
 	Line int
+	// kindUnknown marks, while a file is validated, a rule whose type has a problem of its own (unknown,
+	// or not the referral path's): the Salesforce type checks skip it rather than report a second,
+	// cascading mismatch.
+	kindUnknown bool
 }
 
 // Stages are the Salesforce stage rules of the Microsoft connector.

@@ -134,6 +134,9 @@ func check(m *Mapping, s sfSchema) Problems {
 			}
 			continue
 		}
+		if r.kindUnknown && s[r.SF] != nil {
+			continue // a child object (solutions, team) under a type with a problem of its own
+		}
 		object, name := "Opportunity", r.SF
 		if rest, ok := strings.CutPrefix(r.SF, "Account."); ok {
 			object, name = "Account", rest
@@ -156,6 +159,9 @@ func check(m *Mapping, s sfSchema) Problems {
 				}
 			}
 			continue
+		}
+		if r.kindUnknown {
+			continue // its type has a problem of its own
 		}
 		if !slices.Contains(kinds[r.Kind], f.Type) {
 			add(r.Line, r.Name, fmt.Sprintf("map a %s field, or change the type", strings.Join(kinds[r.Kind], "/")),

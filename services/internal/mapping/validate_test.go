@@ -187,3 +187,63 @@ func TestOverridesAreCheckedLikeTheFile(t *testing.T) {
 		}
 	}
 }
+
+// sixMistakes is the built-in mapping with six different mistakes, of every class the checks know: a
+// structural one (an unknown key), three in fields themselves (an unknown owner on the required status
+// field, an unknown type, a field without its Salesforce side — the required customer name), and two only
+// the Salesforce metadata shows (a field that does not exist, a stage that is not a StageName value).
+func sixMistakes(t *testing.T) []byte {
+	t.Helper()
+	s := string(DefaultYAML())
+	for _, r := range [][2]string{
+		{"defaultCurrency: USD", "defaultCurency: USD"},
+		{"    sf: StageName\n    type: status\n", "    sf: StageName\n    type: status\n    owner: nobody\n"},
+		{"    sf: Amount\n    type: money\n", "    sf: Amount\n    type: moneyy\n"},
+		{"    sf: Description\n    maxLength: 32000\n", "    sf: Descripton\n    maxLength: 32000\n"},
+		{"hold: Prospecting", "hold: Waiting"},
+		{"    pc: customerProfile.name\n    sf: Account.Name\n", "    pc: customerProfile.name\n"},
+	} {
+		if strings.Count(s, r[0]) != 1 {
+			t.Fatalf("%q is not in the default mapping once", r[0])
+		}
+		s = strings.Replace(s, r[0], r[1], 1)
+	}
+	return []byte(s)
+}
+
+// TestEveryProblemInOneRun: a file with six different mistakes gets exactly six problems, each at its own
+// line with the field and a fix: the structural ones do not hide those only the Salesforce metadata
+// shows, and a field with a mistake is not also reported missing (required) or mistyped (metadata).
+func TestEveryProblemInOneRun(t *testing.T) {
+	data := sixMistakes(t)
+	_, err := validate("six.yaml", data, nil, Config{})
+	var ps Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("want Problems, got %v", err)
+	}
+	want := []struct{ at, field, message string }{
+		{"defaultCurency: USD", "", `unknown key "defaultCurency"`},
+		{"hold: Waiting", "status", `stage "Waiting" is not a StageName value`},
+		{"- name: customerName", "customerName", "a field needs both sides"},
+		{"- name: dealValue", "dealValue", `unknown type "moneyy"`},
+		{"- name: notes", "notes", "Salesforce field Opportunity.Descripton does not exist"},
+		{"- name: status", "status", `owner "nobody" is not known`},
+	}
+	if len(ps) != len(want) {
+		t.Fatalf("%d problems, want exactly %d:\n%v", len(ps), len(want), ps)
+	}
+	for _, w := range want {
+		line := lineOf(data, w.at)
+		found := false
+		for _, p := range ps {
+			// A key's problem is on the key's own line; a field's is on its item's line or a key of it.
+			if strings.Contains(p.Message, w.message) && p.Field == w.field && p.File == "six.yaml" && p.Fix != "" &&
+				p.Line >= line && p.Line <= line+6 {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no problem %q for field %q at line %d (%q):\n%v", w.message, w.field, line, w.at, ps)
+		}
+	}
+}
