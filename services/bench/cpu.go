@@ -11,18 +11,15 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/harness/fleet"
 )
 
-// processes are every process of the fleet the bench reads CPU time of: the server, both emulators and the
-// six stages.
-var processes = append([]string{"nats", "pc-emulator", "sf-emulator"}, fleet.Stages...)
-
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat's utime and stime: 100 on every Linux the Go runtime
 // supports (sysconf(_SC_CLK_TCK); proc(5)).
 const clockTicks = 100
 
-// cpuTimes reads each process's user + system CPU time (Linux /proc/<pid>/stat, fields 14 and 15).
+// cpuTimes reads the user + system CPU time of every process of the fleet: the server, both emulators, the
+// stages and their replicas (Linux /proc/<pid>/stat, fields 14 and 15).
 func cpuTimes(f *fleet.Fleet) map[string]time.Duration {
 	out := map[string]time.Duration{}
-	for _, name := range processes {
+	for _, name := range f.Names() {
 		p := f.Proc(name)
 		if p == nil {
 			continue

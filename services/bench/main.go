@@ -49,6 +49,7 @@ func main() {
 	dur := flag.Duration("duration", 20*time.Second, "length of the steady run")
 	raw := flag.Int("raw", 20000, "messages in each raw JetStream ceiling run")
 	pcRate := flag.String("pc-write-rate", "", "COSELL_PC_WRITE_RATE for pc-writer (empty = its default, 10 calls/s; 0 = no limit)")
+	flag.BoolVar(&scale, "scale", true, "also run the mapper and both writers at 1, 2 and 3 replicas (backlogs of n referrals and n/5 Opportunities each) and count duplicates")
 	defaults := flag.Bool("defaults", false, "run the stages with the production defaults of the Salesforce poll and Audit summary intervals instead of the bench's (500ms, 1s)")
 	flag.Parse()
 	if !*defaults {
@@ -72,6 +73,9 @@ func main() {
 // benchSettings make a run settle quickly: Salesforce polled every 500ms, Audit summaries every second.
 // They are not the production defaults (the report prints both).
 var benchSettings = []string{"COSELL_SF_POLL_INTERVAL=500ms", "COSELL_AUDIT_SUMMARY_INTERVAL=1s"}
+
+// scale runs the replica phase.
+var scale bool
 
 // envValue is a variable's value in extraEnv, or def (its production default).
 func envValue(name, def string) string {
@@ -309,12 +313,108 @@ func run(ctx context.Context, n, rate int, dur time.Duration, rawN int) (err err
 	}
 	r.add("| replay of every stream from sequence 1 (%d deliveries) | %.0f messages/s (until the last delivery or write) |", msgs, float64(msgs)/el.Seconds())
 	r.add("| … external writes caused by the replay | Salesforce %d, Partner Center %d %s|", m.to.sfWrites()-m.from.sfWrites(), m.to.pcWrites()-m.from.pcWrites(), diff(m.from, m.to))
+	// 6. The mapper and both writers at 1, 2 and 3 replicas, sharing their durables.
+	if scale {
+		for replicas := 1; replicas <= 3; replicas++ {
+			for _, stage := range []string{"mapper", "pc-writer", "sf-writer"} {
+				for i := 2; i <= replicas; i++ {
+					if f.Proc(fmt.Sprintf("%s#%d", stage, i)) == nil {
+						if _, err := f.StartReplica(ctx, stage, i); err != nil {
+							return err
+						}
+					}
+				}
+			}
+			row, err := scaleRun(ctx, f, js, n, max(n/5, 1))
+			if err != nil {
+				return err
+			}
+			r.add("| mapper, pc-writer and sf-writer at %d replica(s) each | %s |", replicas, row)
+		}
+	}
 	r.add("")
 	r.add("Machine: %d cores (%s/%s), Go %s, %s, load average before the run %s. Command: `go run ./services/bench %s`.",
 		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), time.Now().UTC().Format("2006-01-02"), loadBefore, strings.Join(os.Args[1:], " "))
 	r.add("Stage settings: %s.", settingsLine(ctx, bin))
 	fmt.Println(strings.Join(r.lines, "\n"))
 	return nil
+}
+
+// population is how many records each emulator holds, for counting duplicates.
+type population struct {
+	opps, linkedOpps                   int
+	refs, namingOpp, distinctOppsNamed int
+}
+
+func count(ctx context.Context, f *fleet.Fleet) (population, error) {
+	var p population
+	var sfc struct {
+		TotalSize int `json:"totalSize"`
+	}
+	if err := fleet.GetJSON(ctx, f.SFURL()+"/_emulator/sobjects/Opportunity?count=true", &sfc); err != nil {
+		return p, err
+	}
+	p.opps = sfc.TotalSize
+	linked, err := sfLinked(ctx, f)
+	if err != nil {
+		return p, err
+	}
+	p.linkedOpps = linked
+	var pcc struct {
+		Total    int `json:"total"`
+		Linked   int `json:"withExternalReferenceId"`
+		Distinct int `json:"distinctExternalReferenceIds"`
+	}
+	if err := fleet.GetJSON(ctx, f.PCURL()+"/_emulator/referrals?count=true", &pcc); err != nil {
+		return p, err
+	}
+	p.refs, p.namingOpp, p.distinctOppsNamed = pcc.Total, pcc.Linked, pcc.Distinct
+	return p, nil
+}
+
+// scaleRun runs a backlog of n referrals, then one of m Opportunities, and counts duplicates: every new
+// record must have exactly one counterpart (one Opportunity per referral, one referral per Opportunity).
+func scaleRun(ctx context.Context, f *fleet.Fleet, js jetstream.JetStream, n, m int) (string, error) {
+	before, err := count(ctx, f)
+	if err != nil {
+		return "", err
+	}
+	t0 := time.Now()
+	if _, err := createReferrals(ctx, f, n); err != nil {
+		return "", err
+	}
+	if err := waitRecords(ctx, func(ctx context.Context) (int, error) { return sfLinked(ctx, f) }, before.linkedOpps+n, time.Duration(n)*time.Second); err != nil {
+		return "", err
+	}
+	pcToSF := float64(n) / time.Since(t0).Seconds()
+	if _, err := quiet(ctx, js, f); err != nil {
+		return "", err
+	}
+	mid, err := count(ctx, f)
+	if err != nil {
+		return "", err
+	}
+	t0 = time.Now()
+	if err := createOpportunities(ctx, f, m); err != nil {
+		return "", err
+	}
+	if err := waitRecords(ctx, func(ctx context.Context) (int, error) { return pcFromSF(ctx, f) }, mid.namingOpp+m, time.Duration(m)*time.Second); err != nil {
+		return "", err
+	}
+	sfToPC := float64(m) / time.Since(t0).Seconds()
+	if _, err := quiet(ctx, js, f); err != nil {
+		return "", err
+	}
+	after, err := count(ctx, f)
+	if err != nil {
+		return "", err
+	}
+	dups := (after.opps - before.opps - (n + m)) + (after.refs - before.refs - (n + m)) +
+		(after.linkedOpps - before.linkedOpps - (n + m)) +
+		((after.namingOpp - after.distinctOppsNamed) - (before.namingOpp - before.distinctOppsNamed))
+	return fmt.Sprintf("PC → SF %.1f referrals/s (%d), SF → PC %.1f opportunities/s (%d); duplicates %d (new Opportunities %d, new referrals %d, referrals naming one Opportunity twice %d)",
+		pcToSF, n, sfToPC, m, dups, after.opps-before.opps, after.refs-before.refs,
+		(after.namingOpp-after.distinctOppsNamed)-(before.namingOpp-before.distinctOppsNamed)), nil
 }
 
 // loadBefore is /proc/loadavg when the bench started: other work on the machine moves the figures.
@@ -530,7 +630,7 @@ func endpoints(a, b map[string]int, counted func(string) bool) string {
 	for _, k := range keys {
 		parts = append(parts, fmt.Sprintf("%s %d", k, b[k]-a[k]))
 	}
-	return "(" + strings.Join(parts, ", ") + ") "
+	return "(calls: " + strings.Join(parts, ", ") + ") "
 }
 
 func (s snapshot) pcWrites() int { return s.pc["referrals.create"] + s.pc["referrals.patch"] }

@@ -175,7 +175,7 @@ func TestHTTPSurface(t *testing.T) {
 		t.Fatalf("emulator list: %d %d", resp.StatusCode, len(all))
 	}
 	resp, body = h.do("GET", "/_emulator/referrals?count=true", nil, nil)
-	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != `{"total":2,"withExternalReferenceId":1}` {
+	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != `{"distinctExternalReferenceIds":1,"total":2,"withExternalReferenceId":1}` {
 		t.Fatalf("emulator count: %d %s", resp.StatusCode, body)
 	}
 	resp, _ = h.do("POST", "/_emulator/faults", Faults{Throttle429: 1}, nil)
@@ -191,6 +191,14 @@ func TestHTTPSurface(t *testing.T) {
 	_ = json.Unmarshal(body, &counts)
 	if counts["referrals.create"] != 2 || counts["referrals.patch"] != 1 || counts["token"] != 1 || counts["referrals.list"] != 1 {
 		t.Fatalf("counts: %s", body)
+	}
+	// A second referral naming the same Opportunity (a duplicate create) shows in the count.
+	if resp, body := h.do("POST", "/v1.0/engagements/referrals", in, nil); resp.StatusCode != 201 {
+		t.Fatalf("second create: %d %s", resp.StatusCode, body)
+	}
+	resp, body = h.do("GET", "/_emulator/referrals?count=true", nil, nil)
+	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != `{"distinctExternalReferenceIds":1,"total":3,"withExternalReferenceId":2}` {
+		t.Fatalf("emulator count with a duplicate: %d %s", resp.StatusCode, body)
 	}
 }
 

@@ -177,7 +177,7 @@ func (e *Emulator) emuExpire(w http.ResponseWriter, r *http.Request) {
 }
 
 // emuList is GET /_emulator/referrals: every referral, or with ?count=true only how many there are and how
-// many name an Opportunity (externalReferenceId), so a harness can wait for records without the emulator
+// many name an Opportunity (externalReferenceId) and how many different Opportunities they name, so a harness can wait for records without the emulator
 // encoding all of them on each poll.
 func (e *Emulator) emuList(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("count") != "true" {
@@ -185,14 +185,15 @@ func (e *Emulator) emuList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e.mu.Lock()
-	total, linked := len(e.order), 0
+	total, linked, distinct := len(e.order), 0, map[string]bool{}
 	for _, ref := range e.referrals {
 		if ref.ExternalReferenceID != "" {
 			linked++
+			distinct[ref.ExternalReferenceID] = true
 		}
 	}
 	e.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]int{"total": total, "withExternalReferenceId": linked})
+	writeJSON(w, http.StatusOK, map[string]int{"total": total, "withExternalReferenceId": linked, "distinctExternalReferenceIds": len(distinct)})
 }
 
 func (e *Emulator) emuCounts(w http.ResponseWriter, _ *http.Request) {

@@ -118,18 +118,17 @@ func (w *Writer) Handle(ctx context.Context, e platform.Event) error {
 	out.ReferralID = r.ID
 	out.Referral = &r
 	out.Version = contracts.ReferralVersion(r)
-	if err := w.Outcomes.Publish(ctx, out); err != nil {
-		return err
-	}
+	// The snapshot first: Partner Center sends its webhook about our write as soon as the write is made,
+	// and pc-ingest reads the referral unless the snapshot is already there.
 	w.observe(ctx, r)
-	return nil
+	return w.Outcomes.Publish(ctx, out)
 }
 
 // observe publishes the referral Partner Center returned from our write as its observed snapshot (the same
 // event id pc-ingest would give that version). The webhook Partner Center sends about our own write then
 // finds a snapshot not older than its change and pc-ingest does not read the referral again: one Partner
-// Center call per create and per patch instead of two. Failing here costs only that read, so it is logged,
-// not retried.
+// Center call per create and per patch instead of two (when the snapshot is stored before pc-ingest looks).
+// Failing here costs only that read, so it is logged, not retried.
 func (w *Writer) observe(ctx context.Context, r pc.Referral) {
 	if r.ID == "" || r.ETag == "" {
 		return

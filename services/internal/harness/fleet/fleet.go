@@ -266,12 +266,33 @@ func (f *Fleet) SeedPCLogin(ctx context.Context) error {
 
 // StartStage starts one stage and waits until its /readyz answers 200 (up to 60s, or until ctx is done).
 func (f *Fleet) StartStage(ctx context.Context, name string, extraEnv ...string) (*Proc, error) {
+	return f.startStage(ctx, name, name, extraEnv...)
+}
+
+// StartReplica starts one more process of a stage, kept under "<stage>#<n>" (Proc, Kill, Stop take that
+// name), sharing the stage's durable consumers as every replica of a Deployment does.
+func (f *Fleet) StartReplica(ctx context.Context, stage string, n int, extraEnv ...string) (*Proc, error) {
+	return f.startStage(ctx, fmt.Sprintf("%s#%d", stage, n), stage, extraEnv...)
+}
+
+// Names lists every process started so far, by the name it is kept under.
+func (f *Fleet) Names() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	names := make([]string, 0, len(f.procs))
+	for n := range f.procs {
+		names = append(names, n)
+	}
+	return names
+}
+
+func (f *Fleet) startStage(ctx context.Context, name, binary string, extraEnv ...string) (*Proc, error) {
 	admin, err := FreeAddr()
 	if err != nil {
 		return nil, err
 	}
 	env := append(append(append([]string{}, f.Env...), extraEnv...), "COSELL_ADMIN_ADDR="+admin)
-	p, err := f.start(name, filepath.Join(f.Bin, name), env)
+	p, err := f.start(name, filepath.Join(f.Bin, binary), env)
 	if err != nil {
 		return nil, err
 	}
