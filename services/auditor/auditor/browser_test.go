@@ -113,7 +113,6 @@ func TestStatusPageInChromium(t *testing.T) {
 	exe := chromium(t)
 	opts := stacktest.Options(t)
 	opts.Vars["COSELL_MAX_DELIVER"] = "3"
-	opts.Vars["COSELL_STATUS_OPPORTUNITY_URL"] = "https://contoso.lightning.force.com/lightning/r/Opportunity/%s/view"
 	s := stacktest.Start(t, opts)
 
 	good, err := s.PC.SellerCreate(stacktest.SellerReferral("Contoso data platform", 125000))
@@ -230,12 +229,20 @@ func TestStatusPageInChromium(t *testing.T) {
 			t.Errorf("the deal lacks %q:\n%s", want, deal)
 		}
 	}
-	if h := p.attr(`#deal a[href*="partner.microsoft.com"]`, "href"); h != "https://partner.microsoft.com/dashboard/referrals/v2/leads/"+wingtip.ID {
-		t.Errorf("link to the referral in Partner Center: %q", h)
+	// Both records are linked, into the emulators here (COSELL_STATUS_*_URL), and the links open them.
+	for _, l := range []struct{ system, base, id string }{{"Partner Center", s.PCURL, wingtip.ID}, {"Salesforce", s.SFURL, opp}} {
+		p.open("/link?id=wingtip")
+		href := p.attr(fmt.Sprintf(`#deal a[href^=%q]`, l.base), "href")
+		if !strings.HasSuffix(href, "/"+l.id) {
+			t.Errorf("no link to the record in %s (%s…): %q", l.system, l.base, href)
+			continue
+		}
+		p.do("follow "+href, chromedp.Navigate(href), chromedp.WaitReady(chromedp.CSS("body")))
+		if got := p.text("body"); !strings.Contains(got, l.id) || !strings.Contains(got, "Wingtip security") {
+			t.Errorf("the %s link %s opens:\n%.300s", l.system, href, got)
+		}
 	}
-	if h := p.attr(`#deal a[href*="force.com"]`, "href"); h != "https://contoso.lightning.force.com/lightning/r/Opportunity/"+opp+"/view" {
-		t.Errorf("link to the Opportunity in Salesforce: %q", h)
-	}
+	p.open("/link?id=wingtip")
 	tl := p.text("#timeline")
 	for _, want := range []string{"created → Salesforce", "dealValue: — → 7300 (Partner Center)", "dead-letter", "re-driven", "sf-writer"} {
 		if !strings.Contains(tl, want) {

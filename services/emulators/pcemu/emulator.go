@@ -340,6 +340,7 @@ func (e *Emulator) routes() {
 	m.HandleFunc("GET "+intermediatePath, e.serveIntermediate)
 	m.HandleFunc("POST /_emulator/referrals", e.emuCreate)
 	m.HandleFunc("GET /_emulator/referrals", e.emuList)
+	m.HandleFunc("GET /_emulator/referrals/{id}", e.emuGet)
 	m.HandleFunc("PATCH /_emulator/referrals/{id}", e.emuUpdate)
 	m.HandleFunc("POST /_emulator/referrals/{id}/close", e.emuClose)
 	m.HandleFunc("POST /_emulator/referrals/{id}/expire", e.emuExpire)

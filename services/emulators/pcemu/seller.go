@@ -137,6 +137,17 @@ func (e *Emulator) emuCreate(w http.ResponseWriter, r *http.Request) {
 	writeReferral(w, http.StatusCreated, out)
 }
 
+// emuGet shows one referral as a person at Partner Center would look it up: the status page's demo link
+// into "Partner Center" (no token, like the other /_emulator/ endpoints).
+func (e *Emulator) emuGet(w http.ResponseWriter, r *http.Request) {
+	ref, err := e.Get(r.PathValue("id"))
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeReferral(w, http.StatusOK, ref)
+}
+
 func (e *Emulator) emuUpdate(w http.ResponseWriter, r *http.Request) {
 	var in pc.Referral
 	if err := decodeStrict(r.Body, &in); err != nil {

@@ -37,6 +37,10 @@ func (e Emulators) Vars() map[string]string {
 		"COSELL_PC_WEBHOOK_CA_FILE": e.CAFile, "COSELL_PC_WEBHOOK_ALLOW_HTTP": "true",
 		"COSELL_PC_WEBHOOK_CERT_PATH_PREFIX": "/_emulator/cert/",
 		"COSELL_PC_WEBHOOK_LISTEN":           e.WebhookListen,
+		// The status page links each record into the emulators, which show it (the real pages are on
+		// partner.microsoft.com and the org's Lightning domain).
+		"COSELL_STATUS_REFERRAL_URL":    e.PCURL + "/_emulator/referrals/%s",
+		"COSELL_STATUS_OPPORTUNITY_URL": e.SFURL + "/_emulator/sobjects/Opportunity/%s",
 	}
 }
 
