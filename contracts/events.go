@@ -194,6 +194,10 @@ const (
 	DecisionDeadLetter = "dead-letter"
 	// DecisionRedriven records that an operator re-drove a dead letter.
 	DecisionRedriven = "re-driven"
+	// DecisionPurged records that an operator removed a dead letter for good.
+	DecisionPurged = "purged"
+	// DecisionDriftFixed records that an operator healed a drift finding (cosell drift --fix).
+	DecisionDriftFixed = "drift-fixed"
 )
 
 // Decision is the data of TypeDecision: one audited decision about one link.
@@ -211,8 +215,10 @@ type Decision struct {
 	Changes []FieldChange `json:"changes,omitempty"`
 	Detail  string        `json:"detail,omitempty"`
 	// Cause is the id of the event decided on.
-	Cause string    `json:"cause"`
-	At    time.Time `json:"at"`
+	Cause string `json:"cause"`
+	// By is who made an operator's change (re-drive, purge, drift fix): "name (role, via)".
+	By string    `json:"by,omitempty"`
+	At time.Time `json:"at"`
 }
 
 // FieldChange is one field of a Decision: its value before (the last agreed value; absent when there was

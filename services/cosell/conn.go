@@ -67,7 +67,12 @@ func (f *adminFlags) bus(ctx context.Context) (*platform.Bus, error) {
 
 // auditorOn builds a read-only auditor view over the bus (links, timelines, dead letters, status).
 func auditorOn(ctx context.Context, bus *platform.Bus) (*auditor.Auditor, error) {
-	return auditor.New(ctx, bus, slog.New(slog.DiscardHandler))
+	a, err := auditor.New(ctx, bus, slog.New(slog.DiscardHandler))
+	if a != nil {
+		// Its re-drives, purges and drift fixes are audited as this machine's user.
+		a.Actor = auditor.CLIOperator()
+	}
+	return a, err
 }
 
 func (f *adminFlags) pc(ctx context.Context) (*pcapi.Client, error) {

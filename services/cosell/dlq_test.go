@@ -38,6 +38,17 @@ func dlqList(t *testing.T, conn []string) []dlqEntry {
 // hintIn finds the command a timeline entry suggests.
 var hintIn = regexp.MustCompile(`\(cosell ([a-z]+ [a-z]+(?: [0-9]+)?)\)`)
 
+// byOf is who the last decision of kind on tl was made by.
+func byOf(tl []contracts.Decision, kind string) string {
+	by := ""
+	for _, d := range tl {
+		if d.Kind == kind {
+			by = d.By
+		}
+	}
+	return by
+}
+
 func kinds(tl []contracts.Decision) string {
 	var k []string
 	for _, d := range tl {
@@ -152,6 +163,18 @@ func TestPoisonIsParkedThenRedriven(t *testing.T) {
 	}
 	if rec.Link == nil || rec.Link.State != contracts.LinkLinked {
 		t.Errorf("link after re-drive: %+v", rec.Link)
+	}
+	// Both operator actions are on their link's timeline with who did them (the CLI's user).
+	me := auditor.CLIOperator().String()
+	if by := byOf(rec.Timeline, contracts.DecisionRedriven); by != me {
+		t.Errorf("the re-drive is audited as by %q, want %q", by, me)
+	}
+	purged, err := s.Auditor.Timeline(ctx, link2.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if by := byOf(purged, contracts.DecisionPurged); by != me {
+		t.Errorf("the purge is audited as by %q, want %q; timeline %s", by, me, kinds(purged))
 	}
 	if code, _, errOut := admin(t, conn, "dlq", "retry", "99999"); code != 1 || !strings.Contains(errOut, auditor.ErrNoDeadLetter.Error()) {
 		t.Errorf("retry of an unknown sequence: code %d %s", code, errOut)

@@ -268,6 +268,10 @@ const driftSource = "cosell-drift"
 // (package observed), so a snapshot the pipeline already has is dropped by the server instead of decided
 // twice, and one it lacks is complete.
 func (rep *driftReport) heal(ctx context.Context, bus *platform.Bus) error {
+	audit, err := auditorOn(ctx, bus)
+	if err != nil {
+		return err
+	}
 	for i := range rep.Items {
 		it := &rep.Items[i]
 		if len(it.Heal) == 0 {
@@ -295,6 +299,15 @@ func (rep *driftReport) heal(ctx context.Context, bus *platform.Bus) error {
 			}
 		}
 		it.Fixed = strings.Join(done, "; ")
+		link := it.LinkID
+		if link == "" && it.ReferralID != "" {
+			link = contracts.LinkIDFor(contracts.PartnerCenter, it.ReferralID)
+		} else if link == "" {
+			link = contracts.LinkIDFor(contracts.Salesforce, it.OpportunityID)
+		}
+		if err := audit.RecordDriftFix(ctx, link, it.ReferralID, it.OpportunityID, it.Kind+": "+it.Fixed); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/auditor/auditor"
 	"github.com/cosell-dev/cosell/services/emulators/pcemu"
 	"github.com/cosell-dev/cosell/services/internal/harness/stack"
 	"github.com/cosell-dev/cosell/services/internal/mapping"
@@ -55,6 +56,14 @@ func TestDriftFoundAndFixed(t *testing.T) {
 	stacktest.Quiet(t, s)
 	if code, out, _ := admin(t, conn, "drift"); code != 0 || !strings.Contains(out, "no drift") {
 		t.Errorf("drift after --fix: code %d\n%s", code, out)
+	}
+	// The fix is on the link's timeline with who made it.
+	rec, err := s.Auditor.Lookup(context.Background(), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if by := byOf(rec.Timeline, contracts.DecisionDriftFixed); by != auditor.CLIOperator().String() {
+		t.Errorf("drift fix audited as by %q; timeline %s", by, kinds(rec.Timeline))
 	}
 
 	// An opted-in Opportunity nobody has linked yet.

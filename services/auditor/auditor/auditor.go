@@ -62,6 +62,9 @@ type Auditor struct {
 	Guard *Guard
 	// Records says where the page links each side's record to.
 	Records Records
+	// Actor is who the re-drives, purges and drift fixes made through this Auditor are audited as when
+	// the context names nobody (Who): the CLI sets its user (CLIOperator); the page's come from the Guard.
+	Actor Principal
 
 	syncLatency *prometheus.HistogramVec
 	summaries   *prometheus.CounterVec

@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"os/user"
 	"strconv"
 	"strings"
 	"time"
@@ -34,8 +35,26 @@ type AuthConfig struct {
 	UsersFile      string   `env:"COSELL_AUTH_USERS_FILE" help:"file of logins, one per line: NAME ROLE SECRET (ROLE viewer or operator); SECRET is the password on the login page and the bearer token of the API (Authorization: Bearer SECRET)"`
 	ProxyCIDRs     []string `env:"COSELL_AUTH_PROXY_CIDRS" help:"addresses (CIDRs) of the auth proxy (oauth2-proxy, an ingress with external auth) whose X-Forwarded-User/X-Forwarded-Groups or X-Auth-Request-User/-Email/-Groups headers are trusted; from any other address those headers are ignored"`
 	OperatorGroups []string `env:"COSELL_AUTH_OPERATOR_GROUPS" default:"cosell-operators" help:"groups (from the proxy's groups header) whose members are operators; other proxy users are viewers"`
-	Hosts          []string `env:"COSELL_STATUS_HOSTS" help:"Host header values the page answers to (host or host:port); empty = loopback names only (localhost, 127.0.0.1, ::1)"`
+	Hosts          []string `env:"COSELL_STATUS_HOSTS" help:"Host header values the page answers to (host or host:port); empty = loopback names only (localhost, 127.0.0.1, ::1) and the host of COSELL_AUTH_OIDC_REDIRECT_URL"`
+	// OpenID Connect sign-in (oidc.go); Microsoft Entra ID is the documented issuer.
+	OIDCIssuer       string   `env:"COSELL_AUTH_OIDC_ISSUER" help:"OpenID Connect issuer of the page's sign-in, e.g. Microsoft Entra ID https://login.microsoftonline.com/TENANT-ID/v2.0; its ID tokens are also accepted as API bearer tokens"`
+	OIDCClientID     string   `env:"COSELL_AUTH_OIDC_CLIENT_ID" help:"the client (Entra ID: the app registration's Application (client) ID)"`
+	OIDCClientSecret string   `env:"COSELL_AUTH_OIDC_CLIENT_SECRET" help:"the client's secret (Entra ID: Certificates & secrets)"`
+	OIDCRedirectURL  string   `env:"COSELL_AUTH_OIDC_REDIRECT_URL" help:"the page's callback as registered at the issuer, https://HOST/auth/callback (Entra ID: a Web platform redirect URI)"`
+	OIDCUserClaim    string   `env:"COSELL_AUTH_OIDC_USER_CLAIM" default:"preferred_username" help:"ID token claim naming the user (Entra ID v2.0: preferred_username, the UPN); email, then sub when it is missing"`
+	OIDCRoleClaim    string   `env:"COSELL_AUTH_OIDC_ROLE_CLAIM" default:"roles" help:"ID token claim whose values give the role: roles (Entra ID app roles) or groups (group object ids)"`
+	OIDCOperators    []string `env:"COSELL_AUTH_OIDC_OPERATORS" default:"cosell.operator" help:"values of the role claim that make an operator (app role values, or group object ids with COSELL_AUTH_OIDC_ROLE_CLAIM=groups)"`
+	OIDCViewers      []string `env:"COSELL_AUTH_OIDC_VIEWERS" default:"cosell.viewer" help:"values of the role claim that make a viewer; * = everyone the issuer signs in; anyone else is refused"`
+	SessionKey       string   `env:"COSELL_AUTH_SESSION_KEY" help:"secret of at least 32 characters that signs session cookies and CSRF tokens, the same on every auditor replica (e.g. openssl rand -hex 32); unset = random per process, so sessions end when it restarts"`
 }
+
+// OIDC reports whether OpenID Connect sign-in is configured.
+func (c AuthConfig) OIDC() bool {
+	return c.OIDCIssuer != "" || c.OIDCClientID != "" || c.OIDCRedirectURL != ""
+}
+
+// Open reports whether the configuration lets anyone in at all.
+func (c AuthConfig) Open() bool { return c.UsersFile != "" || len(c.ProxyCIDRs) > 0 || c.OIDC() }
 
 // Principal is who made a request.
 type Principal struct {
@@ -43,6 +62,8 @@ type Principal struct {
 	Role string `json:"role"`
 	// Via is how they were identified: session, bearer, basic or proxy.
 	Via string `json:"via"`
+	// Method is how a session began: password (the login form) or oidc.
+	Method string `json:"method,omitempty"`
 }
 
 // Operator reports whether p may change things.
@@ -60,6 +81,7 @@ type Guard struct {
 	hosts     map[string]bool
 	key       []byte
 	origin    *http.CrossOriginProtection
+	oidc      *oidcLogin
 	log       *slog.Logger
 }
 
@@ -71,6 +93,24 @@ func NewGuard(cfg AuthConfig, log *slog.Logger) (*Guard, error) {
 	g := &Guard{users: map[string]login{}, operators: map[string]bool{}, hosts: map[string]bool{},
 		key: make([]byte, 32), origin: http.NewCrossOriginProtection(), log: log}
 	_, _ = rand.Read(g.key)
+	if cfg.SessionKey != "" {
+		if len(cfg.SessionKey) < 32 {
+			return nil, errors.New("COSELL_AUTH_SESSION_KEY: at least 32 characters (e.g. from `openssl rand -hex 32`)")
+		}
+		k := sha256.Sum256([]byte(cfg.SessionKey))
+		g.key = k[:]
+	}
+	if cfg.OIDC() {
+		o, err := newOIDCLogin(cfg)
+		if err != nil {
+			return nil, err
+		}
+		g.oidc = o
+		if u, err := url.Parse(cfg.OIDCRedirectURL); err == nil {
+			// The page answers on the host the issuer sends the browser back to.
+			g.hosts[strings.ToLower(u.Host)] = true
+		}
+	}
 	if cfg.UsersFile != "" {
 		users, err := ReadUsers(cfg.UsersFile)
 		if err != nil {
@@ -96,6 +136,11 @@ func NewGuard(cfg AuthConfig, log *slog.Logger) (*Guard, error) {
 	}
 	for _, h := range cfg.Hosts {
 		g.hosts[strings.ToLower(h)] = true
+	}
+	if len(cfg.Hosts) == 0 && len(g.hosts) > 0 {
+		for _, h := range []string{"localhost", "127.0.0.1", "[::1]"} {
+			g.hosts[h] = true
+		}
 	}
 	g.origin.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cross-site request refused: re-drives and purges are accepted only from the status page itself (Origin / Sec-Fetch-Site)", http.StatusForbidden)
@@ -141,10 +186,44 @@ func WriteUsers(path string, roles map[string]string) (map[string]string, error)
 
 type principalKey struct{}
 
-// Who is the principal of a request the Guard let through (zero outside one).
+// Who is the principal of a request the Guard let through, or the one WithPrincipal set (zero otherwise).
 func Who(ctx context.Context) Principal {
 	p, _ := ctx.Value(principalKey{}).(Principal)
 	return p
+}
+
+// WithPrincipal is ctx acting as p: the CLI's re-drives, purges and drift fixes are audited as its user.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// CLIOperator is the principal of a cosell command run on this machine: the operating-system user at
+// the host (whoever may reach NATS as an admin is an operator).
+func CLIOperator() Principal {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	if h, err := os.Hostname(); err == nil {
+		name += "@" + h
+	}
+	return Principal{Name: name, Role: RoleOperator, Via: "cli"}
+}
+
+// actor is what the audit trail records as who made a change ("" when nobody is known).
+func (p Principal) actor() string {
+	if p.Name == "" {
+		return ""
+	}
+	return p.String()
+}
+
+// by is " by NAME" for a timeline's detail, or "".
+func (p Principal) by() string {
+	if p.Name == "" {
+		return ""
+	}
+	return " by " + p.Name
 }
 
 const sessionCookie = "cosell_session"
@@ -155,17 +234,22 @@ const sessionCookie = "cosell_session"
 func (g *Guard) Protect(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !g.hostAllowed(r.Host) {
-			http.Error(w, fmt.Sprintf("Host %q is not one this status page answers to: add it to COSELL_STATUS_HOSTS", r.Host), http.StatusMisdirectedRequest)
+			g.misdirected(w, r)
 			return
 		}
 		p, ok := g.identify(r)
 		if !ok {
 			if strings.HasPrefix(r.URL.Path, "/api/") || r.Method != http.MethodGet {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="cosell", Basic realm="cosell"`)
-				http.Error(w, "login needed: send Authorization: Bearer SECRET (a line of COSELL_AUTH_USERS_FILE), or come through the auth proxy of COSELL_AUTH_PROXY_CIDRS", http.StatusUnauthorized)
+				http.Error(w, "login needed: send Authorization: Bearer SECRET (a line of COSELL_AUTH_USERS_FILE, or an ID token of COSELL_AUTH_OIDC_ISSUER), or come through the auth proxy of COSELL_AUTH_PROXY_CIDRS", http.StatusUnauthorized)
 				return
 			}
-			http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+			to := "/login"
+			if g.oidc != nil && len(g.users) == 0 {
+				// The issuer's sign-in is the only way in: straight there.
+				to = oidcStartPath
+			}
+			http.Redirect(w, r, to+"?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 			return
 		}
 		unsafe := r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions
@@ -187,6 +271,45 @@ func (g *Guard) Protect(h http.Handler) http.Handler {
 	})
 }
 
+func (g *Guard) misdirected(w http.ResponseWriter, r *http.Request) {
+	http.Error(w, fmt.Sprintf("Host %q is not one this status page answers to: add it to COSELL_STATUS_HOSTS", r.Host), http.StatusMisdirectedRequest)
+}
+
+// isLoopbackHost reports whether a Host header names this machine (localhost, 127.0.0.0/8, ::1).
+func isLoopbackHost(host string) bool {
+	h := host
+	if hh, _, err := net.SplitHostPort(host); err == nil {
+		h = hh
+	}
+	h = strings.Trim(strings.ToLower(h), "[]")
+	if h == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(h)
+	return err == nil && a.IsLoopback()
+}
+
+// cookie is one of the Guard's cookies: HttpOnly, SameSite=Lax (the issuer's redirect back is a top-level
+// cross-site GET, which Strict would strip), and Secure unless the page is reached on a loopback address
+// (a browser keeps Secure cookies only over https, and TLS usually ends at the ingress, not here).
+func (g *Guard) cookie(r *http.Request, name, value string, ttl time.Duration) *http.Cookie {
+	c := &http.Cookie{Name: name, Value: value, Path: "/", HttpOnly: true, Secure: !isLoopbackHost(r.Host), SameSite: http.SameSiteLaxMode}
+	if ttl < 0 || value == "" {
+		c.MaxAge = -1
+	} else {
+		c.MaxAge = int(ttl / time.Second)
+	}
+	return c
+}
+
+// safeNext keeps a post-login target on this site.
+func safeNext(next string) string {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+		return "/"
+	}
+	return next
+}
+
 func (g *Guard) hostAllowed(host string) bool {
 	host = strings.ToLower(host)
 	if len(g.hosts) > 0 {
@@ -196,12 +319,7 @@ func (g *Guard) hostAllowed(host string) bool {
 		h, _, err := net.SplitHostPort(host)
 		return err == nil && g.hosts[h]
 	}
-	h := host
-	if hh, _, err := net.SplitHostPort(host); err == nil {
-		h = hh
-	}
-	h = strings.Trim(h, "[]")
-	return h == "localhost" || h == "127.0.0.1" || h == "::1"
+	return isLoopbackHost(host)
 }
 
 func (g *Guard) identify(r *http.Request) (Principal, bool) {
@@ -231,6 +349,14 @@ func (g *Guard) identify(r *http.Request) (Principal, bool) {
 				if subtle.ConstantTimeCompare([]byte(tok), []byte(u.secret)) == 1 {
 					return Principal{Name: u.name, Role: u.role, Via: "bearer"}, true
 				}
+			}
+			if g.oidc != nil && strings.Count(tok, ".") == 2 {
+				// A JWT: an ID token of the issuer (signature, issuer, audience, expiry checked by go-oidc).
+				p, err := g.oidc.bearer(r.Context(), tok)
+				if err == nil {
+					return p, true
+				}
+				g.log.Warn("API bearer token refused", "err", err, "remote", r.RemoteAddr)
 			}
 			return Principal{}, false
 		}
@@ -283,34 +409,45 @@ func (g *Guard) sign(parts ...string) string {
 
 const sessionTTL = 12 * time.Hour
 
-func (g *Guard) newSession(u login) string {
-	exp := strconv.FormatInt(time.Now().Add(sessionTTL).Unix(), 10)
-	body := base64.RawURLEncoding.EncodeToString([]byte(u.name + "\x00" + u.role + "\x00" + exp))
-	return body + "." + g.sign("session", body)
+// seal signs fields (and an expiry ttl from now) for a cookie of the given purpose.
+func (g *Guard) seal(purpose string, ttl time.Duration, fields ...string) string {
+	exp := strconv.FormatInt(time.Now().Add(ttl).Unix(), 10)
+	body := base64.RawURLEncoding.EncodeToString([]byte(strings.Join(append(fields, exp), "\x00")))
+	return body + "." + g.sign(purpose, body)
 }
 
-func (g *Guard) session(v string) (Principal, bool) {
+// unseal checks a sealed value's signature and expiry and returns its fields.
+func (g *Guard) unseal(purpose, v string) ([]string, bool) {
 	body, mac, ok := strings.Cut(v, ".")
-	if !ok || !hmac.Equal([]byte(mac), []byte(g.sign("session", body))) {
-		return Principal{}, false
+	if !ok || !hmac.Equal([]byte(mac), []byte(g.sign(purpose, body))) {
+		return nil, false
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(body)
 	if err != nil {
-		return Principal{}, false
+		return nil, false
 	}
 	fs := strings.Split(string(raw), "\x00")
-	if len(fs) != 3 {
-		return Principal{}, false
-	}
-	exp, err := strconv.ParseInt(fs[2], 10, 64)
+	exp, err := strconv.ParseInt(fs[len(fs)-1], 10, 64)
 	if err != nil || time.Now().Unix() > exp {
+		return nil, false
+	}
+	return fs[:len(fs)-1], true
+}
+
+func (g *Guard) session(v string) (Principal, bool) {
+	fs, ok := g.unseal("session", v)
+	if !ok || len(fs) != 3 {
 		return Principal{}, false
 	}
-	// A login removed from the file (or its role changed) no longer works, even with a session.
-	if u, ok := g.users[fs[0]]; !ok || u.role != fs[1] {
+	if fs[2] == "password" {
+		// A login removed from the file (or its role changed) no longer works, even with a session.
+		if u, ok := g.users[fs[0]]; !ok || u.role != fs[1] {
+			return Principal{}, false
+		}
+	} else if fs[2] != "oidc" || g.oidc == nil {
 		return Principal{}, false
 	}
-	return Principal{Name: fs[0], Role: fs[1], Via: "session"}, true
+	return Principal{Name: fs[0], Role: fs[1], Via: "session", Method: fs[2]}, true
 }
 
 // CSRF is the token the page's forms carry for r's caller: bound to the session cookie when there is one,
@@ -338,10 +475,33 @@ func (g *Guard) Routes(mux interface {
 	Handle(string, http.Handler)
 }) {
 	mux.Handle("/login", http.HandlerFunc(g.loginPage))
-	mux.Handle("/logout", g.origin.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-		http.Redirect(w, r, "/login", http.StatusSeeOther)
-	})))
+	mux.Handle("/logout", g.origin.Handler(http.HandlerFunc(g.logout)))
+	if g.oidc != nil {
+		mux.Handle(oidcStartPath, http.HandlerFunc(g.oidcStart))
+		mux.Handle(g.oidc.callback, http.HandlerFunc(g.oidcCallback))
+	}
+}
+
+// logout ends the session; one that began at the OpenID Connect issuer is also ended there (its
+// end_session_endpoint, back to this page's /login, which must be a registered sign-out URL).
+func (g *Guard) logout(w http.ResponseWriter, r *http.Request) {
+	var p Principal
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		p, _ = g.session(c.Value)
+	}
+	http.SetCookie(w, g.cookie(r, sessionCookie, "", -1))
+	if p.Name != "" {
+		g.log.Info("signed out of the status page", "user", p.Name, "via", p.Method)
+	}
+	to := "/login"
+	if p.Method == "oidc" {
+		if _, _, err := g.oidc.ready(); err == nil && g.oidc.logout != "" {
+			back, _ := url.Parse(g.oidc.cfg.OIDCRedirectURL)
+			back.Path, back.RawQuery = "/login", ""
+			to = g.oidc.logout + "?" + url.Values{"client_id": {g.oidc.cfg.OIDCClientID}, "post_logout_redirect_uri": {back.String()}}.Encode()
+		}
+	}
+	http.Redirect(w, r, to, http.StatusSeeOther)
 }
 
 var loginTemplate = template.Must(template.New("login").Parse(`<!doctype html>
@@ -352,19 +512,23 @@ var loginTemplate = template.Must(template.New("login").Parse(`<!doctype html>
 <p><label>Name <input name="user" autocomplete="username" required></label></p>
 <p><label>Secret <input name="password" type="password" autocomplete="current-password" required></label></p>
 <p><button type="submit">Sign in</button></p></form>
+{{if .OIDC}}<p><a class="button" href="/auth/oidc?next={{.Next}}">Sign in with {{.OIDC}}</a></p>{{end}}
 <p class="meta">A login is a line of COSELL_AUTH_USERS_FILE; <code>cosell run</code> prints the ones it generated.</p>
 </body></html>`))
 
 func (g *Guard) loginPage(w http.ResponseWriter, r *http.Request) {
 	if !g.hostAllowed(r.Host) {
-		http.Error(w, fmt.Sprintf("Host %q is not one this status page answers to: add it to COSELL_STATUS_HOSTS", r.Host), http.StatusMisdirectedRequest)
+		g.misdirected(w, r)
 		return
 	}
-	next := r.FormValue("next")
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
-		next = "/"
-	}
+	next := safeNext(r.FormValue("next"))
 	data := map[string]any{"Next": next}
+	if g.oidc != nil {
+		data["OIDC"] = "your organisation's account"
+		if strings.HasPrefix(g.oidc.cfg.OIDCIssuer, "https://login.microsoftonline.com/") {
+			data["OIDC"] = "Microsoft Entra ID"
+		}
+	}
 	if r.Method == http.MethodPost {
 		if err := g.origin.Check(r); err != nil {
 			http.Error(w, "cross-site request refused: "+err.Error(), http.StatusForbidden)
@@ -372,8 +536,7 @@ func (g *Guard) loginPage(w http.ResponseWriter, r *http.Request) {
 		}
 		u, ok := g.check(r.PostFormValue("user"), r.PostFormValue("password"))
 		if ok {
-			http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: g.newSession(u), Path: "/", HttpOnly: true,
-				Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode, MaxAge: int(sessionTTL / time.Second)})
+			http.SetCookie(w, g.cookie(r, sessionCookie, g.seal("session", sessionTTL, u.name, u.role, "password"), sessionTTL))
 			g.log.Info("signed in to the status page", "user", u.name, "role", u.role)
 			http.Redirect(w, r, next, http.StatusSeeOther)
 			return
@@ -387,4 +550,4 @@ func (g *Guard) loginPage(w http.ResponseWriter, r *http.Request) {
 }
 
 // errNoLogins is returned when nothing would let anyone in.
-var errNoLogins = errors.New("the status page has no way in: set COSELL_AUTH_USERS_FILE (logins and API tokens) and/or COSELL_AUTH_PROXY_CIDRS (a trusted auth proxy)")
+var errNoLogins = errors.New("the status page has no way in: set COSELL_AUTH_USERS_FILE (logins and API tokens), COSELL_AUTH_OIDC_* (OpenID Connect sign-in, e.g. Microsoft Entra ID) and/or COSELL_AUTH_PROXY_CIDRS (a trusted auth proxy)")

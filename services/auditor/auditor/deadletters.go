@@ -150,14 +150,11 @@ func (a *Auditor) Retry(ctx context.Context, seq uint64) (DeadLetterEntry, error
 	if _, err := a.Bus.PublishMsg(ctx, m); err != nil {
 		return en, fmt.Errorf("re-drive dead letter %d to %s: %w", seq, en.Subject, err)
 	}
-	by := ""
-	if p := Who(ctx); p.Name != "" {
-		by = " by " + p.Name
-		a.Log.Info("dead letter re-driven", "seq", seq, "subject", en.Subject, "link", en.LinkID, "by", p.Name, "role", p.Role, "via", p.Via)
-	}
+	p := a.who(ctx)
+	a.Log.Info("dead letter re-driven", "seq", seq, "subject", en.Subject, "link", en.LinkID, "by", p.Name, "role", p.Role, "via", p.Via)
 	d := contracts.Decision{LinkID: en.LinkID, Stage: en.Stage, Kind: contracts.DecisionRedriven,
-		Detail: fmt.Sprintf("dead letter %d re-driven to %s%s (was: %s)", seq, en.Subject, by, en.Reason),
-		Cause:  en.OriginalID, At: time.Now().UTC()}
+		Detail: fmt.Sprintf("dead letter %d re-driven to %s%s (was: %s)", seq, en.Subject, p.by(), en.Reason),
+		Cause:  en.OriginalID, By: p.actor(), At: time.Now().UTC()}
 	if err := a.publishDecision(ctx, contracts.EventID("decision", en.LinkID, "re-driven", en.EventID), d); err != nil {
 		return en, err
 	}
@@ -187,32 +184,56 @@ func (a *Auditor) RetryAll(ctx context.Context) (int, error) {
 }
 
 // Purge removes parked messages for good: the given sequences, or all of them when seqs is empty. It
-// returns how many were removed.
+// returns how many were removed. Each purge is put on its link's timeline with who did it (Who).
 func (a *Auditor) Purge(ctx context.Context, seqs ...uint64) (int, error) {
-	if p := Who(ctx); p.Name != "" {
-		a.Log.Info("dead letters purged", "seqs", seqs, "all", len(seqs) == 0, "by", p.Name, "role", p.Role, "via", p.Via)
-	}
+	p := a.who(ctx)
+	a.Log.Info("dead letters purged", "seqs", seqs, "all", len(seqs) == 0, "by", p.Name, "role", p.Role, "via", p.Via)
+	var entries []DeadLetterEntry
 	if len(seqs) == 0 {
-		info, err := a.Bus.StreamInfo(ctx, contracts.StreamDeadLetter)
+		all, err := a.DeadLetters(ctx)
 		if err != nil {
 			return 0, fmt.Errorf("purge dead letters: %w", err)
 		}
-		if err := a.Bus.Purge(ctx, contracts.StreamDeadLetter); err != nil {
-			return 0, fmt.Errorf("purge dead letters: %w", err)
+		entries = all
+	}
+	for _, seq := range seqs {
+		en, err := a.DeadLetter(ctx, seq)
+		if err != nil {
+			return 0, err
 		}
-		return int(info.State.Msgs), nil
+		entries = append(entries, en)
 	}
 	n := 0
-	for _, seq := range seqs {
-		if _, err := a.Bus.GetMsg(ctx, contracts.StreamDeadLetter, seq); errors.Is(err, jetstream.ErrMsgNotFound) {
-			return n, fmt.Errorf("%w at sequence %d", ErrNoDeadLetter, seq)
+	for _, en := range entries {
+		// Audited first: a purge whose record failed is not made, and is retried whole.
+		d := contracts.Decision{LinkID: en.LinkID, Stage: en.Stage, Kind: contracts.DecisionPurged,
+			Detail: fmt.Sprintf("dead letter %d purged%s (was: %s)", en.Seq, p.by(), en.Reason),
+			Cause:  en.OriginalID, By: p.actor(), At: time.Now().UTC()}
+		if err := a.publishDecision(ctx, contracts.EventID("decision", en.LinkID, "purged", en.EventID), d); err != nil {
+			return n, err
 		}
-		if err := a.deleteDeadLetter(ctx, seq); err != nil {
+		if err := a.deleteDeadLetter(ctx, en.Seq); err != nil {
 			return n, err
 		}
 		n++
 	}
 	return n, nil
+}
+
+// who made the change ctx is for: the request's principal, else the Auditor's Actor.
+func (a *Auditor) who(ctx context.Context) Principal {
+	if p := Who(ctx); p.Name != "" {
+		return p
+	}
+	return a.Actor
+}
+
+// RecordDriftFix puts a healed drift finding on its link's timeline with who healed it.
+func (a *Auditor) RecordDriftFix(ctx context.Context, linkID, referralID, opportunityID, detail string) error {
+	p := a.who(ctx)
+	d := contracts.Decision{LinkID: linkID, ReferralID: referralID, OpportunityID: opportunityID, Stage: "cli",
+		Kind: contracts.DecisionDriftFixed, Detail: "drift fixed" + p.by() + ": " + detail, By: p.actor(), At: time.Now().UTC()}
+	return a.publishDecision(ctx, contracts.EventID("decision", linkID, "drift-fixed", d.At.Format(time.RFC3339Nano)), d)
 }
 
 func (a *Auditor) deleteDeadLetter(ctx context.Context, seq uint64) error {

@@ -50,7 +50,7 @@ func build(ctx context.Context, cfg *StageConfig, env *stage.Env) (stage.Runner,
 	if a.Guard, err = NewGuard(cfg.Auth, env.Log); err != nil {
 		return nil, err
 	}
-	if len(cfg.Auth.UsersFile) == 0 && len(cfg.Auth.ProxyCIDRs) == 0 {
+	if !cfg.Auth.Open() {
 		env.Log.Warn("status page and API refuse everyone", "fix", errNoLogins.Error())
 	}
 	a.Routes(env.Routes)
