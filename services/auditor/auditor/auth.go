@@ -138,7 +138,7 @@ func NewGuard(cfg AuthConfig, log *slog.Logger) (*Guard, error) {
 		g.hosts[strings.ToLower(h)] = true
 	}
 	if len(cfg.Hosts) == 0 && len(g.hosts) > 0 {
-		for _, h := range []string{"localhost", "127.0.0.1", "[::1]"} {
+		for _, h := range []string{"localhost", "127.0.0.1", "::1", "[::1]"} {
 			g.hosts[h] = true
 		}
 	}
