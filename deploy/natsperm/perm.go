@@ -63,6 +63,9 @@ type role struct {
 	allLag bool
 	// lastOf are subject roots whose last message per subject the stage reads (a direct get).
 	lastOf []string
+	// redrive: the stage re-drives dead letters (publishes each again on the subject it was parked from,
+	// any event subject) and removes them from the dead-letter stream, one or all.
+	redrive bool
 }
 
 // streamOf names the stream that holds a subject root.
@@ -100,9 +103,10 @@ func roles() []role {
 			kvWrite: []string{contracts.BucketApplied}},
 		// The auditor puts its own decisions on the audit trail and writes the Audit field summary back
 		// through sf-writer; it reads timelines, dead letters and outcomes with ordered consumers and every
-		// stream's and durable's info for its lag metrics. Re-driving or purging dead letters is the
-		// admin's (the CLI's) job, not the auditor service's.
-		{stage: contracts.StageAuditor,
+		// stream's and durable's info for its lag metrics. The status page's operators (signed in, the
+		// operator role, audited with their name) re-drive and purge dead letters through it, so it may
+		// publish a parked message again on any event subject and delete from the dead-letter stream.
+		{stage: contracts.StageAuditor, redrive: true,
 			publishes:   []string{contracts.SubjectAudit, contracts.SubjectOpportunityRequested},
 			kvRead:      []string{contracts.BucketLinks},
 			kvList:      []string{contracts.BucketLinks},
@@ -192,12 +196,29 @@ func (r role) user() User {
 	for _, s := range r.streamInfo {
 		pub.add("$JS.API.STREAM.INFO." + s)
 	}
+	if r.redrive {
+		for _, st := range contracts.Streams() {
+			if st.Name == contracts.StreamDeadLetter {
+				continue
+			}
+			for _, subj := range st.Subjects {
+				pub.add(subj)
+			}
+		}
+		dlq := contracts.StreamDeadLetter
+		for _, api := range []string{"STREAM.MSG.GET.", "DIRECT.GET.", "STREAM.MSG.DELETE.", "STREAM.PURGE.", "STREAM.INFO."} {
+			pub.add("$JS.API." + api + dlq)
+		}
+	}
 	if r.allLag {
 		for _, c := range contracts.Consumers() {
 			pub.add("$JS.API.CONSUMER.INFO." + c.Stream + "." + c.Durable)
 		}
 	}
 	comment := r.stage + ": publishes " + orNone(r.publishes)
+	if r.redrive {
+		comment += "; re-drives and purges dead letters (any event subject)"
+	}
 	if len(consumes) > 0 {
 		comment += "; consumes " + strings.Join(consumes, ", ")
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cosell-dev/cosell/contracts"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/auditor/auditor"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/internal/testkit"
 	"github.com/cosell-dev/cosell/services/internal/testkit/stacktest"
@@ -137,7 +138,22 @@ var mayPublish = map[string][]string{
 	contracts.StageMapper:   {contracts.SubjectReferralRequested, contracts.SubjectOpportunityRequested, contracts.SubjectAudit},
 	contracts.StagePCWriter: {contracts.SubjectReferralWritten, contracts.SubjectReferralFailed, contracts.SubjectReferralObserved},
 	contracts.StageSFWriter: {contracts.SubjectOpportunityWritten, contracts.SubjectOpportunityFailed},
-	contracts.StageAuditor:  {contracts.SubjectAudit, contracts.SubjectOpportunityRequested},
+	// The auditor re-drives the status page operators' dead letters to wherever they were parked from.
+	contracts.StageAuditor: eventRoots(),
+}
+
+// eventRoots are the subject roots of every stream but the dead letters'.
+func eventRoots() []string {
+	var out []string
+	for _, st := range contracts.Streams() {
+		if st.Name == contracts.StreamDeadLetter {
+			continue
+		}
+		for _, p := range st.Subjects {
+			out = append(out, strings.TrimSuffix(p, ".>"))
+		}
+	}
+	return out
 }
 
 // violations collects the permission errors the server reports to one connection.
@@ -312,4 +328,85 @@ func stream(t *testing.T, js jetstream.JetStream, name string) jetstream.Stream 
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestAuditorRedrivesAndPurgesUnderItsOwnUser: the status page's Re-drive and Purge run in the auditor,
+// under its least-privilege NATS user: a message a stage parked is published again on its subject and
+// leaves the dead-letter stream, another is purged, and both are on the link's timeline.
+func TestAuditorRedrivesAndPurgesUnderItsOwnUser(t *testing.T) {
+	ns := startAuthServer(t)
+	ctx := context.Background()
+	cfg := func(user string) platform.BusConfig {
+		return platform.BusConfig{URL: ns.ClientURL(), User: user, Password: password(user), AckWait: 2 * time.Second,
+			MaxDeliver: 8, Replicas: 1, MaxAge: time.Hour, DuplicateWindow: time.Minute}
+	}
+	admin, err := platform.Connect(ctx, cfg(adminUser), "provision", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(admin.Close)
+	if err := admin.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The mapper parks two observed snapshots under its own dead-letter subjects, as its consumer loop does.
+	mapperBus, err := platform.Connect(ctx, cfg(contracts.StageMapper), contracts.StageMapper, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mapperBus.Close)
+	for _, ref := range []string{"R-redrive", "R-purge"} {
+		subject := contracts.SubjectReferralObserved + "." + ref
+		dl := contracts.DeadLetter{Stage: contracts.StageMapper, Stream: contracts.StreamObserved, Consumer: "mapper-observed",
+			Subject: subject, Header: map[string][]string{"ce-id": {"pc/" + ref + "/1"}}, Data: []byte(`{}`), Reason: "poison", At: time.Now().UTC()}
+		e, err := platform.NewEvent(contracts.StreamObserved+"/"+ref, contracts.TypeDeadLetter, contracts.StageMapper, subject, dl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := mapperBus.Publish(ctx, platform.DeadLetterSubject(contracts.StageMapper, subject), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bus, err := platform.Connect(ctx, cfg(contracts.StageAuditor), contracts.StageAuditor, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(bus.Close)
+	a, err := auditor.New(ctx, bus, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs := map[string]uint64{}
+	testkit.Eventually(t, 10*time.Second, "both dead letters listed by the auditor", func() (bool, string) {
+		dls, err := a.DeadLetters(ctx)
+		for _, d := range dls {
+			seqs[d.Subject] = d.Seq
+		}
+		return len(seqs) == 2, fmt.Sprint(dls, err)
+	})
+	op := auditor.WithPrincipal(ctx, auditor.Principal{Name: "ann@contoso.com", Role: auditor.RoleOperator, Via: "session"})
+	if _, err := a.Retry(op, seqs[contracts.SubjectReferralObserved+".R-redrive"]); err != nil {
+		t.Fatalf("re-drive under the auditor's user: %v", err)
+	}
+	if _, err := a.Purge(op, seqs[contracts.SubjectReferralObserved+".R-purge"]); err != nil {
+		t.Fatalf("purge under the auditor's user: %v", err)
+	}
+	if left, err := a.DeadLetters(ctx); err != nil || len(left) != 0 {
+		t.Errorf("dead letters left: %+v %v", left, err)
+	}
+	adm := adminJS(t, ns)
+	if m, err := stream(t, adm, contracts.StreamObserved).GetLastMsgForSubject(ctx, contracts.SubjectReferralObserved+".R-redrive"); err != nil {
+		t.Errorf("the re-driven snapshot is not on its subject: %v", err)
+	} else if m.Header.Get("ce-id") != "pc/R-redrive/1" {
+		t.Errorf("re-driven message headers %v", m.Header)
+	}
+	for ref, kind := range map[string]string{"R-redrive": contracts.DecisionRedriven, "R-purge": contracts.DecisionPurged} {
+		tl, err := a.Timeline(ctx, contracts.LinkIDFor(contracts.PartnerCenter, ref))
+		found := false
+		for _, d := range tl {
+			found = found || (d.Kind == kind && d.By == "ann@contoso.com (operator, session)")
+		}
+		if !found {
+			t.Errorf("%s: no %s decision by the operator on the timeline: %+v %v", ref, kind, tl, err)
+		}
+	}
 }
