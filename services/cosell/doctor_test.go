@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -176,6 +178,19 @@ func TestDoctorPassesOnAReadyDeploymentAndNamesEachFix(t *testing.T) {
 	}
 	if code != 1 {
 		t.Errorf("exit %d with failures, want 1", code)
+	}
+	// As data: every check with its verdict; a failing one carries its problem and fix.
+	code, out = runDoctor("--only", "nats", "-o", "json")
+	var rep struct {
+		Passed bool
+		Checks []struct{ Group, Name, Problem, Fix string }
+	}
+	err = json.Unmarshal([]byte(out), &rep)
+	failing := slices.IndexFunc(rep.Checks, func(c struct{ Group, Name, Problem, Fix string }) bool {
+		return c.Name == "stream "+contracts.StreamAudit && strings.Contains(c.Problem, "max age is 1h0m0s") && strings.Contains(c.Fix, "--provision")
+	})
+	if err != nil || code != 1 || rep.Passed || len(rep.Checks) < 10 || rep.Checks[0].Group != "nats" || failing < 0 {
+		t.Errorf("doctor -o json: exit %d, %v, want 1 and the failing stream with its fix\n%s", code, err, out)
 	}
 }
 

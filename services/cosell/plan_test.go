@@ -86,4 +86,14 @@ func TestPlanPreviewsAMappingChangeWithoutWriting(t *testing.T) {
 	if now := s.SF.Counts()["sobjects.update"] + s.PC.Counts()["referrals.patch"]; now != writes {
 		t.Fatalf("a plan wrote something: %d writes before, %d after", writes, now)
 	}
+	// As data: the same plan in JSON, and a plan for nothing is an empty list, not null.
+	out.Reset()
+	if code := Run(ctx, []string{"plan", "--opportunity", oppID, "--mapping", file, "-o", "json"}, &out, &errb); code != 0 ||
+		!strings.HasPrefix(out.String(), "[") || !strings.Contains(out.String(), `"op": "replace"`) {
+		t.Fatalf("plan -o json: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	out.Reset()
+	if code := Run(ctx, []string{"plan", "--referral", "no-such-referral", "-o", "json"}, &out, &errb); code != 0 || out.String() != "[]\n" {
+		t.Fatalf("plan -o json for nothing: exit %d %q", code, out.String())
+	}
 }
