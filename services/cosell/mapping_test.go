@@ -86,7 +86,7 @@ func TestMappingValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, got, _ = cli(t, "mapping", "validate", multi)
-	if code != 1 || !strings.Contains(got, `unknown key "nameMarks"`) || !strings.Contains(got, "field notes: Salesforce field Opportunity.Descripton does not exist (fix: ") ||
+	if code != 1 || !strings.Contains(got, `unknown key "nameMarks"`) || !strings.Contains(got, "field notes: Salesforce field Opportunity.Descripton does not exist (fix: did you mean Description?)") ||
 		!strings.Contains(got, `field status: owner "nobody" is not known`) || !strings.HasSuffix(got, "\n3 problem(s)\n") {
 		t.Fatalf("validate three mistakes: code %d, want 1 and all three\n%s", code, got)
 	}

@@ -209,11 +209,13 @@ func check(m *Mapping, s sfSchema) Problems {
 
 // suggest proposes the closest field name.
 func suggest(fields map[string]sfField, name, object string) string {
+	// A typo (Descripton, Amuont) is within two edits of the field meant.
 	want := strings.ToLower(strings.TrimSuffix(name, "__c"))
 	var close []string
 	for _, f := range fields {
 		have := strings.ToLower(strings.TrimSuffix(f.Name, "__c"))
-		if strings.Contains(have, want) || strings.Contains(want, have) || strings.EqualFold(strings.ReplaceAll(have, "_", ""), strings.ReplaceAll(want, "_", "")) {
+		if strings.Contains(have, want) || strings.Contains(want, have) || strings.EqualFold(strings.ReplaceAll(have, "_", ""), strings.ReplaceAll(want, "_", "")) ||
+			len(want) >= 4 && editDistance(have, want) <= 2 {
 			close = append(close, f.Name)
 		}
 	}
@@ -222,4 +224,25 @@ func suggest(fields map[string]sfField, name, object string) string {
 		return "did you mean " + strings.Join(close, " or ") + "?"
 	}
 	return "check the API name in Setup → Object Manager → " + object + " (custom fields end in __c)"
+}
+
+// editDistance is the Levenshtein distance between a and b (bytes: API names are ASCII).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
