@@ -218,8 +218,35 @@ func ReplayKey(channel string) string {
 	return contracts.CheckpointKey(contracts.StageSFIngest, "cdc"+strings.ReplaceAll(channel, "/", "."))
 }
 
-// subscribe follows one channel: from its stored replay id, else after a REST catch-up from LATEST.
+// subscribe follows one channel until ctx ends. A failure (Salesforce refusing the burst's read, NATS
+// away) starts it again after a back-off from the stored replay id, so the unfinished burst comes again.
 func (c *CDC) subscribe(ctx context.Context, channel string) error {
+	const first, most = 200 * time.Millisecond, 30 * time.Second
+	backoff := first
+	for {
+		began := time.Now()
+		err := c.follow(ctx, channel)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(began) > most {
+			backoff = first
+		}
+		c.In.Log.Warn("change data capture: subscription failed; resuming from the stored replay id", "channel", channel,
+			"err", err, "in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(backoff*2, most)
+	}
+}
+
+// follow subscribes to one channel: from its stored replay id, else after a REST catch-up from LATEST.
+func (c *CDC) follow(ctx context.Context, channel string) error {
 	key := ReplayKey(channel)
 	caughtUp := false
 	for {
@@ -275,6 +302,9 @@ func (c *CDC) subscribe(ctx context.Context, channel string) error {
 			return nil
 		}
 		if !errors.Is(err, sfpubsub.ErrReplayInvalid) {
+			if err == nil {
+				err = errors.New("the subscription ended")
+			}
 			return err
 		}
 		// Past retention (or otherwise unusable): heal by REST, then follow from LATEST.

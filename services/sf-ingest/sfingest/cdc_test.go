@@ -328,3 +328,24 @@ func TestCDCOneSubscriberAcrossThreeReplicas(t *testing.T) {
 		t.Fatalf("replay key %s", ReplayKey(sfemu.AllChangeEvents))
 	}
 }
+
+func TestCDCRefusedReadIsRetriedFromTheStoredReplayID(t *testing.T) {
+	t.Parallel()
+	f := newCDCFixture(t)
+	c := f.subscriber(t)
+	run(t, c)
+	f.waitStored(t)
+	opp := f.syncedOpportunity(t, "Flaky")
+	f.waitSnapshot(t, opp, "the created opportunity", func(o contracts.OpportunityObserved) bool { return o.Via == "cdc" })
+	catchUps := c.Stats().CatchUps
+	f.emu.FailNextCalls(3) // the burst's read fails, and the retries' too, until the fourth
+	if err := f.emu.Update("Opportunity", opp, map[string]any{"Amount": 31}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitSnapshot(t, opp, "the change once Salesforce answers again", func(o contracts.OpportunityObserved) bool {
+		return o.Opportunity.Fields[sf.FieldAmount] == 31.0
+	})
+	if n := c.Stats().CatchUps; n != catchUps {
+		t.Fatalf("%d REST catch-ups, want %d: a refused read resumes from the replay id, not by REST", n, catchUps)
+	}
+}

@@ -15,6 +15,9 @@ type Emulators struct {
 	PCURL, PCAuthority, PCClientID string
 	// SFURL is the Salesforce emulator's base URL; SFClientID and SFClientSecret its connected app.
 	SFURL, SFClientID, SFClientSecret string
+	// SFPubSubURL is the Salesforce emulator's Pub/Sub API (http://host:port: plaintext gRPC), for Change
+	// Data Capture; "" leaves sf-ingest to poll only.
+	SFPubSubURL string
 	// CAFile holds the Partner Center emulator's webhook-signing root (PEM).
 	CAFile string
 	// WebhookListen is the address pc-ingest listens on for notifications.
@@ -27,7 +30,7 @@ func (e Emulators) Vars() map[string]string {
 	if u, err := url.Parse(e.PCURL); err == nil {
 		host = u.Host
 	}
-	return map[string]string{
+	vars := map[string]string{
 		"COSELL_PC_URL": e.PCURL, "COSELL_PC_WEBHOOKS_URL": e.PCURL,
 		"COSELL_PC_AUTHORITY": e.PCAuthority, "COSELL_PC_CLIENT_ID": e.PCClientID,
 		"COSELL_SF_URL": e.SFURL, "COSELL_SF_CLIENT_ID": e.SFClientID, "COSELL_SF_CLIENT_SECRET": e.SFClientSecret,
@@ -42,6 +45,10 @@ func (e Emulators) Vars() map[string]string {
 		"COSELL_STATUS_REFERRAL_URL":    e.PCURL + "/_emulator/referrals/%s",
 		"COSELL_STATUS_OPPORTUNITY_URL": e.SFURL + "/_emulator/sobjects/Opportunity/%s",
 	}
+	if e.SFPubSubURL != "" {
+		vars["COSELL_SF_PUBSUB_URL"] = e.SFPubSubURL
+	}
+	return vars
 }
 
 // Env is Vars as KEY=VALUE lines for a process's environment, sorted by name.

@@ -152,7 +152,7 @@ func New(bin, dir string) (*Fleet, error) {
 	f.Env = append([]string{"COSELL_NATS_URL=nats://" + f.NATSAddr}, emuenv.Emulators{
 		PCURL: f.PCURL(), PCAuthority: f.PCURL() + "/00000000-0000-0000-0000-000000000001", PCClientID: "cosell-emulator-client",
 		SFURL: f.SFURL(), SFClientID: "cosell-emulator-client", SFClientSecret: "cosell-emulator-secret",
-		CAFile: f.CAFile, WebhookListen: f.HookAddr,
+		SFPubSubURL: "http://" + f.PubSubAddr, CAFile: f.CAFile, WebhookListen: f.HookAddr,
 	}.Env()...)
 	return f, nil
 }

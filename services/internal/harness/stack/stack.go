@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
 
 	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
@@ -101,6 +102,8 @@ type Stack struct {
 	SFURL     string
 	// SFLoginURL serves the emulated org's shared login host (as login.salesforce.com).
 	SFLoginURL string
+	// SFPubSubURL is the Salesforce emulator's Pub/Sub API (Change Data Capture), as COSELL_SF_PUBSUB_URL.
+	SFPubSubURL string
 	// Webhook is pc-ingest's endpoint and Status the status page's base URL; both stay the same across
 	// StopPipeline, CrashPipeline and StartPipeline.
 	Webhook string
@@ -118,6 +121,7 @@ type Stack struct {
 	// through an observer of its own, so two stacks in one process keep their counts apart.
 	clients *stage.ClientMetrics
 	servers []*http.Server
+	pubsub  *grpc.Server
 	tmp     string
 	// vars point the stages at the emulators (under Options.Vars).
 	vars    map[string]string
@@ -233,6 +237,13 @@ func StartInfra(ctx context.Context, opts Options) (*Stack, error) {
 	if s.SFLoginURL, err = s.serve("127.0.0.1:0", s.SF.LoginHost(s.SFURL)); err != nil {
 		return fail(err)
 	}
+	pubsub, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fail(fmt.Errorf("listen for the Pub/Sub API: %w", err))
+	}
+	s.pubsub = s.SF.PubSubServer()
+	go func() { _ = s.pubsub.Serve(pubsub) }()
+	s.SFPubSubURL = "http://" + pubsub.Addr().String()
 	hook, err := net.Listen("tcp", opts.WebhookAddr)
 	if err != nil {
 		return fail(fmt.Errorf("listen %s: %w", opts.WebhookAddr, err))
@@ -246,7 +257,7 @@ func StartInfra(ctx context.Context, opts Options) (*Stack, error) {
 		return fail(err)
 	}
 	s.vars = emuenv.Emulators{PCURL: s.PCURL, PCAuthority: s.PC.Authority(), PCClientID: s.PC.ClientID(),
-		SFURL: s.SFURL, SFClientID: SFClientID, SFClientSecret: SFClientSecret, CAFile: caFile,
+		SFURL: s.SFURL, SFClientID: SFClientID, SFClientSecret: SFClientSecret, SFPubSubURL: s.SFPubSubURL, CAFile: caFile,
 		WebhookListen: hook.Addr().String()}.Vars()
 	if opts.SFLogin == sfapi.AuthJWT {
 		// The server-to-server setup docs/connect.md describes: the JWT bearer flow on the login host.
@@ -268,6 +279,9 @@ func StartInfra(ctx context.Context, opts Options) (*Stack, error) {
 	}
 	// Quicker than production, so a test sees a change within a second.
 	s.vars["COSELL_SF_POLL_INTERVAL"], s.vars["COSELL_PC_POLL_INTERVAL"] = "1s", "1m"
+	// Change Data Capture is opt-in here (Vars COSELL_SF_CDC=on): the suites built on the poller's rhythm
+	// keep it. With it on, the backstop poll keeps the poll interval.
+	s.vars["COSELL_SF_CDC"], s.vars["COSELL_SF_BACKSTOP_INTERVAL"] = "off", "1s"
 	var in pcingest.Config
 	if err := platform.LoadConfig(&in, s.lookup(contracts.StagePCIngest)); err != nil {
 		return fail(err)
@@ -581,6 +595,9 @@ func (s *Stack) Stop() {
 	}
 	if s.webhook != nil {
 		_ = s.webhook.Close()
+	}
+	if s.pubsub != nil {
+		s.pubsub.Stop()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
