@@ -7,6 +7,8 @@ import (
 
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/internal/harness/stack"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
+	"github.com/cosell-dev/cosell/services/internal/testkit/stacktest"
 )
 
 // TestChangeDataCaptureCarriesSellerChanges runs the whole system with sf-ingest on the emulator's
@@ -18,20 +20,20 @@ func TestChangeDataCaptureCarriesSellerChanges(t *testing.T) {
 		o.Vars["COSELL_SF_BACKSTOP_INTERVAL"] = "1h"
 	})
 	// On start sf-ingest catches up by REST, then follows from LATEST: wait until its stream is open.
-	eventually(t, 20*time.Second, "the Pub/Sub subscription", func() (bool, string) {
+	testkit.Eventually(t, 20*time.Second, "the Pub/Sub subscription", func() (bool, string) {
 		n := s.SF.Counts()["pubsub.subscribe"]
 		return n > 0, fmt.Sprintf("%d subscriptions", n)
 	})
 	oppID := newOpportunity(t, s, "Contoso realtime", 31000)
-	eventually(t, 20*time.Second, "referral created from the change event", func() (bool, string) {
-		refs := referralsFor(s, oppID)
+	testkit.Eventually(t, 20*time.Second, "referral created from the change event", func() (bool, string) {
+		refs := stacktest.ReferralsFor(s, oppID)
 		return len(refs) == 1, fmt.Sprintf("%d referrals", len(refs))
 	})
 	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{"Amount": 32500}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the seller's new amount in Partner Center", func() (bool, string) {
-		refs := referralsFor(s, oppID)
+	testkit.Eventually(t, 20*time.Second, "the seller's new amount in Partner Center", func() (bool, string) {
+		refs := stacktest.ReferralsFor(s, oppID)
 		if len(refs) != 1 || refs[0].Details == nil || refs[0].Details.DealValue == nil {
 			return false, fmt.Sprintf("%d referrals", len(refs))
 		}
