@@ -94,7 +94,9 @@ var cdcParents = map[string]string{
 
 // CDCStats counts what the subscriber did, for tests and benchmarks.
 type CDCStats struct {
-	Events, Echoes, Gaps, Reads, Snapshots int
+	// Echoes counts cosell's own writes dropped from the header alone; OwnReads those re-read because
+	// they changed what a snapshot carries (see CDC.carried).
+	Events, Echoes, OwnReads, Gaps, Reads, Snapshots int
 	// CatchUps counts REST catch-ups (first start, replay id past retention, GAP_OVERFLOW).
 	CatchUps int
 }
@@ -117,19 +119,24 @@ func later(m map[string]time.Time, id string, at time.Time) {
 	}
 }
 
-// add notes what one event asks to re-read; it reports whether the event was an echo of cosell's own write.
-func (b *burst) add(ev sfpubsub.ChangeEvent, own string) (echo bool) {
+// add notes what one event asks to re-read; it reports whether the event was cosell's own write (own,
+// the client name in changeOrigin) and whether that was dropped from the header alone: an own write that
+// changed nothing a snapshot carries (carried false) is dropped; one that did is re-read like a seller's.
+func (b *burst) add(ev sfpubsub.ChangeEvent, own string, carried func(sfpubsub.Header) bool) (ours, dropped bool) {
 	h := ev.Header
 	if own != "" && h.Client() == own && !h.IsGap() {
-		return true
+		if !carried(h) {
+			return true, true
+		}
+		ours = true
 	}
 	parentField, tracked := cdcParents[h.EntityName]
 	if !tracked {
-		return false
+		return ours, false
 	}
 	if h.ChangeType == "GAP_OVERFLOW" {
 		b.overflow = true
-		return false
+		return ours, false
 	}
 	at := h.CommitTimestamp
 	for _, id := range h.RecordIDs {
@@ -149,7 +156,7 @@ func (b *burst) add(ev sfpubsub.ChangeEvent, own string) (echo bool) {
 			later(b.children[h.EntityName], id, at)
 		}
 	}
-	return false
+	return ours, false
 }
 
 func (b *burst) empty() bool {
@@ -166,6 +173,44 @@ type CDC struct {
 
 	mu    sync.Mutex
 	stats CDCStats
+	// snapshot holds, per tracked object, the fields (lower case) a snapshot carries; set by Run.
+	snapshot map[string]map[string]bool
+}
+
+// stamps change with every write; a write that changed only them changed nothing a snapshot shows.
+var stamps = map[string]bool{"systemmodstamp": true, "lastmodifieddate": true, "lastmodifiedbyid": true}
+
+// learnSnapshotFields records which fields of Opportunity and Account the snapshot's selection reads.
+func (c *CDC) learnSnapshotFields() {
+	c.snapshot = map[string]map[string]bool{sf.ObjectOpportunity: {}, "Account": {}}
+	for _, f := range c.In.sel.Fields {
+		f = strings.ToLower(f)
+		if acc, ok := strings.CutPrefix(f, "account."); ok {
+			c.snapshot["Account"][acc] = true
+		} else if !strings.Contains(f, ".") {
+			c.snapshot[sf.ObjectOpportunity][f] = true
+		}
+	}
+}
+
+// carried reports whether cosell's own change could show in a snapshot: an update that changed a field
+// the snapshot reads (a synced value, not only the sync status or the Audit summary), or any create,
+// delete or undelete, or any change to a child record (the snapshot holds them whole). Such an own write
+// is re-read, not dropped: when a seller changed the same record just before it, sf-ingest may have read
+// and published the seller's value before cosell's write landed, and only the re-read tells the mapper
+// that cosell's value is the one Salesforce kept (the poller sees that write too; dropping it left the
+// two sides diverged, as TestCDCOwnWriteAfterASellersChangeIsReread shows).
+func (c *CDC) carried(h sfpubsub.Header) bool {
+	fields, simple := c.snapshot[h.EntityName]
+	if !simple || h.ChangeType != "UPDATE" {
+		return true
+	}
+	for _, f := range h.ChangedFields {
+		if f = strings.ToLower(f); fields[f] && !stamps[f] {
+			return true
+		}
+	}
+	return false
 }
 
 // Stats returns the counts so far.
@@ -196,6 +241,7 @@ func (c *CDC) Run(ctx context.Context) error {
 	if err := c.In.Describe(ctx); err != nil {
 		return err
 	}
+	c.learnSnapshotFields()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make(chan error, len(c.Config.Channels)+1)
@@ -336,14 +382,16 @@ func (c *CDC) handle(ctx context.Context, b sfpubsub.Batch) error {
 	}
 	work := newBurst()
 	for _, ev := range b.Events {
-		echo := work.add(ev, c.Config.OwnClient)
+		ours, dropped := work.add(ev, c.Config.OwnClient, c.carried)
 		c.count(func(s *CDCStats) {
 			s.Events++
 			if ev.Header.IsGap() {
 				s.Gaps++
 			}
-			if echo {
+			if dropped {
 				s.Echoes++
+			} else if ours {
+				s.OwnReads++
 			}
 		})
 	}

@@ -189,9 +189,10 @@ func TestCDCBurstOfTwoHundredIsOneReadAndOwnWritesAreEchoes(t *testing.T) {
 	run(t, c)
 	f.waitStored(t)
 
-	// cosell's own write (client=cosell in changeOrigin) costs no read.
+	// cosell's own write (client=cosell in changeOrigin) of what no snapshot carries (the sync status and
+	// the Audit summary sf-writer writes back) costs no read.
 	before := f.emu.Counts()["composite"]
-	ownWrite(t, f.in.SF, "Opportunity", res[0].ID, map[string]any{"Description": "written by sf-writer"})
+	ownWrite(t, f.in.SF, "Opportunity", res[0].ID, map[string]any{sf.FieldSyncStatus: "✔ in step", sf.FieldAudit: "written by sf-writer"})
 	testkit.EventuallyTrue(t, 15*time.Second, "the echo", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.bursts >= 1 && c.Stats().Echoes == 1 })
 	if n := f.emu.Counts()["composite"] - before; n != 0 {
 		t.Fatalf("an echo cost %d Composite calls, want 0", n)
@@ -347,5 +348,31 @@ func TestCDCRefusedReadIsRetriedFromTheStoredReplayID(t *testing.T) {
 	})
 	if n := c.Stats().CatchUps; n != catchUps {
 		t.Fatalf("%d REST catch-ups, want %d: a refused read resumes from the replay id, not by REST", n, catchUps)
+	}
+}
+
+// TestCDCOwnWriteAfterASellersChangeIsReread is the race TestChaosShort found in CDC mode: a seller edits
+// the Amount, sf-ingest reads and publishes it, and then cosell's write of the Amount (decided on a
+// Microsoft seller's edit before the mapper saw the Salesforce one) lands over it. Salesforce keeps
+// cosell's value; only a snapshot of it tells the mapper so (it had sent the seller's value to Partner
+// Center). Dropping that write as an echo from the header left the pair diverged until the backstop poll.
+func TestCDCOwnWriteAfterASellersChangeIsReread(t *testing.T) {
+	t.Parallel()
+	f := newCDCFixture(t)
+	c := f.subscriber(t)
+	run(t, c)
+	f.waitStored(t)
+	opp := f.syncedOpportunity(t, "Race")
+	f.waitSnapshot(t, opp, "the created opportunity", func(o contracts.OpportunityObserved) bool { return o.Via == "cdc" })
+	if err := f.emu.Update("Opportunity", opp, map[string]any{"Amount": 50050}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitSnapshot(t, opp, "the seller's amount", func(o contracts.OpportunityObserved) bool { return o.Opportunity.Fields[sf.FieldAmount] == 50050.0 })
+	ownWrite(t, f.in.SF, "Opportunity", opp, map[string]any{"Amount": 40050})
+	f.waitSnapshot(t, opp, "cosell's amount, which Salesforce kept", func(o contracts.OpportunityObserved) bool {
+		return o.Via == "cdc" && o.Opportunity.Fields[sf.FieldAmount] == 40050.0
+	})
+	if st := c.Stats(); st.OwnReads != 1 || st.Echoes != 0 {
+		t.Fatalf("stats %+v: want cosell's write of a synced field re-read (1), none dropped", st)
 	}
 }
