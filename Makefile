@@ -39,8 +39,8 @@ images: ## all seven images (six stages and the cosell CLI) as `make image` buil
 fuzz: ## run every fuzz target for FUZZTIME each (default 10s); new crashers land in testdata/fuzz
 	FUZZTIME=$(or $(FUZZTIME),10s) ./scripts/fuzz.sh
 
-chaos: ## fault-injection suite: every stage a process, kill -9s, a NATS restart, upstream faults; prints a verdict
-	$(GO) run ./services/chaos -duration $(or $(DURATION),60s) -kills $(or $(KILLS),8)
+chaos: ## fault-injection suite: every stage a process, kill -9s, a NATS restart, upstream faults; prints a verdict (SF_CDC=off: sf-ingest polls instead of following Change Data Capture)
+	$(GO) run ./services/chaos -duration $(or $(DURATION),60s) -kills $(or $(KILLS),8) -sf-cdc $(or $(SF_CDC),on)
 
 bench: ## end-to-end benchmarks with every stage a process; prints the Markdown table kept in docs/benchmarks.md
 	$(GO) run ./services/bench -n $(or $(N),500) -rate $(or $(RATE),100) -duration $(or $(DURATION),20s)

@@ -1,7 +1,7 @@
 // Command chaos runs the fault-injection suite (internal/harness/chaos) and prints a one-line verdict; it exits 1
 // when anything was lost, duplicated, left diverged or unexplained.
 //
-// Usage: go run ./services/chaos [-duration 60s] [-rate 8] [-kills 8] [-seed N]   (make chaos)
+// Usage: go run ./services/chaos [-duration 60s] [-rate 8] [-kills 8] [-seed N] [-sf-cdc on|off]   (make chaos)
 package main
 
 import (
@@ -23,6 +23,7 @@ func main() {
 	kills := flag.Int("kills", 8, "SIGKILLs of random stages")
 	seed := flag.Int64("seed", time.Now().UnixNano(), "random seed (printed, to reproduce a run)")
 	verbose := flag.Bool("v", false, "print every finding")
+	cdc := flag.String("sf-cdc", "on", "sf-ingest's COSELL_SF_CDC: on follows Change Data Capture over the emulator's Pub/Sub API (the backstop poll 5 minutes away; the first kill -9 is sf-ingest's, mid-stream); off polls only")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -39,7 +40,7 @@ func main() {
 	}
 	v, err := chaos.Run(ctx, chaos.Config{
 		Bin: work, Dir: work, Duration: *dur, Rate: *rate, Kills: *kills, NATSRestart: true, Faults: true,
-		Seed: *seed, Log: os.Stderr,
+		Seed: *seed, Log: os.Stderr, SFCDC: *cdc,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)

@@ -35,6 +35,10 @@ type Config struct {
 	NATSRestart bool
 	// Faults turns on the upstream faults in both emulators.
 	Faults bool
+	// SFCDC is sf-ingest's COSELL_SF_CDC: "on" follows Change Data Capture over the Salesforce emulator's
+	// Pub/Sub API (the poller only the backstop, 5 minutes away: longer than a run, so change events must
+	// carry every change), and the first kill is sf-ingest's, mid-stream; "off" polls only. Empty is "on".
+	SFCDC string
 	// Quiesce bounds the wait for everything to settle after the workload.
 	Quiesce time.Duration
 	Seed    int64
@@ -49,6 +53,12 @@ func Run(ctx context.Context, cfg Config) (Verdict, error) {
 	if cfg.Quiesce == 0 {
 		cfg.Quiesce = 3 * time.Minute
 	}
+	if cfg.SFCDC == "" {
+		cfg.SFCDC = "on"
+	}
+	if cfg.SFCDC != "on" && cfg.SFCDC != "off" {
+		return Verdict{}, fmt.Errorf("chaos: SFCDC %q: on or off", cfg.SFCDC)
+	}
 	rng := rand.New(rand.NewSource(cfg.Seed))
 	f, err := fleet.New(cfg.Bin, cfg.Dir)
 	if err != nil {
@@ -62,6 +72,7 @@ func Run(ctx context.Context, cfg Config) (Verdict, error) {
 		"COSELL_SF_POLL_INTERVAL=500ms", "COSELL_PC_POLL_INTERVAL=3s", "COSELL_PC_POLL_OVERLAP=10s",
 		"COSELL_ACK_WAIT=5s", "COSELL_MAX_DELIVER=12", "COSELL_SF_LIMIT_PAUSE=2s", "COSELL_LOG_LEVEL=warn",
 		"COSELL_AUDIT_SUMMARY_INTERVAL=2s", "COSELL_PC_WRITE_RATE=50",
+		"COSELL_SF_CDC="+cfg.SFCDC, "COSELL_SF_BACKSTOP_INTERVAL=5m",
 	)
 	if err := f.StartStages(ctx); err != nil {
 		return Verdict{}, err
@@ -113,8 +124,12 @@ func Run(ctx context.Context, cfg Config) (Verdict, error) {
 	if err := quiesce(ctx, js, f, cfg.Quiesce); err != nil {
 		v.Problems = append(v.Problems, err.Error()+"; latest commands: "+latestCommands(ctx, js, 12))
 	}
+	v.SFCDC = cfg.SFCDC
 	if err := check(ctx, js, f, w, &v); err != nil {
 		return v, err
+	}
+	if cfg.SFCDC == "on" && cfg.Kills > 0 && v.SFIngestKills == 0 {
+		v.problem("CDC mode: sf-ingest was never killed mid-stream")
 	}
 	return v, nil
 }
@@ -132,8 +147,12 @@ func inject(ctx context.Context, f *fleet.Fleet, cfg Config, rng *rand.Rand, v *
 	var plan []event
 	at := func() time.Duration { return time.Duration(rng.Int63n(int64(cfg.Duration * 8 / 10))) }
 	for i := 0; i < cfg.Kills; i++ {
+		first := i == 0
 		plan = append(plan, event{at(), func() error {
 			s := fleet.Stages[rng.Intn(len(fleet.Stages))]
+			if first && cfg.SFCDC == "on" {
+				s = "sf-ingest" // kill -9 mid-stream: it must resume from its stored replay id
+			}
 			if done, _ := f.Proc(s).Exited(); done {
 				return nil
 			}
@@ -141,6 +160,9 @@ func inject(ctx context.Context, f *fleet.Fleet, cfg Config, rng *rand.Rand, v *
 				return err
 			}
 			v.Kills++
+			if s == "sf-ingest" {
+				v.SFIngestKills++
+			}
 			pause(ctx, time.Duration(300+rng.Intn(1500))*time.Millisecond)
 			_, err := f.StartStage(ctx, s)
 			return err

@@ -17,6 +17,12 @@ import (
 // Verdict is what a run found.
 type Verdict struct {
 	Ops, Kills, NATSRestarts, Faults int
+	// SFCDC is sf-ingest's mode (on: Change Data Capture); SFIngestKills how often it was killed.
+	SFCDC         string
+	SFIngestKills int
+	// ViaCDC and ViaPoll count the Opportunity snapshots sf-ingest published from change events and
+	// from REST reads (the first start's catch-up, the backstop).
+	ViaCDC, ViaPoll int
 	// Referrals and Opportunities counted in the emulators' stores; Pairs linked one-to-one.
 	Referrals, Opportunities, Pairs int
 	Duplicates                      int
@@ -45,10 +51,10 @@ func (v Verdict) String() string {
 	}
 	return fmt.Sprintf("chaos %s: %d referrals ↔ %d opportunities (%d pairs), %d duplicates, %d missing, %d diverged, "+
 		"%d closed before first sight, %d/%d poison flagged (%d parked as dead letters with the reason), %d dead letters in all, %d/%d commands answered, %d/%d links with an audit trail; "+
-		"injected %d kills, %d NATS restarts, %d upstream faults over %d operations",
+		"injected %d kills (%d of sf-ingest), %d NATS restarts, %d upstream faults over %d operations; sf-ingest CDC %s: %d snapshots from change events, %d by REST",
 		status, v.Referrals, v.Opportunities, v.Pairs, v.Duplicates, v.Missing, v.Diverged,
 		v.IgnoredClosed, v.PoisonFlagged, v.Poison, v.PoisonParked, v.DeadLetters, v.Commands-v.Unanswered, v.Commands, v.Links-v.LinksWithoutTrail, v.Links,
-		v.Kills, v.NATSRestarts, v.Faults, v.Ops)
+		v.Kills, v.SFIngestKills, v.NATSRestarts, v.Faults, v.Ops, v.SFCDC, v.ViaCDC, v.ViaPoll)
 }
 
 func (v *Verdict) problem(format string, args ...any) {
@@ -175,7 +181,8 @@ func check(ctx context.Context, js jetstream.JetStream, _ any, w *workload, v *V
 		}
 		if len(diffs) > 0 {
 			v.Diverged++
-			v.problem("pair %s ↔ %v diverged: %s", p.r.ID, p.o["Id"], strings.Join(diffs, "; "))
+			v.problem("pair %s ↔ %v diverged: %s; timeline: %s", p.r.ID, p.o["Id"], strings.Join(diffs, "; "),
+				timeline(ctx, js, p.r.ID, fmt.Sprint(p.o["Id"])))
 		}
 	}
 	v.Poison = len(w.poison)
@@ -229,6 +236,20 @@ func trace(ctx context.Context, js jetstream.JetStream, sys contracts.System, id
 		count(contracts.StreamObserved, contracts.Subject(contracts.SubjectOpportunityObserved, id)),
 		count(contracts.StreamRequested, contracts.Subject(contracts.SubjectReferralRequested, link)),
 		count(contracts.StreamAudit, contracts.Subject(contracts.SubjectAudit, link)))
+}
+
+// timeline lists a pair's decisions in order (kind, fields, cause), to show how a divergence came about.
+func timeline(ctx context.Context, js jetstream.JetStream, referralID, opportunityID string) string {
+	var out []string
+	for _, link := range []string{contracts.LinkIDFor(contracts.PartnerCenter, referralID), contracts.LinkIDFor(contracts.Salesforce, opportunityID)} {
+		_ = each(ctx, js, contracts.StreamAudit, []string{contracts.Subject(contracts.SubjectAudit, link)}, func(m platform.Stored) {
+			var d contracts.Decision
+			if json.Unmarshal(m.Data, &d) == nil {
+				out = append(out, fmt.Sprintf("%s %s%v (%s) [%s]", d.Stage, d.Kind, d.Fields, d.Cause, d.Detail))
+			}
+		})
+	}
+	return strings.Join(out, " | ")
 }
 
 func sameSet(a, b []string) bool {
@@ -297,6 +318,22 @@ func checkStreams(ctx context.Context, js jetstream.JetStream, v *Verdict, poiso
 			v.Unanswered++
 			v.problem("command %s on %s has no outcome", id, subj)
 		}
+	}
+	if err := each(ctx, js, contracts.StreamObserved, []string{contracts.SubjectOpportunityObserved + ".>"}, func(m platform.Stored) {
+		var o contracts.OpportunityObserved
+		if json.Unmarshal(m.Data, &o) == nil {
+			switch o.Via {
+			case "cdc":
+				v.ViaCDC++
+			case "poll":
+				v.ViaPoll++
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	if v.SFCDC == "on" && v.ViaCDC == 0 {
+		v.problem("CDC mode: no snapshot came from a change event")
 	}
 	trails := map[string]int{}
 	if err := each(ctx, js, contracts.StreamAudit, nil, func(m platform.Stored) {
