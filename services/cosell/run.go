@@ -20,9 +20,9 @@ import (
 
 // runFlags are cosell run's settings.
 type runFlags struct {
-	dataDir, status, pcAddr, sfAddr, hook, nats, level string
-	demo                                               bool
-	poll                                               time.Duration
+	dataDir, status, pcAddr, sfAddr, pubsubAddr, hook, nats, level, cdc string
+	demo                                                                bool
+	poll, backstop                                                      time.Duration
 }
 
 func newRunCmd() *cobra.Command {
@@ -43,10 +43,13 @@ stage's --help), e.g. OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 cosell r
 	fs.StringVar(&f.status, "status", env("COSELL_STATUS_ADDR", "127.0.0.1:8080"), "status page address (env COSELL_STATUS_ADDR)")
 	fs.StringVar(&f.pcAddr, "pc-emulator", env("COSELL_PC_EMULATOR_ADDR", "127.0.0.1:8081"), "Partner Center emulator address (env COSELL_PC_EMULATOR_ADDR)")
 	fs.StringVar(&f.sfAddr, "sf-emulator", env("COSELL_SF_EMULATOR_ADDR", "127.0.0.1:8082"), "Salesforce emulator address (env COSELL_SF_EMULATOR_ADDR)")
+	fs.StringVar(&f.pubsubAddr, "sf-pubsub", env("COSELL_SF_PUBSUB_ADDR", "127.0.0.1:8083"), "Salesforce emulator's Pub/Sub API (gRPC, Change Data Capture) address (env COSELL_SF_PUBSUB_ADDR)")
 	fs.StringVar(&f.hook, "webhook", env("COSELL_PC_WEBHOOK_LISTEN", "127.0.0.1:8090"), "pc-ingest webhook address (env COSELL_PC_WEBHOOK_LISTEN)")
 	fs.StringVar(&f.nats, "nats", env("COSELL_NATS_LISTEN", "127.0.0.1:4222"), "embedded nats-server client address (env COSELL_NATS_LISTEN)")
 	fs.BoolVar(&f.demo, "demo", true, "load demo data (two Microsoft referrals, two synced Opportunities)")
-	fs.DurationVar(&f.poll, "sf-poll", 2*time.Second, "sf-ingest poll interval")
+	fs.StringVar(&f.cdc, "sf-cdc", env("COSELL_SF_CDC", "on"), "on: sf-ingest follows the Salesforce emulator's Change Data Capture events over the Pub/Sub API (a seller's change reaches Partner Center in moments); off: it only polls (env COSELL_SF_CDC)")
+	fs.DurationVar(&f.poll, "sf-poll", 2*time.Second, "sf-ingest poll interval with --sf-cdc=off")
+	fs.DurationVar(&f.backstop, "sf-backstop", time.Minute, "with --sf-cdc=on, how often sf-ingest still polls as the backstop (and for Notes, which change events do not carry)")
 	fs.StringVar(&f.level, "log-level", env("COSELL_LOG_LEVEL", "info"), "debug, info, warn or error (env COSELL_LOG_LEVEL)")
 	_ = cmd.MarkFlagDirname("data")
 	_ = cmd.RegisterFlagCompletionFunc("log-level", cobra.FixedCompletions([]string{"debug", "info", "warn", "error"}, cobra.ShellCompDirectiveNoFileComp))
@@ -72,8 +75,9 @@ func runAll(ctx context.Context, f runFlags, out *output, stdout, stderr io.Writ
 	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
 	s, err := stack.Start(ctx, stack.Options{
 		DataDir: f.dataDir, NATSListen: f.nats, NATSLogin: true, PCEmulatorAddr: f.pcAddr, SFEmulatorAddr: f.sfAddr,
-		WebhookAddr: f.hook, StatusAddr: f.status, Log: log,
-		Vars: map[string]string{"COSELL_SF_POLL_INTERVAL": f.poll.String(), "COSELL_AUDIT_SUMMARY_INTERVAL": "5s"},
+		SFPubSubAddr: f.pubsubAddr, WebhookAddr: f.hook, StatusAddr: f.status, Log: log,
+		Vars: map[string]string{"COSELL_SF_POLL_INTERVAL": f.poll.String(), "COSELL_AUDIT_SUMMARY_INTERVAL": "5s",
+			"COSELL_SF_CDC": f.cdc, "COSELL_SF_BACKSTOP_INTERVAL": f.backstop.String()},
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "cosell run: %v\n", err)
@@ -91,7 +95,7 @@ func runAll(ctx context.Context, f runFlags, out *output, stdout, stderr io.Writ
 			defer os.Remove(run)
 		}
 	}
-	info := describeRun(s, loginFile)
+	info := describeRun(s, loginFile, f.cdc)
 	out.print(stdout, info, func(w io.Writer) { info.print(w) })
 	if f.demo {
 		if err := loadDemo(s); err != nil {
@@ -119,8 +123,12 @@ type runInfo struct {
 	PCEmulator string `json:"pcEmulator"`
 	SFEmulator string `json:"sfEmulator"`
 	SFLogin    string `json:"sfLoginHost"`
-	Webhook    string `json:"webhook"`
-	NATS       string `json:"nats"`
+	// SFPubSub is the Salesforce emulator's Pub/Sub API (gRPC, plaintext); SFIngest says how sf-ingest
+	// follows the org (change events, or polling only).
+	SFPubSub string `json:"sfPubSub"`
+	SFIngest string `json:"sfIngest"`
+	Webhook  string `json:"webhook"`
+	NATS     string `json:"nats"`
 	// NATSUser and NATSPassword are the embedded server's generated login; NATSLoginFile holds it (the
 	// cosell commands on this machine find it from COSELL_NATS_URL alone).
 	NATSUser      string `json:"natsUser"`
@@ -140,10 +148,10 @@ type envVar struct {
 	Value string `json:"value"`
 }
 
-func describeRun(s *stack.Stack, loginFile string) runInfo {
+func describeRun(s *stack.Stack, loginFile, cdc string) runInfo {
 	info := runInfo{StatusPage: s.Status + "/", StatusAPI: s.Status + "/api/status", Metrics: s.Status + "/metrics",
 		Operator: login{s.Operator.Name, s.Operator.Secret}, Viewer: login{s.Viewer.Name, s.Viewer.Secret},
-		PCEmulator: s.PCURL, SFEmulator: s.SFURL, SFLogin: s.SFLoginURL, Webhook: s.Webhook, NATS: s.NATSLogin.URL,
+		PCEmulator: s.PCURL, SFEmulator: s.SFURL, SFLogin: s.SFLoginURL, SFPubSub: strings.TrimPrefix(s.SFPubSubURL, "http://"), SFIngest: sfIngestMode(cdc), Webhook: s.Webhook, NATS: s.NATSLogin.URL,
 		NATSUser: s.NATSLogin.User, NATSPassword: s.NATSLogin.Password, NATSLoginFile: loginFile}
 	for _, kv := range [][2]string{
 		{"COSELL_NATS_URL", info.NATS},
@@ -162,11 +170,12 @@ func (r runInfo) print(w io.Writer) {
   metrics               %s
   Partner Center emu    %s   (act as a Microsoft seller: POST %s/_emulator/referrals)
   Salesforce emulator   %s   (act as a user: POST %s/_emulator/sobjects/Opportunity; login host %s)
+  Salesforce Pub/Sub    %s   (Change Data Capture, gRPC; sf-ingest: %s)
   pc-ingest webhook     %s
   NATS                  %s   (user %s, password %s; login file %s, found by cosell commands on this machine)
 The admin commands against this run (cosell status, links, dlq, drift, plan, doctor, pc webhook …), from another shell:
 `, r.StatusPage, r.Operator.Name, r.Operator.Secret, r.Viewer.Name, r.Viewer.Secret, r.Viewer.Secret, r.StatusAPI, r.Metrics,
-		r.PCEmulator, r.PCEmulator, r.SFEmulator, r.SFEmulator, r.SFLogin, r.Webhook, r.NATS, r.NATSUser, r.NATSPassword, r.NATSLoginFile)
+		r.PCEmulator, r.PCEmulator, r.SFEmulator, r.SFEmulator, r.SFLogin, r.SFPubSub, r.SFIngest, r.Webhook, r.NATS, r.NATSUser, r.NATSPassword, r.NATSLoginFile)
 	// One export line per system: COSELL_NATS_*, COSELL_SF_*, COSELL_PC_*.
 	system := func(name string) string { return strings.SplitN(name, "_", 3)[1] }
 	line := "  export"
@@ -179,6 +188,14 @@ The admin commands against this run (cosell status, links, dlq, drift, plan, doc
 	}
 	fmt.Fprintln(w, line)
 	fmt.Fprintln(w, "Press Ctrl-C to stop (in-flight work is finished and acknowledged first).")
+}
+
+// sfIngestMode says how sf-ingest follows Salesforce under COSELL_SF_CDC=mode.
+func sfIngestMode(mode string) string {
+	if mode == "off" {
+		return "polls only (--sf-cdc=off)"
+	}
+	return "follows its change events, polling as the backstop"
 }
 
 // loadDemo acts as a Microsoft seller and as a Salesforce user once each way.

@@ -14,13 +14,16 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/harness/fleet"
 	"github.com/cosell-dev/cosell/services/internal/harness/otlpsink"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
 )
 
 // TestRunTracesToTheStandardEndpoint starts `cosell run` (demo data on) with only OpenTelemetry's standard
 // variables naming a collector and checks the stages' spans of the demo traffic arrive there under the
 // service cosell-run, that every log line of every stage (at debug level) is JSON without a repeated key,
-// that the banner names every address, and that the run stops cleanly.
+// that the banner names every address, that sf-ingest follows the emulated org's change events, and that
+// the run stops cleanly.
 func TestRunTracesToTheStandardEndpoint(t *testing.T) {
 	sink := otlpsink.Start()
 	t.Cleanup(sink.Close)
@@ -38,7 +41,7 @@ func TestRunTracesToTheStandardEndpoint(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- Run(ctx, []string{"run", "--data", "", "--status", "127.0.0.1:0", "--pc-emulator", "127.0.0.1:0",
-			"--sf-emulator", "127.0.0.1:0", "--webhook", "127.0.0.1:0", "--nats", "127.0.0.1:-1", "--log-level", "debug"}, &out, &errOut)
+			"--sf-emulator", "127.0.0.1:0", "--sf-pubsub", "127.0.0.1:0", "--webhook", "127.0.0.1:0", "--nats", "127.0.0.1:-1", "--log-level", "debug"}, &out, &errOut)
 	}()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -62,11 +65,25 @@ func TestRunTracesToTheStandardEndpoint(t *testing.T) {
 		<-time.After(100 * time.Millisecond)
 	}
 	for _, want := range []string{"status page ", "status API ", "metrics ", "/metrics", "Partner Center emu ", "Salesforce emulator ",
-		"login host http://", "pc-ingest webhook ", "NATS ", "export COSELL_NATS_URL=nats://", "COSELL_SF_CLIENT_SECRET=", "COSELL_PC_AUTHORITY=http://"} {
+		"login host http://", "Salesforce Pub/Sub ", "sf-ingest: follows its change events", "pc-ingest webhook ", "NATS ", "export COSELL_NATS_URL=nats://", "COSELL_SF_CLIENT_SECRET=", "COSELL_PC_AUTHORITY=http://"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the banner lacks %q:\n%s", want, out.String())
 		}
 	}
+	// By default sf-ingest follows the emulated org's change events: its Subscribe stream is open.
+	sfURL := ""
+	for _, line := range strings.Split(out.String(), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == "Salesforce" && f[1] == "emulator" {
+			sfURL = f[2]
+		}
+	}
+	testkit.Eventually(t, 30*time.Second, "sf-ingest's Change Data Capture subscription", func() (bool, string) {
+		var counts map[string]int
+		if err := fleet.GetJSON(ctx, sfURL+"/_emulator/counts", &counts); err != nil {
+			return false, err.Error()
+		}
+		return counts["pubsub.subscribe"] > 0, fmt.Sprintf("counts %v", counts)
+	})
 	cancel()
 	select {
 	case code := <-done:

@@ -58,6 +58,8 @@ type Options struct {
 	NATSLogin bool
 	// Addresses of the HTTP listeners; default 127.0.0.1:0 (a free port).
 	PCEmulatorAddr, SFEmulatorAddr, WebhookAddr, StatusAddr string
+	// SFPubSubAddr is the Salesforce emulator's Pub/Sub API (gRPC) listener; default 127.0.0.1:0.
+	SFPubSubAddr string
 	// Vars are configuration variables (COSELL_*) every stage reads, over the ones the stack sets to
 	// point the stages at the emulators. They go through the production loader: a variable left out takes
 	// the production default.
@@ -177,7 +179,7 @@ func StartInfra(ctx context.Context, opts Options) (*Stack, error) {
 	if opts.NATSListen == "" {
 		opts.NATSListen = "127.0.0.1:-1"
 	}
-	for _, a := range []*string{&opts.PCEmulatorAddr, &opts.SFEmulatorAddr, &opts.WebhookAddr, &opts.StatusAddr} {
+	for _, a := range []*string{&opts.PCEmulatorAddr, &opts.SFEmulatorAddr, &opts.SFPubSubAddr, &opts.WebhookAddr, &opts.StatusAddr} {
 		if *a == "" {
 			*a = "127.0.0.1:0"
 		}
@@ -237,9 +239,9 @@ func StartInfra(ctx context.Context, opts Options) (*Stack, error) {
 	if s.SFLoginURL, err = s.serve("127.0.0.1:0", s.SF.LoginHost(s.SFURL)); err != nil {
 		return fail(err)
 	}
-	pubsub, err := net.Listen("tcp", "127.0.0.1:0")
+	pubsub, err := net.Listen("tcp", opts.SFPubSubAddr)
 	if err != nil {
-		return fail(fmt.Errorf("listen for the Pub/Sub API: %w", err))
+		return fail(fmt.Errorf("listen %s for the Pub/Sub API: %w", opts.SFPubSubAddr, err))
 	}
 	s.pubsub = s.SF.PubSubServer()
 	go func() { _ = s.pubsub.Serve(pubsub) }()
