@@ -94,8 +94,8 @@ var cdcParents = map[string]string{
 
 // CDCStats counts what the subscriber did, for tests and benchmarks.
 type CDCStats struct {
-	// Echoes counts cosell's own writes dropped from the header alone; OwnReads those re-read because
-	// they changed what a snapshot carries (see CDC.carried).
+	// Echoes counts cosell's own writes dropped from the header alone; OwnReads those re-read (see
+	// CDC.reread).
 	Events, Echoes, OwnReads, Gaps, Reads, Snapshots int
 	// CatchUps counts REST catch-ups (first start, replay id past retention, GAP_OVERFLOW).
 	CatchUps int
@@ -121,11 +121,11 @@ func later(m map[string]time.Time, id string, at time.Time) {
 
 // add notes what one event asks to re-read; it reports whether the event was cosell's own write (own,
 // the client name in changeOrigin) and whether that was dropped from the header alone: an own write that
-// changed nothing a snapshot carries (carried false) is dropped; one that did is re-read like a seller's.
-func (b *burst) add(ev sfpubsub.ChangeEvent, own string, carried func(sfpubsub.Header) bool) (ours, dropped bool) {
+// reread says no to is dropped; one it says yes to is re-read like a seller's.
+func (b *burst) add(ev sfpubsub.ChangeEvent, own string, reread func(sfpubsub.Header) bool) (ours, dropped bool) {
 	h := ev.Header
 	if own != "" && h.Client() == own && !h.IsGap() {
-		if !carried(h) {
+		if !reread(h) {
 			return true, true
 		}
 		ours = true
@@ -175,6 +175,9 @@ type CDC struct {
 	stats CDCStats
 	// snapshot holds, per tracked object, the fields (lower case) a snapshot carries; set by Run.
 	snapshot map[string]map[string]bool
+	// sellers holds, per record, the commit time of the newest change not made by cosell (reread).
+	sellers map[string]time.Time
+	swept   time.Time
 }
 
 // stamps change with every write; a write that changed only them changed nothing a snapshot shows.
@@ -193,24 +196,61 @@ func (c *CDC) learnSnapshotFields() {
 	}
 }
 
-// carried reports whether cosell's own change could show in a snapshot: an update that changed a field
-// the snapshot reads (a synced value, not only the sync status or the Audit summary), or any create,
-// delete or undelete, or any change to a child record (the snapshot holds them whole). Such an own write
-// is re-read, not dropped: when a seller changed the same record just before it, sf-ingest may have read
-// and published the seller's value before cosell's write landed, and only the re-read tells the mapper
-// that cosell's value is the one Salesforce kept (the poller sees that write too; dropping it left the
-// two sides diverged, as TestCDCOwnWriteAfterASellersChangeIsReread shows).
-func (c *CDC) carried(h sfpubsub.Header) bool {
+// reread reports whether cosell's own change must be re-read rather than dropped from the header: when
+// it could show in a snapshot (any create, delete or undelete, any change to a child record, an update of
+// a field the snapshot reads: a synced value, not only the sync status or the Audit summary) and a
+// seller changed the same record shortly before (within the backstop interval). Then sf-ingest may have
+// read and published the seller's value before cosell's write landed over it (cosell's write decided on
+// a Microsoft seller's edit before the mapper saw the Salesforce one), and only a re-read tells the mapper
+// that cosell's value is the one Salesforce kept: dropping it left the pair diverged until the backstop
+// poll (TestChaosShort in CDC mode; TestCDCOwnWriteAfterASellersChangeIsReread). Past the interval the
+// backstop poll reads the record anyway.
+func (c *CDC) reread(h sfpubsub.Header) bool {
 	fields, simple := c.snapshot[h.EntityName]
 	if !simple || h.ChangeType != "UPDATE" {
 		return true
 	}
+	shows := false
 	for _, f := range h.ChangedFields {
 		if f = strings.ToLower(f); fields[f] && !stamps[f] {
+			shows = true
+			break
+		}
+	}
+	if !shows {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, id := range h.RecordIDs {
+		if at, ok := c.sellers[id]; ok && h.CommitTimestamp.Sub(at) <= c.Config.Backstop {
 			return true
 		}
 	}
 	return false
+}
+
+// sellerChanged notes the records a change not made by cosell named, for reread.
+func (c *CDC) sellerChanged(h sfpubsub.Header) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sellers == nil {
+		c.sellers = map[string]time.Time{}
+	}
+	for _, id := range h.RecordIDs {
+		if h.CommitTimestamp.After(c.sellers[id]) {
+			c.sellers[id] = h.CommitTimestamp
+		}
+	}
+	// Forget what is past the interval, once per interval, so memory follows the change rate.
+	if h.CommitTimestamp.Sub(c.swept) > c.Config.Backstop {
+		for id, at := range c.sellers {
+			if h.CommitTimestamp.Sub(at) > c.Config.Backstop {
+				delete(c.sellers, id)
+			}
+		}
+		c.swept = h.CommitTimestamp
+	}
 }
 
 // Stats returns the counts so far.
@@ -382,7 +422,10 @@ func (c *CDC) handle(ctx context.Context, b sfpubsub.Batch) error {
 	}
 	work := newBurst()
 	for _, ev := range b.Events {
-		ours, dropped := work.add(ev, c.Config.OwnClient, c.carried)
+		ours, dropped := work.add(ev, c.Config.OwnClient, c.reread)
+		if !ours {
+			c.sellerChanged(ev.Header)
+		}
 		c.count(func(s *CDCStats) {
 			s.Events++
 			if ev.Header.IsGap() {
