@@ -67,6 +67,11 @@ type Config struct {
 	Endpoint string `env:"COSELL_SF_PUBSUB_URL" default:"api.pubsub.salesforce.com:7443" help:"the Salesforce Pub/Sub API endpoint: host:port (TLS), or http://host:port for the emulator"`
 	// BatchSize is num_requested: how many events may be in flight (1..100).
 	BatchSize int `env:"COSELL_SF_PUBSUB_BATCH" default:"100" help:"events requested from the Pub/Sub API at a time (1..100)"`
+	// Coalesce bounds the events handed over at once when Salesforce sends a backlog: a FetchResponse
+	// as full as num_requested says more is waiting, and the responses that follow within a moment are
+	// handed over together (one REST read for all of them), up to Coalesce events. 0 hands over every
+	// response alone. A trickle (responses not full) is handed over at once, whatever the setting.
+	Coalesce int `env:"COSELL_SF_PUBSUB_COALESCE" default:"1000" help:"most change events handed over at once when Salesforce sends a backlog (full responses), so one REST read serves them; 0 = one response at a time"`
 	// MaxBackoff caps the wait between reconnects.
 	MaxBackoff time.Duration `env:"COSELL_SF_PUBSUB_MAX_BACKOFF" default:"30s" help:"longest wait between Pub/Sub API reconnects"`
 }
@@ -425,14 +430,15 @@ type Start struct {
 	ReplayID []byte // with CUSTOM: resume after this event
 }
 
-// Batch is what one FetchResponse brought: its events (possibly none: a keepalive) and the replay id of
-// the stream's position after them.
+// Batch is what one FetchResponse brought (or, with Config.Coalesce, several that followed each other in
+// a backlog): its events (possibly none: a keepalive) and the replay id of the stream's position after them.
 type Batch struct {
 	Events   []ChangeEvent
 	LatestID []byte
 }
 
-// Subscribe reads topic from start until ctx ends, calling handle for every FetchResponse in order; when
+// Subscribe reads topic from start until ctx ends, calling handle for every FetchResponse (or run of them,
+// Config.Coalesce) in order; when
 // handle returns nil the batch is done and the stream resumes after it, also across reconnects. A handle
 // error ends Subscribe with that error. Stream failures reconnect with exponential back-off (a refused token
 // is refreshed first); an invalid or expired replay id returns ErrReplayInvalid.
@@ -490,7 +496,19 @@ type trailerError struct {
 func (t trailerError) Error() string { return t.err.Error() }
 func (t trailerError) Unwrap() error { return t.err }
 
-// subscribeOnce runs one Subscribe stream; start moves forward as batches are handled.
+// coalesceWait is how long a full response waits for the next one before it is handed over alone: the
+// next is already requested, so in a backlog it comes within a round trip.
+const coalesceWait = 100 * time.Millisecond
+
+// received is one Recv of a stream.
+type received struct {
+	resp *pubsubpb.FetchResponse
+	err  error
+}
+
+// subscribeOnce runs one Subscribe stream; start moves forward as batches are handled. Each response's
+// events are requested again as soon as it arrives (so the next can come while this one is handled);
+// at most two requests' worth are in flight.
 func (c *Client) subscribeOnce(ctx context.Context, topic string, start *Start, handle func(context.Context, Batch) error) (bool, error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -508,31 +526,78 @@ func (c *Client) subscribeOnce(ctx context.Context, topic string, start *Start, 
 		NumRequested: n}); err != nil {
 		return false, c.streamError(stream, err)
 	}
+	recv := make(chan received, 1)
+	go func() {
+		for {
+			resp, err := stream.Recv()
+			select {
+			case recv <- received{resp, err}:
+			case <-sctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	// next takes one response, re-requesting its events; wait > 0 gives up after wait (nil, nil).
+	next := func(wait time.Duration) (*pubsubpb.FetchResponse, error) {
+		var timeout <-chan time.Time
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case r := <-recv:
+			if r.err != nil {
+				return nil, c.streamError(stream, r.err)
+			}
+			if k := int32(len(r.resp.GetEvents())); k > 0 {
+				if err := stream.Send(&pubsubpb.FetchRequest{TopicName: topic, NumRequested: k}); err != nil {
+					return nil, c.streamError(stream, err)
+				}
+			}
+			return r.resp, nil
+		case <-timeout:
+			return nil, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	progressed := false
 	for {
-		resp, err := stream.Recv()
+		resp, err := next(0)
 		if err != nil {
-			return progressed, c.streamError(stream, err)
+			return progressed, err
 		}
 		progressed = true
-		batch := Batch{LatestID: resp.GetLatestReplayId()}
-		for _, ev := range resp.GetEvents() {
-			ce, err := c.Decode(ctx, ev)
-			if err != nil {
-				return progressed, handlerError{fmt.Errorf("topic %s: %w", topic, err)}
+		responses := []*pubsubpb.FetchResponse{resp}
+		for total := len(resp.GetEvents()); total < c.cfg.Coalesce && len(resp.GetEvents()) >= int(n); total += len(resp.GetEvents()) {
+			// A full response: a backlog. Take what follows with it.
+			if resp, err = next(coalesceWait); err != nil {
+				return progressed, err
 			}
-			batch.Events = append(batch.Events, ce)
+			if resp == nil {
+				break
+			}
+			responses = append(responses, resp)
+		}
+		batch := Batch{LatestID: responses[len(responses)-1].GetLatestReplayId()}
+		for _, r := range responses {
+			for _, ev := range r.GetEvents() {
+				ce, err := c.Decode(ctx, ev)
+				if err != nil {
+					return progressed, handlerError{fmt.Errorf("topic %s: %w", topic, err)}
+				}
+				batch.Events = append(batch.Events, ce)
+			}
 		}
 		if err := handle(ctx, batch); err != nil {
 			return progressed, handlerError{err}
 		}
 		if len(batch.LatestID) > 0 {
 			*start = Start{Preset: pubsubpb.ReplayPreset_CUSTOM, ReplayID: batch.LatestID}
-		}
-		if k := int32(len(resp.GetEvents())); k > 0 {
-			if err := stream.Send(&pubsubpb.FetchRequest{TopicName: topic, NumRequested: k}); err != nil {
-				return progressed, c.streamError(stream, err)
-			}
 		}
 	}
 }

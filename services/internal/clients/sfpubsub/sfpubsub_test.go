@@ -447,3 +447,42 @@ func TestGapEvents(t *testing.T) {
 		t.Errorf("overflow: %+v", h)
 	}
 }
+
+// TestBacklogIsCoalesced: with Coalesce, the full responses of a backlog are handed over together (up to
+// about Coalesce events, so one REST read serves them), in order and with nothing lost; the response
+// after the backlog, not full, is handed over at once.
+func TestBacklogIsCoalesced(t *testing.T) {
+	o := newOrg(t, sfemu.Options{})
+	acc := insertAccount(t, o.emu)
+	for i := range 60 {
+		if _, err := o.emu.Insert("Opportunity", map[string]any{"Name": fmt.Sprintf("B%d", i), "StageName": "Prospecting",
+			"CloseDate": "2027-01-31", "AccountId": acc}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := sfpubsub.New(sfpubsub.Config{Endpoint: "http://" + o.grpcAddr, BatchSize: 7, Coalesce: 30, MaxBackoff: 50 * time.Millisecond}, &login{o: o}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	col := subscribe(t, c, sfemu.ChannelName("Opportunity"), sfpubsub.Start{Preset: pubsubpb.ReplayPreset_EARLIEST})
+	evs := col.waitFor(t, 60)
+	for i, e := range evs {
+		if want := fmt.Sprintf("B%d", i); e.Fields["Name"] != want {
+			t.Fatalf("event %d is %v, want %s: out of order or repeated", i, e.Fields["Name"], want)
+		}
+	}
+	col.mu.Lock()
+	batches := slices.Clone(col.batches)
+	col.mu.Unlock()
+	if slices.Max(batches) <= 7 || slices.Max(batches) > 30+6 {
+		t.Fatalf("batches %v: want full responses of 7 handed over together, up to about 30 events", batches)
+	}
+	// A change after the backlog (one event, not a full response) comes on its own.
+	if _, err := o.emu.Insert("Opportunity", map[string]any{"Name": "After", "StageName": "Prospecting", "CloseDate": "2027-01-31", "AccountId": acc}); err != nil {
+		t.Fatal(err)
+	}
+	if evs = col.waitFor(t, 61); evs[60].Fields["Name"] != "After" || len(evs) != 61 {
+		t.Fatalf("after the backlog: %d events, last %v", len(evs), evs[len(evs)-1].Fields["Name"])
+	}
+}
