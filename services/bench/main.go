@@ -15,7 +15,9 @@
 //     records causes (target: zero);
 //   - CPU per process in each phase, replay rate and resident memory of each stage at steady load.
 //
-// Usage: go run ./services/bench [-n 500] [-rate 100] [-duration 20s] [-defaults]   (make bench)
+// Usage: go run ./services/bench [-n 500] [-rate 100] [-duration 20s] [-defaults] [-cdc [-outage 5000] [-idle 30s]]   (make bench)
+//
+// With -cdc it measures the Change Data Capture set instead (cdc.go).
 package main
 
 import (
@@ -51,6 +53,9 @@ func main() {
 	pcRate := flag.String("pc-write-rate", "", "COSELL_PC_WRITE_RATE for pc-writer (empty = its default, 10 calls/s; 0 = no limit)")
 	flag.BoolVar(&scale, "scale", true, "also run the mapper and both writers at 1, 2 and 3 replicas (backlogs of n referrals and n/5 Opportunities each) and count duplicates")
 	defaults := flag.Bool("defaults", false, "run the stages with the production defaults of the Salesforce poll and Audit summary intervals instead of the bench's (500ms, 1s)")
+	cdc := flag.Bool("cdc", false, "run the Change Data Capture set instead (cdc.go): idle org, SF → PC latency and calls on change events, PC → SF calls, an sf-ingest outage's catch-up")
+	outage := flag.Int("outage", 5000, "with -cdc: changes made while sf-ingest is down")
+	idle := flag.Duration("idle", 30*time.Second, "with -cdc: the idle window counted for REST calls")
 	flag.Parse()
 	if !*defaults {
 		extraEnv = append(extraEnv, benchSettings...)
@@ -64,6 +69,14 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *cdc {
+		err := runCDC(ctx, cdcOptions{n: *n, rate: *rate, dur: *dur, raw: *raw, outage: *outage, idle: *idle})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx, *n, *rate, *dur, *raw); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
