@@ -17,6 +17,7 @@ import (
 	"math/big"
 	"net/http"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -199,12 +200,15 @@ type eventBus struct {
 	commits  int64
 	wake     chan struct{} // closed (and replaced) whenever subscribers should look again
 	gapNext  int           // the next n changes are published as GAP_ events
+	// overflowAt >= 0: the next transaction publishes change events for its first overflowAt record
+	// changes only, and one GAP_OVERFLOW per object for the rest; -1: off.
+	overflowAt int
 	resets   uint64        // counts stream resets; open subscriptions end when it moves
 }
 
 func newEventBus(st *store) (*eventBus, error) {
 	b := &eventBus{schemas: map[string]*changeSchema{}, byObject: map[string]*changeSchema{}, wake: make(chan struct{}),
-		epoch: 1}
+		epoch: 1, overflowAt: -1}
 	for _, name := range cdcObjects {
 		o := st.schema.object(name)
 		if o == nil {
@@ -342,9 +346,17 @@ func (e *Emulator) commitChanges(origin string) {
 		return
 	}
 	var out []*pending
+	var overflow []*changeSchema // objects with changes past the overflow threshold, in order
+	changes := 0
 	for _, c := range journal {
 		cs := e.bus.byObject[c.obj.Name]
 		if cs == nil {
+			continue
+		}
+		if changes++; e.bus.overflowAt >= 0 && changes > e.bus.overflowAt {
+			if !slices.Contains(overflow, cs) {
+				overflow = append(overflow, cs)
+			}
 			continue
 		}
 		p := e.pendingChange(cs, c)
@@ -355,7 +367,8 @@ func (e *Emulator) commitChanges(origin string) {
 		}
 		out = append(out, p)
 	}
-	if len(out) == 0 {
+	e.bus.overflowAt = -1
+	if len(out) == 0 && len(overflow) == 0 {
 		return
 	}
 	now := e.now()
@@ -380,6 +393,14 @@ func (e *Emulator) commitChanges(origin string) {
 			commitMs: commit.UnixMilli(), commitNumber: e.bus.commits, changed: bitmap(p.changed), nulled: bitmap(p.nulled)}
 		if err := e.bus.publish(now, p.cs, h, p.body); err != nil {
 			e.log.Error("salesforce emulator: change event not published", "entity", h.entity, "ids", h.ids, "err", err)
+		}
+	}
+	for i, cs := range overflow {
+		// Header fields only, no record ids (Change Data Capture Developer Guide, "Overflow Events").
+		h := header{entity: cs.obj.Name, typ: gapOverflow, origin: origin, txKey: tx, user: e.userID, ids: []string{},
+			seq: len(out) + i + 1, commitMs: commit.UnixMilli(), commitNumber: e.bus.commits}
+		if err := e.bus.publish(now, cs, h, nil); err != nil {
+			e.log.Error("salesforce emulator: overflow event not published", "entity", h.entity, "err", err)
 		}
 	}
 	e.bus.notify()
@@ -546,6 +567,15 @@ func (e *Emulator) Overflow(obj string) error {
 	}
 	e.bus.notify()
 	return nil
+}
+
+// OverflowNextTransaction makes the next transaction overflow after its first keep record changes: as
+// Salesforce does past 100,000 changes in one transaction, the changes beyond get no change events but
+// one GAP_OVERFLOW per object (header only, no record ids), and a subscriber must re-read them by REST.
+func (e *Emulator) OverflowNextTransaction(keep int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.bus.overflowAt = max(keep, 0)
 }
 
 // ExpireEvents drops every retained change event, as if the 72-hour retention window had passed: stored

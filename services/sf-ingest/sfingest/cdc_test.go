@@ -380,3 +380,29 @@ func TestCDCOwnWriteAfterASellersChangeIsReread(t *testing.T) {
 		t.Fatalf("stats %+v: want cosell's write of a synced field re-read (1), its write-back dropped (1)", st)
 	}
 }
+
+// TestCDCOverflowIsHealedByREST: a transaction past Salesforce's overflow threshold publishes no change
+// events for the changes beyond it, only a GAP_OVERFLOW for the object; sf-ingest catches those up by REST.
+func TestCDCOverflowIsHealedByREST(t *testing.T) {
+	t.Parallel()
+	f := newCDCFixture(t)
+	c := f.subscriber(t)
+	run(t, c)
+	f.waitStored(t)
+	a, b := f.syncedOpportunity(t, "Overflow A"), f.syncedOpportunity(t, "Overflow B")
+	for _, id := range []string{a, b} {
+		f.waitSnapshot(t, id, "the created opportunity", func(o contracts.OpportunityObserved) bool { return o.Via == "cdc" })
+	}
+	catchUps := c.Stats().CatchUps
+	f.emu.OverflowNextTransaction(1) // a's change gets its event, b's only the object's GAP_OVERFLOW
+	if err := f.emu.UpdateAll("Opportunity", []map[string]any{{"Id": a, "Amount": 11}, {"Id": b, "Amount": 22}}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitSnapshot(t, a, "the change with its event", func(o contracts.OpportunityObserved) bool { return o.Opportunity.Fields[sf.FieldAmount] == 11.0 })
+	f.waitSnapshot(t, b, "the change behind the overflow, read by REST", func(o contracts.OpportunityObserved) bool {
+		return o.Via == "poll" && o.Opportunity.Fields[sf.FieldAmount] == 22.0
+	})
+	if st := c.Stats(); st.CatchUps != catchUps+1 || st.Gaps == 0 {
+		t.Fatalf("stats %+v: want one REST catch-up for the overflow (had %d before)", st, catchUps)
+	}
+}
