@@ -39,73 +39,25 @@ type cdcOptions struct {
 }
 
 func runCDC(ctx context.Context, o cdcOptions) (err error) {
-	work, err := os.MkdirTemp("", "cosell-bench-cdc-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(work)
-	bin := work + "/bin"
-	if err := os.MkdirAll(bin, 0o755); err != nil {
-		return err
-	}
-	fmt.Fprintln(os.Stderr, "building…")
-	if err := fleet.Build(ctx, bin); err != nil {
-		return err
-	}
-	f, err := fleet.New(bin, work)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	defer func() {
-		if err != nil {
-			fmt.Fprintln(os.Stderr, f.Outputs(4000))
-		}
-	}()
-	if err := f.StartInfra(ctx); err != nil {
-		return err
-	}
 	extraEnv = append(extraEnv, "COSELL_SF_CDC=on")
-	f.Env = append(f.Env, "COSELL_LOG_LEVEL=warn")
-	f.Env = append(f.Env, extraEnv...)
-	if err := f.StartStages(ctx); err != nil {
-		return err
-	}
-	if err := f.RegisterWebhook(ctx); err != nil {
-		return err
-	}
-	url := "nats://" + f.NATSAddr
-	probe, err := newBusProbe(url)
+	b, err := startBench(ctx, o.raw)
 	if err != nil {
 		return err
 	}
-	defer probe.Close()
-	js := probe.js
-	r := &report{}
-	r.add("| measure | value |")
-	r.add("|---|---|")
-	ceil, err := measureCeilings(ctx, url, o.raw)
-	if err != nil {
-		return err
-	}
-	ceil.report(r)
+	defer b.Done(&err)
+	f, bin, probe, js, r := b.f, b.bin, b.probe, b.js, b.r
 
 	// Set-up: n synced Opportunities (SF → PC creates on change events) and n referrals (PC → SF).
-	ph, err := begin(ctx, f, probe)
-	if err != nil {
-		return err
-	}
-	if err := createOpportunities(ctx, f, o.n); err != nil {
-		return err
-	}
-	if err := waitRecords(ctx, func(ctx context.Context) (int, error) { return pcFromSF(ctx, f) }, o.n, time.Duration(o.n)*time.Second); err != nil {
-		return err
-	}
-	el := time.Since(ph.startedAt)
-	if _, err := quiet(ctx, js, f); err != nil {
-		return err
-	}
-	m, err := ph.end(ctx, f, probe)
+	began := time.Now()
+	var el time.Duration
+	m, _, _, err := b.phase(ctx, func() (int, error) {
+		if err := createOpportunities(ctx, f, o.n); err != nil {
+			return 0, err
+		}
+		err := waitRecords(ctx, func(ctx context.Context) (int, error) { return pcFromSF(ctx, f) }, o.n, time.Duration(o.n)*time.Second)
+		el = time.Since(began)
+		return o.n, err
+	}, contracts.SubjectReferralRequested, contracts.SubjectReferralWritten)
 	if err != nil {
 		return err
 	}
@@ -128,25 +80,13 @@ func runCDC(ctx context.Context, o cdcOptions) (err error) {
 
 	// 1. An idle org.
 	before := counts(ctx, f)
-	pause(ctx, o.idle)
+	fleet.Pause(ctx, o.idle)
 	after := counts(ctx, f)
 	r.add("| idle org for %s between backstop polls (every 5 min): Salesforce REST calls | %d %s|", o.idle, after.sfAPI()-before.sfAPI(), sfEndpoints(before, after))
 
 	// 2. Salesforce → Partner Center at a steady rate.
-	if ph, err = begin(ctx, f, probe); err != nil {
-		return err
-	}
-	sent, err := sellerEdits(ctx, f, opps, o.rate, o.dur)
-	if err != nil {
-		return err
-	}
-	if _, err := quiet(ctx, js, f); err != nil {
-		return err
-	}
-	if m, err = ph.end(ctx, f, probe); err != nil {
-		return err
-	}
-	lat, err := latencies(ctx, js, ph.startedAt, contracts.SubjectReferralRequested, contracts.SubjectReferralWritten)
+	m, sent, lat, err := b.phase(ctx, func() (int, error) { return sellerEdits(ctx, f, opps, o.rate, o.dur) },
+		contracts.SubjectReferralRequested, contracts.SubjectReferralWritten)
 	if err != nil {
 		return err
 	}
@@ -156,20 +96,8 @@ func runCDC(ctx context.Context, o cdcOptions) (err error) {
 	r.add("| … CPU, cores used over the phase | %s |", m.cpu)
 
 	// 3. Partner Center → Salesforce at the same rate.
-	if ph, err = begin(ctx, f, probe); err != nil {
-		return err
-	}
-	sent, _, err = steady(ctx, f, refIDs, o.rate, o.dur)
-	if err != nil {
-		return err
-	}
-	if _, err := quiet(ctx, js, f); err != nil {
-		return err
-	}
-	if m, err = ph.end(ctx, f, probe); err != nil {
-		return err
-	}
-	lat, err = latencies(ctx, js, ph.startedAt, contracts.SubjectOpportunityRequested, contracts.SubjectOpportunityWritten)
+	m, sent, lat, err = b.phase(ctx, func() (int, error) { n, _, err := steady(ctx, f, refIDs, o.rate, o.dur); return n, err },
+		contracts.SubjectOpportunityRequested, contracts.SubjectOpportunityWritten)
 	if err != nil {
 		return err
 	}
@@ -186,7 +114,8 @@ func runCDC(ctx context.Context, o cdcOptions) (err error) {
 		return err
 	}
 	made := time.Since(down)
-	if ph, err = begin(ctx, f, probe); err != nil {
+	ph, err := begin(ctx, f, probe)
+	if err != nil {
 		return err
 	}
 	if _, err := f.StartStage(ctx, "sf-ingest"); err != nil {
@@ -220,14 +149,26 @@ func runCDC(ctx context.Context, o cdcOptions) (err error) {
 	return nil
 }
 
-// pause waits d, or less when ctx ends first.
-func pause(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
+// phase measures work (which returns how many changes it made) as one phase: its cost from the start to
+// the quiet after it, and the latency of the commands under cmdRoot to their outcomes under writtenRoot.
+func (b *bench) phase(ctx context.Context, work func() (int, error), cmdRoot, writtenRoot string) (measured, int, string, error) {
+	ph, err := begin(ctx, b.f, b.probe)
+	if err != nil {
+		return measured{}, 0, "", err
 	}
+	n, err := work()
+	if err != nil {
+		return measured{}, n, "", err
+	}
+	if _, err := quiet(ctx, b.js, b.f); err != nil {
+		return measured{}, n, "", err
+	}
+	m, err := ph.end(ctx, b.f, b.probe)
+	if err != nil {
+		return m, n, "", err
+	}
+	lat, err := latencies(ctx, b.js, ph.startedAt, cmdRoot, writtenRoot)
+	return m, n, lat, err
 }
 
 // partnerOpportunities lists the synced Opportunities a Salesforce user created (not those made from referrals).

@@ -141,57 +141,12 @@ func (p phase) end(ctx context.Context, f *fleet.Fleet, probe *busProbe) (measur
 }
 
 func run(ctx context.Context, n, rate int, dur time.Duration, rawN int) (err error) {
-	work, err := os.MkdirTemp("", "cosell-bench-")
+	b, err := startBench(ctx, rawN)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
-	bin := work + "/bin"
-	if err := os.MkdirAll(bin, 0o755); err != nil {
-		return err
-	}
-	fmt.Fprintln(os.Stderr, "building…")
-	if err := fleet.Build(ctx, bin); err != nil {
-		return err
-	}
-	f, err := fleet.New(bin, work)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	defer func() {
-		if err != nil {
-			fmt.Fprintln(os.Stderr, f.Outputs(4000))
-		}
-	}()
-	if err := f.StartInfra(ctx); err != nil {
-		return err
-	}
-	f.Env = append(f.Env, "COSELL_LOG_LEVEL=warn")
-	f.Env = append(f.Env, extraEnv...)
-	if err := f.StartStages(ctx); err != nil {
-		return err
-	}
-	if err := f.RegisterWebhook(ctx); err != nil {
-		return err
-	}
-	url := "nats://" + f.NATSAddr
-	probe, err := newBusProbe(url)
-	if err != nil {
-		return err
-	}
-	defer probe.Close()
-	js := probe.js
-	r := &report{}
-	r.add("| measure | value |")
-	r.add("|---|---|")
-
-	// 1. The ceilings.
-	ceil, err := measureCeilings(ctx, url, rawN)
-	if err != nil {
-		return err
-	}
-	ceil.report(r)
+	defer b.Done(&err)
+	f, bin, probe, js, r, ceil := b.f, b.bin, b.probe, b.js, b.r, b.ceil
 	honest := func(perSec float64, m measured, count int) string {
 		stored := float64(sum(m.bus.stored)) / float64(count)
 		if stored == 0 {

@@ -203,7 +203,7 @@ type eventBus struct {
 	// overflowAt >= 0: the next transaction publishes change events for its first overflowAt record
 	// changes only, and one GAP_OVERFLOW per object for the rest; -1: off.
 	overflowAt int
-	resets   uint64        // counts stream resets; open subscriptions end when it moves
+	resets     uint64 // counts stream resets; open subscriptions end when it moves
 }
 
 func newEventBus(st *store) (*eventBus, error) {

@@ -77,6 +77,24 @@ func run(t *testing.T, c *CDC) (stop func()) {
 	return stop
 }
 
+// startedCDC is a fixture with a subscriber running and its stream open.
+func startedCDC(t *testing.T) (*cdcFixture, *CDC) {
+	t.Helper()
+	f := newCDCFixture(t)
+	c := f.subscriber(t)
+	run(t, c)
+	f.waitStored(t)
+	return f, c
+}
+
+// cdcOpportunity creates a synced Opportunity and waits for its snapshot from the change event.
+func (f *cdcFixture) cdcOpportunity(t *testing.T, name string) string {
+	t.Helper()
+	opp := f.syncedOpportunity(t, name)
+	f.waitSnapshot(t, opp, "the created opportunity", func(o contracts.OpportunityObserved) bool { return o.Via == "cdc" })
+	return opp
+}
+
 // waitStored polls until the channel's replay id is stored (the subscription is up and has handled its
 // first response).
 func (f *cdcFixture) waitStored(t *testing.T) {
@@ -333,12 +351,8 @@ func TestCDCOneSubscriberAcrossThreeReplicas(t *testing.T) {
 
 func TestCDCRefusedReadIsRetriedFromTheStoredReplayID(t *testing.T) {
 	t.Parallel()
-	f := newCDCFixture(t)
-	c := f.subscriber(t)
-	run(t, c)
-	f.waitStored(t)
-	opp := f.syncedOpportunity(t, "Flaky")
-	f.waitSnapshot(t, opp, "the created opportunity", func(o contracts.OpportunityObserved) bool { return o.Via == "cdc" })
+	f, c := startedCDC(t)
+	opp := f.cdcOpportunity(t, "Flaky")
 	catchUps := c.Stats().CatchUps
 	f.emu.FailNextCalls(3) // the burst's read fails, and the retries' too, until the fourth
 	if err := f.emu.Update("Opportunity", opp, map[string]any{"Amount": 31}); err != nil {
@@ -359,12 +373,8 @@ func TestCDCRefusedReadIsRetriedFromTheStoredReplayID(t *testing.T) {
 // Center). Dropping that write as an echo from the header left the pair diverged until the backstop poll.
 func TestCDCOwnWriteAfterASellersChangeIsReread(t *testing.T) {
 	t.Parallel()
-	f := newCDCFixture(t)
-	c := f.subscriber(t)
-	run(t, c)
-	f.waitStored(t)
-	opp := f.syncedOpportunity(t, "Race")
-	f.waitSnapshot(t, opp, "the created opportunity", func(o contracts.OpportunityObserved) bool { return o.Via == "cdc" })
+	f, c := startedCDC(t)
+	opp := f.cdcOpportunity(t, "Race")
 	if err := f.emu.Update("Opportunity", opp, map[string]any{"Amount": 50050}); err != nil {
 		t.Fatal(err)
 	}
@@ -385,14 +395,8 @@ func TestCDCOwnWriteAfterASellersChangeIsReread(t *testing.T) {
 // events for the changes beyond it, only a GAP_OVERFLOW for the object; sf-ingest catches those up by REST.
 func TestCDCOverflowIsHealedByREST(t *testing.T) {
 	t.Parallel()
-	f := newCDCFixture(t)
-	c := f.subscriber(t)
-	run(t, c)
-	f.waitStored(t)
-	a, b := f.syncedOpportunity(t, "Overflow A"), f.syncedOpportunity(t, "Overflow B")
-	for _, id := range []string{a, b} {
-		f.waitSnapshot(t, id, "the created opportunity", func(o contracts.OpportunityObserved) bool { return o.Via == "cdc" })
-	}
+	f, c := startedCDC(t)
+	a, b := f.cdcOpportunity(t, "Overflow A"), f.cdcOpportunity(t, "Overflow B")
 	catchUps := c.Stats().CatchUps
 	f.emu.OverflowNextTransaction(1) // a's change gets its event, b's only the object's GAP_OVERFLOW
 	if err := f.emu.UpdateAll("Opportunity", []map[string]any{{"Id": a, "Amount": 11}, {"Id": b, "Amount": 22}}); err != nil {

@@ -163,7 +163,7 @@ func inject(ctx context.Context, f *fleet.Fleet, cfg Config, rng *rand.Rand, v *
 			if s == "sf-ingest" {
 				v.SFIngestKills++
 			}
-			pause(ctx, time.Duration(300+rng.Intn(1500))*time.Millisecond)
+			fleet.Pause(ctx, time.Duration(300+rng.Intn(1500))*time.Millisecond)
 			_, err := f.StartStage(ctx, s)
 			return err
 		}})
@@ -174,7 +174,7 @@ func inject(ctx context.Context, f *fleet.Fleet, cfg Config, rng *rand.Rand, v *
 				return err
 			}
 			v.NATSRestarts++
-			pause(ctx, time.Second)
+			fleet.Pause(ctx, time.Second)
 			return f.StartNATS(ctx)
 		}})
 	}
@@ -201,7 +201,7 @@ func inject(ctx context.Context, f *fleet.Fleet, cfg Config, rng *rand.Rand, v *
 				}
 				// Latency and a spent allowance last a few seconds, then the org recovers.
 				if body["latencyMs"] != nil || body["exhaustDailyLimit"] != nil {
-					pause(ctx, 3*time.Second)
+					fleet.Pause(ctx, 3*time.Second)
 					return fleet.SendJSON(ctx, "POST", f.SFURL()+"/_emulator/faults", map[string]any{"reset": true}, nil)
 				}
 				return nil
@@ -229,16 +229,6 @@ func inject(ctx context.Context, f *fleet.Fleet, cfg Config, rng *rand.Rand, v *
 	wg.Wait()
 	close(errs)
 	return <-errs
-}
-
-// pause waits d, or less when ctx ends first.
-func pause(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 func clearFaults(ctx context.Context, f *fleet.Fleet) error {

@@ -162,6 +162,16 @@ func (f *Fleet) PCURL() string      { return "http://" + f.PCAddr }
 func (f *Fleet) SFURL() string      { return "http://" + f.SFAddr }
 func (f *Fleet) WebhookURL() string { return "http://" + f.HookAddr + "/webhooks/partner-center" }
 
+// Pause waits d, or less when ctx ends first (the chaos schedule, the benchmarks' windows).
+func Pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
 // FreeAddr returns a loopback address with a free port.
 func FreeAddr() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
