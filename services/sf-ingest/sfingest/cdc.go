@@ -562,6 +562,7 @@ func (c *CDC) publishRow(ctx context.Context, work *burst, row map[string]any) e
 	if err != nil {
 		return fmt.Errorf("opportunity %s: %w", snap.ID, err)
 	}
+	c.In.remember(snap)
 	if fresh {
 		c.count(func(s *CDCStats) { s.Snapshots++ })
 	}

@@ -410,3 +410,29 @@ func TestCDCOverflowIsHealedByREST(t *testing.T) {
 		t.Fatalf("stats %+v: want one REST catch-up for the overflow (had %d before)", st, catchUps)
 	}
 }
+
+// TestCDCCatchUpPublishesAChangeBackToWhatThePollerSaw: the poller skips a snapshot whose content it
+// published last; what the change events published in between must count, or a REST catch-up (here: of
+// an overflow) would skip a change back to the content of the first start's catch-up.
+func TestCDCCatchUpPublishesAChangeBackToWhatThePollerSaw(t *testing.T) {
+	t.Parallel()
+	f := newCDCFixture(t)
+	opp := f.syncedOpportunity(t, "Back")
+	f.poll(t) // the first start's catch-up publishes the Amount 1000
+	c := f.subscriber(t)
+	run(t, c)
+	f.waitStored(t)
+	if err := f.emu.Update("Opportunity", opp, map[string]any{"Amount": 2000}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitSnapshot(t, opp, "the change on its event", func(o contracts.OpportunityObserved) bool {
+		return o.Via == "cdc" && o.Opportunity.Fields[sf.FieldAmount] == 2000.0
+	})
+	f.emu.OverflowNextTransaction(0) // the change back reaches sf-ingest only as a GAP_OVERFLOW
+	if err := f.emu.Update("Opportunity", opp, map[string]any{"Amount": 1000}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitSnapshot(t, opp, "the change back to 1000, by the REST catch-up", func(o contracts.OpportunityObserved) bool {
+		return o.Via == "poll" && o.Opportunity.Fields[sf.FieldAmount] == 1000.0
+	})
+}

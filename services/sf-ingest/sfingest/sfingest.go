@@ -332,15 +332,26 @@ func (in *Ingest) publish(ctx context.Context, o contracts.Opportunity, v contra
 		return false, nil
 	}
 	fresh, err := observed.PublishOpportunity(ctx, in.Bus, contracts.StageSFIngest, o, v, "poll")
-	if err == nil && keyed {
-		in.mu.Lock()
-		if in.last == nil {
-			in.last = map[string][sha256.Size]byte{}
-		}
-		in.last[o.ID] = key
-		in.mu.Unlock()
+	if err == nil {
+		in.remember(o)
 	}
 	return fresh, err
+}
+
+// remember notes o as the content last published for its Opportunity, by the poller or by the change
+// events (CDC.publishRow): a catch-up poll must not skip a change back to content the poller had seen
+// before the change events moved it on.
+func (in *Ingest) remember(o contracts.Opportunity) {
+	key, keyed := contentKey(o)
+	if !keyed {
+		return
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.last == nil {
+		in.last = map[string][sha256.Size]byte{}
+	}
+	in.last[o.ID] = key
 }
 
 // contentKey hashes what a snapshot carries besides its version stamp.
