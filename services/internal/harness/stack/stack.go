@@ -207,7 +207,8 @@ func StartInfra(ctx context.Context, opts Options) (*Stack, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if s.PC, err = pcemu.New(pcemu.Options{Logger: opts.Log.With("component", "pc-emulator"), WebhookBackoff: 100 * time.Millisecond}); err != nil {
+	// pcemu names itself (component=pcemu): a second component key would make its lines ambiguous JSON.
+	if s.PC, err = pcemu.New(pcemu.Options{Logger: opts.Log, WebhookBackoff: 100 * time.Millisecond}); err != nil {
 		return fail(err)
 	}
 	if s.PCURL, err = s.serve(opts.PCEmulatorAddr, s.PC); err != nil {
