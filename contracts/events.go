@@ -140,6 +140,9 @@ type Account struct {
 	State      string `json:"state,omitempty"`
 	PostalCode string `json:"postalCode,omitempty"`
 	Country    string `json:"country,omitempty"`
+	// IDs are the customer's ids in Partner Center (customerProfile.ids) by profile type (External, Duns),
+	// for an Account match by external id.
+	IDs map[string]string `json:"ids,omitempty"`
 }
 
 // Outcome statuses.

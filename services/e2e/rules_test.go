@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/auditor/auditor"
@@ -322,5 +323,101 @@ func TestVisibilityOnceVisibleAndCRMIdentifier(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("the refusal must be on the timeline: %s", kindsOf(rec.Timeline))
+	}
+}
+
+// TestNoAccountIsRefusedNotNamedAfterTheDeal (issue 13, account rule): a flagged Opportunity without an
+// Account is not shared with Microsoft under a customer named after the deal; the refusal is on the
+// Opportunity (✖ with the reason and the command) and its timeline, costs no Partner Center call, and is
+// not written again; once the seller sets the Account, the referral is created under the Account's name.
+func TestNoAccountIsRefusedNotNamedAfterTheDeal(t *testing.T) {
+	s := start(t, nil)
+	s.PC.ResetCounts()
+	oppID, err := s.SF.Insert(sf.ObjectOpportunity, map[string]any{"Name": "Deal without a customer", "Amount": 7000.0,
+		"CloseDate": "2027-03-31", "StageName": "Qualification", sf.FieldSyncWithPartnerCenter: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 20*time.Second, "the refusal on the Opportunity", func() (bool, string) {
+		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
+		st := fmt.Sprint(o[sf.FieldSyncStatus])
+		return strings.HasPrefix(st, "✖ refused: the Opportunity has no customer Account") && strings.HasSuffix(st, "(cosell links get "+oppID+")"), st
+	})
+	stacktest.Quiet(t, s)
+	if n := pcWrites(s); n != 0 || len(stacktest.ReferralsFor(s, oppID)) != 0 {
+		t.Fatalf("a referral was created without a customer (%d Partner Center writes)", n)
+	}
+	rec, err := s.Auditor.Lookup(context.Background(), oppID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := 0
+	for _, d := range rec.Timeline {
+		if d.Kind == contracts.DecisionFailed && strings.Contains(d.Detail, "no customer Account") {
+			failed++
+		}
+	}
+	if failed != 1 {
+		t.Errorf("%d failed entries with the reason on the timeline, want 1", failed)
+	}
+	s.SF.ResetCounts()
+	opsQuiet(t, s)
+	if n := sfWrites(s); n != 0 {
+		t.Errorf("the refusal keeps writing: %d Salesforce writes (%v)", n, s.SF.Counts())
+	}
+
+	acc, err := s.SF.Insert(sf.ObjectAccount, map[string]any{"Name": "Tailspin Toys", "BillingCountry": "US", "BillingPostalCode": "98052"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{"AccountId": acc}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 20*time.Second, "referral created once the Account is set", func() (bool, string) {
+		refs := stacktest.ReferralsFor(s, oppID)
+		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
+		return len(refs) == 1 && o[sf.FieldSyncStatus] == "✔", fmt.Sprint(len(refs), o[sf.FieldSyncStatus])
+	})
+	if ref := stacktest.ReferralsFor(s, oppID)[0]; ref.CustomerProfile == nil || ref.CustomerProfile.Name != "Tailspin Toys" {
+		t.Errorf("referral customer = %+v, want the Account's name", ref.CustomerProfile)
+	}
+}
+
+// TestAccountMatchByExternalID (issue 13, account rule): with COSELL_ACCOUNT_MATCH=external-id a referral
+// from Microsoft whose customer carries an External id lands on the Account holding that id, whatever its
+// name; a customer without a matching Account gets a new one that holds the id. (The default rule, name +
+// postal code, and the others: sfwriter's TestAccountMatchRule.)
+func TestAccountMatchByExternalID(t *testing.T) {
+	s := start(t, func(o *stack.Options) { o.Vars["COSELL_ACCOUNT_MATCH"] = "external-id" })
+	existing, err := s.SF.Insert(sf.ObjectAccount, map[string]any{"Name": "Wide World Importers (HQ)", "BillingPostalCode": "10115",
+		"Partner_Center_Customer_Id__c": "WWI-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := stacktest.SellerReferral("Wide World rollout", 15000)
+	known.CustomerProfile.IDs = []pc.ProfileID{{ProfileType: "External", ID: "WWI-1"}}
+	fresh := stacktest.SellerReferral("Fourth Coffee pilot", 5000)
+	fresh.CustomerProfile.IDs = []pc.ProfileID{{ProfileType: "External", ID: "4C-9"}}
+	accountOf := map[string]string{}
+	for _, r := range []pc.Referral{known, fresh} {
+		got, err := s.PC.SellerCreate(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		testkit.Eventually(t, 20*time.Second, "opportunity for "+r.Name, func() (bool, string) {
+			opps := stacktest.OpportunitiesFor(s, got.ID)
+			if len(opps) != 1 {
+				return false, fmt.Sprint(len(opps))
+			}
+			accountOf[r.Name] = fmt.Sprint(opps[0][sf.FieldAccountID])
+			return true, ""
+		})
+	}
+	if accountOf[known.Name] != existing {
+		t.Errorf("the known customer's Opportunity is on Account %s, want %s (matched by its id)", accountOf[known.Name], existing)
+	}
+	acc, _ := s.SF.Get(sf.ObjectAccount, accountOf[fresh.Name])
+	if accountOf[fresh.Name] == existing || acc["Partner_Center_Customer_Id__c"] != "4C-9" || acc["Name"] != "Fourth Coffee pilot Customer" {
+		t.Errorf("the new customer's Account = %v", acc)
 	}
 }

@@ -86,7 +86,7 @@ func TestEveryFieldBothWays(t *testing.T) {
 	o := documentedOpportunity()
 	pcVals, sfVals := m.FromReferral(r), m.FromOpportunity(o)
 	oppFields := m.OpportunityFields(pcVals, true, t0)
-	account := m.Account(pcVals)
+	account := m.Account(pcVals, nil)
 	sols, setSols := m.OpportunitySolutions(pcVals, true)
 	created := m.ReferralCreate(o.ID, sfVals)
 	team := []any{map[string]any{"email": "john.doe@microsoft.com", "firstName": "John", "lastName": "Doe", "phone": "1231231234"}}

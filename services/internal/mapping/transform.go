@@ -404,9 +404,6 @@ func (m Mapping) ReferralCreate(oppID string, v Values) partnercenter.Referral {
 	if r.CustomerProfile == nil {
 		r.CustomerProfile = &partnercenter.CustomerProfile{}
 	}
-	if r.CustomerProfile.Name == "" {
-		r.CustomerProfile.Name = r.Name
-	}
 	if a := r.CustomerProfile.Address; a != nil && a.Country == "" {
 		// Partner Center needs a country with any address.
 		r.CustomerProfile.Address = nil
@@ -578,9 +575,10 @@ func (m Mapping) stageFor(status string) string {
 }
 
 // Account builds the customer account an Opportunity created from a referral belongs to, from the
-// rules whose Salesforce field is an Account field.
-func (m Mapping) Account(v Values) *contracts.Account {
-	a := &contracts.Account{}
+// rules whose Salesforce field is an Account field, and the customer's Partner Center ids (by profile
+// type) an Account match by external id compares.
+func (m Mapping) Account(v Values, ids map[string]string) *contracts.Account {
+	a := &contracts.Account{IDs: ids}
 	for _, r := range m.Fields {
 		field, ok := strings.CutPrefix(r.SF, "Account.")
 		if !ok || r.ToSF == Never {

@@ -42,16 +42,30 @@ type Observation struct {
 	Eligible bool
 	// Deleted marks a record deleted on its side.
 	Deleted bool
+	// CustomerIDs are a referral customer's ids by profile type (customerProfile.ids), which an Account
+	// match by external id uses.
+	CustomerIDs map[string]string
 }
 
 // ObserveReferral reads a referral snapshot into an Observation.
 func (m Decider) ObserveReferral(eventID string, r partnercenter.Referral, v contracts.Version) Observation {
 	vals := m.FromReferral(r)
-	return Observation{
+	o := Observation{
 		System: contracts.PartnerCenter, EventID: eventID, EntityID: r.ID, Version: v, Values: vals,
 		Counterpart: r.ExternalReferenceID,
 		Eligible:    r.Status != partnercenter.StatusClosed,
 	}
+	if r.CustomerProfile != nil {
+		for _, id := range r.CustomerProfile.IDs {
+			if id.ID != "" && id.ProfileType != "" {
+				if o.CustomerIDs == nil {
+					o.CustomerIDs = map[string]string{}
+				}
+				o.CustomerIDs[id.ProfileType] = id.ID
+			}
+		}
+	}
+	return o
 }
 
 // ObserveOpportunity reads an Opportunity snapshot into an Observation.
@@ -535,6 +549,10 @@ func (m Decider) awaitCreate(l *contracts.Link, res *Result, from contracts.Syst
 	to := from.Other()
 	obs := Observation{System: from, EventID: cause, Version: ver}
 	fp := m.fingerprint(vals, to)
+	refused := strings.HasPrefix(sideOf(l, to).WrittenFingerprint, refusedPrefix)
+	if refused {
+		fp = m.refusedFingerprint(vals) // a refused create waits for any value it takes to change
+	}
 	if l.State == contracts.LinkFailed && l.Origin == from && fp != sideOf(l, to).WrittenFingerprint {
 		retry := m.firstSight(Observation{System: from, EventID: cause, EntityID: idOf(*l, from), Version: ver, Values: vals, Eligible: true}, now)
 		if retry.Link != nil && (retry.Opp != nil || retry.Referral != nil) {
@@ -562,10 +580,42 @@ func (m Decider) awaitCreate(l *contracts.Link, res *Result, from contracts.Syst
 	if l.State == contracts.LinkFailed {
 		detail = fmt.Sprintf("the %s create failed (%s); change the record to try again", to, l.LastError)
 	}
-	if prev != nil && fp == m.fingerprint(prev, to) {
+	if (prev != nil && fp == m.fingerprint(prev, to)) || (refused && fp == sideOf(l, to).WrittenFingerprint) {
 		kind, detail = contracts.DecisionNoChange, "no mapped field changed"
 	}
+	if reason := m.refuseCreate(vals); refused && reason != "" && fp != sideOf(l, to).WrittenFingerprint {
+		// Changed, and still refused (the reason may be another one now).
+		sideOf(l, to).WrittenFingerprint = m.refusedFingerprint(vals)
+		l.LastError = fmt.Sprintf("%s %s: %s", to, contracts.OpCreate, reason)
+		if want := FailedStatus(reason, l.OpportunityID); l.Status != want {
+			res.LinkBack = m.statusBack(l, cause, want)
+		}
+		kind, detail = contracts.DecisionFailed, reason
+	}
 	res.Decisions = append(res.Decisions, m.decision(*l, obs, kind, detail, nil, now))
+}
+
+// refusedPrefix marks the fingerprint of the values a create was refused for (refuseCreate).
+const refusedPrefix = "refused:"
+
+// refusedFingerprint identifies every value a referral create takes, so a refused create is tried again
+// when any of them changes, and our own ✖ status write coming back is no change.
+func (m Decider) refusedFingerprint(v mapping.Values) string {
+	b, _ := json.Marshal(m.project(v, contracts.PartnerCenter)) // map keys marshal sorted
+	h := sha256.Sum256(b)
+	return refusedPrefix + hex.EncodeToString(h[:12])
+}
+
+// refuseCreate says why an Opportunity's values must not become a referral, or "". An Opportunity without
+// a customer (no Account, or an Account without a name) is not shared under a customer named after the
+// deal: Partner Center would show Microsoft sellers a customer that does not exist.
+func (m Decider) refuseCreate(v mapping.Values) string {
+	for _, r := range m.Fields {
+		if r.PC == "customerProfile.name" && r.ToPC != mapping.Never && mapping.IsBlank(v[r.Name]) {
+			return fmt.Sprintf("refused: the Opportunity has no customer Account (%s is empty), and cosell does not share a deal with Microsoft under a customer named after the deal; set the Opportunity's Account and cosell creates the referral", r.SF)
+		}
+	}
+	return ""
 }
 
 func (m Decider) firstSight(o Observation, now time.Time) Result {
@@ -616,10 +666,21 @@ func (m Decider) firstSight(o Observation, now time.Time) Result {
 		m.markName(l, fields, StatusInStep)
 		res.Opp = &Command[contracts.OpportunityCommand]{ID: id, Data: contracts.OpportunityCommand{
 			LinkID: l.ID, Op: contracts.OpCreate, ReferralID: o.EntityID, Fields: fields,
-			Account: m.Account(o.Values), Solutions: sols, SetSolutions: setSols,
+			Account: m.Account(o.Values, o.CustomerIDs), Solutions: sols, SetSolutions: setSols,
 			Purpose: "sync", Cause: o.EventID, CauseVersion: o.Version,
 		}}
 	case contracts.PartnerCenter:
+		if reason := m.refuseCreate(o.Values); reason != "" {
+			// Nothing is shared with Microsoft under a made-up customer: the link waits, failed, with the
+			// reason on the Opportunity, until the seller fixes the record.
+			l.State = contracts.LinkFailed
+			l.LastError = fmt.Sprintf("%s %s: %s", to, contracts.OpCreate, reason)
+			sideOf(&l, to).WrittenFingerprint = m.refusedFingerprint(o.Values)
+			res.Link = &l
+			res.LinkBack = m.statusBack(&l, o.EventID, FailedStatus(reason, o.EntityID))
+			res.Decisions = append(res.Decisions, m.decision(l, o, contracts.DecisionFailed, reason, nil, now))
+			return res
+		}
 		l.State = contracts.LinkCreatingReferral
 		r := m.ReferralCreate(o.EntityID, o.Values)
 		res.Referral = &Command[contracts.ReferralCommand]{ID: id, Data: contracts.ReferralCommand{

@@ -530,3 +530,51 @@ func TestReplayedOutcomeChangesNothing(t *testing.T) {
 		}
 	})
 }
+
+// TestNoAccountNoReferral (issue 13, account rule): a flagged Opportunity without a customer Account is not
+// shared with Microsoft under a customer named after the deal: the create is refused with the reason on
+// the Opportunity (✖ and the command that shows it) and on the timeline; our own status write coming back
+// is no change; another edit without an Account is refused again without a new write; setting the Account
+// creates the referral under the Account's name.
+func TestNoAccountNoReferral(t *testing.T) {
+	m := def()
+	noAccount := func(over map[string]any) contracts.Opportunity {
+		o := opp("006A", over)
+		delete(o.Fields, "Account.Name")
+		delete(o.Fields, "Account.BillingCountry")
+		return o
+	}
+	res := m.Observe(nil, m.ObserveOpportunity("e1", noAccount(nil), ver("1", 0)), t0)
+	if res.Referral != nil {
+		t.Fatalf("a referral was created without a customer: %+v", res.Referral.Data.Create.CustomerProfile)
+	}
+	if res.Link == nil || res.Link.State != contracts.LinkFailed || len(res.Decisions) != 1 || res.Decisions[0].Kind != contracts.DecisionFailed ||
+		!strings.Contains(res.Decisions[0].Detail, "no customer Account") {
+		t.Fatalf("want a failed link and a failed decision with the reason: %+v %+v", res.Link, res.Decisions)
+	}
+	st, _ := res.LinkBack.Data.Fields[sf.FieldSyncStatus].(string)
+	if !strings.HasPrefix(st, "✖ refused: the Opportunity has no customer Account") || !strings.HasSuffix(st, "(cosell links get 006A)") {
+		t.Fatalf("sync status = %q", st)
+	}
+	l := *res.Link
+
+	// Our ✖ write comes back: nothing new.
+	echo := m.Observe(&l, m.ObserveOpportunity("e2", noAccount(map[string]any{sf.FieldSyncStatus: st}), ver("2", 1)), t0)
+	if echo.Referral != nil || echo.LinkBack != nil || kinds(echo.Decisions)[0] != contracts.DecisionNoChange {
+		t.Fatalf("our own status write must be no change: %+v", echo.Decisions)
+	}
+	l = *echo.Link
+
+	// Edited, still without an Account: refused again, no second status write.
+	again := m.Observe(&l, m.ObserveOpportunity("e3", noAccount(map[string]any{sf.FieldAmount: 1300.0}), ver("3", 2)), t0)
+	if again.Referral != nil || again.LinkBack != nil || kinds(again.Decisions)[0] != contracts.DecisionFailed {
+		t.Fatalf("want refused again without a new write: %+v %+v", again.LinkBack, again.Decisions)
+	}
+	l = *again.Link
+
+	// The seller sets the Account: the referral is created under its name.
+	fixed := m.Observe(&l, m.ObserveOpportunity("e4", opp("006A", map[string]any{sf.FieldAmount: 1300.0}), ver("4", 3)), t0)
+	if fixed.Referral == nil || fixed.Referral.Data.Create.CustomerProfile.Name != "Fabrikam" {
+		t.Fatalf("setting the Account must create the referral under it: %+v", fixed.Decisions)
+	}
+}

@@ -1,7 +1,8 @@
 // Package sfwriter is the sf-writer stage: it carries out Opportunity commands against Salesforce with
 // go-salesforce. Creates are upserts by the Referral Identifier External ID, so a redelivered create can
-// never make a second Opportunity; the customer Account is found (name + billing postal code, then name)
-// or created first. Microsoft Solution child records are reconciled when a command carries the list.
+// never make a second Opportunity; the customer Account is found by the match rule (COSELL_ACCOUNT_MATCH: name +
+// billing postal code by default, or by name, or by an external id) or created first. Microsoft Solution child
+// records are reconciled when a command carries the list.
 //
 // Commands are handled in batches: whatever is pending (up to 200) is written with sObject Collections
 // calls — one query for the Accounts, one create for the missing ones, one upsert and one update for the
@@ -47,6 +48,8 @@ type Writer struct {
 	Governor *Governor
 	// AfterWrite, when set, is called after the external write and before the outcome is published.
 	AfterWrite func(commandID string)
+	// Match is how a create's customer finds its Account before one is created.
+	Match AccountMatch
 	// Org is the org's shape (Learn, at start); writes leave out the optional fields it lacks (CurrencyIsoCode
 	// in a single-currency org). When nil, each batch tries to discover it (describe); while Salesforce
 	// cannot answer, the batch's commands wait (retried after a second) rather than being written blind.
@@ -195,23 +198,65 @@ func live(items []*item) []*item {
 	return out
 }
 
-func accountKey(a contracts.Account) string {
-	return strings.ToLower(a.Name) + "\x00" + strings.ToLower(a.PostalCode)
+// Account match rules (COSELL_ACCOUNT_MATCH).
+const (
+	// MatchNamePostal: an Account of the same name and billing postal code, as Microsoft's Dynamics 365
+	// connector matches ("company name + postal code, else create").
+	MatchNamePostal = "name-postal"
+	// MatchName: an Account of the same name, whatever its address.
+	MatchName = "name"
+	// MatchExternalID: an Account whose External ID field holds the customer's Partner Center id; a
+	// customer without that id falls back to name-postal.
+	MatchExternalID = "external-id"
+)
+
+// AccountMatch is the rule a referral's customer finds its Account by before sf-writer creates one.
+type AccountMatch struct {
+	Rule   string `env:"COSELL_ACCOUNT_MATCH" default:"name-postal" validate:"oneof=name-postal|name|external-id" help:"how a referral's customer finds its Account before one is created: name-postal (same name and billing postal code, the Dynamics 365 connector's rule), name (same name, the oldest), external-id (the Account field COSELL_ACCOUNT_MATCH_FIELD holds the customer's Partner Center id; a customer without one falls back to name-postal)"`
+	Field  string `env:"COSELL_ACCOUNT_MATCH_FIELD" default:"Partner_Center_Customer_Id__c" help:"the Account field (an External ID) an external-id match compares and a created Account gets the customer's id in"`
+	IDType string `env:"COSELL_ACCOUNT_MATCH_ID_TYPE" default:"External" validate:"oneof=External|Duns" help:"which of the referral customer's ids (customerProfile.ids profileType) an external-id match uses"`
 }
 
-// accounts finds the Account of every create (name + billing postal code, then name) with one query per
-// 100 names and creates the missing ones with one Collections call per 200.
+// externalID is the customer id an external-id match compares, or "".
+func (m AccountMatch) externalID(a contracts.Account) string {
+	if m.Rule != MatchExternalID {
+		return ""
+	}
+	return a.IDs[m.IDType]
+}
+
+// accountKey names the Account a create needs under the rule: the customer's external id, else the
+// name and (unless the rule is by name) the postal code.
+func (m AccountMatch) accountKey(a contracts.Account) string {
+	if id := m.externalID(a); id != "" {
+		return "id\x00" + id
+	}
+	if m.Rule == MatchName {
+		return strings.ToLower(a.Name)
+	}
+	return strings.ToLower(a.Name) + "\x00" + strings.ToLower(strings.TrimSpace(a.PostalCode))
+}
+
+// accounts finds the Account of every create by the match rule (w.Match), with one query per 100 names or
+// ids, and creates the missing ones with one Collections call per 200.
 func (w *Writer) accounts(ctx context.Context, items []*item) {
 	need := map[string]contracts.Account{}
-	var names []string
+	var names, extIDs []string
 	seenName := map[string]bool{}
 	for _, it := range live(items) {
 		a := it.cmd.Account
 		if it.cmd.Op != contracts.OpCreate || a == nil || a.Name == "" {
 			continue
 		}
-		it.accountKey = accountKey(*a)
+		it.accountKey = w.Match.accountKey(*a)
 		need[it.accountKey] = *a
+		if id := w.Match.externalID(*a); id != "" {
+			if !seenName["id\x00"+id] {
+				seenName["id\x00"+id] = true
+				extIDs = append(extIDs, id)
+			}
+			continue
+		}
 		if n := strings.ToLower(a.Name); !seenName[n] {
 			seenName[n] = true
 			names = append(names, a.Name)
@@ -228,8 +273,27 @@ func (w *Writer) accounts(ctx context.Context, items []*item) {
 			}
 		}
 	}
-	byName := map[string]string{}       // lower name -> oldest account id
-	byNamePostal := map[string]string{} // accountKey -> oldest account id
+	byKey := map[string]string{} // accountKey -> oldest account id
+	for len(extIDs) > 0 {
+		chunk := extIDs[:min(len(extIDs), 100)]
+		extIDs = extIDs[len(chunk):]
+		quoted := make([]string, len(chunk))
+		for i, n := range chunk {
+			quoted[i] = sfapi.Quote(n)
+		}
+		rows, err := w.SF.Query(ctx, "SELECT Id, "+w.Match.Field+" FROM Account WHERE "+w.Match.Field+" IN ("+
+			strings.Join(quoted, ", ")+") ORDER BY CreatedDate, Id")
+		if err != nil {
+			failAll(fmt.Errorf("account match by %s: %w", w.Match.Field, err))
+			return
+		}
+		for _, r := range rows {
+			id, _ := r["Id"].(string)
+			if k := "id\x00" + fmt.Sprint(r[w.Match.Field]); byKey[k] == "" {
+				byKey[k] = id
+			}
+		}
+	}
 	for len(names) > 0 {
 		chunk := names[:min(len(names), 100)]
 		names = names[len(chunk):]
@@ -247,20 +311,18 @@ func (w *Writer) accounts(ctx context.Context, items []*item) {
 			id, _ := r["Id"].(string)
 			name, _ := r["Name"].(string)
 			postal, _ := r["BillingPostalCode"].(string)
-			if _, ok := byName[strings.ToLower(name)]; !ok {
-				byName[strings.ToLower(name)] = id
+			byName := w.Match
+			if byName.Rule == MatchExternalID {
+				byName.Rule = MatchNamePostal // a customer without the id
 			}
-			k := accountKey(contracts.Account{Name: name, PostalCode: postal})
-			if _, ok := byNamePostal[k]; !ok {
-				byNamePostal[k] = id
+			if k := byName.accountKey(contracts.Account{Name: name, PostalCode: postal}); byKey[k] == "" {
+				byKey[k] = id
 			}
 		}
 	}
 	var missing []string
-	for k, a := range need {
-		if id, ok := byNamePostal[k]; ok && a.PostalCode != "" {
-			found[k] = id
-		} else if id, ok := byName[strings.ToLower(a.Name)]; ok {
+	for k := range need {
+		if id, ok := byKey[k]; ok {
 			found[k] = id
 		} else {
 			missing = append(missing, k)
@@ -274,6 +336,9 @@ func (w *Writer) accounts(ctx context.Context, items []*item) {
 		for i, k := range chunk {
 			a := need[k]
 			r := sfapi.Record{sf.AccountName: a.Name}
+			if id := w.Match.externalID(a); id != "" {
+				r[w.Match.Field] = id // the next referral of this customer finds it by the id
+			}
 			for f, v := range map[string]string{sf.AccountBillingCity: a.City, sf.AccountBillingPostalCode: a.PostalCode,
 				sf.AccountBillingCountry: a.Country, sf.AccountBillingStreet: a.Street, sf.AccountBillingState: a.State} {
 				if v != "" {

@@ -271,3 +271,58 @@ func TestGovernorPausesAtTheFloorAndResumes(t *testing.T) {
 		}
 	}
 }
+
+// TestAccountMatchRule: the customer of a referral finds its Account by the configured rule before one is
+// created (COSELL_ACCOUNT_MATCH): by default name and billing postal code (Microsoft's Dynamics 365
+// connector's rule: the same name elsewhere is another customer), or by name alone, or by the customer's
+// Partner Center id in an External ID field, which an Account created for such a customer then holds.
+func TestAccountMatchRule(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		rule         string
+		account      contracts.Account
+		wantExisting bool
+	}{
+		{MatchNamePostal, contracts.Account{Name: "Contoso", PostalCode: "98052"}, true},
+		{MatchNamePostal, contracts.Account{Name: "contoso", PostalCode: "98052"}, true},
+		{MatchNamePostal, contracts.Account{Name: "Contoso", PostalCode: "10115"}, false},
+		{MatchNamePostal, contracts.Account{Name: "Contoso"}, false},
+		{MatchName, contracts.Account{Name: "Contoso", PostalCode: "10115"}, true},
+		{MatchExternalID, contracts.Account{Name: "Contoso Ltd (renamed)", IDs: map[string]string{"External": "C-42"}}, true},
+		{MatchExternalID, contracts.Account{Name: "Contoso", PostalCode: "98052", IDs: map[string]string{"External": "C-43"}}, false},
+		{MatchExternalID, contracts.Account{Name: "Contoso", PostalCode: "98052", IDs: map[string]string{"Duns": "C-42"}}, true}, // no External id: name-postal
+	} {
+		t.Run(fmt.Sprintf("%s %s %s %v", tc.rule, tc.account.Name, tc.account.PostalCode, tc.account.IDs), func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, sfemu.Options{}, nil)
+			f.w.Match = AccountMatch{Rule: tc.rule, Field: "Partner_Center_Customer_Id__c", IDType: "External"}
+			existing, err := f.emu.Insert(sf.ObjectAccount, map[string]any{"Name": "Contoso", "BillingPostalCode": "98052", "Partner_Center_Customer_Id__c": "C-42"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := createCmd(1, "")
+			a := tc.account
+			cmd.Account = &a
+			f.send(t, "cmd-1", cmd)
+			f.run(t)
+			f.settled(t)
+			opps := f.emu.All(sf.ObjectOpportunity)
+			if len(opps) != 1 {
+				t.Fatalf("%d opportunities: %+v", len(opps), f.outcomes(t)["cmd-1"])
+			}
+			got := fmt.Sprint(opps[0][sf.FieldAccountID])
+			if (got == existing) != tc.wantExisting {
+				t.Fatalf("Opportunity on account %s; existing %s, want existing: %v", got, existing, tc.wantExisting)
+			}
+			if accts := f.emu.All(sf.ObjectAccount); len(accts) != map[bool]int{true: 1, false: 2}[tc.wantExisting] {
+				t.Fatalf("%d accounts", len(accts))
+			}
+			if id := tc.account.IDs["External"]; !tc.wantExisting && tc.rule == MatchExternalID && id != "" {
+				acc, _ := f.emu.Get(sf.ObjectAccount, got)
+				if acc["Partner_Center_Customer_Id__c"] != id {
+					t.Errorf("the created Account does not hold the customer's id: %v", acc)
+				}
+			}
+		})
+	}
+}

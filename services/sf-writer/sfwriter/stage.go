@@ -13,6 +13,7 @@ import (
 type StageConfig struct {
 	SF     sfapi.Config
 	Budget GovernorConfig
+	Match  AccountMatch
 }
 
 // Stage is sf-writer as a component: services/sf-writer/main.go runs it as a process, the in-process
@@ -29,7 +30,7 @@ func build(ctx context.Context, cfg *StageConfig, env *stage.Env) (stage.Runner,
 		return nil, err
 	}
 	w := &Writer{Bus: env.Bus, SF: sf, Outcomes: rec, Log: env.Log, Consume: env.Consume, LimitPause: cfg.Budget.Pause,
-		Governor: &Governor{SF: sf, Config: cfg.Budget, Log: env.Log}, AfterWrite: env.AfterWrite}
+		Governor: &Governor{SF: sf, Config: cfg.Budget, Log: env.Log}, AfterWrite: env.AfterWrite, Match: cfg.Match}
 	if err := w.Learn(ctx); err != nil { // before the stage is reported ready
 		return nil, err
 	}
