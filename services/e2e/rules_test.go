@@ -361,7 +361,7 @@ func TestNoAccountIsRefusedNotNamedAfterTheDeal(t *testing.T) {
 		t.Errorf("%d failed entries with the reason on the timeline, want 1", failed)
 	}
 	s.SF.ResetCounts()
-	opsQuiet(t, s)
+	stacktest.Quiet(t, s)
 	if n := sfWrites(s); n != 0 {
 		t.Errorf("the refusal keeps writing: %d Salesforce writes (%v)", n, s.SF.Counts())
 	}
