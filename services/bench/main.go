@@ -456,9 +456,18 @@ func createReferrals(ctx context.Context, f *fleet.Fleet, n int) ([]string, erro
 }
 
 func createOpportunities(ctx context.Context, f *fleet.Fleet, n int) error {
+	// A flagged Opportunity needs its customer Account: without one cosell refuses to share it.
+	var acc struct {
+		ID string `json:"id"`
+	}
+	if err := fleet.SendJSON(ctx, "POST", f.SFURL()+"/_emulator/sobjects/Account", map[string]any{
+		"Name": "Bench customer", "BillingCountry": "US", "BillingPostalCode": "98052",
+	}, &acc); err != nil {
+		return err
+	}
 	return parallel(n, 8, func(i int) error {
 		return fleet.SendJSON(ctx, "POST", f.SFURL()+"/_emulator/sobjects/Opportunity", map[string]any{
-			"Name": fmt.Sprintf("Bench opportunity %d", i), "Amount": 500 + i, "CurrencyIsoCode": "USD", "CloseDate": "2027-05-01",
+			"Name": fmt.Sprintf("Bench opportunity %d", i), "AccountId": acc.ID, "Amount": 500 + i, "CurrencyIsoCode": "USD", "CloseDate": "2027-05-01",
 			"StageName": "Qualification", "Sync_with_Partner_Center__c": true,
 		}, nil)
 	})

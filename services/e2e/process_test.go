@@ -113,8 +113,16 @@ func TestStagesAsSeparateProcesses(t *testing.T) {
 	}, &ref); err != nil {
 		t.Fatal(err)
 	}
+	var acc struct {
+		ID string `json:"id"`
+	}
+	if err := fleet.SendJSON(t.Context(), "POST", f.SFURL()+"/_emulator/sobjects/Account", map[string]any{
+		"Name": "Process test customer", "BillingCountry": "NO", "BillingPostalCode": "0150",
+	}, &acc); err != nil {
+		t.Fatal(err)
+	}
 	if err := fleet.SendJSON(t.Context(), "POST", f.SFURL()+"/_emulator/sobjects/Opportunity", map[string]any{
-		"Name": "Process test opportunity", "Amount": 2500, "CurrencyIsoCode": "USD", "CloseDate": "2027-05-01",
+		"Name": "Process test opportunity", "AccountId": acc.ID, "Amount": 2500, "CurrencyIsoCode": "USD", "CloseDate": "2027-05-01",
 		"StageName": "Qualification", "Sync_with_Partner_Center__c": true,
 	}, &opp); err != nil {
 		t.Fatal(err)

@@ -146,11 +146,17 @@ func (w *workload) createOpportunity(ctx context.Context, i int, poison bool) er
 	if poison {
 		amount = -5 // Partner Center refuses a negative deal value
 	}
-	var out struct {
+	var acc, out struct {
 		ID string `json:"id"`
 	}
+	// A flagged Opportunity needs its customer Account: without one cosell refuses to share it.
+	if err := fleet.SendJSON(ctx, "POST", w.f.SFURL()+"/_emulator/sobjects/Account", map[string]any{
+		"Name": fmt.Sprintf("Chaos customer %d", i), "BillingCountry": "US", "BillingPostalCode": "98052",
+	}, &acc); err != nil {
+		return err
+	}
 	err := fleet.SendJSON(ctx, "POST", w.f.SFURL()+"/_emulator/sobjects/Opportunity", map[string]any{
-		"Name": fmt.Sprintf("Chaos opportunity %d", i), "Amount": amount, "CurrencyIsoCode": "USD", "CloseDate": "2027-05-01",
+		"Name": fmt.Sprintf("Chaos opportunity %d", i), "AccountId": acc.ID, "Amount": amount, "CurrencyIsoCode": "USD", "CloseDate": "2027-05-01",
 		"StageName": "Qualification", "Sync_with_Partner_Center__c": true,
 	}, &out)
 	if err == nil {
