@@ -128,10 +128,13 @@ func TestOptOutPausesTheLink(t *testing.T) {
 	}
 }
 
-// TestHeldChangesGoQuiet (issue 13, defect 3): records with a change held back (hold stage, a referral
-// Partner Center closed, a paused link) are decided once; with the Audit write-back running, the system
-// then goes quiet: zero Salesforce or Partner Center writes over several more poll cycles.
-func TestHeldChangesGoQuiet(t *testing.T) {
+// TestHeldPausedFailedClosedGoQuietForAMinute (issue 13, defect 3 and the done-when check): records with
+// a change held back (hold stage, a referral Partner Center closed, a paused link), a failed one (a patch
+// Partner Center refused) and a refused create (no Account) are decided once; with the Audit write-back
+// running, the system then goes quiet: over a whole minute the emulators count zero Salesforce and zero
+// Partner Center writes.
+func TestHeldPausedFailedClosedGoQuietForAMinute(t *testing.T) {
+	t.Parallel()
 	s := start(t, func(o *stack.Options) {
 		o.Vars["COSELL_AUDIT_SUMMARY_INTERVAL"] = "200ms"
 		o.Vars["COSELL_AUDIT_SAMPLE_INTERVAL"] = "200ms"
@@ -148,6 +151,14 @@ func TestHeldChangesGoQuiet(t *testing.T) {
 	}
 	// Paused: a seller's Opportunity whose flag is then unticked with an edit.
 	pausedID, _ := linkedOpportunity(t, s, "Paused and edited", 13000)
+	// Failed: a seller's Opportunity whose edit Partner Center refuses (a negative deal value).
+	failedID, _ := linkedOpportunity(t, s, "Refused edit", 14000)
+	// Refused create: a flagged Opportunity without an Account.
+	noAccountID, err := s.SF.Insert(sf.ObjectOpportunity, map[string]any{"Name": "No customer", "Amount": 15000.0,
+		"CloseDate": "2027-03-31", "StageName": "Qualification", sf.FieldSyncWithPartnerCenter: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var heldOpp, closedOpp string
 	testkit.Eventually(t, 20*time.Second, "both Opportunities created", func() (bool, string) {
 		a, b := stacktest.OpportunitiesFor(s, held.ID), stacktest.OpportunitiesFor(s, closed.ID)
@@ -176,6 +187,7 @@ func TestHeldChangesGoQuiet(t *testing.T) {
 		heldOpp:   {"Amount": 11500.0},
 		closedOpp: {"Amount": 12500.0},
 		pausedID:  {"Amount": 13500.0, sf.FieldSyncWithPartnerCenter: false},
+		failedID:  {"Amount": -1.0},
 	} {
 		if err := s.SF.Update(sf.ObjectOpportunity, id, f); err != nil {
 			t.Fatal(err)
@@ -188,8 +200,15 @@ func TestHeldChangesGoQuiet(t *testing.T) {
 				fmt.Sprint(o[sf.FieldSyncStatus], o[sf.FieldAudit])
 		})
 	}
-	// Poll the counters until a few poll cycles pass without a write (the first decisions' Audit and
-	// status write-backs land), then require zero writes over several more.
+	for _, id := range []string{failedID, noAccountID} {
+		testkit.Eventually(t, 20*time.Second, "failure shown on "+id, func() (bool, string) {
+			o, _ := s.SF.Get(sf.ObjectOpportunity, id)
+			return strings.HasPrefix(fmt.Sprint(o[sf.FieldSyncStatus]), "✖") && strings.Contains(fmt.Sprint(o[sf.FieldAudit]), " failed"),
+				fmt.Sprint(o[sf.FieldSyncStatus], o[sf.FieldAudit])
+		})
+	}
+	// Poll the counters until a poll cycle passes without a write (the first decisions' Audit and status
+	// write-backs land), then require zero writes for a minute.
 	testkit.Eventually(t, 30*time.Second, "quiet after the first decisions", func() (bool, string) {
 		s.SF.ResetCounts()
 		s.PC.ResetCounts()
@@ -198,25 +217,31 @@ func TestHeldChangesGoQuiet(t *testing.T) {
 	})
 	s.SF.ResetCounts()
 	s.PC.ResetCounts()
-	for i := 0; i < 3; i++ {
-		stacktest.Quiet(t, s)
+	polls := stacktest.Polls(s)
+	end := time.Now().Add(time.Minute)
+	testkit.Eventually(t, 2*time.Minute, "a minute without a write", func() (bool, string) {
+		if n, m := sfWrites(s), pcWrites(s); n+m != 0 {
+			t.Fatalf("held, paused, failed and closed records keep writing: Salesforce %d, Partner Center %d (%v %v)", n, m, s.SF.Counts(), s.PC.Counts())
+		}
+		return time.Now().After(end), fmt.Sprintf("%s to go", time.Until(end).Round(time.Second))
+	})
+	stacktest.Quiet(t, s)
+	if n, m := sfWrites(s), pcWrites(s); n+m != 0 || stacktest.Polls(s) == polls {
+		t.Fatalf("after a minute: Salesforce %d, Partner Center %d writes (%v %v); sf-ingest polled %d times", n, m, s.SF.Counts(), s.PC.Counts(), stacktest.Polls(s)-polls)
 	}
-	if n, m := sfWrites(s), pcWrites(s); n+m != 0 {
-		t.Fatalf("held records keep writing: Salesforce %d, Partner Center %d (%v %v)", n, m, s.SF.Counts(), s.PC.Counts())
-	}
-	for _, id := range []string{heldOpp, closedOpp, pausedID} {
+	for id, kind := range map[string]string{heldOpp: "held", closedOpp: "held", pausedID: "held", failedID: "failed", noAccountID: "failed"} {
 		rec, err := s.Auditor.Lookup(context.Background(), id)
 		if err != nil {
 			t.Fatal(err)
 		}
 		n := 0
 		for _, d := range rec.Timeline {
-			if d.Kind == "held" {
+			if d.Kind == kind {
 				n++
 			}
 		}
 		if n != 1 {
-			t.Errorf("%s: %d held entries on the timeline, want 1: %s", id, n, kindsOf(rec.Timeline))
+			t.Errorf("%s: %d %s entries on the timeline, want 1: %s", id, n, kind, kindsOf(rec.Timeline))
 		}
 	}
 }
