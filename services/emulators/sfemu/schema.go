@@ -337,6 +337,23 @@ func standardObjects(shape orgShape) []*object {
 	contact.add(typed("Email", "Email", typeEmail))
 	contact.add(typed("Phone", "Business Phone", typePhone))
 	contact.add(ref("OwnerId", "Owner ID", "User", "Owner"))
+
+	// OpportunityContactRole: a Contact's role on an Opportunity (Object Reference, "OpportunityContactRole":
+	// OpportunityId is set on create only; ContactId is required and may be changed; both parents' deletes
+	// delete the role). The Opportunity's customer contacts.
+	contactRole := &object{Name: "OpportunityContactRole", Label: "Opportunity Contact Role",
+		Plural: "Opportunity Contact Roles", KeyPrefix: "00K"}
+	systemFields(contactRole)
+	roleOpp := required(ref("OpportunityId", "Opportunity ID", "Opportunity", "Opportunity"))
+	roleOpp.Updateable, roleOpp.ChildRelationship, roleOpp.CascadeDelete = false, "OpportunityContactRoles", true
+	contactRole.add(roleOpp)
+	roleContact := required(ref("ContactId", "Contact ID", "Contact", "Contact"))
+	roleContact.ChildRelationship, roleContact.CascadeDelete = "OpportunityContactRoles", true
+	contactRole.add(roleContact)
+	contactRole.add(picklist(typed("Role", "Role", typePicklist), false,
+		"Business User", "Decision Maker", "Economic Buyer", "Economic Decision Maker", "Evaluator",
+		"Executive Sponsor", "Influencer", "Technical Buyer", "Other"))
+	contactRole.add(&field{Name: "IsPrimary", Label: "Primary", Type: typeBoolean, Default: false, Createable: true, Updateable: true})
 	campaign := &object{Name: "Campaign", Label: "Campaign", Plural: "Campaigns", KeyPrefix: "701"}
 	systemFields(campaign)
 	campaign.add(required(text("Name", "Name", 80)))
@@ -365,7 +382,7 @@ func standardObjects(shape orgShape) []*object {
 	org.add(readOnly(&field{Name: "IsSandbox", Label: "Is Sandbox", Type: typeBoolean, Default: shape.sandbox}))
 	org.add(readOnly(text("OrganizationType", "Edition", 40)))
 
-	return []*object{user, account, opp, member, note, contact, campaign, contract, pricebook, org}
+	return []*object{user, account, opp, member, note, contact, contactRole, campaign, contract, pricebook, org}
 }
 
 // fieldFrom is a project field as the emulator holds it; a metadata type the emulator does not model is
