@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/cosell-dev/cosell/services/internal/testkit"
 )
 
 // commandPaths lists every command of the tree (hidden ones aside), each as the words after "cosell",
@@ -169,6 +174,37 @@ func TestExitCodesDocumented(t *testing.T) {
 					t.Errorf("%s does not document exit code %s (%s)", where, code, word)
 				}
 			}
+		}
+	}
+}
+
+// TestServersPrintWhereTheyListen: cosell emulator pc|sf and cosell nats print their addresses and the
+// credentials they accept as a person reads them, or as one JSON object with -o json, before they serve.
+func TestServersPrintWhereTheyListen(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"emulator", "sf", "--listen", "127.0.0.1:0", "--pubsub-listen", "127.0.0.1:0"}, []string{"Salesforce emulator on http://127.0.0.1:", "secret cosell-emulator-secret", "COSELL_SF_PUBSUB_URL=http://127.0.0.1:"}},
+		{[]string{"emulator", "pc", "--listen", "127.0.0.1:0", "-o", "json"}, []string{`"emulator": "pc"`, `"authority": "http://127.0.0.1:`, `"deviceLogin": "http://127.0.0.1:`}},
+		{[]string{"nats", "--listen", "127.0.0.1:-1", "--data", t.TempDir(), "-o", "yaml"}, []string{"url: nats://127.0.0.1:", "store: /"}},
+	} {
+		ctx, cancel := context.WithCancel(context.Background())
+		var out syncWriter
+		done := make(chan int, 1)
+		go func() { done <- Run(ctx, c.args, &out, io.Discard) }()
+		testkit.Eventually(t, 20*time.Second, "cosell "+strings.Join(c.args, " ")+" printing its addresses", func() (bool, string) {
+			for _, w := range c.want {
+				if !strings.Contains(out.String(), w) {
+					return false, out.String()
+				}
+			}
+			return true, ""
+		})
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("cosell %s exited %d after cancel", strings.Join(c.args, " "), code)
 		}
 	}
 }

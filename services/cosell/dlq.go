@@ -95,6 +95,7 @@ so handlers stay idempotent), then remove it from the dead-letter stream. Fix th
 		Example: "  cosell dlq retry 12 13\n  cosell dlq retry --all"}
 	retryAll := retry.Flags().Bool("all", false, "every parked message")
 	retry.Args = seqArgsOrAll(retryAll)
+	retryOut := addOutput(retry)
 	retry.RunE = runE(func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return withAuditor(ctx, af, "cosell dlq retry", stderr, func(a *auditor.Auditor) int {
 			seqs := parseSeqs(args)
@@ -105,18 +106,23 @@ so handlers stay idempotent), then remove it from the dead-letter stream. Fix th
 					return exitFailure
 				}
 			}
-			failed := 0
+			res := retryResult{Redriven: []redriven{}, Failed: []retryFailure{}}
 			for _, s := range seqs {
 				d, err := a.Retry(ctx, s)
 				if err != nil {
-					failed++
+					res.Failed = append(res.Failed, retryFailure{Seq: s, Error: err.Error()})
 					fmt.Fprintf(stderr, "cosell dlq retry %d: %v\n", s, err)
 					continue
 				}
-				fmt.Fprintf(stdout, "re-driven %d → %s (link %s)\n", s, d.Subject, d.LinkID)
+				res.Redriven = append(res.Redriven, redriven{Seq: s, Subject: d.Subject, LinkID: d.LinkID})
 			}
-			fmt.Fprintf(stdout, "%d re-driven, %d failed\n", len(seqs)-failed, failed)
-			if failed > 0 {
+			retryOut.print(stdout, res, func(w io.Writer) {
+				for _, r := range res.Redriven {
+					fmt.Fprintf(w, "re-driven %d → %s (link %s)\n", r.Seq, r.Subject, r.LinkID)
+				}
+				fmt.Fprintf(w, "%d re-driven, %d failed\n", len(res.Redriven), len(res.Failed))
+			})
+			if len(res.Failed) > 0 {
 				return exitFailure
 			}
 			return exitOK
@@ -126,6 +132,7 @@ so handlers stay idempotent), then remove it from the dead-letter stream. Fix th
 	purge := &cobra.Command{Use: "purge SEQ… | --all", Short: "remove parked messages for good", Example: "  cosell dlq purge 12\n  cosell dlq purge --all"}
 	purgeAll := purge.Flags().Bool("all", false, "every parked message")
 	purge.Args = seqArgsOrAll(purgeAll)
+	purgeOut := addOutput(purge)
 	purge.RunE = runE(func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return withAuditor(ctx, af, "cosell dlq purge", stderr, func(a *auditor.Auditor) int {
 			n, err := a.Purge(ctx, parseSeqs(args)...)
@@ -133,12 +140,29 @@ so handlers stay idempotent), then remove it from the dead-letter stream. Fix th
 				fmt.Fprintf(stderr, "cosell dlq purge: %v\n", err)
 				return exitFailure
 			}
-			fmt.Fprintf(stdout, "purged %d dead letter(s)\n", n)
+			purgeOut.print(stdout, map[string]int{"purged": n}, func(w io.Writer) { fmt.Fprintf(w, "purged %d dead letter(s)\n", n) })
 			return exitOK
 		})
 	})
 	cmd.AddCommand(ls, show, retry, purge)
 	return cmd
+}
+
+// retryResult is cosell dlq retry as data.
+type retryResult struct {
+	Redriven []redriven     `json:"redriven"`
+	Failed   []retryFailure `json:"failed"`
+}
+
+type redriven struct {
+	Seq     uint64 `json:"seq"`
+	Subject string `json:"subject"`
+	LinkID  string `json:"linkId"`
+}
+
+type retryFailure struct {
+	Seq   uint64 `json:"seq"`
+	Error string `json:"error"`
 }
 
 // deadLetterView is cosell dlq show as data.

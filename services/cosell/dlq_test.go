@@ -142,9 +142,9 @@ func TestPoisonIsParkedThenRedriven(t *testing.T) {
 		n := len(stacktest.OpportunitiesFor(s, r1.ID))
 		return n == 1, fmt.Sprintf("%d opportunities", n)
 	})
-	code, out, _ = admin(t, conn, "dlq", "purge", fmt.Sprint(byLink[link2.ID].Seq))
-	if code != 0 || !strings.Contains(out, "purged 1") {
-		t.Errorf("dlq purge: code %d\n%s", code, out)
+	code, out, _ = admin(t, conn, "dlq", "purge", fmt.Sprint(byLink[link2.ID].Seq), "-o", "json")
+	if code != 0 || !strings.Contains(out, `"purged": 1`) {
+		t.Errorf("dlq purge -o json: code %d\n%s", code, out)
 	}
 	if left := dlqList(t, conn); len(left) != 0 {
 		t.Errorf("dead letters left: %+v", left)
@@ -176,7 +176,8 @@ func TestPoisonIsParkedThenRedriven(t *testing.T) {
 	if by := byOf(purged, contracts.DecisionPurged); by != me {
 		t.Errorf("the purge is audited as by %q, want %q; timeline %s", by, me, kinds(purged))
 	}
-	if code, _, errOut := admin(t, conn, "dlq", "retry", "99999"); code != 1 || !strings.Contains(errOut, auditor.ErrNoDeadLetter.Error()) {
-		t.Errorf("retry of an unknown sequence: code %d %s", code, errOut)
+	if code, out, errOut := admin(t, conn, "dlq", "retry", "99999", "-o", "json"); code != 1 || !strings.Contains(errOut, auditor.ErrNoDeadLetter.Error()) ||
+		!strings.Contains(out, `"redriven": []`) || !strings.Contains(out, `"seq": 99999`) {
+		t.Errorf("retry of an unknown sequence: code %d %s\n%s", code, errOut, out)
 	}
 }

@@ -48,13 +48,44 @@ development and tests. It prints its credentials; the real clients talk to it un
 	fs.StringVar(&f.pubsubListen, "pubsub-listen", "127.0.0.1:8083", "sf only: serve the Pub/Sub API (gRPC, plaintext; Change Data Capture) on this address; \"\" turns it off")
 	fs.DurationVar(&f.interval, "device-code-interval", 5*time.Second, "pc only: the polling interval the device-code sign-in asks for (Entra ID's is 5s)")
 	fs.BoolVar(&f.approve, "approve-sign-ins", false, "pc only: sign every device code in as "+pcemu.DefaultUser+" at once, so cosell pc login needs no browser (development only)")
+	out := addOutput(cmd)
 	cmd.RunE = runE(func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-		return runEmulator(ctx, args[0], f, stdout, stderr)
+		return runEmulator(ctx, args[0], f, out, stdout, stderr)
 	})
 	return cmd
 }
 
-func runEmulator(ctx context.Context, which string, f emulatorFlags, stdout, stderr io.Writer) int {
+// emulatorInfo is what cosell emulator prints: where it serves and the credentials it accepts.
+type emulatorInfo struct {
+	Emulator     string `json:"emulator"`
+	URL          string `json:"url"`
+	Authority    string `json:"authority,omitempty"`
+	DeviceLogin  string `json:"deviceLogin,omitempty"`
+	ClientID     string `json:"clientId"`
+	ClientSecret string `json:"clientSecret,omitempty"`
+	User         string `json:"user"`
+	Org          string `json:"org,omitempty"`
+	LoginHost    string `json:"loginHost,omitempty"`
+	PubSub       string `json:"pubSub,omitempty"`
+}
+
+func (i emulatorInfo) print(w io.Writer) {
+	if i.Emulator == "pc" {
+		fmt.Fprintf(w, "Partner Center emulator on %s\n  authority %s (COSELL_PC_AUTHORITY), client id %s\n"+
+			"  sign in: cosell pc login, then approve the code at %s as %s\n", i.URL, i.Authority, i.ClientID, i.DeviceLogin, i.User)
+		return
+	}
+	fmt.Fprintf(w, "Salesforce emulator on %s (the org's My Domain; %s)\n  client id %s, secret %s, user %s\n", i.URL,
+		i.Org, i.ClientID, i.ClientSecret, i.User)
+	if i.LoginHost != "" {
+		fmt.Fprintf(w, "  login host on %s (as login.salesforce.com)\n", i.LoginHost)
+	}
+	if i.PubSub != "" {
+		fmt.Fprintf(w, "  Pub/Sub API (gRPC) on %s: COSELL_SF_PUBSUB_URL=http://%s\n", i.PubSub, i.PubSub)
+	}
+}
+
+func runEmulator(ctx context.Context, which string, f emulatorFlags, out *output, stdout, stderr io.Writer) int {
 	if f.listen == "" {
 		f.listen = map[string]string{"pc": "127.0.0.1:8081", "sf": "127.0.0.1:8082"}[which]
 	}
@@ -65,6 +96,7 @@ func runEmulator(ctx context.Context, which string, f emulatorFlags, stdout, std
 		return 1
 	}
 	base := "http://" + ln.Addr().String()
+	info := emulatorInfo{Emulator: which, URL: base}
 	var h http.Handler
 	var pubsub func(context.Context) // serves the Salesforce emulator's Pub/Sub API until the context ends
 	switch which {
@@ -82,8 +114,7 @@ func runEmulator(ctx context.Context, which string, f emulatorFlags, stdout, std
 				return 1
 			}
 		}
-		fmt.Fprintf(stdout, "Partner Center emulator on %s\n  authority %s (COSELL_PC_AUTHORITY), client id %s\n"+
-			"  sign in: cosell pc login, then approve the code at %s/_emulator/devicelogin as %s\n", base, e.Authority(), e.ClientID(), base, pcemu.DefaultUser)
+		info.Authority, info.ClientID, info.DeviceLogin, info.User = e.Authority(), e.ClientID(), base+"/_emulator/devicelogin", pcemu.DefaultUser
 		h = e
 	case "sf":
 		opts := sfemu.Options{Logger: log, Sandbox: f.sandbox, SingleCurrency: f.singleCurrency, Currency: f.currency}
@@ -104,8 +135,7 @@ func runEmulator(ctx context.Context, which string, f emulatorFlags, stdout, std
 		if f.singleCurrency {
 			shape = "single-currency, " + f.currency
 		}
-		fmt.Fprintf(stdout, "Salesforce emulator on %s (the org's My Domain; %s)\n  client id %s, secret %s, user %s\n", base,
-			shape, sfemu.DefaultClientID, sfemu.DefaultClientSecret, sfemu.DefaultUsername)
+		info.Org, info.ClientID, info.ClientSecret, info.User = shape, sfemu.DefaultClientID, sfemu.DefaultClientSecret, sfemu.DefaultUsername
 		if f.loginListen != "" {
 			lln, err := net.Listen("tcp", f.loginListen)
 			if err != nil {
@@ -115,7 +145,7 @@ func runEmulator(ctx context.Context, which string, f emulatorFlags, stdout, std
 			login := &http.Server{Handler: e.LoginHost(base), ReadHeaderTimeout: 10 * time.Second}
 			defer login.Close()
 			go func() { _ = login.Serve(lln) }()
-			fmt.Fprintf(stdout, "  login host on http://%s (as login.salesforce.com)\n", lln.Addr())
+			info.LoginHost = "http://" + lln.Addr().String()
 		}
 		if f.pubsubListen != "" {
 			pln, err := net.Listen("tcp", f.pubsubListen)
@@ -123,7 +153,7 @@ func runEmulator(ctx context.Context, which string, f emulatorFlags, stdout, std
 				fmt.Fprintf(stderr, "cosell emulator sf: --pubsub-listen: %v\n", err)
 				return 1
 			}
-			fmt.Fprintf(stdout, "  Pub/Sub API (gRPC) on %s: COSELL_SF_PUBSUB_URL=http://%s\n", pln.Addr(), pln.Addr())
+			info.PubSub = pln.Addr().String()
 			pubsub = func(ctx context.Context) {
 				if err := e.ServePubSub(ctx, pln); err != nil {
 					log.Error("pub/sub api server stopped", "err", err)
@@ -132,6 +162,7 @@ func runEmulator(ctx context.Context, which string, f emulatorFlags, stdout, std
 		}
 		h = e
 	}
+	out.print(stdout, info, info.print)
 	ctx, stop := platform.RunUntilSignal(ctx)
 	defer stop()
 	if pubsub != nil {
