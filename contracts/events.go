@@ -132,6 +132,9 @@ type OpportunityCommand struct {
 	CauseVersion Version `json:"causeVersion"`
 }
 
+// PurposeAudit is the OpportunityCommand (and Outcome) purpose of the auditor's Audit summary write-back.
+const PurposeAudit = "audit"
+
 // Account is the customer account an Opportunity belongs to.
 type Account struct {
 	Name       string `json:"name"`

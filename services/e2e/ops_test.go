@@ -143,6 +143,16 @@ func TestAuditSummaryWrittenBackWithoutLoop(t *testing.T) {
 		stacktest.Quiet(t, s)
 		return sfWrites(s) == 0 && s.PC.Counts()["referrals.patch"] == 0, fmt.Sprint(s.SF.Counts(), s.PC.Counts())
 	})
+	// The Audit write's outcome costs the mapper nothing: no decision on the timeline is caused by it.
+	tl, err := s.Auditor.Timeline(t.Context(), contracts.LinkIDFor(contracts.PartnerCenter, r.ID))
+	if err != nil || len(tl) == 0 {
+		t.Fatalf("timeline: %d entries, %v", len(tl), err)
+	}
+	for _, d := range tl {
+		if auditor.IsAuditCommand(d.Cause) {
+			t.Errorf("a decision was made on the Audit write %s: %s %s", d.Cause, d.Kind, d.Detail)
+		}
+	}
 	o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
 	summary := fmt.Sprint(o[sf.FieldAudit])
 	for _, line := range strings.Split(summary, "\n")[1:] {

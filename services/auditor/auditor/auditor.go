@@ -178,7 +178,7 @@ func Summarised(d contracts.Decision) bool {
 func IsAuditCommand(id string) bool { return strings.Contains(id, "/"+PurposeAudit+"/") }
 
 // PurposeAudit is the OpportunityCommand purpose of the Audit write-back.
-const PurposeAudit = "audit"
+const PurposeAudit = contracts.PurposeAudit
 
 // Counts returns how many decisions of each kind were seen.
 func (a *Auditor) Counts() map[string]int {

@@ -95,6 +95,12 @@ func (s *Service) HandleOutcome(ctx context.Context, e platform.Event) error {
 	if out.LinkID == "" {
 		return platform.Permanent(fmt.Errorf("outcome %s names no link", e.ID()))
 	}
+	if out.Purpose == contracts.PurposeAudit && out.Status == contracts.OutcomeWritten {
+		// The auditor's Audit write-back is done: nothing of the link depends on it (no pending command, no
+		// mapped value, no error it clears), so it costs no link write and no decision; a failed one is
+		// still folded in and audited below.
+		return nil
+	}
 	return s.update(ctx, func(ctx context.Context) (*stored, error) {
 		return s.get(ctx, out.LinkID)
 	}, func(l *contracts.Link) decide.Result {
