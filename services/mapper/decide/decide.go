@@ -264,6 +264,8 @@ func (m Decider) propagate(l *contracts.Link, res *Result, from contracts.System
 	src, other := sideOf(l, from), sideOf(l, to)
 	changed, back := mapping.Values{}, mapping.Values{}
 	var conflicts, parked, resolved, unlanded, refused []string
+	// Both sides' edits of each conflicting field, for the timeline: what each side changed it to.
+	var rivals, parkedRivals []contracts.FieldChange
 	var stageKept mapping.Values
 	owners := map[mapping.Owner]bool{}
 	for _, r := range m.Fields {
@@ -343,6 +345,7 @@ func (m Decider) propagate(l *contracts.Link, res *Result, from contracts.System
 				owner = mapping.OwnerNewest
 			}
 			owners[owner] = true
+			both := []contracts.FieldChange{{Field: name, Before: base, After: nv, From: from}, {Field: name, Before: base, After: ov, From: to}}
 			switch m.winner(owner, from, ver, other.Seen) {
 			case "":
 				if l.Review == nil {
@@ -356,13 +359,16 @@ func (m Decider) propagate(l *contracts.Link, res *Result, from contracts.System
 				}
 				l.Review[name] = rv
 				parked = append(parked, name)
+				parkedRivals = append(parkedRivals, both...)
 			case to:
 				conflicts = append(conflicts, name)
+				rivals = append(rivals, both...)
 				if m.Reach(name, from) == mapping.Always {
 					back[name] = ov
 				}
 			default:
 				conflicts = append(conflicts, name)
+				rivals = append(rivals, both...)
 				changed[name] = nv
 			}
 			continue
@@ -378,12 +384,15 @@ func (m Decider) propagate(l *contracts.Link, res *Result, from contracts.System
 			fmt.Sprintf("conflict parked for review settled by the %s record", from), resolved, now))
 	}
 	if len(conflicts) > 0 {
-		res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionConflict,
-			"both sides changed since the last sync; "+ownerRule(owners), conflicts, now))
+		d := m.decision(*l, obs, contracts.DecisionConflict, "both sides changed since the last sync; "+ownerRule(owners), conflicts, now)
+		d.Changes = rivals
+		res.Decisions = append(res.Decisions, d)
 	}
 	if len(parked) > 0 {
-		res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionConflict,
-			"both sides changed since the last sync; parked for review (owner both-with-review): nothing written until one side is edited again or both agree", parked, now))
+		d := m.decision(*l, obs, contracts.DecisionConflict,
+			"both sides changed since the last sync; parked for review (owner both-with-review): nothing written until one side is edited again or both agree", parked, now)
+		d.Changes = parkedRivals
+		res.Decisions = append(res.Decisions, d)
 	}
 	if stageKept != nil {
 		m.hold(l, res, obs, fmt.Sprintf("the referral is %s in Partner Center; the stage of a partner-originated Opportunity is the seller's, so cosell does not change it", text(vals[m.StatusName()])), stageKept, now)
