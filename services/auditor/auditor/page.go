@@ -144,8 +144,8 @@ var pageTemplate = template.Must(template.New("status").Funcs(funcs).Parse(`<!do
 </section>
 <section id="changes"><h2>Recent changes</h2>
 <p class="filters">Outcome: <a href="/#changes" class="{{if not .Outcome}}on{{end}}">all</a>{{range .Outcomes}}<a href="/?outcome={{.}}#changes" class="{{if eq . $.Outcome}}on{{end}}">{{.}}</a>{{end}}</p>
-{{if .Changes}}<table><tr><th>at</th><th>deal</th><th>from</th><th>fields</th><th>outcome</th><th>decided / written by</th><th>steps</th></tr>
-{{range .Changes}}{{$d := index $.Deals .LinkID}}<tr><td>{{.At.Format "15:04:05"}}</td><td><a href="/link?id={{.LinkID}}">{{or $d.Deal .LinkID}}</a></td><td>{{.From}}</td><td>{{range .Fields}}{{.}} {{end}}</td><td><span class="pill {{pill .Outcome}}">{{.Outcome}}</span></td><td>{{range $i, $s := .Stages}}{{if $i}} → {{end}}{{$s}}{{end}}</td><td class="sub">{{range $i, $s := .Steps}}{{if $i}} · {{end}}{{$s.Kind}}{{end}}{{with .Detail}}<br>{{.}}{{end}}</td></tr>{{end}}
+{{if .Changes}}<table><tr><th>at</th><th>deal</th><th>from</th><th>fields (before → after)</th><th>outcome</th><th>decided / written by</th><th>steps</th></tr>
+{{range .Changes}}{{$d := index $.Deals .LinkID}}<tr><td>{{.At.Format "15:04:05"}}</td><td><a href="/link?id={{.LinkID}}">{{or $d.Deal .LinkID}}</a></td><td>{{.From}}</td><td>{{if and .Values (le (len .Values) 3)}}{{range .Values}}<div class="chg">{{.Field}}: <span class="before">{{.Before}}</span> → <span class="after">{{.After}}</span></div>{{end}}{{else}}{{range .Fields}}{{.}} {{end}}{{end}}</td><td><span class="pill {{pill .Outcome}}">{{.Outcome}}</span></td><td>{{range $i, $s := .Stages}}{{if $i}} → {{end}}{{$s}}{{end}}</td><td class="sub">{{range $i, $s := .Steps}}{{if $i}} · {{end}}{{$s.Kind}}{{end}}{{with .Detail}}<br>{{.}}{{end}}</td></tr>{{end}}
 </table><p class="meta">The latest 25 changes; all the auditor keeps: <a href="/api/changes{{with .Outcome}}?outcome={{.}}{{end}}">/api/changes</a>.</p>{{else}}<p class="dim">No {{.Outcome}} changes among the latest decisions.</p>{{end}}
 </section>
 <section id="links"><h2>All deals</h2>

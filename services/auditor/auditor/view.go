@@ -226,6 +226,8 @@ type Change struct {
 	// Fields are the fields it changed; Detail the first decision's explanation.
 	Fields []string `json:"fields,omitempty"`
 	Detail string   `json:"detail,omitempty"`
+	// Values are the field changes the row's decisions carry (before → after, and from which side).
+	Values []ShownChange `json:"values,omitempty"`
 	// Steps are the decisions folded into the row, oldest first.
 	Steps []Step `json:"steps"`
 
@@ -246,27 +248,35 @@ var Outcomes = []string{"written", "in flight", "failed", "conflict", "held", "d
 // DecidedBy is the stage a decision is shown under: for the mapper's decision on a writer's outcome, the
 // writer that wrote (or failed to write) it; else the stage that made it.
 func DecidedBy(d contracts.Decision) string {
-	if d.Stage == contracts.StageMapper && (d.Kind == contracts.DecisionWritten || d.Kind == contracts.DecisionFailed) {
-		switch {
-		case strings.HasPrefix(d.Cause, "cmd/"+string(contracts.PartnerCenter)+"/"):
-			return contracts.StagePCWriter
-		case strings.HasPrefix(d.Cause, "cmd/"+string(contracts.Salesforce)+"/"):
-			return contracts.StageSFWriter
-		}
+	if w := writerOf(d.Cause); w != "" && d.Stage == contracts.StageMapper && (d.Kind == contracts.DecisionWritten || d.Kind == contracts.DecisionFailed) {
+		return w
 	}
 	return d.Stage
 }
 
-// SideOf names the side a decision's cause came from: the observed snapshot's system, the writer for an
-// outcome, else "".
+// writerOf is the writer that carries out the command id names ("" for anything else).
+func writerOf(id string) string {
+	switch {
+	case strings.HasPrefix(id, "cmd/"+string(contracts.PartnerCenter)+"/"):
+		return contracts.StagePCWriter
+	case strings.HasPrefix(id, "cmd/"+string(contracts.Salesforce)+"/"):
+		return contracts.StageSFWriter
+	}
+	return ""
+}
+
+// SideOf names where a decision's cause came from: the observed snapshot's system, a writer's outcome,
+// a command to a writer (parked or re-driven), else "".
 func SideOf(d contracts.Decision) string {
 	switch {
 	case strings.HasPrefix(d.Cause, string(contracts.PartnerCenter)+"/"):
 		return "Partner Center"
 	case strings.HasPrefix(d.Cause, string(contracts.Salesforce)+"/"):
 		return "Salesforce"
-	case strings.HasPrefix(d.Cause, "cmd/"):
-		return DecidedBy(d) + "'s outcome"
+	case writerOf(d.Cause) != "" && (d.Kind == contracts.DecisionDeadLetter || d.Kind == contracts.DecisionRedriven):
+		return "command to " + writerOf(d.Cause)
+	case writerOf(d.Cause) != "":
+		return writerOf(d.Cause) + "'s outcome"
 	}
 	return ""
 }
@@ -335,6 +345,7 @@ func (c *Change) add(d contracts.Decision) {
 				c.Fields = append(c.Fields, f)
 			}
 		}
+		c.Values = append(c.Values, shown(d.Changes)...)
 	}
 	c.Outcome = outcomeOf(c.Steps)
 }
@@ -409,7 +420,10 @@ type TimelineRow struct {
 
 // ShownChange is a FieldChange rendered for a reader.
 type ShownChange struct {
-	Field, Before, After, From string
+	Field  string `json:"field"`
+	Before string `json:"before"`
+	After  string `json:"after"`
+	From   string `json:"from"`
 }
 
 func timelineRows(tl []contracts.Decision) []TimelineRow {
@@ -422,12 +436,18 @@ func timelineRows(tl []contracts.Decision) []TimelineRow {
 		if d.Target != "" {
 			r.What += " → " + sideName(d.Target)
 		}
-		for _, c := range d.Changes {
-			r.Changes = append(r.Changes, ShownChange{Field: c.Field, Before: show(c.Before), After: show(c.After), From: sideName(c.From)})
-		}
+		r.Changes = shown(d.Changes)
 		rows = append(rows, r)
 	}
 	return rows
+}
+
+func shown(cs []contracts.FieldChange) []ShownChange {
+	var out []ShownChange
+	for _, c := range cs {
+		out = append(out, ShownChange{Field: c.Field, Before: show(c.Before), After: show(c.After), From: sideName(c.From)})
+	}
+	return out
 }
 
 func sideName(s contracts.System) string {

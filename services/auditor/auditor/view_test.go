@@ -38,6 +38,7 @@ func TestChangesFoldEveryStepOfAChangeIntoOneRow(t *testing.T) {
 		d("pc-2", "auditor", contracts.DecisionRedriven, "cmd/sf/pc-2/pc/2/e2"),
 		d("pc-2", "mapper", contracts.DecisionWritten, "cmd/sf/pc-2/pc/2/e2"),
 	}
+	decisions[5].Changes = []contracts.FieldChange{{Field: "dealValue", Before: 1000.0, After: 2500.0, From: contracts.PartnerCenter}}
 	got := Changes(decisions)
 	type row struct {
 		link, from, outcome, stages, steps, fields string
@@ -63,6 +64,9 @@ func TestChangesFoldEveryStepOfAChangeIntoOneRow(t *testing.T) {
 		if rows[i] != want[i] {
 			t.Errorf("row %d:\n got %+v\nwant %+v", i, rows[i], want[i])
 		}
+	}
+	if v := got[2].Values; len(v) != 1 || v[0] != (ShownChange{Field: "dealValue", Before: "1000", After: "2500", From: "Partner Center"}) {
+		t.Errorf("the change's values: %+v", v)
 	}
 	if got[2].At != decisions[5].At {
 		t.Errorf("a change is shown at its first decision's time, got %v", got[2].At)
@@ -137,6 +141,25 @@ func TestLinkViewSaysWhoWhatAndWhy(t *testing.T) {
 	for x, want := range map[float64]string{0: "0 USD", 999: "999 USD", 1000: "1,000 USD", -48000: "-48,000 USD", 7300.25: "7,300.25 USD"} {
 		if got := money(x, "USD"); got != want {
 			t.Errorf("money(%v) = %q, want %q", x, got, want)
+		}
+	}
+}
+
+func TestWhoDecidedAndWhereItCameFrom(t *testing.T) {
+	for _, c := range []struct {
+		d        contracts.Decision
+		by, from string
+	}{
+		{contracts.Decision{Stage: "mapper", Kind: contracts.DecisionApplied, Cause: "pc/R1/e1"}, "mapper", "Partner Center"},
+		{contracts.Decision{Stage: "mapper", Kind: contracts.DecisionEcho, Cause: "sf/006A/t1"}, "mapper", "Salesforce"},
+		{contracts.Decision{Stage: "mapper", Kind: contracts.DecisionWritten, Cause: "cmd/pc/sf-006A/create"}, "pc-writer", "pc-writer's outcome"},
+		{contracts.Decision{Stage: "mapper", Kind: contracts.DecisionFailed, Cause: "cmd/sf/pc-R1/sf/006A/t1"}, "sf-writer", "sf-writer's outcome"},
+		{contracts.Decision{Stage: "mapper", Kind: contracts.DecisionNoChange, Cause: "cmd/sf/pc-R1/create"}, "mapper", "sf-writer's outcome"},
+		{contracts.Decision{Stage: "sf-writer", Kind: contracts.DecisionDeadLetter, Cause: "cmd/sf/pc-R1/create"}, "sf-writer", "command to sf-writer"},
+		{contracts.Decision{Stage: "auditor", Kind: contracts.DecisionRedriven, Cause: ""}, "auditor", ""},
+	} {
+		if by, from := DecidedBy(c.d), SideOf(c.d); by != c.by || from != c.from {
+			t.Errorf("%s on %q: by %q from %q, want %q %q", c.d.Kind, c.d.Cause, by, from, c.by, c.from)
 		}
 	}
 }
