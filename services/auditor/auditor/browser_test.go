@@ -50,7 +50,7 @@ func (p page) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 
 func (p page) open(path string) {
 	p.t.Helper()
-	p.do("open "+path, chromedp.Navigate(p.base+path), chromedp.WaitReady(chromedp.CSS("body")))
+	p.do("open "+path, chromedp.Navigate(p.base+path), browser.Loaded("body"))
 }
 
 // text is what a person sees in the element sel selects; "" when there is none.
@@ -192,7 +192,7 @@ func TestStatusPageInChromium(t *testing.T) {
 		t.Fatalf("sign in as operator: %v", err)
 	}
 	p.waitText("form.who", "Signed in as "+s.Operator.Name+" (operator)", 10*time.Second)
-	p.do("re-drive", chromedp.Click(chromedp.CSS(form+" button")), chromedp.WaitVisible(chromedp.CSS("#flash")))
+	p.do("re-drive", chromedp.Click(chromedp.CSS(form+" button")), browser.Loaded("#flash"))
 	if f := p.text("#flash"); !strings.Contains(f, fmt.Sprintf("re-driven dead letter %d", parked.Seq)) {
 		t.Errorf("after the re-drive the page says %q", f)
 	}
@@ -221,7 +221,7 @@ func TestStatusPageInChromium(t *testing.T) {
 	// Find the deal by name: who and what it is, both records linked, its timeline.
 	p.open("/")
 	p.do("search", chromedp.SendKeys(chromedp.CSS(`form.find input[name="id"]`), "wingtip"),
-		chromedp.Click(chromedp.CSS(`form.find button`)), chromedp.WaitVisible(chromedp.CSS("#deal")))
+		chromedp.Click(chromedp.CSS(`form.find button`)), browser.Loaded("#deal"))
 	deal := p.text("#deal")
 	opp := stacktest.OpportunitiesFor(s, wingtip.ID)[0]["Id"].(string)
 	for _, want := range []string{"Wingtip security", "Wingtip security Customer", "7,300 USD", wingtip.ID, opp} {
@@ -237,7 +237,7 @@ func TestStatusPageInChromium(t *testing.T) {
 			t.Errorf("no link to the record in %s (%s…): %q", l.system, l.base, href)
 			continue
 		}
-		p.do("follow "+href, chromedp.Navigate(href), chromedp.WaitReady(chromedp.CSS("body")))
+		p.do("follow "+href, chromedp.Navigate(href), browser.Loaded("body"))
 		if got := p.text("body"); !strings.Contains(got, l.id) || !strings.Contains(got, "Wingtip security") {
 			t.Errorf("the %s link %s opens:\n%.300s", l.system, href, got)
 		}

@@ -135,7 +135,7 @@ func run(out string, traffic time.Duration) error {
 	}
 	for _, sh := range shots {
 		var png []byte
-		err := chromedp.Do(tctx, chromedp.Navigate(s.Status+sh.path), chromedp.WaitVisible(chromedp.CSS(sh.wait)))
+		err := chromedp.Do(tctx, chromedp.Navigate(s.Status+sh.path), browser.Loaded(sh.wait))
 		if err == nil && sh.full {
 			png, err = chromedp.Run(tctx, chromedp.FullScreenshot(100))
 		} else if err == nil {

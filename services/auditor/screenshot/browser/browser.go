@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"time"
 
 	"github.com/chromedp/chromedp"
 )
@@ -77,19 +78,41 @@ func Start(ctx context.Context, exe string, width, height int) (context.Context,
 func Login(ctx context.Context, base, name, secret string) error {
 	return chromedp.Do(ctx,
 		chromedp.Navigate(base+"/login"),
-		chromedp.WaitVisible(chromedp.CSS(`input[name="user"]`)),
+		Loaded(`input[name="user"]`),
 		chromedp.SendKeys(chromedp.CSS(`input[name="user"]`), name),
 		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), secret),
 		chromedp.Click(chromedp.CSS(`form[action="/login"] button[type="submit"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`form.who`)),
+		Loaded(`form.who`),
 	)
+}
+
+// Loaded waits until the page shows sel and has loaded completely: after a click that navigates, the
+// element can show while the rest of the page is still arriving.
+// It asks again while a navigation replaces the page (an evaluation in the page being left fails), until
+// ctx ends.
+func Loaded(sel string) chromedp.Action[chromedp.Void] {
+	check := chromedp.Evaluate[bool](fmt.Sprintf(`document.querySelector(%q) !== null && document.readyState === "complete"`, sel))
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if ok, err := check(ctx, t); err == nil && ok {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("waiting for %s: %w", sel, ctx.Err())
+			case <-tick.C:
+			}
+		}
+	})
 }
 
 // Logout signs out with the page's Sign out button.
 func Logout(ctx context.Context) error {
 	return chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS(`form.who button[type="submit"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`input[name="user"]`)),
+		Loaded(`input[name="user"]`),
 	)
 }
 
