@@ -65,7 +65,7 @@ func TestRunTracesToTheStandardEndpoint(t *testing.T) {
 		<-time.After(100 * time.Millisecond)
 	}
 	for _, want := range []string{"status page ", "status API ", "metrics ", "/metrics", "Partner Center emu ", "Salesforce emulator ",
-		"login host http://", "Salesforce Pub/Sub ", "sf-ingest: follows its change events", "pc-ingest webhook ", "NATS ", "export COSELL_NATS_URL=nats://", "COSELL_SF_CLIENT_SECRET=", "COSELL_PC_AUTHORITY=http://"} {
+		"login host http://", "Salesforce Pub/Sub ", "sf-ingest: follows its change events", "pc-ingest webhook ", "NATS ", "(user cosell, password ", "export COSELL_NATS_URL=nats://", "COSELL_SF_CLIENT_SECRET=", "COSELL_PC_AUTHORITY=http://"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the banner lacks %q:\n%s", want, out.String())
 		}
