@@ -107,8 +107,8 @@ func deadLetterOf(t *testing.T, s *stack.Stack, referralID string) auditor.DeadL
 // TestStatusPageInChromium drives the real status page of the in-process system in headless Chromium as
 // a co-sell operations person would: the sign-in, a deal found by name with both records linked, its
 // timeline's before → after refreshing by itself, the dead letters with their reason and command, a
-// viewer refused a re-drive (on the page), an operator's re-drive carried out, and the changes filtered
-// by outcome.
+// viewer refused a re-drive (on the page), an operator's re-drive of one and then of all carried out, and
+// the changes filtered by outcome.
 func TestStatusPageInChromium(t *testing.T) {
 	exe := chromium(t)
 	opts := stacktest.Options(t)
@@ -166,6 +166,9 @@ func TestStatusPageInChromium(t *testing.T) {
 		if !strings.Contains(dl, want) {
 			t.Errorf("the dead letters a viewer sees lack %q:\n%s", want, dl)
 		}
+	}
+	if all := p.text(`form[action="/deadletters/retry"]`); !strings.Contains(all, "Re-drive all (operators only)") {
+		t.Errorf("a viewer's Re-drive all reads %q", all)
 	}
 	form := fmt.Sprintf(`form[action="/deadletters/%d/retry"]`, parked.Seq)
 	if p.attr(form+" button", "disabled") == "" && !strings.Contains(p.text(form), "operators only") {
@@ -255,4 +258,19 @@ func TestStatusPageInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.waitText("#timeline", "dealValue: 7300 → 9100 (Partner Center)", 60*time.Second)
+
+	// Re-drive all: the operator's button carries out the rest, and the page then says there is nothing parked.
+	p.open("/")
+	p.do("re-drive all", chromedp.Click(chromedp.CSS("#redrive-all")), browser.Loaded("#flash"))
+	if f := p.text("#flash"); !strings.Contains(f, "re-driven 1 dead letter(s)") {
+		t.Errorf("after Re-drive all the page says %q", f)
+	}
+	testkit.Eventually(t, 30*time.Second, "Fabrikam's re-driven create carried out", func() (bool, string) {
+		n := len(stacktest.OpportunitiesFor(s, fabrikam.ID))
+		return n == 1, fmt.Sprintf("%d opportunities", n)
+	})
+	p.open("/")
+	if dl := p.text("#deadletters"); !strings.Contains(dl, "No dead letters.") {
+		t.Errorf("after Re-drive all the dead letters show:\n%s", dl)
+	}
 }
