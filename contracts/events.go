@@ -37,14 +37,27 @@ type Opportunity struct {
 	ID          string         `json:"id"`
 	Fields      map[string]any `json:"fields"`
 	TeamMembers []TeamMember   `json:"teamMembers,omitempty"`
-	Solutions   []Solution     `json:"solutions,omitempty"`
-	Deleted     bool           `json:"deleted,omitempty"`
+	// Contacts are the Opportunity's contact roles with their Contacts: the customer's contacts.
+	Contacts  []ContactRole `json:"contacts,omitempty"`
+	Solutions []Solution    `json:"solutions,omitempty"`
+	Deleted   bool          `json:"deleted,omitempty"`
 }
 
 // TeamMember is an OpportunityTeamMember with its User's contact fields.
 type TeamMember struct {
 	UserID    string `json:"userId"`
 	Role      string `json:"role,omitempty"`
+	FirstName string `json:"firstName,omitempty"`
+	LastName  string `json:"lastName,omitempty"`
+	Email     string `json:"email,omitempty"`
+	Phone     string `json:"phone,omitempty"`
+}
+
+// ContactRole is an OpportunityContactRole with its Contact's fields.
+type ContactRole struct {
+	ContactID string `json:"contactId"`
+	Role      string `json:"role,omitempty"`
+	Primary   bool   `json:"primary,omitempty"`
 	FirstName string `json:"firstName,omitempty"`
 	LastName  string `json:"lastName,omitempty"`
 	Email     string `json:"email,omitempty"`

@@ -37,11 +37,12 @@ const (
 
 // Object names.
 const (
-	ObjectOpportunity           = "Opportunity"
-	ObjectAccount               = "Account"
-	ObjectOpportunityTeamMember = "OpportunityTeamMember"
-	ObjectUser                  = "User"
-	ObjectMicrosoftSolution     = "Microsoft_Solution__c"
+	ObjectOpportunity            = "Opportunity"
+	ObjectAccount                = "Account"
+	ObjectOpportunityTeamMember  = "OpportunityTeamMember"
+	ObjectOpportunityContactRole = "OpportunityContactRole"
+	ObjectUser                   = "User"
+	ObjectMicrosoftSolution      = "Microsoft_Solution__c"
 )
 
 // Account fields cosell matches and fills.

@@ -52,7 +52,7 @@ func TestMappingValidate(t *testing.T) {
 	if err := os.WriteFile(def, []byte(out), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if code, out, errOut := cli(t, "mapping", "validate", def); code != 0 || !strings.Contains(out, "valid (17 fields") {
+	if code, out, errOut := cli(t, "mapping", "validate", def); code != 0 || !strings.Contains(out, "valid (18 fields") {
 		t.Fatalf("validate the default: code %d\n%s%s", code, out, errOut)
 	}
 
@@ -96,7 +96,7 @@ func TestMappingValidate(t *testing.T) {
 	if code != 1 || !strings.Contains(got, "field campaign: Salesforce field Opportunity."+campaignField+" does not exist") {
 		t.Fatalf("a custom field against deploy/salesforce: code %d\n%s", code, got)
 	}
-	if code, got, errOut := cli(t, "mapping", "validate", file, "--metadata", meta); code != 0 || !strings.Contains(got, "valid (18 fields") {
+	if code, got, errOut := cli(t, "mapping", "validate", file, "--metadata", meta); code != 0 || !strings.Contains(got, "valid (19 fields") {
 		t.Fatalf("a custom field against the org's metadata: code %d\n%s%s", code, got, errOut)
 	}
 	if code, _, errOut := cli(t, "mapping", "validate", file, "--metadata", filepath.Join(dir, "none")); code != 2 || !strings.Contains(errOut, "not a directory") {

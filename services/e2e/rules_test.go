@@ -446,3 +446,56 @@ func TestAccountMatchByExternalID(t *testing.T) {
 		t.Errorf("the new customer's Account = %v", acc)
 	}
 }
+
+// TestCustomerContactsReachPartnerCenter (issue 13, customer contacts): a co-sell Opportunity (How can
+// Microsoft help set) without a contact role is refused with the reason; adding a Contact role creates the
+// referral with that contact in customerProfile.team, and a second contact role is patched in.
+func TestCustomerContactsReachPartnerCenter(t *testing.T) {
+	s := start(t, nil)
+	acc, err := s.SF.Insert(sf.ObjectAccount, map[string]any{"Name": "Northwind Traders", "BillingCountry": "US", "BillingPostalCode": "98052"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oppID, err := s.SF.Insert(sf.ObjectOpportunity, map[string]any{"Name": "Northwind co-sell", "AccountId": acc, "Amount": 9000.0,
+		"CloseDate": "2027-03-31", "StageName": "Qualification", sf.FieldSyncWithPartnerCenter: true, sf.FieldHowCanMicrosoftHelp: "Quotes or licensing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 20*time.Second, "the refusal on the Opportunity", func() (bool, string) {
+		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
+		st := fmt.Sprint(o[sf.FieldSyncStatus])
+		return strings.HasPrefix(st, "✖ refused: a co-sell referral") && strings.Contains(st, "customer contact"), st
+	})
+	if n := len(stacktest.ReferralsFor(s, oppID)); n != 0 {
+		t.Fatalf("%d referrals created without a customer contact", n)
+	}
+	addRole := func(first, last, email string) {
+		t.Helper()
+		c, err := s.SF.Insert("Contact", map[string]any{"AccountId": acc, "FirstName": first, "LastName": last, "Email": email, "Phone": "+1 425 555 0100"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.SF.Insert(sf.ObjectOpportunityContactRole, map[string]any{"OpportunityId": oppID, "ContactId": c, "Role": "Decision Maker"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addRole("Nancy", "Davolio", "nancy@northwind.example")
+	var ref pc.Referral
+	testkit.Eventually(t, 30*time.Second, "referral created with the customer contact", func() (bool, string) {
+		refs := stacktest.ReferralsFor(s, oppID)
+		if len(refs) != 1 || refs[0].CustomerProfile == nil {
+			return false, fmt.Sprint(len(refs))
+		}
+		ref = refs[0]
+		return len(ref.CustomerProfile.Team) == 1 && ref.CustomerProfile.Team[0].Email == "nancy@northwind.example", fmt.Sprint(ref.CustomerProfile.Team)
+	})
+	if m := ref.CustomerProfile.Team[0]; m.FirstName != "Nancy" || m.LastName != "Davolio" || m.PhoneNumber != "+1 425 555 0100" {
+		t.Errorf("customer contact = %+v", m)
+	}
+	stacktest.Quiet(t, s)
+	addRole("Andrew", "Fuller", "andrew@northwind.example")
+	testkit.Eventually(t, 30*time.Second, "second contact patched in", func() (bool, string) {
+		got, _ := s.PC.Get(ref.ID)
+		return got.CustomerProfile != nil && len(got.CustomerProfile.Team) == 2, fmt.Sprint(got.CustomerProfile.Team)
+	})
+}

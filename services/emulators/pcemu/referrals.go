@@ -264,6 +264,9 @@ func (e *Emulator) create(in pc.Referral, seller bool) (pc.Referral, error) {
 	if err := validateReferral(&in); err != nil {
 		return pc.Referral{}, err
 	}
+	if err := validateCoSell(&in); err != nil {
+		return pc.Referral{}, err
+	}
 
 	e.mu.Lock()
 	now := e.nextTime()
@@ -414,6 +417,19 @@ func validateReferral(r *pc.Referral) error {
 		return invalid("details", "The details are required.")
 	}
 	return validateDetails(r)
+}
+
+// validateCoSell: a co-sell referral (help requested from Microsoft: an assistance code other than
+// Unknown) needs at least one customer contact (Microsoft's co-sell connector docs: "a co-sell referral
+// needs at least one customer contact"; its troubleshooting: "a customer contact when help is requested").
+func validateCoSell(r *pc.Referral) error {
+	if r.InviteContext == nil || r.InviteContext.AssistanceRequestCode == "" || r.InviteContext.AssistanceRequestCode == "Unknown" {
+		return nil
+	}
+	if r.CustomerProfile == nil || len(r.CustomerProfile.Team) == 0 {
+		return invalid("customerProfile.team", "A co-sell referral (assistanceRequestCode %s) needs at least one customer contact.", r.InviteContext.AssistanceRequestCode)
+	}
+	return nil
 }
 
 func validateDetails(r *pc.Referral) error {
@@ -588,6 +604,9 @@ func (e *Emulator) patch(id, ifMatch string, ops []pc.PatchOp) (pc.Referral, err
 	}
 	if err == nil {
 		err = validateDetails(&upd)
+	}
+	if err == nil {
+		err = validateCoSell(&upd)
 	}
 	if err != nil {
 		e.mu.Unlock()

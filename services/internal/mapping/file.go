@@ -74,7 +74,7 @@ var ReferralSchema = map[string]ReferralField{
 	"customerProfile.size": {Kind: KindEnum, Values: []string{"1to50employees", "51to500employees",
 		"Morethan500employees", "1to9employees", "10to50employees", "51to250employees", "251to1000employees",
 		"1001to5000employees", "5001to10000employees", "10001to20000employees", "Morethan20000employees"}},
-	"customerProfile.team":           {Kind: KindTeam},
+	"customerProfile.team":           {Kind: KindContacts},
 	"details.notes":                  {Kind: KindText},
 	"details.dealValue":              {Kind: KindMoney},
 	"details.currency":               {Kind: KindCurrency},
@@ -104,7 +104,7 @@ func compatible(path, rule Kind) bool {
 var (
 	reachWords = map[string]Reach{"never": Never, "create": OnCreate, "always": Always}
 	ownerWords = []Owner{OwnerNewest, OwnerPC, OwnerSF, OwnerReview}
-	kindWords  = []Kind{KindText, KindMoney, KindDate, KindCurrency, KindCountry, KindEnum, KindBool, KindStatus, KindSolutions, KindTeam}
+	kindWords  = []Kind{KindText, KindMoney, KindDate, KindCurrency, KindCountry, KindEnum, KindBool, KindStatus, KindSolutions, KindTeam, KindContacts}
 )
 
 // parse reads a mapping file and checks it against the referral schema and its own rules. The error, when
@@ -406,6 +406,13 @@ func (p *parser) field(n *yaml.Node) (FieldRule, bool) {
 		}
 		if r.ToSF != Never {
 			p.add(n.Line, r.Name, "set toSF: never", "cosell cannot create Salesforce users from Partner Center team members")
+		}
+	case KindContacts:
+		if r.SF != "OpportunityContactRole" {
+			p.add(n.Line, r.Name, "set sf: OpportunityContactRole", "customer contacts come from the Opportunity's contact roles (OpportunityContactRole), not %s", r.SF)
+		}
+		if r.ToSF != Never {
+			p.add(n.Line, r.Name, "set toSF: never", "cosell does not create Salesforce Contacts from Partner Center's customer contacts yet")
 		}
 	case KindStatus:
 		if r.SF != "StageName" {

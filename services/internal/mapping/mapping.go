@@ -37,7 +37,9 @@ const (
 	FieldHelp         = "help"
 	FieldSolutions    = "solutions"
 	FieldTeam         = "team"
-	FieldStatus       = "status"
+	// FieldContacts: the customer's contacts (the Opportunity's contact roles ↔ customerProfile.team).
+	FieldContacts = "contacts"
+	FieldStatus   = "status"
 	// FieldVisibility: the referral is visible to Microsoft sellers (once visible, always visible).
 	FieldVisibility = "visibility"
 	// FieldCRMID: Microsoft's CRM (MSX) id of the deal, read-only on the Opportunity.
@@ -84,6 +86,7 @@ const (
 	KindStatus    Kind = "status"    // referral status+substatus ↔ StageName, by the stage rules
 	KindSolutions Kind = "solutions" // Microsoft Solution child records ↔ details.requirements.solutions
 	KindTeam      Kind = "team"      // OpportunityTeamMember users ↔ a referral's team members
+	KindContacts  Kind = "contacts"  // OpportunityContactRole Contacts ↔ the referral customer's contacts
 )
 
 // Owner says which side wins when both changed a field since the last sync.
@@ -232,7 +235,7 @@ func (m Mapping) Reach(name string, sys contracts.System) Reach {
 func (m Mapping) SalesforceFields() []string {
 	var out []string
 	for _, f := range m.Fields {
-		if f.SF == "" || f.Kind == KindSolutions || f.Kind == KindTeam {
+		if f.SF == "" || f.Kind == KindSolutions || f.Kind == KindTeam || f.Kind == KindContacts {
 			continue
 		}
 		out = append(out, f.SF)
@@ -304,7 +307,7 @@ func num(x any) (float64, bool) {
 // refuses blanks for numbers, dates and codes, and Salesforce requires Name, StageName and CloseDate.
 func (f FieldRule) BlankTravels(to contracts.System) bool {
 	switch f.Kind {
-	case KindText, KindEnum, KindSolutions, KindTeam:
+	case KindText, KindEnum, KindSolutions, KindTeam, KindContacts:
 	default:
 		return false
 	}

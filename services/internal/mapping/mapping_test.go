@@ -23,7 +23,10 @@ func documentedReferral(t *testing.T) partnercenter.Referral {
 	  "status": "Active", "substatus": "Accepted", "qualification": "SalesQualified", "type": "Independent",
 	  "customerProfile": {"name": "Contoso Customer Inc",
 	    "address": {"addressLine1": "One Microsoft Way", "addressLine2": "34", "city": "Redmond", "state": "WA", "postalCode": "98052", "country": "us", "region": "Washington"},
-	    "size": "10to50employees"},
+	    "size": "10to50employees",
+	    "team": [
+	      {"contactPreference": {"locale": "en-us", "disableNotifications": false}, "firstName": "Sue", "lastName": "Smith", "phoneNumber": "1234567890", "email": "sue.smith@contoso.com"},
+	      {"contactPreference": {"locale": "en-us", "disableNotifications": false}, "firstName": "Joe", "lastName": "Hansen", "phoneNumber": "4035698759", "email": "joe.hansen@contoso.com"}]},
 	  "consent": {"consentToToShareInfoWithOthers": true, "consentToContact": true, "consentToShareReferralWithMicrosoftSellers": true},
 	  "trackingInfo": {"microsoftMsxId": "7-ABCDEF123"},
 	  "details": {"notes": "Customer is looking to leverage Dynamics 365.", "dealValue": 50000.004, "currency": "usd",
@@ -50,6 +53,7 @@ func documentedOpportunity() contracts.Opportunity {
 		"Account.BillingState": "BE", "Account.BillingPostalCode": "10117", "Account.BillingCountry": "de",
 	},
 		TeamMembers: []contracts.TeamMember{{UserID: "005A", FirstName: "Ann", LastName: "Seller", Email: "ann@partner.example", Phone: "+49 30 1"}},
+		Contacts:    []contracts.ContactRole{{ContactID: "003A", Role: "Decision Maker", FirstName: "Kim", LastName: "Buyer", Email: "Kim@Fabrikam.example", Phone: "+49 30 2"}},
 		Solutions:   []contracts.Solution{{SolutionID: "SOL-34104-EBB", Name: "Fabrikam on Azure"}},
 	}
 }
@@ -67,7 +71,7 @@ func TestDefaultMappingFileIsTheDefault(t *testing.T) {
 		names = append(names, f.Name)
 	}
 	want := []string{FieldName, FieldCustomerName, FieldStreet, FieldCity, FieldState, FieldPostalCode, FieldCountry,
-		FieldDealValue, FieldCurrency, FieldCloseDate, FieldNotes, FieldHelp, FieldSolutions, FieldTeam, FieldVisibility, FieldCRMID, FieldStatus}
+		FieldDealValue, FieldCurrency, FieldCloseDate, FieldNotes, FieldHelp, FieldSolutions, FieldTeam, FieldContacts, FieldVisibility, FieldCRMID, FieldStatus}
 	if !reflect.DeepEqual(names, want) {
 		t.Fatalf("fields = %v, want %v", names, want)
 	}
@@ -113,6 +117,11 @@ func TestEveryFieldBothWays(t *testing.T) {
 			func() any { return fmt.Sprint(setSols, sols) }, func() any { return fmt.Sprint(created.Details.Requirements.Solutions) }},
 		{FieldTeam, team, []any{map[string]any{"email": "ann@partner.example", "firstName": "Ann", "lastName": "Seller", "phone": "+49 30 1"}},
 			func() any { return nil }, func() any { return fmt.Sprint(created.Team) }},
+		{FieldContacts, []any{
+			map[string]any{"email": "joe.hansen@contoso.com", "firstName": "Joe", "lastName": "Hansen", "phone": "4035698759"},
+			map[string]any{"email": "sue.smith@contoso.com", "firstName": "Sue", "lastName": "Smith", "phone": "1234567890"}},
+			[]any{map[string]any{"email": "kim@fabrikam.example", "firstName": "Kim", "lastName": "Buyer", "phone": "+49 30 2"}},
+			func() any { return nil }, func() any { return fmt.Sprint(created.CustomerProfile.Team) }},
 		{FieldVisibility, true, true, func() any { return oppFields[sf.FieldReferralVisibility] }, func() any { return *created.Consent.ConsentToShareReferralWithMicrosoftSellers }},
 		{FieldCRMID, "7-ABCDEF123", "typed by a seller", func() any { return oppFields[sf.FieldMicrosoftCRMIdentifier] }, func() any { return created.TrackingInfo }},
 		{FieldStatus, StatusActive, StatusActive, func() any { return oppFields[sf.FieldStageName] }, func() any { return created.Status + "/" + created.Substatus }},
@@ -124,6 +133,7 @@ func TestEveryFieldBothWays(t *testing.T) {
 		FieldHelp:       "Proof of concept or demo",
 		FieldSolutions:  "true [{ Dynamics365forFieldService Dynamics 365 for Field Service}]",
 		FieldTeam:       nil, // toSF: never — Salesforce users are not created from Partner Center
+		FieldContacts:   nil, // toSF: never — Salesforce Contacts are not created from Partner Center (yet)
 		FieldStatus:     "Qualification",
 		FieldVisibility: true, FieldCRMID: "7-ABCDEF123",
 	}
@@ -133,6 +143,7 @@ func TestEveryFieldBothWays(t *testing.T) {
 		FieldCloseDate: "2027-03-01T00:00:00Z", FieldNotes: "notes", FieldHelp: "QuotesOrLicensing",
 		FieldSolutions:  "[{SOL-34104-EBB Fabrikam on Azure  <nil> <nil>   }]",
 		FieldTeam:       "[{Ann Seller +49 30 1 ann@partner.example  <nil>}]",
+		FieldContacts:   "[{Kim Buyer +49 30 2 kim@fabrikam.example  <nil>}]",
 		FieldVisibility: true,
 		FieldCRMID:      (*partnercenter.TrackingInfo)(nil), // toPC: never — Microsoft's id, read-only on the Opportunity
 		FieldStatus:     "New/Pending",                      // a referral is created New; Partner Center makes a partner's own referral Active
@@ -175,6 +186,7 @@ func TestPatchOfEveryPatchableField(t *testing.T) {
 		"/consent/consentToShareReferralWithMicrosoftSellers": "true",
 		"/details/requirements/solutions":                     `[{"id":"SOL-34104-EBB","name":"Fabrikam on Azure"}]`,
 		"/team":                                               `[{"firstName":"Ann","lastName":"Seller","phoneNumber":"+49 30 1","email":"ann@partner.example"}]`,
+		"/customerProfile/team":                               `[{"firstName":"Kim","lastName":"Buyer","phoneNumber":"+49 30 2","email":"kim@fabrikam.example"}]`,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("patch = %v\nwant    %v", got, want)

@@ -37,7 +37,7 @@ func standard() sfSchema {
 	req := func(f sfField) sfField { f.Required = true; return f }
 	pick := func(f sfField, values ...string) sfField { f.Picklist = values; return f }
 	ro := func(f sfField) sfField { f.Writeable = false; return f }
-	s := sfSchema{"Opportunity": {}, "Account": {}, "OpportunityTeamMember": {}}
+	s := sfSchema{"Opportunity": {}, "Account": {}, "OpportunityTeamMember": {}, "OpportunityContactRole": {}}
 	for _, f := range []sfField{
 		ro(w("Id", "id", 18)), req(w("Name", "string", 120)), w("AccountId", "reference", 18), w("Amount", "currency", 0),
 		pick(w("CurrencyIsoCode", "picklist", 255), currencies...), req(w("CloseDate", "date", 0)),
@@ -128,7 +128,7 @@ func check(m *Mapping, s sfSchema) Problems {
 	for i := range m.Fields {
 		r := &m.Fields[i]
 		switch r.Kind {
-		case KindSolutions, KindTeam:
+		case KindSolutions, KindTeam, KindContacts:
 			if s[r.SF] == nil {
 				add(r.Line, r.Name, "deploy deploy/salesforce to the org, or map another field", "Salesforce object %s does not exist in the metadata", r.SF)
 			}

@@ -55,6 +55,12 @@ func (m Mapping) FromOpportunity(o contracts.Opportunity) Values {
 				list = append(list, map[string]any{"id": s.SolutionID, "name": s.Name})
 			}
 			x = solutions(list)
+		case KindContacts:
+			list := make([]any, 0, len(o.Contacts))
+			for _, c := range o.Contacts {
+				list = append(list, map[string]any{"email": c.Email, "firstName": c.FirstName, "lastName": c.LastName, "phone": c.Phone})
+			}
+			x = team(list)
 		case KindTeam:
 			list := make([]any, 0, len(o.TeamMembers))
 			for _, t := range o.TeamMembers {
@@ -128,7 +134,7 @@ func (f FieldRule) fromPC(raw any) any {
 	case KindSolutions:
 		list, _ := raw.([]any)
 		return solutions(list)
-	case KindTeam:
+	case KindTeam, KindContacts:
 		list, _ := raw.([]any)
 		out := make([]any, 0, len(list))
 		for _, x := range list {
@@ -302,7 +308,7 @@ func (f FieldRule) toPC(v any) any {
 			out = append(out, partnercenter.Solution{ID: str(mm["id"]), Name: str(mm["name"])})
 		}
 		return out
-	case KindTeam:
+	case KindTeam, KindContacts:
 		list, _ := v.([]any)
 		out := make([]partnercenter.Member, 0, len(list))
 		for _, x := range list {
@@ -447,7 +453,7 @@ func (m Mapping) ReferralPatch(changed Values, from string) []partnercenter.Patc
 			continue
 		}
 		pv := f.toPC(val)
-		if f.Kind == KindSolutions || f.Kind == KindTeam {
+		if f.Kind == KindSolutions || f.Kind == KindTeam || f.Kind == KindContacts {
 			if IsBlank(val) {
 				pv = []any{}
 			}
@@ -497,7 +503,7 @@ func (m Mapping) OpportunityFields(v Values, create bool, createdAt time.Time) m
 	f := map[string]any{}
 	for name, val := range v {
 		r, ok := m.Rule(name)
-		if !ok || r.SF == "" || strings.Contains(r.SF, ".") || r.Kind == KindSolutions || r.Kind == KindTeam {
+		if !ok || r.SF == "" || strings.Contains(r.SF, ".") || r.Kind == KindSolutions || r.Kind == KindTeam || r.Kind == KindContacts {
 			continue
 		}
 		if reach := r.ToSF; reach == Never || (reach == OnCreate && !create) {

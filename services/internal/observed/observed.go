@@ -69,14 +69,17 @@ var OpportunityFields = []string{
 // Child relationships of Opportunity read into every snapshot.
 const (
 	RelTeamMembers = "OpportunityTeamMembers"
-	RelSolutions   = "Microsoft_Solutions__r"
-	RelNotes       = "Notes"
+	// RelContactRoles are the Opportunity's contact roles: the customer's contacts.
+	RelContactRoles = "OpportunityContactRoles"
+	RelSolutions    = "Microsoft_Solutions__r"
+	RelNotes        = "Notes"
 	// NotesField is the Fields key holding the Opportunity's notes: a list of {"id","title","body"}.
 	NotesField = "Notes"
 )
 
 var subqueries = []string{
 	"(SELECT Id, UserId, TeamMemberRole, SystemModstamp, User.FirstName, User.LastName, User.Email, User.Phone FROM " + RelTeamMembers + " ORDER BY Id)",
+	"(SELECT Id, ContactId, Role, IsPrimary, SystemModstamp, Contact.FirstName, Contact.LastName, Contact.Email, Contact.Phone FROM " + RelContactRoles + " ORDER BY Id)",
 	"(SELECT Id, Name, Solution_Id__c, SystemModstamp FROM " + RelSolutions + " ORDER BY Id)",
 	"(SELECT Id, Title, Body, SystemModstamp FROM " + RelNotes + " ORDER BY Id)",
 }
@@ -166,6 +169,14 @@ func Opportunity(row map[string]any) (contracts.Opportunity, contracts.Version, 
 		}
 		o.TeamMembers = append(o.TeamMembers, m)
 	}
+	for _, r := range childRows(f[RelContactRoles]) {
+		seen(r)
+		c := contracts.ContactRole{ContactID: str(r["ContactId"]), Role: str(r["Role"]), Primary: r["IsPrimary"] == true}
+		if p, ok := r["Contact"].(map[string]any); ok {
+			c.FirstName, c.LastName, c.Email, c.Phone = str(p["FirstName"]), str(p["LastName"]), str(p["Email"]), str(p["Phone"])
+		}
+		o.Contacts = append(o.Contacts, c)
+	}
 	for _, r := range childRows(f[RelSolutions]) {
 		seen(r)
 		o.Solutions = append(o.Solutions, contracts.Solution{ID: str(r["Id"]), SolutionID: str(r["Solution_Id__c"]), Name: str(r["Name"])})
@@ -175,7 +186,7 @@ func Opportunity(row map[string]any) (contracts.Opportunity, contracts.Version, 
 		seen(r)
 		notes = append(notes, map[string]any{"id": str(r["Id"]), "title": str(r["Title"]), "body": str(r["Body"])})
 	}
-	for _, k := range []string{sf.FieldSystemModstamp, sf.FieldIsDeleted, RelTeamMembers, RelSolutions, RelNotes} {
+	for _, k := range []string{sf.FieldSystemModstamp, sf.FieldIsDeleted, RelTeamMembers, RelContactRoles, RelSolutions, RelNotes} {
 		delete(f, k)
 	}
 	if notes != nil {

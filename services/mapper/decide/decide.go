@@ -624,6 +624,24 @@ func (m Decider) refuseCreate(v mapping.Values) string {
 			return fmt.Sprintf("refused: the Opportunity has no customer Account (%s is empty), and cosell does not share a deal with Microsoft under a customer named after the deal; set the Opportunity's Account and cosell creates the referral", r.SF)
 		}
 	}
+	if help := m.coSell(v); help != "" {
+		if r, ok := m.RuleByKind(mapping.KindContacts); ok && r.ToPC != mapping.Never && mapping.IsBlank(v[r.Name]) {
+			return fmt.Sprintf("refused: a co-sell referral (How can Microsoft help: %s) needs at least one customer contact, and Partner Center refuses one without; add a Contact role to the Opportunity (or clear How can Microsoft help) and cosell creates the referral", help)
+		}
+	}
+	return ""
+}
+
+// coSell is the assistance a co-sell referral asks Microsoft for, or "" when the values ask for none
+// (an empty How can Microsoft help, or Unknown): only a co-sell referral needs a customer contact.
+func (m Decider) coSell(v mapping.Values) string {
+	for _, r := range m.Fields {
+		if r.PC == "inviteContext.assistanceRequestCode" {
+			if s := text(v[r.Name]); s != "" && s != "Unknown" {
+				return s
+			}
+		}
+	}
 	return ""
 }
 

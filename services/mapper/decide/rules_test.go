@@ -578,3 +578,37 @@ func TestNoAccountNoReferral(t *testing.T) {
 		t.Fatalf("setting the Account must create the referral under it: %+v", fixed.Decisions)
 	}
 }
+
+// TestCoSellNeedsACustomerContact (issue 13, customer contacts): the Opportunity's contact roles are the
+// referral customer's contacts; a co-sell referral (How can Microsoft help set) without one is refused with
+// the reason, one without help needs none, and adding a contact creates the referral with it.
+func TestCoSellNeedsACustomerContact(t *testing.T) {
+	m := def()
+	coSell := func(contacts ...contracts.ContactRole) contracts.Opportunity {
+		o := opp("006C", map[string]any{sf.FieldHowCanMicrosoftHelp: "Quotes or licensing"})
+		o.Contacts = contacts
+		return o
+	}
+	res := m.Observe(nil, m.ObserveOpportunity("e1", coSell(), ver("1", 0)), t0)
+	if res.Referral != nil || len(res.Decisions) != 1 || res.Decisions[0].Kind != contracts.DecisionFailed ||
+		!strings.Contains(res.Decisions[0].Detail, "needs at least one customer contact") {
+		t.Fatalf("a co-sell referral without a contact must be refused: %+v", res.Decisions)
+	}
+	if st, _ := res.LinkBack.Data.Fields[sf.FieldSyncStatus].(string); !strings.Contains(st, "customer contact") || !strings.HasSuffix(st, "(cosell links get 006C)") {
+		t.Errorf("sync status = %q", st)
+	}
+	noHelp := m.Observe(nil, m.ObserveOpportunity("e1", opp("006D", nil), ver("1", 0)), t0)
+	if noHelp.Referral == nil {
+		t.Fatalf("a referral asking no help needs no contact: %+v", noHelp.Decisions)
+	}
+	l := *res.Link
+	sue := contracts.ContactRole{ContactID: "003S", Role: "Decision Maker", FirstName: "Sue", LastName: "Smith", Email: "sue@fabrikam.example", Phone: "123"}
+	fixed := m.Observe(&l, m.ObserveOpportunity("e2", coSell(sue), ver("2", 1)), t0)
+	if fixed.Referral == nil {
+		t.Fatalf("adding a contact must create the referral: %+v", fixed.Decisions)
+	}
+	team := fixed.Referral.Data.Create.CustomerProfile.Team
+	if len(team) != 1 || team[0].Email != "sue@fabrikam.example" || team[0].FirstName != "Sue" || team[0].PhoneNumber != "123" {
+		t.Errorf("customer contacts sent = %+v", team)
+	}
+}

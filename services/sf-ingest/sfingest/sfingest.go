@@ -1,10 +1,10 @@
 // Package sfingest is the sf-ingest stage: it polls Salesforce for changed Opportunities by SystemModstamp
-// and publishes a full snapshot of each (fields, Account fields, team members, Microsoft Solutions, notes)
-// as an observed event.
+// and publishes a full snapshot of each (fields, Account fields, team members, contact roles, Microsoft
+// Solutions, notes) as an observed event.
 //
-// One poll is one Composite call holding four queryAll queries, all from the same watermark: the synced
-// Opportunities changed (or deleted) since, and the team members, Microsoft Solutions and notes changed
-// (or deleted) since. A child change re-snapshots its parent (one more query for all such parents), so the
+// One poll is one Composite call holding five queryAll queries (Salesforce's most in one Composite call),
+// all from the same watermark: the synced Opportunities changed (or deleted) since, and the team members,
+// contact roles, Microsoft Solutions and notes changed (or deleted) since. A child change re-snapshots its parent (one more query for all such parents), so the
 // snapshot's version is the newest SystemModstamp among the Opportunity, its children and the child changes
 // seen; a deleted Opportunity is published with Deleted set. An idle poll costs one API call.
 //
@@ -41,6 +41,7 @@ import (
 // children are the child objects polled for changes, with the field naming their Opportunity.
 var children = []struct{ object, parentField string }{
 	{sf.ObjectOpportunityTeamMember, "OpportunityId"},
+	{sf.ObjectOpportunityContactRole, "OpportunityId"},
 	{sf.ObjectMicrosoftSolution, "Opportunity__c"},
 	{"Note", "ParentId"},
 }
