@@ -29,7 +29,7 @@ func TestRunsNATSAdmitsOnlyItsPrintedLogin(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- Run(ctx, []string{"run", "--demo=false", "--data", "", "--status", "127.0.0.1:0", "--pc-emulator", "127.0.0.1:0",
-			"--sf-emulator", "127.0.0.1:0", "--webhook", "127.0.0.1:0", "--nats", "127.0.0.1:-1"}, &out, &errOut)
+			"--sf-emulator", "127.0.0.1:0", "--sf-pubsub", "127.0.0.1:0", "--webhook", "127.0.0.1:0", "--nats", "127.0.0.1:-1"}, &out, &errOut)
 	}()
 	line := regexp.MustCompile(`NATS\s+(nats://\S+)\s+\(user (\S+), password (\S+); login file (\S+),`)
 	var m []string
