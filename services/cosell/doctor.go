@@ -47,6 +47,8 @@ type doctorReport struct {
 
 // doctor runs the checks against the configured systems.
 type doctor struct {
+	// lookup reads a setting: --nats / --nats-creds / --nats-login / --config, then the environment.
+	lookup  func(string) (string, bool)
 	out     []check
 	webhook string
 	pcWrite string
@@ -64,13 +66,15 @@ func newDoctorCmd() *cobra.Command {
 		Short: doctorSummary,
 		Long: doctorSummary + `
 
-Configured by the same environment as the services: COSELL_SF_* (Salesforce), COSELL_PC_* (Partner Center),
-COSELL_NATS_* (NATS; run it as the provisioning user cosell-admin, which may read every stream's settings).
+Configured by the same environment as the services (or --config, --nats …): COSELL_SF_* (Salesforce),
+COSELL_PC_* (Partner Center), COSELL_NATS_* (NATS; run it as the provisioning user cosell-admin, which may
+read every stream's settings).
 Exit code 0 when every check passes, 1 otherwise.`,
 		Example: "  cosell doctor --only sf,pc\n  cosell doctor --webhook-url https://cosell.example.com/webhooks/partner-center\n  cosell doctor --provision --only nats",
 		Args:    noArgs,
 	}
 	fs := cmd.Flags()
+	af := addAdminFlags(fs)
 	only := fs.StringSlice("only", doctorGroups, "check groups to run: "+strings.Join(doctorGroups, ","))
 	webhookURL := fs.String("webhook-url", "", "this deployment's public webhook URL (e.g. https://cosell.example.com/webhooks/partner-center); required by the webhook check")
 	pcWrite := fs.String("pc-write-referral", "", "also prove Partner Center write access: re-write this referral id's own notes unchanged (If-Match), changing nothing")
@@ -86,7 +90,7 @@ Exit code 0 when every check passes, 1 otherwise.`,
 		}
 		ctx, cancel := context.WithTimeout(cmd.Context(), *timeout)
 		defer cancel()
-		d := &doctor{webhook: *webhookURL, pcWrite: *pcWrite}
+		d := &doctor{lookup: af.lookup, webhook: *webhookURL, pcWrite: *pcWrite}
 		for _, g := range *only {
 			switch g {
 			case "sf":
@@ -144,7 +148,7 @@ const fixMetadata = "deploy cosell's metadata to the org: sf project deploy star
 // and field cosell reads is readable: each query names them, so Salesforce itself names a missing one.
 func (d *doctor) salesforce(ctx context.Context) {
 	var cfg sfapi.Config
-	if err := platform.LoadConfig(&cfg, nil); err != nil {
+	if err := platform.LoadConfig(&cfg, d.lookup); err != nil {
 		d.fail("sf", "configuration", err.Error(), "set COSELL_SF_URL, COSELL_SF_CLIENT_ID and the login flow's settings (docs/connect.md#salesforce; the Secret cosell-salesforce)")
 		return
 	}
@@ -191,7 +195,7 @@ func (d *doctor) salesforce(ctx context.Context) {
 // makes at start-up) and its currencies against the mapping's default currency.
 func (d *doctor) salesforceOrg(ctx context.Context, client *sfapi.Client) {
 	var mc mapping.Config
-	if err := platform.LoadConfig(&mc, nil); err != nil {
+	if err := platform.LoadConfig(&mc, d.lookup); err != nil {
 		d.fail("sf", "mapping", err.Error(), "fix COSELL_MAPPING_FILE / the COSELL_STAGE_* settings")
 		return
 	}
@@ -225,7 +229,7 @@ func (d *doctor) salesforceOrg(ctx context.Context, client *sfapi.Client) {
 }
 
 func (d *doctor) pcClient(ctx context.Context, group string) *pcapi.Client {
-	client, _, err := pcClient(ctx, nil, d.connect)
+	client, _, err := pcClient(ctx, d.lookup, d.connect)
 	if err != nil {
 		problem, fix := pcConfigFix(err)
 		d.fail(group, "configuration", problem, fix)
@@ -237,7 +241,7 @@ func (d *doctor) pcClient(ctx context.Context, group string) *pcapi.Client {
 // connect opens the NATS connection the doctor reads the Partner Center token store over.
 func (d *doctor) connect(ctx context.Context) (*platform.Bus, error) {
 	var cfg platform.BusConfig
-	if err := platform.LoadConfig(&cfg, nil); err != nil {
+	if err := platform.LoadConfig(&cfg, d.lookup); err != nil {
 		return nil, err
 	}
 	if cfg.URL == "" {
@@ -302,7 +306,7 @@ func pcCallFix(err error) (problem, fix string) {
 // pcSignIn reports the stored refresh token: present, not refused, and not about to expire.
 func (d *doctor) pcSignIn(ctx context.Context) {
 	var cfg stage.PCConfig
-	if err := platform.LoadConfig(&cfg, nil); err != nil || cfg.Auth != string(pcapi.AuthRefreshToken) || cfg.TokenURL != "" {
+	if err := platform.LoadConfig(&cfg, d.lookup); err != nil || cfg.Auth != string(pcapi.AuthRefreshToken) || cfg.TokenURL != "" {
 		if err == nil && cfg.Auth == string(pcapi.AuthPassword) {
 			d.ok("pc", "sign-in: password grant for "+cfg.Username+" (works only without MFA; prefer COSELL_PC_AUTH=refresh-token and cosell pc login)")
 		}
@@ -450,7 +454,7 @@ const fixProvision = "run the provisioning Job (kubectl -n <ns> delete job cosel
 // nats checks every stream, durable and bucket exists with the settings Provision applies.
 func (d *doctor) nats(ctx context.Context, provision bool) {
 	var cfg platform.BusConfig
-	if err := platform.LoadConfig(&cfg, nil); err != nil {
+	if err := platform.LoadConfig(&cfg, d.lookup); err != nil {
 		d.fail("nats", "configuration", err.Error(), "fix the COSELL_NATS_* / COSELL_STREAM_* variables")
 		return
 	}

@@ -192,6 +192,12 @@ func TestDoctorPassesOnAReadyDeploymentAndNamesEachFix(t *testing.T) {
 	if err != nil || code != 1 || rep.Passed || len(rep.Checks) < 10 || rep.Checks[0].Group != "nats" || failing < 0 {
 		t.Errorf("doctor -o json: exit %d, %v, want 1 and the failing stream with its fix\n%s", code, err, out)
 	}
+	// The connection flags the other commands take work here too: --nats instead of COSELL_NATS_URL.
+	t.Setenv("COSELL_NATS_URL", "")
+	if code, out = runDoctor("--only", "nats", "--nats", s.NATS.ClientURL()); code != 1 || !strings.Contains(out, "ok    nats     connection nats://") {
+		t.Errorf("doctor --nats: exit %d\n%s", code, out)
+	}
+	t.Setenv("COSELL_NATS_URL", s.NATS.ClientURL()) // for the checks deferred above
 }
 
 // TestDoctorNamesAWrongAudience: the webhook API reached on the Referrals host (COSELL_PC_WEBHOOKS_URL pointing
