@@ -138,6 +138,11 @@ type OpportunityCommand struct {
 	// Opportunity must have afterwards (the writer adds the missing ones and removes the others).
 	Solutions    []Solution `json:"solutions,omitempty"`
 	SetSolutions bool       `json:"setSolutions,omitempty"`
+	// Contacts, when SetContacts is true, is the complete list of the customer's contacts the Opportunity
+	// must have contact roles for afterwards (the writer finds each Contact by e-mail or creates it under
+	// the Opportunity's Account, adds the missing roles and removes the others; Contacts are never deleted).
+	Contacts    []ContactRole `json:"contacts,omitempty"`
+	SetContacts bool          `json:"setContacts,omitempty"`
 	// Purpose says why: "sync" (mapped fields), "link" (write-back of referral id and link), "status"
 	// (sync status ✔/✖) or "audit" (the Audit summary).
 	Purpose      string  `json:"purpose,omitempty"`

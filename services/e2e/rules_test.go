@@ -499,3 +499,71 @@ func TestCustomerContactsReachPartnerCenter(t *testing.T) {
 		return got.CustomerProfile != nil && len(got.CustomerProfile.Team) == 2, fmt.Sprint(got.CustomerProfile.Team)
 	})
 }
+
+// TestCustomerContactsReachSalesforce (issue 13, customer contacts): a referral's customer contacts become
+// the Opportunity's contact roles: an existing Contact with the e-mail is used, a new one is created under
+// the Opportunity's Account; a contact Microsoft adds later gets its role, one it removes loses it (the
+// Contact stays); cosell's own role writes coming back send nothing to Partner Center.
+func TestCustomerContactsReachSalesforce(t *testing.T) {
+	s := start(t, nil)
+	known, err := s.SF.Insert("Contact", map[string]any{"FirstName": "Sue", "LastName": "Smith", "Email": "sue.smith@contoso.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := stacktest.SellerReferral("Contoso contacts", 30000)
+	in.CustomerProfile.Team = []pc.Member{{FirstName: "Sue", LastName: "Smith", Email: "Sue.Smith@contoso.example"},
+		{FirstName: "Joe", LastName: "Hansen", Email: "joe.hansen@contoso.example", PhoneNumber: "4035698759"}}
+	r, err := s.PC.SellerCreate(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roles := func(oppID string) map[string]string { // e-mail -> contact id
+		out := map[string]string{}
+		for _, role := range s.SF.All(sf.ObjectOpportunityContactRole) {
+			if role["OpportunityId"] == oppID && role["IsDeleted"] != true {
+				c, _ := s.SF.Get("Contact", fmt.Sprint(role["ContactId"]))
+				out[strings.ToLower(fmt.Sprint(c["Email"]))] = fmt.Sprint(role["ContactId"])
+			}
+		}
+		return out
+	}
+	var oppID string
+	testkit.Eventually(t, 30*time.Second, "contact roles on the new Opportunity", func() (bool, string) {
+		opps := stacktest.OpportunitiesFor(s, r.ID)
+		if len(opps) != 1 {
+			return false, "no opportunity"
+		}
+		oppID = fmt.Sprint(opps[0][sf.FieldID])
+		got := roles(oppID)
+		return len(got) == 2, fmt.Sprint(got)
+	})
+	got := roles(oppID)
+	if got["sue.smith@contoso.example"] != known {
+		t.Errorf("the existing Contact was not used: %v (known %s)", got, known)
+	}
+	opp, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
+	joe, _ := s.SF.Get("Contact", got["joe.hansen@contoso.example"])
+	if joe["LastName"] != "Hansen" || joe["Phone"] != "4035698759" || joe["AccountId"] != opp[sf.FieldAccountID] {
+		t.Errorf("created Contact = %v, want Joe Hansen under the Opportunity's Account %v", joe, opp[sf.FieldAccountID])
+	}
+	stacktest.Quiet(t, s)
+	s.PC.ResetCounts()
+	if _, err := s.PC.SellerUpdate(r.ID, pc.Referral{CustomerProfile: &pc.CustomerProfile{Team: []pc.Member{
+		{FirstName: "Joe", LastName: "Hansen", Email: "joe.hansen@contoso.example", PhoneNumber: "4035698759"},
+		{FirstName: "Ann", LastName: "Lee", Email: "ann.lee@contoso.example"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 30*time.Second, "roles follow Microsoft's edit", func() (bool, string) {
+		got := roles(oppID)
+		_, ann := got["ann.lee@contoso.example"]
+		_, sue := got["sue.smith@contoso.example"]
+		return len(got) == 2 && ann && !sue, fmt.Sprint(got)
+	})
+	if c, ok := s.SF.Get("Contact", known); !ok || c["IsDeleted"] == true {
+		t.Error("a removed customer contact's Contact was deleted; only its role goes")
+	}
+	stacktest.Quiet(t, s)
+	if n := pcWrites(s); n != 0 {
+		t.Errorf("cosell's own contact role writes went back to Partner Center: %d writes (%v)", n, s.PC.Counts())
+	}
+}

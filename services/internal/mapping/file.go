@@ -411,9 +411,6 @@ func (p *parser) field(n *yaml.Node) (FieldRule, bool) {
 		if r.SF != "OpportunityContactRole" {
 			p.add(n.Line, r.Name, "set sf: OpportunityContactRole", "customer contacts come from the Opportunity's contact roles (OpportunityContactRole), not %s", r.SF)
 		}
-		if r.ToSF != Never {
-			p.add(n.Line, r.Name, "set toSF: never", "cosell does not create Salesforce Contacts from Partner Center's customer contacts yet")
-		}
 	case KindStatus:
 		if r.SF != "StageName" {
 			p.add(n.Line, r.Name, "set sf: StageName", "the status maps to StageName by the stage rules, not %s", r.SF)

@@ -121,7 +121,7 @@ func TestEveryFieldBothWays(t *testing.T) {
 			map[string]any{"email": "joe.hansen@contoso.com", "firstName": "Joe", "lastName": "Hansen", "phone": "4035698759"},
 			map[string]any{"email": "sue.smith@contoso.com", "firstName": "Sue", "lastName": "Smith", "phone": "1234567890"}},
 			[]any{map[string]any{"email": "kim@fabrikam.example", "firstName": "Kim", "lastName": "Buyer", "phone": "+49 30 2"}},
-			func() any { return nil }, func() any { return fmt.Sprint(created.CustomerProfile.Team) }},
+			func() any { c, set := m.OpportunityContacts(pcVals, true); return fmt.Sprint(set, c) }, func() any { return fmt.Sprint(created.CustomerProfile.Team) }},
 		{FieldVisibility, true, true, func() any { return oppFields[sf.FieldReferralVisibility] }, func() any { return *created.Consent.ConsentToShareReferralWithMicrosoftSellers }},
 		{FieldCRMID, "7-ABCDEF123", "typed by a seller", func() any { return oppFields[sf.FieldMicrosoftCRMIdentifier] }, func() any { return created.TrackingInfo }},
 		{FieldStatus, StatusActive, StatusActive, func() any { return oppFields[sf.FieldStageName] }, func() any { return created.Status + "/" + created.Substatus }},
@@ -133,7 +133,7 @@ func TestEveryFieldBothWays(t *testing.T) {
 		FieldHelp:       "Proof of concept or demo",
 		FieldSolutions:  "true [{ Dynamics365forFieldService Dynamics 365 for Field Service}]",
 		FieldTeam:       nil, // toSF: never — Salesforce users are not created from Partner Center
-		FieldContacts:   nil, // toSF: never — Salesforce Contacts are not created from Partner Center (yet)
+		FieldContacts:   "true [{  false Joe Hansen joe.hansen@contoso.com 4035698759} {  false Sue Smith sue.smith@contoso.com 1234567890}]",
 		FieldStatus:     "Qualification",
 		FieldVisibility: true, FieldCRMID: "7-ABCDEF123",
 	}

@@ -561,6 +561,29 @@ func (m Mapping) OpportunitySolutions(v Values, create bool) ([]contracts.Soluti
 	return out, true
 }
 
+// OpportunityContacts returns the customer's contacts the values ask the Opportunity's contact roles to be,
+// and whether the mapping writes them to Salesforce at all (create: OnCreate or Always; update: Always).
+func (m Mapping) OpportunityContacts(v Values, create bool) ([]contracts.ContactRole, bool) {
+	r, ok := m.RuleByKind(KindContacts)
+	if !ok || r.ToSF == Never || (r.ToSF == OnCreate && !create) {
+		return nil, false
+	}
+	x, has := v[r.Name]
+	if !has && !create {
+		return nil, false // absent from a change set: the contacts did not change
+	}
+	list, _ := x.([]any)
+	if len(list) == 0 && create {
+		return nil, false // nothing to add to a new Opportunity
+	}
+	out := make([]contracts.ContactRole, 0, len(list))
+	for _, it := range list {
+		mm, _ := it.(map[string]any)
+		out = append(out, contracts.ContactRole{Email: str(mm["email"]), FirstName: str(mm["firstName"]), LastName: str(mm["lastName"]), Phone: str(mm["phone"])})
+	}
+	return out, true
+}
+
 func (m Mapping) stageFor(status string) string {
 	switch status {
 	case StatusNew:

@@ -506,7 +506,8 @@ func (m Decider) send(l *contracts.Link, res *Result, from contracts.System, fro
 	case contracts.Salesforce:
 		fields := m.OpportunityFields(changed, false, ver.At)
 		sols, setSols := m.OpportunitySolutions(changed, false)
-		if len(fields) == 0 && !setSols {
+		contacts, setContacts := m.OpportunityContacts(changed, false)
+		if len(fields) == 0 && !setSols && !setContacts {
 			res.Decisions = append(res.Decisions, m.decision(*l, obs, contracts.DecisionNoChange, "nothing Salesforce can take changed", slices.Sorted(maps.Keys(changed)), now))
 			return
 		}
@@ -515,7 +516,8 @@ func (m Decider) send(l *contracts.Link, res *Result, from contracts.System, fro
 		}
 		res.Opp = &Command[contracts.OpportunityCommand]{ID: id, Data: contracts.OpportunityCommand{
 			LinkID: l.ID, Op: contracts.OpUpdate, OpportunityID: l.OpportunityID, ReferralID: l.ReferralID,
-			Fields: fields, Solutions: sols, SetSolutions: setSols, Purpose: "sync", Cause: cause, CauseVersion: ver,
+			Fields: fields, Solutions: sols, SetSolutions: setSols, Contacts: contacts, SetContacts: setContacts,
+			Purpose: "sync", Cause: cause, CauseVersion: ver,
 		}}
 	}
 	if other.InFlight == nil {
@@ -686,6 +688,7 @@ func (m Decider) firstSight(o Observation, now time.Time) Result {
 		l.State = contracts.LinkCreatingOpportunity
 		fields := m.OpportunityFields(m.project(o.Values, to), true, o.Version.At)
 		sols, setSols := m.OpportunitySolutions(m.project(o.Values, to), true)
+		contacts, setContacts := m.OpportunityContacts(m.project(o.Values, to), true)
 		fields[sf.FieldReferralIdentifier] = o.EntityID
 		fields[sf.FieldReferralLink] = fmt.Sprintf(m.ReferralLinkFormat, o.EntityID)
 		fields[sf.FieldSyncStatus] = StatusInStep
@@ -694,6 +697,7 @@ func (m Decider) firstSight(o Observation, now time.Time) Result {
 		res.Opp = &Command[contracts.OpportunityCommand]{ID: id, Data: contracts.OpportunityCommand{
 			LinkID: l.ID, Op: contracts.OpCreate, ReferralID: o.EntityID, Fields: fields,
 			Account: m.Account(o.Values, o.CustomerIDs), Solutions: sols, SetSolutions: setSols,
+			Contacts: contacts, SetContacts: setContacts,
 			Purpose: "sync", Cause: o.EventID, CauseVersion: o.Version,
 		}}
 	case contracts.PartnerCenter:

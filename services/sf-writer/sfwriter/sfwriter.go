@@ -181,6 +181,7 @@ func (w *Writer) HandleBatch(ctx context.Context, events []platform.Event) []err
 	w.accounts(ctx, items)
 	w.opportunities(ctx, items)
 	w.solutions(ctx, items)
+	w.contacts(ctx, items)
 	for _, it := range items {
 		results[it.i] = w.settle(ctx, it)
 	}
@@ -596,6 +597,195 @@ func (w *Writer) solutions(ctx context.Context, items []*item) {
 	}
 }
 
+// contacts makes the contact roles of every written Opportunity whose command carries the customer's
+// contacts match them, by e-mail: a Contact with the e-mail (the oldest) is used, or one is created under
+// the Opportunity's Account; the missing roles are created and the roles of other Contacts deleted. One
+// query each for the roles, the Contacts and the Accounts, and one Collections call per create or delete.
+func (w *Writer) contacts(ctx context.Context, items []*item) {
+	byOpp := map[string]*item{} // the last command of the batch for an Opportunity wins
+	var opps []string
+	for _, it := range live(items) {
+		if !it.cmd.SetContacts || it.out.OpportunityID == "" {
+			continue
+		}
+		if byOpp[it.out.OpportunityID] == nil {
+			opps = append(opps, it.out.OpportunityID)
+		}
+		byOpp[it.out.OpportunityID] = it
+	}
+	if len(opps) == 0 {
+		return
+	}
+	fail := func(opp string, err error) {
+		for _, it := range live(items) {
+			if it.cmd.SetContacts && it.out.OpportunityID == opp {
+				it.err = err
+			}
+		}
+	}
+	failAll := func(err error) {
+		for _, o := range opps {
+			fail(o, err)
+		}
+	}
+	in := func(ids []string) string {
+		quoted := make([]string, len(ids))
+		for i, id := range ids {
+			quoted[i] = sfapi.Quote(id)
+		}
+		return "(" + strings.Join(quoted, ", ") + ")"
+	}
+	// The roles there are, and the Opportunities' Accounts (new Contacts go under them).
+	type role struct{ id, email string }
+	have := map[string][]role{}
+	account := map[string]string{}
+	for rest := opps; len(rest) > 0; {
+		chunk := rest[:min(len(rest), 200)]
+		rest = rest[len(chunk):]
+		rows, err := w.SF.Query(ctx, "SELECT Id, AccountId, (SELECT Id, Contact.Email FROM OpportunityContactRoles ORDER BY CreatedDate, Id) FROM Opportunity WHERE Id IN "+in(chunk))
+		if err != nil {
+			failAll(fmt.Errorf("read contact roles: %w", err))
+			return
+		}
+		for _, r := range rows {
+			o := str(r["Id"])
+			account[o] = str(r["AccountId"])
+			sub, _ := r["OpportunityContactRoles"].(map[string]any)
+			list, _ := sub["records"].([]any)
+			for _, x := range list {
+				rr, _ := x.(map[string]any)
+				c, _ := rr["Contact"].(map[string]any)
+				have[o] = append(have[o], role{str(rr["Id"]), strings.ToLower(str(c["Email"]))})
+			}
+		}
+	}
+	// What each Opportunity lacks, and the roles it must lose.
+	type want struct {
+		opp string
+		c   contracts.ContactRole
+	}
+	var missing []want
+	var deletes [][2]string // opp, role id
+	var emails []string
+	seenEmail := map[string]bool{}
+	for _, o := range opps {
+		wanted := map[string]contracts.ContactRole{}
+		for _, c := range byOpp[o].cmd.Contacts {
+			if e := strings.ToLower(strings.TrimSpace(c.Email)); e != "" {
+				wanted[e] = c
+			}
+		}
+		kept := map[string]bool{}
+		for _, r := range have[o] {
+			if _, ok := wanted[r.email]; ok && !kept[r.email] {
+				kept[r.email] = true
+				continue
+			}
+			deletes = append(deletes, [2]string{o, r.id})
+		}
+		for _, c := range byOpp[o].cmd.Contacts {
+			e := strings.ToLower(strings.TrimSpace(c.Email))
+			if e == "" || kept[e] {
+				continue
+			}
+			kept[e] = true
+			missing = append(missing, want{o, c})
+			if !seenEmail[e] {
+				seenEmail[e] = true
+				emails = append(emails, e)
+			}
+		}
+	}
+	contactOf := map[string]string{} // lower e-mail -> Contact id (the oldest)
+	for rest := emails; len(rest) > 0; {
+		chunk := rest[:min(len(rest), 100)]
+		rest = rest[len(chunk):]
+		rows, err := w.SF.Query(ctx, "SELECT Id, Email FROM Contact WHERE Email IN "+in(chunk)+" ORDER BY CreatedDate, Id")
+		if err != nil {
+			failAll(fmt.Errorf("find contacts: %w", err))
+			return
+		}
+		for _, r := range rows {
+			if e := strings.ToLower(str(r["Email"])); contactOf[e] == "" {
+				contactOf[e] = str(r["Id"])
+			}
+		}
+	}
+	var newContacts []want
+	for _, m := range missing {
+		if e := strings.ToLower(m.c.Email); contactOf[e] == "" && !seenEmail["new\x00"+e] {
+			seenEmail["new\x00"+e] = true
+			newContacts = append(newContacts, m)
+		}
+	}
+	for len(newContacts) > 0 {
+		chunk := newContacts[:min(len(newContacts), sfapi.MaxCollection)]
+		newContacts = newContacts[len(chunk):]
+		recs := make([]sfapi.Record, len(chunk))
+		for i, m := range chunk {
+			last := m.c.LastName
+			if last == "" {
+				last, _, _ = strings.Cut(m.c.Email, "@") // Salesforce requires a last name
+			}
+			r := sfapi.Record{"LastName": last, "Email": m.c.Email}
+			for f, v := range map[string]string{"FirstName": m.c.FirstName, "Phone": m.c.Phone, "AccountId": account[m.opp]} {
+				if v != "" {
+					r[f] = v
+				}
+			}
+			recs[i] = r
+		}
+		res, err := w.SF.CreateRecords(ctx, "Contact", recs)
+		for i, m := range chunk {
+			switch {
+			case err != nil:
+				fail(m.opp, err)
+			case res[i].Success:
+				contactOf[strings.ToLower(m.c.Email)] = res[i].ID
+			default:
+				fail(m.opp, res[i].Err("create Contact "+m.c.Email))
+			}
+		}
+	}
+	var roles []sfapi.Record
+	var roleOpp []string
+	for _, m := range missing {
+		if id := contactOf[strings.ToLower(m.c.Email)]; id != "" {
+			roles = append(roles, sfapi.Record{"OpportunityId": m.opp, "ContactId": id})
+			roleOpp = append(roleOpp, m.opp)
+		}
+	}
+	for len(roles) > 0 {
+		n := min(len(roles), sfapi.MaxCollection)
+		chunk, opp := roles[:n], roleOpp[:n]
+		roles, roleOpp = roles[n:], roleOpp[n:]
+		res, err := w.SF.CreateRecords(ctx, sf.ObjectOpportunityContactRole, chunk)
+		for i := range chunk {
+			if err != nil {
+				fail(opp[i], err)
+			} else if !res[i].Success {
+				fail(opp[i], res[i].Err("create contact role on "+opp[i]))
+			}
+		}
+	}
+	for len(deletes) > 0 {
+		chunk := deletes[:min(len(deletes), sfapi.MaxCollection)]
+		deletes = deletes[len(chunk):]
+		ids := make([]string, len(chunk))
+		for i, d := range chunk {
+			ids[i] = d[1]
+		}
+		res, err := w.SF.DeleteRecords(ctx, ids)
+		for i, d := range chunk {
+			if err != nil {
+				fail(d[0], err)
+			} else if !res[i].Success && sfapi.Code(res[i].Err("")) != "ENTITY_IS_DELETED" {
+				fail(d[0], res[i].Err("delete contact role "+d[1]))
+			}
+		}
+	}
+}
+
 // settle publishes the outcome of one command and returns what the consumer loop should do with it.
 func (w *Writer) settle(ctx context.Context, it *item) error {
 	if it.err != nil {
@@ -636,4 +826,10 @@ func (w *Writer) fail(ctx context.Context, out contracts.Outcome, err error) err
 		return perr
 	}
 	return platform.Permanent(err)
+}
+
+// str is a record value as a string ("" for none).
+func str(x any) string {
+	s, _ := x.(string)
+	return s
 }
