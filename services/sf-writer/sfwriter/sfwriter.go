@@ -579,22 +579,7 @@ func (w *Writer) solutions(ctx context.Context, items []*item) {
 			}
 		}
 	}
-	for len(deletes) > 0 {
-		chunk := deletes[:min(len(deletes), sfapi.MaxCollection)]
-		deletes = deletes[len(chunk):]
-		ids := make([]string, len(chunk))
-		for i, d := range chunk {
-			ids[i] = d[1]
-		}
-		res, err := w.SF.DeleteRecords(ctx, ids)
-		for i, d := range chunk {
-			if err != nil {
-				fail(d[0], err)
-			} else if !res[i].Success && sfapi.Code(res[i].Err("")) != "ENTITY_IS_DELETED" {
-				fail(d[0], res[i].Err("delete Microsoft Solution "+d[1]))
-			}
-		}
-	}
+	w.deleteChildren(ctx, deletes, "delete Microsoft Solution", fail)
 }
 
 // contacts makes the contact roles of every written Opportunity whose command carries the customer's
@@ -768,6 +753,12 @@ func (w *Writer) contacts(ctx context.Context, items []*item) {
 			}
 		}
 	}
+	w.deleteChildren(ctx, deletes, "delete contact role", fail)
+}
+
+// deleteChildren deletes child records (pairs of the Opportunity and the record id) with one Collections
+// call per 200; a failure fails the Opportunity's commands, a record already deleted is no failure.
+func (w *Writer) deleteChildren(ctx context.Context, deletes [][2]string, what string, fail func(opp string, err error)) {
 	for len(deletes) > 0 {
 		chunk := deletes[:min(len(deletes), sfapi.MaxCollection)]
 		deletes = deletes[len(chunk):]
@@ -780,7 +771,7 @@ func (w *Writer) contacts(ctx context.Context, items []*item) {
 			if err != nil {
 				fail(d[0], err)
 			} else if !res[i].Success && sfapi.Code(res[i].Err("")) != "ENTITY_IS_DELETED" {
-				fail(d[0], res[i].Err("delete contact role "+d[1]))
+				fail(d[0], res[i].Err(what+" "+d[1]))
 			}
 		}
 	}
