@@ -2,9 +2,11 @@ package stage
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -62,8 +64,32 @@ func (e *Env) PCClient(ctx context.Context, c PCConfig) (*pcapi.Client, error) {
 }
 
 // SFClient logs the stage's Salesforce client in, its calls reported into the stage's metrics; every stage
-// builds its clients here.
+// builds its clients here. A login Salesforce refuses for a passing reason — a spent daily API allowance
+// (REQUEST_LIMIT_EXCEEDED on the token check), an outage, a 500 — is tried again, logged, every
+// sfLoginRetry until ctx is done, so the stage waits it out before it reports ready instead of exiting (a
+// pod restarted during the outage would otherwise crash-loop); a refused login (a wrong secret, key or
+// user, from the token endpoint) and a settings mistake return at once.
 func (e *Env) SFClient(ctx context.Context, c sfapi.Config) (*sfapi.Client, error) {
 	c.Observer = e.Clients.Observer(contracts.Salesforce)
-	return sfapi.New(ctx, c)
+	wait := sfLoginRetry
+	for {
+		client, err := sfapi.New(ctx, c)
+		if err == nil || !sfapi.IsRefusedForNow(err) {
+			return client, err
+		}
+		if e.Log != nil {
+			e.Log.Warn("Salesforce refused the login for now; trying again before the stage reports ready", "err", err, "retry", wait)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w (gave up: %v)", err, ctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
 }
+
+// sfLoginRetry is the first wait between logins Salesforce refused for now (doubling to 30 s).
+var sfLoginRetry = time.Second

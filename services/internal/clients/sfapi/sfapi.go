@@ -181,6 +181,15 @@ func IsTransient(err error) bool {
 	return err != nil
 }
 
+// IsRefusedForNow reports whether err is Salesforce's own answer that a later try can succeed (a spent
+// daily allowance, an outage, a lock, a 500): a *Error marked Transient that is not a network failure
+// (TRANSPORT), which can as well be a wrong host that no retry cures. A refused login (*LoginError) and
+// anything else are not.
+func IsRefusedForNow(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Transient && e.Code != "TRANSPORT"
+}
+
 // Code returns the Salesforce error code of err, or "".
 func Code(err error) string {
 	var e *Error
