@@ -146,13 +146,24 @@ func inject(ctx context.Context, f *fleet.Fleet, cfg Config, rng *rand.Rand, v *
 	}
 	var plan []event
 	at := func() time.Duration { return time.Duration(rng.Int63n(int64(cfg.Duration * 8 / 10))) }
+	// One kill and restart of a stage at a time: a second kill landing while the stage is still starting
+	// (a start can wait out an upstream fault) would kill the new process and fail its start, which is
+	// the harness's doing, not the stage's. A kill due meanwhile waits for the restart, then kills.
+	restarting := map[string]*sync.Mutex{}
+	for _, s := range fleet.Stages {
+		restarting[s] = &sync.Mutex{}
+	}
 	for i := 0; i < cfg.Kills; i++ {
 		first := i == 0
+		// The stage is drawn now, when the plan is made, so the seed decides it (the events run concurrently).
+		s := fleet.Stages[rng.Intn(len(fleet.Stages))]
+		if first && cfg.SFCDC == "on" {
+			s = "sf-ingest" // kill -9 mid-stream: it must resume from its stored replay id
+		}
+		pause := time.Duration(300+rng.Intn(1500)) * time.Millisecond
 		plan = append(plan, event{at(), func() error {
-			s := fleet.Stages[rng.Intn(len(fleet.Stages))]
-			if first && cfg.SFCDC == "on" {
-				s = "sf-ingest" // kill -9 mid-stream: it must resume from its stored replay id
-			}
+			restarting[s].Lock()
+			defer restarting[s].Unlock()
 			if done, _ := f.Proc(s).Exited(); done {
 				return nil
 			}
@@ -163,7 +174,7 @@ func inject(ctx context.Context, f *fleet.Fleet, cfg Config, rng *rand.Rand, v *
 			if s == "sf-ingest" {
 				v.SFIngestKills++
 			}
-			fleet.Pause(ctx, time.Duration(300+rng.Intn(1500))*time.Millisecond)
+			fleet.Pause(ctx, pause)
 			_, err := f.StartStage(ctx, s)
 			return err
 		}})
