@@ -54,6 +54,8 @@ func (e *Emulator) serveControl(w http.ResponseWriter, r *http.Request, segs []s
 		default:
 			writeError(w, methodNotAllowed(r.Method, "GET", "POST"))
 		}
+	case segs[0] == "leads" && len(segs) >= 2:
+		e.serveLeadControl(w, r, segs)
 	case segs[0] == "pubsub" && len(segs) == 1:
 		e.servePubSubControl(w, r)
 	case segs[0] == "sobjects" && len(segs) == 4 && segs[3] == "undelete" && r.Method == http.MethodPost:

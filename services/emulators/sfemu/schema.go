@@ -152,6 +152,13 @@ var opportunityStages = []struct {
 var forecastCategories = map[string]string{"Omitted": "Omitted", "Pipeline": "Pipeline", "Best Case": "BestCase",
 	"Commit": "Forecast", "Closed": "Closed"}
 
+// leadStatuses are a new org's Lead Status values (Setup → Lead Status): the first is the default, "Closed -
+// Converted" the one converted Leads get.
+var leadStatuses = []string{"Open - Not Contacted", "Working - Contacted", "Closed - Converted", "Closed - Not Converted"}
+
+// leadConvertedStatus is the status convertLead gives a Lead (the org's one converted status).
+const leadConvertedStatus = "Closed - Converted"
+
 // Currencies enabled in the emulated multi-currency org; the first is the corporate currency.
 var currencies = []string{"USD", "EUR", "GBP", "CAD", "AUD", "JPY", "INR", "CHF", "SEK", "NZD"}
 
@@ -354,6 +361,37 @@ func standardObjects(shape orgShape) []*object {
 		"Business User", "Decision Maker", "Economic Buyer", "Economic Decision Maker", "Evaluator",
 		"Executive Sponsor", "Influencer", "Technical Buyer", "Other"))
 	contactRole.add(&field{Name: "IsPrimary", Label: "Primary", Type: typeBoolean, Default: false, Createable: true, Updateable: true})
+
+	// Lead: the standard object as every org has it (Object Reference for the Salesforce Platform, "Lead":
+	// LastName and Company required, Status a picklist defaulting to the org's default status, the Converted*
+	// fields read-only: an API client cannot convert a Lead through REST; Apex Database.convertLead and the
+	// UI do it, which the emulator offers as POST /_emulator/leads/{id}/convert, see convertLead).
+	lead := &object{Name: "Lead", Label: "Lead", Plural: "Leads", KeyPrefix: "00Q"}
+	systemFields(lead)
+	lead.add(text("FirstName", "First Name", 40))
+	lead.add(required(text("LastName", "Last Name", 80)))
+	lead.add(readOnly(text("Name", "Full Name", 121)))
+	lead.add(required(text("Company", "Company", 255)))
+	lead.add(text("Title", "Title", 128))
+	lead.add(typed("Email", "Email", typeEmail))
+	lead.add(typed("Phone", "Phone", typePhone))
+	status := required(picklist(typed("Status", "Lead Status", typePicklist), true, leadStatuses...))
+	status.Default = leadStatuses[0]
+	lead.add(status)
+	lead.add(picklist(typed("LeadSource", "Lead Source", typePicklist), false,
+		"Web", "Phone Inquiry", "Partner Referral", "Purchased List", "Other"))
+	lead.add(typed("Description", "Description", typeTextArea))
+	lead.add(text("Street", "Street", 255))
+	lead.add(text("City", "City", 40))
+	lead.add(text("State", "State/Province", 80))
+	lead.add(text("PostalCode", "Zip/Postal Code", 20))
+	lead.add(text("Country", "Country", 80))
+	lead.add(ref("OwnerId", "Owner ID", "User", "Owner"))
+	lead.add(readOnly(&field{Name: "IsConverted", Label: "Converted", Type: typeBoolean, Default: false}))
+	lead.add(readOnly(ref("ConvertedAccountId", "Converted Account ID", "Account", "ConvertedAccount")))
+	lead.add(readOnly(ref("ConvertedContactId", "Converted Contact ID", "Contact", "ConvertedContact")))
+	lead.add(readOnly(ref("ConvertedOpportunityId", "Converted Opportunity ID", "Opportunity", "ConvertedOpportunity")))
+	lead.add(readOnly(typed("ConvertedDate", "Converted Date", typeDate)))
 	campaign := &object{Name: "Campaign", Label: "Campaign", Plural: "Campaigns", KeyPrefix: "701"}
 	systemFields(campaign)
 	campaign.add(required(text("Name", "Name", 80)))
@@ -382,7 +420,7 @@ func standardObjects(shape orgShape) []*object {
 	org.add(readOnly(&field{Name: "IsSandbox", Label: "Is Sandbox", Type: typeBoolean, Default: shape.sandbox}))
 	org.add(readOnly(text("OrganizationType", "Edition", 40)))
 
-	return []*object{user, account, opp, member, note, contact, contactRole, campaign, contract, pricebook, org}
+	return []*object{user, account, opp, member, note, contact, contactRole, lead, campaign, contract, pricebook, org}
 }
 
 // fieldFrom is a project field as the emulator holds it; a metadata type the emulator does not model is

@@ -158,6 +158,8 @@ type writeOpts struct {
 	actor  string // user id written to CreatedById / LastModifiedById
 	system bool   // an emulator-side write (a user in the UI, a test): may set audit fields
 	undo   *undoLog
+	// converting is convertLead's own write of a Lead's Converted* fields (read-only to every client).
+	converting bool
 }
 
 // auditFields may be set by system writes, to stage records as if written by someone else, earlier.
@@ -433,6 +435,11 @@ func (s *store) update(o *object, id string, values map[*field]any, opts writeOp
 		}
 		delete(values, o.field("Id"))
 	}
+	if o.Name == "Lead" && old["IsConverted"] == true && !opts.converting {
+		// A converted Lead is read-only to every API write (Salesforce answers CANNOT_UPDATE_CONVERTED_LEAD,
+		// "cannot reference converted lead").
+		return badRequest("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead").withFields()
+	}
 	r := old.clone()
 	r["LastModifiedDate"], r["LastModifiedById"] = nil, nil
 	if e := s.apply(o, id, r, values, opts); e != nil {
@@ -598,7 +605,7 @@ func (s *store) derive(o *object, r record, stageChanged bool, given map[*field]
 			r["FiscalYear"], r["FiscalQuarter"] = float64(t.Year()), float64(q)
 			r["Fiscal"] = fmt.Sprintf("%d %d", t.Year(), q)
 		}
-	case "User", "Contact":
+	case "User", "Contact", "Lead":
 		name := strings.TrimSpace(fmt.Sprintf("%s %s", str(r["FirstName"]), str(r["LastName"])))
 		r["Name"] = name
 	}
