@@ -153,15 +153,17 @@ func inject(ctx context.Context, f *fleet.Fleet, cfg Config, rng *rand.Rand, v *
 	for _, s := range fleet.Stages {
 		restarting[s] = &sync.Mutex{}
 	}
+	var draw sync.Mutex // the events run concurrently; rng is not safe for that
 	for i := 0; i < cfg.Kills; i++ {
 		first := i == 0
-		// The stage is drawn now, when the plan is made, so the seed decides it (the events run concurrently).
-		s := fleet.Stages[rng.Intn(len(fleet.Stages))]
-		if first && cfg.SFCDC == "on" {
-			s = "sf-ingest" // kill -9 mid-stream: it must resume from its stored replay id
-		}
-		pause := time.Duration(300+rng.Intn(1500)) * time.Millisecond
 		plan = append(plan, event{at(), func() error {
+			draw.Lock()
+			s := fleet.Stages[rng.Intn(len(fleet.Stages))]
+			if first && cfg.SFCDC == "on" {
+				s = "sf-ingest" // kill -9 mid-stream: it must resume from its stored replay id
+			}
+			pause := time.Duration(300+rng.Intn(1500)) * time.Millisecond
+			draw.Unlock()
 			restarting[s].Lock()
 			defer restarting[s].Unlock()
 			if done, _ := f.Proc(s).Exited(); done {
