@@ -173,8 +173,8 @@ type CDC struct {
 
 	mu    sync.Mutex
 	stats CDCStats
-	// snapshot holds, per tracked object, the fields (lower case) a snapshot carries; set by Run.
-	snapshot map[string]map[string]bool
+	// synced holds, per tracked object, the fields (lower case) the mapping syncs; set by Run.
+	synced map[string]map[string]bool
 	// sellers holds, per record, the commit time of the newest change not made by cosell (reread).
 	sellers map[string]time.Time
 	swept   time.Time
@@ -183,31 +183,38 @@ type CDC struct {
 // stamps change with every write; a write that changed only them changed nothing a snapshot shows.
 var stamps = map[string]bool{"systemmodstamp": true, "lastmodifieddate": true, "lastmodifiedbyid": true}
 
-// learnSnapshotFields records which fields of Opportunity and Account the snapshot's selection reads.
-func (c *CDC) learnSnapshotFields() {
-	c.snapshot = map[string]map[string]bool{sf.ObjectOpportunity: {}, "Account": {}}
-	for _, f := range c.In.sel.Fields {
+// learnSyncedFields records which fields of Opportunity and Account the mapping syncs (Ingest.Extra,
+// the mapping's Salesforce fields): the ones both a seller and cosell write.
+func (c *CDC) learnSyncedFields() {
+	c.synced = map[string]map[string]bool{sf.ObjectOpportunity: {}, "Account": {}}
+	for _, f := range c.In.Extra {
 		f = strings.ToLower(f)
 		if acc, ok := strings.CutPrefix(f, "account."); ok {
-			c.snapshot["Account"][acc] = true
+			c.synced["Account"][acc] = true
 		} else if !strings.Contains(f, ".") {
-			c.snapshot[sf.ObjectOpportunity][f] = true
+			c.synced[sf.ObjectOpportunity][f] = true
 		}
 	}
 }
 
-// reread reports whether cosell's own change must be re-read rather than dropped from the header: when
-// it could show in a snapshot (any create, delete or undelete, any change to a child record, an update of
-// a field the snapshot reads: a synced value, not only the sync status or the Audit summary) and a
-// seller changed the same record shortly before (within the backstop interval). Then sf-ingest may have
-// read and published the seller's value before cosell's write landed over it (cosell's write decided on
-// a Microsoft seller's edit before the mapper saw the Salesforce one), and only a re-read tells the mapper
-// that cosell's value is the one Salesforce kept: dropping it left the pair diverged until the backstop
-// poll (TestChaosShort in CDC mode; TestCDCOwnWriteAfterASellersChangeIsReread). Past the interval the
-// backstop poll reads the record anyway.
+// reread reports whether cosell's own change must be re-read rather than dropped from the header: an
+// update of a field the mapping syncs (not only the link, the sync status or the Audit summary) to a
+// record a seller changed shortly before (within the backstop interval), a delete or undelete, or any
+// change to a child record (the snapshot holds them whole, and a child's event may not name its parent).
+// Then sf-ingest may have read and published the seller's value before cosell's write landed over it
+// (cosell's write decided on a Microsoft seller's edit before the mapper saw the Salesforce one), and only a
+// re-read tells the mapper that cosell's value is the one Salesforce kept: dropping it left the pair
+// diverged until the backstop poll (TestChaosShort in CDC mode; TestCDCOwnWriteAfterASellersChangeIsReread).
+// Past the interval the backstop poll reads the record anyway. A record cosell creates nobody else can
+// have changed before.
 func (c *CDC) reread(h sfpubsub.Header) bool {
-	fields, simple := c.snapshot[h.EntityName]
-	if !simple || h.ChangeType != "UPDATE" {
+	fields, simple := c.synced[h.EntityName]
+	switch {
+	case !simple:
+		return true
+	case h.ChangeType == "CREATE":
+		return false
+	case h.ChangeType != "UPDATE":
 		return true
 	}
 	shows := false
@@ -281,7 +288,7 @@ func (c *CDC) Run(ctx context.Context) error {
 	if err := c.In.Describe(ctx); err != nil {
 		return err
 	}
-	c.learnSnapshotFields()
+	c.learnSyncedFields()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make(chan error, len(c.Config.Channels)+1)

@@ -14,6 +14,7 @@ import (
 	"github.com/cosell-dev/cosell/services/emulators/sfemu"
 	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
 	"github.com/cosell-dev/cosell/services/internal/clients/sfpubsub"
+	"github.com/cosell-dev/cosell/services/internal/mapping"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/internal/testkit"
 )
@@ -29,6 +30,7 @@ type cdcFixture struct {
 func newCDCFixture(t *testing.T) *cdcFixture {
 	t.Helper()
 	f := newFixture(t, Config{Overlap: time.Second})
+	f.in.Extra = mapping.Default().SalesforceFields() // as the stage does: the fields the mapping syncs
 	f.emu.SetPubSubKeepAlive(50 * time.Millisecond) // an idle stream answers soon, so tests see it open
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -379,8 +381,9 @@ func TestCDCOwnWriteAfterASellersChangeIsReread(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.waitSnapshot(t, opp, "the seller's amount", func(o contracts.OpportunityObserved) bool { return o.Opportunity.Fields[sf.FieldAmount] == 50050.0 })
-	// The sync status and Audit summary cosell writes back show in no snapshot: dropped from the header.
-	ownWrite(t, f.in.SF, "Opportunity", opp, map[string]any{sf.FieldSyncStatus: "✔ in step", sf.FieldAudit: "summary"})
+	// The link, sync status and Audit summary cosell writes back are no synced values: dropped from the header.
+	ownWrite(t, f.in.SF, "Opportunity", opp, map[string]any{sf.FieldReferralLink: "https://partner.microsoft.com/r/1",
+		sf.FieldSyncStatus: "✔ in step", sf.FieldAudit: "summary"})
 	testkit.EventuallyTrue(t, 15*time.Second, "the write-back dropped as an echo", func() bool { return c.Stats().Echoes == 1 })
 	ownWrite(t, f.in.SF, "Opportunity", opp, map[string]any{"Amount": 40050})
 	f.waitSnapshot(t, opp, "cosell's amount, which Salesforce kept", func(o contracts.OpportunityObserved) bool {
