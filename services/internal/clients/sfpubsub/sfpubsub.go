@@ -67,11 +67,11 @@ type Config struct {
 	Endpoint string `env:"COSELL_SF_PUBSUB_URL" default:"api.pubsub.salesforce.com:7443" help:"the Salesforce Pub/Sub API endpoint: host:port (TLS), or http://host:port for the emulator"`
 	// BatchSize is num_requested: how many events may be in flight (1..100).
 	BatchSize int `env:"COSELL_SF_PUBSUB_BATCH" default:"100" help:"events requested from the Pub/Sub API at a time (1..100)"`
-	// Coalesce bounds the events handed over at once when Salesforce sends a backlog: a FetchResponse
-	// as full as num_requested says more is waiting, and the responses that follow within a moment are
-	// handed over together (one REST read for all of them), up to Coalesce events. 0 hands over every
-	// response alone. A trickle (responses not full) is handed over at once, whatever the setting.
-	Coalesce int `env:"COSELL_SF_PUBSUB_COALESCE" default:"1000" help:"most change events handed over at once when Salesforce sends a backlog (full responses), so one REST read serves them; 0 = one response at a time"`
+	// Coalesce bounds the events handed over at once: the responses that arrived while the last batch was
+	// handled go to the handler together (one REST read for all of them), and after a response as full
+	// as num_requested (a backlog) the next is waited for a moment too, up to Coalesce events. 0 hands
+	// over every response alone. A quiet stream's response is handed over at once, whatever the setting.
+	Coalesce int `env:"COSELL_SF_PUBSUB_COALESCE" default:"1000" help:"most change events handed over at once (the responses already waiting, and in a backlog the ones that follow a full response), so one REST read serves them; 0 = one response at a time"`
 	// MaxBackoff caps the wait between reconnects.
 	MaxBackoff time.Duration `env:"COSELL_SF_PUBSUB_MAX_BACKOFF" default:"30s" help:"longest wait between Pub/Sub API reconnects"`
 }
@@ -526,7 +526,8 @@ func (c *Client) subscribeOnce(ctx context.Context, topic string, start *Start, 
 		NumRequested: n}); err != nil {
 		return false, c.streamError(stream, err)
 	}
-	recv := make(chan received, 1)
+	// Read ahead (within num_requested), so responses that came while one was handled are there to take.
+	recv := make(chan received, 16)
 	go func() {
 		for {
 			resp, err := stream.Recv()
@@ -540,13 +541,19 @@ func (c *Client) subscribeOnce(ctx context.Context, topic string, start *Start, 
 			}
 		}
 	}()
-	// next takes one response, re-requesting its events; wait > 0 gives up after wait (nil, nil).
+	// next takes one response, re-requesting its events; wait > 0 gives up after wait, wait < 0 at once
+	// when none is there (nil, nil).
 	next := func(wait time.Duration) (*pubsubpb.FetchResponse, error) {
 		var timeout <-chan time.Time
-		if wait > 0 {
+		switch {
+		case wait > 0:
 			t := time.NewTimer(wait)
 			defer t.Stop()
 			timeout = t.C
+		case wait < 0:
+			closed := make(chan time.Time)
+			close(closed)
+			timeout = closed
 		}
 		select {
 		case r := <-recv:
@@ -573,9 +580,14 @@ func (c *Client) subscribeOnce(ctx context.Context, topic string, start *Start, 
 		}
 		progressed = true
 		responses := []*pubsubpb.FetchResponse{resp}
-		for total := len(resp.GetEvents()); total < c.cfg.Coalesce && len(resp.GetEvents()) >= int(n); total += len(resp.GetEvents()) {
-			// A full response: a backlog. Take what follows with it.
-			if resp, err = next(coalesceWait); err != nil {
+		for total := len(resp.GetEvents()); total > 0 && total < c.cfg.Coalesce; total += len(resp.GetEvents()) {
+			// Responses already there are taken with it (events that came while the last batch was
+			// handled); after a full one (a backlog) the next is waited for a moment.
+			wait := time.Duration(-1)
+			if len(resp.GetEvents()) >= int(n) {
+				wait = coalesceWait
+			}
+			if resp, err = next(wait); err != nil {
 				return progressed, err
 			}
 			if resp == nil {
