@@ -31,7 +31,7 @@ func newCDCFixture(t *testing.T) *cdcFixture {
 	t.Helper()
 	f := newFixture(t, Config{Overlap: time.Second})
 	f.in.Extra = mapping.Default().SalesforceFields() // as the stage does: the fields the mapping syncs
-	f.emu.SetPubSubKeepAlive(50 * time.Millisecond) // an idle stream answers soon, so tests see it open
+	f.emu.SetPubSubKeepAlive(50 * time.Millisecond)   // an idle stream answers soon, so tests see it open
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
