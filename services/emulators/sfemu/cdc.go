@@ -43,8 +43,9 @@ const Retention = 72 * time.Hour
 const AllChangeEvents = "/data/ChangeEvents"
 
 // cdcObjects are the objects whose changes are published, as an admin selects them in Setup → Change Data
-// Capture. Note and User are not among them (Note does not support CDC).
-var cdcObjects = []string{"Account", "Opportunity", "OpportunityTeamMember", "Microsoft_Solution__c"}
+// Capture. Note and User are not among them (Note does not support CDC); Contact and
+// OpportunityContactRole do (Change Data Capture Developer Guide, "Change Event Object Support").
+var cdcObjects = []string{"Account", "Opportunity", "OpportunityTeamMember", "OpportunityContactRole", "Contact", "Microsoft_Solution__c"}
 
 // change is one write of the call in progress.
 type change struct {

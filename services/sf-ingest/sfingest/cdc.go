@@ -86,10 +86,18 @@ func (in *Ingest) Runner(ctx context.Context) (func(context.Context) error, func
 // cdcParents says, per tracked object, how its records lead to the Opportunities to snapshot: "" for
 // Opportunity itself, else the field naming the parent (AccountId: every Opportunity of the Account).
 var cdcParents = map[string]string{
-	sf.ObjectOpportunity:           "",
-	sf.ObjectOpportunityTeamMember: "OpportunityId",
-	sf.ObjectMicrosoftSolution:     "Opportunity__c",
-	"Account":                      "AccountId",
+	sf.ObjectOpportunity:            "",
+	sf.ObjectOpportunityTeamMember:  "OpportunityId",
+	sf.ObjectOpportunityContactRole: "OpportunityId",
+	sf.ObjectMicrosoftSolution:      "Opportunity__c",
+	"Account":                       "AccountId",
+	"Contact":                       "OpportunityId", // through its contact roles (cdcVia)
+}
+
+// cdcVia says how the records of an object that is no child of the Opportunity lead to it: through the
+// records of another object naming them (a Contact: the contact roles it has on Opportunities).
+var cdcVia = map[string]struct{ object, key string }{
+	"Contact": {sf.ObjectOpportunityContactRole, "ContactId"},
 }
 
 // CDCStats counts what the subscriber did, for tests and benchmarks.
@@ -467,7 +475,11 @@ func (c *CDC) resolveChildren(ctx context.Context, work *burst) error {
 	var reqs []sfapi.Subrequest
 	var objects []string
 	for obj, ids := range work.children {
-		q := "SELECT Id, " + cdcParents[obj] + " FROM " + obj + " WHERE Id IN (" + quoteIDs(keys(ids)) + ")"
+		from, key := obj, sf.FieldID
+		if v, ok := cdcVia[obj]; ok {
+			from, key = v.object, v.key
+		}
+		q := "SELECT " + key + ", " + cdcParents[obj] + " FROM " + from + " WHERE " + key + " IN (" + quoteIDs(keys(ids)) + ")"
 		reqs = append(reqs, sfapi.Subrequest{Method: http.MethodGet, URL: sfapi.QueryURL(q, true), ReferenceID: fmt.Sprintf("c%d", len(reqs))})
 		objects = append(objects, obj)
 	}
@@ -485,9 +497,13 @@ func (c *CDC) resolveChildren(ctx context.Context, work *burst) error {
 		if err := json.Unmarshal(a.Body, &page); err != nil {
 			return fmt.Errorf("read %s: %w", obj, err)
 		}
+		key := sf.FieldID
+		if v, ok := cdcVia[obj]; ok {
+			key = v.key
+		}
 		for _, row := range page.Records {
 			if parent := str(row[cdcParents[obj]]); parent != "" {
-				later(work.opps, parent, work.children[obj][str(row[sf.FieldID])])
+				later(work.opps, parent, work.children[obj][str(row[key])])
 			}
 		}
 	}

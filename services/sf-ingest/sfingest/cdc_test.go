@@ -439,3 +439,27 @@ func TestCDCCatchUpPublishesAChangeBackToWhatThePollerSaw(t *testing.T) {
 		return o.Via == "poll" && o.Opportunity.Fields[sf.FieldAmount] == 1000.0
 	})
 }
+
+// TestCDCContactRolesAndContacts: the customer's contacts reach the snapshot on change events: a contact
+// role added, its Contact edited (the event names only the Contact: its roles lead to the Opportunity),
+// and the role removed.
+func TestCDCContactRolesAndContacts(t *testing.T) {
+	t.Parallel()
+	f, _ := startedCDC(t)
+	opp := f.cdcOpportunity(t, "Contacts")
+	contact := f.insert(t, "Contact", map[string]any{"FirstName": "Ada", "LastName": "Lovelace", "Email": "ada@example.com"})
+	role := f.insert(t, sf.ObjectOpportunityContactRole, map[string]any{"OpportunityId": opp, "ContactId": contact, "Role": "Decision Maker"})
+	f.waitSnapshot(t, opp, "the new contact role", func(o contracts.OpportunityObserved) bool {
+		return len(o.Opportunity.Contacts) == 1 && o.Opportunity.Contacts[0].Email == "ada@example.com"
+	})
+	if err := f.emu.Update("Contact", contact, map[string]any{"Email": "ada@analytical.example"}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitSnapshot(t, opp, "the contact's new email", func(o contracts.OpportunityObserved) bool {
+		return len(o.Opportunity.Contacts) == 1 && o.Opportunity.Contacts[0].Email == "ada@analytical.example"
+	})
+	if err := f.emu.Delete(sf.ObjectOpportunityContactRole, role); err != nil {
+		t.Fatal(err)
+	}
+	f.waitSnapshot(t, opp, "the role's removal", func(o contracts.OpportunityObserved) bool { return len(o.Opportunity.Contacts) == 0 })
+}
