@@ -290,6 +290,20 @@ func progress(ctx context.Context, js jetstream.JetStream, f *fleet.Fleet) (stri
 			state += fmt.Sprintf("%s %d/%d ", c.Durable, info.NumPending, info.NumAckPending)
 		}
 	}
+	// A lease not renewed for longer than its renewal period is held by a killed process: its stage's
+	// leader work (sf-ingest's change-event catch-up) waits for the key to expire and a standby to take
+	// over, up to LeaseTTL with nothing moving. That is not quiet.
+	if kv, err := js.KeyValue(ctx, contracts.BucketLeases); err == nil {
+		if keys, err := kv.ListKeys(ctx); err == nil {
+			for k := range keys.Keys() {
+				e, err := kv.Get(ctx, k)
+				if err == nil && time.Since(e.Created()) > contracts.LeaseTTL/3+2*time.Second {
+					busy = true
+					state += fmt.Sprintf("lease %s unrenewed since %s ", k, e.Created().Format(time.TimeOnly))
+				}
+			}
+		}
+	}
 	var pc, sf map[string]int
 	_ = fleet.GetJSON(ctx, f.PCURL()+"/_emulator/counts", &pc)
 	_ = fleet.GetJSON(ctx, f.SFURL()+"/_emulator/counts", &sf)
