@@ -41,6 +41,10 @@ type Opportunity struct {
 	Contacts  []ContactRole `json:"contacts,omitempty"`
 	Solutions []Solution    `json:"solutions,omitempty"`
 	Deleted   bool          `json:"deleted,omitempty"`
+	// Object is "Lead" for a Lead's snapshot (its Fields are the Lead's), "" for an Opportunity's.
+	Object string `json:"object,omitempty"`
+	// ConvertedOpportunityID is the Opportunity a converted Lead became (Lead.ConvertedOpportunityId).
+	ConvertedOpportunityID string `json:"convertedOpportunityId,omitempty"`
 }
 
 // TeamMember is an OpportunityTeamMember with its User's contact fields.
@@ -127,6 +131,9 @@ type OpportunityCommand struct {
 	Op     string `json:"op"`
 	// OpportunityID is set for updates.
 	OpportunityID string `json:"opportunityId,omitempty"`
+	// Object is the Salesforce object written: "" the Opportunity, "Lead" a Lead (its Fields are Lead
+	// fields; no Account, solutions or contacts).
+	Object string `json:"object,omitempty"`
 	// ReferralID is the Referral Identifier external id: creates are upserts by it, so a redelivered
 	// create can never make a second Opportunity.
 	ReferralID string `json:"referralId,omitempty"`
@@ -283,7 +290,10 @@ type Link struct {
 	Origin        System `json:"origin"`
 	ReferralID    string `json:"referralId,omitempty"`
 	OpportunityID string `json:"opportunityId,omitempty"`
-	State         string `json:"state"`
+	// SFObject is "Lead" while the link's Salesforce side is a Lead (OpportunityID then holds the Lead's
+	// id); converting the Lead moves the link to its Opportunity and clears it.
+	SFObject string `json:"sfObject,omitempty"`
+	State    string `json:"state"`
 	// Synced holds the agreed value of every mapped field (canonical names) as of the last decision: the
 	// base of the three-way merge.
 	Synced map[string]any `json:"synced,omitempty"`

@@ -54,3 +54,41 @@ const (
 	AccountBillingPostalCode = "BillingPostalCode"
 	AccountBillingCountry    = "BillingCountry"
 )
+
+// ObjectLead is the standard Lead: a lead referral comes in as one while the mapping's coSellOnly is off.
+const ObjectLead = "Lead"
+
+// LeadKeyPrefix starts every Lead id (as 006 starts an Opportunity's).
+const LeadKeyPrefix = "00Q"
+
+// Lead fields cosell reads and writes (Object Reference, "Lead"); the cosell fields are the Opportunity's
+// names (FieldReferralIdentifier, FieldSyncWithPartnerCenter, FieldSyncStatus, FieldAudit).
+const (
+	LeadFirstName              = "FirstName"
+	LeadLastName               = "LastName"
+	LeadCompany                = "Company"
+	LeadEmail                  = "Email"
+	LeadPhone                  = "Phone"
+	LeadStatus                 = "Status"
+	LeadSource                 = "LeadSource"
+	LeadDescription            = "Description"
+	LeadStreet                 = "Street"
+	LeadCity                   = "City"
+	LeadState                  = "State"
+	LeadPostalCode             = "PostalCode"
+	LeadCountry                = "Country"
+	LeadIsConverted            = "IsConverted"
+	LeadConvertedOpportunityID = "ConvertedOpportunityId"
+)
+
+// Lead statuses of a new org (Setup → Lead Status) as cosell's rule table uses them (docs/mapping.md, "Leads").
+const (
+	LeadStatusOpen          = "Open - Not Contacted"
+	LeadStatusWorking       = "Working - Contacted"
+	LeadStatusClosed        = "Closed - Not Converted"
+	LeadStatusConverted     = "Closed - Converted"
+	LeadSourcePartnerCenter = "Partner Referral"
+)
+
+// IsLeadID reports whether a Salesforce record id is a Lead's.
+func IsLeadID(id string) bool { return len(id) >= 3 && id[:3] == LeadKeyPrefix }

@@ -212,6 +212,12 @@ func (e *Emulator) createReferral(w http.ResponseWriter, r *http.Request) {
 // create stores a new referral. A partner-created referral is Outgoing and comes back Active/Accepted; a
 // seller-created one is an Incoming Shared New/Pending referral from Microsoft.
 func (e *Emulator) create(in pc.Referral, seller bool) (pc.Referral, error) {
+	return e.createAs(in, seller, false)
+}
+
+// createAs is create; lead makes the seller-side referral a lead from Microsoft's marketing: Incoming,
+// Independent, MarketingQualified (Partner Center's "Leads").
+func (e *Emulator) createAs(in pc.Referral, seller, lead bool) (pc.Referral, error) {
 	var keepID, keepCreated string
 	if seller {
 		// What the seller sent is kept, or refused with the reason; only what they left out is filled in.
@@ -222,6 +228,9 @@ func (e *Emulator) create(in pc.Referral, seller bool) (pc.Referral, error) {
 		in.Direction = pc.DirectionIncoming
 		in.Type = pc.TypeShared
 		in.Status, in.Substatus = pc.StatusNew, pc.SubstatusPending
+		if lead {
+			in.Type, in.Qualification = pc.TypeIndependent, pc.QualificationMarketingQualified
+		}
 		if in.Qualification == "" {
 			in.Qualification = pc.QualificationSalesQualified
 		}

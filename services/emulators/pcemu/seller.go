@@ -15,6 +15,13 @@ func (e *Emulator) SellerCreate(r pc.Referral) (pc.Referral, error) {
 	return e.create(r, true)
 }
 
+// MarketingLead creates a lead Microsoft's marketing passes to the partner: Incoming, Independent,
+// MarketingQualified, New/Pending (a lead referral; with coSellOnly off cosell makes it a Salesforce Lead).
+func (e *Emulator) MarketingLead(r pc.Referral) (pc.Referral, error) {
+	e.count("seller.create")
+	return e.createAs(r, true, true)
+}
+
 // SellerUpdate merges the non-empty fields of patch into a referral as a Microsoft seller would edit it (deal
 // value, closing date, notes, status...), bumps its version and fires referral-updated.
 func (e *Emulator) SellerUpdate(id string, patch pc.Referral) (pc.Referral, error) {

@@ -193,13 +193,19 @@ func (p *parser) parse(data []byte) Mapping {
 				p.add(v.Line, "", "set nameMark: true or nameMark: false", "nameMark %q is not true or false", v.Value)
 			}
 			m.NameMark = b
+		case "coSellOnly":
+			b, ok := parseBool(v.Value)
+			if !ok || v.Kind != yaml.ScalarNode {
+				p.add(v.Line, "", "set coSellOnly: true or coSellOnly: false", "coSellOnly %q is not true or false", v.Value)
+			}
+			m.CoSellOnly = b
 		case "stages":
 			m.Stages = p.stages(v, m.Lines)
 		case "fields":
 			m.Fields, attempted = p.fields(v)
 			fieldsList = v.Kind == yaml.SequenceNode
 		default:
-			p.add(k.Line, "", "remove it; the keys are version, defaultCurrency, referralLink, nameMark, stages, fields", "unknown key %q", k.Value)
+			p.add(k.Line, "", "remove it; the keys are version, defaultCurrency, referralLink, nameMark, coSellOnly, stages, fields", "unknown key %q", k.Value)
 		}
 	}
 	for _, key := range []string{"version", "stages", "fields"} {
@@ -212,6 +218,9 @@ func (p *parser) parse(data []byte) Mapping {
 	}
 	if seen["nameMark"] == nil {
 		m.NameMark = true // Microsoft's connector shows the mark unless switched off
+	}
+	if seen["coSellOnly"] == nil {
+		m.CoSellOnly = true // Microsoft's connector: "sync co-sell opportunities only", default Yes
 	}
 	if seen["referralLink"] == nil {
 		m.ReferralLinkFormat = "https://partner.microsoft.com/dashboard/referrals/v2/leads/%s"

@@ -21,12 +21,13 @@ type Config struct {
 	// with fields of its own; empty = deploy/salesforce as built into the binary.
 	Metadata string `env:"COSELL_MAPPING_METADATA" help:"an SFDX project directory (e.g. your org's retrieved metadata, with its own custom fields and stages) the mapping is checked against; empty = deploy/salesforce built into the binary"`
 	// Overrides of the file's settings, checked like the file; empty = the file's value.
-	Hold     string `env:"COSELL_STAGE_HOLD" help:"overrides the mapping's hold stage (where received referrals wait)"`
-	Active   string `env:"COSELL_STAGE_ACTIVE" help:"overrides the mapping's active stage (an accepted referral)"`
-	Won      string `env:"COSELL_STAGE_WON" help:"overrides the mapping's won stage"`
-	Lost     string `env:"COSELL_STAGE_LOST" help:"overrides the mapping's lost stage"`
-	Currency string `env:"COSELL_DEFAULT_CURRENCY" help:"overrides the mapping's default currency"`
-	NameMark string `env:"COSELL_NAME_MARK" help:"overrides the mapping's nameMark: true appends ✔ (in step) or ✖ (failed) to the Opportunity Name, false leaves the Name alone"`
+	Hold       string `env:"COSELL_STAGE_HOLD" help:"overrides the mapping's hold stage (where received referrals wait)"`
+	Active     string `env:"COSELL_STAGE_ACTIVE" help:"overrides the mapping's active stage (an accepted referral)"`
+	Won        string `env:"COSELL_STAGE_WON" help:"overrides the mapping's won stage"`
+	Lost       string `env:"COSELL_STAGE_LOST" help:"overrides the mapping's lost stage"`
+	Currency   string `env:"COSELL_DEFAULT_CURRENCY" help:"overrides the mapping's default currency"`
+	NameMark   string `env:"COSELL_NAME_MARK" help:"overrides the mapping's nameMark: true appends ✔ (in step) or ✖ (failed) to the Opportunity Name, false leaves the Name alone"`
+	CoSellOnly string `env:"COSELL_COSELL_ONLY" help:"overrides the mapping's coSellOnly: true (default) brings every Partner Center referral in as an Opportunity; false brings lead referrals (incoming, Independent, marketing-qualified or direct from a customer) in as Salesforce Leads"`
 }
 
 // override applies the settings c overrides to m and notes where each came from, for problems.
@@ -55,6 +56,13 @@ func (c Config) override(m *Mapping) Problems {
 			return Problems{{File: "COSELL_NAME_MARK", Message: fmt.Sprintf("COSELL_NAME_MARK %q is not true or false", c.NameMark), Fix: "set COSELL_NAME_MARK=true or COSELL_NAME_MARK=false"}}
 		}
 		m.NameMark = b
+	}
+	if v := strings.TrimSpace(c.CoSellOnly); v != "" {
+		b, ok := parseBool(v)
+		if !ok {
+			return Problems{{File: "COSELL_COSELL_ONLY", Message: fmt.Sprintf("COSELL_COSELL_ONLY %q is not true or false", c.CoSellOnly), Fix: "set COSELL_COSELL_ONLY=true or COSELL_COSELL_ONLY=false"}}
+		}
+		m.CoSellOnly = b
 	}
 	if c.Currency != "" && code(m.DefaultCurrency, 3) == nil {
 		return Problems{m.problem("defaultCurrency", "", "use an ISO-4217 code such as USD", "defaultCurrency %q is not a three-letter currency code", c.Currency)}

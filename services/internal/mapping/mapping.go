@@ -159,6 +159,10 @@ type Mapping struct {
 	// NameMark appends the sync mark (✔ in step, ✖ failed) to the Opportunity's Name, as Microsoft's
 	// connector does ("show check mark in Opportunity name", default on).
 	NameMark bool
+	// CoSellOnly is Microsoft's connector setting "sync co-sell opportunities only" (default Yes): on, every
+	// referral comes in as an Opportunity; off, a lead referral (IsLeadReferral) comes in as a Salesforce
+	// Lead, which converting carries to its Opportunity (docs/mapping.md, "Leads").
+	CoSellOnly bool
 	// Source names the file the mapping was read from, for messages.
 	Source string
 	// Lines says where the top-level settings are in that file ("defaultCurrency", "stages.hold", ...).

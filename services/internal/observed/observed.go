@@ -196,6 +196,25 @@ func Opportunity(row map[string]any) (contracts.Opportunity, contracts.Version, 
 	return o, OpportunityVersionAt(newest), nil
 }
 
+// Lead turns a Lead query row (the fields mapping.LeadFields) into a snapshot: Object "Lead", the Lead's
+// fields, the Opportunity it was converted to; its version is its SystemModstamp.
+func Lead(row map[string]any) (contracts.Opportunity, contracts.Version, error) {
+	f := sfapi.Flatten(row)
+	id, _ := f[sf.FieldID].(string)
+	at, err := sfapi.ParseTime(str(f[sf.FieldSystemModstamp]))
+	if id == "" || err != nil {
+		return contracts.Opportunity{}, contracts.Version{}, fmt.Errorf("lead row without Id or SystemModstamp: %v", row)
+	}
+	o := contracts.Opportunity{ID: id, Object: sf.ObjectLead, Deleted: f[sf.FieldIsDeleted] == true}
+	if f[sf.LeadIsConverted] == true {
+		o.ConvertedOpportunityID = str(f[sf.LeadConvertedOpportunityID])
+	}
+	delete(f, sf.FieldSystemModstamp)
+	delete(f, sf.FieldIsDeleted)
+	o.Fields = f
+	return o, OpportunityVersionAt(at), nil
+}
+
 // OpportunityVersionAt is the version of an Opportunity snapshot whose newest change is at t: the tag is
 // the stamp as Salesforce writes it.
 func OpportunityVersionAt(t time.Time) contracts.Version {

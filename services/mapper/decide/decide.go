@@ -45,6 +45,10 @@ type Observation struct {
 	// CustomerIDs are a referral customer's ids by profile type (customerProfile.ids), which an Account
 	// match by external id uses.
 	CustomerIDs map[string]string
+	// Lead marks a lead referral (mapping.IsLeadReferral) or a Lead's snapshot; ConvertedTo is the
+	// Opportunity a converted Lead became.
+	Lead        bool
+	ConvertedTo string
 }
 
 // ObserveReferral reads a referral snapshot into an Observation.
@@ -54,6 +58,7 @@ func (m Decider) ObserveReferral(eventID string, r partnercenter.Referral, v con
 		System: contracts.PartnerCenter, EventID: eventID, EntityID: r.ID, Version: v, Values: vals,
 		Counterpart: r.ExternalReferenceID,
 		Eligible:    r.Status != partnercenter.StatusClosed,
+		Lead:        mapping.IsLeadReferral(r),
 	}
 	if r.CustomerProfile != nil {
 		for _, id := range r.CustomerProfile.IDs {
@@ -70,6 +75,12 @@ func (m Decider) ObserveReferral(eventID string, r partnercenter.Referral, v con
 
 // ObserveOpportunity reads an Opportunity snapshot into an Observation.
 func (m Decider) ObserveOpportunity(eventID string, o contracts.Opportunity, v contracts.Version) Observation {
+	if o.Object == sf.ObjectLead {
+		obs := m.ObserveOpportunity(eventID, m.LeadAsOpportunity(contracts.Opportunity{ID: o.ID, Fields: o.Fields, Deleted: o.Deleted}), v)
+		obs.Values = m.FromOpportunity(m.LeadAsOpportunity(o))
+		obs.Lead, obs.ConvertedTo = true, o.ConvertedOpportunityID
+		return obs
+	}
 	return Observation{
 		System: contracts.Salesforce, EventID: eventID, EntityID: o.ID, Version: v,
 		Values:      m.FromOpportunity(o),
@@ -102,10 +113,91 @@ type Command[T any] struct {
 
 // Observe decides on one observed snapshot. link is nil when no link exists for the record yet.
 func (m Decider) Observe(link *contracts.Link, o Observation, now time.Time) Result {
+	return m.forLead(link, m.observe(link, o, now))
+}
+
+// forLead writes the Opportunity commands of a link whose Salesforce side is a Lead as the Lead's
+// (mapping.LeadCommand).
+func (m Decider) forLead(link *contracts.Link, res Result) Result {
+	l := res.Link
+	if l == nil {
+		l = link
+	}
+	if l == nil || l.SFObject != sf.ObjectLead {
+		return res
+	}
+	for _, c := range []*Command[contracts.OpportunityCommand]{res.Opp, res.LinkBack} {
+		if c != nil && c.Data.Object != sf.ObjectLead {
+			c.Data = m.LeadCommand(c.Data)
+		}
+	}
+	return res
+}
+
+// leadObserved decides on a Lead's snapshot for a linked referral: a Lead the link no longer follows (it
+// was converted) is ignored; a converted Lead moves the link to its Opportunity, which gets every synced
+// field, the referral's id and the flag (the conversion is on the timeline), without a second referral;
+// otherwise the fields a Lead does not carry keep their agreed values (done=false: decide on as usual).
+func (m Decider) leadObserved(l *contracts.Link, o *Observation, now time.Time) (Result, bool) {
+	if l.SFObject != sf.ObjectLead || (l.OpportunityID != "" && l.OpportunityID != o.EntityID) {
+		return Result{Decisions: []contracts.Decision{m.decision(*l, *o, contracts.DecisionIgnored,
+			fmt.Sprintf("Lead %s is not the link's Salesforce record any more (it follows Opportunity %s)", o.EntityID, l.OpportunityID), nil, now)}}, true
+	}
+	if o.ConvertedTo == "" {
+		vals := mapping.Values{}
+		for k, v := range o.Values {
+			if m.LeadCarries(k) {
+				vals[k] = v
+			}
+		}
+		for _, name := range m.fieldNames() {
+			if v, ok := l.Synced[name]; ok && !m.LeadCarries(name) {
+				vals[name] = v
+			}
+		}
+		o.Values = vals
+		return Result{}, false
+	}
+	lead := o.EntityID
+	l.OpportunityID, l.SFObject = o.ConvertedTo, ""
+	l.SF = contracts.Side{}
+	l.Held, l.Paused = nil, false
+	to := m.project(l.Synced, contracts.Salesforce)
+	fields := m.OpportunityFields(to, true, now)
+	sols, setSols := m.OpportunitySolutions(to, true)
+	contacts, setContacts := m.OpportunityContacts(to, true)
+	fields[sf.FieldReferralIdentifier] = l.ReferralID
+	fields[sf.FieldReferralLink] = fmt.Sprintf(m.ReferralLinkFormat, l.ReferralID)
+	fields[sf.FieldSyncWithPartnerCenter] = true
+	fields[sf.FieldSyncStatus] = StatusInStep
+	l.Status = StatusInStep
+	m.markName(*l, fields, StatusInStep)
+	id := contracts.EventID("cmd", "sf", l.ID, "convert", o.EventID)
+	l.SF.Pending = id
+	l.SF.WrittenFingerprint = m.fingerprint(l.Synced, contracts.Salesforce)
+	l.UpdatedAt = now
+	res := Result{Link: l, NewIndexes: map[contracts.System]string{contracts.Salesforce: o.ConvertedTo}}
+	res.Opp = &Command[contracts.OpportunityCommand]{ID: id, Data: contracts.OpportunityCommand{
+		LinkID: l.ID, Op: contracts.OpUpdate, OpportunityID: o.ConvertedTo, ReferralID: l.ReferralID, Fields: fields,
+		Solutions: sols, SetSolutions: setSols, Contacts: contacts, SetContacts: setContacts,
+		Purpose: "sync", Cause: o.EventID, CauseVersion: o.Version,
+	}}
+	res.Decisions = append(res.Decisions, m.decision(*l, *o, contracts.DecisionLinked,
+		fmt.Sprintf("Lead %s converted to Opportunity %s: the link follows it (no second referral)", lead, o.ConvertedTo),
+		slices.Sorted(maps.Keys(l.Synced)), now))
+	return res, true
+}
+
+func (m Decider) observe(link *contracts.Link, o Observation, now time.Time) Result {
 	if link == nil {
 		return m.firstSight(o, now)
 	}
 	l := cloneLink(*link)
+	if o.System == contracts.Salesforce && o.Lead {
+		if res, done := m.leadObserved(&l, &o, now); done {
+			return res
+		}
+	}
 	res := Result{}
 	// The record that a create made, seen before the writer's outcome: it completes the link.
 	if idOf(l, o.System) == "" {
@@ -660,6 +752,11 @@ func (m Decider) firstSight(o Observation, now time.Time) Result {
 	side.Seen = o.Version
 	side.Latest = o.Values
 	res := Result{NewIndexes: map[contracts.System]string{o.System: o.EntityID}}
+	if o.System == contracts.Salesforce && o.Lead {
+		// A referral comes from a Lead only through cosell: a Lead of its own (or one whose link is gone)
+		// starts nothing.
+		return Result{Decisions: []contracts.Decision{m.decision(l, o, contracts.DecisionIgnored, "a Lead starts no referral (only a lead referral makes a Lead)", nil, now)}}
+	}
 	if o.System == contracts.Salesforce && !o.Eligible {
 		// Outbound sync happens only while the flag is on, even for an Opportunity that names a referral
 		// (what an upsert by the Referral Identifier External ID produces).
@@ -700,6 +797,11 @@ func (m Decider) firstSight(o Observation, now time.Time) Result {
 			Contacts: contacts, SetContacts: setContacts,
 			Purpose: "sync", Cause: o.EventID, CauseVersion: o.Version,
 		}}
+		if o.Lead && !m.CoSellOnly {
+			// coSellOnly off: a lead referral comes in as a Salesforce Lead.
+			l.SFObject = sf.ObjectLead
+			res.Opp.Data = m.LeadCommand(res.Opp.Data)
+		}
 	case contracts.PartnerCenter:
 		if reason := m.refuseCreate(o.Values); reason != "" {
 			// Nothing is shared with Microsoft under a made-up customer: the link waits, failed, with the
@@ -735,6 +837,10 @@ func (m Decider) firstSight(o Observation, now time.Time) Result {
 // An outcome already folded (the outcomes stream replayed, past the duplicate window too) changes
 // nothing: no link change, no command, no decision.
 func (m Decider) Outcome(link contracts.Link, out contracts.Outcome, now time.Time) Result {
+	return m.forLead(&link, m.outcome(link, out, now))
+}
+
+func (m Decider) outcome(link contracts.Link, out contracts.Outcome, now time.Time) Result {
 	if Refolded(link.Folded, out) {
 		return Result{}
 	}

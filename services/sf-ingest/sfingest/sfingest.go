@@ -32,6 +32,7 @@ import (
 	"github.com/cosell-dev/cosell/contracts"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
+	"github.com/cosell-dev/cosell/services/internal/mapping"
 	"github.com/cosell-dev/cosell/services/internal/observed"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/internal/sforg"
@@ -67,6 +68,8 @@ type Ingest struct {
 	// Extra are further Opportunity or parent fields to read: the ones a customised mapping names
 	// (mapping.Mapping.SalesforceFields).
 	Extra []string
+	// Leads polls the Leads cosell syncs too (the mapping's coSellOnly off: lead referrals are Leads).
+	Leads bool
 
 	sel observed.Selection // the snapshot's field list fitted to the org, set by Describe
 
@@ -156,6 +159,9 @@ func (in *Ingest) Poll(ctx context.Context) (int, error) {
 	}
 	from := wm.From(in.Config.Overlap)
 	streams := []*stream{{object: sf.ObjectOpportunity}}
+	if in.Leads {
+		streams = append(streams, &stream{object: sf.ObjectLead})
+	}
 	for _, c := range children {
 		streams = append(streams, &stream{object: c.object, parentField: c.parentField})
 	}
@@ -213,7 +219,10 @@ func (in *Ingest) round(ctx context.Context, streams []*stream, from time.Time) 
 			where = append(where, s.after)
 		}
 		fields := "Id, " + s.parentField + ", SystemModstamp"
-		if s.parentField == "" {
+		switch {
+		case s.object == sf.ObjectLead:
+			fields = strings.Join(mapping.LeadFields, ", ")
+		case s.parentField == "":
 			fields = in.sel.Select()
 		}
 		q := "SELECT " + fields + " FROM " + s.object
@@ -224,12 +233,20 @@ func (in *Ingest) round(ctx context.Context, streams []*stream, from time.Time) 
 		reqs = append(reqs, sfapi.Subrequest{Method: http.MethodGet, URL: sfapi.QueryURL(q, true), ReferenceID: fmt.Sprintf("q%d", i)})
 		active = append(active, s)
 	}
-	answers, err := in.SF.Composite(ctx, false, reqs)
-	if err != nil {
-		return 0, time.Time{}, err
+	// A Composite call holds at most 5 queries (the Opportunity and its four children): the Leads' query,
+	// when polled, goes in a call of its own.
+	var answers []sfapi.Subresponse
+	for len(reqs) > 0 {
+		chunk := reqs[:min(len(reqs), 5)]
+		reqs = reqs[len(chunk):]
+		got, err := in.SF.Composite(ctx, false, chunk)
+		if err != nil {
+			return 0, time.Time{}, err
+		}
+		answers = append(answers, got...)
 	}
 	var newest time.Time
-	var opps []map[string]any
+	var opps, leads []map[string]any
 	childChange := map[string]time.Time{} // opportunity id -> newest change among its children this round
 	for i, a := range answers {
 		s := active[i]
@@ -244,6 +261,10 @@ func (in *Ingest) round(ctx context.Context, streams []*stream, from time.Time) 
 			at, _ := sfapi.ParseTime(str(row[sf.FieldSystemModstamp]))
 			if at.After(newest) {
 				newest = at
+			}
+			if s.object == sf.ObjectLead {
+				leads = append(leads, row)
+				continue
 			}
 			if s.parentField == "" {
 				opps = append(opps, row)
@@ -284,6 +305,19 @@ func (in *Ingest) round(ctx context.Context, streams []*stream, from time.Time) 
 	for _, row := range opps {
 		if err := publish(row); err != nil {
 			return published, time.Time{}, err
+		}
+	}
+	for _, row := range leads {
+		snap, ver, err := observed.Lead(row)
+		if err != nil {
+			return published, time.Time{}, err
+		}
+		fresh, err := in.publish(ctx, snap, ver)
+		if err != nil {
+			return published, time.Time{}, err
+		}
+		if fresh {
+			published++
 		}
 	}
 	var parents []string

@@ -35,7 +35,7 @@ func build(ctx context.Context, cfg *StageConfig, env *stage.Env) (stage.Runner,
 	if err != nil {
 		return nil, fmt.Errorf("invalid mapping:\n%w", err)
 	}
-	in := &Ingest{Bus: env.Bus, SF: sf, Checkpoints: cps, Config: cfg.Ingest, Log: env.Log, Extra: m.SalesforceFields()}
+	in := &Ingest{Bus: env.Bus, SF: sf, Checkpoints: cps, Config: cfg.Ingest, Log: env.Log, Extra: m.SalesforceFields(), Leads: !m.CoSellOnly}
 	// The org's shape, before the stage is reported ready: a mapped field the org lacks stops the start.
 	if err := in.Describe(ctx); err != nil {
 		return nil, err

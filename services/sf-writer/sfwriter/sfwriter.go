@@ -163,6 +163,9 @@ func (w *Writer) HandleBatch(ctx context.Context, events []platform.Event) []err
 				it.err = platform.RetryAfter(oerr, time.Second)
 				break
 			}
+			if objectOf(cmd) == sf.ObjectLead {
+				break // a Lead's fields are the cosell fields and standard ones every org has
+			}
 			if it.cmd.Fields, err = org.Fit(ctx, sf.ObjectOpportunity, cmd.Fields); err != nil {
 				it.err = platform.Permanent(fmt.Errorf("%s Opportunity for link %s: %w", cmd.Op, cmd.LinkID, err))
 			}
@@ -430,14 +433,36 @@ func (w *Writer) opportunities(ctx context.Context, items []*item) {
 			taken[key] = true
 			round = append(round, it)
 		}
-		var creates, updates []*item
+		var creates, updates, leadCreates, leadUpdates []*item
 		for _, it := range round {
-			if it.cmd.Op == contracts.OpCreate {
+			lead := objectOf(it.cmd) == sf.ObjectLead
+			switch {
+			case it.cmd.Op == contracts.OpCreate && lead:
+				leadCreates = append(leadCreates, it)
+			case it.cmd.Op == contracts.OpCreate:
 				creates = append(creates, it)
-			} else {
+			case lead:
+				leadUpdates = append(leadUpdates, it)
+			default:
 				updates = append(updates, it)
 			}
 		}
+		w.write(leadCreates, func(chunk []*item) ([]sfapi.SaveResult, error) {
+			recs := make([]sfapi.Record, len(chunk))
+			for i, it := range chunk {
+				recs[i] = record(it.cmd)
+				recs[i][sf.FieldReferralIdentifier] = it.cmd.ReferralID
+			}
+			return w.SF.UpsertRecords(ctx, sf.ObjectLead, sf.FieldReferralIdentifier, recs)
+		})
+		w.write(leadUpdates, func(chunk []*item) ([]sfapi.SaveResult, error) {
+			recs := make([]sfapi.Record, len(chunk))
+			for i, it := range chunk {
+				recs[i] = record(it.cmd)
+				recs[i][sf.FieldID] = it.cmd.OpportunityID
+			}
+			return w.SF.UpdateRecords(ctx, sf.ObjectLead, recs)
+		})
 		w.write(creates, func(chunk []*item) ([]sfapi.SaveResult, error) {
 			recs := make([]sfapi.Record, len(chunk))
 			for i, it := range chunk {
@@ -456,6 +481,15 @@ func (w *Writer) opportunities(ctx context.Context, items []*item) {
 		})
 		pending = later
 	}
+}
+
+// objectOf is the object a command writes: a Lead when it says so or names a Lead's id (the auditor's
+// Audit write-back to a Lead), else the Opportunity.
+func objectOf(cmd contracts.OpportunityCommand) string {
+	if cmd.Object == sf.ObjectLead || sf.IsLeadID(cmd.OpportunityID) {
+		return sf.ObjectLead
+	}
+	return sf.ObjectOpportunity
 }
 
 // write sends items in chunks of 200 with call and maps each record's result back to its item.
