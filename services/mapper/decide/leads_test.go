@@ -149,3 +149,49 @@ func TestLeadConversionMovesTheLink(t *testing.T) {
 		t.Errorf("a Lead without a link started %+v", alone)
 	}
 }
+
+// TestLeadDeclineAndExpiry: a linked Lead whose referral Microsoft declines, lets expire or closes as lost
+// is closed as "Closed - Not Converted", as an Opportunity is moved to its closed stage; a won referral
+// leaves the Lead's status to the seller (docs/mapping.md, "Leads").
+func TestLeadDeclineAndExpiry(t *testing.T) {
+	for _, c := range []struct {
+		name, substatus, want string // want "" = Lead Status not written
+	}{
+		{"declined", pc.SubstatusDeclined, sf.LeadStatusClosed},
+		{"expired", pc.SubstatusExpired, sf.LeadStatusClosed},
+		{"lost", pc.SubstatusLost, sf.LeadStatusClosed},
+		{"won", pc.SubstatusWon, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			now := time.Now()
+			m := def()
+			m.CoSellOnly = false
+			r := leadReferral(pc.TypeIndependent, pc.QualificationMarketingQualified)
+			res := m.Observe(nil, m.ObserveReferral("pc/ref-1/1", r, contracts.Version{Tag: "1", At: now}), now)
+			l := *res.Link
+			l.OpportunityID, l.State, l.SF.Pending = "00Q000000000001", contracts.LinkLinked, ""
+			lead := contracts.Opportunity{ID: l.OpportunityID, Object: sf.ObjectLead, Fields: map[string]any{
+				sf.FieldID: l.OpportunityID, sf.LeadCompany: "Contoso", sf.LeadLastName: "Smith", sf.LeadFirstName: "Sue",
+				sf.LeadEmail: "sue@contoso.example", sf.LeadPostalCode: "98052", sf.LeadCountry: "US", sf.LeadStatus: sf.LeadStatusOpen,
+				sf.LeadDescription: "pilot", sf.FieldReferralIdentifier: "ref-1", sf.FieldSyncWithPartnerCenter: true}}
+			if seen := m.Observe(&l, m.ObserveOpportunity("sf/lead/2", lead, contracts.Version{Tag: "2", At: now.Add(time.Second)}), now); seen.Link != nil {
+				l = *seen.Link
+			}
+			r.Status, r.Substatus = pc.StatusClosed, c.substatus
+			closed := m.Observe(&l, m.ObserveReferral("pc/ref-1/3", r, contracts.Version{Tag: "3", At: now.Add(2 * time.Second)}), now)
+			got := ""
+			if closed.Opp != nil {
+				if closed.Opp.Data.Object != sf.ObjectLead {
+					t.Fatalf("the command is for %q, not the Lead: %+v", closed.Opp.Data.Object, closed.Opp.Data)
+				}
+				got = text(closed.Opp.Data.Fields[sf.LeadStatus])
+				if _, ok := closed.Opp.Data.Fields[sf.FieldStageName]; ok {
+					t.Errorf("a Lead update carries StageName: %v", closed.Opp.Data.Fields)
+				}
+			}
+			if got != c.want {
+				t.Fatalf("Lead Status written = %q, want %q (%v)", got, c.want, kinds(closed.Decisions))
+			}
+		})
+	}
+}
