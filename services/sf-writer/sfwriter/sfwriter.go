@@ -447,38 +447,31 @@ func (w *Writer) opportunities(ctx context.Context, items []*item) {
 				updates = append(updates, it)
 			}
 		}
-		w.write(leadCreates, func(chunk []*item) ([]sfapi.SaveResult, error) {
-			recs := make([]sfapi.Record, len(chunk))
-			for i, it := range chunk {
-				recs[i] = record(it.cmd)
-				recs[i][sf.FieldReferralIdentifier] = it.cmd.ReferralID
+		// A create is an upsert by the referral id (a retried create finds its record); an update is by Id.
+		upsert := func(object string) func([]*item) ([]sfapi.SaveResult, error) {
+			return func(chunk []*item) ([]sfapi.SaveResult, error) {
+				recs := make([]sfapi.Record, len(chunk))
+				for i, it := range chunk {
+					recs[i] = record(it.cmd)
+					recs[i][sf.FieldReferralIdentifier] = it.cmd.ReferralID
+				}
+				return w.SF.UpsertRecords(ctx, object, sf.FieldReferralIdentifier, recs)
 			}
-			return w.SF.UpsertRecords(ctx, sf.ObjectLead, sf.FieldReferralIdentifier, recs)
-		})
-		w.write(leadUpdates, func(chunk []*item) ([]sfapi.SaveResult, error) {
-			recs := make([]sfapi.Record, len(chunk))
-			for i, it := range chunk {
-				recs[i] = record(it.cmd)
-				recs[i][sf.FieldID] = it.cmd.OpportunityID
+		}
+		update := func(object string) func([]*item) ([]sfapi.SaveResult, error) {
+			return func(chunk []*item) ([]sfapi.SaveResult, error) {
+				recs := make([]sfapi.Record, len(chunk))
+				for i, it := range chunk {
+					recs[i] = record(it.cmd)
+					recs[i][sf.FieldID] = it.cmd.OpportunityID
+				}
+				return w.SF.UpdateRecords(ctx, object, recs)
 			}
-			return w.SF.UpdateRecords(ctx, sf.ObjectLead, recs)
-		})
-		w.write(creates, func(chunk []*item) ([]sfapi.SaveResult, error) {
-			recs := make([]sfapi.Record, len(chunk))
-			for i, it := range chunk {
-				recs[i] = record(it.cmd)
-				recs[i][sf.FieldReferralIdentifier] = it.cmd.ReferralID
-			}
-			return w.SF.UpsertRecords(ctx, sf.ObjectOpportunity, sf.FieldReferralIdentifier, recs)
-		})
-		w.write(updates, func(chunk []*item) ([]sfapi.SaveResult, error) {
-			recs := make([]sfapi.Record, len(chunk))
-			for i, it := range chunk {
-				recs[i] = record(it.cmd)
-				recs[i][sf.FieldID] = it.cmd.OpportunityID
-			}
-			return w.SF.UpdateRecords(ctx, sf.ObjectOpportunity, recs)
-		})
+		}
+		w.write(leadCreates, upsert(sf.ObjectLead))
+		w.write(leadUpdates, update(sf.ObjectLead))
+		w.write(creates, upsert(sf.ObjectOpportunity))
+		w.write(updates, update(sf.ObjectOpportunity))
 		pending = later
 	}
 }
