@@ -21,16 +21,8 @@ import (
 func TestRunPrintsWorkingCredentialsAsJSON(t *testing.T) {
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errOut syncWriter
-	done := make(chan int, 1)
-	go func() {
-		done <- Run(ctx, []string{"run", "-o", "json", "--demo=false", "--data", "", "--status", "127.0.0.1:0", "--pc-emulator", "127.0.0.1:0",
-			"--sf-emulator", "127.0.0.1:0", "--sf-pubsub", "127.0.0.1:0", "--webhook", "127.0.0.1:0", "--nats", "127.0.0.1:-1"}, &out, &errOut)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	out, errOut, done := startRun(ctx, "-o", "json", "--demo=false")
+	t.Cleanup(func() { stopRun(t, cancel, done, errOut) })
 	var info runInfo
 	testkit.EventuallyNil(t, 60*time.Second, "cosell run -o json prints its document", func() error {
 		select {

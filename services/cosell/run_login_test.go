@@ -25,12 +25,7 @@ func TestRunsNATSAdmitsOnlyItsPrintedLogin(t *testing.T) {
 	t.Setenv("COSELL_NATS_LOGIN_FILE", "")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errOut syncWriter
-	done := make(chan int, 1)
-	go func() {
-		done <- Run(ctx, []string{"run", "--demo=false", "--data", "", "--status", "127.0.0.1:0", "--pc-emulator", "127.0.0.1:0",
-			"--sf-emulator", "127.0.0.1:0", "--sf-pubsub", "127.0.0.1:0", "--webhook", "127.0.0.1:0", "--nats", "127.0.0.1:-1"}, &out, &errOut)
-	}()
+	out, errOut, done := startRun(ctx, "--demo=false")
 	line := regexp.MustCompile(`NATS\s+(nats://\S+)\s+\(user (\S+), password (\S+); login file (\S+),`)
 	var m []string
 	deadline := time.Now().Add(60 * time.Second)
@@ -77,15 +72,7 @@ func TestRunsNATSAdmitsOnlyItsPrintedLogin(t *testing.T) {
 		t.Errorf("cosell status against cosell run: exit %d\n%s\n%s", code, sout.String(), serr.String())
 	}
 
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Errorf("cosell run exited with %d after cancel\n%s", code, errOut.String())
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("cosell run did not stop within 60s")
-	}
+	stopRun(t, cancel, done, errOut)
 	if _, err := os.Stat(file); !os.IsNotExist(err) {
 		t.Errorf("the login file outlived the run: %v", err)
 	}

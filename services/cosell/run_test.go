@@ -37,12 +37,7 @@ func TestRunTracesToTheStandardEndpoint(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errOut syncWriter
-	done := make(chan int, 1)
-	go func() {
-		done <- Run(ctx, []string{"run", "--data", "", "--status", "127.0.0.1:0", "--pc-emulator", "127.0.0.1:0",
-			"--sf-emulator", "127.0.0.1:0", "--sf-pubsub", "127.0.0.1:0", "--webhook", "127.0.0.1:0", "--nats", "127.0.0.1:-1", "--log-level", "debug"}, &out, &errOut)
-	}()
+	out, errOut, done := startRun(ctx, "--log-level", "debug")
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		var handled []string
@@ -84,15 +79,7 @@ func TestRunTracesToTheStandardEndpoint(t *testing.T) {
 		}
 		return counts["pubsub.subscribe"] > 0, fmt.Sprintf("counts %v", counts)
 	})
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Errorf("cosell run exited with %d after cancel\n%s", code, errOut.String())
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("cosell run did not stop within 60s")
-	}
+	stopRun(t, cancel, done, errOut)
 	lines, stages := 0, map[string]bool{}
 	for _, line := range strings.Split(strings.TrimSpace(errOut.String()), "\n") {
 		lines++
@@ -169,6 +156,33 @@ func repeatedKey(line []byte) (dup, stage string, err error) {
 		return "", "", err
 	}
 	return dup, stage, nil
+}
+
+// freePorts are the flags that put every listener of `cosell run` on a free loopback port, with no data dir.
+var freePorts = []string{"--data", "", "--status", "127.0.0.1:0", "--pc-emulator", "127.0.0.1:0",
+	"--sf-emulator", "127.0.0.1:0", "--sf-pubsub", "127.0.0.1:0", "--webhook", "127.0.0.1:0", "--nats", "127.0.0.1:-1"}
+
+// startRun starts `cosell run` with args on free ports in the background; its exit code arrives on done.
+func startRun(ctx context.Context, args ...string) (out, errOut *syncWriter, done chan int) {
+	out, errOut, done = &syncWriter{}, &syncWriter{}, make(chan int, 1)
+	go func() {
+		done <- Run(ctx, append(append([]string{"run"}, freePorts...), args...), out, errOut)
+	}()
+	return out, errOut, done
+}
+
+// stopRun cancels the run and fails t unless it exits 0 within 60 s.
+func stopRun(t *testing.T, cancel context.CancelFunc, done chan int, errOut *syncWriter) {
+	t.Helper()
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("cosell run exited with %d after cancel\n%s", code, errOut.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("cosell run did not stop within 60s")
+	}
 }
 
 type syncWriter struct {
