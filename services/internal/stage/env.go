@@ -71,12 +71,12 @@ func (e *Env) PCClient(ctx context.Context, c PCConfig) (*pcapi.Client, error) {
 // user, from the token endpoint) and a settings mistake return at once.
 func (e *Env) SFClient(ctx context.Context, c sfapi.Config) (*sfapi.Client, error) {
 	c.Observer = e.Clients.Observer(contracts.Salesforce)
-	wait := sfLoginRetry
-	for {
+	for attempt := uint64(1); ; attempt++ {
 		client, err := sfapi.New(ctx, c)
 		if err == nil || !sfapi.IsRefusedForNow(err) {
 			return client, err
 		}
+		wait := platform.Backoff(attempt, sfLoginRetry, 30*time.Second)
 		if e.Log != nil {
 			e.Log.Warn("Salesforce refused the login for now; trying again before the stage reports ready", "err", err, "retry", wait)
 		}
@@ -87,7 +87,6 @@ func (e *Env) SFClient(ctx context.Context, c sfapi.Config) (*sfapi.Client, erro
 			return nil, fmt.Errorf("%w (gave up: %v)", err, ctx.Err())
 		case <-t.C:
 		}
-		wait = min(2*wait, 30*time.Second)
 	}
 }
 
