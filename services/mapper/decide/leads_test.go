@@ -93,14 +93,9 @@ func TestLeadStatusRows(t *testing.T) {
 	}
 }
 
-// TestLeadConversionMovesTheLink: a converted Lead's snapshot moves the link to the Opportunity (one
-// update carrying the referral id, the flag and the synced fields; no referral command), and the Lead's
-// later snapshots are ignored; a Lead's snapshot keeps the agreed values of fields a Lead does not carry;
-// a Lead without a link starts nothing.
-func TestLeadConversionMovesTheLink(t *testing.T) {
-	now := time.Now()
-	m := def()
-	m.CoSellOnly = false
+// linkedLead is a lead referral m (co-sell only off) created as a Lead, its link as the Lead's create left
+// it (linked to 00Q000000000001), and that Lead's snapshot.
+func linkedLead(m Decider, now time.Time) (pc.Referral, contracts.Link, contracts.Opportunity) {
 	r := leadReferral(pc.TypeIndependent, pc.QualificationMarketingQualified)
 	res := m.Observe(nil, m.ObserveReferral("pc/ref-1/1", r, contracts.Version{Tag: "1", At: now}), now)
 	l := *res.Link
@@ -109,6 +104,18 @@ func TestLeadConversionMovesTheLink(t *testing.T) {
 		sf.FieldID: l.OpportunityID, sf.LeadCompany: "Contoso", sf.LeadLastName: "Smith", sf.LeadFirstName: "Sue",
 		sf.LeadEmail: "sue@contoso.example", sf.LeadPostalCode: "98052", sf.LeadCountry: "US", sf.LeadStatus: sf.LeadStatusOpen,
 		sf.LeadDescription: "pilot", sf.FieldReferralIdentifier: "ref-1", sf.FieldSyncWithPartnerCenter: true}}
+	return r, l, lead
+}
+
+// TestLeadConversionMovesTheLink: a converted Lead's snapshot moves the link to the Opportunity (one
+// update carrying the referral id, the flag and the synced fields; no referral command), and the Lead's
+// later snapshots are ignored; a Lead's snapshot keeps the agreed values of fields a Lead does not carry;
+// a Lead without a link starts nothing.
+func TestLeadConversionMovesTheLink(t *testing.T) {
+	now := time.Now()
+	m := def()
+	m.CoSellOnly = false
+	_, l, lead := linkedLead(m, now)
 	obs := m.ObserveOpportunity("sf/lead/2", lead, contracts.Version{Tag: "2", At: now.Add(time.Second)})
 	edit := m.Observe(&l, obs, now)
 	if edit.Referral != nil {
@@ -124,7 +131,7 @@ func TestLeadConversionMovesTheLink(t *testing.T) {
 
 	converted := lead
 	converted.ConvertedOpportunityID = "006000000000009"
-	res = m.Observe(&l, m.ObserveOpportunity("sf/lead/3", converted, contracts.Version{Tag: "3", At: now.Add(2 * time.Second)}), now)
+	res := m.Observe(&l, m.ObserveOpportunity("sf/lead/3", converted, contracts.Version{Tag: "3", At: now.Add(2 * time.Second)}), now)
 	if res.Link == nil || res.Link.OpportunityID != "006000000000009" || res.Link.SFObject != "" {
 		t.Fatalf("link after conversion: %+v", res.Link)
 	}
@@ -166,14 +173,7 @@ func TestLeadDeclineAndExpiry(t *testing.T) {
 			now := time.Now()
 			m := def()
 			m.CoSellOnly = false
-			r := leadReferral(pc.TypeIndependent, pc.QualificationMarketingQualified)
-			res := m.Observe(nil, m.ObserveReferral("pc/ref-1/1", r, contracts.Version{Tag: "1", At: now}), now)
-			l := *res.Link
-			l.OpportunityID, l.State, l.SF.Pending = "00Q000000000001", contracts.LinkLinked, ""
-			lead := contracts.Opportunity{ID: l.OpportunityID, Object: sf.ObjectLead, Fields: map[string]any{
-				sf.FieldID: l.OpportunityID, sf.LeadCompany: "Contoso", sf.LeadLastName: "Smith", sf.LeadFirstName: "Sue",
-				sf.LeadEmail: "sue@contoso.example", sf.LeadPostalCode: "98052", sf.LeadCountry: "US", sf.LeadStatus: sf.LeadStatusOpen,
-				sf.LeadDescription: "pilot", sf.FieldReferralIdentifier: "ref-1", sf.FieldSyncWithPartnerCenter: true}}
+			r, l, lead := linkedLead(m, now)
 			if seen := m.Observe(&l, m.ObserveOpportunity("sf/lead/2", lead, contracts.Version{Tag: "2", At: now.Add(time.Second)}), now); seen.Link != nil {
 				l = *seen.Link
 			}
