@@ -75,6 +75,10 @@ type Emulator struct {
 	baseURL     string
 	referrals   map[string]*pc.Referral
 	order       []string // ids in creation order
+	// extRefs counts the referrals naming each externalReferenceId (an index kept on every create and
+	// edit, so the harness's count of linked referrals does not scan the store).
+	extRefs map[string]int
+	linked  int // referrals naming any externalReferenceId
 	lastTime    time.Time
 	tokens      map[string]*accessToken
 	refresh     map[string]*refreshToken
@@ -158,6 +162,7 @@ func New(opts Options) (*Emulator, error) {
 		sign:        s,
 		baseURL:     strings.TrimRight(opts.BaseURL, "/"),
 		referrals:   map[string]*pc.Referral{},
+		extRefs:     map[string]int{},
 		tokens:      map[string]*accessToken{},
 		refresh:     map[string]*refreshToken{},
 		devices:     map[string]*deviceCode{},

@@ -280,3 +280,49 @@ func TestTimesStrictlyIncrease(t *testing.T) {
 		prev = ts
 	}
 }
+
+// TestLinkedCountFollowsEdits: the count of referrals naming an Opportunity comes from an index kept on every
+// create and edit; a patched externalReferenceId moves the referral from one Opportunity to the other.
+func TestLinkedCountFollowsEdits(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	count := func() string {
+		t.Helper()
+		resp, body := h.do("GET", "/_emulator/referrals?count=true", nil, nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("count: %d %s", resp.StatusCode, body)
+		}
+		return strings.TrimSpace(string(body))
+	}
+	in := pc.Referral{Name: "d", Type: pc.TypeIndependent, ExternalReferenceID: "006A", CustomerProfile: &pc.CustomerProfile{Name: "c"}, Consent: &pc.Consent{}, Details: &pc.Details{}}
+	resp, body := h.do("POST", "/v1.0/engagements/referrals", in, nil)
+	if resp.StatusCode != 201 {
+		t.Fatalf("create: %d %s", resp.StatusCode, body)
+	}
+	var r pc.Referral
+	_ = json.Unmarshal(body, &r)
+	if _, err := h.emu.SellerCreate(pc.Referral{Name: "Microsoft's"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(); got != `{"distinctExternalReferenceIds":1,"total":2,"withExternalReferenceId":1}` {
+		t.Fatalf("after the creates: %s", got)
+	}
+	resp, body = h.do("PATCH", "/v1.0/engagements/referrals/"+r.ID, []pc.PatchOp{{Op: "replace", Path: "/externalReferenceId", Value: "006B"}}, nil)
+	if resp.StatusCode != 204 {
+		t.Fatalf("patch: %d %s", resp.StatusCode, body)
+	}
+	in.ExternalReferenceID = "006B"
+	if resp, body := h.do("POST", "/v1.0/engagements/referrals", in, nil); resp.StatusCode != 201 {
+		t.Fatalf("second create: %d %s", resp.StatusCode, body)
+	}
+	if got := count(); got != `{"distinctExternalReferenceIds":1,"total":3,"withExternalReferenceId":2}` {
+		t.Errorf("after moving the first to 006B and creating another for it: %s", got)
+	}
+	resp, body = h.do("PATCH", "/v1.0/engagements/referrals/"+r.ID, []pc.PatchOp{{Op: "replace", Path: "/externalReferenceId", Value: "006C"}}, nil)
+	if resp.StatusCode != 204 {
+		t.Fatalf("patch: %d %s", resp.StatusCode, body)
+	}
+	if got := count(); got != `{"distinctExternalReferenceIds":2,"total":3,"withExternalReferenceId":2}` {
+		t.Errorf("after moving the first to 006C: %s", got)
+	}
+}

@@ -313,6 +313,7 @@ func (e *Emulator) createAs(in pc.Referral, seller, lead bool) (pc.Referral, err
 	stored := in
 	e.referrals[in.ID] = &stored
 	e.order = append(e.order, in.ID)
+	e.indexExtRef("", stored.ExternalReferenceID)
 	out := clone(&stored)
 	e.mu.Unlock()
 
@@ -515,8 +516,26 @@ func (e *Emulator) commitLocked(old *pc.Referral, upd pc.Referral) (pc.Referral,
 	}
 	upd.UpdatedDateTime = now
 	upd.ETag = newETag()
+	e.indexExtRef(old.ExternalReferenceID, upd.ExternalReferenceID)
 	*old = upd
 	return clone(old), now
+}
+
+// indexExtRef moves one referral in the externalReferenceId index from was to is ("" = none). Callers hold e.mu.
+func (e *Emulator) indexExtRef(was, is string) {
+	if was == is {
+		return
+	}
+	if was != "" {
+		e.linked--
+		if e.extRefs[was]--; e.extRefs[was] <= 0 {
+			delete(e.extRefs, was)
+		}
+	}
+	if is != "" {
+		e.linked++
+		e.extRefs[is]++
+	}
 }
 
 // patchablePaths are the JSON Patch paths the Referrals API accepts; the bool says whether "/-" may be appended.

@@ -203,15 +203,9 @@ func (e *Emulator) emuList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e.mu.Lock()
-	total, linked, distinct := len(e.order), 0, map[string]bool{}
-	for _, ref := range e.referrals {
-		if ref.ExternalReferenceID != "" {
-			linked++
-			distinct[ref.ExternalReferenceID] = true
-		}
-	}
+	total, linked, distinct := len(e.order), e.linked, len(e.extRefs)
 	e.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]int{"total": total, "withExternalReferenceId": linked, "distinctExternalReferenceIds": len(distinct)})
+	writeJSON(w, http.StatusOK, map[string]int{"total": total, "withExternalReferenceId": linked, "distinctExternalReferenceIds": distinct})
 }
 
 func (e *Emulator) emuCounts(w http.ResponseWriter, _ *http.Request) {

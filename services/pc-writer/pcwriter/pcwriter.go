@@ -50,6 +50,9 @@ type Config struct {
 	// ThrottleRetries is how often a throttled call is retried in place, after its Retry-After, before
 	// the command is put back on the stream (default 3).
 	ThrottleRetries int `env:"COSELL_PC_THROTTLE_RETRIES" default:"3"`
+	// Concurrency is how many links' commands are carried out at once; one link's commands always run
+	// one after another, in stream order. Every call still waits on the one TenantLimiter.
+	Concurrency int `env:"COSELL_PC_WRITE_CONCURRENCY" default:"8" help:"links whose commands are carried out at once, at least 1 (one link's commands stay in order; the rate limit and Retry-After still apply to all)"`
 }
 
 // Writer is the pc-writer stage.
@@ -83,9 +86,72 @@ func (w *Writer) call(ctx context.Context, f func() error) error {
 	return w.limiter().Call(ctx, w.Log, w.Config.ThrottleRetries, f)
 }
 
-// Run consumes referral commands until ctx is cancelled, then drains.
+// defaultBatch is how many commands one fetch takes when the stage's consumer tuning does not say: enough
+// to keep Concurrency links busy through a backlog.
+const defaultBatch = 64
+
+// Run consumes referral commands until ctx is cancelled, then drains. It takes every command already
+// pending (up to the batch size) at once and carries out several links' commands at a time; a trickle is
+// handled one command at a time without waiting for a batch to fill.
 func (w *Writer) Run(ctx context.Context) error {
-	return w.Bus.Consume(ctx, contracts.ConsumerPCWriter, w.Handle, w.Consume)
+	opts := w.Consume
+	if opts.Batch <= 0 {
+		opts.Batch = defaultBatch
+	}
+	return w.Bus.ConsumeBatch(ctx, contracts.ConsumerPCWriter, w.HandleBatch, opts)
+}
+
+// heldBehind is the result of a command not started because the earlier command id of its link is being
+// retried: it is put back for as long as that one.
+func heldBehind(id string, err error) error {
+	held := fmt.Errorf("held behind %s of the same link, which is retried first", id)
+	var ra *platform.RetryAfterError
+	if errors.As(err, &ra) {
+		return platform.RetryAfter(held, ra.Delay)
+	}
+	return held
+}
+
+// HandleBatch carries out a batch of referral commands and returns one result per event. The commands are
+// grouped by link (the event subject) in stream order; up to Config.Concurrency groups run at once, each
+// one command after another, so a link's commands are never reordered and never overlap. Batches run one
+// after another, so that order also holds across batches.
+func (w *Writer) HandleBatch(ctx context.Context, events []platform.Event) []error {
+	results := make([]error, len(events))
+	var groups [][]int
+	byLink := map[string]int{}
+	for i, e := range events {
+		g, ok := byLink[e.Subject()]
+		if !ok {
+			g = len(groups)
+			byLink[e.Subject()] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], i)
+	}
+	sem := make(chan struct{}, max(w.Config.Concurrency, 1))
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			var held error
+			for _, i := range g {
+				if held != nil {
+					// An earlier command of this link goes back on the stream: this one must not overtake it.
+					results[i] = held
+					continue
+				}
+				results[i] = w.Handle(ctx, events[i])
+				if err := results[i]; err != nil && !platform.IsPermanent(err) {
+					held = heldBehind(events[i].ID(), err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return results
 }
 
 // Handle carries out one referral command.

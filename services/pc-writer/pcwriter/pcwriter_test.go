@@ -1,12 +1,18 @@
 package pcwriter
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,11 +31,28 @@ import (
 
 // newWriter wires a writer to a real embedded nats-server and the Partner Center emulator over HTTP.
 func newWriter(t *testing.T) (*Writer, *pcemu.Emulator) {
+	return newWriterVia(t, nil)
+}
+
+// newWriterVia is newWriter with the emulator's HTTP handler wrapped by wrap (nil: none), so a test can
+// watch or gate the calls as they reach Partner Center.
+func newWriterVia(t *testing.T, wrap func(http.Handler) http.Handler) (*Writer, *pcemu.Emulator) {
 	t.Helper()
 	ctx := context.Background()
 	log := testkit.Log()
 	bus := bustest.Start(t, bustest.Config(5, 5*time.Second), contracts.StagePCWriter, platform.NewMetrics(prometheus.NewRegistry()))
-	emu, base := emutest.PartnerCenterServer(t, pcemu.Options{Logger: log})
+	emu, err := pcemu.New(pcemu.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h http.Handler = emu
+	if wrap != nil {
+		h = wrap(emu)
+	}
+	srv := httptest.NewServer(h)
+	emu.SetBaseURL(srv.URL)
+	t.Cleanup(func() { srv.Close(); emu.Close() })
+	base := srv.URL
 	client, err := pcapi.New(ctx, emutest.PartnerCenterConfig(emu, base))
 	if err != nil {
 		t.Fatal(err)
@@ -357,5 +380,107 @@ func TestWrittenReferralIsObserved(t *testing.T) {
 	}
 	if c := emu.Counts(); c["referrals.create"] != 1 || c["referrals.patch"] != 1 || c["referrals.get"] != 0 || c["referrals.list"] != 0 {
 		t.Errorf("calls %v: one create and one patch, no read", c)
+	}
+}
+
+// TestBatchRunsLinksAtOnceAndEachLinkInOrder: a batch's creates for different links are in flight at
+// once (the emulator holds each create until four are in flight: a writer making one call at a time never
+// gets there), while one link's three patches reach Partner Center one after another in stream order.
+func TestBatchRunsLinksAtOnceAndEachLinkInOrder(t *testing.T) {
+	const together = 4
+	var (
+		mu       sync.Mutex
+		inFlight int
+		allIn    = make(chan struct{})
+		patches  []string
+		gateMiss atomic.Bool
+	)
+	w, emu := newWriterVia(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			switch {
+			case r.Method == http.MethodPost && r.URL.Path == "/v1.0/engagements/referrals":
+				mu.Lock()
+				if inFlight++; inFlight == together {
+					close(allIn)
+				}
+				mu.Unlock()
+				select {
+				case <-allIn:
+				case <-time.After(20 * time.Second): // a bound for the failure only
+					gateMiss.Store(true)
+				}
+			case r.Method == http.MethodPatch:
+				body, _ := io.ReadAll(r.Body)
+				r.Body = io.NopCloser(bytes.NewReader(body))
+				var ops []pc.PatchOp
+				_ = json.Unmarshal(body, &ops)
+				mu.Lock()
+				for _, op := range ops {
+					patches = append(patches, fmt.Sprint(op.Value))
+				}
+				mu.Unlock()
+			}
+			next.ServeHTTP(rw, r)
+		})
+	})
+	w.Config.Concurrency = together
+	ctx := context.Background()
+	r, err := emu.SellerCreate(pc.Referral{Name: "Patched in order"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := 10.0
+	var events []platform.Event
+	for i := range together {
+		opp := fmt.Sprintf("006BATCH%d", i)
+		want := pc.Referral{Name: "Deal " + opp, Type: pc.TypeIndependent, ExternalReferenceID: opp,
+			CustomerProfile: &pc.CustomerProfile{Name: "Adatum"}, Consent: &pc.Consent{}, Details: &pc.Details{DealValue: &v, Currency: "USD"}}
+		events = append(events, command(t, "cmd/create/"+opp, contracts.ReferralCommand{LinkID: "sf-" + opp, Op: contracts.OpCreate,
+			OpportunityID: opp, Create: &want}))
+		// The link's patches are spread through the batch, between the other links' creates.
+		events = append(events, command(t, fmt.Sprintf("cmd/patch/%d", i), contracts.ReferralCommand{LinkID: "pc-ordered",
+			Op: contracts.OpUpdate, ReferralID: r.ID, Patch: closeDate(fmt.Sprintf("2027-0%d-01T00:00:00Z", i+1))}))
+	}
+	for i, err := range w.HandleBatch(ctx, events) {
+		if err != nil {
+			t.Errorf("event %s: %v", events[i].ID(), err)
+		}
+	}
+	if gateMiss.Load() {
+		t.Fatalf("fewer than %d creates were ever in flight at once", together)
+	}
+	want := []string{"2027-01-01T00:00:00Z", "2027-02-01T00:00:00Z", "2027-03-01T00:00:00Z", "2027-04-01T00:00:00Z"}
+	if !slices.Equal(patches, want) {
+		t.Errorf("the link's patches reached Partner Center as %v, want stream order %v", patches, want)
+	}
+	if got, _ := emu.Get(r.ID); got.Details.ClosingDateTime != want[len(want)-1] {
+		t.Errorf("the referral ends with %q, want the last command's %q", got.Details.ClosingDateTime, want[len(want)-1])
+	}
+	if n := emu.Counts()["referrals.create"]; n != together {
+		t.Errorf("%d creates, want %d", n, together)
+	}
+}
+
+// TestHeldBehindARetriedCommand: when a link's command is put back (throttled past its in-place retries),
+// its later command in the same batch is put back too, for as long, instead of overtaking it.
+func TestHeldBehindARetriedCommand(t *testing.T) {
+	w, emu := newWriter(t)
+	w.Config.ThrottleRetries = 1
+	r, err := emu.SellerCreate(pc.Referral{Name: "Held"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emu.SetFaults(pcemu.Faults{Throttle429: 2})
+	cmd := func(id, date string) platform.Event {
+		return command(t, id, contracts.ReferralCommand{LinkID: "pc-held", Op: contracts.OpUpdate, ReferralID: r.ID,
+			BaseETag: contracts.ReferralVersion(r).Tag, Patch: closeDate(date)})
+	}
+	res := w.HandleBatch(context.Background(), []platform.Event{cmd("cmd/h1", "2027-05-01T00:00:00Z"), cmd("cmd/h2", "2027-06-01T00:00:00Z")})
+	var first, second *platform.RetryAfterError
+	if !errors.As(res[0], &first) || !errors.As(res[1], &second) || second.Delay != first.Delay {
+		t.Fatalf("results %v: both put back after the same Retry-After", res)
+	}
+	if c := emu.Counts(); c["referrals.patch"] != 2 {
+		t.Errorf("calls %v: the second command must not have been sent", c)
 	}
 }
