@@ -43,9 +43,30 @@ const Retention = 72 * time.Hour
 const AllChangeEvents = "/data/ChangeEvents"
 
 // cdcObjects are the objects whose changes are published, as an admin selects them in Setup → Change Data
-// Capture. Note and User are not among them (Note does not support CDC); Contact and
+// Capture. Note and User are not among them (Note does not support CDC); Contact, Lead and
 // OpportunityContactRole do (Change Data Capture Developer Guide, "Change Event Object Support").
-var cdcObjects = []string{"Account", "Opportunity", "OpportunityTeamMember", "OpportunityContactRole", "Contact", "Microsoft_Solution__c"}
+var cdcObjects = []string{"Account", "Opportunity", "OpportunityTeamMember", "OpportunityContactRole", "Contact", "Microsoft_Solution__c", "Lead"}
+
+// compoundSpec is a compound field of a change event: its components are no top-level fields of the schema
+// but a nested record in the compound's place (Change Data Capture Developer Guide, "Get Compound Fields in
+// Change Events": a Lead's Name and Address; a component's name may differ from the object's field, as
+// BillingAddress.Street is Account.BillingStreet).
+type compoundSpec struct {
+	name, record string      // the event field and its Avro record type
+	at           string      // the object field whose place in the field order the compound takes
+	parts        [][2]string // component name, object field; components the object lacks are left out
+}
+
+// compounds are the compound fields of the emulated objects' change events. Only Lead's are modelled so
+// far; Account's and Contact's addresses and names are still flat fields in their events.
+var compounds = map[string][]compoundSpec{
+	"Lead": {
+		{name: "Name", record: "Switchable_PersonName", at: "Name",
+			parts: [][2]string{{"Salutation", "Salutation"}, {"FirstName", "FirstName"}, {"LastName", "LastName"}}},
+		{name: "Address", record: "Address", at: "Street",
+			parts: [][2]string{{"Street", "Street"}, {"City", "City"}, {"State", "State"}, {"PostalCode", "PostalCode"}, {"Country", "Country"}}},
+	},
+}
 
 // change is one write of the call in progress.
 type change struct {
@@ -73,11 +94,26 @@ func ChannelName(object string) string {
 
 // changeSchema is the Avro schema of one object's change events.
 type changeSchema struct {
-	id     string
-	json   string
-	avro   avro.Schema
-	obj    *object
-	fields []*field // body fields in schema order; field i of the schema is fields[i-1] (0 is the header)
+	id      string
+	json    string
+	avro    avro.Schema
+	obj     *object
+	entries []schemaEntry // body fields in schema order; field i of the schema is entries[i-1] (0 is the header)
+}
+
+// schemaEntry is one top-level body field of a change event: an object field, or a compound of several.
+type schemaEntry struct {
+	field *field // a plain field; nil for a compound
+	name  string // a compound's event field name
+	// record is a compound's Avro record type (its full name is the union branch it is encoded as).
+	record string
+	parts  []compoundPart
+}
+
+// compoundPart is one component of a compound field.
+type compoundPart struct {
+	name  string
+	field *field
 }
 
 // headerSchema is the ChangeEventHeader record, the first field of every change event.
@@ -123,11 +159,37 @@ func buildChangeSchema(o *object) (*changeSchema, error) {
 	fields := []any{map[string]any{"name": "ChangeEventHeader", "type": json.RawMessage(headerSchema),
 		"doc": "Data:ChangeEventHeader"}}
 	cs := &changeSchema{obj: o}
+	replaced := map[string]bool{} // object fields a compound stands for: its components, a field of its name
+	for _, c := range compounds[o.Name] {
+		replaced[c.name] = true
+		for _, p := range c.parts {
+			replaced[p[1]] = true
+		}
+	}
 	for _, f := range o.Fields {
 		if f.Name == "Id" || f.Name == "IsDeleted" || f.Name == "SystemModstamp" {
 			continue
 		}
-		cs.fields = append(cs.fields, f)
+		for _, c := range compounds[o.Name] {
+			if c.at != f.Name {
+				continue
+			}
+			e := schemaEntry{name: c.name, record: c.record}
+			var parts []any
+			for _, p := range c.parts {
+				if pf := o.field(p[1]); pf != nil {
+					e.parts = append(e.parts, compoundPart{name: p[0], field: pf})
+					parts = append(parts, map[string]any{"name": p[0], "type": []any{"null", avroType(pf)}, "default": nil})
+				}
+			}
+			cs.entries = append(cs.entries, e)
+			fields = append(fields, map[string]any{"name": c.name, "default": nil, "type": []any{"null",
+				map[string]any{"type": "record", "name": c.record, "fields": parts}}})
+		}
+		if replaced[f.Name] {
+			continue
+		}
+		cs.entries = append(cs.entries, schemaEntry{field: f})
 		fields = append(fields, map[string]any{"name": f.Name, "type": []any{"null", avroType(f)}, "default": nil})
 	}
 	b, err := json.Marshal(map[string]any{"type": "record", "name": name, "namespace": "com.sforce.eventbus",
@@ -171,16 +233,38 @@ func (cs *changeSchema) value(f *field, v any) any {
 	return v
 }
 
-// bitmap writes field positions as Salesforce's hex bitmap: bit i is field i of the schema.
-func bitmap(positions []int) []string {
+// fieldPos is a field's place in a change event schema: top-level field top, or component sub of the
+// compound field top (sub < 0: a plain field).
+type fieldPos struct{ top, sub int }
+
+// bitmap writes field positions as Salesforce's hex bitmap: bit i is field i of the schema; the components
+// of compound field p follow as "p-0x..." (Change Data Capture Developer Guide, "Bitmap Fields").
+func bitmap(positions []fieldPos) []string {
 	if len(positions) == 0 {
 		return []string{}
 	}
-	n := new(big.Int)
+	top := new(big.Int)
+	subs := map[int]*big.Int{}
+	var order []int
 	for _, p := range positions {
-		n.SetBit(n, p, 1)
+		if p.sub < 0 {
+			top.SetBit(top, p.top, 1)
+			continue
+		}
+		if subs[p.top] == nil {
+			subs[p.top] = new(big.Int)
+			order = append(order, p.top)
+		}
+		subs[p.top].SetBit(subs[p.top], p.sub, 1)
 	}
-	return []string{"0x" + strings.ToUpper(n.Text(16))}
+	var out []string
+	if top.BitLen() > 0 {
+		out = append(out, "0x"+strings.ToUpper(top.Text(16)))
+	}
+	for _, p := range order {
+		out = append(out, fmt.Sprintf("%d-0x%s", p, strings.ToUpper(subs[p].Text(16))))
+	}
+	return out
 }
 
 // busEvent is one change event on the bus.
@@ -283,8 +367,31 @@ func (b *eventBus) publish(now time.Time, cs *changeSchema, h header, body map[s
 		h.changed = []string{}
 	}
 	rec := map[string]any{}
-	for _, f := range cs.fields {
-		rec[f.Name] = body[f.Name]
+	for _, e := range cs.entries {
+		if e.field != nil {
+			rec[e.field.Name] = body[e.field.Name]
+			continue
+		}
+		// A compound: the components the change carries, nested (the others null); null when it carries none.
+		var nested map[string]any
+		for _, p := range e.parts {
+			if v, ok := body[p.field.Name]; ok {
+				if nested == nil {
+					nested = map[string]any{}
+				}
+				nested[p.name] = v
+			}
+		}
+		if nested != nil {
+			for _, p := range e.parts {
+				if _, ok := nested[p.name]; !ok {
+					nested[p.name] = nil
+				}
+			}
+			rec[e.name] = map[string]any{"com.sforce.eventbus." + e.record: nested}
+		} else {
+			rec[e.name] = nil
+		}
 	}
 	rec["ChangeEventHeader"] = map[string]any{"entityName": h.entity, "recordIds": h.ids, "changeType": h.typ,
 		"changeOrigin": h.origin, "transactionKey": h.txKey, "sequenceNumber": h.seq, "commitTimestamp": h.commitMs,
@@ -333,8 +440,8 @@ type pending struct {
 	ids     []string
 	user    string
 	body    map[string]any
-	changed []int
-	nulled  []int
+	changed []fieldPos
+	nulled  []fieldPos
 	key     string // what must be equal for two changes to merge
 }
 
@@ -416,30 +523,39 @@ func (e *Emulator) pendingChange(cs *changeSchema, c change) *pending {
 		p.user = e.userID
 	}
 	var sig []string
-	for i, f := range cs.fields {
-		pos := i + 1
-		after := c.after[f.Name]
-		switch c.typ {
-		case changeCreate, changeUndelete:
-			if after != nil {
-				p.body[f.Name] = cs.value(f, after)
-			}
-		case changeUpdate:
-			if reflect.DeepEqual(c.before[f.Name], after) {
-				continue
-			}
-			p.changed = append(p.changed, pos)
-			if after == nil {
-				p.nulled = append(p.nulled, pos)
-			} else {
-				p.body[f.Name] = cs.value(f, after)
-			}
+	for i, e := range cs.entries {
+		parts := []compoundPart{{field: e.field}}
+		if e.field == nil {
+			parts = e.parts
 		}
-		if f.Name == "CreatedDate" || f.Name == "LastModifiedDate" {
-			continue // differ from record to record of one transaction without making the change different
-		}
-		if v, ok := p.body[f.Name]; ok {
-			sig = append(sig, fmt.Sprintf("%s=%v", f.Name, v))
+		for j, part := range parts {
+			f, pos := part.field, fieldPos{top: i + 1, sub: -1}
+			if e.field == nil {
+				pos.sub = j
+			}
+			after := c.after[f.Name]
+			switch c.typ {
+			case changeCreate, changeUndelete:
+				if after != nil {
+					p.body[f.Name] = cs.value(f, after)
+				}
+			case changeUpdate:
+				if reflect.DeepEqual(c.before[f.Name], after) {
+					continue
+				}
+				p.changed = append(p.changed, pos)
+				if after == nil {
+					p.nulled = append(p.nulled, pos)
+				} else {
+					p.body[f.Name] = cs.value(f, after)
+				}
+			}
+			if f.Name == "CreatedDate" || f.Name == "LastModifiedDate" {
+				continue // differ from record to record of one transaction without making the change different
+			}
+			if v, ok := p.body[f.Name]; ok {
+				sig = append(sig, fmt.Sprintf("%s=%v", f.Name, v))
+			}
 		}
 	}
 	if c.typ == changeCreate || c.typ == changeUndelete {

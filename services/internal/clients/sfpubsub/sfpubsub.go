@@ -218,6 +218,9 @@ type Schema struct {
 	ID     string
 	Avro   *avro.RecordSchema
 	fields []string // top-level field names by position
+	// compounds are the top-level fields holding a nested record: a compound field (a Lead's Name, an
+	// Address) whose components the event carries nested.
+	compounds map[string]bool
 }
 
 // Schema returns the writer schema of id, fetched once and cached.
@@ -245,9 +248,12 @@ func (c *Client) Schema(ctx context.Context, id string) (*Schema, error) {
 	if !ok {
 		return nil, fmt.Errorf("schema %s: a %s, not a record", id, parsed.Type())
 	}
-	s = &Schema{ID: id, Avro: rec}
+	s = &Schema{ID: id, Avro: rec, compounds: map[string]bool{}}
 	for _, f := range rec.Fields() {
 		s.fields = append(s.fields, f.Name())
+		if compound(f.Type()) != nil && f.Name() != "ChangeEventHeader" {
+			s.compounds[f.Name()] = true
+		}
 	}
 	c.mu.Lock()
 	c.schemas[id] = s
@@ -294,7 +300,8 @@ type ChangeEvent struct {
 	SchemaID string
 	Header   Header
 	// Fields holds the values the event carries: every non-null field on CREATE and UNDELETE, the changed
-	// fields on UPDATE (nulled ones as nil), nothing on DELETE and gap events.
+	// fields on UPDATE (nulled ones as nil), nothing on DELETE and gap events. A compound field's components
+	// are keyed "Compound.Component" (Name.FirstName, Address.City), as the bitmaps name them.
 	Fields map[string]any
 }
 
@@ -330,9 +337,18 @@ func (c *Client) Decode(ctx context.Context, ev *pubsubpb.ConsumerEvent) (Change
 	out.Header = h
 	out.Fields = map[string]any{}
 	for k, v := range rec {
-		if k != "ChangeEventHeader" && v != nil {
-			out.Fields[k] = v
+		if k == "ChangeEventHeader" || v == nil {
+			continue
 		}
+		if s.compounds[k] {
+			for sub, sv := range nested(v) {
+				if sv != nil {
+					out.Fields[k+"."+sub] = sv
+				}
+			}
+			continue
+		}
+		out.Fields[k] = v
 	}
 	for _, f := range h.NulledFields {
 		out.Fields[f] = nil
@@ -379,6 +395,20 @@ func (s *Schema) FieldNames(bitmaps []string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// nested reads a compound field's value: a record in a nullable union, which the Avro decoder hands back
+// keyed by the record's full name.
+func nested(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	if len(m) == 1 {
+		for _, inner := range m {
+			if r, ok := inner.(map[string]any); ok {
+				return r
+			}
+		}
+	}
+	return m
 }
 
 // compound finds the record inside a field's type (a nullable union of a record).

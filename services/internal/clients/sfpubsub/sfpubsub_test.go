@@ -486,3 +486,43 @@ func TestBacklogIsCoalesced(t *testing.T) {
 		t.Fatalf("after the backlog: %d events, last %v", len(evs), evs[len(evs)-1].Fields["Name"])
 	}
 }
+
+// TestLeadCompoundFields: a Lead's change events carry its Name and Address as compound fields (a nested
+// record each, Change Data Capture Developer Guide, "Get Compound Fields in Change Events"): the client
+// names their components "Name.FirstName", "Address.City" in the bitmaps and the values alike.
+func TestLeadCompoundFields(t *testing.T) {
+	o := newOrg(t, sfemu.Options{})
+	c := o.client(t, &login{o: o}, 100)
+	col := subscribe(t, c, sfemu.ChannelName("Lead"), sfpubsub.Start{Preset: pubsubpb.ReplayPreset_EARLIEST})
+	id, err := o.emu.Insert("Lead", map[string]any{"FirstName": "Ada", "LastName": "Lovelace", "Company": "Analytical",
+		"Street": "1 Engine Way", "City": "London"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.emu.Update("Lead", id, map[string]any{"FirstName": "Augusta", "Street": nil, "Status": "Working - Contacted"}); err != nil {
+		t.Fatal(err)
+	}
+	evs := col.waitFor(t, 2)
+	create, upd := evs[0], evs[1]
+	if create.Header.EntityName != "Lead" || create.Fields["Name.FirstName"] != "Ada" || create.Fields["Name.LastName"] != "Lovelace" ||
+		create.Fields["Address.City"] != "London" || create.Fields["Company"] != "Analytical" {
+		t.Fatalf("create: %+v %v", create.Header, create.Fields)
+	}
+	if _, flat := create.Fields["FirstName"]; flat {
+		t.Errorf("a compound's component is no top-level field: %v", create.Fields)
+	}
+	for _, f := range []string{"Name.FirstName", "Address.Street", "Status", "LastModifiedDate"} {
+		if !slices.Contains(upd.Header.ChangedFields, f) {
+			t.Errorf("changedFields %v lacks %s", upd.Header.ChangedFields, f)
+		}
+	}
+	if !slices.Equal(upd.Header.NulledFields, []string{"Address.Street"}) || upd.Fields["Name.FirstName"] != "Augusta" {
+		t.Errorf("update: nulled %v, fields %v", upd.Header.NulledFields, upd.Fields)
+	}
+	if v, ok := upd.Fields["Address.Street"]; !ok || v != nil {
+		t.Errorf("the nulled component: %v", upd.Fields)
+	}
+	if _, ok := upd.Fields["Name.LastName"]; ok {
+		t.Errorf("an update carries only the changed components: %v", upd.Fields)
+	}
+}
