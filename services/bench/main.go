@@ -1,5 +1,5 @@
 // Command bench measures cosell end to end on this machine, with every stage as its own OS process next to
-// a nats-server and both emulators (internal/harness/fleet), and prints a Markdown report:
+// a nats-server and both emulators (internal/harness/fleet), and prints Markdown tables:
 //
 //   - the raw JetStream ceilings on the same server in the same run: async publish, sync publish, durable
 //     fetch + ack, and the stages' way (sync publish with fetch + double-ack at once);
@@ -8,23 +8,28 @@
 //     ceiling divided by the messages the server stores per record;
 //   - the bus cost per change, from the server's own counters: stored publishes per stream and KV bucket,
 //     durable deliveries per consumer, JetStream API requests;
-//   - sync latency (source change → other side written) p50 / p99 / max at a steady rate and at saturation,
-//     from the commands' source versions and the writers' outcomes;
+//   - sync latency (source change → other side written) p50 / p99 / max at two steady rates (-rate,
+//     -rate-high) and at saturation, and the same split per hop (hops.go: webhook received, snapshot stored,
+//     fetched by the mapper, command stored, fetched by the writer, written, outcome stored);
 //   - API economy: Salesforce calls (counted as Salesforce counts them: a Composite is one, the token none)
-//     and Partner Center calls per 1,000 changes, and the external writes a full replay of already-converged
-//     records causes (target: zero);
-//   - CPU per process in each phase, replay rate and resident memory of each stage at steady load.
+//     and Partner Center calls per 1,000 changes by endpoint, and the external writes a full replay of
+//     already-converged records causes (target: zero);
+//   - CPU per process in each phase (cores, and milliseconds per change), replay rate, resident memory of
+//     every process during each steady run;
+//   - with -big N, a backlog of N referrals whose per-change costs are set beside the -n backlog's; with
+//     -soak D, a steady run of D with every process's memory sampled every -soak-every (start, peak, end,
+//     growth per minute).
 //
-// Usage: go run ./services/bench [-n 500] [-rate 100] [-duration 20s] [-defaults] [-cdc [-outage 5000] [-idle 30s]]   (make bench)
+// Usage: go run ./services/bench [-n 500] [-rate 100] [-rate-high 500] [-duration 20s] [-big 10000] [-soak 10m] [-defaults] [-cdc [-outage 5000] [-idle 30s]]   (make bench, make bench-full)
 //
 // With -cdc it measures the Change Data Capture set instead (cdc.go).
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -46,10 +51,16 @@ import (
 )
 
 func main() {
-	n := flag.Int("n", 500, "records created in each backlog run")
-	rate := flag.Int("rate", 100, "changes per second in the steady run")
-	dur := flag.Duration("duration", 20*time.Second, "length of the steady run")
-	raw := flag.Int("raw", 20000, "messages in each raw JetStream ceiling run")
+	var o options
+	flag.IntVar(&o.n, "n", 500, "records created in each backlog run")
+	flag.IntVar(&o.rate, "rate", 100, "changes per second in the steady run")
+	flag.IntVar(&o.rateHigh, "rate-high", 500, "changes per second in a second steady run (0 = none)")
+	flag.DurationVar(&o.dur, "duration", 20*time.Second, "length of each steady run")
+	flag.IntVar(&o.raw, "raw", 20000, "messages in each raw JetStream ceiling run")
+	flag.IntVar(&o.big, "big", 0, "also run a Partner Center → Salesforce backlog of this many referrals and set its per-change costs beside the -n backlog's (e.g. 10000)")
+	flag.DurationVar(&o.soak, "soak", 0, "also run a steady run this long, sampling every process's memory (e.g. 10m)")
+	flag.DurationVar(&o.soakEvery, "soak-every", 10*time.Second, "with -soak: how often memory is sampled")
+	flag.IntVar(&o.soakRate, "soak-rate", 0, "with -soak: changes per second (0 = -rate)")
 	pcRate := flag.String("pc-write-rate", "", "COSELL_PC_WRITE_RATE for pc-writer (empty = its default, 10 calls/s; 0 = no limit)")
 	flag.BoolVar(&scale, "scale", true, "also run the mapper and both writers at 1, 2 and 3 replicas (backlogs of n referrals and n/5 Opportunities each) and count duplicates")
 	defaults := flag.Bool("defaults", false, "run the stages with the production defaults of the Salesforce poll and Audit summary intervals instead of the bench's (500ms, 1s)")
@@ -67,17 +78,22 @@ func main() {
 	if *pcRate != "" {
 		extraEnv = append(extraEnv, "COSELL_PC_WRITE_RATE="+*pcRate)
 	}
+	// The drivers send hundreds of requests a second to the emulators: keep their connections, as a
+	// client of the real services would, instead of a new one per request beyond the default two idle.
+	if t, ok := http.DefaultTransport.(*http.Transport); ok {
+		t.MaxIdleConnsPerHost = 64
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *cdc {
-		err := runCDC(ctx, cdcOptions{n: *n, rate: *rate, dur: *dur, raw: *raw, outage: *outage, idle: *idle})
+		err := runCDC(ctx, cdcOptions{n: o.n, rate: o.rate, dur: o.dur, raw: o.raw, outage: *outage, idle: *idle})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}
 		return
 	}
-	if err := run(ctx, *n, *rate, *dur, *raw); err != nil {
+	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -113,17 +129,23 @@ func (r *report) add(format string, args ...any) {
 	fmt.Fprintln(os.Stderr, line)
 }
 
-// phase is what one measured phase cost: bus work, API calls, CPU per process, wall time.
+// phase is what one measured phase cost: bus work, API calls, CPU per process, wall time, and when the
+// server delivered each message to the durables the hops name.
 type phase struct {
 	bus       busState
 	api       snapshot
 	cpu       map[string]time.Duration
 	startedAt time.Time
+	log       *deliveryLog
 }
 
 func begin(ctx context.Context, f *fleet.Fleet, probe *busProbe) (phase, error) {
 	b, err := probe.read(ctx)
-	return phase{bus: b, api: counts(ctx, f), cpu: cpuTimes(f), startedAt: time.Now()}, err
+	if err != nil {
+		return phase{}, err
+	}
+	log, err := probe.watchDeliveries()
+	return phase{bus: b, api: counts(ctx, f), cpu: cpuTimes(f), startedAt: time.Now(), log: log}, err
 }
 
 // measured is the difference between a phase's start and now.
@@ -131,157 +153,129 @@ type measured struct {
 	bus      busCost
 	from, to snapshot
 	cpu      string
+	// used is the CPU time each process used over the phase.
+	used  map[string]time.Duration
+	since time.Time
+	log   *deliveryLog
 }
 
 func (p phase) end(ctx context.Context, f *fleet.Fleet, probe *busProbe) (measured, error) {
 	wall := time.Since(p.startedAt)
-	cpu := cpuShare(p.cpu, cpuTimes(f), wall)
+	used := cpuUsed(p.cpu, cpuTimes(f))
+	p.log.stop()
 	b, err := probe.read(ctx)
-	return measured{bus: p.bus.to(b), from: p.api, to: counts(ctx, f), cpu: cpu}, err
+	return measured{bus: p.bus.to(b), from: p.api, to: counts(ctx, f), cpu: cpuShare(used, wall), used: used,
+		since: p.startedAt, log: p.log}, err
 }
 
-func run(ctx context.Context, n, rate int, dur time.Duration, rawN int) (err error) {
-	b, err := startBench(ctx, rawN)
+// follow is the hop samples of the phase's changes in one direction.
+func (m measured) follow(ctx context.Context, js jetstream.JetStream, dir direction) (hopTimes, error) {
+	return followChanges(ctx, js, m.since, dir, m.log)
+}
+
+// options size a run.
+type options struct {
+	n, rate, rateHigh, raw, big, soakRate int
+	dur, soak, soakEvery                  time.Duration
+}
+
+func run(ctx context.Context, o options) (err error) {
+	b, err := startBench(ctx, o.raw)
 	if err != nil {
 		return err
 	}
 	defer b.Done(&err)
-	f, bin, probe, js, r, ceil := b.f, b.bin, b.probe, b.js, b.r, b.ceil
-	honest := func(perSec float64, m measured, count int) string {
-		stored := float64(sum(m.bus.stored)) / float64(count)
-		if stored == 0 {
-			return "no stored messages"
-		}
-		bound := ceil.async / stored
-		return fmt.Sprintf("%.1f%% of the async ceiling ÷ %.1f stored messages per record = %.0f/s", 100*perSec/bound, stored, bound)
-	}
+	f, bin, js, r := b.f, b.bin, b.js, b.r
+	hopsTab := &hopTable{}
 
 	// 2. Backlog PC → SF.
-	sfBefore, err := sfLinked(ctx, f)
+	small, refIDs, err := b.pcBacklog(ctx, o.n, "Bench")
 	if err != nil {
 		return err
 	}
-	ph, err := begin(ctx, f, probe)
-	if err != nil {
-		return err
-	}
-	refIDs, err := createReferrals(ctx, f, n)
-	if err != nil {
-		return err
-	}
-	if err := waitRecords(ctx, func(ctx context.Context) (int, error) { return sfLinked(ctx, f) }, sfBefore+n, time.Duration(n)*time.Second); err != nil {
-		return err
-	}
-	el := time.Since(ph.startedAt)
-	if _, err := quiet(ctx, js, f); err != nil {
-		return err
-	}
-	m, err := ph.end(ctx, f, probe)
-	if err != nil {
-		return err
-	}
-	pcRate := float64(n) / el.Seconds()
-	r.add("| Partner Center → Salesforce, backlog of %d new referrals | %.1f referrals/s (%s) |", n, pcRate, honest(pcRate, m, n))
-	m.bus.report(r, n, "referral")
-	r.add("| … Salesforce API calls per 1,000 referrals (backlog) | %.0f %s|", per1000(m.to.sfAPI()-m.from.sfAPI(), n), sfEndpoints(m.from, m.to))
-	r.add("| … Partner Center calls per 1,000 referrals (backlog) | %.0f |", per1000(m.to.pcAPI()-m.from.pcAPI(), n))
-	r.add("| … CPU, cores used over the phase (share of the fleet's CPU time) | %s |", m.cpu)
-	satLat, err := latencies(ctx, js, ph.startedAt, contracts.SubjectOpportunityRequested, contracts.SubjectOpportunityWritten)
-	if err != nil {
-		return err
-	}
-	r.add("| … sync latency at saturation p50 / p99 / max | %s |", satLat)
+	hopsTab.add(fmt.Sprintf("PC → SF backlog of %d", o.n), small.hops)
 
 	// 3. Backlog SF → PC.
 	pcBefore, err := pcFromSF(ctx, f)
 	if err != nil {
 		return err
 	}
-	if ph, err = begin(ctx, f, probe); err != nil {
+	ph, err := begin(ctx, f, b.probe)
+	if err != nil {
 		return err
 	}
-	if err := createOpportunities(ctx, f, n); err != nil {
+	if err := createOpportunities(ctx, f, o.n); err != nil {
 		return err
 	}
-	if err := waitRecords(ctx, func(ctx context.Context) (int, error) { return pcFromSF(ctx, f) }, pcBefore+n, time.Duration(n)*time.Second); err != nil {
+	if err := waitRecords(ctx, func(ctx context.Context) (int, error) { return pcFromSF(ctx, f) }, pcBefore+o.n, time.Duration(o.n)*time.Second); err != nil {
 		return err
 	}
-	el = time.Since(ph.startedAt)
+	el := time.Since(ph.startedAt)
 	if _, err := quiet(ctx, js, f); err != nil {
 		return err
 	}
-	if m, err = ph.end(ctx, f, probe); err != nil {
+	m, err := ph.end(ctx, f, b.probe)
+	if err != nil {
 		return err
 	}
-	sfRate := float64(n) / el.Seconds()
-	r.add("| Salesforce → Partner Center, backlog of %d new synced Opportunities | %.1f opportunities/s (%s) |", n, sfRate, honest(sfRate, m, n))
-	m.bus.report(r, n, "Opportunity")
-	r.add("| … Salesforce API calls per 1,000 Opportunities (backlog, incl. polling and link write-back) | %.0f %s|", per1000(m.to.sfAPI()-m.from.sfAPI(), n), sfEndpoints(m.from, m.to))
-	r.add("| … Partner Center calls per 1,000 Opportunities (backlog) | %.0f %s|", per1000(m.to.pcAPI()-m.from.pcAPI(), n), pcEndpoints(m.from, m.to))
+	sfRate := float64(o.n) / el.Seconds()
+	r.add("| Salesforce → Partner Center, backlog of %d new synced Opportunities | %.1f opportunities/s (%s) |", o.n, sfRate, b.honest(sfRate, m, o.n))
+	m.bus.report(r, o.n, "Opportunity")
+	r.add("| … Salesforce API calls per 1,000 Opportunities (backlog, incl. polling and link write-back) | %.0f %s|", per1000(m.to.sfAPI()-m.from.sfAPI(), o.n), sfEndpoints(m.from, m.to))
+	r.add("| … Partner Center calls per 1,000 Opportunities (backlog) | %.0f %s|", per1000(m.to.pcAPI()-m.from.pcAPI(), o.n), pcEndpoints(m.from, m.to))
 	r.add("| … CPU, cores used over the phase (share of the fleet's CPU time) | %s |", m.cpu)
-
-	// 4. Steady trickle of Partner Center changes.
-	if ph, err = begin(ctx, f, probe); err != nil {
-		return err
-	}
-	changes, rss, err := steady(ctx, f, refIDs, rate, dur)
+	r.add("| … CPU per Opportunity | %s |", cpuPerChange(m.used, o.n))
+	sfHops, err := m.follow(ctx, js, sfToPC)
 	if err != nil {
 		return err
 	}
-	if _, err := quiet(ctx, js, f); err != nil {
-		return err
-	}
-	if m, err = ph.end(ctx, f, probe); err != nil {
-		return err
-	}
-	lat, err := latencies(ctx, js, ph.startedAt, contracts.SubjectOpportunityRequested, contracts.SubjectOpportunityWritten)
-	if err != nil {
-		return err
-	}
-	r.add("| steady %d deal-value changes/s on Partner Center for %s: sync latency p50 / p99 / max | %s |", rate, dur, lat)
-	m.bus.report(r, changes, "change")
-	r.add("| … Salesforce API calls per 1,000 changes (trickle, incl. polling) | %.0f %s|", per1000(m.to.sfAPI()-m.from.sfAPI(), changes), sfEndpoints(m.from, m.to))
-	r.add("| … Partner Center calls per 1,000 changes (trickle) | %.0f |", per1000(m.to.pcAPI()-m.from.pcAPI(), changes))
-	r.add("| … CPU, cores used over the run and until quiet (share of the fleet's CPU time) | %s |", m.cpu)
-	names := make([]string, 0, len(rss))
-	for k := range rss {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	var parts []string
-	for _, k := range names {
-		parts = append(parts, fmt.Sprintf("%s %.0f MiB", k, float64(rss[k])/(1<<20)))
-	}
-	r.add("| resident memory at steady load | %s |", strings.Join(parts, ", "))
+	r.add("| … sync latency at saturation p50 / p99 / max | %s |", sfHops.endToEnd())
+	hopsTab.add(fmt.Sprintf("SF → PC backlog of %d", o.n), sfHops)
 
-	// 5. Replay of every stream from sequence 1.
-	var msgs uint64
-	for _, c := range contracts.Consumers() {
-		info, err := js.Consumer(ctx, c.Stream, c.Durable)
+	// 4. Steady trickles of Partner Center changes.
+	for _, rate := range []int{o.rate, o.rateHigh} {
+		if rate <= 0 {
+			continue
+		}
+		h, err := b.steadyPhase(ctx, refIDs, rate, o.dur, time.Second, nil)
 		if err != nil {
 			return err
 		}
-		msgs += info.CachedInfo().Delivered.Consumer
+		hopsTab.add(fmt.Sprintf("steady %d/s PC → SF", rate), h)
 	}
-	if ph, err = begin(ctx, f, probe); err != nil {
+
+	// 5. Replay of every stream from sequence 1.
+	if err := b.replay(ctx); err != nil {
 		return err
 	}
-	for _, c := range contracts.Consumers() {
-		if _, err := js.ResetConsumerToSequence(ctx, c.Stream, c.Durable, 1); err != nil {
+
+	// 6. A large backlog: the per-change costs beside the small one's.
+	var growth []backlogRun
+	if o.big > 0 {
+		big, _, err := b.pcBacklog(ctx, o.big, "Big")
+		if err != nil {
 			return err
 		}
+		hopsTab.add(fmt.Sprintf("PC → SF backlog of %d", o.big), big.hops)
+		growth = []backlogRun{small, big}
 	}
-	calm, err := quiet(ctx, js, f)
-	if err != nil {
-		return err
+
+	// 7. A long steady run: memory of every process over it.
+	var soak *memSeries
+	if o.soak > 0 {
+		rate := o.soakRate
+		if rate <= 0 {
+			rate = o.rate
+		}
+		soak = &memSeries{}
+		h, err := b.steadyPhase(ctx, refIDs, rate, o.soak, o.soakEvery, soak)
+		if err != nil {
+			return err
+		}
+		hopsTab.add(fmt.Sprintf("soak %d/s for %s", rate, o.soak), h)
 	}
-	el = calm.Sub(ph.startedAt)
-	if m, err = ph.end(ctx, f, probe); err != nil {
-		return err
-	}
-	r.add("| replay of every stream from sequence 1 (%d deliveries) | %.0f messages/s (until the last delivery or write) |", msgs, float64(msgs)/el.Seconds())
-	r.add("| … external writes caused by the replay | Salesforce %d, Partner Center %d %s|", m.to.sfWrites()-m.from.sfWrites(), m.to.pcWrites()-m.from.pcWrites(), diff(m.from, m.to))
-	// 6. The mapper and both writers at 1, 2 and 3 replicas, sharing their durables.
+
+	// 8. The mapper and both writers at 1, 2 and 3 replicas, sharing their durables (last: the replicas stay).
 	if scale {
 		for replicas := 1; replicas <= 3; replicas++ {
 			for _, stage := range []string{"mapper", "pc-writer", "sf-writer"} {
@@ -293,19 +287,201 @@ func run(ctx context.Context, n, rate int, dur time.Duration, rawN int) (err err
 					}
 				}
 			}
-			row, err := scaleRun(ctx, f, js, n, max(n/5, 1))
+			row, err := scaleRun(ctx, f, js, o.n, max(o.n/5, 1))
 			if err != nil {
 				return err
 			}
 			r.add("| mapper, pc-writer and sf-writer at %d replica(s) each | %s |", replicas, row)
 		}
 	}
+	hopsTab.render(r)
+	renderGrowth(r, growth)
+	if soak != nil {
+		soak.render(r, o.soakEvery)
+	}
 	r.add("")
-	r.add("Machine: %d cores (%s/%s), Go %s, %s, load average before the run %s. Command: `go run ./services/bench %s`.",
-		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), time.Now().UTC().Format("2006-01-02"), loadBefore, strings.Join(os.Args[1:], " "))
+	r.add("Machine: %d cores (%s/%s), Go %s, %s, load average before the run %s, after it %s. Command: `go run ./services/bench %s`.",
+		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), time.Now().UTC().Format("2006-01-02"), loadBefore, loadAverage(), strings.Join(os.Args[1:], " "))
 	r.add("Stage settings: %s.", settingsLine(ctx, bin))
 	fmt.Println(strings.Join(r.lines, "\n"))
 	return nil
+}
+
+// honest renders a phase's rate against the same run's async ceiling divided by the messages the server
+// stored per record.
+func (b *bench) honest(perSec float64, m measured, count int) string {
+	stored := float64(sum(m.bus.stored)) / float64(count)
+	if stored == 0 {
+		return "no stored messages"
+	}
+	bound := b.ceil.async / stored
+	return fmt.Sprintf("%.1f%% of the async ceiling ÷ %.1f stored messages per record = %.0f/s", 100*perSec/bound, stored, bound)
+}
+
+// backlogRun is what one Partner Center → Salesforce backlog cost, kept to set backlogs of two sizes side by side.
+type backlogRun struct {
+	n    int
+	rate float64
+	m    measured
+	hops hopTimes
+}
+
+// pcBacklog shares n new referrals at once (customers named "<prefix> customer i%50"), waits until every
+// one is linked and everything is quiet, and reports the phase's rows.
+func (b *bench) pcBacklog(ctx context.Context, n int, prefix string) (backlogRun, []string, error) {
+	f, r := b.f, b.r
+	run := backlogRun{n: n}
+	sfBefore, err := sfLinked(ctx, f)
+	if err != nil {
+		return run, nil, err
+	}
+	ph, err := begin(ctx, f, b.probe)
+	if err != nil {
+		return run, nil, err
+	}
+	refIDs, err := createReferralsNamed(ctx, f, n, prefix)
+	if err != nil {
+		return run, nil, err
+	}
+	if err := waitRecords(ctx, func(ctx context.Context) (int, error) { return sfLinked(ctx, f) }, sfBefore+n, time.Duration(n)*time.Second); err != nil {
+		return run, nil, err
+	}
+	el := time.Since(ph.startedAt)
+	if _, err := quiet(ctx, b.js, f); err != nil {
+		return run, nil, err
+	}
+	if run.m, err = ph.end(ctx, f, b.probe); err != nil {
+		return run, nil, err
+	}
+	m := run.m
+	run.rate = float64(n) / el.Seconds()
+	r.add("| Partner Center → Salesforce, backlog of %d new referrals | %.1f referrals/s (%s) |", n, run.rate, b.honest(run.rate, m, n))
+	m.bus.report(r, n, "referral")
+	r.add("| … Salesforce API calls per 1,000 referrals (backlog) | %.0f %s|", per1000(m.to.sfAPI()-m.from.sfAPI(), n), sfEndpoints(m.from, m.to))
+	r.add("| … Partner Center calls per 1,000 referrals (backlog) | %.0f %s|", per1000(m.to.pcAPI()-m.from.pcAPI(), n), pcEndpoints(m.from, m.to))
+	r.add("| … CPU, cores used over the phase (share of the fleet's CPU time) | %s |", m.cpu)
+	r.add("| … CPU per referral | %s |", cpuPerChange(m.used, n))
+	if run.hops, err = m.follow(ctx, b.js, pcToSF); err != nil {
+		return run, nil, err
+	}
+	r.add("| … sync latency at saturation p50 / p99 / max | %s |", run.hops.endToEnd())
+	return run, refIDs, nil
+}
+
+// steadyPhase changes referrals' deal values at rate per second for d, sampling every process's memory
+// every `every` (into soak when given), and reports the phase's rows.
+func (b *bench) steadyPhase(ctx context.Context, refIDs []string, rate int, d, every time.Duration, soak *memSeries) (hopTimes, error) {
+	f, r := b.f, b.r
+	ph, err := begin(ctx, f, b.probe)
+	if err != nil {
+		return hopTimes{}, err
+	}
+	mem := soak
+	if mem == nil {
+		mem = &memSeries{}
+	}
+	changes, err := drive(ctx, f, refIDs, rate, d, every, mem)
+	if err != nil {
+		return hopTimes{}, err
+	}
+	if _, err := quiet(ctx, b.js, f); err != nil {
+		return hopTimes{}, err
+	}
+	m, err := ph.end(ctx, f, b.probe)
+	if err != nil {
+		return hopTimes{}, err
+	}
+	h, err := m.follow(ctx, b.js, pcToSF)
+	if err != nil {
+		return h, err
+	}
+	what := "steady"
+	if soak != nil {
+		what = "soak:"
+	}
+	r.add("| %s %d deal-value changes/s on Partner Center for %s (%d made, %.0f/s): sync latency p50 / p99 / max | %s |", what, rate, d, changes, float64(changes)/d.Seconds(), h.endToEnd())
+	m.bus.report(r, changes, "change")
+	r.add("| … Salesforce API calls per 1,000 changes (trickle, incl. polling) | %.0f %s|", per1000(m.to.sfAPI()-m.from.sfAPI(), changes), sfEndpoints(m.from, m.to))
+	r.add("| … Partner Center calls per 1,000 changes (trickle) | %.0f %s|", per1000(m.to.pcAPI()-m.from.pcAPI(), changes), pcEndpoints(m.from, m.to))
+	r.add("| … CPU, cores used over the run and until quiet (share of the fleet's CPU time) | %s |", m.cpu)
+	r.add("| … CPU per change | %s |", cpuPerChange(m.used, changes))
+	r.add("| … resident memory (VmRSS) during the run, peak (at mid-run) | %s |", mem.peaks())
+	return h, nil
+}
+
+// replay rewinds every durable consumer to sequence 1, waits until quiet and reports its rate and the
+// external writes it caused (target: zero).
+func (b *bench) replay(ctx context.Context) error {
+	var msgs uint64
+	for _, c := range contracts.Consumers() {
+		info, err := b.js.Consumer(ctx, c.Stream, c.Durable)
+		if err != nil {
+			return err
+		}
+		msgs += info.CachedInfo().Delivered.Consumer
+	}
+	ph, err := begin(ctx, b.f, b.probe)
+	if err != nil {
+		return err
+	}
+	for _, c := range contracts.Consumers() {
+		if _, err := b.js.ResetConsumerToSequence(ctx, c.Stream, c.Durable, 1); err != nil {
+			return err
+		}
+	}
+	calm, err := quiet(ctx, b.js, b.f)
+	if err != nil {
+		return err
+	}
+	el := calm.Sub(ph.startedAt)
+	m, err := ph.end(ctx, b.f, b.probe)
+	if err != nil {
+		return err
+	}
+	b.r.add("| replay of every stream from sequence 1 (%d deliveries) | %.0f messages/s (until the last delivery or write) |", msgs, float64(msgs)/el.Seconds())
+	b.r.add("| … external writes caused by the replay | Salesforce %d, Partner Center %d %s|", m.to.sfWrites()-m.from.sfWrites(), m.to.pcWrites()-m.from.pcWrites(), diff(m.from, m.to))
+	return nil
+}
+
+// renderGrowth sets the per-referral costs of backlogs of different sizes side by side.
+func renderGrowth(r *report, runs []backlogRun) {
+	if len(runs) < 2 {
+		return
+	}
+	r.add("")
+	r.add("Backlog size against the cost per change (Partner Center → Salesforce, same run):")
+	r.add("")
+	head := make([]string, len(runs))
+	for i, g := range runs {
+		head[i] = fmt.Sprintf("backlog of %d", g.n)
+	}
+	r.add("| per referral | %s |", strings.Join(head, " | "))
+	r.add("|---|%s", strings.Repeat("---|", len(runs)))
+	row := func(name string, cell func(g backlogRun) string) {
+		cells := make([]string, len(runs))
+		for i, g := range runs {
+			cells[i] = cell(g)
+		}
+		r.add("| %s | %s |", name, strings.Join(cells, " | "))
+	}
+	row("referrals/s", func(g backlogRun) string { return fmt.Sprintf("%.1f", g.rate) })
+	row("stored publishes", func(g backlogRun) string { return fmt.Sprintf("%.2f", float64(sum(g.m.bus.stored))/float64(g.n)) })
+	row("… of them links bucket", func(g backlogRun) string {
+		return fmt.Sprintf("%.2f", float64(g.m.bus.stored["KV_"+contracts.BucketLinks])/float64(g.n))
+	})
+	row("durable deliveries", func(g backlogRun) string { return fmt.Sprintf("%.2f", float64(sum(g.m.bus.deliveries))/float64(g.n)) })
+	row("JetStream API requests", func(g backlogRun) string { return fmt.Sprintf("%.2f", float64(g.m.bus.api)/float64(g.n)) })
+	row("Salesforce API calls (per 1,000)", func(g backlogRun) string {
+		return fmt.Sprintf("%.0f", per1000(g.m.to.sfAPI()-g.m.from.sfAPI(), g.n))
+	})
+	row("Partner Center calls (per 1,000)", func(g backlogRun) string {
+		return fmt.Sprintf("%.0f", per1000(g.m.to.pcAPI()-g.m.from.pcAPI(), g.n))
+	})
+	row("CPU, all processes (ms)", func(g backlogRun) string { return fmt.Sprintf("%.2f", cpuMillis(g.m.used, "", g.n)) })
+	for _, p := range []string{"nats", "mapper", "auditor", "sf-writer", "pc-ingest", "pc-emulator", "sf-emulator"} {
+		row("… "+p+" (ms)", func(g backlogRun) string { return fmt.Sprintf("%.2f", cpuMillis(g.m.used, p, g.n)) })
+	}
+	row("sync latency p50 / p99 / max", func(g backlogRun) string { return quantiles(g.hops.d[len(hops)-1]) })
 }
 
 // population is how many records each emulator holds, for counting duplicates.
@@ -386,7 +562,10 @@ func scaleRun(ctx context.Context, f *fleet.Fleet, js jetstream.JetStream, n, m 
 }
 
 // loadBefore is /proc/loadavg when the bench started: other work on the machine moves the figures.
-var loadBefore = func() string {
+var loadBefore = loadAverage()
+
+// loadAverage is the 1, 5 and 15 minute load averages (/proc/loadavg).
+func loadAverage() string {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
 		return "unknown"
@@ -396,7 +575,7 @@ var loadBefore = func() string {
 		return "unknown"
 	}
 	return strings.Join(f[:3], " ")
-}()
+}
 
 // settingsLine says which settings the stages ran with against the production defaults, read from the built
 // binaries' --help (so the line cannot drift from the code).
@@ -438,14 +617,19 @@ func helpDefault(ctx context.Context, bin, name string) string {
 }
 
 func createReferrals(ctx context.Context, f *fleet.Fleet, n int) ([]string, error) {
+	return createReferralsNamed(ctx, f, n, "Bench")
+}
+
+// createReferralsNamed shares n referrals "<prefix> referral i" of 50 customers "<prefix> customer i%50".
+func createReferralsNamed(ctx context.Context, f *fleet.Fleet, n int, prefix string) ([]string, error) {
 	ids := make([]string, n)
 	err := parallel(n, 8, func(i int) error {
 		var out struct {
 			ID string `json:"id"`
 		}
 		err := fleet.SendJSON(ctx, "POST", f.PCURL()+"/_emulator/referrals", map[string]any{
-			"name":            fmt.Sprintf("Bench referral %d", i),
-			"customerProfile": map[string]any{"name": fmt.Sprintf("Bench customer %d", i%50), "address": map[string]any{"city": "Oslo", "postalCode": "0150", "country": "NO"}},
+			"name":            fmt.Sprintf("%s referral %d", prefix, i),
+			"customerProfile": map[string]any{"name": fmt.Sprintf("%s customer %d", prefix, i%50), "address": map[string]any{"city": "Oslo", "postalCode": "0150", "country": "NO"}},
 			"consent":         map[string]any{"consentToToShareInfoWithOthers": true, "consentToContact": true},
 			"details":         map[string]any{"dealValue": 1000 + i, "currency": "EUR", "closingDateTime": "2027-06-30T00:00:00Z"},
 		}, &out)
@@ -473,17 +657,31 @@ func createOpportunities(ctx context.Context, f *fleet.Fleet, n int) error {
 	})
 }
 
-// steady changes referrals' deal values at rate per second for d, and samples each stage's memory.
+// steady changes referrals' deal values at rate per second for d; it returns how many changes it made and
+// every process's memory sampled in the middle of the run.
 func steady(ctx context.Context, f *fleet.Fleet, ids []string, rate int, d time.Duration) (int, map[string]int64, error) {
+	var mem memSeries
+	n, err := drive(ctx, f, ids, rate, d, d/2, &mem)
+	return n, mem.middle(), err
+}
+
+// drive changes referrals' deal values at rate per second for d, and samples every process's memory into
+// mem every `every` (at the start, then on), returning how many changes it made.
+func drive(ctx context.Context, f *fleet.Fleet, ids []string, rate int, d, every time.Duration, mem *memSeries) (int, error) {
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	defer tick.Stop()
-	end := time.Now().Add(d)
+	start := time.Now()
+	end := start.Add(d)
 	var sent atomic.Int64
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
-	rss := map[string]int64{}
-	sampled := false
-	for i := 0; time.Now().Before(end); i++ {
+	sampling, stopSampling := context.WithCancel(ctx)
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		mem.sample(sampling, f, start, every)
+	}()
+	for i := 0; time.Now().Before(end) && ctx.Err() == nil; i++ {
 		<-tick.C
 		id := ids[i%len(ids)]
 		value := 20000 + i
@@ -496,20 +694,14 @@ func steady(ctx context.Context, f *fleet.Fleet, ids []string, rate int, d time.
 			}
 			sent.Add(1)
 		}()
-		if !sampled && time.Until(end) < d/2 {
-			sampled = true
-			for _, s := range fleet.Stages {
-				if v, err := f.Proc(s).RSS(); err == nil {
-					rss[s] = v
-				}
-			}
-		}
 	}
 	wg.Wait()
+	stopSampling()
+	<-sampled
 	if err, _ := firstErr.Load().(error); err != nil {
-		return int(sent.Load()), rss, err
+		return int(sent.Load()), err
 	}
-	return int(sent.Load()), rss, nil
+	return int(sent.Load()), ctx.Err()
 }
 
 func parallel(n, workers int, fn func(int) error) error {
@@ -734,44 +926,16 @@ func quiet(ctx context.Context, js jetstream.JetStream, f *fleet.Fleet) (time.Ti
 // calmFor is how long quiet waits without activity: two seconds past the Audit summary interval in effect.
 var calmFor = 3 * time.Second
 
-// latencies joins the commands published since t0 with their written outcomes: source change (the command's
-// cause version) → other side written (the outcome's time).
-func latencies(ctx context.Context, js jetstream.JetStream, since time.Time, cmdRoot, writtenRoot string) (string, error) {
-	causes := map[string]time.Time{}
-	if err := readSince(ctx, js, contracts.StreamRequested, cmdRoot+".>", since, func(id string, data []byte) {
-		var c struct {
-			CauseVersion contracts.Version `json:"causeVersion"`
-		}
-		if json.Unmarshal(data, &c) == nil && !c.CauseVersion.At.IsZero() {
-			causes[id] = c.CauseVersion.At
-		}
-	}); err != nil {
-		return "", err
-	}
-	var lat []time.Duration
-	if err := readSince(ctx, js, contracts.StreamOutcomes, writtenRoot+".>", since, func(_ string, data []byte) {
-		var o contracts.Outcome
-		if json.Unmarshal(data, &o) != nil {
-			return
-		}
-		if at, ok := causes[o.CommandID]; ok {
-			lat = append(lat, o.At.Sub(at))
-			delete(causes, o.CommandID)
-		}
-	}); err != nil {
-		return "", err
-	}
-	if len(lat) == 0 {
-		return "no samples", nil
-	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	q := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1))] }
-	return fmt.Sprintf("%s / %s / %s (%d writes)", q(0.5).Round(time.Millisecond), q(0.99).Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond), len(lat)), nil
+// storedMsg is a stored message with its CloudEvent id.
+type storedMsg struct {
+	platform.Stored
+	ID string
 }
 
-func readSince(ctx context.Context, js jetstream.JetStream, stream, subject string, since time.Time, fn func(id string, data []byte)) error {
+// readSince reads the messages of stream on subjects stored since t.
+func readSince(ctx context.Context, js jetstream.JetStream, stream string, subjects []string, since time.Time, fn func(storedMsg)) error {
 	return platform.ReadStream(ctx, js, stream, func(m platform.Stored) error {
-		fn(m.Header.Get("ce-id"), m.Data)
+		fn(storedMsg{m, m.Header.Get("ce-id")})
 		return nil
-	}, platform.Subjects(subject), platform.Since(since))
+	}, platform.Subjects(subjects...), platform.Since(since))
 }
