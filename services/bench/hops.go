@@ -167,7 +167,12 @@ var hops = []hop{
 type hopTimes struct {
 	chains int // commands followed to a written outcome
 	d      [][]time.Duration
+	// written is, per entity, each followed snapshot's version and when its command was written, for the
+	// latency of changes that never had a snapshot of their own (coverage).
+	written map[string][]versionWritten
 }
+
+type versionWritten struct{ version, written time.Time }
 
 type storedAt struct {
 	seq    uint64
@@ -177,7 +182,7 @@ type storedAt struct {
 // followChanges joins, for the phase that began at since, every command the mapper decided on a snapshot
 // with that snapshot (and its webhook), the writer's delivery and its written outcome.
 func followChanges(ctx context.Context, js jetstream.JetStream, since time.Time, dir direction, log *deliveryLog) (hopTimes, error) {
-	h := hopTimes{d: make([][]time.Duration, len(hops))}
+	h := hopTimes{d: make([][]time.Duration, len(hops)), written: map[string][]versionWritten{}}
 	type snap struct {
 		storedAt
 		entity  string
@@ -218,12 +223,15 @@ func followChanges(ctx context.Context, js jetstream.JetStream, since time.Time,
 		cause string
 	}
 	commands := map[string]command{}
+	decided := map[string]bool{} // snapshots whose first command is already taken
 	if err := readSince(ctx, js, contracts.StreamRequested, []string{dir.commandRoot + ".>"}, since, func(m storedMsg) {
 		var c struct {
 			Cause string `json:"cause"`
 		}
 		if json.Unmarshal(m.Data, &c) == nil {
-			if _, ok := snaps[c.Cause]; ok {
+			// A snapshot's first command is its change's way; a second one (a status write-back) is not.
+			if _, ok := snaps[c.Cause]; ok && !decided[c.Cause] {
+				decided[c.Cause] = true
 				commands[m.ID] = command{storedAt{m.Seq, m.Time}, c.Cause}
 			}
 		}
@@ -245,11 +253,17 @@ func followChanges(ctx context.Context, js jetstream.JetStream, since time.Time,
 		t[ptChange], t[ptSnapStored], t[ptCmdStored], t[ptWritten], t[ptOutcomeStored] = s.version, s.stored, c.stored, o.At, m.Time
 		if n, ok := notices[noticeKey(s.entity, s.version)]; ok && n.stored.Before(s.stored) {
 			t[ptReceived], t[ptNotifStored] = n.received, n.stored
-			t[ptNotifFetched], _ = log.delivered(contracts.ConsumerPCIngestNotified, n.seq)
+			// The change's own notification led to the read only when it was fetched before the snapshot
+			// was stored; otherwise a read for an earlier notification already returned this version (its
+			// notification is then skipped as not newer), and the fetcher's hops are not on this change's way.
+			if at, ok := log.delivered(contracts.ConsumerPCIngestNotified, n.seq); ok && !at.After(s.stored) {
+				t[ptNotifFetched] = at
+			}
 		}
 		t[ptSnapFetched], _ = log.delivered(contracts.ConsumerMapperObserved, s.seq)
 		t[ptCmdFetched], _ = log.delivered(dir.writer, c.seq)
 		h.chains++
+		h.written[s.entity] = append(h.written[s.entity], versionWritten{s.version, o.At})
 		for i, hp := range hops {
 			if !t[hp.from].IsZero() && !t[hp.to].IsZero() {
 				h.d[i] = append(h.d[i], t[hp.to].Sub(t[hp.from]))
@@ -266,6 +280,40 @@ func (h hopTimes) endToEnd() string {
 		return "no samples"
 	}
 	return fmt.Sprintf("%s (%d writes)", quantiles(d), len(d))
+}
+
+// change is one change the bench made: the entity and the version time its system gave the change.
+type change struct {
+	entity string
+	at     time.Time
+}
+
+// coverage is the latency of every change made, followed or not: from the change to the first write of a
+// version at least as new (a change superseded before its snapshot was read reaches the other side with
+// the newer value). unwritten counts changes no such write followed.
+func (h hopTimes) coverage(made []change) (lat []time.Duration, unwritten int) {
+	byEntity := map[string][]versionWritten{}
+	for e, ws := range h.written {
+		ws = append([]versionWritten(nil), ws...)
+		sort.Slice(ws, func(i, j int) bool { return ws[i].version.Before(ws[j].version) })
+		// From the newest back: each entry's written becomes the earliest write of it or any newer version.
+		for i := len(ws) - 2; i >= 0; i-- {
+			if ws[i+1].written.Before(ws[i].written) {
+				ws[i].written = ws[i+1].written
+			}
+		}
+		byEntity[e] = ws
+	}
+	for _, c := range made {
+		ws := byEntity[c.entity]
+		i := sort.Search(len(ws), func(i int) bool { return !ws[i].version.Before(c.at) })
+		if i == len(ws) {
+			unwritten++
+			continue
+		}
+		lat = append(lat, ws[i].written.Sub(c.at))
+	}
+	return lat, unwritten
 }
 
 // quantiles renders p50 / p99 / max of d (sorted in place).

@@ -16,7 +16,8 @@ import (
 
 // A change followed through a real server: webhook, snapshot, command and outcome as the stages store
 // them, each taken through its stage's durable, gives one sample of every hop, from the messages' own
-// times and the server's ack samples; a command decided on something other than a snapshot is not followed.
+// times and the server's ack samples; a command decided on something other than a snapshot, or a
+// snapshot's second command, is not followed.
 func TestFollowChangesJoinsEveryHop(t *testing.T) {
 	ns := bustest.Server(t)
 	bus := bustest.Bus(t, ns, bustest.Config(5, 30*time.Second), "bench-test", nil)
@@ -72,9 +73,11 @@ func TestFollowChangesJoinsEveryHop(t *testing.T) {
 		contracts.OpportunityCommand{LinkID: "L1", Op: contracts.OpUpdate, Cause: "obs-1", CauseVersion: snap.Version})
 	publish(contracts.SubjectOpportunityRequested, "cmd-2", contracts.TypeOpportunityRequested, "L1",
 		contracts.OpportunityCommand{LinkID: "L1", Op: contracts.OpUpdate, Purpose: "status", Cause: "out-0"})
+	publish(contracts.SubjectOpportunityRequested, "cmd-3", contracts.TypeOpportunityRequested, "L1",
+		contracts.OpportunityCommand{LinkID: "L1", Op: contracts.OpUpdate, Purpose: "status", Cause: "obs-1"})
 	take(contracts.ConsumerSFWriter)
 	written := time.Now().UTC()
-	for _, id := range []string{"cmd-1", "cmd-2"} {
+	for _, id := range []string{"cmd-1", "cmd-2", "cmd-3"} {
 		publish(contracts.SubjectOpportunityWritten, "out-"+id, contracts.TypeOpportunityWritten, "L1",
 			contracts.Outcome{CommandID: id, LinkID: "L1", System: contracts.Salesforce, Status: contracts.OutcomeWritten, At: written})
 	}
@@ -90,7 +93,7 @@ func TestFollowChangesJoinsEveryHop(t *testing.T) {
 		t.Fatal(err)
 	}
 	if h.chains != 1 {
-		t.Fatalf("followed %d changes, want 1 (the status command has no snapshot as its cause)", h.chains)
+		t.Fatalf("followed %d changes, want 1 (one status command has no snapshot as its cause, the other is the snapshot's second)", h.chains)
 	}
 	for i, hp := range hops {
 		if len(h.d[i]) != 1 {
@@ -161,6 +164,35 @@ func TestQuantiles(t *testing.T) {
 		250 * time.Millisecond: "250ms", 12500 * time.Millisecond: "12.5s"} {
 		if got := short(in); got != want {
 			t.Errorf("short(%s) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A change superseded before its snapshot was read counts until the first write of a newer version; a
+// change after the last written version was never written.
+func TestCoverageOfSupersededChanges(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	h := hopTimes{written: map[string][]versionWritten{
+		// R1: version 10 written at 50, version 30 written at 40 (a batch wrote the newer one first).
+		"R1": {{at(30), at(40)}, {at(10), at(50)}},
+		"R2": {{at(5), at(25)}},
+	}}
+	lat, unwritten := h.coverage([]change{
+		{"R1", at(10)}, // its own version: written at 50, but the newer one already at 40 → 30ms
+		{"R1", at(20)}, // superseded, never read: the write of version 30 at 40 → 20ms
+		{"R1", at(30)}, // → 10ms
+		{"R2", at(5)},  // → 20ms
+		{"R2", at(6)},  // after the last written version
+		{"R3", at(1)},  // nothing written for it
+	})
+	want := []time.Duration{30 * time.Millisecond, 20 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond}
+	if len(lat) != len(want) || unwritten != 2 {
+		t.Fatalf("latencies %v, unwritten %d; want %v and 2", lat, unwritten, want)
+	}
+	for i := range want {
+		if lat[i] != want[i] {
+			t.Errorf("change %d: %s, want %s", i, lat[i], want[i])
 		}
 	}
 }

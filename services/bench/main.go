@@ -380,7 +380,8 @@ func (b *bench) steadyPhase(ctx context.Context, refIDs []string, rate int, d, e
 	if mem == nil {
 		mem = &memSeries{}
 	}
-	changes, err := drive(ctx, f, refIDs, rate, d, every, mem)
+	made, err := drive(ctx, f, refIDs, rate, d, every, mem)
+	changes := len(made)
 	if err != nil {
 		return hopTimes{}, err
 	}
@@ -400,6 +401,8 @@ func (b *bench) steadyPhase(ctx context.Context, refIDs []string, rate int, d, e
 		what = "soak:"
 	}
 	r.add("| %s %d deal-value changes/s on Partner Center for %s (%d made, %.0f/s): sync latency p50 / p99 / max | %s |", what, rate, d, changes, float64(changes)/d.Seconds(), h.endToEnd())
+	lat, unwritten := h.coverage(made)
+	r.add("| … every change made, until the first write of its version or a newer one (a change superseded before it was read counts until the newer value was written) | %s (%d changes, %d never written) |", quantiles(lat), len(lat), unwritten)
 	m.bus.report(r, changes, "change")
 	r.add("| … Salesforce API calls per 1,000 changes (trickle, incl. polling) | %.0f %s|", per1000(m.to.sfAPI()-m.from.sfAPI(), changes), sfEndpoints(m.from, m.to))
 	r.add("| … Partner Center calls per 1,000 changes (trickle) | %.0f %s|", per1000(m.to.pcAPI()-m.from.pcAPI(), changes), pcEndpoints(m.from, m.to))
@@ -661,18 +664,20 @@ func createOpportunities(ctx context.Context, f *fleet.Fleet, n int) error {
 // every process's memory sampled in the middle of the run.
 func steady(ctx context.Context, f *fleet.Fleet, ids []string, rate int, d time.Duration) (int, map[string]int64, error) {
 	var mem memSeries
-	n, err := drive(ctx, f, ids, rate, d, d/2, &mem)
-	return n, mem.middle(), err
+	made, err := drive(ctx, f, ids, rate, d, d/2, &mem)
+	return len(made), mem.middle(), err
 }
 
 // drive changes referrals' deal values at rate per second for d, and samples every process's memory into
-// mem every `every` (at the start, then on), returning how many changes it made.
-func drive(ctx context.Context, f *fleet.Fleet, ids []string, rate int, d, every time.Duration, mem *memSeries) (int, error) {
+// mem every `every` (at the start, then on); it returns each change it made with the version time Partner
+// Center gave it.
+func drive(ctx context.Context, f *fleet.Fleet, ids []string, rate int, d, every time.Duration, mem *memSeries) ([]change, error) {
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	defer tick.Stop()
 	start := time.Now()
 	end := start.Add(d)
-	var sent atomic.Int64
+	var mu sync.Mutex
+	var made []change
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
 	sampling, stopSampling := context.WithCancel(ctx)
@@ -688,20 +693,25 @@ func drive(ctx context.Context, f *fleet.Fleet, ids []string, rate int, d, every
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := fleet.SendJSON(ctx, "PATCH", f.PCURL()+"/_emulator/referrals/"+id, map[string]any{"details": map[string]any{"dealValue": value}}, nil); err != nil {
+			var out struct {
+				UpdatedDateTime time.Time `json:"updatedDateTime"`
+			}
+			if err := fleet.SendJSON(ctx, "PATCH", f.PCURL()+"/_emulator/referrals/"+id, map[string]any{"details": map[string]any{"dealValue": value}}, &out); err != nil {
 				firstErr.CompareAndSwap(nil, err)
 				return
 			}
-			sent.Add(1)
+			mu.Lock()
+			made = append(made, change{id, out.UpdatedDateTime})
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
 	stopSampling()
 	<-sampled
 	if err, _ := firstErr.Load().(error); err != nil {
-		return int(sent.Load()), err
+		return made, err
 	}
-	return int(sent.Load()), ctx.Err()
+	return made, ctx.Err()
 }
 
 func parallel(n, workers int, fn func(int) error) error {
