@@ -71,14 +71,14 @@ type Emulator struct {
 	mux  *http.ServeMux
 	sign *signer
 
-	mu          sync.Mutex
-	baseURL     string
-	referrals   map[string]*pc.Referral
-	order       []string // ids in creation order
+	mu        sync.Mutex
+	baseURL   string
+	referrals map[string]*pc.Referral
+	order     []string // ids in creation order
 	// extRefs counts the referrals naming each externalReferenceId (an index kept on every create and
 	// edit, so the harness's count of linked referrals does not scan the store).
-	extRefs map[string]int
-	linked  int // referrals naming any externalReferenceId
+	extRefs     map[string]int
+	linked      int // referrals naming any externalReferenceId
 	lastTime    time.Time
 	tokens      map[string]*accessToken
 	refresh     map[string]*refreshToken
