@@ -13,7 +13,7 @@ package main
 //   - fetched: when the server delivered the message to a stage's durable (pc-ingest-notified,
 //     mapper-observed, the writer's). No event records it, so the bench asks the server: JetStream's
 //     consumer ack sample (the $JS.EVENT.METRIC.CONSUMER.ACK advisory, SampleFrequency 100%, set on those
-//     durables once the stages run) holds the ack's time and ack_time, the time since the message was
+//     durables as each phase begins) holds the ack's time and ack_time, the time since the message was
 //     delivered; delivered = ack time − ack_time. The server sends a sample only while someone listens, so
 //     only the bench's own phases pay for it;
 //   - written: the writer's outcome time (set once the external write returned).
@@ -39,7 +39,7 @@ var sampledDurables = []string{contracts.ConsumerPCIngestNotified, contracts.Con
 	contracts.ConsumerSFWriter, contracts.ConsumerPCWriter}
 
 // sampleAcks sets SampleFrequency 100% on the sampled durables. A stage that starts provisions its
-// consumers again (and clears it), so call it after starting stages.
+// consumers again (and clears it), so each phase calls it as it begins.
 func sampleAcks(ctx context.Context, js jetstream.JetStream) error {
 	for _, durable := range sampledDurables {
 		spec, _ := contracts.ConsumerFor(durable)

@@ -144,6 +144,10 @@ func begin(ctx context.Context, f *fleet.Fleet, probe *busProbe) (phase, error) 
 	if err != nil {
 		return phase{}, err
 	}
+	// A stage started since (a replica, a restart) provisioned its durables again, which clears sampling.
+	if err := sampleAcks(ctx, probe.js); err != nil {
+		return phase{}, err
+	}
 	log, err := probe.watchDeliveries()
 	return phase{bus: b, api: counts(ctx, f), cpu: cpuTimes(f), startedAt: time.Now(), log: log}, err
 }

@@ -65,9 +65,6 @@ func startBench(ctx context.Context, rawN int) (b *bench, err error) {
 		return b, err
 	}
 	b.js = b.probe.js
-	if err := sampleAcks(ctx, b.js); err != nil {
-		return b, err
-	}
 	b.r = &report{}
 	b.r.add("| measure | value |")
 	b.r.add("|---|---|")
