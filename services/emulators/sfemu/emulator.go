@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -79,6 +80,7 @@ type Emulator struct {
 	opts   Options
 	log    *slog.Logger
 	now    func() time.Time
+	ahead  atomic.Int64 // how far AdvanceClock moved the clock, in nanoseconds
 	mu     sync.Mutex
 	st     *store
 	orgID  string
@@ -132,8 +134,9 @@ func New(opts Options) (*Emulator, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	e := &Emulator{opts: opts, log: log, now: time.Now, sessions: map[string]session{}, counts: map[string]int{},
+	e := &Emulator{opts: opts, log: log, sessions: map[string]session{}, counts: map[string]int{},
 		cursors: map[string]*cursor{}}
+	e.now = func() time.Time { return time.Now().Add(time.Duration(e.ahead.Load())) }
 	e.st = newStore(sch, func() time.Time { return e.now() })
 	e.st.currency = opts.Currency
 	e.orgID = newID("00D", 1)
@@ -216,6 +219,13 @@ func (e *Emulator) SetLatency(d time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.faults.latency = d
+}
+
+// AdvanceClock moves the org's clock forward by d, for a test that needs time to pass without waiting
+// for it (a long outage): the stamps of later writes, the commit times of their change events, session
+// lifetimes and the event retention all follow it.
+func (e *Emulator) AdvanceClock(d time.Duration) {
+	e.ahead.Add(int64(d))
 }
 
 // FailNextCalls makes the next n API calls fail with 500 UNKNOWN_EXCEPTION.

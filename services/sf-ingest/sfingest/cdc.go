@@ -186,6 +186,7 @@ type CDC struct {
 	// sellers holds, per record, the commit time of the newest change not made by cosell (reread).
 	sellers map[string]time.Time
 	swept   time.Time
+	cov     *coverage // what the events handled, for the backstop poll (backstop.go); set by Run
 }
 
 // stamps change with every write; a write that changed only them changed nothing a snapshot shows.
@@ -213,10 +214,10 @@ func (c *CDC) learnSyncedFields() {
 // (cosell's write decided on a Microsoft seller's edit before the mapper saw the Salesforce one), and only a
 // re-read tells the mapper that cosell's value is the one Salesforce kept: dropping it left the pair
 // diverged until the backstop poll (TestChaosShort in CDC mode; TestCDCOwnWriteAfterASellersChangeIsReread).
-// Past the interval the backstop poll reads the record anyway. A record cosell creates nobody else can
-// have changed before.
+// Past the interval the backstop poll reads the record anyway (such a drop holds the backstop's coverage
+// back until it has: backstop.go). A record cosell creates nobody else can have changed before.
 func (c *CDC) reread(h sfpubsub.Header) bool {
-	fields, simple := c.synced[h.EntityName]
+	_, simple := c.synced[h.EntityName]
 	switch {
 	case !simple:
 		return true
@@ -225,20 +226,24 @@ func (c *CDC) reread(h sfpubsub.Header) bool {
 	case h.ChangeType != "UPDATE":
 		return true
 	}
-	shows := false
-	for _, f := range h.ChangedFields {
-		if f = strings.ToLower(f); fields[f] && !stamps[f] {
-			shows = true
-			break
-		}
-	}
-	if !shows {
+	if !c.changesSynced(h) {
 		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, id := range h.RecordIDs {
 		if at, ok := c.sellers[id]; ok && h.CommitTimestamp.Sub(at) <= c.Config.Backstop {
+			return true
+		}
+	}
+	return false
+}
+
+// changesSynced reports whether an update changed a field the mapping syncs (not only the stamps).
+func (c *CDC) changesSynced(h sfpubsub.Header) bool {
+	fields := c.synced[h.EntityName]
+	for _, f := range h.ChangedFields {
+		if f = strings.ToLower(f); fields[f] && !stamps[f] {
 			return true
 		}
 	}
@@ -297,6 +302,9 @@ func (c *CDC) Run(ctx context.Context) error {
 		return err
 	}
 	c.learnSyncedFields()
+	if err := c.coverBackstop(ctx); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make(chan error, len(c.Config.Channels)+1)
@@ -330,6 +338,7 @@ func (c *CDC) subscribe(ctx context.Context, channel string) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		c.cov.failed(channel)
 		if time.Since(began) > most {
 			backoff = first
 		}
@@ -380,6 +389,7 @@ func (c *CDC) follow(ctx context.Context, channel string) error {
 			if err := c.handle(ctx, b); err != nil {
 				return err
 			}
+			c.cov.handled(channel, b.Events, c.fullBatch(len(b.Events)))
 			if len(b.LatestID) == 0 || len(b.Events) == 0 && start.Preset == pubsubpb.ReplayPreset_CUSTOM &&
 				slices.Equal(b.LatestID, start.ReplayID) {
 				return nil
@@ -436,10 +446,14 @@ func (c *CDC) handle(ctx context.Context, b sfpubsub.Batch) error {
 		return nil
 	}
 	work := newBurst()
+	unread := map[string]time.Time{} // object -> oldest own write of a synced field dropped unread
 	for _, ev := range b.Events {
 		ours, dropped := work.add(ev, c.Config.OwnClient, c.reread)
 		if !ours {
 			c.sellerChanged(ev.Header)
+		}
+		if dropped {
+			c.noteUnread(unread, ev.Header)
 		}
 		c.count(func(s *CDCStats) {
 			s.Events++
@@ -452,6 +466,9 @@ func (c *CDC) handle(ctx context.Context, b sfpubsub.Batch) error {
 				s.OwnReads++
 			}
 		})
+	}
+	if err := c.cov.hold(ctx, unread); err != nil {
+		return err
 	}
 	if work.overflow {
 		if err := c.catchUp(ctx, "GAP_OVERFLOW", "Salesforce could not publish every change"); err != nil {

@@ -72,6 +72,7 @@ type Ingest struct {
 	Leads bool
 
 	sel observed.Selection // the snapshot's field list fitted to the org, set by Describe
+	cov *coverage          // what the change events handled (backstop.go); nil when polling only
 
 	mu   sync.Mutex
 	last map[string][sha256.Size]byte // Opportunity id → content of the last snapshot the poller published
@@ -121,7 +122,9 @@ func (in *Ingest) runPoller(ctx context.Context, interval time.Duration, now boo
 		}
 	}
 	for {
-		if _, err := in.Poll(ctx); err != nil && ctx.Err() == nil {
+		if in.cov.replaying() {
+			in.Log.Info("backstop poll waits: a change data capture subscription is replaying a backlog")
+		} else if _, err := in.Poll(ctx); err != nil && ctx.Err() == nil {
 			in.Log.Warn("poll failed; will try again", "err", err)
 		}
 		select {
@@ -134,8 +137,9 @@ func (in *Ingest) runPoller(ctx context.Context, interval time.Duration, now boo
 
 // stream is one polled query: its keyset position and whether it has more rows.
 type stream struct {
-	object, parentField string // "" parentField: the Opportunity query itself
-	after               string // keyset condition continuing after the last row read
+	object, parentField string    // "" parentField: the Opportunity query itself
+	from                time.Time // where it reads from (the watermark's, or later: coverage.plan)
+	after               string    // keyset condition continuing after the last row read
 	last                time.Time
 	done                bool
 }
@@ -158,6 +162,7 @@ func (in *Ingest) Poll(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	from := wm.From(in.Config.Overlap)
+	plan := in.cov.plan(from, in.Config.Overlap)
 	streams := []*stream{{object: sf.ObjectOpportunity}}
 	if in.Leads {
 		streams = append(streams, &stream{object: sf.ObjectLead})
@@ -165,10 +170,13 @@ func (in *Ingest) Poll(ctx context.Context) (int, error) {
 	for _, c := range children {
 		streams = append(streams, &stream{object: c.object, parentField: c.parentField})
 	}
+	for _, s := range streams {
+		s.from = plan.fromFor(s.object, from)
+	}
 	published := 0
 	newest := wm.At
 	for {
-		n, seen, err := in.round(ctx, streams, from)
+		n, seen, err := in.round(ctx, streams)
 		published += n
 		if err != nil {
 			return published, err
@@ -190,7 +198,7 @@ func (in *Ingest) Poll(ctx context.Context) (int, error) {
 			return published, err
 		}
 		if allDone {
-			return published, nil
+			return published, in.cov.polled(ctx, plan)
 		}
 		if ctx.Err() != nil {
 			return published, ctx.Err()
@@ -200,7 +208,7 @@ func (in *Ingest) Poll(ctx context.Context) (int, error) {
 
 // round reads one page of every unfinished query in one Composite call, re-reads the parents of changed
 // children, and publishes the snapshots. It returns the newest stamp read.
-func (in *Ingest) round(ctx context.Context, streams []*stream, from time.Time) (int, time.Time, error) {
+func (in *Ingest) round(ctx context.Context, streams []*stream) (int, time.Time, error) {
 	n := in.pageSize()
 	var reqs []sfapi.Subrequest
 	var active []*stream
@@ -212,8 +220,8 @@ func (in *Ingest) round(ctx context.Context, streams []*stream, from time.Time) 
 		if s.parentField == "" {
 			where = append(where, observed.Synced)
 		}
-		if !from.IsZero() {
-			where = append(where, sf.FieldSystemModstamp+" >= "+sfapi.FormatTime(from))
+		if !s.from.IsZero() {
+			where = append(where, sf.FieldSystemModstamp+" >= "+sfapi.FormatTime(s.from))
 		}
 		if s.after != "" {
 			where = append(where, s.after)
