@@ -11,9 +11,13 @@ package main
 //     outcome), and Salesforce calls per 1,000 changes;
 //   - Partner Center → Salesforce at the same rate (the "trickle" row of the poller's table): Salesforce
 //     calls per 1,000 changes, now that sf-ingest no longer polls to see cosell's own writes;
-//   - an sf-ingest outage: kill -9, a backlog of changes while it is down, a restart: the catch-up from the
-//     stored replay id, its time, Salesforce calls per 1,000 changes, that every final value arrived and
-//     that no snapshot came from a REST scan.
+//   - an sf-ingest outage: kill -9, a backlog of changes while it is down (made as fast as the emulator
+//     takes them, or with -outage-for spread over that long: the issue's 10 minutes), a restart: the
+//     catch-up from the stored replay id, its time, Salesforce calls by endpoint, that every final value
+//     arrived, and where the snapshots came from: change events, or a REST scan (a published snapshot
+//     read by a poll; and any query filtering on SystemModstamp, a catch-up's or the backstop's, counted by
+//     the emulator with the rows it matched). After a long outage it also waits for the first backstop
+//     poll after the catch-up and counts what it read.
 
 import (
 	"context"
@@ -27,6 +31,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/emulators/sfemu"
 	"github.com/cosell-dev/cosell/services/internal/harness/fleet"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 )
@@ -35,6 +40,7 @@ import (
 type cdcOptions struct {
 	n, rate, outage int
 	dur, idle       time.Duration
+	outageFor       time.Duration // 0: the outage's changes as fast as they go
 	raw             int
 }
 
@@ -109,7 +115,12 @@ func runCDC(ctx context.Context, o cdcOptions) (err error) {
 		return err
 	}
 	down := time.Now()
-	final, err := backlogEdits(ctx, f, opps, o.outage)
+	var final map[string]float64
+	if o.outageFor > 0 {
+		final, err = spreadEdits(ctx, f, opps, o.outage, o.outageFor)
+	} else {
+		final, err = backlogEdits(ctx, f, opps, o.outage)
+	}
 	if err != nil {
 		return err
 	}
@@ -125,6 +136,7 @@ func runCDC(ctx context.Context, o cdcOptions) (err error) {
 		return err
 	}
 	caught := time.Since(ph.startedAt)
+	atFinal := counts(ctx, f)
 	if _, err := quiet(ctx, js, f); err != nil {
 		return err
 	}
@@ -135,9 +147,31 @@ func runCDC(ctx context.Context, o cdcOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	r.add("| sf-ingest killed (-9) while %d changes to %d Opportunities were made (%s), then restarted: every final value in Partner Center after | %s (%d snapshots from change events, %d from a REST scan) |",
-		o.outage, len(opps), made.Round(time.Millisecond), caught.Round(time.Millisecond), viaCDC, viaPoll)
-	r.add("| … Salesforce calls per 1,000 changes (catch-up backlog) | %.1f %s|", per1000(m.to.sfAPI()-m.from.sfAPI(), o.outage), sfEndpoints(m.from, m.to))
+	r.add("| sf-ingest killed (-9) while %d changes to %d Opportunities were made over %s (down %s in all), then restarted: every final value in Partner Center after | %s (%d snapshots from change events, %d from a REST scan; %s) |",
+		o.outage, len(opps), made.Round(time.Millisecond), time.Since(down).Round(time.Second), caught.Round(time.Millisecond), viaCDC, viaPoll, scans(ph.api, atFinal))
+	r.add("| … Salesforce calls per 1,000 changes (catch-up backlog, until quiet) | %.1f %s|", per1000(m.to.sfAPI()-m.from.sfAPI(), o.outage), sfEndpoints(m.from, m.to))
+	if o.outageFor > 0 {
+		// The first backstop poll after the catch-up: its interval runs from sf-ingest's start.
+		backstop, err := time.ParseDuration(envValue("COSELL_SF_BACKSTOP_INTERVAL", "5m"))
+		if err != nil {
+			return err
+		}
+		from := counts(ctx, f)
+		if err := waitScan(ctx, f, from, backstop+time.Minute); err != nil {
+			return err
+		}
+		if _, err := quiet(ctx, js, f); err != nil {
+			return err
+		}
+		to := counts(ctx, f)
+		_, polled, err := snapshotsSince(ctx, js, ph.startedAt)
+		if err != nil {
+			return err
+		}
+		r.add("| … the first backstop poll after the catch-up (%s after the restart): what it read | %s; %d snapshots from a REST scan since the restart %s|",
+			time.Since(ph.startedAt).Round(time.Second), scans(from, to), polled, sfEndpoints(from, to))
+		viaPoll = polled
+	}
 	r.add("")
 	r.add("Machine: %d cores (%s/%s), Go %s, %s, load average before the run %s. Command: `go run ./services/bench %s`.",
 		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), time.Now().UTC().Format("2006-01-02"), loadBefore, strings.Join(os.Args[1:], " "))
@@ -145,6 +179,9 @@ func runCDC(ctx context.Context, o cdcOptions) (err error) {
 	fmt.Println(strings.Join(r.lines, "\n"))
 	if viaPoll > 0 {
 		return fmt.Errorf("the catch-up read %d snapshots by a REST scan, want none", viaPoll)
+	}
+	if rows := atFinal.sf[sfemu.ScanRowsCount] - ph.api.sf[sfemu.ScanRowsCount]; rows > 0 {
+		return fmt.Errorf("the catch-up read %d rows by SystemModstamp, want none", rows)
 	}
 	return nil
 }
@@ -252,6 +289,47 @@ func backlogEdits(ctx context.Context, f *fleet.Fleet, ids []string, n int) (map
 		return nil
 	})
 	return final, err
+}
+
+// spreadEdits makes n Amount changes round-robin over ids spread evenly over d (one at a time, each at its
+// moment: the outage's changes come as a seller's trickle, not as one burst); it returns each
+// Opportunity's final Amount.
+func spreadEdits(ctx context.Context, f *fleet.Fleet, ids []string, n int, d time.Duration) (map[string]float64, error) {
+	final := map[string]float64{}
+	began := time.Now()
+	for i := range n {
+		fleet.Pause(ctx, time.Until(began.Add(d*time.Duration(i)/time.Duration(n))))
+		if err := ctx.Err(); err != nil {
+			return final, err
+		}
+		id, amount := ids[i%len(ids)], 90000+i
+		if err := fleet.SendJSON(ctx, "PATCH", f.SFURL()+"/_emulator/sobjects/Opportunity/"+id, map[string]any{"Amount": amount}, nil); err != nil {
+			return final, err
+		}
+		final[id] = float64(amount)
+	}
+	fleet.Pause(ctx, time.Until(began.Add(d)))
+	return final, ctx.Err()
+}
+
+// scans says what the queries filtering on SystemModstamp (a REST scan: a catch-up's, a backstop poll's)
+// read between two counts of the Salesforce emulator.
+func scans(a, b snapshot) string {
+	return fmt.Sprintf("SystemModstamp queries %d, rows %d", b.sf[sfemu.ScanCount]-a.sf[sfemu.ScanCount], b.sf[sfemu.ScanRowsCount]-a.sf[sfemu.ScanRowsCount])
+}
+
+// waitScan waits until a query filtering on SystemModstamp has run since from (a backstop poll).
+func waitScan(ctx context.Context, f *fleet.Fleet, from snapshot, within time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	for counts(ctx, f).sf[sfemu.ScanCount] == from.sf[sfemu.ScanCount] {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no backstop poll within %s: %w", within, ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
+	return nil
 }
 
 // waitFinal polls Partner Center until every Opportunity's referral holds its final Amount as deal value.
