@@ -55,8 +55,11 @@ type role struct {
 	kvWrite, kvRead []string
 	// kvList are buckets whose keys the stage lists (a KV watch: an ordered push consumer).
 	kvList []string
-	// streamReads are streams the stage reads with ephemeral ordered consumers (the auditor's timeline).
+	// streamReads are streams the stage reads with ephemeral ordered consumers (the auditor's dead letters).
 	streamReads []string
+	// subjectReads are streams whose subjects the stage reads one at a time without a consumer: batched
+	// direct gets, and the leader's message get for a subject's last sequence (the auditor's timelines).
+	subjectReads []string
 	// streamInfo are streams whose info (depth) the stage reads.
 	streamInfo []string
 	// allLag: the stage reads every durable's info (the auditor's status page shows the lag of each).
@@ -102,16 +105,18 @@ func roles() []role {
 		{stage: contracts.StageSFWriter, publishes: []string{contracts.SubjectOpportunityWritten, contracts.SubjectOpportunityFailed},
 			kvWrite: []string{contracts.BucketApplied}},
 		// The auditor puts its own decisions on the audit trail and writes the Audit field summary back
-		// through sf-writer; it reads timelines, dead letters and outcomes with ordered consumers and every
-		// stream's and durable's info for its lag metrics. The status page's operators (signed in, the
+		// through sf-writer; it reads timelines one subject at a time with direct gets (and through an
+		// ordered consumer when a follower was behind), dead letters and outcomes with ordered consumers,
+		// and every stream's and durable's info for its lag metrics. The status page's operators (signed in, the
 		// operator role, audited with their name) re-drive and purge dead letters through it, so it may
 		// publish a parked message again on any event subject and delete from the dead-letter stream.
 		{stage: contracts.StageAuditor, redrive: true,
-			publishes:   []string{contracts.SubjectAudit, contracts.SubjectOpportunityRequested},
-			kvRead:      []string{contracts.BucketLinks},
-			kvList:      []string{contracts.BucketLinks},
-			streamReads: []string{contracts.StreamAudit, contracts.StreamDeadLetter, contracts.StreamOutcomes},
-			streamInfo:  streamNames(),
+			publishes:    []string{contracts.SubjectAudit, contracts.SubjectOpportunityRequested},
+			kvRead:       []string{contracts.BucketLinks},
+			kvList:       []string{contracts.BucketLinks},
+			streamReads:  []string{contracts.StreamAudit, contracts.StreamDeadLetter, contracts.StreamOutcomes},
+			subjectReads: []string{contracts.StreamAudit},
+			streamInfo:   streamNames(),
 			// the command behind an outcome, for the end-to-end sync latency
 			lastOf: []string{contracts.SubjectReferralRequested, contracts.SubjectOpportunityRequested},
 			allLag: true},
@@ -172,6 +177,11 @@ func (r role) user() User {
 		pub.add("$JS.API.CONSUMER.DELETE." + s + ".>")
 		pub.add("$JS.API.CONSUMER.INFO." + s + ".>")
 		pub.add("$JS.API.CONSUMER.MSG.NEXT." + s + ".>")
+	}
+	for _, s := range r.subjectReads {
+		pub.add("$JS.API.STREAM.INFO." + s)
+		pub.add("$JS.API.DIRECT.GET." + s)
+		pub.add("$JS.API.STREAM.MSG.GET." + s)
 	}
 	deny := set{}
 	for _, s := range r.streamReads {

@@ -2,8 +2,9 @@
 // counts, the most recent entries and an hour of lag and throughput samples, writes a short Audit summary
 // back to each linked Opportunity through sf-writer, and serves the status API and page.
 //
-// The durable per-link timeline is the audit stream itself (one subject per link), read back on demand,
-// so nothing is lost when the auditor restarts. Dead letters are put on their link's timeline by the
+// The durable per-link timeline is the audit stream itself (one subject per link), so nothing is lost when
+// the auditor restarts; recent timelines are kept in memory and brought up to date from the stream with
+// one request before each use (timelines.go). Dead letters are put on their link's timeline by the
 // auditor, so a timeline shows every decision, failure and parked message of a record in one place.
 package auditor
 
@@ -36,6 +37,12 @@ type Options struct {
 	SampleEvery time.Duration
 	// History is how far back the charts go (default 1h).
 	History time.Duration
+	// TimelineBytes is the memory the recent timelines may hold (default 16 MiB; negative: none is kept,
+	// every timeline is read from the stream).
+	TimelineBytes int
+	// TimelineEntries is the most decisions a link's cached timeline holds (default 500); a longer one is
+	// read from the stream each time.
+	TimelineEntries int
 }
 
 func (o Options) withDefaults() Options {
@@ -47,6 +54,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.History <= 0 {
 		o.History = time.Hour
+	}
+	if o.TimelineBytes == 0 {
+		o.TimelineBytes = 16 << 20
+	}
+	if o.TimelineEntries <= 0 {
+		o.TimelineEntries = 500
 	}
 	return o
 }
@@ -74,6 +87,9 @@ type Auditor struct {
 	counts  map[string]int
 	summary *summaries
 	history *history
+
+	tlOnce sync.Once
+	tl     *timelines
 }
 
 // New builds the auditor on a connected bus.
@@ -96,9 +112,10 @@ func New(ctx context.Context, bus *platform.Bus, log *slog.Logger) (*Auditor, er
 }
 
 // Register adds the auditor's collectors to reg: consumer lag, stream and dead-letter depth (read from
-// JetStream at scrape time), end-to-end sync latency and the Audit write-backs.
+// JetStream at scrape time), end-to-end sync latency, the Audit write-backs and the timeline cache.
 func (a *Auditor) Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{platform.NewLagCollector(a.Bus), a.syncLatency, a.summaries} {
+	cs := append([]prometheus.Collector{platform.NewLagCollector(a.Bus), a.syncLatency, a.summaries}, a.timelines().collectors()...)
+	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("auditor metrics: %w", err)
 		}
@@ -147,6 +164,7 @@ func (a *Auditor) Handle(ctx context.Context, e platform.Event) error {
 	if err != nil {
 		return platform.Permanent(err)
 	}
+	a.timelines().feed(d.LinkID, platform.StreamSeq(ctx), e.ID(), []contracts.Decision{d}, len(e.Data()))
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.counts == nil {
@@ -287,30 +305,6 @@ func (a *Auditor) Lookup(ctx context.Context, id string) (Record, error) {
 		}
 	}
 	return Record{}, fmt.Errorf("%w and no timeline for %q", ErrNoLink, id)
-}
-
-// Timeline reads a link's audited decisions, oldest first, from the audit stream. A decision stored twice
-// (a replay outside the server's duplicate window) is shown once.
-func (a *Auditor) Timeline(ctx context.Context, linkID string) ([]contracts.Decision, error) {
-	var out []contracts.Decision
-	seen := map[string]bool{}
-	err := a.Bus.Read(ctx, contracts.StreamAudit, func(m platform.Stored) error {
-		if id := m.Header.Get("ce-id"); id != "" {
-			if seen[id] {
-				return nil
-			}
-			seen[id] = true
-		}
-		var d contracts.Decision
-		if json.Unmarshal(m.Data, &d) == nil {
-			out = append(out, d)
-		}
-		return nil
-	}, platform.Subjects(contracts.Subject(contracts.SubjectAudit, linkID)))
-	if err != nil {
-		return out, fmt.Errorf("timeline of %s: %w", linkID, err)
-	}
-	return out, nil
 }
 
 // publishDecision puts a decision the auditor makes itself (a dead letter, a re-drive) on the audit stream.

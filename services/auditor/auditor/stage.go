@@ -17,6 +17,9 @@ type StageConfig struct {
 	SummaryEntries int           `env:"COSELL_AUDIT_SUMMARY_ENTRIES" default:"10" help:"timeline entries shown in the Audit field"`
 	SampleEvery    time.Duration `env:"COSELL_AUDIT_SAMPLE_INTERVAL" default:"10s" help:"how often lag and throughput are sampled for the charts"`
 	History        time.Duration `env:"COSELL_AUDIT_HISTORY" default:"1h" help:"how far back the status page's charts go"`
+	// TimelineCacheMiB and TimelineCacheEntries bound the recent timelines kept in memory (timelines.go).
+	TimelineCacheMiB     int `env:"COSELL_AUDIT_TIMELINE_CACHE_MIB" default:"16" help:"memory for the recent timelines the Audit summaries, the status page and links get are served from, in MiB (each brought up to date from the audit stream with one request); 0 keeps none: every timeline is read from the stream"`
+	TimelineCacheEntries int `env:"COSELL_AUDIT_TIMELINE_CACHE_ENTRIES" default:"500" help:"the most decisions one link's cached timeline holds; a longer timeline is read from the audit stream each time"`
 	// ReferralURL and OpportunityURL link each record on the status page to its side.
 	ReferralURL    string `env:"COSELL_STATUS_REFERRAL_URL" help:"the status page's link to a referral in Partner Center, %s = the referral id; empty = the mapping's referralLink (https://partner.microsoft.com/dashboard/referrals/v2/leads/%s)"`
 	OpportunityURL string `env:"COSELL_STATUS_OPPORTUNITY_URL" help:"the status page's link to an Opportunity in Salesforce, %s = its id, e.g. https://MYDOMAIN.lightning.force.com/lightning/r/Opportunity/%s/view; empty = ids without a link"`
@@ -43,7 +46,11 @@ func build(ctx context.Context, cfg *StageConfig, env *stage.Env) (stage.Runner,
 	if a.Records.ReferralURL == "" {
 		a.Records.ReferralURL = mapping.Default().ReferralLinkFormat
 	}
-	a.Options = Options{SummaryEvery: cfg.SummaryEvery, SummaryEntries: cfg.SummaryEntries, SampleEvery: cfg.SampleEvery, History: cfg.History}
+	a.Options = Options{SummaryEvery: cfg.SummaryEvery, SummaryEntries: cfg.SummaryEntries, SampleEvery: cfg.SampleEvery, History: cfg.History,
+		TimelineBytes: cfg.TimelineCacheMiB << 20, TimelineEntries: cfg.TimelineCacheEntries}
+	if cfg.TimelineCacheMiB <= 0 {
+		a.Options.TimelineBytes = -1
+	}
 	if err := a.Register(env.Registry); err != nil {
 		return nil, err
 	}
