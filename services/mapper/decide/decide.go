@@ -858,7 +858,22 @@ func (m Decider) outcome(link contracts.Link, out contracts.Outcome, now time.Ti
 		return m.redecide(l, out, now)
 	}
 	if answered {
-		// The write is done (or refused): what it carried is no longer under way.
+		// The write is done (or refused): what it carried is no longer under way. Done, the side holds
+		// what it carried: its own snapshot of our write may never come (Change Data Capture drops
+		// cosell's writes from the header), so the side's latest values are ours now, as that snapshot
+		// would have made them, and the next change made on the other side is not taken for a conflict.
+		if out.Status == contracts.OutcomeWritten && len(side.InFlight) > 0 {
+			if side.Latest == nil {
+				side.Latest = map[string]any{}
+			}
+			for k, v := range side.InFlight {
+				if mapping.IsBlank(v) {
+					delete(side.Latest, k)
+				} else {
+					side.Latest[k] = v
+				}
+			}
+		}
 		side.InFlight = nil
 	}
 	if out.Status == contracts.OutcomeFailed {

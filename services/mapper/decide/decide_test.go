@@ -2,6 +2,7 @@ package decide
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -491,5 +492,30 @@ func TestWriteBacksDoNotClearAPartnerCenterError(t *testing.T) {
 		Status: contracts.OutcomeWritten}, t0)
 	if ok.Link.LastError != "" || ok.LinkBack == nil || ok.LinkBack.Data.Fields[sf.FieldSyncStatus] != "✔" {
 		t.Fatalf("a Partner Center write must clear the error and show ✔: %+v %+v", ok.Link.LastError, ok.LinkBack)
+	}
+}
+
+// TestWrittenUpdateIsTheSidesLatest: the snapshot of cosell's own Salesforce write may never come (change
+// events drop cosell's writes), so a written outcome makes what it carried the Opportunity's latest values:
+// Microsoft's next change of the same field is sent as a change, not decided as a conflict.
+func TestWrittenUpdateIsTheSidesLatest(t *testing.T) {
+	m := def()
+	l, r := linked(t, m)
+	l.SF.Latest = m.FromOpportunity(opp("006X", map[string]any{sf.FieldName: r.Name, sf.FieldAmount: 50000.0, sf.FieldCurrencyIsoCode: "USD",
+		sf.FieldCloseDate: "2027-01-31", sf.FieldStageName: "Prospecting", sf.FieldDescription: r.Details.Notes}))
+	l.SF.Seen = ver("s1", 1)
+	for i, value := range []float64{51000, 52000} {
+		v := value
+		r.Details.DealValue = &v
+		res := m.Observe(&l, m.ObserveReferral(fmt.Sprintf("e%d", i), r, ver(fmt.Sprintf("b%d", i), 5+i)), t0)
+		if res.Opp == nil || res.Opp.Data.Fields[sf.FieldAmount] != value || len(res.Decisions) != 1 || res.Decisions[0].Kind != contracts.DecisionApplied {
+			t.Fatalf("change %d: want the amount sent and one applied decision, got %+v", i+1, res.Decisions)
+		}
+		out := m.Outcome(*res.Link, contracts.Outcome{CommandID: res.Opp.ID, LinkID: l.ID, System: contracts.Salesforce,
+			Op: contracts.OpUpdate, Purpose: "sync", Status: contracts.OutcomeWritten}, t0)
+		l = *out.Link
+		if got := l.SF.Latest[mapping.FieldDealValue]; !m.Same(mapping.FieldDealValue, got, value) {
+			t.Fatalf("change %d: the Opportunity's latest amount is %v after the write, want %v", i+1, got, value)
+		}
 	}
 }
