@@ -91,7 +91,7 @@ func printLink(w io.Writer, l *auditor.LinkRecord, tl []contracts.Decision) {
 		fmt.Fprintf(tw, "PAUSED\tSync with Partner Center is off on the Opportunity\n")
 	}
 	if len(l.Outbox) > 0 {
-		fmt.Fprintf(tw, "OUTBOX\t%d message(s) not yet published\n", len(l.Outbox))
+		fmt.Fprintf(tw, "OUTBOX\t%d message(s) of the last decision, kept until the next one (published again only if the mapper stopped before publishing them)\n", len(l.Outbox))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nTIMELINE (%d)\n", len(tl))

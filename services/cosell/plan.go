@@ -241,6 +241,10 @@ func findLink(ctx context.Context, kv jetstream.KeyValue, sys contracts.System, 
 		if k.id == "" {
 			continue
 		}
+		// The side that started a link names it (the mapper keeps no index for it), the other has an index.
+		if l, err := getLink(ctx, kv, contracts.LinkIDFor(k.sys, k.id)); l != nil || err != nil {
+			return l, err
+		}
 		e, err := kv.Get(ctx, contracts.IndexKey(k.sys, k.id))
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue
@@ -250,7 +254,7 @@ func findLink(ctx context.Context, kv jetstream.KeyValue, sys contracts.System, 
 		}
 		return getLink(ctx, kv, string(e.Value()))
 	}
-	return getLink(ctx, kv, contracts.LinkIDFor(sys, id))
+	return nil, nil
 }
 
 func getLink(ctx context.Context, kv jetstream.KeyValue, id string) (*contracts.Link, error) {

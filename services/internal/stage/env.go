@@ -39,9 +39,10 @@ type Env struct {
 	// Consume tunes the stage's consumer loops; zero values take the defaults (the in-process system
 	// shortens the waits so tests run fast).
 	Consume platform.ConsumeOptions
-	// AfterWrite, when set, is called by a writer between its external write and its outcome: the crash
-	// tests stop the pipeline exactly there.
-	AfterWrite func(commandID string)
+	// AfterWrite, when set, is called by a writer between its external write and its outcome, and by the
+	// mapper between its store of a link (with the link id) and the publishing of that link's outbox: the
+	// crash tests stop the pipeline exactly there.
+	AfterWrite func(id string)
 }
 
 // Routes is where a stage mounts HTTP routes.

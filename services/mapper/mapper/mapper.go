@@ -2,10 +2,12 @@
 // decision core (package decide) what to do, keeps the link records in KV with compare-and-set, and
 // publishes the write commands and the audited decisions.
 //
-// Commands and decisions are first written into the link record's outbox, in the same compare-and-set
-// that changes the link, then published, then cleared. A crash anywhere in between leaves them in the
-// outbox, and the next handling of that link publishes them (with the same ids, so the server drops
-// copies): a decision is never lost and never sent without the link state that explains it.
+// One compare-and-set per decision: the link record carries the outbox of the commands and decisions that
+// decision produced, they are published after the store, and the triggering message is acked only after
+// that. The published outbox stays in the record until the next decision's write replaces it; the next
+// handling publishes a stored outbox again (same ids: the server drops the copies inside its duplicate
+// window) only while it may not have been published (see resend). A crash anywhere in between leaves the
+// outbox stored, and a decision is never lost and never sent without the link state that explains it.
 package mapper
 
 import (
@@ -14,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -35,6 +38,15 @@ type Service struct {
 	Now func() time.Time
 	// Consume tunes the consumer loops.
 	Consume platform.ConsumeOptions
+	// AfterStore, when set, is called between a link's store and the publishing of its outbox: the crash
+	// point of the tests.
+	AfterStore func(linkID string)
+
+	// sent remembers, per link, the revision whose outbox this process published, so the next handling
+	// of the link does not publish it again. It is only a shortcut: without it (another replica, a
+	// restart) resend decides from the stream.
+	sentMu sync.Mutex
+	sent   map[string]uint64
 }
 
 // New builds the mapper on a connected bus.
@@ -128,7 +140,8 @@ type OutboxItem struct {
 
 const maxCASAttempts = 16
 
-// update runs one decision under compare-and-set: load, decide, store with the outbox, publish, clear.
+// update runs one decision under compare-and-set: load, publish a stored outbox that may not have been
+// published, decide, store the link with its new outbox (one write), publish it.
 func (s *Service) update(ctx context.Context, load func(context.Context) (*stored, error), decideFn func(*contracts.Link) decide.Result) error {
 	for attempt := 0; attempt < maxCASAttempts; attempt++ {
 		cur, err := load(ctx)
@@ -136,11 +149,11 @@ func (s *Service) update(ctx context.Context, load func(context.Context) (*store
 			return err
 		}
 		if cur != nil && len(cur.Outbox) > 0 {
-			// A previous handling stored a decision and stopped before publishing it.
-			if err := s.flush(ctx, cur); err != nil {
+			// The decision this record holds may have stopped before publishing it: its outbox goes
+			// before anything decided now replaces it.
+			if err := s.resend(ctx, cur); err != nil {
 				return err
 			}
-			continue
 		}
 		var link *contracts.Link
 		if cur != nil {
@@ -168,10 +181,17 @@ func (s *Service) update(ctx context.Context, load func(context.Context) (*store
 			return err
 		}
 		next.rev = rev
+		if s.AfterStore != nil {
+			s.AfterStore(next.ID)
+		}
 		if err := s.index(ctx, next.Link, res.NewIndexes); err != nil {
 			return err
 		}
-		return s.flush(ctx, next)
+		if err := s.publish(ctx, items); err != nil {
+			return err
+		}
+		s.markSent(next.ID, rev)
+		return nil
 	}
 	return fmt.Errorf("mapper: link kept changing under %d attempts; will retry", maxCASAttempts)
 }
@@ -202,17 +222,83 @@ func (s *Service) store(ctx context.Context, st *stored) (uint64, error) {
 	return rev, nil
 }
 
-// flush publishes the outbox, then clears it with compare-and-set (a concurrent change that kept the items
-// will publish them again: same ids, dropped by the server).
-func (s *Service) flush(ctx context.Context, st *stored) error {
+// resendSkew is how much earlier than the record's own time its outbox may have been stored by the
+// stream's clock (the mapper's and the server's clocks differ a little).
+const resendSkew = time.Minute
+
+// resend publishes a stored outbox again when it may not have been published. The decision that stored it
+// published it before its triggering message was acked, so it is unpublished only after a crash (or a
+// lost connection) between the store and the publish; its trigger then comes again after AckWait, or any
+// other event of the link comes first. Either way the next handling of the link publishes it:
+//
+//   - published by this process (the revision it remembers): nothing to do, the hot path;
+//   - stored less than half the duplicate window ago: publish again; had it been published, the server
+//     drops every copy (same Nats-Msg-Id), so nothing is stored twice and a redelivery that comes within
+//     AckWait, at the latest after MaxDeliver back-offs (well inside the window), always lands here;
+//   - older (a stage down past the window, an outage, a replay of the streams much later): the stream
+//     decides, not the clock: the outbox's last item is looked for on its subject since the record was
+//     stored. Found: it was published (items go out in order) and nothing is published twice past the
+//     window. Missing: publish it now.
+func (s *Service) resend(ctx context.Context, st *stored) error {
+	if s.wasSent(st.ID, st.rev) {
+		return nil
+	}
+	window := s.Bus.Config().DuplicateWindow
+	if window <= 0 || s.Now().Sub(st.UpdatedAt) >= window/2 {
+		done, err := s.published(ctx, st)
+		if err != nil {
+			return err
+		}
+		if done {
+			s.markSent(st.ID, st.rev)
+			return nil
+		}
+	}
 	if err := s.publish(ctx, st.Outbox); err != nil {
 		return err
 	}
-	st.Outbox = nil
-	if _, err := s.store(ctx, st); err != nil && !errors.Is(err, errConflict) {
-		return err
-	}
+	s.markSent(st.ID, st.rev)
 	return nil
+}
+
+// published reports whether the last item of a stored outbox is on its stream, stored since the record.
+func (s *Service) published(ctx context.Context, st *stored) (bool, error) {
+	last := st.Outbox[len(st.Outbox)-1]
+	stream := contracts.StreamRequested
+	if last.Type == contracts.TypeDecision {
+		stream = contracts.StreamAudit
+	}
+	found := false
+	err := s.Bus.Read(ctx, stream, func(m platform.Stored) error {
+		if m.Header.Get(jetstream.MsgIDHeader) == last.ID || m.Header.Get("ce-id") == last.ID {
+			found = true
+			return platform.ErrStopReading
+		}
+		return nil
+	}, platform.Subjects(last.Subject), platform.Since(st.UpdatedAt.Add(-resendSkew)))
+	if err != nil {
+		return false, fmt.Errorf("link %s: look for its outbox on %s: %w", st.ID, stream, err)
+	}
+	return found, nil
+}
+
+// sentKeep bounds the memory of published outboxes; past it the memory starts again (resend then asks
+// the stream, or publishes copies the server drops).
+const sentKeep = 1 << 16
+
+func (s *Service) markSent(linkID string, rev uint64) {
+	s.sentMu.Lock()
+	defer s.sentMu.Unlock()
+	if s.sent == nil || len(s.sent) >= sentKeep {
+		s.sent = map[string]uint64{}
+	}
+	s.sent[linkID] = rev
+}
+
+func (s *Service) wasSent(linkID string, rev uint64) bool {
+	s.sentMu.Lock()
+	defer s.sentMu.Unlock()
+	return s.sent[linkID] == rev && rev != 0
 }
 
 func (s *Service) publish(ctx context.Context, items []OutboxItem) error {
@@ -261,10 +347,11 @@ func (s *Service) outbox(res decide.Result) ([]OutboxItem, error) {
 	return items, nil
 }
 
-// index makes each side's id point at the link. Indexes never change once made.
+// index makes each side's id point at the link, except the side that started it: its id names the link
+// (contracts.LinkIDFor), so find needs no index for it. Indexes never change once made.
 func (s *Service) index(ctx context.Context, l contracts.Link, ids map[contracts.System]string) error {
 	for sys, id := range ids {
-		if id == "" {
+		if id == "" || contracts.LinkIDFor(sys, id) == l.ID {
 			continue
 		}
 		_, err := s.Links.Create(ctx, contracts.IndexKey(sys, id), []byte(l.ID))
@@ -275,18 +362,25 @@ func (s *Service) index(ctx context.Context, l contracts.Link, ids map[contracts
 	return nil
 }
 
-// find looks a record's link up: by its own index, by the id of its counterpart, and by the id a link
-// it started would have (in case a crash came between storing the link and its index).
+// find looks a record's link up: by the id a link it started has, by its index (a link the other side
+// started), and the same two ways by the id of its counterpart (the record names its partner before the
+// link's outcome made the index).
 func (s *Service) find(ctx context.Context, sys contracts.System, id, counterpart string) (*stored, error) {
-	if st, err := s.byIndex(ctx, sys, id); st != nil || err != nil {
-		return st, err
-	}
-	if counterpart != "" {
-		if st, err := s.byIndex(ctx, sys.Other(), counterpart); st != nil || err != nil {
+	for _, k := range []struct {
+		sys contracts.System
+		id  string
+	}{{sys, id}, {sys.Other(), counterpart}} {
+		if k.id == "" {
+			continue
+		}
+		if st, err := s.get(ctx, contracts.LinkIDFor(k.sys, k.id)); st != nil || err != nil {
+			return st, err
+		}
+		if st, err := s.byIndex(ctx, k.sys, k.id); st != nil || err != nil {
 			return st, err
 		}
 	}
-	return s.get(ctx, contracts.LinkIDFor(sys, id))
+	return nil, nil
 }
 
 func (s *Service) byIndex(ctx context.Context, sys contracts.System, id string) (*stored, error) {

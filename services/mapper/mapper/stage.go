@@ -31,6 +31,7 @@ func build(ctx context.Context, cfg *StageConfig, env *stage.Env) (stage.Runner,
 		return nil, err
 	}
 	svc.Consume = env.Consume
+	svc.AfterStore = env.AfterWrite
 	svc.Consume.Concurrency = cfg.Concurrent
 	return svc.Run, nil
 }

@@ -84,6 +84,9 @@ type Options struct {
 	Log     *slog.Logger
 	// PCAfterWrite and SFAfterWrite are test hooks called between a writer's external write and its outcome.
 	PCAfterWrite, SFAfterWrite func(commandID string)
+	// MapperAfterStore is a test hook called between the mapper's store of a link and the publishing of
+	// the commands and decisions in its outbox.
+	MapperAfterStore func(linkID string)
 }
 
 // Emulator credentials the stack configures on both sides.
@@ -467,7 +470,8 @@ func (s *Stack) StartPipeline(ctx context.Context) error {
 	mux := http.NewServeMux()
 	reg := prometheus.NewRegistry()
 	mux.Handle("/metrics", promhttp.HandlerFor(prometheus.Gatherers{s.Registry, reg}, promhttp.HandlerOpts{}))
-	hooks := map[string]func(string){contracts.StagePCWriter: s.opts.PCAfterWrite, contracts.StageSFWriter: s.opts.SFAfterWrite}
+	hooks := map[string]func(string){contracts.StagePCWriter: s.opts.PCAfterWrite, contracts.StageSFWriter: s.opts.SFAfterWrite,
+		contracts.StageMapper: s.opts.MapperAfterStore}
 	for _, c := range Components() {
 		name := c.Name()
 		cfg, err := c.Load(s.lookup(name))

@@ -1,0 +1,162 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cosell-dev/cosell/contracts"
+	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
+	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/internal/harness/stack"
+	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
+	"github.com/cosell-dev/cosell/services/internal/testkit/stacktest"
+)
+
+// storedBy reads every stream's (and so every KV bucket's) last sequence: what the server stored so far.
+func storedBy(t *testing.T, bus *platform.Bus) map[string]uint64 {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string]uint64{}
+	names := []string{}
+	for _, st := range contracts.Streams() {
+		names = append(names, st.Name)
+	}
+	for _, b := range contracts.Buckets() {
+		names = append(names, "KV_"+b)
+	}
+	for _, n := range names {
+		info, err := bus.StreamInfo(ctx, n)
+		if err != nil {
+			t.Fatalf("stream %s: %v", n, err)
+		}
+		out[n] = info.State.LastSeq
+	}
+	return out
+}
+
+// deliveredBy reads every durable's deliveries so far (its consumer sequence, redeliveries included).
+func deliveredBy(t *testing.T, bus *platform.Bus) map[string]uint64 {
+	t.Helper()
+	out := map[string]uint64{}
+	for _, c := range contracts.Consumers() {
+		info, err := bus.ConsumerInfo(context.Background(), c.Durable)
+		if err != nil {
+			t.Fatalf("consumer %s: %v", c.Durable, err)
+		}
+		out[c.Durable] = info.Delivered.Consumer
+	}
+	return out
+}
+
+func delta(before, after map[string]uint64) map[string]uint64 {
+	d := map[string]uint64{}
+	for k, v := range after {
+		if v > before[k] {
+			d[k] = v - before[k]
+		}
+	}
+	return d
+}
+
+func render(m map[string]uint64) string {
+	keys := make([]string, 0, len(m))
+	var total uint64
+	for k, v := range m {
+		keys = append(keys, k)
+		total += v
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return fmt.Sprintf("%d: %s", total, strings.Join(parts, ", "))
+}
+
+// TestOneSteadyChangeBusCost counts, from the server's own counters, what one deal-value change made on
+// Partner Center costs the bus on its way to Salesforce once the pair is linked (the steady path of
+// issue 16): stored publishes per stream and bucket, link writes among them, durable deliveries. The
+// counts are deterministic (no timing in them), so a change that adds a write fails here. Salesforce
+// change events carry the Opportunity's changes, as in production (cosell's own writes are dropped from
+// their header); the checkpoint of each change event burst is sf-ingest's and is not counted here.
+func TestOneSteadyChangeBusCost(t *testing.T) {
+	s := start(t, func(o *stack.Options) {
+		o.Vars["COSELL_SF_CDC"] = "on"
+		o.Vars["COSELL_SF_BACKSTOP_INTERVAL"] = "1h"
+	})
+	ctx := context.Background()
+	bus, err := s.Connect(ctx, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.Close()
+	caughtUp := func(what string) {
+		testkit.Eventually(t, 30*time.Second, what, func() (bool, string) { return s.CaughtUp(ctx) })
+	}
+	r, err := s.PC.SellerCreate(stacktest.SellerReferral("Fabrikam steady", 30000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var oppID string
+	testkit.Eventually(t, 30*time.Second, "opportunity created and linked", func() (bool, string) {
+		opps := stacktest.OpportunitiesFor(s, r.ID)
+		if len(opps) != 1 {
+			return false, fmt.Sprintf("%d opportunities", len(opps))
+		}
+		oppID = fmt.Sprint(opps[0]["Id"])
+		return true, ""
+	})
+	caughtUp("the create settled")
+
+	for i, value := range []float64{31000, 32000} {
+		stored, delivered := storedBy(t, bus), deliveredBy(t, bus)
+		v := value
+		if _, err := s.PC.SellerUpdate(r.ID, pc.Referral{Details: &pc.Details{DealValue: &v}}); err != nil {
+			t.Fatal(err)
+		}
+		testkit.Eventually(t, 30*time.Second, "amount updated from Partner Center", func() (bool, string) {
+			o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
+			return o[sf.FieldAmount] == value, fmt.Sprint(o[sf.FieldAmount])
+		})
+		caughtUp("the change settled")
+		cost, got := delta(stored, storedBy(t, bus)), delta(delivered, deliveredBy(t, bus))
+		delete(cost, "KV_"+contracts.BucketCheckpoints) // sf-ingest's change event checkpoints (bursts)
+		delete(cost, "KV_"+contracts.BucketLeases)      // renewed on a clock, not per change
+		t.Logf("change %d: stored publishes %s; durable deliveries %s", i+1, render(cost), render(got))
+		want := map[string]uint64{
+			// The webhook's notification and the referral it names.
+			contracts.StreamObserved: 2,
+			// One compare-and-set per decision: the snapshot's (link + outbox) and the outcome's.
+			"KV_" + contracts.BucketLinks:   2,
+			contracts.StreamRequested:       1,
+			contracts.StreamOutcomes:        1,
+			"KV_" + contracts.BucketApplied: 1,
+			contracts.StreamAudit:           2,
+		}
+		for k, n := range cost {
+			if n > want[k] {
+				t.Errorf("change %d: %s stored %d, want at most %d", i+1, k, n, want[k])
+			}
+		}
+		wantDeliveries := map[string]uint64{
+			contracts.ConsumerPCIngestNotified: 1, contracts.ConsumerMapperObserved: 1, contracts.ConsumerSFWriter: 1,
+			contracts.ConsumerMapperOutcomes: 1, contracts.ConsumerAuditor: 2,
+		}
+		for k, n := range got {
+			if n > wantDeliveries[k] {
+				t.Errorf("change %d: %s delivered %d, want at most %d", i+1, k, n, wantDeliveries[k])
+			}
+		}
+		if t.Failed() {
+			_ = bus.Read(ctx, contracts.StreamAudit, func(m platform.Stored) error {
+				t.Logf("audit entry %d: %s", m.Seq, m.Header.Get("ce-id"))
+				return nil
+			}, platform.FromSeq(stored[contracts.StreamAudit]+1))
+		}
+	}
+}

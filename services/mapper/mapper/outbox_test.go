@@ -1,0 +1,141 @@
+package mapper
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cosell-dev/cosell/contracts"
+	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
+	"github.com/cosell-dev/cosell/services/internal/mapping"
+	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
+	"github.com/cosell-dev/cosell/services/internal/testkit/bustest"
+)
+
+// referralSeen is the observed event of a Microsoft seller's referral at version n.
+func referralSeen(t *testing.T, id string, n int) platform.Event {
+	t.Helper()
+	v := 1000.0 * float64(n)
+	at := time.Date(2026, 11, 1, 12, 0, n, 0, time.UTC)
+	r := pc.Referral{ID: id, Name: "Outbox " + id, Status: pc.StatusNew, ETag: fmt.Sprintf("e%d", n),
+		UpdatedDateTime: at.Format(time.RFC3339Nano),
+		CustomerProfile: &pc.CustomerProfile{Name: "Outbox Customer", Address: &pc.Address{City: "Redmond", PostalCode: "98052", Country: "US"}},
+		Consent:         &pc.Consent{ConsentToToShareInfoWithOthers: true, ConsentToContact: true},
+		Details:         &pc.Details{DealValue: &v, Currency: "USD", ClosingDateTime: "2027-02-15T00:00:00Z"}}
+	ver := contracts.ReferralVersion(r)
+	e, err := platform.NewEvent(contracts.ReferralObservedID(id, ver), contracts.TypeReferralObserved, contracts.StagePCIngest, id,
+		contracts.ReferralObserved{Referral: r, Version: ver, ObservedAt: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// mapperOn is a mapper on bus with a clock of its own, as a process that just started (nothing remembered).
+func mapperOn(t *testing.T, bus *platform.Bus, now time.Time) *Service {
+	t.Helper()
+	m, err := mapping.Load(mapping.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := New(context.Background(), bus, m, testkit.Log())
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Now = func() time.Time { return now }
+	return svc
+}
+
+// outboxOnBus counts what the link's decisions put on the bus: its commands and its audit entries.
+func outboxOnBus(t *testing.T, bus *platform.Bus, linkID string) (commands, decisions int) {
+	t.Helper()
+	return bustest.Count(t, bus, contracts.StreamRequested, contracts.Subject(contracts.SubjectOpportunityRequested, linkID)),
+		bustest.Count(t, bus, contracts.StreamAudit, contracts.Subject(contracts.SubjectAudit, linkID))
+}
+
+// TestCrashBetweenStoreAndPublish stops the mapper right after it stored a decision's link and outbox and
+// before it published them (its connection gone, the triggering message not acked): the redelivery, handled
+// by a mapper that remembers nothing, publishes them, once, whether it comes at once (the copies the
+// server would drop) or after the duplicate window (the stream is asked).
+func TestCrashBetweenStoreAndPublish(t *testing.T) {
+	for _, later := range []time.Duration{time.Second, 2 * time.Hour} {
+		t.Run(fmt.Sprintf("redelivered %s later", later), func(t *testing.T) {
+			bus := bustest.Start(t, bustest.Config(8, 2*time.Second), contracts.StageMapper, nil)
+			ctx := context.Background()
+			now := time.Now().UTC()
+			first := mapperOn(t, bus, now)
+			crashed, crash := context.WithCancel(ctx)
+			first.AfterStore = func(string) { crash() }
+			e := referralSeen(t, "R-crash", 1)
+			linkID := contracts.LinkIDFor(contracts.PartnerCenter, "R-crash")
+			if err := first.HandleObserved(crashed, e); err == nil {
+				t.Fatal("the handling whose publish was cut reported success (its trigger would be acked)")
+			}
+			if c, d := outboxOnBus(t, bus, linkID); c != 0 || d != 0 {
+				t.Fatalf("before the redelivery: %d commands, %d decisions on the bus; want none (the crash came before the publish)", c, d)
+			}
+			st, err := first.get(ctx, linkID)
+			if err != nil || st == nil || len(st.Outbox) == 0 {
+				t.Fatalf("link after the crash: %+v, %v; want it stored with its outbox", st, err)
+			}
+			again := mapperOn(t, bus, now.Add(later))
+			if err := again.HandleObserved(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+			if c, d := outboxOnBus(t, bus, linkID); c != 1 || d != 2 {
+				t.Errorf("after the redelivery: %d commands, %d decisions; want the create once and its decision plus the redelivery's no-change", c, d)
+			}
+		})
+	}
+}
+
+// TestPublishedOutboxNotPublishedAgain: a decision's outbox, published and acked, stays in the link record
+// until the next decision replaces it. A mapper that does not know it was published (a restart, another
+// replica) and handles the link's next change after the duplicate window (where the server would store a
+// copy again) finds it on the stream and publishes nothing twice; inside the window its copies are dropped.
+func TestPublishedOutboxNotPublishedAgain(t *testing.T) {
+	cfg := bustest.Config(8, 2*time.Second)
+	cfg.DuplicateWindow = time.Second
+	bus := bustest.Start(t, cfg, contracts.StageMapper, nil)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	linkID := contracts.LinkIDFor(contracts.PartnerCenter, "R-kept")
+	if err := mapperOn(t, bus, now).HandleObserved(ctx, referralSeen(t, "R-kept", 1)); err != nil {
+		t.Fatal(err)
+	}
+	c0, d0 := outboxOnBus(t, bus, linkID)
+	if c0 != 1 || d0 != 1 {
+		t.Fatalf("first decision: %d commands, %d decisions; want 1 and 1", c0, d0)
+	}
+	// Wait out the server's duplicate window: a copy published now would be stored.
+	probe := 0
+	testkit.Eventually(t, 30*time.Second, "the duplicate window passed", func() (bool, string) {
+		e, err := platform.NewEvent("probe/window", contracts.TypeDecision, contracts.StageMapper, "probe", contracts.Decision{LinkID: "probe"})
+		if err != nil {
+			return false, err.Error()
+		}
+		dup, err := bus.Publish(ctx, contracts.Subject(contracts.SubjectAudit, "probe"), e)
+		if err != nil {
+			return false, err.Error()
+		}
+		probe++
+		return !dup && probe > 1, fmt.Sprintf("%d probes", probe)
+	})
+	later := mapperOn(t, bus, now.Add(time.Hour))
+	if err := later.HandleObserved(ctx, referralSeen(t, "R-kept", 2)); err != nil {
+		t.Fatal(err)
+	}
+	c1, d1 := outboxOnBus(t, bus, linkID)
+	if c1 != c0 || d1 != d0+1 {
+		t.Errorf("next decision past the window: %d commands, %d decisions; want %d and %d (the stored outbox found published, only the new decision)", c1, d1, c0, d0+1)
+	}
+	st, err := later.get(ctx, linkID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Outbox) != 1 || st.Outbox[0].Type != contracts.TypeDecision {
+		t.Errorf("the record's outbox is %d items; want the new decision's one, replacing the old", len(st.Outbox))
+	}
+}
