@@ -62,6 +62,13 @@ func main() {
 	flag.DurationVar(&o.soakEvery, "soak-every", 10*time.Second, "with -soak: how often memory is sampled")
 	flag.IntVar(&o.soakRate, "soak-rate", 0, "with -soak: changes per second (0 = -rate)")
 	pcRate := flag.String("pc-write-rate", "", "COSELL_PC_WRITE_RATE for pc-writer (empty = its default, 10 calls/s; 0 = no limit)")
+	flag.Func("env", "NAME=VALUE added to every stage's environment (repeatable), e.g. -env COSELL_DUPLICATE_WINDOW=2m", func(kv string) error {
+		if name, _, ok := strings.Cut(kv, "="); !ok || !strings.HasPrefix(name, "COSELL_") {
+			return fmt.Errorf("want COSELL_NAME=value, got %q", kv)
+		}
+		userEnv = append(userEnv, kv)
+		return nil
+	})
 	flag.BoolVar(&scale, "scale", true, "also run the mapper and both writers at 1, 2 and 3 replicas (backlogs of n referrals and n/5 Opportunities each) and count duplicates")
 	defaults := flag.Bool("defaults", false, "run the stages with the production defaults of the Salesforce poll and Audit summary intervals instead of the bench's (500ms, 1s)")
 	cdc := flag.Bool("cdc", false, "run the Change Data Capture set instead (cdc.go): idle org, SF → PC latency and calls on change events, PC → SF calls, an sf-ingest outage's catch-up")
@@ -72,6 +79,7 @@ func main() {
 	if !*defaults {
 		extraEnv = append(extraEnv, benchSettings...)
 	}
+	extraEnv = append(extraEnv, userEnv...)
 	calmFor = 2 * time.Second
 	if d, err := time.ParseDuration(envValue("COSELL_AUDIT_SUMMARY_INTERVAL", "30s")); err == nil {
 		calmFor += d
@@ -107,18 +115,23 @@ var benchSettings = []string{"COSELL_SF_POLL_INTERVAL=500ms", "COSELL_AUDIT_SUMM
 // scale runs the replica phase.
 var scale bool
 
-// envValue is a variable's value in extraEnv, or def (its production default).
+// envValue is a variable's value in extraEnv (the last one set, as a process's environment takes it), or
+// def (its production default).
 func envValue(name, def string) string {
+	v := def
 	for _, kv := range extraEnv {
-		if k, v, _ := strings.Cut(kv, "="); k == name {
-			return v
+		if k, val, _ := strings.Cut(kv, "="); k == name {
+			v = val
 		}
 	}
-	return def
+	return v
 }
 
 // extraEnv is added to every stage's environment.
 var extraEnv []string
+
+// userEnv are the -env settings.
+var userEnv []string
 
 type report struct {
 	lines []string
@@ -384,6 +397,14 @@ func (b *bench) steadyPhase(ctx context.Context, refIDs []string, rate int, d, e
 	mem := soak
 	if mem == nil {
 		mem = &memSeries{}
+	} else {
+		mem.stored = func() (int64, error) {
+			ai, err := b.js.AccountInfo(ctx)
+			if err != nil {
+				return 0, err
+			}
+			return int64(ai.Store), nil
+		}
 	}
 	made, err := drive(ctx, f, refIDs, rate, d, every, mem)
 	changes := len(made)

@@ -14,7 +14,13 @@ import (
 type memSeries struct {
 	at  []time.Duration    // since the run started
 	rss map[string][]int64 // process → bytes, one per sample (0 where it could not be read)
+	// stored, when set, is sampled with the processes under storedRow: what the server holds on disk,
+	// to set its memory against.
+	stored func() (int64, error)
 }
+
+// storedRow names the JetStream store's samples in the table.
+const storedRow = "(JetStream store: the account's stored bytes, on disk, not memory)"
 
 // sample reads every process's VmRSS at once and then every `every`, until ctx ends.
 func (s *memSeries) sample(ctx context.Context, f *fleet.Fleet, start time.Time, every time.Duration) {
@@ -39,6 +45,10 @@ func (s *memSeries) sample(ctx context.Context, f *fleet.Fleet, start time.Time,
 			}
 			v, _ := p.RSS()
 			s.rss[name] = append(s.rss[name], v)
+		}
+		if s.stored != nil {
+			v, _ := s.stored()
+			s.rss[storedRow] = append(s.rss[storedRow], v)
 		}
 		select {
 		case <-ctx.Done():
