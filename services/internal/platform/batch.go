@@ -2,6 +2,7 @@ package platform
 
 import (
 	"context"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -15,12 +16,25 @@ type BatchHandler func(ctx context.Context, events []Event) []error
 // available at once, up to opts.Batch: it waits up to opts.MaxWait for the first message and then takes
 // what is already pending without waiting, so a trickle is handled one by one without delay and a backlog
 // in full batches. Each message goes through the same middleware as Consume's and is settled on its own
-// result (ack, nak with delay, dead-letter). Batches run one after another (opts.Concurrency is ignored).
-// On cancel it finishes the batch in hand (within DrainGrace), settles it and returns nil.
+// result (ack, nak with delay, dead-letter). Batches are handled one after another (opts.Concurrency is
+// ignored), but the next batch is fetched as soon as the handler returned: the acks of one batch overlap
+// the handling of the next. On cancel it finishes the batch in hand (within DrainGrace), settles it and
+// returns nil.
 func (b *Bus) ConsumeBatch(ctx context.Context, durable string, h BatchHandler, opts ConsumeOptions) error {
 	opts = opts.withDefaults()
 	opts.Concurrency = 1 // one batch at a time
+	// settling holds a token per batch from its fetch until it is settled: one in the handler, one behind it.
+	settling := make(chan struct{}, 2)
 	return b.consume(ctx, durable, opts, perBatch(h), func(l *consumeLoop, hctx context.Context) error {
+		if !acquire(ctx, settling) {
+			return nil
+		}
+		running := false
+		defer func() {
+			if !running {
+				<-settling
+			}
+		}()
 		msgs, err := fetchAvailable(l.cons, opts)
 		if err != nil {
 			return err
@@ -41,7 +55,15 @@ func (b *Bus) ConsumeBatch(ctx context.Context, durable string, h BatchHandler, 
 			}
 			return nil
 		}
-		l.run(hctx, ds)
+		running = true
+		handled := make(chan struct{})
+		release := sync.OnceFunc(func() { close(handled) })
+		l.inFlight.Add(1)
+		go func() {
+			defer func() { release(); <-settling; l.inFlight.Done() }()
+			l.run(withRelease(hctx, release), ds)
+		}()
+		<-handled
 		return nil
 	})
 }

@@ -152,7 +152,7 @@ func (b *Bus) baseConnOptions() []nats.Option {
 }
 
 func (b *Bus) attach(nc *nats.Conn) (*Bus, error) {
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(asyncAckTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("bus: jetstream: %w", err)

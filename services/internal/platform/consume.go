@@ -12,7 +12,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Handler carries out one event. It returns nil only once its effect is durable; Permanent(err) when
+// Handler carries out one event. It returns nil only once its effect is durable (or published with
+// PublishAsync, which the loop waits for before it acks); Permanent(err) when
 // retrying cannot help; RetryAfter(err, d) to be retried after exactly d; any other error is transient
 // and retried with exponential back-off until the consumer's MaxDeliver, then dead-lettered.
 type Handler func(ctx context.Context, e Event) error
@@ -58,8 +59,8 @@ func RetryAfter(err error, d time.Duration) error {
 type ConsumeOptions struct {
 	// Batch is how many messages one fetch asks for (default 16).
 	Batch int
-	// MaxWait is how long a fetch waits for a full batch (default 2s); it also bounds how quickly the
-	// loop notices a drain.
+	// MaxWait is how long one fetch stays open for messages (default 2s): nothing waits for a batch to
+	// fill, each message is handed on as it arrives; it also bounds how quickly the loop notices a drain.
 	MaxWait time.Duration
 	// BackoffBase is the first transient retry delay, doubled per delivery (default 1s).
 	BackoffBase time.Duration
@@ -128,7 +129,10 @@ type consumeLoop struct {
 // survives the cancel for up to DrainGrace), settles them and returns nil.
 func (b *Bus) Consume(ctx context.Context, durable string, h Handler, opts ConsumeOptions) error {
 	opts = opts.withDefaults()
+	// sem holds a slot per running handler; window one per message from dispatch until it is settled,
+	// so acks (and PublishAsync acks) overlap the next handlers without growing without bound.
 	sem := make(chan struct{}, opts.Concurrency)
+	window := make(chan struct{}, settleWindow(opts))
 	return b.consume(ctx, durable, opts, perEvent(h), func(l *consumeLoop, hctx context.Context) error {
 		batch, err := l.cons.Fetch(opts.Batch, jetstream.FetchMaxWait(opts.MaxWait))
 		if err != nil {
@@ -140,26 +144,16 @@ func (b *Bus) Consume(ctx context.Context, durable string, h Handler, opts Consu
 			if !ok {
 				continue
 			}
-			acquired := false
-			if ctx.Err() == nil {
-				select {
-				case sem <- struct{}{}:
-					acquired = true
-				case <-ctx.Done():
-				}
-			}
-			if ctx.Err() != nil {
+			if !acquire(ctx, window, sem) {
 				// Draining: hand back what has not started, so another replica takes it now.
-				if acquired {
-					<-sem
-				}
 				l.handBack(d)
 				continue
 			}
 			l.inFlight.Add(1)
 			go func() {
-				defer func() { <-sem; l.inFlight.Done() }()
-				l.run(hctx, []*delivery{d})
+				release := sync.OnceFunc(func() { <-sem })
+				defer func() { release(); <-window; l.inFlight.Done() }()
+				l.run(withRelease(hctx, release), []*delivery{d})
 			}()
 		}
 		if err := batch.Error(); err != nil && ctx.Err() == nil &&
@@ -168,6 +162,28 @@ func (b *Bus) Consume(ctx context.Context, durable string, h Handler, opts Consu
 		}
 		return nil
 	})
+}
+
+// settleWindow is how many messages one loop keeps between dispatch and settlement: the running handlers
+// and, behind them, those waiting for their acks.
+func settleWindow(opts ConsumeOptions) int { return max(4*opts.Concurrency, 2*opts.Batch) }
+
+// acquire takes a slot in each of sems in turn, unless ctx ends first (then it holds none and reports false).
+func acquire(ctx context.Context, sems ...chan struct{}) bool {
+	for i, sem := range sems {
+		if ctx.Err() == nil {
+			select {
+			case sem <- struct{}{}:
+				continue
+			case <-ctx.Done():
+			}
+		}
+		for _, held := range sems[:i] {
+			<-held
+		}
+		return false
+	}
+	return true
 }
 
 // consume is the one loop under Consume and ConsumeBatch: it binds the durable, wraps handler in the

@@ -9,7 +9,13 @@
 // exponential back-off. The consumer loop acks, naks with delay or dead-letters accordingly, so business
 // code never holds a JetStream message. Decoding, tracing, metrics, panic recovery and dead-lettering are
 // middleware the loop wraps around every handler once (see middleware.go), for single events (Consume) and
-// batches (ConsumeBatch) alike.
+// batches (ConsumeBatch) alike. Nothing after a handler holds its slot: acks, dead letters and the acks of
+// the handler's PublishAsync calls overlap the next message's handling, and the message is acked only once
+// those publishes are stored.
+//
+// Publish waits for the stream's ack; PublishAll sends several events with their acks in flight together
+// (in order on one connection) and waits for all; PublishAsync, from a handler, waits for none (the consumer
+// loop does, before it acks); PutAll is PublishAll's KV put.
 //
 // ReadStream (Bus.Read) reads a stream, or a subject filter of it, to its end without consuming it: for
 // timelines, counts, plans and checks.

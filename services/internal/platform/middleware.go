@@ -25,13 +25,16 @@ import (
 //	measure     cosell_events_handled_total and cosell_handler_duration_seconds by final outcome
 //	deadLetter  park Permanent failures and last deliveries in the dead-letter stream
 //	decode      the CloudEvent out of the message; undecodable data is Permanent
+//	published   frees the handler's slot, then waits for the acks of the handler's PublishAsync calls
 //	traced      one consumer span per event, a child of the event's traceparent
 //	recovered   a handler panic becomes a transient failure
 //	handler     the stage's Handler (once per event) or BatchHandler (once per group)
 //
 // The order is forced by what each piece must see: measure wraps deadLetter to label an outcome
 // dead_letter only once it is parked; deadLetter wraps decode because undecodable messages are parked too;
-// traced sits inside decode because a span needs the event.
+// traced sits inside decode because a span needs the event; published sits right outside the handler's
+// pieces, so the slot is free as soon as the handler returned and everything after it (its publishes'
+// acks, a dead letter, the ack) overlaps the next message's handling.
 
 // delivery is one message on its way through the chain.
 type delivery struct {
@@ -40,8 +43,10 @@ type delivery struct {
 	log  *slog.Logger
 	// stopKeepAlive ends the InProgress ticks started when the message was received.
 	stopKeepAlive func()
-	// ctx is the handler's context for this one event (logger, span); set by decode.
-	ctx   context.Context
+	// ctx is the handler's context for this one event (logger, span, its PublishAsync window); set by decode.
+	ctx context.Context
+	// pubs are the handler's PublishAsync calls for this event, waited for before it is acked.
+	pubs  *deliveryPubs
 	event Event
 	// err is the result the message is settled on.
 	err error
@@ -63,7 +68,7 @@ func chain(h step, mws ...middleware) step {
 
 // pipeline is the loop's whole chain around handler.
 func (l *consumeLoop) pipeline(handler step) step {
-	return chain(handler, l.settle, l.measure, l.deadLetter, l.decode, l.traced, l.recovered)
+	return chain(handler, l.settle, l.measure, l.deadLetter, l.decode, l.published, l.traced, l.recovered)
 }
 
 // afterward runs next, then fn for every delivery, side by side when there are several (a batch's acks
@@ -218,11 +223,40 @@ func (l *consumeLoop) decode(next step) step {
 			}
 			d.event = e
 			d.log = d.log.With("event_id", e.ID(), "event_type", e.Type())
+			d.pubs = &deliveryPubs{w: pubWindow{b: l.b}}
 			d.ctx = context.WithValue(WithLogger(ctx, d.log), streamSeqKey{}, d.meta.Sequence.Stream)
+			d.ctx = context.WithValue(d.ctx, deliveryPubsKey{}, d.pubs)
 			ok = append(ok, d)
 		}
 		if len(ok) > 0 {
 			next(ctx, ok)
+		}
+	}
+}
+
+type releaseKey struct{}
+
+// withRelease gives a group's chain the function that frees its handler slot (Consume's concurrency,
+// ConsumeBatch's next fetch); published calls it once the handler returned.
+func withRelease(ctx context.Context, release func()) context.Context {
+	return context.WithValue(ctx, releaseKey{}, release)
+}
+
+// published frees the group's handler slot as soon as the handler returned (its effects are done, or in
+// flight as PublishAsync calls), then waits for the acks of those publishes: a failed or unanswered one
+// fails its event (transient, so it is retried and published again; the server drops the copies).
+func (l *consumeLoop) published(next step) step {
+	return func(ctx context.Context, ds []*delivery) {
+		next(ctx, ds)
+		if release, ok := ctx.Value(releaseKey{}).(func()); ok {
+			release()
+		}
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), asyncAckTimeout)
+		defer cancel()
+		for _, d := range ds {
+			if err := d.pubs.wait(wctx); err != nil && d.err == nil {
+				d.err = fmt.Errorf("handled, but a publish was not confirmed: %w", err)
+			}
 		}
 	}
 }
