@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -49,35 +50,81 @@ func (r *Recorder) Done(ctx context.Context, commandID string) (bool, error) {
 	return true, nil
 }
 
+// doneReads bounds the applied-mark reads DoneAll keeps in flight.
+const doneReads = 32
+
+// DoneAll is Done for each of a batch's commands, with up to 32 reads in flight at once instead of one
+// round trip after another: done[i] and errs[i] answer commandIDs[i].
+func (r *Recorder) DoneAll(ctx context.Context, commandIDs []string) (done []bool, errs []error) {
+	done, errs = make([]bool, len(commandIDs)), make([]error, len(commandIDs))
+	sem := make(chan struct{}, doneReads)
+	var wg sync.WaitGroup
+	for i, id := range commandIDs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			done[i], errs[i] = r.Done(ctx, id)
+		}()
+	}
+	wg.Wait()
+	return done, errs
+}
+
 // Publish publishes the outcome of a command; a written outcome then marks the command as done.
 func (r *Recorder) Publish(ctx context.Context, out contracts.Outcome) error {
-	if out.At.IsZero() {
-		out.At = time.Now().UTC()
+	return r.PublishAll(ctx, []contracts.Outcome{out})
+}
+
+// PublishAll publishes the outcomes of several commands with their acks in flight together, then marks the
+// written ones done, also together: two round trips for a batch instead of two per command. A mark is put
+// only once its outcome is stored, so a command found done always has its outcome published. On an error
+// none of them is known done: the caller retries them all (the outcome ids are deterministic, so the server
+// drops the copies, and a mark says the same whoever puts it).
+func (r *Recorder) PublishAll(ctx context.Context, outs []contracts.Outcome) error {
+	events := make([]platform.Outgoing, 0, len(outs))
+	var marks []platform.KVEntry
+	for _, out := range outs {
+		if out.At.IsZero() {
+			out.At = time.Now().UTC()
+		}
+		var root, typ string
+		switch {
+		case out.System == contracts.PartnerCenter && out.Status == contracts.OutcomeWritten:
+			root, typ = contracts.SubjectReferralWritten, contracts.TypeReferralWritten
+		case out.System == contracts.PartnerCenter:
+			root, typ = contracts.SubjectReferralFailed, contracts.TypeReferralFailed
+		case out.Status == contracts.OutcomeWritten:
+			root, typ = contracts.SubjectOpportunityWritten, contracts.TypeOpportunityWritten
+		default:
+			root, typ = contracts.SubjectOpportunityFailed, contracts.TypeOpportunityFailed
+		}
+		id := contracts.EventID("outcome", out.CommandID, out.Status)
+		e, err := platform.NewEvent(id, typ, r.Stage, out.LinkID, out)
+		if err != nil {
+			return platform.Permanent(err)
+		}
+		events = append(events, platform.Outgoing{Subject: contracts.Subject(root, out.LinkID), Event: e})
+		if out.Status == contracts.OutcomeWritten {
+			marks = append(marks, platform.KVEntry{Key: key(out.CommandID), Value: []byte(out.At.Format(time.RFC3339Nano))})
+		}
 	}
-	var root, typ string
-	switch {
-	case out.System == contracts.PartnerCenter && out.Status == contracts.OutcomeWritten:
-		root, typ = contracts.SubjectReferralWritten, contracts.TypeReferralWritten
-	case out.System == contracts.PartnerCenter:
-		root, typ = contracts.SubjectReferralFailed, contracts.TypeReferralFailed
-	case out.Status == contracts.OutcomeWritten:
-		root, typ = contracts.SubjectOpportunityWritten, contracts.TypeOpportunityWritten
-	default:
-		root, typ = contracts.SubjectOpportunityFailed, contracts.TypeOpportunityFailed
+	if _, err := r.Bus.PublishAll(ctx, events); err != nil {
+		return fmt.Errorf("publish outcome of %s: %w", commands(outs), err)
 	}
-	id := contracts.EventID("outcome", out.CommandID, out.Status)
-	e, err := platform.NewEvent(id, typ, r.Stage, out.LinkID, out)
-	if err != nil {
-		return platform.Permanent(err)
-	}
-	if _, err := r.Bus.Publish(ctx, contracts.Subject(root, out.LinkID), e); err != nil {
-		return fmt.Errorf("publish outcome of %s: %w", out.CommandID, err)
-	}
-	if out.Status != contracts.OutcomeWritten {
-		return nil
-	}
-	if _, err := r.Applied.Create(ctx, key(out.CommandID), []byte(out.At.Format(time.RFC3339Nano))); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-		return fmt.Errorf("mark %s applied: %w", out.CommandID, err)
+	if err := r.Bus.PutAll(ctx, r.Applied.Bucket(), marks); err != nil {
+		return fmt.Errorf("mark %s applied: %w", commands(outs), err)
 	}
 	return nil
+}
+
+// commands names the commands of outs for an error: the one, or the first and how many.
+func commands(outs []contracts.Outcome) string {
+	switch len(outs) {
+	case 0:
+		return "no command"
+	case 1:
+		return outs[0].CommandID
+	}
+	return fmt.Sprintf("%s and %d more commands", outs[0].CommandID, len(outs)-1)
 }

@@ -137,15 +137,19 @@ type item struct {
 func (w *Writer) HandleBatch(ctx context.Context, events []platform.Event) []error {
 	results := make([]error, len(events))
 	var items []*item
+	ids := make([]string, len(events))
+	for i, e := range events {
+		ids[i] = e.ID()
+	}
+	done, doneErrs := w.Outcomes.DoneAll(ctx, ids)
 	for i, e := range events {
 		cmd, err := platform.DataAs[contracts.OpportunityCommand](e)
 		if err != nil {
 			results[i] = platform.Permanent(err)
 			continue
 		}
-		done, err := w.Outcomes.Done(ctx, e.ID())
-		if err != nil || done {
-			results[i] = err
+		if done[i] || doneErrs[i] != nil {
+			results[i] = doneErrs[i]
 			continue
 		}
 		it := &item{i: i, id: e.ID(), cmd: cmd, out: contracts.Outcome{CommandID: e.ID(), LinkID: cmd.LinkID,
@@ -185,8 +189,22 @@ func (w *Writer) HandleBatch(ctx context.Context, events []platform.Event) []err
 	w.opportunities(ctx, items)
 	w.solutions(ctx, items)
 	w.contacts(ctx, items)
+	// The batch's outcomes leave together (their acks in flight at once), then the written commands are
+	// marked done together: two round trips for the batch, not two per command.
+	var outs []contracts.Outcome
+	var reported []*item
 	for _, it := range items {
-		results[it.i] = w.settle(ctx, it)
+		out, result := w.settle(it)
+		results[it.i] = result
+		if out != nil {
+			outs = append(outs, *out)
+			reported = append(reported, it)
+		}
+	}
+	if err := w.Outcomes.PublishAll(ctx, outs); err != nil {
+		for _, it := range reported {
+			results[it.i] = err // retried: the write is idempotent and the outcome's copy dropped
+		}
 	}
 	return results
 }
@@ -804,22 +822,24 @@ func (w *Writer) deleteChildren(ctx context.Context, deletes [][2]string, what s
 	}
 }
 
-// settle publishes the outcome of one command and returns what the consumer loop should do with it.
-func (w *Writer) settle(ctx context.Context, it *item) error {
+// settle decides the outcome of one command (nil: none to publish) and what the consumer loop should do
+// with it once that outcome is published.
+func (w *Writer) settle(it *item) (*contracts.Outcome, error) {
 	if it.err != nil {
-		return w.fail(ctx, it.out, it.err)
+		return w.fail(it.out, it.err)
 	}
 	if w.AfterWrite != nil {
 		w.AfterWrite(it.id)
 	}
 	it.out.Status = contracts.OutcomeWritten
 	it.out.At = time.Now().UTC()
-	return w.Outcomes.Publish(ctx, it.out)
+	return &it.out, nil
 }
 
-// fail classifies an error once: lock contention and outages are retried, a spent daily allowance waits,
-// anything else is a permanent failure with an outcome, and the command goes to the dead-letter stream.
-func (w *Writer) fail(ctx context.Context, out contracts.Outcome, err error) error {
+// fail classifies an error once: lock contention and outages are retried (no outcome), a spent daily
+// allowance waits, anything else is a permanent failure with a failed outcome, and the command goes to the
+// dead-letter stream.
+func (w *Writer) fail(out contracts.Outcome, err error) (*contracts.Outcome, error) {
 	if !platform.IsPermanent(err) && sfapi.IsTransient(err) {
 		if sfapi.Code(err) == "REQUEST_LIMIT_EXCEEDED" {
 			pause := w.LimitPause
@@ -827,10 +847,10 @@ func (w *Writer) fail(ctx context.Context, out contracts.Outcome, err error) err
 				pause = w.Governor.Config.Pause
 			}
 			if pause > 0 {
-				return platform.RetryAfter(err, pause)
+				return nil, platform.RetryAfter(err, pause)
 			}
 		}
-		return err
+		return nil, err
 	}
 	f := &contracts.Failure{Code: "error", Message: err.Error(), Permanent: true}
 	var api *sfapi.Error
@@ -840,10 +860,7 @@ func (w *Writer) fail(ctx context.Context, out contracts.Outcome, err error) err
 	out.Status = contracts.OutcomeFailed
 	out.Error = f
 	out.At = time.Now().UTC()
-	if perr := w.Outcomes.Publish(ctx, out); perr != nil {
-		return perr
-	}
-	return platform.Permanent(err)
+	return &out, platform.Permanent(err)
 }
 
 // str is a record value as a string ("" for none).
