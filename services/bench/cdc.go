@@ -132,6 +132,11 @@ func runCDC(ctx context.Context, o cdcOptions) (err error) {
 	if _, err := f.StartStage(ctx, "sf-ingest"); err != nil {
 		return err
 	}
+	// The restarted process subscribes once it leads: the killed one's lease must expire first.
+	if err := waitCount(ctx, f, "pubsub.subscribe", ph.api.sf["pubsub.subscribe"], time.Minute); err != nil {
+		return err
+	}
+	subscribed := time.Since(ph.startedAt)
 	if err := waitFinal(ctx, f, final, 10*time.Minute); err != nil {
 		return err
 	}
@@ -147,8 +152,9 @@ func runCDC(ctx context.Context, o cdcOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	r.add("| sf-ingest killed (-9) while %d changes to %d Opportunities were made over %s (down %s in all), then restarted: every final value in Partner Center after | %s (%d snapshots from change events, %d from a REST scan; %s) |",
-		o.outage, len(opps), made.Round(time.Millisecond), time.Since(down).Round(time.Second), caught.Round(time.Millisecond), viaCDC, viaPoll, scans(ph.api, atFinal))
+	r.add("| sf-ingest killed (-9) while %d changes to %d Opportunities were made over %s (down %s in all), then restarted: every final value in Partner Center after | %s (subscribed after %s: the killed holder's lease expiring, the start; %d snapshots from change events, %d from a REST scan; %s) |",
+		o.outage, len(opps), made.Round(time.Millisecond), time.Since(down).Round(time.Second), caught.Round(time.Millisecond), subscribed.Round(time.Millisecond),
+		viaCDC, viaPoll, scans(ph.api, atFinal))
 	r.add("| … Salesforce calls per 1,000 changes (catch-up backlog, until quiet) | %.1f %s|", per1000(m.to.sfAPI()-m.from.sfAPI(), o.outage), sfEndpoints(m.from, m.to))
 	if o.outageFor > 0 {
 		// The first backstop poll after the catch-up: its interval runs from sf-ingest's start.
@@ -157,7 +163,7 @@ func runCDC(ctx context.Context, o cdcOptions) (err error) {
 			return err
 		}
 		from := counts(ctx, f)
-		if err := waitScan(ctx, f, from, backstop+time.Minute); err != nil {
+		if err := waitCount(ctx, f, sfemu.ScanCount, from.sf[sfemu.ScanCount], backstop+time.Minute); err != nil {
 			return err
 		}
 		if _, err := quiet(ctx, js, f); err != nil {
@@ -318,15 +324,16 @@ func scans(a, b snapshot) string {
 	return fmt.Sprintf("SystemModstamp queries %d, rows %d", b.sf[sfemu.ScanCount]-a.sf[sfemu.ScanCount], b.sf[sfemu.ScanRowsCount]-a.sf[sfemu.ScanRowsCount])
 }
 
-// waitScan waits until a query filtering on SystemModstamp has run since from (a backstop poll).
-func waitScan(ctx context.Context, f *fleet.Fleet, from snapshot, within time.Duration) error {
+// waitCount waits until the Salesforce emulator's count of key has moved past from (a backstop poll's
+// query, a new Subscribe stream).
+func waitCount(ctx context.Context, f *fleet.Fleet, key string, from int, within time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
-	for counts(ctx, f).sf[sfemu.ScanCount] == from.sf[sfemu.ScanCount] {
+	for counts(ctx, f).sf[key] == from {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("no backstop poll within %s: %w", within, ctx.Err())
-		case <-time.After(time.Second):
+			return fmt.Errorf("no %s within %s: %w", key, within, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	return nil
