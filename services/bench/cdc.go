@@ -115,6 +115,7 @@ func runCDC(ctx context.Context, o cdcOptions) (err error) {
 		return err
 	}
 	down := time.Now()
+	heldAtKill := held(ctx, js)
 	var final map[string]float64
 	if o.outageFor > 0 {
 		final, err = spreadEdits(ctx, f, opps, o.outage, o.outageFor)
@@ -126,6 +127,7 @@ func runCDC(ctx context.Context, o cdcOptions) (err error) {
 	}
 	made := time.Since(down)
 	ph, err := begin(ctx, f, probe)
+	downFor := time.Since(down)
 	if err != nil {
 		return err
 	}
@@ -152,8 +154,8 @@ func runCDC(ctx context.Context, o cdcOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	r.add("| sf-ingest killed (-9) while %d changes to %d Opportunities were made over %s (down %s in all), then restarted: every final value in Partner Center after | %s (subscribed after %s: the killed holder's lease expiring, the start; %d snapshots from change events, %d from a REST scan; %s) |",
-		o.outage, len(opps), made.Round(time.Millisecond), time.Since(down).Round(time.Second), caught.Round(time.Millisecond), subscribed.Round(time.Millisecond),
+	r.add("| sf-ingest killed (-9) while %d changes to %d Opportunities were made over %s (down %s), then restarted: every final value in Partner Center after | %s (subscribed after %s: the killed holder's lease expiring, the start; %d snapshots from change events, %d from a REST scan; %s) |",
+		o.outage, len(opps), made.Round(time.Millisecond), downFor.Round(time.Second), caught.Round(time.Millisecond), subscribed.Round(time.Millisecond),
 		viaCDC, viaPoll, scans(ph.api, atFinal))
 	r.add("| … Salesforce calls per 1,000 changes (catch-up backlog, until quiet) | %.1f %s|", per1000(m.to.sfAPI()-m.from.sfAPI(), o.outage), sfEndpoints(m.from, m.to))
 	if o.outageFor > 0 {
@@ -174,8 +176,8 @@ func runCDC(ctx context.Context, o cdcOptions) (err error) {
 		if err != nil {
 			return err
 		}
-		r.add("| … the first backstop poll after the catch-up (%s after the restart): what it read | %s; %d snapshots from a REST scan since the restart %s|",
-			time.Since(ph.startedAt).Round(time.Second), scans(from, to), polled, sfEndpoints(from, to))
+		r.add("| … the first backstop poll after the catch-up (%s after the restart): what it read | %s; %d snapshots from a REST scan since the restart %s(coverage held back at the kill: %s; after the poll: %s) |",
+			time.Since(ph.startedAt).Round(time.Second), scans(from, to), polled, sfEndpoints(from, to), heldAtKill, held(ctx, js))
 		viaPoll = polled
 	}
 	r.add("")
@@ -322,6 +324,20 @@ func spreadEdits(ctx context.Context, f *fleet.Fleet, ids []string, n int, d tim
 // read between two counts of the Salesforce emulator.
 func scans(a, b snapshot) string {
 	return fmt.Sprintf("SystemModstamp queries %d, rows %d", b.sf[sfemu.ScanCount]-a.sf[sfemu.ScanCount], b.sf[sfemu.ScanRowsCount]-a.sf[sfemu.ScanRowsCount])
+}
+
+// held is sf-ingest's record of own writes dropped unread that hold the backstop's coverage back
+// (sfingest.HeldKey), or "none".
+func held(ctx context.Context, js jetstream.JetStream) string {
+	kv, err := js.KeyValue(ctx, contracts.BucketCheckpoints)
+	if err != nil {
+		return err.Error()
+	}
+	e, err := kv.Get(ctx, contracts.CheckpointKey(contracts.StageSFIngest, "cdc-held"))
+	if err != nil {
+		return "none"
+	}
+	return string(e.Value())
 }
 
 // waitCount waits until the Salesforce emulator's count of key has moved past from (a backstop poll's
