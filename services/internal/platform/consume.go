@@ -125,7 +125,9 @@ type consumeLoop struct {
 
 // Consume reads the durable consumer named durable (one of contracts.Consumers) until ctx is cancelled,
 // calling h for each event and acking, retrying or dead-lettering by its result. Up to opts.Concurrency
-// handlers run at once. On cancel it stops fetching, lets in-flight handlers finish (their context
+// handlers run at once, on different subjects: a subject's messages (one record's events) are handled one
+// after another in stream order (a message put back for a retry comes back after the ones behind it; across
+// replicas there is no order, as the design says). On cancel it stops fetching, lets in-flight handlers finish (their context
 // survives the cancel for up to DrainGrace), settles them and returns nil.
 func (b *Bus) Consume(ctx context.Context, durable string, h Handler, opts ConsumeOptions) error {
 	opts = opts.withDefaults()
@@ -133,6 +135,7 @@ func (b *Bus) Consume(ctx context.Context, durable string, h Handler, opts Consu
 	// so acks (and PublishAsync acks) overlap the next handlers without growing without bound.
 	sem := make(chan struct{}, opts.Concurrency)
 	window := make(chan struct{}, settleWindow(opts))
+	order := &subjectTurns{tail: map[string]chan struct{}{}}
 	return b.consume(ctx, durable, opts, perEvent(h), func(l *consumeLoop, hctx context.Context) error {
 		batch, err := l.cons.Fetch(opts.Batch, jetstream.FetchMaxWait(opts.MaxWait))
 		if err != nil {
@@ -144,15 +147,25 @@ func (b *Bus) Consume(ctx context.Context, durable string, h Handler, opts Consu
 			if !ok {
 				continue
 			}
-			if !acquire(ctx, window, sem) {
+			if !acquire(ctx, window) {
 				// Draining: hand back what has not started, so another replica takes it now.
 				l.handBack(d)
 				continue
 			}
+			turn, handled := order.take(msg.Subject())
 			l.inFlight.Add(1)
 			go func() {
-				release := sync.OnceFunc(func() { <-sem })
-				defer func() { release(); <-window; l.inFlight.Done() }()
+				defer func() { <-window; l.inFlight.Done() }()
+				if turn != nil {
+					<-turn // the subject's previous message is still in its handler
+				}
+				if !acquire(ctx, sem) {
+					handled()
+					l.handBack(d)
+					return
+				}
+				release := sync.OnceFunc(func() { <-sem; handled() })
+				defer release()
 				l.run(withRelease(hctx, release), []*delivery{d})
 			}()
 		}
@@ -162,6 +175,34 @@ func (b *Bus) Consume(ctx context.Context, durable string, h Handler, opts Consu
 		}
 		return nil
 	})
+}
+
+// subjectTurns hands each subject's messages to the handler one after another, in the order they were
+// fetched: the subject names the record (its id is the last token), so a record's events are never
+// handled out of order or at the same time on one replica, while other records' run in parallel.
+type subjectTurns struct {
+	mu   sync.Mutex
+	tail map[string]chan struct{} // per subject, closed when its latest message left its handler
+}
+
+// take queues a message of subject: turn (nil when none) closes when the subject's previous message has
+// left its handler; handled must be called once this one has.
+func (t *subjectTurns) take(subject string) (turn <-chan struct{}, handled func()) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	prev, mine := t.tail[subject], make(chan struct{})
+	t.tail[subject] = mine
+	if prev != nil {
+		turn = prev
+	}
+	return turn, func() {
+		t.mu.Lock()
+		if t.tail[subject] == mine {
+			delete(t.tail, subject)
+		}
+		t.mu.Unlock()
+		close(mine)
+	}
 }
 
 // settleWindow is how many messages one loop keeps between dispatch and settlement: the running handlers

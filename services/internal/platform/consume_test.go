@@ -3,6 +3,7 @@ package platform
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -523,5 +524,68 @@ func TestConsumeMissingConsumer(t *testing.T) {
 	err := b.Consume(context.Background(), "nope", func(context.Context, Event) error { return nil }, ConsumeOptions{})
 	if !errors.Is(err, ErrUnknownConsumer) || !strings.Contains(err.Error(), "nope") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestConsumeKeepsEachSubjectsOrder: with handlers to spare, one record's events (one subject) are still
+// handled one at a time in stream order, while another record's run beside them.
+func TestConsumeKeepsEachSubjectsOrder(t *testing.T) {
+	t.Parallel()
+	b := newTestBus(t, startServer(t, ""), testBusConfig(), testStage, nil)
+	spec := writerSpec(t)
+	publish := func(record string, n int) {
+		e, err := NewEvent(fmt.Sprintf("cmd/%s/%d", record, n), contracts.TypeReferralRequested, contracts.StageMapper, record,
+			contracts.ReferralCommand{LinkID: "sf-" + record, Op: contracts.OpUpdate, OpportunityID: record})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Publish(context.Background(), contracts.Subject(contracts.SubjectReferralRequested, record), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for n := 1; n <= 3; n++ {
+		publish("a", n)
+	}
+	publish("b", 1)
+
+	var mu sync.Mutex
+	var orderA []string
+	inA := 0
+	overlapped := false
+	bStarted := make(chan struct{})
+	opts := fastOpts()
+	opts.Concurrency = 4
+	runConsume(t, b, spec, func(ctx context.Context, e Event) error {
+		if e.Subject() == "b" {
+			close(bStarted)
+			return nil
+		}
+		mu.Lock()
+		inA++
+		overlapped = overlapped || inA > 1
+		orderA = append(orderA, e.ID())
+		mu.Unlock()
+		if e.ID() == "cmd/a/1" {
+			// Record a's first event holds its handler until record b's has started beside it: the other
+			// two of a, fetched with it, must wait meanwhile.
+			select {
+			case <-bStarted:
+			case <-time.After(10 * time.Second):
+				t.Error("record b's event did not run beside record a's")
+			}
+		}
+		mu.Lock()
+		inA--
+		mu.Unlock()
+		return nil
+	}, opts)
+	expectLag(t, b, spec, 0, 0)
+	mu.Lock()
+	defer mu.Unlock()
+	if overlapped {
+		t.Error("two of record a's events were in the handler at once")
+	}
+	if got := fmt.Sprint(orderA); got != "[cmd/a/1 cmd/a/2 cmd/a/3]" {
+		t.Errorf("record a's events handled in order %s, want stream order", got)
 	}
 }
