@@ -93,8 +93,9 @@ func roles() []role {
 		// Both Partner Center stages read the shared refresh token and write back its rotations.
 		{stage: contracts.StagePCIngest, publishes: []string{contracts.SubjectReferralNotified, contracts.SubjectReferralObserved},
 			kvWrite: []string{contracts.BucketCheckpoints, contracts.BucketLeases, contracts.BucketPCCredentials}, lastOf: []string{contracts.SubjectReferralObserved}},
+		// sf-ingest reads a record's last snapshot to build the next one from a change event.
 		{stage: contracts.StageSFIngest, publishes: []string{contracts.SubjectOpportunityObserved},
-			kvWrite: []string{contracts.BucketCheckpoints, contracts.BucketLeases}},
+			kvWrite: []string{contracts.BucketCheckpoints, contracts.BucketLeases}, lastOf: []string{contracts.SubjectOpportunityObserved}},
 		{stage: contracts.StageMapper,
 			publishes: []string{contracts.SubjectReferralRequested, contracts.SubjectOpportunityRequested, contracts.SubjectAudit},
 			kvWrite:   []string{contracts.BucketLinks}},

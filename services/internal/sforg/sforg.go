@@ -110,6 +110,11 @@ func (o *Org) object(ctx context.Context, name string) (map[string]sfapi.FieldDe
 	return fields, nil
 }
 
+// Fields returns object's fields from its describe, keyed by their lower-case names (described once).
+func (o *Org) Fields(ctx context.Context, object string) (map[string]sfapi.FieldDescription, error) {
+	return o.object(ctx, object)
+}
+
 // MultiCurrency reports whether the org has multiple currencies enabled (Opportunity has CurrencyIsoCode).
 func (o *Org) MultiCurrency(ctx context.Context) bool {
 	fields, err := o.object(ctx, sf.ObjectOpportunity)

@@ -31,6 +31,7 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
 	"github.com/cosell-dev/cosell/services/internal/clients/sfpubsub"
 	"github.com/cosell-dev/cosell/services/internal/clients/sfpubsub/pubsubpb"
+	"github.com/cosell-dev/cosell/services/internal/mapping"
 	"github.com/cosell-dev/cosell/services/internal/observed"
 )
 
@@ -45,7 +46,9 @@ type CDCConfig struct {
 	OwnClient string `env:"COSELL_SF_CDC_OWN_CLIENT" default:"cosell" help:"the client name cosell's writers send in Sforce-Call-Options; their change events are dropped as echoes"`
 	// TenantID is the org id sent as tenantid; empty = read from the access token.
 	TenantID string `env:"COSELL_SF_ORG_ID" help:"the org id for the Pub/Sub API's tenantid; empty reads it from the access token"`
-	PubSub   sfpubsub.Config
+	// Cache bounds the records whose last snapshot sf-ingest holds in memory to apply change events to.
+	Cache  int `env:"COSELL_SF_CDC_CACHE" default:"10000" help:"most records whose last snapshot sf-ingest holds in memory to build the next one from a change event (a miss reads the observed stream's last one, or Salesforce)"`
+	PubSub sfpubsub.Config
 }
 
 // Runner returns what sf-ingest runs while it holds the lease: the CDC subscriber with the poller as its
@@ -102,23 +105,31 @@ var cdcVia = map[string]struct{ object, key string }{
 
 // CDCStats counts what the subscriber did, for tests and benchmarks.
 type CDCStats struct {
-	// Echoes counts cosell's own writes dropped from the header alone; OwnReads those re-read (see
-	// CDC.reread).
-	Events, Echoes, OwnReads, Gaps, Reads, Snapshots int
+	// Echoes counts cosell's own writes dropped from the header alone; OwnReads those handled like a
+	// seller's change (see CDC.reread). Reads counts Composite calls, Built the snapshots published from
+	// the events alone, StreamReads the last snapshots read from the observed stream.
+	Events, Echoes, OwnReads, Gaps, Reads, Snapshots, Built, StreamReads int
 	// CatchUps counts REST catch-ups (first start, replay id past retention, GAP_OVERFLOW).
 	CatchUps int
 }
 
-// burst is the work of one FetchResponse: the records to re-read and when they changed.
+// burst is the work of one FetchResponse: the records to re-read and when they changed, and the
+// snapshots its events built.
 type burst struct {
 	opps     map[string]time.Time // opportunity id -> newest commit time naming it
 	accounts map[string]time.Time
+	leads    map[string]time.Time
 	children map[string]map[string]time.Time // object -> child id -> commit time (parent unknown)
 	overflow bool
+	// built are the snapshots the events built, published after the reads unless a read covers them.
+	built map[string]*known
+	// touched are the records whose held snapshot the burst changed: forgotten if the burst fails.
+	touched map[string]bool
 }
 
 func newBurst() *burst {
-	return &burst{opps: map[string]time.Time{}, accounts: map[string]time.Time{}, children: map[string]map[string]time.Time{}}
+	return &burst{opps: map[string]time.Time{}, accounts: map[string]time.Time{}, leads: map[string]time.Time{},
+		children: map[string]map[string]time.Time{}, built: map[string]*known{}, touched: map[string]bool{}}
 }
 
 func later(m map[string]time.Time, id string, at time.Time) {
@@ -127,24 +138,44 @@ func later(m map[string]time.Time, id string, at time.Time) {
 	}
 }
 
-// add notes what one event asks to re-read; it reports whether the event was cosell's own write (own,
-// the client name in changeOrigin) and whether that was dropped from the header alone: an own write that
-// reread says no to is dropped; one it says yes to is re-read like a seller's.
-func (b *burst) add(ev sfpubsub.ChangeEvent, own string, reread func(sfpubsub.Header) bool) (ours, dropped bool) {
+// reading reports whether the burst reads the record by REST (later events of it must not be built).
+func (b *burst) reading(id string) bool {
+	_, opp := b.opps[id]
+	_, lead := b.leads[id]
+	return opp || lead
+}
+
+// read notes a record of an Opportunity or Lead event to read by REST.
+func (b *burst) read(object, id string, at time.Time) {
+	if object == sf.ObjectLead {
+		later(b.leads, id, at)
+		return
+	}
+	later(b.opps, id, at)
+}
+
+// add notes what one event asks to re-read by REST.
+func (b *burst) add(ev sfpubsub.ChangeEvent, leads bool) {
 	h := ev.Header
-	if own != "" && h.Client() == own && !h.IsGap() {
-		if !reread(h) {
-			return true, true
+	if h.EntityName == sf.ObjectLead {
+		if !leads {
+			return
 		}
-		ours = true
+		if h.ChangeType == "GAP_OVERFLOW" {
+			b.overflow = true
+		}
+		for _, id := range h.RecordIDs {
+			later(b.leads, id, h.CommitTimestamp)
+		}
+		return
 	}
 	parentField, tracked := cdcParents[h.EntityName]
 	if !tracked {
-		return ours, false
+		return
 	}
 	if h.ChangeType == "GAP_OVERFLOW" {
 		b.overflow = true
-		return ours, false
+		return
 	}
 	at := h.CommitTimestamp
 	for _, id := range h.RecordIDs {
@@ -164,11 +195,6 @@ func (b *burst) add(ev sfpubsub.ChangeEvent, own string, reread func(sfpubsub.He
 			later(b.children[h.EntityName], id, at)
 		}
 	}
-	return ours, false
-}
-
-func (b *burst) empty() bool {
-	return len(b.opps) == 0 && len(b.accounts) == 0 && len(b.children) == 0 && !b.overflow
 }
 
 // CDC is the Change Data Capture subscriber of an Ingest.
@@ -179,10 +205,19 @@ type CDC struct {
 	// AfterBurst, when set, is called after each burst is published and its replay id stored (tests).
 	AfterBurst func(CDCStats)
 
+	// readAll turns snapshots built from the events off: every change is read by REST (the tests' oracle).
+	readAll bool
+
 	mu    sync.Mutex
 	stats CDCStats
 	// synced holds, per tracked object, the fields (lower case) the mapping syncs; set by Run.
 	synced map[string]map[string]bool
+	// oppShape and leadShape say what the snapshots hold of their object's events, parentHeld which
+	// fields (lower case) of an Account or Contact the Opportunity snapshots show; complete, per schema id,
+	// whether its events carry every field a snapshot holds. Set by Run (newShapes).
+	oppShape, leadShape shape
+	parentHeld          map[string]map[string]bool
+	complete            map[string]bool
 	// sellers holds, per record, the commit time of the newest change not made by cosell (reread).
 	sellers map[string]time.Time
 	swept   time.Time
@@ -305,6 +340,14 @@ func (c *CDC) Run(ctx context.Context) error {
 	if err := c.coverBackstop(ctx); err != nil {
 		return err
 	}
+	if err := c.newShapes(ctx); err != nil {
+		return err
+	}
+	// What this replica held from an earlier lease is not what Salesforce holds now.
+	if c.In.snaps == nil {
+		c.In.snaps = newSnapshotCache(c.Config.Cache)
+	}
+	c.In.snaps.reset(time.Now())
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make(chan error, len(c.Config.Channels)+1)
@@ -440,24 +483,34 @@ func (c *CDC) catchUp(ctx context.Context, channel, why string) error {
 	return nil
 }
 
-// handle re-reads and publishes the Opportunities a burst names.
-func (c *CDC) handle(ctx context.Context, b sfpubsub.Batch) error {
+// handle publishes the snapshots a burst changes: built from the events where they carry the change
+// (apply.go), else re-read by REST in one Composite call for the whole burst.
+func (c *CDC) handle(ctx context.Context, b sfpubsub.Batch) (err error) {
 	if len(b.Events) == 0 {
 		return nil
 	}
 	work := newBurst()
 	unread := map[string]time.Time{} // object -> oldest own write of a synced field dropped unread
+	defer func() {
+		if err != nil { // the burst comes again: what it changed in memory must not count as published
+			for id := range work.touched {
+				c.In.snaps.forget(id, true)
+			}
+		}
+	}()
 	for _, ev := range b.Events {
-		ours, dropped := work.add(ev, c.Config.OwnClient, c.reread)
+		h := ev.Header
+		ours := c.Config.OwnClient != "" && h.Client() == c.Config.OwnClient && !h.IsGap()
+		dropped := ours && !c.reread(h)
 		if !ours {
-			c.sellerChanged(ev.Header)
+			c.sellerChanged(h)
 		}
 		if dropped {
 			c.noteUnread(unread, ev.Header)
 		}
 		c.count(func(s *CDCStats) {
 			s.Events++
-			if ev.Header.IsGap() {
+			if h.IsGap() {
 				s.Gaps++
 			}
 			if dropped {
@@ -466,6 +519,19 @@ func (c *CDC) handle(ctx context.Context, b sfpubsub.Batch) error {
 				s.OwnReads++
 			}
 		})
+		if dropped {
+			if err := c.absorb(ctx, work, ev); err != nil {
+				return err
+			}
+			continue
+		}
+		built, err := c.build(ctx, work, ev, false)
+		if err != nil {
+			return err
+		}
+		if !built {
+			work.add(ev, c.In.Leads)
+		}
 	}
 	if err := c.cov.hold(ctx, unread); err != nil {
 		return err
@@ -480,10 +546,57 @@ func (c *CDC) handle(ctx context.Context, b sfpubsub.Batch) error {
 			return err
 		}
 	}
-	if len(work.opps) == 0 && len(work.accounts) == 0 {
-		return nil
+	read := map[string]bool{}
+	if len(work.opps) > 0 || len(work.accounts) > 0 || len(work.leads) > 0 {
+		if err := c.read(ctx, work, read); err != nil {
+			return err
+		}
 	}
-	return c.read(ctx, work)
+	return c.publishBuilt(ctx, work, read)
+}
+
+// publishBuilt publishes the snapshots the burst's events built, except those its reads published.
+func (c *CDC) publishBuilt(ctx context.Context, work *burst, read map[string]bool) error {
+	for _, id := range keysOf(work.built) {
+		k := work.built[id]
+		if read[id] || work.reading(id) {
+			continue
+		}
+		if !synced(k.snap) { // no longer synced: the REST path reads only synced records
+			c.In.snaps.forget(id, !k.fresh)
+			continue
+		}
+		fresh, err := observed.PublishOpportunity(ctx, c.In.Bus, contracts.StageSFIngest, k.snap, k.ver, "cdc")
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", objectName(k.snap), id, err)
+		}
+		c.In.remember(k.snap)
+		key, _ := contentKey(k.snap)
+		c.In.snaps.published(id, key)
+		c.count(func(s *CDCStats) {
+			s.Built++
+			if fresh {
+				s.Snapshots++
+			}
+		})
+	}
+	return nil
+}
+
+func objectName(o contracts.Opportunity) string {
+	if o.Object != "" {
+		return strings.ToLower(o.Object)
+	}
+	return "opportunity"
+}
+
+func keysOf[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // resolveChildren finds the Opportunities of child records whose event did not name them (updates and
@@ -533,51 +646,69 @@ const (
 	cdcQueries = 5
 )
 
-// read fetches the full snapshots of the burst's Opportunities (and those of its Accounts) with one
-// Composite call of up to five queryAll queries per 1,000 records, and publishes them.
-func (c *CDC) read(ctx context.Context, work *burst) error {
-	var where []string
+// read fetches the full snapshots of the burst's Opportunities (and those of its Accounts) and Leads with
+// one Composite call of up to five queryAll queries per 1,000 records, and publishes them; read notes the
+// records published. A record the burst names that the read does not return is no longer synced (or gone).
+func (c *CDC) read(ctx context.Context, work *burst, read map[string]bool) error {
+	type query struct {
+		soql string
+		lead bool
+	}
+	var queries []query
+	opps := "SELECT " + c.In.sel.Select() + " FROM Opportunity WHERE "
 	for ids := range slices.Chunk(keys(work.opps), cdcChunk) {
-		where = append(where, "Id IN ("+quoteIDs(ids)+")")
+		queries = append(queries, query{soql: opps + "(Id IN (" + quoteIDs(ids) + ")) AND " + observed.Synced})
 	}
 	for ids := range slices.Chunk(keys(work.accounts), cdcChunk) {
-		where = append(where, sf.FieldAccountID+" IN ("+quoteIDs(ids)+")")
+		queries = append(queries, query{soql: opps + "(" + sf.FieldAccountID + " IN (" + quoteIDs(ids) + ")) AND " + observed.Synced})
 	}
-	base := "SELECT " + c.In.sel.Select() + " FROM Opportunity WHERE "
-	for group := range slices.Chunk(where, cdcQueries) {
+	leads := "SELECT " + strings.Join(mapping.LeadFields, ", ") + " FROM Lead WHERE "
+	for ids := range slices.Chunk(keys(work.leads), cdcChunk) {
+		queries = append(queries, query{soql: leads + "(Id IN (" + quoteIDs(ids) + ")) AND " + observed.Synced, lead: true})
+	}
+	for group := range slices.Chunk(queries, cdcQueries) {
 		var reqs []sfapi.Subrequest
-		for i, w := range group {
-			reqs = append(reqs, sfapi.Subrequest{Method: http.MethodGet, URL: sfapi.QueryURL(base+"("+w+") AND "+observed.Synced, true),
+		for i, q := range group {
+			reqs = append(reqs, sfapi.Subrequest{Method: http.MethodGet, URL: sfapi.QueryURL(q.soql, true),
 				ReferenceID: fmt.Sprintf("o%d", i)})
 		}
 		c.count(func(s *CDCStats) { s.Reads++ })
 		answers, err := c.In.SF.Composite(ctx, false, reqs)
 		if err != nil {
-			return fmt.Errorf("read %d changed opportunities: %w", len(work.opps), err)
+			return fmt.Errorf("read %d changed opportunities and %d leads: %w", len(work.opps), len(work.leads), err)
 		}
 		for i, a := range answers {
-			if err := a.Err("read changed opportunities"); err != nil {
+			if err := a.Err("read changed records"); err != nil {
 				return err
 			}
 			var page sfapi.QueryPage
 			if err := json.Unmarshal(a.Body, &page); err != nil {
-				return fmt.Errorf("read changed opportunities: %w", err)
+				return fmt.Errorf("read changed records: %w", err)
 			}
 			rows := page.Records
 			if !page.Done { // more rows than one page (an Account with many Opportunities): read them all
 				rows = nil
 				c.count(func(s *CDCStats) { s.Reads++ })
-				if err := c.In.SF.QueryEach(ctx, base+"("+group[i]+") AND "+observed.Synced, true, func(r []map[string]any) error {
+				if err := c.In.SF.QueryEach(ctx, group[i].soql, true, func(r []map[string]any) error {
 					rows = append(rows, r...)
 					return nil
 				}); err != nil {
-					return fmt.Errorf("read changed opportunities: %w", err)
+					return fmt.Errorf("read changed records: %w", err)
 				}
 			}
 			for _, row := range rows {
-				if err := c.publishRow(ctx, work, row); err != nil {
+				id, err := c.publishRow(ctx, work, row, group[i].lead)
+				if err != nil {
 					return err
 				}
+				read[id] = true
+			}
+		}
+	}
+	for _, m := range []map[string]time.Time{work.opps, work.leads} {
+		for id := range m {
+			if !read[id] {
+				c.In.snaps.forget(id, true)
 			}
 		}
 	}
@@ -586,13 +717,17 @@ func (c *CDC) read(ctx context.Context, work *burst) error {
 
 // publishRow publishes one snapshot; its version is the newest of the record's stamps and the commit
 // times of the events that named it, so a change the snapshot cannot show (a removed child) still moves it.
-func (c *CDC) publishRow(ctx context.Context, work *burst, row map[string]any) error {
+func (c *CDC) publishRow(ctx context.Context, work *burst, row map[string]any, lead bool) (string, error) {
 	snap, ver, err := c.In.sel.Opportunity(row)
-	if err != nil {
-		return err
-	}
 	at := work.opps[snap.ID]
-	if acc := work.accounts[str(row[sf.FieldAccountID])]; acc.After(at) {
+	if lead {
+		snap, ver, err = observed.Lead(row)
+		at = work.leads[snap.ID]
+	}
+	if err != nil {
+		return "", err
+	}
+	if acc := work.accounts[str(row[sf.FieldAccountID])]; !lead && acc.After(at) {
 		at = acc
 	}
 	if at.After(ver.At) {
@@ -600,13 +735,14 @@ func (c *CDC) publishRow(ctx context.Context, work *burst, row map[string]any) e
 	}
 	fresh, err := observed.PublishOpportunity(ctx, c.In.Bus, contracts.StageSFIngest, snap, ver, "cdc")
 	if err != nil {
-		return fmt.Errorf("opportunity %s: %w", snap.ID, err)
+		return "", fmt.Errorf("%s %s: %w", objectName(snap), snap.ID, err)
 	}
 	c.In.remember(snap)
+	c.In.keep(snap, ver, row)
 	if fresh {
 		c.count(func(s *CDCStats) { s.Snapshots++ })
 	}
-	return nil
+	return snap.ID, nil
 }
 
 func keys(m map[string]time.Time) []string {

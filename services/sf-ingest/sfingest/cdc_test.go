@@ -219,7 +219,8 @@ func TestCDCBurstOfTwoHundredIsOneReadAndOwnWritesAreEchoes(t *testing.T) {
 		t.Fatalf("an echo cost %d Composite calls, want 0", n)
 	}
 
-	// A seller changes all 200 in one transaction (one event naming 200 records): one read.
+	// A seller changes all 200 in one transaction (one event naming 200 records): the event carries the
+	// change, so the 200 new snapshots are built from it, without a read.
 	var upd []map[string]any
 	for _, r := range res {
 		upd = append(upd, map[string]any{"Id": r.ID, "StageName": "Qualification"})
@@ -228,17 +229,30 @@ func TestCDCBurstOfTwoHundredIsOneReadAndOwnWritesAreEchoes(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.EventuallyTrue(t, 15*time.Second, "200 new snapshots", func() bool { return c.Stats().Snapshots >= 200 })
+	if n := f.emu.Counts()["composite"] - before; n != 0 {
+		t.Fatalf("a 200-record change event cost %d Composite calls, want 0 (built from the event)", n)
+	}
+	// The same as a gap event (no field data: Salesforce could not say what changed): one read for all 200.
+	f.emu.GapNextChanges(1)
+	for _, u := range upd {
+		u["StageName"] = "Needs Analysis"
+	}
+	if err := f.emu.UpdateAll("Opportunity", upd); err != nil {
+		t.Fatal(err)
+	}
+	testkit.EventuallyTrue(t, 15*time.Second, "200 more snapshots", func() bool { return c.Stats().Snapshots >= 400 })
 	if n := f.emu.Counts()["composite"] - before; n != 1 {
-		t.Fatalf("a 200-record change event cost %d Composite calls, want 1", n)
+		t.Fatalf("a gap event naming 200 records cost %d Composite calls, want 1", n)
 	}
 	st := c.Stats()
-	if st.Reads != 1 || st.Snapshots != 200 {
-		t.Fatalf("stats %+v, want 1 read and 200 snapshots", st)
+	if st.Reads != 1 || st.Snapshots != 400 || st.Built != 200 || st.Gaps != 1 {
+		t.Fatalf("stats %+v, want 200 snapshots built, 200 read in 1 read", st)
 	}
 	all := f.snapshots(t)
 	for _, r := range res {
 		list := all[r.ID]
-		if o := list[len(list)-1]; o.Opportunity.Fields[sf.FieldStageName] != "Qualification" {
+		if o := list[len(list)-1]; o.Opportunity.Fields[sf.FieldStageName] != "Needs Analysis" || len(list) < 3 ||
+			list[len(list)-2].Opportunity.Fields[sf.FieldStageName] != "Qualification" {
 			t.Fatalf("%s: stage %v", r.ID, o.Opportunity.Fields[sf.FieldStageName])
 		}
 	}
@@ -356,7 +370,8 @@ func TestCDCRefusedReadIsRetriedFromTheStoredReplayID(t *testing.T) {
 	f, c := startedCDC(t)
 	opp := f.cdcOpportunity(t, "Flaky")
 	catchUps := c.Stats().CatchUps
-	f.emu.FailNextCalls(3) // the burst's read fails, and the retries' too, until the fourth
+	f.emu.GapNextChanges(1) // a change only a read shows
+	f.emu.FailNextCalls(3)  // the burst's read fails, and the retries' too, until the fourth
 	if err := f.emu.Update("Opportunity", opp, map[string]any{"Amount": 31}); err != nil {
 		t.Fatal(err)
 	}

@@ -73,6 +73,9 @@ type Ingest struct {
 
 	sel observed.Selection // the snapshot's field list fitted to the org, set by Describe
 	cov *coverage          // what the change events handled (backstop.go); nil when polling only
+	org *sforg.Org         // the org's describe, set by Describe
+	// snaps are the last snapshots per record the change events build on (apply.go); nil while polling only.
+	snaps *snapshotCache
 
 	mu   sync.Mutex
 	last map[string][sha256.Size]byte // Opportunity id → content of the last snapshot the poller published
@@ -94,6 +97,7 @@ func (in *Ingest) Describe(ctx context.Context) error {
 	if in.sel, err = observed.Fit(ctx, org, in.Extra); err != nil {
 		return err
 	}
+	in.org = org
 	if len(in.sel.Fallback) > 0 {
 		in.Log.Info("fields the org lacks stand in with the org's values", "fields", in.sel.Fallback)
 	}
@@ -305,6 +309,7 @@ func (in *Ingest) round(ctx context.Context, streams []*stream) (int, time.Time,
 		if err != nil {
 			return err
 		}
+		in.keep(snap, ver, row)
 		if fresh {
 			published++
 		}
@@ -324,6 +329,7 @@ func (in *Ingest) round(ctx context.Context, streams []*stream) (int, time.Time,
 		if err != nil {
 			return published, time.Time{}, err
 		}
+		in.keep(snap, ver, row)
 		if fresh {
 			published++
 		}

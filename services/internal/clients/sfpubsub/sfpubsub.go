@@ -356,6 +356,24 @@ func (c *Client) Decode(ctx context.Context, ev *pubsubpb.ConsumerEvent) (Change
 	return out, nil
 }
 
+// Names lists the fields of the schema's events as Decode keys them: the top-level fields but the
+// header, a compound's components as "Compound.Component".
+func (s *Schema) Names() []string {
+	var out []string
+	for _, f := range s.Avro.Fields() {
+		switch {
+		case f.Name() == "ChangeEventHeader":
+		case s.compounds[f.Name()]:
+			for _, sub := range compound(f.Type()).Fields() {
+				out = append(out, f.Name()+"."+sub.Name())
+			}
+		default:
+			out = append(out, f.Name())
+		}
+	}
+	return out
+}
+
 // FieldNames decodes a bitmap field: the first entry is a hex bitmap of the top-level fields (bit i =
 // field i of the schema), each further "p-0x..." entry a bitmap of the sub-fields of compound field p.
 func (s *Schema) FieldNames(bitmaps []string) ([]string, error) {
