@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +58,40 @@ func TestChangeDataCaptureCarriesSellerChanges(t *testing.T) {
 			ids = append(ids, sol.ID)
 		}
 		return len(ids) == 1 && ids[0] == "SOL-CDC-1", fmt.Sprintf("solutions %v", ids)
+	})
+	// The other child records: a team member and a contact role (the customer's contact) reach the
+	// referral on their change events. (The Account's fields go to Partner Center on create only.)
+	user, err := s.SF.Insert("User", map[string]any{"FirstName": "Grace", "LastName": "Hopper", "Email": "grace@contoso.example",
+		"Username": "grace@contoso.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SF.Insert(sf.ObjectOpportunityTeamMember, map[string]any{"OpportunityId": oppID, "UserId": user, "TeamMemberRole": "Sales Rep"}); err != nil {
+		t.Fatal(err)
+	}
+	opp, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
+	contact, err := s.SF.Insert("Contact", map[string]any{"AccountId": opp[sf.FieldAccountID], "FirstName": "Nancy", "LastName": "Davolio", "Email": "nancy@contoso.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SF.Insert(sf.ObjectOpportunityContactRole, map[string]any{"OpportunityId": oppID, "ContactId": contact, "Role": "Decision Maker"}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 20*time.Second, "the team member and the customer's contact in Partner Center", func() (bool, string) {
+		refs := stacktest.ReferralsFor(s, oppID)
+		if len(refs) != 1 || refs[0].CustomerProfile == nil {
+			return false, fmt.Sprintf("%d referrals", len(refs))
+		}
+		r := refs[0]
+		var team, contacts []string
+		for _, m := range r.Team {
+			team = append(team, m.Email)
+		}
+		for _, m := range r.CustomerProfile.Team {
+			contacts = append(contacts, m.Email)
+		}
+		return slices.Contains(team, "grace@contoso.example") && slices.Contains(contacts, "nancy@contoso.example"),
+			fmt.Sprintf("team %v, contacts %v", team, contacts)
 	})
 	// Deleted: held on the link, nothing sent; undeleted and edited: the edit reaches Partner Center.
 	if err := s.SF.Delete(sf.ObjectOpportunity, oppID); err != nil {

@@ -19,11 +19,24 @@ import (
 // converted Opportunity, which gets the referral's id and flag, with exactly one referral and one
 // Opportunity for it; an edit of that Opportunity then reaches the same referral.
 func TestLeadReferralBecomesLeadAndFollowsConversion(t *testing.T) {
+	leadReferralFlow(t, nil)
+}
+
+// TestLeadReferralOnChangeDataCapture is the same with sf-ingest on change events and its backstop poll an
+// hour away: the Lead's edit and its conversion reach Partner Center on LeadChangeEvents alone.
+func TestLeadReferralOnChangeDataCapture(t *testing.T) {
+	leadReferralFlow(t, map[string]string{"COSELL_SF_CDC": "on", "COSELL_SF_BACKSTOP_INTERVAL": "1h"})
+}
+
+func leadReferralFlow(t *testing.T, vars map[string]string) {
 	s := start(t, func(o *stack.Options) {
 		if o.Vars == nil {
 			o.Vars = map[string]string{}
 		}
 		o.Vars["COSELL_COSELL_ONLY"] = "false"
+		for k, v := range vars {
+			o.Vars[k] = v
+		}
 	})
 	in := stacktest.SellerReferral("Tailspin web shop", 22000)
 	in.CustomerProfile.Team = []pc.Member{{FirstName: "Sue", LastName: "Smith", Email: "sue@tailspin.example", PhoneNumber: "4255550100"}}
@@ -97,7 +110,11 @@ func TestLeadReferralBecomesLeadAndFollowsConversion(t *testing.T) {
 		}
 		return *got.Details.DealValue == 31000, fmt.Sprint(*got.Details.DealValue)
 	})
-	stacktest.Quiet(t, s)
+	if vars["COSELL_SF_CDC"] == "on" { // no poll to count: every consumer caught up
+		testkit.Eventually(t, 20*time.Second, "every consumer caught up", func() (bool, string) { return s.CaughtUp(t.Context()) })
+	} else {
+		stacktest.Quiet(t, s)
+	}
 	if n := len(stacktest.OpportunitiesFor(s, r.ID)); n != 1 {
 		t.Errorf("%d opportunities for the referral after conversion", n)
 	}

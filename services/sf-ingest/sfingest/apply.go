@@ -709,44 +709,47 @@ func applyChild(k *known, object, change, id string, ev sfpubsub.ChangeEvent) bo
 			o.Solutions = nil
 		}
 	case sf.ObjectOpportunityTeamMember:
-		i := slices.Index(k.teamIDs, id)
-		if i < 0 || len(k.teamIDs) != len(o.TeamMembers) {
-			return false
-		}
-		switch change {
-		case "UPDATE":
+		var ok bool
+		o.TeamMembers, k.teamIDs, ok = changeListed(o.TeamMembers, k.teamIDs, id, change, func(m *contracts.TeamMember) {
 			if has("TeamMemberRole") {
-				o.TeamMembers[i].Role = str(ev.Fields["TeamMemberRole"])
+				m.Role = str(ev.Fields["TeamMemberRole"])
 			}
-		case "DELETE":
-			o.TeamMembers, k.teamIDs = slices.Delete(o.TeamMembers, i, i+1), slices.Delete(k.teamIDs, i, i+1)
-		}
-		if len(o.TeamMembers) == 0 {
-			o.TeamMembers = nil
-		}
+		})
+		return ok
 	case sf.ObjectOpportunityContactRole:
-		i := slices.Index(k.roleIDs, id)
-		if i < 0 || len(k.roleIDs) != len(o.Contacts) {
-			return false
-		}
-		switch change {
-		case "UPDATE":
+		var ok bool
+		o.Contacts, k.roleIDs, ok = changeListed(o.Contacts, k.roleIDs, id, change, func(c *contracts.ContactRole) {
 			if has("Role") {
-				o.Contacts[i].Role = str(ev.Fields["Role"])
+				c.Role = str(ev.Fields["Role"])
 			}
 			if has("IsPrimary") {
-				o.Contacts[i].Primary = ev.Fields["IsPrimary"] == true
+				c.Primary = ev.Fields["IsPrimary"] == true
 			}
-		case "DELETE":
-			o.Contacts, k.roleIDs = slices.Delete(o.Contacts, i, i+1), slices.Delete(k.roleIDs, i, i+1)
-		}
-		if len(o.Contacts) == 0 {
-			o.Contacts = nil
-		}
+		})
+		return ok
 	default:
 		return false
 	}
 	return true
+}
+
+// changeListed updates (UPDATE) or removes (DELETE) the child id of a snapshot's list whose record ids
+// are known (ids, in the list's order); false when they are not, or do not hold it.
+func changeListed[T any](list []T, ids []string, id, change string, update func(*T)) ([]T, []string, bool) {
+	i := slices.Index(ids, id)
+	if i < 0 || len(ids) != len(list) {
+		return list, ids, false
+	}
+	switch change {
+	case "UPDATE":
+		update(&list[i])
+	case "DELETE":
+		list, ids = slices.Delete(list, i, i+1), slices.Delete(ids, i, i+1)
+	}
+	if len(list) == 0 {
+		list = nil
+	}
+	return list, ids, true
 }
 
 // absorb takes cosell's own write, dropped from the header, into the snapshots held: it publishes nothing

@@ -1,17 +1,21 @@
 package sfingest
 
-// Real-time ingest: Change Data Capture over the Pub/Sub API. A change event only says which records
-// changed (and how); sf-ingest re-reads the full records of a burst (one FetchResponse) in one Composite
-// call and publishes the same full snapshots the poller does, so `observed` keeps its contract and both
-// paths produce the same event ids for the same state. cosell's own writes (changeOrigin client=cosell,
-// from sf-writer's Sforce-Call-Options) are dropped from the header alone, before any REST read. Gap
-// events are re-read like any other; GAP_OVERFLOW runs the REST catch-up. The replay id of the last
-// handled burst is kept per channel in the checkpoints bucket (compare-and-set, so a replica that lost the
-// lease cannot move it), and the subscription resumes after it; without one, or when it is no longer
-// valid (past the 72-hour retention), the poller catches up from its SystemModstamp watermark and the
-// subscription starts from LATEST (with one more catch-up once the stream is open, for the changes made
-// in between). The poller keeps running as the backstop at a long interval: it also
-// covers the objects CDC does not carry (Notes).
+// Real-time ingest: Change Data Capture over the Pub/Sub API, for the Opportunity, its team members,
+// contact roles (and their Contacts), Microsoft Solutions and Account, and, with the mapping's coSellOnly
+// off, the Lead. sf-ingest publishes the same full snapshots the poller does, so `observed` keeps its
+// contract and both paths produce the same event ids for the same state. Where an event carries the
+// change (an UPDATE of fields the record's last snapshot holds as is, a Microsoft Solution added, a new
+// Lead, ...) the new snapshot is built from the event and the last one, with no REST call (apply.go says
+// when that is safe); everything else a burst (one FetchResponse, or the responses waiting behind it)
+// names is re-read in one Composite call. cosell's own writes (changeOrigin client=cosell, from
+// sf-writer's Sforce-Call-Options) are dropped from the header alone, before any REST read, and taken
+// into the snapshot held in memory. Gap events are re-read like any other; GAP_OVERFLOW runs the REST
+// catch-up. The replay id of the last handled burst is kept per channel in the checkpoints bucket
+// (compare-and-set, so a replica that lost the lease cannot move it), and the subscription resumes after
+// it; without one, or when it is no longer valid (past the 72-hour retention), the poller catches up from
+// its SystemModstamp watermark and the subscription starts from LATEST (with one more catch-up once the
+// stream is open, for the changes made in between). The poller keeps running as the backstop at a long
+// interval: it also covers the objects CDC does not carry (Notes).
 
 import (
 	"context"
