@@ -384,7 +384,7 @@ func (t *hopTable) render(r *report) {
 	}
 	cells := make([]string, len(t.times))
 	for j, h := range t.times {
-		cells[j] = fmt.Sprintf("%d (%d with every hop sampled)", h.chains, complete(h))
+		cells[j] = fmt.Sprintf("%d (%d in its sparsest hop)", h.chains, complete(h))
 	}
 	r.add("| changes followed to their written outcome | %s |", strings.Join(cells, " | "))
 }
