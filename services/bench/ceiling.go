@@ -58,14 +58,15 @@ func measureCeilings(ctx context.Context, url string, msgs int) (ceilings, error
 	}
 	rate := func(start time.Time) float64 { return float64(msgs) / time.Since(start).Seconds() }
 
-	// Async publish, bounded in flight; then fetch what it stored.
+	// Async publish, bounded in flight; then fetch what it stored. A publish waits while 256 are in flight
+	// (up to a minute, not the client's 200 ms, which a loaded machine exceeds and which failed the run).
 	cons, err := fresh()
 	if err != nil {
 		return c, err
 	}
 	start := time.Now()
 	for i := 0; i < msgs; i++ {
-		if _, err := js.PublishAsync(subject(i), payload, id(i)); err != nil {
+		if _, err := js.PublishAsync(subject(i), payload, id(i), jetstream.WithStallWait(time.Minute)); err != nil {
 			return c, err
 		}
 	}
