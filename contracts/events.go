@@ -314,8 +314,20 @@ type Link struct {
 	Status string `json:"status,omitempty"`
 	// Folded remembers the writers' outcomes already folded into the link, so an outcome handled again
 	// (a replay of the outcomes stream, past the duplicate window too) changes nothing.
-	Folded    *Folded   `json:"folded,omitempty"`
-	UpdatedAt time.Time `json:"updatedAt"`
+	Folded *Folded `json:"folded,omitempty"`
+	// Audit is the link's trail for the Opportunity's Audit field, kept by the mapper: its Salesforce
+	// writes carry the text, so the Audit summary costs no command of its own.
+	Audit     *AuditTrail `json:"audit,omitempty"`
+	UpdatedAt time.Time   `json:"updatedAt"`
+}
+
+// AuditTrail is what the Audit field shows of a link: the lines of the latest decisions it summarises
+// (oldest first), how many it summarised in all, and the id of the Audit command whose text (the id names
+// it) the mapper last carried in a Salesforce write; the auditor writes a text only when it is another.
+type AuditTrail struct {
+	Lines []string `json:"lines,omitempty"`
+	Total int      `json:"total,omitempty"`
+	Sent  string   `json:"sent,omitempty"`
 }
 
 // Folded is what a link remembers of the outcomes folded into it: a short hash of each of the latest

@@ -134,7 +134,7 @@ func TestAuditSummaryWrittenBackWithoutLoop(t *testing.T) {
 		}
 		oppID = fmt.Sprint(opps[0][sf.FieldID])
 		a := fmt.Sprint(opps[0][sf.FieldAudit])
-		return strings.Contains(a, "cosell audit") && strings.Contains(a, contracts.DecisionWritten), a
+		return strings.Contains(a, "cosell audit") && strings.Contains(a, contracts.DecisionCreated), a
 	})
 	stacktest.Quiet(t, s)
 	testkit.Eventually(t, 20*time.Second, "no more writes", func() (bool, string) {

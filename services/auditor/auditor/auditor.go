@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/auditsummary"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
@@ -47,7 +47,7 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	if o.SummaryEntries <= 0 {
-		o.SummaryEntries = 10
+		o.SummaryEntries = auditsummary.Entries
 	}
 	if o.SampleEvery <= 0 {
 		o.SampleEvery = 10 * time.Second
@@ -181,19 +181,12 @@ func (a *Auditor) Handle(ctx context.Context, e platform.Event) error {
 	return nil
 }
 
-// Summarised reports whether a decision belongs in the Audit summary: what changed, failed, conflicted or
-// waits. Echoes, stale and unchanged snapshots are left out, and so is everything caused by an Audit
-// write itself, so writing the summary can never make another summary (no loop).
-func Summarised(d contracts.Decision) bool {
-	switch d.Kind {
-	case contracts.DecisionEcho, contracts.DecisionStale, contracts.DecisionNoChange, contracts.DecisionIgnored:
-		return false
-	}
-	return !IsAuditCommand(d.Cause)
-}
+// Summarised reports whether a decision belongs in the Audit summary (auditsummary.Summarised: what
+// changed, failed, conflicted or waits, nothing an Audit write caused).
+func Summarised(d contracts.Decision) bool { return auditsummary.Summarised(d) }
 
 // IsAuditCommand reports whether id is the id of an Audit write-back command.
-func IsAuditCommand(id string) bool { return strings.Contains(id, "/"+PurposeAudit+"/") }
+func IsAuditCommand(id string) bool { return auditsummary.IsAuditCommand(id) }
 
 // PurposeAudit is the OpportunityCommand purpose of the Audit write-back.
 const PurposeAudit = contracts.PurposeAudit

@@ -2,65 +2,24 @@ package auditor
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/internal/auditsummary"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
-// maxAuditChars keeps the summary well inside Audit__c (a 32,768 character long text area).
-const maxAuditChars = 30000
-
 // Summary renders the Audit field text of a timeline: the last n entries that Summarised keeps, newest
-// first, one line each. It holds no clock of its own, so the same timeline always renders the same text
-// (and a replay produces the same command, which costs no write).
-func Summary(timeline []contracts.Decision, n int) string {
-	var kept []contracts.Decision
-	for _, d := range timeline {
-		if Summarised(d) {
-			kept = append(kept, d)
-		}
-	}
-	total := len(kept)
-	if len(kept) > n {
-		kept = kept[len(kept)-n:]
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "cosell audit — latest %d of %d entries, newest first\n", len(kept), total)
-	for i := len(kept) - 1; i >= 0; i-- {
-		d := kept[i]
-		line := d.At.UTC().Format("2006-01-02 15:04:05Z") + " " + d.Kind
-		if d.Target != "" {
-			line += " → " + string(d.Target)
-		}
-		if len(d.Fields) > 0 {
-			line += " [" + strings.Join(d.Fields, ", ") + "]"
-		}
-		if d.Detail != "" {
-			line += ": " + d.Detail
-		}
-		if b.Len()+len(line)+1 > maxAuditChars {
-			break
-		}
-		b.WriteString(line + "\n")
-	}
-	return strings.TrimRight(b.String(), "\n")
-}
+// first, one line each (auditsummary.Of, the text the mapper carries in its Salesforce writes too).
+func Summary(timeline []contracts.Decision, n int) string { return auditsummary.Of(timeline, n) }
 
 // AuditCommandID is the id of the command that writes summary to a link's Opportunity: it depends only on
 // the text, so writing the same summary again is dropped by the server or skipped by sf-writer.
-func AuditCommandID(linkID, summary string) string {
-	h := sha256.Sum256([]byte(summary))
-	return contracts.EventID("cmd", "sf", linkID, PurposeAudit, hex.EncodeToString(h[:12]))
-}
+func AuditCommandID(linkID, summary string) string { return auditsummary.CommandID(linkID, summary) }
 
 // summaries schedules the Audit write-back per link: a link marked by a decision is written once its
 // interval has passed since that first mark, whatever else happens to it meanwhile, so a burst of
@@ -158,6 +117,11 @@ func (a *Auditor) WriteSummary(ctx context.Context, linkID string) error {
 	id := AuditCommandID(l.ID, text)
 	a.mu.Lock()
 	same := a.summary.unchanged(l.ID, id)
+	if l.Audit != nil && l.Audit.Sent == id {
+		// The mapper's Salesforce write of the change carried this very text: nothing to write.
+		same = true
+		a.summary.published(l.ID, id)
+	}
 	a.mu.Unlock()
 	if same {
 		return nil

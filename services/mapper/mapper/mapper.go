@@ -16,12 +16,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cosell-dev/cosell/contracts"
+	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/internal/auditsummary"
 	"github.com/cosell-dev/cosell/services/internal/mapping"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/mapper/decide"
@@ -159,7 +163,7 @@ func (s *Service) update(ctx context.Context, load func(context.Context) (*store
 		if cur != nil {
 			link = &cur.Link
 		}
-		res := decideFn(link)
+		res := foldAudit(decideFn(link))
 		items, err := s.outbox(res)
 		if err != nil {
 			return platform.Permanent(err)
@@ -417,4 +421,57 @@ func lastToken(subject string) string {
 		}
 	}
 	return subject
+}
+
+// foldAudit adds the result's decisions that the Audit field shows to the link's trail, and when the
+// result writes to Salesforce anyway, its last Salesforce command carries the Audit text: the summary costs
+// no command of its own (the auditor writes one only when the text is not the one carried last, e.g. for a
+// change that writes only to Partner Center, or a dead letter on the timeline).
+func foldAudit(res decide.Result) decide.Result {
+	l := res.Link
+	if l == nil {
+		return res
+	}
+	var tr contracts.AuditTrail
+	if l.Audit != nil {
+		tr = *l.Audit
+		tr.Lines = slices.Clone(tr.Lines)
+	}
+	for _, d := range res.Decisions {
+		if auditsummary.Summarised(d) {
+			tr.Lines = append(tr.Lines, auditsummary.Line(d))
+			tr.Total++
+		}
+	}
+	if len(tr.Lines) > auditsummary.Entries {
+		tr.Lines = tr.Lines[len(tr.Lines)-auditsummary.Entries:]
+	}
+	cmd := res.LinkBack
+	if cmd == nil {
+		cmd = res.Opp
+	}
+	if cmd != nil && tr.Total > 0 && (cmd.Data.OpportunityID != "" || cmd.Data.Op == contracts.OpCreate) {
+		text := auditsummary.Text(tr.Lines, tr.Total, auditsummary.Entries)
+		if id := auditsummary.CommandID(l.ID, text); id != tr.Sent {
+			fields := maps.Clone(cmd.Data.Fields)
+			if fields == nil {
+				fields = map[string]any{}
+			}
+			fields[sf.FieldAudit] = text
+			c := *cmd
+			c.Data.Fields = fields
+			if cmd == res.LinkBack {
+				res.LinkBack = &c
+			} else {
+				res.Opp = &c
+			}
+			tr.Sent = id
+		}
+	}
+	if tr.Total > 0 {
+		next := *l
+		next.Audit = &tr
+		res.Link = &next
+	}
+	return res
 }
