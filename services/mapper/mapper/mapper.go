@@ -240,9 +240,9 @@ const resendSkew = time.Minute
 //     drops every copy (same Nats-Msg-Id), so nothing is stored twice and a redelivery that comes within
 //     AckWait, at the latest after MaxDeliver back-offs (well inside the window), always lands here;
 //   - older (a stage down past the window, an outage, a replay of the streams much later): the stream
-//     decides, not the clock: the outbox's last item is looked for on its subject since the record was
-//     stored. Found: it was published (items go out in order) and nothing is published twice past the
-//     window. Missing: publish it now.
+//     decides, not the clock: the outbox's items are looked for on their subjects since the record was
+//     stored. All found: it was published, and nothing is published twice past the window. Any missing:
+//     publish it now.
 func (s *Service) resend(ctx context.Context, st *stored) error {
 	if s.wasSent(st.ID, st.rev) {
 		return nil
@@ -265,25 +265,28 @@ func (s *Service) resend(ctx context.Context, st *stored) error {
 	return nil
 }
 
-// published reports whether the last item of a stored outbox is on its stream, stored since the record.
+// published reports whether every item of a stored outbox is on its stream, stored since the record (the
+// items leave together, so a failed publish may have stored some of them and not others).
 func (s *Service) published(ctx context.Context, st *stored) (bool, error) {
-	last := st.Outbox[len(st.Outbox)-1]
-	stream := contracts.StreamRequested
-	if last.Type == contracts.TypeDecision {
-		stream = contracts.StreamAudit
-	}
-	found := false
-	err := s.Bus.Read(ctx, stream, func(m platform.Stored) error {
-		if m.Header.Get(jetstream.MsgIDHeader) == last.ID || m.Header.Get("ce-id") == last.ID {
-			found = true
-			return platform.ErrStopReading
+	missing := map[string]bool{}
+	bySubject := map[string]string{} // subject → stream
+	for _, it := range st.Outbox {
+		missing[it.ID] = true
+		bySubject[it.Subject] = contracts.StreamRequested
+		if it.Type == contracts.TypeDecision {
+			bySubject[it.Subject] = contracts.StreamAudit
 		}
-		return nil
-	}, platform.Subjects(last.Subject), platform.Since(st.UpdatedAt.Add(-resendSkew)))
-	if err != nil {
-		return false, fmt.Errorf("link %s: look for its outbox on %s: %w", st.ID, stream, err)
 	}
-	return found, nil
+	for subject, stream := range bySubject {
+		err := s.Bus.Read(ctx, stream, func(m platform.Stored) error {
+			delete(missing, m.Header.Get(jetstream.MsgIDHeader))
+			return nil
+		}, platform.Subjects(subject), platform.Since(st.UpdatedAt.Add(-resendSkew)))
+		if err != nil {
+			return false, fmt.Errorf("link %s: look for its outbox on %s: %w", st.ID, stream, err)
+		}
+	}
+	return len(missing) == 0, nil
 }
 
 // sentKeep bounds the memory of published outboxes; past it the memory starts again (resend then asks
@@ -306,14 +309,21 @@ func (s *Service) wasSent(linkID string, rev uint64) bool {
 }
 
 func (s *Service) publish(ctx context.Context, items []OutboxItem) error {
+	if len(items) == 0 {
+		return nil
+	}
+	out := make([]platform.Outgoing, 0, len(items))
 	for _, it := range items {
 		e, err := platform.NewEvent(it.ID, it.Type, contracts.StageMapper, lastToken(it.Subject), it.Data)
 		if err != nil {
 			return platform.Permanent(err)
 		}
-		if _, err := s.Bus.Publish(ctx, it.Subject, e); err != nil {
-			return fmt.Errorf("publish %s: %w", it.ID, err)
-		}
+		out = append(out, platform.Outgoing{Subject: it.Subject, Event: e})
+	}
+	// All at once (one round trip); on an error some may be stored: the handling fails, and the record's
+	// outbox is published again in full (the server drops the copies).
+	if _, err := s.Bus.PublishAll(ctx, out); err != nil {
+		return fmt.Errorf("publish %d events of %s: %w", len(out), items[0].ID, err)
 	}
 	return nil
 }

@@ -62,25 +62,27 @@ func outboxOnBus(t *testing.T, bus *platform.Bus, linkID string) (commands, deci
 func TestCrashBetweenStoreAndPublish(t *testing.T) {
 	for _, later := range []time.Duration{time.Second, 2 * time.Hour} {
 		t.Run(fmt.Sprintf("redelivered %s later", later), func(t *testing.T) {
-			bus := bustest.Start(t, bustest.Config(8, 2*time.Second), contracts.StageMapper, nil)
+			ns := bustest.Server(t)
+			cfg := bustest.Config(8, 2*time.Second)
+			lost := bustest.Bus(t, ns, cfg, contracts.StageMapper, nil)
+			bus := bustest.Bus(t, ns, cfg, contracts.StageMapper, nil)
 			ctx := context.Background()
 			now := time.Now().UTC()
-			first := mapperOn(t, bus, now)
-			crashed, crash := context.WithCancel(ctx)
-			first.AfterStore = func(string) { crash() }
+			first := mapperOn(t, lost, now)
+			first.AfterStore = func(string) { lost.Abort() } // the process dies: its connection is gone
 			e := referralSeen(t, "R-crash", 1)
 			linkID := contracts.LinkIDFor(contracts.PartnerCenter, "R-crash")
-			if err := first.HandleObserved(crashed, e); err == nil {
+			if err := first.HandleObserved(ctx, e); err == nil {
 				t.Fatal("the handling whose publish was cut reported success (its trigger would be acked)")
 			}
 			if c, d := outboxOnBus(t, bus, linkID); c != 0 || d != 0 {
 				t.Fatalf("before the redelivery: %d commands, %d decisions on the bus; want none (the crash came before the publish)", c, d)
 			}
-			st, err := first.get(ctx, linkID)
+			again := mapperOn(t, bus, now.Add(later))
+			st, err := again.get(ctx, linkID)
 			if err != nil || st == nil || len(st.Outbox) == 0 {
 				t.Fatalf("link after the crash: %+v, %v; want it stored with its outbox", st, err)
 			}
-			again := mapperOn(t, bus, now.Add(later))
 			if err := again.HandleObserved(ctx, e); err != nil {
 				t.Fatal(err)
 			}
