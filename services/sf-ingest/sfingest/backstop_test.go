@@ -95,3 +95,59 @@ func TestCDCLongOutageResumesWithoutAScan(t *testing.T) {
 		}
 	}
 }
+
+// TestCDCOwnWriteDroppedUnreadHoldsTheBackstop: cosell's write of a synced field to a record no seller
+// changed within the backstop interval is dropped from its header unread; the backstop is what still
+// reads it (CDC.reread), so it holds the Opportunity's coverage back, is stored for a next leader, and is
+// lifted by the poll that read it.
+func TestCDCOwnWriteDroppedUnreadHoldsTheBackstop(t *testing.T) {
+	t.Parallel()
+	f, c := startedCDC(t) // backstop an hour: the test polls itself
+	opp := f.cdcOpportunity(t, "Held")
+	f.poll(t) // the watermark after the create
+	f.emu.AdvanceClock(2 * time.Hour)
+	settled := f.burstsAfter(t)
+	ownWrite(t, f.in.SF, "Opportunity", opp, map[string]any{sf.FieldAmount: 777})
+	settled("the own write's burst")
+	if c.Stats().Echoes != 1 {
+		t.Fatalf("stats %+v, want the own write dropped unread", c.Stats())
+	}
+	if _, err := f.in.Checkpoints.Get(t.Context(), HeldKey()); err != nil {
+		t.Fatalf("no hold stored for the own write dropped unread: %v", err)
+	}
+	// Changes after it: the coverage passes them, the hold keeps the poll reading from the own write.
+	settled = f.burstsAfter(t)
+	other := f.cdcOpportunity(t, "Later")
+	settled("the later change's burst")
+	before := f.emu.Counts()[sfemu.ScanRowsCount]
+	f.poll(t)
+	if rows := f.emu.Counts()[sfemu.ScanRowsCount] - before; rows < 2 {
+		t.Fatalf("the backstop read %d rows, want the held own write's record and the later one", rows)
+	}
+	if _, err := f.in.Checkpoints.Get(t.Context(), HeldKey()); err == nil {
+		t.Fatal("the hold stayed after a poll read past it")
+	}
+	// Lifted: a seller's change a minute later, and the poll reads only what came after the coverage.
+	f.emu.AdvanceClock(time.Minute)
+	settled = f.burstsAfter(t)
+	if err := f.emu.Update("Opportunity", other, map[string]any{sf.FieldAmount: 1234}); err != nil {
+		t.Fatal(err)
+	}
+	settled("the seller's change's burst")
+	before = f.emu.Counts()[sfemu.ScanRowsCount]
+	f.poll(t)
+	if rows := f.emu.Counts()[sfemu.ScanRowsCount] - before; rows > 1 {
+		t.Fatalf("after the hold was lifted the backstop read %d rows, want at most the newest change's (%s)", rows, other)
+	}
+}
+
+// burstsAfter returns a wait for a burst handled (its coverage noted, its replay id stored) after now.
+func (f *cdcFixture) burstsAfter(t *testing.T) func(what string) {
+	f.mu.Lock()
+	n := f.bursts
+	f.mu.Unlock()
+	return func(what string) {
+		t.Helper()
+		testkit.EventuallyTrue(t, 15*time.Second, what, func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.bursts > n })
+	}
+}
