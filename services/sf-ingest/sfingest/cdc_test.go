@@ -110,6 +110,15 @@ func (f *cdcFixture) waitStored(t *testing.T) {
 // snapshots reads every observed snapshot of the stream, by opportunity id, in order.
 func (f *cdcFixture) snapshots(t *testing.T) map[string][]contracts.OpportunityObserved {
 	t.Helper()
+	out, err := f.readSnapshots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// readSnapshots is snapshots, with the stream's read error returned (NATS may be away).
+func (f *cdcFixture) readSnapshots() (map[string][]contracts.OpportunityObserved, error) {
 	out := map[string][]contracts.OpportunityObserved{}
 	err := f.bus.Read(context.Background(), contracts.StreamObserved, func(m platform.Stored) error {
 		e, err := m.Event()
@@ -126,10 +135,7 @@ func (f *cdcFixture) snapshots(t *testing.T) map[string][]contracts.OpportunityO
 		out[obs.Opportunity.ID] = append(out[obs.Opportunity.ID], obs)
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return out, err
 }
 
 // waitSnapshot polls until the newest snapshot of opp satisfies ok.

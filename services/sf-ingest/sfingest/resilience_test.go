@@ -21,7 +21,10 @@ import (
 func (f *cdcFixture) amounts(t *testing.T, what string, want map[string]float64) {
 	t.Helper()
 	testkit.EventuallyTrue(t, 30*time.Second, what, func() bool {
-		s := f.snapshots(t)
+		s, err := f.readSnapshots()
+		if err != nil {
+			return false // NATS still away
+		}
 		for id, amount := range want {
 			list := s[id]
 			if len(list) == 0 || list[len(list)-1].Opportunity.Fields[sf.FieldAmount] != amount {
