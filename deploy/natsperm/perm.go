@@ -55,6 +55,9 @@ type role struct {
 	kvWrite, kvRead []string
 	// kvList are buckets whose keys the stage lists (a KV watch: an ordered push consumer).
 	kvList []string
+	// kvFollow are bucket → key patterns whose puts the stage follows as they are written (a core
+	// subscription on the bucket's subjects, platform.FollowKV): no consumer, no history.
+	kvFollow map[string]string
 	// streamReads are streams the stage reads with ephemeral ordered consumers (the auditor's dead letters).
 	streamReads []string
 	// subjectReads are streams whose subjects the stage reads one at a time without a consumer: batched
@@ -89,10 +92,12 @@ func roles() []role {
 	return []role{
 		// pc-ingest's webhook endpoint publishes verified notifications, its fetcher (a durable) turns them
 		// into full referral snapshots.
-		// It reads a referral's last snapshot to skip publishing one it already has.
+		// It reads a referral's last snapshot to skip publishing one it already has, and follows pc-writer's
+		// create records so the webhook about our own create waits for pc-writer's snapshot.
 		// Both Partner Center stages read the shared refresh token and write back its rotations.
 		{stage: contracts.StagePCIngest, publishes: []string{contracts.SubjectReferralNotified, contracts.SubjectReferralObserved},
-			kvWrite: []string{contracts.BucketCheckpoints, contracts.BucketLeases, contracts.BucketPCCredentials}, lastOf: []string{contracts.SubjectReferralObserved}},
+			kvWrite: []string{contracts.BucketCheckpoints, contracts.BucketLeases, contracts.BucketPCCredentials}, lastOf: []string{contracts.SubjectReferralObserved},
+			kvFollow: map[string]string{contracts.BucketApplied: contracts.PCCreateKeyPrefix + ">"}},
 		// sf-ingest reads a record's last snapshot to build the next one from a change event.
 		{stage: contracts.StageSFIngest, publishes: []string{contracts.SubjectOpportunityObserved},
 			kvWrite: []string{contracts.BucketCheckpoints, contracts.BucketLeases}, lastOf: []string{contracts.SubjectOpportunityObserved}},
@@ -164,6 +169,9 @@ func (r role) user() User {
 	}
 	for _, b := range r.kvWrite {
 		pub.add("$KV." + b + ".>")
+	}
+	for b, keys := range r.kvFollow {
+		sub.add("$KV." + b + "." + keys)
 	}
 	for _, b := range r.kvList {
 		stream := "KV_" + b

@@ -253,3 +253,43 @@ func Test429StormSurvived(t *testing.T) {
 		t.Errorf("%d dead letters", n)
 	}
 }
+
+// TestOwnCreatesCostOneCallEach: an Opportunity synced to Partner Center costs one Partner Center call,
+// the create, whenever Partner Center delivers the referral-created webhook about it: before it answers
+// the create, racing the answer, or after. pc-ingest holds the webhook of a create under way until
+// pc-writer has published the referral the create returned, and reads nothing.
+func TestOwnCreatesCostOneCallEach(t *testing.T) {
+	s := start(t, nil)
+	const each = 3
+	for _, timing := range []pcemu.WebhookTiming{pcemu.WebhookBeforeAnswer, pcemu.WebhookWithAnswer, pcemu.WebhookAfterAnswer} {
+		name := string(timing)
+		if name == "" {
+			name = "with"
+		}
+		t.Run(name+" the answer", func(t *testing.T) {
+			stacktest.Quiet(t, s)
+			s.PC.SetWebhookTiming(timing)
+			s.PC.ResetCounts()
+			var opps []string
+			for i := range each {
+				opps = append(opps, newOpportunity(t, s, fmt.Sprintf("Fabrikam %s %d", name, i), 1000+float64(i)))
+			}
+			for _, id := range opps {
+				testkit.Eventually(t, 30*time.Second, "referral linked", func() (bool, string) {
+					o, _ := s.SF.Get(sf.ObjectOpportunity, id)
+					return o[sf.FieldReferralIdentifier] != nil, fmt.Sprint(o[sf.FieldReferralIdentifier])
+				})
+			}
+			stacktest.Quiet(t, s)
+			c := s.PC.Counts()
+			if c["referrals.create"] != each || c["referrals.get"] != 0 || c["webhooks.delivered"] < each {
+				t.Errorf("calls %v: %d creates, no read, the %d webhooks delivered", c, each, each)
+			}
+			for _, id := range opps {
+				if n := len(stacktest.ReferralsFor(s, id)); n != 1 {
+					t.Errorf("%d referrals for %s", n, id)
+				}
+			}
+		})
+	}
+}

@@ -29,7 +29,7 @@ func TestCoSellNeedsACustomerContact(t *testing.T) {
 	if err != nil {
 		t.Fatalf("co-sell with a customer contact: %v", err)
 	}
-	if _, err := e.patch(r.ID, "", []pc.PatchOp{{Op: "replace", Path: "/customerProfile/team", Value: []any{}}}); !errors.As(err, &ae) || ae.target != "customerProfile.team" {
+	if _, _, err := e.patch(r.ID, "", []pc.PatchOp{{Op: "replace", Path: "/customerProfile/team", Value: []any{}}}); !errors.As(err, &ae) || ae.target != "customerProfile.team" {
 		t.Fatalf("patch removing the last customer contact of a co-sell referral: %v", err)
 	}
 	in.InviteContext.AssistanceRequestCode, in.CustomerProfile.Team = "Unknown", nil

@@ -97,6 +97,7 @@ type Emulator struct {
 	delivered       []Delivery
 	beforePatch     []func(referralID string)
 	shape           NotificationShape
+	timing          WebhookTiming
 	filters         FilterMode
 
 	ctx    context.Context

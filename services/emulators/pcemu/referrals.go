@@ -201,12 +201,12 @@ func (e *Emulator) createReferral(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalidRequest", "The request body is not a valid referral: "+err.Error(), "")
 		return
 	}
-	out, err := e.create(in, false)
+	out, changed, err := e.store(in, false, false)
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
-	writeReferral(w, http.StatusCreated, out)
+	e.answer(w, pc.EventReferralCreated, out.ID, changed, func() { writeReferral(w, http.StatusCreated, out) })
 }
 
 // create stores a new referral. A partner-created referral is Outgoing and comes back Active/Accepted; a
@@ -218,12 +218,22 @@ func (e *Emulator) create(in pc.Referral, seller bool) (pc.Referral, error) {
 // createAs is create; lead makes the seller-side referral a lead from Microsoft's marketing: Incoming,
 // Independent, MarketingQualified (Partner Center's "Leads").
 func (e *Emulator) createAs(in pc.Referral, seller, lead bool) (pc.Referral, error) {
+	out, changed, err := e.store(in, seller, lead)
+	if err != nil {
+		return out, err
+	}
+	e.notify(pc.EventReferralCreated, out.ID, changed)
+	return out, nil
+}
+
+// store is createAs without the webhook: the stored referral and its change time.
+func (e *Emulator) store(in pc.Referral, seller, lead bool) (pc.Referral, string, error) {
 	var keepID, keepCreated string
 	if seller {
 		// What the seller sent is kept, or refused with the reason; only what they left out is filled in.
 		var err error
 		if keepID, keepCreated, err = e.checkSellerReferral(&in); err != nil {
-			return pc.Referral{}, err
+			return pc.Referral{}, "", err
 		}
 		in.Direction = pc.DirectionIncoming
 		in.Type = pc.TypeShared
@@ -259,10 +269,10 @@ func (e *Emulator) createAs(in pc.Referral, seller, lead bool) (pc.Referral, err
 		}
 	} else {
 		if in.Status == pc.StatusClosed {
-			return pc.Referral{}, invalid("status", "A referral cannot be created Closed.")
+			return pc.Referral{}, "", invalid("status", "A referral cannot be created Closed.")
 		}
 		if in.Status != "" && in.Status != pc.StatusNew && in.Status != pc.StatusActive {
-			return pc.Referral{}, invalid("status", "Unknown status '%s'.", in.Status)
+			return pc.Referral{}, "", invalid("status", "Unknown status '%s'.", in.Status)
 		}
 		in.Direction = pc.DirectionOutgoing
 		in.Status, in.Substatus = pc.StatusActive, pc.SubstatusAccepted
@@ -271,10 +281,10 @@ func (e *Emulator) createAs(in pc.Referral, seller, lead bool) (pc.Referral, err
 		}
 	}
 	if err := validateReferral(&in); err != nil {
-		return pc.Referral{}, err
+		return pc.Referral{}, "", err
 	}
 	if err := validateCoSell(&in); err != nil {
-		return pc.Referral{}, err
+		return pc.Referral{}, "", err
 	}
 
 	e.mu.Lock()
@@ -283,7 +293,7 @@ func (e *Emulator) createAs(in pc.Referral, seller, lead bool) (pc.Referral, err
 	if keepID != "" {
 		if _, dup := e.referrals[keepID]; dup {
 			e.mu.Unlock()
-			return pc.Referral{}, &apiError{status: http.StatusConflict, code: "invalidRequest", target: "id",
+			return pc.Referral{}, "", &apiError{status: http.StatusConflict, code: "invalidRequest", target: "id",
 				msg: fmt.Sprintf("A referral with id '%s' already exists.", keepID)}
 		}
 		in.ID = keepID
@@ -317,8 +327,7 @@ func (e *Emulator) createAs(in pc.Referral, seller, lead bool) (pc.Referral, err
 	out := clone(&stored)
 	e.mu.Unlock()
 
-	e.notify(pc.EventReferralCreated, out.ID, now)
-	return out, nil
+	return out, now, nil
 }
 
 // checkSellerReferral refuses, with the reason, what a Microsoft seller's referral cannot carry, so that nothing
@@ -579,28 +588,31 @@ func (e *Emulator) patchReferral(w http.ResponseWriter, r *http.Request) {
 	if hook != nil {
 		hook(id)
 	}
-	out, err := e.patch(id, r.Header.Get("If-Match"), ops)
+	out, changed, err := e.patch(id, r.Header.Get("If-Match"), ops)
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
-	w.Header().Set("ETag", out.ETag)
-	if strings.Contains(strings.ToLower(r.Header.Get("Prefer")), "return=representation") {
-		writeReferral(w, http.StatusOK, out)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	e.answer(w, pc.EventReferralUpdated, id, changed, func() {
+		w.Header().Set("ETag", out.ETag)
+		if strings.Contains(strings.ToLower(r.Header.Get("Prefer")), "return=representation") {
+			writeReferral(w, http.StatusOK, out)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
 }
 
-func (e *Emulator) patch(id, ifMatch string, ops []pc.PatchOp) (pc.Referral, error) {
+// patch applies a partner's JSON Patch; the webhook is the caller's to send (answer), at the change time returned.
+func (e *Emulator) patch(id, ifMatch string, ops []pc.PatchOp) (pc.Referral, string, error) {
 	for i, op := range ops {
 		if op.Op != "replace" && op.Op != "add" {
-			return pc.Referral{}, invalid(fmt.Sprintf("[%d].op", i), "Operation '%s' is not supported: use replace or add.", op.Op)
+			return pc.Referral{}, "", invalid(fmt.Sprintf("[%d].op", i), "Operation '%s' is not supported: use replace or add.", op.Op)
 		}
 		path, appendTo := strings.CutSuffix(op.Path, "/-")
 		canAppend, ok := patchablePaths[path]
 		if !ok || (appendTo && (!canAppend || op.Op != "add")) {
-			return pc.Referral{}, invalid(op.Path, "Path '%s' cannot be patched.", op.Path)
+			return pc.Referral{}, "", invalid(op.Path, "Path '%s' cannot be patched.", op.Path)
 		}
 	}
 
@@ -608,16 +620,16 @@ func (e *Emulator) patch(id, ifMatch string, ops []pc.PatchOp) (pc.Referral, err
 	stored, ok := e.referrals[id]
 	if !ok {
 		e.mu.Unlock()
-		return pc.Referral{}, notFound(id)
+		return pc.Referral{}, "", notFound(id)
 	}
 	if ifMatch != "" && ifMatch != "*" && ifMatch != stored.ETag {
 		e.mu.Unlock()
-		return pc.Referral{}, &apiError{status: http.StatusPreconditionFailed, code: "preconditionFailed",
+		return pc.Referral{}, "", &apiError{status: http.StatusPreconditionFailed, code: "preconditionFailed",
 			msg: fmt.Sprintf("The eTag %s does not match the current version %s of referral '%s'.", ifMatch, stored.ETag, id)}
 	}
 	if stored.Status == pc.StatusClosed {
 		e.mu.Unlock()
-		return pc.Referral{}, closedErr(stored)
+		return pc.Referral{}, "", closedErr(stored)
 	}
 	upd, err := applyPatch(stored, ops)
 	if err == nil {
@@ -638,12 +650,11 @@ func (e *Emulator) patch(id, ifMatch string, ops []pc.PatchOp) (pc.Referral, err
 	}
 	if err != nil {
 		e.mu.Unlock()
-		return pc.Referral{}, err
+		return pc.Referral{}, "", err
 	}
 	out, now := e.commitLocked(stored, upd)
 	e.mu.Unlock()
-	e.notify(pc.EventReferralUpdated, id, now)
-	return out, nil
+	return out, now, nil
 }
 
 func visibleToSellers(r *pc.Referral) bool {

@@ -344,36 +344,85 @@ func changeDate(ts string) string {
 	return t.Format("2006-01-02T15:04:05.0000000+00:00")
 }
 
-// notify sends a referral event to the registered URL, if the registration subscribes to it.
-func (e *Emulator) notify(event, referralID, changed string) {
+// notify sends a referral event to the registered URL, if the registration subscribes to it; the channel
+// is closed once the delivery ends (delivered or parked).
+func (e *Emulator) notify(event, referralID, changed string) <-chan struct{} {
 	e.mu.Lock()
 	uri := e.baseURL + "/engagements/v1/referrals/" + referralID
 	e.mu.Unlock()
-	e.enqueue(pc.WebhookNotification{EventName: event, ResourceURI: uri, ResourceName: "referral",
+	return e.enqueue(pc.WebhookNotification{EventName: event, ResourceURI: uri, ResourceName: "referral",
 		ResourceChangeUTCDate: changeDate(changed)}, "")
 }
 
-// enqueue starts the asynchronous delivery of one notification; validationID, when set, records the attempts.
-func (e *Emulator) enqueue(n pc.WebhookNotification, validationID string) {
+// WebhookTiming is when the webhook about a partner's own create or patch is delivered against the
+// answer to that call. Partner Center documents none: a receiver must expect it before, during or after.
+type WebhookTiming string
+
+const (
+	// WebhookWithAnswer starts the delivery as the change is stored, racing the answer (the default).
+	WebhookWithAnswer WebhookTiming = ""
+	// WebhookBeforeAnswer delivers (and waits for the receiver's answer) before answering the call.
+	WebhookBeforeAnswer WebhookTiming = "before"
+	// WebhookAfterAnswer delivers once the answer has been written to the caller.
+	WebhookAfterAnswer WebhookTiming = "after"
+)
+
+// SetWebhookTiming sets when the webhooks about the partner's own creates and patches are delivered.
+func (e *Emulator) SetWebhookTiming(t WebhookTiming) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.timing = t
+}
+
+// answer writes the answer to a partner's create or patch and delivers the webhook about it at the
+// emulator's WebhookTiming.
+func (e *Emulator) answer(w http.ResponseWriter, event, referralID, changed string, write func()) {
+	e.mu.Lock()
+	timing := e.timing
+	e.mu.Unlock()
+	switch timing {
+	case WebhookBeforeAnswer:
+		<-e.notify(event, referralID, changed)
+		write()
+	case WebhookAfterAnswer:
+		write()
+		if fl, ok := w.(http.Flusher); ok {
+			fl.Flush()
+		}
+		e.notify(event, referralID, changed)
+	default:
+		e.notify(event, referralID, changed)
+		write()
+	}
+}
+
+// enqueue starts the asynchronous delivery of one notification; validationID, when set, records the
+// attempts. The channel is closed when the delivery ends (at once when nothing is sent).
+func (e *Emulator) enqueue(n pc.WebhookNotification, validationID string) <-chan struct{} {
+	done := make(chan struct{})
 	e.mu.Lock()
 	reg := e.reg
 	if e.closed || reg == nil || !slices.Contains(reg.WebhookEvents, n.EventName) {
 		e.mu.Unlock()
-		return
+		close(done)
+		return done
 	}
 	if e.faults.DropWebhooks > 0 {
 		e.faults.DropWebhooks--
 		e.counts["webhooks.dropped"]++
 		e.mu.Unlock()
-		return
+		close(done)
+		return done
 	}
 	regCopy := *reg
 	e.wg.Add(1)
 	e.mu.Unlock()
 	go func() {
 		defer e.wg.Done()
+		defer close(done)
 		e.deliver(regCopy, n, validationID)
 	}()
+	return done
 }
 
 // NotificationShape changes the body of the notifications the emulator sends, as Partner Center may without

@@ -53,6 +53,9 @@ type Config struct {
 	ReadRate        float64 `env:"COSELL_PC_READ_RATE" default:"0" help:"Partner Center reads per second (0 = no limit; a Retry-After pauses every read)"`
 	ReadBurst       int     `env:"COSELL_PC_READ_BURST" default:"8"`
 	ThrottleRetries int     `env:"COSELL_PC_READ_THROTTLE_RETRIES" default:"3" help:"times a throttled read is retried in place after its Retry-After before the notification is put back"`
+	// OwnCreateWait bounds how long a referral-created webhook is held while a pc-writer create that may
+	// have caused it is under way (ownCreates); after it the referral is read.
+	OwnCreateWait time.Duration `env:"COSELL_PC_OWN_CREATE_WAIT" default:"10s" help:"how long a referral-created webhook waits for the snapshot of a pc-writer create under way before the referral is read"`
 }
 
 // Ingest is the pc-ingest stage.
@@ -69,6 +72,7 @@ type Ingest struct {
 
 	once    sync.Once
 	reading keyedLock
+	own     *ownCreates
 }
 
 func (in *Ingest) limiter() *pcapi.TenantLimiter {
@@ -203,9 +207,37 @@ func (in *Ingest) handOff(ctx context.Context, n pc.WebhookNotification, referra
 
 // RunFetcher reads the handed-off notifications until ctx is cancelled.
 func (in *Ingest) RunFetcher(ctx context.Context) error {
+	if err := in.FollowOwnCreates(ctx); err != nil {
+		return err
+	}
 	opts := in.Consume
 	opts.Concurrency = max(in.Config.Reads, 1)
 	return in.Bus.Consume(ctx, contracts.ConsumerPCIngestNotified, in.HandleNotified, opts)
+}
+
+// FollowOwnCreates starts following pc-writer's create records (until ctx ends), so that the webhook
+// about a referral pc-writer is creating waits for the snapshot pc-writer publishes instead of reading it.
+func (in *Ingest) FollowOwnCreates(ctx context.Context) error {
+	wait := in.Config.OwnCreateWait
+	if wait <= 0 {
+		wait = 10 * time.Second
+	}
+	own := newOwnCreates(wait)
+	if err := own.start(ctx, in.Bus); err != nil {
+		return err
+	}
+	in.own = own
+	return nil
+}
+
+// covered reports whether the last snapshot published for the notified referral is not older than the
+// notified change (the notification needs no read), and that snapshot's version time.
+func (in *Ingest) covered(ctx context.Context, n contracts.ReferralNotified) (bool, time.Time, error) {
+	have, ok, err := in.lastObserved(ctx, n.ReferralID)
+	if err != nil || !ok {
+		return false, have, err
+	}
+	return n.ChangedAt.IsZero() || !have.Before(n.ChangedAt), have, nil
 }
 
 // HandleNotified fetches what one notification names and publishes the snapshot(s).
@@ -223,10 +255,20 @@ func (in *Ingest) HandleNotified(ctx context.Context, e platform.Event) error {
 	switch n.EventName {
 	case pc.EventReferralCreated, pc.EventReferralUpdated:
 		if !n.ChangedAt.IsZero() {
-			if have, ok, err := in.lastObserved(ctx, n.ReferralID); err != nil {
+			if ok, have, err := in.covered(ctx, n); err != nil {
 				return err
-			} else if ok && !have.Before(n.ChangedAt) {
+			} else if ok {
 				log.Info("notification not newer than the snapshot already published; not fetched",
+					"changed_at", n.ChangedAt, "published_version_at", have)
+				return nil
+			}
+		}
+		if n.EventName == pc.EventReferralCreated && in.own.ours(ctx, n.ReferralID, n.ReceivedAt) {
+			// pc-writer created it and has published the referral its create returned.
+			if ok, have, err := in.covered(ctx, n); err != nil {
+				return err
+			} else if ok {
+				log.Info("notification of our own create; its snapshot is published, not fetched",
 					"changed_at", n.ChangedAt, "published_version_at", have)
 				return nil
 			}

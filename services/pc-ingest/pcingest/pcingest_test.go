@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cosell-dev/cosell/contracts"
@@ -31,6 +32,7 @@ type fixture struct {
 	in   *Ingest
 	emu  *pcemu.Emulator
 	bus  *platform.Bus
+	ns   *server.Server
 	hook string // the webhook endpoint URL
 }
 
@@ -47,7 +49,8 @@ func newFixtureVia(t *testing.T, cfg Config, run func(*Ingest) func(context.Cont
 	log := testkit.Log()
 	busCfg := bustest.Config(5, 2*time.Second)
 	busCfg.DuplicateWindow = 10 * time.Minute
-	bus := bustest.Start(t, busCfg, contracts.StagePCIngest, platform.NewMetrics(prometheus.NewRegistry()))
+	ns := bustest.Server(t)
+	bus := bustest.Bus(t, ns, busCfg, contracts.StagePCIngest, platform.NewMetrics(prometheus.NewRegistry()))
 	emu, base := emutest.PartnerCenterServer(t, pcemu.Options{WebhookBackoff: 50 * time.Millisecond, Logger: log})
 	pcCfg := emutest.PartnerCenterConfig(emu, base)
 	if transport != nil {
@@ -72,7 +75,7 @@ func newFixtureVia(t *testing.T, cfg Config, run func(*Ingest) func(context.Cont
 		Consume:  platform.ConsumeOptions{MaxWait: 100 * time.Millisecond, BackoffBase: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond}}
 	hookSrv := httptest.NewServer(in)
 	t.Cleanup(hookSrv.Close)
-	f := &fixture{in: in, emu: emu, bus: bus, hook: hookSrv.URL + "/webhooks/partner-center"}
+	f := &fixture{in: in, emu: emu, bus: bus, ns: ns, hook: hookSrv.URL + "/webhooks/partner-center"}
 	if _, err := client.RegisterWebhook(ctx, f.hook, []string{pc.EventReferralCreated, pc.EventReferralUpdated,
 		pc.EventRelatedReferralCreated, pc.EventRelatedReferralUpdated, pc.EventTestCreated}, true); err != nil {
 		t.Fatal(err)

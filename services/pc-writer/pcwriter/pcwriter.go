@@ -166,9 +166,10 @@ func (w *Writer) Handle(ctx context.Context, e platform.Event) error {
 	out := contracts.Outcome{CommandID: e.ID(), LinkID: cmd.LinkID, System: contracts.PartnerCenter, Op: cmd.Op,
 		OpportunityID: cmd.OpportunityID, ReferralID: cmd.ReferralID}
 	var r pc.Referral
+	var record func(context.Context) // a create's second record, once its snapshot is out
 	switch cmd.Op {
 	case contracts.OpCreate:
-		r, out.Created, err = w.create(ctx, cmd)
+		r, out.Created, record, err = w.create(ctx, cmd)
 	case contracts.OpUpdate:
 		r, err = w.patch(ctx, cmd)
 	default:
@@ -185,16 +186,21 @@ func (w *Writer) Handle(ctx context.Context, e platform.Event) error {
 	out.Referral = &r
 	out.Version = contracts.ReferralVersion(r)
 	// The snapshot first: Partner Center sends its webhook about our write as soon as the write is made,
-	// and pc-ingest reads the referral unless the snapshot is already there.
+	// and pc-ingest reads the referral unless the snapshot is already there, or (a create) unless it knows
+	// from the create's first record that one is coming: it holds the webhook until the second record,
+	// written only now, after the snapshot.
 	w.observe(ctx, r)
+	if record != nil {
+		record(ctx)
+	}
 	return w.Outcomes.Publish(ctx, out)
 }
 
 // observe publishes the referral Partner Center returned from our write as its observed snapshot (the same
 // event id pc-ingest would give that version). The webhook Partner Center sends about our own write then
 // finds a snapshot not older than its change and pc-ingest does not read the referral again: one Partner
-// Center call per create and per patch instead of two (when the snapshot is stored before pc-ingest looks).
-// Failing here costs only that read, so it is logged, not retried.
+// Center call per create and per patch instead of two. Failing here costs only that read, so it is logged,
+// not retried.
 func (w *Writer) observe(ctx context.Context, r pc.Referral) {
 	if r.ID == "" || r.ETag == "" {
 		return
@@ -205,38 +211,31 @@ func (w *Writer) observe(ctx context.Context, r pc.Referral) {
 	}
 }
 
-// createRecord is what the applied bucket remembers of the creates for one Opportunity.
-type createRecord struct {
-	OpportunityID string    `json:"opportunityId"`
-	StartedAt     time.Time `json:"startedAt"`            // the first attempt, before Partner Center was called
-	ReferralID    string    `json:"referralId,omitempty"` // set once the create returned
-}
-
-func createKey(opportunityID string) string { return "pc-create." + contracts.Token(opportunityID) }
-
 // createScanSlack widens the recovery scan for clock skew between cosell and Partner Center.
 const createScanSlack = 5 * time.Minute
 
-func (w *Writer) create(ctx context.Context, cmd contracts.ReferralCommand) (pc.Referral, bool, error) {
+// create carries out a create command: the referral, whether this attempt created it, and the record
+// to write once its snapshot is published (nil: nothing to record).
+func (w *Writer) create(ctx context.Context, cmd contracts.ReferralCommand) (pc.Referral, bool, func(context.Context), error) {
 	if cmd.Create == nil {
-		return pc.Referral{}, false, platform.Permanent(fmt.Errorf("create for opportunity %s carries no referral", cmd.OpportunityID))
+		return pc.Referral{}, false, nil, platform.Permanent(fmt.Errorf("create for opportunity %s carries no referral", cmd.OpportunityID))
 	}
 	kv := w.Outcomes.Applied
-	key := createKey(cmd.OpportunityID)
+	key := contracts.PCCreateKey(cmd.OpportunityID)
 	rec, rev, err := w.loadCreate(ctx, key)
 	if err != nil {
-		return pc.Referral{}, false, err
+		return pc.Referral{}, false, nil, err
 	}
 	if rev == 0 {
-		rec = createRecord{OpportunityID: cmd.OpportunityID, StartedAt: time.Now().UTC()}
+		rec = contracts.PCCreate{OpportunityID: cmd.OpportunityID, StartedAt: time.Now().UTC()}
 		b, _ := json.Marshal(rec)
 		if rev, err = kv.Create(ctx, key, b); err != nil {
 			if !errors.Is(err, jetstream.ErrKeyExists) {
-				return pc.Referral{}, false, fmt.Errorf("record the create of opportunity %s: %w", cmd.OpportunityID, err)
+				return pc.Referral{}, false, nil, fmt.Errorf("record the create of opportunity %s: %w", cmd.OpportunityID, err)
 			}
 			// Another attempt for this Opportunity is (or was) under way: recover as after a crash.
 			if rec, rev, err = w.loadCreate(ctx, key); err != nil {
-				return pc.Referral{}, false, err
+				return pc.Referral{}, false, nil, err
 			}
 		} else {
 			return w.createNew(ctx, cmd, rec, rev)
@@ -245,63 +244,82 @@ func (w *Writer) create(ctx context.Context, cmd contracts.ReferralCommand) (pc.
 	if rec.ReferralID != "" {
 		r, err := w.get(ctx, rec.ReferralID)
 		if err == nil && r.ExternalReferenceID == cmd.OpportunityID {
-			return r, false, nil
+			return r, false, nil, nil
 		}
 		if err != nil && !pcapi.IsNotFound(err) {
-			return pc.Referral{}, false, err
+			return pc.Referral{}, false, nil, err
 		}
 		w.Log.Warn("the referral recorded for the opportunity is gone or names another; creating a new one",
 			"opportunity_id", cmd.OpportunityID, "referral_id", rec.ReferralID)
-		return w.createNew(ctx, cmd, rec, rev)
+		return w.retryCreate(ctx, cmd, rec, rev)
 	}
 	found, err := w.findCreated(ctx, cmd.OpportunityID, rec.StartedAt)
 	if err != nil {
-		return pc.Referral{}, false, err
+		return pc.Referral{}, false, nil, err
 	}
 	if found != nil {
-		w.saveCreate(ctx, key, rec, rev, found.ID)
-		return *found, false, nil
+		return *found, false, w.recordCreated(key, rec, rev, found.ID), nil
+	}
+	return w.retryCreate(ctx, cmd, rec, rev)
+}
+
+// retryCreate announces a new attempt in the create record (compare-and-set: a concurrent attempt makes
+// this one wait for a redelivery) and creates.
+func (w *Writer) retryCreate(ctx context.Context, cmd contracts.ReferralCommand, rec contracts.PCCreate, rev uint64) (pc.Referral, bool, func(context.Context), error) {
+	rec.ReferralID, rec.Failed, rec.AttemptAt = "", "", time.Now().UTC()
+	b, _ := json.Marshal(rec)
+	rev, err := w.Outcomes.Applied.Update(ctx, contracts.PCCreateKey(cmd.OpportunityID), b, rev)
+	if err != nil {
+		return pc.Referral{}, false, nil, fmt.Errorf("record a new create attempt for opportunity %s: %w", cmd.OpportunityID, err)
 	}
 	return w.createNew(ctx, cmd, rec, rev)
 }
 
-// createNew creates the referral and records its id for the Opportunity.
-func (w *Writer) createNew(ctx context.Context, cmd contracts.ReferralCommand, rec createRecord, rev uint64) (pc.Referral, bool, error) {
+// createNew creates the referral; the record of its id is returned to be written after its snapshot.
+func (w *Writer) createNew(ctx context.Context, cmd contracts.ReferralCommand, rec contracts.PCCreate, rev uint64) (pc.Referral, bool, func(context.Context), error) {
 	var r pc.Referral
 	err := w.call(ctx, func() (err error) {
 		r, err = w.PC.CreateReferral(ctx, *cmd.Create)
 		return err
 	})
 	if err != nil {
-		return r, false, err
+		// No attempt is under way any more: pc-ingest stops holding webhooks for it.
+		rec.Failed = err.Error()
+		b, _ := json.Marshal(rec)
+		if _, uerr := w.Outcomes.Applied.Update(ctx, contracts.PCCreateKey(cmd.OpportunityID), b, rev); uerr != nil {
+			w.Log.Warn("could not record the failed create attempt", "opportunity_id", cmd.OpportunityID, "err", uerr)
+		}
+		return r, false, nil, err
 	}
-	w.saveCreate(ctx, createKey(cmd.OpportunityID), rec, rev, r.ID)
-	return r, true, nil
+	return r, true, w.recordCreated(contracts.PCCreateKey(cmd.OpportunityID), rec, rev, r.ID), nil
 }
 
-func (w *Writer) loadCreate(ctx context.Context, key string) (createRecord, uint64, error) {
+func (w *Writer) loadCreate(ctx context.Context, key string) (contracts.PCCreate, uint64, error) {
 	e, err := w.Outcomes.Applied.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return createRecord{}, 0, nil
+		return contracts.PCCreate{}, 0, nil
 	}
 	if err != nil {
-		return createRecord{}, 0, fmt.Errorf("read the create record %s: %w", key, err)
+		return contracts.PCCreate{}, 0, fmt.Errorf("read the create record %s: %w", key, err)
 	}
-	var rec createRecord
+	var rec contracts.PCCreate
 	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		return createRecord{}, 0, fmt.Errorf("create record %s: %w", key, err)
+		return contracts.PCCreate{}, 0, fmt.Errorf("create record %s: %w", key, err)
 	}
 	return rec, e.Revision(), nil
 }
 
-// saveCreate records the referral created for the Opportunity. A failure is logged, not returned: the referral
-// exists, and a redelivery finds it by the recovery scan.
-func (w *Writer) saveCreate(ctx context.Context, key string, rec createRecord, rev uint64, referralID string) {
-	rec.ReferralID = referralID
-	b, _ := json.Marshal(rec)
-	if _, err := w.Outcomes.Applied.Update(ctx, key, b, rev); err != nil {
-		w.Log.Warn("could not record the created referral; a redelivery will find it by scanning", "key", key,
-			"referral_id", referralID, "err", err)
+// recordCreated returns the write of the referral created for the Opportunity into its record. A failure
+// is logged, not returned: the referral exists, a redelivery finds it by the recovery scan, and pc-ingest
+// reads it behind its webhook once it has waited long enough.
+func (w *Writer) recordCreated(key string, rec contracts.PCCreate, rev uint64, referralID string) func(context.Context) {
+	return func(ctx context.Context) {
+		rec.ReferralID = referralID
+		b, _ := json.Marshal(rec)
+		if _, err := w.Outcomes.Applied.Update(ctx, key, b, rev); err != nil {
+			w.Log.Warn("could not record the created referral; a redelivery will find it by scanning", "key", key,
+				"referral_id", referralID, "err", err)
+		}
 	}
 }
 

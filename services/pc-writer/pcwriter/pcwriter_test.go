@@ -289,8 +289,8 @@ func TestInterruptedCreateIsAdoptedNotRepeated(t *testing.T) {
 	v := 10.0
 	want := pc.Referral{Name: "Interrupted", Type: pc.TypeIndependent, ExternalReferenceID: "006CRASH",
 		CustomerProfile: &pc.CustomerProfile{Name: "Adatum"}, Consent: &pc.Consent{}, Details: &pc.Details{DealValue: &v, Currency: "USD"}}
-	rec, _ := json.Marshal(createRecord{OpportunityID: "006CRASH", StartedAt: time.Now().UTC()})
-	if _, err := w.Outcomes.Applied.Create(ctx, createKey("006CRASH"), rec); err != nil {
+	rec, _ := json.Marshal(contracts.PCCreate{OpportunityID: "006CRASH", StartedAt: time.Now().UTC()})
+	if _, err := w.Outcomes.Applied.Create(ctx, contracts.PCCreateKey("006CRASH"), rec); err != nil {
 		t.Fatal(err)
 	}
 	made, err := w.PC.CreateReferral(ctx, want) // what the dead attempt did
