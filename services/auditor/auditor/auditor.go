@@ -246,22 +246,24 @@ func (a *Auditor) ListLinks(ctx context.Context) ([]LinkRecord, error) {
 // ErrNoLink is returned when no link matches an id.
 var ErrNoLink = errors.New("no link")
 
-// Link finds the link of a referral id, an opportunity id or a link id: a link id, the link the record
-// started (its id names it: the mapper keeps no index for that side), or the index of the other side's.
+// Link finds the link of a referral id, an opportunity id or a link id: a link id (what the Audit
+// write-back and the page's links pass) is read at once, one KV get; else the link the record started (its
+// id names it: the mapper keeps no index for that side), or the index of the other side's.
 func (a *Auditor) Link(ctx context.Context, id string) (*LinkRecord, error) {
-	candidates := []string{id, contracts.LinkIDFor(contracts.PartnerCenter, id), contracts.LinkIDFor(contracts.Salesforce, id)}
-	for _, sys := range []contracts.System{contracts.PartnerCenter, contracts.Salesforce} {
-		if e, err := a.Links.Get(ctx, contracts.IndexKey(sys, id)); err == nil {
-			candidates = []string{string(e.Value())}
-			break
-		}
-	}
-	var e jetstream.KeyValueEntry
-	var err error
 	linkID := id
-	for _, linkID = range candidates {
-		if e, err = a.Links.Get(ctx, contracts.LinkKey(linkID)); !errors.Is(err, jetstream.ErrKeyNotFound) {
-			break
+	e, err := a.Links.Get(ctx, contracts.LinkKey(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		candidates := []string{contracts.LinkIDFor(contracts.PartnerCenter, id), contracts.LinkIDFor(contracts.Salesforce, id)}
+		for _, sys := range []contracts.System{contracts.PartnerCenter, contracts.Salesforce} {
+			if ix, ierr := a.Links.Get(ctx, contracts.IndexKey(sys, id)); ierr == nil {
+				candidates = []string{string(ix.Value())}
+				break
+			}
+		}
+		for _, linkID = range candidates {
+			if e, err = a.Links.Get(ctx, contracts.LinkKey(linkID)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+				break
+			}
 		}
 	}
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
