@@ -37,7 +37,7 @@ type Options struct {
 	SampleEvery time.Duration
 	// History is how far back the charts go (default 1h).
 	History time.Duration
-	// TimelineBytes is the memory the recent timelines may hold (default 16 MiB; negative: none is kept,
+	// TimelineBytes is the memory the recent timelines may hold (default 4 MiB; negative: none is kept,
 	// every timeline is read from the stream).
 	TimelineBytes int
 	// TimelineEntries is the most decisions a link's cached timeline holds (default 500); a longer one is
@@ -56,7 +56,7 @@ func (o Options) withDefaults() Options {
 		o.History = time.Hour
 	}
 	if o.TimelineBytes == 0 {
-		o.TimelineBytes = 16 << 20
+		o.TimelineBytes = 4 << 20
 	}
 	if o.TimelineEntries <= 0 {
 		o.TimelineEntries = 500
