@@ -2,8 +2,8 @@ package deploytest
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -15,8 +15,8 @@ import (
 
 // On an R3 audit stream a direct get may be answered by a follower a moment behind its leader: the
 // auditors' cached timelines, each connected to a different node and one of them consuming the durable,
-// still equal the link's whole audit subject read through the leader after every burst of decisions,
-// also once the stream's leader has been killed and another took over.
+// still hold every decision published on the link after every burst, in order, also once the stream's
+// leader has been killed and another took over.
 func TestR3TimelinesFromMemoryMissNothing(t *testing.T) {
 	nodes := startCluster(t)
 	ctx := context.Background()
@@ -52,6 +52,7 @@ func TestR3TimelinesFromMemoryMissNothing(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-consumed })
 	const links = 6
 	n := 0
+	published := map[string][]string{}
 	publish := func(pub *platform.Bus) {
 		for i := range 5 * links {
 			n++
@@ -65,30 +66,27 @@ func TestR3TimelinesFromMemoryMissNothing(t *testing.T) {
 			if _, err := pub.Publish(ctx, contracts.Subject(contracts.SubjectAudit, link), e); err != nil {
 				t.Fatal(err)
 			}
+			published[link] = append(published[link], d.Detail)
 		}
 	}
-	check := func(phase string, reader *platform.Bus, serving []*auditor.Auditor) {
+	// The reference is what was published: a read of the stream through an ordered consumer can itself be
+	// a moment behind on R3 (the consumer may sit on a follower).
+	check := func(phase string, serving []*auditor.Auditor) {
 		t.Helper()
 		for i := range links {
 			link := fmt.Sprintf("pc-r3-%d", i)
-			var want []contracts.Decision
-			if err := reader.Read(ctx, contracts.StreamAudit, func(m platform.Stored) error {
-				var d contracts.Decision
-				if err := json.Unmarshal(m.Data, &d); err != nil {
-					return err
-				}
-				want = append(want, d)
-				return nil
-			}, platform.Subjects(contracts.Subject(contracts.SubjectAudit, link))); err != nil {
-				t.Fatal(err)
-			}
+			want := published[link]
 			for j, a := range serving {
 				got, err := a.Timeline(ctx, link)
 				if err != nil {
 					t.Fatalf("%s: auditor %d: Timeline(%s): %v", phase, j, link, err)
 				}
-				if len(got) != len(want) || got[len(got)-1].Detail != want[len(want)-1].Detail {
-					t.Fatalf("%s: auditor %d: Timeline(%s) has %d decisions, the stream %d", phase, j, link, len(got), len(want))
+				var details []string
+				for _, d := range got {
+					details = append(details, d.Detail)
+				}
+				if !slices.Equal(details, want) {
+					t.Fatalf("%s: auditor %d: Timeline(%s) is %v, published %v", phase, j, link, details, want)
 				}
 			}
 		}
@@ -96,7 +94,7 @@ func TestR3TimelinesFromMemoryMissNothing(t *testing.T) {
 	pub := connect(0, contracts.StageMapper)
 	for round := range 4 {
 		publish(pub)
-		check(fmt.Sprintf("round %d", round), pub, auditors)
+		check(fmt.Sprintf("round %d", round), auditors)
 	}
 
 	// Kill the audit stream's leader; the auditors on the two other nodes go on serving whole timelines.
@@ -129,6 +127,6 @@ func TestR3TimelinesFromMemoryMissNothing(t *testing.T) {
 	})
 	for round := range 2 {
 		publish(survivor)
-		check(fmt.Sprintf("after the leader died, round %d", round), survivor, alive)
+		check(fmt.Sprintf("after the leader died, round %d", round), alive)
 	}
 }

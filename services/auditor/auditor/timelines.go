@@ -281,9 +281,17 @@ func (a *Auditor) catchUp(ctx context.Context, t *timelines, tl *timeline) error
 		return nil
 	}
 	_, err = a.Bus.ReadSubject(ctx, stream, subject, through, upTo, keep)
-	if err == nil && replicated && through < upTo {
-		// The follower that answered was behind the leader: read the rest through the leader.
-		err = a.Bus.Read(ctx, stream, keep, platform.FromSeq(through+1), platform.Subjects(subject))
+	for attempt := 0; err == nil && replicated && through < upTo && attempt < 3; attempt++ {
+		// The replica that answered was behind the leader: ask again (another may answer), then through
+		// an ordered consumer; a timeline short of what the leader holds is never served.
+		if attempt < 2 {
+			_, err = a.Bus.ReadSubject(ctx, stream, subject, through, upTo, keep)
+		} else {
+			err = a.Bus.Read(ctx, stream, keep, platform.FromSeq(through+1), platform.Subjects(subject))
+		}
+	}
+	if err == nil && through < upTo {
+		err = fmt.Errorf("the audit stream's replicas hold %s up to sequence %d, the leader %d: try again", subject, through, upTo)
 	}
 	source := "stream"
 	if len(read) == 0 {
