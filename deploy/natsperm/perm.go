@@ -106,8 +106,10 @@ func roles() []role {
 			kvWrite:   []string{contracts.BucketLinks}},
 		// pc-writer also publishes the referral its create or patch returned as the observed snapshot, so
 		// pc-ingest does not read it again behind the webhook about our own write.
+		// Its replicas share the tenant's rate: each announces itself in the leases bucket and follows the others.
 		{stage: contracts.StagePCWriter, publishes: []string{contracts.SubjectReferralWritten, contracts.SubjectReferralFailed, contracts.SubjectReferralObserved},
-			kvWrite: []string{contracts.BucketApplied, contracts.BucketPCCredentials}},
+			kvWrite:  []string{contracts.BucketApplied, contracts.BucketPCCredentials, contracts.BucketLeases},
+			kvFollow: map[string]string{contracts.BucketLeases: "pc-writer.>"}},
 		{stage: contracts.StageSFWriter, publishes: []string{contracts.SubjectOpportunityWritten, contracts.SubjectOpportunityFailed},
 			kvWrite: []string{contracts.BucketApplied}},
 		// The auditor puts its own decisions on the audit trail and writes the Audit field summary back

@@ -31,8 +31,8 @@ type KVFollower struct {
 }
 
 // FollowKV starts following the puts to keys (a key pattern: tokens, * and >) of bucket, calling apply
-// with each key and value in the order they were written, from one goroutine. Deletes and purges are not
-// passed on. It stops when ctx ends.
+// with each key and value in the order they were written, from one goroutine; a delete or purge is passed
+// on with a nil value. It stops when ctx ends.
 func (b *Bus) FollowKV(ctx context.Context, bucket, keys string, apply func(key string, value []byte)) (*KVFollower, error) {
 	prefix := "$KV." + bucket + "."
 	f := &KVFollower{msgs: make(chan *nats.Msg, 8192), syncs: make(chan chan struct{}), apply: apply, done: make(chan struct{})}
@@ -78,10 +78,13 @@ func (f *KVFollower) run(ctx context.Context, prefix string) {
 }
 
 func (f *KVFollower) take(m *nats.Msg, prefix string) {
+	value := m.Data
 	if m.Header.Get(kvOperationHeader) != "" {
-		return // a delete or purge marker
+		value = nil // a delete or purge marker
+	} else if value == nil {
+		value = []byte{}
 	}
-	f.apply(strings.TrimPrefix(m.Subject, prefix), m.Data)
+	f.apply(strings.TrimPrefix(m.Subject, prefix), value)
 }
 
 // Sync returns once every put this connection received before the call has been applied.

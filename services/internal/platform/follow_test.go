@@ -11,7 +11,7 @@ import (
 )
 
 // TestFollowKVSeesPutsInOrderBySync: a follower on one connection applies, in the order written, every put
-// another connection made under its keys before Sync returns; other keys, deletes and purges are not passed on.
+// another connection made under its keys before Sync returns; other keys are not passed on, a delete or purge as such.
 func TestFollowKVSeesPutsInOrderBySync(t *testing.T) {
 	t.Parallel()
 	ns := startServer(t, "")
@@ -23,7 +23,11 @@ func TestFollowKVSeesPutsInOrderBySync(t *testing.T) {
 	var seen []string
 	f, err := follower.FollowKV(ctx, contracts.BucketApplied, "pc-create.>", func(key string, value []byte) {
 		mu.Lock()
-		seen = append(seen, key+"="+string(value))
+		if value == nil {
+			seen = append(seen, key+" deleted")
+		} else {
+			seen = append(seen, key+"="+string(value))
+		}
 		mu.Unlock()
 	})
 	if err != nil {
@@ -50,6 +54,7 @@ func TestFollowKVSeesPutsInOrderBySync(t *testing.T) {
 	if err := kv.Purge(ctx, "pc-create.opp2"); err != nil {
 		t.Fatal(err)
 	}
+	want = append(want, "pc-create.opp1 deleted", "pc-create.opp2 deleted")
 	// A put through the follower's own connection after all of them: once the follower has seen it, the
 	// connection has handed over everything before it.
 	own, err := follower.KV(ctx, contracts.BucketApplied)

@@ -28,6 +28,25 @@ func NewTenantLimiter(perSecond float64, burst int) *TenantLimiter {
 	return &TenantLimiter{lim: rate.NewLimiter(limit, max(burst, 1))}
 }
 
+// SetRate changes the pace to perSecond calls with bursts of burst (perSecond <= 0: no limit), e.g. when
+// the replicas sharing a tenant's rate change.
+func (t *TenantLimiter) SetRate(perSecond float64, burst int) {
+	limit := rate.Limit(perSecond)
+	if perSecond <= 0 {
+		limit = rate.Inf
+	}
+	t.lim.SetLimit(limit)
+	t.lim.SetBurst(max(burst, 1))
+}
+
+// Rate is the pace in calls per second (0: no limit).
+func (t *TenantLimiter) Rate() float64 {
+	if l := t.lim.Limit(); l != rate.Inf {
+		return float64(l)
+	}
+	return 0
+}
+
 // Wait blocks until a call may be made: after any pause Partner Center asked for, then at the pace.
 func (t *TenantLimiter) Wait(ctx context.Context) error {
 	for {
