@@ -260,7 +260,7 @@ func TestEveryStageIsRefusedOutsideItsJob(t *testing.T) {
 					contracts.StagePCIngest: {contracts.BucketCheckpoints, contracts.BucketLeases, contracts.BucketPCCredentials},
 					contracts.StageSFIngest: {contracts.BucketCheckpoints, contracts.BucketLeases},
 					contracts.StageMapper:   {contracts.BucketLinks},
-					contracts.StagePCWriter: {contracts.BucketApplied, contracts.BucketPCCredentials},
+					contracts.StagePCWriter: {contracts.BucketApplied, contracts.BucketPCCredentials, contracts.BucketLeases},
 					contracts.StageSFWriter: {contracts.BucketApplied}}
 				if slices.Contains(writes[stage], b) {
 					continue
