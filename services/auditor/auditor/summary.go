@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sort"
 	"time"
 
@@ -84,13 +85,14 @@ func (a *Auditor) summaryLoop(ctx context.Context) {
 		a.mu.Lock()
 		ids := a.summary.take(time.Now())
 		a.mu.Unlock()
-		for _, id := range ids {
-			if err := a.WriteSummary(ctx, id); err != nil {
-				a.Log.Warn("audit summary not written; will retry", "link_id", id, "err", err)
-				a.mu.Lock()
-				a.summary.mark(id, time.Now())
-				a.mu.Unlock()
-			}
+		failed, err := a.WriteSummaries(ctx, ids)
+		if err != nil {
+			a.Log.Warn("audit summaries not written; will retry", "links", len(failed), "err", err)
+		}
+		for _, id := range failed {
+			a.mu.Lock()
+			a.summary.mark(id, time.Now())
+			a.mu.Unlock()
 		}
 	}
 }
@@ -99,19 +101,66 @@ func (a *Auditor) summaryLoop(ctx context.Context) {
 // sf-writer. A link whose Opportunity does not exist yet is skipped: the decision that links it marks it
 // again.
 func (a *Auditor) WriteSummary(ctx context.Context, linkID string) error {
+	_, err := a.WriteSummaries(ctx, []string{linkID})
+	return err
+}
+
+// WriteSummaries writes the Audit summaries of the links due at once: their commands leave together
+// (Bus.PublishAll), so they reach sf-writer as one batch and cost one Collections call between them, not
+// one Salesforce call each. It returns the links whose summary was not published (to retry) and why.
+func (a *Auditor) WriteSummaries(ctx context.Context, linkIDs []string) (failed []string, err error) {
+	type pending struct{ link, id string }
+	var out []platform.Outgoing
+	var sent []pending
+	for _, linkID := range linkIDs {
+		o, id, cerr := a.summaryCommand(ctx, linkID)
+		if cerr != nil {
+			err = errors.Join(err, fmt.Errorf("link %s: %w", linkID, cerr))
+			failed = append(failed, linkID)
+			continue
+		}
+		if o != nil {
+			out = append(out, *o)
+			sent = append(sent, pending{linkID, id})
+		}
+	}
+	if len(out) == 0 {
+		return failed, err
+	}
+	dups, perr := a.Bus.PublishAll(ctx, out)
+	if perr != nil {
+		for _, p := range sent {
+			failed = append(failed, p.link)
+		}
+		return failed, errors.Join(err, fmt.Errorf("publish %d audit summaries: %w", len(out), perr))
+	}
+	a.mu.Lock()
+	for _, p := range sent {
+		a.summary.published(p.link, p.id)
+	}
+	a.mu.Unlock()
+	if n := len(out) - dups; n > 0 {
+		a.summaries.WithLabelValues().Add(float64(n))
+	}
+	return failed, err
+}
+
+// summaryCommand is the command that writes the link's Audit summary, or nil when there is nothing to
+// write (no link, no Opportunity yet, the text unchanged or already carried by the mapper's write).
+func (a *Auditor) summaryCommand(ctx context.Context, linkID string) (*platform.Outgoing, string, error) {
 	l, err := a.Link(ctx, linkID)
 	if errors.Is(err, ErrNoLink) {
-		return nil
+		return nil, "", nil
 	}
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	if l.OpportunityID == "" {
-		return nil
+		return nil, "", nil
 	}
 	tl, err := a.Timeline(ctx, l.ID)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	text := Summary(tl, a.Options.withDefaults().SummaryEntries)
 	id := AuditCommandID(l.ID, text)
@@ -124,7 +173,7 @@ func (a *Auditor) WriteSummary(ctx context.Context, linkID string) error {
 	}
 	a.mu.Unlock()
 	if same {
-		return nil
+		return nil, "", nil
 	}
 	cmd := contracts.OpportunityCommand{
 		LinkID: l.ID, Op: contracts.OpUpdate, OpportunityID: l.OpportunityID, ReferralID: l.ReferralID,
@@ -132,19 +181,9 @@ func (a *Auditor) WriteSummary(ctx context.Context, linkID string) error {
 	}
 	e, err := platform.NewEvent(id, contracts.TypeOpportunityRequested, contracts.StageAuditor, l.ID, cmd)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	dup, err := a.Bus.Publish(ctx, contracts.Subject(contracts.SubjectOpportunityRequested, l.ID), e)
-	if err != nil {
-		return err
-	}
-	a.mu.Lock()
-	a.summary.published(l.ID, id)
-	a.mu.Unlock()
-	if !dup {
-		a.summaries.WithLabelValues().Inc()
-	}
-	return nil
+	return &platform.Outgoing{Subject: contracts.Subject(contracts.SubjectOpportunityRequested, l.ID), Event: e}, id, nil
 }
 
 func lastCause(tl []contracts.Decision) string {
