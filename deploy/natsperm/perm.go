@@ -110,8 +110,10 @@ func roles() []role {
 		{stage: contracts.StagePCWriter, publishes: []string{contracts.SubjectReferralWritten, contracts.SubjectReferralFailed, contracts.SubjectReferralObserved},
 			kvWrite:  []string{contracts.BucketApplied, contracts.BucketPCCredentials, contracts.BucketLeases},
 			kvFollow: map[string]string{contracts.BucketLeases: "pc-writer.>"}},
+		// sf-writer reads the commands stored after an update on its link's subject (direct gets), so an
+		// older command delivered late does not write over what a newer one carries.
 		{stage: contracts.StageSFWriter, publishes: []string{contracts.SubjectOpportunityWritten, contracts.SubjectOpportunityFailed},
-			kvWrite: []string{contracts.BucketApplied}},
+			kvWrite: []string{contracts.BucketApplied}, subjectReads: []string{contracts.StreamRequested}},
 		// The auditor puts its own decisions on the audit trail and writes the Audit field summary back
 		// through sf-writer; it reads timelines one subject at a time with direct gets (and through an
 		// ordered consumer when a follower was behind), dead letters and outcomes with ordered consumers,

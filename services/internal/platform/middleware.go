@@ -201,7 +201,6 @@ func (l *consumeLoop) park(ctx context.Context, d *delivery) error {
 	return err
 }
 
-// decode reads the CloudEvent out of each message and passes on those that decoded; the others fail
 type streamSeqKey struct{}
 
 // StreamSeq is the stream sequence of the message a handler's ctx is for (0 outside a handler): the
@@ -211,6 +210,16 @@ func StreamSeq(ctx context.Context) uint64 {
 	return n
 }
 
+type batchSeqsKey struct{}
+
+// StreamSeqs are the stream sequences of a ConsumeBatch handler's events, one per event in its order (nil
+// outside one): where a handler reads what the stream holds after an event (the commands behind it).
+func StreamSeqs(ctx context.Context) []uint64 {
+	seqs, _ := ctx.Value(batchSeqsKey{}).([]uint64)
+	return seqs
+}
+
+// decode reads the CloudEvent out of each message and passes on those that decoded; the others fail
 // Permanent, so they are parked with the decoder's reason and never reach the handler.
 func (l *consumeLoop) decode(next step) step {
 	return func(ctx context.Context, ds []*delivery) {
@@ -316,9 +325,11 @@ var errBatchResults = errors.New("batch handler returned a result count that doe
 func perBatch(h BatchHandler) step {
 	return func(ctx context.Context, ds []*delivery) {
 		events := make([]Event, len(ds))
+		seqs := make([]uint64, len(ds))
 		for i, d := range ds {
-			events[i] = d.event
+			events[i], seqs[i] = d.event, d.meta.Sequence.Stream
 		}
+		ctx = context.WithValue(ctx, batchSeqsKey{}, seqs)
 		results := h(WithLogger(ctx, Logger(ctx).With("batch", len(events))), events)
 		if len(results) != len(ds) {
 			err := fmt.Errorf("%w: %d results for %d events", errBatchResults, len(results), len(ds))

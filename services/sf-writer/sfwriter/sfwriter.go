@@ -131,6 +131,11 @@ type item struct {
 	err error
 	// accountKey names the Account a create needs ("" = none).
 	accountKey string
+	// seq is the command's stream sequence (0: unknown, nothing superseded).
+	seq uint64
+	// superseded says later commands of the link carry everything this update did: nothing is written,
+	// and it is reported written.
+	superseded bool
 }
 
 // HandleBatch carries out a batch of Opportunity commands and returns one result per event.
@@ -179,6 +184,7 @@ func (w *Writer) HandleBatch(ctx context.Context, events []platform.Event) []err
 	if len(items) == 0 {
 		return results
 	}
+	w.supersede(ctx, items, streamSeqs(ctx, len(events)))
 	if d := w.Governor.Admit(ctx); d > 0 {
 		for _, it := range items {
 			results[it.i] = platform.RetryAfter(errors.New("Salesforce API budget at its floor: paused"), d)
@@ -209,11 +215,23 @@ func (w *Writer) HandleBatch(ctx context.Context, events []platform.Event) []err
 	return results
 }
 
-// live returns the items not failed yet.
+// streamSeqs are the stream sequences of a batch of n events (nil when unknown): ConsumeBatch's, or the
+// one event's of a Consume handler.
+func streamSeqs(ctx context.Context, n int) []uint64 {
+	if seqs := platform.StreamSeqs(ctx); len(seqs) == n {
+		return seqs
+	}
+	if seq := platform.StreamSeq(ctx); n == 1 && seq > 0 {
+		return []uint64{seq}
+	}
+	return nil
+}
+
+// live returns the items not failed yet that have something to write.
 func live(items []*item) []*item {
 	var out []*item
 	for _, it := range items {
-		if it.err == nil {
+		if it.err == nil && !it.superseded {
 			out = append(out, it)
 		}
 	}
