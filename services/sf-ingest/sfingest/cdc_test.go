@@ -180,6 +180,28 @@ func TestCDCChangesReachObservedAsFullSnapshots(t *testing.T) {
 	f.waitSnapshot(t, opp, "the team member's removal (a child delete names no parent)", func(o contracts.OpportunityObserved) bool {
 		return len(o.Opportunity.TeamMembers) == 0
 	})
+	// A Microsoft Solution: created, changed, deleted (a child delete names no parent) and undeleted (from
+	// the recycle bin, as the custom object allows).
+	sol := f.insert(t, sf.ObjectMicrosoftSolution, map[string]any{"Opportunity__c": opp, "Solution_Id__c": "SOL-1"})
+	f.waitSnapshot(t, opp, "the new solution", func(o contracts.OpportunityObserved) bool {
+		return len(o.Opportunity.Solutions) == 1 && o.Opportunity.Solutions[0].SolutionID == "SOL-1"
+	})
+	if err := f.emu.Update(sf.ObjectMicrosoftSolution, sol, map[string]any{"Solution_Id__c": "SOL-2"}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitSnapshot(t, opp, "the changed solution", func(o contracts.OpportunityObserved) bool {
+		return len(o.Opportunity.Solutions) == 1 && o.Opportunity.Solutions[0].SolutionID == "SOL-2"
+	})
+	if err := f.emu.Delete(sf.ObjectMicrosoftSolution, sol); err != nil {
+		t.Fatal(err)
+	}
+	f.waitSnapshot(t, opp, "the solution's removal", func(o contracts.OpportunityObserved) bool { return len(o.Opportunity.Solutions) == 0 })
+	if err := f.emu.Undelete(sf.ObjectMicrosoftSolution, sol); err != nil {
+		t.Fatal(err)
+	}
+	f.waitSnapshot(t, opp, "the solution's undeletion", func(o contracts.OpportunityObserved) bool {
+		return len(o.Opportunity.Solutions) == 1 && o.Opportunity.Solutions[0].SolutionID == "SOL-2"
+	})
 	acc := str(f.last(t, opp).Opportunity.Fields[sf.FieldAccountID])
 	if err := f.emu.Update("Account", acc, map[string]any{"Name": "Renamed AG"}); err != nil {
 		t.Fatal(err)
