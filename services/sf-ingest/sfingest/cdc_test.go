@@ -108,6 +108,22 @@ func (f *cdcFixture) waitStored(t *testing.T) {
 }
 
 // snapshots reads every observed snapshot of the stream, by opportunity id, in order.
+// uniqueSnapshots is snapshots, failing the test when any Opportunity's version was published twice.
+func (f *cdcFixture) uniqueSnapshots(t *testing.T) map[string][]contracts.OpportunityObserved {
+	t.Helper()
+	all := f.snapshots(t)
+	for id, list := range all {
+		seen := map[string]bool{}
+		for _, o := range list {
+			if seen[o.Version.Tag] {
+				t.Fatalf("%s: version %s published twice", id, o.Version.Tag)
+			}
+			seen[o.Version.Tag] = true
+		}
+	}
+	return all
+}
+
 func (f *cdcFixture) snapshots(t *testing.T) map[string][]contracts.OpportunityObserved {
 	t.Helper()
 	out, err := f.readSnapshots()
@@ -316,14 +332,7 @@ func TestCDCRestartResumesFromTheStoredReplayID(t *testing.T) {
 		}
 		return true
 	})
-	for id, list := range f.snapshots(t) {
-		seen := map[string]bool{}
-		for _, o := range list {
-			if seen[o.Version.Tag] {
-				t.Fatalf("%s: version %s published twice", id, o.Version.Tag)
-			}
-			seen[o.Version.Tag] = true
-		}
+	for id, list := range f.uniqueSnapshots(t) {
 		if want := map[bool]int{true: 1, false: 2}[id == opps[3]]; len(list) != want {
 			t.Fatalf("%s: %d snapshots, want %d (nothing lost or repeated)", id, len(list), want)
 		}

@@ -33,15 +33,7 @@ func (f *cdcFixture) amounts(t *testing.T, what string, want map[string]float64)
 		}
 		return true
 	})
-	for id, list := range f.snapshots(t) {
-		seen := map[string]bool{}
-		for _, o := range list {
-			if seen[o.Version.Tag] {
-				t.Fatalf("%s: version %s published twice", id, o.Version.Tag)
-			}
-			seen[o.Version.Tag] = true
-		}
-	}
+	f.uniqueSnapshots(t)
 }
 
 // TestCDCInvalidReplayIDIsHealedByREST: a stored replay id the org does not know (not one past retention:
