@@ -205,22 +205,7 @@ func TestTimelineCacheServesFromMemory(t *testing.T) {
 	a.Options = Options{TimelineBytes: 2 << 20}
 	consumeAudit(t, bus, a)
 	const links, per = 400, 12
-	for i := range links {
-		link := fmt.Sprintf("sf-%03d", i)
-		for j := range per {
-			d := contracts.Decision{LinkID: link, Stage: contracts.StageMapper, Kind: contracts.DecisionApplied, Target: contracts.PartnerCenter,
-				Fields:  []string{"dealValue", "closeDate"},
-				Changes: []contracts.FieldChange{{Field: "dealValue", Before: 1000.0, After: float64(1000 + j), From: contracts.Salesforce}},
-				Detail:  "sending the changed fields", Cause: fmt.Sprintf("sf/%s/2026-12-01T10:00:%02d.000Z", link, j), At: time.Now().UTC()}
-			e, err := platform.NewEvent(fmt.Sprintf("decision/%s/%d", link, j), contracts.TypeDecision, contracts.StageMapper, link, d)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := bus.Publish(ctx, contracts.Subject(contracts.SubjectAudit, link), e); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	publishDecisions(t, bus, links, per)
 	testkit.Eventually(t, time.Minute, "the durable hands the auditor every decision", func() (bool, string) {
 		ok, err := bus.CaughtUp(ctx, contracts.ConsumerAuditor)
 		return ok && err == nil, fmt.Sprintf("caught up %v, %v", ok, err)
@@ -306,22 +291,7 @@ func BenchmarkTimelineCacheHeap(b *testing.B) {
 	ns := bustest.Server(b)
 	bus := bustest.Bus(b, ns, bustest.Config(5, 30*time.Second), contracts.StageAuditor, nil)
 	const links, per = 400, 12
-	for i := range links {
-		link := fmt.Sprintf("sf-%03d", i)
-		for j := range per {
-			d := contracts.Decision{LinkID: link, Stage: contracts.StageMapper, Kind: contracts.DecisionApplied, Target: contracts.PartnerCenter,
-				Fields:  []string{"dealValue", "closeDate"},
-				Changes: []contracts.FieldChange{{Field: "dealValue", Before: 1000.0, After: float64(1000 + j), From: contracts.Salesforce}},
-				Detail:  "sending the changed fields", Cause: fmt.Sprintf("sf/%s/2026-12-01T10:00:%02d.000Z", link, j), At: time.Now().UTC()}
-			e, err := platform.NewEvent(fmt.Sprintf("decision/%s/%d", link, j), contracts.TypeDecision, contracts.StageMapper, link, d)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := bus.Publish(ctx, contracts.Subject(contracts.SubjectAudit, link), e); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
+	publishDecisions(b, bus, links, per)
 	var est, heap float64
 	for b.Loop() {
 		reader, err := New(ctx, bus, nil)
@@ -346,4 +316,27 @@ func BenchmarkTimelineCacheHeap(b *testing.B) {
 	}
 	b.ReportMetric(est/float64(b.N), "est-B/decision")
 	b.ReportMetric(heap/float64(b.N), "heap-B/decision")
+}
+
+// publishDecisions publishes per applied decisions for each of links links (sf-000, sf-001, …) to the
+// audit stream.
+func publishDecisions(tb testing.TB, bus *platform.Bus, links, per int) {
+	tb.Helper()
+	ctx := context.Background()
+	for i := range links {
+		link := fmt.Sprintf("sf-%03d", i)
+		for j := range per {
+			d := contracts.Decision{LinkID: link, Stage: contracts.StageMapper, Kind: contracts.DecisionApplied, Target: contracts.PartnerCenter,
+				Fields:  []string{"dealValue", "closeDate"},
+				Changes: []contracts.FieldChange{{Field: "dealValue", Before: 1000.0, After: float64(1000 + j), From: contracts.Salesforce}},
+				Detail:  "sending the changed fields", Cause: fmt.Sprintf("sf/%s/2026-12-01T10:00:%02d.000Z", link, j), At: time.Now().UTC()}
+			e, err := platform.NewEvent(fmt.Sprintf("decision/%s/%d", link, j), contracts.TypeDecision, contracts.StageMapper, link, d)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			if _, err := bus.Publish(ctx, contracts.Subject(contracts.SubjectAudit, link), e); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
 }
