@@ -104,15 +104,7 @@ func TestOneSteadyChangeBusCost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var oppID string
-	testkit.Eventually(t, 30*time.Second, "opportunity created and linked", func() (bool, string) {
-		opps := stacktest.OpportunitiesFor(s, r.ID)
-		if len(opps) != 1 {
-			return false, fmt.Sprintf("%d opportunities", len(opps))
-		}
-		oppID = fmt.Sprint(opps[0]["Id"])
-		return true, ""
-	})
+	oppID := stacktest.OneOpportunityFor(t, s, r.ID, 30*time.Second)
 	caughtUp("the create settled")
 	opportunitySnapshots := bustest.Count(t, bus, contracts.StreamObserved, contracts.Subject(contracts.SubjectOpportunityObserved, oppID))
 

@@ -53,14 +53,7 @@ func linkedReferral(t *testing.T, s *stack.Stack, name string) (pc.Referral, str
 	if err != nil {
 		t.Fatal(err)
 	}
-	var oppID string
-	testkit.Eventually(t, 20*time.Second, "opportunity created", func() (bool, string) {
-		opps := stacktest.OpportunitiesFor(s, r.ID)
-		if len(opps) == 1 {
-			oppID = fmt.Sprint(opps[0]["Id"])
-		}
-		return oppID != "", fmt.Sprint(len(opps))
-	})
+	oppID := stacktest.OneOpportunityFor(t, s, r.ID, 20*time.Second)
 	stacktest.Quiet(t, s)
 	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{sf.FieldStageName: "Qualification"}); err != nil {
 		t.Fatal(err)

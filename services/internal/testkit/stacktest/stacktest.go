@@ -83,6 +83,21 @@ func OpportunitiesFor(s *stack.Stack, referralID string) []map[string]any {
 	return out
 }
 
+// OneOpportunityFor waits (up to within) until exactly one Opportunity names the referral and returns its id.
+func OneOpportunityFor(t testing.TB, s *stack.Stack, referralID string, within time.Duration) string {
+	t.Helper()
+	var oppID string
+	testkit.Eventually(t, within, "the referral's one Opportunity", func() (bool, string) {
+		opps := OpportunitiesFor(s, referralID)
+		if len(opps) != 1 {
+			return false, fmt.Sprintf("%d opportunities", len(opps))
+		}
+		oppID = fmt.Sprint(opps[0][sf.FieldID])
+		return true, ""
+	})
+	return oppID
+}
+
 // ReferralsFor are the referrals that name the Opportunity.
 func ReferralsFor(s *stack.Stack, oppID string) []pc.Referral {
 	var out []pc.Referral
