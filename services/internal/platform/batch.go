@@ -3,6 +3,7 @@ package platform
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -14,8 +15,9 @@ type BatchHandler func(ctx context.Context, events []Event) []error
 
 // ConsumeBatch reads the durable consumer named durable like Consume, but hands the handler every message
 // available at once, up to opts.Batch: it waits up to opts.MaxWait for the first message and then takes
-// what is already pending without waiting, so a trickle is handled one by one without delay and a backlog
-// in full batches. Each message goes through the same middleware as Consume's and is settled on its own
+// what is already pending without waiting, and while messages keep arriving it waits up to opts.Linger for
+// the batch to fill (fetchBatch), so a trickle is handled one by one without delay and a backlog in full
+// batches. Each message goes through the same middleware as Consume's and is settled on its own
 // result (ack, nak with delay, dead-letter). Batches are handled one after another (opts.Concurrency is
 // ignored), but the next batch is fetched as soon as the handler returned: the acks of one batch overlap
 // the handling of the next. On cancel it finishes the batch in hand (within DrainGrace), settles it and
@@ -35,7 +37,7 @@ func (b *Bus) ConsumeBatch(ctx context.Context, durable string, h BatchHandler, 
 				<-settling
 			}
 		}()
-		msgs, err := fetchAvailable(l.cons, opts)
+		msgs, err := fetchBatch(l.cons, opts)
 		if err != nil {
 			return err
 		}
@@ -68,26 +70,60 @@ func (b *Bus) ConsumeBatch(ctx context.Context, durable string, h BatchHandler, 
 	})
 }
 
-// fetchAvailable waits up to MaxWait for one message, then takes up to Batch-1 more that are already
-// pending, without waiting for them.
-func fetchAvailable(cons jetstream.Consumer, opts ConsumeOptions) ([]jetstream.Msg, error) {
+// fetchBatch is the one fetch wait policy of ConsumeBatch, for latency under a trickle and throughput
+// under a backlog. It waits up to MaxWait for one message. A message with nothing pending behind it (its
+// delivery metadata's pending count) is handed on alone at once: a trickle adds no wait and no second
+// request. Otherwise it takes what is pending, up to Batch, without waiting. When that is not a full batch
+// but holds at least LingerGrowth messages (they keep arriving: a backlog upstream), it waits for more, in
+// steps of LingerStep, up to Linger in all: while the steps bring on average LingerGrowth messages or more
+// and until a step brings none or the batch is full. So under a backlog a batch fills up to the API's size
+// (one call for up to 200 records), and a burst that stops is handed on one quiet step later.
+func fetchBatch(cons jetstream.Consumer, opts ConsumeOptions) ([]jetstream.Msg, error) {
 	first, err := cons.Fetch(1, jetstream.FetchMaxWait(opts.MaxWait))
 	if err != nil {
 		return nil, err
 	}
-	var msgs []jetstream.Msg
-	for m := range first.Messages() {
-		msgs = append(msgs, m)
-	}
+	msgs := collect(nil, first)
 	if len(msgs) == 0 || opts.Batch <= 1 {
 		return msgs, nil
+	}
+	if meta, err := msgs[0].Metadata(); err == nil && meta.NumPending == 0 {
+		return msgs, nil // nothing behind it: a trickle
 	}
 	rest, err := cons.FetchNoWait(opts.Batch - 1)
 	if err != nil {
 		return msgs, nil // the first one is ours; the rest comes with the next fetch
 	}
-	for m := range rest.Messages() {
-		msgs = append(msgs, m)
+	msgs = collect(msgs, rest)
+	if opts.Linger <= 0 || len(msgs) >= opts.Batch || len(msgs) < opts.LingerGrowth {
+		return msgs, nil
+	}
+	start := time.Now()
+	lingered, steps := 0, 0
+	for len(msgs) < opts.Batch {
+		left := opts.Linger - time.Since(start)
+		if left < time.Millisecond {
+			break
+		}
+		more, err := cons.Fetch(opts.Batch-len(msgs), jetstream.FetchMaxWait(min(opts.LingerStep, left)))
+		if err != nil {
+			break
+		}
+		n := len(msgs)
+		msgs = collect(msgs, more)
+		steps++
+		lingered += len(msgs) - n
+		if len(msgs) == n || lingered < steps*opts.LingerGrowth {
+			break // quiet, or slower than a stream
+		}
 	}
 	return msgs, nil
+}
+
+// collect appends the messages of one fetch to msgs.
+func collect(msgs []jetstream.Msg, batch jetstream.MessageBatch) []jetstream.Msg {
+	for m := range batch.Messages() {
+		msgs = append(msgs, m)
+	}
+	return msgs
 }

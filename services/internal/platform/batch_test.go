@@ -3,6 +3,7 @@ package platform
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -141,4 +142,73 @@ func TestConsumeBatchTrickleIsNotDelayed(t *testing.T) {
 		t.Fatal("a single message waited for the batch to fill")
 	}
 	expectLag(t, b, spec, 0, 0)
+}
+
+// batchSizes is a BatchHandler that records the size of every batch it is handed and succeeds.
+type batchSizes struct {
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (s *batchSizes) handle(_ context.Context, events []Event) []error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sizes = append(s.sizes, len(events))
+	return make([]error, len(events))
+}
+
+func (s *batchSizes) get() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]int(nil), s.sizes...)
+}
+
+// lingering starts a ConsumeBatch of 25 with a burst of 10 already stored (a stream's worth) and the given
+// Linger and LingerStep, and returns the bus, the durable and the batches handled.
+func lingering(t *testing.T, linger, step time.Duration) (*Bus, contracts.ConsumerSpec, *batchSizes) {
+	t.Helper()
+	ns := startServer(t, "")
+	b := newTestBus(t, ns, testBusConfig(), testStage, nil)
+	spec := writerSpec(t)
+	for i := range 10 {
+		publishCommand(t, b, fmt.Sprint("a", i))
+	}
+	got := &batchSizes{}
+	opts := fastOpts()
+	opts.Batch = 25
+	opts.Linger, opts.LingerStep = linger, step
+	runConsumeBatch(t, b, spec, got.handle, opts)
+	return b, spec, got
+}
+
+// TestConsumeBatchLingersToFillWhileMessagesKeepArriving: a batch that holds a stream's worth of messages
+// (LingerGrowth) waits for more instead of being handed on short, and is handed on once full.
+func TestConsumeBatchLingersToFillWhileMessagesKeepArriving(t *testing.T) {
+	t.Parallel()
+	b, spec, got := lingering(t, time.Minute, time.Minute) // only a full batch ends the wait here
+	// The ten are in the writer's hands, waiting for the batch to fill: delivered, not handled.
+	expectLag(t, b, spec, 0, 10)
+	if s := got.get(); len(s) != 0 {
+		t.Fatalf("batches %v handed on before the batch was full", s)
+	}
+	for i := range 15 {
+		publishCommand(t, b, fmt.Sprint("b", i))
+	}
+	expectLag(t, b, spec, 0, 0)
+	if s := got.get(); len(s) != 1 || s[0] != 25 {
+		t.Fatalf("batches %v, want one full batch of 25", s)
+	}
+}
+
+// TestConsumeBatchLingerEndsWhenQuiet: a burst that stops is handed on after one quiet step, not after
+// the whole Linger; a lone message is handed on at once however long Linger is.
+func TestConsumeBatchLingerEndsWhenQuiet(t *testing.T) {
+	t.Parallel()
+	b, spec, got := lingering(t, time.Hour, 50*time.Millisecond)
+	expectLag(t, b, spec, 0, 0) // within its deadline, far below the Linger
+	publishCommand(t, b, "lone")
+	expectLag(t, b, spec, 0, 0)
+	if s := got.get(); len(s) != 2 || s[0] != 10 || s[1] != 1 {
+		t.Fatalf("batches %v, want the burst of 10, then the lone message alone", s)
+	}
 }

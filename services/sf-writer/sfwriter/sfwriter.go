@@ -107,6 +107,11 @@ func (w *Writer) Learn(ctx context.Context) error {
 	return nil
 }
 
+// BatchConfig is how sf-writer gathers commands into Collections calls.
+type BatchConfig struct {
+	Linger time.Duration `env:"COSELL_SF_BATCH_LINGER" default:"500ms" help:"the longest a batch of commands waits to fill up to 200 (one Collections call) while commands keep arriving (a backlog); a lone command is written at once, a burst that stops one 20ms quiet step later; 0 = write what is pending, never wait"`
+}
+
 // Run consumes Opportunity commands in batches (up to 200, one Collections call's worth) until ctx is
 // cancelled, then drains.
 func (w *Writer) Run(ctx context.Context) error {

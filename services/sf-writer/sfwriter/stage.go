@@ -14,6 +14,7 @@ type StageConfig struct {
 	SF     sfapi.Config
 	Budget GovernorConfig
 	Match  AccountMatch
+	Batch  BatchConfig
 }
 
 // Stage is sf-writer as a component: services/sf-writer/main.go runs it as a process, the in-process
@@ -29,7 +30,11 @@ func build(ctx context.Context, cfg *StageConfig, env *stage.Env) (stage.Runner,
 	if err != nil {
 		return nil, err
 	}
-	w := &Writer{Bus: env.Bus, SF: sf, Outcomes: rec, Log: env.Log, Consume: env.Consume, LimitPause: cfg.Budget.Pause,
+	consume := env.Consume
+	if consume.Linger <= 0 {
+		consume.Linger = cfg.Batch.Linger
+	}
+	w := &Writer{Bus: env.Bus, SF: sf, Outcomes: rec, Log: env.Log, Consume: consume, LimitPause: cfg.Budget.Pause,
 		Governor: &Governor{SF: sf, Config: cfg.Budget, Log: env.Log}, AfterWrite: env.AfterWrite, Match: cfg.Match}
 	if err := w.Learn(ctx); err != nil { // before the stage is reported ready
 		return nil, err
