@@ -37,7 +37,7 @@ type Options struct {
 	OrganizationName string
 	RateLimit        float64       // API requests per second per tenant; 0 = unlimited
 	TokenTTL         time.Duration // default 1h
-	HTTPClient       *http.Client  // used for webhook delivery; default a client with a 10s timeout
+	HTTPClient       *http.Client  // used for webhook delivery; default a 10s-timeout client keeping its connections
 	Logger           *slog.Logger  // default discards
 	// Username and Password are the Referrals Admin account the password grant accepts (default DefaultUser and
 	// "cosell-emulator-password"); the device-code and harness sign-ins are as DefaultUser too.
@@ -100,6 +100,7 @@ type Emulator struct {
 	timing          WebhookTiming
 	filters         FilterMode
 
+	queue  *webhookQueue
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -141,7 +142,7 @@ func New(opts Options) (*Emulator, error) {
 		opts.TokenTTL = time.Hour
 	}
 	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+		opts.HTTPClient = webhookClient()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -171,6 +172,7 @@ func New(opts Options) (*Emulator, error) {
 		validations: map[string]*pc.WebhookValidationStatus{},
 		bucket:      math.Max(1, opts.RateLimit),
 		bucketAt:    time.Now(),
+		queue:       newWebhookQueue(),
 		ctx:         ctx,
 		cancel:      cancel,
 	}

@@ -53,13 +53,26 @@ func (e *Emulator) links(id, engagementID string) *pc.Links {
 }
 
 func (e *Emulator) getReferral(w http.ResponseWriter, r *http.Request) {
-	ref, err := e.Get(r.PathValue("id"))
+	ref, err := e.stored(r.PathValue("id"))
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
+	// A stored version is never changed (an edit stores a new one), so it is encoded as it is, once, outside the lock.
 	ref.ODataContext = e.base() + "/v1.0/engagements/referrals/$metadata#Referrals/$entity"
 	writeReferral(w, http.StatusOK, ref)
+}
+
+// stored returns a shallow copy of the stored version of a referral, for encoding only: its nested values
+// are the store's (never changed in place, but not the caller's to change).
+func (e *Emulator) stored(id string) (pc.Referral, error) {
+	e.mu.Lock()
+	ref, ok := e.referrals[id]
+	e.mu.Unlock()
+	if !ok {
+		return pc.Referral{}, notFound(id)
+	}
+	return *ref, nil
 }
 
 func writeReferral(w http.ResponseWriter, status int, ref pc.Referral) {
@@ -69,22 +82,24 @@ func writeReferral(w http.ResponseWriter, status int, ref pc.Referral) {
 
 // Get returns a copy of one referral.
 func (e *Emulator) Get(id string) (pc.Referral, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	ref, ok := e.referrals[id]
-	if !ok {
-		return pc.Referral{}, notFound(id)
+	ref, err := e.stored(id)
+	if err != nil {
+		return ref, err
 	}
-	return clone(ref), nil
+	return clone(&ref), nil
 }
 
 // Referrals returns copies of all referrals in creation order.
 func (e *Emulator) Referrals() []pc.Referral {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	out := make([]pc.Referral, 0, len(e.order))
+	refs := make([]*pc.Referral, 0, len(e.order))
 	for _, id := range e.order {
-		out = append(out, clone(e.referrals[id]))
+		refs = append(refs, e.referrals[id])
+	}
+	e.mu.Unlock()
+	out := make([]pc.Referral, len(refs))
+	for i, r := range refs {
+		out[i] = clone(r)
 	}
 	return out
 }
@@ -171,7 +186,7 @@ func (e *Emulator) listReferrals(w http.ResponseWriter, r *http.Request) {
 	total := len(matched)
 	page := []pc.Referral{}
 	for i := offset; i < total && i < offset+top; i++ {
-		page = append(page, clone(matched[i]))
+		page = append(page, *matched[i]) // encoded only; stored versions are never changed in place
 	}
 	base := e.baseURL
 	e.mu.Unlock()
@@ -320,7 +335,7 @@ func (e *Emulator) store(in pc.Referral, seller, lead bool) (pc.Referral, string
 	}
 	in.ETag = newETag()
 	in.Links = e.links(in.ID, in.EngagementID)
-	stored := in
+	stored := clone(&in) // nothing of the caller's is shared with the store
 	e.referrals[in.ID] = &stored
 	e.order = append(e.order, in.ID)
 	e.indexExtRef("", stored.ExternalReferenceID)
@@ -514,7 +529,9 @@ func checkTransition(old, upd *pc.Referral) error {
 	return nil
 }
 
-// commit stores an edited referral with a new version and fires referral-updated. Callers hold e.mu and release it.
+// commitLocked stores an edited referral as a new version (the old one is left as it was, for readers
+// encoding it outside the lock) and returns a copy and its change time; the caller sends the webhook.
+// Callers hold e.mu and release it; upd must share nothing with the caller's values.
 func (e *Emulator) commitLocked(old *pc.Referral, upd pc.Referral) (pc.Referral, string) {
 	now := e.nextTime()
 	if upd.Status == pc.StatusActive && upd.AcceptedDateTime == nil {
@@ -526,8 +543,8 @@ func (e *Emulator) commitLocked(old *pc.Referral, upd pc.Referral) (pc.Referral,
 	upd.UpdatedDateTime = now
 	upd.ETag = newETag()
 	e.indexExtRef(old.ExternalReferenceID, upd.ExternalReferenceID)
-	*old = upd
-	return clone(old), now
+	e.referrals[old.ID] = &upd
+	return clone(&upd), now
 }
 
 // indexExtRef moves one referral in the externalReferenceId index from was to is ("" = none). Callers hold e.mu.

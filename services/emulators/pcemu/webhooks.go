@@ -396,8 +396,9 @@ func (e *Emulator) answer(w http.ResponseWriter, event, referralID, changed stri
 	}
 }
 
-// enqueue starts the asynchronous delivery of one notification; validationID, when set, records the
-// attempts. The channel is closed when the delivery ends (at once when nothing is sent).
+// enqueue queues one notification for delivery (webhookQueue: in change order per referral, concurrent
+// across referrals); validationID, when set, records the attempts. The channel is closed when the
+// delivery ends (at once when nothing is sent).
 func (e *Emulator) enqueue(n pc.WebhookNotification, validationID string) <-chan struct{} {
 	done := make(chan struct{})
 	e.mu.Lock()
@@ -414,14 +415,13 @@ func (e *Emulator) enqueue(n pc.WebhookNotification, validationID string) <-chan
 		close(done)
 		return done
 	}
-	regCopy := *reg
-	e.wg.Add(1)
+	o := &outbound{n: n, reg: *reg, validationID: validationID, done: done}
+	key := n.ResourceURI
+	if e.queue.add(key, o) {
+		e.wg.Add(1)
+		go e.drain(key, o)
+	}
 	e.mu.Unlock()
-	go func() {
-		defer e.wg.Done()
-		defer close(done)
-		e.deliver(regCopy, n, validationID)
-	}()
 	return done
 }
 
@@ -465,15 +465,33 @@ func (e *Emulator) notificationBody(n pc.WebhookNotification) ([]byte, error) {
 	return json.Marshal(m)
 }
 
-func (e *Emulator) deliver(reg pc.WebhookRegistration, n pc.WebhookNotification, validationID string) {
+// deliver makes up to maxDeliveryAttempts signed POSTs of one notification, the body encoded and signed
+// once for all of them.
+func (e *Emulator) deliver(o *outbound) {
+	n, validationID := o.n, o.validationID
 	body, err := e.notificationBody(n)
 	if err != nil {
 		e.log.Error("marshal notification", "err", err)
 		return
 	}
+	var sig string
 	backoff := e.opts.WebhookBackoff
 	for attempt := 1; attempt <= maxDeliveryAttempts; attempt++ {
-		code, msg, sysErr, header := e.post(reg, body)
+		select {
+		case e.queue.slots <- struct{}{}:
+		case <-e.ctx.Done():
+			return
+		}
+		if sig == "" {
+			sig, err = e.sign.signature(body)
+		}
+		code, msg, sysErr, header := 0, "", true, http.Header(nil)
+		if err != nil {
+			msg = err.Error()
+		} else {
+			code, msg, sysErr, header = e.post(o.reg, body, sig)
+		}
+		<-e.queue.slots
 		ok := code >= 200 && code < 300
 		e.mu.Lock()
 		if ok {
@@ -521,13 +539,9 @@ func responseCode(code int) string {
 	return http.StatusText(code)
 }
 
-// post makes one signed delivery attempt and returns the receiver's status (0 when it could not be reached)
-// and the headers it sent.
-func (e *Emulator) post(reg pc.WebhookRegistration, body []byte) (int, string, bool, http.Header) {
-	sig, err := e.sign.signature(body)
-	if err != nil {
-		return 0, err.Error(), true, nil
-	}
+// post makes one delivery attempt of body signed with sig and returns the receiver's status (0 when it
+// could not be reached) and the headers it sent.
+func (e *Emulator) post(reg pc.WebhookRegistration, body []byte, sig string) (int, string, bool, http.Header) {
 	req, err := http.NewRequestWithContext(e.ctx, http.MethodPost, reg.WebhookURL, bytes.NewReader(body))
 	if err != nil {
 		return 0, err.Error(), true, nil
