@@ -49,7 +49,7 @@ type Config struct {
 	Since string `env:"COSELL_PC_BACKFILL_SINCE" help:"first start only: backfill referrals updated since this RFC 3339 time (empty = all)"`
 	// Reads is how many notified referrals are read from Partner Center at once; ReadRate paces those reads
 	// (a Retry-After pauses them all, as in pc-writer). A referral's own notifications are read one at a time.
-	Reads           int     `env:"COSELL_PC_READ_CONCURRENCY" default:"8" help:"notified referrals read from Partner Center at once, at least 1 (one referral's notifications stay in order)"`
+	Reads           int     `env:"COSELL_PC_READ_CONCURRENCY" default:"32" help:"notified referrals read from Partner Center at once, at least 1 (one referral's notifications stay in order; one read answers all of a referral's notifications waiting behind it)"`
 	ReadRate        float64 `env:"COSELL_PC_READ_RATE" default:"0" help:"Partner Center reads per second (0 = no limit; a Retry-After pauses every read)"`
 	ReadBurst       int     `env:"COSELL_PC_READ_BURST" default:"8"`
 	ThrottleRetries int     `env:"COSELL_PC_READ_THROTTLE_RETRIES" default:"3" help:"times a throttled read is retried in place after its Retry-After before the notification is put back"`
@@ -70,9 +70,10 @@ type Ingest struct {
 	// Limiter paces the fetcher's Partner Center reads; nil = one built from Config on first use.
 	Limiter *pcapi.TenantLimiter
 
-	once    sync.Once
-	reading keyedLock
-	own     *ownCreates
+	once     sync.Once
+	reading  keyedLock
+	own      *ownCreates
+	versions readVersions
 }
 
 func (in *Ingest) limiter() *pcapi.TenantLimiter {
@@ -230,13 +231,18 @@ func (in *Ingest) FollowOwnCreates(ctx context.Context) error {
 	return nil
 }
 
-// covered reports whether the last snapshot published for the notified referral is not older than the
-// notified change (the notification needs no read), and that snapshot's version time.
+// covered reports whether a snapshot not older than the notified change is published for the notified
+// referral (the notification needs no read), and that snapshot's version time: from what this replica
+// remembers (readVersions), else from the last snapshot the stream holds.
 func (in *Ingest) covered(ctx context.Context, n contracts.ReferralNotified) (bool, time.Time, error) {
+	if have, ok := in.versions.covers(n.ReferralID, n.ChangedAt, platform.StreamSeq(ctx)); ok {
+		return true, have, nil
+	}
 	have, ok, err := in.lastObserved(ctx, n.ReferralID)
 	if err != nil || !ok {
 		return false, have, err
 	}
+	in.versions.published(n.ReferralID, have, 0)
 	return n.ChangedAt.IsZero() || !have.Before(n.ChangedAt), have, nil
 }
 
@@ -258,7 +264,8 @@ func (in *Ingest) HandleNotified(ctx context.Context, e platform.Event) error {
 			if ok, have, err := in.covered(ctx, n); err != nil {
 				return err
 			} else if ok {
-				log.Info("notification not newer than the snapshot already published; not fetched",
+				// Under a burst of changes most notifications end here: one read answered them all.
+				log.Debug("notification not newer than the snapshot already published; not fetched",
 					"changed_at", n.ChangedAt, "published_version_at", have)
 				return nil
 			}
@@ -273,7 +280,7 @@ func (in *Ingest) HandleNotified(ctx context.Context, e platform.Event) error {
 				return nil
 			}
 		}
-		err = in.Fetch(ctx, n.ReferralID, "webhook")
+		err = in.fetchNotified(ctx, n.ReferralID)
 		if pcapi.IsNotFound(err) {
 			log.Warn("notified referral is not visible to the partner; dropped")
 			return nil
@@ -284,6 +291,25 @@ func (in *Ingest) HandleNotified(ctx context.Context, e platform.Event) error {
 		return platform.Permanent(fmt.Errorf("notification %s: event %q is not handled", e.ID(), n.EventName))
 	}
 	return classify(err)
+}
+
+// fetchNotified reads a notified referral and publishes its snapshot without waiting for the stream's
+// ack (asyncPublisher; in a handler of the fetcher the notification is acked once it arrived), and
+// remembers the version read for the notifications behind it.
+func (in *Ingest) fetchNotified(ctx context.Context, referralID string) error {
+	var r pc.Referral
+	err := in.read(ctx, func() (err error) {
+		r, err = in.PC.GetReferral(ctx, referralID)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := observed.PublishReferral(ctx, asyncPublisher{in.Bus}, contracts.StagePCIngest, r, "webhook"); err != nil {
+		return err
+	}
+	in.versions.published(referralID, contracts.ReferralVersion(r).At, platform.StreamSeq(ctx))
+	return nil
 }
 
 // fetchRelated resolves a related-referral notification, which names another referral of an engagement
@@ -355,20 +381,6 @@ func (in *Ingest) lastObserved(ctx context.Context, referralID string) (time.Tim
 		return time.Time{}, false, nil
 	}
 	return d.Version.At, !d.Version.At.IsZero(), nil
-}
-
-// Fetch reads one referral and publishes its snapshot.
-func (in *Ingest) Fetch(ctx context.Context, referralID, via string) error {
-	var r pc.Referral
-	err := in.read(ctx, func() (err error) {
-		r, err = in.PC.GetReferral(ctx, referralID)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	_, err = in.Publish(ctx, r, via)
-	return err
 }
 
 // Publish publishes a referral snapshot; it reports whether the stream had not seen this version.

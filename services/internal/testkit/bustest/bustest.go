@@ -69,3 +69,22 @@ func Count(t testing.TB, bus *platform.Bus, stream, filter string) int {
 	}
 	return n
 }
+
+// Last is the data of the last event stream holds on subject, decoded as T (the test fails when there is
+// none or it does not decode).
+func Last[T any](t testing.TB, bus *platform.Bus, stream, subject string) T {
+	t.Helper()
+	m, err := bus.LastMsg(context.Background(), stream, subject)
+	if err != nil {
+		t.Fatalf("no event on %s in %s: %v", subject, stream, err)
+	}
+	e, err := m.Event()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := platform.DataAs[T](e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
