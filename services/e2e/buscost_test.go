@@ -79,14 +79,9 @@ func render(m map[string]uint64) string {
 	return fmt.Sprintf("%d: %s", total, strings.Join(parts, ", "))
 }
 
-// TestOneSteadyChangeBusCost counts, from the server's own counters, what one deal-value change made on
-// Partner Center costs the bus on its way to Salesforce once the pair is linked (the steady path of
-// issue 16): stored publishes per stream and bucket, link writes among them, durable deliveries. The
-// counts are deterministic (no timing in them), so a change that adds a write fails here. Salesforce
-// change events carry the Opportunity's changes, as in production (cosell's own writes are dropped from
-// their header); the checkpoint of each change event burst is sf-ingest's and is not counted here. The
-// Audit summary goes with the change's Salesforce update: no command of its own.
-func TestOneSteadyChangeBusCost(t *testing.T) {
+// busCostStack starts the stack on change events (the backstop out of the way), connects a bus to count
+// with, and returns a wait for every durable to have caught up.
+func busCostStack(t *testing.T) (*stack.Stack, *platform.Bus, func(what string)) {
 	s := start(t, func(o *stack.Options) {
 		o.Vars["COSELL_SF_CDC"] = "on"
 		o.Vars["COSELL_SF_BACKSTOP_INTERVAL"] = "1h"
@@ -96,10 +91,22 @@ func TestOneSteadyChangeBusCost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer bus.Close()
-	caughtUp := func(what string) {
+	t.Cleanup(bus.Close)
+	return s, bus, func(what string) {
 		testkit.Eventually(t, 30*time.Second, what, func() (bool, string) { return s.CaughtUp(ctx) })
 	}
+}
+
+// TestOneSteadyChangeBusCost counts, from the server's own counters, what one deal-value change made on
+// Partner Center costs the bus on its way to Salesforce once the pair is linked (the steady path of
+// issue 16): stored publishes per stream and bucket, link writes among them, durable deliveries. The
+// counts are deterministic (no timing in them), so a change that adds a write fails here. Salesforce
+// change events carry the Opportunity's changes, as in production (cosell's own writes are dropped from
+// their header); the checkpoint of each change event burst is sf-ingest's and is not counted here. The
+// Audit summary goes with the change's Salesforce update: no command of its own.
+func TestOneSteadyChangeBusCost(t *testing.T) {
+	s, bus, caughtUp := busCostStack(t)
+	ctx := context.Background()
 	r, err := s.PC.SellerCreate(stacktest.SellerReferral("Fabrikam steady", 30000))
 	if err != nil {
 		t.Fatal(err)
@@ -178,5 +185,48 @@ func TestOneSteadyChangeBusCost(t *testing.T) {
 	}
 	if asserted < 2 {
 		t.Errorf("only %d of 3 changes counted: the Opportunity's own snapshots came with the others (an echo of cosell's write?)", asserted)
+	}
+}
+
+// TestOneNewOpportunityBusCost counts what one Opportunity a seller flags for co-sell costs the links
+// bucket on its way to a referral and back (the referral id written to the Opportunity): the link's
+// creation, the create's outcome (which also decides on the referral the create returned: pc-writer's
+// snapshot of it, stored just before, costs no write of its own), the referral's index, the write-back's
+// outcome and the snapshot of the Opportunity that write-back comes back as. Deterministic counts, so a
+// change that adds a write fails here.
+func TestOneNewOpportunityBusCost(t *testing.T) {
+	s, bus, caughtUp := busCostStack(t)
+	ctx := context.Background()
+	caughtUp("the stack started")
+	stored := storedBy(t, bus)
+	oppID := newOpportunity(t, s, "Fabrikam new deal", 7000)
+	testkit.Eventually(t, 30*time.Second, "referral id written back, in step", func() (bool, string) {
+		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
+		return o[sf.FieldReferralIdentifier] != nil && o[sf.FieldSyncStatus] == "✔", fmt.Sprint(o[sf.FieldReferralIdentifier], o[sf.FieldSyncStatus])
+	})
+	caughtUp("the create settled")
+	if n := len(stacktest.ReferralsFor(s, oppID)); n != 1 {
+		t.Fatalf("%d referrals for %s, want 1", n, oppID)
+	}
+	cost := delta(stored, storedBy(t, bus))
+	t.Logf("stored publishes %s", render(cost))
+	want := map[string]uint64{
+		"KV_" + contracts.BucketLinks: 5,
+		contracts.StreamRequested:     2, // the referral's create, the write-back of its id
+	}
+	for k, n := range want {
+		if cost[k] > n {
+			t.Errorf("%s stored %d, want at most %d", k, cost[k], n)
+		}
+	}
+	if t.Failed() {
+		_ = bus.Read(ctx, contracts.StreamAudit, func(m platform.Stored) error {
+			t.Logf("%d: %s %.300s", m.Seq, m.Subject, m.Data)
+			return nil
+		}, platform.FromSeq(stored[contracts.StreamAudit]+1))
+		_ = bus.Read(ctx, "KV_"+contracts.BucketLinks, func(m platform.Stored) error {
+			t.Logf("%d: %s %.300s", m.Seq, m.Subject, m.Data)
+			return nil
+		}, platform.FromSeq(stored["KV_"+contracts.BucketLinks]+1))
 	}
 }

@@ -49,6 +49,9 @@ type Observation struct {
 	// Opportunity a converted Lead became.
 	Lead        bool
 	ConvertedTo string
+	// Returned marks a referral snapshot pc-writer published from what its own write returned: the
+	// write's outcome, published right after it, carries the same referral.
+	Returned bool
 }
 
 // ObserveReferral reads a referral snapshot into an Observation.
@@ -199,7 +202,16 @@ func (m Decider) observe(link *contracts.Link, o Observation, now time.Time) Res
 		}
 	}
 	res := Result{}
-	// The record that a create made, seen before the writer's outcome: it completes the link.
+	if o.Returned && o.System == contracts.PartnerCenter && l.ReferralID == "" && l.PC.Pending != "" && o.Counterpart == l.OpportunityID {
+		// The referral our create returned, published by pc-writer just before the create's outcome,
+		// which carries the same referral and is decided on with it: deciding here too would cost the
+		// link a write of its own for what the outcome's decision does anyway.
+		res.Decisions = append(res.Decisions, m.decision(l, o, contracts.DecisionNoChange,
+			"the referral cosell's create returned: the create's outcome carries it and completes the link", nil, now))
+		return res
+	}
+	// The record that a create made, seen before the writer's outcome (read by pc-ingest, say): it
+	// completes the link.
 	if idOf(l, o.System) == "" {
 		setIDOf(&l, o.System, o.EntityID)
 		l.State = contracts.LinkLinked
@@ -947,9 +959,17 @@ func (m Decider) outcome(link contracts.Link, out contracts.Outcome, now time.Ti
 		res.Decisions = append(res.Decisions, more.Decisions...)
 	}
 	if completed && res.Opp == nil && res.Referral == nil {
-		// Changes that arrived while the record was being created wait in Latest: send them now.
+		// Changes that arrived while the record was being created wait in Latest: send them now. None
+		// waiting is no decision of its own (the create's outcome is on the timeline).
 		from := out.System.Other()
-		m.propagate(&l, &res, from, sideOf(&l, from).Latest, nil, out.CommandID, sideOf(&l, from).Seen, now)
+		waiting := Result{}
+		m.propagate(&l, &waiting, from, sideOf(&l, from).Latest, nil, out.CommandID, sideOf(&l, from).Seen, now)
+		res.Opp, res.Referral = waiting.Opp, waiting.Referral
+		for _, d := range waiting.Decisions {
+			if d.Kind != contracts.DecisionNoChange {
+				res.Decisions = append(res.Decisions, d)
+			}
+		}
 	}
 	return res
 }

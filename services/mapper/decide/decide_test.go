@@ -251,6 +251,42 @@ func TestReferralCreateOutcomeWritesBackAndLinks(t *testing.T) {
 	}
 }
 
+// TestReturnedReferralBeforeItsOutcome: pc-writer publishes the referral its create returned just before
+// the create's outcome, which carries the same referral. Decided first, that snapshot changes no link
+// (the outcome completes it, one link write for both), and the outcome then decides as it does alone;
+// a snapshot pc-ingest read (not returned by the create) still completes the link at once.
+func TestReturnedReferralBeforeItsOutcome(t *testing.T) {
+	m := def()
+	res := m.Observe(nil, m.ObserveOpportunity("e1", opp("006A", nil), ver("s1", 0)), t0)
+	created := *res.Referral.Data.Create
+	created.ID, created.ETag, created.Status, created.Substatus = "r-1", `"e1"`, partnercenter.StatusActive, partnercenter.SubstatusAccepted
+	returned := m.ObserveReferral("pc/r-1/e1", created, ver(`"e1"`, 1))
+	returned.Returned = true
+	snap := m.Observe(res.Link, returned, t0)
+	if snap.Link != nil || snap.Opp != nil || snap.Referral != nil || snap.LinkBack != nil || len(snap.NewIndexes) != 0 {
+		t.Fatalf("the returned referral must wait for its outcome: %+v", snap)
+	}
+	if len(snap.Decisions) != 1 || snap.Decisions[0].Kind != contracts.DecisionNoChange {
+		t.Fatalf("decisions = %+v", snap.Decisions)
+	}
+	out := m.Outcome(*res.Link, contracts.Outcome{
+		CommandID: res.Referral.ID, System: contracts.PartnerCenter, Op: contracts.OpCreate, Status: contracts.OutcomeWritten,
+		Created: true, ReferralID: "r-1", Referral: &created, Version: ver(`"e1"`, 1),
+	}, t0)
+	if out.Link.ReferralID != "r-1" || out.Link.State != contracts.LinkLinked || out.Link.PC.Pending != "" ||
+		out.Link.PC.Seen.Tag != `"e1"` || out.NewIndexes[contracts.PartnerCenter] != "r-1" {
+		t.Fatalf("link = %+v", out.Link)
+	}
+	if out.LinkBack == nil || out.LinkBack.Data.Fields[sf.FieldReferralIdentifier] != "r-1" || out.Opp != nil || out.Referral != nil {
+		t.Fatalf("the outcome writes the referral id back and nothing else: %+v %+v %+v", out.LinkBack, out.Opp, out.Referral)
+	}
+	// The same referral read by pc-ingest (its webhook, pc-writer's snapshot lost): it completes the link.
+	read := m.Observe(res.Link, m.ObserveReferral("pc/r-1/e1", created, ver(`"e1"`, 1)), t0)
+	if read.Link == nil || read.Link.ReferralID != "r-1" || read.NewIndexes[contracts.PartnerCenter] != "r-1" {
+		t.Fatalf("a read referral completes the link: %+v", read.Link)
+	}
+}
+
 func TestFailedOutcomeMarksOpportunity(t *testing.T) {
 	m := def()
 	l, _ := linked(t, m)

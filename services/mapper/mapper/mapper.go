@@ -45,6 +45,8 @@ type Service struct {
 	// AfterStore, when set, is called between a link's store and the publishing of its outbox: the crash
 	// point of the tests.
 	AfterStore func(linkID string)
+	// Cache holds the links last read or stored here (nil: every decision reads its link from the bucket).
+	Cache *linkCache
 
 	// sent remembers, per link, the revision whose outbox this process published, so the next handling
 	// of the link does not publish it again. It is only a shortcut: without it (another replica, a
@@ -59,8 +61,12 @@ func New(ctx context.Context, bus *platform.Bus, m mapping.Mapping, log *slog.Lo
 	if err != nil {
 		return nil, fmt.Errorf("mapper: links bucket: %w", err)
 	}
-	return &Service{Bus: bus, Links: kv, Decide: decide.Decider{Mapping: m}, Log: log, Now: time.Now}, nil
+	return &Service{Bus: bus, Links: kv, Decide: decide.Decider{Mapping: m}, Log: log, Now: time.Now,
+		Cache: newLinkCache(DefaultLinkCacheMiB << 20)}, nil
 }
+
+// DefaultLinkCacheMiB is the links cache's default budget (COSELL_MAPPER_LINK_CACHE_MIB).
+const DefaultLinkCacheMiB = 8
 
 // Run consumes observed snapshots and outcomes until ctx is cancelled, then drains.
 func (s *Service) Run(ctx context.Context) error {
@@ -83,6 +89,7 @@ func (s *Service) HandleObserved(ctx context.Context, e platform.Event) error {
 			return platform.Permanent(fmt.Errorf("event %s: referral has no id", e.ID()))
 		}
 		obs = s.Decide.ObserveReferral(e.ID(), d.Referral, d.Version)
+		obs.Returned = e.Source() == contracts.StagePCWriter
 	case contracts.TypeOpportunityObserved:
 		d, err := platform.DataAs[contracts.OpportunityObserved](e)
 		if err != nil {
@@ -177,14 +184,18 @@ func (s *Service) update(ctx context.Context, load func(context.Context) (*store
 		if cur != nil {
 			next.rev = cur.rev
 		}
-		rev, err := s.store(ctx, next)
+		rev, size, err := s.store(ctx, next)
 		if errors.Is(err, errConflict) {
+			// Changed since it was read (or since it was cached): decide again on what the bucket holds.
+			s.Cache.drop(next.ID)
 			continue
 		}
 		if err != nil {
+			s.Cache.drop(next.ID)
 			return err
 		}
 		next.rev = rev
+		s.Cache.put(next, size)
 		if s.AfterStore != nil {
 			s.AfterStore(next.ID)
 		}
@@ -202,28 +213,30 @@ func (s *Service) update(ctx context.Context, load func(context.Context) (*store
 
 var errConflict = errors.New("link changed concurrently")
 
-func (s *Service) store(ctx context.Context, st *stored) (uint64, error) {
+// store writes the link with its outbox by compare-and-set; it returns the new revision and the
+// encoding's size.
+func (s *Service) store(ctx context.Context, st *stored) (uint64, int, error) {
 	b, err := json.Marshal(st)
 	if err != nil {
-		return 0, platform.Permanent(err)
+		return 0, 0, platform.Permanent(err)
 	}
 	key := contracts.LinkKey(st.ID)
 	var rev uint64
 	if st.rev == 0 {
 		rev, err = s.Links.Create(ctx, key, b)
 		if errors.Is(err, jetstream.ErrKeyExists) {
-			return 0, errConflict
+			return 0, 0, errConflict
 		}
 	} else {
 		rev, err = s.Links.Update(ctx, key, b, st.rev)
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return 0, errConflict
+			return 0, 0, errConflict
 		}
 	}
 	if err != nil {
-		return 0, fmt.Errorf("store link %s: %w", st.ID, err)
+		return 0, 0, fmt.Errorf("store link %s: %w", st.ID, err)
 	}
-	return rev, nil
+	return rev, len(b), nil
 }
 
 // resendSkew is how much earlier than the record's own time its outbox may have been stored by the
@@ -368,9 +381,16 @@ func (s *Service) index(ctx context.Context, l contracts.Link, ids map[contracts
 		if id == "" || contracts.LinkIDFor(sys, id) == l.ID {
 			continue
 		}
-		_, err := s.Links.Create(ctx, contracts.IndexKey(sys, id), []byte(l.ID))
+		key := contracts.IndexKey(sys, id)
+		if s.Cache.index(key) == l.ID {
+			continue
+		}
+		_, err := s.Links.Create(ctx, key, []byte(l.ID))
 		if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 			return fmt.Errorf("index %s %s → %s: %w", sys, id, l.ID, err)
+		}
+		if err == nil {
+			s.Cache.putIndex(key, l.ID)
 		}
 	}
 	return nil
@@ -386,6 +406,12 @@ func (s *Service) find(ctx context.Context, sys contracts.System, id, counterpar
 	}{{sys, id}, {sys.Other(), counterpart}} {
 		if k.id == "" {
 			continue
+		}
+		if linkID := s.Cache.index(contracts.IndexKey(k.sys, k.id)); linkID != "" {
+			// Known here: the link the other side started (no read of the id's own key, which is not there).
+			if st, err := s.get(ctx, linkID); st != nil || err != nil {
+				return st, err
+			}
 		}
 		if st, err := s.get(ctx, contracts.LinkIDFor(k.sys, k.id)); st != nil || err != nil {
 			return st, err
@@ -405,10 +431,15 @@ func (s *Service) byIndex(ctx context.Context, sys contracts.System, id string) 
 	if err != nil {
 		return nil, fmt.Errorf("read index %s %s: %w", sys, id, err)
 	}
+	s.Cache.putIndex(contracts.IndexKey(sys, id), string(e.Value()))
 	return s.get(ctx, string(e.Value()))
 }
 
+// get reads a link: as cached, else from the bucket (and then cached).
 func (s *Service) get(ctx context.Context, linkID string) (*stored, error) {
+	if st := s.Cache.get(linkID); st != nil {
+		return st, nil
+	}
 	e, err := s.Links.Get(ctx, contracts.LinkKey(linkID))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
@@ -421,6 +452,7 @@ func (s *Service) get(ctx context.Context, linkID string) (*stored, error) {
 		return nil, platform.Permanent(fmt.Errorf("link %s is not valid JSON: %w", linkID, err))
 	}
 	st.rev = e.Revision()
+	s.Cache.put(&st, len(e.Value()))
 	return &st, nil
 }
 

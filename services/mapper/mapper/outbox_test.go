@@ -15,7 +15,7 @@ import (
 )
 
 // referralSeen is the observed event of a Microsoft seller's referral at version n.
-func referralSeen(t *testing.T, id string, n int) platform.Event {
+func referralSeen(t testing.TB, id string, n int) platform.Event {
 	t.Helper()
 	v := 1000.0 * float64(n)
 	at := time.Date(2026, 11, 1, 12, 0, n, 0, time.UTC)
@@ -34,7 +34,7 @@ func referralSeen(t *testing.T, id string, n int) platform.Event {
 }
 
 // mapperOn is a mapper on bus with a clock of its own, as a process that just started (nothing remembered).
-func mapperOn(t *testing.T, bus *platform.Bus, now time.Time) *Service {
+func mapperOn(t testing.TB, bus *platform.Bus, now time.Time) *Service {
 	t.Helper()
 	m, err := mapping.Load(mapping.Config{})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 type StageConfig struct {
 	Mapping    mapping.Config
 	Concurrent int `env:"COSELL_MAPPER_CONCURRENCY" default:"4" help:"handlers run in parallel per batch"`
+	LinkCache  int `env:"COSELL_MAPPER_LINK_CACHE_MIB" default:"8" help:"memory (MiB) for the links the mapper last read or stored, kept decoded so a decision reads and decodes none; the compare-and-set still guards every write (0 = read every link from the bucket)"`
 }
 
 // Stage is the mapper as a component: services/mapper/main.go runs it as a process, the in-process
@@ -33,5 +34,9 @@ func build(ctx context.Context, cfg *StageConfig, env *stage.Env) (stage.Runner,
 	svc.Consume = env.Consume
 	svc.AfterStore = env.AfterWrite
 	svc.Consume.Concurrency = cfg.Concurrent
+	svc.Cache = nil
+	if cfg.LinkCache > 0 {
+		svc.Cache = newLinkCache(cfg.LinkCache << 20)
+	}
 	return svc.Run, nil
 }

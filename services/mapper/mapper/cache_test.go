@@ -1,0 +1,72 @@
+package mapper
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/testkit/bustest"
+)
+
+// TestStaleCachedLinkCostsARetry: two mapper replicas, each with its links cache, decide on one referral's
+// snapshots in turn. Each replica's cached link is stale after the other's decision, so its next store
+// fails the compare-and-set and it decides again on the link read afresh: every snapshot is decided on
+// once against the latest link (one link write each, none lost, none stale), and what a replica holds
+// after its decision is exactly what the bucket holds.
+func TestStaleCachedLinkCostsARetry(t *testing.T) {
+	bus := bustest.Start(t, bustest.Config(8, 2*time.Second), contracts.StageMapper, nil)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	a, b := mapperOn(t, bus, now), mapperOn(t, bus, now)
+	if a.Cache == nil || b.Cache == nil {
+		t.Fatal("the mapper runs with its links cache by default")
+	}
+	linkID := contracts.LinkIDFor(contracts.PartnerCenter, "R-cached")
+	for n, svc := range []*Service{a, b, a, b, a} {
+		if err := svc.HandleObserved(ctx, referralSeen(t, "R-cached", n+1)); err != nil {
+			t.Fatal(err)
+		}
+		e, err := a.Links.Get(ctx, contracts.LinkKey(linkID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Revision() != uint64(n+1) {
+			t.Errorf("snapshot %d: link at revision %d, want %d (one write per decision)", n+1, e.Revision(), n+1)
+		}
+		var st stored
+		if err := json.Unmarshal(e.Value(), &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.PC.Seen.Tag != fmt.Sprintf("e%d", n+1) || len(st.Outbox) == 0 {
+			t.Fatalf("snapshot %d: link seen at %q with %d outbox items", n+1, st.PC.Seen.Tag, len(st.Outbox))
+		}
+		var d contracts.Decision
+		if err := json.Unmarshal(st.Outbox[len(st.Outbox)-1].Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.Kind == contracts.DecisionStale || d.Kind == contracts.DecisionNoChange {
+			t.Errorf("snapshot %d decided %s (%s) against a stale link", n+1, d.Kind, d.Detail)
+		}
+		held := svc.Cache.get(linkID)
+		if held == nil || held.rev != e.Revision() {
+			t.Fatalf("snapshot %d: the deciding replica holds %+v, want revision %d", n+1, held, e.Revision())
+		}
+		got, _ := json.Marshal(held)
+		if string(got) != string(e.Value()) {
+			t.Errorf("snapshot %d: the cached link differs from the stored one:\n%s\n%s", n+1, got, e.Value())
+		}
+	}
+	// A link deleted under the cache: the next decision's store fails, and the link is made again.
+	if err := a.Links.Delete(ctx, contracts.LinkKey(linkID)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.HandleObserved(ctx, referralSeen(t, "R-cached", 9)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Links.Get(ctx, contracts.LinkKey(linkID)); err != nil {
+		t.Fatalf("after the delete: %v (want the link made again)", err)
+	}
+}
