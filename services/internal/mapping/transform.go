@@ -17,9 +17,6 @@ import (
 
 // FromReferral reads a referral's mapped values.
 func (m Mapping) FromReferral(r partnercenter.Referral) Values {
-	var doc map[string]any
-	b, _ := json.Marshal(r)
-	_ = json.Unmarshal(b, &doc)
 	v := Values{}
 	for _, f := range m.Fields {
 		if f.PC == "" {
@@ -29,7 +26,7 @@ func (m Mapping) FromReferral(r partnercenter.Referral) Values {
 		if f.Kind == KindStatus {
 			x = m.referralStatus(r.Status, r.Substatus)
 		} else {
-			x = f.fromPC(lookup(doc, f.PC))
+			x = f.fromPC(valueAt(&r, f.PC))
 		}
 		if !IsBlank(x) {
 			v[f.Name] = x
@@ -635,19 +632,6 @@ func (m Mapping) Account(v Values, ids map[string]string) *contracts.Account {
 		return nil
 	}
 	return a
-}
-
-// lookup reads a dotted path in a JSON document.
-func lookup(doc map[string]any, path string) any {
-	var cur any = doc
-	for _, seg := range strings.Split(path, ".") {
-		mm, ok := cur.(map[string]any)
-		if !ok {
-			return nil
-		}
-		cur = mm[seg]
-	}
-	return cur
 }
 
 // set writes a dotted path in a JSON document, making the objects on the way.
