@@ -42,10 +42,10 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 10s); new crashers lan
 chaos: ## fault-injection suite: every stage a process, kill -9s, a NATS restart, upstream faults; prints a verdict (SF_CDC=off: sf-ingest polls instead of following Change Data Capture)
 	$(GO) run ./services/chaos -duration $(or $(DURATION),60s) -kills $(or $(KILLS),8) -sf-cdc $(or $(SF_CDC),on)
 
-bench: ## end-to-end benchmarks with every stage a process; prints the Markdown tables kept in docs/benchmarks.md
+bench: ## end-to-end benchmarks with every stage a process; prints the Markdown tables kept in docs/benchmarks.md, ending with issue 16's targets met / not met
 	$(GO) run ./services/bench -n $(or $(N),500) -rate $(or $(RATE),100) -rate-high $(or $(RATE_HIGH),500) -duration $(or $(DURATION),20s)
 
-bench-full: ## make bench plus a 10,000-referral backlog and a 10-minute steady run with memory sampled every 10 s (~30 min)
+bench-full: ## make bench plus a 10,000-referral backlog and a 10-minute steady run with memory and nats-server's heap sampled every 10 s (~30 min)
 	$(GO) run ./services/bench -n $(or $(N),500) -rate $(or $(RATE),100) -rate-high $(or $(RATE_HIGH),500) -duration $(or $(DURATION),20s) -big $(or $(BIG),10000) -soak $(or $(SOAK),10m)
 
 PUBSUB_PB := services/internal/clients/sfpubsub/pubsubpb

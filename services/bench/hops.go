@@ -321,9 +321,7 @@ func quantiles(d []time.Duration) string {
 	if len(d) == 0 {
 		return "—"
 	}
-	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-	q := func(p float64) time.Duration { return d[int(p*float64(len(d)-1))] }
-	return fmt.Sprintf("%s / %s / %s", short(q(0.5)), short(q(0.99)), short(d[len(d)-1]))
+	return fmt.Sprintf("%s / %s / %s", short(quantile(d, 0.5)), short(quantile(d, 0.99)), short(quantile(d, 1)))
 }
 
 // short renders a duration to a precision that suits its size: 0.42ms, 3.1ms, 250ms, 1.25s.

@@ -14,11 +14,10 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/testkit/bustest"
 )
 
-// A change followed through a real server: webhook, snapshot, command and outcome as the stages store
-// them, each taken through its stage's durable, gives one sample of every hop, from the messages' own
-// times and the server's ack samples; a command decided on something other than a snapshot, or a
-// snapshot's second command, is not followed.
-func TestFollowChangesJoinsEveryHop(t *testing.T) {
+// benchBus is a real server with cosell's streams provisioned, a bus publishing to it and the bench's probe
+// on its own connection.
+func benchBus(t *testing.T) (*platform.Bus, *busProbe, context.Context) {
+	t.Helper()
 	ns := bustest.Server(t)
 	bus := bustest.Bus(t, ns, bustest.Config(5, 30*time.Second), "bench-test", nil)
 	probe, err := newBusProbe(ns.ClientURL())
@@ -27,7 +26,16 @@ func TestFollowChangesJoinsEveryHop(t *testing.T) {
 	}
 	t.Cleanup(probe.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
+	return bus, probe, ctx
+}
+
+// A change followed through a real server: webhook, snapshot, command and outcome as the stages store
+// them, each taken through its stage's durable, gives one sample of every hop, from the messages' own
+// times and the server's ack samples; a command decided on something other than a snapshot, or a
+// snapshot's second command, is not followed.
+func TestFollowChangesJoinsEveryHop(t *testing.T) {
+	bus, probe, ctx := benchBus(t)
 	if err := sampleAcks(ctx, probe.js); err != nil {
 		t.Fatal(err)
 	}

@@ -18,9 +18,11 @@
 //     every process during each steady run;
 //   - with -big N, a backlog of N referrals whose per-change costs are set beside the -n backlog's; with
 //     -soak D, a steady run of D with every process's memory sampled every -soak-every (start, peak, end,
-//     growth per minute).
+//     growth per minute), the nats-server's Go heap beside it (cosell nats --pprof) and its heap profiles
+//     at the soak's start, middle and end (what holds the memory, what grew over the second half);
+//   - last, issue 16's targets against this run's own figures, met or not (targets.go).
 //
-// Usage: go run ./services/bench [-n 500] [-rate 100] [-rate-high 500] [-duration 20s] [-big 10000] [-soak 10m] [-defaults] [-cdc [-outage 5000] [-outage-for 10m] [-idle 30s]]   (make bench, make bench-full)
+// Usage: go run ./services/bench [-n 500] [-rate 100] [-rate-high 500] [-duration 20s] [-big 10000] [-soak 10m] [-nats-env GOMEMLIMIT=…] [-defaults] [-cdc [-outage 5000] [-outage-for 10m] [-idle 30s]]   (make bench, make bench-full)
 //
 // With -cdc it measures the Change Data Capture set instead (cdc.go).
 package main
@@ -67,6 +69,13 @@ func main() {
 			return fmt.Errorf("want COSELL_NAME=value, got %q", kv)
 		}
 		userEnv = append(userEnv, kv)
+		return nil
+	})
+	flag.Func("nats-env", "NAME=VALUE added to the nats-server's (cosell nats) environment (repeatable), e.g. -nats-env GOMEMLIMIT=200MiB or -nats-env GOGC=50", func(kv string) error {
+		if name, _, ok := strings.Cut(kv, "="); !ok || name == "" {
+			return fmt.Errorf("want NAME=value, got %q", kv)
+		}
+		natsEnv = append(natsEnv, kv)
 		return nil
 	})
 	flag.BoolVar(&scale, "scale", true, "also run the mapper and both writers at 1, 2 and 3 replicas (backlogs of n referrals and n/5 Opportunities each) and count duplicates")
@@ -132,6 +141,9 @@ var extraEnv []string
 
 // userEnv are the -env settings.
 var userEnv []string
+
+// natsEnv are the -nats-env settings.
+var natsEnv []string
 
 type report struct {
 	lines []string
@@ -211,55 +223,38 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
+	b.fig.pcBacklog = &small
 	hopsTab.add(fmt.Sprintf("PC → SF backlog of %d", o.n), small.hops)
 
-	// 3. Backlog SF → PC.
-	pcBefore, err := pcFromSF(ctx, f)
+	// 3. Backlog SF → PC, at the run's pc-writer rate and with its limit off (issue 16's target).
+	sfRun, err := b.sfBacklog(ctx, o.n, false)
 	if err != nil {
 		return err
 	}
-	ph, err := begin(ctx, f, b.probe)
-	if err != nil {
-		return err
+	b.fig.sfBacklog = &sfRun
+	hopsTab.add(fmt.Sprintf("SF → PC backlog of %d", o.n), sfRun.hops)
+	if sfRun.limitOff {
+		b.fig.sfBacklogOff = &sfRun
+	} else {
+		off, err := b.sfBacklog(ctx, o.n, true)
+		if err != nil {
+			return err
+		}
+		b.fig.sfBacklogOff = &off
+		hopsTab.add(fmt.Sprintf("SF → PC backlog of %d, pc-writer's limit off", o.n), off.hops)
 	}
-	if err := createOpportunities(ctx, f, o.n); err != nil {
-		return err
-	}
-	if err := waitRecords(ctx, func(ctx context.Context) (int, error) { return pcFromSF(ctx, f) }, pcBefore+o.n, time.Duration(o.n)*time.Second); err != nil {
-		return err
-	}
-	el := time.Since(ph.startedAt)
-	if _, err := quiet(ctx, js, f); err != nil {
-		return err
-	}
-	m, err := ph.end(ctx, f, b.probe)
-	if err != nil {
-		return err
-	}
-	sfRate := float64(o.n) / el.Seconds()
-	r.add("| Salesforce → Partner Center, backlog of %d new synced Opportunities | %.1f opportunities/s (%s) |", o.n, sfRate, b.honest(sfRate, m, o.n))
-	m.bus.report(r, o.n, "Opportunity")
-	r.add("| … Salesforce API calls per 1,000 Opportunities (backlog, incl. polling and link write-back) | %.0f %s|", per1000(m.to.sfAPI()-m.from.sfAPI(), o.n), sfEndpoints(m.from, m.to))
-	r.add("| … Partner Center calls per 1,000 Opportunities (backlog) | %.0f %s|", per1000(m.to.pcAPI()-m.from.pcAPI(), o.n), pcEndpoints(m.from, m.to))
-	r.add("| … CPU, cores used over the phase (share of the fleet's CPU time) | %s |", m.cpu)
-	r.add("| … CPU per Opportunity | %s |", cpuPerChange(m.used, o.n))
-	sfHops, err := m.follow(ctx, js, sfToPC)
-	if err != nil {
-		return err
-	}
-	r.add("| … sync latency at saturation p50 / p99 / max | %s |", sfHops.endToEnd())
-	hopsTab.add(fmt.Sprintf("SF → PC backlog of %d", o.n), sfHops)
 
 	// 4. Steady trickles of Partner Center changes.
 	for _, rate := range []int{o.rate, o.rateHigh} {
 		if rate <= 0 {
 			continue
 		}
-		h, err := b.steadyPhase(ctx, refIDs, rate, o.dur, time.Second, nil)
+		st, err := b.steadyPhase(ctx, refIDs, rate, o.dur, time.Second, nil)
 		if err != nil {
 			return err
 		}
-		hopsTab.add(fmt.Sprintf("steady %d/s PC → SF", rate), h)
+		b.fig.steady = append(b.fig.steady, st)
+		hopsTab.add(fmt.Sprintf("steady %d/s PC → SF", rate), st.h)
 	}
 
 	// 5. Replay of every stream from sequence 1.
@@ -286,11 +281,12 @@ func run(ctx context.Context, o options) (err error) {
 			rate = o.rate
 		}
 		soak = &memSeries{}
-		h, err := b.steadyPhase(ctx, refIDs, rate, o.soak, o.soakEvery, soak)
+		st, err := b.steadyPhase(ctx, refIDs, rate, o.soak, o.soakEvery, soak)
 		if err != nil {
 			return err
 		}
-		hopsTab.add(fmt.Sprintf("soak %d/s for %s", rate, o.soak), h)
+		b.fig.soak = &st
+		hopsTab.add(fmt.Sprintf("soak %d/s for %s", rate, o.soak), st.h)
 	}
 
 	// 8. The mapper and both writers at 1, 2 and 3 replicas, sharing their durables (last: the replicas stay).
@@ -316,6 +312,10 @@ func run(ctx context.Context, o options) (err error) {
 	renderGrowth(r, growth)
 	if soak != nil {
 		soak.render(r, o.soakEvery)
+		b.renderProfiles(ctx)
+	}
+	if err := b.renderTargets(ctx, o); err != nil {
+		return err
 	}
 	r.add("")
 	r.add("Machine: %d cores (%s/%s), Go %s, %s, load average before the run %s, after it %s. Command: `go run ./services/bench %s`.",
@@ -347,80 +347,163 @@ type backlogRun struct {
 // pcBacklog shares n new referrals at once (customers named "<prefix> customer i%50"), waits until every
 // one is linked and everything is quiet, and reports the phase's rows.
 func (b *bench) pcBacklog(ctx context.Context, n int, prefix string) (backlogRun, []string, error) {
-	f, r := b.f, b.r
 	run := backlogRun{n: n}
-	sfBefore, err := sfLinked(ctx, f)
+	var refIDs []string
+	var err error
+	run.rate, run.m, run.hops, err = b.backlog(ctx, backlogSpec{
+		n: n, title: fmt.Sprintf("Partner Center → Salesforce, backlog of %d new referrals", n), unit: "referral", units: "referrals", sfNote: "backlog", dir: pcToSF,
+		count: func(ctx context.Context) (int, error) { return sfLinked(ctx, b.f) },
+		create: func(ctx context.Context) (err error) {
+			refIDs, err = createReferralsNamed(ctx, b.f, n, prefix)
+			return err
+		},
+	})
+	return run, refIDs, err
+}
+
+// backlogSpec is one backlog phase: n records made at once, done when count has grown by n.
+type backlogSpec struct {
+	n                  int
+	title, unit, units string // the main row's title, and what a record is ("referral", "Opportunity") and records are
+	sfNote             string // what the Salesforce calls row includes
+	dir                direction
+	count              func(context.Context) (int, error)
+	create             func(context.Context) error
+}
+
+// backlog runs one backlog phase: it makes the records, waits until every one has its counterpart and
+// everything is quiet, and reports the phase's rows (rate, bus cost, API calls, CPU, latency).
+func (b *bench) backlog(ctx context.Context, s backlogSpec) (rate float64, m measured, h hopTimes, err error) {
+	f, r := b.f, b.r
+	before, err := s.count(ctx)
 	if err != nil {
-		return run, nil, err
+		return 0, m, h, err
 	}
 	ph, err := begin(ctx, f, b.probe)
 	if err != nil {
-		return run, nil, err
+		return 0, m, h, err
 	}
-	refIDs, err := createReferralsNamed(ctx, f, n, prefix)
-	if err != nil {
-		return run, nil, err
+	if err := s.create(ctx); err != nil {
+		return 0, m, h, err
 	}
-	if err := waitRecords(ctx, func(ctx context.Context) (int, error) { return sfLinked(ctx, f) }, sfBefore+n, time.Duration(n)*time.Second); err != nil {
-		return run, nil, err
+	if err := waitRecords(ctx, s.count, before+s.n, time.Duration(s.n)*time.Second); err != nil {
+		return 0, m, h, err
 	}
 	el := time.Since(ph.startedAt)
 	if _, err := quiet(ctx, b.js, f); err != nil {
-		return run, nil, err
+		return 0, m, h, err
 	}
-	if run.m, err = ph.end(ctx, f, b.probe); err != nil {
-		return run, nil, err
+	if m, err = ph.end(ctx, f, b.probe); err != nil {
+		return 0, m, h, err
 	}
-	m := run.m
-	run.rate = float64(n) / el.Seconds()
-	r.add("| Partner Center → Salesforce, backlog of %d new referrals | %.1f referrals/s (%s) |", n, run.rate, b.honest(run.rate, m, n))
-	m.bus.report(r, n, "referral")
-	r.add("| … Salesforce API calls per 1,000 referrals (backlog) | %.0f %s|", per1000(m.to.sfAPI()-m.from.sfAPI(), n), sfEndpoints(m.from, m.to))
-	r.add("| … Partner Center calls per 1,000 referrals (backlog) | %.0f %s|", per1000(m.to.pcAPI()-m.from.pcAPI(), n), pcEndpoints(m.from, m.to))
+	rate = float64(s.n) / el.Seconds()
+	r.add("| %s | %.1f %s/s (%s) |", s.title, rate, strings.ToLower(s.units), b.honest(rate, m, s.n))
+	m.bus.report(r, s.n, s.unit)
+	r.add("| … Salesforce API calls per 1,000 %s (%s) | %.0f %s|", s.units, s.sfNote, per1000(m.to.sfAPI()-m.from.sfAPI(), s.n), sfEndpoints(m.from, m.to))
+	r.add("| … Partner Center calls per 1,000 %s (backlog) | %.0f %s|", s.units, per1000(m.to.pcAPI()-m.from.pcAPI(), s.n), pcEndpoints(m.from, m.to))
 	r.add("| … CPU, cores used over the phase (share of the fleet's CPU time) | %s |", m.cpu)
-	r.add("| … CPU per referral | %s |", cpuPerChange(m.used, n))
-	if run.hops, err = m.follow(ctx, b.js, pcToSF); err != nil {
-		return run, nil, err
+	r.add("| … CPU per %s | %s |", s.unit, cpuPerChange(m.used, s.n))
+	if h, err = m.follow(ctx, b.js, s.dir); err != nil {
+		return rate, m, h, err
 	}
-	r.add("| … sync latency at saturation p50 / p99 / max | %s |", run.hops.endToEnd())
-	return run, refIDs, nil
+	r.add("| … sync latency at saturation p50 / p99 / max | %s |", h.endToEnd())
+	return rate, m, h, nil
+}
+
+// sfBacklogRun is what one Salesforce → Partner Center backlog cost.
+type sfBacklogRun struct {
+	n        int
+	rate     float64
+	limitOff bool // pc-writer ran with COSELL_PC_WRITE_RATE=0
+	m        measured
+	hops     hopTimes
+}
+
+// sfBacklog marks n new Opportunities Sync with Partner Center at once, waits until every one names its
+// referral and everything is quiet, and reports the phase's rows. With limitOff, pc-writer is restarted with
+// its Partner Center rate limit off for the phase (and then with the run's settings again), unless the run
+// has it off already.
+func (b *bench) sfBacklog(ctx context.Context, n int, limitOff bool) (run sfBacklogRun, err error) {
+	run = sfBacklogRun{n: n, limitOff: limitOff || envValue("COSELL_PC_WRITE_RATE", "") == "0"}
+	what := fmt.Sprintf("backlog of %d new synced Opportunities", n)
+	if limitOff && envValue("COSELL_PC_WRITE_RATE", "") != "0" {
+		what += ", pc-writer's Partner Center limit off (COSELL_PC_WRITE_RATE=0)"
+		if err := b.restartStage(ctx, "pc-writer", "COSELL_PC_WRITE_RATE=0"); err != nil {
+			return run, err
+		}
+		defer func() {
+			if rerr := b.restartStage(ctx, "pc-writer"); err == nil {
+				err = rerr
+			}
+		}()
+	}
+	run.rate, run.m, run.hops, err = b.backlog(ctx, backlogSpec{
+		n: n, title: "Salesforce → Partner Center, " + what, unit: "Opportunity", units: "Opportunities", sfNote: "backlog, incl. polling and link write-back", dir: sfToPC,
+		count:  func(ctx context.Context) (int, error) { return pcFromSF(ctx, b.f) },
+		create: func(ctx context.Context) error { return createOpportunities(ctx, b.f, n) },
+	})
+	return run, err
+}
+
+// restartStage stops a stage (SIGTERM) and starts it again with env added to the fleet's.
+func (b *bench) restartStage(ctx context.Context, name string, env ...string) error {
+	stopCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := b.f.Stop(stopCtx, name); err != nil {
+		return err
+	}
+	_, err := b.f.StartStage(ctx, name, env...)
+	return err
+}
+
+// steadyRun is what one steady phase measured.
+type steadyRun struct {
+	rate, made int
+	d          time.Duration
+	m          measured
+	h          hopTimes
+	// changeLat is every change made until the first write of its version or a newer one; unwritten
+	// counts the changes never written.
+	changeLat []time.Duration
+	unwritten int
+	mem       *memSeries
 }
 
 // steadyPhase changes referrals' deal values at rate per second for d, sampling every process's memory
 // every `every` (into soak when given), and reports the phase's rows.
-func (b *bench) steadyPhase(ctx context.Context, refIDs []string, rate int, d, every time.Duration, soak *memSeries) (hopTimes, error) {
+func (b *bench) steadyPhase(ctx context.Context, refIDs []string, rate int, d, every time.Duration, soak *memSeries) (steadyRun, error) {
+	run := steadyRun{rate: rate, d: d}
 	f, r := b.f, b.r
 	ph, err := begin(ctx, f, b.probe)
 	if err != nil {
-		return hopTimes{}, err
+		return run, err
 	}
 	mem := soak
 	if mem == nil {
 		mem = &memSeries{}
 	} else {
-		mem.stored = func() (int64, error) {
-			ai, err := b.js.AccountInfo(ctx)
-			if err != nil {
-				return 0, err
-			}
-			return int64(ai.Store), nil
-		}
+		mem.extra = b.soakRows(ctx)
+		endProfiles := b.soakProfiles(ctx, d)
+		defer endProfiles() // an error before: the profiles so far
 	}
 	made, err := drive(ctx, f, refIDs, rate, d, every, mem)
+	if soak != nil {
+		b.endProfiles(ctx)
+	}
 	changes := len(made)
 	if err != nil {
-		return hopTimes{}, err
+		return run, err
 	}
 	if _, err := quiet(ctx, b.js, f); err != nil {
-		return hopTimes{}, err
+		return run, err
 	}
 	m, err := ph.end(ctx, f, b.probe)
 	if err != nil {
-		return hopTimes{}, err
+		return run, err
 	}
 	h, err := m.follow(ctx, b.js, pcToSF)
 	if err != nil {
-		return h, err
+		return run, err
 	}
 	what := "steady"
 	if soak != nil {
@@ -428,6 +511,7 @@ func (b *bench) steadyPhase(ctx context.Context, refIDs []string, rate int, d, e
 	}
 	r.add("| %s %d deal-value changes/s on Partner Center for %s (%d made, %.0f/s): sync latency p50 / p99 / max | %s |", what, rate, d, changes, float64(changes)/d.Seconds(), h.endToEnd())
 	lat, unwritten := h.coverage(made)
+	run.made, run.m, run.h, run.changeLat, run.unwritten, run.mem = changes, m, h, lat, unwritten, mem
 	r.add("| … every change made, until the first write of its version or a newer one (a change superseded before it was read counts until the newer value was written) | %s (%d changes, %d never written) |", quantiles(lat), len(lat), unwritten)
 	m.bus.report(r, changes, "change")
 	r.add("| … Salesforce API calls per 1,000 changes (trickle, incl. polling) | %.0f %s|", per1000(m.to.sfAPI()-m.from.sfAPI(), changes), sfEndpoints(m.from, m.to))
@@ -435,7 +519,7 @@ func (b *bench) steadyPhase(ctx context.Context, refIDs []string, rate int, d, e
 	r.add("| … CPU, cores used over the run and until quiet (share of the fleet's CPU time) | %s |", m.cpu)
 	r.add("| … CPU per change | %s |", cpuPerChange(m.used, changes))
 	r.add("| … resident memory (VmRSS) during the run, peak (at mid-run) | %s |", mem.peaks())
-	return h, nil
+	return run, nil
 }
 
 // replay rewinds every durable consumer to sequence 1, waits until quiet and reports its rate and the
@@ -468,7 +552,8 @@ func (b *bench) replay(ctx context.Context) error {
 		return err
 	}
 	b.r.add("| replay of every stream from sequence 1 (%d deliveries) | %.0f messages/s (until the last delivery or write) |", msgs, float64(msgs)/el.Seconds())
-	b.r.add("| … external writes caused by the replay | Salesforce %d, Partner Center %d %s|", m.to.sfWrites()-m.from.sfWrites(), m.to.pcWrites()-m.from.pcWrites(), diff(m.from, m.to))
+	b.fig.replayed, b.fig.replaySF, b.fig.replayPC = true, m.to.sfWrites()-m.from.sfWrites(), m.to.pcWrites()-m.from.pcWrites()
+	b.r.add("| … external writes caused by the replay | Salesforce %d, Partner Center %d %s|", b.fig.replaySF, b.fig.replayPC, diff(m.from, m.to))
 	return nil
 }
 

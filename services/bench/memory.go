@@ -14,9 +14,9 @@ import (
 type memSeries struct {
 	at  []time.Duration    // since the run started
 	rss map[string][]int64 // process → bytes, one per sample (0 where it could not be read)
-	// stored, when set, is sampled with the processes under storedRow: what the server holds on disk,
-	// to set its memory against.
-	stored func() (int64, error)
+	// extra, when set, is sampled with the processes: rows of their own, such as what the server holds on
+	// disk (storedRow) and its Go heap, to set its memory against.
+	extra func() map[string]int64
 }
 
 // storedRow names the JetStream store's samples in the table.
@@ -46,9 +46,18 @@ func (s *memSeries) sample(ctx context.Context, f *fleet.Fleet, start time.Time,
 			v, _ := p.RSS()
 			s.rss[name] = append(s.rss[name], v)
 		}
-		if s.stored != nil {
-			v, _ := s.stored()
-			s.rss[storedRow] = append(s.rss[storedRow], v)
+		if s.extra != nil {
+			for name, v := range s.extra() {
+				if _, ok := s.rss[name]; !ok {
+					s.rss[name] = make([]int64, len(s.at)-1)
+				}
+				s.rss[name] = append(s.rss[name], v)
+			}
+		}
+		for name, v := range s.rss {
+			if len(v) < len(s.at) { // not read this time (0: left out of the fits)
+				s.rss[name] = append(v, 0)
+			}
 		}
 		select {
 		case <-ctx.Done():

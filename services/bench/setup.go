@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -20,6 +22,14 @@ type bench struct {
 	r     *report
 	ceil  ceilings
 	work  string
+	fig   figures
+	// heap reads the nats-server's Go runtime (cosell nats --pprof); profiles are a soak's heap profiles
+	// by name, profErr the ones that could not be taken.
+	heap         *natsHeap
+	profMu       sync.Mutex
+	profiles     map[string]string
+	profErr      []string
+	stopProfiles func()
 }
 
 // startBench builds the binaries, starts the nats-server, both emulators and the six stages (with
@@ -49,6 +59,13 @@ func startBench(ctx context.Context, rawN int) (b *bench, err error) {
 	if b.f, err = fleet.New(b.bin, b.work); err != nil {
 		return b, err
 	}
+	pprofAddr, err := fleet.FreeAddr()
+	if err != nil {
+		return b, err
+	}
+	b.heap = &natsHeap{addr: pprofAddr, dir: profileDir()}
+	b.f.NATSArgs = append(b.f.NATSArgs, "--pprof", pprofAddr)
+	b.f.NATSEnv = append(b.f.NATSEnv, natsEnv...)
 	if err := b.f.StartInfra(ctx); err != nil {
 		return b, err
 	}
@@ -72,6 +89,7 @@ func startBench(ctx context.Context, rawN int) (b *bench, err error) {
 		return b, err
 	}
 	b.ceil.report(b.r)
+	b.fig.start = time.Now()
 	return b, nil
 }
 

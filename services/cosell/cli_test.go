@@ -189,6 +189,7 @@ func TestServersPrintWhereTheyListen(t *testing.T) {
 		{[]string{"emulator", "sf", "--listen", "127.0.0.1:0", "--pubsub-listen", "127.0.0.1:0"}, []string{"Salesforce emulator on http://127.0.0.1:", "secret cosell-emulator-secret", "COSELL_SF_PUBSUB_URL=http://127.0.0.1:"}},
 		{[]string{"emulator", "pc", "--listen", "127.0.0.1:0", "-o", "json"}, []string{`"emulator": "pc"`, `"authority": "http://127.0.0.1:`, `"deviceLogin": "http://127.0.0.1:`}},
 		{[]string{"nats", "--listen", "127.0.0.1:-1", "--data", t.TempDir(), "-o", "yaml"}, []string{"url: nats://127.0.0.1:", "store: /"}},
+		{[]string{"nats", "--listen", "127.0.0.1:-1", "--data", t.TempDir(), "--pprof", "127.0.0.1:0"}, []string{"nats-server with JetStream on nats://127.0.0.1:", "profiles on http://127.0.0.1:"}},
 	} {
 		ctx, cancel := context.WithCancel(context.Background())
 		var out syncWriter

@@ -133,6 +133,9 @@ type Fleet struct {
 	CAFile     string
 	// Env is the environment every stage gets (plus COSELL_ADMIN_ADDR); add to it before StartStage.
 	Env []string
+	// NATSArgs are added to `cosell nats`'s flags (e.g. --pprof), NATSEnv to its environment (e.g.
+	// GOMEMLIMIT); set them before StartNATS.
+	NATSArgs, NATSEnv []string
 
 	mu    sync.Mutex
 	procs map[string]*Proc
@@ -206,7 +209,8 @@ func (f *Fleet) Proc(name string) *Proc {
 // StartNATS starts (or restarts, on the same store) the nats-server and waits, up to 30s or until ctx is
 // done, until it listens.
 func (f *Fleet) StartNATS(ctx context.Context) error {
-	if _, err := f.start("nats", filepath.Join(f.Bin, "cosell"), nil, "nats", "--listen", f.NATSAddr, "--data", filepath.Join(f.Dir, "nats")); err != nil {
+	args := append([]string{"nats", "--listen", f.NATSAddr, "--data", filepath.Join(f.Dir, "nats")}, f.NATSArgs...)
+	if _, err := f.start("nats", filepath.Join(f.Bin, "cosell"), f.NATSEnv, args...); err != nil {
 		return err
 	}
 	return waitTCP(ctx, f.NATSAddr, 30*time.Second)
