@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -98,6 +99,23 @@ func top(ctx context.Context, path, base string, lines int) (string, error) {
 	}
 	return strings.TrimRight(string(out), "\n"), nil
 }
+
+// liveHeap is a heap profile's in-use bytes in all (as of the GC before it was taken), in MiB, from `go
+// tool pprof -top`'s "… of N total" (pprof's kB, MB and GB are powers of 1024).
+func liveHeap(ctx context.Context, path string) (float64, error) {
+	out, err := top(ctx, path, "", 1)
+	if err != nil {
+		return 0, err
+	}
+	m := totalRe.FindStringSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("no total in go tool pprof's output:\n%s", out)
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	return v * map[string]float64{"B": 1.0 / (1 << 20), "kB": 1.0 / (1 << 10), "MB": 1, "GB": 1 << 10}[m[2]], err
+}
+
+var totalRe = regexp.MustCompile(`of ([0-9.]+)(B|kB|MB|GB) total`)
 
 // profileDir is where a run's nats-server heap profiles are kept (they outlive the run's work directory).
 func profileDir() string {

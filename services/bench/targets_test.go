@@ -90,4 +90,7 @@ func TestNATSHeapReadsTheRuntimeProfiles(t *testing.T) {
 	if !strings.Contains(out, "flat%") {
 		t.Errorf("go tool pprof -top printed no table:\n%s", out)
 	}
+	if live, err := liveHeap(ctx, path); err != nil || live <= 0 {
+		t.Errorf("live heap %.2f MiB, %v: want the profile's in-use total", live, err)
+	}
 }

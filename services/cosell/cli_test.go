@@ -189,7 +189,8 @@ func TestServersPrintWhereTheyListen(t *testing.T) {
 		{[]string{"emulator", "sf", "--listen", "127.0.0.1:0", "--pubsub-listen", "127.0.0.1:0"}, []string{"Salesforce emulator on http://127.0.0.1:", "secret cosell-emulator-secret", "COSELL_SF_PUBSUB_URL=http://127.0.0.1:"}},
 		{[]string{"emulator", "pc", "--listen", "127.0.0.1:0", "-o", "json"}, []string{`"emulator": "pc"`, `"authority": "http://127.0.0.1:`, `"deviceLogin": "http://127.0.0.1:`}},
 		{[]string{"nats", "--listen", "127.0.0.1:-1", "--data", t.TempDir(), "-o", "yaml"}, []string{"url: nats://127.0.0.1:", "store: /"}},
-		{[]string{"nats", "--listen", "127.0.0.1:-1", "--data", t.TempDir(), "--pprof", "127.0.0.1:0"}, []string{"nats-server with JetStream on nats://127.0.0.1:", "profiles on http://127.0.0.1:"}},
+		{[]string{"nats", "--listen", "127.0.0.1:-1", "--data", t.TempDir(), "--pprof", "127.0.0.1:0"}, []string{"nats-server with JetStream on nats://127.0.0.1:", "profiles on http://127.0.0.1:", "Go memory limit (GOMEMLIMIT) 256 MiB"}},
+		{[]string{"nats", "--listen", "127.0.0.1:-1", "--data", t.TempDir(), "--memory-limit", "1GiB", "-o", "json"}, []string{`"memoryLimit": "1024 MiB"`}},
 	} {
 		ctx, cancel := context.WithCancel(context.Background())
 		var out syncWriter
@@ -206,6 +207,21 @@ func TestServersPrintWhereTheyListen(t *testing.T) {
 		cancel()
 		if code := <-done; code != 0 {
 			t.Errorf("cosell %s exited %d after cancel", strings.Join(c.args, " "), code)
+		}
+	}
+}
+
+// TestParseMemoryLimit: --memory-limit takes what GOMEMLIMIT takes, and says what it wants otherwise.
+func TestParseMemoryLimit(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]int64{"256MiB": 256 << 20, "2GiB": 2 << 30, "1048576": 1 << 20, "512B": 512, "64KiB": 64 << 10, "off": noMemoryLimit} {
+		if got, err := parseMemoryLimit(in); err != nil || got != want {
+			t.Errorf("parseMemoryLimit(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "256M", "-1MiB", "0", "lots", "9999999TiB"} {
+		if _, err := parseMemoryLimit(in); err == nil || !strings.Contains(err.Error(), "256MiB") {
+			t.Errorf("parseMemoryLimit(%q): %v, want an error naming a size it takes", in, err)
 		}
 	}
 }

@@ -8,7 +8,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"runtime/debug"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -21,8 +24,21 @@ func newNATSCmd() *cobra.Command {
 	data := cmd.Flags().String("data", "data/nats", "JetStream store directory")
 	_ = cmd.MarkFlagDirname("data")
 	pprofAddr := cmd.Flags().String("pprof", "", "also serve the server's Go runtime profiles (net/http/pprof: /debug/pprof/heap, …) on this address, e.g. 127.0.0.1:6060 (empty = off)")
+	memLimit := cmd.Flags().String("memory-limit", "", "the Go runtime's soft memory limit for the server, as GOMEMLIMIT takes it (e.g. 512MiB; off = none); default GOMEMLIMIT from the environment, else "+defaultNATSMemoryLimit)
 	out := addOutput(cmd)
 	cmd.RunE = runE(func(ctx context.Context, _ []string, stdout, stderr io.Writer) int {
+		limit := *memLimit
+		if limit == "" && os.Getenv("GOMEMLIMIT") == "" {
+			limit = defaultNATSMemoryLimit
+		}
+		if limit != "" {
+			n, err := parseMemoryLimit(limit)
+			if err != nil {
+				fmt.Fprintf(stderr, "cosell nats: --memory-limit: %v\n", err)
+				return 2
+			}
+			defer debug.SetMemoryLimit(debug.SetMemoryLimit(n)) // the process's limit again after (tests run it in theirs)
+		}
 		return runNATS(ctx, *listen, *data, *pprofAddr, out, stdout, stderr)
 	})
 	return cmd
@@ -73,8 +89,40 @@ func runNATS(ctx context.Context, listen, data, pprofAddr string, out *output, s
 	return 0
 }
 
-// noMemoryLimit is what debug.SetMemoryLimit reports when GOMEMLIMIT is not set.
+// noMemoryLimit is what debug.SetMemoryLimit reports when no limit is set.
 const noMemoryLimit = int64(^uint64(0) >> 1)
+
+// defaultNATSMemoryLimit is the development server's soft memory limit. Without one the Go heap grows to
+// twice what is live before it is collected (GOGC=100): the bench's soak measured the server's live heap
+// at 90–160 MB (the file store's block buffers, the duplicate window's ids, the per-subject trees) and its
+// resident memory at twice that and climbing. Under the limit the GC collects sooner instead; above it the
+// server keeps running and the GC works harder (at most half the CPU), so nothing fails at the limit. It
+// is set before the server starts, so JetStream's memory-store ceiling (75 % of it) follows it too.
+// docs/benchmarks.md ("nats-server's memory") has the runs.
+const defaultNATSMemoryLimit = "256MiB"
+
+// parseMemoryLimit reads a limit as GOMEMLIMIT writes it: a number of bytes with an optional B, KiB, MiB,
+// GiB or TiB suffix, or "off".
+func parseMemoryLimit(s string) (int64, error) {
+	if s == "off" {
+		return noMemoryLimit, nil
+	}
+	num, unit := s, int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			num, unit = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > noMemoryLimit/unit {
+		return 0, fmt.Errorf("%q is not a size such as 256MiB or 2GiB (or off)", s)
+	}
+	return n * unit, nil
+}
 
 // profileHandler serves net/http/pprof on its own mux, so the profiles are only where --pprof asks.
 func profileHandler() http.Handler {
