@@ -93,11 +93,12 @@ func roles() []role {
 		// pc-ingest's webhook endpoint publishes verified notifications, its fetcher (a durable) turns them
 		// into full referral snapshots.
 		// It reads a referral's last snapshot to skip publishing one it already has, and follows pc-writer's
-		// create records so the webhook about our own create waits for pc-writer's snapshot.
+		// create records so the webhook about our own create waits for pc-writer's snapshot. Its replicas
+		// share the tenant's read rate: each announces itself in the leases bucket and follows the others.
 		// Both Partner Center stages read the shared refresh token and write back its rotations.
 		{stage: contracts.StagePCIngest, publishes: []string{contracts.SubjectReferralNotified, contracts.SubjectReferralObserved},
 			kvWrite: []string{contracts.BucketCheckpoints, contracts.BucketLeases, contracts.BucketPCCredentials}, lastOf: []string{contracts.SubjectReferralObserved},
-			kvFollow: map[string]string{contracts.BucketApplied: contracts.PCCreateKeyPrefix + ">"}},
+			kvFollow: map[string]string{contracts.BucketApplied: contracts.PCCreateKeyPrefix + ">", contracts.BucketLeases: "pc-ingest.>"}},
 		// sf-ingest reads a record's last snapshot to build the next one from a change event.
 		{stage: contracts.StageSFIngest, publishes: []string{contracts.SubjectOpportunityObserved},
 			kvWrite: []string{contracts.BucketCheckpoints, contracts.BucketLeases}, lastOf: []string{contracts.SubjectOpportunityObserved}},

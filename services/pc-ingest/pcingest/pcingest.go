@@ -48,9 +48,10 @@ type Config struct {
 	// Since is where a first start's backfill begins (RFC 3339); empty = everything.
 	Since string `env:"COSELL_PC_BACKFILL_SINCE" help:"first start only: backfill referrals updated since this RFC 3339 time (empty = all)"`
 	// Reads is how many notified referrals are read from Partner Center at once; ReadRate paces those reads
-	// (a Retry-After pauses them all, as in pc-writer). A referral's own notifications are read one at a time.
+	// (a Retry-After pauses them all, as in pc-writer), the tenant's rate shared by the replicas
+	// (pcapi.RateShare). A referral's own notifications are read one at a time.
 	Reads           int     `env:"COSELL_PC_READ_CONCURRENCY" default:"32" help:"notified referrals read from Partner Center at once, at least 1 (one referral's notifications stay in order; one read answers all of a referral's notifications waiting behind it)"`
-	ReadRate        float64 `env:"COSELL_PC_READ_RATE" default:"0" help:"Partner Center reads per second (0 = no limit; a Retry-After pauses every read)"`
+	ReadRate        float64 `env:"COSELL_PC_READ_RATE" default:"0" help:"Partner Center reads per second to the tenant, shared by all pc-ingest replicas (0 = no limit; a Retry-After pauses every read)"`
 	ReadBurst       int     `env:"COSELL_PC_READ_BURST" default:"8"`
 	ThrottleRetries int     `env:"COSELL_PC_READ_THROTTLE_RETRIES" default:"3" help:"times a throttled read is retried in place after its Retry-After before the notification is put back"`
 	// OwnCreateWait bounds how long a referral-created webhook is held while a pc-writer create that may
@@ -210,6 +211,14 @@ func (in *Ingest) handOff(ctx context.Context, n pc.WebhookNotification, referra
 func (in *Ingest) RunFetcher(ctx context.Context) error {
 	if err := in.FollowOwnCreates(ctx); err != nil {
 		return err
+	}
+	if in.Config.ReadRate > 0 {
+		// COSELL_PC_READ_RATE is the tenant's: the replicas alive share it, as pc-writer's share theirs.
+		share, err := pcapi.NewRateShare(ctx, in.Bus, in.limiter(), in.Config.ReadRate, in.Config.ReadBurst, in.Log)
+		if err != nil {
+			return err
+		}
+		go share.Run(ctx)
 	}
 	opts := in.Consume
 	opts.Concurrency = max(in.Config.Reads, 1)

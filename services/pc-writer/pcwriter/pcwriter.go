@@ -45,7 +45,7 @@ import (
 // Config tunes pc-writer's pace toward Partner Center.
 type Config struct {
 	// Rate is how many calls per second pc-writer makes to its tenant, all replicas together (each paces
-	// at its share: rateShare); 0 = no limit.
+	// at its share: pcapi.RateShare); 0 = no limit.
 	Rate  float64 `env:"COSELL_PC_WRITE_RATE" default:"10" help:"Partner Center calls per second to the tenant, shared by all pc-writer replicas (0 = no limit)"`
 	Burst int     `env:"COSELL_PC_WRITE_BURST" default:"5"`
 	// ThrottleRetries is how often a throttled call is retried in place, after its Retry-After, before
@@ -97,11 +97,11 @@ const defaultBatch = 64
 func (w *Writer) Run(ctx context.Context) error {
 	if w.Config.Rate > 0 {
 		// COSELL_PC_WRITE_RATE is the tenant's: the replicas alive share it.
-		share, err := newRateShare(ctx, w.Bus, w.limiter(), w.Config.Rate, w.Config.Burst, w.Log)
+		share, err := pcapi.NewRateShare(ctx, w.Bus, w.limiter(), w.Config.Rate, w.Config.Burst, w.Log)
 		if err != nil {
 			return err
 		}
-		go share.run(ctx)
+		go share.Run(ctx)
 	}
 	opts := w.Consume
 	if opts.Batch <= 0 {
