@@ -1,7 +1,9 @@
 package pcemu
 
 import (
+	"context"
 	"net/http"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -10,9 +12,8 @@ import (
 )
 
 // webhookSenders is how many webhook POSTs the emulator has in flight at once (and the connections it
-// keeps open to the receiver): enough to overlap the receiver's answers, few enough that a burst of
-// changes is delivered first come, first served instead of every delivery slowing down together.
-const webhookSenders = 16
+// keeps open to the receiver): enough that a burst of changes is not held back by the receiver's answers.
+const webhookSenders = 64
 
 // webhookClient is the default client for deliveries: its connections to the receiver are kept alive
 // between notifications (net/http keeps only two idle per host by default, so a steady stream of
@@ -36,14 +37,30 @@ type outbound struct {
 // of their change, for each referral: a receiver never gets a referral's notifications out of order from
 // the emulator (Partner Center documents no order, so a receiver must still not rely on it), and one
 // referral's failing deliveries and retries hold back only that referral's later notifications.
+//
+// Signing (RSA, most of the emulator's CPU per change) takes one of as many slots as there are CPUs, so
+// a burst is signed first come, first served at full speed instead of every delivery slowing down together.
 type webhookQueue struct {
 	mu      sync.Mutex
 	pending map[string][]*outbound // per referral (or validation), the head being delivered
 	slots   chan struct{}          // a slot per POST in flight
+	signing chan struct{}          // a slot per signature being computed
 }
 
 func newWebhookQueue() *webhookQueue {
-	return &webhookQueue{pending: map[string][]*outbound{}, slots: make(chan struct{}, webhookSenders)}
+	return &webhookQueue{pending: map[string][]*outbound{}, slots: make(chan struct{}, webhookSenders),
+		signing: make(chan struct{}, runtime.GOMAXPROCS(0))}
+}
+
+// sign signs body in its turn among the deliveries waiting to be signed.
+func (q *webhookQueue) sign(ctx context.Context, s *signer, body []byte) (string, error) {
+	select {
+	case q.signing <- struct{}{}:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	defer func() { <-q.signing }()
+	return s.signature(body)
 }
 
 // add queues o behind key's earlier notifications, by change date among those not yet being delivered;

@@ -474,7 +474,11 @@ func (e *Emulator) deliver(o *outbound) {
 		e.log.Error("marshal notification", "err", err)
 		return
 	}
-	var sig string
+	sig, err := e.queue.sign(e.ctx, e.sign, body)
+	if err != nil {
+		e.log.Error("sign notification", "err", err)
+		return
+	}
 	backoff := e.opts.WebhookBackoff
 	for attempt := 1; attempt <= maxDeliveryAttempts; attempt++ {
 		select {
@@ -482,15 +486,7 @@ func (e *Emulator) deliver(o *outbound) {
 		case <-e.ctx.Done():
 			return
 		}
-		if sig == "" {
-			sig, err = e.sign.signature(body)
-		}
-		code, msg, sysErr, header := 0, "", true, http.Header(nil)
-		if err != nil {
-			msg = err.Error()
-		} else {
-			code, msg, sysErr, header = e.post(o.reg, body, sig)
-		}
+		code, msg, sysErr, header := e.post(o.reg, body, sig)
 		<-e.queue.slots
 		ok := code >= 200 && code < 300
 		e.mu.Lock()
