@@ -1,7 +1,9 @@
 package platform
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -75,8 +77,8 @@ func (b *Bus) ConsumeBatch(ctx context.Context, durable string, h BatchHandler, 
 // delivery metadata's pending count) is handed on alone at once: a trickle adds no wait and no second
 // request. Otherwise it takes what is pending, up to Batch, without waiting. When that is not a full batch
 // but holds at least LingerGrowth messages (they keep arriving: a backlog upstream), it waits for more, in
-// steps of LingerStep, up to Linger in all: while the steps bring on average LingerGrowth messages or more
-// and until a step brings none or the batch is full. So under a backlog a batch fills up to the API's size
+// steps of LingerStep, up to Linger in all: while the steps bring on average LingerGrowth messages or more,
+// each at least half of that, and until a step brings none or the batch is full. So under a backlog a batch fills up to the API's size
 // (one call for up to 200 records), and a burst that stops is handed on one quiet step later.
 func fetchBatch(cons jetstream.Consumer, opts ConsumeOptions) ([]jetstream.Msg, error) {
 	first, err := cons.Fetch(1, jetstream.FetchMaxWait(opts.MaxWait))
@@ -112,13 +114,21 @@ func fetchBatch(cons jetstream.Consumer, opts ConsumeOptions) ([]jetstream.Msg, 
 		n := len(msgs)
 		msgs = collect(msgs, more)
 		steps++
-		lingered += len(msgs) - n
-		if len(msgs) == n || lingered < steps*opts.LingerGrowth {
-			break // quiet, or slower than a stream
+		step := len(msgs) - n
+		lingered += step
+		// A stream brings LingerGrowth a step on average (half of it in the first step) and never less
+		// than half of that in one step: a burst that has stopped does not keep the batch waiting on
+		// what it brought, and a quiet step ends the wait at once.
+		if step == 0 || step < half(opts.LingerGrowth) ||
+			lingered < (steps-1)*opts.LingerGrowth+half(opts.LingerGrowth) {
+			break
 		}
 	}
 	return msgs, nil
 }
+
+// half is n/2, at least 1.
+func half(n int) int { return max(n/2, 1) }
 
 // collect appends the messages of one fetch to msgs.
 func collect(msgs []jetstream.Msg, batch jetstream.MessageBatch) []jetstream.Msg {
@@ -126,4 +136,56 @@ func collect(msgs []jetstream.Msg, batch jetstream.MessageBatch) []jetstream.Msg
 		msgs = append(msgs, m)
 	}
 	return msgs
+}
+
+type batchMetaKey struct{}
+
+// withBatchMeta gives a ConsumeBatch handler's context its events' delivery metadata, in their order.
+func withBatchMeta(ctx context.Context, ds []*delivery) context.Context {
+	metas := make([]*jetstream.MsgMetadata, len(ds))
+	for i, d := range ds {
+		metas[i] = d.meta
+	}
+	return context.WithValue(ctx, batchMetaKey{}, metas)
+}
+
+// NothingLater says, for each event of a ConsumeBatch handler's batch (nil outside one), that the stream
+// held no message on the consumer's filter stored after it, other than the batch's own, when the batch's
+// last message was delivered: so a handler that looks for later messages of a record (sf-writer's
+// superseded updates) finds them all in its batch and need not read the stream. It holds for an event
+// delivered for the first time in a batch whose deliveries follow each other with none to another
+// replica in between (consecutive consumer sequences) and with nothing pending behind the last: a
+// consumer delivers new messages in stream order, so a later message was either still pending or
+// delivered within the batch. A message stored after that delivery is not covered (as a read a moment
+// later would not see what is stored after it).
+func NothingLater(ctx context.Context) []bool {
+	metas, _ := ctx.Value(batchMetaKey{}).([]*jetstream.MsgMetadata)
+	if metas == nil {
+		return nil
+	}
+	return nothingLater(metas)
+}
+
+// nothingLater is NothingLater over the batch's delivery metadata.
+func nothingLater(metas []*jetstream.MsgMetadata) []bool {
+	out := make([]bool, len(metas))
+	if len(metas) == 0 {
+		return out
+	}
+	byDelivery := slices.Clone(metas)
+	slices.SortFunc(byDelivery, func(a, b *jetstream.MsgMetadata) int {
+		return cmp.Compare(a.Sequence.Consumer, b.Sequence.Consumer)
+	})
+	for i := 1; i < len(byDelivery); i++ {
+		if byDelivery[i].Sequence.Consumer != byDelivery[i-1].Sequence.Consumer+1 {
+			return out // another replica (or a dropped message) took a delivery in between
+		}
+	}
+	if byDelivery[len(byDelivery)-1].NumPending != 0 {
+		return out // more is stored behind the batch
+	}
+	for i, m := range metas {
+		out[i] = m.NumDelivered == 1
+	}
+	return out
 }

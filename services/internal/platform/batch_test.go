@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // runConsumeBatch starts ConsumeBatch in a goroutine and stops it at cleanup.
@@ -163,16 +164,22 @@ func (s *batchSizes) get() []int {
 	return append([]int(nil), s.sizes...)
 }
 
+// backlog starts a server and a bus with n commands stored (subjects a0, a1, …) for pc-writer's durable.
+func backlog(t *testing.T, n int) (*Bus, contracts.ConsumerSpec) {
+	t.Helper()
+	ns := startServer(t, "")
+	b := newTestBus(t, ns, testBusConfig(), testStage, nil)
+	for i := range n {
+		publishCommand(t, b, fmt.Sprint("a", i))
+	}
+	return b, writerSpec(t)
+}
+
 // lingering starts a ConsumeBatch of 25 with a burst of 10 already stored (a stream's worth) and the given
 // Linger and LingerStep, and returns the bus, the durable and the batches handled.
 func lingering(t *testing.T, linger, step time.Duration) (*Bus, contracts.ConsumerSpec, *batchSizes) {
 	t.Helper()
-	ns := startServer(t, "")
-	b := newTestBus(t, ns, testBusConfig(), testStage, nil)
-	spec := writerSpec(t)
-	for i := range 10 {
-		publishCommand(t, b, fmt.Sprint("a", i))
-	}
+	b, spec := backlog(t, 10)
 	got := &batchSizes{}
 	opts := fastOpts()
 	opts.Batch = 25
@@ -210,5 +217,68 @@ func TestConsumeBatchLingerEndsWhenQuiet(t *testing.T) {
 	expectLag(t, b, spec, 0, 0)
 	if s := got.get(); len(s) != 2 || s[0] != 10 || s[1] != 1 {
 		t.Fatalf("batches %v, want the burst of 10, then the lone message alone", s)
+	}
+}
+
+func TestNothingLater(t *testing.T) {
+	t.Parallel()
+	meta := func(consumer, delivered, pending uint64) *jetstream.MsgMetadata {
+		return &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Consumer: consumer, Stream: consumer + 100},
+			NumDelivered: delivered, NumPending: pending}
+	}
+	for _, tc := range []struct {
+		name  string
+		metas []*jetstream.MsgMetadata
+		want  []bool
+	}{
+		{"a lone first delivery", []*jetstream.MsgMetadata{meta(7, 1, 0)}, []bool{true}},
+		{"a batch of consecutive first deliveries", []*jetstream.MsgMetadata{meta(3, 1, 2), meta(4, 1, 1), meta(5, 1, 0)}, []bool{true, true, true}},
+		{"in any order", []*jetstream.MsgMetadata{meta(5, 1, 0), meta(3, 1, 2), meta(4, 1, 1)}, []bool{true, true, true}},
+		{"a redelivery may have later messages delivered before it", []*jetstream.MsgMetadata{meta(8, 3, 0), meta(9, 1, 0)}, []bool{false, true}},
+		{"more pending behind the batch", []*jetstream.MsgMetadata{meta(3, 1, 5), meta(4, 1, 4)}, []bool{false, false}},
+		{"a delivery to another replica in between", []*jetstream.MsgMetadata{meta(3, 1, 1), meta(5, 1, 0)}, []bool{false, false}},
+		{"none", nil, []bool{}},
+	} {
+		got := nothingLater(tc.metas)
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestConsumeBatchTellsNothingLater: the handler learns, per event, whether the stream may hold a later
+// message than its batch shows: not for a batch with more stored behind it, yes for the last batch of a
+// backlog and for a lone message, and not for a redelivery.
+func TestConsumeBatchTellsNothingLater(t *testing.T) {
+	t.Parallel()
+	b, spec := backlog(t, 3)
+	var mu sync.Mutex
+	var seen []string
+	retried := false
+	h := func(ctx context.Context, events []Event) []error {
+		mu.Lock()
+		defer mu.Unlock()
+		out := make([]error, len(events))
+		later := NothingLater(ctx)
+		for i, e := range events {
+			seen = append(seen, fmt.Sprintf("%s:%v", e.Subject(), later[i]))
+			if e.Subject() == "lone" && !retried {
+				retried = true
+				out[i] = errors.New("UNABLE_TO_LOCK_ROW")
+			}
+		}
+		return out
+	}
+	opts := fastOpts()
+	opts.Batch = 2
+	runConsumeBatch(t, b, spec, h, opts)
+	expectLag(t, b, spec, 0, 0)
+	publishCommand(t, b, "lone")
+	expectLag(t, b, spec, 0, 0)
+	mu.Lock()
+	defer mu.Unlock()
+	want := "[a0:false a1:false a2:true lone:true lone:false]"
+	if fmt.Sprint(seen) != want {
+		t.Fatalf("seen %v, want %s", seen, want)
 	}
 }

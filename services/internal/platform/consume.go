@@ -76,7 +76,7 @@ type ConsumeOptions struct {
 	// fetchBatch for the policy.
 	Linger time.Duration
 	// LingerStep is one step of a lingering batch's wait (default 20ms): the batch keeps waiting while its
-	// steps bring on average at least LingerGrowth messages each, and stops at a step that brings none.
+	// steps bring on average at least LingerGrowth messages each and none brings less than half of that.
 	LingerStep time.Duration
 	// LingerGrowth is how many messages in hand, and per step on average, show a stream of messages
 	// rather than a trickle (default 4: with 20ms steps, 200 messages/s).

@@ -329,7 +329,7 @@ func perBatch(h BatchHandler) step {
 		for i, d := range ds {
 			events[i], seqs[i] = d.event, d.meta.Sequence.Stream
 		}
-		ctx = context.WithValue(ctx, batchSeqsKey{}, seqs)
+		ctx = withBatchMeta(context.WithValue(ctx, batchSeqsKey{}, seqs), ds)
 		results := h(WithLogger(ctx, Logger(ctx).With("batch", len(events))), events)
 		if len(results) != len(ds) {
 			err := fmt.Errorf("%w: %d results for %d events", errBatchResults, len(results), len(ds))

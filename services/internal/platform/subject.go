@@ -38,7 +38,11 @@ func (b *Bus) ReadSubject(ctx context.Context, stream, subject string, after, up
 	if upTo > 0 && upTo <= after {
 		return last, nil
 	}
-	sub, err := b.conn.SubscribeSync(b.conn.NewInbox())
+	// A channel of one batch's replies and its end marker, not SubscribeSync's: a sync subscription
+	// allocates a 65,536-message channel (512 KiB) each time, which was most of sf-writer's CPU per
+	// command (its later-command read, one per update) and the garbage behind it.
+	replies := make(chan *nats.Msg, subjectBatch+2)
+	sub, err := b.conn.ChanSubscribe(b.conn.NewInbox(), replies)
 	if err != nil {
 		return last, fmt.Errorf("read %s on %s: %w", subject, stream, err)
 	}
@@ -49,7 +53,7 @@ func (b *Bus) ReadSubject(ctx context.Context, stream, subject string, after, up
 		if err := b.conn.PublishRequest(api, sub.Subject, req); err != nil {
 			return last, fmt.Errorf("read %s on %s: %w", subject, stream, err)
 		}
-		more, err := readBatch(ctx, sub, func(m Stored) error {
+		more, err := readBatch(ctx, replies, func(m Stored) error {
 			if upTo > 0 && m.Seq > upTo {
 				return ErrStopReading // the server's batch takes no upper bound with next_by_subj
 			}
@@ -77,15 +81,20 @@ type directBatchRequest struct {
 
 // readBatch reads one batch's replies up to its end-of-batch marker; more says the server has more
 // messages matching the request than it sent (the batch or its byte limit was reached).
-func readBatch(ctx context.Context, sub *nats.Subscription, fn func(Stored) error) (more bool, err error) {
+func readBatch(ctx context.Context, replies <-chan *nats.Msg, fn func(Stored) error) (more bool, err error) {
 	var stop error
+	idle := time.NewTimer(subjectIdle)
+	defer idle.Stop()
 	for {
-		wait, cancel := context.WithTimeout(ctx, subjectIdle)
-		m, err := sub.NextMsgWithContext(wait)
-		cancel()
-		if err != nil {
-			return false, err
+		var m *nats.Msg
+		select {
+		case m = <-replies:
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-idle.C:
+			return false, nats.ErrTimeout
 		}
+		idle.Reset(subjectIdle)
 		if len(m.Data) == 0 && m.Header.Get("Status") != "" {
 			switch m.Header.Get("Status") {
 			case "404": // nothing after the requested sequence

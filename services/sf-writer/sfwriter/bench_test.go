@@ -2,6 +2,7 @@ package sfwriter
 
 import (
 	"fmt"
+	"syscall"
 	"testing"
 	"time"
 
@@ -64,4 +65,46 @@ func BenchmarkAPICalls(b *testing.B) {
 			b.ReportMetric(float64(updates)*1000/n, "update-calls/1000")
 		}
 	})
+}
+
+// BenchmarkSteadyUpdate is sf-writer's cost per change on the steady path: one deal-value update at a
+// time through Run (fetch, decode, applied-mark read, later-command read, the Collections call to the
+// emulator over real HTTP, outcome and mark, ack), each written before the next is sent. The emulator and
+// the NATS server run in the test process too: profile with -cpuprofile and read sf-writer's share
+// (sfwriter, sfapi, platform, outcome, go-salesforce, net/http client).
+func BenchmarkSteadyUpdate(b *testing.B) {
+	f := newFixture(b, sfemu.Options{DailyAPILimit: 1 << 30}, nil)
+	const links = 50
+	ids := make([]string, links)
+	for i := range ids {
+		id, err := f.emu.Insert(sf.ObjectOpportunity, map[string]any{sf.FieldName: fmt.Sprint("Deal ", i),
+			sf.FieldStageName: "Prospecting", sf.FieldCloseDate: "2027-06-30", sf.FieldReferralIdentifier: fmt.Sprintf("R%05d", i)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids[i] = id
+	}
+	written := make(chan string, 1)
+	f.w.AfterWrite = func(id string) { written <- id }
+	f.run(b)
+	b.ResetTimer()
+	cpu := processCPU()
+	for i := range b.N {
+		l := i % links
+		f.send(b, fmt.Sprintf("u-%d", i), contracts.OpportunityCommand{LinkID: fmt.Sprintf("pc-R%05d", l), Op: contracts.OpUpdate,
+			OpportunityID: ids[l], Purpose: "sync", Fields: map[string]any{sf.FieldAmount: 5000 + i,
+				sf.FieldSyncStatus: "✔ in sync with Partner Center"}})
+		<-written
+	}
+	b.StopTimer()
+	b.ReportMetric(float64((processCPU()-cpu).Microseconds())/float64(b.N), "cpu-µs/op")
+	f.settled(b)
+}
+
+// processCPU is the test process's CPU time so far, user and system: sf-writer's, with the emulator's
+// and the NATS server's beside it in this process.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

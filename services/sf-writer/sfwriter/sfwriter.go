@@ -109,7 +109,7 @@ func (w *Writer) Learn(ctx context.Context) error {
 
 // BatchConfig is how sf-writer gathers commands into Collections calls.
 type BatchConfig struct {
-	Linger time.Duration `env:"COSELL_SF_BATCH_LINGER" default:"500ms" help:"the longest a batch of commands waits to fill up to 200 (one Collections call) while commands keep arriving (a backlog); a lone command is written at once, a burst that stops one 20ms quiet step later; 0 = write what is pending, never wait"`
+	Linger time.Duration `env:"COSELL_SF_BATCH_LINGER" default:"250ms" help:"the longest a batch of commands waits to fill up to 200 (one Collections call) while commands keep arriving at 200/s or more (a backlog): the latency it may add for fewer API calls; a lone command is written at once, a burst that stops within a 20ms step; 0 = write what is pending, never wait"`
 }
 
 // Run consumes Opportunity commands in batches (up to 200, one Collections call's worth) until ctx is
@@ -152,11 +152,16 @@ func (w *Writer) HandleBatch(ctx context.Context, events []platform.Event) []err
 		ids[i] = e.ID()
 	}
 	done, doneErrs := w.Outcomes.DoneAll(ctx, ids)
+	seqs := streamSeqs(ctx, len(events))
+	var inBatch []later // every command of the batch, for the superseded updates
 	for i, e := range events {
 		cmd, err := platform.DataAs[contracts.OpportunityCommand](e)
 		if err != nil {
 			results[i] = platform.Permanent(err)
 			continue
+		}
+		if i < len(seqs) {
+			inBatch = append(inBatch, later{seq: seqs[i], id: e.ID(), cmd: cmd})
 		}
 		if done[i] || doneErrs[i] != nil {
 			results[i] = doneErrs[i]
@@ -189,7 +194,7 @@ func (w *Writer) HandleBatch(ctx context.Context, events []platform.Event) []err
 	if len(items) == 0 {
 		return results
 	}
-	w.supersede(ctx, items, streamSeqs(ctx, len(events)))
+	w.supersede(ctx, items, seqs, inBatch)
 	if d := w.Governor.Admit(ctx); d > 0 {
 		for _, it := range items {
 			results[it.i] = platform.RetryAfter(errors.New("Salesforce API budget at its floor: paused"), d)

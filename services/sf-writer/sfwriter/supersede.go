@@ -32,9 +32,16 @@ type later struct {
 // an item without one is left as it is). An update left with nothing to write is marked superseded: it is
 // reported written without a call. Each subject is read once, from the lowest sequence of the batch on
 // it, a few subjects at a time; an item whose subject cannot be read fails (transient, retried).
-func (w *Writer) supersede(ctx context.Context, items []*item, seqs []uint64) {
+//
+// A subject none of whose updates in the batch the stream may have later commands for beyond the batch
+// (platform.NothingLater: first deliveries, none to another replica in between, nothing pending behind)
+// is not read: its later commands are the batch's own (inBatch). That is the steady path, one command at
+// a time, which so costs no read.
+func (w *Writer) supersede(ctx context.Context, items []*item, seqs []uint64, inBatch []later) {
 	from := map[string]uint64{} // subject -> lowest sequence of the batch on it
 	bySubject := map[string][]*item{}
+	closed := map[string]bool{} // subject -> all its updates have nothing later beyond the batch
+	nothingLater := platform.NothingLater(ctx)
 	for _, it := range items {
 		if it.err != nil || it.cmd.Op != contracts.OpUpdate || it.i >= len(seqs) || seqs[it.i] == 0 {
 			continue
@@ -44,13 +51,29 @@ func (w *Writer) supersede(ctx context.Context, items []*item, seqs []uint64) {
 		if f, ok := from[subj]; !ok || it.seq < f {
 			from[subj] = it.seq
 		}
+		if _, ok := closed[subj]; !ok {
+			closed[subj] = true
+		}
+		closed[subj] = closed[subj] && it.i < len(nothingLater) && nothingLater[it.i]
 		bySubject[subj] = append(bySubject[subj], it)
 	}
 	if len(from) == 0 {
 		return
 	}
-	var mu sync.Mutex
 	found := map[string][]later{}
+	for subj := range from {
+		if closed[subj] {
+			delete(from, subj)
+			found[subj] = nil // filled from the batch below
+		}
+	}
+	for _, l := range inBatch {
+		subj := contracts.Subject(contracts.SubjectOpportunityRequested, l.cmd.LinkID)
+		if ls, ok := found[subj]; ok && closed[subj] {
+			found[subj] = append(ls, l)
+		}
+	}
+	var mu sync.Mutex
 	failed := map[string]error{}
 	sem := make(chan struct{}, readConcurrency)
 	var wg sync.WaitGroup
