@@ -97,6 +97,27 @@ type snapshotCache struct {
 	// trustFrom: a snapshot on the stream published before it is not trusted (an earlier run's, or from
 	// before the stale set overflowed).
 	trustFrom time.Time
+	// prior are the stream's last snapshots of records this run has not held yet, as read (nil: none on
+	// the stream), for CDC.reflected.
+	prior map[string]*contracts.OpportunityObserved
+}
+
+// notePrior notes the stream's last snapshot of a record (nil: none).
+func (c *snapshotCache) notePrior(id string, o *contracts.OpportunityObserved) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.prior) >= c.max {
+		c.prior = map[string]*contracts.OpportunityObserved{}
+	}
+	c.prior[id] = o
+}
+
+// priorOf returns the stream's last snapshot of a record as noted, and whether one was.
+func (c *snapshotCache) priorOf(id string) (*contracts.OpportunityObserved, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	o, seen := c.prior[id]
+	return o, seen
 }
 
 // defaultCache is COSELL_SF_CDC_CACHE's default.
@@ -116,6 +137,7 @@ func (c *snapshotCache) reset(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.records, c.parents, c.stale, c.trustFrom = map[string]*known{}, map[string]string{}, map[string]bool{}, now
+	c.prior = map[string]*contracts.OpportunityObserved{}
 }
 
 // get returns a copy of the record's snapshot, or nil.
@@ -369,8 +391,22 @@ func (c *CDC) known(ctx context.Context, id string) (*known, error) {
 	if k := c.In.snaps.get(id); k != nil {
 		return k, nil
 	}
+	o, err := c.lastOnStream(ctx, id)
+	if err != nil || o == nil || !c.In.snaps.trusted(*o) {
+		return nil, err
+	}
+	k := &known{snap: o.Opportunity, ver: o.Version}
+	k.published, _ = contentKey(k.snap)
+	c.In.snaps.put(k)
+	return k.clone(), nil
+}
+
+// lastOnStream reads the record's last snapshot on the observed stream (nil: none, or unreadable); one
+// published before this run began is noted as the record's prior snapshot (reflected).
+func (c *CDC) lastOnStream(ctx context.Context, id string) (*contracts.OpportunityObserved, error) {
 	m, err := c.In.Bus.LastMsg(ctx, contracts.StreamObserved, contracts.Subject(contracts.SubjectOpportunityObserved, id))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		c.In.snaps.notePrior(id, nil)
 		return nil, nil
 	}
 	if err != nil {
@@ -382,13 +418,59 @@ func (c *CDC) known(ctx context.Context, id string) (*known, error) {
 		return nil, nil // unreadable: read by REST rather than guess
 	}
 	o, err := platform.DataAs[contracts.OpportunityObserved](e)
-	if err != nil || o.Opportunity.ID != id || !c.In.snaps.trusted(o) {
+	if err != nil || o.Opportunity.ID != id {
 		return nil, nil
 	}
-	k := &known{snap: o.Opportunity, ver: o.Version}
-	k.published, _ = contentKey(k.snap)
-	c.In.snaps.put(k)
-	return k.clone(), nil
+	if o.ObservedAt.Before(c.began) {
+		c.In.snaps.notePrior(id, &o)
+	} else {
+		c.In.snaps.notePrior(id, nil)
+	}
+	return &o, nil
+}
+
+// reflected reports whether a change event committed before this run began (one an earlier run may have
+// handled before it stopped: the replay id is stored coalesced, replay.go) is already reflected in the
+// observed stream's last snapshot of its record: that snapshot's version is not older than the event's
+// commit time, so it was read or built after the change. Such an event costs nothing: re-reading it would
+// publish the record's state now, which can be newer by cosell's own writes the earlier run dropped from
+// their header (the sync status, the Audit summary), a snapshot with a new id and nothing new for the
+// mapper. An event of a record this run holds, of one not on the stream, or committed after the run
+// began follows the usual rules.
+func (c *CDC) reflected(ctx context.Context, ev sfpubsub.ChangeEvent) (bool, error) {
+	h := ev.Header
+	if h.IsGap() || !h.CommitTimestamp.Before(c.began) {
+		return false, nil
+	}
+	ids := h.RecordIDs
+	parentField, tracked := cdcParents[h.EntityName]
+	switch {
+	case h.EntityName == sf.ObjectLead || tracked && parentField == "":
+	case childSpecs[h.EntityName].parent != "":
+		parent := str(ev.Fields[parentField]) // on a CREATE or UNDELETE, or an UPDATE that moved it
+		if parent == "" {
+			return false, nil
+		}
+		ids = []string{parent}
+	default:
+		return false, nil
+	}
+	for _, id := range ids {
+		if c.In.snaps.get(id) != nil {
+			return false, nil
+		}
+		p, seen := c.In.snaps.priorOf(id)
+		if !seen {
+			if _, err := c.lastOnStream(ctx, id); err != nil {
+				return false, err
+			}
+			p, _ = c.In.snaps.priorOf(id)
+		}
+		if p == nil || h.CommitTimestamp.After(p.Version.At) {
+			return false, nil
+		}
+	}
+	return len(ids) > 0, nil
 }
 
 // keep notes a snapshot read by REST (row: its query row, for the child record ids) as the record's last.

@@ -13,7 +13,8 @@ package sfingest
 //   - Coverage is kept per object, and only an object's own change events move it: an object that sends
 //     none (Notes, one not selected in Setup) is read from the poll's watermark as before. Its moment is
 //     the commit timestamp of the newest event of that object in a burst whose snapshots are published
-//     and whose replay id is stored. A channel delivers its events in commit order and in full (a change
+//     (its replay id need not be stored yet: a new run starts with no coverage and replays from the stored
+//     one, replay.go). A channel delivers its events in commit order and in full (a change
 //     Salesforce cannot publish becomes a GAP event, which is re-read, or a GAP_OVERFLOW, which runs a
 //     REST catch-up inside its burst), and a subscription resumes exactly after the stored replay id, also
 //     in another process; so every change of that object committed up to that moment has been handled.
@@ -165,7 +166,7 @@ func (c *coverage) storeHeld(ctx context.Context) error {
 }
 
 // handled moves the coverage of each object to the newest commit time among a handled burst's events
-// (called once its snapshots are published and its replay id stored); full says the burst was as large
+// (called once its snapshots are published, before its replay id is noted); full says the burst was as large
 // as the client hands over at once, so the channel is still replaying a backlog.
 func (c *coverage) handled(channel string, events []sfpubsub.ChangeEvent, full bool) {
 	c.mu.Lock()

@@ -10,8 +10,9 @@ package sfingest
 // names is re-read in one Composite call. cosell's own writes (changeOrigin client=cosell, from
 // sf-writer's Sforce-Call-Options) are dropped from the header alone, before any REST read, and taken
 // into the snapshot held in memory. Gap events are re-read like any other; GAP_OVERFLOW runs the REST
-// catch-up. The replay id of the last handled burst is kept per channel in the checkpoints bucket
-// (compare-and-set, so a replica that lost the lease cannot move it), and the subscription resumes after
+// catch-up. The replay id of the last handled burst is kept per channel in the checkpoints bucket, stored
+// at most once per COSELL_SF_CDC_CHECKPOINT_INTERVAL and when the subscription ends (replay.go;
+// compare-and-set, so a replica that lost the lease cannot move it), and the subscription resumes after
 // it; without one, or when it is no longer valid (past the 72-hour retention), the poller catches up from
 // its SystemModstamp watermark and the subscription starts from LATEST (with one more catch-up once the
 // stream is open, for the changes made in between). The poller keeps running as the backstop at a long
@@ -27,8 +28,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cosell-dev/cosell/contracts"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
@@ -50,6 +49,8 @@ type CDCConfig struct {
 	OwnClient string `env:"COSELL_SF_CDC_OWN_CLIENT" default:"cosell" help:"the client name cosell's writers send in Sforce-Call-Options; their change events are dropped as echoes"`
 	// TenantID is the org id sent as tenantid; empty = read from the access token.
 	TenantID string `env:"COSELL_SF_ORG_ID" help:"the org id for the Pub/Sub API's tenantid; empty reads it from the access token"`
+	// CheckpointInterval is how often at most the replay id of the handled bursts is stored (replay.go).
+	CheckpointInterval time.Duration `env:"COSELL_SF_CDC_CHECKPOINT_INTERVAL" default:"2s" help:"store the replay id of the change events handled at most this often (and when the subscription ends); after a crash the events since are handled again at no cost (0 = after every burst)"`
 	// Cache bounds the records whose last snapshot sf-ingest holds in memory to apply change events to.
 	Cache  int `env:"COSELL_SF_CDC_CACHE" default:"10000" help:"most records whose last snapshot sf-ingest holds in memory to build the next one from a change event (a miss reads the observed stream's last one, or Salesforce)"`
 	PubSub sfpubsub.Config
@@ -115,6 +116,10 @@ type CDCStats struct {
 	Events, Echoes, OwnReads, Gaps, Reads, Snapshots, Built, StreamReads int
 	// CatchUps counts REST catch-ups (first start, replay id past retention, GAP_OVERFLOW).
 	CatchUps int
+	// Reflected counts events an earlier run handled, seen again after it stopped before storing their
+	// replay id: its snapshot on the stream already reflects them (CDC.reflected). Repeats counts
+	// the snapshots a re-read found equal to the stream's last one of an earlier run, not published again.
+	Reflected, Repeats int
 }
 
 // burst is the work of one FetchResponse: the records to re-read and when they changed, and the
@@ -206,7 +211,7 @@ type CDC struct {
 	In     *Ingest
 	PubSub *sfpubsub.Client
 	Config CDCConfig
-	// AfterBurst, when set, is called after each burst is published and its replay id stored (tests).
+	// AfterBurst, when set, is called after each burst is published and its replay id noted (tests).
 	AfterBurst func(CDCStats)
 
 	// readAll turns snapshots built from the events off: every change is read by REST (the tests' oracle).
@@ -226,6 +231,7 @@ type CDC struct {
 	sellers map[string]time.Time
 	swept   time.Time
 	cov     *coverage // what the events handled, for the backstop poll (backstop.go); set by Run
+	began   time.Time // when this run began (Run): events committed before may be an earlier run's repeats
 }
 
 // stamps change with every write; a write that changed only them changed nothing a snapshot shows.
@@ -351,7 +357,8 @@ func (c *CDC) Run(ctx context.Context) error {
 	if c.In.snaps == nil {
 		c.In.snaps = newSnapshotCache(c.Config.Cache)
 	}
-	c.In.snaps.reset(time.Now())
+	c.began = time.Now()
+	c.In.snaps.reset(c.began)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make(chan error, len(c.Config.Channels)+1)
@@ -403,25 +410,20 @@ func (c *CDC) subscribe(ctx context.Context, channel string) error {
 }
 
 // follow subscribes to one channel: from its stored replay id, else after a REST catch-up from LATEST.
+// The replay id of each handled burst is stored coalesced (replay.go), and what is pending when the
+// subscription ends (ctx done: shutdown or the lease handed off; or a failure) is stored before it returns.
 func (c *CDC) follow(ctx context.Context, channel string) error {
 	key := ReplayKey(channel)
 	caughtUp := false
 	for {
-		var rev uint64
-		start := sfpubsub.Start{Preset: pubsubpb.ReplayPreset_LATEST}
-		entry, err := c.In.Checkpoints.Get(ctx, key)
-		switch {
-		case err == nil:
-			rev = entry.Revision()
-			start = sfpubsub.Start{Preset: pubsubpb.ReplayPreset_CUSTOM, ReplayID: entry.Value()}
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-			if !caughtUp {
-				if err := c.catchUp(ctx, channel, "no stored replay id"); err != nil {
-					return err
-				}
+		mark, start, err := loadReplayMark(ctx, c.In.Checkpoints, key, c.Config.CheckpointInterval)
+		if err != nil {
+			return err
+		}
+		if start.Preset == pubsubpb.ReplayPreset_LATEST && !caughtUp {
+			if err := c.catchUp(ctx, channel, "no stored replay id"); err != nil {
+				return err
 			}
-		default:
-			return fmt.Errorf("read replay id %s: %w", key, err)
 		}
 		// From LATEST, what changed between the catch-up and the stream's opening would be missed: the first
 		// response proves the stream open, and one more catch-up (one call, from the watermark) covers the gap.
@@ -437,42 +439,37 @@ func (c *CDC) follow(ctx context.Context, channel string) error {
 				return err
 			}
 			c.cov.handled(channel, b.Events, c.fullBatch(len(b.Events)))
-			if len(b.LatestID) == 0 || len(b.Events) == 0 && start.Preset == pubsubpb.ReplayPreset_CUSTOM &&
-				slices.Equal(b.LatestID, start.ReplayID) {
-				return nil
+			if err := mark.noted(b.LatestID); err != nil {
+				return err
 			}
-			var err error
-			if rev == 0 {
-				rev, err = c.In.Checkpoints.Create(ctx, key, b.LatestID)
-			} else {
-				rev, err = c.In.Checkpoints.Update(ctx, key, b.LatestID, rev)
-			}
-			if err != nil {
-				return fmt.Errorf("store replay id of %s (another replica holds the lease?): %w", channel, err)
-			}
-			start = sfpubsub.Start{Preset: pubsubpb.ReplayPreset_CUSTOM, ReplayID: b.LatestID}
 			if c.AfterBurst != nil {
 				c.AfterBurst(c.Stats())
 			}
 			return nil
 		})
+		if errors.Is(err, sfpubsub.ErrReplayInvalid) && ctx.Err() == nil {
+			// Past retention (or otherwise unusable): heal by REST, then follow from LATEST.
+			if err := c.catchUp(ctx, channel, "the stored replay id is no longer valid"); err != nil {
+				_ = mark.stop(ctx)
+				return err
+			}
+			if err := mark.drop(ctx); err != nil {
+				return err
+			}
+			caughtUp = true
+			continue
+		}
+		if serr := mark.stop(ctx); serr != nil {
+			c.In.Log.Warn("change data capture: the last replay id handled could not be stored; a restart handles its events again",
+				"channel", channel, "err", serr)
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
-		if !errors.Is(err, sfpubsub.ErrReplayInvalid) {
-			if err == nil {
-				err = errors.New("the subscription ended")
-			}
-			return err
+		if err == nil {
+			err = errors.New("the subscription ended")
 		}
-		// Past retention (or otherwise unusable): heal by REST, then follow from LATEST.
-		if err := c.catchUp(ctx, channel, "the stored replay id is no longer valid"); err != nil {
-			return err
-		}
-		if err := c.In.Checkpoints.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return fmt.Errorf("drop replay id %s: %w", key, err)
-		}
-		caughtUp = true
+		return err
 	}
 }
 
@@ -527,6 +524,12 @@ func (c *CDC) handle(ctx context.Context, b sfpubsub.Batch) (err error) {
 			if err := c.absorb(ctx, work, ev); err != nil {
 				return err
 			}
+			continue
+		}
+		if done, err := c.reflected(ctx, ev); err != nil {
+			return err
+		} else if done {
+			c.count(func(s *CDCStats) { s.Reflected++ })
 			continue
 		}
 		built, err := c.build(ctx, work, ev, false)
@@ -737,6 +740,12 @@ func (c *CDC) publishRow(ctx context.Context, work *burst, row map[string]any, l
 	if at.After(ver.At) {
 		ver = observed.OpportunityVersionAt(at)
 	}
+	if c.repeats(snap) { // an earlier run's last snapshot of it holds the same: nothing new
+		c.In.remember(snap)
+		c.In.keep(snap, ver, row)
+		c.count(func(s *CDCStats) { s.Repeats++ })
+		return snap.ID, nil
+	}
 	fresh, err := observed.PublishOpportunity(ctx, c.In.Bus, contracts.StageSFIngest, snap, ver, "cdc")
 	if err != nil {
 		return "", fmt.Errorf("%s %s: %w", objectName(snap), snap.ID, err)
@@ -747,6 +756,19 @@ func (c *CDC) publishRow(ctx context.Context, work *burst, row map[string]any, l
 		c.count(func(s *CDCStats) { s.Snapshots++ })
 	}
 	return snap.ID, nil
+}
+
+// repeats reports whether a snapshot read by REST of a record this run does not hold yet shows what the
+// stream's last snapshot of it, published before this run began, shows (only the stamps moved: cosell's
+// own writes since, such as the Audit summary, which the earlier run dropped from their header).
+func (c *CDC) repeats(snap contracts.Opportunity) bool {
+	p, _ := c.In.snaps.priorOf(snap.ID)
+	if p == nil || c.In.snaps.get(snap.ID) != nil {
+		return false
+	}
+	was, ok1 := contentKey(p.Opportunity)
+	now, ok2 := contentKey(snap)
+	return ok1 && ok2 && was == now
 }
 
 func keys(m map[string]time.Time) []string {

@@ -46,6 +46,12 @@ func newCDCFixture(t *testing.T) *cdcFixture {
 // subscriber builds a CDC over the fixture's Ingest with its own Pub/Sub client.
 func (f *cdcFixture) subscriber(t *testing.T) *CDC {
 	t.Helper()
+	return f.subscriberOn(t, f.in)
+}
+
+// subscriberOn builds a CDC over in (the fixture's Salesforce, another bus) with its own Pub/Sub client.
+func (f *cdcFixture) subscriberOn(t *testing.T, in *Ingest) *CDC {
+	t.Helper()
 	cfg := CDCConfig{Channels: []string{sfemu.AllChangeEvents}, Backstop: time.Hour, OwnClient: "cosell",
 		PubSub: sfpubsub.Config{Endpoint: f.pubsubURL, BatchSize: 100, MaxBackoff: 50 * time.Millisecond}}
 	ps, err := sfpubsub.New(cfg.PubSub, sfpubsub.RESTAuth{SF: f.in.SF}, f.in.Log)
@@ -53,7 +59,7 @@ func (f *cdcFixture) subscriber(t *testing.T) *CDC {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ps.Close() })
-	return &CDC{In: f.in, PubSub: ps, Config: cfg, AfterBurst: func(CDCStats) {
+	return &CDC{In: in, PubSub: ps, Config: cfg, AfterBurst: func(CDCStats) {
 		f.mu.Lock()
 		f.bursts++
 		f.mu.Unlock()

@@ -36,6 +36,21 @@ func (f *cdcFixture) amounts(t *testing.T, what string, want map[string]float64)
 	f.uniqueSnapshots(t)
 }
 
+// opportunities creates n synced Opportunities named prefix 0..n-1 and waits for their snapshots; it
+// returns their ids and the Amount each holds (the fixture's).
+func (f *cdcFixture) opportunities(t *testing.T, prefix string, n int) ([]string, map[string]float64) {
+	t.Helper()
+	want := map[string]float64{}
+	var opps []string
+	for i := range n {
+		id := f.syncedOpportunity(t, fmt.Sprintf("%s %d", prefix, i))
+		opps = append(opps, id)
+		want[id] = 1000 // the fixture's Amount
+	}
+	f.amounts(t, fmt.Sprintf("%d snapshots", n), want)
+	return opps, want
+}
+
 // TestCDCInvalidReplayIDIsHealedByREST: a stored replay id the org does not know (not one past retention:
 // another org's, or damaged) is refused by Salesforce; sf-ingest catches up by REST, follows from LATEST
 // and stores a valid replay id in its place.
@@ -85,14 +100,7 @@ func TestCDCLeaderChangeResumesFromTheStoredReplayID(t *testing.T) {
 		wg.Wait()
 	})
 	f.waitStored(t)
-	want := map[string]float64{}
-	var opps []string
-	for i := range 3 {
-		id := f.syncedOpportunity(t, fmt.Sprintf("Leader %d", i))
-		opps = append(opps, id)
-		want[id] = 1000 // the fixture's Amount
-	}
-	f.amounts(t, "three snapshots", want)
+	opps, want := f.opportunities(t, "Leader", 3)
 	leader := -1
 	for i, r := range replicas {
 		if r.c.Stats().Events > 0 {
@@ -155,14 +163,7 @@ func TestCDCResumesAfterANATSOutage(t *testing.T) {
 	c := f.subscriber(t)
 	run(t, c)
 	f.waitStored(t)
-	want := map[string]float64{}
-	var opps []string
-	for i := range 3 {
-		id := f.syncedOpportunity(t, fmt.Sprintf("NATS %d", i))
-		opps = append(opps, id)
-		want[id] = 1000
-	}
-	f.amounts(t, "three snapshots", want)
+	opps, want := f.opportunities(t, "NATS", 3)
 	catchUps := c.Stats().CatchUps // the first start's: no replay id stored yet
 
 	mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cosell-dev/cosell/contracts"
@@ -25,13 +26,15 @@ type fixture struct {
 	emu *sfemu.Emulator
 	in  *Ingest
 	bus *platform.Bus
+	ns  *server.Server
 }
 
 func newFixture(t testing.TB, cfg Config) *fixture {
 	t.Helper()
 	log := testkit.Log()
 	ctx := context.Background()
-	bus := bustest.Start(t, bustest.Config(3, 5*time.Second), contracts.StageSFIngest, nil)
+	ns := bustest.Server(t)
+	bus := bustest.Bus(t, ns, bustest.Config(3, 5*time.Second), contracts.StageSFIngest, nil)
 	emu, client := emutest.Salesforce(t, sfemu.Options{})
 	cps, err := bus.KV(ctx, contracts.BucketCheckpoints)
 	if err != nil {
@@ -40,7 +43,7 @@ func newFixture(t testing.TB, cfg Config) *fixture {
 	if cfg.PageSize == 0 {
 		cfg.PageSize = 200
 	}
-	return &fixture{emu: emu, bus: bus, in: &Ingest{Bus: bus, SF: client, Checkpoints: cps, Config: cfg, Log: log}}
+	return &fixture{emu: emu, bus: bus, ns: ns, in: &Ingest{Bus: bus, SF: client, Checkpoints: cps, Config: cfg, Log: log}}
 }
 
 func (f *fixture) insert(t *testing.T, obj string, fields map[string]any) string {
