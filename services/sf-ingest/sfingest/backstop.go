@@ -10,7 +10,8 @@ package sfingest
 // they do not carry (Notes; an object not selected for Change Data Capture in Setup, or not on the
 // configured channels), and cosell's own writes dropped from their header. So:
 //
-//   - Coverage is kept per object, and only an object's own change events move it: an object that sends
+//   - Coverage is kept per object (the Opportunity, its children, the Account, the Contact, and the Lead),
+//     and only an object's own change events move it: an object that sends
 //     none (Notes, one not selected in Setup) is read from the poll's watermark as before. Its moment is
 //     the commit timestamp of the newest event of that object in a burst whose snapshots are published
 //     (its replay id need not be stored yet: a new run starts with no coverage and replays from the stored
@@ -55,6 +56,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cosell-dev/cosell/contracts"
+	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/internal/clients/sfpubsub"
 )
 
@@ -173,7 +175,7 @@ func (c *coverage) handled(channel string, events []sfpubsub.ChangeEvent, full b
 	defer c.mu.Unlock()
 	for _, ev := range events {
 		h := ev.Header
-		if _, tracked := cdcParents[h.EntityName]; !tracked || h.ChangeType == "GAP_OVERFLOW" {
+		if _, tracked := cdcParents[h.EntityName]; !tracked && h.EntityName != sf.ObjectLead || h.ChangeType == "GAP_OVERFLOW" {
 			continue // not read on its event (GAP_OVERFLOW: caught up by REST, in its burst)
 		}
 		if h.CommitTimestamp.After(c.at[h.EntityName]) {

@@ -238,7 +238,8 @@ type CDC struct {
 var stamps = map[string]bool{"systemmodstamp": true, "lastmodifieddate": true, "lastmodifiedbyid": true}
 
 // learnSyncedFields records which fields of Opportunity and Account the mapping syncs (Ingest.Extra,
-// the mapping's Salesforce fields): the ones both a seller and cosell write.
+// the mapping's Salesforce fields), and of a Lead (when Leads are synced) the ones a Lead snapshot holds
+// but the link and what Salesforce derives: the ones both a seller and cosell write.
 func (c *CDC) learnSyncedFields() {
 	c.synced = map[string]map[string]bool{sf.ObjectOpportunity: {}, "Account": {}}
 	for _, f := range c.In.Extra {
@@ -247,6 +248,18 @@ func (c *CDC) learnSyncedFields() {
 			c.synced["Account"][acc] = true
 		} else if !strings.Contains(f, ".") {
 			c.synced[sf.ObjectOpportunity][f] = true
+		}
+	}
+	if !c.In.Leads {
+		return
+	}
+	c.synced[sf.ObjectLead] = map[string]bool{}
+	for _, f := range mapping.LeadFields {
+		switch f {
+		case sf.FieldID, sf.FieldSystemModstamp, sf.FieldIsDeleted, sf.LeadIsConverted, sf.LeadConvertedOpportunityID,
+			sf.FieldReferralIdentifier, sf.FieldSyncWithPartnerCenter:
+		default:
+			c.synced[sf.ObjectLead][strings.ToLower(f)] = true
 		}
 	}
 }
@@ -284,11 +297,12 @@ func (c *CDC) reread(h sfpubsub.Header) bool {
 	return false
 }
 
-// changesSynced reports whether an update changed a field the mapping syncs (not only the stamps).
+// changesSynced reports whether an update changed a field the mapping syncs (not only the stamps); a
+// compound field's component counts as the field it stands for (a Lead's Name.FirstName as FirstName).
 func (c *CDC) changesSynced(h sfpubsub.Header) bool {
 	fields := c.synced[h.EntityName]
 	for _, f := range h.ChangedFields {
-		if f = strings.ToLower(f); fields[f] && !stamps[f] {
+		if f = strings.ToLower(restName(f)); fields[f] && !stamps[f] {
 			return true
 		}
 	}

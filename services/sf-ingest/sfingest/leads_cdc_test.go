@@ -2,14 +2,18 @@ package sfingest
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/emulators/sfemu"
 	"github.com/cosell-dev/cosell/services/internal/mapping"
 	"github.com/cosell-dev/cosell/services/internal/observed"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
 )
 
 // TestCDCLeads: with the mapping's coSellOnly off, a synced Lead's create, update, delete, undelete and
@@ -94,5 +98,90 @@ func TestCDCLeads(t *testing.T) {
 	}
 	if st := c.Stats(); st.Built != 3 {
 		t.Fatalf("stats %+v: want the conversion built from its event too", st)
+	}
+}
+
+// TestCDCOwnLeadWriteIsDroppedAndHoldsTheBackstop: cosell's writes to a Lead (a lead referral's changes
+// from Partner Center) are dropped from their header like its writes to an Opportunity: no read, no
+// snapshot, so no echo decision. One of a synced field (Company) to a Lead no seller changed within the
+// backstop interval holds the Leads' coverage for the backstop, which reads it and lifts the hold; one of
+// the link only (the sync status) holds nothing.
+func TestCDCOwnLeadWriteIsDroppedAndHoldsTheBackstop(t *testing.T) {
+	t.Parallel()
+	f := newCDCFixture(t)
+	f.in.Leads = true
+	c := f.subscriber(t)
+	run(t, c)
+	f.waitStored(t)
+	lead := f.insert(t, "Lead", map[string]any{"LastName": "Hopper", "Company": "Cobol Inc", sf.FieldSyncWithPartnerCenter: true})
+	f.waitSnapshot(t, lead, "the new lead", func(o contracts.OpportunityObserved) bool { return o.Opportunity.Object == sf.ObjectLead })
+	f.poll(t) // the watermark after the create
+	f.emu.AdvanceClock(2 * time.Hour)
+	snapshots := len(f.snapshots(t)[lead])
+
+	settled := f.burstsAfter(t)
+	ownWrite(t, f.in.SF, "Lead", lead, map[string]any{sf.FieldSyncStatus: "✔"})
+	settled("the own write of the link's burst")
+	if _, err := f.in.Checkpoints.Get(t.Context(), HeldKey()); err == nil {
+		t.Fatal("an own write of the sync status only holds the backstop")
+	}
+	settled = f.burstsAfter(t)
+	ownWrite(t, f.in.SF, "Lead", lead, map[string]any{sf.LeadCompany: "Cobol Systems"})
+	settled("the own write of a synced field's burst")
+	if st := c.Stats(); st.Echoes != 2 || st.OwnReads != 0 || st.Reads != 0 {
+		t.Fatalf("stats %+v: want both own writes dropped from their header, unread", st)
+	}
+	if n := len(f.snapshots(t)[lead]); n != snapshots {
+		t.Fatalf("%d snapshots of the Lead after cosell's writes, want %d: they were published", n, snapshots)
+	}
+	e, err := f.in.Checkpoints.Get(t.Context(), HeldKey())
+	if err != nil || !strings.Contains(string(e.Value()), `"Lead"`) {
+		t.Fatalf("no hold of the Leads' coverage stored for the own write dropped unread: %v", err)
+	}
+	before := f.emu.Counts()[sfemu.ScanRowsCount]
+	f.poll(t)
+	if rows := f.emu.Counts()[sfemu.ScanRowsCount] - before; rows < 1 {
+		t.Fatalf("the backstop read %d rows, want the held own write's Lead", rows)
+	}
+	if _, err := f.in.Checkpoints.Get(t.Context(), HeldKey()); err == nil {
+		t.Fatal("the hold stayed after a poll read past it")
+	}
+}
+
+// TestCDCLeadsAreInTheBackstopsCoverage: the backstop poll reads Leads only from the commit time of the
+// newest Lead change event handled, as it reads Opportunities: after three Leads' edits a minute before a
+// fourth's, it reads the newest one's row, not every Lead changed since its watermark.
+func TestCDCLeadsAreInTheBackstopsCoverage(t *testing.T) {
+	t.Parallel()
+	f := newCDCFixture(t)
+	f.in.Leads = true
+	c := f.subscriber(t)
+	run(t, c)
+	f.waitStored(t)
+	var leads []string
+	for i := range 4 {
+		id := f.insert(t, "Lead", map[string]any{"LastName": fmt.Sprintf("Lead %d", i), "Company": "Covered Ltd", sf.FieldSyncWithPartnerCenter: true})
+		f.waitSnapshot(t, id, "the new lead", func(o contracts.OpportunityObserved) bool { return o.Opportunity.Object == sf.ObjectLead })
+		leads = append(leads, id)
+	}
+	f.poll(t) // the watermark after the creates
+	f.emu.AdvanceClock(time.Minute)
+	for _, id := range leads[:3] {
+		if err := f.emu.Update("Lead", id, map[string]any{sf.LeadCompany: "Edited Ltd"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.emu.AdvanceClock(time.Minute)
+	if err := f.emu.Update("Lead", leads[3], map[string]any{sf.LeadCompany: "Newest Ltd"}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitSnapshot(t, leads[3], "the newest edit", func(o contracts.OpportunityObserved) bool {
+		return o.Opportunity.Fields[sf.LeadCompany] == "Newest Ltd"
+	})
+	testkit.EventuallyTrue(t, 15*time.Second, "every edit handled", func() bool { return c.Stats().Built >= 8 })
+	before := f.emu.Counts()[sfemu.ScanRowsCount]
+	f.poll(t)
+	if rows := f.emu.Counts()[sfemu.ScanRowsCount] - before; rows > 1 {
+		t.Fatalf("the backstop read %d rows, want at most the newest Lead change's: the Leads the change events handled were read again", rows)
 	}
 }
