@@ -70,3 +70,38 @@ func TestStaleCachedLinkCostsARetry(t *testing.T) {
 		t.Fatalf("after the delete: %v (want the link made again)", err)
 	}
 }
+
+// TestLinkCacheBudget: the cache keeps the most recently used links within its budget, never replaces a
+// held revision with an older one, and forgets a dropped link.
+func TestLinkCacheBudget(t *testing.T) {
+	c := newLinkCache(3 * (2*100 + 256))
+	st := func(id string, rev uint64) *stored {
+		s := &stored{rev: rev}
+		s.ID = id
+		return s
+	}
+	for _, id := range []string{"a", "b", "c"} {
+		c.put(st(id, 1), 100)
+	}
+	c.get("a") // a is now the most recently used: b goes first
+	c.put(st("d", 1), 100)
+	if c.get("b") != nil || c.get("a") == nil || c.get("c") == nil || c.get("d") == nil {
+		t.Fatalf("want b evicted, a, c, d held")
+	}
+	c.put(st("a", 5), 100)
+	c.put(st("a", 4), 100) // the other consumer loop's older read comes in late
+	if got := c.get("a"); got == nil || got.rev != 5 {
+		t.Fatalf("a held at %+v, want revision 5", got)
+	}
+	c.drop("a")
+	if c.get("a") != nil {
+		t.Fatal("a dropped but still held")
+	}
+	c.put(st("huge", 1), 10_000)
+	if c.get("huge") != nil || c.get("c") == nil {
+		t.Fatal("a link larger than the budget must not be held, nor push the others out")
+	}
+	if c.used > c.budget {
+		t.Fatalf("used %d of a %d budget", c.used, c.budget)
+	}
+}
