@@ -111,6 +111,10 @@ type ReferralCommand struct {
 	// against. pc-writer sends it as If-Match, so a Microsoft edit made since then fails the patch with
 	// 412 and the mapper decides again instead of the edit being overwritten.
 	BaseETag string `json:"baseETag,omitempty"`
+	// Decision is the mapper's decision this command carries out (applied or created: the fields, each
+	// before → after, the cause). It is on no audit subject of its own: pc-writer copies it into the
+	// command's outcome, which is the audit record of the write.
+	Decision *Decision `json:"decision,omitempty"`
 }
 
 // ReferralNotified is the data of TypeReferralNotified: one verified webhook notification.
@@ -155,6 +159,9 @@ type OpportunityCommand struct {
 	Purpose      string  `json:"purpose,omitempty"`
 	Cause        string  `json:"cause"`
 	CauseVersion Version `json:"causeVersion"`
+	// Decision is the mapper's decision this command carries out (applied or created), as on
+	// ReferralCommand: sf-writer copies it into the outcome. Write-backs (link, status, Audit) carry none.
+	Decision *Decision `json:"decision,omitempty"`
 }
 
 // PurposeAudit is the OpportunityCommand (and Outcome) purpose of the auditor's Audit summary write-back.
@@ -198,6 +205,12 @@ type Outcome struct {
 	Referral *partnercenter.Referral `json:"referral,omitempty"`
 	Error    *Failure                `json:"error,omitempty"`
 	At       time.Time               `json:"at"`
+	// Decision is the decision the command carried (copied by the writer): with the status it makes the
+	// outcome the audit record of the write, on the link's outcome subject, so the commanded path costs
+	// no audit message of its own (the auditor shows both on the link's timeline).
+	Decision *Decision `json:"decision,omitempty"`
+	// CauseVersion is the command's: the source version of the change written, for the sync latency.
+	CauseVersion Version `json:"causeVersion"`
 }
 
 // Failure is an upstream refusal, classified once at the writer.

@@ -64,6 +64,12 @@ func Subject(root, id string) string {
 	return root + "." + Token(id)
 }
 
+// OutcomeSubjects is the filter of every outcome subject of one link (written and failed, both systems):
+// on StreamOutcomes it matches exactly the link's outcomes, the audit records of its writes.
+func OutcomeSubjects(linkID string) string {
+	return Prefix + ".*.*.*." + Token(linkID)
+}
+
 // Token makes id safe to use as one subject token or KV key segment.
 func Token(id string) string {
 	if id == "" {
@@ -141,6 +147,9 @@ const (
 	ConsumerPCWriter       = "pc-writer"
 	ConsumerSFWriter       = "sf-writer"
 	ConsumerAuditor        = "auditor"
+	// ConsumerAuditorOutcomes hands the auditor the writers' outcomes: each is the audit record of its
+	// write (the decision its command carried and what the write did), for the timelines and the summary.
+	ConsumerAuditorOutcomes = "auditor-outcomes"
 	// ConsumerAuditorDeadLetters lets the auditor put every dead letter on its link's timeline.
 	ConsumerAuditorDeadLetters = "auditor-dlq"
 	// ConsumerPCIngestNotified is pc-ingest's fetcher: it reads the notifications its webhook endpoint
@@ -162,6 +171,9 @@ func Consumers() []ConsumerSpec {
 			FilterSubjects: []string{SubjectOpportunityRequested + ".>"}},
 		{Stream: StreamAudit, Durable: ConsumerAuditor, Stage: StageAuditor,
 			FilterSubjects: []string{SubjectAudit + ".>"}},
+		{Stream: StreamOutcomes, Durable: ConsumerAuditorOutcomes, Stage: StageAuditor,
+			FilterSubjects: []string{SubjectReferralWritten + ".>", SubjectReferralFailed + ".>",
+				SubjectOpportunityWritten + ".>", SubjectOpportunityFailed + ".>"}},
 		{Stream: StreamObserved, Durable: ConsumerPCIngestNotified, Stage: StagePCIngest,
 			FilterSubjects: []string{SubjectReferralNotified + ".>"}},
 		{Stream: StreamDeadLetter, Durable: ConsumerAuditorDeadLetters, Stage: StageAuditor,

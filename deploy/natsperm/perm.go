@@ -122,15 +122,14 @@ func roles() []role {
 		// operator role, audited with their name) re-drive and purge dead letters through it, so it may
 		// publish a parked message again on any event subject and delete from the dead-letter stream.
 		{stage: contracts.StageAuditor, redrive: true,
-			publishes:    []string{contracts.SubjectAudit, contracts.SubjectOpportunityRequested},
-			kvRead:       []string{contracts.BucketLinks},
-			kvList:       []string{contracts.BucketLinks},
-			streamReads:  []string{contracts.StreamAudit, contracts.StreamDeadLetter, contracts.StreamOutcomes},
-			subjectReads: []string{contracts.StreamAudit},
+			publishes:   []string{contracts.SubjectAudit, contracts.SubjectOpportunityRequested},
+			kvRead:      []string{contracts.BucketLinks},
+			kvList:      []string{contracts.BucketLinks},
+			streamReads: []string{contracts.StreamAudit, contracts.StreamDeadLetter, contracts.StreamOutcomes},
+			// a link's timeline: its audit subject and its outcome subjects (the writes' audit records)
+			subjectReads: []string{contracts.StreamAudit, contracts.StreamOutcomes},
 			streamInfo:   streamNames(),
-			// the command behind an outcome, for the end-to-end sync latency
-			lastOf: []string{contracts.SubjectReferralRequested, contracts.SubjectOpportunityRequested},
-			allLag: true},
+			allLag:       true},
 	}
 }
 

@@ -49,7 +49,7 @@ func TestFailedStatusNamesACommandThatWorks(t *testing.T) {
 	t.Setenv("COSELL_NATS_URL", s.NATS.ClientURL())
 	code, out, errOut := cli(t, strings.Fields(m[2])...)
 	if code != 0 || !regexp.MustCompile(`LAST ERROR +pc update: .*deal value`).MatchString(out) ||
-		!regexp.MustCompile(`(?m)^\S+ \S+ +mapper +failed .*deal value`).MatchString(out) {
+		!regexp.MustCompile(`(?m)^\S+ \S+ +pc-writer +failed .*deal value`).MatchString(out) {
 		t.Fatalf("cosell %s: code %d, want the link's error and the failed entry\n%s%s", m[2], code, out, errOut)
 	}
 	code, out, errOut = cli(t, append(strings.Fields(m[2]), "-o", "json")...)

@@ -153,7 +153,7 @@ func TestReplayOfOutcomesPastTheDuplicateWindowChangesNothing(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("replay: code %d\n%s\n%s", code, out, errOut)
 	}
-	m := regexp.MustCompile(`replayed (\d+) message\(s\) of COSELL_OUTCOMES through mapper-outcomes \(from seq 1\): applied (\d+), skipped as already converged (\d+), failed (\d+)`).FindStringSubmatch(out)
+	m := regexp.MustCompile(`replayed (\d+) message\(s\) of COSELL_OUTCOMES through mapper-outcomes \(from seq 1\), auditor-outcomes \(from seq 1\): applied (\d+), skipped as already converged (\d+), failed (\d+)`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("replay summary not found:\n%s", out)
 	}

@@ -1,10 +1,12 @@
-// Package auditor is the auditor stage: it consumes every audited decision and every dead letter, keeps
+// Package auditor is the auditor stage: it consumes every audited decision, every writer's outcome (the
+// audit record of a write) and every dead letter, keeps
 // counts, the most recent entries and an hour of lag and throughput samples, writes a short Audit summary
 // back to each linked Opportunity through sf-writer, and serves the status API and page.
 //
-// The durable per-link timeline is the audit stream itself (one subject per link), so nothing is lost when
-// the auditor restarts; recent timelines are kept in memory and brought up to date from the stream with
-// one request before each use (timelines.go). Dead letters are put on their link's timeline by the
+// The durable per-link timeline is the audit stream and the outcomes stream themselves (one audit subject
+// and the outcome subjects per link), so nothing is lost when the auditor restarts; recent timelines are
+// kept in memory and brought up to date from the streams with one request each before each use
+// (timelines.go). Dead letters are put on their link's timeline by the
 // auditor, so a timeline shows every decision, failure and parked message of a record in one place.
 package auditor
 
@@ -125,8 +127,8 @@ func (a *Auditor) Register(reg prometheus.Registerer) error {
 
 const keepRecent = 200
 
-// Run consumes decisions and dead letters, samples lag, watches outcomes for the sync latency and writes
-// Audit summaries, until ctx is cancelled.
+// Run consumes decisions, outcomes and dead letters, samples lag and writes Audit summaries, until ctx is
+// cancelled.
 func (a *Auditor) Run(ctx context.Context) error {
 	a.Options = a.Options.withDefaults()
 	a.mu.Lock()
@@ -136,15 +138,20 @@ func (a *Auditor) Run(ctx context.Context) error {
 	a.summary.every = a.Options.SummaryEvery
 	a.mu.Unlock()
 	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	wg.Add(2)
-	go func() { defer wg.Done(); errs <- a.Bus.Consume(ctx, contracts.ConsumerAuditor, a.Handle, a.Consume) }()
-	go func() {
-		defer wg.Done()
-		errs <- a.Bus.Consume(ctx, contracts.ConsumerAuditorDeadLetters, a.HandleDeadLetter, a.Consume)
-	}()
+	consumers := []struct {
+		durable string
+		handle  platform.Handler
+	}{
+		{contracts.ConsumerAuditor, a.Handle},
+		{contracts.ConsumerAuditorOutcomes, a.HandleOutcome},
+		{contracts.ConsumerAuditorDeadLetters, a.HandleDeadLetter},
+	}
+	errs := make(chan error, len(consumers))
+	for _, c := range consumers {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs <- a.Bus.Consume(ctx, c.durable, c.handle, a.Consume) }()
+	}
 	go a.sampleLoop(ctx)
-	go a.watchOutcomes(ctx)
 	if a.Options.SummaryEvery > 0 {
 		go a.summaryLoop(ctx)
 	}
@@ -157,28 +164,55 @@ func (a *Auditor) Run(ctx context.Context) error {
 	return errors.Join(all...)
 }
 
-// Handle records one decision and marks its link for an Audit summary rewrite when the decision matters
-// to a reader of the Opportunity.
+// Handle records one decision of the audit stream and marks its link for an Audit summary rewrite when the
+// decision matters to a reader of the Opportunity.
 func (a *Auditor) Handle(ctx context.Context, e platform.Event) error {
 	d, err := platform.DataAs[contracts.Decision](e)
 	if err != nil {
 		return platform.Permanent(err)
 	}
-	a.timelines().feed(d.LinkID, platform.StreamSeq(ctx), e.ID(), []contracts.Decision{d}, len(e.Data()))
+	ds := []contracts.Decision{d}
+	a.timelines().feed(fromAudit, d.LinkID, platform.StreamSeq(ctx), e.ID(), ds, len(e.Data()))
+	a.record(ds)
+	return nil
+}
+
+// HandleOutcome records a writer's outcome, the audit record of its write: the decision its command
+// carried and what the write did (auditsummary.OfOutcome) go on the link's timeline, into the counts and
+// the recent changes, and mark the link for an Audit summary rewrite as a decision would; a sync write
+// done observes the end-to-end sync latency.
+func (a *Auditor) HandleOutcome(ctx context.Context, e platform.Event) error {
+	out, err := readOutcome(e.Data())
+	if err != nil {
+		return platform.Permanent(fmt.Errorf("outcome %s: %w", e.ID(), err))
+	}
+	if out.LinkID == "" {
+		return platform.Permanent(fmt.Errorf("outcome %s names no link", e.ID()))
+	}
+	ds := auditsummary.OfOutcome(out)
+	a.timelines().feed(fromOutcomes, out.LinkID, platform.StreamSeq(ctx), e.ID(), ds, len(e.Data()))
+	a.record(ds)
+	a.observeLatency(out)
+	return nil
+}
+
+// record counts decisions, keeps them among the recent ones and marks their links for the summary.
+func (a *Auditor) record(ds []contracts.Decision) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.counts == nil {
 		a.counts = map[string]int{}
 	}
-	a.counts[d.Kind]++
-	a.recent = append(a.recent, d)
+	for _, d := range ds {
+		a.counts[d.Kind]++
+		a.recent = append(a.recent, d)
+		if Summarised(d) && a.summary != nil && a.Options.SummaryEvery > 0 {
+			a.summary.mark(d.LinkID, time.Now())
+		}
+	}
 	if len(a.recent) > keepRecent {
 		a.recent = a.recent[len(a.recent)-keepRecent:]
 	}
-	if Summarised(d) && a.summary != nil && a.Options.SummaryEvery > 0 {
-		a.summary.mark(d.LinkID, time.Now())
-	}
-	return nil
 }
 
 // Summarised reports whether a decision belongs in the Audit summary (auditsummary.Summarised: what

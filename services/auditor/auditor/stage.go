@@ -18,8 +18,8 @@ type StageConfig struct {
 	SampleEvery    time.Duration `env:"COSELL_AUDIT_SAMPLE_INTERVAL" default:"10s" help:"how often lag and throughput are sampled for the charts"`
 	History        time.Duration `env:"COSELL_AUDIT_HISTORY" default:"1h" help:"how far back the status page's charts go"`
 	// TimelineCacheMiB and TimelineCacheEntries bound the recent timelines kept in memory (timelines.go).
-	TimelineCacheMiB     int `env:"COSELL_AUDIT_TIMELINE_CACHE_MIB" default:"4" help:"memory for the recent timelines the Audit summaries, the status page and links get are served from, in MiB (each brought up to date from the audit stream with one request); 0 keeps none: every timeline is read from the stream"`
-	TimelineCacheEntries int `env:"COSELL_AUDIT_TIMELINE_CACHE_ENTRIES" default:"500" help:"the most decisions one link's cached timeline holds; a longer timeline is read from the audit stream each time"`
+	TimelineCacheMiB     int `env:"COSELL_AUDIT_TIMELINE_CACHE_MIB" default:"4" help:"memory for the recent timelines the Audit summaries, the status page and links get are served from, in MiB (each brought up to date from the audit and outcomes streams with one request each); 0 keeps none: every timeline is read from the stream"`
+	TimelineCacheEntries int `env:"COSELL_AUDIT_TIMELINE_CACHE_ENTRIES" default:"500" help:"the most decisions one link's cached timeline holds; a longer timeline is read from the streams each time"`
 	// ReferralURL and OpportunityURL link each record on the status page to its side.
 	ReferralURL    string `env:"COSELL_STATUS_REFERRAL_URL" help:"the status page's link to a referral in Partner Center, %s = the referral id; empty = the mapping's referralLink (https://partner.microsoft.com/dashboard/referrals/v2/leads/%s)"`
 	OpportunityURL string `env:"COSELL_STATUS_OPPORTUNITY_URL" help:"the status page's link to an Opportunity in Salesforce, %s = its id, e.g. https://MYDOMAIN.lightning.force.com/lightning/r/Opportunity/%s/view; empty = ids without a link"`

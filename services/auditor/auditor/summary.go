@@ -2,7 +2,6 @@ package auditor
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -195,52 +194,17 @@ func lastCause(tl []contracts.Decision) string {
 	return ""
 }
 
-// watchOutcomes follows new written outcomes and observes the end-to-end sync latency: from the source
-// version time of the change the command carried to the moment the writer reported the write.
-func (a *Auditor) watchOutcomes(ctx context.Context) {
-	for ctx.Err() == nil {
-		err := a.Bus.Read(ctx, contracts.StreamOutcomes, func(m platform.Stored) error {
-			var out contracts.Outcome
-			if json.Unmarshal(m.Data, &out) == nil {
-				a.observeLatency(ctx, out)
-			}
-			return nil
-		}, platform.Subjects(contracts.SubjectReferralWritten+".>", contracts.SubjectOpportunityWritten+".>"),
-			platform.OnlyNew(), platform.Follow())
-		if err == nil {
-			return // ctx ended
-		}
-		a.Log.Warn("sync latency: cannot follow outcomes; will try again", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-	}
-}
-
-func (a *Auditor) observeLatency(ctx context.Context, out contracts.Outcome) {
-	if out.Purpose != "" && out.Purpose != "sync" {
-		return
-	}
-	root := contracts.SubjectOpportunityRequested
-	if out.System == contracts.PartnerCenter {
-		root = contracts.SubjectReferralRequested
-	}
-	m, err := a.Bus.LastMsg(ctx, contracts.StreamRequested, contracts.Subject(root, out.LinkID))
-	if err != nil || m.Header.Get("ce-id") != out.CommandID {
-		return
-	}
-	var cmd struct {
-		CauseVersion contracts.Version `json:"causeVersion"`
-	}
-	if json.Unmarshal(m.Data, &cmd) != nil || cmd.CauseVersion.At.IsZero() {
+// observeLatency observes the end-to-end sync latency of a sync write done: from the source version time
+// of the change its command carried (the outcome's CauseVersion) to the moment the writer reported it.
+func (a *Auditor) observeLatency(out contracts.Outcome) {
+	if out.Status != contracts.OutcomeWritten || (out.Purpose != "" && out.Purpose != "sync") || out.CauseVersion.At.IsZero() {
 		return
 	}
 	at := out.At
 	if at.IsZero() {
 		at = time.Now()
 	}
-	if d := at.Sub(cmd.CauseVersion.At); d >= 0 {
+	if d := at.Sub(out.CauseVersion.At); d >= 0 {
 		a.syncLatency.WithLabelValues(string(out.System)).Observe(d.Seconds())
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"sort"
 	"testing"
 	"time"
 
@@ -14,34 +15,66 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/auditsummary"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/internal/testkit"
 	"github.com/cosell-dev/cosell/services/internal/testkit/bustest"
 )
 
 // streamTimeline is a link's timeline read the way it was before the cache: the link's whole audit
-// subject through an ordered consumer, each ce-id once. The cache must always equal it.
+// subject and its whole outcome subjects through ordered consumers, each ce-id once, merged in time order
+// (audit first on a tie, else stream order). The cache must always equal it.
 func streamTimeline(ctx context.Context, t *testing.T, bus *platform.Bus, link string) []contracts.Decision {
 	t.Helper()
 	var out []contracts.Decision
 	seen := map[string]bool{}
-	err := bus.Read(ctx, contracts.StreamAudit, func(m platform.Stored) error {
-		if id := m.Header.Get("ce-id"); id != "" {
-			if seen[id] {
-				return nil
+	read := func(stream, subject string, decode func([]byte) []contracts.Decision) {
+		err := bus.Read(ctx, stream, func(m platform.Stored) error {
+			if id := m.Header.Get("ce-id"); id != "" {
+				if seen[id] {
+					return nil
+				}
+				seen[id] = true
 			}
-			seen[id] = true
+			out = append(out, decode(m.Data)...)
+			return nil
+		}, platform.Subjects(subject))
+		if err != nil {
+			t.Fatal(err)
 		}
-		var d contracts.Decision
-		if json.Unmarshal(m.Data, &d) == nil {
-			out = append(out, d)
-		}
-		return nil
-	}, platform.Subjects(contracts.Subject(contracts.SubjectAudit, link)))
-	if err != nil {
-		t.Fatal(err)
 	}
-	return out
+	read(contracts.StreamAudit, contracts.Subject(contracts.SubjectAudit, link), func(b []byte) []contracts.Decision {
+		var d contracts.Decision
+		if json.Unmarshal(b, &d) != nil {
+			return nil
+		}
+		return []contracts.Decision{d}
+	})
+	audited := len(out)
+	read(contracts.StreamOutcomes, contracts.OutcomeSubjects(link), func(b []byte) []contracts.Decision {
+		var o contracts.Outcome
+		if json.Unmarshal(b, &o) != nil {
+			return nil
+		}
+		return auditsummary.OfOutcome(o)
+	})
+	src := func(i int) int { return map[bool]int{true: 0, false: 1}[i < audited] }
+	idx := make([]int, len(out))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(i, j int) bool {
+		a, b := out[idx[i]], out[idx[j]]
+		if !a.At.Equal(b.At) {
+			return a.At.Before(b.At)
+		}
+		return src(idx[i]) < src(idx[j])
+	})
+	var sorted []contracts.Decision
+	for _, i := range idx {
+		sorted = append(sorted, out[i])
+	}
+	return sorted
 }
 
 func sameTimeline(a, b []contracts.Decision) bool {
@@ -50,25 +83,29 @@ func sameTimeline(a, b []contracts.Decision) bool {
 	return string(ja) == string(jb)
 }
 
-// consumeAudit runs a's handler on the auditor's durable (as Run does) until the test ends.
+// consumeAudit runs a's handlers on the auditor's durables of the audit and outcomes streams (as Run
+// does) until the test ends.
 func consumeAudit(t *testing.T, bus *platform.Bus, a *Auditor) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- bus.Consume(ctx, contracts.ConsumerAuditor, a.Handle, platform.ConsumeOptions{Batch: 16, Concurrency: 4})
-	}()
+	done := make(chan error, 2)
+	opts := platform.ConsumeOptions{Batch: 16, Concurrency: 4}
+	go func() { done <- bus.Consume(ctx, contracts.ConsumerAuditor, a.Handle, opts) }()
+	go func() { done <- bus.Consume(ctx, contracts.ConsumerAuditorOutcomes, a.HandleOutcome, opts) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("auditor durable: %v", err)
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Errorf("auditor durable: %v", err)
+			}
 		}
 	})
 }
 
-// TestTimelineCacheEqualsStream (property): for random sequences of decisions over many links — some
-// stored twice under one ce-id (a replay outside the duplicate window), some unreadable — every timeline
-// served from memory equals the link's audit subject read whole from the stream, whichever auditor
+// TestTimelineCacheEqualsStream (property): for random sequences of decisions and writers' outcomes over
+// many links — some stored twice under one ce-id (a replay outside the duplicate window), some unreadable,
+// outcomes dated out of order with the decisions — every timeline served from memory equals the link's
+// audit and outcome subjects read whole from the streams and merged in time order, whichever auditor
 // serves it: two replicas sharing the durable (each is fed only part of the decisions), one with a
 // budget so small it keeps evicting, one whose cache caps links at a few decisions, an auditor that does
 // not consume at all (the CLI's), and one started afresh midway (a restart).
@@ -118,6 +155,27 @@ func TestTimelineCacheEqualsStream(t *testing.T) {
 			t.Fatal(err)
 		}
 		subject := contracts.Subject(contracts.SubjectAudit, link)
+		if rng.IntN(3) == 0 {
+			// A writer's outcome instead: the command's decision it carried, what the write did, dated up
+			// to 3 s before the decision just published (another stage's clock, a slow writer).
+			out := contracts.Outcome{CommandID: fmt.Sprintf("cmd/sf/%s/%d", link, n), LinkID: link, System: contracts.Salesforce,
+				Op: contracts.OpUpdate, Status: contracts.OutcomeWritten, At: d.At.Add(-time.Duration(rng.IntN(4)) * time.Second)}
+			if rng.IntN(2) == 0 {
+				out.System, out.Status, out.CommandID = contracts.PartnerCenter, contracts.OutcomeFailed, fmt.Sprintf("cmd/pc/%s/%d", link, n)
+				out.Error = &contracts.Failure{Code: "invalid", Message: "refused", Permanent: true}
+			}
+			carried := d
+			carried.Kind, carried.Target, carried.At = contracts.DecisionApplied, out.System, out.At.Add(-time.Second)
+			out.Decision = &carried
+			root, typ := contracts.SubjectOpportunityWritten, contracts.TypeOpportunityWritten
+			if out.System == contracts.PartnerCenter {
+				root, typ = contracts.SubjectReferralFailed, contracts.TypeReferralFailed
+			}
+			if e, err = platform.NewEvent(contracts.EventID("outcome", out.CommandID, out.Status), typ, contracts.StageSFWriter, link, out); err != nil {
+				t.Fatal(err)
+			}
+			subject = contracts.Subject(root, link)
+		}
 		if _, err := pub.Publish(ctx, subject, e); err != nil {
 			t.Fatal(err)
 		}
@@ -178,13 +236,15 @@ func TestTimelineCacheEqualsStream(t *testing.T) {
 	if u := replicaA.timelines().usage(); u.links == 0 || u.decisions == 0 {
 		t.Errorf("replica A caches nothing: %+v", u)
 	}
-	// Served from memory means no consumer: only the durable is on the audit stream.
-	info, err := pub.StreamInfo(ctx, contracts.StreamAudit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Consumers != 1 {
-		t.Errorf("the audit stream has %d consumers after the reads, want the auditor's durable only", info.State.Consumers)
+	// Served from memory means no consumer: only the durables are on the audit and outcomes streams.
+	for stream, want := range map[string]int{contracts.StreamAudit: 1, contracts.StreamOutcomes: 2} {
+		info, err := pub.StreamInfo(ctx, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Consumers != want {
+			t.Errorf("%s has %d consumers after the reads, want the durables only (%d)", stream, info.State.Consumers, want)
+		}
 	}
 }
 

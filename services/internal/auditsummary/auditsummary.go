@@ -3,6 +3,10 @@
 // change causes anyway (the Audit write-back then costs no command of its own); the auditor writes it
 // through sf-writer for the changes that cause no Salesforce write. Both render it here, so the same
 // decisions give the same text whoever renders them, and the auditor knows when the mapper wrote it.
+//
+// It also says what a writer's outcome stands for on a link's timeline (OfOutcome): the commanded path has
+// no audit message of its own, its outcome is the audit record of the write, so the mapper's Audit lines
+// and the auditor's timelines read the same decisions out of it here.
 package auditsummary
 
 import (
@@ -12,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/contracts/partnercenter"
 )
 
 // Entries is how many decisions the Audit field shows.
@@ -35,6 +40,58 @@ func Summarised(d contracts.Decision) bool {
 		}
 	}
 	return !IsAuditCommand(d.Cause)
+}
+
+// OfOutcome is what a writer's outcome stands for on its link's timeline: the decision its command carried
+// (applied or created, made by the mapper when it sent the command), then what the write did (Result).
+func OfOutcome(out contracts.Outcome) []contracts.Decision {
+	var ds []contracts.Decision
+	if out.Decision != nil {
+		ds = append(ds, *out.Decision)
+	}
+	if d, ok := Result(out); ok {
+		ds = append(ds, d)
+	}
+	return ds
+}
+
+// Result is the writer's decision an outcome records: written ("<system> <op> done|created") or failed
+// with the reason, made by the writer at the outcome's time. A done Audit write-back records nothing (it
+// changes nothing of the link), and neither does a 412 that carries the referral (Redecided: the mapper
+// decides again on it, and its conflict decision is on the audit subject).
+func Result(out contracts.Outcome) (contracts.Decision, bool) {
+	if Redecided(out) || (out.Purpose == contracts.PurposeAudit && out.Status == contracts.OutcomeWritten) {
+		return contracts.Decision{}, false
+	}
+	d := contracts.Decision{
+		LinkID: out.LinkID, ReferralID: out.ReferralID, OpportunityID: out.OpportunityID,
+		Stage: contracts.StageSFWriter, Kind: contracts.DecisionWritten, Cause: out.CommandID, At: out.At,
+		Detail: fmt.Sprintf("%s %s %s", out.System, out.Op, map[bool]string{true: "created", false: "done"}[out.Created]),
+	}
+	if out.System == contracts.PartnerCenter {
+		d.Stage = contracts.StagePCWriter
+	}
+	if out.Status == contracts.OutcomeFailed {
+		d.Kind, d.Detail = contracts.DecisionFailed, FailedWrite(out)
+	}
+	return d, true
+}
+
+// FailedWrite is the reason of a failed outcome as the link's LastError and the failed decision say it:
+// "<system> <op>: <code>: <message>".
+func FailedWrite(out contracts.Outcome) string {
+	msg := "write failed"
+	if out.Error != nil {
+		msg = fmt.Sprintf("%s: %s", out.Error.Code, out.Error.Message)
+	}
+	return fmt.Sprintf("%s %s: %s", out.System, out.Op, msg)
+}
+
+// Redecided reports a patch Partner Center refused with 412 Precondition Failed whose outcome carries the
+// referral as it is now: nothing was written, and the mapper decides again on that referral.
+func Redecided(out contracts.Outcome) bool {
+	return out.Status == contracts.OutcomeFailed && out.System == contracts.PartnerCenter && out.Error != nil &&
+		out.Error.Code == partnercenter.ErrorCodePreconditionFailed && out.Referral != nil && out.Referral.ID != ""
 }
 
 // IsAuditCommand reports whether id is the id of an Audit write-back command.

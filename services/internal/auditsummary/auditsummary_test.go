@@ -1,10 +1,12 @@
 package auditsummary
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/contracts/partnercenter"
 )
 
 func TestWhatTheAuditFieldShows(t *testing.T) {
@@ -50,6 +52,47 @@ func TestTextOfLinesIsTheTextOfTheTimeline(t *testing.T) {
 		}
 		if a, b := Of(tl, Entries), Text(lines, total, Entries); a != b || CommandID("pc-r1", a) != CommandID("pc-r1", b) {
 			t.Fatalf("after %d decisions the timeline's text\n%s\nis not the lines' text\n%s", i+1, a, b)
+		}
+	}
+}
+
+// TestOfOutcome: an outcome stands on its link's timeline for the decision its command carried and what the
+// write did, by the writer; a done Audit write-back and a 412 the mapper decides again record no result.
+func TestOfOutcome(t *testing.T) {
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	sent := &contracts.Decision{LinkID: "pc-r1", Stage: contracts.StageMapper, Kind: contracts.DecisionApplied, Target: contracts.Salesforce,
+		Fields: []string{"dealValue"}, Cause: "pc/r1/e2", At: at}
+	refusal := &contracts.Failure{Code: "INVALID_FIELD", Message: "bad amount", Permanent: true}
+	for _, c := range []struct {
+		name string
+		out  contracts.Outcome
+		want string // kind/stage/detail of each entry
+	}{
+		{"sync write done", contracts.Outcome{CommandID: "cmd/sf/pc-r1/pc/r1/e2", LinkID: "pc-r1", System: contracts.Salesforce, Op: contracts.OpUpdate,
+			Purpose: "sync", Status: contracts.OutcomeWritten, Decision: sent, At: at.Add(time.Second)},
+			"applied/mapper/ written/sf-writer/sf update done"},
+		{"create made the record", contracts.Outcome{CommandID: "cmd/pc/sf-1/create", LinkID: "sf-1", System: contracts.PartnerCenter, Op: contracts.OpCreate,
+			Status: contracts.OutcomeWritten, Created: true, At: at}, "written/pc-writer/pc create created"},
+		{"refused", contracts.Outcome{CommandID: "cmd/sf/pc-r1/x", LinkID: "pc-r1", System: contracts.Salesforce, Op: contracts.OpUpdate,
+			Status: contracts.OutcomeFailed, Error: refusal, Decision: sent, At: at},
+			"applied/mapper/ failed/sf-writer/sf update: INVALID_FIELD: bad amount"},
+		{"Audit write-back done", contracts.Outcome{CommandID: CommandID("pc-r1", "text"), LinkID: "pc-r1", System: contracts.Salesforce, Op: contracts.OpUpdate,
+			Purpose: contracts.PurposeAudit, Status: contracts.OutcomeWritten, At: at}, ""},
+		{"Audit write-back failed", contracts.Outcome{CommandID: CommandID("pc-r1", "text"), LinkID: "pc-r1", System: contracts.Salesforce, Op: contracts.OpUpdate,
+			Purpose: contracts.PurposeAudit, Status: contracts.OutcomeFailed, At: at}, "failed/sf-writer/sf update: write failed"},
+		{"412 decided again", contracts.Outcome{CommandID: "cmd/pc/pc-r1/sf/1/t", LinkID: "pc-r1", System: contracts.PartnerCenter, Op: contracts.OpUpdate,
+			Status: contracts.OutcomeFailed, Error: &contracts.Failure{Code: partnercenter.ErrorCodePreconditionFailed}, Referral: &partnercenter.Referral{ID: "r1"},
+			Decision: sent, At: at}, "applied/mapper/"},
+	} {
+		var got []string
+		for _, d := range OfOutcome(c.out) {
+			got = append(got, d.Kind+"/"+d.Stage+"/"+d.Detail)
+			if d.LinkID != c.out.LinkID {
+				t.Errorf("%s: entry of link %q, want %q", c.name, d.LinkID, c.out.LinkID)
+			}
+		}
+		if s := strings.Join(got, " "); s != c.want {
+			t.Errorf("%s: %q, want %q", c.name, s, c.want)
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/internal/auditsummary"
 	"github.com/cosell-dev/cosell/services/internal/mapping"
 )
 
@@ -646,6 +647,34 @@ func (m Decider) send(l *contracts.Link, res *Result, from contracts.System, fro
 	d := m.decision(*l, obs, contracts.DecisionApplied, "sent to "+string(to), slices.Sorted(maps.Keys(changed)), now)
 	d.Changes = carried
 	res.Decisions = append(res.Decisions, d)
+	res.carry(d)
+}
+
+// carry puts decision d (applied or created) on the command it sends to its target, which carries it to
+// the writer and the writer into the outcome: the write's audit record (auditsummary.OfOutcome).
+func (r *Result) carry(d contracts.Decision) {
+	c := &d
+	switch {
+	case d.Target == contracts.PartnerCenter && r.Referral != nil:
+		r.Referral.Data.Decision = c
+	case d.Target == contracts.Salesforce && r.Opp != nil:
+		r.Opp.Data.Decision = c
+	}
+}
+
+// Carried reports whether d is the decision one of the result's commands carries: the command's outcome
+// records it, so it goes on no audit subject of its own.
+func (r Result) Carried(d contracts.Decision) bool {
+	var c *contracts.Decision
+	switch {
+	case d.Kind != contracts.DecisionApplied && d.Kind != contracts.DecisionCreated:
+		return false
+	case d.Target == contracts.PartnerCenter && r.Referral != nil:
+		c = r.Referral.Data.Decision
+	case d.Target == contracts.Salesforce && r.Opp != nil:
+		c = r.Opp.Data.Decision
+	}
+	return c != nil && c.Kind == d.Kind && c.Cause == d.Cause && c.At.Equal(d.At) && c.Detail == d.Detail && slices.Equal(c.Fields, d.Fields)
 }
 
 // locked reports a referral that takes no more changes: closed (won, lost, declined or expired).
@@ -687,6 +716,7 @@ func (m Decider) awaitCreate(l *contracts.Link, res *Result, from contracts.Syst
 			for _, d := range retry.Decisions {
 				d.Detail = "the record changed since the create failed: trying again"
 				res.Decisions = append(res.Decisions, d)
+				res.carry(d)
 			}
 			return
 		}
@@ -840,6 +870,7 @@ func (m Decider) firstSight(o Observation, now time.Time) Result {
 	d := m.decision(l, o, contracts.DecisionCreated, "creating the "+string(to)+" record", slices.Sorted(maps.Keys(l.Synced)), now)
 	d.Changes = m.changes(contracts.Link{}, o.System, l.Synced)
 	res.Decisions = append(res.Decisions, d)
+	res.carry(d)
 	return res
 }
 
@@ -864,9 +895,7 @@ func (m Decider) outcome(link contracts.Link, out contracts.Outcome, now time.Ti
 	if answered {
 		side.Pending = ""
 	}
-	obs := Observation{System: out.System, EventID: out.CommandID, Version: out.Version}
-	if out.Status == contracts.OutcomeFailed && out.System == contracts.PartnerCenter && out.Error != nil &&
-		out.Error.Code == CodePreconditionFailed && out.Referral != nil && out.Referral.ID != "" {
+	if auditsummary.Redecided(out) {
 		return m.redecide(l, out, now)
 	}
 	if answered {
@@ -893,11 +922,11 @@ func (m Decider) outcome(link contracts.Link, out contracts.Outcome, now time.Ti
 		if out.Error != nil {
 			msg = fmt.Sprintf("%s: %s", out.Error.Code, out.Error.Message)
 		}
-		l.LastError = fmt.Sprintf("%s %s: %s", out.System, out.Op, msg)
+		l.LastError = auditsummary.FailedWrite(out)
 		if out.Op == contracts.OpCreate && idOf(l, out.System) == "" {
 			l.State = contracts.LinkFailed
 		}
-		res.Decisions = append(res.Decisions, m.decision(l, obs, contracts.DecisionFailed, l.LastError, nil, now))
+		res.Decisions = append(res.Decisions, writeResult(out, now)...)
 		if out.System == contracts.PartnerCenter && l.OpportunityID != "" {
 			res.LinkBack = m.statusBack(&l, out.CommandID, FailedStatus(msg, l.OpportunityID))
 		}
@@ -909,8 +938,7 @@ func (m Decider) outcome(link contracts.Link, out contracts.Outcome, now time.Ti
 	if strings.HasPrefix(l.LastError, string(out.System)+" ") && (out.Purpose == "" || out.Purpose == "sync") {
 		hadError, l.LastError = true, ""
 	}
-	res.Decisions = append(res.Decisions, m.decision(l, obs, contracts.DecisionWritten,
-		fmt.Sprintf("%s %s %s", out.System, out.Op, map[bool]string{true: "created", false: "done"}[out.Created]), nil, now))
+	res.Decisions = append(res.Decisions, writeResult(out, now)...)
 	completed := false
 	if id := out.ReferralID; out.System == contracts.PartnerCenter && id != "" && l.ReferralID == "" {
 		l.ReferralID, completed = id, true
@@ -972,6 +1000,21 @@ func (m Decider) outcome(link contracts.Link, out contracts.Outcome, now time.Ti
 		}
 	}
 	return res
+}
+
+// writeResult is the writer's decision the outcome records (auditsummary.Result: written, or failed with
+// the reason), the one the auditor reads off the outcome for the link's timeline, so the mapper publishes
+// no decision for it and its Audit lines show it as the auditor's timeline does. An outcome without a
+// time (never one the writers published) is dated now.
+func writeResult(out contracts.Outcome, now time.Time) []contracts.Decision {
+	d, ok := auditsummary.Result(out)
+	if !ok {
+		return nil
+	}
+	if d.At.IsZero() {
+		d.At = now
+	}
+	return []contracts.Decision{d}
 }
 
 // foldKeep is how many folded outcomes a link remembers by id; foldSkew is how much older than the

@@ -43,8 +43,18 @@ func TestStaleCachedLinkCostsARetry(t *testing.T) {
 		if st.PC.Seen.Tag != fmt.Sprintf("e%d", n+1) || len(st.Outbox) == 0 {
 			t.Fatalf("snapshot %d: link seen at %q with %d outbox items", n+1, st.PC.Seen.Tag, len(st.Outbox))
 		}
+		// The decision: the outbox's last audit message, or the one its command carries (a create's).
 		var d contracts.Decision
-		if err := json.Unmarshal(st.Outbox[len(st.Outbox)-1].Data, &d); err != nil {
+		last := st.Outbox[len(st.Outbox)-1]
+		if last.Type != contracts.TypeDecision {
+			var c struct {
+				Decision *contracts.Decision `json:"decision"`
+			}
+			if err := json.Unmarshal(last.Data, &c); err != nil || c.Decision == nil {
+				t.Fatalf("snapshot %d: command %s carries no decision (%v)", n+1, last.ID, err)
+			}
+			d = *c.Decision
+		} else if err := json.Unmarshal(last.Data, &d); err != nil {
 			t.Fatal(err)
 		}
 		if d.Kind == contracts.DecisionStale || d.Kind == contracts.DecisionNoChange {

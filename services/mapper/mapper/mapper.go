@@ -341,7 +341,8 @@ func (s *Service) publish(ctx context.Context, items []OutboxItem) error {
 	return nil
 }
 
-// outbox turns a result into the events to publish: commands first, then the audit trail.
+// outbox turns a result into the events to publish: commands first (each carrying the decision it carries
+// out), then the decisions no command or outcome records (echo, stale, no change, conflict, held, …).
 func (s *Service) outbox(res decide.Result) ([]OutboxItem, error) {
 	var items []OutboxItem
 	add := func(id, typ, subject string, data any) error {
@@ -366,6 +367,12 @@ func (s *Service) outbox(res decide.Result) ([]OutboxItem, error) {
 		}
 	}
 	for i, d := range res.Decisions {
+		if res.Carried(d) || d.Stage != contracts.StageMapper {
+			// A command carries it to its outcome, or it is the writer's own, read off its outcome: the
+			// outcome is its audit record (auditsummary.OfOutcome), so the commanded path costs no audit
+			// message.
+			continue
+		}
 		id := contracts.EventID("decision", d.LinkID, d.Cause, d.Kind, fmt.Sprint(i))
 		if err := add(id, contracts.TypeDecision, contracts.Subject(contracts.SubjectAudit, d.LinkID), d); err != nil {
 			return nil, err

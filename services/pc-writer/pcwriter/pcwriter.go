@@ -173,7 +173,7 @@ func (w *Writer) Handle(ctx context.Context, e platform.Event) error {
 		return err
 	}
 	out := contracts.Outcome{CommandID: e.ID(), LinkID: cmd.LinkID, System: contracts.PartnerCenter, Op: cmd.Op,
-		OpportunityID: cmd.OpportunityID, ReferralID: cmd.ReferralID}
+		OpportunityID: cmd.OpportunityID, ReferralID: cmd.ReferralID, Decision: cmd.Decision, CauseVersion: cmd.CauseVersion}
 	var r pc.Referral
 	var record func(context.Context) // a create's second record, once its snapshot is out
 	switch cmd.Op {

@@ -170,6 +170,8 @@ func TestRefusedTransitionIsAFailedOutcome(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			c.cmd.LinkID, c.cmd.Op = c.link, contracts.OpUpdate
+			c.cmd.Decision = &contracts.Decision{LinkID: c.link, Stage: contracts.StageMapper, Kind: contracts.DecisionApplied,
+				Target: contracts.PartnerCenter, Fields: []string{"status"}, Cause: "sf/006" + c.link}
 			before := emu.Counts()["referrals.patch"]
 			if err := w.Handle(context.Background(), command(t, "cmd/"+c.link, c.cmd)); !platform.IsPermanent(err) {
 				t.Fatalf("a refusal is a failed outcome and a dead letter, not a retry: %v", err)
@@ -177,6 +179,9 @@ func TestRefusedTransitionIsAFailedOutcome(t *testing.T) {
 			out := lastOutcome(t, w, contracts.SubjectReferralFailed, c.link)
 			if out.Error == nil || !out.Error.Permanent || out.Error.HTTPStatus != c.status || out.Error.Message == "" {
 				t.Errorf("outcome error = %+v", out.Error)
+			}
+			if out.Decision == nil || out.Decision.Cause != c.cmd.Decision.Cause || out.Decision.Kind != contracts.DecisionApplied {
+				t.Errorf("outcome carries decision %+v; want the command's (the outcome is its audit record)", out.Decision)
 			}
 			if n := emu.Counts()["referrals.patch"] - before; n != 1 {
 				t.Errorf("%d patch calls, want 1", n)

@@ -118,6 +118,12 @@ func TestBacklogIsWrittenWithCollectionsAndEachFailureKeepsItsReason(t *testing.
 		case 8:
 			cmd.Fields[sf.FieldStageName] = "Not a stage"
 		}
+		if i == 7 || i == 9 {
+			// The mapper's decision rides on the command to its outcome, the audit record of the write.
+			cmd.Decision = &contracts.Decision{LinkID: cmd.LinkID, Stage: contracts.StageMapper, Kind: contracts.DecisionCreated,
+				Target: contracts.Salesforce, Fields: []string{"dealValue"}, Cause: fmt.Sprintf("pc/R%05d/e1", i)}
+			cmd.CauseVersion = contracts.Version{Tag: "e1", At: time.Date(2026, 12, 1, 10, 0, i, 0, time.UTC)}
+		}
 		f.send(t, fmt.Sprintf("cmd-%d", i), cmd)
 	}
 	f.emu.LockNextWrites(0)
@@ -149,6 +155,14 @@ func TestBacklogIsWrittenWithCollectionsAndEachFailureKeepsItsReason(t *testing.
 	}
 	if o := outs["cmd-9"]; o.Status != contracts.OutcomeWritten || !o.Created || o.OpportunityID == "" {
 		t.Fatalf("cmd-9 outcome %+v", o)
+	}
+	for _, id := range []string{"cmd-7", "cmd-9"} {
+		if o := outs[id]; o.Decision == nil || o.Decision.Kind != contracts.DecisionCreated || o.Decision.Cause == "" || o.CauseVersion.Tag != "e1" {
+			t.Errorf("%s outcome carries decision %+v, cause version %+v; want the command's", id, o.Decision, o.CauseVersion)
+		}
+	}
+	if o := outs["cmd-10"]; o.Decision != nil {
+		t.Errorf("cmd-10 carried no decision, its outcome has %+v", o.Decision)
 	}
 
 	// Replaying a create never duplicates: the upsert by Referral Identifier finds the record.

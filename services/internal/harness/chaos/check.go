@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/auditsummary"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
@@ -205,16 +206,34 @@ func check(ctx context.Context, js jetstream.JetStream, _ any, w *workload, v *V
 	return checkStreams(ctx, js, v, parked)
 }
 
-// decided reports whether a link's audit trail holds a decision of kind.
-func decided(ctx context.Context, js jetstream.JetStream, linkID, kind string) bool {
-	found := false
+// trail is a link's audit trail as the auditor's timeline reads it: the decisions on its audit subject,
+// then what each of its outcomes records (auditsummary.OfOutcome: the decision its command carried and
+// what the write did), each in stream order.
+func trail(ctx context.Context, js jetstream.JetStream, linkID string) []contracts.Decision {
+	var out []contracts.Decision
 	_ = each(ctx, js, contracts.StreamAudit, []string{contracts.Subject(contracts.SubjectAudit, linkID)}, func(m platform.Stored) {
 		var d contracts.Decision
-		if json.Unmarshal(m.Data, &d) == nil && d.Kind == kind {
-			found = true
+		if json.Unmarshal(m.Data, &d) == nil {
+			out = append(out, d)
 		}
 	})
-	return found
+	_ = each(ctx, js, contracts.StreamOutcomes, []string{contracts.OutcomeSubjects(linkID)}, func(m platform.Stored) {
+		var o contracts.Outcome
+		if json.Unmarshal(m.Data, &o) == nil {
+			out = append(out, auditsummary.OfOutcome(o)...)
+		}
+	})
+	return out
+}
+
+// decided reports whether a link's audit trail holds a decision of kind.
+func decided(ctx context.Context, js jetstream.JetStream, linkID, kind string) bool {
+	for _, d := range trail(ctx, js, linkID) {
+		if d.Kind == kind {
+			return true
+		}
+	}
+	return false
 }
 
 // trace says how far a record got: notifications, snapshots and commands about it in the streams.
@@ -226,28 +245,26 @@ func trace(ctx context.Context, js jetstream.JetStream, sys contracts.System, id
 	}
 	link := contracts.LinkIDFor(sys, id)
 	if sys == contracts.PartnerCenter {
-		return fmt.Sprintf("notified %d, observed %d, commands %d, decisions %d",
+		return fmt.Sprintf("notified %d, observed %d, commands %d, outcomes %d, decisions %d",
 			count(contracts.StreamObserved, contracts.Subject(contracts.SubjectReferralNotified, id)),
 			count(contracts.StreamObserved, contracts.Subject(contracts.SubjectReferralObserved, id)),
 			count(contracts.StreamRequested, contracts.Subject(contracts.SubjectOpportunityRequested, link)),
-			count(contracts.StreamAudit, contracts.Subject(contracts.SubjectAudit, link)))
+			count(contracts.StreamOutcomes, contracts.OutcomeSubjects(link)), len(trail(ctx, js, link)))
 	}
-	return fmt.Sprintf("observed %d, commands %d, decisions %d",
+	return fmt.Sprintf("observed %d, commands %d, outcomes %d, decisions %d",
 		count(contracts.StreamObserved, contracts.Subject(contracts.SubjectOpportunityObserved, id)),
 		count(contracts.StreamRequested, contracts.Subject(contracts.SubjectReferralRequested, link)),
-		count(contracts.StreamAudit, contracts.Subject(contracts.SubjectAudit, link)))
+		count(contracts.StreamOutcomes, contracts.OutcomeSubjects(link)), len(trail(ctx, js, link)))
 }
 
-// timeline lists a pair's decisions in order (kind, fields, cause), to show how a divergence came about.
+// timeline lists a pair's decisions (kind, fields, cause; the audit subject's, then the outcomes'), to show
+// how a divergence came about.
 func timeline(ctx context.Context, js jetstream.JetStream, referralID, opportunityID string) string {
 	var out []string
 	for _, link := range []string{contracts.LinkIDFor(contracts.PartnerCenter, referralID), contracts.LinkIDFor(contracts.Salesforce, opportunityID)} {
-		_ = each(ctx, js, contracts.StreamAudit, []string{contracts.Subject(contracts.SubjectAudit, link)}, func(m platform.Stored) {
-			var d contracts.Decision
-			if json.Unmarshal(m.Data, &d) == nil {
-				out = append(out, fmt.Sprintf("%s %s%v (%s) [%s]", d.Stage, d.Kind, d.Fields, d.Cause, d.Detail))
-			}
-		})
+		for _, d := range trail(ctx, js, link) {
+			out = append(out, fmt.Sprintf("%s %s%v (%s) [%s]", d.Stage, d.Kind, d.Fields, d.Cause, d.Detail))
+		}
 	}
 	return strings.Join(out, " | ")
 }
@@ -269,7 +286,7 @@ func sameSet(a, b []string) bool {
 }
 
 // checkStreams checks the audit trail: every command has an outcome or a dead letter, every link has
-// decisions on its audit subject, and every dead letter says why.
+// decisions on its audit subject or its outcomes, and every dead letter says why.
 // Dead letters on the subjects in poison are expected: a record the other side refuses is parked there with
 // the reason; any other dead letter is a finding.
 func checkStreams(ctx context.Context, js jetstream.JetStream, v *Verdict, poison map[string]bool) error {
@@ -335,9 +352,18 @@ func checkStreams(ctx context.Context, js jetstream.JetStream, v *Verdict, poiso
 	if v.SFCDC == "on" && v.ViaCDC == 0 {
 		v.problem("CDC mode: no snapshot came from a change event")
 	}
+	// A link's trail is its audit subject and its outcomes (each the audit record of a write).
 	trails := map[string]int{}
 	if err := each(ctx, js, contracts.StreamAudit, nil, func(m platform.Stored) {
-		trails[m.Subject]++
+		trails[m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]]++
+	}); err != nil {
+		return err
+	}
+	if err := each(ctx, js, contracts.StreamOutcomes, nil, func(m platform.Stored) {
+		var o contracts.Outcome
+		if json.Unmarshal(m.Data, &o) == nil {
+			trails[contracts.Token(o.LinkID)] += len(auditsummary.OfOutcome(o))
+		}
 	}); err != nil {
 		return err
 	}
@@ -352,7 +378,7 @@ func checkStreams(ctx context.Context, js jetstream.JetStream, v *Verdict, poiso
 	for k := range keys.Keys() {
 		v.Links++
 		id := strings.TrimPrefix(k, "link.")
-		if trails[contracts.Subject(contracts.SubjectAudit, id)] == 0 {
+		if trails[id] == 0 {
 			v.LinksWithoutTrail++
 			v.problem("link %s has no audit trail", id)
 		}
