@@ -125,8 +125,12 @@ func (b *bench) renderTargets(ctx context.Context, o options) error {
 	var creates, createCalls int
 	var from, to snapshot // the SF → PC backlogs' counts, summed, to name the endpoints
 	from.pc, to.pc = map[string]int{}, map[string]int{}
-	for _, s := range []*sfBacklogRun{fig.sfBacklog, fig.sfBacklogOff} {
-		if s == nil || (s == fig.sfBacklogOff && s == fig.sfBacklog) {
+	runs := []*sfBacklogRun{fig.sfBacklog}
+	if fig.sfBacklogOff != fig.sfBacklog { // one phase when the run has the limit off already
+		runs = append(runs, fig.sfBacklogOff)
+	}
+	for _, s := range runs {
+		if s == nil {
 			continue
 		}
 		creates += s.n

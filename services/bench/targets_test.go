@@ -94,3 +94,49 @@ func TestNATSHeapReadsTheRuntimeProfiles(t *testing.T) {
 		t.Errorf("live heap %.2f MiB, %v: want the profile's in-use total", live, err)
 	}
 }
+
+// The targets table is computed from the phases' figures: a run with pc-writer's limit off has one SF → PC
+// backlog (its creates counted once), a target is met or not by its own threshold, a latency target names
+// the parts met, and a target whose phase did not run says so.
+func TestTargetsTableFromTheRunsFigures(t *testing.T) {
+	_, probe, ctx := benchBus(t)
+	b := &bench{js: probe.js, r: &report{}}
+	pc := func(calls map[string]int) snapshot { return snapshot{pc: calls, sf: map[string]int{}} }
+	sfRun := &sfBacklogRun{n: 100, rate: 350, limitOff: true, m: measured{
+		from: pc(map[string]int{}), to: pc(map[string]int{"referrals.create": 100, "token": 1})}}
+	e2e := make([]time.Duration, 100)
+	for i := range e2e {
+		e2e[i] = time.Duration(3+i) * time.Millisecond // p50 52 ms (the 50th of 100), p99 101 ms, max 102 ms
+	}
+	h := hopTimes{d: make([][]time.Duration, len(hops))}
+	h.d[len(hops)-1] = e2e
+	b.fig = figures{
+		sfBacklog: sfRun, sfBacklogOff: sfRun,
+		pcBacklog: &backlogRun{n: 100, rate: 650, m: measured{from: snapshot{sf: map[string]int{}}, to: snapshot{sf: map[string]int{"collections.upsert": 1}}}},
+		steady: []steadyRun{{rate: 100, made: 100, d: time.Second, h: h, mem: &memSeries{}, m: measured{
+			bus:  busCost{stored: map[string]uint64{"COSELL_AUDIT": 100, "KV_" + contracts.BucketLinks: 200, "COSELL_OBSERVED": 600}, deliveries: map[string]uint64{"sf-writer": 400}},
+			from: pc(map[string]int{}), to: pc(map[string]int{"referrals.get": 100})}}},
+		replayed: true, start: time.Now(),
+	}
+	if err := b.renderTargets(ctx, options{rate: 100, rateHigh: 500}); err != nil {
+		t.Fatal(err)
+	}
+	table := strings.Join(b.r.lines, "\n")
+	for _, want := range []string{
+		"| ≤ 8 stored publishes per change on the steady path | 9.0 (steady 100/s)", "not met |",
+		"| ≤ 2 link writes per change on the steady path | 2.00 (steady 100/s) | met |",
+		"| ≤ 5 durable deliveries per change | 4.0 (steady 100/s): sf-writer 4.00 | met |",
+		"52ms / 101ms / 102ms (100 writes", "| not met (max met) |",
+		"| 500 changes/s: p99 ≤ 200 ms | — | not measured: no steady run at 500/s",
+		"| PC → SF backlog ≥ 600 referrals/s | 650.0 referrals/s (backlog of 100) | met |",
+		"| SF → PC backlog with the Partner Center limit off ≥ 300/s | 350.0 opportunities/s (backlog of 100) | met |",
+		"1.00 per create (100 creates (calls: referrals.create 100)); 1.00 per change", "referrals.get 100) | met |",
+		"| Salesforce calls per 1,000 changes on a backlog ≤ 10 (writes) | 10 on the PC → SF backlog of 100", "collections.upsert 1) | met |",
+		"| no Audit write for an unchanged summary | 0 of 0 Audit write-backs", "| nats-server memory flat over a 10-minute steady run | — | not shown",
+		"| a full replay of every stream costs zero external writes | Salesforce 0, Partner Center 0 | met |",
+	} {
+		if !strings.Contains(table, want) {
+			t.Errorf("targets table lacks %q:\n%s", want, table)
+		}
+	}
+}
