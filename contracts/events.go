@@ -162,6 +162,10 @@ type OpportunityCommand struct {
 	// Decision is the mapper's decision this command carries out (applied or created), as on
 	// ReferralCommand: sf-writer copies it into the outcome. Write-backs (link, status, Audit) carry none.
 	Decision *Decision `json:"decision,omitempty"`
+	// AuditSent is the id of the Audit summary text Fields carries (the id the auditor's own write of that
+	// text would have, auditsummary.CommandID), when the mapper put the summary into this write; sf-writer
+	// copies it into the outcome, so the auditor knows the text is on the Opportunity without rendering it.
+	AuditSent string `json:"auditSent,omitempty"`
 }
 
 // PurposeAudit is the OpportunityCommand (and Outcome) purpose of the auditor's Audit summary write-back.
@@ -211,6 +215,8 @@ type Outcome struct {
 	Decision *Decision `json:"decision,omitempty"`
 	// CauseVersion is the command's: the source version of the change written, for the sync latency.
 	CauseVersion Version `json:"causeVersion"`
+	// AuditSent is the command's (OpportunityCommand.AuditSent): the Audit summary this write carried.
+	AuditSent string `json:"auditSent,omitempty"`
 }
 
 // Failure is an upstream refusal, classified once at the writer.

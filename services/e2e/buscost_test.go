@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -12,6 +13,7 @@ import (
 	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/internal/auditsummary"
 	"github.com/cosell-dev/cosell/services/internal/harness/stack"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/internal/testkit"
@@ -160,6 +162,18 @@ func TestOneSteadyChangeBusCost(t *testing.T) {
 		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
 		if a := fmt.Sprint(o[sf.FieldAudit]); !strings.Contains(a, "applied → "+string(contracts.Salesforce)+" [dealValue]") {
 			t.Errorf("change %d: the Opportunity's Audit field does not show the change:\n%s", i+1, a)
+		}
+		// Its outcome says which text it carried, so the auditor knows it is there without rendering it.
+		m, err := bus.LastMsg(ctx, contracts.StreamOutcomes, contracts.Subject(contracts.SubjectOpportunityWritten, linkID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out contracts.Outcome
+		if err := json.Unmarshal(m.Data, &out); err != nil {
+			t.Fatal(err)
+		}
+		if want := auditsummary.CommandID(linkID, fmt.Sprint(o[sf.FieldAudit])); out.AuditSent != want {
+			t.Errorf("change %d: the write's outcome says it carried Audit text %q, want %q (the one on the Opportunity)", i+1, out.AuditSent, want)
 		}
 		cost, got := delta(stored, storedBy(t, bus)), delta(delivered, deliveredBy(t, bus))
 		// The checkpoints bucket's watermarks move on the pollers' clocks; the change events' replay id, on

@@ -173,7 +173,7 @@ func (a *Auditor) Handle(ctx context.Context, e platform.Event) error {
 	}
 	ds := []contracts.Decision{d}
 	a.timelines().feed(fromAudit, d.LinkID, platform.StreamSeq(ctx), e.ID(), ds, len(e.Data()))
-	a.record(ds)
+	a.record(ds, true)
 	return nil
 }
 
@@ -191,13 +191,25 @@ func (a *Auditor) HandleOutcome(ctx context.Context, e platform.Event) error {
 	}
 	ds := auditsummary.OfOutcome(out)
 	a.timelines().feed(fromOutcomes, out.LinkID, platform.StreamSeq(ctx), e.ID(), ds, len(e.Data()))
-	a.record(ds)
+	carried := out.Status == contracts.OutcomeWritten && out.AuditSent != ""
+	if carried {
+		// The write carried the Audit summary the mapper rendered with this very decision in it (the
+		// text's id, which the auditor's own write of it would have): nothing for the auditor to write for
+		// it, so the link is not marked (no link read, timeline read or render for the change).
+		a.mu.Lock()
+		if a.summary != nil {
+			a.summary.published(out.LinkID, out.AuditSent)
+		}
+		a.mu.Unlock()
+	}
+	a.record(ds, !carried)
 	a.observeLatency(out)
 	return nil
 }
 
-// record counts decisions, keeps them among the recent ones and marks their links for the summary.
-func (a *Auditor) record(ds []contracts.Decision) {
+// record counts decisions, keeps them among the recent ones and, with mark, marks their links for the
+// summary.
+func (a *Auditor) record(ds []contracts.Decision, mark bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.counts == nil {
@@ -206,7 +218,7 @@ func (a *Auditor) record(ds []contracts.Decision) {
 	for _, d := range ds {
 		a.counts[d.Kind]++
 		a.recent = append(a.recent, d)
-		if Summarised(d) && a.summary != nil && a.Options.SummaryEvery > 0 {
+		if mark && Summarised(d) && a.summary != nil && a.Options.SummaryEvery > 0 {
 			a.summary.mark(d.LinkID, time.Now())
 		}
 	}

@@ -1,11 +1,14 @@
 package auditor
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
+	"github.com/cosell-dev/cosell/services/internal/auditsummary"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 func TestSummaryShowsWhatMattersNewestFirst(t *testing.T) {
@@ -106,5 +109,40 @@ func TestSummariesAreDebouncedPerLink(t *testing.T) {
 	}
 	if s.tick() != 250*time.Millisecond || newSummaries(time.Hour).tick() != time.Second || newSummaries(time.Millisecond).tick() != 10*time.Millisecond {
 		t.Error("tick is a quarter of the interval, between 10ms and 1s")
+	}
+}
+
+// TestOutcomeThatCarriedTheSummaryMarksNothing: a Salesforce write that carried the Audit text the mapper
+// rendered with its decision in it (AuditSent) needs no write-back of the auditor's, so its outcome marks no
+// link; the same outcome without it (a Partner Center write, say) marks the link as its decision would.
+func TestOutcomeThatCarriedTheSummaryMarksNothing(t *testing.T) {
+	a := &Auditor{counts: map[string]int{}, summary: newSummaries(time.Second), Options: Options{SummaryEvery: time.Second},
+		syncLatency: platform.SyncLatency()}
+	sent := &contracts.Decision{LinkID: "pc-r1", Stage: contracts.StageMapper, Kind: contracts.DecisionApplied, Target: contracts.Salesforce,
+		Fields: []string{"dealValue"}, Cause: "pc/r1/e2", At: time.Now().UTC()}
+	for _, c := range []struct {
+		link, auditSent string
+		marked          bool
+	}{{"pc-r1", auditsummary.CommandID("pc-r1", "text"), false}, {"pc-r2", "", true}} {
+		d := *sent
+		d.LinkID = c.link
+		out := contracts.Outcome{CommandID: "cmd/sf/" + c.link + "/pc/r/e2", LinkID: c.link, System: contracts.Salesforce, Op: contracts.OpUpdate,
+			Purpose: "sync", Status: contracts.OutcomeWritten, Decision: &d, AuditSent: c.auditSent, At: time.Now().UTC()}
+		e, err := platform.NewEvent(contracts.EventID("outcome", out.CommandID, out.Status), contracts.TypeOpportunityWritten, contracts.StageSFWriter, c.link, out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.HandleOutcome(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+		if _, marked := a.summary.due[c.link]; marked != c.marked {
+			t.Errorf("%s (audit sent %q): marked %v, want %v", c.link, c.auditSent, marked, c.marked)
+		}
+		if c.auditSent != "" && !a.summary.unchanged(c.link, c.auditSent) {
+			t.Errorf("%s: the text the write carried is not the one the auditor knows on the Opportunity", c.link)
+		}
+	}
+	if n := a.Counts()[contracts.DecisionApplied]; n != 2 {
+		t.Errorf("%d changes sent counted, want 2 (both outcomes' decisions)", n)
 	}
 }

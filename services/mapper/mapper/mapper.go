@@ -509,6 +509,7 @@ func foldAudit(res decide.Result) decide.Result {
 			fields[sf.FieldAudit] = text
 			c := *cmd
 			c.Data.Fields = fields
+			c.Data.AuditSent = id
 			if cmd == res.LinkBack {
 				res.LinkBack = &c
 			} else {

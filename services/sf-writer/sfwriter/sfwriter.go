@@ -169,7 +169,7 @@ func (w *Writer) HandleBatch(ctx context.Context, events []platform.Event) []err
 		}
 		it := &item{i: i, id: e.ID(), cmd: cmd, out: contracts.Outcome{CommandID: e.ID(), LinkID: cmd.LinkID,
 			System: contracts.Salesforce, Op: cmd.Op, Purpose: cmd.Purpose, ReferralID: cmd.ReferralID, OpportunityID: cmd.OpportunityID,
-			Decision: cmd.Decision, CauseVersion: cmd.CauseVersion}}
+			Decision: cmd.Decision, CauseVersion: cmd.CauseVersion, AuditSent: cmd.AuditSent}}
 		switch {
 		case cmd.Op == contracts.OpCreate && cmd.ReferralID == "":
 			it.err = platform.Permanent(fmt.Errorf("create for link %s has no referral id to upsert by", cmd.LinkID))
