@@ -286,5 +286,25 @@ func TestOneNewOpportunityBusCost(t *testing.T) {
 			t.Logf("%d: %s %.300s", m.Seq, m.Subject, m.Data)
 			return nil
 		}, platform.FromSeq(stored["KV_"+contracts.BucketLinks]+1))
+		return
+	}
+	// A seller's change of the linked Opportunity: its snapshot's decision and the patch's outcome, which
+	// also decides on the referral the patch returned (pc-writer's snapshot of it costs no write).
+	stored = storedBy(t, bus)
+	if err := s.SF.Update(sf.ObjectOpportunity, oppID, map[string]any{sf.FieldAmount: 7500.0}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 30*time.Second, "the deal value patched", func() (bool, string) {
+		rs := stacktest.ReferralsFor(s, oppID)
+		if len(rs) != 1 || rs[0].Details == nil || rs[0].Details.DealValue == nil {
+			return false, fmt.Sprint(len(rs))
+		}
+		return *rs[0].Details.DealValue == 7500, fmt.Sprint(*rs[0].Details.DealValue)
+	})
+	caughtUp("the change settled")
+	cost = delta(stored, storedBy(t, bus))
+	t.Logf("a change: stored publishes %s", render(cost))
+	if n := cost["KV_"+contracts.BucketLinks]; n > 2 {
+		t.Errorf("a change of the Opportunity stored %d link writes, want at most 2", n)
 	}
 }

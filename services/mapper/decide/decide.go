@@ -50,8 +50,8 @@ type Observation struct {
 	// Opportunity a converted Lead became.
 	Lead        bool
 	ConvertedTo string
-	// Returned marks a referral snapshot pc-writer published from what its own write returned: the
-	// write's outcome, published right after it, carries the same referral.
+	// Returned marks a referral snapshot pc-writer published from what its own create or patch returned:
+	// the write's outcome, published right after it, carries the same referral.
 	Returned bool
 }
 
@@ -203,12 +203,14 @@ func (m Decider) observe(link *contracts.Link, o Observation, now time.Time) Res
 		}
 	}
 	res := Result{}
-	if o.Returned && o.System == contracts.PartnerCenter && l.ReferralID == "" && l.PC.Pending != "" && o.Counterpart == l.OpportunityID {
-		// The referral our create returned, published by pc-writer just before the create's outcome,
-		// which carries the same referral and is decided on with it: deciding here too would cost the
-		// link a write of its own for what the outcome's decision does anyway.
+	if o.Returned && o.System == contracts.PartnerCenter && l.PC.Pending != "" &&
+		(l.ReferralID == o.EntityID || (l.ReferralID == "" && o.Counterpart == l.OpportunityID)) {
+		// The referral our create or patch returned, published by pc-writer just before the write's
+		// outcome, which carries the same referral and is decided on with it (a create's completes the
+		// link): deciding here too would cost the link a write of its own for what the outcome's decision
+		// does anyway.
 		res.Decisions = append(res.Decisions, m.decision(l, o, contracts.DecisionNoChange,
-			"the referral cosell's create returned: the create's outcome carries it and completes the link", nil, now))
+			"the referral cosell's write returned: the write's outcome carries it and is decided on with it", nil, now))
 		return res
 	}
 	// The record that a create made, seen before the writer's outcome (read by pc-ingest, say): it

@@ -285,6 +285,26 @@ func TestReturnedReferralBeforeItsOutcome(t *testing.T) {
 	if read.Link == nil || read.Link.ReferralID != "r-1" || read.NewIndexes[contracts.PartnerCenter] != "r-1" {
 		t.Fatalf("a read referral completes the link: %+v", read.Link)
 	}
+	// A seller's change patches the referral; the patched referral comes back the same two ways.
+	l := *out.Link
+	change := m.Observe(&l, m.ObserveOpportunity("e3", opp("006A", map[string]any{sf.FieldAmount: 1500.0}), ver("s3", 3)), t0)
+	if change.Referral == nil || change.Link.PC.Pending != change.Referral.ID {
+		t.Fatalf("the change must patch the referral: %+v", change.Decisions)
+	}
+	l = *change.Link
+	patched := created
+	patched.ETag, patched.Details = `"e4"`, &partnercenter.Details{DealValue: new(1500.0), Currency: "EUR", ClosingDateTime: "2027-03-01T00:00:00Z", Notes: "notes"}
+	returned = m.ObserveReferral("pc/r-1/e4", patched, ver(`"e4"`, 4))
+	returned.Returned = true
+	if snap := m.Observe(&l, returned, t0); snap.Link != nil || snap.Opp != nil || snap.Referral != nil || snap.LinkBack != nil {
+		t.Fatalf("the returned referral must wait for its patch's outcome: %+v", snap)
+	}
+	done := m.Outcome(l, contracts.Outcome{CommandID: change.Referral.ID, LinkID: l.ID, System: contracts.PartnerCenter, Op: contracts.OpUpdate,
+		Status: contracts.OutcomeWritten, ReferralID: "r-1", Referral: &patched, Version: ver(`"e4"`, 4)}, t0)
+	if done.Link.PC.Pending != "" || done.Link.PC.Seen.Tag != `"e4"` || done.Opp != nil || done.Referral != nil {
+		t.Fatalf("the patch's outcome decides on the referral it returned: pending %q, seen %q, %+v %+v",
+			done.Link.PC.Pending, done.Link.PC.Seen.Tag, done.Opp, done.Referral)
+	}
 }
 
 func TestFailedOutcomeMarksOpportunity(t *testing.T) {
