@@ -68,6 +68,12 @@ func runCDC(ctx context.Context, o cdcOptions) (err error) {
 		return err
 	}
 	r.add("| Salesforce → Partner Center on change events, backlog of %d new synced Opportunities | %.1f opportunities/s |", o.n, float64(o.n)/el.Seconds())
+	h, err := m.follow(ctx, js, sfToPC)
+	if err != nil {
+		return err
+	}
+	r.add("| … per hop p50 / p99 / max: Opportunity committed → snapshot stored (sf-ingest) | %s (then snapshot stored → fetched by the mapper %s; end to end %s) |",
+		h.between(ptChange, ptSnapStored), h.between(ptSnapStored, ptSnapFetched), h.between(ptChange, ptWritten))
 	r.add("| … Salesforce calls per 1,000 Opportunities (backlog, incl. the link write-back) | %.0f %s|", per1000(m.to.sfAPI()-m.from.sfAPI(), o.n), sfEndpoints(m.from, m.to))
 	refIDs, err := createReferrals(ctx, f, o.n)
 	if err != nil {
@@ -192,6 +198,16 @@ func runCDC(ctx context.Context, o cdcOptions) (err error) {
 		return fmt.Errorf("the catch-up read %d rows by SystemModstamp, want none", rows)
 	}
 	return nil
+}
+
+// between is p50 / p99 / max of the hop from one point to another (one of hops).
+func (h hopTimes) between(from, to int) string {
+	for i, hp := range hops {
+		if hp.from == from && hp.to == to {
+			return quantiles(h.d[i])
+		}
+	}
+	return "—"
 }
 
 // phase measures work (which returns how many changes it made) as one phase: its cost from the start to

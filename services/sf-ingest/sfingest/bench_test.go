@@ -1,11 +1,15 @@
 package sfingest
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/cosell-dev/cosell/contracts"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
+	"github.com/cosell-dev/cosell/services/internal/testkit/bustest"
 )
 
 // BenchmarkAPICalls reports Salesforce API calls per 1,000 changed Opportunities read by sf-ingest: a
@@ -49,4 +53,46 @@ func BenchmarkAPICalls(b *testing.B) {
 			b.ReportMetric(float64(used-used0)*1000/n, "calls/1000")
 		}
 	})
+}
+
+// BenchmarkCDCBacklog measures sf-ingest's part of a Salesforce → Partner Center backlog: 500 new synced
+// Opportunities (each a change event that needs a REST read) made while it is stopped, then the time from
+// its start (from the stored replay id) to the last snapshot on the observed stream, with the emulator,
+// its Pub/Sub API and the nats-server in the same process. Reported: Opportunities/s, and the Composite
+// reads and bursts it took. Run with -benchtime=1x.
+func BenchmarkCDCBacklog(b *testing.B) {
+	for range b.N {
+		f := newCDCFixture(b)
+		first := f.subscriberOn(b, f.in)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- first.Run(ctx) }()
+		f.waitStored(b)
+		cancel()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		acc := f.insert(b, "Account", map[string]any{"Name": "Backlog AG", "BillingCountry": "CH"})
+		const n = 500
+		for i := range n {
+			f.insert(b, "Opportunity", map[string]any{"Name": fmt.Sprint("Backlog ", i), "StageName": "Prospecting",
+				"CloseDate": "2027-01-01", "Amount": 1000 + i, "AccountId": acc, sf.FieldSyncWithPartnerCenter: true})
+		}
+		c := f.subscriberOn(b, f.in)
+		bursts := f.burstCount()
+		ctx, cancel = context.WithCancel(context.Background())
+		start := time.Now()
+		go func() { done <- c.Run(ctx) }()
+		testkit.EventuallyTrue(b, time.Minute, "every snapshot", func() bool {
+			return bustest.Count(b, f.bus, contracts.StreamObserved, contracts.SubjectOpportunityObserved+".>") == n
+		})
+		el := time.Since(start)
+		b.ReportMetric(n/el.Seconds(), "opps/s")
+		b.ReportMetric(float64(c.Stats().Reads), "composite")
+		b.ReportMetric(float64(f.burstCount()-bursts), "bursts")
+		cancel()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/clients/sfpubsub/pubsubpb"
 	"github.com/cosell-dev/cosell/services/internal/mapping"
 	"github.com/cosell-dev/cosell/services/internal/observed"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
 // CDCConfig turns Change Data Capture on and tunes it.
@@ -134,6 +135,20 @@ type burst struct {
 	built map[string]*known
 	// touched are the records whose held snapshot the burst changed: forgotten if the burst fails.
 	touched map[string]bool
+	// out are the burst's snapshots, published together when it is handled (flush), and published what
+	// is done once they are stored.
+	out       snapshotBatch
+	published []func()
+}
+
+// snapshotBatch collects snapshots (an observed.Publisher) to publish them with one PublishAll: a burst
+// of 1,000 snapshots costs one wait for the stream's acks, not one round trip each.
+type snapshotBatch []platform.Outgoing
+
+// Publish adds the event to the batch.
+func (b *snapshotBatch) Publish(_ context.Context, subject string, e platform.Event) (bool, error) {
+	*b = append(*b, platform.Outgoing{Subject: subject, Event: e})
+	return false, nil
 }
 
 func newBurst() *burst {
@@ -573,7 +588,27 @@ func (c *CDC) handle(ctx context.Context, b sfpubsub.Batch) (err error) {
 			return err
 		}
 	}
-	return c.publishBuilt(ctx, work, read)
+	if err := c.publishBuilt(ctx, work, read); err != nil {
+		return err
+	}
+	return c.flush(ctx, work)
+}
+
+// flush publishes the burst's snapshots (in the order they were made: one per record) and, once they
+// are stored, notes them as published.
+func (c *CDC) flush(ctx context.Context, work *burst) error {
+	if len(work.out) == 0 {
+		return nil
+	}
+	dups, err := c.In.Bus.PublishAll(ctx, work.out)
+	if err != nil {
+		return fmt.Errorf("publish %d snapshots: %w", len(work.out), err)
+	}
+	for _, f := range work.published {
+		f()
+	}
+	c.count(func(s *CDCStats) { s.Snapshots += len(work.out) - dups })
+	return nil
 }
 
 // publishBuilt publishes the snapshots the burst's events built, except those its reads published.
@@ -587,19 +622,15 @@ func (c *CDC) publishBuilt(ctx context.Context, work *burst, read map[string]boo
 			c.In.snaps.forget(id, !k.fresh)
 			continue
 		}
-		fresh, err := observed.PublishOpportunity(ctx, c.In.Bus, contracts.StageSFIngest, k.snap, k.ver, "cdc")
-		if err != nil {
+		if _, err := observed.PublishOpportunity(ctx, &work.out, contracts.StageSFIngest, k.snap, k.ver, "cdc"); err != nil {
 			return fmt.Errorf("%s %s: %w", objectName(k.snap), id, err)
 		}
-		c.In.remember(k.snap)
-		key, _ := contentKey(k.snap)
-		c.In.snaps.published(id, key)
-		c.count(func(s *CDCStats) {
-			s.Built++
-			if fresh {
-				s.Snapshots++
-			}
+		work.published = append(work.published, func() {
+			c.In.remember(k.snap)
+			key, _ := contentKey(k.snap)
+			c.In.snaps.published(id, key)
 		})
+		c.count(func(s *CDCStats) { s.Built++ })
 	}
 	return nil
 }
@@ -757,18 +788,17 @@ func (c *CDC) publishRow(ctx context.Context, work *burst, row map[string]any, l
 	if c.repeats(snap) { // an earlier run's last snapshot of it holds the same: nothing new
 		c.In.remember(snap)
 		c.In.keep(snap, ver, row)
+		work.touched[snap.ID] = true
 		c.count(func(s *CDCStats) { s.Repeats++ })
 		return snap.ID, nil
 	}
-	fresh, err := observed.PublishOpportunity(ctx, c.In.Bus, contracts.StageSFIngest, snap, ver, "cdc")
-	if err != nil {
+	if _, err := observed.PublishOpportunity(ctx, &work.out, contracts.StageSFIngest, snap, ver, "cdc"); err != nil {
 		return "", fmt.Errorf("%s %s: %w", objectName(snap), snap.ID, err)
 	}
-	c.In.remember(snap)
+	// Held at once (the burst's later events build on it), forgotten if the burst fails before it is stored.
 	c.In.keep(snap, ver, row)
-	if fresh {
-		c.count(func(s *CDCStats) { s.Snapshots++ })
-	}
+	work.touched[snap.ID] = true
+	work.published = append(work.published, func() { c.In.remember(snap) })
 	return snap.ID, nil
 }
 

@@ -27,7 +27,7 @@ type cdcFixture struct {
 	bursts    int
 }
 
-func newCDCFixture(t *testing.T) *cdcFixture {
+func newCDCFixture(t testing.TB) *cdcFixture {
 	t.Helper()
 	f := newFixture(t, Config{Overlap: time.Second})
 	f.in.Extra = mapping.Default().SalesforceFields() // as the stage does: the fields the mapping syncs
@@ -50,7 +50,7 @@ func (f *cdcFixture) subscriber(t *testing.T) *CDC {
 }
 
 // subscriberOn builds a CDC over in (the fixture's Salesforce, another bus) with its own Pub/Sub client.
-func (f *cdcFixture) subscriberOn(t *testing.T, in *Ingest) *CDC {
+func (f *cdcFixture) subscriberOn(t testing.TB, in *Ingest) *CDC {
 	t.Helper()
 	cfg := CDCConfig{Channels: []string{sfemu.AllChangeEvents}, Backstop: time.Hour, OwnClient: "cosell",
 		PubSub: sfpubsub.Config{Endpoint: f.pubsubURL, BatchSize: 100, MaxBackoff: 50 * time.Millisecond}}
@@ -64,6 +64,13 @@ func (f *cdcFixture) subscriberOn(t *testing.T, in *Ingest) *CDC {
 		f.bursts++
 		f.mu.Unlock()
 	}}
+}
+
+// burstCount is how many bursts the fixture's subscribers have handled so far.
+func (f *cdcFixture) burstCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.bursts
 }
 
 // run starts c until the returned stop is called.
@@ -105,7 +112,7 @@ func (f *cdcFixture) cdcOpportunity(t *testing.T, name string) string {
 
 // waitStored polls until the channel's replay id is stored (the subscription is up and has handled its
 // first response).
-func (f *cdcFixture) waitStored(t *testing.T) {
+func (f *cdcFixture) waitStored(t testing.TB) {
 	t.Helper()
 	testkit.EventuallyTrue(t, 15*time.Second, "a stored replay id", func() bool {
 		_, err := f.in.Checkpoints.Get(context.Background(), ReplayKey(sfemu.AllChangeEvents))

@@ -46,7 +46,7 @@ func newFixture(t testing.TB, cfg Config) *fixture {
 	return &fixture{emu: emu, bus: bus, ns: ns, in: &Ingest{Bus: bus, SF: client, Checkpoints: cps, Config: cfg, Log: log}}
 }
 
-func (f *fixture) insert(t *testing.T, obj string, fields map[string]any) string {
+func (f *fixture) insert(t testing.TB, obj string, fields map[string]any) string {
 	t.Helper()
 	id, err := f.emu.Insert(obj, fields)
 	if err != nil {
