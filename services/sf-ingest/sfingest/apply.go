@@ -97,8 +97,8 @@ type snapshotCache struct {
 	// trustFrom: a snapshot on the stream published before it is not trusted (an earlier run's, or from
 	// before the stale set overflowed).
 	trustFrom time.Time
-	// prior are the stream's last snapshots of records this run has not held yet, as read (nil: none on
-	// the stream), for CDC.reflected.
+	// prior are the stream's last snapshots of records this run has not held since they were read (nil:
+	// none on the stream), for CDC.known and CDC.reflected; put forgets a record's.
 	prior map[string]*contracts.OpportunityObserved
 }
 
@@ -170,6 +170,7 @@ func (c *snapshotCache) put(k *known) {
 	}
 	c.records[id] = k
 	delete(c.stale, id)
+	delete(c.prior, id)
 	for _, child := range k.children() {
 		c.parents[child] = id
 	}
@@ -391,9 +392,15 @@ func (c *CDC) known(ctx context.Context, id string) (*known, error) {
 	if k := c.In.snaps.get(id); k != nil {
 		return k, nil
 	}
-	o, err := c.lastOnStream(ctx, id)
-	if err != nil || o == nil || !c.In.snaps.trusted(*o) {
-		return nil, err
+	o, seen := c.In.snaps.priorOf(id)
+	if !seen {
+		var err error
+		if o, err = c.lastOnStream(ctx, id); err != nil {
+			return nil, err
+		}
+	}
+	if o == nil || !c.In.snaps.trusted(*o) {
+		return nil, nil
 	}
 	k := &known{snap: o.Opportunity, ver: o.Version}
 	k.published, _ = contentKey(k.snap)
@@ -401,8 +408,8 @@ func (c *CDC) known(ctx context.Context, id string) (*known, error) {
 	return k.clone(), nil
 }
 
-// lastOnStream reads the record's last snapshot on the observed stream (nil: none, or unreadable); one
-// published before this run began is noted as the record's prior snapshot (reflected).
+// lastOnStream reads the record's last snapshot on the observed stream (nil: none, or unreadable), and
+// notes it as the record's prior snapshot (one read of the stream per record until this run holds it).
 func (c *CDC) lastOnStream(ctx context.Context, id string) (*contracts.OpportunityObserved, error) {
 	m, err := c.In.Bus.LastMsg(ctx, contracts.StreamObserved, contracts.Subject(contracts.SubjectOpportunityObserved, id))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -421,11 +428,7 @@ func (c *CDC) lastOnStream(ctx context.Context, id string) (*contracts.Opportuni
 	if err != nil || o.Opportunity.ID != id {
 		return nil, nil
 	}
-	if o.ObservedAt.Before(c.began) {
-		c.In.snaps.notePrior(id, &o)
-	} else {
-		c.In.snaps.notePrior(id, nil)
-	}
+	c.In.snaps.notePrior(id, &o)
 	return &o, nil
 }
 
@@ -461,12 +464,12 @@ func (c *CDC) reflected(ctx context.Context, ev sfpubsub.ChangeEvent) (bool, err
 		}
 		p, seen := c.In.snaps.priorOf(id)
 		if !seen {
-			if _, err := c.lastOnStream(ctx, id); err != nil {
+			var err error
+			if p, err = c.lastOnStream(ctx, id); err != nil {
 				return false, err
 			}
-			p, _ = c.In.snaps.priorOf(id)
 		}
-		if p == nil || h.CommitTimestamp.After(p.Version.At) {
+		if p == nil || !p.ObservedAt.Before(c.began) || h.CommitTimestamp.After(p.Version.At) {
 			return false, nil
 		}
 	}

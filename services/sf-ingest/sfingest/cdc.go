@@ -807,7 +807,7 @@ func (c *CDC) publishRow(ctx context.Context, work *burst, row map[string]any, l
 // own writes since, such as the Audit summary, which the earlier run dropped from their header).
 func (c *CDC) repeats(snap contracts.Opportunity) bool {
 	p, _ := c.In.snaps.priorOf(snap.ID)
-	if p == nil || c.In.snaps.get(snap.ID) != nil {
+	if p == nil || !p.ObservedAt.Before(c.began) || c.In.snaps.get(snap.ID) != nil {
 		return false
 	}
 	was, ok1 := contentKey(p.Opportunity)
