@@ -160,11 +160,13 @@ func TestUpsertCollectionsAndFaults(t *testing.T) {
 		t.Fatalf("allOrNone: %s, accounts %d", r.body, len(e.All("Account")))
 	}
 
-	// Several records matching one external id: 300 with their URLs. Staged with a direct store write,
-	// since the unique index (rightly) refuses it through the API.
+	// Several records matching one external id: 300 with their URLs. Staged with a direct store write
+	// (and its value index), since the unique check (rightly) refuses it through the API.
 	id := mustInsert(t, e, "Opportunity", map[string]any{"Name": "Twin", "StageName": "Prospecting", "CloseDate": "2026-11-24"})
 	e.mu.Lock()
-	e.st.tables[e.st.schema.object("Opportunity")].rows[id]["Referral_Identifier__c"] = "r2"
+	opp := e.st.schema.object("Opportunity")
+	e.st.tables[opp].rows[id]["Referral_Identifier__c"] = "r2"
+	e.st.indexUnique(opp, id, e.st.tables[opp].rows[id])
 	e.mu.Unlock()
 	r = do(t, srv, token, "PATCH", "/sobjects/Opportunity/Referral_Identifier__c/r2", `{"Name":"which?"}`)
 	var urls []string
