@@ -79,7 +79,7 @@ type ConsumeOptions struct {
 	// steps bring on average at least LingerGrowth messages each and none brings less than half of that.
 	LingerStep time.Duration
 	// LingerGrowth is how many messages in hand, and per step on average, show a stream of messages
-	// rather than a trickle (default 4: with 20ms steps, 200 messages/s).
+	// rather than a trickle (default 3: with 20ms steps, 150 messages/s).
 	LingerGrowth int
 }
 
@@ -106,7 +106,7 @@ func (o ConsumeOptions) withDefaults() ConsumeOptions {
 		o.LingerStep = 20 * time.Millisecond
 	}
 	if o.LingerGrowth <= 0 {
-		o.LingerGrowth = 4
+		o.LingerGrowth = 3
 	}
 	return o
 }

@@ -109,7 +109,7 @@ func (w *Writer) Learn(ctx context.Context) error {
 
 // BatchConfig is how sf-writer gathers commands into Collections calls.
 type BatchConfig struct {
-	Linger time.Duration `env:"COSELL_SF_BATCH_LINGER" default:"250ms" help:"the longest a batch of commands waits to fill up to 200 (one Collections call) while commands keep arriving at 200/s or more (a backlog): the latency it may add for fewer API calls; a lone command is written at once, a burst that stops within a 20ms step; 0 = write what is pending, never wait"`
+	Linger time.Duration `env:"COSELL_SF_BATCH_LINGER" default:"500ms" help:"the longest a batch of commands waits to fill up to 200 (one Collections call) while commands keep arriving at 150/s or more (a backlog): the latency it may add for fewer API calls (at 230 commands/s a batch holds ~100 commands, one call); a lone command is written at once, a burst that stops within a 20ms step; 0 = write what is pending, never wait"`
 }
 
 // Run consumes Opportunity commands in batches (up to 200, one Collections call's worth) until ctx is
