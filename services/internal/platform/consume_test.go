@@ -247,7 +247,7 @@ func TestConsumePermanentGoesToDeadLetter(t *testing.T) {
 	}, fastOpts())
 
 	e, dl := deadLetterFor(t, b, subject)
-	if e.Type() != contracts.TypeDeadLetter || e.ID() != contracts.StreamRequested+"/1" || e.Subject() != subject ||
+	if e.Type() != contracts.TypeDeadLetter || e.ID() != contracts.StreamRequested+"/"+dl.Consumer+"/1" || dl.Consumer == "" || e.Subject() != subject ||
 		e.Source() != testStage {
 		t.Errorf("dead-letter event = %s", e)
 	}

@@ -189,7 +189,10 @@ func (l *consumeLoop) park(ctx context.Context, d *delivery) error {
 		Deliveries: meta.NumDelivered,
 		At:         time.Now().UTC(),
 	}
-	id := fmt.Sprintf("%s/%d", meta.Stream, meta.Sequence.Stream)
+	// The id names the consumer too: two durables on one stream (mapper-outcomes and auditor-outcomes) may
+	// both park the same message, and an id of the stream sequence alone would have the server drop the
+	// second as a duplicate of the first (Nats-Msg-Id), losing that consumer's dead letter.
+	id := fmt.Sprintf("%s/%s/%d", meta.Stream, meta.Consumer, meta.Sequence.Stream)
 	e, err := NewEvent(id, contracts.TypeDeadLetter, l.b.stage, msg.Subject(), dl)
 	if err != nil {
 		return err
