@@ -2,6 +2,7 @@ package sfwriter
 
 import (
 	"context"
+	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
@@ -33,6 +34,13 @@ func build(ctx context.Context, cfg *StageConfig, env *stage.Env) (stage.Runner,
 	consume := env.Consume
 	if consume.Linger <= 0 {
 		consume.Linger = cfg.Batch.Linger
+	}
+	if consume.LingerGrowth <= 0 && cfg.Batch.LingerRate > 0 {
+		step := consume.LingerStep
+		if step <= 0 {
+			step = 20 * time.Millisecond // platform's default step
+		}
+		consume.LingerGrowth = max(1, int(float64(cfg.Batch.LingerRate)*step.Seconds()+0.5))
 	}
 	w := &Writer{Bus: env.Bus, SF: sf, Outcomes: rec, Log: env.Log, Consume: consume, LimitPause: cfg.Budget.Pause,
 		Governor: &Governor{SF: sf, Config: cfg.Budget, Log: env.Log}, AfterWrite: env.AfterWrite, Match: cfg.Match}
