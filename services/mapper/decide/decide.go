@@ -957,7 +957,7 @@ func (m Decider) outcome(link contracts.Link, out contracts.Outcome, now time.Ti
 			ID: contracts.EventID("cmd", "sf", l.ID, "link", l.ReferralID),
 			Data: contracts.OpportunityCommand{
 				LinkID: l.ID, Op: contracts.OpUpdate, OpportunityID: l.OpportunityID, ReferralID: l.ReferralID,
-				Purpose: "link", Cause: out.CommandID,
+				Purpose: PurposeLink, Cause: out.CommandID,
 				Fields: map[string]any{
 					sf.FieldReferralIdentifier: l.ReferralID,
 					sf.FieldReferralLink:       fmt.Sprintf(m.ReferralLinkFormat, l.ReferralID),
@@ -1017,6 +1017,24 @@ func writeResult(out contracts.Outcome, now time.Time) []contracts.Decision {
 		d.At = now
 	}
 	return []contracts.Decision{d}
+}
+
+// Purposes of the Salesforce write-backs the mapper sends besides its sync commands: the referral's id and
+// link after a create, and the sync status.
+const (
+	PurposeLink   = "link"
+	PurposeStatus = "status"
+)
+
+// Inert reports an outcome that changes nothing of its link: a done Salesforce write-back (the referral's
+// id and link, the sync status, the auditor's Audit summary). The link already shows what it wrote (the
+// status is set when the write-back is decided), no command waits for it (a write-back is never a side's
+// pending command), it clears no error (only a sync write does) and the write itself is on the
+// timeline as its outcome. Folding it would cost the link a write for nothing, and a replay of it decides
+// nothing either way.
+func Inert(out contracts.Outcome) bool {
+	return out.Status == contracts.OutcomeWritten && out.System == contracts.Salesforce &&
+		(out.Purpose == contracts.PurposeAudit || out.Purpose == PurposeLink || out.Purpose == PurposeStatus)
 }
 
 // foldKeep is how many folded outcomes a link remembers by id; foldSkew is how much older than the
@@ -1117,7 +1135,7 @@ func (m Decider) statusBack(l *contracts.Link, cause, status string) *Command[co
 		ID: contracts.EventID("cmd", "sf", l.ID, "status", cause),
 		Data: contracts.OpportunityCommand{
 			LinkID: l.ID, Op: contracts.OpUpdate, OpportunityID: l.OpportunityID, ReferralID: l.ReferralID,
-			Purpose: "status", Cause: cause, Fields: fields,
+			Purpose: PurposeStatus, Cause: cause, Fields: fields,
 		},
 	}
 }

@@ -3,6 +3,7 @@ package decide
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -304,6 +305,52 @@ func TestReturnedReferralBeforeItsOutcome(t *testing.T) {
 	if done.Link.PC.Pending != "" || done.Link.PC.Seen.Tag != `"e4"` || done.Opp != nil || done.Referral != nil {
 		t.Fatalf("the patch's outcome decides on the referral it returned: pending %q, seen %q, %+v %+v",
 			done.Link.PC.Pending, done.Link.PC.Seen.Tag, done.Opp, done.Referral)
+	}
+}
+
+// TestWriteBackOutcomesAreInert: the outcome of a done Salesforce write-back (the referral id after a
+// create, a sync status) would change nothing of its link but its memory of folded outcomes, so the mapper
+// skips it (Inert) without a link write; a failed one, a sync write and a Partner Center write are folded.
+func TestWriteBackOutcomesAreInert(t *testing.T) {
+	m := def()
+	res := m.Observe(nil, m.ObserveOpportunity("e1", opp("006A", nil), ver("s1", 0)), t0)
+	created := *res.Referral.Data.Create
+	created.ID, created.ETag = "r-1", `"e1"`
+	made := m.Outcome(*res.Link, contracts.Outcome{CommandID: res.Referral.ID, System: contracts.PartnerCenter, Op: contracts.OpCreate,
+		Status: contracts.OutcomeWritten, Created: true, ReferralID: "r-1", Referral: &created, Version: ver(`"e1"`, 1), At: t0}, t0)
+	l := *made.Link
+	status := m.statusBack(&l, "e2", "⏸ held")
+	for _, c := range []*Command[contracts.OpportunityCommand]{made.LinkBack, status} {
+		out := contracts.Outcome{CommandID: c.ID, LinkID: l.ID, System: contracts.Salesforce, Op: contracts.OpUpdate,
+			Purpose: c.Data.Purpose, Status: contracts.OutcomeWritten, OpportunityID: "006A", ReferralID: "r-1", At: t0}
+		if !Inert(out) {
+			t.Errorf("%s: a done write-back must be inert", c.ID)
+		}
+		got := m.Outcome(l, out, t0)
+		if got.Opp != nil || got.Referral != nil || got.LinkBack != nil || len(got.NewIndexes) != 0 {
+			t.Errorf("%s: its fold sends %+v %+v %+v", c.ID, got.Opp, got.Referral, got.LinkBack)
+		}
+		next := *got.Link
+		next.Folded, next.Audit = l.Folded, l.Audit
+		if !reflect.DeepEqual(next, l) {
+			t.Errorf("%s: its fold changes the link:\n%+v\n%+v", c.ID, next, l)
+		}
+		for _, d := range got.Decisions {
+			if d.Kind != contracts.DecisionWritten {
+				t.Errorf("%s: its fold decides %s (%s)", c.ID, d.Kind, d.Detail)
+			}
+		}
+		failed := out
+		failed.Status = contracts.OutcomeFailed
+		sync := out
+		sync.Purpose = "sync"
+		pc := out
+		pc.System = contracts.PartnerCenter
+		for _, o := range []contracts.Outcome{failed, sync, pc} {
+			if Inert(o) {
+				t.Errorf("%s (%s, %s, %s) must be folded", c.ID, o.System, o.Purpose, o.Status)
+			}
+		}
 	}
 }
 

@@ -118,10 +118,9 @@ func (s *Service) HandleOutcome(ctx context.Context, e platform.Event) error {
 	if out.LinkID == "" {
 		return platform.Permanent(fmt.Errorf("outcome %s names no link", e.ID()))
 	}
-	if out.Purpose == contracts.PurposeAudit && out.Status == contracts.OutcomeWritten {
-		// The auditor's Audit write-back is done: nothing of the link depends on it (no pending command, no
-		// mapped value, no error it clears), so it costs no link write and no decision; a failed one is
-		// still folded in and audited below.
+	if decide.Inert(out) {
+		// A done Salesforce write-back (link, status, Audit): nothing of the link depends on it, so it costs
+		// no link write and no decision; a failed one is still folded in below.
 		return nil
 	}
 	return s.update(ctx, func(ctx context.Context) (*stored, error) {
