@@ -9,11 +9,13 @@ package sfemu
 // "error-code" trailer and an rpcId in the message (Pub/Sub API guide: "Handle Errors").
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -294,12 +296,12 @@ func (p *pubSub) Subscribe(stream pubsubpb.PubSub_SubscribeServer) error {
 			return rpcError(stream.SetTrailer, codes.Unavailable, ErrCodeStreamReset, "the stream was reset; subscribe again")
 		}
 		var batch []*pubsubpb.ConsumerEvent
-		for _, ev := range e.bus.events {
+		// The bus holds its events in seq order: start at the first one after the cursor instead of
+		// walking the whole log (under the emulator's lock) on every response.
+		from, _ := slices.BinarySearchFunc(e.bus.events, cursor+1, func(ev *busEvent, seq uint64) int { return cmp.Compare(ev.seq, seq) })
+		for _, ev := range e.bus.events[from:] {
 			if int32(len(batch)) >= credits {
 				break
-			}
-			if ev.seq <= cursor {
-				continue
 			}
 			cursor = ev.seq
 			if want[ev.entity] {
