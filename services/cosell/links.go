@@ -54,6 +54,7 @@ ID is a Partner Center referral id, a Salesforce Opportunity id or a link id (pc
 			fmt.Fprintf(stderr, "cosell links get: timeline: %v\n", err)
 			return exitFailure
 		}
+		tl = auditor.InFlight(tl, l)
 		out.print(stdout, linkView{Link: l, Timeline: tl}, func(w io.Writer) { printLink(w, l, tl) })
 		return exitOK
 	})

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
+	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/auditor/auditor"
 	"github.com/cosell-dev/cosell/services/internal/harness/stack"
@@ -359,4 +360,51 @@ func grepLines(text, any string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestCommandWaitingForItsWriteIsOnTheTimeline: a decision reaches the audit trail with its write's outcome,
+// so while Salesforce refuses every call the change must still be visible, on the link's timeline (the
+// API and the record's page) as in flight, and leave it once written.
+func TestCommandWaitingForItsWriteIsOnTheTimeline(t *testing.T) {
+	s := start(t, nil)
+	r, oppID := linkedReferral(t, s, "Fabrikam in flight")
+	s.SF.FailNextCalls(1 << 20)
+	v := 31337.0
+	if _, err := s.PC.SellerUpdate(r.ID, pc.Referral{Details: &pc.Details{DealValue: &v}}); err != nil {
+		t.Fatal(err)
+	}
+	inFlight := func(tl []contracts.Decision) int {
+		n := 0
+		for _, d := range tl {
+			if strings.Contains(d.Detail, auditor.InFlightNote) {
+				n++
+			}
+		}
+		return n
+	}
+	testkit.Eventually(t, 20*time.Second, "the waiting change on the timeline", func() (bool, string) {
+		rec, err := s.Auditor.Lookup(context.Background(), r.ID)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, d := range rec.Timeline {
+			if strings.Contains(d.Detail, auditor.InFlightNote) && d.Kind == contracts.DecisionApplied && slices.Contains(d.Fields, "dealValue") {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprint(rec.Timeline)
+	})
+	code, page := get(t, s, s.Status+"/link?id="+url.QueryEscape(r.ID))
+	if code != http.StatusOK || !strings.Contains(page, auditor.InFlightNote) {
+		t.Errorf("/link?id=%s: %d, the waiting change not shown\n%s", r.ID, code, page)
+	}
+	s.SF.FailNextCalls(0)
+	testkit.Eventually(t, 60*time.Second, "the change written and no longer in flight", func() (bool, string) {
+		o, _ := s.SF.Get(sf.ObjectOpportunity, oppID)
+		rec, err := s.Auditor.Lookup(context.Background(), r.ID)
+		if err != nil {
+			return false, err.Error()
+		}
+		return o[sf.FieldAmount] == v && inFlight(rec.Timeline) == 0, fmt.Sprintf("amount %v, in flight %d: %v", o[sf.FieldAmount], inFlight(rec.Timeline), rec.Timeline)
+	})
 }

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -350,10 +351,57 @@ func (a *Auditor) Lookup(ctx context.Context, id string) (Record, error) {
 			return Record{}, err
 		}
 		if len(tl) > 0 || l != nil {
+			if l != nil {
+				tl = InFlight(tl, l)
+			}
 			return Record{Link: l, Timeline: tl}, nil
 		}
 	}
 	return Record{}, fmt.Errorf("%w and no timeline for %q", ErrNoLink, id)
+}
+
+// InFlightNote ends the detail of a decision whose command the writer has not answered yet.
+const InFlightNote = "in flight: no outcome from the writer yet"
+
+// InFlight adds to a link's timeline the decisions its stored commands carry that no outcome answers yet.
+// A command's decision reaches the audit trail with its outcome (the outcome is the write's audit record),
+// so while the writer has not written it (a backlog, a Salesforce or Partner Center outage, a retry) the
+// link's outbox is where the decision is; shown with InFlightNote, it leaves the timeline once the
+// outcome (or a dead letter of the command) is on it.
+func InFlight(tl []contracts.Decision, l *LinkRecord) []contracts.Decision {
+	answered := map[string]bool{}
+	for _, d := range tl {
+		switch d.Kind {
+		case contracts.DecisionWritten, contracts.DecisionFailed, contracts.DecisionDeadLetter:
+			answered[d.Cause] = true
+		}
+	}
+	added := false
+	for _, raw := range l.Outbox {
+		var item struct {
+			ID   string          `json:"id"`
+			Type string          `json:"type"`
+			Data json.RawMessage `json:"data"`
+		}
+		if json.Unmarshal(raw, &item) != nil || answered[item.ID] ||
+			(item.Type != contracts.TypeReferralRequested && item.Type != contracts.TypeOpportunityRequested) {
+			continue
+		}
+		var cmd struct {
+			Decision *contracts.Decision `json:"decision"`
+		}
+		if json.Unmarshal(item.Data, &cmd) != nil || cmd.Decision == nil {
+			continue // an Audit or status write-back: no decision of its own
+		}
+		d := *cmd.Decision
+		d.Detail = strings.TrimSpace(d.Detail + " (" + InFlightNote + ")")
+		tl = append(tl, d)
+		added = true
+	}
+	if added {
+		sort.SliceStable(tl, func(i, j int) bool { return tl[i].At.Before(tl[j].At) })
+	}
+	return tl
 }
 
 // publishDecision puts a decision the auditor makes itself (a dead letter, a re-drive) on the audit stream.
