@@ -392,12 +392,9 @@ func (c *CDC) known(ctx context.Context, id string) (*known, error) {
 	if k := c.In.snaps.get(id); k != nil {
 		return k, nil
 	}
-	o, seen := c.In.snaps.priorOf(id)
-	if !seen {
-		var err error
-		if o, err = c.lastOnStream(ctx, id); err != nil {
-			return nil, err
-		}
+	o, err := c.prior(ctx, id)
+	if err != nil {
+		return nil, err
 	}
 	if o == nil || !c.In.snaps.trusted(*o) {
 		return nil, nil
@@ -408,9 +405,12 @@ func (c *CDC) known(ctx context.Context, id string) (*known, error) {
 	return k.clone(), nil
 }
 
-// lastOnStream reads the record's last snapshot on the observed stream (nil: none, or unreadable), and
-// notes it as the record's prior snapshot (one read of the stream per record until this run holds it).
-func (c *CDC) lastOnStream(ctx context.Context, id string) (*contracts.OpportunityObserved, error) {
+// prior is the record's last snapshot on the observed stream (nil: none, or unreadable): as noted, else read
+// and noted as the record's prior snapshot (one read of the stream per record until this run holds it).
+func (c *CDC) prior(ctx context.Context, id string) (*contracts.OpportunityObserved, error) {
+	if o, seen := c.In.snaps.priorOf(id); seen {
+		return o, nil
+	}
 	m, err := c.In.Bus.LastMsg(ctx, contracts.StreamObserved, contracts.Subject(contracts.SubjectOpportunityObserved, id))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		c.In.snaps.notePrior(id, nil)
@@ -462,12 +462,9 @@ func (c *CDC) reflected(ctx context.Context, ev sfpubsub.ChangeEvent) (bool, err
 		if c.In.snaps.get(id) != nil {
 			return false, nil
 		}
-		p, seen := c.In.snaps.priorOf(id)
-		if !seen {
-			var err error
-			if p, err = c.lastOnStream(ctx, id); err != nil {
-				return false, err
-			}
+		p, err := c.prior(ctx, id)
+		if err != nil {
+			return false, err
 		}
 		if p == nil || !p.ObservedAt.Before(c.began) || h.CommitTimestamp.After(p.Version.At) {
 			return false, nil
