@@ -17,6 +17,12 @@ import (
 
 // FromReferral reads a referral's mapped values.
 func (m Mapping) FromReferral(r partnercenter.Referral) Values {
+	return m.fromReferral(r, func(path string) any { return valueAt(&r, path) })
+}
+
+// fromReferral reads a referral's mapped values, each field's property path read by at (from the typed
+// referral in FromReferral; from its JSON document in the test that holds the two equal).
+func (m Mapping) fromReferral(r partnercenter.Referral, at func(path string) any) Values {
 	v := Values{}
 	for _, f := range m.Fields {
 		if f.PC == "" {
@@ -26,7 +32,7 @@ func (m Mapping) FromReferral(r partnercenter.Referral) Values {
 		if f.Kind == KindStatus {
 			x = m.referralStatus(r.Status, r.Substatus)
 		} else {
-			x = f.fromPC(valueAt(&r, f.PC))
+			x = f.fromPC(at(f.PC))
 		}
 		if !IsBlank(x) {
 			v[f.Name] = x

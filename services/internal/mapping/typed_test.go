@@ -67,24 +67,9 @@ func TestValueAtEqualsJSONRoundTrip(t *testing.T) {
 	}
 }
 
-// fromReferralByJSON is FromReferral as it was, over the round trip's document.
+// fromReferralByJSON is FromReferral as it was: each path looked up in the referral's JSON document.
 func (m Mapping) fromReferralByJSON(doc map[string]any, r partnercenter.Referral) Values {
-	v := Values{}
-	for _, f := range m.Fields {
-		if f.PC == "" {
-			continue
-		}
-		var x any
-		if f.Kind == KindStatus {
-			x = m.referralStatus(r.Status, r.Substatus)
-		} else {
-			x = f.fromPC(lookup(doc, f.PC))
-		}
-		if !IsBlank(x) {
-			v[f.Name] = x
-		}
-	}
-	return v
+	return m.fromReferral(r, func(path string) any { return lookup(doc, path) })
 }
 
 // jsonPaths lists every dotted property path of a type, down to depth.
