@@ -2,7 +2,6 @@ package pcemu
 
 import (
 	"bytes"
-	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -73,7 +72,7 @@ type signer struct {
 	ca      *x509.Certificate // the root
 	inter   *x509.Certificate
 	interK  *rsa.PrivateKey
-	leafKey *rsa.PrivateKey
+	leafKey *multiPrimeKey
 	leafT   *x509.Certificate // template, re-issued when the base URL (and so the AIA URL) changes
 
 	mu   sync.Mutex
@@ -84,17 +83,25 @@ type signer struct {
 const intermediatePath = "/_emulator/cert/intermediate.cer"
 
 // The RSA keys are generated once per process: generating them is the slow part and tests build many emulators.
-var keys = sync.OnceValues(func() ([3]*rsa.PrivateKey, error) {
-	var k [3]*rsa.PrivateKey
-	for i := range k {
-		key, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			return k, err
-		}
-		k[i] = key
+// The root's and the intermediate's sign only certificates; the leaf's signs every webhook, so it is multi-prime
+// (see leafPrimes).
+var keys = sync.OnceValues(func() (signingKeys, error) {
+	var k signingKeys
+	var err error
+	if k.root, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+		return k, err
 	}
-	return k, nil
+	if k.inter, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+		return k, err
+	}
+	k.leaf, err = generateMultiPrimeKey()
+	return k, err
 })
+
+type signingKeys struct {
+	root, inter *rsa.PrivateKey
+	leaf        *multiPrimeKey
+}
 
 func serial() *big.Int { n, _ := rand.Int(rand.Reader, big.NewInt(1<<62)); return n }
 
@@ -103,7 +110,7 @@ func newSigner(base string) (*signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	rootKey, interKey, leafKey := k[0], k[1], k[2]
+	rootKey, interKey, leafKey := k.root, k.inter, k.leaf
 	now := time.Now()
 	msft := func(cn string) pkix.Name {
 		return pkix.Name{CommonName: cn, Organization: []string{"Microsoft Corporation"}, Country: []string{"US"}}
@@ -153,7 +160,7 @@ func (s *signer) setBase(base string) error {
 	if base != "" {
 		t.IssuingCertificateURL = []string{base + intermediatePath}
 	}
-	leaf, err := issue(&t, s.inter, &s.leafKey.PublicKey, s.interK)
+	leaf, err := issue(&t, s.inter, s.leafKey.pub, s.interK)
 	if err != nil {
 		return err
 	}
@@ -172,7 +179,7 @@ func (s *signer) leafCert() *x509.Certificate {
 // signature is the base64 RSA PKCS#1 v1.5 SHA-256 signature of the exact body bytes.
 func (s *signer) signature(body []byte) (string, error) {
 	sum := sha256.Sum256(body)
-	sig, err := rsa.SignPKCS1v15(rand.Reader, s.leafKey, crypto.SHA256, sum[:])
+	sig, err := s.leafKey.signPKCS1v15SHA256(sum[:])
 	if err != nil {
 		return "", err
 	}
