@@ -12,6 +12,7 @@ import (
 
 	"github.com/cosell-dev/cosell/contracts"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/emulators/sfemu"
 	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
@@ -112,7 +113,8 @@ func TestTargetsTableFromTheRunsFigures(t *testing.T) {
 	h.d[len(hops)-1] = e2e
 	b.fig = figures{
 		sfBacklog: sfRun, sfBacklogOff: sfRun,
-		pcBacklog: &backlogRun{n: 100, rate: 650, m: measured{from: snapshot{sf: map[string]int{}}, to: snapshot{sf: map[string]int{"collections.upsert": 1}}}},
+		pcBacklog: &backlogRun{n: 100, rate: 650, m: measured{from: snapshot{sf: map[string]int{}}, to: snapshot{sf: map[string]int{
+			"query": 1, "composite": 1, sfemu.CompositeWritesCount: 1, "composite.collections.create": 1, "composite.collections.upsert": 1}}}},
 		steady: []steadyRun{{rate: 100, made: 100, d: time.Second, h: h, mem: &memSeries{}, m: measured{
 			bus:  busCost{stored: map[string]uint64{"COSELL_AUDIT": 100, "KV_" + contracts.BucketLinks: 200, "COSELL_OBSERVED": 600}, deliveries: map[string]uint64{"sf-writer": 400}},
 			from: pc(map[string]int{}), to: pc(map[string]int{"referrals.get": 100})}}},
@@ -131,12 +133,27 @@ func TestTargetsTableFromTheRunsFigures(t *testing.T) {
 		"| PC → SF backlog ≥ 600 referrals/s | 650.0 referrals/s (backlog of 100) | met |",
 		"| SF → PC backlog with the Partner Center limit off ≥ 300/s | 350.0 opportunities/s (backlog of 100) | met |",
 		"1.00 per create (100 creates (calls: referrals.create 100)); 1.00 per change", "referrals.get 100) | met |",
-		"| Salesforce calls per 1,000 changes on a backlog ≤ 10 (writes) | 10 on the PC → SF backlog of 100", "collections.upsert 1) | met |",
+		"| Salesforce calls per 1,000 changes on a backlog ≤ 10 (writes) | 10.0 writes per 1,000 on the PC → SF backlog of 100 (calls: composite.writes 1); reads beside them 10.0, all calls 20.0 (calls: ",
 		"| no Audit write for an unchanged summary | 0 of 0 Audit write-backs", "| nats-server memory flat over a 10-minute steady run | — | not shown",
 		"| a full replay of every stream costs zero external writes | Salesforce 0, Partner Center 0 | met |",
 	} {
 		if !strings.Contains(table, want) {
 			t.Errorf("targets table lacks %q:\n%s", want, table)
 		}
+	}
+}
+
+// The Salesforce row counts writes as Salesforce counts calls: a Composite that writes is one write
+// whatever it holds (its subrequests none), a read-only Composite, queries and the token call no write.
+func TestSFWriteCallsCountsCompositesOnce(t *testing.T) {
+	from := snapshot{sf: map[string]int{"query": 3, "collections.upsert": 1}}
+	to := snapshot{sf: map[string]int{"query": 8, "collections.upsert": 2, "collections.create": 1,
+		"composite": 4, sfemu.CompositeWritesCount: 3, "composite.collections.create": 3, "composite.collections.upsert": 3,
+		"composite.query": 1, "token": 2, "sobjects.update": 1, "sobjects.get": 5}}
+	if got := sfWriteCalls(from, to); got != 6 { // 3 writing composites, 1 upsert, 1 create, 1 sObject update
+		t.Errorf("write calls %d, want 6", got)
+	}
+	if all := to.sfAPI() - from.sfAPI(); all != 17 { // + 5 queries, 1 read-only composite, 5 sObject reads
+		t.Errorf("all calls %d, want 17", all)
 	}
 }

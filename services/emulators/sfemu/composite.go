@@ -11,6 +11,12 @@ import (
 	"time"
 )
 
+// CompositeWritesCount is the key of Counts that counts the Composite calls holding a write (a subrequest
+// other than GET): each is also counted as "composite", once, as Salesforce counts it against the daily
+// allowance, and its subrequests as "composite.<endpoint>"; so a Composite that writes is told from one
+// that only reads (sf-ingest's snapshot queries).
+const CompositeWritesCount = "composite.writes"
+
 // Composite limits: at most 25 subrequests, of which at most 5 may be queries or sObject Collections.
 const (
 	maxCompositeSubrequests = 25
@@ -65,9 +71,10 @@ func (e *Emulator) handleComposite(c *call) (int, any, *APIError) {
 	if n > maxCompositeSubrequests {
 		return 0, nil, badRequest("LIMIT_EXCEEDED", "Limit Exceeded. Composite requests can have at most %d subrequests", maxCompositeSubrequests)
 	}
-	heavy := 0
+	heavy, writes := 0, false
 	seen := map[string]bool{}
 	for _, sr := range req.CompositeRequest {
+		writes = writes || !strings.EqualFold(sr.Method, http.MethodGet)
 		if !reRefID.MatchString(sr.ReferenceID) {
 			return 0, nil, badRequest("INVALID_INPUT", "Invalid referenceId: %q", sr.ReferenceID)
 		}
@@ -83,6 +90,9 @@ func (e *Emulator) handleComposite(c *call) (int, any, *APIError) {
 		return 0, nil, badRequest("LIMIT_EXCEEDED", "Limit Exceeded. A composite request can contain at most %d query or sObject Collections subrequests", maxCompositeHeavy)
 	}
 
+	if writes {
+		e.counts[CompositeWritesCount]++
+	}
 	var undo undoLog
 	results := map[string]any{} // referenceId -> decoded response body, for references
 	out := make([]compositeSubresponse, n)
@@ -97,6 +107,7 @@ func (e *Emulator) handleComposite(c *call) (int, any, *APIError) {
 		if apiErr != nil {
 			failed = true
 			out[i].HTTPStatusCode, out[i].Body = apiErr.Status, []errorBody{{Message: apiErr.Message, ErrorCode: apiErr.Code, Fields: apiErr.Fields}}
+			results[sr.ReferenceID] = asGeneric(out[i].Body) // a reference into it finds no value
 			continue
 		}
 		out[i].HTTPStatusCode, out[i].Body = status, body
@@ -129,11 +140,18 @@ func (e *Emulator) compositeOne(c *call, sr compositeSubrequest, results map[str
 		out := reReference.ReplaceAllStringFunc(s, func(m string) string {
 			parts := reReference.FindStringSubmatch(m)
 			v, ok := results[parts[1]]
-			if ok {
-				v, ok = walk(v, parts[2])
-			}
 			if !ok {
-				refErr = badRequest("INVALID_REFERENCE", "Invalid reference specified. No value for %s found in %s. Provided referenceId ('%s') must be one of the previous referenceIds.", strings.TrimPrefix(parts[2], "."), parts[1], parts[1])
+				refErr = badRequest("INVALID_REFERENCE", "Invalid reference specified. Provided referenceId ('%s') must be one of the previous referenceIds.", parts[1])
+				return m
+			}
+			if v, ok = walk(v, parts[2]); !ok {
+				// A reference that finds no value (an earlier subrequest failed, a query found no row, a
+				// Collections record failed and has no id) halts the subrequest holding it, as Salesforce
+				// answers: 400 PROCESSING_HALTED "Invalid reference specified. No value for <ref><path> found in
+				// <ref>" (the response CumulusCI's tests hold, SFDO-Tooling/CumulusCI
+				// cumulusci/tasks/salesforce/tests/test_composite.py); with allOrNone false, subrequests that
+				// do not depend on it still run ("Composite Request Body": "Dependent subrequests aren't executed").
+				refErr = badRequest("PROCESSING_HALTED", "Invalid reference specified. No value for %s%s found in %s", parts[1], parts[2], parts[1])
 				return m
 			}
 			switch x := v.(type) {

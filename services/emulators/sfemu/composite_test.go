@@ -85,8 +85,60 @@ func TestCompositeReferencesAndAllOrNone(t *testing.T) {
 	 {"method":"POST","url":"/services/data/v62.0/sobjects/Opportunity","referenceId":"o1","body":{"Name":"No stage"}},
 	 {"method":"PATCH","url":"/services/data/v62.0/sobjects/Opportunity/@{o1.id}","referenceId":"u1","body":{"Amount":1}},
 	 {"method":"POST","url":"/services/data/v62.0/sobjects/Account","referenceId":"a1","body":{"Name":"Northwind"}}]}`))
-	if c := jsonCode(partial.CompositeResponse[1].Body); c != "INVALID_REFERENCE" || partial.CompositeResponse[2].HTTPStatusCode != 201 {
+	if c := jsonCode(partial.CompositeResponse[1].Body); c != "PROCESSING_HALTED" || partial.CompositeResponse[2].HTTPStatusCode != 201 {
 		t.Fatalf("partial: %+v", partial)
+	}
+}
+
+// A Collections create whose second record fails, and two upserts referencing its results: the one that
+// references the failed record's id is halted whole (400 PROCESSING_HALTED, nothing written), the one
+// that references only the created record runs; the composite is one API call and one that writes.
+func TestCompositeReferenceToAFailedCollectionRecord(t *testing.T) {
+	t.Parallel()
+	e, srv := newServer(t, Options{})
+	tok := login(t, srv)
+	used0, _ := e.APIUsage()
+	counts0 := e.Counts()
+	out := composite(t, do(t, srv, tok, http.MethodPost, "/composite", `{"allOrNone":false,"compositeRequest":[
+	 {"method":"POST","url":"/services/data/v62.0/composite/sobjects","referenceId":"accounts",
+	  "body":{"allOrNone":false,"records":[{"attributes":{"type":"Account"},"Name":"Contoso"},{"attributes":{"type":"Account"},"Phone":"1"}]}},
+	 {"method":"PATCH","url":"/services/data/v62.0/composite/sobjects/Opportunity/Referral_Identifier__c","referenceId":"bad",
+	  "body":{"allOrNone":false,"records":[
+	   {"attributes":{"type":"Opportunity"},"Referral_Identifier__c":"r1","Name":"One","StageName":"Prospecting","CloseDate":"2027-01-31","AccountId":"@{accounts[0].id}"},
+	   {"attributes":{"type":"Opportunity"},"Referral_Identifier__c":"r2","Name":"Two","StageName":"Prospecting","CloseDate":"2027-01-31","AccountId":"@{accounts[1].id}"}]}},
+	 {"method":"PATCH","url":"/services/data/v62.0/composite/sobjects/Opportunity/Referral_Identifier__c","referenceId":"good",
+	  "body":{"allOrNone":false,"records":[
+	   {"attributes":{"type":"Opportunity"},"Referral_Identifier__c":"r3","Name":"Three","StageName":"Prospecting","CloseDate":"2027-01-31","AccountId":"@{accounts[0].id}"}]}}]}`))
+	if used, _ := e.APIUsage(); used != used0+1 {
+		t.Fatalf("the composite used %d API calls, want 1", used-used0)
+	}
+	if got := e.Counts()[CompositeWritesCount] - counts0[CompositeWritesCount]; got != 1 {
+		t.Fatalf("%s moved by %d, want 1", CompositeWritesCount, got)
+	}
+	var accounts []saveResult
+	if err := json.Unmarshal(out.CompositeResponse[0].Body, &accounts); err != nil || len(accounts) != 2 || !accounts[0].Success || accounts[1].Success || accounts[1].ID != "" {
+		t.Fatalf("accounts: %v %s", err, out.CompositeResponse[0].Body)
+	}
+	bad := out.CompositeResponse[1]
+	if bad.HTTPStatusCode != http.StatusBadRequest || jsonCode(bad.Body) != "PROCESSING_HALTED" ||
+		!strings.Contains(string(bad.Body), "No value for accounts[1].id found in accounts") {
+		t.Fatalf("the upsert referencing the failed account: %d %s", bad.HTTPStatusCode, bad.Body)
+	}
+	if out.CompositeResponse[2].HTTPStatusCode != http.StatusOK {
+		t.Fatalf("the independent upsert: %d %s", out.CompositeResponse[2].HTTPStatusCode, out.CompositeResponse[2].Body)
+	}
+	var refs []string
+	for _, o := range e.All("Opportunity") {
+		refs = append(refs, fmt.Sprint(o["Referral_Identifier__c"], " ", o["AccountId"] == accounts[0].ID))
+	}
+	if fmt.Sprint(refs) != "[r3 true]" {
+		t.Fatalf("opportunities written: %v, want only r3 under the created account", refs)
+	}
+	// A composite of reads only is no write.
+	composite(t, do(t, srv, tok, http.MethodPost, "/composite", `{"compositeRequest":[
+	 {"method":"GET","url":"/services/data/v62.0/limits","referenceId":"l"}]}`))
+	if got := e.Counts()[CompositeWritesCount] - counts0[CompositeWritesCount]; got != 1 {
+		t.Fatalf("%s moved by %d after a read-only composite, want 1", CompositeWritesCount, got)
 	}
 }
 

@@ -5,9 +5,10 @@
 // records are reconciled when a command carries the list.
 //
 // Commands are handled in batches: whatever is pending (up to 200) is written with sObject Collections
-// calls — one query for the Accounts, one create for the missing ones, one upsert and one update for the
-// Opportunities, one query, create and delete for the solutions — and each record's result is mapped back
-// to its command: the successes are acked, each failure is retried or dead-lettered with its own reason.
+// writes — one query for the Accounts, then the create of the missing ones and the Opportunities' upsert
+// and update together in ONE call (a Composite call, counted as one API call whatever it holds), one
+// query, create and delete for the solutions — and each record's result is mapped back to its command:
+// the successes are acked, each failure is retried or dead-lettered with its own reason.
 // A trickle is the same code with batches of one. A Governor keeps the writer within its API budget.
 package sfwriter
 
@@ -206,8 +207,7 @@ func (w *Writer) HandleBatch(ctx context.Context, events []platform.Event) []err
 		}
 		return results
 	}
-	w.accounts(ctx, items)
-	w.opportunities(ctx, items)
+	w.opportunities(ctx, items, w.accounts(ctx, items))
 	w.solutions(ctx, items)
 	w.contacts(ctx, items)
 	// The batch's outcomes leave together (their acks in flight at once), then the written commands are
@@ -293,8 +293,9 @@ func (m AccountMatch) accountKey(a contracts.Account) string {
 }
 
 // accounts finds the Account of every create by the match rule (w.Match), with one query per 100 names or
-// ids, and creates the missing ones with one Collections call per 200.
-func (w *Writer) accounts(ctx context.Context, items []*item) {
+// ids, and names those it found on their creates; the missing ones it returns, to be created in the same
+// call as the Opportunities that name them (opportunities), nil when none is missing.
+func (w *Writer) accounts(ctx context.Context, items []*item) *newAccounts {
 	need := map[string]contracts.Account{}
 	var names, extIDs []string
 	seenName := map[string]bool{}
@@ -318,7 +319,7 @@ func (w *Writer) accounts(ctx context.Context, items []*item) {
 		}
 	}
 	if len(need) == 0 {
-		return
+		return nil
 	}
 	found := map[string]string{}
 	failAll := func(err error) {
@@ -340,7 +341,7 @@ func (w *Writer) accounts(ctx context.Context, items []*item) {
 			strings.Join(quoted, ", ")+") ORDER BY CreatedDate, Id")
 		if err != nil {
 			failAll(fmt.Errorf("account match by %s: %w", w.Match.Field, err))
-			return
+			return nil
 		}
 		for _, r := range rows {
 			id, _ := r["Id"].(string)
@@ -360,7 +361,7 @@ func (w *Writer) accounts(ctx context.Context, items []*item) {
 			strings.Join(quoted, ", ")+") ORDER BY CreatedDate, Id")
 		if err != nil {
 			failAll(err)
-			return
+			return nil
 		}
 		for _, r := range rows {
 			id, _ := r["Id"].(string)
@@ -375,53 +376,77 @@ func (w *Writer) accounts(ctx context.Context, items []*item) {
 			}
 		}
 	}
-	var missing []string
+	missing := &newAccounts{index: map[string]int{}}
 	for k := range need {
 		if id, ok := byKey[k]; ok {
 			found[k] = id
-		} else {
-			missing = append(missing, k)
-		}
-	}
-	failed := map[string]error{}
-	for len(missing) > 0 {
-		chunk := missing[:min(len(missing), sfapi.MaxCollection)]
-		missing = missing[len(chunk):]
-		recs := make([]sfapi.Record, len(chunk))
-		for i, k := range chunk {
-			a := need[k]
-			r := sfapi.Record{sf.AccountName: a.Name}
-			if id := w.Match.externalID(a); id != "" {
-				r[w.Match.Field] = id // the next referral of this customer finds it by the id
-			}
-			for f, v := range map[string]string{sf.AccountBillingCity: a.City, sf.AccountBillingPostalCode: a.PostalCode,
-				sf.AccountBillingCountry: a.Country, sf.AccountBillingStreet: a.Street, sf.AccountBillingState: a.State} {
-				if v != "" {
-					r[f] = v
-				}
-			}
-			recs[i] = r
-		}
-		res, err := w.SF.CreateRecords(ctx, sf.ObjectAccount, recs)
-		for i, k := range chunk {
-			switch {
-			case err != nil:
-				failed[k] = err
-			case res[i].Success:
-				found[k] = res[i].ID
-			default:
-				failed[k] = res[i].Err("create Account " + need[k].Name)
-			}
-		}
-	}
-	for _, it := range live(items) {
-		if it.accountKey == "" {
 			continue
 		}
-		if err := failed[it.accountKey]; err != nil {
-			it.err = err
-		} else {
-			it.cmd.Fields = withField(it.cmd.Fields, sf.FieldAccountID, found[it.accountKey])
+		a := need[k]
+		r := sfapi.Record{sf.AccountName: a.Name}
+		if id := w.Match.externalID(a); id != "" {
+			r[w.Match.Field] = id // the next referral of this customer finds it by the id
+		}
+		for f, v := range map[string]string{sf.AccountBillingCity: a.City, sf.AccountBillingPostalCode: a.PostalCode,
+			sf.AccountBillingCountry: a.Country, sf.AccountBillingStreet: a.Street, sf.AccountBillingState: a.State} {
+			if v != "" {
+				r[f] = v
+			}
+		}
+		missing.index[k] = len(missing.records)
+		missing.names = append(missing.names, a.Name)
+		missing.records = append(missing.records, r)
+	}
+	for _, it := range live(items) {
+		if id := found[it.accountKey]; id != "" {
+			it.cmd.Fields = withField(it.cmd.Fields, sf.FieldAccountID, id)
+		}
+	}
+	if len(missing.records) == 0 {
+		return nil
+	}
+	missing.ids = make([]string, len(missing.records))
+	missing.errs = make([]error, len(missing.records))
+	return missing
+}
+
+// newAccounts are the Accounts a batch's creates need that the match found none of. They are created in
+// the same call as the Opportunities naming them, a Composite call (one API call whatever it holds), where
+// each of those Opportunity records takes its Account's id from the Account create's result by reference.
+type newAccounts struct {
+	index   map[string]int // accountKey -> record
+	names   []string
+	records []sfapi.Record
+	// ids and errs are each record's result once its create call returned (both empty before).
+	ids  []string
+	errs []error
+	sent bool
+}
+
+// accountsRef is the reference id of the Account create in a Composite call.
+const accountsRef = "accounts"
+
+// of returns the index of the new Account it's create names, if any.
+func (n *newAccounts) of(it *item) (int, bool) {
+	if n == nil || it.accountKey == "" {
+		return 0, false
+	}
+	i, ok := n.index[it.accountKey]
+	return i, ok
+}
+
+// settle records the Account create's results (res, or err for every record when the call or its
+// subrequest failed).
+func (n *newAccounts) settle(res []sfapi.SaveResult, err error) {
+	n.sent = true
+	for i := range n.records {
+		switch {
+		case err != nil:
+			n.errs[i] = err
+		case res[i].Success:
+			n.ids[i] = res[i].ID
+		default:
+			n.errs[i] = res[i].Err("create Account " + n.names[i])
 		}
 	}
 }
@@ -466,8 +491,10 @@ func cut(s string, n int) string {
 }
 
 // opportunities writes the creates (upserts by Referral Identifier) and updates in rounds in which each
-// record appears once, in command order, each round one Collections call per 200 records and kind.
-func (w *Writer) opportunities(ctx context.Context, items []*item) {
+// record appears once, in command order. A round's writes — the Opportunity and Lead upserts and updates,
+// each one Collections write per 200 records, and in the first round the create of the batch's new
+// Accounts (accts) — go in one API call (sfapi.WriteAll: a Composite call when there are several).
+func (w *Writer) opportunities(ctx context.Context, items []*item, accts *newAccounts) {
 	pending := live(items)
 	for len(pending) > 0 {
 		var round, later []*item
@@ -498,32 +525,122 @@ func (w *Writer) opportunities(ctx context.Context, items []*item) {
 				updates = append(updates, it)
 			}
 		}
-		// A create is an upsert by the referral id (a retried create finds its record); an update is by Id.
-		upsert := func(object string) func([]*item) ([]sfapi.SaveResult, error) {
-			return func(chunk []*item) ([]sfapi.SaveResult, error) {
-				recs := make([]sfapi.Record, len(chunk))
-				for i, it := range chunk {
-					recs[i] = record(it.cmd)
-					recs[i][sf.FieldReferralIdentifier] = it.cmd.ReferralID
-				}
-				return w.SF.UpsertRecords(ctx, object, sf.FieldReferralIdentifier, recs)
+		var writes []recordWrite
+		for _, k := range []struct {
+			its    []*item
+			op     string
+			object string
+		}{
+			{leadCreates, sfapi.CollectionUpsert, sf.ObjectLead}, {leadUpdates, sfapi.CollectionUpdate, sf.ObjectLead},
+			{creates, sfapi.CollectionUpsert, sf.ObjectOpportunity}, {updates, sfapi.CollectionUpdate, sf.ObjectOpportunity},
+		} {
+			for its := k.its; len(its) > 0; {
+				chunk := its[:min(len(its), sfapi.MaxCollection)]
+				its = its[len(chunk):]
+				writes = append(writes, recordWrite{op: k.op, object: k.object, items: chunk})
 			}
 		}
-		update := func(object string) func([]*item) ([]sfapi.SaveResult, error) {
-			return func(chunk []*item) ([]sfapi.SaveResult, error) {
-				recs := make([]sfapi.Record, len(chunk))
-				for i, it := range chunk {
-					recs[i] = record(it.cmd)
-					recs[i][sf.FieldID] = it.cmd.OpportunityID
-				}
-				return w.SF.UpdateRecords(ctx, object, recs)
-			}
-		}
-		w.write(leadCreates, upsert(sf.ObjectLead))
-		w.write(leadUpdates, update(sf.ObjectLead))
-		w.write(creates, upsert(sf.ObjectOpportunity))
-		w.write(updates, update(sf.ObjectOpportunity))
+		w.writeAll(ctx, writes, accts)
 		pending = later
+	}
+}
+
+// recordWrite is one Collections write of a round: a create (an upsert by the referral id: a retried
+// create finds its record) or an update by Id, of up to 200 commands' records.
+type recordWrite struct {
+	op, object string
+	items      []*item
+}
+
+// writeAll sends a round's writes, with the create of the new Accounts when they are not sent yet, in as
+// few calls as the Composite limits allow (one for up to five writes), and maps each record's result back
+// to its command. A create naming a new Account takes the Account's id by reference when both are in one
+// call; when the Account's create failed, that create fails with the Account's error. Salesforce does not
+// run a Collections write one of whose references finds no value (an Account record that failed: 400
+// PROCESSING_HALTED for the whole write), so the records of such a write that did not depend on a failed
+// Account are sent again in a call of their own: one more call, only when an Account fails.
+func (w *Writer) writeAll(ctx context.Context, writes []recordWrite, accts *newAccounts) {
+	for len(writes) > 0 {
+		withAccounts := accts != nil && !accts.sent
+		n := sfapi.MaxCompositeCollections
+		if withAccounts {
+			n--
+		}
+		group := writes[:min(len(writes), n)]
+		writes = writes[len(group):]
+		var cols []sfapi.Collection
+		if withAccounts {
+			cols = append(cols, sfapi.Collection{Op: sfapi.CollectionCreate, Object: sf.ObjectAccount, Records: accts.records, Ref: accountsRef})
+		}
+		sent := make([][]*item, len(group))
+		for g, wr := range group {
+			col := sfapi.Collection{Op: wr.op, Object: wr.object, ExternalIDField: sf.FieldReferralIdentifier}
+			if wr.op != sfapi.CollectionUpsert {
+				col.ExternalIDField = ""
+			}
+			for _, it := range wr.items {
+				r := record(it.cmd)
+				if wr.op == sfapi.CollectionUpsert {
+					r[sf.FieldReferralIdentifier] = it.cmd.ReferralID
+				} else {
+					r[sf.FieldID] = it.cmd.OpportunityID
+				}
+				if i, ok := accts.of(it); ok {
+					switch {
+					case withAccounts:
+						r[sf.FieldAccountID] = sfapi.Reference(accountsRef, i, "id")
+					case accts.errs[i] != nil:
+						it.err = accts.errs[i]
+						continue
+					default:
+						r[sf.FieldAccountID] = accts.ids[i]
+					}
+				}
+				col.Records = append(col.Records, r)
+				sent[g] = append(sent[g], it)
+			}
+			cols = append(cols, col)
+		}
+		results, errs, err := w.SF.WriteAll(ctx, cols)
+		if withAccounts {
+			if err != nil {
+				accts.settle(nil, err)
+			} else {
+				accts.settle(results[0], errs[0])
+			}
+			results, errs, cols = results[min(1, len(results)):], errs[min(1, len(errs)):], cols[1:]
+		}
+		var again []recordWrite
+		for g := range cols {
+			var res []sfapi.SaveResult
+			werr := err
+			if err == nil {
+				res, werr = results[g], errs[g]
+			}
+			if werr != nil && withAccounts && sfapi.Code(werr) == "PROCESSING_HALTED" {
+				// A reference to a failed Account halted the write: the others go again, with the ids.
+				again = append(again, recordWrite{op: group[g].op, object: group[g].object, items: sent[g]})
+				continue
+			}
+			for i, it := range sent[g] {
+				if a, ok := accts.of(it); ok && accts.errs[a] != nil {
+					it.err = accts.errs[a] // whatever became of its record, it names no Account: retried whole
+					continue
+				}
+				switch {
+				case werr != nil:
+					it.err = werr
+				case !res[i].Success:
+					it.err = res[i].Err(fmt.Sprintf("%s %s for link %s", it.cmd.Op, group[g].object, it.cmd.LinkID))
+				default:
+					it.out.OpportunityID = res[i].ID
+					it.out.Created = it.cmd.Op == contracts.OpCreate && res[i].Created
+				}
+			}
+		}
+		if len(again) > 0 {
+			w.writeAll(ctx, again, accts)
+		}
 	}
 }
 
@@ -534,26 +651,6 @@ func objectOf(cmd contracts.OpportunityCommand) string {
 		return sf.ObjectLead
 	}
 	return sf.ObjectOpportunity
-}
-
-// write sends items in chunks of 200 with call and maps each record's result back to its item.
-func (w *Writer) write(items []*item, call func([]*item) ([]sfapi.SaveResult, error)) {
-	for len(items) > 0 {
-		chunk := items[:min(len(items), sfapi.MaxCollection)]
-		items = items[len(chunk):]
-		res, err := call(chunk)
-		for i, it := range chunk {
-			switch {
-			case err != nil:
-				it.err = err
-			case !res[i].Success:
-				it.err = res[i].Err(fmt.Sprintf("%s Opportunity for link %s", it.cmd.Op, it.cmd.LinkID))
-			default:
-				it.out.OpportunityID = res[i].ID
-				it.out.Created = it.cmd.Op == contracts.OpCreate && res[i].Created
-			}
-		}
-	}
 }
 
 // solutions makes the Microsoft Solution children of every written Opportunity whose command carries the

@@ -143,7 +143,7 @@ func TestBacklogIsWrittenWithCollectionsAndEachFailureKeepsItsReason(t *testing.
 		}
 	}
 	c := f.emu.Counts()
-	if c["collections.upsert"] > 3 || c["sobjects.upsert"] != 0 {
+	if c["collections.upsert"]+c[sfemu.CompositeWritesCount] > 3 || c["sobjects.upsert"] != 0 {
 		t.Fatalf("calls %v: a backlog of %d must take a few Collections calls, not one call per record", c, n)
 	}
 	outs := f.outcomes(t)
@@ -338,5 +338,83 @@ func TestAccountMatchRule(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A batch of creates for new customers is written in one call: the Account create and the Opportunity
+// upsert in one Composite, each Opportunity taking its Account's id by reference. A customer whose Account
+// Salesforce refuses fails its own command with the Account's reason; the others of its write, which
+// Salesforce halts whole for the failed reference, are written with one call more.
+func TestNewAccountsAndTheirOpportunitiesGoInOneCall(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, sfemu.Options{}, nil)
+	existing, _ := f.emu.Insert("Account", map[string]any{"Name": "Customer 0", "BillingPostalCode": "98052"})
+	const n = 40
+	var batch []platform.Event
+	add := func(id string, cmd contracts.OpportunityCommand) {
+		e, err := platform.NewEvent(id, contracts.TypeOpportunityRequested, contracts.StageMapper, cmd.LinkID, cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch = append(batch, e)
+	}
+	for i := 0; i < n; i++ {
+		add(fmt.Sprintf("cmd-%d", i), createCmd(i, fmt.Sprintf("Customer %d", i%8)))
+	}
+	bad := createCmd(n, "Refused Inc")
+	bad.Account.PostalCode = strings.Repeat("9", 25) // BillingPostalCode holds 20: STRING_TOO_LONG
+	add("cmd-bad", bad)
+	if err := f.w.Learn(context.Background()); err != nil { // the org's shape, read while the stage starts
+		t.Fatal(err)
+	}
+	c0 := f.emu.Counts()
+	results := f.w.HandleBatch(context.Background(), batch) // one batch, as ConsumeBatch hands a backlog on
+	for i, err := range results[:n] {
+		if err != nil {
+			t.Fatalf("cmd-%d: %v", i, err)
+		}
+	}
+	if err := results[n]; !platform.IsPermanent(err) {
+		t.Fatalf("cmd-bad: %v, want a permanent failure (dead-lettered with its reason)", err)
+	}
+
+	outs := f.outcomes(t)
+	if o := outs["cmd-bad"]; o.Status != contracts.OutcomeFailed || o.Error == nil || o.Error.Code != "STRING_TOO_LONG" {
+		t.Fatalf("the create whose Account was refused: %+v", o)
+	}
+	accounts := map[string]string{}
+	for _, a := range f.emu.All(sf.ObjectAccount) {
+		accounts[fmt.Sprint(a[sf.FieldID])] = fmt.Sprint(a[sf.AccountName])
+	}
+	if len(accounts) != 8 {
+		t.Fatalf("accounts %v, want the 8 customers' (the existing one reused, the refused one not made)", accounts)
+	}
+	opps := f.emu.All(sf.ObjectOpportunity)
+	if len(opps) != n {
+		t.Fatalf("%d opportunities, want %d", len(opps), n)
+	}
+	for _, o := range opps {
+		var i int
+		fmt.Sscanf(fmt.Sprint(o[sf.FieldName]), "Deal %d", &i)
+		if want := fmt.Sprintf("Customer %d", i%8); accounts[fmt.Sprint(o[sf.FieldAccountID])] != want {
+			t.Fatalf("%s on account %v (%s), want %s's", o[sf.FieldName], o[sf.FieldAccountID], accounts[fmt.Sprint(o[sf.FieldAccountID])], want)
+		}
+		if i == 0 && o[sf.FieldAccountID] != existing {
+			t.Fatalf("Deal 0 not on the existing account")
+		}
+	}
+	for i := 0; i < n; i++ {
+		if o := outs[fmt.Sprintf("cmd-%d", i)]; o.Status != contracts.OutcomeWritten || !o.Created {
+			t.Fatalf("cmd-%d: %+v", i, o)
+		}
+	}
+	c := f.emu.Counts()
+	for k, v := range c0 {
+		c[k] -= v
+	}
+	// One query for the Accounts, one Composite (the Account create, the upsert it halted for the refused
+	// Account's reference) and the upsert sent again: no Account create of its own.
+	if c["query"] != 1 || c["composite"] != 1 || c["composite.collections.create"] != 1 || c["collections.create"] != 0 || c["collections.upsert"] != 1 {
+		t.Fatalf("calls %v: want query 1, composite 1 (holding the Account create), collections.upsert 1", c)
 	}
 }

@@ -317,46 +317,150 @@ func checkCollection(op string, n int) error {
 	return nil
 }
 
-// collection sends one Collections call with allOrNone false and returns one result per record, in order.
-func (c *Client) collection(ctx context.Context, op, method, uri string, body any, n int) ([]SaveResult, error) {
-	if n == 0 {
+// Collection is one sObject Collections write (allOrNone false: each record succeeds or fails on its
+// own): a create, an update (each record with Id) or an upsert by ExternalIDField, of up to 200 records.
+// Ref names it inside a Composite call (WriteAll), so a later collection's record can take a value of its
+// result with Reference.
+type Collection struct {
+	Op              string // CollectionCreate, CollectionUpdate or CollectionUpsert
+	Object          string
+	ExternalIDField string // upserts only
+	Records         []Record
+	Ref             string
+}
+
+// The writes a Collection makes, named as the calls are counted.
+const (
+	CollectionCreate = "collections.create"
+	CollectionUpdate = "collections.update"
+	CollectionUpsert = "collections.upsert"
+)
+
+// MaxCompositeCollections is how many sObject Collections (or query) subrequests one Composite call may
+// hold, of its 25 ("Composite", REST API Developer Guide: "up to 25 subrequests ... Up to 5 of these
+// subrequests can be sObject Collections or query operations").
+const MaxCompositeCollections = 5
+
+// request is the call a Collection makes: method, URL relative to /services/data/vXX.X, and body.
+func (col Collection) request() (method, uri string, body any, err error) {
+	if err := checkCollection(col.Op, len(col.Records)); err != nil {
+		return "", "", nil, err
+	}
+	body = map[string]any{"allOrNone": false, "records": typed(col.Object, col.Records)}
+	switch col.Op {
+	case CollectionCreate:
+		return http.MethodPost, "/composite/sobjects", body, nil
+	case CollectionUpdate:
+		return http.MethodPatch, "/composite/sobjects", body, nil
+	case CollectionUpsert:
+		return http.MethodPatch, "/composite/sobjects/" + col.Object + "/" + col.ExternalIDField, body, nil
+	}
+	return "", "", nil, &Error{Op: col.Op, Code: "UNKNOWN_OPERATION", Message: "not a Collections write: " + col.Op}
+}
+
+// Write sends one Collections call and returns one result per record, in order.
+func (c *Client) Write(ctx context.Context, col Collection) ([]SaveResult, error) {
+	if len(col.Records) == 0 {
 		return nil, nil
 	}
-	if err := checkCollection(op, n); err != nil {
+	method, uri, body, err := col.request()
+	if err != nil {
 		return nil, err
 	}
 	var res []SaveResult
-	if _, err := c.do(ctx, op, method, uri, body, &res); err != nil {
+	if _, err := c.do(ctx, col.Op, method, uri, body, &res); err != nil {
 		return nil, err
 	}
-	if len(res) != n {
-		return nil, &Error{Op: op, Code: "UNEXPECTED_RESPONSE", Message: fmt.Sprintf("%d results for %d records", len(res), n), Transient: true}
+	return res, checkResults(col.Op, len(res), len(col.Records))
+}
+
+func checkResults(op string, got, want int) error {
+	if got != want {
+		return &Error{Op: op, Code: "UNEXPECTED_RESPONSE", Message: fmt.Sprintf("%d results for %d records", got, want), Transient: true}
 	}
-	return res, nil
+	return nil
+}
+
+// WriteAll sends several Collections writes as ONE API call: one Collections call when there is one,
+// else one Composite call (allOrNone false, at most MaxCompositeCollections of them), whose
+// subrequests run in order, so a record may reference a value of an earlier collection's result
+// (Reference). It returns each collection's results, or that collection's own error (its subrequest
+// failed, e.g. PROCESSING_HALTED when a reference it holds found no value: an earlier record failed);
+// err is the failure of the call as a whole, which none of them got through.
+func (c *Client) WriteAll(ctx context.Context, cols []Collection) (results [][]SaveResult, errs []error, err error) {
+	results, errs = make([][]SaveResult, len(cols)), make([]error, len(cols))
+	if len(cols) == 1 {
+		results[0], errs[0] = c.Write(ctx, cols[0])
+		return results, errs, nil
+	}
+	if len(cols) > MaxCompositeCollections {
+		return nil, nil, &Error{Op: "composite", Code: "LIMIT_EXCEEDED",
+			Message: fmt.Sprintf("%d Collections writes, at most %d in one Composite call", len(cols), MaxCompositeCollections)}
+	}
+	reqs := make([]Subrequest, len(cols))
+	for i, col := range cols {
+		method, uri, body, err := col.request()
+		if err != nil {
+			return nil, nil, err
+		}
+		ref := col.Ref
+		if ref == "" {
+			ref = fmt.Sprintf("c%d", i)
+		}
+		reqs[i] = Subrequest{Method: method, URL: uri, ReferenceID: ref, Body: body}
+	}
+	answers, err := c.Composite(ctx, false, reqs)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i, a := range answers {
+		if errs[i] = a.Err(cols[i].Op); errs[i] != nil {
+			continue
+		}
+		if jerr := json.Unmarshal(a.Body, &results[i]); jerr != nil {
+			errs[i] = &Error{Op: cols[i].Op, Code: "JSON_DECODE", Message: jerr.Error()}
+			continue
+		}
+		errs[i] = checkResults(cols[i].Op, len(results[i]), len(cols[i].Records))
+	}
+	return results, errs, nil
+}
+
+// Reference is a Composite reference to field of record i of the collection named ref, as an earlier
+// subrequest's result: "@{ref[i].field}".
+func Reference(ref string, i int, field string) string {
+	return fmt.Sprintf("@{%s[%d].%s}", ref, i, field)
 }
 
 // CreateRecords creates up to 200 records in one call; each record succeeds or fails on its own.
 func (c *Client) CreateRecords(ctx context.Context, object string, records []Record) ([]SaveResult, error) {
-	return c.collection(ctx, "collections.create", http.MethodPost, "/composite/sobjects",
-		map[string]any{"allOrNone": false, "records": typed(object, records)}, len(records))
+	return c.Write(ctx, Collection{Op: CollectionCreate, Object: object, Records: records})
 }
 
 // UpdateRecords updates up to 200 records (each with Id) in one call.
 func (c *Client) UpdateRecords(ctx context.Context, object string, records []Record) ([]SaveResult, error) {
-	return c.collection(ctx, "collections.update", http.MethodPatch, "/composite/sobjects",
-		map[string]any{"allOrNone": false, "records": typed(object, records)}, len(records))
+	return c.Write(ctx, Collection{Op: CollectionUpdate, Object: object, Records: records})
 }
 
 // UpsertRecords creates or updates up to 200 records by an External ID field (each record carries it).
 func (c *Client) UpsertRecords(ctx context.Context, object, externalIDField string, records []Record) ([]SaveResult, error) {
-	return c.collection(ctx, "collections.upsert", http.MethodPatch, "/composite/sobjects/"+object+"/"+externalIDField,
-		map[string]any{"allOrNone": false, "records": typed(object, records)}, len(records))
+	return c.Write(ctx, Collection{Op: CollectionUpsert, Object: object, ExternalIDField: externalIDField, Records: records})
 }
 
 // DeleteRecords deletes up to 200 records by id in one call.
 func (c *Client) DeleteRecords(ctx context.Context, ids []string) ([]SaveResult, error) {
-	return c.collection(ctx, "collections.delete", http.MethodDelete,
-		"/composite/sobjects?allOrNone=false&ids="+url.QueryEscape(strings.Join(ids, ",")), nil, len(ids))
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	op := "collections.delete"
+	if err := checkCollection(op, len(ids)); err != nil {
+		return nil, err
+	}
+	var res []SaveResult
+	if _, err := c.do(ctx, op, http.MethodDelete, "/composite/sobjects?allOrNone=false&ids="+url.QueryEscape(strings.Join(ids, ",")), nil, &res); err != nil {
+		return nil, err
+	}
+	return res, checkResults(op, len(res), len(ids))
 }
 
 // Subrequest is one request of a Composite call; URL is relative to /services/data/vXX.X.

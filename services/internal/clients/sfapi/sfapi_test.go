@@ -108,3 +108,40 @@ func TestQueryEachPagesAndComposite(t *testing.T) {
 		t.Fatal("composite not counted as one call")
 	}
 }
+
+// WriteAll sends one Collections write as a plain Collections call and several as one Composite call,
+// in which a record takes a value of an earlier write's result by Reference; a write halted by a
+// reference that finds no value gets its own error, the others their results.
+func TestWriteAllIsOneCall(t *testing.T) {
+	t.Parallel()
+	e, c := newClient(t, sfemu.Options{})
+	opp := func(ref, account string) Record {
+		return Record{"Referral_Identifier__c": ref, "Name": ref, "StageName": "Prospecting", "CloseDate": "2027-01-01", "AccountId": account}
+	}
+	c0 := e.Counts()
+	res, errs, err := c.WriteAll(t.Context(), []Collection{
+		{Op: CollectionCreate, Object: "Account", Ref: "acc", Records: []Record{{"Name": "A"}, {"Phone": "1"}}},
+		{Op: CollectionUpsert, Object: "Opportunity", ExternalIDField: "Referral_Identifier__c", Records: []Record{opp("r-1", Reference("acc", 0, "id"))}},
+		{Op: CollectionUpsert, Object: "Opportunity", ExternalIDField: "Referral_Identifier__c", Records: []Record{opp("r-2", Reference("acc", 1, "id"))}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs[0] != nil || !res[0][0].Success || res[0][1].Success || errs[1] != nil || !res[1][0].Created || Code(errs[2]) != "PROCESSING_HALTED" {
+		t.Fatalf("results %+v, errors %v", res, errs)
+	}
+	if got := e.All("Opportunity"); len(got) != 1 || got[0]["AccountId"] != res[0][0].ID {
+		t.Fatalf("opportunities %v, want r-1 under the account created in the same call", got)
+	}
+	one, errs, err := c.WriteAll(t.Context(), []Collection{{Op: CollectionUpdate, Object: "Account", Records: []Record{{"Id": res[0][0].ID, "Phone": "2"}}}})
+	if err != nil || errs[0] != nil || !one[0][0].Success {
+		t.Fatalf("one write: %+v %v %v", one, errs, err)
+	}
+	c1 := e.Counts()
+	if c1["composite"]-c0["composite"] != 1 || c1["collections.update"]-c0["collections.update"] != 1 {
+		t.Fatalf("calls %v, want one Composite and one Collections update", c1)
+	}
+	if _, _, err := c.WriteAll(t.Context(), make([]Collection, MaxCompositeCollections+1)); Code(err) != "LIMIT_EXCEEDED" {
+		t.Fatalf("%d writes: %v", MaxCompositeCollections+1, err)
+	}
+}
