@@ -291,9 +291,10 @@ func (c *CDC) coverBackstop(ctx context.Context) error {
 }
 
 // noteUnread notes an own write dropped from its header that the backstop is still relied on for: an
-// update of a field the mapping syncs (reread let it drop: no seller changed the record lately).
+// update of a field the mapping syncs (reread let it drop: no seller changed the record lately), unless a
+// seller created the record within the interval (sinceCreate: every seller change of it was seen).
 func (c *CDC) noteUnread(unread map[string]time.Time, h sfpubsub.Header) {
-	if h.ChangeType != "UPDATE" || !c.changesSynced(h) {
+	if h.ChangeType != "UPDATE" || !c.changesSynced(h) || c.sinceCreate(h) {
 		return
 	}
 	if at, ok := unread[h.EntityName]; !ok || h.CommitTimestamp.Before(at) {

@@ -3,11 +3,13 @@ package sfingest
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/internal/clients/sfpubsub"
 	"github.com/cosell-dev/cosell/services/internal/testkit"
 	"github.com/cosell-dev/cosell/services/internal/testkit/bustest"
 )
@@ -89,6 +91,61 @@ func BenchmarkCDCBacklog(b *testing.B) {
 		el := time.Since(start)
 		b.ReportMetric(n/el.Seconds(), "opps/s")
 		b.ReportMetric(float64(c.Stats().Reads), "composite")
+		b.ReportMetric(float64(f.burstCount()-bursts), "bursts")
+		cancel()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCDCLiveBacklog measures sf-ingest while a backlog is being made: the subscriber runs (the
+// stage's Pub/Sub settings: 100 requested, coalesced up to 1,000 events) while 8 writers create 500
+// synced Opportunities, as the bench's SF → PC phase does. Reported: Opportunities/s from the first
+// create to the last snapshot stored, the bursts and Composite reads it took. Run with -benchtime=1x.
+func BenchmarkCDCLiveBacklog(b *testing.B) {
+	for range b.N {
+		f := newCDCFixture(b)
+		c := f.subscriberOn(b, f.in)
+		c.Config.PubSub.Coalesce = 1000
+		ps, err := sfpubsub.New(c.Config.PubSub, sfpubsub.RESTAuth{SF: f.in.SF}, f.in.Log)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = ps.Close() })
+		c.PubSub = ps
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx) }()
+		f.waitStored(b)
+		acc := f.insert(b, "Account", map[string]any{"Name": "Backlog AG", "BillingCountry": "CH"})
+		const n, writers, rate = 500, 8, 500
+		bursts, reads := f.burstCount(), c.Stats().Reads
+		start := time.Now()
+		// The writers pace themselves at about the rate the bench's 8 HTTP writers reach on the emulator.
+		tick := time.NewTicker(time.Second / rate)
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < n; i += writers {
+					<-tick.C
+					f.insert(b, "Opportunity", map[string]any{"Name": fmt.Sprint("Backlog ", i), "StageName": "Prospecting",
+						"CloseDate": "2027-01-01", "Amount": 1000 + i, "AccountId": acc, sf.FieldSyncWithPartnerCenter: true})
+				}
+			}()
+		}
+		wg.Wait()
+		tick.Stop()
+		made := time.Since(start)
+		testkit.EventuallyTrue(b, time.Minute, "every snapshot", func() bool {
+			return bustest.Count(b, f.bus, contracts.StreamObserved, contracts.SubjectOpportunityObserved+".>") == n
+		})
+		el := time.Since(start)
+		b.ReportMetric(n/el.Seconds(), "opps/s")
+		b.ReportMetric(made.Seconds()*1000, "ms-to-create")
+		b.ReportMetric(float64(c.Stats().Reads-reads), "composite")
 		b.ReportMetric(float64(f.burstCount()-bursts), "bursts")
 		cancel()
 		if err := <-done; err != nil {

@@ -242,8 +242,8 @@ type CDC struct {
 	oppShape, leadShape shape
 	parentHeld          map[string]map[string]bool
 	complete            map[string]bool
-	// sellers holds, per record, the commit time of the newest change not made by cosell (reread).
-	sellers map[string]time.Time
+	// sellers holds, per record, the newest change not made by cosell (reread), this run's.
+	sellers map[string]sellerChange
 	swept   time.Time
 	cov     *coverage // what the events handled, for the backstop poll (backstop.go); set by Run
 	began   time.Time // when this run began (Run): events committed before may be an earlier run's repeats
@@ -305,11 +305,35 @@ func (c *CDC) reread(h sfpubsub.Header) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, id := range h.RecordIDs {
-		if at, ok := c.sellers[id]; ok && h.CommitTimestamp.Sub(at) <= c.Config.Backstop {
+		if s, ok := c.sellers[id]; ok && !s.created && h.CommitTimestamp.Sub(s.at) <= c.Config.Backstop {
 			return true
 		}
 	}
 	return false
+}
+
+// sellerChange is a record's newest change not made by cosell.
+type sellerChange struct {
+	at time.Time
+	// created: the record's CREATE is the only one this run saw. A CREATE races with no write of cosell's:
+	// cosell writes to a record only once the mapper has seen a snapshot of it, and every snapshot shows
+	// what the CREATE set (the write-back of a new Opportunity's link and ✔ Name mark, on a seller's
+	// Opportunity of a moment ago, is dropped like any own write: no read, no snapshot, no decision).
+	created bool
+}
+
+// sinceCreate reports whether every record of an own write was created by a seller within the backstop
+// interval before it, with no seller change since (reread let it drop): each record's every seller change
+// is then one this run saw, so the backstop has nothing to catch for it (noteUnread holds nothing).
+func (c *CDC) sinceCreate(h sfpubsub.Header) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, id := range h.RecordIDs {
+		if s, ok := c.sellers[id]; !ok || !s.created || h.CommitTimestamp.Sub(s.at) > c.Config.Backstop {
+			return false
+		}
+	}
+	return len(h.RecordIDs) > 0
 }
 
 // changesSynced reports whether an update changed a field the mapping syncs (not only the stamps); a
@@ -329,17 +353,20 @@ func (c *CDC) sellerChanged(h sfpubsub.Header) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.sellers == nil {
-		c.sellers = map[string]time.Time{}
+		c.sellers = map[string]sellerChange{}
 	}
 	for _, id := range h.RecordIDs {
-		if h.CommitTimestamp.After(c.sellers[id]) {
-			c.sellers[id] = h.CommitTimestamp
+		s, seen := c.sellers[id]
+		if h.CommitTimestamp.After(s.at) {
+			s.at = h.CommitTimestamp
 		}
+		s.created = h.ChangeType == "CREATE" && (!seen || s.created)
+		c.sellers[id] = s
 	}
 	// Forget what is past the interval, once per interval, so memory follows the change rate.
 	if h.CommitTimestamp.Sub(c.swept) > c.Config.Backstop {
-		for id, at := range c.sellers {
-			if h.CommitTimestamp.Sub(at) > c.Config.Backstop {
+		for id, s := range c.sellers {
+			if h.CommitTimestamp.Sub(s.at) > c.Config.Backstop {
 				delete(c.sellers, id)
 			}
 		}
@@ -388,6 +415,9 @@ func (c *CDC) Run(ctx context.Context) error {
 	}
 	c.began = time.Now()
 	c.In.snaps.reset(c.began)
+	c.mu.Lock()
+	c.sellers = nil // another replica may have handled the changes since this one last held the lease
+	c.mu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make(chan error, len(c.Config.Channels)+1)

@@ -459,6 +459,48 @@ func TestCDCOwnWriteAfterASellersChangeIsReread(t *testing.T) {
 	}
 }
 
+// TestCDCWriteBackToASellersNewOpportunityIsDropped: cosell's write-back to an Opportunity a seller has
+// just created (the referral's id and link, the sync status and the ✔ mark on the Name, a synced field) is
+// dropped from its header: the CREATE is no change it can have overwritten unseen (the mapper decided the
+// write on a snapshot showing it), so it costs no read, no snapshot and no decision, and holds no backstop
+// (every seller change of the record since its CREATE is one this run saw). The next seller change builds
+// on what Salesforce kept.
+func TestCDCWriteBackToASellersNewOpportunityIsDropped(t *testing.T) {
+	t.Parallel()
+	f, c := startedCDC(t)
+	opp := f.cdcOpportunity(t, "Fresh")
+	reads, snaps := c.Stats().Reads, len(f.snapshots(t)[opp])
+	settled := f.burstsAfter(t)
+	ownWrite(t, f.in.SF, "Opportunity", opp, map[string]any{"Name": "Fresh ✔", sf.FieldReferralIdentifier: "ref-fresh",
+		sf.FieldReferralLink: "https://partner.microsoft.com/r/fresh", sf.FieldSyncStatus: "✔ in step"})
+	settled("the write-back's burst")
+	if st := c.Stats(); st.Echoes != 1 || st.OwnReads != 0 || st.Reads != reads {
+		t.Fatalf("stats %+v: want the write-back dropped from its header (1 echo, no own read, %d reads)", st, reads)
+	}
+	if n := len(f.snapshots(t)[opp]); n != snaps {
+		t.Fatalf("%d snapshots after the write-back, want %d", n, snaps)
+	}
+	if _, err := f.in.Checkpoints.Get(t.Context(), HeldKey()); err == nil {
+		t.Fatal("the write-back to a record created within the interval holds the backstop")
+	}
+	if err := f.emu.Update("Opportunity", opp, map[string]any{"Amount": 2500}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitSnapshot(t, opp, "the seller's change on cosell's Name", func(o contracts.OpportunityObserved) bool {
+		return o.Opportunity.Fields[sf.FieldAmount] == 2500.0 && o.Opportunity.Fields["Name"] == "Fresh ✔" &&
+			o.Opportunity.Fields[sf.FieldReferralIdentifier] == "ref-fresh"
+	})
+	if st := c.Stats(); st.Reads != reads {
+		t.Fatalf("stats %+v: the seller's change was read, want it built from the event on the held snapshot", st)
+	}
+	// After a seller's change, cosell's next write of a synced field is re-read as before.
+	ownWrite(t, f.in.SF, "Opportunity", opp, map[string]any{"Name": "Fresh ✖"})
+	f.waitSnapshot(t, opp, "cosell's Name, re-read", func(o contracts.OpportunityObserved) bool { return o.Opportunity.Fields["Name"] == "Fresh ✖" })
+	if st := c.Stats(); st.OwnReads != 1 {
+		t.Fatalf("stats %+v: want the own write after the seller's change re-read", st)
+	}
+}
+
 // TestCDCOverflowIsHealedByREST: a transaction past Salesforce's overflow threshold publishes no change
 // events for the changes beyond it, only a GAP_OVERFLOW for the object; sf-ingest catches those up by REST.
 func TestCDCOverflowIsHealedByREST(t *testing.T) {

@@ -574,8 +574,9 @@ func (c *Client) subscribeOnce(ctx context.Context, topic string, start *Start, 
 		NumRequested: n}); err != nil {
 		return false, c.streamError(stream, err)
 	}
-	// Read ahead (within num_requested), so responses that came while one was handled are there to take.
-	recv := make(chan received, 16)
+	// Read ahead (within num_requested), so responses that came while one was handled are there to take:
+	// every response in flight fits (each carries at least one of the n events requested, plus keepalives).
+	recv := make(chan received, n+16)
 	go func() {
 		for {
 			resp, err := stream.Recv()
@@ -592,33 +593,19 @@ func (c *Client) subscribeOnce(ctx context.Context, topic string, start *Start, 
 	// next takes one response, re-requesting its events; wait > 0 gives up after wait, wait < 0 at once
 	// when none is there (nil, nil).
 	next := func(wait time.Duration) (*pubsubpb.FetchResponse, error) {
-		var timeout <-chan time.Time
-		switch {
-		case wait > 0:
-			t := time.NewTimer(wait)
-			defer t.Stop()
-			timeout = t.C
-		case wait < 0:
-			closed := make(chan time.Time)
-			close(closed)
-			timeout = closed
+		r, ok, err := receive(ctx, recv, wait)
+		if err != nil || !ok {
+			return nil, err
 		}
-		select {
-		case r := <-recv:
-			if r.err != nil {
-				return nil, c.streamError(stream, r.err)
-			}
-			if k := int32(len(r.resp.GetEvents())); k > 0 {
-				if err := stream.Send(&pubsubpb.FetchRequest{TopicName: topic, NumRequested: k}); err != nil {
-					return nil, c.streamError(stream, err)
-				}
-			}
-			return r.resp, nil
-		case <-timeout:
-			return nil, nil
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		if r.err != nil {
+			return nil, c.streamError(stream, r.err)
 		}
+		if k := int32(len(r.resp.GetEvents())); k > 0 {
+			if err := stream.Send(&pubsubpb.FetchRequest{TopicName: topic, NumRequested: k}); err != nil {
+				return nil, c.streamError(stream, err)
+			}
+		}
+		return r.resp, nil
 	}
 	progressed := false
 	for {
@@ -659,6 +646,35 @@ func (c *Client) subscribeOnce(ctx context.Context, topic string, start *Start, 
 		if len(batch.LatestID) > 0 {
 			*start = Start{Preset: pubsubpb.ReplayPreset_CUSTOM, ReplayID: batch.LatestID}
 		}
+	}
+}
+
+// receive takes the next response read ahead: waiting for it (wait 0), for at most wait (wait > 0), or
+// only one already there (wait < 0); ok is false when none came. A response already there is always
+// taken: a select between it and an expired timeout would pick either at random, and hand a backlog's
+// responses over one or two at a time instead of together (one REST read each).
+func receive(ctx context.Context, recv <-chan received, wait time.Duration) (received, bool, error) {
+	if wait < 0 {
+		select {
+		case r := <-recv:
+			return r, true, nil
+		default:
+			return received{}, false, nil
+		}
+	}
+	var timeout <-chan time.Time
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case r := <-recv:
+		return r, true, nil
+	case <-timeout:
+		return received{}, false, nil
+	case <-ctx.Done():
+		return received{}, false, ctx.Err()
 	}
 }
 
