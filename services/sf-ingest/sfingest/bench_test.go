@@ -3,12 +3,14 @@ package sfingest
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
 	"github.com/cosell-dev/cosell/services/internal/clients/sfpubsub"
 	"github.com/cosell-dev/cosell/services/internal/testkit"
 	"github.com/cosell-dev/cosell/services/internal/testkit/bustest"
@@ -151,5 +153,56 @@ func BenchmarkCDCLiveBacklog(b *testing.B) {
 		if err := <-done; err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkCDCOwnWrites measures what sf-ingest holds and allocates while it follows cosell's own writes
+// (the steady PC → SF path: sf-writer's Amount updates, dropped from their header and taken into the held
+// snapshots): 1,000 synced Opportunities, then b.N own updates in Collections calls of 50. Reported:
+// allocations per change event and the heap in use after a GC at the end (with the emulator's and the
+// nats-server's, the same process: compare runs, or read -memprofile with -focus sfingest).
+func BenchmarkCDCOwnWrites(b *testing.B) {
+	f := newCDCFixture(b)
+	c := f.subscriberOn(b, f.in)
+	c.Config.PubSub.Coalesce = 1000
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	f.waitStored(b)
+	acc := f.insert(b, "Account", map[string]any{"Name": "Steady AG", "BillingCountry": "CH"})
+	const n, call = 1000, 50
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = f.insert(b, "Opportunity", map[string]any{"Name": fmt.Sprint("Steady ", i), "StageName": "Prospecting",
+			"CloseDate": "2027-01-01", "Amount": 1000 + i, "AccountId": acc, sf.FieldSyncWithPartnerCenter: true})
+	}
+	testkit.EventuallyTrue(b, time.Minute, "every snapshot", func() bool {
+		return bustest.Count(b, f.bus, contracts.StreamObserved, contracts.SubjectOpportunityObserved+".>") == n
+	})
+	events := c.Stats().Events
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	for i := 0; i < b.N; i += call {
+		var recs []sfapi.Record
+		for j := i; j < min(i+call, b.N); j++ {
+			recs = append(recs, sfapi.Record{"Id": ids[j%n], sf.FieldAmount: 5000 + j})
+		}
+		if _, err := f.in.SF.UpdateRecords(b.Context(), "Opportunity", recs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	testkit.EventuallyTrue(b, time.Minute, "every own write handled", func() bool { return c.Stats().Events >= events+b.N })
+	b.StopTimer()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(b.N), "allocs/event")
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(after.HeapInuse)/(1<<20), "heap-MiB")
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
 	}
 }
