@@ -208,9 +208,8 @@ func (m Decider) observe(link *contracts.Link, o Observation, now time.Time) Res
 		// The referral our create or patch returned, published by pc-writer just before the write's
 		// outcome, which carries the same referral and is decided on with it (a create's completes the
 		// link): deciding here too would cost the link a write of its own for what the outcome's decision
-		// does anyway.
-		res.Decisions = append(res.Decisions, m.decision(l, o, contracts.DecisionNoChange,
-			"the referral cosell's write returned: the write's outcome carries it and is decided on with it", nil, now))
+		// does anyway. Nor is there anything to audit: "our own write came back" is what the write's
+		// outcome, its audit record, says already, so the snapshot costs no audit message either.
 		return res
 	}
 	// The record that a create made, seen before the writer's outcome (read by pc-ingest, say): it
@@ -223,6 +222,11 @@ func (m Decider) observe(link *contracts.Link, o Observation, now time.Time) Res
 	}
 	side := sideOf(&l, o.System)
 	if side.Seen.Tag != "" && side.Seen.Tag == o.Version.Tag {
+		if o.Returned && res.Link == nil {
+			// The referral our own write returned, its outcome decided on first (the two consumer
+			// loops do not wait for each other): the outcome, its audit record, said it all.
+			return res
+		}
 		res.Decisions = append(res.Decisions, m.decision(l, o, contracts.DecisionNoChange, "version already decided on", nil, now))
 		return res
 	}
