@@ -11,6 +11,7 @@
 package mapper
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -198,10 +199,7 @@ func (s *Service) update(ctx context.Context, load func(context.Context) (*store
 		if s.AfterStore != nil {
 			s.AfterStore(next.ID)
 		}
-		if err := s.index(ctx, next.Link, res.NewIndexes); err != nil {
-			return err
-		}
-		if err := s.publish(ctx, items); err != nil {
+		if err := s.indexAndPublish(ctx, next.Link, res.NewIndexes, items); err != nil {
 			return err
 		}
 		s.markSent(next.ID, rev)
@@ -380,6 +378,19 @@ func (s *Service) outbox(res decide.Result) ([]OutboxItem, error) {
 	return items, nil
 }
 
+// indexAndPublish makes the decision's indexes and publishes its outbox side by side (neither waits for
+// the other: both are done before the triggering message is acked, and a failure of either fails the
+// handling, which makes both again).
+func (s *Service) indexAndPublish(ctx context.Context, l contracts.Link, ids map[contracts.System]string, items []OutboxItem) error {
+	if len(ids) == 0 || len(items) == 0 {
+		return errors.Join(s.index(ctx, l, ids), s.publish(ctx, items))
+	}
+	indexed := make(chan error, 1)
+	go func() { indexed <- s.index(ctx, l, ids) }()
+	err := s.publish(ctx, items)
+	return errors.Join(<-indexed, err)
+}
+
 // index makes each side's id point at the link, except the side that started it: its id names the link
 // (contracts.LinkIDFor), so find needs no index for it. Indexes never change once made.
 func (s *Service) index(ctx context.Context, l contracts.Link, ids map[contracts.System]string) error {
@@ -404,8 +415,11 @@ func (s *Service) index(ctx context.Context, l contracts.Link, ids map[contracts
 
 // find looks a record's link up: by the id a link it started has, by its index (a link the other side
 // started), and the same two ways by the id of its counterpart (the record names its partner before the
-// link's outcome made the index).
+// link's outcome made the index). The first of those that names a link wins; the keys the cache cannot
+// answer are read from the bucket all at once (one round trip, not one per miss: a new record misses
+// every one).
 func (s *Service) find(ctx context.Context, sys contracts.System, id, counterpart string) (*stored, error) {
+	var ways []findWay
 	for _, k := range []struct {
 		sys contracts.System
 		id  string
@@ -415,38 +429,103 @@ func (s *Service) find(ctx context.Context, sys contracts.System, id, counterpar
 		}
 		if linkID := s.Cache.index(contracts.IndexKey(k.sys, k.id)); linkID != "" {
 			// Known here: the link the other side started (no read of the id's own key, which is not there).
-			if st, err := s.get(ctx, linkID); st != nil || err != nil {
-				return st, err
+			ways = append(ways, findWay{link: linkID})
+		}
+		ways = append(ways, findWay{link: contracts.LinkIDFor(k.sys, k.id)}, findWay{index: contracts.IndexKey(k.sys, k.id)})
+	}
+	r := s.prefetch(ctx, ways)
+	for _, w := range ways {
+		if w.index != "" {
+			linkID, err := r.index(ctx, w.index)
+			if linkID == "" || err != nil {
+				if err != nil {
+					return nil, err
+				}
+				continue
 			}
+			w.link = linkID
 		}
-		if st, err := s.get(ctx, contracts.LinkIDFor(k.sys, k.id)); st != nil || err != nil {
-			return st, err
-		}
-		if st, err := s.byIndex(ctx, k.sys, k.id); st != nil || err != nil {
+		if st, err := r.link(ctx, w.link); st != nil || err != nil {
 			return st, err
 		}
 	}
 	return nil, nil
 }
 
-func (s *Service) byIndex(ctx context.Context, sys contracts.System, id string) (*stored, error) {
-	e, err := s.Links.Get(ctx, contracts.IndexKey(sys, id))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
+// findWay is one way find looks: the link of that id, or the link the index key names.
+type findWay struct{ link, index string }
+
+// prefetch reads, all at once, the keys of ways up to the first the cache answers.
+func (s *Service) prefetch(ctx context.Context, ways []findWay) *linkReads {
+	r := &linkReads{s: s}
+	var keys []string
+	for _, w := range ways {
+		if w.index == "" && s.Cache.get(w.link) != nil {
+			break
+		}
+		if w.index != "" && s.Cache.index(w.index) != "" {
+			break
+		}
+		keys = append(keys, cmp.Or(w.index, contracts.LinkKey(w.link)))
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read index %s %s: %w", sys, id, err)
+	if len(keys) < 2 {
+		return r // one read or none: nothing to overlap
 	}
-	s.Cache.putIndex(contracts.IndexKey(sys, id), string(e.Value()))
-	return s.get(ctx, string(e.Value()))
+	r.got = make(map[string]kvRead, len(keys))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, key := range keys {
+		wg.Go(func() {
+			e, err := s.Links.Get(ctx, key)
+			mu.Lock()
+			r.got[key] = kvRead{e, err}
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return r
 }
 
-// get reads a link: as cached, else from the bucket (and then cached).
-func (s *Service) get(ctx context.Context, linkID string) (*stored, error) {
-	if st := s.Cache.get(linkID); st != nil {
+// linkReads answers find's reads from what prefetch read, else from the cache and the bucket.
+type linkReads struct {
+	s   *Service
+	got map[string]kvRead
+}
+
+type kvRead struct {
+	e   jetstream.KeyValueEntry
+	err error
+}
+
+func (r *linkReads) read(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	if g, ok := r.got[key]; ok {
+		return g.e, g.err
+	}
+	return r.s.Links.Get(ctx, key)
+}
+
+// index is the link id an index key names ("" when there is no such index).
+func (r *linkReads) index(ctx context.Context, key string) (string, error) {
+	if linkID := r.s.Cache.index(key); linkID != "" {
+		return linkID, nil
+	}
+	e, err := r.read(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read index %s: %w", key, err)
+	}
+	r.s.Cache.putIndex(key, string(e.Value()))
+	return string(e.Value()), nil
+}
+
+// link reads a link: as cached, else as prefetched or from the bucket (and then cached).
+func (r *linkReads) link(ctx context.Context, linkID string) (*stored, error) {
+	if st := r.s.Cache.get(linkID); st != nil {
 		return st, nil
 	}
-	e, err := s.Links.Get(ctx, contracts.LinkKey(linkID))
+	e, err := r.read(ctx, contracts.LinkKey(linkID))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
 	}
@@ -458,8 +537,13 @@ func (s *Service) get(ctx context.Context, linkID string) (*stored, error) {
 		return nil, platform.Permanent(fmt.Errorf("link %s is not valid JSON: %w", linkID, err))
 	}
 	st.rev = e.Revision()
-	s.Cache.put(&st, len(e.Value()))
+	r.s.Cache.put(&st, len(e.Value()))
 	return &st, nil
+}
+
+// get reads a link: as cached, else from the bucket (and then cached).
+func (s *Service) get(ctx context.Context, linkID string) (*stored, error) {
+	return (&linkReads{s: s}).link(ctx, linkID)
 }
 
 func lastToken(subject string) string {
