@@ -67,7 +67,7 @@ func New(ctx context.Context, bus *platform.Bus, m mapping.Mapping, log *slog.Lo
 }
 
 // DefaultLinkCacheMiB is the links cache's default budget (COSELL_MAPPER_LINK_CACHE_MIB).
-const DefaultLinkCacheMiB = 8
+const DefaultLinkCacheMiB = 4
 
 // Run consumes observed snapshots and outcomes until ctx is cancelled, then drains.
 func (s *Service) Run(ctx context.Context) error {
@@ -203,6 +203,7 @@ func (s *Service) update(ctx context.Context, load func(context.Context) (*store
 			return err
 		}
 		s.markSent(next.ID, rev)
+		s.Cache.put(next.published(), size-outboxSize(items))
 		return nil
 	}
 	return fmt.Errorf("mapper: link kept changing under %d attempts; will retry", maxCASAttempts)
@@ -213,7 +214,7 @@ var errConflict = errors.New("link changed concurrently")
 // store writes the link with its outbox by compare-and-set; it returns the new revision and the
 // encoding's size.
 func (s *Service) store(ctx context.Context, st *stored) (uint64, int, error) {
-	b, err := json.Marshal(st)
+	b, err := encodeLink(st)
 	if err != nil {
 		return 0, 0, platform.Permanent(err)
 	}
@@ -391,6 +392,21 @@ func (s *Service) indexAndPublish(ctx context.Context, l contracts.Link, ids map
 	return errors.Join(<-indexed, err)
 }
 
+// published is the record as cached once its outbox is published: without the outbox, which only a
+// handling that does not know it was published reads (resend), so the cache holds no copy of a command.
+func (st *stored) published() *stored {
+	return &stored{Link: st.Link, rev: st.rev}
+}
+
+// outboxSize is about what items add to their record's encoding.
+func outboxSize(items []OutboxItem) int {
+	n := 0
+	for _, it := range items {
+		n += len(it.ID) + len(it.Type) + len(it.Subject) + len(it.Data) + 40
+	}
+	return n
+}
+
 // index makes each side's id point at the link, except the side that started it: its id names the link
 // (contracts.LinkIDFor), so find needs no index for it. Indexes never change once made.
 func (s *Service) index(ctx context.Context, l contracts.Link, ids map[contracts.System]string) error {
@@ -533,7 +549,7 @@ func (r *linkReads) link(ctx context.Context, linkID string) (*stored, error) {
 		return nil, fmt.Errorf("read link %s: %w", linkID, err)
 	}
 	var st stored
-	if err := json.Unmarshal(e.Value(), &st); err != nil {
+	if err := decodeLink(e.Value(), &st); err != nil {
 		return nil, platform.Permanent(fmt.Errorf("link %s is not valid JSON: %w", linkID, err))
 	}
 	st.rev = e.Revision()

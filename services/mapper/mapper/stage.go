@@ -13,7 +13,7 @@ import (
 type StageConfig struct {
 	Mapping    mapping.Config
 	Concurrent int `env:"COSELL_MAPPER_CONCURRENCY" default:"16" help:"decisions made at once by each of the two consumer loops (observed, outcomes), on different records (one record's events one after another): most of a decision is the wait for its bus round trips, so well above the cores"`
-	LinkCache  int `env:"COSELL_MAPPER_LINK_CACHE_MIB" default:"8" help:"memory (MiB) for the links the mapper last read or stored, kept decoded so a decision reads and decodes none; the compare-and-set still guards every write (0 = read every link from the bucket)"`
+	LinkCache  int `env:"COSELL_MAPPER_LINK_CACHE_MIB" default:"4" help:"memory (MiB) for the links the mapper last read or stored, kept decoded so a decision reads and decodes none; the compare-and-set still guards every write (0 = read every link from the bucket)"`
 }
 
 // Stage is the mapper as a component: services/mapper/main.go runs it as a process, the in-process
