@@ -210,18 +210,3 @@ func TestServersPrintWhereTheyListen(t *testing.T) {
 		}
 	}
 }
-
-// TestParseMemoryLimit: --memory-limit takes what GOMEMLIMIT takes, and says what it wants otherwise.
-func TestParseMemoryLimit(t *testing.T) {
-	t.Parallel()
-	for in, want := range map[string]int64{"256MiB": 256 << 20, "2GiB": 2 << 30, "1048576": 1 << 20, "512B": 512, "64KiB": 64 << 10, "off": noMemoryLimit} {
-		if got, err := parseMemoryLimit(in); err != nil || got != want {
-			t.Errorf("parseMemoryLimit(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "256M", "-1MiB", "0", "lots", "9999999TiB"} {
-		if _, err := parseMemoryLimit(in); err == nil || !strings.Contains(err.Error(), "256MiB") {
-			t.Errorf("parseMemoryLimit(%q): %v, want an error naming a size it takes", in, err)
-		}
-	}
-}

@@ -7,11 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"runtime/debug"
-	"strconv"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -32,7 +29,7 @@ func newNATSCmd() *cobra.Command {
 			limit = defaultNATSMemoryLimit
 		}
 		if limit != "" {
-			n, err := parseMemoryLimit(limit)
+			n, err := platform.ParseMemoryLimit(limit)
 			if err != nil {
 				fmt.Fprintf(stderr, "cosell nats: --memory-limit: %v\n", err)
 				return 2
@@ -62,7 +59,7 @@ func runNATS(ctx context.Context, listen, data, pprofAddr string, out *output, s
 			fmt.Fprintf(stderr, "cosell nats: --pprof %s: %v\n", pprofAddr, err)
 			return 1
 		}
-		srv := &http.Server{Handler: profileHandler()}
+		srv := &http.Server{Handler: platform.ProfileHandler()}
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("pprof server stopped", "err", err)
@@ -71,7 +68,7 @@ func runNATS(ctx context.Context, listen, data, pprofAddr string, out *output, s
 		defer srv.Close()
 		info["pprof"] = "http://" + ln.Addr().String() + "/debug/pprof/"
 	}
-	if limit := debug.SetMemoryLimit(-1); limit != noMemoryLimit {
+	if limit := debug.SetMemoryLimit(-1); limit != platform.NoMemoryLimit {
 		info["memoryLimit"] = fmt.Sprintf("%d MiB", limit>>20)
 	}
 	out.print(stdout, info, func(w io.Writer) {
@@ -89,9 +86,6 @@ func runNATS(ctx context.Context, listen, data, pprofAddr string, out *output, s
 	return 0
 }
 
-// noMemoryLimit is what debug.SetMemoryLimit reports when no limit is set.
-const noMemoryLimit = int64(^uint64(0) >> 1)
-
 // defaultNATSMemoryLimit is the development server's soft memory limit. Without one the Go heap grows to
 // twice what is live before it is collected (GOGC=100): the bench's soak measured the server's live heap
 // at 90–160 MB (the file store's block buffers, the duplicate window's ids, the per-subject trees) and its
@@ -100,37 +94,3 @@ const noMemoryLimit = int64(^uint64(0) >> 1)
 // is set before the server starts, so JetStream's memory-store ceiling (75 % of it) follows it too.
 // docs/benchmarks.md ("nats-server's memory") has the runs.
 const defaultNATSMemoryLimit = "256MiB"
-
-// parseMemoryLimit reads a limit as GOMEMLIMIT writes it: a number of bytes with an optional B, KiB, MiB,
-// GiB or TiB suffix, or "off".
-func parseMemoryLimit(s string) (int64, error) {
-	if s == "off" {
-		return noMemoryLimit, nil
-	}
-	num, unit := s, int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"B", 1}} {
-		if strings.HasSuffix(s, u.suffix) {
-			num, unit = strings.TrimSuffix(s, u.suffix), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n <= 0 || n > noMemoryLimit/unit {
-		return 0, fmt.Errorf("%q is not a size such as 256MiB or 2GiB (or off)", s)
-	}
-	return n * unit, nil
-}
-
-// profileHandler serves net/http/pprof on its own mux, so the profiles are only where --pprof asks.
-func profileHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return mux
-}

@@ -43,6 +43,7 @@ type Common struct {
 	Bus       BusConfig
 	AdminAddr string `env:"COSELL_ADMIN_ADDR" default:"127.0.0.1:0" validate:"hostport"`
 	LogLevel  string `env:"COSELL_LOG_LEVEL" default:"info" validate:"oneof=debug|info|warn|error"`
+	Runtime   RuntimeConfig
 }
 
 var durationType = reflect.TypeOf(time.Duration(0))
@@ -220,6 +221,9 @@ func validate(v, rule string) error {
 			}
 		}
 		return fmt.Errorf("%q is not one of %s", v, strings.Join(allowed, ", "))
+	case rule == "memsize":
+		_, err := ParseMemoryLimit(v)
+		return err
 	default:
 		return fmt.Errorf("unknown validate rule %q", rule)
 	}

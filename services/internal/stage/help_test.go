@@ -19,7 +19,7 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/stage"
 )
 
-var varName = regexp.MustCompile(`\b(?:COSELL|OTEL)_[A-Z0-9_]+\b`)
+var varName = regexp.MustCompile(`\b(?:(?:COSELL|OTEL)_[A-Z0-9_]+|GOMEMLIMIT)\b`)
 
 // TestEveryStageHelpListsWhatItReads: for each of the six stages, what --help prints is what the stage
 // reads. The variables its configuration looks up (recorded through the loader's lookup while the

@@ -55,6 +55,12 @@ func run(ctx context.Context, c Component, args []string, stdout, stderr io.Writ
 		return 2
 	}
 	log := platform.NewLogger(stdout, common.LogLevel, name)
+	restoreRuntime, memLimit, err := platform.ApplyRuntime(common.Runtime)
+	if err != nil { // the config's validation already read the limit; GOMEMLIMIT is the runtime's own
+		log.Error("runtime settings", "err", err)
+		return 2
+	}
+	defer restoreRuntime()
 	ctx, stop := platform.RunUntilSignal(ctx)
 	defer stop()
 
@@ -63,6 +69,10 @@ func run(ctx context.Context, c Component, args []string, stdout, stderr io.Writ
 		log.Error("admin port", "err", err)
 		return 1
 	}
+	if common.Runtime.Profiles {
+		admin.Handle("/debug/pprof/", platform.ProfileHandler())
+	}
+	log.Info("go runtime", "memory_limit_bytes", memLimit, "profiles", common.Runtime.Profiles)
 	clients := NewClientMetrics(admin.Registry)
 	shutdownTracing, err := platform.SetupTracing(ctx, name)
 	if err != nil {

@@ -3,8 +3,11 @@ package stage
 import (
 	"bytes"
 	"context"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -144,6 +147,48 @@ func TestMainRefusesBadConfigAndListsVariables(t *testing.T) {
 	for _, want := range []string{"COSELL_NATS_URL", "COSELL_ADMIN_ADDR", "required; what the toy says", "default 1s"} {
 		if !strings.Contains(vars, want) {
 			t.Errorf("Vars lacks %q:\n%s", want, vars)
+		}
+	}
+}
+
+// COSELL_PPROF=true serves the Go runtime's profiles on the admin port and COSELL_MEMORY_LIMIT sets the soft
+// memory limit while the stage runs; by default the profiles are not there. (Not parallel: the limit is
+// the process's.)
+func TestMainServesProfilesOnlyWhenAsked(t *testing.T) {
+	for _, c := range []struct {
+		pprof string
+		want  int
+	}{{"true", http.StatusOK}, {"", http.StatusNotFound}} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		admin := ln.Addr().String()
+		ln.Close()
+		var limit int64
+		var status int
+		toy := Define("toy", "a stage for the test", func(ctx context.Context, cfg *toyConfig, env *Env) (Runner, error) {
+			limit = debug.SetMemoryLimit(-1)
+			resp, err := http.Get("http://" + admin + "/debug/pprof/heap?debug=1")
+			if err != nil {
+				return nil, err
+			}
+			resp.Body.Close()
+			status = resp.StatusCode
+			return func(ctx context.Context) error { return nil }, nil
+		})
+		t.Setenv("GOMEMLIMIT", "")
+		vars := map[string]string{"COSELL_TOY_GREETING": "hi", "COSELL_NATS_EMBEDDED": "true", "COSELL_DATA_DIR": t.TempDir(),
+			"COSELL_ADMIN_ADDR": admin, "COSELL_PPROF": c.pprof, "COSELL_MEMORY_LIMIT": "40MiB"}
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), toy, nil, &stdout, &stderr, lookupIn(vars)); code != 0 {
+			t.Fatalf("COSELL_PPROF=%q: exit %d: %s%s", c.pprof, code, stderr.String(), stdout.String())
+		}
+		if status != c.want {
+			t.Errorf("COSELL_PPROF=%q: /debug/pprof/heap answered %d, want %d", c.pprof, status, c.want)
+		}
+		if limit != 40<<20 {
+			t.Errorf("COSELL_MEMORY_LIMIT=40MiB: the runtime's limit was %d while the stage ran", limit)
 		}
 	}
 }
