@@ -3,7 +3,10 @@ package platform
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +15,65 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/testkit"
 	"github.com/nats-io/nats.go/jetstream"
 )
+
+// A durable whose filters are its stream's whole subject list is given ">" (the server's in-order walk, not
+// a subject-tree intersection per delivery) and still counts and gets every message of the stream; one
+// provisioned with those filters before is updated in place and counts right too.
+func TestProvisionDropsFiltersThatAreTheWholeStream(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ns := startServer(t, "")
+	b := newTestBus(t, ns, testBusConfig(), contracts.StageAuditor, nil)
+	spec, _ := contracts.ConsumerFor(contracts.ConsumerAuditorOutcomes)
+	if len(spec.FilterSubjects) < 2 {
+		t.Fatalf("contracts changed: %s filters %v", spec.Durable, spec.FilterSubjects)
+	}
+	old := b.ConsumerConfig(spec)
+	old.FilterSubjects = spec.FilterSubjects // as provisioned before
+	if _, err := b.js.CreateOrUpdateConsumer(ctx, spec.Stream, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range spec.FilterSubjects {
+		if _, err := b.js.Publish(ctx, strings.Replace(f, ">", "o1", 1), []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, durable := range []string{contracts.ConsumerAuditorOutcomes, contracts.ConsumerMapperOutcomes} {
+		cons, err := b.js.Consumer(ctx, spec.Stream, durable)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := cons.CachedInfo().Config; !slices.Equal(c.FilterSubjects, []string{">"}) && c.FilterSubject != ">" {
+			t.Errorf("%s: filters %v %q, want > (the whole stream)", durable, c.FilterSubjects, c.FilterSubject)
+		}
+		testkit.Eventually(t, 10*time.Second, durable+" counts one message pending per subject", func() (bool, string) {
+			info, err := cons.Info(ctx)
+			if err != nil {
+				return false, err.Error()
+			}
+			return info.NumPending == uint64(len(spec.FilterSubjects)), fmt.Sprintf("%d pending", info.NumPending)
+		})
+		var got []string
+		testkit.Eventually(t, 10*time.Second, durable+" gets one message per subject", func() (bool, string) {
+			batch, err := cons.FetchNoWait(10)
+			if err != nil {
+				return false, err.Error()
+			}
+			for m := range batch.Messages() {
+				got = append(got, m.Subject())
+				_ = m.Ack()
+			}
+			return len(got) == len(spec.FilterSubjects), strings.Join(got, ", ")
+		})
+	}
+	observed, _ := contracts.ConsumerFor(contracts.ConsumerMapperObserved)
+	if got := serverFilters(observed); !slices.Equal(got, observed.FilterSubjects) {
+		t.Errorf("mapper-observed (part of its stream) filters = %v, want its own %v", got, observed.FilterSubjects)
+	}
+}
 
 func TestProvisionIsIdempotentAndUpdates(t *testing.T) {
 	t.Parallel()
@@ -41,7 +103,7 @@ func TestProvisionIsIdempotentAndUpdates(t *testing.T) {
 		}
 		c := cons.CachedInfo().Config
 		if c.AckPolicy != jetstream.AckExplicitPolicy || c.AckWait != cfg.AckWait || c.MaxDeliver != cfg.MaxDeliver ||
-			c.MaxAckPending != 1000 || c.DeliverPolicy != jetstream.DeliverAllPolicy || len(c.FilterSubjects) != len(spec.FilterSubjects) {
+			c.MaxAckPending != 1000 || c.DeliverPolicy != jetstream.DeliverAllPolicy || len(c.FilterSubjects) != len(serverFilters(spec)) {
 			t.Errorf("consumer %s config = %+v", spec.Durable, c)
 		}
 	}

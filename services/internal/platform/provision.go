@@ -3,6 +3,7 @@ package platform
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/cosell-dev/cosell/contracts"
 	"github.com/nats-io/nats.go/jetstream"
@@ -76,13 +77,34 @@ func (b *Bus) StreamConfig(s contracts.StreamSpec) jetstream.StreamConfig {
 func (b *Bus) ConsumerConfig(c contracts.ConsumerSpec) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:        c.Durable,
-		FilterSubjects: c.FilterSubjects,
+		FilterSubjects: serverFilters(c),
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        b.cfg.AckWait,
 		MaxDeliver:     b.cfg.MaxDeliver,
 		MaxAckPending:  maxAckPending,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	}
+}
+
+// serverFilters is the filter the server is given for a durable: ">" when the durable's filters are its
+// stream's whole subject list, the same messages. With several filters the server intersects each message
+// block's subject tree with them for every message it hands out (a cost per delivery that grows with the
+// subjects in a block: 60 % of nats-server's CPU at 500 changes/s, mapper-outcomes and auditor-outcomes
+// naming all four of COSELL_OUTCOMES' subjects); with ">" it walks the stream in order. (">", not none:
+// nats-server 2.15 counts a durable updated from several filters to none as 0 pending until it restarts.)
+func serverFilters(c contracts.ConsumerSpec) []string {
+	for _, s := range contracts.Streams() {
+		if s.Name == c.Stream && len(s.Subjects) == len(c.FilterSubjects) {
+			all := true
+			for _, f := range c.FilterSubjects {
+				all = all && slices.Contains(s.Subjects, f)
+			}
+			if all {
+				return []string{">"}
+			}
+		}
+	}
+	return c.FilterSubjects
 }
 
 func (b *Bus) replicas() int {
