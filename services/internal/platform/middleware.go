@@ -106,9 +106,12 @@ func (l *consumeLoop) settle(next step) step {
 		var dl *deadLettered
 		switch {
 		case d.err == nil:
-			if err := d.msg.DoubleAck(ctx); err != nil {
-				// The effect is done; a redelivery will find it done (handlers are idempotent).
-				d.log.Warn("ack not confirmed, expect a redelivery", "err", err)
+			// A plain ack, no reply asked: a confirmed one cost the server a reply message per delivery
+			// (its second-largest cost after storing) and held this slot for a round trip. A lost ack is
+			// a redelivery after AckWait, which finds the effect done (handlers are idempotent), and the
+			// connection's Drain at exit flushes the acks still buffered.
+			if err := d.msg.Ack(); err != nil {
+				d.log.Warn("ack not sent, expect a redelivery", "err", err)
 			} else {
 				d.log.Debug("handled")
 			}

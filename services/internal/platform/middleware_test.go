@@ -217,3 +217,51 @@ func TestConsumeBatchTracesEachEvent(t *testing.T) {
 		return nil
 	})
 }
+
+// A handled delivery is acknowledged with a plain ack, no reply asked: the server answers nothing, so a
+// delivery costs it one message less, and the handler's slot is not held for a round trip. (A lost ack is
+// a redelivery after AckWait, which the handlers' idempotence makes harmless; Drain flushes it at exit.)
+func TestConsumeAcksWithoutAskingForAReply(t *testing.T) {
+	t.Parallel()
+	ns := startServer(t, "")
+	b := newTestBus(t, ns, testBusConfig(), testStage, NewMetrics(nil))
+	spec := writerSpec(t)
+	watch, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(watch.Close)
+	var mu sync.Mutex
+	var replies []string
+	sub, err := watch.Subscribe("$JS.ACK."+spec.Stream+"."+spec.Durable+".>", func(m *nats.Msg) {
+		mu.Lock()
+		defer mu.Unlock()
+		replies = append(replies, m.Reply)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := watch.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	for _, id := range []string{"o1", "o2", "o3"} {
+		publishCommand(t, b, id)
+	}
+	cancel, done := runConsume(t, b, spec, func(context.Context, Event) error { return nil }, fastOpts())
+	expectLag(t, b, spec, 0, 0)
+	cancel()
+	waitDone(t, done)
+	testkit.Eventually(t, 10*time.Second, "three acks seen", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(replies) >= 3, strings.Join(replies, ",")
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for _, r := range replies {
+		if r != "" {
+			t.Errorf("an ack asked for a reply on %q: the server sends one message more per delivery", r)
+		}
+	}
+}
