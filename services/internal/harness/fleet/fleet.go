@@ -33,13 +33,16 @@ var Stages = []string{"pc-ingest", "sf-ingest", "mapper", "pc-writer", "sf-write
 
 const modulePath = "github.com/cosell-dev/cosell/services/"
 
-// Build compiles the six stages and the cosell CLI into dir.
+// Build compiles the six stages and the cosell CLI into dir the way deploy/image builds what ships (static,
+// no cgo, no symbol tables, -trimpath), so a fleet's resident memory is the shipped binaries': the cgo build
+// mapped libc and a larger binary, 2 MiB more per stage.
 func Build(ctx context.Context, dir string) error {
 	pkgs := []string{modulePath + "cosell"}
 	for _, s := range Stages {
 		pkgs = append(pkgs, modulePath+s)
 	}
-	cmd := exec.CommandContext(ctx, "go", append([]string{"build", "-o", dir + string(filepath.Separator)}, pkgs...)...)
+	cmd := exec.CommandContext(ctx, "go", append([]string{"build", "-trimpath", "-ldflags=-s -w", "-o", dir + string(filepath.Separator)}, pkgs...)...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %v\n%s", err, out)
 	}
