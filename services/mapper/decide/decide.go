@@ -1206,16 +1206,24 @@ func (m Decider) project(v mapping.Values, to contracts.System) mapping.Values {
 // fingerprint identifies the mapped values a side keeps in sync (the fields that always travel to it), to
 // recognise our own writes when they come back.
 func (m Decider) fingerprint(v mapping.Values, sys contracts.System) string {
-	p := mapping.Values{}
+	keys := make([]string, 0, len(v))
 	for k, x := range v {
 		if m.Reach(k, sys) == mapping.Always && !mapping.IsBlank(x) {
-			p[k] = x
+			keys = append(keys, k)
 		}
 	}
-	if len(p) == 0 {
+	if len(keys) == 0 {
 		return ""
 	}
-	b, _ := json.Marshal(p) // map keys marshal sorted
+	slices.Sort(keys) // as encoding/json sorts a map's keys
+	b, ok := appendJSONObject(make([]byte, 0, 512), v, keys)
+	if !ok {
+		p := mapping.Values{}
+		for _, k := range keys {
+			p[k] = v[k]
+		}
+		b, _ = json.Marshal(p)
+	}
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:12])
 }
