@@ -11,7 +11,7 @@ func PCCreateKey(opportunityID string) string { return PCCreateKeyPrefix + Token
 
 // PCCreate is pc-writer's record of a referral create for an Opportunity. It is written twice per create:
 // before Partner Center is called (no ReferralID: a create is under way since AttemptAt) and once the
-// created referral has been published as its observed snapshot (ReferralID set), or the attempt failed
+// created referral has been published as its observed snapshot and the create's outcome (ReferralID set), or the attempt failed
 // (Failed set). It makes a create
 // idempotent (a redelivery adopts ReferralID, or scans from StartedAt after a crash), and pc-ingest takes
 // it as the sign that a referral-created webhook arriving meanwhile is about our own create, whose
@@ -26,6 +26,10 @@ type PCCreate struct {
 	ReferralID string `json:"referralId,omitempty"`
 	// Failed is why the last attempt failed, when it did: no attempt is under way until the next one.
 	Failed string `json:"failed,omitempty"`
+	// CommandID is the create command the record answers: with ReferralID set, that command is carried
+	// out and its outcome published (pc-writer keeps no other applied mark for a create, so a replayed
+	// create costs one read of this record and no call).
+	CommandID string `json:"commandId,omitempty"`
 }
 
 // UnderWay reports whether the record announces an attempt not yet answered.

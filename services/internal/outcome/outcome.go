@@ -82,6 +82,17 @@ func (r *Recorder) Publish(ctx context.Context, out contracts.Outcome) error {
 // none of them is known done: the caller retries them all (the outcome ids are deterministic, so the server
 // drops the copies, and a mark says the same whoever puts it).
 func (r *Recorder) PublishAll(ctx context.Context, outs []contracts.Outcome) error {
+	return r.publish(ctx, outs, true)
+}
+
+// PublishRecorded publishes the outcome of a command whose writer keeps its own durable record of having
+// carried it out (pc-writer's create record, contracts.PCCreate, written after the outcome): no applied
+// mark is put, one KV write fewer per command.
+func (r *Recorder) PublishRecorded(ctx context.Context, out contracts.Outcome) error {
+	return r.publish(ctx, []contracts.Outcome{out}, false)
+}
+
+func (r *Recorder) publish(ctx context.Context, outs []contracts.Outcome, mark bool) error {
 	events := make([]platform.Outgoing, 0, len(outs))
 	var marks []platform.KVEntry
 	for _, out := range outs {
@@ -105,7 +116,7 @@ func (r *Recorder) PublishAll(ctx context.Context, outs []contracts.Outcome) err
 			return platform.Permanent(err)
 		}
 		events = append(events, platform.Outgoing{Subject: contracts.Subject(root, out.LinkID), Event: e})
-		if out.Status == contracts.OutcomeWritten {
+		if mark && out.Status == contracts.OutcomeWritten {
 			marks = append(marks, platform.KVEntry{Key: key(out.CommandID), Value: []byte(out.At.Format(time.RFC3339Nano))})
 		}
 	}

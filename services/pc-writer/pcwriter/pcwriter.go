@@ -169,16 +169,23 @@ func (w *Writer) Handle(ctx context.Context, e platform.Event) error {
 	if err != nil {
 		return platform.Permanent(err)
 	}
-	if done, err := w.Outcomes.Done(ctx, e.ID()); err != nil || done {
-		return err
+	// A create's record (contracts.PCCreate) says whether it was carried out; every other command has an
+	// applied mark.
+	if cmd.Op != contracts.OpCreate {
+		if done, err := w.Outcomes.Done(ctx, e.ID()); err != nil || done {
+			return err
+		}
 	}
 	out := contracts.Outcome{CommandID: e.ID(), LinkID: cmd.LinkID, System: contracts.PartnerCenter, Op: cmd.Op,
 		OpportunityID: cmd.OpportunityID, ReferralID: cmd.ReferralID, Decision: cmd.Decision, CauseVersion: cmd.CauseVersion}
 	var r pc.Referral
-	var record func(context.Context) // a create's second record, once its snapshot is out
+	var record func(context.Context) // a create's second record, once its snapshot and outcome are out
 	switch cmd.Op {
 	case contracts.OpCreate:
-		r, out.Created, record, err = w.create(ctx, cmd)
+		var done bool
+		if r, out.Created, record, done, err = w.create(ctx, e.ID(), cmd); done && err == nil {
+			return nil // carried out and its outcome published before (a replay, a redelivery after the ack was lost)
+		}
 	case contracts.OpUpdate:
 		r, err = w.patch(ctx, cmd)
 	default:
@@ -197,12 +204,19 @@ func (w *Writer) Handle(ctx context.Context, e platform.Event) error {
 	// The snapshot first: Partner Center sends its webhook about our write as soon as the write is made,
 	// and pc-ingest reads the referral unless the snapshot is already there, or (a create) unless it knows
 	// from the create's first record that one is coming: it holds the webhook until the second record,
-	// written only now, after the snapshot.
+	// written only after the snapshot and the outcome (the record then stands for the applied mark: the
+	// create is carried out and its outcome published).
 	w.observe(ctx, r)
+	if cmd.Op != contracts.OpCreate {
+		return w.Outcomes.Publish(ctx, out)
+	}
+	if err := w.Outcomes.PublishRecorded(ctx, out); err != nil {
+		return err
+	}
 	if record != nil {
 		record(ctx)
 	}
-	return w.Outcomes.Publish(ctx, out)
+	return nil
 }
 
 // observe publishes the referral Partner Center returned from our write as its observed snapshot (the same
@@ -223,69 +237,83 @@ func (w *Writer) observe(ctx context.Context, r pc.Referral) {
 // createScanSlack widens the recovery scan for clock skew between cosell and Partner Center.
 const createScanSlack = 5 * time.Minute
 
-// create carries out a create command: the referral, whether this attempt created it, and the record
-// to write once its snapshot is published (nil: nothing to record).
-func (w *Writer) create(ctx context.Context, cmd contracts.ReferralCommand) (pc.Referral, bool, func(context.Context), error) {
+// create carries out a create command: the referral, whether this attempt created it, the record to
+// write once its snapshot and outcome are published, and done when the record says this command was
+// carried out and its outcome published already (then nothing else is returned or needed).
+func (w *Writer) create(ctx context.Context, commandID string, cmd contracts.ReferralCommand) (r pc.Referral, created bool, record func(context.Context), done bool, err error) {
 	if cmd.Create == nil {
-		return pc.Referral{}, false, nil, platform.Permanent(fmt.Errorf("create for opportunity %s carries no referral", cmd.OpportunityID))
+		return pc.Referral{}, false, nil, false, platform.Permanent(fmt.Errorf("create for opportunity %s carries no referral", cmd.OpportunityID))
 	}
 	kv := w.Outcomes.Applied
 	key := contracts.PCCreateKey(cmd.OpportunityID)
 	rec, rev, err := w.loadCreate(ctx, key)
 	if err != nil {
-		return pc.Referral{}, false, nil, err
+		return pc.Referral{}, false, nil, false, err
+	}
+	if rev != 0 && rec.ReferralID != "" {
+		if rec.CommandID == commandID {
+			return pc.Referral{}, false, nil, true, nil
+		}
+		if rec.CommandID == "" { // recorded before the record named its command: the applied mark says
+			if done, err := w.Outcomes.Done(ctx, commandID); err != nil || done {
+				return pc.Referral{}, false, nil, done, err
+			}
+		}
 	}
 	if rev == 0 {
-		rec = contracts.PCCreate{OpportunityID: cmd.OpportunityID, StartedAt: time.Now().UTC()}
+		rec = contracts.PCCreate{OpportunityID: cmd.OpportunityID, StartedAt: time.Now().UTC(), CommandID: commandID}
 		b, _ := json.Marshal(rec)
 		if rev, err = kv.Create(ctx, key, b); err != nil {
 			if !errors.Is(err, jetstream.ErrKeyExists) {
-				return pc.Referral{}, false, nil, fmt.Errorf("record the create of opportunity %s: %w", cmd.OpportunityID, err)
+				return pc.Referral{}, false, nil, false, fmt.Errorf("record the create of opportunity %s: %w", cmd.OpportunityID, err)
 			}
 			// Another attempt for this Opportunity is (or was) under way: recover as after a crash.
 			if rec, rev, err = w.loadCreate(ctx, key); err != nil {
-				return pc.Referral{}, false, nil, err
+				return pc.Referral{}, false, nil, false, err
 			}
 		} else {
-			return w.createNew(ctx, cmd, rec, rev)
+			r, created, record, err = w.createNew(ctx, commandID, cmd, rec, rev)
+			return r, created, record, false, err
 		}
 	}
 	if rec.ReferralID != "" {
 		r, err := w.get(ctx, rec.ReferralID)
 		if err == nil && r.ExternalReferenceID == cmd.OpportunityID {
-			return r, false, nil, nil
+			return r, false, w.recordCreated(key, rec, rev, r.ID, commandID), false, nil
 		}
 		if err != nil && !pcapi.IsNotFound(err) {
-			return pc.Referral{}, false, nil, err
+			return pc.Referral{}, false, nil, false, err
 		}
 		w.Log.Warn("the referral recorded for the opportunity is gone or names another; creating a new one",
 			"opportunity_id", cmd.OpportunityID, "referral_id", rec.ReferralID)
-		return w.retryCreate(ctx, cmd, rec, rev)
+		r, created, record, err = w.retryCreate(ctx, commandID, cmd, rec, rev)
+		return r, created, record, false, err
 	}
 	found, err := w.findCreated(ctx, cmd.OpportunityID, rec.StartedAt)
 	if err != nil {
-		return pc.Referral{}, false, nil, err
+		return pc.Referral{}, false, nil, false, err
 	}
 	if found != nil {
-		return *found, false, w.recordCreated(key, rec, rev, found.ID), nil
+		return *found, false, w.recordCreated(key, rec, rev, found.ID, commandID), false, nil
 	}
-	return w.retryCreate(ctx, cmd, rec, rev)
+	r, created, record, err = w.retryCreate(ctx, commandID, cmd, rec, rev)
+	return r, created, record, false, err
 }
 
 // retryCreate announces a new attempt in the create record (compare-and-set: a concurrent attempt makes
 // this one wait for a redelivery) and creates.
-func (w *Writer) retryCreate(ctx context.Context, cmd contracts.ReferralCommand, rec contracts.PCCreate, rev uint64) (pc.Referral, bool, func(context.Context), error) {
-	rec.ReferralID, rec.Failed, rec.AttemptAt = "", "", time.Now().UTC()
+func (w *Writer) retryCreate(ctx context.Context, commandID string, cmd contracts.ReferralCommand, rec contracts.PCCreate, rev uint64) (pc.Referral, bool, func(context.Context), error) {
+	rec.ReferralID, rec.Failed, rec.AttemptAt, rec.CommandID = "", "", time.Now().UTC(), commandID
 	b, _ := json.Marshal(rec)
 	rev, err := w.Outcomes.Applied.Update(ctx, contracts.PCCreateKey(cmd.OpportunityID), b, rev)
 	if err != nil {
 		return pc.Referral{}, false, nil, fmt.Errorf("record a new create attempt for opportunity %s: %w", cmd.OpportunityID, err)
 	}
-	return w.createNew(ctx, cmd, rec, rev)
+	return w.createNew(ctx, commandID, cmd, rec, rev)
 }
 
-// createNew creates the referral; the record of its id is returned to be written after its snapshot.
-func (w *Writer) createNew(ctx context.Context, cmd contracts.ReferralCommand, rec contracts.PCCreate, rev uint64) (pc.Referral, bool, func(context.Context), error) {
+// createNew creates the referral; the record of its id is returned to be written after its snapshot and outcome.
+func (w *Writer) createNew(ctx context.Context, commandID string, cmd contracts.ReferralCommand, rec contracts.PCCreate, rev uint64) (pc.Referral, bool, func(context.Context), error) {
 	var r pc.Referral
 	err := w.call(ctx, func() (err error) {
 		r, err = w.PC.CreateReferral(ctx, *cmd.Create)
@@ -300,7 +328,7 @@ func (w *Writer) createNew(ctx context.Context, cmd contracts.ReferralCommand, r
 		}
 		return r, false, nil, err
 	}
-	return r, true, w.recordCreated(contracts.PCCreateKey(cmd.OpportunityID), rec, rev, r.ID), nil
+	return r, true, w.recordCreated(contracts.PCCreateKey(cmd.OpportunityID), rec, rev, r.ID, commandID), nil
 }
 
 func (w *Writer) loadCreate(ctx context.Context, key string) (contracts.PCCreate, uint64, error) {
@@ -318,12 +346,13 @@ func (w *Writer) loadCreate(ctx context.Context, key string) (contracts.PCCreate
 	return rec, e.Revision(), nil
 }
 
-// recordCreated returns the write of the referral created for the Opportunity into its record. A failure
-// is logged, not returned: the referral exists, a redelivery finds it by the recovery scan, and pc-ingest
-// reads it behind its webhook once it has waited long enough.
-func (w *Writer) recordCreated(key string, rec contracts.PCCreate, rev uint64, referralID string) func(context.Context) {
+// recordCreated returns the write of the referral created for the Opportunity into its record, with the
+// command it answers. A failure is logged, not returned: the referral exists and its outcome is published,
+// a redelivery or replay finds it by the recovery scan (a read, no second create), and pc-ingest reads it
+// behind its webhook once it has waited long enough.
+func (w *Writer) recordCreated(key string, rec contracts.PCCreate, rev uint64, referralID, commandID string) func(context.Context) {
 	return func(ctx context.Context) {
-		rec.ReferralID = referralID
+		rec.ReferralID, rec.CommandID = referralID, commandID
 		b, _ := json.Marshal(rec)
 		if _, err := w.Outcomes.Applied.Update(ctx, key, b, rev); err != nil {
 			w.Log.Warn("could not record the created referral; a redelivery will find it by scanning", "key", key,

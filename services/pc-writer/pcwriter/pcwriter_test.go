@@ -340,9 +340,7 @@ func setFilterMode(t *testing.T, emu *pcemu.Emulator, mode pcemu.FilterMode) {
 func TestWrittenReferralIsObserved(t *testing.T) {
 	w, emu := newWriter(t)
 	ctx := context.Background()
-	v := 10.0
-	want := pc.Referral{Name: "Observed", Type: pc.TypeIndependent, ExternalReferenceID: "006OBS",
-		CustomerProfile: &pc.CustomerProfile{Name: "Adatum"}, Consent: &pc.Consent{}, Details: &pc.Details{DealValue: &v, Currency: "USD"}}
+	want := newReferral("Observed", "006OBS")
 	lastObserved := func(referralID string) (string, contracts.ReferralObserved) {
 		t.Helper()
 		m, err := w.Bus.LastMsg(ctx, contracts.StreamObserved, contracts.Subject(contracts.SubjectReferralObserved, referralID))
@@ -488,4 +486,59 @@ func TestHeldBehindARetriedCommand(t *testing.T) {
 	if c := emu.Counts(); c["referrals.patch"] != 2 {
 		t.Errorf("calls %v: the second command must not have been sent", c)
 	}
+}
+
+// TestCreateIsRecordedOnceAndReplayedForFree: a create keeps one record in the applied bucket (its intent,
+// then the referral id and the command it answers, written after the snapshot and the outcome) and no
+// applied mark besides; the same command handled again (a replay, a redelivery after the ack was lost)
+// finds that record and costs no Partner Center call and no second outcome.
+func TestCreateIsRecordedOnceAndReplayedForFree(t *testing.T) {
+	w, emu := newWriter(t)
+	ctx := context.Background()
+	want := newReferral("Once", "006ONCE")
+	ev := command(t, "cmd/once", contracts.ReferralCommand{LinkID: "sf-006ONCE", Op: contracts.OpCreate, OpportunityID: "006ONCE", Create: &want})
+	if err := w.Handle(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := w.Outcomes.Applied.Keys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(keys, []string{contracts.PCCreateKey("006ONCE")}) {
+		t.Fatalf("applied bucket holds %v, want only the create's record", keys)
+	}
+	e, err := w.Outcomes.Applied.Get(ctx, contracts.PCCreateKey("006ONCE"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec contracts.PCCreate
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	out := lastOutcome(t, w, contracts.SubjectReferralWritten, "sf-006ONCE")
+	if rec.ReferralID != out.ReferralID || rec.CommandID != "cmd/once" || !out.Created {
+		t.Fatalf("record %+v, outcome %+v: want the created referral and the command recorded", rec, out)
+	}
+	calls := emu.Counts()
+	outcomes := bustest.Count(t, w.Bus, contracts.StreamOutcomes, contracts.SubjectReferralWritten+".>")
+	for range 2 {
+		if err := w.Handle(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k, n := range emu.Counts() {
+		if n != calls[k] {
+			t.Errorf("the replayed create called Partner Center: %s %d → %d", k, calls[k], n)
+		}
+	}
+	if n := bustest.Count(t, w.Bus, contracts.StreamOutcomes, contracts.SubjectReferralWritten+".>"); n != outcomes {
+		t.Errorf("outcomes %d → %d: the replayed create published again", outcomes, n)
+	}
+}
+
+// newReferral is a referral to create for an Opportunity.
+func newReferral(name, opportunityID string) pc.Referral {
+	v := 10.0
+	return pc.Referral{Name: name, Type: pc.TypeIndependent, ExternalReferenceID: opportunityID,
+		CustomerProfile: &pc.CustomerProfile{Name: "Adatum"}, Consent: &pc.Consent{}, Details: &pc.Details{DealValue: &v, Currency: "USD"}}
 }
