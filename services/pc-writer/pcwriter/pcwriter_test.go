@@ -30,13 +30,13 @@ import (
 )
 
 // newWriter wires a writer to a real embedded nats-server and the Partner Center emulator over HTTP.
-func newWriter(t *testing.T) (*Writer, *pcemu.Emulator) {
+func newWriter(t testing.TB) (*Writer, *pcemu.Emulator) {
 	return newWriterVia(t, nil)
 }
 
 // newWriterVia is newWriter with the emulator's HTTP handler wrapped by wrap (nil: none), so a test can
 // watch or gate the calls as they reach Partner Center.
-func newWriterVia(t *testing.T, wrap func(http.Handler) http.Handler) (*Writer, *pcemu.Emulator) {
+func newWriterVia(t testing.TB, wrap func(http.Handler) http.Handler) (*Writer, *pcemu.Emulator) {
 	t.Helper()
 	ctx := context.Background()
 	log := testkit.Log()
@@ -64,7 +64,7 @@ func newWriterVia(t *testing.T, wrap func(http.Handler) http.Handler) (*Writer, 
 	return &Writer{Bus: bus, PC: client, Outcomes: rec, Log: log}, emu
 }
 
-func command(t *testing.T, id string, cmd contracts.ReferralCommand) platform.Event {
+func command(t testing.TB, id string, cmd contracts.ReferralCommand) platform.Event {
 	t.Helper()
 	e, err := platform.NewEvent(id, contracts.TypeReferralRequested, contracts.StageMapper, cmd.LinkID, cmd)
 	if err != nil {
