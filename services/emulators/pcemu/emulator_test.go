@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
@@ -324,5 +326,59 @@ func TestLinkedCountFollowsEdits(t *testing.T) {
 	}
 	if got := count(); got != `{"distinctExternalReferenceIds":2,"total":3,"withExternalReferenceId":2}` {
 		t.Errorf("after moving the first to 006C: %s", got)
+	}
+}
+
+// Seller edits of one referral made at once all apply, as if made one after the other: each is merged into
+// the version the others left (an edit is computed outside the emulator's lock and redone when another was
+// stored meanwhile), and every edit is a version of its own.
+func TestConcurrentSellerEditsAllApply(t *testing.T) {
+	e, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	v := 1.0
+	r, err := e.SellerCreate(pc.Referral{Name: "race", Details: &pc.Details{DealValue: &v, Currency: "USD"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const edits = 200
+	var wg sync.WaitGroup
+	versions := make(chan string, 2*edits)
+	for _, field := range []string{"value", "notes"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 1; i <= edits; i++ {
+				patch := pc.Referral{Details: &pc.Details{Notes: fmt.Sprintf("note %d", i)}}
+				if field == "value" {
+					v := float64(i)
+					patch = pc.Referral{Details: &pc.Details{DealValue: &v}}
+				}
+				out, err := e.SellerUpdate(r.ID, patch)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				versions <- out.ETag
+			}
+		}()
+	}
+	wg.Wait()
+	close(versions)
+	seen := map[string]bool{}
+	for tag := range versions {
+		seen[tag] = true
+	}
+	got, err := e.Get(r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Details == nil || got.Details.DealValue == nil || *got.Details.DealValue != edits || got.Details.Notes != fmt.Sprintf("note %d", edits) {
+		t.Fatalf("after both sellers' last edits: details %+v, want deal value %d and notes %q", got.Details, edits, fmt.Sprintf("note %d", edits))
+	}
+	if len(seen) != 2*edits || got.Details.Currency != "USD" {
+		t.Fatalf("%d distinct versions for %d edits; currency %q", len(seen), 2*edits, got.Details.Currency)
 	}
 }

@@ -530,8 +530,9 @@ func checkTransition(old, upd *pc.Referral) error {
 }
 
 // commitLocked stores an edited referral as a new version (the old one is left as it was, for readers
-// encoding it outside the lock) and returns a copy and its change time; the caller sends the webhook.
-// Callers hold e.mu and release it; upd must share nothing with the caller's values.
+// encoding it outside the lock) and returns it, for encoding only (exported methods clone it for their
+// callers), and its change time; the caller sends the webhook. Callers hold e.mu and release it; upd may
+// share nested values with stored versions (never changed in place), nothing with a caller's values.
 func (e *Emulator) commitLocked(old *pc.Referral, upd pc.Referral) (pc.Referral, string) {
 	now := e.nextTime()
 	if upd.Status == pc.StatusActive && upd.AcceptedDateTime == nil {
@@ -544,7 +545,7 @@ func (e *Emulator) commitLocked(old *pc.Referral, upd pc.Referral) (pc.Referral,
 	upd.ETag = newETag()
 	e.indexExtRef(old.ExternalReferenceID, upd.ExternalReferenceID)
 	e.referrals[old.ID] = &upd
-	return clone(&upd), now
+	return upd, now
 }
 
 // indexExtRef moves one referral in the externalReferenceId index from was to is ("" = none). Callers hold e.mu.

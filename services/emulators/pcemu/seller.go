@@ -25,6 +25,11 @@ func (e *Emulator) MarketingLead(r pc.Referral) (pc.Referral, error) {
 // SellerUpdate merges the non-empty fields of patch into a referral as a Microsoft seller would edit it (deal
 // value, closing date, notes, status...), bumps its version and fires referral-updated.
 func (e *Emulator) SellerUpdate(id string, patch pc.Referral) (pc.Referral, error) {
+	return cloned(e.sellerUpdate(id, patch))
+}
+
+// sellerUpdate is SellerUpdate answering the stored version, for encoding only.
+func (e *Emulator) sellerUpdate(id string, patch pc.Referral) (pc.Referral, error) {
 	e.count("seller.update")
 	b, err := json.Marshal(patch)
 	if err != nil {
@@ -59,6 +64,10 @@ func (e *Emulator) SellerUpdate(id string, patch pc.Referral) (pc.Referral, erro
 
 // SellerClose closes a referral as Microsoft does: substatus Won, Lost, Expired or Declined.
 func (e *Emulator) SellerClose(id, substatus string) (pc.Referral, error) {
+	return cloned(e.sellerClose(id, substatus))
+}
+
+func (e *Emulator) sellerClose(id, substatus string) (pc.Referral, error) {
 	e.count("seller.close")
 	switch substatus {
 	case pc.SubstatusWon, pc.SubstatusLost, pc.SubstatusExpired, pc.SubstatusDeclined:
@@ -74,6 +83,10 @@ func (e *Emulator) SellerClose(id, substatus string) (pc.Referral, error) {
 
 // SellerExpire expires a referral the partner did not act on within 14 days (New → Closed/Expired).
 func (e *Emulator) SellerExpire(id string) (pc.Referral, error) {
+	return cloned(e.sellerExpire(id))
+}
+
+func (e *Emulator) sellerExpire(id string) (pc.Referral, error) {
 	e.count("seller.expire")
 	return e.sellerEdit(id, func(cur *pc.Referral) (pc.Referral, error) {
 		if cur.Status != pc.StatusNew {
@@ -85,33 +98,49 @@ func (e *Emulator) SellerExpire(id string) (pc.Referral, error) {
 	})
 }
 
-func (e *Emulator) sellerEdit(id string, edit func(*pc.Referral) (pc.Referral, error)) (pc.Referral, error) {
-	e.mu.Lock()
-	stored, ok := e.referrals[id]
-	if !ok {
-		e.mu.Unlock()
-		return pc.Referral{}, notFound(id)
-	}
-	if stored.Status == pc.StatusClosed {
-		e.mu.Unlock()
-		return pc.Referral{}, closedErr(stored)
-	}
-	cur := clone(stored)
-	upd, err := edit(&cur)
-	if err == nil {
-		err = checkTransition(stored, &upd)
-	}
-	if err == nil {
-		err = validateReferral(&upd)
-	}
+// cloned is a stored version answered by an exported method: a deep copy the caller may change.
+func cloned(r pc.Referral, err error) (pc.Referral, error) {
 	if err != nil {
-		e.mu.Unlock()
-		return pc.Referral{}, err
+		return r, err
 	}
-	out, now := e.commitLocked(stored, upd)
-	e.mu.Unlock()
-	e.notify(pc.EventReferralUpdated, id, now)
-	return out, nil
+	return clone(&r), nil
+}
+
+// sellerEdit stores edit's result as the referral's new version and returns it, for encoding only. edit
+// runs outside the emulator's lock on the stored version, which it must not change (a stored version is
+// never changed in place, so its result may share nested values with it); when another change was stored
+// meanwhile, edit runs again on that one, as if the edits had come one after the other.
+func (e *Emulator) sellerEdit(id string, edit func(*pc.Referral) (pc.Referral, error)) (pc.Referral, error) {
+	for {
+		e.mu.Lock()
+		stored, ok := e.referrals[id]
+		e.mu.Unlock()
+		if !ok {
+			return pc.Referral{}, notFound(id)
+		}
+		if stored.Status == pc.StatusClosed {
+			return pc.Referral{}, closedErr(stored)
+		}
+		upd, err := edit(stored)
+		if err == nil {
+			err = checkTransition(stored, &upd)
+		}
+		if err == nil {
+			err = validateReferral(&upd)
+		}
+		if err != nil {
+			return pc.Referral{}, err
+		}
+		e.mu.Lock()
+		if e.referrals[id] != stored {
+			e.mu.Unlock()
+			continue
+		}
+		out, now := e.commitLocked(stored, upd)
+		e.mu.Unlock()
+		e.notify(pc.EventReferralUpdated, id, now)
+		return out, nil
+	}
 }
 
 // merge applies an RFC 7386 JSON merge patch to doc.
@@ -161,7 +190,7 @@ func (e *Emulator) emuUpdate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalidRequest", "The body is not a referral: "+err.Error(), "")
 		return
 	}
-	out, err := e.SellerUpdate(r.PathValue("id"), in)
+	out, err := e.sellerUpdate(r.PathValue("id"), in)
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -177,7 +206,7 @@ func (e *Emulator) emuClose(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalidRequest", "The body must be {\"substatus\": ...}: "+err.Error(), "")
 		return
 	}
-	out, err := e.SellerClose(r.PathValue("id"), in.Substatus)
+	out, err := e.sellerClose(r.PathValue("id"), in.Substatus)
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -186,7 +215,7 @@ func (e *Emulator) emuClose(w http.ResponseWriter, r *http.Request) {
 }
 
 func (e *Emulator) emuExpire(w http.ResponseWriter, r *http.Request) {
-	out, err := e.SellerExpire(r.PathValue("id"))
+	out, err := e.sellerExpire(r.PathValue("id"))
 	if err != nil {
 		writeErr(w, err)
 		return
