@@ -45,7 +45,8 @@ type Config struct {
 	// unused and the refusal if Entra refused it (for the expiry metric and alert).
 	OnRefresh func(expires time.Time, err error)
 	Now       func() time.Time // default time.Now
-	// HTTPClient sends every call, the token requests included; nil = a client of its own with a 60s timeout.
+	// HTTPClient sends every call, the token requests included; nil = a client of its own with a 60s timeout
+	// that keeps up to MaxIdleConnections connections open between calls.
 	HTTPClient *http.Client
 	Logger     *slog.Logger
 	// Observer is told about every call this client makes, token requests included (nil: none).
@@ -105,13 +106,26 @@ func New(_ context.Context, cfg Config) (*Client, error) {
 			"app-only client credentials are refused by the Referrals API", cfg.Auth)
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 60 * time.Second}
+		cfg.HTTPClient = defaultHTTPClient()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Client{cfg: cfg, http: cfg.HTTPClient, log: cfg.Logger.With("component", "pcapi"),
 		tokens: map[string]*oauth2.Token{}, calls: map[string]int{}}, nil
+}
+
+// MaxIdleConnections is how many connections to Partner Center a Client's own HTTP client keeps open
+// between calls: as many as the stages have calls in flight (pc-ingest's COSELL_PC_READ_CONCURRENCY, 32 by
+// default), since net/http keeps only two per host by default and every call of a burst beyond two then
+// opened a new connection (a TCP and, to Partner Center, a TLS handshake) and closed it after.
+const MaxIdleConnections = 64
+
+func defaultHTTPClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = MaxIdleConnections
+	t.MaxIdleConns = 2 * MaxIdleConnections // the Referrals, webhooks and token hosts
+	return &http.Client{Timeout: 60 * time.Second, Transport: t}
 }
 
 // Method is the configured authentication method.
