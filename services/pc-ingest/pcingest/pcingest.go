@@ -261,7 +261,11 @@ func (in *Ingest) HandleNotified(ctx context.Context, e platform.Event) error {
 	if err != nil {
 		return platform.Permanent(err)
 	}
-	log := platform.Logger(ctx).With("referral_id", n.ReferralID, "event", n.EventName)
+	// The notification's attributes are formatted only for a line written (Logger.With formats them at
+	// once), and most notifications write none.
+	logf := func(level slog.Level, msg string, args ...any) {
+		platform.Logger(ctx).Log(ctx, level, msg, append([]any{"referral_id", n.ReferralID, "event", n.EventName}, args...)...)
+	}
 	unlock, err := in.reading.lock(ctx, n.ReferralID)
 	if err != nil {
 		return err
@@ -274,7 +278,7 @@ func (in *Ingest) HandleNotified(ctx context.Context, e platform.Event) error {
 				return err
 			} else if ok {
 				// Under a burst of changes most notifications end here: one read answered them all.
-				log.Debug("notification not newer than the snapshot already published; not fetched",
+				logf(slog.LevelDebug, "notification not newer than the snapshot already published; not fetched",
 					"changed_at", n.ChangedAt, "published_version_at", have)
 				return nil
 			}
@@ -284,18 +288,18 @@ func (in *Ingest) HandleNotified(ctx context.Context, e platform.Event) error {
 			if ok, have, err := in.covered(ctx, n); err != nil {
 				return err
 			} else if ok {
-				log.Info("notification of our own create; its snapshot is published, not fetched",
+				logf(slog.LevelInfo, "notification of our own create; its snapshot is published, not fetched",
 					"changed_at", n.ChangedAt, "published_version_at", have)
 				return nil
 			}
 		}
 		err = in.fetchNotified(ctx, n.ReferralID)
 		if pcapi.IsNotFound(err) {
-			log.Warn("notified referral is not visible to the partner; dropped")
+			logf(slog.LevelWarn, "notified referral is not visible to the partner; dropped")
 			return nil
 		}
 	case pc.EventRelatedReferralCreated, pc.EventRelatedReferralUpdated:
-		err = in.fetchRelated(ctx, log, n.ReferralID)
+		err = in.fetchRelated(ctx, platform.Logger(ctx).With("referral_id", n.ReferralID, "event", n.EventName), n.ReferralID)
 	default:
 		return platform.Permanent(fmt.Errorf("notification %s: event %q is not handled", e.ID(), n.EventName))
 	}
@@ -385,11 +389,17 @@ func (in *Ingest) lastObserved(ctx context.Context, referralID string) (time.Tim
 	if err != nil {
 		return time.Time{}, false, nil // unreadable: fetch rather than guess
 	}
-	d, err := platform.DataAs[contracts.ReferralObserved](e)
+	// Only the version: decoding the whole referral was most of this check's cost, on every change.
+	d, err := platform.DataAs[snapshotVersion](e)
 	if err != nil {
 		return time.Time{}, false, nil
 	}
 	return d.Version.At, !d.Version.At.IsZero(), nil
+}
+
+// snapshotVersion is the part of a contracts.ReferralObserved that lastObserved reads.
+type snapshotVersion struct {
+	Version contracts.Version `json:"version"`
 }
 
 // Publish publishes a referral snapshot; it reports whether the stream had not seen this version.

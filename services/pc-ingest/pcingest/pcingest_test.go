@@ -37,13 +37,13 @@ type fixture struct {
 }
 
 // newFixture builds the fixture; run, when set, is what runs for the test's duration (in.Run, in.RunFetcher).
-func newFixture(t *testing.T, cfg Config, run func(*Ingest) func(context.Context) error) *fixture {
+func newFixture(t testing.TB, cfg Config, run func(*Ingest) func(context.Context) error) *fixture {
 	t.Helper()
 	return newFixtureVia(t, cfg, run, nil)
 }
 
 // newFixtureVia is newFixture with pc-ingest's Partner Center calls sent through transport (nil: directly).
-func newFixtureVia(t *testing.T, cfg Config, run func(*Ingest) func(context.Context) error, transport http.RoundTripper) *fixture {
+func newFixtureVia(t testing.TB, cfg Config, run func(*Ingest) func(context.Context) error, transport http.RoundTripper) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	log := testkit.Log()
@@ -96,7 +96,7 @@ func newFixtureVia(t *testing.T, cfg Config, run func(*Ingest) func(context.Cont
 }
 
 // count returns how many messages the stream holds on subjects matching filter.
-func (f *fixture) count(t *testing.T, stream, filter string) int {
+func (f *fixture) count(t testing.TB, stream, filter string) int {
 	t.Helper()
 	return bustest.Count(t, f.bus, stream, filter)
 }
@@ -108,7 +108,7 @@ func (f *fixture) snapshots(t *testing.T, referralID string) int {
 }
 
 // settled waits until the fetcher has handled every hand-off.
-func (f *fixture) settled(t *testing.T) {
+func (f *fixture) settled(t testing.TB) {
 	t.Helper()
 	testkit.Eventually(t, 10*time.Second, "fetcher caught up", func() (bool, string) {
 		// CaughtUp, not a zero Lag: a hand-off stored a moment ago may not be counted as pending yet.
