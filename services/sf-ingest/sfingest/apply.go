@@ -525,13 +525,14 @@ func newer(v contracts.Version, ev sfpubsub.ChangeEvent) contracts.Version {
 
 // set applies changed values to a snapshot's fields, keeping the key a REST read gave each.
 func set(fields map[string]any, values map[string]any) {
-	keys := make(map[string]string, len(fields))
-	for k := range fields {
-		keys[strings.ToLower(k)] = k
-	}
 	for k, v := range values {
-		if existing, ok := keys[strings.ToLower(k)]; ok {
-			k = existing
+		if _, exact := fields[k]; !exact {
+			for existing := range fields {
+				if strings.EqualFold(existing, k) {
+					k = existing
+					break
+				}
+			}
 		}
 		fields[k] = v
 	}

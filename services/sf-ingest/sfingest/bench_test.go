@@ -159,7 +159,7 @@ func BenchmarkCDCLiveBacklog(b *testing.B) {
 // BenchmarkCDCOwnWrites measures what sf-ingest holds and allocates while it follows cosell's own writes
 // (the steady PC → SF path: sf-writer's Amount updates, dropped from their header and taken into the held
 // snapshots): 1,000 synced Opportunities, then b.N own updates in Collections calls of 50. Reported:
-// allocations per change event and the heap in use after a GC at the end (with the emulator's and the
+// allocations and bytes per change event and the heap in use after a GC at the end (with the emulator's and the
 // nats-server's, the same process: compare runs, or read -memprofile with -focus sfingest).
 func BenchmarkCDCOwnWrites(b *testing.B) {
 	f := newCDCFixture(b)
@@ -198,6 +198,7 @@ func BenchmarkCDCOwnWrites(b *testing.B) {
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(b.N), "allocs/event")
+	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/float64(b.N), "B/event")
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	b.ReportMetric(float64(after.HeapInuse)/(1<<20), "heap-MiB")
