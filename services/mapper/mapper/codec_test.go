@@ -7,6 +7,10 @@ import (
 	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
+	sf "github.com/cosell-dev/cosell/contracts/salesforce"
+	"github.com/cosell-dev/cosell/services/internal/mapping"
+	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/mapper/decide"
 )
 
 // TestLinkCodecAgreesWithEncodingJSON: the link record the mapper writes (JSON v2) is the record
@@ -32,25 +36,7 @@ func TestLinkCodecAgreesWithEncodingJSON(t *testing.T) {
 	empty := &stored{Link: contracts.Link{ID: "sf-006B", Folded: &contracts.Folded{}, Audit: &contracts.AuditTrail{}}}
 	for name, st := range map[string]*stored{"every field set": full, "every field empty": empty} {
 		t.Run(name, func(t *testing.T) {
-			v1, err := json.Marshal(st)
-			if err != nil {
-				t.Fatal(err)
-			}
-			v2, err := encodeLink(st)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// The same document, as a generic reader sees it (fields present or not, values).
-			var doc1, doc2 any
-			if err := json.Unmarshal(v1, &doc1); err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(v2, &doc2); err != nil {
-				t.Fatalf("encoding/json cannot read the record: %v\n%s", err, v2)
-			}
-			if !reflect.DeepEqual(doc1, doc2) {
-				t.Fatalf("the records differ:\nencoding/json %s\nv2            %s", v1, v2)
-			}
+			v1, v2 := sameDocument(t, st)
 			// The same value, read by encoding/json (the other readers) and by the mapper, from either.
 			var want stored
 			if err := json.Unmarshal(v1, &want); err != nil {
@@ -66,5 +52,99 @@ func TestLinkCodecAgreesWithEncodingJSON(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// sameDocument fails t unless v encodes by encodeJSON to the document encoding/json writes, as a generic
+// reader sees it (the fields present or not, their values); it returns both encodings.
+func sameDocument(t *testing.T, v any) (v1, v2 []byte) {
+	t.Helper()
+	v1, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v2, err = encodeJSON(v); err != nil {
+		t.Fatal(err)
+	}
+	var doc1, doc2 any
+	if err := json.Unmarshal(v1, &doc1); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(v2, &doc2); err != nil {
+		t.Fatalf("encoding/json cannot read it: %v\n%s", err, v2)
+	}
+	if !reflect.DeepEqual(doc1, doc2) {
+		t.Fatalf("the documents differ:\nencoding/json %s\nv2            %s", v1, v2)
+	}
+	return v1, v2
+}
+
+// TestOutboxCodecAgreesWithEncodingJSON: the events the mapper publishes (a create command each way, with
+// the decision it carries, an update with its changed fields, and audited decisions) are the documents
+// encoding/json writes, as the writers and the auditor decode them.
+func TestOutboxCodecAgreesWithEncodingJSON(t *testing.T) {
+	m, err := mapping.Load(mapping.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := decide.Decider{Mapping: m}
+	now := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	ref := referralSeen(t, "R-codec", 1)
+	r, err := platform.DataAs[contracts.ReferralObserved](ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromPC := d.Observe(nil, d.ObserveReferral(ref.ID(), r.Referral, r.Version), now)
+	opp := contracts.Opportunity{ID: "006CODEC", Fields: map[string]any{
+		sf.FieldName: "Fabrikam <rollout> & more", sf.FieldAmount: 1200.5, sf.FieldCurrencyIsoCode: "EUR",
+		sf.FieldCloseDate: "2027-03-01", sf.FieldStageName: "Qualification", sf.FieldDescription: "notes",
+		sf.FieldSyncWithPartnerCenter: true, "Account.Name": "Fabrikam", "Account.BillingCountry": "DE"}}
+	fromSF := d.Observe(nil, d.ObserveOpportunity("sf/006CODEC/1", opp, contracts.Version{Tag: "s1", At: now}), now)
+	if fromPC.Opp == nil || fromSF.Referral == nil || len(fromPC.Decisions) == 0 {
+		t.Fatalf("want a create each way: %+v %+v", fromPC.Opp, fromSF.Referral)
+	}
+	update := contracts.OpportunityCommand{LinkID: "pc-R-codec", Op: contracts.OpUpdate, OpportunityID: "006X",
+		Fields: map[string]any{sf.FieldAmount: 2000.0, sf.FieldName: "x ✔", "Nested": []any{map[string]any{"b": nil, "a": 1e-7}}}}
+	for name, v := range map[string]any{"Opportunity create": fromPC.Opp.Data, "referral create": fromSF.Referral.Data,
+		"Opportunity update": update, "decision": fromPC.Decisions[0], "empty decision": contracts.Decision{LinkID: "l"}} {
+		t.Run(name, func(t *testing.T) { sameDocument(t, v) })
+	}
+}
+
+// TestEventDataAgreesWithEncodingJSON: the mapper reads an event's data as platform.DataAs (encoding/json)
+// does: the same value, or an error for the same data, whatever the producer wrote (other cases of a
+// name, a name twice, invalid UTF-8, unknown fields, nulls, wrong types).
+func TestEventDataAgreesWithEncodingJSON(t *testing.T) {
+	seen := referralSeen(t, "R-data", 2)
+	ev := func(data string) platform.Event {
+		e, err := platform.NewEvent("id/"+data, contracts.TypeReferralObserved, contracts.StagePCIngest, "R", json.RawMessage(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	referrals := []platform.Event{seen,
+		ev(`{"referral":{"id":"R1","ID":"R2","details":{"dealValue":12.5}},"unknown":{"x":[1,2]},"version":null}`),
+		ev("{\"referral\":{\"id\":\"R3\",\"name\":\"raw \xff\xfe bytes\"}}"),
+		ev(`{"REFERRAL":{"Id":"R4","customerProfile":null}}`),
+		ev(`{"referral":{"id":5}}`),
+		ev(`[]`),
+	}
+	for _, e := range referrals {
+		want, werr := platform.DataAs[contracts.ReferralObserved](e)
+		got, gerr := eventData[contracts.ReferralObserved](e)
+		if (werr == nil) != (gerr == nil) {
+			t.Errorf("%s: encoding/json error %v, the mapper's %v", e.Data(), werr, gerr)
+			continue
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\n got %+v\nwant %+v", e.Data(), got, want)
+		}
+	}
+	out := ev(`{"linkId":"pc-R","commandId":"c","system":"pc","op":"create","status":"written","referral":{"id":"R","details":{"dealValue":1}},"version":{"tag":"t","at":"2026-11-01T12:00:00Z"},"at":"2026-11-01T12:00:01.5Z"}`)
+	want, werr := platform.DataAs[contracts.Outcome](out)
+	got, gerr := eventData[contracts.Outcome](out)
+	if werr != nil || gerr != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("outcome: got %+v (%v), want %+v (%v)", got, gerr, want, werr)
 	}
 }

@@ -82,7 +82,7 @@ func (s *Service) HandleObserved(ctx context.Context, e platform.Event) error {
 	var obs decide.Observation
 	switch e.Type() {
 	case contracts.TypeReferralObserved:
-		d, err := platform.DataAs[contracts.ReferralObserved](e)
+		d, err := eventData[contracts.ReferralObserved](e)
 		if err != nil {
 			return platform.Permanent(err)
 		}
@@ -92,7 +92,7 @@ func (s *Service) HandleObserved(ctx context.Context, e platform.Event) error {
 		obs = s.Decide.ObserveReferral(e.ID(), d.Referral, d.Version)
 		obs.Returned = e.Source() == contracts.StagePCWriter
 	case contracts.TypeOpportunityObserved:
-		d, err := platform.DataAs[contracts.OpportunityObserved](e)
+		d, err := eventData[contracts.OpportunityObserved](e)
 		if err != nil {
 			return platform.Permanent(err)
 		}
@@ -112,7 +112,7 @@ func (s *Service) HandleObserved(ctx context.Context, e platform.Event) error {
 
 // HandleOutcome folds a writer's outcome into its link.
 func (s *Service) HandleOutcome(ctx context.Context, e platform.Event) error {
-	out, err := platform.DataAs[contracts.Outcome](e)
+	out, err := eventData[contracts.Outcome](e)
 	if err != nil {
 		return platform.Permanent(err)
 	}
@@ -344,7 +344,7 @@ func (s *Service) publish(ctx context.Context, items []OutboxItem) error {
 func (s *Service) outbox(res decide.Result) ([]OutboxItem, error) {
 	var items []OutboxItem
 	add := func(id, typ, subject string, data any) error {
-		b, err := json.Marshal(data)
+		b, err := encodeJSON(data)
 		if err != nil {
 			return fmt.Errorf("encode %s: %w", id, err)
 		}
