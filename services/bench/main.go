@@ -262,6 +262,13 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 
+	// 5b. sf-writer's own backlog: its commands all waiting when it starts.
+	wb, err := b.writerBacklog(ctx, o.n)
+	if err != nil {
+		return err
+	}
+	b.fig.writerBacklog = &wb
+
 	// 6. A large backlog: the per-change costs beside the small one's.
 	var growth []backlogRun
 	if o.big > 0 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/pprof"
@@ -155,5 +156,45 @@ func TestSFWriteCallsCountsCompositesOnce(t *testing.T) {
 	}
 	if all := to.sfAPI() - from.sfAPI(); all != 17 { // + 5 queries, 1 read-only composite, 5 sObject reads
 		t.Errorf("all calls %d, want 17", all)
+	}
+}
+
+// The Salesforce row judges both backlogs: the PC → SF one (a stream to sf-writer) and sf-writer's own
+// (every command waiting when it starts), and says which one meets the target.
+func TestSFCallsRowJudgesBothBacklogs(t *testing.T) {
+	_, probe, ctx := benchBus(t)
+	sfCalls := func(calls map[string]int) snapshot { return snapshot{pc: map[string]int{}, sf: calls} }
+	for _, c := range []struct {
+		stream, own int // writing Composites per 100 referrals
+		want        string
+	}{
+		{1, 1, "| met |"},
+		{3, 1, "| not met (met on sf-writer's own backlog, not on the PC → SF stream) |"},
+		{1, 3, "| not met (met on the PC → SF backlog, not on sf-writer's own) |"},
+		{3, 3, "| not met |"},
+	} {
+		b := &bench{js: probe.js, r: &report{}}
+		b.fig = figures{
+			pcBacklog: &backlogRun{n: 100, m: measured{from: sfCalls(map[string]int{}),
+				to: sfCalls(map[string]int{"composite": c.stream, sfemu.CompositeWritesCount: c.stream})}},
+			writerBacklog: &writerBacklogRun{n: 100, from: sfCalls(map[string]int{"describe": 1}),
+				to: sfCalls(map[string]int{"describe": 3, "query": 2, "composite": c.own, sfemu.CompositeWritesCount: c.own})},
+			start: time.Now(),
+		}
+		if err := b.renderTargets(ctx, options{rate: 100}); err != nil {
+			t.Fatal(err)
+		}
+		var line string
+		for _, l := range b.r.lines {
+			if strings.HasPrefix(l, "| Salesforce calls per 1,000 changes on a backlog") {
+				line = l
+			}
+		}
+		own := fmt.Sprintf("; %.1f writes per 1,000 on sf-writer's own backlog of 100 (all calls %.1f ", float64(10*c.own), float64(10*c.own+40))
+		for _, want := range []string{own, c.want} {
+			if !strings.Contains(line, want) || (want == "| not met |" && !strings.HasSuffix(line, want)) {
+				t.Errorf("stream %d, own %d: the Salesforce row lacks %q:\n%s", c.stream, c.own, want, line)
+			}
+		}
 	}
 }
