@@ -138,7 +138,12 @@ func (s *Service) HandleOutcome(ctx context.Context, e platform.Event) error {
 type stored struct {
 	contracts.Link
 	Outbox []OutboxItem `json:"outbox,omitempty"`
-	rev    uint64
+	// Indexes are the decision's new indexes (each side's id → this link), kept with its outbox: a
+	// handling that stops after the store and before making them (a crash) leaves them here, and the
+	// next handling makes them (resend), as it publishes the outbox; its re-decision would not name them
+	// again (the link already holds the ids).
+	Indexes map[contracts.System]string `json:"indexes,omitempty"`
+	rev     uint64
 }
 
 // OutboxItem is an event waiting to be published.
@@ -159,9 +164,9 @@ func (s *Service) update(ctx context.Context, load func(context.Context) (*store
 		if err != nil {
 			return err
 		}
-		if cur != nil && len(cur.Outbox) > 0 {
-			// The decision this record holds may have stopped before publishing it: its outbox goes
-			// before anything decided now replaces it.
+		if cur != nil && (len(cur.Outbox) > 0 || len(cur.Indexes) > 0) {
+			// The decision this record holds may have stopped before publishing it or making its
+			// indexes: they go before anything decided now replaces it.
 			if err := s.resend(ctx, cur); err != nil {
 				return err
 			}
@@ -179,7 +184,7 @@ func (s *Service) update(ctx context.Context, load func(context.Context) (*store
 			// Nothing to remember: publish the decisions (audit) and be done.
 			return s.publish(ctx, items)
 		}
-		next := &stored{Link: *res.Link, Outbox: items}
+		next := &stored{Link: *res.Link, Outbox: items, Indexes: toIndex(*res.Link, res.NewIndexes)}
 		next.UpdatedAt = s.Now().UTC()
 		if cur != nil {
 			next.rev = cur.rev
@@ -199,7 +204,7 @@ func (s *Service) update(ctx context.Context, load func(context.Context) (*store
 		if s.AfterStore != nil {
 			s.AfterStore(next.ID)
 		}
-		if err := s.indexAndPublish(ctx, next.Link, res.NewIndexes, items); err != nil {
+		if err := s.indexAndPublish(ctx, next.Link, next.Indexes, items); err != nil {
 			return err
 		}
 		s.markSent(next.ID, rev)
@@ -256,6 +261,13 @@ const resendSkew = time.Minute
 //     publish it now.
 func (s *Service) resend(ctx context.Context, st *stored) error {
 	if s.wasSent(st.ID, st.rev) {
+		return nil
+	}
+	if err := s.index(ctx, st.Link, st.Indexes); err != nil {
+		return err
+	}
+	if len(st.Outbox) == 0 {
+		s.markSent(st.ID, st.rev)
 		return nil
 	}
 	window := s.Bus.Config().DuplicateWindow
@@ -392,8 +404,9 @@ func (s *Service) indexAndPublish(ctx context.Context, l contracts.Link, ids map
 	return errors.Join(<-indexed, err)
 }
 
-// published is the record as cached once its outbox is published: without the outbox, which only a
-// handling that does not know it was published reads (resend), so the cache holds no copy of a command.
+// published is the record as cached once its outbox is published and its indexes made: without them,
+// which only a handling that does not know they were reads (resend), so the cache holds no copy of a
+// command.
 func (st *stored) published() *stored {
 	return &stored{Link: st.Link, rev: st.rev}
 }
@@ -407,13 +420,25 @@ func outboxSize(items []OutboxItem) int {
 	return n
 }
 
-// index makes each side's id point at the link, except the side that started it: its id names the link
-// (contracts.LinkIDFor), so find needs no index for it. Indexes never change once made.
-func (s *Service) index(ctx context.Context, l contracts.Link, ids map[contracts.System]string) error {
+// toIndex is the ids of ids that need an index pointing at l: every side's but the one that started it,
+// whose id names the link (contracts.LinkIDFor), so find needs no index for it.
+func toIndex(l contracts.Link, ids map[contracts.System]string) map[contracts.System]string {
+	var need map[contracts.System]string
 	for sys, id := range ids {
 		if id == "" || contracts.LinkIDFor(sys, id) == l.ID {
 			continue
 		}
+		if need == nil {
+			need = map[contracts.System]string{}
+		}
+		need[sys] = id
+	}
+	return need
+}
+
+// index makes each id of ids (toIndex's) point at the link. Indexes never change once made.
+func (s *Service) index(ctx context.Context, l contracts.Link, ids map[contracts.System]string) error {
+	for sys, id := range ids {
 		key := contracts.IndexKey(sys, id)
 		if s.Cache.index(key) == l.ID {
 			continue

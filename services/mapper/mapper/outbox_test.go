@@ -157,3 +157,50 @@ func TestPublishedOutboxNotPublishedAgain(t *testing.T) {
 		t.Errorf("the record's outbox is %d items; want the new decision's one, replacing the old", len(st.Outbox))
 	}
 }
+
+// TestCrashBetweenStoreAndIndex stops the mapper right after it stored the link an outcome completed (the
+// Opportunity sf-writer created for a referral) and before it made the Opportunity's index: the
+// redelivered outcome, handled by a mapper that remembers nothing, makes the index, although its own
+// decision names none (the link already holds the Opportunity id). Without it the Opportunity's later
+// changes would find no link by its id.
+func TestCrashBetweenStoreAndIndex(t *testing.T) {
+	ns := bustest.Server(t)
+	cfg := bustest.Config(8, 2*time.Second)
+	lost := bustest.Bus(t, ns, cfg, contracts.StageMapper, nil)
+	bus := bustest.Bus(t, ns, cfg, contracts.StageMapper, nil)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	linkID := contracts.LinkIDFor(contracts.PartnerCenter, "R-index")
+	if err := mapperOn(t, bus, now).HandleObserved(ctx, referralSeen(t, "R-index", 1)); err != nil {
+		t.Fatal(err)
+	}
+	out, err := platform.NewEvent("outcome/R-index", contracts.TypeOpportunityWritten, contracts.StageSFWriter, linkID, contracts.Outcome{
+		CommandID: "cmd/R-index", LinkID: linkID, System: contracts.Salesforce, Op: contracts.OpCreate, Status: "written",
+		Created: true, OpportunityID: "006INDEX", At: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := mapperOn(t, lost, now)
+	first.AfterStore = func(string) { lost.Abort() } // the process dies: its connection is gone
+	if err := first.HandleOutcome(ctx, out); err == nil {
+		t.Fatal("the handling cut before its index reported success (its trigger would be acked)")
+	}
+	kv, err := bus.KV(ctx, contracts.BucketLinks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := contracts.IndexKey(contracts.Salesforce, "006INDEX")
+	if _, err := kv.Get(ctx, key); err == nil {
+		t.Fatal("the index exists before the redelivery; the crash came too late to test anything")
+	}
+	if st, err := mapperOn(t, bus, now).get(ctx, linkID); err != nil || st == nil || st.OpportunityID != "006INDEX" {
+		t.Fatalf("link after the crash: %+v, %v; want it stored with the Opportunity", st, err)
+	}
+	if err := mapperOn(t, bus, now.Add(time.Second)).HandleOutcome(ctx, out); err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(ctx, key)
+	if err != nil || string(e.Value()) != linkID {
+		t.Fatalf("index %s after the redelivery: %v; want it to name %s", key, err, linkID)
+	}
+}
