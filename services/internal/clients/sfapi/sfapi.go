@@ -216,9 +216,13 @@ func (c *Client) Calls() map[string]int {
 	return out
 }
 
+// soqlEscaper escapes what a SOQL string literal may not hold bare; one for every call (a Replacer is
+// safe for concurrent use and builds its tables once).
+var soqlEscaper = strings.NewReplacer(`\`, `\\`, `'`, `\'`)
+
 // Quote makes s a SOQL string literal.
 func Quote(s string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+	return "'" + soqlEscaper.Replace(s) + "'"
 }
 
 // Flatten turns a query row into flat fields: nested parent records become "Parent.Field" keys and the

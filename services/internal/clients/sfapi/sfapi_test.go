@@ -145,3 +145,17 @@ func TestWriteAllIsOneCall(t *testing.T) {
 		t.Fatalf("%d writes: %v", MaxCompositeCollections+1, err)
 	}
 }
+
+// Quote makes a SOQL string literal whatever the value holds: a quote or a backslash is escaped, so a
+// customer named "O'Brien \ Sons" is looked up as itself, never ends the literal.
+func TestQuoteEscapesTheLiteral(t *testing.T) {
+	for in, want := range map[string]string{
+		`Contoso`:        `'Contoso'`,
+		`O'Brien \ Sons`: `'O\'Brien \\ Sons'`,
+		`\'`:             `'\\\''`,
+	} {
+		if got := Quote(in); got != want {
+			t.Errorf("Quote(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
