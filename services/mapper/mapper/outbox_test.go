@@ -71,6 +71,15 @@ func outboxOnBus(t *testing.T, bus *platform.Bus, linkID string) (commands, deci
 		bustest.Count(t, bus, contracts.StreamAudit, contracts.Subject(contracts.SubjectAudit, linkID))
 }
 
+// crashingPair is two mapper connections to one server: lost, the one a test cuts (the process dies), and
+// bus, the one the process started after it uses.
+func crashingPair(t *testing.T) (lost, bus *platform.Bus) {
+	t.Helper()
+	ns := bustest.Server(t)
+	cfg := bustest.Config(8, 2*time.Second)
+	return bustest.Bus(t, ns, cfg, contracts.StageMapper, nil), bustest.Bus(t, ns, cfg, contracts.StageMapper, nil)
+}
+
 // TestCrashBetweenStoreAndPublish stops the mapper right after it stored a decision's link and outbox and
 // before it published them (its connection gone, the triggering message not acked): the redelivery, handled
 // by a mapper that remembers nothing, publishes them, once, whether it comes at once (the copies the
@@ -78,10 +87,7 @@ func outboxOnBus(t *testing.T, bus *platform.Bus, linkID string) (commands, deci
 func TestCrashBetweenStoreAndPublish(t *testing.T) {
 	for _, later := range []time.Duration{time.Second, 2 * time.Hour} {
 		t.Run(fmt.Sprintf("redelivered %s later", later), func(t *testing.T) {
-			ns := bustest.Server(t)
-			cfg := bustest.Config(8, 2*time.Second)
-			lost := bustest.Bus(t, ns, cfg, contracts.StageMapper, nil)
-			bus := bustest.Bus(t, ns, cfg, contracts.StageMapper, nil)
+			lost, bus := crashingPair(t)
 			ctx := context.Background()
 			now := time.Now().UTC()
 			first := mapperOn(t, lost, now)
@@ -164,10 +170,7 @@ func TestPublishedOutboxNotPublishedAgain(t *testing.T) {
 // decision names none (the link already holds the Opportunity id). Without it the Opportunity's later
 // changes would find no link by its id.
 func TestCrashBetweenStoreAndIndex(t *testing.T) {
-	ns := bustest.Server(t)
-	cfg := bustest.Config(8, 2*time.Second)
-	lost := bustest.Bus(t, ns, cfg, contracts.StageMapper, nil)
-	bus := bustest.Bus(t, ns, cfg, contracts.StageMapper, nil)
+	lost, bus := crashingPair(t)
 	ctx := context.Background()
 	now := time.Now().UTC()
 	linkID := contracts.LinkIDFor(contracts.PartnerCenter, "R-index")
