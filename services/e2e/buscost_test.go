@@ -254,7 +254,6 @@ func TestOneSteadyChangeBusCost(t *testing.T) {
 // link (decide.Inert) and costs no write. Deterministic counts, so a change that adds a write fails here.
 func TestOneNewOpportunityBusCost(t *testing.T) {
 	s, bus, caughtUp := busCostStack(t)
-	ctx := context.Background()
 	caughtUp("the stack started")
 	stored := storedBy(t, bus)
 	oppID := newOpportunity(t, s, "Fabrikam new deal", 7000)
@@ -278,14 +277,7 @@ func TestOneNewOpportunityBusCost(t *testing.T) {
 		}
 	}
 	if t.Failed() {
-		_ = bus.Read(ctx, contracts.StreamAudit, func(m platform.Stored) error {
-			t.Logf("%d: %s %.300s", m.Seq, m.Subject, m.Data)
-			return nil
-		}, platform.FromSeq(stored[contracts.StreamAudit]+1))
-		_ = bus.Read(ctx, "KV_"+contracts.BucketLinks, func(m platform.Stored) error {
-			t.Logf("%d: %s %.300s", m.Seq, m.Subject, m.Data)
-			return nil
-		}, platform.FromSeq(stored["KV_"+contracts.BucketLinks]+1))
+		logStored(t, bus, stored)
 		return
 	}
 	// A seller's change of the linked Opportunity: its snapshot's decision and the patch's outcome, which
@@ -306,5 +298,18 @@ func TestOneNewOpportunityBusCost(t *testing.T) {
 	t.Logf("a change: stored publishes %s", render(cost))
 	if n := cost["KV_"+contracts.BucketLinks]; n > 2 {
 		t.Errorf("a change of the Opportunity stored %d link writes, want at most 2", n)
+		logStored(t, bus, stored)
+	}
+}
+
+// logStored logs what the audit stream, the observed stream and the links bucket stored since stored
+// (storedBy's counts), for a failed cost's reader.
+func logStored(t *testing.T, bus *platform.Bus, stored map[string]uint64) {
+	t.Helper()
+	for _, stream := range []string{contracts.StreamAudit, contracts.StreamObserved, "KV_" + contracts.BucketLinks} {
+		_ = bus.Read(context.Background(), stream, func(m platform.Stored) error {
+			t.Logf("%s %d: %s %.400s", stream, m.Seq, m.Subject, m.Data)
+			return nil
+		}, platform.FromSeq(stored[stream]+1))
 	}
 }

@@ -212,6 +212,17 @@ func (m Decider) observe(link *contracts.Link, o Observation, now time.Time) Res
 		// outcome, its audit record, says already, so the snapshot costs no audit message either.
 		return res
 	}
+	if o.System == contracts.PartnerCenter && !o.Deleted && l.PC.Pending != "" && o.EventID != l.PC.Pending && l.ReferralID == o.EntityID &&
+		l.PC.WrittenFingerprint != "" && m.fingerprint(m.adjust(l, o.System, o.Values), o.System) == l.PC.WrittenFingerprint {
+		// The same referral read by pc-ingest while our patch is pending: Partner Center's webhook about
+		// our own write came before pc-writer published what the write returned (the two snapshots share
+		// their id, so the stream keeps whichever came first). It holds exactly what the pending write
+		// wrote, and the write's outcome carries the referral and is decided on with it, as with the
+		// returned snapshot above: no link write and no audit message of its own. (The outcome's own
+		// referral, decided with the command's id as its event while the command still counts as pending,
+		// as a 412's redecision does, is decided on.)
+		return res
+	}
 	// The record that a create made, seen before the writer's outcome (read by pc-ingest, say): it
 	// completes the link.
 	if idOf(l, o.System) == "" {

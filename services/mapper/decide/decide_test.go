@@ -306,6 +306,18 @@ func TestReturnedReferralBeforeItsOutcome(t *testing.T) {
 	if snap := m.Observe(&l, returned, t0); snap.Link != nil || snap.Opp != nil || snap.Referral != nil || snap.LinkBack != nil || len(snap.Decisions) != 0 {
 		t.Fatalf("the returned referral must wait for its patch's outcome: %+v", snap)
 	}
+	// The patched referral read by pc-ingest first (Partner Center's webhook before the patch's answer; the
+	// stream keeps that snapshot, and pc-writer's of the same id is a duplicate): it holds what the pending
+	// patch wrote, so it waits for the outcome too. A seller's edit read meanwhile does not.
+	read = m.Observe(&l, m.ObserveReferral("pc/r-1/e4", patched, ver(`"e4"`, 4)), t0)
+	if read.Link != nil || read.Opp != nil || read.Referral != nil || len(read.Decisions) != 0 {
+		t.Fatalf("pc-ingest's read of our pending patch must wait for its outcome: %+v", read)
+	}
+	edited := patched
+	edited.ETag, edited.Details = `"e5"`, &partnercenter.Details{DealValue: new(1600.0), Currency: "EUR", ClosingDateTime: "2027-03-01T00:00:00Z", Notes: "notes"}
+	if seller := m.Observe(&l, m.ObserveReferral("pc/r-1/e5", edited, ver(`"e5"`, 5)), t0); seller.Link == nil || len(seller.Decisions) == 0 {
+		t.Fatalf("a seller's edit read while our patch is pending is decided on: %+v", seller)
+	}
 	done := m.Outcome(l, contracts.Outcome{CommandID: change.Referral.ID, LinkID: l.ID, System: contracts.PartnerCenter, Op: contracts.OpUpdate,
 		Status: contracts.OutcomeWritten, ReferralID: "r-1", Referral: &patched, Version: ver(`"e4"`, 4)}, t0)
 	if done.Link.PC.Pending != "" || done.Link.PC.Seen.Tag != `"e4"` || done.Opp != nil || done.Referral != nil {
