@@ -13,6 +13,7 @@ import (
 
 	"github.com/cosell-dev/cosell/contracts"
 	"github.com/cosell-dev/cosell/services/internal/testkit"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -97,7 +98,9 @@ func TestProvisionGivesTheServerOneFilter(t *testing.T) {
 	}
 }
 
-func TestSubjectsOverlap(t *testing.T) {
+// serverFilters widens a durable's filters only where no other subject of its stream collides with the
+// wide one (nats-server's own SubjectsCollide): the cases it relies on.
+func TestSubjectsCollideWhereServerFiltersLooks(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
 		a, b string
@@ -110,8 +113,8 @@ func TestSubjectsOverlap(t *testing.T) {
 		{"a.*.c", "a.b.c", true},
 		{"a.b", "a.c", false},
 	} {
-		if got := subjectsOverlap(c.a, c.b); got != c.want {
-			t.Errorf("subjectsOverlap(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+		if got := server.SubjectsCollide(c.a, c.b); got != c.want {
+			t.Errorf("SubjectsCollide(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
 		}
 	}
 }
