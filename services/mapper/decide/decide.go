@@ -203,24 +203,7 @@ func (m Decider) observe(link *contracts.Link, o Observation, now time.Time) Res
 		}
 	}
 	res := Result{}
-	if o.Returned && o.System == contracts.PartnerCenter && l.PC.Pending != "" &&
-		(l.ReferralID == o.EntityID || (l.ReferralID == "" && o.Counterpart == l.OpportunityID)) {
-		// The referral our create or patch returned, published by pc-writer just before the write's
-		// outcome, which carries the same referral and is decided on with it (a create's completes the
-		// link): deciding here too would cost the link a write of its own for what the outcome's decision
-		// does anyway. Nor is there anything to audit: "our own write came back" is what the write's
-		// outcome, its audit record, says already, so the snapshot costs no audit message either.
-		return res
-	}
-	if o.System == contracts.PartnerCenter && !o.Deleted && l.PC.Pending != "" && o.EventID != l.PC.Pending && l.ReferralID == o.EntityID &&
-		l.PC.WrittenFingerprint != "" && m.fingerprint(m.adjust(l, o.System, o.Values), o.System) == l.PC.WrittenFingerprint {
-		// The same referral read by pc-ingest while our patch is pending: Partner Center's webhook about
-		// our own write came before pc-writer published what the write returned (the two snapshots share
-		// their id, so the stream keeps whichever came first). It holds exactly what the pending write
-		// wrote, and the write's outcome carries the referral and is decided on with it, as with the
-		// returned snapshot above: no link write and no audit message of its own. (The outcome's own
-		// referral, decided with the command's id as its event while the command still counts as pending,
-		// as a 412's redecision does, is decided on.)
+	if m.awaitsOutcome(l, o) {
 		return res
 	}
 	// The record that a create made, seen before the writer's outcome (read by pc-ingest, say): it
@@ -276,6 +259,26 @@ func (m Decider) observe(link *contracts.Link, o Observation, now time.Time) Res
 	}
 	m.showStatus(&l, &res, o.EventID)
 	return res
+}
+
+// awaitsOutcome reports a referral snapshot that is the result of our pending Partner Center write, which
+// the write's outcome carries and is decided on with (a create's completes the link): deciding on it here
+// too would cost the link a write of its own for what the outcome's decision does anyway, and there is
+// nothing to audit ("our own write came back" is what the outcome, the write's audit record, says). Two
+// such snapshots: the one pc-writer published from what its create or patch returned, and the same
+// referral read by pc-ingest while a patch is pending, when Partner Center's webhook about it came before
+// pc-writer published (the two share their id, so the stream keeps whichever came first) and it holds
+// exactly what the patch wrote. The outcome's own referral, decided with the command's id as its event while
+// the command still counts as pending (a 412's redecision), is not one of them.
+func (m Decider) awaitsOutcome(l contracts.Link, o Observation) bool {
+	if o.System != contracts.PartnerCenter || l.PC.Pending == "" {
+		return false
+	}
+	if o.Returned {
+		return l.ReferralID == o.EntityID || (l.ReferralID == "" && o.Counterpart == l.OpportunityID)
+	}
+	return !o.Deleted && o.EventID != l.PC.Pending && l.ReferralID == o.EntityID && l.PC.WrittenFingerprint != "" &&
+		m.fingerprint(m.adjust(l, o.System, o.Values), o.System) == l.PC.WrittenFingerprint
 }
 
 // Reasons a change is held back, the ⏸ of the sync status.
