@@ -1078,18 +1078,20 @@ func Refolded(f *contracts.Folded, out contracts.Outcome) bool {
 // what counts as folded).
 func fold(f *contracts.Folded, out contracts.Outcome) *contracts.Folded {
 	next := &contracts.Folded{}
+	var ids []string
 	if f != nil {
-		next.IDs = slices.Clone(f.IDs)
-		next.Before = f.Before
+		ids, next.Before = f.IDs, f.Before
 	}
-	next.IDs = append(next.IDs, foldID(out))
-	if len(next.IDs) > foldKeep {
-		next.IDs = next.IDs[len(next.IDs)-foldKeep:]
+	if len(ids) >= foldKeep {
+		ids = ids[len(ids)-foldKeep+1:]
 		if out.At.After(next.Before) {
 			// The forgotten id's own time is not kept; it was folded before out, so out's time bounds it.
 			next.Before = out.At
 		}
 	}
+	// A new slice of exactly its length (the link's record is shared: never append to its ids).
+	next.IDs = append(make([]string, 0, len(ids)+1), ids...)
+	next.IDs = append(next.IDs, foldID(out))
 	return next
 }
 
@@ -1256,12 +1258,12 @@ func text(x any) string {
 	return s
 }
 
+// cloneValues is a copy of v (an empty map for nil) made in one allocation of its size.
 func cloneValues(v map[string]any) mapping.Values {
-	c := mapping.Values{}
-	for k, x := range v {
-		c[k] = x
+	if v == nil {
+		return mapping.Values{}
 	}
-	return c
+	return maps.Clone(v)
 }
 
 func cloneLink(l contracts.Link) contracts.Link {

@@ -2,6 +2,7 @@ package mapper
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"slices"
@@ -112,4 +113,82 @@ func stageDefault(t testing.TB, field string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// BenchmarkSteadyChange measures what the mapper does for one change of a linked referral at steady
+// rate, the bench's 500/s path: the referral's snapshot (decided into an Opportunity update, its link
+// stored with the command, the command published) and then sf-writer's outcome of that command (folded
+// into the link). 100 referrals are created and linked first; each op changes one of them, in turn. Run
+// with -benchmem and -memprofile: under the stage's soft memory limit, bytes allocated per decision are
+// most of the collector's work.
+func BenchmarkSteadyChange(b *testing.B) {
+	ns := bustest.Server(b)
+	bus := bustest.Bus(b, ns, bustest.Config(8, 30*time.Second), contracts.StageMapper, nil)
+	svc := mapperOn(b, bus, time.Now().UTC())
+	ctx := context.Background()
+	var last OutboxItem // the Opportunity command the last decision stored
+	svc.AfterStore = func(linkID string) {
+		for _, it := range svc.Cache.get(linkID).Outbox {
+			if it.Type == contracts.TypeOpportunityRequested {
+				last = it
+			}
+		}
+	}
+	written := func(id string) platform.Event {
+		b.Helper()
+		var cmd contracts.OpportunityCommand
+		if err := json.Unmarshal(last.Data, &cmd); err != nil {
+			b.Fatal(err)
+		}
+		out := contracts.Outcome{CommandID: last.ID, LinkID: cmd.LinkID, System: contracts.Salesforce, Op: cmd.Op,
+			Purpose: cmd.Purpose, Status: contracts.OutcomeWritten, ReferralID: cmd.ReferralID, OpportunityID: cmd.OpportunityID,
+			Decision: cmd.Decision, CauseVersion: cmd.CauseVersion, AuditSent: cmd.AuditSent, At: time.Now().UTC()}
+		if cmd.Op == contracts.OpCreate {
+			out.Created, out.OpportunityID = true, "006"+id
+		}
+		e, err := platform.NewEvent(contracts.EventID("outcome", last.ID, out.Status), contracts.TypeOpportunityWritten,
+			contracts.StageSFWriter, cmd.LinkID, out)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return e
+	}
+	change := func(id string, n int) {
+		b.Helper()
+		last = OutboxItem{}
+		if err := svc.HandleObserved(ctx, referralSeen(b, id, n)); err != nil {
+			b.Fatal(err)
+		}
+		if last.ID == "" {
+			b.Fatalf("referral %s version %d: no Opportunity command", id, n)
+		}
+	}
+	const links = 100
+	for i := range links {
+		id := fmt.Sprintf("R-steady-%03d", i)
+		change(id, 1)
+		if err := svc.HandleOutcome(ctx, written(id)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	events := make([]platform.Event, 0, b.N)
+	for i := range b.N {
+		events = append(events, referralSeen(b, fmt.Sprintf("R-steady-%03d", i%links), 2+i/links))
+	}
+	b.ResetTimer()
+	for i, e := range events {
+		last = OutboxItem{}
+		if err := svc.HandleObserved(ctx, e); err != nil {
+			b.Fatal(err)
+		}
+		if last.ID == "" {
+			b.Fatalf("change %d: no Opportunity command", i)
+		}
+		b.StopTimer()
+		out := written(e.Subject())
+		b.StartTimer()
+		if err := svc.HandleOutcome(ctx, out); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

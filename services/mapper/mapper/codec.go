@@ -1,7 +1,9 @@
 package mapper
 
 import (
+	"bytes"
 	"fmt"
+	"sync"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	jsonv1 "github.com/go-json-experiment/json/v1"
@@ -24,7 +26,19 @@ var (
 	linkDecoding = jsonv2.JoinOptions(jsonv2.MatchCaseInsensitiveNames(true))
 )
 
-func encodeLink(st *stored) ([]byte, error) { return encodeJSON(st) }
+// encodeLink encodes st into buf (emptied first), by encodeJSON's rules: the link is written from a buffer
+// the store reuses (linkBuffers), since it is the largest thing a decision encodes, twice per change.
+func encodeLink(buf *bytes.Buffer, st *stored) error {
+	buf.Reset()
+	return jsonv2.MarshalWrite(buf, st, linkEncoding)
+}
+
+// linkBuffers are the buffers links are encoded into for their store: the KV write has copied the bytes
+// onto the connection when it returns (synchronously), so the buffer serves the next decision.
+var linkBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// linkBufferKeep is the largest buffer kept for reuse, so one huge link does not stay pinned.
+const linkBufferKeep = 64 << 10
 
 // encodeJSON is v as encoding/json encodes it (but for the order of map keys), by JSON v2.
 func encodeJSON(v any) ([]byte, error) { return jsonv2.Marshal(v, linkEncoding) }

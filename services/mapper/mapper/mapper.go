@@ -11,6 +11,7 @@
 package mapper
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -18,7 +19,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"slices"
 	"sync"
 	"time"
 
@@ -219,10 +219,17 @@ var errConflict = errors.New("link changed concurrently")
 // store writes the link with its outbox by compare-and-set; it returns the new revision and the
 // encoding's size.
 func (s *Service) store(ctx context.Context, st *stored) (uint64, int, error) {
-	b, err := encodeLink(st)
-	if err != nil {
+	buf := linkBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= linkBufferKeep {
+			linkBuffers.Put(buf)
+		}
+	}()
+	if err := encodeLink(buf, st); err != nil {
 		return 0, 0, platform.Permanent(err)
 	}
+	b := buf.Bytes()
+	var err error
 	key := contracts.LinkKey(st.ID)
 	var rev uint64
 	if st.rev == 0 {
@@ -337,7 +344,9 @@ func (s *Service) publish(ctx context.Context, items []OutboxItem) error {
 	}
 	out := make([]platform.Outgoing, 0, len(items))
 	for _, it := range items {
-		e, err := platform.NewEvent(it.ID, it.Type, contracts.StageMapper, lastToken(it.Subject), it.Data)
+		// As bytes, not json.RawMessage: the encoded data is taken as it is, not re-encoded (validated
+		// and copied) by encoding/json.
+		e, err := platform.NewEvent(it.ID, it.Type, contracts.StageMapper, lastToken(it.Subject), []byte(it.Data))
 		if err != nil {
 			return platform.Permanent(err)
 		}
@@ -608,16 +617,21 @@ func foldAudit(res decide.Result) decide.Result {
 	var tr contracts.AuditTrail
 	if l.Audit != nil {
 		tr = *l.Audit
-		tr.Lines = slices.Clone(tr.Lines)
 	}
+	var added []string
 	for _, d := range res.Decisions {
 		if auditsummary.Summarised(d) {
-			tr.Lines = append(tr.Lines, auditsummary.Line(d))
-			tr.Total++
+			added = append(added, auditsummary.Line(d))
 		}
 	}
-	if len(tr.Lines) > auditsummary.Entries {
-		tr.Lines = tr.Lines[len(tr.Lines)-auditsummary.Entries:]
+	if len(added) > 0 {
+		// The trail's last lines and the new ones, in a new slice of exactly their length (the link's
+		// record is shared, and a slice grown by append would be twice it).
+		keep := tr.Lines[max(0, len(tr.Lines)+len(added)-auditsummary.Entries):]
+		lines := append(make([]string, 0, len(keep)+len(added)), keep...)
+		tr.Lines = append(lines, added...)
+		tr.Lines = tr.Lines[max(0, len(tr.Lines)-auditsummary.Entries):]
+		tr.Total += len(added)
 	}
 	cmd := res.LinkBack
 	if cmd == nil {
