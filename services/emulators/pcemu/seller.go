@@ -4,6 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
 
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 )
@@ -25,10 +29,11 @@ func (e *Emulator) MarketingLead(r pc.Referral) (pc.Referral, error) {
 // SellerUpdate merges the non-empty fields of patch into a referral as a Microsoft seller would edit it (deal
 // value, closing date, notes, status...), bumps its version and fires referral-updated.
 func (e *Emulator) SellerUpdate(id string, patch pc.Referral) (pc.Referral, error) {
-	return cloned(e.sellerUpdate(id, patch))
+	return cloned(e.sellerUpdate(id, clone(&patch)))
 }
 
-// sellerUpdate is SellerUpdate answering the stored version, for encoding only.
+// sellerUpdate is SellerUpdate answering the stored version, for encoding only; the result shares patch's
+// slices and pointers to values (the HTTP handler's patch is its own; SellerUpdate's caller keeps its copy).
 func (e *Emulator) sellerUpdate(id string, patch pc.Referral) (pc.Referral, error) {
 	e.count("seller.update")
 	b, err := json.Marshal(patch)
@@ -38,13 +43,15 @@ func (e *Emulator) sellerUpdate(id string, patch pc.Referral) (pc.Referral, erro
 	var m map[string]any
 	_ = json.Unmarshal(b, &m)
 	return e.sellerEdit(id, func(cur *pc.Referral) (pc.Referral, error) {
-		cb, _ := json.Marshal(cur)
-		var doc map[string]any
-		_ = json.Unmarshal(cb, &doc)
 		// Server-owned fields are refused when the edit would change them (not silently dropped).
+		var doc map[string]any
 		for _, k := range []string{"@odata.context", "id", "organizationId", "organizationName", "createdDateTime",
 			"updatedDateTime", "eTag", "links", "direction", "type"} {
 			if v, ok := m[k]; ok {
+				if doc == nil {
+					cb, _ := json.Marshal(cur)
+					_ = json.Unmarshal(cb, &doc)
+				}
 				vb, _ := json.Marshal(v)
 				db, _ := json.Marshal(doc[k])
 				if string(vb) != string(db) {
@@ -52,14 +59,67 @@ func (e *Emulator) sellerUpdate(id string, patch pc.Referral) (pc.Referral, erro
 				}
 			}
 		}
-		merge(doc, m)
-		nb, _ := json.Marshal(doc)
-		var out pc.Referral
-		if err := json.Unmarshal(nb, &out); err != nil {
-			return pc.Referral{}, invalid("", "The merged referral is not valid: %v", err)
-		}
+		out := *cur
+		mergeFields(reflect.ValueOf(&out).Elem(), reflect.ValueOf(patch))
 		return out, nil
 	})
+}
+
+// mergeFields applies patch to dst as an RFC 7386 JSON merge patch of patch's encoding would (what the seller
+// edit did over JSON, at a third of its CPU per change): every field the encoding carries (a non-empty one,
+// or any without omitempty) replaces dst's, except an object, which is merged field by field. dst is a
+// shallow copy of a stored version: a nested object it changes is copied first, never changed in place.
+func mergeFields(dst, patch reflect.Value) {
+	for _, f := range mergeFieldsOf(dst.Type()) {
+		d, src := dst.Field(f.index), patch.Field(f.index)
+		switch {
+		case f.kind == reflect.Struct: // encoding/json never omits a struct value
+			mergeFields(d, src)
+		case f.kind == reflect.Pointer && f.elem.Kind() == reflect.Struct && !src.IsNil():
+			cp := reflect.New(f.elem)
+			if !d.IsNil() {
+				cp.Elem().Set(d.Elem())
+			}
+			mergeFields(cp.Elem(), src.Elem())
+			d.Set(cp)
+		case f.omitEmpty && (src.IsZero() || (f.kind == reflect.Slice || f.kind == reflect.Map) && src.Len() == 0):
+			// omitted from the patch's encoding: dst's value stays
+		default:
+			d.Set(src) // null (a nil pointer without omitempty) removes the member: the zero value
+		}
+	}
+}
+
+// mergeField is what mergeFields needs of a struct field that encoding/json encodes.
+type mergeField struct {
+	index     int
+	kind      reflect.Kind
+	elem      reflect.Type // a pointer's
+	omitEmpty bool
+}
+
+// mergeFieldTypes holds each struct type's mergeFields, read from its tags once.
+var mergeFieldTypes sync.Map // reflect.Type → []mergeField
+
+func mergeFieldsOf(t reflect.Type) []mergeField {
+	if fs, ok := mergeFieldTypes.Load(t); ok {
+		return fs.([]mergeField)
+	}
+	var fs []mergeField
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if !f.IsExported() || name == "-" {
+			continue
+		}
+		mf := mergeField{index: i, kind: f.Type.Kind(), omitEmpty: slices.Contains(strings.Split(opts, ","), "omitempty")}
+		if mf.kind == reflect.Pointer {
+			mf.elem = f.Type.Elem()
+		}
+		fs = append(fs, mf)
+	}
+	mergeFieldTypes.Store(t, fs)
+	return fs
 }
 
 // SellerClose closes a referral as Microsoft does: substatus Won, Lost, Expired or Declined.
@@ -140,22 +200,6 @@ func (e *Emulator) sellerEdit(id string, edit func(*pc.Referral) (pc.Referral, e
 		e.mu.Unlock()
 		e.notify(pc.EventReferralUpdated, id, now)
 		return out, nil
-	}
-}
-
-// merge applies an RFC 7386 JSON merge patch to doc.
-func merge(doc, patch map[string]any) {
-	for k, v := range patch {
-		pm, isMap := v.(map[string]any)
-		dm, hasMap := doc[k].(map[string]any)
-		switch {
-		case v == nil:
-			delete(doc, k)
-		case isMap && hasMap:
-			merge(dm, pm)
-		default:
-			doc[k] = v
-		}
 	}
 }
 
