@@ -98,6 +98,12 @@ func run(ctx context.Context, c Component, args []string, stdout, stderr io.Writ
 		log.Error("start", "err", err)
 		return 1
 	}
+	// Start-up is over: what it alone touched of the binary need not stay resident (ReleaseStartupPages).
+	if n, err := platform.ReleaseStartupPages(); err != nil {
+		log.Warn("start-up pages kept resident", "err", err)
+	} else if n > 0 {
+		log.Debug("start-up pages released", "mapped_bytes", n)
+	}
 	admin.SetReady(true)
 	log.Info("running")
 	err = runner(ctx)
