@@ -12,9 +12,9 @@ help: ## list the targets
 run: ## start the whole system in one process (embedded NATS, emulators, six stages, demo data, status page)
 	$(GO) run ./services/cosell run
 
-build: ## build the six stages and the cosell CLI into bin/
+build: ## build the six stages (with the embedded nats-server COSELL_NATS_EMBEDDED runs; the images leave it out) and the cosell CLI into bin/
 	@mkdir -p $(BIN)
-	@for s in $(STAGES) cosell; do $(GO) build -o $(BIN)/$$s ./services/$$s || exit 1; done
+	@for s in $(STAGES) cosell; do $(GO) build -tags embeddednats -o $(BIN)/$$s ./services/$$s || exit 1; done
 	@echo "built: $$(ls $(BIN) | tr '\n' ' ')"
 
 test: vet ## vet, then every test of every module (real embedded nats-server, emulators over HTTP)

@@ -174,7 +174,8 @@ func Build(ctx context.Context, o Options) (v1.ImageIndex, error) {
 }
 
 // compile builds ./services/<service> as a static Linux binary without paths or symbols (-trimpath,
-// -s -w) and returns its bytes.
+// -s -w) and without the embeddednats tag (a stage image links no nats-server: it connects to the
+// cluster's) and returns its bytes.
 func compile(ctx context.Context, root, service, arch string) ([]byte, error) {
 	dir, err := os.MkdirTemp("", "cosell-image-")
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/platform/natsembed"
 )
 
 func newNATSCmd() *cobra.Command {
@@ -43,7 +44,7 @@ func newNATSCmd() *cobra.Command {
 
 func runNATS(ctx context.Context, listen, data, pprofAddr string, out *output, stdout, stderr io.Writer) int {
 	log := platform.NewLogger(stderr, "info", "nats")
-	ns, err := platform.StartEmbedded(data, listen, log)
+	ns, err := natsembed.Start(data, listen, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "cosell nats: %v\n", err)
 		return 1

@@ -2,12 +2,13 @@ package platform
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -19,7 +20,7 @@ type Bus struct {
 	conn *nats.Conn
 	js   jetstream.JetStream
 	// Server is the embedded nats-server, nil when connected to an external one.
-	Server *server.Server
+	Server InProcessServer
 
 	cfg       BusConfig
 	stage     string
@@ -32,31 +33,30 @@ type Bus struct {
 	streams handles[jetstream.Stream]
 }
 
-// Connect connects to cfg.URL, or, when it is empty, starts an embedded nats-server (JetStream on, file
-// store in cfg.DataDir, a generated login: StartEmbeddedWithLogin) and connects to it in-process. The login
-// comes from cfg (user/password, creds file), else from cfg.LoginFile, else, for a loopback URL, from the
-// login file a `cosell run` on this machine wrote for that address (RunLoginFile).
+// InProcessServer is an embedded nats-server (natsembed starts one) as a bus uses it: connected to
+// in-process, and shut down by the bus that owns it. The stage binaries do not link the server.
+type InProcessServer interface {
+	ClientURL() string
+	InProcessConn() (net.Conn, error)
+	Running() bool
+	Shutdown()
+	WaitForShutdown()
+}
+
+// ErrNoServer is Connect's answer to a config that names no server: no URL and no login file.
+var ErrNoServer = errors.New("bus: no COSELL_NATS_URL and no COSELL_NATS_LOGIN_FILE: no NATS server to connect to")
+
+// Connect connects to cfg.URL (or the URL of cfg.LoginFile). The login comes from cfg (user/password, creds
+// file), else from cfg.LoginFile, else, for a loopback URL, from the login file a `cosell run` on this
+// machine wrote for that address (RunLoginFile). An embedded server is natsembed.Connect's.
 // m nil means metrics are collected but not registered anywhere.
 func Connect(ctx context.Context, cfg BusConfig, stage string, log *slog.Logger, m *Metrics) (*Bus, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.URL == "" && cfg.LoginFile == "" {
-		ns, login, err := StartEmbeddedWithLogin(cfg.DataDir, cfg.EmbeddedListen, log)
-		if err != nil {
-			return nil, err
-		}
-		cfg.User, cfg.Password = login.User, login.Password
-		b, err := ConnectServer(ctx, ns, cfg, stage, log, m)
-		if err != nil {
-			ns.Shutdown()
-			ns.WaitForShutdown()
-			return nil, err
-		}
-		b.ownServer = true
-		return b, nil
+		return nil, ErrNoServer
 	}
-
 	if err := cfg.findLogin(log); err != nil {
 		return nil, err
 	}
@@ -94,8 +94,8 @@ func Connect(ctx context.Context, cfg BusConfig, stage string, log *slog.Logger,
 }
 
 // ConnectServer connects in-process to an already running server; the all-in-one runner shares one
-// embedded server among its six buses. The bus does not own ns: Close leaves it running.
-func ConnectServer(ctx context.Context, ns *server.Server, cfg BusConfig, stage string, log *slog.Logger, m *Metrics) (*Bus, error) {
+// embedded server among its six buses. The bus does not own ns: Close leaves it running (unless OwnServer).
+func ConnectServer(ctx context.Context, ns InProcessServer, cfg BusConfig, stage string, log *slog.Logger, m *Metrics) (*Bus, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -162,6 +162,9 @@ func (b *Bus) attach(nc *nats.Conn) (*Bus, error) {
 	return b, nil
 }
 
+// OwnServer makes Close shut the bus's embedded server down too: the server was started for this bus alone.
+func (b *Bus) OwnServer() { b.ownServer = b.Server != nil }
+
 // Stage is the service this bus belongs to; it labels metrics, logs and dead letters.
 func (b *Bus) Stage() string { return b.stage }
 
@@ -208,13 +211,3 @@ func (b *Bus) Abort() {
 
 // ConnectedURL is the server the bus is connected to, with any password redacted.
 func (b *Bus) ConnectedURL() string { return b.conn.ConnectedUrlRedacted() }
-
-// serverLogger routes nats-server's log lines into slog; its notices are start-up chatter, so debug.
-type serverLogger struct{ log *slog.Logger }
-
-func (l serverLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l serverLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
-func (l serverLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l serverLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l serverLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l serverLogger) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }

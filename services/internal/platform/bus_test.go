@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -99,8 +99,9 @@ func TestProvisionGivesTheServerOneFilter(t *testing.T) {
 }
 
 // serverFilters widens a durable's filters only where no other subject of its stream collides with the
-// wide one (nats-server's own SubjectsCollide): the cases it relies on.
-func TestSubjectsCollideWhereServerFiltersLooks(t *testing.T) {
+// wide one: subjectsCollide answers as nats-server's own SubjectsCollide, on the cases it relies on and on
+// random patterns.
+func TestSubjectsCollideAsTheServerDoes(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
 		a, b string
@@ -115,6 +116,26 @@ func TestSubjectsCollideWhereServerFiltersLooks(t *testing.T) {
 	} {
 		if got := server.SubjectsCollide(c.a, c.b); got != c.want {
 			t.Errorf("SubjectsCollide(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+		}
+		if got := subjectsCollide(c.a, c.b); got != c.want {
+			t.Errorf("subjectsCollide(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+		}
+	}
+	rng := rand.New(rand.NewPCG(16, 16))
+	pattern := func() string {
+		tokens := make([]string, 1+rng.IntN(4))
+		for i := range tokens {
+			tokens[i] = []string{"a", "b", "*", "cosell"}[rng.IntN(4)]
+		}
+		if rng.IntN(4) == 0 {
+			tokens[len(tokens)-1] = ">"
+		}
+		return strings.Join(tokens, ".")
+	}
+	for range 5000 {
+		a, b := pattern(), pattern()
+		if got, want := subjectsCollide(a, b), server.SubjectsCollide(a, b); got != want {
+			t.Fatalf("subjectsCollide(%q, %q) = %v, nats-server says %v", a, b, got, want)
 		}
 	}
 }
@@ -197,26 +218,29 @@ func TestProvisionIsIdempotentAndUpdates(t *testing.T) {
 	}
 }
 
-func TestConnectEmbeddedAndExternal(t *testing.T) {
+// TestConnectInProcessAndExternal: a bus that owns its in-process server shuts it down on Close; one
+// connected by URL reports no server and names its connection after the stage; no URL and no login file
+// is refused at once (a stage's own server is natsembed.Connect's).
+func TestConnectInProcessAndExternal(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cfg := testBusConfig()
-	cfg.DataDir = filepath.Join(t.TempDir(), "js")
-	owner, err := Connect(ctx, cfg, "runner", testLog(t, "runner"), nil)
+	ns := startServer(t, "")
+	owner, err := ConnectServer(ctx, ns, cfg, "runner", testLog(t, "runner"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	owner.OwnServer()
 	if owner.Server == nil {
-		t.Fatal("empty URL did not start an embedded server")
+		t.Fatal("in-process bus reports no server")
 	}
 	if err := owner.Check(ctx); err != nil {
 		t.Fatal(err)
 	}
 
-	// Another process connects with the login the embedded server left in its data directory.
 	ext := cfg
-	ext.LoginFile = filepath.Join(cfg.DataDir, LoginFileName)
+	ext.URL = ns.ClientURL()
 	client, err := Connect(ctx, ext, contracts.StageAuditor, testLog(t, "auditor"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -232,10 +256,12 @@ func TestConnectEmbeddedAndExternal(t *testing.T) {
 	}
 	client.Close()
 
-	ns := owner.Server
 	owner.Close()
 	if ns.Running() {
 		t.Fatal("Close left the owned embedded server running")
+	}
+	if _, err := Connect(ctx, cfg, "x", nil, nil); !errors.Is(err, ErrNoServer) {
+		t.Errorf("Connect with no URL and no login file = %v, want ErrNoServer", err)
 	}
 
 	// An unreachable URL is retried until ctx ends.

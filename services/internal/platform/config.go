@@ -20,7 +20,7 @@ const ConfigFileEnv = "COSELL_CONFIG_FILE"
 // BusConfig holds the NATS settings every service shares.
 type BusConfig struct {
 	URL             string        `env:"COSELL_NATS_URL" help:"nats://host:4222; a stage refuses to start without it unless COSELL_NATS_EMBEDDED=true"`
-	Embedded        bool          `env:"COSELL_NATS_EMBEDDED" help:"true = no COSELL_NATS_URL: run an embedded nats-server for development (store in COSELL_DATA_DIR; on 127.0.0.1 unless COSELL_NATS_LISTEN names another host; it admits only a login generated at start, written 0600 to COSELL_DATA_DIR/nats-login.env)"`
+	Embedded        bool          `env:"COSELL_NATS_EMBEDDED" help:"true = no COSELL_NATS_URL: run an embedded nats-server for development, in a binary built with -tags embeddednats as make build builds it (the images' binaries refuse it) (store in COSELL_DATA_DIR; on 127.0.0.1 unless COSELL_NATS_LISTEN names another host; it admits only a login generated at start, written 0600 to COSELL_DATA_DIR/nats-login.env)"`
 	CredsFile       string        `env:"COSELL_NATS_CREDS" help:"NATS user credentials (.creds) file"`
 	User            string        `env:"COSELL_NATS_USER" help:"NATS user name (static accounts, e.g. deploy/nats/cosell-auth.conf)"`
 	Password        string        `env:"COSELL_NATS_PASSWORD" help:"that user's password"`

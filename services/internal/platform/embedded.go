@@ -1,20 +1,15 @@
 package platform
 
 import (
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
-
-	"github.com/nats-io/nats-server/v2/server"
 )
 
 // LoginFileName is the file, in the embedded server's data directory, that holds its generated login.
@@ -137,84 +132,14 @@ func loopbackURL(natsURL string) bool {
 	if err != nil {
 		return false
 	}
-	return isLoopback(u.Hostname())
+	return IsLoopback(u.Hostname())
 }
 
-func isLoopback(host string) bool {
+// IsLoopback reports whether host (a name or an address, IPv6 bracketed or not) is this machine only.
+func IsLoopback(host string) bool {
 	if host == "localhost" {
 		return true
 	}
 	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
 	return err == nil && a.IsLoopback()
-}
-
-// StartEmbedded starts a nats-server with JetStream and a file store in dataDir, listening on listen
-// (host:port, port -1 = random; no host = 127.0.0.1), and waits until it accepts connections. It admits
-// anyone who reaches the port: the tests' server and `cosell nats`; a stage's and `cosell run`'s server
-// is StartEmbeddedWithLogin's.
-func StartEmbedded(dataDir, listen string, log *slog.Logger) (*server.Server, error) {
-	return startEmbedded(dataDir, listen, nil, log)
-}
-
-// StartEmbeddedWithLogin starts the server StartEmbedded does, admitting only the user EmbeddedUser with a
-// password generated now, and writes that login to dataDir/LoginFileName (mode 0600).
-func StartEmbeddedWithLogin(dataDir, listen string, log *slog.Logger) (*server.Server, Login, error) {
-	login := Login{User: EmbeddedUser, Password: rand.Text()}
-	ns, err := startEmbedded(dataDir, listen, []*server.User{{Username: login.User, Password: login.Password}}, log)
-	if err != nil {
-		return nil, Login{}, err
-	}
-	login.URL = ns.ClientURL()
-	path := filepath.Join(dataDir, LoginFileName)
-	if err := login.WriteFile(path); err != nil {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-		return nil, Login{}, err
-	}
-	if log != nil {
-		log.Info("embedded nats-server admits only its generated login", "user", login.User, "login_file", path)
-	}
-	return ns, login, nil
-}
-
-func startEmbedded(dataDir, listen string, users []*server.User, log *slog.Logger) (*server.Server, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	host, portStr, err := net.SplitHostPort(listen)
-	if err != nil {
-		return nil, fmt.Errorf("embedded nats: listen address %q: %w", listen, err)
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil {
-		return nil, fmt.Errorf("embedded nats: listen port %q: %w", portStr, err)
-	}
-	if host == "" {
-		// ":4222" would bind every interface; the embedded server is for this machine unless a host says otherwise.
-		host = "127.0.0.1"
-	}
-	if !isLoopback(host) {
-		log.Warn("embedded nats-server listens beyond this machine", "listen", net.JoinHostPort(host, portStr), "login_required", len(users) > 0)
-	}
-	ns, err := server.NewServer(&server.Options{
-		ServerName: "cosell-embedded",
-		Host:       host,
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   dataDir,
-		NoSigs:     true,
-		Users:      users,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("embedded nats: %w", err)
-	}
-	ns.SetLoggerV2(serverLogger{log.With("component", "nats-server")}, false, false, false)
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-		return nil, errors.New("embedded nats: not ready for connections after 10s")
-	}
-	log.Info("embedded nats-server started", "url", ns.ClientURL(), "store", dataDir)
-	return ns, nil
 }

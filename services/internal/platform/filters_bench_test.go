@@ -16,11 +16,7 @@ import (
 // (">"). Each op reads the stream's matching messages once through a new durable, 100 at a time; server
 // and client share the process, so ns per delivery counts both.
 func BenchmarkDurableFilters(b *testing.B) {
-	ns, err := StartEmbedded(b.TempDir(), "127.0.0.1:-1", testLog(&testing.T{}, "nats"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	ns := startServer(b, "")
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
 		b.Fatal(err)

@@ -33,15 +33,20 @@ func testBusConfig() BusConfig {
 	}
 }
 
-// startServer starts an embedded server in dir (a fresh temp dir when empty) and stops it at cleanup.
-func startServer(t *testing.T, dir string) *server.Server {
+// startServer starts an embedded server in dir (a fresh temp dir when empty) on 127.0.0.1 and stops it at
+// cleanup. It is natsembed.Start's server, started here because natsembed imports this package.
+func startServer(t testing.TB, dir string) *server.Server {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	ns, err := StartEmbedded(dir, "127.0.0.1:-1", testLog(t, "nats"))
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
 	if err != nil {
-		t.Fatalf("StartEmbedded: %v", err)
+		t.Fatalf("nats-server: %v", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready for connections after 10s")
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	return ns

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/cosell-dev/cosell/contracts"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -126,11 +125,27 @@ func serverFilters(c contracts.ConsumerSpec) []string {
 	// only match what the filters match.
 	wide := strings.Join(one, ".")
 	for _, o := range others {
-		if server.SubjectsCollide(wide, o) {
+		if subjectsCollide(wide, o) {
 			return c.FilterSubjects
 		}
 	}
 	return []string{wide}
+}
+
+// subjectsCollide reports whether one subject could match both NATS subject patterns a and b, as
+// nats-server's server.SubjectsCollide does (TestSubjectsCollideAsTheServerDoes holds the two equal): the
+// stages do not link the server for it.
+func subjectsCollide(a, b string) bool {
+	ta, tb := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < len(ta) && i < len(tb); i++ {
+		if ta[i] == ">" || tb[i] == ">" {
+			return true
+		}
+		if ta[i] != "*" && tb[i] != "*" && ta[i] != tb[i] {
+			return false
+		}
+	}
+	return len(ta) == len(tb)
 }
 
 func (b *Bus) replicas() int {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -183,11 +182,7 @@ func TestPublishAsyncOutsideAHandlerWaits(t *testing.T) {
 // (PublishAll) for a group of 8 events, the size of a mapper outbox or a small writer batch, over TCP as a
 // stage process talks to its server.
 func BenchmarkPublish(b *testing.B) {
-	ns, err := StartEmbedded(b.TempDir(), "127.0.0.1:-1", NewLogger(io.Discard, "error", "nats"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	ns := startServer(b, "")
 	ctx := context.Background()
 	cfg := testBusConfig()
 	cfg.URL = ns.ClientURL()

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -23,6 +24,27 @@ func Main(c Component) int {
 // own that no other stage shares.
 var ErrNoNATSURL = errors.New("COSELL_NATS_URL is not set: point the stage at your NATS (COSELL_NATS_URL=nats://host:4222), " +
 	"or set COSELL_NATS_EMBEDDED=true to run an embedded nats-server with its store in COSELL_DATA_DIR (development only)")
+
+// ErrNoEmbeddedServer is why COSELL_NATS_EMBEDDED does not start a server in a binary built without one.
+var ErrNoEmbeddedServer = errors.New("COSELL_NATS_EMBEDDED=true, but this binary was built without the embedded nats-server " +
+	"(the images leave it out): point COSELL_NATS_URL at your NATS (`cosell nats` runs one for development), " +
+	"or build the stage with `go build -tags embeddednats` (as `make build` does)")
+
+// connectEmbedded starts the stage's own nats-server and connects to it (natsembed.Connect) in a binary built
+// with the embeddednats tag (embedded.go); nil in one built without: nats-server is not linked.
+var connectEmbedded func(ctx context.Context, cfg platform.BusConfig, stage string, log *slog.Logger, m *platform.Metrics) (*platform.Bus, error)
+
+// connect connects to the configured NATS, or, with COSELL_NATS_EMBEDDED and no URL, to a server of the
+// stage's own.
+func connect(ctx context.Context, cfg platform.BusConfig, stage string, log *slog.Logger, m *platform.Metrics) (*platform.Bus, error) {
+	if cfg.URL != "" || cfg.LoginFile != "" {
+		return platform.Connect(ctx, cfg, stage, log, m)
+	}
+	if connectEmbedded == nil {
+		return nil, ErrNoEmbeddedServer
+	}
+	return connectEmbedded(ctx, cfg, stage, log, m)
+}
 
 func run(ctx context.Context, c Component, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
 	name := c.Name()
@@ -54,6 +76,10 @@ func run(ctx context.Context, c Component, args []string, stdout, stderr io.Writ
 		fmt.Fprintf(stderr, "%s: %v\n", name, ErrNoNATSURL)
 		return 2
 	}
+	if common.Bus.URL == "" && common.Bus.LoginFile == "" && connectEmbedded == nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, ErrNoEmbeddedServer)
+		return 2
+	}
 	log := platform.NewLogger(stdout, common.LogLevel, name)
 	restoreRuntime, memLimit, err := platform.ApplyRuntime(common.Runtime)
 	if err != nil { // the config's validation already read the limit; GOMEMLIMIT is the runtime's own
@@ -80,7 +106,7 @@ func run(ctx context.Context, c Component, args []string, stdout, stderr io.Writ
 		return 2
 	}
 	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
-	bus, err := platform.Connect(ctx, common.Bus, name, log, admin.Metrics)
+	bus, err := connect(ctx, common.Bus, name, log, admin.Metrics)
 	if err != nil {
 		log.Error("connect to NATS", "err", err)
 		return 1

@@ -12,6 +12,7 @@ import (
 	sf "github.com/cosell-dev/cosell/contracts/salesforce"
 	"github.com/cosell-dev/cosell/services/emulators/sfemu"
 	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/platform/natsembed"
 	"github.com/cosell-dev/cosell/services/internal/testkit"
 	"github.com/cosell-dev/cosell/services/internal/testkit/bustest"
 )
@@ -137,7 +138,7 @@ func TestCDCResumesAfterANATSOutage(t *testing.T) {
 	t.Parallel()
 	f := newCDCFixture(t)
 	dir := t.TempDir()
-	ns, err := platform.StartEmbedded(dir, "127.0.0.1:-1", testkit.Log())
+	ns, err := natsembed.Start(dir, "127.0.0.1:-1", testkit.Log())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +176,7 @@ func TestCDCResumesAfterANATSOutage(t *testing.T) {
 		}
 		want[id] = float64(3000 + i)
 	}
-	ns, err = platform.StartEmbedded(dir, fmt.Sprintf("127.0.0.1:%d", addr.Port), testkit.Log())
+	ns, err = natsembed.Start(dir, fmt.Sprintf("127.0.0.1:%d", addr.Port), testkit.Log())
 	mu.Unlock()
 	if err != nil {
 		t.Fatal(err)

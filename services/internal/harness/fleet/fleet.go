@@ -34,8 +34,8 @@ var Stages = []string{"pc-ingest", "sf-ingest", "mapper", "pc-writer", "sf-write
 const modulePath = "github.com/cosell-dev/cosell/services/"
 
 // Build compiles the six stages and the cosell CLI into dir the way deploy/image builds what ships (static,
-// no cgo, no symbol tables, -trimpath), so a fleet's resident memory is the shipped binaries': the cgo build
-// mapped libc and a larger binary, 2 MiB more per stage.
+// no cgo, no symbol tables, -trimpath, no embeddednats tag: no nats-server in a stage), so a fleet's resident
+// memory is the shipped binaries': the cgo build mapped libc and a larger binary, 2 MiB more per stage.
 func Build(ctx context.Context, dir string) error {
 	pkgs := []string{modulePath + "cosell"}
 	for _, s := range Stages {

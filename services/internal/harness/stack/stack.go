@@ -34,6 +34,7 @@ import (
 	"github.com/cosell-dev/cosell/services/internal/clients/sfapi"
 	"github.com/cosell-dev/cosell/services/internal/harness/emuenv"
 	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/platform/natsembed"
 	"github.com/cosell-dev/cosell/services/internal/stage"
 	"github.com/cosell-dev/cosell/services/mapper/mapper"
 	"github.com/cosell-dev/cosell/services/pc-ingest/pcingest"
@@ -52,7 +53,7 @@ type Options struct {
 	// DataDir holds the embedded server's store; "" = a temporary directory removed by Stop.
 	DataDir    string
 	NATSListen string // default 127.0.0.1:-1
-	// NATSLogin makes the embedded server admit only a generated login (platform.StartEmbeddedWithLogin, as
+	// NATSLogin makes the embedded server admit only a generated login (natsembed.StartWithLogin, as
 	// `cosell run`'s does): every stage connects with it, Stack.NATSLogin holds it, the data directory has
 	// its login file. Off, the server admits anyone on the loopback port (the tests' default).
 	NATSLogin bool
@@ -203,9 +204,9 @@ func StartInfra(ctx context.Context, opts Options) (*Stack, error) {
 		return nil, err
 	}
 	if opts.NATSLogin {
-		s.NATS, s.NATSLogin, err = platform.StartEmbeddedWithLogin(s.opts.DataDir, opts.NATSListen, opts.Log)
+		s.NATS, s.NATSLogin, err = natsembed.StartWithLogin(s.opts.DataDir, opts.NATSListen, opts.Log)
 	} else {
-		s.NATS, err = platform.StartEmbedded(s.opts.DataDir, opts.NATSListen, opts.Log)
+		s.NATS, err = natsembed.Start(s.opts.DataDir, opts.NATSListen, opts.Log)
 	}
 	if err != nil {
 		return fail(err)

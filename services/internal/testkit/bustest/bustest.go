@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/platform/natsembed"
 	"github.com/cosell-dev/cosell/services/internal/testkit"
 )
 
@@ -25,7 +26,7 @@ func Config(maxDeliver int, ackWait time.Duration) platform.BusConfig {
 // Server starts an embedded nats-server (the one cosell run embeds) and shuts it down at cleanup.
 func Server(t testing.TB) *server.Server {
 	t.Helper()
-	ns, err := platform.StartEmbedded(t.TempDir(), "127.0.0.1:-1", testkit.Log())
+	ns, err := natsembed.Start(t.TempDir(), "127.0.0.1:-1", testkit.Log())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package platform
+package natsembed_test
 
 import (
 	"context"
@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cosell-dev/cosell/services/internal/platform"
+	"github.com/cosell-dev/cosell/services/internal/platform/natsembed"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
 	"github.com/nats-io/nats.go"
 )
 
@@ -17,7 +20,7 @@ import (
 // client finds it there: by COSELL_NATS_LOGIN_FILE, or from a loopback URL alone (the file `cosell run` leaves).
 func TestEmbeddedServerAdmitsOnlyItsGeneratedLogin(t *testing.T) {
 	dir := t.TempDir()
-	ns, login, err := StartEmbeddedWithLogin(dir, ":-1", testLog(t, "nats"))
+	ns, login, err := natsembed.StartWithLogin(dir, ":-1", testkit.Log())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +40,7 @@ func TestEmbeddedServerAdmitsOnlyItsGeneratedLogin(t *testing.T) {
 			t.Errorf("%s: %v, want an authorization violation", name, err)
 		}
 	}
-	file := filepath.Join(dir, LoginFileName)
+	file := filepath.Join(dir, platform.LoginFileName)
 	fi, err := os.Stat(file)
 	if err != nil {
 		t.Fatal(err)
@@ -45,14 +48,14 @@ func TestEmbeddedServerAdmitsOnlyItsGeneratedLogin(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("login file mode %v, want 0600", fi.Mode().Perm())
 	}
-	read, err := ReadLoginFile(file)
+	read, err := platform.ReadLoginFile(file)
 	if err != nil || read != login {
-		t.Fatalf("ReadLoginFile = %+v, %v; want %+v", read, err, login)
+		t.Fatalf("platform.ReadLoginFile = %+v, %v; want %+v", read, err, login)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	b, err := Connect(ctx, BusConfig{LoginFile: file}, "test", testLog(t, "test"), nil)
+	b, err := platform.Connect(ctx, platform.BusConfig{LoginFile: file}, "test", testkit.Log(), nil)
 	if err != nil {
 		t.Fatalf("connect with COSELL_NATS_LOGIN_FILE: %v", err)
 	}
@@ -61,34 +64,34 @@ func TestEmbeddedServerAdmitsOnlyItsGeneratedLogin(t *testing.T) {
 	// The file `cosell run` leaves where any client on the machine finds it from the URL alone.
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	t.Setenv("HOME", t.TempDir())
-	if _, err := Connect(shortCtx(t), BusConfig{URL: login.URL}, "test", testLog(t, "test"), nil); err == nil {
+	if _, err := platform.Connect(shortCtx(t), platform.BusConfig{URL: login.URL}, "test", testkit.Log(), nil); err == nil {
 		t.Fatal("connected by URL alone before the run's login file existed")
 	}
-	run := RunLoginFile(login.URL)
+	run := platform.RunLoginFile(login.URL)
 	if run == "" {
 		t.Fatal("no run login file path")
 	}
 	if err := login.WriteFile(run); err != nil {
 		t.Fatal(err)
 	}
-	b, err = Connect(ctx, BusConfig{URL: login.URL}, "test", testLog(t, "test"), nil)
+	b, err = platform.Connect(ctx, platform.BusConfig{URL: login.URL}, "test", testkit.Log(), nil)
 	if err != nil {
 		t.Fatalf("connect by URL with the run's login file at %s: %v", run, err)
 	}
 	b.Close()
 	// Not for another address: the login of 127.0.0.1:PORT is not sent to another server.
-	if RunLoginFile("nats://nats.example:4222") == run || loopbackURL("nats://nats.example:4222") {
+	if platform.RunLoginFile("nats://nats.example:4222") == run || platform.IsLoopback("nats.example") {
 		t.Error("a remote URL must not pick up the local run's login")
 	}
 }
 
-// TestConnectEmbeddedUsesTheGeneratedLogin: with no URL, Connect starts the server with a login, connects
+// TestConnectEmbeddedUsesTheGeneratedLogin: Connect starts the server with a login, connects
 // in-process with it and leaves the login file in the data directory.
 func TestConnectEmbeddedUsesTheGeneratedLogin(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	b, err := Connect(ctx, BusConfig{DataDir: dir, EmbeddedListen: "127.0.0.1:-1"}, "test", testLog(t, "test"), nil)
+	b, err := natsembed.Connect(ctx, platform.BusConfig{DataDir: dir, EmbeddedListen: "127.0.0.1:-1"}, "test", testkit.Log(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +99,7 @@ func TestConnectEmbeddedUsesTheGeneratedLogin(t *testing.T) {
 	if err := b.Check(ctx); err != nil {
 		t.Fatal(err)
 	}
-	login, err := ReadLoginFile(filepath.Join(dir, LoginFileName))
+	login, err := platform.ReadLoginFile(filepath.Join(dir, platform.LoginFileName))
 	if err != nil {
 		t.Fatal(err)
 	}
