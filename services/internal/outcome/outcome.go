@@ -82,18 +82,23 @@ func (r *Recorder) Publish(ctx context.Context, out contracts.Outcome) error {
 // none of them is known done: the caller retries them all (the outcome ids are deterministic, so the server
 // drops the copies, and a mark says the same whoever puts it).
 func (r *Recorder) PublishAll(ctx context.Context, outs []contracts.Outcome) error {
-	return r.publish(ctx, outs, true)
+	return r.publish(ctx, nil, outs, true)
 }
 
-// PublishRecorded publishes the outcome of a command whose writer keeps its own durable record of having
-// carried it out (pc-writer's create record, contracts.PCCreate, written after the outcome): no applied
-// mark is put, one KV write fewer per command.
-func (r *Recorder) PublishRecorded(ctx context.Context, out contracts.Outcome) error {
-	return r.publish(ctx, []contracts.Outcome{out}, false)
+// PublishWith publishes events that go with a command's outcome (pc-writer's snapshot of the referral its
+// write returned) and the outcome with their acks in flight together, one round trip instead of one each,
+// then marks the command done as Publish does, unless recorded: the writer keeps its own durable record of
+// having carried it out (pc-writer's create record, contracts.PCCreate, written after the outcome), so no
+// applied mark is put, one KV write fewer per command. The mark is put only once all of them are stored; on an error none is known stored
+// and the caller retries (the ids are deterministic, so the server drops the copies).
+func (r *Recorder) PublishWith(ctx context.Context, out contracts.Outcome, recorded bool, events ...platform.Outgoing) error {
+	return r.publish(ctx, events, []contracts.Outcome{out}, !recorded)
 }
 
-func (r *Recorder) publish(ctx context.Context, outs []contracts.Outcome, mark bool) error {
-	events := make([]platform.Outgoing, 0, len(outs))
+// publish stores first and then the outcomes (sent in that order), and then the written ones' marks.
+func (r *Recorder) publish(ctx context.Context, first []platform.Outgoing, outs []contracts.Outcome, mark bool) error {
+	events := make([]platform.Outgoing, 0, len(first)+len(outs))
+	events = append(events, first...)
 	var marks []platform.KVEntry
 	for _, out := range outs {
 		if out.At.IsZero() {

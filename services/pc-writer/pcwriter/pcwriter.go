@@ -201,16 +201,15 @@ func (w *Writer) Handle(ctx context.Context, e platform.Event) error {
 	out.ReferralID = r.ID
 	out.Referral = &r
 	out.Version = contracts.ReferralVersion(r)
-	// The snapshot first: Partner Center sends its webhook about our write as soon as the write is made,
-	// and pc-ingest reads the referral unless the snapshot is already there, or (a create) unless it knows
-	// from the create's first record that one is coming: it holds the webhook until the second record,
-	// written only after the snapshot and the outcome (the record then stands for the applied mark: the
-	// create is carried out and its outcome published).
-	w.observe(ctx, r)
-	if cmd.Op != contracts.OpCreate {
-		return w.Outcomes.Publish(ctx, out)
-	}
-	if err := w.Outcomes.PublishRecorded(ctx, out); err != nil {
+	// The snapshot goes with the outcome, their acks in flight together (one round trip): Partner Center
+	// sends its webhook about our write as soon as the write is made, and pc-ingest reads the referral unless
+	// the snapshot is already there, or (a create) unless it knows from the create's first record that one is
+	// coming: it holds the webhook until the second record, written only after the snapshot and the outcome
+	// are stored (the record then stands for the applied mark: the create is carried out and its outcome
+	// published). The mapper decides on the returned referral with the outcome, whichever it gets first.
+	var snapshot deferred
+	w.observe(ctx, &snapshot, r)
+	if err := w.Outcomes.PublishWith(ctx, out, cmd.Op == contracts.OpCreate, snapshot.events...); err != nil {
 		return err
 	}
 	if record != nil {
@@ -219,16 +218,25 @@ func (w *Writer) Handle(ctx context.Context, e platform.Event) error {
 	return nil
 }
 
-// observe publishes the referral Partner Center returned from our write as its observed snapshot (the same
-// event id pc-ingest would give that version). The webhook Partner Center sends about our own write then
-// finds a snapshot not older than its change and pc-ingest does not read the referral again: one Partner
-// Center call per create and per patch instead of two. Failing here costs only that read, so it is logged,
-// not retried.
-func (w *Writer) observe(ctx context.Context, r pc.Referral) {
+// deferred is an observed.Publisher that keeps the events given to it, for the caller to send together
+// with others.
+type deferred struct{ events []platform.Outgoing }
+
+func (d *deferred) Publish(_ context.Context, subject string, e platform.Event) (bool, error) {
+	d.events = append(d.events, platform.Outgoing{Subject: subject, Event: e})
+	return false, nil
+}
+
+// observe builds the referral Partner Center returned from our write as its observed snapshot (the same
+// event id pc-ingest would give that version), into p. The webhook Partner Center sends about our own write
+// then finds a snapshot not older than its change and pc-ingest does not read the referral again: one
+// Partner Center call per create and per patch instead of two. A snapshot that cannot be built costs only
+// that read, so it is logged, not retried.
+func (w *Writer) observe(ctx context.Context, p observed.Publisher, r pc.Referral) {
 	if r.ID == "" || r.ETag == "" {
 		return
 	}
-	if _, err := observed.PublishReferral(ctx, w.Bus, contracts.StagePCWriter, r, "written"); err != nil {
+	if _, err := observed.PublishReferral(ctx, p, contracts.StagePCWriter, r, "written"); err != nil {
 		w.Log.Warn("the written referral is not published as observed; pc-ingest will read it behind its webhook",
 			"referral_id", r.ID, "err", err)
 	}
@@ -244,13 +252,27 @@ func (w *Writer) create(ctx context.Context, commandID string, cmd contracts.Ref
 	if cmd.Create == nil {
 		return pc.Referral{}, false, nil, false, platform.Permanent(fmt.Errorf("create for opportunity %s carries no referral", cmd.OpportunityID))
 	}
-	kv := w.Outcomes.Applied
 	key := contracts.PCCreateKey(cmd.OpportunityID)
-	rec, rev, err := w.loadCreate(ctx, key)
-	if err != nil {
+	// Most creates are a first attempt: the intent is recorded at once (compare-and-set on no record, one
+	// round trip); a record already there (a redelivery, a replay, another replica's attempt) is read and
+	// recovered from.
+	rec := contracts.PCCreate{OpportunityID: cmd.OpportunityID, StartedAt: time.Now().UTC(), CommandID: commandID}
+	b, _ := json.Marshal(rec)
+	rev, err := w.Outcomes.Applied.Create(ctx, key, b)
+	if err == nil {
+		r, created, record, err = w.createNew(ctx, commandID, cmd, rec, rev)
+		return r, created, record, false, err
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return pc.Referral{}, false, nil, false, fmt.Errorf("record the create of opportunity %s: %w", cmd.OpportunityID, err)
+	}
+	if rec, rev, err = w.loadCreate(ctx, key); err != nil {
 		return pc.Referral{}, false, nil, false, err
 	}
-	if rev != 0 && rec.ReferralID != "" {
+	if rev == 0 {
+		return pc.Referral{}, false, nil, false, fmt.Errorf("the create record of opportunity %s went away while it was read; trying again", cmd.OpportunityID)
+	}
+	if rec.ReferralID != "" {
 		if rec.CommandID == commandID {
 			return pc.Referral{}, false, nil, true, nil
 		}
@@ -258,22 +280,6 @@ func (w *Writer) create(ctx context.Context, commandID string, cmd contracts.Ref
 			if done, err := w.Outcomes.Done(ctx, commandID); err != nil || done {
 				return pc.Referral{}, false, nil, done, err
 			}
-		}
-	}
-	if rev == 0 {
-		rec = contracts.PCCreate{OpportunityID: cmd.OpportunityID, StartedAt: time.Now().UTC(), CommandID: commandID}
-		b, _ := json.Marshal(rec)
-		if rev, err = kv.Create(ctx, key, b); err != nil {
-			if !errors.Is(err, jetstream.ErrKeyExists) {
-				return pc.Referral{}, false, nil, false, fmt.Errorf("record the create of opportunity %s: %w", cmd.OpportunityID, err)
-			}
-			// Another attempt for this Opportunity is (or was) under way: recover as after a crash.
-			if rec, rev, err = w.loadCreate(ctx, key); err != nil {
-				return pc.Referral{}, false, nil, false, err
-			}
-		} else {
-			r, created, record, err = w.createNew(ctx, commandID, cmd, rec, rev)
-			return r, created, record, false, err
 		}
 	}
 	if rec.ReferralID != "" {
