@@ -171,6 +171,10 @@ type OpportunityCommand struct {
 // PurposeAudit is the OpportunityCommand (and Outcome) purpose of the auditor's Audit summary write-back.
 const PurposeAudit = "audit"
 
+// PurposeLink is the OpportunityCommand (and Outcome) purpose of the mapper's write-back of a created
+// referral's id and link to its Opportunity, which the create's outcome causes.
+const PurposeLink = "link"
+
 // Account is the customer account an Opportunity belongs to.
 type Account struct {
 	Name       string `json:"name"`

@@ -174,7 +174,7 @@ func (a *Auditor) Handle(ctx context.Context, e platform.Event) error {
 	}
 	ds := []contracts.Decision{d}
 	a.timelines().feed(fromAudit, d.LinkID, platform.StreamSeq(ctx), e.ID(), ds, len(e.Data()))
-	a.record(ds, true)
+	a.record(ds, markLink)
 	return nil
 }
 
@@ -193,6 +193,9 @@ func (a *Auditor) HandleOutcome(ctx context.Context, e platform.Event) error {
 	ds := auditsummary.OfOutcome(out)
 	a.timelines().feed(fromOutcomes, out.LinkID, platform.StreamSeq(ctx), e.ID(), ds, len(e.Data()))
 	carried := out.Status == contracts.OutcomeWritten && out.AuditSent != ""
+	// A referral created: folding its outcome, the mapper writes the referral's id back to the Opportunity
+	// with the Audit text, this outcome's decisions in it, so the link waits only for that write-back's outcome.
+	created := out.System == contracts.PartnerCenter && out.Op == contracts.OpCreate && out.Status == contracts.OutcomeWritten
 	if carried {
 		// The write carried the Audit summary the mapper rendered with this very decision in it (the
 		// text's id, which the auditor's own write of it would have): nothing for the auditor to write for
@@ -200,17 +203,39 @@ func (a *Auditor) HandleOutcome(ctx context.Context, e platform.Event) error {
 		a.mu.Lock()
 		if a.summary != nil {
 			a.summary.published(out.LinkID, out.AuditSent)
+			if out.Purpose == contracts.PurposeLink {
+				a.summary.linkedBack(out.LinkID)
+			}
 		}
 		a.mu.Unlock()
 	}
-	a.record(ds, !carried)
+	a.record(ds, markFor(carried, created))
 	a.observeLatency(out)
 	return nil
 }
 
-// record counts decisions, keeps them among the recent ones and, with mark, marks their links for the
-// summary.
-func (a *Auditor) record(ds []contracts.Decision, mark bool) {
+// marking says how record marks the links of the decisions it records for the Audit summary.
+type marking int
+
+const (
+	noMark     marking = iota
+	markLink           // a decision the auditor's write-back must show
+	markCreate         // a referral create's outcome: shown by the write-back of its id (summaries.markCreate)
+)
+
+func markFor(carried, created bool) marking {
+	switch {
+	case carried:
+		return noMark
+	case created:
+		return markCreate
+	}
+	return markLink
+}
+
+// record counts decisions, keeps them among the recent ones and marks their links for the summary as mark
+// says.
+func (a *Auditor) record(ds []contracts.Decision, mark marking) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.counts == nil {
@@ -219,7 +244,12 @@ func (a *Auditor) record(ds []contracts.Decision, mark bool) {
 	for _, d := range ds {
 		a.counts[d.Kind]++
 		a.recent = append(a.recent, d)
-		if mark && Summarised(d) && a.summary != nil && a.Options.SummaryEvery > 0 {
+		if mark == noMark || !Summarised(d) || a.summary == nil || a.Options.SummaryEvery <= 0 {
+			continue
+		}
+		if mark == markCreate {
+			a.summary.markCreate(d.LinkID, time.Now())
+		} else {
 			a.summary.mark(d.LinkID, time.Now())
 		}
 	}

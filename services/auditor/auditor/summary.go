@@ -29,17 +29,40 @@ func AuditCommandID(linkID, summary string) string { return auditsummary.Command
 type summaries struct {
 	every time.Duration
 	due   map[string]time.Time // links waiting for a write, and when each is written
-	last  map[string]string    // the command id last published per link (it names the text)
+	// byCreate are the waiting links marked only by a referral create's written outcome: the mapper's
+	// write-back of the new referral's id (purpose link), which folding that outcome makes, carries the Audit
+	// text with the create in it, so that write-back's outcome, once it says so, takes the wait away.
+	byCreate map[string]bool
+	last     map[string]string // the command id last published per link (it names the text)
 }
 
 func newSummaries(every time.Duration) *summaries {
-	return &summaries{every: every, due: map[string]time.Time{}, last: map[string]string{}}
+	return &summaries{every: every, due: map[string]time.Time{}, byCreate: map[string]bool{}, last: map[string]string{}}
 }
 
 // mark schedules a write of link's summary, unless one is already waiting.
 func (s *summaries) mark(link string, now time.Time) {
 	if _, waiting := s.due[link]; !waiting {
 		s.due[link] = now.Add(s.every)
+	}
+	delete(s.byCreate, link)
+}
+
+// markCreate is mark for the decisions of a referral create's written outcome: the wait it makes alone
+// ends with the carried outcome of the write-back of the referral's id (linkedBack).
+func (s *summaries) markCreate(link string, now time.Time) {
+	if _, waiting := s.due[link]; !waiting {
+		s.due[link] = now.Add(s.every)
+		s.byCreate[link] = true
+	}
+}
+
+// linkedBack takes away a wait that only a referral create's outcome made: the write-back of the referral's
+// id carried the Audit text with the create in it. A wait any other decision made stays.
+func (s *summaries) linkedBack(link string) {
+	if s.byCreate[link] {
+		delete(s.due, link)
+		delete(s.byCreate, link)
 	}
 }
 
@@ -54,6 +77,7 @@ func (s *summaries) take(now time.Time) []string {
 	sort.Slice(ids, func(i, j int) bool { return s.due[ids[i]].Before(s.due[ids[j]]) })
 	for _, id := range ids {
 		delete(s.due, id)
+		delete(s.byCreate, id)
 	}
 	return ids
 }

@@ -146,3 +146,54 @@ func TestOutcomeThatCarriedTheSummaryMarksNothing(t *testing.T) {
 		t.Errorf("%d changes sent counted, want 2 (both outcomes' decisions)", n)
 	}
 }
+
+// TestCreateWaitsOnlyForTheWriteBackOfItsReferral: a referral create's outcome marks its link, and the
+// carried outcome of the write-back of the new referral's id (which the mapper makes when it folds that
+// outcome, the Audit text with the create in it) takes the mark away: no link read, timeline read or render
+// per new Opportunity. A mark any other decision made (a conflict on the audit stream) stays.
+func TestCreateWaitsOnlyForTheWriteBackOfItsReferral(t *testing.T) {
+	a := &Auditor{counts: map[string]int{}, summary: newSummaries(time.Second), Options: Options{SummaryEvery: time.Second},
+		syncLatency: platform.SyncLatency()}
+	handle := func(out contracts.Outcome) {
+		t.Helper()
+		typ := contracts.TypeReferralWritten
+		if out.System == contracts.Salesforce {
+			typ = contracts.TypeOpportunityWritten
+		}
+		e, err := platform.NewEvent(contracts.EventID("outcome", out.CommandID, out.Status), typ, contracts.StagePCWriter, out.LinkID, out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.HandleOutcome(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		link     string
+		conflict bool
+		marked   bool
+	}{{"sf-o1", false, false}, {"sf-o2", true, true}} {
+		created := &contracts.Decision{LinkID: c.link, Stage: contracts.StageMapper, Kind: contracts.DecisionCreated, Target: contracts.PartnerCenter,
+			Cause: "sf/o/v1", At: time.Now().UTC()}
+		handle(contracts.Outcome{CommandID: "cmd/pc/" + c.link + "/create", LinkID: c.link, System: contracts.PartnerCenter, Op: contracts.OpCreate,
+			Status: contracts.OutcomeWritten, Created: true, ReferralID: "r-" + c.link, Decision: created, At: time.Now().UTC()})
+		if _, marked := a.summary.due[c.link]; !marked {
+			t.Fatalf("%s: the create's outcome marked nothing", c.link)
+		}
+		if c.conflict {
+			d := contracts.Decision{LinkID: c.link, Stage: contracts.StageMapper, Kind: contracts.DecisionConflict, Cause: "pc/r/e2", At: time.Now().UTC()}
+			e, err := platform.NewEvent("decision/"+c.link+"/pc/r/e2/conflict/1", contracts.TypeDecision, contracts.StageMapper, c.link, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Handle(context.Background(), e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		handle(contracts.Outcome{CommandID: "cmd/sf/" + c.link + "/link/r-" + c.link, LinkID: c.link, System: contracts.Salesforce, Op: contracts.OpUpdate,
+			Purpose: contracts.PurposeLink, Status: contracts.OutcomeWritten, AuditSent: auditsummary.CommandID(c.link, "text"), At: time.Now().UTC()})
+		if _, marked := a.summary.due[c.link]; marked != c.marked {
+			t.Errorf("%s (a conflict too: %v): marked after the write-back of the referral's id %v, want %v", c.link, c.conflict, marked, c.marked)
+		}
+	}
+}

@@ -1040,7 +1040,7 @@ func writeResult(out contracts.Outcome, now time.Time) []contracts.Decision {
 // Purposes of the Salesforce write-backs the mapper sends besides its sync commands: the referral's id and
 // link after a create, and the sync status.
 const (
-	PurposeLink   = "link"
+	PurposeLink   = contracts.PurposeLink
 	PurposeStatus = "status"
 )
 
