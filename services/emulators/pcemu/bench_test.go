@@ -7,11 +7,11 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
+	"github.com/cosell-dev/cosell/services/internal/testkit"
 )
 
 // BenchmarkChangeWebhookRead is what one incoming change costs the emulator at a steady rate: a seller's
@@ -76,7 +76,7 @@ func BenchmarkChangeWebhookRead(b *testing.B) {
 	}
 	var n atomic.Int64
 	b.ResetTimer()
-	cpu0 := processCPU()
+	cpu0 := testkit.ProcessCPU()
 	b.RunParallel(func(p *testing.PB) {
 		for p.Next() {
 			i := n.Add(1)
@@ -91,12 +91,5 @@ func BenchmarkChangeWebhookRead(b *testing.B) {
 		b.Fatalf("%d of %d webhooks delivered", received.Load(), want)
 	}
 	b.StopTimer()
-	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
-}
-
-// processCPU is the CPU time (user and system) the test process has used.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64((testkit.ProcessCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/cosell-dev/cosell/contracts"
 	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
+	"github.com/cosell-dev/cosell/services/internal/observed"
+	"github.com/cosell-dev/cosell/services/internal/platform"
 	"github.com/cosell-dev/cosell/services/internal/testkit"
 	"github.com/cosell-dev/cosell/services/internal/testkit/bustest"
 )
@@ -93,5 +95,40 @@ func TestBurstOfChangesIsReadOnce(t *testing.T) {
 	d := bustest.Last[contracts.ReferralObserved](t, f.bus, contracts.StreamObserved, contracts.Subject(contracts.SubjectReferralObserved, r.ID))
 	if d.Referral.ETag != r.ETag || *d.Referral.Details.DealValue != 2009 {
 		t.Errorf("snapshot of %s (deal value %v), want the newest %s (2009)", d.Referral.ETag, *d.Referral.Details.DealValue, r.ETag)
+	}
+}
+
+// The version lastObserved reads from a stored snapshot is the one the whole event decodes to, for every
+// snapshot a stage publishes (observed.PublishReferral's encoding); a snapshot without one, or unreadable
+// data, reads as none (the referral is then read from Partner Center).
+func TestSnapshotVersionReadAsTheEventDecodes(t *testing.T) {
+	ctx := context.Background()
+	bus := bustest.Bus(t, bustest.Server(t), bustest.Config(5, time.Second), contracts.StagePCIngest, nil)
+	at := time.Date(2026, 12, 1, 10, 0, 0, 123456700, time.UTC)
+	v := 1500.0
+	r := pc.Referral{ID: "r-1", Name: "Contoso", UpdatedDateTime: at.Format("2006-01-02T15:04:05.0000000Z"), ETag: `"e1"`,
+		Details: &pc.Details{DealValue: &v, Currency: "USD", Notes: "a \"quoted\" version: {\"version\":{\"at\":\"2001-01-01T00:00:00Z\"}}"}}
+	if _, err := observed.PublishReferral(ctx, bus, contracts.StagePCIngest, r, "webhook"); err != nil {
+		t.Fatal(err)
+	}
+	m, err := bus.LastMsg(ctx, contracts.StreamObserved, contracts.Subject(contracts.SubjectReferralObserved, r.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := m.Event()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := platform.DataAs[contracts.ReferralObserved](e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := snapshotVersionAt(m.Data); !got.Equal(want.Version.At) || !got.Equal(at) {
+		t.Fatalf("version %v, the event decodes to %v (the referral's %v)", got, want.Version.At, at)
+	}
+	for _, data := range []string{`{"referral":{"id":"r-1"}}`, `{"version":`, `not json`, ``} {
+		if got := snapshotVersionAt([]byte(data)); !got.IsZero() {
+			t.Errorf("%q: version %v, want none", data, got)
+		}
 	}
 }

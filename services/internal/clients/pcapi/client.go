@@ -258,7 +258,7 @@ func (c *Client) do(ctx context.Context, req request) ([]byte, http.Header, int,
 			c.record(req.op, 0, "error", start)
 			return nil, nil, 0, &NetworkError{Op: req.op, ReferralID: req.referralID, Err: err}
 		}
-		body, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+		body, err := readBody(resp, 32<<20)
 		resp.Body.Close()
 		if err != nil {
 			c.record(req.op, resp.StatusCode, "error", start)
@@ -277,6 +277,17 @@ func (c *Client) do(ctx context.Context, req request) ([]byte, http.Header, int,
 		return nil, nil, 0, &APIError{Status: resp.StatusCode, Code: code, Message: msg, RetryAfter: retryAfter(resp.Header),
 			Op: req.op, ReferralID: req.referralID}
 	}
+}
+
+// readBody reads up to limit bytes of resp's body into one buffer of the length the response announces
+// (io.ReadAll starts at 512 bytes and grows the buffer three or four times for a referral).
+func readBody(resp *http.Response, limit int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if n := resp.ContentLength; n > 0 && n <= limit {
+		buf.Grow(int(n) + bytes.MinRead) // room for the read that finds the end
+	}
+	_, err := buf.ReadFrom(io.LimitReader(resp.Body, limit))
+	return buf.Bytes(), err
 }
 
 // parseErrorBody reads the three error shapes Partner Center answers with: {"error":{code,message}},
