@@ -26,7 +26,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		},
 		AdminAddr: "127.0.0.1:0",
 		LogLevel:  "info",
-		Runtime:   RuntimeConfig{MemoryLimit: "20MiB"},
+		Runtime:   RuntimeConfig{MemoryLimit: "24MiB"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("got %+v\nwant %+v", c, want)

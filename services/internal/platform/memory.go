@@ -14,7 +14,7 @@ import (
 // RuntimeConfig holds the Go runtime settings every stage applies at start: how much memory its heap may
 // take before the collector works harder, and whether its profiles are served on the admin port.
 type RuntimeConfig struct {
-	MemoryLimit string `env:"COSELL_MEMORY_LIMIT" default:"20MiB" validate:"memsize" help:"the Go runtime's soft memory limit (GOMEMLIMIT's form: 20MiB, 1GiB, off); GOMEMLIMIT, when set, wins. Above it the collector runs sooner (at most half the CPU), nothing fails"`
+	MemoryLimit string `env:"COSELL_MEMORY_LIMIT" default:"24MiB" validate:"memsize" help:"the Go runtime's soft memory limit (GOMEMLIMIT's form: 24MiB, 1GiB, off); GOMEMLIMIT, when set, wins. Above it the collector runs sooner (at most half the CPU), nothing fails"`
 	Profiles    bool   `env:"COSELL_PPROF" default:"false" help:"true = serve the Go runtime's profiles (net/http/pprof: /debug/pprof/heap, /debug/pprof/profile, …) on COSELL_ADMIN_ADDR; off, no heap profile is even sampled"`
 }
 
