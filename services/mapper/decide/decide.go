@@ -1004,7 +1004,15 @@ func (m Decider) outcome(link contracts.Link, out contracts.Outcome, now time.Ti
 		} else if more.LinkBack != nil {
 			l.Status = res.LinkBack.Data.Fields[sf.FieldSyncStatus].(string) // the write-back that goes wins
 		}
-		res.Decisions = append(res.Decisions, more.Decisions...)
+		for _, d := range more.Decisions {
+			// That it showed nothing new (our own write, as an echo or no change) is what the outcome, the
+			// write's audit record, says already: no audit message of its own for every create and patch.
+			// One that names fields (our write of them does not show yet) still goes.
+			if (d.Kind == contracts.DecisionEcho || d.Kind == contracts.DecisionNoChange) && len(d.Fields) == 0 {
+				continue
+			}
+			res.Decisions = append(res.Decisions, d)
+		}
 	}
 	if completed && res.Opp == nil && res.Referral == nil {
 		// Changes that arrived while the record was being created wait in Latest: send them now. None

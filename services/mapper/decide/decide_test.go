@@ -282,6 +282,7 @@ func TestReturnedReferralBeforeItsOutcome(t *testing.T) {
 	if out.LinkBack == nil || out.LinkBack.Data.Fields[sf.FieldReferralIdentifier] != "r-1" || out.Opp != nil || out.Referral != nil {
 		t.Fatalf("the outcome writes the referral id back and nothing else: %+v %+v %+v", out.LinkBack, out.Opp, out.Referral)
 	}
+	ownReferralAuditsNothing(t, "the create's outcome", out)
 	// The returned referral decided on after the outcome (the observed loop behind the outcomes loop):
 	// the outcome said it all, nothing to write or audit.
 	if late := m.Observe(out.Link, returned, t0); late.Link != nil || late.Opp != nil || late.Referral != nil || late.LinkBack != nil || len(late.Decisions) != 0 {
@@ -323,6 +324,19 @@ func TestReturnedReferralBeforeItsOutcome(t *testing.T) {
 	if done.Link.PC.Pending != "" || done.Link.PC.Seen.Tag != `"e4"` || done.Opp != nil || done.Referral != nil {
 		t.Fatalf("the patch's outcome decides on the referral it returned: pending %q, seen %q, %+v %+v",
 			done.Link.PC.Pending, done.Link.PC.Seen.Tag, done.Opp, done.Referral)
+	}
+	ownReferralAuditsNothing(t, "the patch's outcome", done)
+}
+
+// ownReferralAuditsNothing fails t when an outcome's result holds a decision on the referral the write
+// returned that says it showed nothing new (an echo, no change): the outcome is the write's audit record,
+// and such a decision would cost an audit message per create and patch for nothing.
+func ownReferralAuditsNothing(t *testing.T, what string, res Result) {
+	t.Helper()
+	for _, d := range res.Decisions {
+		if d.Kind == contracts.DecisionEcho || d.Kind == contracts.DecisionNoChange {
+			t.Errorf("%s decides %s (%s) on the referral its write returned; want nothing of it", what, d.Kind, d.Detail)
+		}
 	}
 }
 
