@@ -407,14 +407,14 @@ func (m Decider) propagate(l *contracts.Link, res *Result, from contracts.System
 		if want, ok := src.InFlight[name]; ok && src.Pending != "" {
 			switch {
 			case m.Same(name, nv, want):
-				delete(src.InFlight, name) // our write shows: from now on the field is this side's again
+				src.InFlight = without(src.InFlight, name) // our write shows: from now on the field is this side's again
 			case prev != nil && m.Same(name, nv, prev[name]):
 				// Unchanged since this side's previous snapshot while our write is not visible yet: the
 				// snapshot predates our write, and its older value must not go back over the newer one.
 				unlanded = append(unlanded, name)
 				continue
 			default:
-				delete(src.InFlight, name) // edited again right after our write: a real change
+				src.InFlight = without(src.InFlight, name) // edited again right after our write: a real change
 			}
 		}
 		if rv, ok := l.Review[name]; ok {
@@ -425,14 +425,14 @@ func (m Decider) propagate(l *contracts.Link, res *Result, from contracts.System
 			switch {
 			case m.Same(name, nv, other.Latest[name]):
 				// Both sides agree now: the conflict resolved itself.
-				delete(l.Review, name)
+				l.Review = without(l.Review, name)
 				m.agree(l, name, nv)
 				resolved = append(resolved, name)
 			case m.Same(name, nv, mine):
 				// Still parked: nothing is written until a person acts.
 			default:
 				// A person edited the field again on this side: that edit settles the conflict.
-				delete(l.Review, name)
+				l.Review = without(l.Review, name)
 				resolved = append(resolved, name)
 				if m.Reach(name, to) == mapping.Always {
 					changed[name] = nv
@@ -473,16 +473,13 @@ func (m Decider) propagate(l *contracts.Link, res *Result, from contracts.System
 			both := []contracts.FieldChange{{Field: name, Before: base, After: nv, From: from}, {Field: name, Before: base, After: ov, From: to}}
 			switch m.winner(owner, from, ver, other.Seen) {
 			case "":
-				if l.Review == nil {
-					l.Review = map[string]contracts.Review{}
-				}
 				rv := contracts.Review{At: now}
 				if from == contracts.PartnerCenter {
 					rv.PC, rv.SF = nv, ov
 				} else {
 					rv.PC, rv.SF = ov, nv
 				}
-				l.Review[name] = rv
+				l.Review = with(l.Review, name, rv)
 				parked = append(parked, name)
 				parkedRivals = append(parkedRivals, both...)
 			case to:
@@ -585,14 +582,20 @@ func ownerRule(owners map[mapping.Owner]bool) string {
 
 // agree records a value both sides hold as the agreed one.
 func (m Decider) agree(l *contracts.Link, name string, v any) {
-	if l.Synced == nil {
-		l.Synced = mapping.Values{}
+	l.Synced = agreed(l.Synced, mapping.Values{name: v})
+}
+
+// agreed is synced with the values of vals agreed on (a blank one forgets its field), as a new map.
+func agreed(synced, vals mapping.Values) mapping.Values {
+	next := cloneValues(synced)
+	for name, v := range vals {
+		if mapping.IsBlank(v) {
+			delete(next, name)
+		} else {
+			next[name] = v
+		}
 	}
-	if mapping.IsBlank(v) {
-		delete(l.Synced, name)
-		return
-	}
-	l.Synced[name] = v
+	return next
 }
 
 // send writes changed (canonical values from side from, whose status is fromStatus) to the other side,
@@ -645,14 +648,11 @@ func (m Decider) send(l *contracts.Link, res *Result, from contracts.System, fro
 			Purpose: "sync", Cause: cause, CauseVersion: ver,
 		}}
 	}
-	if other.InFlight == nil {
-		other.InFlight = map[string]any{}
-	}
 	carried := m.changes(*l, from, changed)
-	for k, v := range changed {
-		m.agree(l, k, v)
-		other.InFlight[k] = v
-	}
+	l.Synced = agreed(l.Synced, changed)
+	inFlight := cloneValues(other.InFlight)
+	maps.Copy(inFlight, changed)
+	other.InFlight = inFlight
 	// What the side holds once the write lands: its last snapshot (or, never observed, the agreed values)
 	// with the written fields.
 	expected := cloneValues(other.Latest)
@@ -924,16 +924,15 @@ func (m Decider) outcome(link contracts.Link, out contracts.Outcome, now time.Ti
 		// cosell's writes from the header), so the side's latest values are ours now, as that snapshot
 		// would have made them, and the next change made on the other side is not taken for a conflict.
 		if out.Status == contracts.OutcomeWritten && len(side.InFlight) > 0 {
-			if side.Latest == nil {
-				side.Latest = map[string]any{}
-			}
+			latest := cloneValues(side.Latest)
 			for k, v := range side.InFlight {
 				if mapping.IsBlank(v) {
-					delete(side.Latest, k)
+					delete(latest, k)
 				} else {
-					side.Latest[k] = v
+					latest[k] = v
 				}
 			}
+			side.Latest = latest
 		}
 		side.InFlight = nil
 	}
@@ -1274,22 +1273,29 @@ func cloneValues(v map[string]any) mapping.Values {
 	return maps.Clone(v)
 }
 
+// cloneLink is the link a decision works on: a copy of the record that shares its maps, because a
+// decision never changes a map of a link in place: each change makes a new one (agreed, with, without,
+// and the outcome's Latest), so the link it was given, which the mapper's cache shares with the next
+// decisions, stays as it was (TestDecisionsLeaveTheirLinkAlone), and a decision copies only the maps it
+// changes instead of every map of the link.
 func cloneLink(l contracts.Link) contracts.Link {
-	c := l
-	c.Synced = cloneValues(l.Synced)
-	c.PC.Latest = cloneValues(l.PC.Latest)
-	c.SF.Latest = cloneValues(l.SF.Latest)
-	if l.PC.InFlight != nil {
-		c.PC.InFlight = cloneValues(l.PC.InFlight)
+	return l
+}
+
+// with is m with k set to v, as a new map.
+func with[V any](m map[string]V, k string, v V) map[string]V {
+	next := make(map[string]V, len(m)+1)
+	maps.Copy(next, m)
+	next[k] = v
+	return next
+}
+
+// without is m without k, as a new map (m itself when it has no k).
+func without[V any](m map[string]V, k string) map[string]V {
+	if _, ok := m[k]; !ok {
+		return m
 	}
-	if l.SF.InFlight != nil {
-		c.SF.InFlight = cloneValues(l.SF.InFlight)
-	}
-	if l.Review != nil {
-		c.Review = make(map[string]contracts.Review, len(l.Review))
-		for k, v := range l.Review {
-			c.Review[k] = v
-		}
-	}
-	return c
+	next := maps.Clone(m)
+	delete(next, k)
+	return next
 }
