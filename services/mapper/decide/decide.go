@@ -13,6 +13,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cosell-dev/cosell/contracts"
@@ -1217,7 +1218,7 @@ func (m Decider) decision(l contracts.Link, o Observation, kind, detail string, 
 
 // project keeps the values of fields that travel to side to at all.
 func (m Decider) project(v mapping.Values, to contracts.System) mapping.Values {
-	out := mapping.Values{}
+	out := make(mapping.Values, len(v))
 	for k, x := range v {
 		if m.Reach(k, to) != mapping.Never {
 			out[k] = x
@@ -1239,17 +1240,25 @@ func (m Decider) fingerprint(v mapping.Values, sys contracts.System) string {
 		return ""
 	}
 	slices.Sort(keys) // as encoding/json sorts a map's keys
-	b, ok := appendJSONObject(make([]byte, 0, 512), v, keys)
+	buf := fingerprintBuffers.Get().(*[]byte)
+	defer fingerprintBuffers.Put(buf)
+	b, ok := appendJSONObject((*buf)[:0], v, keys)
 	if !ok {
 		p := mapping.Values{}
 		for _, k := range keys {
 			p[k] = v[k]
 		}
 		b, _ = json.Marshal(p)
+	} else if cap(b) <= 64<<10 {
+		*buf = b // grown: keep the larger buffer (not one huge value's)
 	}
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:12])
 }
+
+// fingerprintBuffers hold the encodings fingerprints hash (appendJSON's buffer escapes, so a fresh one
+// would be allocated for every fingerprint).
+var fingerprintBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 func (m Decider) fieldNames() []string {
 	names := make([]string, len(m.Fields))
