@@ -279,7 +279,24 @@ func (m Decider) awaitsOutcome(l contracts.Link, o Observation) bool {
 		return l.ReferralID == o.EntityID || (l.ReferralID == "" && o.Counterpart == l.OpportunityID)
 	}
 	return !o.Deleted && o.EventID != l.PC.Pending && l.ReferralID == o.EntityID && l.PC.WrittenFingerprint != "" &&
-		m.fingerprint(m.adjust(l, o.System, o.Values), o.System) == l.PC.WrittenFingerprint
+		m.fingerprint(m.adjust(l, o.System, o.Values), o.System) == l.PC.WrittenFingerprint && m.onlyOurWrite(l.PC, o.Values)
+}
+
+// onlyOurWrite reports values of a side that are its latest ones with our write in flight to it, and no
+// other change: the fingerprint holds only the fields we write there, so a change made meanwhile to a
+// field that never travels to the side (Microsoft's CRM id, say) would otherwise be taken for our own
+// write and wait for an outcome that does not carry it.
+func (m Decider) onlyOurWrite(side contracts.Side, v mapping.Values) bool {
+	for _, f := range m.Fields {
+		want, writing := side.InFlight[f.Name]
+		if !writing {
+			want = side.Latest[f.Name]
+		}
+		if !m.Same(f.Name, v[f.Name], want) {
+			return false
+		}
+	}
+	return true
 }
 
 // Reasons a change is held back, the ⏸ of the sync status.

@@ -319,6 +319,14 @@ func TestReturnedReferralBeforeItsOutcome(t *testing.T) {
 	if seller := m.Observe(&l, m.ObserveReferral("pc/r-1/e5", edited, ver(`"e5"`, 5)), t0); seller.Link == nil || len(seller.Decisions) == 0 {
 		t.Fatalf("a seller's edit read while our patch is pending is decided on: %+v", seller)
 	}
+	// Also one of a field that never travels to Partner Center (Microsoft's CRM id, which no fingerprint
+	// of what we write there holds): the read holds what the patch wrote and more.
+	msx := patched
+	msx.ETag, msx.TrackingInfo = `"e5"`, &partnercenter.TrackingInfo{MicrosoftMsxID: "7-MSX42"}
+	if seller := m.Observe(&l, m.ObserveReferral("pc/r-1/e5", msx, ver(`"e5"`, 5)), t0); seller.Opp == nil ||
+		seller.Opp.Data.Fields[sf.FieldMicrosoftCRMIdentifier] != "7-MSX42" {
+		t.Fatalf("Microsoft's CRM id read while our patch is pending must reach the Opportunity: %+v %v", seller.Opp, kinds(seller.Decisions))
+	}
 	done := m.Outcome(l, contracts.Outcome{CommandID: change.Referral.ID, LinkID: l.ID, System: contracts.PartnerCenter, Op: contracts.OpUpdate,
 		Status: contracts.OutcomeWritten, ReferralID: "r-1", Referral: &patched, Version: ver(`"e4"`, 4)}, t0)
 	if done.Link.PC.Pending != "" || done.Link.PC.Seen.Tag != `"e4"` || done.Opp != nil || done.Referral != nil {
