@@ -6,10 +6,12 @@ import (
 	"os"
 	"strconv"
 
-	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	"go.opentelemetry.io/otel/propagation"
 	sdkresource "go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -18,7 +20,7 @@ import (
 )
 
 // TraceEnv lists the OpenTelemetry variables tracing reads, for every stage's --help. They follow the
-// OpenTelemetry specification and the SDK reads them itself (autoexport picks the exporter, the OTLP
+// OpenTelemetry specification and the SDK reads them itself (cosell picks the exporter as contrib's autoexport does, the OTLP
 // exporters read their endpoint, headers, TLS and timeouts, the tracer provider its sampler and batching,
 // resource.WithFromEnv the resource); cosell parses none of them except OTEL_SDK_DISABLED, which the Go SDK
 // does not implement, and adds one default: with no exporter and no endpoint named, nothing is exported.
@@ -56,11 +58,11 @@ func SetupTracing(ctx context.Context, service string) (func(context.Context) er
 		os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
 		return off, nil
 	}
-	exp, err := autoexport.NewSpanExporter(ctx)
+	exp, err := spanExporter(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("OpenTelemetry trace exporter (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_*): %w", err)
 	}
-	if autoexport.IsNoneSpanExporter(exp) {
+	if exp == nil {
 		return off, nil
 	}
 	// Later options win: OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES override the defaults.
@@ -76,6 +78,34 @@ func SetupTracing(ctx context.Context, service string) (func(context.Context) er
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	otel.SetTracerProvider(tp)
 	return tp.Shutdown, nil
+}
+
+// spanExporter picks the exporter OTEL_TRACES_EXPORTER names as contrib's autoexport.NewSpanExporter does
+// (otlp, the default, over OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL: http/protobuf,
+// the default, or grpc; console; none = nil), without autoexport's import of every metrics and logs exporter
+// and their protobuf registrations (2 MB of each stage's binary). The exporters read the rest themselves.
+func spanExporter(ctx context.Context) (sdktrace.SpanExporter, error) {
+	switch name := os.Getenv("OTEL_TRACES_EXPORTER"); name {
+	case "", "otlp":
+		proto := os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+		if proto == "" {
+			proto = os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
+		}
+		switch proto {
+		case "", "http/protobuf":
+			return otlptracehttp.New(ctx)
+		case "grpc":
+			return otlptracegrpc.New(ctx)
+		default:
+			return nil, fmt.Errorf("OTLP protocol %q: want grpc or http/protobuf", proto)
+		}
+	case "console":
+		return stdouttrace.New()
+	case "none":
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("OTEL_TRACES_EXPORTER=%q: want otlp, console or none", name)
+	}
 }
 
 func tracer() trace.Tracer { return otel.Tracer(tracerName) }

@@ -2,6 +2,8 @@ package platform
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel"
@@ -138,4 +140,40 @@ func TestTracingOffExportsNothing(t *testing.T) {
 			t.Error("OTEL_EXPORTER_OTLP_PROTOCOL=http/xml accepted")
 		}
 	})
+}
+
+// OTEL_TRACES_EXPORTER and the OTLP protocol pick the exporter as contrib's autoexport does: otlp (the
+// default) over http/protobuf (the default) or grpc, console, none; anything else is refused, naming it.
+func TestTraceExporterIsPickedAsAutoexportDoes(t *testing.T) {
+	for _, c := range []struct {
+		exporter, proto, tracesProto string
+		want                         string // the exporter's type, "" = none, "error: ..." = refused
+	}{
+		{"", "", "", "*otlptrace.Exporter"},
+		{"otlp", "grpc", "", "*otlptrace.Exporter"},
+		{"otlp", "grpc", "http/protobuf", "*otlptrace.Exporter"},
+		{"console", "", "", "*stdouttrace.Exporter"},
+		{"none", "", "", ""},
+		{"zipkin", "", "", "error: OTEL_TRACES_EXPORTER=\"zipkin\""},
+		{"otlp", "http/json", "", "error: OTLP protocol \"http/json\""},
+		{"otlp", "grpc", "thrift", "error: OTLP protocol \"thrift\""},
+	} {
+		clearOTelEnv(t)
+		t.Setenv("OTEL_TRACES_EXPORTER", c.exporter)
+		t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", c.proto)
+		t.Setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", c.tracesProto)
+		t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+		exp, err := spanExporter(context.Background())
+		got := ""
+		switch {
+		case err != nil:
+			got = "error: " + err.Error()
+		case exp != nil:
+			got = fmt.Sprintf("%T", exp)
+			_ = exp.Shutdown(context.Background())
+		}
+		if !strings.HasPrefix(got, c.want) || (c.want == "" && got != "") {
+			t.Errorf("OTEL_TRACES_EXPORTER=%q protocol %q traces protocol %q: %s, want %s", c.exporter, c.proto, c.tracesProto, got, c.want)
+		}
+	}
 }
