@@ -1,9 +1,13 @@
 package pcwebhook
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"testing"
+
+	pc "github.com/cosell-dev/cosell/contracts/partnercenter"
 )
 
 // FuzzParseNotification feeds arbitrary bodies to the notification parser: refuse or parse, never panic, and a
@@ -43,3 +47,27 @@ func FuzzVerify(f *testing.F) {
 type refuse struct{}
 
 func (refuse) RoundTrip(*http.Request) (*http.Response, error) { return nil, http.ErrUseLastResponse }
+
+// BenchmarkParseNotification is the parse of one delivery, as ParseNotification does it and as encoding/json's
+// Decoder did it before.
+func BenchmarkParseNotification(b *testing.B) {
+	body := []byte(`{"EventName":"referral-updated","ResourceUri":"https://api.partnercenter.microsoft.com/engagements/v1/referrals/61c65491-2f2c-461a-84b4-3654499bc1d9","ResourceName":"referral","AuditUri":null,"ResourceChangeUtcDate":"2018-02-17T00:05:39.5485487+00:00"}`)
+	b.Run("ParseNotification", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := ParseNotification(body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding-json Decoder (before)", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var n pc.WebhookNotification
+			dec := json.NewDecoder(bytes.NewReader(body))
+			if err := dec.Decode(&n); err != nil || dec.More() {
+				b.Fatal(err)
+			}
+		}
+	})
+}
