@@ -208,7 +208,10 @@ func (s *Service) update(ctx context.Context, load func(context.Context) (*store
 			return err
 		}
 		s.markSent(next.ID, rev)
-		s.Cache.put(next.published(), size-outboxSize(items))
+		if len(items) > 0 || len(next.Indexes) > 0 {
+			// Held from now on without them (a record with none, an outcome's most often, is held as it is).
+			s.Cache.put(next.published(), size-outboxSize(items))
+		}
 		return nil
 	}
 	return fmt.Errorf("mapper: link kept changing under %d attempts; will retry", maxCASAttempts)
