@@ -17,9 +17,9 @@ type BatchHandler func(ctx context.Context, events []Event) []error
 
 // ConsumeBatch reads the durable consumer named durable like Consume, but hands the handler every message
 // available at once, up to opts.Batch: it waits up to opts.MaxWait for the first message and then takes
-// what is already pending without waiting, and while messages keep arriving it waits up to opts.Linger for
-// the batch to fill (fetchBatch), so a trickle is handled one by one without delay and a backlog in full
-// batches. Each message goes through the same middleware as Consume's and is settled on its own
+// what is already pending without waiting, and behind a backlog upstream (events marked ExtBehind), while
+// messages keep arriving, it waits up to opts.Linger for the batch to fill (fetchBatch), so a trickle is
+// handled one by one without delay, live traffic with what is pending, and a backlog in full batches. Each message goes through the same middleware as Consume's and is settled on its own
 // result (ack, nak with delay, dead-letter). Batches are handled one after another (opts.Concurrency is
 // ignored), but the next batch is fetched as soon as the handler returned: the acks of one batch overlap
 // the handling of the next. On cancel it finishes the batch in hand (within DrainGrace), settles it and
@@ -29,6 +29,7 @@ func (b *Bus) ConsumeBatch(ctx context.Context, durable string, h BatchHandler, 
 	opts.Concurrency = 1 // one batch at a time
 	// settling holds a token per batch from its fetch until it is settled: one in the handler, one behind it.
 	settling := make(chan struct{}, 2)
+	var behind backlogRun
 	return b.consume(ctx, durable, opts, perBatch(h), func(l *consumeLoop, hctx context.Context) error {
 		if !acquire(ctx, settling) {
 			return nil
@@ -39,7 +40,7 @@ func (b *Bus) ConsumeBatch(ctx context.Context, durable string, h BatchHandler, 
 				<-settling
 			}
 		}()
-		msgs, err := fetchBatch(l.cons, opts)
+		msgs, err := fetchBatch(l.cons, opts, &behind)
 		if err != nil {
 			return err
 		}
@@ -72,21 +73,33 @@ func (b *Bus) ConsumeBatch(ctx context.Context, durable string, h BatchHandler, 
 	})
 }
 
+// backlogRun is what fetchBatch remembers between batches: that the last batch lingered behind a backlog.
+type backlogRun struct{ lingered bool }
+
 // fetchBatch is the one fetch wait policy of ConsumeBatch, for latency under a trickle and throughput
 // under a backlog. It waits up to MaxWait for one message. A message with nothing pending behind it (its
 // delivery metadata's pending count) is handed on alone at once: a trickle adds no wait and no second
 // request. Otherwise it takes what is pending, up to Batch, without waiting. When that is not a full batch
-// but holds at least LingerGrowth messages (they keep arriving: a backlog upstream), it waits for more, in
-// steps of LingerStep, up to Linger in all: while the steps bring on average LingerGrowth messages or more,
-// each at least half of that, and until a step brings none or the batch is full. So under a backlog a batch fills up to the API's size
-// (one call for up to 200 records), and a burst that stops is handed on one quiet step later.
-func fetchBatch(cons jetstream.Consumer, opts ConsumeOptions) ([]jetstream.Msg, error) {
+// but holds at least LingerGrowth messages, and it is behind a backlog (a message marked ExtBehind, or the
+// batch before lingered for one: the backlog's tail) or LingerLive is set, it waits for more, in steps of
+// LingerStep, up to Linger in all: while the steps bring on average LingerGrowth messages or more, each
+// at least half of that, and until a step brings none or the batch is full. So a backlog fills batches up
+// to the API's size (one call for up to 200 records) and a burst that stops is handed on one quiet step
+// later, while live traffic, however fast, is handed on with what is pending: its latency is not traded
+// for fewer calls unless an operator asks (LingerLive). A stage's own durable backlog fills its batches
+// without a wait.
+func fetchBatch(cons jetstream.Consumer, opts ConsumeOptions, run *backlogRun) ([]jetstream.Msg, error) {
 	first, err := cons.Fetch(1, jetstream.FetchMaxWait(opts.MaxWait))
 	if err != nil {
 		return nil, err
 	}
 	msgs := collect(nil, first)
-	if len(msgs) == 0 || opts.Batch <= 1 {
+	if len(msgs) == 0 {
+		return msgs, nil
+	}
+	tail := run.lingered
+	run.lingered = false
+	if opts.Batch <= 1 {
 		return msgs, nil
 	}
 	if meta, err := msgs[0].Metadata(); err == nil && meta.NumPending == 0 {
@@ -97,9 +110,18 @@ func fetchBatch(cons jetstream.Consumer, opts ConsumeOptions) ([]jetstream.Msg, 
 		return msgs, nil // the first one is ours; the rest comes with the next fetch
 	}
 	msgs = collect(msgs, rest)
-	if opts.Linger <= 0 || len(msgs) >= opts.Batch || len(msgs) < opts.LingerGrowth {
+	if opts.Linger <= 0 || len(msgs) < opts.LingerGrowth {
 		return msgs, nil
 	}
+	marked := marksBacklog(msgs)
+	if len(msgs) >= opts.Batch {
+		run.lingered = marked // a full batch of a backlog: the next one may hold its tail
+		return msgs, nil
+	}
+	if !opts.LingerLive && !marked && !tail {
+		return msgs, nil // live traffic: written with what is pending
+	}
+	run.lingered = marked
 	start := time.Now()
 	lingered, steps := 0, 0
 	for len(msgs) < opts.Batch {
@@ -113,6 +135,7 @@ func fetchBatch(cons jetstream.Consumer, opts ConsumeOptions) ([]jetstream.Msg, 
 		}
 		n := len(msgs)
 		msgs = collect(msgs, more)
+		run.lingered = run.lingered || marksBacklog(msgs[n:])
 		steps++
 		step := len(msgs) - n
 		lingered += step
@@ -121,10 +144,21 @@ func fetchBatch(cons jetstream.Consumer, opts ConsumeOptions) ([]jetstream.Msg, 
 		// what it brought, and a quiet step ends the wait at once.
 		if step == 0 || step < half(opts.LingerGrowth) ||
 			lingered < (steps-1)*opts.LingerGrowth+half(opts.LingerGrowth) {
+			run.lingered = false // the stream stopped: its tail is in hand
 			break
 		}
 	}
 	return msgs, nil
+}
+
+// marksBacklog reports whether any of msgs is marked ExtBehind.
+func marksBacklog(msgs []jetstream.Msg) bool {
+	for _, m := range msgs {
+		if behindHeader(m.Headers()) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // half is n/2, at least 1.

@@ -164,40 +164,70 @@ func (s *batchSizes) get() []int {
 	return append([]int(nil), s.sizes...)
 }
 
-// backlog starts a server and a bus with n commands stored (subjects a0, a1, …) for pc-writer's durable.
-func backlog(t *testing.T, n int) (*Bus, contracts.ConsumerSpec) {
+// backlog starts a server and a bus with n commands stored (subjects a0, a1, …) for pc-writer's durable,
+// each marked as decided behind a backlog of behind records (0: unmarked).
+func backlog(t *testing.T, n int, behind uint64) (*Bus, contracts.ConsumerSpec) {
 	t.Helper()
 	ns := startServer(t, "")
 	b := newTestBus(t, ns, testBusConfig(), testStage, nil)
 	for i := range n {
-		publishCommand(t, b, fmt.Sprint("a", i))
+		publishCommandBehind(t, b, fmt.Sprint("a", i), behind)
 	}
 	return b, writerSpec(t)
 }
 
-// lingering starts a ConsumeBatch of 25 with a burst of 10 already stored (a stream's worth) and the given
-// Linger and LingerStep, and returns the bus, the durable and the batches handled.
-func lingering(t *testing.T, linger, step time.Duration) (*Bus, contracts.ConsumerSpec, *batchSizes) {
+// lingering starts a ConsumeBatch of 25 with a burst of 10 already stored (a stream's worth), marked as
+// behind a backlog of behind records, with the given Linger, LingerStep and LingerLive, and returns the
+// bus, the durable and the batches handled.
+func lingering(t *testing.T, behind uint64, linger, step time.Duration, live bool) (*Bus, contracts.ConsumerSpec, *batchSizes) {
 	t.Helper()
-	b, spec := backlog(t, 10)
+	b, spec := backlog(t, 10, behind)
 	got := &batchSizes{}
 	opts := fastOpts()
 	opts.Batch = 25
-	opts.Linger, opts.LingerStep = linger, step
+	opts.Linger, opts.LingerStep, opts.LingerLive = linger, step, live
 	runConsumeBatch(t, b, spec, got.handle, opts)
 	return b, spec, got
 }
 
-// TestConsumeBatchLingersToFillWhileMessagesKeepArriving: a batch that holds a stream's worth of messages
-// (LingerGrowth) waits for more instead of being handed on short, and is handed on once full.
-func TestConsumeBatchLingersToFillWhileMessagesKeepArriving(t *testing.T) {
+// TestConsumeBatchLingersToFillBehindABacklog: a batch behind a backlog upstream (its commands marked)
+// that holds a stream's worth of messages (LingerGrowth) waits for more instead of being handed on
+// short, and is handed on once full.
+func TestConsumeBatchLingersToFillBehindABacklog(t *testing.T) {
 	t.Parallel()
-	b, spec, got := lingering(t, time.Minute, time.Minute) // only a full batch ends the wait here
+	b, spec, got := lingering(t, 500, time.Minute, time.Minute, false) // only a full batch ends the wait here
 	// The ten are in the writer's hands, waiting for the batch to fill: delivered, not handled.
 	expectLag(t, b, spec, 0, 10)
 	if s := got.get(); len(s) != 0 {
 		t.Fatalf("batches %v handed on before the batch was full", s)
 	}
+	for i := range 15 {
+		publishCommand(t, b, fmt.Sprint("b", i)) // the backlog's tail, its marks faded
+	}
+	expectLag(t, b, spec, 0, 0)
+	if s := got.get(); len(s) != 1 || s[0] != 25 {
+		t.Fatalf("batches %v, want one full batch of 25", s)
+	}
+}
+
+// TestConsumeBatchLiveTrafficDoesNotLinger: the same stream of messages with no backlog behind them
+// (unmarked) is handed on with what is pending, however long Linger is: live traffic's latency is not
+// traded for fewer calls.
+func TestConsumeBatchLiveTrafficDoesNotLinger(t *testing.T) {
+	t.Parallel()
+	b, spec, got := lingering(t, 0, time.Hour, time.Hour, false)
+	expectLag(t, b, spec, 0, 0)
+	if s := got.get(); len(s) != 1 || s[0] != 10 {
+		t.Fatalf("batches %v, want the ten handed on at once as one batch", s)
+	}
+}
+
+// TestConsumeBatchLingerLiveWaitsForLiveTraffic: LingerLive (an operator's opt-in) makes live traffic
+// wait to fill as a backlog does.
+func TestConsumeBatchLingerLiveWaitsForLiveTraffic(t *testing.T) {
+	t.Parallel()
+	b, spec, got := lingering(t, 0, time.Minute, time.Minute, true)
+	expectLag(t, b, spec, 0, 10)
 	for i := range 15 {
 		publishCommand(t, b, fmt.Sprint("b", i))
 	}
@@ -207,11 +237,42 @@ func TestConsumeBatchLingersToFillWhileMessagesKeepArriving(t *testing.T) {
 	}
 }
 
+// TestConsumeBatchBacklogTailLingersOnce: after a full batch of a backlog, the next batch (the backlog's
+// tail, unmarked: the marks fade as it drains) still waits to fill; the batch after that, with no mark of
+// its own, is live traffic again and is handed on at once.
+func TestConsumeBatchBacklogTailLingersOnce(t *testing.T) {
+	t.Parallel()
+	b, spec := backlog(t, 10, 500)
+	for i := range 5 {
+		publishCommand(t, b, fmt.Sprint("t", i))
+	}
+	got := &batchSizes{}
+	opts := fastOpts()
+	opts.Batch = 10
+	opts.Linger, opts.LingerStep = time.Minute, time.Minute
+	runConsumeBatch(t, b, spec, got.handle, opts)
+	expectLag(t, b, spec, 0, 5) // the marked ten handled as one full batch, the tail's five waiting to fill
+	for i := range 5 {
+		publishCommand(t, b, fmt.Sprint("u", i))
+	}
+	expectLag(t, b, spec, 0, 0)
+	if s := got.get(); len(s) != 2 || s[0] != 10 || s[1] != 10 {
+		t.Fatalf("batches %v, want the marked ten, then the tail filled to ten", s)
+	}
+	for i := range 5 {
+		publishCommand(t, b, fmt.Sprint("v", i))
+	}
+	expectLag(t, b, spec, 0, 0)
+	if s := got.get(); len(s) < 3 || s[2] == 10 {
+		t.Fatalf("batches %v: live traffic after the tail waited to fill", s)
+	}
+}
+
 // TestConsumeBatchLingerEndsWhenQuiet: a burst that stops is handed on after one quiet step, not after
 // the whole Linger; a lone message is handed on at once however long Linger is.
 func TestConsumeBatchLingerEndsWhenQuiet(t *testing.T) {
 	t.Parallel()
-	b, spec, got := lingering(t, time.Hour, 50*time.Millisecond)
+	b, spec, got := lingering(t, 500, time.Hour, 50*time.Millisecond, false)
 	expectLag(t, b, spec, 0, 0) // within its deadline, far below the Linger
 	publishCommand(t, b, "lone")
 	expectLag(t, b, spec, 0, 0)
@@ -251,7 +312,7 @@ func TestNothingLater(t *testing.T) {
 // backlog and for a lone message, and not for a redelivery.
 func TestConsumeBatchTellsNothingLater(t *testing.T) {
 	t.Parallel()
-	b, spec := backlog(t, 3)
+	b, spec := backlog(t, 3, 0)
 	var mu sync.Mutex
 	var seen []string
 	retried := false

@@ -81,6 +81,11 @@ type ConsumeOptions struct {
 	// LingerGrowth is how many messages in hand, and per step on average, show a stream of messages
 	// rather than a trickle (default 3: with 20ms steps, 150 messages/s).
 	LingerGrowth int
+	// LingerLive lets a batch of live traffic linger too. Without it (the default) a batch waits to fill
+	// only behind a backlog: when it holds a message marked ExtBehind (the pipeline upstream was behind)
+	// or the batch before it did and lingered (the backlog's tail, whose marks fade as it drains); live
+	// traffic, however fast, is handed on with what is pending.
+	LingerLive bool
 }
 
 func (o ConsumeOptions) withDefaults() ConsumeOptions {

@@ -36,12 +36,20 @@ func fastOpts() ConsumeOptions {
 
 func publishCommand(t *testing.T, b *Bus, id string) (subject string, e Event) {
 	t.Helper()
+	return publishCommandBehind(t, b, id, 0)
+}
+
+// publishCommandBehind is publishCommand for a command decided behind a backlog of behind records
+// (0: unmarked).
+func publishCommandBehind(t *testing.T, b *Bus, id string, behind uint64) (subject string, e Event) {
+	t.Helper()
 	e, err := NewEvent("cmd/"+id, contracts.TypeReferralRequested, contracts.StageMapper, id,
 		contracts.ReferralCommand{LinkID: "sf-" + id, Op: contracts.OpCreate, OpportunityID: id})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.SetExtension(ExtCorrelationID, "corr-"+id)
+	MarkBehind(&e, behind)
 	subject = contracts.Subject(contracts.SubjectReferralRequested, id)
 	if _, err := b.Publish(context.Background(), subject, e); err != nil {
 		t.Fatal(err)

@@ -241,6 +241,7 @@ func (l *consumeLoop) decode(next step) step {
 			d.pubs = &deliveryPubs{w: pubWindow{b: l.b}}
 			d.ctx = context.WithValue(WithLogger(ctx, d.log), streamSeqKey{}, d.meta.Sequence.Stream)
 			d.ctx = context.WithValue(d.ctx, deliveryPubsKey{}, d.pubs)
+			d.ctx = withBehind(d.ctx, e, d.meta.NumPending)
 			ok = append(ok, d)
 		}
 		if len(ok) > 0 {

@@ -353,6 +353,9 @@ func (s *Service) publish(ctx context.Context, items []OutboxItem) error {
 		if err != nil {
 			return platform.Permanent(err)
 		}
+		// Decided behind a backlog (the snapshot's mark or this delivery's own pending count): sf-writer
+		// fills its batches for it. The mark is no part of the decision or the event's id.
+		platform.MarkBehind(&e, platform.Behind(ctx))
 		out = append(out, platform.Outgoing{Subject: it.Subject, Event: e})
 	}
 	// All at once (one round trip); on an error some may be stored: the handling fails, and the record's

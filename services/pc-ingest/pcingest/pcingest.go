@@ -77,6 +77,7 @@ type Ingest struct {
 	reading  keyedLock
 	own      *ownCreates
 	versions readVersions
+	creates  createBurst
 }
 
 func (in *Ingest) limiter() *pcapi.TenantLimiter {
@@ -273,6 +274,10 @@ func (in *Ingest) HandleNotified(ctx context.Context, e platform.Event) error {
 		return err
 	}
 	defer unlock()
+	behind := platform.Behind(ctx)
+	if n.EventName == pc.EventReferralCreated {
+		behind = max(behind, in.creates.add(time.Now()))
+	}
 	switch n.EventName {
 	case pc.EventReferralCreated, pc.EventReferralUpdated:
 		if !n.ChangedAt.IsZero() {
@@ -295,7 +300,7 @@ func (in *Ingest) HandleNotified(ctx context.Context, e platform.Event) error {
 				return nil
 			}
 		}
-		err = in.fetchNotified(ctx, n.ReferralID)
+		err = in.fetchNotified(ctx, n.ReferralID, behind)
 		if pcapi.IsNotFound(err) {
 			logf(slog.LevelWarn, "notified referral is not visible to the partner; dropped")
 			return nil
@@ -309,9 +314,10 @@ func (in *Ingest) HandleNotified(ctx context.Context, e platform.Event) error {
 }
 
 // fetchNotified reads a notified referral and publishes its snapshot without waiting for the stream's
-// ack (asyncPublisher; in a handler of the fetcher the notification is acked once it arrived), and
-// remembers the version read for the notifications behind it.
-func (in *Ingest) fetchNotified(ctx context.Context, referralID string) error {
+// ack (asyncPublisher; in a handler of the fetcher the notification is acked once it arrived), marked
+// with the backlog it was read behind (0: none), and remembers the version read for the notifications
+// behind it.
+func (in *Ingest) fetchNotified(ctx context.Context, referralID string, behind uint64) error {
 	var r pc.Referral
 	err := in.read(ctx, func() (err error) {
 		r, err = in.PC.GetReferral(ctx, referralID)
@@ -320,7 +326,7 @@ func (in *Ingest) fetchNotified(ctx context.Context, referralID string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := observed.PublishReferral(ctx, asyncPublisher{in.Bus}, contracts.StagePCIngest, r, "webhook"); err != nil {
+	if _, err := observed.PublishReferral(ctx, asyncPublisher{in.Bus, behind}, contracts.StagePCIngest, r, "webhook"); err != nil {
 		return err
 	}
 	in.versions.published(referralID, contracts.ReferralVersion(r).At, platform.StreamSeq(ctx))

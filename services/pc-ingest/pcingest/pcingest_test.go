@@ -548,3 +548,87 @@ func TestOneReferralIsReadOneAtATime(t *testing.T) {
 		u()
 	}
 }
+
+// TestSnapshotsReadBehindABacklogAreMarked: notifications that waited for the fetcher (it was stopped)
+// give snapshots marked with how many waited behind each (platform.ExtBehind, from BehindFloor up), so
+// sf-writer batches what they cause; the backlog's last ones, and a lone change once it has caught up,
+// carry no mark. (Updates: a burst of creates is marked for itself, TestCreateBurst.)
+func TestSnapshotsReadBehindABacklogAreMarked(t *testing.T) {
+	f := newFixture(t, Config{Reads: 1}, nil)
+	fetch := func() (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- f.in.RunFetcher(ctx) }()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("fetcher stopped with %v", err)
+			}
+		}
+	}
+	const n = platform.BehindFloor + 6
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = seller(t, f.emu, fmt.Sprint("Backlog ", i)).ID
+	}
+	stop := fetch()
+	testkit.Eventually(t, 20*time.Second, "a snapshot of every referral", func() (bool, string) {
+		got := f.count(t, contracts.StreamObserved, contracts.SubjectReferralObserved+".>")
+		return got == n, fmt.Sprintf("%d of %d", got, n)
+	})
+	f.settled(t)
+	stop() // the fetcher is down: the updates' notifications pile up
+	for _, id := range ids {
+		v := 2000.0
+		if _, err := f.emu.SellerUpdate(id, pc.Referral{Details: &pc.Details{DealValue: &v}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.Eventually(t, 20*time.Second, "every notification stored", func() (bool, string) {
+		got := f.count(t, contracts.StreamObserved, contracts.SubjectReferralNotified+".>")
+		return got == 2*n, fmt.Sprintf("%d of %d", got, 2*n)
+	})
+	t.Cleanup(fetch())
+	f.settled(t)
+	v := 3000.0
+	lone := ids[0]
+	if _, err := f.emu.SellerUpdate(lone, pc.Referral{Details: &pc.Details{DealValue: &v}}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 20*time.Second, "the lone change's snapshot", func() (bool, string) {
+		return f.snapshots(t, lone) == 3, fmt.Sprint(f.snapshots(t, lone), " snapshots")
+	})
+
+	var marks []uint64
+	err := f.bus.Read(context.Background(), contracts.StreamObserved, func(m platform.Stored) error {
+		e, err := m.Event()
+		if err != nil {
+			return err
+		}
+		if d, err := platform.DataAs[contracts.ReferralObserved](e); err == nil && d.Referral.Details != nil &&
+			d.Referral.Details.DealValue != nil && *d.Referral.Details.DealValue == 2000 {
+			if b := platform.BehindOf(e); b != 0 {
+				marks = append(marks, b)
+			}
+		}
+		return nil
+	}, platform.Subjects(contracts.SubjectReferralObserved+".>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One handler at a time: the first notification had n-1 behind it, … the (n-BehindFloor)th BehindFloor.
+	var want []uint64
+	for p := uint64(n - 1); p >= platform.BehindFloor; p-- {
+		want = append(want, p)
+	}
+	if fmt.Sprint(marks) != fmt.Sprint(want) {
+		t.Errorf("marks of the backlog's snapshots, in stream order, %v; want %v", marks, want)
+	}
+	m, err := f.bus.LastMsg(context.Background(), contracts.StreamObserved, contracts.Subject(contracts.SubjectReferralObserved, lone))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := m.Event(); err != nil || platform.BehindOf(e) != 0 {
+		t.Errorf("the lone change's snapshot is marked %d behind (%v)", platform.BehindOf(e), err)
+	}
+}

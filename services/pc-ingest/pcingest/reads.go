@@ -75,9 +75,48 @@ func (r *readVersions) published(referralID string, at time.Time, seq uint64) {
 
 // asyncPublisher publishes the fetcher's snapshots with PublishAsync: the handler's slot is free for the
 // next read while the stream's ack is on its way, and the notification is acknowledged once it arrived.
-// It cannot tell a duplicate, so it reports every snapshot as new.
-type asyncPublisher struct{ bus *platform.Bus }
+// It cannot tell a duplicate, so it reports every snapshot as new. A snapshot read behind a backlog (behind:
+// notifications waiting behind its own, platform.Behind, or a burst of new referrals) is marked so, for
+// sf-writer to batch what it causes (platform.MarkBehind; the mark changes no decision).
+type asyncPublisher struct {
+	bus    *platform.Bus
+	behind uint64
+}
 
 func (p asyncPublisher) Publish(ctx context.Context, subject string, e platform.Event) (bool, error) {
+	platform.MarkBehind(&e, p.behind)
 	return false, p.bus.PublishAsync(ctx, subject, e)
+}
+
+// A burst of new referrals is at least createBurstFloor referral-created notifications within
+// createBurstWindow.
+const (
+	createBurstFloor  = 16
+	createBurstWindow = time.Second
+)
+
+// createBurst counts the referral-created notifications the fetcher handled within the last
+// createBurstWindow. Partner Center has no bulk feed: a mass share or a migration of referrals arrives as a
+// burst of webhooks, records cosell has never seen arriving together, which no pending count shows while the
+// fetcher keeps up (each is read at once); a seller's share now and then never makes one, nor does any
+// number of updates.
+type createBurst struct {
+	mu sync.Mutex
+	at []time.Time // within the window, oldest first
+}
+
+// add notes a referral-created notification handled at now and returns the burst it is part of: how many
+// such notifications the window holds, 0 below createBurstFloor.
+func (c *createBurst) add(now time.Time) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cut := 0
+	for cut < len(c.at) && now.Sub(c.at[cut]) >= createBurstWindow {
+		cut++
+	}
+	c.at = append(c.at[cut:], now)
+	if len(c.at) < createBurstFloor {
+		return 0
+	}
+	return uint64(len(c.at))
 }

@@ -132,3 +132,33 @@ func TestSnapshotVersionReadAsTheEventDecodes(t *testing.T) {
 		}
 	}
 }
+
+// TestCreateBurst: referral-created notifications make a burst from the createBurstFloor-th within a
+// createBurstWindow on (each then marked with the window's count); spread out (a seller's share now and
+// then) they never do, and a burst's count falls away as its window passes.
+func TestCreateBurst(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	var c createBurst
+	var marks []uint64
+	for i := range createBurstFloor + 2 {
+		marks = append(marks, c.add(t0.Add(time.Duration(i)*10*time.Millisecond)))
+	}
+	for i, m := range marks {
+		want := uint64(0)
+		if i+1 >= createBurstFloor {
+			want = uint64(i + 1)
+		}
+		if m != want {
+			t.Errorf("create %d of a burst: mark %d, want %d (all %v)", i+1, m, want, marks)
+		}
+	}
+	if m := c.add(t0.Add(createBurstWindow + time.Second)); m != 0 {
+		t.Errorf("a create after the burst's window: mark %d, want 0", m)
+	}
+	var spread createBurst
+	for i := range 10 * createBurstFloor {
+		if m := spread.add(t0.Add(time.Duration(i) * createBurstWindow / (createBurstFloor - 1))); m != 0 {
+			t.Fatalf("create %d, %d a window apart: marked %d", i, createBurstFloor-1, m)
+		}
+	}
+}

@@ -110,11 +110,11 @@ func (w *Writer) Learn(ctx context.Context) error {
 
 // BatchConfig is how sf-writer gathers commands into Collections calls.
 type BatchConfig struct {
-	Linger time.Duration `env:"COSELL_SF_BATCH_LINGER" default:"200ms" help:"the longest a batch of commands waits to fill up to 200 (one Collections call) while commands keep arriving at COSELL_SF_BATCH_LINGER_RATE or more (a backlog): the latency it may add for fewer API calls (at 350 commands/s a batch holds ~70 commands, one call); a lone command is written at once, a burst that stops within a 20ms step; 0 = write what is pending, never wait"`
-	// LingerRate is the arrival rate that starts and keeps a batch waiting: above a steady change rate, so
-	// a steady 100 changes/s never waits (its 20 ms steps bring ~2 commands) and a backlog (the mapper
-	// deciding as fast as it can, ~250-350 commands/s on 2 cores) does.
-	LingerRate int `env:"COSELL_SF_BATCH_LINGER_RATE" default:"300" help:"commands per second, measured over 20ms steps, at or above which a batch waits (up to COSELL_SF_BATCH_LINGER) to fill: below it every batch is written at once"`
+	Linger time.Duration `env:"COSELL_SF_BATCH_LINGER" default:"200ms" help:"the longest a batch of commands waits to fill up to 200 (one Collections call) behind a backlog upstream (commands decided while a stage before sf-writer had records waiting: they carry the ce-behind mark) while commands keep arriving: the latency a backlog's records may gain for fewer API calls (at 650 commands/s a batch holds ~130, one call); live traffic, however fast, is written with what is pending (see COSELL_SF_BATCH_LINGER_RATE); a lone command is written at once, a burst that stops within a 20ms step; 0 = never wait"`
+	// LingerRate opts live traffic into the linger: without it (0) only a backlog upstream makes a batch
+	// wait, since a rate cannot tell a steady 500 changes/s (whose latency the wait would cost) from a
+	// backlog draining at the same pace.
+	LingerRate int `env:"COSELL_SF_BATCH_LINGER_RATE" default:"0" help:"commands per second, measured over 20ms steps, at or above which live traffic (no backlog upstream) also waits up to COSELL_SF_BATCH_LINGER to fill a batch: fewer Salesforce calls for that much more latency (e.g. 300); 0 = only a backlog upstream waits"`
 }
 
 // Run consumes Opportunity commands in batches (up to 200, one Collections call's worth) until ctx is

@@ -41,6 +41,7 @@ func build(ctx context.Context, cfg *StageConfig, env *stage.Env) (stage.Runner,
 			step = 20 * time.Millisecond // platform's default step
 		}
 		consume.LingerGrowth = max(1, int(float64(cfg.Batch.LingerRate)*step.Seconds()+0.5))
+		consume.LingerLive = true // the operator's opt-in: live traffic at that rate waits too
 	}
 	w := &Writer{Bus: env.Bus, SF: sf, Outcomes: rec, Log: env.Log, Consume: consume, LimitPause: cfg.Budget.Pause,
 		Governor: &Governor{SF: sf, Config: cfg.Budget, Log: env.Log}, AfterWrite: env.AfterWrite, Match: cfg.Match}
