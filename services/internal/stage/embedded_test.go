@@ -9,12 +9,17 @@ import (
 	"testing"
 )
 
-// A binary built without the embedded nats-server (the images') refuses COSELL_NATS_EMBEDDED=true at once,
-// saying what to do instead, and creates no store.
-func TestMainWithoutTheEmbeddedServerSaysHowToGetOne(t *testing.T) {
+// withoutEmbeddedServer makes the test's stages those of a binary built without the embeddednats tag.
+func withoutEmbeddedServer(t *testing.T) {
 	built := connectEmbedded
 	connectEmbedded = nil
 	t.Cleanup(func() { connectEmbedded = built })
+}
+
+// A binary built without the embedded nats-server (the images') refuses COSELL_NATS_EMBEDDED=true at once,
+// saying what to do instead, and creates no store.
+func TestMainWithoutTheEmbeddedServerSaysHowToGetOne(t *testing.T) {
+	withoutEmbeddedServer(t)
 	toy := Define("toy", "a stage for the test", func(context.Context, *toyConfig, *Env) (Runner, error) {
 		t.Error("built without a server to connect to")
 		return nil, nil
@@ -32,6 +37,22 @@ func TestMainWithoutTheEmbeddedServerSaysHowToGetOne(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("a store was created in %s: %v", dir, entries)
+	}
+}
+
+// Without COSELL_NATS_URL such a binary does not suggest COSELL_NATS_EMBEDDED, which it would refuse.
+func TestMainWithoutTheEmbeddedServerHintsOnlyWhatItCanRun(t *testing.T) {
+	withoutEmbeddedServer(t)
+	toy := Define("toy", "a stage for the test", func(context.Context, *toyConfig, *Env) (Runner, error) {
+		t.Error("built without a NATS URL")
+		return nil, nil
+	})
+	var stdout, stderr bytes.Buffer
+	if c := run(context.Background(), toy, nil, &stdout, &stderr, lookupIn(map[string]string{"COSELL_TOY_GREETING": "hi", "COSELL_DATA_DIR": t.TempDir()})); c != 2 {
+		t.Fatalf("exit %d, want 2: %s", c, stderr.String())
+	}
+	if got := stderr.String(); !strings.Contains(got, "COSELL_NATS_URL=nats://") || !strings.Contains(got, "cosell nats") || strings.Contains(got, "COSELL_NATS_EMBEDDED") {
+		t.Errorf("want the URL and cosell nats as the hints, not COSELL_NATS_EMBEDDED: %s", got)
 	}
 }
 

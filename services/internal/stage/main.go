@@ -25,6 +25,10 @@ func Main(c Component) int {
 var ErrNoNATSURL = errors.New("COSELL_NATS_URL is not set: point the stage at your NATS (COSELL_NATS_URL=nats://host:4222), " +
 	"or set COSELL_NATS_EMBEDDED=true to run an embedded nats-server with its store in COSELL_DATA_DIR (development only)")
 
+// errNoNATSURLNoEmbedded is ErrNoNATSURL in a binary built without the embedded server.
+var errNoNATSURLNoEmbedded = errors.New("COSELL_NATS_URL is not set: point the stage at your NATS (COSELL_NATS_URL=nats://host:4222; " +
+	"`cosell nats` runs one for development)")
+
 // ErrNoEmbeddedServer is why COSELL_NATS_EMBEDDED does not start a server in a binary built without one.
 var ErrNoEmbeddedServer = errors.New("COSELL_NATS_EMBEDDED=true, but this binary was built without the embedded nats-server " +
 	"(the images leave it out): point COSELL_NATS_URL at your NATS (`cosell nats` runs one for development), " +
@@ -73,7 +77,11 @@ func run(ctx context.Context, c Component, args []string, stdout, stderr io.Writ
 	}
 	common := cfg.Common
 	if common.Bus.URL == "" && !common.Bus.Embedded {
-		fmt.Fprintf(stderr, "%s: %v\n", name, ErrNoNATSURL)
+		err := ErrNoNATSURL
+		if connectEmbedded == nil { // no hint this binary cannot follow
+			err = errNoNATSURLNoEmbedded
+		}
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 2
 	}
 	if common.Bus.URL == "" && common.Bus.LoginFile == "" && connectEmbedded == nil {
