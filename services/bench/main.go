@@ -526,6 +526,7 @@ func (b *bench) steadyPhase(ctx context.Context, refIDs []string, rate int, d, e
 	r.add("| … CPU, cores used over the run and until quiet (share of the fleet's CPU time) | %s |", m.cpu)
 	r.add("| … CPU per change | %s |", cpuPerChange(m.used, changes))
 	r.add("| … resident memory (VmRSS) during the run, peak (at mid-run) | %s |", mem.peaks())
+	r.add("| … of it anonymous memory (RssAnon: heap, stacks, runtime; the rest is the binary's pages, page cache shared by replicas), peak | %s |", mem.anonPeaks())
 	return run, nil
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -14,6 +15,9 @@ import (
 type memSeries struct {
 	at  []time.Duration    // since the run started
 	rss map[string][]int64 // process → bytes, one per sample (0 where it could not be read)
+	// anon is, per process, the anonymous part of each sample (RssAnon: heap, stacks, the runtime); the rest
+	// of its VmRSS is file pages (its binary's code and read-only data: page cache, shared between replicas).
+	anon map[string][]int64
 	// extra, when set, is sampled with the processes: rows of their own, such as what the server holds on
 	// disk (storedRow) and its Go heap, to set its memory against.
 	extra func() map[string]int64
@@ -26,6 +30,9 @@ const storedRow = "(JetStream store: the account's stored bytes, on disk, not me
 func (s *memSeries) sample(ctx context.Context, f *fleet.Fleet, start time.Time, every time.Duration) {
 	if s.rss == nil {
 		s.rss = map[string][]int64{}
+	}
+	if s.anon == nil {
+		s.anon = map[string][]int64{}
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -43,8 +50,9 @@ func (s *memSeries) sample(ctx context.Context, f *fleet.Fleet, start time.Time,
 				s.rss[name] = append(s.rss[name], 0)
 				continue
 			}
-			v, _ := p.RSS()
+			v, anon, _ := p.Memory()
 			s.rss[name] = append(s.rss[name], v)
+			s.anon[name] = append(s.anon[name], anon)
 		}
 		if s.extra != nil {
 			for name, v := range s.extra() {
@@ -102,6 +110,22 @@ func (s *memSeries) peaks() string {
 			peak = max(peak, x)
 		}
 		parts = append(parts, fmt.Sprintf("%s %.0f (%.0f) MiB", name, mib(peak), mib(mid[name])))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// anonPeaks renders each process's highest anonymous sample (RssAnon): "mapper 19 MiB".
+func (s *memSeries) anonPeaks() string {
+	if len(s.anon) == 0 {
+		return "not sampled"
+	}
+	var parts []string
+	for _, name := range s.names() {
+		v, ok := s.anon[name]
+		if !ok {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %.0f MiB", name, mib(slices.Max(append(v, 0)))))
 	}
 	return strings.Join(parts, ", ")
 }

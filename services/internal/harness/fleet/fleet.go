@@ -109,18 +109,39 @@ func (p *Proc) PID() int { return p.cmd.Process.Pid }
 
 // RSS returns the resident set size in bytes (Linux).
 func (p *Proc) RSS() (int64, error) {
+	rss, _, err := p.Memory()
+	return rss, err
+}
+
+// Memory is the process's resident memory (VmRSS) and, of it, the anonymous part (RssAnon: its heap,
+// stacks and runtime; the rest is file pages, a binary's code and read-only data, shared page cache).
+func (p *Proc) Memory() (rss, anon int64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.PID()))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
+	found := false
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			f := strings.Fields(line)
-			kb, err := strconv.ParseInt(f[1], 10, 64)
-			return kb * 1024, err
+		var into *int64
+		switch {
+		case strings.HasPrefix(line, "VmRSS:"):
+			into, found = &rss, true
+		case strings.HasPrefix(line, "RssAnon:"):
+			into = &anon
+		default:
+			continue
 		}
+		f := strings.Fields(line)
+		kb, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return 0, 0, err
+		}
+		*into = kb * 1024
 	}
-	return 0, errors.New("no VmRSS")
+	if !found {
+		return 0, 0, errors.New("no VmRSS")
+	}
+	return rss, anon, nil
 }
 
 // Fleet is one deployment on loopback.
