@@ -192,21 +192,27 @@ func lingering(t *testing.T, behind uint64, linger, step time.Duration, live boo
 
 // TestConsumeBatchLingersToFillBehindABacklog: a batch behind a backlog upstream (its commands marked)
 // that holds a stream's worth of messages (LingerGrowth) waits for more instead of being handed on
-// short, and is handed on once full.
+// short, and is handed on once full; with LingerLive (an operator's opt-in) live traffic waits so too.
 func TestConsumeBatchLingersToFillBehindABacklog(t *testing.T) {
 	t.Parallel()
-	b, spec, got := lingering(t, 500, time.Minute, time.Minute, false) // only a full batch ends the wait here
-	// The ten are in the writer's hands, waiting for the batch to fill: delivered, not handled.
-	expectLag(t, b, spec, 0, 10)
-	if s := got.get(); len(s) != 0 {
-		t.Fatalf("batches %v handed on before the batch was full", s)
-	}
-	for i := range 15 {
-		publishCommand(t, b, fmt.Sprint("b", i)) // the backlog's tail, its marks faded
-	}
-	expectLag(t, b, spec, 0, 0)
-	if s := got.get(); len(s) != 1 || s[0] != 25 {
-		t.Fatalf("batches %v, want one full batch of 25", s)
+	for _, tc := range []struct {
+		name   string
+		behind uint64
+		live   bool
+	}{{"marked behind a backlog", 500, false}, {"live traffic with LingerLive", 0, true}} {
+		b, spec, got := lingering(t, tc.behind, time.Minute, time.Minute, tc.live) // only a full batch ends the wait here
+		// The ten are in the writer's hands, waiting for the batch to fill: delivered, not handled.
+		expectLag(t, b, spec, 0, 10)
+		if s := got.get(); len(s) != 0 {
+			t.Fatalf("%s: batches %v handed on before the batch was full", tc.name, s)
+		}
+		for i := range 15 {
+			publishCommand(t, b, fmt.Sprint("b", i)) // unmarked: a backlog's tail, its marks faded
+		}
+		expectLag(t, b, spec, 0, 0)
+		if s := got.get(); len(s) != 1 || s[0] != 25 {
+			t.Fatalf("%s: batches %v, want one full batch of 25", tc.name, s)
+		}
 	}
 }
 
@@ -219,21 +225,6 @@ func TestConsumeBatchLiveTrafficDoesNotLinger(t *testing.T) {
 	expectLag(t, b, spec, 0, 0)
 	if s := got.get(); len(s) != 1 || s[0] != 10 {
 		t.Fatalf("batches %v, want the ten handed on at once as one batch", s)
-	}
-}
-
-// TestConsumeBatchLingerLiveWaitsForLiveTraffic: LingerLive (an operator's opt-in) makes live traffic
-// wait to fill as a backlog does.
-func TestConsumeBatchLingerLiveWaitsForLiveTraffic(t *testing.T) {
-	t.Parallel()
-	b, spec, got := lingering(t, 0, time.Minute, time.Minute, true)
-	expectLag(t, b, spec, 0, 10)
-	for i := range 15 {
-		publishCommand(t, b, fmt.Sprint("b", i))
-	}
-	expectLag(t, b, spec, 0, 0)
-	if s := got.get(); len(s) != 1 || s[0] != 25 {
-		t.Fatalf("batches %v, want one full batch of 25", s)
 	}
 }
 
