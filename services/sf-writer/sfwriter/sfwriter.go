@@ -110,7 +110,7 @@ func (w *Writer) Learn(ctx context.Context) error {
 
 // BatchConfig is how sf-writer gathers commands into Collections calls.
 type BatchConfig struct {
-	Linger time.Duration `env:"COSELL_SF_BATCH_LINGER" default:"200ms" help:"the longest a batch of commands waits to fill up to 200 (one Collections call) behind a backlog upstream (commands decided while a stage before sf-writer had records waiting: they carry the ce-behind mark) while commands keep arriving: the latency a backlog's records may gain for fewer API calls (at 650 commands/s a batch holds ~130, one call); live traffic, however fast, is written with what is pending (see COSELL_SF_BATCH_LINGER_RATE); a lone command is written at once, a burst that stops within a 20ms step; 0 = never wait"`
+	Linger time.Duration `env:"COSELL_SF_BATCH_LINGER" default:"200ms" help:"the longest a batch of commands waits to fill up to 200 (one Collections call) behind a backlog upstream (commands decided while a stage before sf-writer had records waiting, or from a burst of new referrals: they carry the ce-behind mark) while commands keep arriving at 300/s or more: the latency a backlog's records may gain for fewer API calls (at 650 commands/s a batch holds ~130, one call); live traffic, however fast, is written with what is pending (see COSELL_SF_BATCH_LINGER_RATE); a lone command is written at once, a burst that stops within a 20ms step; 0 = never wait"`
 	// LingerRate opts live traffic into the linger: without it (0) only a backlog upstream makes a batch
 	// wait, since a rate cannot tell a steady 500 changes/s (whose latency the wait would cost) from a
 	// backlog draining at the same pace.
