@@ -91,7 +91,7 @@ func (p asyncPublisher) Publish(ctx context.Context, subject string, e platform.
 // A burst of new referrals is at least createBurstFloor referral-created notifications within
 // createBurstWindow.
 const (
-	createBurstFloor  = 16
+	createBurstFloor  = 4
 	createBurstWindow = time.Second
 )
 
