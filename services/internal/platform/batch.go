@@ -78,15 +78,16 @@ type backlogRun struct{ lingered bool }
 
 // fetchBatch is the one fetch wait policy of ConsumeBatch, for latency under a trickle and throughput
 // under a backlog. It waits up to MaxWait for one message. A message with nothing pending behind it (its
-// delivery metadata's pending count) is handed on alone at once: a trickle adds no wait and no second
-// request. Otherwise it takes what is pending, up to Batch, without waiting. When that is not a full batch
-// but holds at least LingerGrowth messages, and it is behind a backlog (a message marked ExtBehind, or the
-// batch before lingered for one: the backlog's tail) or LingerLive is set, it waits for more, in steps of
-// LingerStep, up to Linger in all: while the steps bring on average LingerGrowth messages or more, each
-// at least half of that, and until a step brings none or the batch is full. So a backlog fills batches up
-// to the API's size (one call for up to 200 records) and a burst that stops is handed on one quiet step
-// later, while live traffic, however fast, is handed on with what is pending: its latency is not traded
-// for fewer calls unless an operator asks (LingerLive). A stage's own durable backlog fills its batches
+// delivery metadata's pending count) and not behind a backlog is handed on alone at once: a trickle adds
+// no wait and no second request. Otherwise it takes what is pending, up to Batch, without waiting. When
+// that is not a full batch and it is behind a backlog (a message marked ExtBehind, or the batch before
+// lingered for one: the backlog's tail), it waits for more from its first message on, or with LingerLive
+// once it holds LingerGrowth messages: in steps of LingerStep, up to Linger in all, while the steps bring
+// on average LingerGrowth messages or more, each at least half of that, and until a step brings none or
+// the batch is full. So a backlog fills batches up to the API's size (one call for up to 200 records)
+// even when the writer keeps up with its flow, and a burst that stops is handed on one quiet step later,
+// while live traffic, however fast, is handed on with what is pending: its latency is not traded for
+// fewer calls unless an operator asks (LingerLive). A stage's own durable backlog fills its batches
 // without a wait.
 func fetchBatch(cons jetstream.Consumer, opts ConsumeOptions, run *backlogRun) ([]jetstream.Msg, error) {
 	first, err := cons.Fetch(1, jetstream.FetchMaxWait(opts.MaxWait))
@@ -102,23 +103,28 @@ func fetchBatch(cons jetstream.Consumer, opts ConsumeOptions, run *backlogRun) (
 	if opts.Batch <= 1 {
 		return msgs, nil
 	}
-	if meta, err := msgs[0].Metadata(); err == nil && meta.NumPending == 0 {
+	marked := marksBacklog(msgs)
+	if meta, err := msgs[0].Metadata(); err == nil && meta.NumPending == 0 && !marked && !tail {
 		return msgs, nil // nothing behind it: a trickle
 	}
 	rest, err := cons.FetchNoWait(opts.Batch - 1)
 	if err != nil {
 		return msgs, nil // the first one is ours; the rest comes with the next fetch
 	}
+	n := len(msgs)
 	msgs = collect(msgs, rest)
-	if opts.Linger <= 0 || len(msgs) < opts.LingerGrowth {
+	marked = marked || marksBacklog(msgs[n:])
+	if opts.Linger <= 0 {
 		return msgs, nil
 	}
-	marked := marksBacklog(msgs)
 	if len(msgs) >= opts.Batch {
 		run.lingered = marked // a full batch of a backlog: the next one may hold its tail
 		return msgs, nil
 	}
-	if !opts.LingerLive && !marked && !tail {
+	// Behind a backlog a batch waits from its first command: a writer that keeps up with the backlog's
+	// flow holds only a few at each fetch, and handing those on would cost a call each. Live traffic
+	// waits (LingerLive) only once LingerGrowth are in hand, a stream arriving.
+	if !marked && !tail && (!opts.LingerLive || len(msgs) < opts.LingerGrowth) {
 		return msgs, nil // live traffic: written with what is pending
 	}
 	run.lingered = marked

@@ -216,6 +216,30 @@ func TestConsumeBatchLingersToFillBehindABacklog(t *testing.T) {
 	}
 }
 
+// TestConsumeBatchLingersFromOneMarkedMessage: behind a backlog a batch waits from its first command,
+// even one with nothing pending behind it: a writer keeping up with a backlog's flow holds only a few at
+// each fetch, and handing those on would cost a call each.
+func TestConsumeBatchLingersFromOneMarkedMessage(t *testing.T) {
+	t.Parallel()
+	b, spec := backlog(t, 1, 500)
+	got := &batchSizes{}
+	opts := fastOpts()
+	opts.Batch = 5
+	opts.Linger, opts.LingerStep = time.Minute, time.Minute // only a full batch ends the wait here
+	runConsumeBatch(t, b, spec, got.handle, opts)
+	expectLag(t, b, spec, 0, 1) // delivered, waiting for the batch to fill
+	if s := got.get(); len(s) != 0 {
+		t.Fatalf("batches %v: a marked command was handed on alone", s)
+	}
+	for i := range 4 {
+		publishCommand(t, b, fmt.Sprint("b", i))
+	}
+	expectLag(t, b, spec, 0, 0)
+	if s := got.get(); len(s) != 1 || s[0] != 5 {
+		t.Fatalf("batches %v, want one full batch of 5", s)
+	}
+}
+
 // TestConsumeBatchLiveTrafficDoesNotLinger: the same stream of messages with no backlog behind them
 // (unmarked) is handed on with what is pending, however long Linger is: live traffic's latency is not
 // traded for fewer calls.
