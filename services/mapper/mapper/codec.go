@@ -2,23 +2,20 @@ package mapper
 
 import (
 	"bytes"
-	"fmt"
 	"sync"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	jsonv1 "github.com/go-json-experiment/json/v1"
-
-	"github.com/cosell-dev/cosell/services/internal/platform"
 )
 
-// The link record, its outbox's events and the events the mapper reads are encoded and decoded with JSON
-// v2 (github.com/go-json-experiment/json, the Go team's encoding/json/v2, which Go 1.25+ ships behind
-// GOEXPERIMENT=jsonv2): it walks a map[string]any (a link's synced and latest values, a command's fields)
-// without reflection, where encoding/json copies every key and value through reflect (half of a decision's
-// allocations), and decodes in a quarter to a third of the allocations. All of it stays what encoding/json
-// writes and reads (TestLinkCodecAgreesWithEncodingJSON, TestOutboxCodecAgreesWithEncodingJSON,
-// TestEventDataAgreesWithEncodingJSON): the same fields, omitted when empty as encoding/json omits them,
-// nil maps and slices as null; map keys are not sorted (nothing hashes these bytes: event ids are built
+// The link record and its outbox's events are encoded and decoded with JSON v2
+// (github.com/go-json-experiment/json, the Go team's encoding/json/v2, which Go 1.25+ ships behind
+// GOEXPERIMENT=jsonv2; the events the mapper reads are decoded so by platform.DataAs): it walks a
+// map[string]any (a link's synced and latest values, a command's fields) without reflection, where
+// encoding/json copies every key and value through reflect (half of a decision's allocations), and decodes
+// in a quarter to a third of the allocations. All of it stays what encoding/json writes and reads
+// (TestLinkCodecAgreesWithEncodingJSON, TestOutboxCodecAgreesWithEncodingJSON): the same fields, omitted
+// when empty as encoding/json omits them, nil maps and slices as null; map keys are not sorted (nothing hashes these bytes: event ids are built
 // from their parts, fingerprints by decide's own encoder).
 var (
 	linkEncoding = jsonv2.JoinOptions(jsonv1.OmitEmptyWithLegacySemantics(true),
@@ -44,17 +41,3 @@ const linkBufferKeep = 64 << 10
 func encodeJSON(v any) ([]byte, error) { return jsonv2.Marshal(v, linkEncoding) }
 
 func decodeLink(b []byte, st *stored) error { return jsonv2.Unmarshal(b, st, linkDecoding) }
-
-// eventData is platform.DataAs by JSON v2 under encoding/json's decoding rules (jsonv1.DefaultOptionsV1:
-// names matched without regard to case, the last of duplicate names kept, invalid UTF-8 taken as U+FFFD),
-// so whatever a producer wrote is read as every other stage reads it.
-func eventData[T any](e platform.Event) (T, error) {
-	var v T
-	if len(e.Data()) == 0 {
-		return v, fmt.Errorf("event %s (%s): no data", e.ID(), e.Type())
-	}
-	if err := jsonv2.Unmarshal(e.Data(), &v, jsonv1.DefaultOptionsV1()); err != nil {
-		return v, fmt.Errorf("event %s (%s): decode data as %T: %w", e.ID(), e.Type(), v, err)
-	}
-	return v, nil
-}

@@ -82,7 +82,7 @@ func (s *Service) HandleObserved(ctx context.Context, e platform.Event) error {
 	var obs decide.Observation
 	switch e.Type() {
 	case contracts.TypeReferralObserved:
-		d, err := eventData[contracts.ReferralObserved](e)
+		d, err := platform.DataAs[contracts.ReferralObserved](e)
 		if err != nil {
 			return platform.Permanent(err)
 		}
@@ -92,7 +92,7 @@ func (s *Service) HandleObserved(ctx context.Context, e platform.Event) error {
 		obs = s.Decide.ObserveReferral(e.ID(), d.Referral, d.Version)
 		obs.Returned = e.Source() == contracts.StagePCWriter
 	case contracts.TypeOpportunityObserved:
-		d, err := eventData[contracts.OpportunityObserved](e)
+		d, err := platform.DataAs[contracts.OpportunityObserved](e)
 		if err != nil {
 			return platform.Permanent(err)
 		}
@@ -112,7 +112,7 @@ func (s *Service) HandleObserved(ctx context.Context, e platform.Event) error {
 
 // HandleOutcome folds a writer's outcome into its link.
 func (s *Service) HandleOutcome(ctx context.Context, e platform.Event) error {
-	out, err := eventData[contracts.Outcome](e)
+	out, err := platform.DataAs[contracts.Outcome](e)
 	if err != nil {
 		return platform.Permanent(err)
 	}
